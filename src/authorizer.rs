@@ -1,0 +1,540 @@
+//! The facade: policy, clock, GitHub and the cache, wired together.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use moka::ops::compute::{CompResult, Op};
+
+use crate::cache::{
+    Backoff, CacheConfig, CacheStats, Counters, Epochs, Front, Invalidation, PermEntry, PermKey, RepoEntry,
+};
+use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::decision::{Decision, Fact, Outcome, Source, decide_anonymous, decide_github};
+use crate::github::{ClientBuildError, Fetched, GithubApi, GithubConfig, GithubError, OctocrabGithub, PermissionTarget};
+use crate::ids::{App, GithubUser, RepoCoords};
+use crate::policy::{Capability, Policy, Visibility};
+use crate::secret::GithubToken;
+
+/// Who is asking.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Principal {
+    /// Nobody signed in.
+    Anonymous,
+    /// A GitHub-authenticated user; in user-token mode, with their token.
+    GithubUser {
+        /// The user.
+        user: GithubUser,
+        /// The user's own token (needed in user-token mode only).
+        token: Option<GithubToken>,
+    },
+}
+
+impl Principal {
+    /// A GitHub user, for installation-token mode.
+    pub fn github(user: GithubUser) -> Self {
+        Principal::GithubUser { user, token: None }
+    }
+
+    /// A GitHub user with their own token, for user-token mode.
+    pub fn github_with_token(user: GithubUser, token: GithubToken) -> Self {
+        Principal::GithubUser { user, token: Some(token) }
+    }
+
+    /// How the principal is written in output: `github:<login>` or `anonymous`.
+    pub fn label(&self) -> String {
+        match self {
+            Principal::Anonymous => "anonymous".to_owned(),
+            Principal::GithubUser { user, .. } => format!("github:{}", user.login),
+        }
+    }
+}
+
+/// Why a check could not decide. Never an allow in disguise.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckError {
+    /// GitHub failed (unavailable, rate limited, credentials refused, or an unexpected answer).
+    #[error(transparent)]
+    Github(#[from] GithubError),
+    /// In user-token mode, a check that must ask GitHub needs the user's token.
+    #[error("user-token mode needs the user's github token for `{login}`")]
+    MissingUserToken {
+        /// The user's login.
+        login: String,
+    },
+}
+
+impl CheckError {
+    /// Whether the failure is temporary (unavailable or rate limited): ask again later.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, CheckError::Github(GithubError::Unavailable { .. }))
+    }
+
+    /// When asking again makes sense, where known.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            CheckError::Github(e) => e.retry_after(),
+            CheckError::MissingUserToken { .. } => None,
+        }
+    }
+}
+
+/// Why an [`Authorizer`] could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The GitHub client could not be built.
+    #[error(transparent)]
+    Github(#[from] ClientBuildError),
+}
+
+/// Builds an [`Authorizer`].
+#[derive(Debug)]
+pub struct AuthorizerBuilder {
+    github: GithubConfig,
+    policy: Policy,
+    cache: CacheConfig,
+    clock: Arc<dyn Clock>,
+}
+
+impl AuthorizerBuilder {
+    /// The policy (default: DESIGN's table).
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Cache lifetimes and bounds.
+    pub fn cache(mut self, cache: CacheConfig) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    /// The clock (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Builds it. Needs no runtime and sends nothing; the first check does.
+    pub fn build(self) -> Result<Authorizer, BuildError> {
+        let github = Arc::new(OctocrabGithub::new(self.github, self.clock.clone())?);
+        Ok(Authorizer::from_parts(self.policy, self.cache, self.clock, github))
+    }
+}
+
+/// Decides who may view, edit, deploy and delete apps, from GitHub roles kept in a TTL cache.
+///
+/// Cheap to clone; clones share the cache.
+///
+/// # Staleness
+///
+/// See [`CacheConfig`]: a fact is served at most its lifetime after GitHub confirmed it, on the
+/// authorizer's clock, and `deploy`/`delete` revalidate anything older than `strict_max_age`.
+/// Errors are never cached as "no access" and never served as an allow.
+///
+/// # Concurrent calls
+///
+/// Concurrent checks that miss on one (user, repository) key send one request; the others wait
+/// for its answer. Dropping a waiting check cancels nothing for the others; if the check that is
+/// sending the request is dropped, the next waiter sends its own. The repository lookup (which
+/// repository is at the app's coordinates) is shared by all users in the same way.
+///
+/// # Invalidation
+///
+/// [`Authorizer::invalidate`] is effective for the next check on this authorizer, including
+/// against a request that was in flight when it was called: a fact whose fetch started before a
+/// matching invalidation is never served from the cache.
+#[derive(Debug, Clone)]
+pub struct Authorizer {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    policy: Policy,
+    cfg: CacheConfig,
+    clock: Arc<dyn Clock>,
+    github: Arc<dyn GithubApi>,
+    perms: moka::future::Cache<PermKey, Arc<PermEntry>>,
+    repos: moka::future::Cache<RepoCoords, Arc<RepoEntry>>,
+    front: Arc<Front>,
+    epochs: Epochs,
+    backoff: moka::sync::Cache<PermKey, Backoff>,
+    counters: Counters,
+    generation: AtomicU64,
+}
+
+/// What a load found: the entry, and whether GitHub was asked for it.
+type Loaded = (Arc<PermEntry>, Source);
+
+impl Authorizer {
+    /// A builder for an authorizer that asks GitHub as `github` says.
+    ///
+    /// ```
+    /// use ghauthz::{Authorizer, GithubAuth, GithubConfig, GithubToken, Policy};
+    /// let github = GithubConfig::new(GithubAuth::Token(GithubToken::new("ghs_example".into())));
+    /// let authz = Authorizer::builder(github).policy(Policy::default()).build().unwrap();
+    /// assert_eq!(authz.stats().hits, 0);
+    /// ```
+    pub fn builder(github: GithubConfig) -> AuthorizerBuilder {
+        AuthorizerBuilder { github, policy: Policy::default(), cache: CacheConfig::default(), clock: Arc::new(SystemClock) }
+    }
+
+    fn from_parts(policy: Policy, cfg: CacheConfig, clock: Arc<dyn Clock>, github: Arc<dyn GithubApi>) -> Self {
+        let front = Arc::new(Front::new());
+        let listener_front = front.clone();
+        let keep = cfg.role_ttl.max(cfg.no_role_ttl) + cfg.keep_for_revalidation;
+        let perms = moka::future::Cache::builder()
+            .max_capacity(cfg.capacity)
+            .time_to_live(keep)
+            .support_invalidation_closures()
+            .eviction_listener(move |k: Arc<PermKey>, v: Arc<PermEntry>, _| {
+                listener_front.remove_generation(&k, v.generation);
+            })
+            .build();
+        let repos = moka::future::Cache::builder()
+            .max_capacity((cfg.capacity / 4).max(1024))
+            .time_to_live(keep)
+            .support_invalidation_closures()
+            .build();
+        let backoff = moka::sync::Cache::builder()
+            .max_capacity(cfg.capacity.max(1024))
+            .time_to_live(Duration::from_secs(3600))
+            .build();
+        let inner = Inner {
+            policy,
+            cfg,
+            clock,
+            github,
+            perms,
+            repos,
+            front,
+            epochs: Epochs::default(),
+            backoff,
+            counters: Counters::default(),
+            generation: AtomicU64::new(0),
+        };
+        Self { inner: Arc::new(inner) }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.inner.policy
+    }
+
+    /// May `principal` do `cap` to `app`?
+    ///
+    /// Answers from the cache when it can (see [`Authorizer::check_cached`]), otherwise asks
+    /// GitHub. An error means "could not decide": treat it as a denial, and ask again after
+    /// [`CheckError::retry_after`].
+    pub async fn check(&self, principal: &Principal, app: &App, cap: Capability) -> Result<Decision, CheckError> {
+        if let Some(decision) = self.check_cached(principal, app, cap) {
+            return Ok(decision);
+        }
+        let Principal::GithubUser { user, token } = principal else {
+            // Anonymous checks always answer from `check_cached`.
+            return Ok(self.anonymous(app, cap));
+        };
+        let key = PermKey { user: user.id, repo: app.repo_id() };
+        let token = match (self.inner.github.user_token_mode(), token) {
+            (true, None) => return Err(CheckError::MissingUserToken { login: user.login.clone() }),
+            (true, Some(t)) => Some(t),
+            (false, _) => None,
+        };
+        let (entry, source) = self.inner.load(key, app, user, token, cap.is_destructive()).await?;
+        let now = self.inner.clock.now();
+        Ok(self.inner.decision(&entry, app, cap, source, now))
+    }
+
+    /// The answer if it needs no request: anonymous and public-view checks, and cache hits that
+    /// are fresh enough for `cap`. Synchronous, allocation-free on a hit; `None` means
+    /// [`Authorizer::check`] would ask GitHub.
+    pub fn check_cached(&self, principal: &Principal, app: &App, cap: Capability) -> Option<Decision> {
+        let user = match principal {
+            Principal::Anonymous => return Some(self.anonymous(app, cap)),
+            Principal::GithubUser { user, .. } => user,
+        };
+        if cap == Capability::View && app.visibility() == Visibility::Public {
+            return Some(self.anonymous(app, cap));
+        }
+        let key = PermKey { user: user.id, repo: app.repo_id() };
+        let inner = &*self.inner;
+        let now = inner.clock.now();
+        let strict = cap.is_destructive();
+        inner.front.with(&key, |entry| {
+            inner.usable(&key, entry, app, now, strict).then(|| inner.decision(entry, app, cap, Source::Cache, now))
+        })
+    }
+
+    fn anonymous(&self, app: &App, cap: Capability) -> Decision {
+        let (outcome, reason) = decide_anonymous(app.visibility(), cap);
+        Decision::new(outcome, reason, Source::Store, Duration::ZERO)
+    }
+
+    /// Forgets facts; effective for the next check (see the type's `# Invalidation`).
+    pub fn invalidate(&self, inv: Invalidation) {
+        let inner = &*self.inner;
+        inner.epochs.record(inv);
+        inner.front.retain(|k, e| !e.matches(k, &inv));
+        if inv == Invalidation::All {
+            inner.perms.invalidate_all();
+            inner.repos.invalidate_all();
+        } else {
+            // Memory only: the epoch log already keeps these from being served.
+            let _ = inner.perms.invalidate_entries_if(move |k, e| e.matches(k, &inv));
+            let _ = inner.repos.invalidate_entries_if(move |_, e| e.matches(&inv));
+        }
+    }
+
+    /// The cache's counters.
+    pub fn stats(&self) -> CacheStats {
+        let c = &self.inner.counters;
+        CacheStats {
+            hits: self.inner.front.hits(),
+            misses: c.misses.load(Ordering::Relaxed),
+            revalidated_not_modified: c.not_modified.load(Ordering::Relaxed),
+            revalidated_modified: c.modified.load(Ordering::Relaxed),
+            coalesced_waits: c.coalesced.load(Ordering::Relaxed),
+            upstream_errors: c.upstream_errors.load(Ordering::Relaxed),
+            entries: self.inner.perms.entry_count(),
+        }
+    }
+}
+
+impl Inner {
+    fn usable(&self, key: &PermKey, entry: &PermEntry, app: &App, now: Timestamp, strict: bool) -> bool {
+        entry.coords_fp == app.coords_fingerprint()
+            && now.since(entry.confirmed_at) < self.cfg.max_age(&entry.fact, strict)
+            && self.epochs.still_valid(&entry.seen_epoch, |inv| entry.matches(key, inv))
+    }
+
+    fn repo_usable(&self, entry: &RepoEntry, now: Timestamp, strict: bool) -> bool {
+        let ttl = if entry.found.is_some() { self.cfg.role_ttl } else { self.cfg.no_role_ttl };
+        let max_age = if strict { ttl.min(self.cfg.strict_max_age) } else { ttl };
+        now.since(entry.confirmed_at) < max_age && self.epochs.still_valid(&entry.seen_epoch, |inv| entry.matches(inv))
+    }
+
+    fn decision(&self, entry: &PermEntry, app: &App, cap: Capability, source: Source, now: Timestamp) -> Decision {
+        let (outcome, reason) = decide_github(&self.policy, app.repo_id(), app.visibility(), &entry.fact, cap);
+        let age = if source == Source::Github { Duration::ZERO } else { now.since(entry.confirmed_at) };
+        debug_assert!(outcome == Outcome::Allow || outcome == Outcome::Deny);
+        Decision::new(outcome, reason, source, age)
+    }
+
+    fn note_failure(&self, key: PermKey, err: &CheckError, now: Timestamp) {
+        Counters::bump(&self.counters.upstream_errors);
+        let wait = err.retry_after().unwrap_or(self.cfg.error_backoff);
+        self.backoff.insert(key, Backoff { until: now.plus(wait) });
+    }
+
+    /// The slow path: one request per key, whatever the number of concurrent callers.
+    async fn load(
+        &self,
+        key: PermKey,
+        app: &App,
+        user: &GithubUser,
+        token: Option<&GithubToken>,
+        strict: bool,
+    ) -> Result<Loaded, CheckError> {
+        let mut out: Option<Result<Loaded, CheckError>> = None;
+        let result = self
+            .perms
+            .entry(key)
+            .and_compute_with(|current| {
+                let out = &mut out;
+                async move {
+                    let current = current.map(|e| e.into_value());
+                    let now = self.clock.now();
+                    if let Some(cur) = current.as_ref().filter(|c| self.usable(&key, c, app, now, strict)) {
+                        Counters::bump(&self.counters.coalesced);
+                        *out = Some(Ok((cur.clone(), Source::Cache)));
+                        return Op::Nop;
+                    }
+                    if let Some(b) = self.backoff.get(&key).filter(|b| b.until > now) {
+                        *out = Some(Err(GithubError::Unavailable {
+                            cause: crate::github::UnavailableCause::BackingOff,
+                            retry_after: Some(Duration::from_secs(b.until.since(now).as_secs().max(1))),
+                        }
+                        .into()));
+                        return Op::Nop;
+                    }
+                    match self.fetch(current.as_deref(), app, user, token, strict).await {
+                        Ok(entry) => {
+                            self.backoff.invalidate(&key);
+                            let entry = Arc::new(entry);
+                            *out = Some(Ok((entry.clone(), Source::Github)));
+                            Op::Put(entry)
+                        }
+                        Err(e) => {
+                            self.note_failure(key, &e, now);
+                            *out = Some(Err(e));
+                            Op::Nop
+                        }
+                    }
+                }
+            })
+            .await;
+        if let CompResult::Inserted(e) | CompResult::ReplacedWith(e) = result {
+            self.front.insert(key, e.into_value());
+        }
+        out.unwrap_or_else(|| {
+            Err(GithubError::Protocol { route: "(cache)".into(), detail: "load produced no answer".into() }.into())
+        })
+    }
+
+    /// Asks GitHub, conditionally where an earlier answer's ETag is at hand.
+    async fn fetch(
+        &self,
+        current: Option<&PermEntry>,
+        app: &App,
+        user: &GithubUser,
+        token: Option<&GithubToken>,
+        strict: bool,
+    ) -> Result<PermEntry, CheckError> {
+        let start_epoch = self.epochs.current();
+        // A conditional request only makes sense for the same coordinates.
+        let current = current.filter(|c| c.coords_fp == app.coords_fingerprint());
+        if current.is_none() {
+            Counters::bump(&self.counters.misses);
+        }
+        let (fact, confirmed_at, owner, perm_etag, repo_etag) = match token {
+            Some(token) => {
+                let etag = current.and_then(|c| c.repo_etag.as_deref());
+                let answer = self.github.repository(app.coords(), Some(token), etag).await?;
+                let now = self.clock.now();
+                match self.conditional(current, etag, answer)? {
+                    Ok(cur) => (cur.fact.clone(), now, cur.owner, None, cur.repo_etag.clone()),
+                    Err((None, _)) => (Fact::Role(None), now, None, None, None),
+                    Err((Some(info), etag)) => {
+                        let fact = if info.id == app.repo_id() {
+                            Fact::Role(info.role.flatten())
+                        } else {
+                            Fact::Replaced { current: info.id }
+                        };
+                        (fact, now, Some(info.owner), None, etag)
+                    }
+                }
+            }
+            None => {
+                let repo = self.repo(app.coords(), strict).await?;
+                match repo.found {
+                    None => (Fact::RepoNotFound, repo.confirmed_at, None, None, None),
+                    Some((id, owner)) if id != app.repo_id() => {
+                        (Fact::Replaced { current: id }, repo.confirmed_at, Some(owner), None, None)
+                    }
+                    Some((id, owner)) => {
+                        let reuse = current.filter(|c| matches!(c.fact, Fact::Role(_) | Fact::LoginMismatch));
+                        let etag = reuse.and_then(|c| c.perm_etag.as_deref());
+                        let target = if repo.renamed { PermissionTarget::Id(id) } else { PermissionTarget::Coords(app.coords()) };
+                        let answer = self.github.permission(target, &user.login, etag).await?;
+                        let now = self.clock.now();
+                        let (fact, perm_etag) = match self.conditional(reuse, etag, answer)? {
+                            Ok(cur) => (cur.fact.clone(), cur.perm_etag.clone()),
+                            Err((None, _)) => (Fact::Role(None), None),
+                            Err((Some(info), etag)) => match info.user {
+                                Some(id) if id != user.id => (Fact::LoginMismatch, None),
+                                _ => (Fact::Role(info.grant), etag),
+                            },
+                        };
+                        (fact, now.min(repo.confirmed_at), Some(owner), perm_etag, None)
+                    }
+                }
+            }
+        };
+        Ok(PermEntry {
+            fact,
+            confirmed_at,
+            coords_fp: app.coords_fingerprint(),
+            owner,
+            perm_etag,
+            repo_etag,
+            generation: self.generation.fetch_add(1, Ordering::Relaxed),
+            seen_epoch: AtomicU64::new(start_epoch),
+        })
+    }
+
+    /// Sorts a conditional answer: `Ok(current)` for a 304, `Err((value, etag))` for a new body.
+    #[expect(clippy::type_complexity, reason = "a private two-way split used in two places")]
+    fn conditional<'c, T, C>(
+        &self,
+        current: Option<&'c C>,
+        sent_etag: Option<&str>,
+        answer: Fetched<T>,
+    ) -> Result<Result<&'c C, (T, Option<String>)>, CheckError> {
+        match answer {
+            Fetched::NotModified => {
+                Counters::bump(&self.counters.not_modified);
+                current.map(Ok).ok_or_else(|| {
+                    GithubError::Protocol { route: "(conditional)".into(), detail: "304 to an unconditional request".into() }
+                        .into()
+                })
+            }
+            Fetched::Fresh { value, etag } => {
+                if sent_etag.is_some() {
+                    Counters::bump(&self.counters.modified);
+                }
+                Ok(Err((value, etag)))
+            }
+        }
+    }
+
+    /// Which repository is at `coords`, shared by all users and coalesced like permissions.
+    async fn repo(&self, coords: &RepoCoords, strict: bool) -> Result<Arc<RepoEntry>, CheckError> {
+        let mut out: Option<Result<Arc<RepoEntry>, CheckError>> = None;
+        let result = self
+            .repos
+            .entry_by_ref(coords)
+            .and_compute_with(|current| {
+                let out = &mut out;
+                async move {
+                    let current = current.map(|e| e.into_value());
+                    let now = self.clock.now();
+                    if let Some(cur) = current.as_ref().filter(|c| self.repo_usable(c, now, strict)) {
+                        *out = Some(Ok(cur.clone()));
+                        return Op::Nop;
+                    }
+                    let start_epoch = self.epochs.current();
+                    let etag = current.as_ref().and_then(|c| c.etag.as_deref());
+                    let answer = match self.github.repository(coords, None, etag).await {
+                        Ok(a) => a,
+                        Err(e) => {
+                            *out = Some(Err(e.into()));
+                            return Op::Nop;
+                        }
+                    };
+                    let now = self.clock.now();
+                    let entry = match self.conditional(current.as_deref(), etag, answer) {
+                        Err(e) => {
+                            *out = Some(Err(e));
+                            return Op::Nop;
+                        }
+                        Ok(Ok(cur)) => RepoEntry {
+                            found: cur.found,
+                            renamed: cur.renamed,
+                            confirmed_at: now,
+                            etag: cur.etag.clone(),
+                            seen_epoch: AtomicU64::new(start_epoch),
+                        },
+                        Ok(Err((info, etag))) => RepoEntry {
+                            found: info.as_ref().map(|i| (i.id, i.owner)),
+                            renamed: info.as_ref().is_some_and(|i| i.redirected),
+                            confirmed_at: now,
+                            etag,
+                            seen_epoch: AtomicU64::new(start_epoch),
+                        },
+                    };
+                    let entry = Arc::new(entry);
+                    *out = Some(Ok(entry.clone()));
+                    Op::Put(entry)
+                }
+            })
+            .await;
+        drop(result);
+        out.unwrap_or_else(|| {
+            Err(GithubError::Protocol { route: "(cache)".into(), detail: "load produced no answer".into() }.into())
+        })
+    }
+}

@@ -1,0 +1,329 @@
+//! The permission cache.
+//!
+//! moka owns capacity, real-time expiry and per-key coalesced loading. Freshness is judged on
+//! the injected clock from the moment GitHub last confirmed a fact. Hits are served from a
+//! sharded front map that mirrors moka's contents (moka's eviction listener removes what moka
+//! drops), so that a hit takes one read lock on one shard and allocates nothing.
+//!
+//! Invalidation is recorded in an epoch log. Every entry remembers the epoch at which its fetch
+//! started; an entry is served only if no invalidation since then matches it. This holds even for
+//! a fetch that was in flight when the invalidation happened.
+
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, Hash};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use rustc_hash::{FxBuildHasher, FxHashMap};
+
+use crate::clock::Timestamp;
+use crate::decision::Fact;
+use crate::ids::{OwnerId, RepoId, UserId};
+
+/// Lifetimes and bounds of the permission cache.
+///
+/// # Staleness
+///
+/// A fact is served for at most `role_ttl` (a role) or `no_role_ttl` (no role, a replaced or
+/// missing repository) from the moment GitHub last confirmed it, counted on the authorizer's
+/// clock. Reading an entry never extends its life. A `deploy` or `delete` check never rests on a
+/// fact older than `strict_max_age`: an older entry is revalidated first. Revalidation is a
+/// conditional request (`If-None-Match`); a 304 renews the fact without spending rate limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Lifetime of "has a role". Default 5 minutes.
+    pub role_ttl: Duration,
+    /// Lifetime of "no role". Default 1 minute.
+    pub no_role_ttl: Duration,
+    /// Oldest fact a `deploy` or `delete` may rest on. Default 60 s.
+    pub strict_max_age: Duration,
+    /// Most (user, repository) entries held. Default 200,000.
+    pub capacity: u64,
+    /// How long past its lifetime an entry is kept (real time) so that it can be revalidated
+    /// with a conditional request instead of fetched anew. Default 10 minutes.
+    pub keep_for_revalidation: Duration,
+    /// How long a key is left alone after GitHub failed on it without saying when to come back.
+    /// Default 5 s.
+    pub error_backoff: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            role_ttl: Duration::from_secs(300),
+            no_role_ttl: Duration::from_secs(60),
+            strict_max_age: Duration::from_secs(60),
+            capacity: 200_000,
+            keep_for_revalidation: Duration::from_secs(600),
+            error_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+impl CacheConfig {
+    pub(crate) fn ttl_of(&self, fact: &Fact) -> Duration {
+        match fact {
+            Fact::Role(Some(_)) => self.role_ttl,
+            _ => self.no_role_ttl,
+        }
+    }
+
+    /// The oldest fact `strict` (deploy/delete) or ordinary checks accept.
+    pub(crate) fn max_age(&self, fact: &Fact, strict: bool) -> Duration {
+        let ttl = self.ttl_of(fact);
+        if strict { ttl.min(self.strict_max_age) } else { ttl }
+    }
+}
+
+/// What to forget. Effective for the next check, on this authorizer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Invalidation {
+    /// Every fact about this user.
+    User(UserId),
+    /// Every fact about this repository.
+    Repo(RepoId),
+    /// Every fact about the repositories this account (an organization or a user) owns.
+    Owner(OwnerId),
+    /// Everything.
+    All,
+}
+
+/// Counters, since the authorizer was built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Checks answered from the cache.
+    pub hits: u64,
+    /// Checks that found no entry and asked GitHub.
+    pub misses: u64,
+    /// Conditional requests answered 304 (nothing spent).
+    pub revalidated_not_modified: u64,
+    /// Conditional requests answered with a new body.
+    pub revalidated_modified: u64,
+    /// Checks that waited for another check's request on the same key instead of sending one.
+    pub coalesced_waits: u64,
+    /// Requests that failed (unavailable, credentials, protocol).
+    pub upstream_errors: u64,
+    /// Entries held now (approximate).
+    pub entries: u64,
+}
+
+/// Key of the permission cache: (GitHub user id, repository id), never a joined string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct PermKey {
+    pub(crate) user: UserId,
+    pub(crate) repo: RepoId,
+}
+
+/// One cached fact about a user and a repository.
+#[derive(Debug)]
+pub(crate) struct PermEntry {
+    pub(crate) fact: Fact,
+    /// When GitHub last confirmed every fact this entry rests on.
+    pub(crate) confirmed_at: Timestamp,
+    /// Coordinates the repository identity was verified at.
+    pub(crate) coords_fp: u64,
+    pub(crate) owner: Option<OwnerId>,
+    pub(crate) perm_etag: Option<String>,
+    pub(crate) repo_etag: Option<String>,
+    pub(crate) generation: u64,
+    pub(crate) seen_epoch: AtomicU64,
+}
+
+/// One cached answer to "which repository is at these coordinates?" (shared by all users).
+#[derive(Debug)]
+pub(crate) struct RepoEntry {
+    /// `None`: nothing at the coordinates.
+    pub(crate) found: Option<(RepoId, OwnerId)>,
+    /// The coordinates answered with a redirect: the repository was renamed since deploy.
+    pub(crate) renamed: bool,
+    pub(crate) confirmed_at: Timestamp,
+    pub(crate) etag: Option<String>,
+    pub(crate) seen_epoch: AtomicU64,
+}
+
+const LOG_CAPACITY: usize = 1024;
+
+/// The invalidation epoch and the recent invalidations.
+#[derive(Debug, Default)]
+pub(crate) struct Epochs {
+    current: AtomicU64,
+    log: RwLock<VecDeque<(u64, Invalidation)>>,
+}
+
+impl Epochs {
+    pub(crate) fn current(&self) -> u64 {
+        self.current.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn record(&self, inv: Invalidation) {
+        let mut log = self.log.write();
+        let e = self.current.load(Ordering::Acquire) + 1;
+        if log.len() == LOG_CAPACITY {
+            log.pop_front();
+        }
+        log.push_back((e, inv));
+        self.current.store(e, Ordering::Release);
+    }
+
+    /// Whether no invalidation since `seen` matches. On success `seen` moves forward, so the
+    /// log is scanned once per entry per invalidation, not per hit.
+    pub(crate) fn still_valid(&self, seen: &AtomicU64, matches: impl Fn(&Invalidation) -> bool) -> bool {
+        let s = seen.load(Ordering::Acquire);
+        if s == self.current() {
+            return true;
+        }
+        let log = self.log.read();
+        let Some(&(oldest, _)) = log.front() else { return true };
+        if oldest > s + 1 {
+            // Invalidations after `s` have left the log: assume one of them matched.
+            return false;
+        }
+        let mut last = s;
+        for (e, inv) in log.iter().filter(|(e, _)| *e > s) {
+            if matches(inv) {
+                return false;
+            }
+            last = *e;
+        }
+        seen.fetch_max(last, Ordering::AcqRel);
+        true
+    }
+}
+
+impl PermEntry {
+    pub(crate) fn matches(&self, key: &PermKey, inv: &Invalidation) -> bool {
+        match inv {
+            Invalidation::User(u) => *u == key.user,
+            Invalidation::Repo(r) => *r == key.repo,
+            // Without a known owner, an entry cannot be shown not to belong to the owner.
+            Invalidation::Owner(o) => self.owner.is_none_or(|own| own == *o),
+            Invalidation::All => true,
+        }
+    }
+}
+
+impl RepoEntry {
+    pub(crate) fn matches(&self, inv: &Invalidation) -> bool {
+        match (inv, self.found) {
+            (Invalidation::User(_), _) => false,
+            (Invalidation::Repo(r), Some((id, _))) => *r == id,
+            (Invalidation::Owner(o), Some((_, own))) => *o == own,
+            // Nothing was found: any repository event may be the one that created it.
+            (Invalidation::Repo(_) | Invalidation::Owner(_), None) => true,
+            (Invalidation::All, _) => true,
+        }
+    }
+}
+
+const SHARDS: usize = 64;
+
+/// A shard of the front map, on its own cache lines so that threads on different shards do not
+/// contend.
+#[repr(align(128))]
+#[derive(Debug, Default)]
+struct Shard {
+    map: RwLock<FxHashMap<PermKey, Arc<PermEntry>>>,
+    hits: AtomicU64,
+}
+
+/// The read side of the permission cache: what hits are served from.
+#[derive(Debug)]
+pub(crate) struct Front {
+    shards: Box<[Shard]>,
+}
+
+impl Front {
+    pub(crate) fn new() -> Self {
+        Self { shards: (0..SHARDS).map(|_| Shard::default()).collect() }
+    }
+
+    fn shard(&self, key: &PermKey) -> &Shard {
+        let h = FxBuildHasher.hash_one(key);
+        // The high bits: FxHash's low bits are weak for small integers.
+        &self.shards[(h >> 58) as usize % SHARDS]
+    }
+
+    /// Runs `f` on the entry under the shard's read lock; counts a hit when `f` answers.
+    pub(crate) fn with<R>(&self, key: &PermKey, f: impl FnOnce(&PermEntry) -> Option<R>) -> Option<R> {
+        let shard = self.shard(key);
+        let answer = shard.map.read().get(key).and_then(|e| f(e));
+        if answer.is_some() {
+            shard.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        answer
+    }
+
+    pub(crate) fn insert(&self, key: PermKey, entry: Arc<PermEntry>) {
+        self.shard(&key).map.write().insert(key, entry);
+    }
+
+    /// Removes the entry if it is still generation `generation` (a newer one stays).
+    pub(crate) fn remove_generation(&self, key: &PermKey, generation: u64) {
+        let mut map = self.shard(key).map.write();
+        if map.get(key).is_some_and(|e| e.generation == generation) {
+            map.remove(key);
+        }
+    }
+
+    pub(crate) fn retain(&self, keep: impl Fn(&PermKey, &PermEntry) -> bool) {
+        for shard in self.shards.iter() {
+            shard.map.write().retain(|k, e| keep(k, e));
+        }
+    }
+
+    pub(crate) fn hits(&self) -> u64 {
+        self.shards.iter().map(|s| s.hits.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// A key's failure, remembered so that it is not retried before `until`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Backoff {
+    pub(crate) until: Timestamp,
+}
+
+/// Counters that are not per shard.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) misses: AtomicU64,
+    pub(crate) not_modified: AtomicU64,
+    pub(crate) modified: AtomicU64,
+    pub(crate) coalesced: AtomicU64,
+    pub(crate) upstream_errors: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_log_rejects_entries_older_than_a_matching_invalidation() {
+        let epochs = Epochs::default();
+        let seen = AtomicU64::new(epochs.current());
+        epochs.record(Invalidation::User(UserId(2)));
+        assert!(epochs.still_valid(&seen, |inv| *inv == Invalidation::User(UserId(1))));
+        assert_eq!(seen.load(Ordering::Relaxed), 1, "a clean scan moves the entry forward");
+        epochs.record(Invalidation::User(UserId(1)));
+        assert!(!epochs.still_valid(&seen, |inv| *inv == Invalidation::User(UserId(1))));
+    }
+
+    #[test]
+    fn epoch_log_overflow_fails_closed() {
+        let epochs = Epochs::default();
+        let seen = AtomicU64::new(0);
+        for i in 0..(LOG_CAPACITY as u64 + 5) {
+            epochs.record(Invalidation::Repo(RepoId(10_000 + i)));
+        }
+        assert!(!epochs.still_valid(&seen, |_| false));
+    }
+}

@@ -1,0 +1,254 @@
+//! Decisions: an outcome with its reason, where the facts came from and how old they are.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::ids::RepoId;
+use crate::policy::{Capability, Policy, Role, RoleGrant, RoleName, Visibility};
+
+/// Allow or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The action may proceed.
+    Allow,
+    /// It may not.
+    Deny,
+}
+
+/// Why a [`NoAccess`](Reason::NoAccess) denial was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum NoAccessDetail {
+    /// Nobody is signed in.
+    Anonymous,
+    /// GitHub says the user has no role on the repository.
+    NoRole,
+    /// No repository answers at the app's coordinates (deleted, or out of the credentials' reach).
+    RepositoryNotFound,
+    /// GitHub says the login belongs to another user id now (renamed and reused): the control
+    /// plane's login for this user is out of date.
+    LoginMismatch,
+}
+
+/// Why a decision came out as it did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Reason {
+    /// The user's GitHub role decided: it is at least `required` (allow) or below it (deny).
+    GithubRole {
+        /// The role that decided (a custom role's base).
+        role: Role,
+        /// The role's name as GitHub reported it.
+        role_name: RoleName,
+        /// The least role the capability needs under the policy.
+        required: Role,
+    },
+    /// The app is public and the action is `view`.
+    PublicApp,
+    /// No role, no invitation, or nobody signed in.
+    NoAccess {
+        /// What exactly was missing.
+        detail: NoAccessDetail,
+    },
+    /// The repository at the app's coordinates is no longer the one deployed.
+    RepoReplaced {
+        /// The id deployed.
+        deployed: RepoId,
+        /// The id now at the coordinates.
+        current: RepoId,
+    },
+    /// No app has this id.
+    UnknownApp,
+}
+
+impl Reason {
+    /// The reason's kind, as written in JSON (`github_role`, `public_app`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Reason::GithubRole { .. } => "github_role",
+            Reason::PublicApp => "public_app",
+            Reason::NoAccess { .. } => "no_access",
+            Reason::RepoReplaced { .. } => "repo_replaced",
+            Reason::UnknownApp => "unknown_app",
+        }
+    }
+}
+
+/// Where the facts behind a decision came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Asked of GitHub during this check (a 304 revalidation included).
+    Github,
+    /// Answered from the permission cache.
+    Cache,
+    /// The app's own record (visibility, existence) decided; GitHub was not needed.
+    Store,
+}
+
+/// The answer to "may this principal do this to this app?".
+///
+/// Never a bare bool: it carries the [`Reason`], the [`Source`] of its facts and their age.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    outcome: Outcome,
+    reason: Reason,
+    source: Source,
+    age: Duration,
+}
+
+impl Decision {
+    pub(crate) fn new(outcome: Outcome, reason: Reason, source: Source, age: Duration) -> Self {
+        Self { outcome, reason, source, age }
+    }
+
+    /// Allow or deny.
+    pub fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+
+    /// Shorthand for `outcome() == Outcome::Allow`.
+    pub fn is_allowed(&self) -> bool {
+        self.outcome == Outcome::Allow
+    }
+
+    /// Why.
+    pub fn reason(&self) -> &Reason {
+        &self.reason
+    }
+
+    /// Where the facts came from.
+    pub fn source(&self) -> Source {
+        self.source
+    }
+
+    /// How old the facts are: time since GitHub last confirmed them (zero for [`Source::Store`]).
+    pub fn age(&self) -> Duration {
+        self.age
+    }
+}
+
+/// What is known of a GitHub user and an app's repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Fact {
+    /// The user's effective role, or none.
+    Role(Option<RoleGrant>),
+    /// Another repository now answers at the app's coordinates.
+    Replaced { current: RepoId },
+    /// Nothing answers at the app's coordinates.
+    RepoNotFound,
+    /// The login answered for another user id.
+    LoginMismatch,
+}
+
+/// The policy's verdict for a GitHub user: pure, no I/O, no clock.
+pub(crate) fn decide_github(
+    policy: &Policy,
+    deployed: RepoId,
+    visibility: Visibility,
+    fact: &Fact,
+    cap: Capability,
+) -> (Outcome, Reason) {
+    let no_access = |detail| (Outcome::Deny, Reason::NoAccess { detail });
+    match fact {
+        Fact::Replaced { current } => {
+            (Outcome::Deny, Reason::RepoReplaced { deployed, current: *current })
+        }
+        Fact::RepoNotFound => no_access(NoAccessDetail::RepositoryNotFound),
+        Fact::LoginMismatch => no_access(NoAccessDetail::LoginMismatch),
+        Fact::Role(grant) => {
+            let required = policy.required(cap);
+            match grant {
+                Some(g) => {
+                    let outcome = if g.role >= required { Outcome::Allow } else { Outcome::Deny };
+                    // A public app is open to anyone; say so rather than "your role is too low".
+                    if outcome == Outcome::Deny && cap == Capability::View && visibility == Visibility::Public {
+                        return (Outcome::Allow, Reason::PublicApp);
+                    }
+                    (outcome, Reason::GithubRole { role: g.role, role_name: g.name.clone(), required })
+                }
+                None if cap == Capability::View && visibility == Visibility::Public => {
+                    (Outcome::Allow, Reason::PublicApp)
+                }
+                None => no_access(NoAccessDetail::NoRole),
+            }
+        }
+    }
+}
+
+/// The policy's verdict for nobody signed in.
+pub(crate) fn decide_anonymous(visibility: Visibility, cap: Capability) -> (Outcome, Reason) {
+    if cap == Capability::View && visibility == Visibility::Public {
+        (Outcome::Allow, Reason::PublicApp)
+    } else {
+        (Outcome::Deny, Reason::NoAccess { detail: NoAccessDetail::Anonymous })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn role(r: Role) -> Fact {
+        Fact::Role(Some(RoleGrant::standard(r)))
+    }
+
+    #[test]
+    fn default_table_matches_design() {
+        let p = Policy::default();
+        let private = Visibility::Private;
+        let expect = [
+            (Role::Admin, [true, true, true, true]),
+            (Role::Maintain, [true, true, false, false]),
+            (Role::Write, [true, true, false, false]),
+            (Role::Triage, [false, false, false, false]),
+            (Role::Read, [false, false, false, false]),
+        ];
+        for (r, row) in expect {
+            for (cap, want) in Capability::ALL.into_iter().zip(row) {
+                let (o, _) = decide_github(&p, RepoId(1), private, &role(r), cap);
+                assert_eq!(o == Outcome::Allow, want, "{r} {cap}");
+            }
+        }
+    }
+
+    #[test]
+    fn moved_capability_follows_policy() {
+        let p = Policy { deploy: Role::Maintain, ..Policy::default() };
+        let (o, reason) = decide_github(&p, RepoId(1), Visibility::Private, &role(Role::Maintain), Capability::Deploy);
+        assert_eq!(o, Outcome::Allow);
+        assert_eq!(reason.kind(), "github_role");
+    }
+
+    #[test]
+    fn replaced_repo_denies_even_admin() {
+        let fact = Fact::Replaced { current: RepoId(2) };
+        let (o, r) = decide_github(&Policy::default(), RepoId(1), Visibility::Public, &fact, Capability::View);
+        assert_eq!(o, Outcome::Deny);
+        assert_eq!(r, Reason::RepoReplaced { deployed: RepoId(1), current: RepoId(2) });
+    }
+
+    #[test]
+    fn anonymous_sees_only_public_apps() {
+        assert_eq!(decide_anonymous(Visibility::Public, Capability::View).0, Outcome::Allow);
+        assert_eq!(decide_anonymous(Visibility::Public, Capability::Edit).0, Outcome::Deny);
+        assert_eq!(decide_anonymous(Visibility::Private, Capability::View).0, Outcome::Deny);
+    }
+
+    #[test]
+    fn reason_serializes_with_kind() {
+        let r = Reason::GithubRole {
+            role: Role::Write,
+            role_name: RoleName::Custom("release-manager".into()),
+            required: Role::Write,
+        };
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["kind"], "github_role");
+        assert_eq!(v["role"], "write");
+        assert_eq!(v["role_name"], "release-manager");
+    }
+}

@@ -1,0 +1,407 @@
+//! The octocrab-backed client: failure classification, retries, conditional requests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header::{ACCEPT, IF_NONE_MATCH, LOCATION, RETRY_AFTER};
+use http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use http_body_util::{BodyExt, Limited};
+use octocrab::Octocrab;
+use parking_lot::Mutex;
+
+use super::wire::{WireMessage, WirePermission, WireRepo, grant_from_permission};
+use super::{Fetched, GithubApi, GithubError, PermissionInfo, PermissionTarget, RepoInfo, UnavailableCause};
+use crate::clock::{Clock, Timestamp};
+use crate::ids::{OwnerId, RepoCoords, RepoId, UserId};
+use crate::secret::{AppPrivateKey, GithubToken};
+
+/// GitHub rejects requests that take longer than 10 s; give up before that.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(8);
+/// Bodies larger than this are not GitHub's answers to our routes.
+const MAX_BODY: usize = 1 << 20;
+/// What GitHub asks for when a secondary rate limit names no time.
+const SECONDARY_DEFAULT_WAIT: Duration = Duration::from_secs(60);
+
+/// How the client authenticates to GitHub.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum GithubAuth {
+    /// An installation token (or a token with equivalent reach), used on the
+    /// collaborator-permission route for every user.
+    Token(GithubToken),
+    /// A GitHub App installation; installation tokens are minted and renewed as needed.
+    App {
+        /// The App's id.
+        app_id: u64,
+        /// The App's private key.
+        key: AppPrivateKey,
+        /// The installation to act as.
+        installation_id: u64,
+    },
+    /// User-token mode: each check carries the user's own token, and the role is read from
+    /// `GET /repos/{owner}/{repo}`'s `permissions`.
+    UserTokens,
+}
+
+/// Where GitHub is and how to talk to it.
+#[derive(Debug, Clone)]
+pub struct GithubConfig {
+    /// The REST API's base URL. Default `https://api.github.com`.
+    pub api_base: String,
+    /// Credentials.
+    pub auth: GithubAuth,
+    /// Time allowed for one request, body included. Default 8 s (GitHub gives up at 10 s).
+    pub request_timeout: Duration,
+    /// Retries of a 5xx or a failed connection within one check. Default 1. Rate limits and
+    /// timeouts are not retried within a check; the check fails with `retry_after` instead.
+    pub max_retries: u32,
+    /// Wait before the first retry, doubled for each further one, unless GitHub sent
+    /// `retry-after`. Default 250 ms.
+    pub retry_backoff: Duration,
+    /// Longest wait a check will spend on a retry; a longer `retry-after` fails the check at
+    /// once. Default 1 s.
+    pub max_inline_wait: Duration,
+}
+
+impl GithubConfig {
+    /// api.github.com with these credentials and the default timeouts and retries.
+    ///
+    /// ```
+    /// use ghauthz::{GithubAuth, GithubConfig, GithubToken};
+    /// let cfg = GithubConfig::new(GithubAuth::Token(GithubToken::new("ghs_x".into())))
+    ///     .with_api_base("http://127.0.0.1:9999");
+    /// assert_eq!(cfg.api_base, "http://127.0.0.1:9999");
+    /// ```
+    pub fn new(auth: GithubAuth) -> Self {
+        Self {
+            api_base: "https://api.github.com".to_owned(),
+            auth,
+            request_timeout: DEFAULT_TIMEOUT,
+            max_retries: 1,
+            retry_backoff: Duration::from_millis(250),
+            max_inline_wait: Duration::from_secs(1),
+        }
+    }
+
+    /// The same, against another base URL (GitHub Enterprise Server, or a mock).
+    pub fn with_api_base(mut self, base: impl Into<String>) -> Self {
+        self.api_base = base.into();
+        self
+    }
+}
+
+/// Why the GitHub client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the github client: {0}")]
+pub struct ClientBuildError(String);
+
+/// A GET's answer, classified.
+#[derive(Debug)]
+enum Answer {
+    Ok { body: Bytes, etag: Option<String> },
+    NotModified,
+    NotFound,
+    Moved { location: String },
+}
+
+#[derive(Debug)]
+pub(crate) struct OctocrabGithub {
+    octo: Octocrab,
+    cfg: GithubConfig,
+    clock: Arc<dyn Clock>,
+    /// While a rate limit on the shared credentials lasts, no request is sent.
+    gate: Mutex<Option<Timestamp>>,
+}
+
+impl OctocrabGithub {
+    pub(crate) fn new(cfg: GithubConfig, clock: Arc<dyn Clock>) -> Result<Self, ClientBuildError> {
+        let err = |e: octocrab::Error| ClientBuildError(e.to_string());
+        let builder = Octocrab::builder().base_uri(cfg.api_base.as_str()).map_err(err)?;
+        let octo = match &cfg.auth {
+            GithubAuth::Token(t) => builder.personal_token(t.expose_secret().to_owned()).build().map_err(err)?,
+            GithubAuth::App { app_id, key, installation_id } => builder
+                .app(octocrab::models::AppId(*app_id), key.encoding_key().clone())
+                .build()
+                .map_err(err)?
+                .installation(octocrab::models::InstallationId(*installation_id))
+                .map_err(err)?,
+            GithubAuth::UserTokens => builder.build().map_err(err)?,
+        };
+        Ok(Self { octo, cfg, clock, gate: Mutex::new(None) })
+    }
+
+    fn shared_credentials(&self) -> bool {
+        !matches!(self.cfg.auth, GithubAuth::UserTokens)
+    }
+
+    fn gate_check(&self) -> Result<(), GithubError> {
+        if !self.shared_credentials() {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        match *self.gate.lock() {
+            Some(until) if until > now => Err(GithubError::Unavailable {
+                cause: UnavailableCause::BackingOff,
+                retry_after: Some(round_up_secs(until.since(now))),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    async fn send_once(&self, octo: &Octocrab, path: &str, etag: Option<&str>) -> Result<Answer, GithubError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("application/vnd.github+json"));
+        headers.insert("x-github-api-version", HeaderValue::from_static("2022-11-28"));
+        if let Some(tag) = etag.and_then(|e| HeaderValue::from_str(e).ok()) {
+            headers.insert(IF_NONE_MATCH, tag);
+        }
+        let exchange = async {
+            let resp = octo
+                ._get_with_headers(path, Some(headers))
+                .await
+                .map_err(|_| unavailable(UnavailableCause::Connection, None))?;
+            let (parts, body) = resp.into_parts();
+            let body = Limited::new(body, MAX_BODY)
+                .collect()
+                .await
+                .map_err(|_| unavailable(UnavailableCause::Connection, None))?
+                .to_bytes();
+            Ok::<_, GithubError>((parts.status, parts.headers, body))
+        };
+        match tokio::time::timeout(self.cfg.request_timeout, exchange).await {
+            Err(_) => Err(unavailable(UnavailableCause::Timeout, None)),
+            Ok(Err(e)) => Err(e),
+            Ok(Ok((status, headers, body))) => classify(path, status, &headers, body, self.clock.now()),
+        }
+    }
+
+    /// One GET with the retry rules of [`GithubConfig`].
+    async fn get(&self, octo: &Octocrab, path: &str, etag: Option<&str>) -> Result<Answer, GithubError> {
+        self.gate_check()?;
+        let mut attempt = 0u32;
+        loop {
+            let err = match self.send_once(octo, path, etag).await {
+                Ok(answer) => return Ok(answer),
+                Err(e) => e,
+            };
+            let GithubError::Unavailable { cause, retry_after } = &err else { return Err(err) };
+            if matches!(cause, UnavailableCause::RateLimited | UnavailableCause::SecondaryRateLimit)
+                && self.shared_credentials()
+            {
+                let until = self.clock.now().plus(retry_after.unwrap_or(SECONDARY_DEFAULT_WAIT));
+                *self.gate.lock() = Some(until);
+            }
+            let transient = matches!(cause, UnavailableCause::ServerError(_) | UnavailableCause::Connection);
+            let wait = retry_after.unwrap_or_else(|| self.cfg.retry_backoff.saturating_mul(1 << attempt.min(16)));
+            if !transient || attempt >= self.cfg.max_retries || wait > self.cfg.max_inline_wait {
+                return Err(err);
+            }
+            tracing::debug!(path, attempt, ?wait, "retrying github request");
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+
+    fn octo_for(&self, user_token: Option<&GithubToken>) -> Result<Octocrab, GithubError> {
+        match user_token {
+            Some(t) => self.octo.user_access_token(t.expose_secret().to_owned()).map_err(|e| GithubError::Protocol {
+                route: "(client)".into(),
+                detail: e.to_string(),
+            }),
+            None => Ok(self.octo.clone()),
+        }
+    }
+}
+
+fn unavailable(cause: UnavailableCause, retry_after: Option<Duration>) -> GithubError {
+    GithubError::Unavailable { cause, retry_after }
+}
+
+fn round_up_secs(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs() + u64::from(d.subsec_nanos() > 0))
+}
+
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+/// Sorts a response into an answer or a failure class (DESIGN §2).
+fn classify(path: &str, status: StatusCode, headers: &HeaderMap, body: Bytes, now: Timestamp) -> Result<Answer, GithubError> {
+    let retry_after = header(headers, RETRY_AFTER.as_str()).and_then(|v| v.parse::<u64>().ok()).map(Duration::from_secs);
+    let remaining_zero = header(headers, "x-ratelimit-remaining") == Some("0");
+    let reset_in = header(headers, "x-ratelimit-reset")
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|reset| Duration::from_secs(reset.saturating_sub(now.as_secs()).max(1)));
+    let message = || serde_json::from_slice::<WireMessage>(&body).map(|m| m.message).unwrap_or_default();
+    match status.as_u16() {
+        200 => {
+            let etag = header(headers, "etag").map(str::to_owned);
+            Ok(Answer::Ok { body, etag })
+        }
+        304 => Ok(Answer::NotModified),
+        404 => Ok(Answer::NotFound),
+        301 | 302 | 307 | 308 => match header(headers, LOCATION.as_str()) {
+            Some(location) => Ok(Answer::Moved { location: location.to_owned() }),
+            None => Err(GithubError::Protocol { route: path.into(), detail: format!("{status} without location") }),
+        },
+        403 | 429 if remaining_zero => {
+            Err(unavailable(UnavailableCause::RateLimited, retry_after.or(reset_in).or(Some(SECONDARY_DEFAULT_WAIT))))
+        }
+        429 => Err(unavailable(UnavailableCause::SecondaryRateLimit, retry_after.or(Some(SECONDARY_DEFAULT_WAIT)))),
+        403 if retry_after.is_some() || message().to_ascii_lowercase().contains("rate limit") => {
+            Err(unavailable(UnavailableCause::SecondaryRateLimit, retry_after.or(Some(SECONDARY_DEFAULT_WAIT))))
+        }
+        401 | 403 => Err(GithubError::Credentials { status: status.as_u16(), message: message() }),
+        s if status.is_server_error() => Err(unavailable(UnavailableCause::ServerError(s), retry_after)),
+        s => Err(GithubError::Protocol { route: path.into(), detail: format!("unexpected status {s}") }),
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(path: &str, body: &[u8]) -> Result<T, GithubError> {
+    serde_json::from_slice(body).map_err(|e| GithubError::Protocol { route: path.into(), detail: e.to_string() })
+}
+
+/// A GitHub login as the per-login routes accept it; anything else cannot name a GitHub user.
+fn valid_login(login: &str) -> bool {
+    !login.is_empty() && login.len() <= 64 && login.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The path of a redirect target on the same API: only `/repositories/{id}...` is followed, and
+/// only ever against our own base URL (never to another host).
+fn redirect_path(route: &str, location: &str) -> Result<String, GithubError> {
+    let uri: Uri = location
+        .parse()
+        .map_err(|_| GithubError::Protocol { route: route.into(), detail: "unparsable redirect location".into() })?;
+    let path = uri.path();
+    if path.starts_with("/repositories/") {
+        Ok(uri.path_and_query().map_or(path, |pq| pq.as_str()).to_owned())
+    } else {
+        Err(GithubError::Protocol { route: route.into(), detail: "redirect outside /repositories/".into() })
+    }
+}
+
+#[async_trait]
+impl GithubApi for OctocrabGithub {
+    async fn repository(
+        &self,
+        coords: &RepoCoords,
+        user_token: Option<&GithubToken>,
+        etag: Option<&str>,
+    ) -> Result<Fetched<Option<RepoInfo>>, GithubError> {
+        let octo = self.octo_for(user_token)?;
+        let mut path = format!("/repos/{}/{}", coords.owner(), coords.name());
+        let mut answer = self.get(&octo, &path, etag).await?;
+        let mut redirected = false;
+        if let Answer::Moved { location } = &answer {
+            path = redirect_path(&path, location)?;
+            redirected = true;
+            answer = self.get(&octo, &path, etag).await?;
+        }
+        match answer {
+            Answer::Ok { body, etag } => {
+                let repo: WireRepo = decode(&path, &body)?;
+                let info = RepoInfo {
+                    id: RepoId(repo.id),
+                    owner: OwnerId(repo.owner.id),
+                    redirected,
+                    role: repo.permissions.map(|p| p.grant()),
+                };
+                Ok(Fetched::Fresh { value: Some(info), etag })
+            }
+            Answer::NotModified => Ok(Fetched::NotModified),
+            Answer::NotFound => Ok(Fetched::Fresh { value: None, etag: None }),
+            Answer::Moved { .. } => Err(GithubError::Protocol { route: path, detail: "redirected twice".into() }),
+        }
+    }
+
+    async fn permission(
+        &self,
+        repo: PermissionTarget<'_>,
+        login: &str,
+        etag: Option<&str>,
+    ) -> Result<Fetched<Option<PermissionInfo>>, GithubError> {
+        if !valid_login(login) {
+            return Ok(Fetched::Fresh { value: None, etag: None });
+        }
+        let path = match repo {
+            PermissionTarget::Coords(c) => format!("/repos/{}/{}/collaborators/{login}/permission", c.owner(), c.name()),
+            PermissionTarget::Id(id) => format!("/repositories/{id}/collaborators/{login}/permission"),
+        };
+        match self.get(&self.octo, &path, etag).await? {
+            Answer::Ok { body, etag } => {
+                let p: WirePermission = decode(&path, &body)?;
+                let info = PermissionInfo {
+                    user: p.user.map(|u| UserId(u.id)),
+                    grant: grant_from_permission(&p.permission, p.role_name.as_deref()),
+                };
+                Ok(Fetched::Fresh { value: Some(info), etag })
+            }
+            Answer::NotModified => Ok(Fetched::NotModified),
+            Answer::NotFound => Ok(Fetched::Fresh { value: None, etag: None }),
+            Answer::Moved { .. } => Err(GithubError::Protocol { route: path, detail: "unexpected redirect".into() }),
+        }
+    }
+
+    fn user_token_mode(&self) -> bool {
+        !self.shared_credentials()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    fn class(status: u16, h: &[(&'static str, &str)], body: &str) -> Result<Answer, GithubError> {
+        classify("/x", StatusCode::from_u16(status).unwrap(), &headers(h), Bytes::from(body.to_owned()), Timestamp(1_000_000))
+    }
+
+    #[test]
+    fn primary_rate_limit_waits_for_reset() {
+        let e = class(403, &[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "1090")], "{}").unwrap_err();
+        assert_eq!(e, unavailable(UnavailableCause::RateLimited, Some(Duration::from_secs(90))));
+    }
+
+    #[test]
+    fn secondary_rate_limit_honours_retry_after() {
+        let e = class(429, &[("retry-after", "30")], "{}").unwrap_err();
+        assert_eq!(e, unavailable(UnavailableCause::SecondaryRateLimit, Some(Duration::from_secs(30))));
+        let e = class(403, &[], r#"{"message":"You have exceeded a secondary rate limit"}"#).unwrap_err();
+        assert!(matches!(e, GithubError::Unavailable { cause: UnavailableCause::SecondaryRateLimit, .. }));
+    }
+
+    #[test]
+    fn forbidden_without_rate_limit_signs_is_configuration() {
+        let e = class(403, &[("x-ratelimit-remaining", "4999")], r#"{"message":"Resource not accessible by integration"}"#).unwrap_err();
+        assert!(matches!(e, GithubError::Credentials { status: 403, .. }));
+        assert!(matches!(class(401, &[], "{}").unwrap_err(), GithubError::Credentials { status: 401, .. }));
+    }
+
+    #[test]
+    fn not_found_is_a_fact_and_5xx_is_unavailable() {
+        assert!(matches!(class(404, &[], "{}"), Ok(Answer::NotFound)));
+        assert!(matches!(class(502, &[], ""), Err(GithubError::Unavailable { cause: UnavailableCause::ServerError(502), .. })));
+    }
+
+    #[test]
+    fn redirects_stay_on_our_base() {
+        assert_eq!(redirect_path("/r", "https://api.github.com/repositories/42").unwrap(), "/repositories/42");
+        assert!(redirect_path("/r", "https://evil.example/steal").is_err());
+    }
+
+    #[test]
+    fn logins_are_checked_before_use_in_a_path() {
+        assert!(valid_login("octo-cat_1"));
+        assert!(!valid_login("../admin"));
+        assert!(!valid_login(""));
+    }
+}

@@ -1,0 +1,153 @@
+//! GitHub, through octocrab's generic request methods and our own wire types.
+//!
+//! octocrab's typed collaborator-permission method cannot decode `write`, `read` or `none`, so
+//! the routes are called with [`octocrab::Octocrab::_get_with_headers`] and decoded here, with
+//! roles parsed as open strings.
+
+mod client;
+mod wire;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub(crate) use client::OctocrabGithub;
+pub use client::{ClientBuildError, GithubAuth, GithubConfig};
+
+use crate::ids::{OwnerId, RepoCoords, RepoId, UserId};
+use crate::policy::RoleGrant;
+use crate::secret::GithubToken;
+
+/// Why GitHub could not answer now. Never an allow, never a cached "no access".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum UnavailableCause {
+    /// The primary rate limit is spent (`x-ratelimit-remaining: 0`).
+    RateLimited,
+    /// A secondary rate limit (429, or 403 with `retry-after`).
+    SecondaryRateLimit,
+    /// GitHub answered 5xx.
+    ServerError(u16),
+    /// No answer within the request timeout.
+    Timeout,
+    /// The connection failed.
+    Connection,
+    /// An earlier failure on this key or credential is still being backed off from; no request
+    /// was sent.
+    BackingOff,
+}
+
+impl std::fmt::Display for UnavailableCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UnavailableCause::RateLimited => f.write_str("rate limit exhausted"),
+            UnavailableCause::SecondaryRateLimit => f.write_str("secondary rate limit"),
+            UnavailableCause::ServerError(s) => write!(f, "server error {s}"),
+            UnavailableCause::Timeout => f.write_str("timed out"),
+            UnavailableCause::Connection => f.write_str("connection failed"),
+            UnavailableCause::BackingOff => f.write_str("backing off after an earlier failure"),
+        }
+    }
+}
+
+/// A failed GitHub request, classified as DESIGN §2 says.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GithubError {
+    /// GitHub is unavailable or rate limited; try again after `retry_after` where known.
+    #[error("github unavailable: {cause}")]
+    Unavailable {
+        /// What failed.
+        cause: UnavailableCause,
+        /// When asking again makes sense.
+        retry_after: Option<Duration>,
+    },
+    /// GitHub refused the credentials (401, or 403 without rate-limit signs): a configuration
+    /// error, not a fact about the user.
+    #[error("github refused the credentials (status {status}): {message}")]
+    Credentials {
+        /// The HTTP status.
+        status: u16,
+        /// GitHub's message.
+        message: String,
+    },
+    /// GitHub answered something this client does not understand.
+    #[error("unexpected answer from github for `{route}`: {detail}")]
+    Protocol {
+        /// The request path.
+        route: String,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+impl GithubError {
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
+        match self {
+            GithubError::Unavailable { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// A conditional GET's result.
+#[derive(Debug, Clone)]
+pub(crate) enum Fetched<T> {
+    /// 200 (or 404, as `T`'s own "absent").
+    Fresh { value: T, etag: Option<String> },
+    /// 304: what the caller holds is still current.
+    NotModified,
+}
+
+/// The repository now at some coordinates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RepoInfo {
+    pub(crate) id: RepoId,
+    pub(crate) owner: OwnerId,
+    /// The coordinates answered 301: the repository was renamed.
+    pub(crate) redirected: bool,
+    /// The calling user's role, in user-token mode; `None` without `permissions` in the body.
+    pub(crate) role: Option<Option<RoleGrant>>,
+}
+
+/// A collaborator-permission answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PermissionInfo {
+    /// The user the answer is about.
+    pub(crate) user: Option<UserId>,
+    pub(crate) grant: Option<RoleGrant>,
+}
+
+/// Which route a permission question goes to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum PermissionTarget<'a> {
+    /// `/repos/{owner}/{name}/...`: the coordinates answer directly.
+    Coords(&'a RepoCoords),
+    /// `/repositories/{id}/...`: the repository was renamed; skip the redirect.
+    Id(RepoId),
+}
+
+/// The GitHub routes the authorizer needs. A trait so that tests and other clients can swap it.
+#[async_trait]
+pub(crate) trait GithubApi: Send + Sync + std::fmt::Debug {
+    /// `GET /repos/{owner}/{name}`, a rename followed; `None` for 404.
+    async fn repository(
+        &self,
+        coords: &RepoCoords,
+        user_token: Option<&GithubToken>,
+        etag: Option<&str>,
+    ) -> Result<Fetched<Option<RepoInfo>>, GithubError>;
+
+    /// `GET /repos/{owner}/{name}/collaborators/{login}/permission`, or the same under
+    /// `/repositories/{id}` for a renamed repository; `None` for 404.
+    async fn permission(
+        &self,
+        repo: PermissionTarget<'_>,
+        login: &str,
+        etag: Option<&str>,
+    ) -> Result<Fetched<Option<PermissionInfo>>, GithubError>;
+
+    /// Whether checks must carry the user's own token (user-token mode).
+    fn user_token_mode(&self) -> bool;
+}

@@ -1,0 +1,22 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod authorizer;
+mod cache;
+mod clock;
+mod decision;
+mod github;
+mod ids;
+mod policy;
+mod secret;
+#[cfg(feature = "world")]
+pub mod world;
+
+pub use authorizer::{Authorizer, AuthorizerBuilder, BuildError, CheckError, Principal};
+pub use cache::{CacheConfig, CacheStats, Invalidation};
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use decision::{Decision, NoAccessDetail, Outcome, Reason, Source};
+pub use github::{ClientBuildError, GithubAuth, GithubConfig, GithubError, UnavailableCause};
+pub use ids::{App, AppId, GithubUser, InvalidRepoCoords, OwnerId, RepoCoords, RepoId, UserId};
+pub use policy::{Capability, Policy, Role, RoleGrant, RoleName, UnknownCapability, Visibility};
+pub use secret::{AppPrivateKey, GithubToken, InvalidKey};

@@ -1,0 +1,412 @@
+//! The mock GitHub REST API that serves a world (spec/world.md, "What the mock GitHub answers").
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, Response, StatusCode, Uri};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::{FaultStatus, World, WorldRepo, glob};
+use crate::clock::{Clock, ManualClock, SystemClock, Timestamp};
+use crate::github::{GithubAuth, GithubConfig};
+use crate::ids::UserId;
+use crate::policy::Role;
+use crate::secret::GithubToken;
+
+const RATE_LIMIT: u64 = 5000;
+const WINDOW: Duration = Duration::from_secs(3600);
+/// The token the mock treats as the installation's.
+const INSTALLATION_TOKEN: &str = "ghs_world_installation";
+
+/// A running mock GitHub, serving one world on 127.0.0.1. Stops when dropped.
+#[derive(Debug)]
+pub struct MockGithub {
+    addr: SocketAddr,
+    state: Arc<MockState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug)]
+struct MockState {
+    world: parking_lot::RwLock<World>,
+    clock: Arc<dyn Clock>,
+    base: String,
+    counts: Mutex<BTreeMap<String, u64>>,
+    fault_hits: Mutex<Vec<u64>>,
+    limit: Mutex<(u64, Timestamp)>,
+    delay: Mutex<Duration>,
+}
+
+/// Who a request is from, by its `Authorization` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    Anonymous,
+    Installation,
+    User(UserId),
+}
+
+impl MockGithub {
+    /// Serves `world` on a free port of 127.0.0.1, on the world's clock (its `now`, or the
+    /// system clock).
+    pub async fn start(world: World) -> std::io::Result<MockGithub> {
+        let clock: Arc<dyn Clock> = match world.now() {
+            Some(t) => Arc::new(ManualClock::new(t)),
+            None => Arc::new(SystemClock),
+        };
+        Self::start_with_clock(world, clock).await
+    }
+
+    /// Serves `world` with `clock` (share it with the authorizer under test).
+    pub async fn start_with_clock(world: World, clock: Arc<dyn Clock>) -> std::io::Result<MockGithub> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let reset = clock.now().plus(WINDOW);
+        let faults = world.faults().len();
+        let state = Arc::new(MockState {
+            world: parking_lot::RwLock::new(world),
+            clock,
+            base: format!("http://{addr}"),
+            counts: Mutex::new(BTreeMap::new()),
+            fault_hits: Mutex::new(vec![0; faults]),
+            limit: Mutex::new((RATE_LIMIT, reset)),
+            delay: Mutex::new(Duration::ZERO),
+        });
+        let router = axum::Router::new().fallback(handle).with_state(state.clone());
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "mock github stopped");
+            }
+        });
+        Ok(MockGithub { addr, state, task })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn base_url(&self) -> String {
+        self.state.base.clone()
+    }
+
+    /// The address served.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The clock the mock computes rate-limit resets with.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.state.clock.clone()
+    }
+
+    /// A client configuration for installation-token mode against this mock.
+    pub fn github_config(&self) -> GithubConfig {
+        GithubConfig::new(GithubAuth::Token(GithubToken::new(INSTALLATION_TOKEN.to_owned()))).with_api_base(self.base_url())
+    }
+
+    /// A client configuration for user-token mode against this mock.
+    pub fn user_token_config(&self) -> GithubConfig {
+        GithubConfig::new(GithubAuth::UserTokens).with_api_base(self.base_url())
+    }
+
+    /// The token the mock accepts as `login`'s own (`user:<login>`).
+    pub fn user_token(&self, login: &str) -> GithubToken {
+        GithubToken::new(format!("user:{login}"))
+    }
+
+    /// Requests served for exactly this path (query excluded).
+    pub fn requests(&self, path: &str) -> u64 {
+        self.state.counts.lock().get(path).copied().unwrap_or(0)
+    }
+
+    /// Requests served whose path matches a fault-style glob.
+    pub fn requests_matching(&self, pattern: &str) -> u64 {
+        self.state.counts.lock().iter().filter(|(p, _)| glob::matches(pattern, p)).map(|(_, n)| n).sum()
+    }
+
+    /// Every request served.
+    pub fn total_requests(&self) -> u64 {
+        self.state.counts.lock().values().sum()
+    }
+
+    /// Requests per path.
+    pub fn request_counts(&self) -> BTreeMap<String, u64> {
+        self.state.counts.lock().clone()
+    }
+
+    /// Serves `world` from now on, as if GitHub had changed (roles granted or removed,
+    /// repositories renamed). Faults are counted afresh.
+    pub fn set_world(&self, world: World) {
+        *self.state.fault_hits.lock() = vec![0; world.faults().len()];
+        *self.state.world.write() = world;
+    }
+
+    /// Holds every answer for `delay` after computing it, so that an answer can be in flight
+    /// while something else happens.
+    pub fn set_response_delay(&self, delay: Duration) {
+        *self.state.delay.lock() = delay;
+    }
+
+    /// What `x-ratelimit-remaining` says now.
+    pub fn rate_limit_remaining(&self) -> u64 {
+        self.state.current_limit().0
+    }
+}
+
+impl Drop for MockGithub {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl MockState {
+    fn world(&self) -> World {
+        self.world.read().clone()
+    }
+
+    fn current_limit(&self) -> (u64, Timestamp) {
+        let mut l = self.limit.lock();
+        let now = self.clock.now();
+        if now >= l.1 {
+            *l = (RATE_LIMIT, now.plus(WINDOW));
+        }
+        *l
+    }
+
+    fn spend(&self) -> (u64, Timestamp) {
+        self.current_limit();
+        let mut l = self.limit.lock();
+        l.0 = l.0.saturating_sub(1);
+        *l
+    }
+
+    fn caller(&self, headers: &HeaderMap) -> Caller {
+        let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) else { return Caller::Anonymous };
+        let token = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("token ")).unwrap_or("");
+        match token.strip_prefix("user:").and_then(|login| self.world().user(login)) {
+            Some(u) => Caller::User(u.id),
+            None if token.is_empty() => Caller::Anonymous,
+            None => Caller::Installation,
+        }
+    }
+
+    /// The fault that answers this request, if one is still active; it is used up by one.
+    fn fault(&self, path: &str) -> Option<(FaultStatus, Option<u64>)> {
+        let world = self.world();
+        let mut hits = self.fault_hits.lock();
+        for (i, f) in world.faults().iter().enumerate() {
+            if glob::matches(&f.path, path) && f.times.is_none_or(|t| hits[i] < t) {
+                hits[i] += 1;
+                return Some((f.status, f.retry_after));
+            }
+        }
+        None
+    }
+
+    fn can_see(&self, caller: Caller, repo: &WorldRepo) -> bool {
+        match caller {
+            _ if !repo.private => true,
+            Caller::Installation => true,
+            Caller::User(u) => self.world().effective_role(u, repo).is_some(),
+            Caller::Anonymous => false,
+        }
+    }
+}
+
+fn respond(status: StatusCode, limit: (u64, Timestamp), extra: &[(&str, String)], body: Option<&Value>) -> Response<Body> {
+    let mut b = Response::builder()
+        .status(status)
+        .header("content-type", "application/json; charset=utf-8")
+        .header("x-ratelimit-limit", RATE_LIMIT.to_string())
+        .header("x-ratelimit-remaining", limit.0.to_string())
+        .header("x-ratelimit-used", (RATE_LIMIT - limit.0).to_string())
+        .header("x-ratelimit-reset", limit.1.as_secs().to_string())
+        .header("x-ratelimit-resource", "core");
+    for (k, v) in extra {
+        b = b.header(*k, v.as_str());
+    }
+    let body = body.map(|v| Body::from(v.to_string())).unwrap_or_else(Body::empty);
+    b.body(body).unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+fn not_found() -> Value {
+    json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest", "status": "404"})
+}
+
+fn etag_of(body: &Value) -> String {
+    let digest = Sha256::digest(body.to_string().as_bytes());
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("\"{hex}\"")
+}
+
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get("if-none-match")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').map(str::trim).any(|t| t == "*" || t.trim_start_matches("W/") == etag))
+}
+
+async fn handle(State(state): State<Arc<MockState>>, method: Method, uri: Uri, headers: HeaderMap) -> Response<Body> {
+    let response = answer(&state, method, uri, headers).await;
+    let delay = *state.delay.lock();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    response
+}
+
+async fn answer(state: &MockState, method: Method, uri: Uri, headers: HeaderMap) -> Response<Body> {
+    let path = uri.path().to_owned();
+    *state.counts.lock().entry(path.clone()).or_insert(0) += 1;
+    if let Some((status, retry_after)) = state.fault(&path) {
+        return fault_response(state, status, retry_after).await;
+    }
+    if method != Method::GET {
+        return respond(StatusCode::NOT_FOUND, state.spend(), &[], Some(&not_found()));
+    }
+    let caller = state.caller(&headers);
+    let world = state.world();
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (repo, rest) = match segs.as_slice() {
+        ["repos", owner, name, rest @ ..] => {
+            let found = world.repos().iter().find(|r| r.owner.eq_ignore_ascii_case(owner) && r.name.eq_ignore_ascii_case(name));
+            if let Some(r) = found {
+                (r, rest)
+            } else if let Some(r) = world
+                .repos()
+                .iter()
+                .find(|r| r.owner.eq_ignore_ascii_case(owner) && r.renamed_from.iter().any(|n| n.eq_ignore_ascii_case(name)))
+            {
+                let mut location = format!("{}/repositories/{}", state.base, r.id);
+                for s in rest {
+                    location.push('/');
+                    location.push_str(s);
+                }
+                let body = json!({"message": "Moved Permanently", "url": location, "documentation_url": "https://docs.github.com/v3/#http-redirects"});
+                return respond(StatusCode::MOVED_PERMANENTLY, state.spend(), &[("location", location.clone())], Some(&body));
+            } else {
+                return respond(StatusCode::NOT_FOUND, state.spend(), &[], Some(&not_found()));
+            }
+        }
+        ["repositories", id, rest @ ..] => match world.repos().iter().find(|r| r.id.0.to_string() == *id) {
+            Some(r) => (r, rest),
+            None => return respond(StatusCode::NOT_FOUND, state.spend(), &[], Some(&not_found())),
+        },
+        _ => return respond(StatusCode::NOT_FOUND, state.spend(), &[], Some(&not_found())),
+    };
+    if !state.can_see(caller, repo) {
+        return respond(StatusCode::NOT_FOUND, state.spend(), &[], Some(&not_found()));
+    }
+    let body = match rest {
+        [] => repo_json(state, repo, caller),
+        ["collaborators", login, "permission"] => {
+            if caller == Caller::Anonymous {
+                let body = json!({"message": "Requires authentication", "documentation_url": "https://docs.github.com/rest"});
+                return respond(StatusCode::UNAUTHORIZED, state.spend(), &[], Some(&body));
+            }
+            match world.user(login) {
+                Some(user) => permission_json(state, repo, user.id, &user.login),
+                None => return respond(StatusCode::NOT_FOUND, state.spend(), &[], Some(&not_found())),
+            }
+        }
+        _ => return respond(StatusCode::NOT_FOUND, state.spend(), &[], Some(&not_found())),
+    };
+    let etag = etag_of(&body);
+    if if_none_match(&headers, &etag) {
+        return respond(StatusCode::NOT_MODIFIED, state.current_limit(), &[("etag", etag)], None);
+    }
+    respond(StatusCode::OK, state.spend(), &[("etag", etag)], Some(&body))
+}
+
+async fn fault_response(state: &MockState, status: FaultStatus, retry_after: Option<u64>) -> Response<Body> {
+    let mut extra = Vec::new();
+    if let Some(s) = retry_after {
+        extra.push(("retry-after", s.to_string()));
+    }
+    match status {
+        FaultStatus::Timeout => {
+            // Hang until the client gives up (bounded, so that nothing outlives a test run).
+            tokio::time::sleep(Duration::from_secs(120)).await;
+            respond(StatusCode::GATEWAY_TIMEOUT, state.current_limit(), &extra, None)
+        }
+        FaultStatus::Http(403) => {
+            let reset = state.clock.now().plus(Duration::from_secs(retry_after.unwrap_or(60)));
+            let body = json!({
+                "message": "API rate limit exceeded for installation ID 1.",
+                "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
+            });
+            respond(StatusCode::FORBIDDEN, (0, reset), &extra, Some(&body))
+        }
+        FaultStatus::Http(429) => {
+            let body = json!({
+                "message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+                "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits"
+            });
+            respond(StatusCode::TOO_MANY_REQUESTS, state.current_limit(), &extra, Some(&body))
+        }
+        FaultStatus::Http(code) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            respond(status, state.current_limit(), &extra, Some(&json!({"message": "Server Error"})))
+        }
+    }
+}
+
+fn owner_json(state: &MockState, repo: &WorldRepo) -> Value {
+    json!({
+        "login": repo.owner,
+        "id": repo.owner_id,
+        "type": if repo.owner_is_org { "Organization" } else { "User" },
+        "url": format!("{}/users/{}", state.base, repo.owner),
+        "site_admin": false
+    })
+}
+
+fn repo_json(state: &MockState, repo: &WorldRepo, caller: Caller) -> Value {
+    let mut v = json!({
+        "id": repo.id.0,
+        "node_id": format!("R_{}", repo.id.0),
+        "name": repo.name,
+        "full_name": format!("{}/{}", repo.owner, repo.name),
+        "owner": owner_json(state, repo),
+        "private": repo.private,
+        "visibility": if repo.private { "private" } else { "public" },
+        "archived": repo.archived,
+        "html_url": format!("https://github.com/{}/{}", repo.owner, repo.name),
+        "url": format!("{}/repos/{}/{}", state.base, repo.owner, repo.name),
+        "default_branch": "main"
+    });
+    if let Caller::User(u) = caller {
+        let role = state.world().effective_role(u, repo).map(|g| g.role);
+        let at_least = |r: Role| role.is_some_and(|have| have >= r);
+        v["permissions"] = json!({
+            "admin": at_least(Role::Admin),
+            "maintain": at_least(Role::Maintain),
+            "push": at_least(Role::Write),
+            "triage": at_least(Role::Triage),
+            "pull": at_least(Role::Read)
+        });
+    }
+    v
+}
+
+fn permission_json(state: &MockState, repo: &WorldRepo, user: UserId, login: &str) -> Value {
+    let (permission, role_name) = match state.world().effective_role(user, repo) {
+        Some(g) => {
+            let legacy = match g.role {
+                Role::Admin => "admin",
+                Role::Maintain | Role::Write => "write",
+                Role::Triage | Role::Read => "read",
+            };
+            (legacy.to_owned(), g.name.as_str().to_owned())
+        }
+        None if repo.private => ("none".to_owned(), String::new()),
+        None => ("read".to_owned(), "read".to_owned()),
+    };
+    json!({
+        "permission": permission,
+        "role_name": role_name,
+        "user": {"login": login, "id": user.0, "type": "User", "site_admin": false}
+    })
+}

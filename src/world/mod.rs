@@ -1,0 +1,679 @@
+//! World mode: fixture worlds (`spec/world.md`) and the mock GitHub they are served by.
+//!
+//! A world describes GitHub's accounts, organizations, teams and repositories, and the apps a
+//! control plane deployed. The library does not read it directly: [`MockGithub`] serves it on
+//! 127.0.0.1 with GitHub's status codes, headers and JSON, and the real client is pointed at it.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use ghauthz::world::{MockGithub, World};
+//! use ghauthz::{Authorizer, Capability, Principal};
+//!
+//! let world = World::from_toml_str(r#"
+//!     version = 1
+//!     [[users]]
+//!     id = 1
+//!     login = "alice"
+//!     [[repos]]
+//!     id = 10
+//!     owner = "alice"
+//!     name = "notes"
+//!     private = true
+//!     [[apps]]
+//!     id = "notes"
+//!     repo = "alice/notes"
+//!     repo_id = 10
+//!     branch = "main"
+//!     main_file = "app.py"
+//!     visibility = "private"
+//!     deployed_by = "alice"
+//! "#, ".").unwrap();
+//! let mock = MockGithub::start(world.clone()).await.unwrap();
+//! let authz = Authorizer::builder(mock.github_config()).build().unwrap();
+//! let alice = Principal::github(world.user("alice").unwrap());
+//! let decision = authz.check(&alice, &world.app("notes").unwrap(), Capability::Delete).await.unwrap();
+//! assert!(decision.is_allowed()); // the owner of a user-owned repository is admin
+//! # }
+//! ```
+
+mod glob;
+mod mock;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub use mock::MockGithub;
+
+use crate::clock::Timestamp;
+use crate::ids::{App, AppId, GithubUser, RepoCoords, RepoId, UserId};
+use crate::policy::{Role, RoleGrant, RoleName, Visibility};
+
+/// A world file that could not be loaded: where, which field, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct WorldError {
+    /// The file, when loaded from one.
+    pub file: Option<PathBuf>,
+    /// 1-based line and column, where known.
+    pub position: Option<(usize, usize)>,
+    /// The field, as a path (`repos[2].roles.carol`), where known.
+    pub field: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for WorldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.file {
+            Some(p) => write!(f, "{}", p.display())?,
+            None => f.write_str("world")?,
+        }
+        if let Some((line, col)) = self.position {
+            write!(f, ":{line}:{col}")?;
+        }
+        f.write_str(": ")?;
+        if let Some(field) = &self.field {
+            write!(f, "`{field}`: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+fn position(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+// ---------- the file, as written ----------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorldFile {
+    version: Spanned<u32>,
+    #[serde(default)]
+    now: Option<Spanned<String>>,
+    #[serde(default)]
+    users: Vec<UserSpec>,
+    #[serde(default)]
+    orgs: Vec<OrgSpec>,
+    #[serde(default)]
+    repos: Vec<RepoSpec>,
+    #[serde(default)]
+    faults: Vec<FaultSpec>,
+    #[serde(default)]
+    google: Option<GoogleSpec>,
+    #[serde(default)]
+    apps: Vec<AppSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserSpec {
+    id: Spanned<u64>,
+    login: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrgSpec {
+    id: Spanned<u64>,
+    login: Spanned<String>,
+    #[serde(default)]
+    owners: Vec<Spanned<String>>,
+    #[serde(default)]
+    members: Vec<Spanned<String>>,
+    #[serde(default)]
+    base_permission: Option<Spanned<String>>,
+    #[serde(default)]
+    teams: Vec<TeamSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TeamSpec {
+    id: u64,
+    slug: String,
+    #[serde(default)]
+    members: Vec<Spanned<String>>,
+    #[serde(default)]
+    repos: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RepoSpec {
+    id: Spanned<u64>,
+    owner: Spanned<String>,
+    name: Spanned<String>,
+    private: bool,
+    #[serde(default)]
+    archived: bool,
+    #[serde(default)]
+    renamed_from: Vec<Spanned<String>>,
+    #[serde(default)]
+    roles: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum FaultStatusSpec {
+    Code(u16),
+    Word(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultSpec {
+    path: Spanned<String>,
+    status: Spanned<FaultStatusSpec>,
+    #[serde(default)]
+    retry_after: Option<u64>,
+    #[serde(default)]
+    times: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GoogleSpec {
+    client_ids: Vec<String>,
+    jwks: String,
+    #[serde(default)]
+    max_age: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppSpec {
+    id: Spanned<String>,
+    repo: Spanned<String>,
+    repo_id: u64,
+    branch: String,
+    main_file: String,
+    visibility: Visibility,
+    deployed_by: Spanned<String>,
+    #[serde(default)]
+    viewers: Vec<String>,
+}
+
+// ---------- the world, validated ----------
+
+/// A GitHub account in the world.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorldUser {
+    /// Numeric id.
+    pub id: UserId,
+    /// Login.
+    pub login: String,
+}
+
+/// An organization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorldOrg {
+    /// Numeric id.
+    pub id: u64,
+    /// Login.
+    pub login: String,
+    /// Organization owners (admin on every repository of the org).
+    pub owners: Vec<UserId>,
+    /// Members, owners included.
+    pub members: Vec<UserId>,
+    /// The role every member gets on the org's repositories; `None` for `none`. Default `read`,
+    /// as on GitHub.
+    pub base_permission: Option<Role>,
+    /// Teams.
+    pub teams: Vec<WorldTeam>,
+}
+
+/// A team of an organization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorldTeam {
+    /// Numeric id.
+    pub id: u64,
+    /// Slug.
+    pub slug: String,
+    /// Members.
+    pub members: Vec<UserId>,
+    /// Repository name (in the org) to the role the team grants.
+    pub repos: BTreeMap<String, RoleGrant>,
+}
+
+/// A repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorldRepo {
+    /// Numeric id.
+    pub id: RepoId,
+    /// Owner login (a user or an organization).
+    pub owner: String,
+    /// Numeric id of the owner.
+    pub owner_id: u64,
+    /// Whether the owner is an organization.
+    pub owner_is_org: bool,
+    /// Name.
+    pub name: String,
+    /// Private or public.
+    pub private: bool,
+    /// Archived.
+    pub archived: bool,
+    /// Earlier names under the same owner (they answer 301).
+    pub renamed_from: Vec<String>,
+    /// Direct collaborators.
+    pub roles: BTreeMap<UserId, RoleGrant>,
+}
+
+/// What a fault answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultStatus {
+    /// This HTTP status (500, 502, 503: server errors; 403: primary rate limit; 429: secondary).
+    Http(u16),
+    /// The connection hangs until the client gives up.
+    Timeout,
+}
+
+/// A fault: requests whose path matches fail, `times` times or always.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorldFault {
+    /// Glob over the request path: `*` within one segment, `**` across segments (zero or more,
+    /// so `/repos/acme/x/**` matches `/repos/acme/x` too).
+    pub path: String,
+    /// What it answers.
+    pub status: FaultStatus,
+    /// Sent as `retry-after` (seconds).
+    pub retry_after: Option<u64>,
+    /// How many matching requests fail; `None`: all.
+    pub times: Option<u64>,
+}
+
+/// Google's side of the world (used by viewer sign-in).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorldGoogle {
+    /// Accepted audiences.
+    pub client_ids: Vec<String>,
+    /// The JWKS file, resolved against the world file's folder.
+    pub jwks: PathBuf,
+    /// `Cache-Control` max-age the mock JWKS endpoint sends.
+    pub max_age: Option<u64>,
+}
+
+/// An app the control plane deployed.
+#[derive(Debug, Clone)]
+pub struct WorldApp {
+    /// The app record.
+    pub app: App,
+    /// Branch.
+    pub branch: String,
+    /// Main file.
+    pub main_file: String,
+    /// The GitHub identity the app belongs to.
+    pub deployed_by: UserId,
+    /// Invited viewers, as written.
+    pub viewers: Vec<String>,
+}
+
+/// A loaded, validated world. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct World {
+    inner: Arc<WorldData>,
+}
+
+#[derive(Debug)]
+struct WorldData {
+    now: Option<Timestamp>,
+    users: Vec<WorldUser>,
+    orgs: Vec<WorldOrg>,
+    repos: Vec<WorldRepo>,
+    faults: Vec<WorldFault>,
+    google: Option<WorldGoogle>,
+    apps: Vec<WorldApp>,
+    by_login: HashMap<String, usize>,
+}
+
+struct Checker<'t> {
+    text: &'t str,
+    file: Option<PathBuf>,
+}
+
+impl Checker<'_> {
+    fn err(&self, span: Option<Range<usize>>, field: impl Into<String>, message: impl Into<String>) -> WorldError {
+        WorldError {
+            file: self.file.clone(),
+            position: span.map(|s| position(self.text, s.start)),
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses a world role: a standard role or `custom:<name>:<base>`.
+fn parse_world_role(s: &str) -> Result<RoleGrant, String> {
+    if let Some(rest) = s.strip_prefix("custom:") {
+        let (name, base) = rest.rsplit_once(':').ok_or_else(|| format!("custom role `{s}` needs the form `custom:<name>:<base>`"))?;
+        let base = match base {
+            "read" | "triage" | "write" | "maintain" => Role::parse(base),
+            _ => None,
+        }
+        .ok_or_else(|| format!("custom role base `{base}` must be read, triage, write or maintain"))?;
+        if name.is_empty() || Role::parse(name).is_some() {
+            return Err(format!("custom role name `{name}` must be non-empty and not a standard role"));
+        }
+        return Ok(RoleGrant { role: base, name: RoleName::Custom(name.into()) });
+    }
+    match s {
+        "read" | "triage" | "write" | "maintain" | "admin" => Role::parse(s).map(RoleGrant::standard).ok_or_default(s),
+        _ => Err(format!("unknown role `{s}`: expected admin, maintain, write, triage, read or custom:<name>:<base>")),
+    }
+}
+
+trait OkOrDefault<T> {
+    fn ok_or_default(self, s: &str) -> Result<T, String>;
+}
+
+impl<T> OkOrDefault<T> for Option<T> {
+    fn ok_or_default(self, s: &str) -> Result<T, String> {
+        self.ok_or_else(|| format!("unknown role `{s}`"))
+    }
+}
+
+impl World {
+    /// Loads a world file; relative paths inside it resolve against its folder.
+    pub fn load(path: impl AsRef<Path>) -> Result<World, WorldError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| WorldError {
+            file: Some(path.to_owned()),
+            position: None,
+            field: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        let dir = path.parent().map(Path::to_owned).unwrap_or_default();
+        Self::parse(&text, &dir, Some(path.to_owned()))
+    }
+
+    /// Parses a world from TOML text; relative paths resolve against `dir`.
+    pub fn from_toml_str(text: &str, dir: impl AsRef<Path>) -> Result<World, WorldError> {
+        Self::parse(text, dir.as_ref(), None)
+    }
+
+    fn parse(text: &str, dir: &Path, file: Option<PathBuf>) -> Result<World, WorldError> {
+        let ck = Checker { text, file };
+        let de = toml::Deserializer::parse(text).map_err(|e| WorldError {
+            file: ck.file.clone(),
+            position: e.span().map(|s| position(text, s.start)),
+            field: None,
+            message: e.message().to_owned(),
+        })?;
+        let wf: WorldFile = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            WorldError {
+                file: ck.file.clone(),
+                position: inner.span().map(|s| position(text, s.start)),
+                field: (path != ".").then_some(path),
+                message: inner.message().to_owned(),
+            }
+        })?;
+        Self::validate(&ck, wf, dir)
+    }
+
+    fn validate(ck: &Checker<'_>, wf: WorldFile, dir: &Path) -> Result<World, WorldError> {
+        if *wf.version.get_ref() != 1 {
+            return Err(ck.err(Some(wf.version.span()), "version", format!("unsupported version {}: expected 1", wf.version.get_ref())));
+        }
+        let now = match &wf.now {
+            None => None,
+            Some(s) => {
+                let t = chrono::DateTime::parse_from_rfc3339(s.get_ref())
+                    .map_err(|e| ck.err(Some(s.span()), "now", format!("`{}` is not an RFC 3339 time: {e}", s.get_ref())))?;
+                Some(Timestamp(u64::try_from(t.timestamp_millis()).map_err(|_| ck.err(Some(s.span()), "now", "before 1970"))?))
+            }
+        };
+        // Users.
+        let mut users = Vec::new();
+        let mut by_login = HashMap::new();
+        let mut ids = HashSet::new();
+        for (i, u) in wf.users.iter().enumerate() {
+            let login = u.login.get_ref();
+            if login.is_empty() || !login.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                return Err(ck.err(Some(u.login.span()), format!("users[{i}].login"), format!("`{login}` is not a GitHub login")));
+            }
+            if by_login.insert(login.to_ascii_lowercase(), users.len()).is_some() {
+                return Err(ck.err(Some(u.login.span()), format!("users[{i}].login"), format!("login `{login}` declared twice")));
+            }
+            if !ids.insert(*u.id.get_ref()) {
+                return Err(ck.err(Some(u.id.span()), format!("users[{i}].id"), format!("id {} declared twice", u.id.get_ref())));
+            }
+            users.push(WorldUser { id: UserId(*u.id.get_ref()), login: login.clone() });
+        }
+        let user_id = |s: &Spanned<String>, field: String| -> Result<UserId, WorldError> {
+            by_login
+                .get(&s.get_ref().to_ascii_lowercase())
+                .map(|&i| users[i].id)
+                .ok_or_else(|| ck.err(Some(s.span()), field, format!("unknown login `{}`: declare it under [[users]]", s.get_ref())))
+        };
+        // Organizations.
+        let mut orgs = Vec::new();
+        let mut org_by_login = HashMap::new();
+        for (i, o) in wf.orgs.iter().enumerate() {
+            let login = o.login.get_ref().clone();
+            if by_login.contains_key(&login.to_ascii_lowercase()) || org_by_login.contains_key(&login.to_ascii_lowercase()) {
+                return Err(ck.err(Some(o.login.span()), format!("orgs[{i}].login"), format!("login `{login}` is already taken")));
+            }
+            if !ids.insert(*o.id.get_ref()) {
+                return Err(ck.err(Some(o.id.span()), format!("orgs[{i}].id"), format!("id {} already used by another account", o.id.get_ref())));
+            }
+            let owners = o.owners.iter().enumerate().map(|(j, s)| user_id(s, format!("orgs[{i}].owners[{j}]"))).collect::<Result<Vec<_>, _>>()?;
+            let mut members = o.members.iter().enumerate().map(|(j, s)| user_id(s, format!("orgs[{i}].members[{j}]"))).collect::<Result<Vec<_>, _>>()?;
+            for owner in &owners {
+                if !members.contains(owner) {
+                    members.push(*owner);
+                }
+            }
+            let base_permission = match &o.base_permission {
+                None => Some(Role::Read),
+                Some(s) => match s.get_ref().as_str() {
+                    "none" => None,
+                    "read" | "write" | "admin" => Role::parse(s.get_ref()),
+                    other => {
+                        return Err(ck.err(Some(s.span()), format!("orgs[{i}].base_permission"), format!("`{other}`: expected none, read, write or admin")));
+                    }
+                },
+            };
+            let mut teams = Vec::new();
+            for (t, team) in o.teams.iter().enumerate() {
+                let tm = team.members.iter().enumerate().map(|(j, s)| user_id(s, format!("orgs[{i}].teams[{t}].members[{j}]"))).collect::<Result<Vec<_>, _>>()?;
+                let mut repos = BTreeMap::new();
+                for (name, role) in &team.repos {
+                    let grant = parse_world_role(role.get_ref()).map_err(|m| ck.err(Some(role.span()), format!("orgs[{i}].teams[{t}].repos.{name}"), m))?;
+                    repos.insert(name.clone(), grant);
+                }
+                teams.push(WorldTeam { id: team.id, slug: team.slug.clone(), members: tm, repos });
+            }
+            org_by_login.insert(login.to_ascii_lowercase(), orgs.len());
+            orgs.push(WorldOrg { id: *o.id.get_ref(), login, owners, members, base_permission, teams });
+        }
+        // Repositories.
+        let mut repos: Vec<WorldRepo> = Vec::new();
+        for (i, r) in wf.repos.iter().enumerate() {
+            let owner = r.owner.get_ref();
+            let (owner_id, owner_is_org) = if let Some(&o) = org_by_login.get(&owner.to_ascii_lowercase()) {
+                (orgs[o].id, true)
+            } else {
+                (user_id(&r.owner, format!("repos[{i}].owner"))?.0, false)
+            };
+            RepoCoords::new(owner, r.name.get_ref()).map_err(|e| ck.err(Some(r.name.span()), format!("repos[{i}].name"), e.to_string()))?;
+            if repos.iter().any(|x| x.id.0 == *r.id.get_ref()) {
+                return Err(ck.err(Some(r.id.span()), format!("repos[{i}].id"), format!("repository id {} declared twice", r.id.get_ref())));
+            }
+            let taken = |name: &str| {
+                repos.iter().any(|x| {
+                    x.owner.eq_ignore_ascii_case(owner)
+                        && (x.name.eq_ignore_ascii_case(name) || x.renamed_from.iter().any(|n| n.eq_ignore_ascii_case(name)))
+                })
+            };
+            if taken(r.name.get_ref()) {
+                return Err(ck.err(Some(r.name.span()), format!("repos[{i}].name"), format!("`{owner}/{}` is declared twice", r.name.get_ref())));
+            }
+            for (j, old) in r.renamed_from.iter().enumerate() {
+                if taken(old.get_ref()) || old.get_ref().eq_ignore_ascii_case(r.name.get_ref()) {
+                    return Err(ck.err(Some(old.span()), format!("repos[{i}].renamed_from[{j}]"), format!("`{owner}/{}` already names a repository", old.get_ref())));
+                }
+            }
+            let mut roles = BTreeMap::new();
+            for (login, role) in &r.roles {
+                let id = by_login
+                    .get(&login.to_ascii_lowercase())
+                    .map(|&u| users[u].id)
+                    .ok_or_else(|| ck.err(Some(role.span()), format!("repos[{i}].roles.{login}"), format!("unknown login `{login}`: declare it under [[users]]")))?;
+                let grant = parse_world_role(role.get_ref()).map_err(|m| ck.err(Some(role.span()), format!("repos[{i}].roles.{login}"), m))?;
+                roles.insert(id, grant);
+            }
+            repos.push(WorldRepo {
+                id: RepoId(*r.id.get_ref()),
+                owner: owner.clone(),
+                owner_id,
+                owner_is_org,
+                name: r.name.get_ref().clone(),
+                private: r.private,
+                archived: r.archived,
+                renamed_from: r.renamed_from.iter().map(|s| s.get_ref().clone()).collect(),
+                roles,
+            });
+        }
+        // Teams may only name repositories of their org.
+        for (i, org) in orgs.iter().enumerate() {
+            for (t, team) in org.teams.iter().enumerate() {
+                for name in team.repos.keys() {
+                    if !repos.iter().any(|r| r.owner.eq_ignore_ascii_case(&org.login) && r.name.eq_ignore_ascii_case(name)) {
+                        let span = wf.orgs[i].teams[t].repos.get(name).map(Spanned::span);
+                        return Err(ck.err(span, format!("orgs[{i}].teams[{t}].repos.{name}"), format!("no repository `{}/{name}`", org.login)));
+                    }
+                }
+            }
+        }
+        // Faults.
+        let mut faults = Vec::new();
+        for (i, f) in wf.faults.iter().enumerate() {
+            if !f.path.get_ref().starts_with('/') {
+                return Err(ck.err(Some(f.path.span()), format!("faults[{i}].path"), "a fault path starts with `/`"));
+            }
+            let status = match f.status.get_ref() {
+                FaultStatusSpec::Code(c @ (500 | 502 | 503 | 403 | 429)) => FaultStatus::Http(*c),
+                FaultStatusSpec::Word(w) if w == "timeout" => FaultStatus::Timeout,
+                other => {
+                    let shown = match other {
+                        FaultStatusSpec::Code(c) => c.to_string(),
+                        FaultStatusSpec::Word(w) => format!("\"{w}\""),
+                    };
+                    return Err(ck.err(Some(f.status.span()), format!("faults[{i}].status"), format!("{shown}: expected 500, 502, 503, 403, 429 or \"timeout\"")));
+                }
+            };
+            faults.push(WorldFault { path: f.path.get_ref().clone(), status, retry_after: f.retry_after, times: f.times });
+        }
+        let google = wf.google.as_ref().map(|g| WorldGoogle { client_ids: g.client_ids.clone(), jwks: dir.join(&g.jwks), max_age: g.max_age });
+        // Apps.
+        let mut apps: Vec<WorldApp> = Vec::new();
+        for (i, a) in wf.apps.iter().enumerate() {
+            let coords: RepoCoords = a.repo.get_ref().parse().map_err(|e: crate::ids::InvalidRepoCoords| ck.err(Some(a.repo.span()), format!("apps[{i}].repo"), e.to_string()))?;
+            let id = a.id.get_ref();
+            if id.is_empty() || apps.iter().any(|x| x.app.id().0 == *id) {
+                return Err(ck.err(Some(a.id.span()), format!("apps[{i}].id"), format!("app id `{id}` is empty or declared twice")));
+            }
+            let deployed_by = user_id(&a.deployed_by, format!("apps[{i}].deployed_by"))?;
+            apps.push(WorldApp {
+                app: App::new(AppId(id.clone()), coords, RepoId(a.repo_id), a.visibility),
+                branch: a.branch.clone(),
+                main_file: a.main_file.clone(),
+                deployed_by,
+                viewers: a.viewers.clone(),
+            });
+        }
+        Ok(World { inner: Arc::new(WorldData { now, users, orgs, repos, faults, google, apps, by_login }) })
+    }
+
+    /// The world's fixed clock, if it sets `now`.
+    pub fn now(&self) -> Option<Timestamp> {
+        self.inner.now
+    }
+
+    /// Every declared user.
+    pub fn users(&self) -> &[WorldUser] {
+        &self.inner.users
+    }
+
+    /// The user with this login (case-insensitive), as a [`GithubUser`].
+    pub fn user(&self, login: &str) -> Option<GithubUser> {
+        self.inner.by_login.get(&login.to_ascii_lowercase()).map(|&i| {
+            let u = &self.inner.users[i];
+            GithubUser::new(u.id, u.login.clone())
+        })
+    }
+
+    /// Organizations.
+    pub fn orgs(&self) -> &[WorldOrg] {
+        &self.inner.orgs
+    }
+
+    /// Repositories.
+    pub fn repos(&self) -> &[WorldRepo] {
+        &self.inner.repos
+    }
+
+    /// Faults.
+    pub fn faults(&self) -> &[WorldFault] {
+        &self.inner.faults
+    }
+
+    /// Google's side, if the world has one.
+    pub fn google(&self) -> Option<&WorldGoogle> {
+        self.inner.google.as_ref()
+    }
+
+    /// Deployed apps.
+    pub fn apps(&self) -> &[WorldApp] {
+        &self.inner.apps
+    }
+
+    /// The app with this id.
+    pub fn app(&self, id: &str) -> Option<App> {
+        self.inner.apps.iter().find(|a| a.app.id().0 == id).map(|a| a.app.clone())
+    }
+
+    /// The effective role of `user` on `repo`, as the mock GitHub computes it: the highest of
+    /// ownership, org ownership, the org's base permission, the user's teams and the direct role.
+    pub fn effective_role(&self, user: UserId, repo: &WorldRepo) -> Option<RoleGrant> {
+        let mut best: Option<RoleGrant> = None;
+        let mut offer = |g: RoleGrant| {
+            if best.as_ref().is_none_or(|b| g.role >= b.role) {
+                best = Some(g);
+            }
+        };
+        if !repo.owner_is_org {
+            if repo.owner_id == user.0 {
+                offer(RoleGrant::standard(Role::Admin));
+            }
+        } else if let Some(org) = self.inner.orgs.iter().find(|o| o.id == repo.owner_id) {
+            if org.members.contains(&user) {
+                if let Some(base) = org.base_permission {
+                    offer(RoleGrant::standard(base));
+                }
+            }
+            for team in org.teams.iter().filter(|t| t.members.contains(&user)) {
+                if let Some((_, g)) = team.repos.iter().find(|(n, _)| n.eq_ignore_ascii_case(&repo.name)) {
+                    offer(g.clone());
+                }
+            }
+            if org.owners.contains(&user) {
+                offer(RoleGrant::standard(Role::Admin));
+            }
+        }
+        if let Some(g) = repo.roles.get(&user) {
+            offer(g.clone());
+        }
+        best
+    }
+}

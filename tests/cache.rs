@@ -1,0 +1,207 @@
+//! Cache semantics (DESIGN §3): coalescing, lifetimes from fetch, revalidation, invalidation.
+#![cfg(feature = "world")]
+
+mod common;
+
+use std::time::Duration;
+
+use ghauthz::world::World;
+use ghauthz::{Capability, Invalidation, OwnerId, RepoId, Source, UserId};
+
+const DASH_PERM: &str = "/repos/acme/dashboard/collaborators/carol/permission";
+const DASH_REPO: &str = "/repos/acme/dashboard";
+
+fn acme_with(edit: impl Fn(String) -> String) -> World {
+    let text = std::fs::read_to_string(common::fixture_path("worlds/acme.toml")).unwrap();
+    World::from_toml_str(&edit(text), common::fixture_path("worlds")).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_misses_on_one_key_make_one_request() {
+    let env = common::env(common::fixture("acme.toml")).await;
+    let (carol, dash) = (env.user("carol"), env.app("dash"));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let (authz, carol, dash) = (env.authz.clone(), carol.clone(), dash.clone());
+        tasks.spawn(async move { authz.check(&carol, &dash, Capability::View).await });
+    }
+    let mut allowed = 0;
+    while let Some(r) = tasks.join_next().await {
+        allowed += usize::from(r.unwrap().unwrap().is_allowed());
+    }
+    assert_eq!(allowed, 100);
+    assert_eq!(env.mock.requests(DASH_PERM), 1, "one permission request for 100 concurrent misses");
+    assert_eq!(env.mock.requests(DASH_REPO), 1, "one repository lookup");
+    let stats = env.authz.stats();
+    assert_eq!(stats.misses, 1);
+    assert_eq!(stats.misses + stats.coalesced_waits + stats.hits, 100, "{stats:?}");
+}
+
+#[tokio::test]
+async fn a_dropped_waiter_cancels_nothing_for_the_others() {
+    let env = common::env(common::fixture("acme.toml")).await;
+    let (carol, dash) = (env.user("carol"), env.app("dash"));
+    // A check dropped before it finishes...
+    let dropped = tokio::time::timeout(Duration::from_nanos(1), env.authz.check(&carol, &dash, Capability::View)).await;
+    drop(dropped);
+    // ...leaves the key usable for everyone else.
+    let d = env.authz.check(&carol, &dash, Capability::View).await.unwrap();
+    assert!(d.is_allowed());
+    assert!(env.mock.requests(DASH_PERM) <= 2);
+}
+
+#[tokio::test]
+async fn lifetime_counts_from_the_fetch_and_hits_do_not_extend_it() {
+    let env = common::env(common::fixture("acme.toml")).await;
+    let (carol, dash) = (env.user("carol"), env.app("dash"));
+    let first = env.authz.check(&carol, &dash, Capability::View).await.unwrap();
+    assert_eq!(first.source(), Source::Github);
+    let remaining = env.mock.rate_limit_remaining();
+    for minute in 1..=4 {
+        env.advance_secs(60);
+        let d = env.authz.check(&carol, &dash, Capability::View).await.unwrap();
+        assert_eq!(d.source(), Source::Cache, "minute {minute}");
+        assert_eq!(d.age(), Duration::from_secs(60 * minute));
+    }
+    assert_eq!(env.mock.requests(DASH_PERM), 1);
+    env.advance_secs(61); // 5 min 1 s after the fetch, however often it was read
+    let d = env.authz.check(&carol, &dash, Capability::View).await.unwrap();
+    assert_eq!(d.source(), Source::Github, "an expired fact is revalidated");
+    assert!(d.is_allowed());
+    assert_eq!(env.mock.requests(DASH_PERM), 2);
+    assert_eq!(env.authz.stats().revalidated_not_modified, 2, "repository and permission both answered 304");
+    assert_eq!(env.mock.rate_limit_remaining(), remaining, "a 304 spends no rate limit");
+    let again = env.authz.check(&carol, &dash, Capability::View).await.unwrap();
+    assert_eq!((again.source(), again.age()), (Source::Cache, Duration::ZERO), "the 304 renewed the fact");
+}
+
+#[tokio::test]
+async fn no_role_lives_one_minute() {
+    let env = common::env(common::fixture("acme.toml")).await;
+    let (zed, dash) = (env.user("zed"), env.app("dash"));
+    env.authz.check(&zed, &dash, Capability::View).await.unwrap();
+    env.advance_secs(59);
+    assert_eq!(env.authz.check(&zed, &dash, Capability::View).await.unwrap().source(), Source::Cache);
+    env.advance_secs(2);
+    assert_eq!(env.authz.check(&zed, &dash, Capability::View).await.unwrap().source(), Source::Github);
+}
+
+#[tokio::test]
+async fn deploy_revalidates_a_two_minute_old_fact_first() {
+    let env = common::env(common::fixture("acme.toml")).await;
+    let (erin, dash) = (env.user("erin"), env.app("dash"));
+    const PERM: &str = "/repos/acme/dashboard/collaborators/erin/permission";
+    env.authz.check(&erin, &dash, Capability::View).await.unwrap();
+    env.advance_secs(120);
+    let view = env.authz.check(&erin, &dash, Capability::View).await.unwrap();
+    assert_eq!((view.source(), view.age()), (Source::Cache, Duration::from_secs(120)));
+    let remaining = env.mock.rate_limit_remaining();
+    let deploy = env.authz.check(&erin, &dash, Capability::Deploy).await.unwrap();
+    assert!(deploy.is_allowed());
+    assert_eq!((deploy.source(), deploy.age()), (Source::Github, Duration::ZERO));
+    assert_eq!(env.mock.requests(PERM), 2, "a conditional request before deciding");
+    assert_eq!(env.authz.stats().revalidated_not_modified, 2);
+    assert_eq!(env.mock.rate_limit_remaining(), remaining);
+    // Within 60 s, deploy answers from the cache.
+    env.advance_secs(30);
+    assert_eq!(env.authz.check(&erin, &dash, Capability::Delete).await.unwrap().source(), Source::Cache);
+}
+
+#[tokio::test]
+async fn revalidation_sees_a_removed_role() {
+    let env = common::env(common::fixture("acme.toml")).await;
+    let (carol, dash) = (env.user("carol"), env.app("dash"));
+    assert!(env.authz.check(&carol, &dash, Capability::Edit).await.unwrap().is_allowed());
+    env.mock.set_world(acme_with(|t| t.replace(r#"roles = { carol = "write", dave"#, r#"roles = { dave"#)));
+    env.advance_secs(301);
+    let d = env.authz.check(&carol, &dash, Capability::Edit).await.unwrap();
+    assert!(!d.is_allowed(), "{d:?}");
+    assert_eq!(env.authz.stats().revalidated_modified, 1, "the permission body changed");
+}
+
+#[tokio::test]
+async fn invalidation_by_user_sends_that_user_upstream_and_no_one_else() {
+    let env = common::env(common::fixture("acme.toml")).await;
+    let (carol, erin, dash) = (env.user("carol"), env.user("erin"), env.app("dash"));
+    env.authz.check(&carol, &dash, Capability::Edit).await.unwrap();
+    env.authz.check(&erin, &dash, Capability::Edit).await.unwrap();
+    env.mock.set_world(acme_with(|t| t.replace(r#"roles = { carol = "write", dave"#, r#"roles = { dave"#)));
+    env.authz.invalidate(Invalidation::User(UserId(3)));
+    let d = env.authz.check(&carol, &dash, Capability::Edit).await.unwrap();
+    assert_eq!((d.source(), d.is_allowed()), (Source::Github, false), "effective for the next check");
+    assert_eq!(env.mock.requests(DASH_PERM), 2);
+    assert_eq!(env.authz.check(&erin, &dash, Capability::Edit).await.unwrap().source(), Source::Cache);
+}
+
+#[tokio::test]
+async fn invalidation_by_repository_and_owner_and_all() {
+    let env = common::env(common::fixture("acme.toml")).await;
+    let (carol, alice) = (env.user("carol"), env.user("alice"));
+    let (dash, notes) = (env.app("dash"), env.app("notes"));
+    let warm = || async {
+        env.authz.check(&carol, &dash, Capability::Edit).await.unwrap();
+        env.authz.check(&alice, &notes, Capability::Edit).await.unwrap();
+    };
+    let sources = || async {
+        (
+            env.authz.check(&carol, &dash, Capability::Edit).await.unwrap().source(),
+            env.authz.check(&alice, &notes, Capability::Edit).await.unwrap().source(),
+        )
+    };
+    warm().await;
+    env.authz.invalidate(Invalidation::Repo(RepoId(101)));
+    assert_eq!(sources().await, (Source::Github, Source::Cache));
+    env.authz.invalidate(Invalidation::Owner(OwnerId(5000)));
+    assert_eq!(sources().await, (Source::Github, Source::Cache), "acme's repositories only");
+    env.authz.invalidate(Invalidation::Owner(OwnerId(1)));
+    assert_eq!(sources().await, (Source::Cache, Source::Github), "alice's repositories only");
+    env.authz.invalidate(Invalidation::All);
+    assert_eq!(sources().await, (Source::Github, Source::Github));
+}
+
+#[tokio::test]
+async fn an_app_moved_to_other_coordinates_does_not_reuse_the_old_fact() {
+    let env = common::env(common::fixture("acme.toml")).await;
+    let carol = env.user("carol");
+    let dash = env.app("dash");
+    env.authz.check(&carol, &dash, Capability::View).await.unwrap();
+    // Same repository id, other coordinates: the fact was verified at acme/dashboard only.
+    let moved = ghauthz::App::new(dash.id().clone(), "acme/legacy".parse().unwrap(), RepoId(101), dash.visibility());
+    let d = env.authz.check(&carol, &moved, Capability::View).await.unwrap();
+    assert_eq!((d.source(), d.reason().kind()), (Source::Github, "repo_replaced"));
+}
+
+#[tokio::test]
+async fn hits_are_counted() {
+    let env = common::env(common::fixture("acme.toml")).await;
+    let (carol, dash) = (env.user("carol"), env.app("dash"));
+    for _ in 0..5 {
+        env.authz.check(&carol, &dash, Capability::View).await.unwrap();
+    }
+    let s = env.authz.stats();
+    assert_eq!((s.misses, s.hits), (1, 4));
+    assert!(env.authz.check_cached(&carol, &dash, Capability::View).is_some());
+    assert!(env.authz.check_cached(&env.user("erin"), &dash, Capability::View).is_none(), "a miss is not answered synchronously");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_during_a_request_keeps_its_answer_out_of_the_cache() {
+    let env = common::env(common::fixture("acme.toml")).await;
+    let (carol, dash) = (env.user("carol"), env.app("dash"));
+    // Warm the shared repository lookup so that carol's check sends one request only.
+    env.authz.check(&env.user("erin"), &dash, Capability::View).await.unwrap();
+    env.mock.set_response_delay(Duration::from_millis(300));
+    let in_flight = {
+        let (authz, carol, dash) = (env.authz.clone(), carol.clone(), dash.clone());
+        tokio::spawn(async move { authz.check(&carol, &dash, Capability::Edit).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The role is removed on GitHub and the webhook arrives while the old answer is in flight.
+    env.mock.set_world(acme_with(|t| t.replace(r#"roles = { carol = "write", dave"#, r#"roles = { dave"#)));
+    env.authz.invalidate(Invalidation::User(UserId(3)));
+    let old = in_flight.await.unwrap().unwrap();
+    assert!(old.is_allowed(), "the check that started before the invalidation gets its answer");
+    env.mock.set_response_delay(Duration::ZERO);
+    let next = env.authz.check(&carol, &dash, Capability::Edit).await.unwrap();
+    assert_eq!((next.source(), next.is_allowed()), (Source::Github, false), "but no later check is served it");
+}

@@ -1,0 +1,154 @@
+//! Roles inherited from GitHub, reached in every way GitHub grants them.
+#![cfg(feature = "world")]
+
+mod common;
+
+use ghauthz::{Capability, GithubUser, NoAccessDetail, Policy, Principal, Reason, Role, Source, UserId};
+
+#[tokio::test]
+async fn org_owner_without_a_direct_role_deploys() {
+    let env = common::env(common::fixture("acme.toml")).await;
+    let d = env.authz.check(&env.user("olga"), &env.app("dash"), Capability::Deploy).await.unwrap();
+    assert!(d.is_allowed(), "{d:?}");
+    assert!(matches!(d.reason(), Reason::GithubRole { role: Role::Admin, .. }));
+}
+
+#[tokio::test]
+async fn team_maintain_edits_but_cannot_deploy() {
+    let env = common::env(common::fixture("acme.toml")).await;
+    let (bob, dash) = (env.user("bob"), env.app("dash"));
+    assert!(env.authz.check(&bob, &dash, Capability::Edit).await.unwrap().is_allowed());
+    let deploy = env.authz.check(&bob, &dash, Capability::Deploy).await.unwrap();
+    assert!(!deploy.is_allowed());
+    assert_eq!(
+        deploy.reason(),
+        &Reason::GithubRole { role: Role::Maintain, role_name: ghauthz::RoleName::Standard(Role::Maintain), required: Role::Admin }
+    );
+}
+
+#[tokio::test]
+async fn custom_role_on_write_edits_and_reports_its_name() {
+    let env = common::env(common::fixture("acme.toml")).await;
+    let d = env.authz.check(&env.user("rick"), &env.app("dash"), Capability::Edit).await.unwrap();
+    assert!(d.is_allowed());
+    let Reason::GithubRole { role, role_name, .. } = d.reason() else { panic!("{d:?}") };
+    assert_eq!((*role, role_name.as_str()), (Role::Write, "release-manager"));
+}
+
+#[tokio::test]
+async fn triage_cannot_view_a_private_app() {
+    let env = common::env(common::fixture("acme.toml")).await;
+    let d = env.authz.check(&env.user("dave"), &env.app("dash"), Capability::View).await.unwrap();
+    assert!(!d.is_allowed());
+    assert!(matches!(d.reason(), Reason::GithubRole { role: Role::Triage, required: Role::Write, .. }));
+}
+
+#[tokio::test]
+async fn owner_of_a_user_owned_repository_is_admin_and_others_are_not() {
+    let env = common::env(common::fixture("acme.toml")).await;
+    let notes = env.app("notes");
+    assert!(env.authz.check(&env.user("alice"), &notes, Capability::Delete).await.unwrap().is_allowed());
+    let bob = env.authz.check(&env.user("bob"), &notes, Capability::View).await.unwrap();
+    assert!(matches!(bob.reason(), Reason::GithubRole { role: Role::Read, .. }) && !bob.is_allowed());
+    let zed = env.authz.check(&env.user("zed"), &notes, Capability::View).await.unwrap();
+    assert_eq!(zed.reason(), &Reason::NoAccess { detail: NoAccessDetail::NoRole });
+}
+
+#[tokio::test]
+async fn base_permission_reaches_members_only() {
+    let env = common::env(common::fixture("acme.toml")).await;
+    let dash = env.app("dash");
+    let mallory = env.authz.check(&env.user("mallory"), &dash, Capability::View).await.unwrap();
+    assert!(matches!(mallory.reason(), Reason::GithubRole { role: Role::Read, .. }));
+    let zed = env.authz.check(&env.user("zed"), &dash, Capability::View).await.unwrap();
+    assert_eq!(zed.reason().kind(), "no_access");
+}
+
+#[tokio::test]
+async fn a_moved_capability_follows_the_policy() {
+    let policy: Policy = toml::from_str(r#"deploy = "maintain""#).unwrap();
+    let env = common::env_with(common::fixture("acme.toml"), common::Opts { policy, ..Default::default() }).await;
+    let d = env.authz.check(&env.user("bob"), &env.app("dash"), Capability::Deploy).await.unwrap();
+    assert!(d.is_allowed(), "{d:?}");
+    assert!(toml::from_str::<Policy>(r#"deploy = "owner""#).is_err(), "unknown roles are refused");
+    assert!(toml::from_str::<Policy>(r#"deplyo = "admin""#).is_err(), "unknown fields are refused");
+}
+
+#[tokio::test]
+async fn a_renamed_repository_is_followed() {
+    let env = common::env(common::fixture("acme.toml")).await;
+    let d = env.authz.check(&env.user("carol"), &env.app("analytics"), Capability::Edit).await.unwrap();
+    assert!(d.is_allowed(), "{d:?}");
+    assert_eq!(d.source(), Source::Github);
+    assert_eq!(env.mock.requests("/repos/acme/analytics"), 1, "the old name answers 301");
+    assert_eq!(env.mock.requests("/repositories/103"), 1, "the redirect is followed");
+    assert_eq!(env.mock.requests("/repositories/103/collaborators/carol/permission"), 1, "and the id route is asked");
+}
+
+#[tokio::test]
+async fn a_replaced_repository_is_denied_even_to_its_new_admin() {
+    let env = common::env(common::fixture("acme.toml")).await;
+    let d = env.authz.check(&env.user("carol"), &env.app("legacy"), Capability::View).await.unwrap();
+    assert!(!d.is_allowed());
+    assert_eq!(d.reason(), &Reason::RepoReplaced { deployed: ghauthz::RepoId(150), current: ghauthz::RepoId(104) });
+    assert_eq!(env.mock.requests_matching("/repos/acme/legacy/collaborators/**"), 0, "no permission asked of the wrong repository");
+}
+
+#[tokio::test]
+async fn public_apps_are_open_without_asking_github() {
+    let env = common::env(common::fixture("acme.toml")).await;
+    let site = env.app("site");
+    for p in [Principal::Anonymous, env.user("zed")] {
+        let d = env.authz.check(&p, &site, Capability::View).await.unwrap();
+        assert_eq!((d.is_allowed(), d.reason().kind(), d.source()), (true, "public_app", Source::Store));
+    }
+    assert!(!env.authz.check(&Principal::Anonymous, &site, Capability::Edit).await.unwrap().is_allowed());
+    assert_eq!(env.mock.total_requests(), 0);
+}
+
+#[tokio::test]
+async fn a_login_that_now_belongs_to_someone_else_fails_closed() {
+    let env = common::env(common::fixture("acme.toml")).await;
+    // The control plane still knows user 999 as "erin", but GitHub says "erin" is user 5.
+    let stale = Principal::github(GithubUser::new(UserId(999), "erin"));
+    let d = env.authz.check(&stale, &env.app("dash"), Capability::Delete).await.unwrap();
+    assert!(!d.is_allowed());
+    assert_eq!(d.reason(), &Reason::NoAccess { detail: NoAccessDetail::LoginMismatch });
+}
+
+#[tokio::test]
+async fn an_unknown_login_has_no_access() {
+    let env = common::env(common::fixture("acme.toml")).await;
+    let ghost = Principal::github(GithubUser::new(UserId(4242), "ghost"));
+    let d = env.authz.check(&ghost, &env.app("dash"), Capability::View).await.unwrap();
+    assert_eq!(d.reason(), &Reason::NoAccess { detail: NoAccessDetail::NoRole });
+}
+
+#[tokio::test]
+async fn user_token_mode_reads_the_repository_permissions() {
+    let opts = common::Opts { github: Box::new(|m| m.user_token_config()), ..Default::default() };
+    let env = common::env_with(common::fixture("acme.toml"), opts).await;
+    let dash = env.app("dash");
+    let bob = env.world.user("bob").unwrap();
+    let with_token = Principal::github_with_token(bob.clone(), env.mock.user_token("bob"));
+    let d = env.authz.check(&with_token, &dash, Capability::Edit).await.unwrap();
+    assert!(d.is_allowed(), "{d:?}");
+    assert!(matches!(d.reason(), Reason::GithubRole { role: Role::Maintain, .. }));
+    assert_eq!(env.mock.requests("/repos/acme/dashboard"), 1, "one request gives identity and role");
+    // A private repository the user cannot see answers 404: no access.
+    let zed = Principal::github_with_token(env.world.user("zed").unwrap(), env.mock.user_token("zed"));
+    let d = env.authz.check(&zed, &dash, Capability::View).await.unwrap();
+    assert_eq!(d.reason().kind(), "no_access");
+    // A miss without the user's token cannot be answered in this mode.
+    let err = env.authz.check(&Principal::github(env.world.user("carol").unwrap()), &dash, Capability::View).await.unwrap_err();
+    assert!(matches!(err, ghauthz::CheckError::MissingUserToken { .. }));
+}
+
+#[tokio::test]
+async fn user_token_mode_detects_a_replaced_repository() {
+    let opts = common::Opts { github: Box::new(|m| m.user_token_config()), ..Default::default() };
+    let env = common::env_with(common::fixture("acme.toml"), opts).await;
+    let carol = Principal::github_with_token(env.world.user("carol").unwrap(), env.mock.user_token("carol"));
+    let d = env.authz.check(&carol, &env.app("legacy"), Capability::View).await.unwrap();
+    assert_eq!(d.reason().kind(), "repo_replaced");
+}
