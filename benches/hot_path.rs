@@ -1,1 +1,185 @@
-fn main(){}
+//! The hot path (DESIGN §7): a cached check at 100,000 active (user, repository) pairs with
+//! uniform keys, beside an `FxHashMap` lookup of the same keys, on one and two threads.
+//!
+//! Run: `cargo bench --features world --bench hot_path`. The last lines printed are the medians
+//! and the ratios, read back from criterion's own estimates.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput};
+use ghauthz::world::{MockGithub, World};
+use ghauthz::{App, Authorizer, CacheConfig, Capability, Principal};
+use rustc_hash::FxHashMap;
+
+const USERS: usize = 1000;
+const REPOS: usize = 100; // USERS * REPOS = 100,000 active pairs
+const KEYS: usize = 1 << 16;
+
+struct Fixture {
+    principals: Vec<Principal>,
+    apps: Vec<App>,
+    authz: Authorizer,
+    /// Uniform random (user, repo) indices.
+    keys: Vec<(usize, usize)>,
+    map: FxHashMap<(u64, u64), u8>,
+    rt: tokio::runtime::Runtime,
+    _mock: MockGithub,
+}
+
+fn world() -> World {
+    let mut t = String::from("version = 1\n");
+    for u in 0..USERS {
+        t += &format!("[[users]]\nid = {}\nlogin = \"u{u}\"\n", 1000 + u);
+    }
+    let members: Vec<String> = (0..USERS).map(|u| format!("\"u{u}\"")).collect();
+    t += &format!("[[orgs]]\nid = 1\nlogin = \"bench\"\nmembers = [{}]\nbase_permission = \"write\"\n", members.join(","));
+    for r in 0..REPOS {
+        t += &format!("[[repos]]\nid = {}\nowner = \"bench\"\nname = \"r{r}\"\nprivate = true\n", 10_000 + r);
+        t += &format!(
+            "[[apps]]\nid = \"a{r}\"\nrepo = \"bench/r{r}\"\nrepo_id = {}\nbranch = \"main\"\nmain_file = \"app.py\"\nvisibility = \"private\"\ndeployed_by = \"u0\"\n",
+            10_000 + r
+        );
+    }
+    World::from_toml_str(&t, ".").expect("bench world")
+}
+
+fn setup() -> Fixture {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let world = world();
+    let mock = rt.block_on(MockGithub::start(world.clone())).expect("mock");
+    // The system clock, as in production; lifetimes long enough that nothing expires mid-run.
+    let cache = CacheConfig { role_ttl: Duration::from_secs(3600), capacity: 200_000, ..CacheConfig::default() };
+    let authz = {
+        let _in_runtime = rt.enter();
+        Authorizer::builder(mock.github_config()).cache(cache).build().expect("authorizer")
+    };
+    let principals: Vec<Principal> = (0..USERS).map(|u| Principal::github(world.user(&format!("u{u}")).expect("user"))).collect();
+    let apps: Vec<App> = (0..REPOS).map(|r| world.app(&format!("a{r}")).expect("app")).collect();
+
+    let started = Instant::now();
+    rt.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for chunk in 0..16 {
+            let (authz, principals, apps) = (authz.clone(), principals.clone(), apps.clone());
+            tasks.spawn(async move {
+                for u in (chunk..USERS).step_by(16) {
+                    for app in &apps {
+                        let d = authz.check(&principals[u], app, Capability::View).await.expect("warm-up check");
+                        assert!(d.is_allowed());
+                    }
+                }
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.expect("warm-up task");
+        }
+    });
+    let stats = authz.stats();
+    assert_eq!(stats.misses, (USERS * REPOS) as u64, "every pair was fetched once");
+    eprintln!("warmed {} pairs in {:?} ({} requests served)", USERS * REPOS, started.elapsed(), mock.total_requests());
+
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let keys = (0..KEYS)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ((x % USERS as u64) as usize, ((x >> 32) % REPOS as u64) as usize)
+        })
+        .collect::<Vec<_>>();
+    let map = (0..USERS).flat_map(|u| (0..REPOS).map(move |r| ((1000 + u) as u64, (10_000 + r) as u64))).map(|k| (k, 1u8)).collect();
+    for &(u, r) in &keys {
+        assert!(authz.check_cached(&principals[u], &apps[r], Capability::View).is_some(), "all keys are hits");
+    }
+    Fixture { principals, apps, authz, keys, map, rt, _mock: mock }
+}
+
+fn map_key(f: &Fixture, i: usize) -> (u64, u64) {
+    let (u, r) = f.keys[i % KEYS];
+    ((1000 + u) as u64, (10_000 + r) as u64)
+}
+
+fn cached(f: &Fixture, i: usize) -> Option<ghauthz::Decision> {
+    let (u, r) = f.keys[i % KEYS];
+    f.authz.check_cached(&f.principals[u], &f.apps[r], Capability::View)
+}
+
+/// `iters` operations on each of `threads` threads at once; the time of the slowest.
+fn on_threads(threads: usize, iters: u64, op: impl Fn(usize) + Sync) -> Duration {
+    let op = &op;
+    let barrier = std::sync::Barrier::new(threads);
+    let barrier = &barrier;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    barrier.wait();
+                    let start = Instant::now();
+                    for i in 0..iters as usize {
+                        op(i.wrapping_mul(7).wrapping_add(t * 9973));
+                    }
+                    start.elapsed()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_default()).max().unwrap_or_default()
+    })
+}
+
+fn benches(c: &mut Criterion, f: &Arc<Fixture>) {
+    let mut g = c.benchmark_group("hot_path");
+    g.measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1)).sample_size(40);
+    for threads in [1usize, 2] {
+        // Throughput counts operations on all threads; time is per iteration of each thread.
+        g.throughput(Throughput::Elements(threads as u64));
+        g.bench_function(format!("fxhashmap_{threads}t"), |b| {
+            b.iter_custom(|iters| on_threads(threads, iters, |i| {
+                black_box(f.map.get(&map_key(f, i)));
+            }))
+        });
+        g.bench_function(format!("check_cached_{threads}t"), |b| {
+            b.iter_custom(|iters| on_threads(threads, iters, |i| {
+                black_box(cached(f, i));
+            }))
+        });
+    }
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("check_async_hit_1t", |b| {
+        b.iter_custom(|iters| {
+            f.rt.block_on(async {
+                let start = Instant::now();
+                for i in 0..iters as usize {
+                    let (u, r) = f.keys[i % KEYS];
+                    black_box(f.authz.check(&f.principals[u], &f.apps[r], Capability::View).await.ok());
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.finish();
+}
+
+fn median_ns(name: &str) -> Option<f64> {
+    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let text = std::fs::read_to_string(format!("{dir}/criterion/hot_path/{name}/new/estimates.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["median"]["point_estimate"].as_f64()
+}
+
+fn main() {
+    let f = Arc::new(setup());
+    let mut c = Criterion::default().configure_from_args();
+    benches(&mut c, &f);
+    c.final_summary();
+    let get = |n: &str| median_ns(n).unwrap_or(f64::NAN);
+    let (m1, c1, m2, c2, a1) =
+        (get("fxhashmap_1t"), get("check_cached_1t"), get("fxhashmap_2t"), get("check_cached_2t"), get("check_async_hit_1t"));
+    println!("\nmedians at {} active pairs (ns per operation on one thread):", USERS * REPOS);
+    println!("  fxhashmap lookup       1 thread {m1:8.1}   2 threads {m2:8.1}");
+    println!("  check_cached (hit)     1 thread {c1:8.1}   2 threads {c2:8.1}");
+    println!("  check (async, hit)     1 thread {a1:8.1}");
+    println!("ratio check_cached / fxhashmap: 1 thread {:.2}x, 2 threads {:.2}x", c1 / m1, c2 / m2);
+    println!("throughput 2 threads / 1 thread: check_cached {:.2}x, fxhashmap {:.2}x", 2.0 * c1 / c2, 2.0 * m1 / m2);
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use moka::ops::compute::{CompResult, Op};
 
 use crate::cache::{
-    Backoff, CacheConfig, CacheStats, Counters, Epochs, Front, Invalidation, PermEntry, PermKey, RepoEntry,
+    Backoff, CacheConfig, CacheStats, Counters, Epochs, FactCore, Front, Invalidation, PermEntry, PermKey, RepoEntry,
 };
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::decision::{Decision, Fact, Outcome, Source, decide_anonymous, decide_github};
@@ -88,6 +88,9 @@ pub enum BuildError {
     /// The GitHub client could not be built.
     #[error(transparent)]
     Github(#[from] ClientBuildError),
+    /// Called outside a Tokio runtime: the GitHub client's connection pool needs one.
+    #[error("an authorizer must be built inside a tokio runtime")]
+    NoRuntime,
 }
 
 /// Builds an [`Authorizer`].
@@ -118,8 +121,12 @@ impl AuthorizerBuilder {
         self
     }
 
-    /// Builds it. Needs no runtime and sends nothing; the first check does.
+    /// Builds it. Sends nothing; the first check does. Must be called inside a Tokio runtime
+    /// ([`BuildError::NoRuntime`] otherwise).
     pub fn build(self) -> Result<Authorizer, BuildError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(BuildError::NoRuntime);
+        }
         let github = Arc::new(OctocrabGithub::new(self.github, self.clock.clone())?);
         Ok(Authorizer::from_parts(self.policy, self.cache, self.clock, github))
     }
@@ -174,9 +181,13 @@ impl Authorizer {
     /// A builder for an authorizer that asks GitHub as `github` says.
     ///
     /// ```
-    /// use ghauthz::{Authorizer, GithubAuth, GithubConfig, GithubToken, Policy};
-    /// let github = GithubConfig::new(GithubAuth::Token(GithubToken::new("ghs_example".into())));
-    /// let authz = Authorizer::builder(github).policy(Policy::default()).build().unwrap();
+    /// use ghauthz::{Authorizer, BuildError, GithubAuth, GithubConfig, GithubToken, Policy};
+    /// let github = || GithubConfig::new(GithubAuth::Token(GithubToken::new("ghs_example".into())));
+    /// // Outside a runtime: a clear error, not a panic.
+    /// assert!(matches!(Authorizer::builder(github()).build(), Err(BuildError::NoRuntime)));
+    /// let rt = tokio::runtime::Runtime::new().unwrap();
+    /// let _guard = rt.enter();
+    /// let authz = Authorizer::builder(github()).policy(Policy::default()).build().unwrap();
     /// assert_eq!(authz.stats().hits, 0);
     /// ```
     pub fn builder(github: GithubConfig) -> AuthorizerBuilder {
@@ -192,7 +203,7 @@ impl Authorizer {
             .time_to_live(keep)
             .support_invalidation_closures()
             .eviction_listener(move |k: Arc<PermKey>, v: Arc<PermEntry>, _| {
-                listener_front.remove_generation(&k, v.generation);
+                listener_front.remove_generation(&k, v.core.generation);
             })
             .build();
         let repos = moka::future::Cache::builder()
@@ -246,7 +257,7 @@ impl Authorizer {
         };
         let (entry, source) = self.inner.load(key, app, user, token, cap.is_destructive()).await?;
         let now = self.inner.clock.now();
-        Ok(self.inner.decision(&entry, app, cap, source, now))
+        Ok(self.inner.decision(&entry.core, app, cap, source, now))
     }
 
     /// The answer if it needs no request: anonymous and public-view checks, and cache hits that
@@ -284,7 +295,7 @@ impl Authorizer {
             inner.repos.invalidate_all();
         } else {
             // Memory only: the epoch log already keeps these from being served.
-            let _ = inner.perms.invalidate_entries_if(move |k, e| e.matches(k, &inv));
+            let _ = inner.perms.invalidate_entries_if(move |k, e| e.core.matches(k, &inv));
             let _ = inner.repos.invalidate_entries_if(move |_, e| e.matches(&inv));
         }
     }
@@ -305,7 +316,7 @@ impl Authorizer {
 }
 
 impl Inner {
-    fn usable(&self, key: &PermKey, entry: &PermEntry, app: &App, now: Timestamp, strict: bool) -> bool {
+    fn usable(&self, key: &PermKey, entry: &FactCore, app: &App, now: Timestamp, strict: bool) -> bool {
         entry.coords_fp == app.coords_fingerprint()
             && now.since(entry.confirmed_at) < self.cfg.max_age(&entry.fact, strict)
             && self.epochs.still_valid(&entry.seen_epoch, |inv| entry.matches(key, inv))
@@ -317,7 +328,7 @@ impl Inner {
         now.since(entry.confirmed_at) < max_age && self.epochs.still_valid(&entry.seen_epoch, |inv| entry.matches(inv))
     }
 
-    fn decision(&self, entry: &PermEntry, app: &App, cap: Capability, source: Source, now: Timestamp) -> Decision {
+    fn decision(&self, entry: &FactCore, app: &App, cap: Capability, source: Source, now: Timestamp) -> Decision {
         let (outcome, reason) = decide_github(&self.policy, app.repo_id(), app.visibility(), &entry.fact, cap);
         let age = if source == Source::Github { Duration::ZERO } else { now.since(entry.confirmed_at) };
         debug_assert!(outcome == Outcome::Allow || outcome == Outcome::Deny);
@@ -348,7 +359,7 @@ impl Inner {
                 async move {
                     let current = current.map(|e| e.into_value());
                     let now = self.clock.now();
-                    if let Some(cur) = current.as_ref().filter(|c| self.usable(&key, c, app, now, strict)) {
+                    if let Some(cur) = current.as_ref().filter(|c| self.usable(&key, &c.core, app, now, strict)) {
                         Counters::bump(&self.counters.coalesced);
                         *out = Some(Ok((cur.clone(), Source::Cache)));
                         return Op::Nop;
@@ -378,7 +389,7 @@ impl Inner {
             })
             .await;
         if let CompResult::Inserted(e) | CompResult::ReplacedWith(e) = result {
-            self.front.insert(key, e.into_value());
+            self.front.insert(key, e.into_value().core.copy());
         }
         out.unwrap_or_else(|| {
             Err(GithubError::Protocol { route: "(cache)".into(), detail: "load produced no answer".into() }.into())
@@ -396,7 +407,7 @@ impl Inner {
     ) -> Result<PermEntry, CheckError> {
         let start_epoch = self.epochs.current();
         // A conditional request only makes sense for the same coordinates.
-        let current = current.filter(|c| c.coords_fp == app.coords_fingerprint());
+        let current = current.filter(|c| c.core.coords_fp == app.coords_fingerprint());
         if current.is_none() {
             Counters::bump(&self.counters.misses);
         }
@@ -406,7 +417,7 @@ impl Inner {
                 let answer = self.github.repository(app.coords(), Some(token), etag).await?;
                 let now = self.clock.now();
                 match self.conditional(current, etag, answer)? {
-                    Ok(cur) => (cur.fact.clone(), now, cur.owner, None, cur.repo_etag.clone()),
+                    Ok(cur) => (cur.core.fact.clone(), now, cur.core.owner, None, cur.repo_etag.clone()),
                     Err((None, _)) => (Fact::Role(None), now, None, None, None),
                     Err((Some(info), etag)) => {
                         let fact = if info.id == app.repo_id() {
@@ -426,13 +437,13 @@ impl Inner {
                         (Fact::Replaced { current: id }, repo.confirmed_at, Some(owner), None, None)
                     }
                     Some((id, owner)) => {
-                        let reuse = current.filter(|c| matches!(c.fact, Fact::Role(_) | Fact::LoginMismatch));
+                        let reuse = current.filter(|c| matches!(c.core.fact, Fact::Role(_) | Fact::LoginMismatch));
                         let etag = reuse.and_then(|c| c.perm_etag.as_deref());
                         let target = if repo.renamed { PermissionTarget::Id(id) } else { PermissionTarget::Coords(app.coords()) };
                         let answer = self.github.permission(target, &user.login, etag).await?;
                         let now = self.clock.now();
                         let (fact, perm_etag) = match self.conditional(reuse, etag, answer)? {
-                            Ok(cur) => (cur.fact.clone(), cur.perm_etag.clone()),
+                            Ok(cur) => (cur.core.fact.clone(), cur.perm_etag.clone()),
                             Err((None, _)) => (Fact::Role(None), None),
                             Err((Some(info), etag)) => match info.user {
                                 Some(id) if id != user.id => (Fact::LoginMismatch, None),
@@ -445,14 +456,16 @@ impl Inner {
             }
         };
         Ok(PermEntry {
-            fact,
-            confirmed_at,
-            coords_fp: app.coords_fingerprint(),
-            owner,
+            core: FactCore {
+                fact,
+                confirmed_at,
+                coords_fp: app.coords_fingerprint(),
+                owner,
+                generation: self.generation.fetch_add(1, Ordering::Relaxed),
+                seen_epoch: AtomicU64::new(start_epoch),
+            },
             perm_etag,
             repo_etag,
-            generation: self.generation.fetch_add(1, Ordering::Relaxed),
-            seen_epoch: AtomicU64::new(start_epoch),
         })
     }
 

@@ -10,13 +10,11 @@
 //! a fetch that was in flight when the invalidation happened.
 
 use std::collections::VecDeque;
-use std::hash::{BuildHasher, Hash};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::RwLock;
-use rustc_hash::{FxBuildHasher, FxHashMap};
+use rustc_hash::FxBuildHasher;
 
 use crate::clock::Timestamp;
 use crate::decision::Fact;
@@ -117,19 +115,38 @@ pub(crate) struct PermKey {
     pub(crate) repo: RepoId,
 }
 
-/// One cached fact about a user and a repository.
+/// What a hit needs of a cached fact. The front map holds it inline (no pointer to follow).
 #[derive(Debug)]
-pub(crate) struct PermEntry {
+pub(crate) struct FactCore {
     pub(crate) fact: Fact,
     /// When GitHub last confirmed every fact this entry rests on.
     pub(crate) confirmed_at: Timestamp,
     /// Coordinates the repository identity was verified at.
     pub(crate) coords_fp: u64,
     pub(crate) owner: Option<OwnerId>,
-    pub(crate) perm_etag: Option<String>,
-    pub(crate) repo_etag: Option<String>,
     pub(crate) generation: u64,
     pub(crate) seen_epoch: AtomicU64,
+}
+
+impl FactCore {
+    pub(crate) fn copy(&self) -> Self {
+        Self {
+            fact: self.fact.clone(),
+            confirmed_at: self.confirmed_at,
+            coords_fp: self.coords_fp,
+            owner: self.owner,
+            generation: self.generation,
+            seen_epoch: AtomicU64::new(self.seen_epoch.load(Ordering::Acquire)),
+        }
+    }
+}
+
+/// One cached fact about a user and a repository, with what revalidating it takes.
+#[derive(Debug)]
+pub(crate) struct PermEntry {
+    pub(crate) core: FactCore,
+    pub(crate) perm_etag: Option<String>,
+    pub(crate) repo_etag: Option<String>,
 }
 
 /// One cached answer to "which repository is at these coordinates?" (shared by all users).
@@ -193,7 +210,7 @@ impl Epochs {
     }
 }
 
-impl PermEntry {
+impl FactCore {
     pub(crate) fn matches(&self, key: &PermKey, inv: &Invalidation) -> bool {
         match inv {
             Invalidation::User(u) => *u == key.user,
@@ -218,64 +235,69 @@ impl RepoEntry {
     }
 }
 
-const SHARDS: usize = 64;
+const STRIPES: usize = 64;
 
-/// A shard of the front map, on its own cache lines so that threads on different shards do not
-/// contend.
+/// A hit counter on its own cache lines.
 #[repr(align(128))]
 #[derive(Debug, Default)]
-struct Shard {
-    map: RwLock<FxHashMap<PermKey, Arc<PermEntry>>>,
-    hits: AtomicU64,
+struct Stripe(AtomicU64);
+
+static NEXT_STRIPE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+thread_local! {
+    static STRIPE: usize = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
 }
 
 /// The read side of the permission cache: what hits are served from.
-#[derive(Debug)]
+///
+/// A lock-free map (`papaya`): a read takes no lock and executes no fence, so concurrent hits
+/// do not contend and successive hits overlap their memory accesses. Hits are counted per thread
+/// stripe with a plain load and store for the same reason: exact while at most 64 threads hit at
+/// once, an undercount beyond.
 pub(crate) struct Front {
-    shards: Box<[Shard]>,
+    map: papaya::HashMap<PermKey, FactCore, FxBuildHasher>,
+    hits: Box<[Stripe]>,
+}
+
+impl std::fmt::Debug for Front {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Front").field("entries", &self.map.len()).field("hits", &self.hits()).finish()
+    }
 }
 
 impl Front {
     pub(crate) fn new() -> Self {
-        Self { shards: (0..SHARDS).map(|_| Shard::default()).collect() }
+        Self {
+            map: papaya::HashMap::with_hasher(FxBuildHasher),
+            hits: (0..STRIPES).map(|_| Stripe::default()).collect(),
+        }
     }
 
-    fn shard(&self, key: &PermKey) -> &Shard {
-        let h = FxBuildHasher.hash_one(key);
-        // The high bits: FxHash's low bits are weak for small integers.
-        &self.shards[(h >> 58) as usize % SHARDS]
-    }
-
-    /// Runs `f` on the entry under the shard's read lock; counts a hit when `f` answers.
-    pub(crate) fn with<R>(&self, key: &PermKey, f: impl FnOnce(&PermEntry) -> Option<R>) -> Option<R> {
-        let shard = self.shard(key);
-        let answer = shard.map.read().get(key).and_then(|e| f(e));
+    /// Runs `f` on the entry; counts a hit when `f` answers.
+    pub(crate) fn with<R>(&self, key: &PermKey, f: impl FnOnce(&FactCore) -> Option<R>) -> Option<R> {
+        let answer = self.map.pin().get(key).and_then(f);
         if answer.is_some() {
-            shard.hits.fetch_add(1, Ordering::Relaxed);
+            let stripe = &self.hits[STRIPE.with(|s| *s)].0;
+            stripe.store(stripe.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         }
         answer
     }
 
-    pub(crate) fn insert(&self, key: PermKey, entry: Arc<PermEntry>) {
-        self.shard(&key).map.write().insert(key, entry);
+    pub(crate) fn insert(&self, key: PermKey, entry: FactCore) {
+        self.map.pin().insert(key, entry);
     }
 
     /// Removes the entry if it is still generation `generation` (a newer one stays).
     pub(crate) fn remove_generation(&self, key: &PermKey, generation: u64) {
-        let mut map = self.shard(key).map.write();
-        if map.get(key).is_some_and(|e| e.generation == generation) {
-            map.remove(key);
-        }
+        let _ = self.map.pin().remove_if(key, |_, e| e.generation == generation);
     }
 
-    pub(crate) fn retain(&self, keep: impl Fn(&PermKey, &PermEntry) -> bool) {
-        for shard in self.shards.iter() {
-            shard.map.write().retain(|k, e| keep(k, e));
-        }
+    pub(crate) fn retain(&self, keep: impl Fn(&PermKey, &FactCore) -> bool) {
+        self.map.pin().retain(|k, e| keep(k, e));
     }
 
     pub(crate) fn hits(&self) -> u64 {
-        self.shards.iter().map(|s| s.hits.load(Ordering::Relaxed)).sum()
+        self.hits.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
     }
 }
 

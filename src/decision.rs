@@ -132,6 +132,19 @@ impl Decision {
     }
 }
 
+/// As JSON: `{"decision": "allow", "reason": {"kind": ...}, "source": "cache", "age_ms": 1200}`.
+impl Serialize for Decision {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Decision", 4)?;
+        st.serialize_field("decision", &self.outcome)?;
+        st.serialize_field("reason", &self.reason)?;
+        st.serialize_field("source", &self.source)?;
+        st.serialize_field("age_ms", &u64::try_from(self.age.as_millis()).unwrap_or(u64::MAX))?;
+        st.end()
+    }
+}
+
 /// What is known of a GitHub user and an app's repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Fact {

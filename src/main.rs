@@ -1,1 +1,325 @@
-fn main(){}
+//! The `ghauthz` command line (spec/cli.md): a thin shell over the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use ghauthz::world::{ExplainRow, MockGithub, World};
+use ghauthz::{
+    App, Authorizer, Capability, CheckError, Clock, Decision, GithubError, ManualClock, Policy, Principal, Reason,
+    SystemClock, Timestamp, UnavailableCause,
+};
+use serde_json::{Value, json};
+
+/// Exit codes (spec/cli.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    /// Allowed / done.
+    Done = 0,
+    /// Bad usage or bad input.
+    Usage = 1,
+    /// Denied / rejected.
+    Denied = 2,
+    /// Could not decide: unavailable or rate limited.
+    Unavailable = 3,
+}
+
+/// A command's result: what to print on stdout, and the exit code.
+struct Outcome {
+    exit: Exit,
+    stdout: String,
+}
+
+impl Outcome {
+    fn json(exit: Exit, v: &Value) -> Self {
+        Self { exit, stdout: v.to_string() }
+    }
+
+    fn error(exit: Exit, kind: &str, message: impl std::fmt::Display) -> Self {
+        Self::json(exit, &json!({"error": kind, "message": message.to_string()}))
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "ghauthz", version, about = "Who may view, edit, deploy and delete apps deployed from GitHub")]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct Global {
+    /// World mode: serve this fixture world from a mock GitHub on 127.0.0.1.
+    #[arg(long, global = true, value_name = "FILE")]
+    world: Option<PathBuf>,
+    /// The store: an SQLite file or a postgres:// URL.
+    #[arg(long, global = true, value_name = "PATH")]
+    db: Option<String>,
+    /// The clock in world mode (RFC 3339).
+    #[arg(long, global = true, value_name = "RFC3339")]
+    now: Option<String>,
+    /// Signing keys for links and viewer sessions.
+    #[arg(long, global = true, value_name = "FILE")]
+    keys: Option<PathBuf>,
+    /// A policy file (TOML) that moves capabilities to other roles.
+    #[arg(long, global = true, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Live mode: the GitHub REST API's base URL.
+    #[arg(long, global = true, value_name = "URL")]
+    github_api: Option<String>,
+    /// Live mode: a GitHub App's id.
+    #[arg(long, global = true, value_name = "ID")]
+    app_id: Option<u64>,
+    /// Live mode: the GitHub App's private key (PEM).
+    #[arg(long, global = true, value_name = "FILE")]
+    app_key: Option<PathBuf>,
+    /// Live mode: the GitHub App installation to act as.
+    #[arg(long, global = true, value_name = "ID")]
+    installation: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// One decision.
+    Check(CheckArgs),
+    /// Every world user's decision on every app and capability.
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("principal").required(true).args(["github_user", "anonymous"])))]
+struct CheckArgs {
+    /// The app's id.
+    #[arg(long)]
+    app: String,
+    /// view, edit, deploy or delete.
+    #[arg(long)]
+    action: Capability,
+    /// A GitHub user, by login.
+    #[arg(long, value_name = "LOGIN")]
+    github_user: Option<String>,
+    /// Nobody signed in.
+    #[arg(long)]
+    anonymous: bool,
+}
+
+#[derive(Debug, Args)]
+struct ExplainArgs {
+    /// Only this app.
+    #[arg(long)]
+    app: Option<String>,
+    /// JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Everything a command needs: the world, its mock GitHub, an authorizer pointed at it.
+struct WorldCtx {
+    world: World,
+    authz: Authorizer,
+    _mock: MockGithub,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
+            print!("{e}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprint!("{e}");
+            let message = e.to_string();
+            let first = message.lines().next().unwrap_or("bad usage").trim_start_matches("error: ");
+            println!("{}", json!({"error": "usage", "message": first}));
+            return ExitCode::from(Exit::Usage as u8);
+        }
+    };
+    let outcome = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(run(cli)),
+        Err(e) => Outcome::error(Exit::Unavailable, "runtime", e),
+    };
+    println!("{}", outcome.stdout);
+    ExitCode::from(outcome.exit as u8)
+}
+
+async fn run(cli: Cli) -> Outcome {
+    let ctx = match world_ctx(&cli.global).await {
+        Ok(ctx) => ctx,
+        Err(e) => return e,
+    };
+    match cli.command {
+        Command::Check(args) => check(&ctx, &args).await,
+        Command::Explain(args) => explain(&ctx, &args).await,
+    }
+}
+
+async fn world_ctx(g: &Global) -> Result<WorldCtx, Outcome> {
+    let Some(path) = &g.world else {
+        if g.now.is_some() {
+            return Err(Outcome::error(Exit::Usage, "usage", "`--now` is only accepted in world mode (with `--world`)"));
+        }
+        return Err(Outcome::error(
+            Exit::Usage,
+            "usage",
+            "live mode needs an app store (`--db`), which this version does not have yet; use `--world FILE`",
+        ));
+    };
+    if g.db.is_some() {
+        return Err(Outcome::error(Exit::Usage, "usage", "`--db`: this version keeps apps in the world file only; the store is not available yet"));
+    }
+    let world = World::load(path).map_err(|e| Outcome::error(Exit::Usage, "bad_world", e))?;
+    let policy = match &g.policy {
+        None => Policy::default(),
+        Some(p) => load_policy(p).map_err(|e| Outcome::error(Exit::Usage, "bad_policy", format!("{e:#}")))?,
+    };
+    let now = match &g.now {
+        Some(s) => Some(parse_now(s).map_err(|e| Outcome::error(Exit::Usage, "usage", e))?),
+        None => world.now(),
+    };
+    let clock: Arc<dyn Clock> = match now {
+        Some(t) => Arc::new(ManualClock::new(t)),
+        None => Arc::new(SystemClock),
+    };
+    let mock = MockGithub::start_with_clock(world.clone(), clock.clone())
+        .await
+        .map_err(|e| Outcome::error(Exit::Unavailable, "mock_github", e))?;
+    let authz = Authorizer::builder(mock.github_config())
+        .policy(policy)
+        .clock(clock)
+        .build()
+        .map_err(|e| Outcome::error(Exit::Usage, "usage", e))?;
+    Ok(WorldCtx { world, authz, _mock: mock })
+}
+
+fn load_policy(path: &std::path::Path) -> anyhow::Result<Policy> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("`{}`", path.display()))
+}
+
+fn parse_now(s: &str) -> Result<Timestamp, String> {
+    let t = chrono::DateTime::parse_from_rfc3339(s).map_err(|e| format!("`--now {s}` is not an RFC 3339 time: {e}"))?;
+    u64::try_from(t.timestamp_millis()).map(Timestamp).map_err(|_| format!("`--now {s}` is before 1970"))
+}
+
+fn principal(ctx: &WorldCtx, args: &CheckArgs) -> Result<Principal, Outcome> {
+    match &args.github_user {
+        Some(login) => ctx
+            .world
+            .user(login)
+            .map(Principal::github)
+            .ok_or_else(|| Outcome::error(Exit::Usage, "unknown_user", format!("no user `{login}` in the world"))),
+        None => Ok(Principal::Anonymous),
+    }
+}
+
+fn decision_json(app: &str, action: Capability, principal: &str, d: &Decision) -> Value {
+    let mut v = serde_json::to_value(d).unwrap_or_else(|_| json!({}));
+    if let Value::Object(m) = &mut v {
+        m.insert("app".into(), json!(app));
+        m.insert("action".into(), json!(action));
+        m.insert("principal".into(), json!(principal));
+    }
+    v
+}
+
+fn error_json(e: &CheckError) -> Value {
+    let kind = match e {
+        CheckError::Github(GithubError::Unavailable { cause: UnavailableCause::RateLimited | UnavailableCause::SecondaryRateLimit, .. }) => {
+            "rate_limited"
+        }
+        CheckError::Github(GithubError::Unavailable { .. }) => "unavailable",
+        CheckError::Github(GithubError::Credentials { .. }) => "github_credentials",
+        CheckError::Github(_) => "github_protocol",
+        _ => "unavailable",
+    };
+    let mut v = json!({"error": kind, "message": e.to_string()});
+    if let Some(d) = e.retry_after() {
+        v["retry_after"] = json!(d.as_secs());
+    }
+    v
+}
+
+async fn check(ctx: &WorldCtx, args: &CheckArgs) -> Outcome {
+    let principal = match principal(ctx, args) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let Some(app) = ctx.world.app(&args.app) else {
+        let v = json!({
+            "decision": "deny", "app": args.app, "action": args.action, "principal": principal.label(),
+            "reason": Reason::UnknownApp, "source": "store", "age_ms": 0
+        });
+        return Outcome::json(Exit::Denied, &v);
+    };
+    decide(&ctx.authz, &principal, &app, args.action).await
+}
+
+async fn decide(authz: &Authorizer, principal: &Principal, app: &App, cap: Capability) -> Outcome {
+    match authz.check(principal, app, cap).await {
+        Ok(d) => {
+            let exit = if d.is_allowed() { Exit::Done } else { Exit::Denied };
+            Outcome::json(exit, &decision_json(&app.id().0, cap, &principal.label(), &d))
+        }
+        Err(e) => {
+            eprintln!("ghauthz: could not decide: {e}");
+            Outcome::json(Exit::Unavailable, &error_json(&e))
+        }
+    }
+}
+
+fn cell(row: &ExplainRow) -> String {
+    match &row.result {
+        Ok(d) => {
+            let outcome = if d.is_allowed() { "allow" } else { "deny" };
+            match d.reason() {
+                Reason::GithubRole { role_name, .. } => format!("{outcome} {}", role_name.as_str()),
+                r => format!("{outcome} {}", r.kind()),
+            }
+        }
+        Err(e) => format!("error {}", error_json(e)["error"].as_str().unwrap_or("unavailable")),
+    }
+}
+
+async fn explain(ctx: &WorldCtx, args: &ExplainArgs) -> Outcome {
+    let rows = match ghauthz::world::explain(&ctx.world, &ctx.authz, args.app.as_deref()).await {
+        Ok(rows) => rows,
+        Err(e) => return Outcome::error(Exit::Denied, "unknown_app", e),
+    };
+    let exit = if rows.iter().any(|r| r.result.is_err()) { Exit::Unavailable } else { Exit::Done };
+    if args.json {
+        let decisions: Vec<Value> = rows
+            .iter()
+            .map(|r| match &r.result {
+                Ok(d) => decision_json(&r.app.0, r.action, &r.principal, d),
+                Err(e) => {
+                    let mut v = error_json(e);
+                    v["app"] = json!(r.app.0);
+                    v["action"] = json!(r.action);
+                    v["principal"] = json!(r.principal);
+                    v
+                }
+            })
+            .collect();
+        return Outcome::json(exit, &json!({ "decisions": decisions }));
+    }
+    let mut table = vec![["APP".to_owned(), "PRINCIPAL".to_owned(), "VIEW".to_owned(), "EDIT".to_owned(), "DEPLOY".to_owned(), "DELETE".to_owned()]];
+    for chunk in rows.chunks(Capability::ALL.len()) {
+        let mut line = [chunk[0].app.0.clone(), chunk[0].principal.clone(), String::new(), String::new(), String::new(), String::new()];
+        for (slot, row) in line[2..].iter_mut().zip(chunk) {
+            *slot = cell(row);
+        }
+        table.push(line);
+    }
+    let widths: Vec<usize> = (0..6).map(|i| table.iter().map(|l| l[i].len()).max().unwrap_or(0)).collect();
+    let text = table
+        .iter()
+        .map(|l| l.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_owned())
+        .collect::<Vec<_>>()
+        .join("\n");
+    Outcome { exit, stdout: text }
+}

@@ -408,7 +408,8 @@ impl World {
             message: e.message().to_owned(),
         })?;
         let wf: WorldFile = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
+            // `toml::Spanned` shows up in paths under private field names; they are not fields.
+            let path = e.path().to_string().split(".$__serde_spanned").next().unwrap_or(".").to_owned();
             let inner = e.into_inner();
             WorldError {
                 file: ck.file.clone(),
@@ -676,4 +677,47 @@ impl World {
         }
         best
     }
+}
+
+/// One line of [`explain`]: a principal, an app, a capability, and the decision (or why there is
+/// none).
+#[derive(Debug, Clone)]
+pub struct ExplainRow {
+    /// The app.
+    pub app: AppId,
+    /// The principal, as written in output (`github:<login>`, `anonymous`).
+    pub principal: String,
+    /// The capability.
+    pub action: crate::policy::Capability,
+    /// The decision, or why none could be made.
+    pub result: Result<crate::decision::Decision, crate::authorizer::CheckError>,
+}
+
+/// No app with this id in the world.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no app `{0}` in the world")]
+pub struct UnknownApp(pub String);
+
+/// The decision of every world user, and of nobody signed in, on every app (or just `app`) and
+/// every capability, in a stable order: apps as declared, anonymous first, then users as declared.
+pub async fn explain(world: &World, authz: &crate::Authorizer, app: Option<&str>) -> Result<Vec<ExplainRow>, UnknownApp> {
+    use crate::authorizer::Principal;
+    use crate::policy::Capability;
+    let apps: Vec<&WorldApp> = match app {
+        Some(id) => vec![world.apps().iter().find(|a| a.app.id().0 == id).ok_or_else(|| UnknownApp(id.to_owned()))?],
+        None => world.apps().iter().collect(),
+    };
+    let principals: Vec<Principal> = std::iter::once(Principal::Anonymous)
+        .chain(world.users().iter().map(|u| Principal::github(GithubUser::new(u.id, u.login.clone()))))
+        .collect();
+    let mut rows = Vec::new();
+    for a in apps {
+        for p in &principals {
+            for cap in Capability::ALL {
+                let result = authz.check(p, &a.app, cap).await;
+                rows.push(ExplainRow { app: a.app.id().clone(), principal: p.label(), action: cap, result });
+            }
+        }
+    }
+    Ok(rows)
 }

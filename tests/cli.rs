@@ -1,0 +1,164 @@
+//! The command line contract (spec/cli.md): JSON on stdout, exit codes 0/1/2/3.
+#![cfg(feature = "cli")]
+
+mod common;
+
+use std::process::Command;
+
+use serde_json::Value;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {}", self.stdout))
+    }
+}
+
+fn ghauthz(args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_ghauthz")).args(args).output().expect("runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn world(name: &str) -> String {
+    common::fixture_path(&format!("worlds/{name}")).display().to_string()
+}
+
+#[test]
+fn check_allow_prints_the_decision_and_exits_0() {
+    let r = ghauthz(&["check", "--world", &world("acme.toml"), "--app", "dash", "--action", "deploy", "--github-user", "erin"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let v = r.json();
+    assert_eq!(v["decision"], "allow");
+    assert_eq!(v["app"], "dash");
+    assert_eq!(v["action"], "deploy");
+    assert_eq!(v["principal"], "github:erin");
+    assert_eq!(v["reason"]["kind"], "github_role");
+    assert_eq!(v["reason"]["role"], "admin");
+    assert_eq!(v["reason"]["role_name"], "admin");
+    assert_eq!(v["source"], "github");
+    assert_eq!(v["age_ms"], 0);
+}
+
+#[test]
+fn check_deny_exits_2_with_the_reason() {
+    let r = ghauthz(&["check", "--world", &world("acme.toml"), "--app", "dash", "--action", "view", "--github-user", "dave"]);
+    assert_eq!(r.code, 2);
+    let v = r.json();
+    assert_eq!((v["decision"].as_str(), v["reason"]["kind"].as_str(), v["reason"]["role"].as_str()), (Some("deny"), Some("github_role"), Some("triage")));
+    let r = ghauthz(&["check", "--world", &world("acme.toml"), "--app", "legacy", "--action", "view", "--github-user", "carol"]);
+    assert_eq!((r.code, r.json()["reason"]["kind"].as_str()), (2, Some("repo_replaced")));
+    let r = ghauthz(&["check", "--world", &world("acme.toml"), "--app", "nope", "--action", "view", "--anonymous"]);
+    assert_eq!((r.code, r.json()["reason"]["kind"].as_str()), (2, Some("unknown_app")));
+}
+
+#[test]
+fn anonymous_sees_public_apps_only() {
+    let r = ghauthz(&["check", "--world", &world("acme.toml"), "--app", "site", "--action", "view", "--anonymous"]);
+    assert_eq!((r.code, r.json()["reason"]["kind"].as_str(), r.json()["principal"].as_str()), (0, Some("public_app"), Some("anonymous")));
+    let r = ghauthz(&["check", "--world", &world("acme.toml"), "--app", "notes", "--action", "view", "--anonymous"]);
+    assert_eq!((r.code, r.json()["reason"]["kind"].as_str()), (2, Some("no_access")));
+}
+
+#[test]
+fn unavailable_exits_3_with_retry_after() {
+    let r = ghauthz(&["check", "--world", &world("faults.toml"), "--app", "busy", "--action", "view", "--github-user", "carol"]);
+    assert_eq!(r.code, 3, "{}", r.stdout);
+    let v = r.json();
+    assert_eq!(v["error"], "rate_limited");
+    assert_eq!(v["retry_after"], 120);
+    assert!(v.get("decision").is_none(), "never an allow");
+}
+
+#[test]
+fn global_options_go_anywhere() {
+    let r = ghauthz(&["--world", &world("acme.toml"), "check", "--app", "notes", "--action", "edit", "--github-user", "alice"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let r = ghauthz(&["check", "--app", "notes", "--action", "edit", "--github-user", "alice", "--world", &world("acme.toml")]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+}
+
+#[test]
+fn now_moves_the_world_clock() {
+    let r = ghauthz(&["check", "--world", &world("acme.toml"), "--now", "2027-01-01T00:00:00Z", "--app", "dash", "--action", "edit", "--github-user", "carol"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let r = ghauthz(&["check", "--world", &world("acme.toml"), "--now", "tomorrow", "--app", "dash", "--action", "edit", "--github-user", "carol"]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("usage")));
+}
+
+#[test]
+fn bad_usage_exits_1_with_json() {
+    let cases: [&[&str]; 6] = [
+        &["check", "--world", "W", "--app", "dash", "--action", "fly", "--anonymous"],
+        &["check", "--world", "W", "--app", "dash", "--action", "view"],
+        &["check", "--world", "W", "--app", "dash", "--action", "view", "--anonymous", "--github-user", "erin"],
+        &["check", "--world", "W", "--app", "dash", "--action", "view", "--frobnicate"],
+        &["check", "--world", "W", "--app", "dash", "--action", "view", "--github-user", "nobody-here"],
+        &["check", "--now", "2027-01-01T00:00:00Z", "--app", "dash", "--action", "view", "--anonymous"],
+    ];
+    let w = world("acme.toml");
+    for args in cases {
+        let args: Vec<&str> = args.iter().map(|a| if *a == "W" { w.as_str() } else { a }).collect();
+        let r = ghauthz(&args);
+        assert_eq!(r.code, 1, "{args:?}: {}", r.stdout);
+        assert!(r.json()["message"].as_str().is_some_and(|m| !m.is_empty()), "{args:?}");
+    }
+}
+
+#[test]
+fn malformed_world_exits_1_with_line_and_field() {
+    let bad = common::fixture_path("worlds/broken/unknown-login.toml").display().to_string();
+    let r = ghauthz(&["check", "--world", &bad, "--app", "x", "--action", "view", "--anonymous"]);
+    assert_eq!(r.code, 1);
+    let v = r.json();
+    assert_eq!(v["error"], "bad_world");
+    let msg = v["message"].as_str().unwrap();
+    assert!(msg.contains(":13:") && msg.contains("repos[0].roles.carlo"), "{msg}");
+    let r = ghauthz(&["explain", "--world", "/nonexistent/world.toml"]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("bad_world")));
+}
+
+#[test]
+fn explain_prints_a_table_and_json() {
+    let r = ghauthz(&["explain", "--world", &world("acme.toml")]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let dash_bob = r.stdout.lines().find(|l| l.starts_with("dash ") && l.contains("github:bob")).unwrap();
+    assert_eq!(dash_bob.split_whitespace().collect::<Vec<_>>(), ["dash", "github:bob", "allow", "maintain", "allow", "maintain", "deny", "maintain", "deny", "maintain"]);
+    let r = ghauthz(&["explain", "--world", &world("acme.toml"), "--app", "site", "--json"]);
+    assert_eq!(r.code, 0);
+    let rows = r.json()["decisions"].as_array().unwrap().clone();
+    assert_eq!(rows.len(), 12 * 4, "anonymous and 11 users, 4 capabilities");
+    assert!(rows.iter().all(|d| d["app"] == "site" && d["decision"].is_string()));
+    let r = ghauthz(&["explain", "--world", &world("acme.toml"), "--app", "nope"]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (2, Some("unknown_app")));
+}
+
+#[test]
+fn explain_with_an_unavailable_github_exits_3() {
+    let r = ghauthz(&["explain", "--world", &world("faults.toml"), "--app", "busy", "--json"]);
+    assert_eq!(r.code, 3);
+    assert!(r.json()["decisions"].as_array().unwrap().iter().any(|d| d["error"] == "rate_limited"));
+}
+
+#[test]
+fn a_policy_file_moves_capabilities() {
+    let dir = std::env::temp_dir().join(format!("ghauthz-policy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = dir.join("policy.toml");
+    std::fs::write(&policy, "deploy = \"maintain\"\n").unwrap();
+    let p = policy.display().to_string();
+    let r = ghauthz(&["check", "--world", &world("acme.toml"), "--policy", &p, "--app", "dash", "--action", "deploy", "--github-user", "bob"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    std::fs::write(&policy, "deploy = \"root\"\n").unwrap();
+    let r = ghauthz(&["check", "--world", &world("acme.toml"), "--policy", &p, "--app", "dash", "--action", "deploy", "--github-user", "bob"]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("bad_policy")));
+    std::fs::remove_dir_all(&dir).ok();
+}

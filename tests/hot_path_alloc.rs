@@ -1,0 +1,47 @@
+//! A cache hit allocates nothing (DESIGN §7). Counted with dhat as the global allocator, so this
+//! file holds one test only.
+#![cfg(feature = "world")]
+
+mod common;
+
+use std::hint::black_box;
+
+use ghauthz::Capability;
+
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
+#[test]
+fn a_cache_hit_allocates_nothing() {
+    let _profiler = dhat::Profiler::builder().testing().build();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let env = rt.block_on(common::env(common::fixture("acme.toml")));
+    let (carol, rick, dash) = (env.user("carol"), env.user("rick"), env.app("dash"));
+    for p in [&carol, &rick] {
+        let first = rt.block_on(env.authz.check(p, &dash, Capability::Edit)).unwrap();
+        assert_eq!(first.source(), ghauthz::Source::Github);
+    }
+
+    let before = dhat::HeapStats::get();
+    for _ in 0..1000 {
+        // rick's decision carries a custom role name: shared, not copied.
+        black_box(env.authz.check_cached(black_box(&carol), &dash, Capability::Edit).unwrap());
+        black_box(env.authz.check_cached(black_box(&rick), &dash, Capability::Deploy));
+    }
+    let sync_blocks = dhat::HeapStats::get().total_blocks - before.total_blocks;
+
+    // `block_on` may allocate once for itself; what matters is that hits add nothing.
+    let async_blocks = |hits: usize| {
+        let before = dhat::HeapStats::get();
+        rt.block_on(async {
+            for _ in 0..hits {
+                black_box(env.authz.check(&carol, &dash, Capability::View).await.unwrap());
+            }
+        });
+        dhat::HeapStats::get().total_blocks - before.total_blocks
+    };
+    let (few, many) = (async_blocks(10), async_blocks(5000));
+
+    assert_eq!(sync_blocks, 0, "check_cached allocated on a hit");
+    assert_eq!(few, many, "check allocated per hit ({few} blocks for 10 hits, {many} for 5000)");
+}

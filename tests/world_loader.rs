@@ -1,0 +1,85 @@
+//! World files: every shipped world loads; bad ones fail with the line and the field.
+#![cfg(feature = "world")]
+
+mod common;
+
+use ghauthz::world::World;
+
+fn err(text: &str) -> ghauthz::world::WorldError {
+    World::from_toml_str(text, ".").unwrap_err()
+}
+
+#[test]
+fn shipped_worlds_load() {
+    for name in ["acme.toml", "faults.toml", "roles.toml"] {
+        let w = common::fixture(name);
+        assert!(!w.apps().is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn unknown_login_names_line_and_field() {
+    let e = World::load(common::fixture_path("worlds/broken/unknown-login.toml")).unwrap_err();
+    assert_eq!(e.position.map(|p| p.0), Some(13), "{e}");
+    assert_eq!(e.field.as_deref(), Some("repos[0].roles.carlo"));
+    let shown = e.to_string();
+    assert!(shown.contains("unknown-login.toml:13:") && shown.contains("unknown login `carlo`"), "{shown}");
+}
+
+#[test]
+fn unknown_role_is_refused() {
+    let e = World::load(common::fixture_path("worlds/broken/bad-role.toml")).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("repos[0].roles.bob"));
+    assert!(e.message.contains("unknown role `owner`"), "{e}");
+}
+
+#[test]
+fn syntax_errors_have_a_position() {
+    let e = World::load(common::fixture_path("worlds/broken/syntax.toml")).unwrap_err();
+    assert_eq!(e.position.map(|p| p.0), Some(5), "{e}");
+}
+
+#[test]
+fn type_errors_name_the_field() {
+    let e = err("version = 1\n[[users]]\nid = \"one\"\nlogin = \"a\"\n");
+    assert_eq!(e.field.as_deref(), Some("users[0].id"), "{e}");
+    assert_eq!(e.position.map(|p| p.0), Some(3), "{e}");
+}
+
+#[test]
+fn unknown_fields_are_refused() {
+    let e = err("version = 1\n[[users]]\nid = 1\nlogin = \"a\"\nemail = \"x\"\n");
+    assert!(e.message.contains("unknown field `email`"), "{e}");
+}
+
+#[test]
+fn semantic_mistakes_are_refused() {
+    let cases = [
+        ("version = 2\n", "version", "unsupported version"),
+        ("version = 1\nnow = \"yesterday\"\n", "now", "RFC 3339"),
+        ("version = 1\n[[users]]\nid = 1\nlogin = \"a\"\n[[users]]\nid = 1\nlogin = \"b\"\n", "users[1].id", "declared twice"),
+        ("version = 1\n[[users]]\nid = 1\nlogin = \"a\"\n[[repos]]\nid = 2\nowner = \"a\"\nname = \"r\"\nprivate = true\nroles = { a = \"custom:x:admin\" }\n", "repos[0].roles.a", "read, triage, write or maintain"),
+        ("version = 1\n[[faults]]\npath = \"/x\"\nstatus = 418\n", "faults[0].status", "expected 500"),
+        ("version = 1\n[[orgs]]\nid = 1\nlogin = \"o\"\nbase_permission = \"triage\"\n", "orgs[0].base_permission", "expected none"),
+        ("version = 1\n[[users]]\nid = 1\nlogin = \"a\"\n[[apps]]\nid = \"x\"\nrepo = \"a\"\nrepo_id = 1\nbranch = \"m\"\nmain_file = \"f\"\nvisibility = \"private\"\ndeployed_by = \"a\"\n", "apps[0].repo", "owner/name"),
+        ("version = 1\n[[orgs]]\nid = 1\nlogin = \"o\"\n[[orgs.teams]]\nid = 2\nslug = \"t\"\nrepos = { nope = \"read\" }\n", "orgs[0].teams[0].repos.nope", "no repository"),
+    ];
+    for (text, field, needle) in cases {
+        let e = err(text);
+        assert_eq!(e.field.as_deref(), Some(field), "{text}: {e}");
+        assert!(e.message.contains(needle), "{text}: {e}");
+        assert!(e.position.is_some(), "{text}: {e}");
+    }
+}
+
+#[test]
+fn effective_role_takes_the_highest_grant() {
+    let w = common::fixture("acme.toml");
+    let dash = w.repos().iter().find(|r| r.name == "dashboard").unwrap();
+    let role = |login: &str| w.effective_role(w.user(login).unwrap().id, dash).map(|g| g.role);
+    use ghauthz::Role::*;
+    assert_eq!(role("olga"), Some(Admin), "org owner");
+    assert_eq!(role("bob"), Some(Maintain), "team beats base read");
+    assert_eq!(role("mallory"), Some(Read), "base permission");
+    assert_eq!(role("zed"), None);
+}
