@@ -3,6 +3,7 @@
 //!
 //! Run: `cargo bench --features world --bench hot_path`. The last lines printed are the medians
 //! and the ratios, read back from criterion's own estimates.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -34,7 +35,10 @@ fn world() -> World {
         t += &format!("[[users]]\nid = {}\nlogin = \"u{u}\"\n", 1000 + u);
     }
     let members: Vec<String> = (0..USERS).map(|u| format!("\"u{u}\"")).collect();
-    t += &format!("[[orgs]]\nid = 1\nlogin = \"bench\"\nmembers = [{}]\nbase_permission = \"write\"\n", members.join(","));
+    t += &format!(
+        "[[orgs]]\nid = 1\nlogin = \"bench\"\nmembers = [{}]\nbase_permission = \"write\"\n",
+        members.join(",")
+    );
     for r in 0..REPOS {
         t += &format!("[[repos]]\nid = {}\nowner = \"bench\"\nname = \"r{r}\"\nprivate = true\n", 10_000 + r);
         t += &format!(
@@ -55,7 +59,8 @@ fn setup() -> Fixture {
         let _in_runtime = rt.enter();
         Authorizer::builder(mock.github_config()).cache(cache).build().expect("authorizer")
     };
-    let principals: Vec<Principal> = (0..USERS).map(|u| Principal::github(world.user(&format!("u{u}")).expect("user"))).collect();
+    let principals: Vec<Principal> =
+        (0..USERS).map(|u| Principal::github(world.user(&format!("u{u}")).expect("user"))).collect();
     let apps: Vec<App> = (0..REPOS).map(|r| world.app(&format!("a{r}")).expect("app")).collect();
 
     let started = Instant::now();
@@ -89,7 +94,10 @@ fn setup() -> Fixture {
             ((x % USERS as u64) as usize, ((x >> 32) % REPOS as u64) as usize)
         })
         .collect::<Vec<_>>();
-    let map = (0..USERS).flat_map(|u| (0..REPOS).map(move |r| ((1000 + u) as u64, (10_000 + r) as u64))).map(|k| (k, 1u8)).collect();
+    let map = (0..USERS)
+        .flat_map(|u| (0..REPOS).map(move |r| ((1000 + u) as u64, (10_000 + r) as u64)))
+        .map(|k| (k, 1u8))
+        .collect();
     for &(u, r) in &keys {
         assert!(authz.check_cached(&principals[u], &apps[r], Capability::View).is_some(), "all keys are hits");
     }
@@ -135,14 +143,18 @@ fn benches(c: &mut Criterion, f: &Arc<Fixture>) {
         // Throughput counts operations on all threads; time is per iteration of each thread.
         g.throughput(Throughput::Elements(threads as u64));
         g.bench_function(format!("fxhashmap_{threads}t"), |b| {
-            b.iter_custom(|iters| on_threads(threads, iters, |i| {
-                black_box(f.map.get(&map_key(f, i)));
-            }))
+            b.iter_custom(|iters| {
+                on_threads(threads, iters, |i| {
+                    black_box(f.map.get(&map_key(f, i)));
+                })
+            })
         });
         g.bench_function(format!("check_cached_{threads}t"), |b| {
-            b.iter_custom(|iters| on_threads(threads, iters, |i| {
-                black_box(cached(f, i));
-            }))
+            b.iter_custom(|iters| {
+                on_threads(threads, iters, |i| {
+                    black_box(cached(f, i));
+                })
+            })
         });
     }
     g.throughput(Throughput::Elements(1));
@@ -174,8 +186,13 @@ fn main() {
     benches(&mut c, &f);
     c.final_summary();
     let get = |n: &str| median_ns(n).unwrap_or(f64::NAN);
-    let (m1, c1, m2, c2, a1) =
-        (get("fxhashmap_1t"), get("check_cached_1t"), get("fxhashmap_2t"), get("check_cached_2t"), get("check_async_hit_1t"));
+    let (m1, c1, m2, c2, a1) = (
+        get("fxhashmap_1t"),
+        get("check_cached_1t"),
+        get("fxhashmap_2t"),
+        get("check_cached_2t"),
+        get("check_async_hit_1t"),
+    );
     println!("\nmedians at {} active pairs (ns per operation on one thread):", USERS * REPOS);
     println!("  fxhashmap lookup       1 thread {m1:8.1}   2 threads {m2:8.1}");
     println!("  check_cached (hit)     1 thread {c1:8.1}   2 threads {c2:8.1}");

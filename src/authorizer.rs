@@ -11,7 +11,9 @@ use crate::cache::{
 };
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::decision::{Decision, Fact, Outcome, Source, decide_anonymous, decide_github};
-use crate::github::{ClientBuildError, Fetched, GithubApi, GithubConfig, GithubError, OctocrabGithub, PermissionTarget};
+use crate::github::{
+    ClientBuildError, Fetched, GithubApi, GithubConfig, GithubError, OctocrabGithub, PermissionTarget,
+};
 use crate::ids::{App, GithubUser, RepoCoords};
 use crate::policy::{Capability, Policy, Visibility};
 use crate::secret::GithubToken;
@@ -174,6 +176,14 @@ struct Inner {
     generation: AtomicU64,
 }
 
+/// A conditional request's outcome.
+enum Conditional<'c, C, T> {
+    /// 304: what we hold is current.
+    Unchanged(&'c C),
+    /// A new body, with its ETag.
+    New(T, Option<String>),
+}
+
 /// What a load found: the entry, and whether GitHub was asked for it.
 type Loaded = (Arc<PermEntry>, Source);
 
@@ -191,7 +201,12 @@ impl Authorizer {
     /// assert_eq!(authz.stats().hits, 0);
     /// ```
     pub fn builder(github: GithubConfig) -> AuthorizerBuilder {
-        AuthorizerBuilder { github, policy: Policy::default(), cache: CacheConfig::default(), clock: Arc::new(SystemClock) }
+        AuthorizerBuilder {
+            github,
+            policy: Policy::default(),
+            cache: CacheConfig::default(),
+            clock: Arc::new(SystemClock),
+        }
     }
 
     fn from_parts(policy: Policy, cfg: CacheConfig, clock: Arc<dyn Clock>, github: Arc<dyn GithubApi>) -> Self {
@@ -417,9 +432,11 @@ impl Inner {
                 let answer = self.github.repository(app.coords(), Some(token), etag).await?;
                 let now = self.clock.now();
                 match self.conditional(current, etag, answer)? {
-                    Ok(cur) => (cur.core.fact.clone(), now, cur.core.owner, None, cur.repo_etag.clone()),
-                    Err((None, _)) => (Fact::Role(None), now, None, None, None),
-                    Err((Some(info), etag)) => {
+                    Conditional::Unchanged(cur) => {
+                        (cur.core.fact.clone(), now, cur.core.owner, None, cur.repo_etag.clone())
+                    }
+                    Conditional::New(None, _) => (Fact::Role(None), now, None, None, None),
+                    Conditional::New(Some(info), etag) => {
                         let fact = if info.id == app.repo_id() {
                             Fact::Role(info.role.flatten())
                         } else {
@@ -439,13 +456,17 @@ impl Inner {
                     Some((id, owner)) => {
                         let reuse = current.filter(|c| matches!(c.core.fact, Fact::Role(_) | Fact::LoginMismatch));
                         let etag = reuse.and_then(|c| c.perm_etag.as_deref());
-                        let target = if repo.renamed { PermissionTarget::Id(id) } else { PermissionTarget::Coords(app.coords()) };
+                        let target = if repo.renamed {
+                            PermissionTarget::Id(id)
+                        } else {
+                            PermissionTarget::Coords(app.coords())
+                        };
                         let answer = self.github.permission(target, &user.login, etag).await?;
                         let now = self.clock.now();
                         let (fact, perm_etag) = match self.conditional(reuse, etag, answer)? {
-                            Ok(cur) => (cur.core.fact.clone(), cur.perm_etag.clone()),
-                            Err((None, _)) => (Fact::Role(None), None),
-                            Err((Some(info), etag)) => match info.user {
+                            Conditional::Unchanged(cur) => (cur.core.fact.clone(), cur.perm_etag.clone()),
+                            Conditional::New(None, _) => (Fact::Role(None), None),
+                            Conditional::New(Some(info), etag) => match info.user {
                                 Some(id) if id != user.id => (Fact::LoginMismatch, None),
                                 _ => (Fact::Role(info.grant), etag),
                             },
@@ -469,27 +490,29 @@ impl Inner {
         })
     }
 
-    /// Sorts a conditional answer: `Ok(current)` for a 304, `Err((value, etag))` for a new body.
-    #[expect(clippy::type_complexity, reason = "a private two-way split used in two places")]
+    /// Sorts a conditional answer into "what we hold is current" or a new body.
     fn conditional<'c, T, C>(
         &self,
         current: Option<&'c C>,
         sent_etag: Option<&str>,
         answer: Fetched<T>,
-    ) -> Result<Result<&'c C, (T, Option<String>)>, CheckError> {
+    ) -> Result<Conditional<'c, C, T>, CheckError> {
         match answer {
             Fetched::NotModified => {
                 Counters::bump(&self.counters.not_modified);
-                current.map(Ok).ok_or_else(|| {
-                    GithubError::Protocol { route: "(conditional)".into(), detail: "304 to an unconditional request".into() }
-                        .into()
+                current.map(Conditional::Unchanged).ok_or_else(|| {
+                    GithubError::Protocol {
+                        route: "(conditional)".into(),
+                        detail: "304 to an unconditional request".into(),
+                    }
+                    .into()
                 })
             }
             Fetched::Fresh { value, etag } => {
                 if sent_etag.is_some() {
                     Counters::bump(&self.counters.modified);
                 }
-                Ok(Err((value, etag)))
+                Ok(Conditional::New(value, etag))
             }
         }
     }
@@ -524,14 +547,14 @@ impl Inner {
                             *out = Some(Err(e));
                             return Op::Nop;
                         }
-                        Ok(Ok(cur)) => RepoEntry {
+                        Ok(Conditional::Unchanged(cur)) => RepoEntry {
                             found: cur.found,
                             renamed: cur.renamed,
                             confirmed_at: now,
                             etag: cur.etag.clone(),
                             seen_epoch: AtomicU64::new(start_epoch),
                         },
-                        Ok(Err((info, etag))) => RepoEntry {
+                        Ok(Conditional::New(info, etag)) => RepoEntry {
                             found: info.as_ref().map(|i| (i.id, i.owner)),
                             renamed: info.as_ref().is_some_and(|i| i.redirected),
                             confirmed_at: now,

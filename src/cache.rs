@@ -323,7 +323,6 @@ impl Counters {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -168,9 +168,7 @@ pub(crate) fn decide_github(
 ) -> (Outcome, Reason) {
     let no_access = |detail| (Outcome::Deny, Reason::NoAccess { detail });
     match fact {
-        Fact::Replaced { current } => {
-            (Outcome::Deny, Reason::RepoReplaced { deployed, current: *current })
-        }
+        Fact::Replaced { current } => (Outcome::Deny, Reason::RepoReplaced { deployed, current: *current }),
         Fact::RepoNotFound => no_access(NoAccessDetail::RepositoryNotFound),
         Fact::LoginMismatch => no_access(NoAccessDetail::LoginMismatch),
         Fact::Role(grant) => {

@@ -161,7 +161,11 @@ async fn run(cli: Cli) -> Outcome {
 async fn world_ctx(g: &Global) -> Result<WorldCtx, Outcome> {
     let Some(path) = &g.world else {
         if g.now.is_some() {
-            return Err(Outcome::error(Exit::Usage, "usage", "`--now` is only accepted in world mode (with `--world`)"));
+            return Err(Outcome::error(
+                Exit::Usage,
+                "usage",
+                "`--now` is only accepted in world mode (with `--world`)",
+            ));
         }
         return Err(Outcome::error(
             Exit::Usage,
@@ -170,7 +174,11 @@ async fn world_ctx(g: &Global) -> Result<WorldCtx, Outcome> {
         ));
     };
     if g.db.is_some() {
-        return Err(Outcome::error(Exit::Usage, "usage", "`--db`: this version keeps apps in the world file only; the store is not available yet"));
+        return Err(Outcome::error(
+            Exit::Usage,
+            "usage",
+            "`--db`: this version keeps apps in the world file only; the store is not available yet",
+        ));
     }
     let world = World::load(path).map_err(|e| Outcome::error(Exit::Usage, "bad_world", e))?;
     let policy = match &g.policy {
@@ -229,9 +237,10 @@ fn decision_json(app: &str, action: Capability, principal: &str, d: &Decision) -
 
 fn error_json(e: &CheckError) -> Value {
     let kind = match e {
-        CheckError::Github(GithubError::Unavailable { cause: UnavailableCause::RateLimited | UnavailableCause::SecondaryRateLimit, .. }) => {
-            "rate_limited"
-        }
+        CheckError::Github(GithubError::Unavailable {
+            cause: UnavailableCause::RateLimited | UnavailableCause::SecondaryRateLimit,
+            ..
+        }) => "rate_limited",
         CheckError::Github(GithubError::Unavailable { .. }) => "unavailable",
         CheckError::Github(GithubError::Credentials { .. }) => "github_credentials",
         CheckError::Github(_) => "github_protocol",
@@ -307,9 +316,23 @@ async fn explain(ctx: &WorldCtx, args: &ExplainArgs) -> Outcome {
             .collect();
         return Outcome::json(exit, &json!({ "decisions": decisions }));
     }
-    let mut table = vec![["APP".to_owned(), "PRINCIPAL".to_owned(), "VIEW".to_owned(), "EDIT".to_owned(), "DEPLOY".to_owned(), "DELETE".to_owned()]];
+    let mut table = vec![[
+        "APP".to_owned(),
+        "PRINCIPAL".to_owned(),
+        "VIEW".to_owned(),
+        "EDIT".to_owned(),
+        "DEPLOY".to_owned(),
+        "DELETE".to_owned(),
+    ]];
     for chunk in rows.chunks(Capability::ALL.len()) {
-        let mut line = [chunk[0].app.0.clone(), chunk[0].principal.clone(), String::new(), String::new(), String::new(), String::new()];
+        let mut line = [
+            chunk[0].app.0.clone(),
+            chunk[0].principal.clone(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+        ];
         for (slot, row) in line[2..].iter_mut().zip(chunk) {
             *slot = cell(row);
         }
@@ -318,7 +341,9 @@ async fn explain(ctx: &WorldCtx, args: &ExplainArgs) -> Outcome {
     let widths: Vec<usize> = (0..6).map(|i| table.iter().map(|l| l[i].len()).max().unwrap_or(0)).collect();
     let text = table
         .iter()
-        .map(|l| l.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_owned())
+        .map(|l| {
+            l.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_owned()
+        })
         .collect::<Vec<_>>()
         .join("\n");
     Outcome { exit, stdout: text }

@@ -1,5 +1,6 @@
 //! Cache semantics (DESIGN §3): coalescing, lifetimes from fetch, revalidation, invalidation.
 #![cfg(feature = "world")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
 mod common;
 
@@ -181,7 +182,10 @@ async fn hits_are_counted() {
     let s = env.authz.stats();
     assert_eq!((s.misses, s.hits), (1, 4));
     assert!(env.authz.check_cached(&carol, &dash, Capability::View).is_some());
-    assert!(env.authz.check_cached(&env.user("erin"), &dash, Capability::View).is_none(), "a miss is not answered synchronously");
+    assert!(
+        env.authz.check_cached(&env.user("erin"), &dash, Capability::View).is_none(),
+        "a miss is not answered synchronously"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

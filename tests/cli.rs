@@ -1,5 +1,6 @@
 //! The command line contract (spec/cli.md): JSON on stdout, exit codes 0/1/2/3.
 #![cfg(feature = "cli")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
 mod common;
 
@@ -15,7 +16,8 @@ struct Run {
 
 impl Run {
     fn json(&self) -> Value {
-        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {}", self.stdout))
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {}", self.stdout))
     }
 }
 
@@ -34,7 +36,17 @@ fn world(name: &str) -> String {
 
 #[test]
 fn check_allow_prints_the_decision_and_exits_0() {
-    let r = ghauthz(&["check", "--world", &world("acme.toml"), "--app", "dash", "--action", "deploy", "--github-user", "erin"]);
+    let r = ghauthz(&[
+        "check",
+        "--world",
+        &world("acme.toml"),
+        "--app",
+        "dash",
+        "--action",
+        "deploy",
+        "--github-user",
+        "erin",
+    ]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     let v = r.json();
     assert_eq!(v["decision"], "allow");
@@ -50,11 +62,34 @@ fn check_allow_prints_the_decision_and_exits_0() {
 
 #[test]
 fn check_deny_exits_2_with_the_reason() {
-    let r = ghauthz(&["check", "--world", &world("acme.toml"), "--app", "dash", "--action", "view", "--github-user", "dave"]);
+    let r = ghauthz(&[
+        "check",
+        "--world",
+        &world("acme.toml"),
+        "--app",
+        "dash",
+        "--action",
+        "view",
+        "--github-user",
+        "dave",
+    ]);
     assert_eq!(r.code, 2);
     let v = r.json();
-    assert_eq!((v["decision"].as_str(), v["reason"]["kind"].as_str(), v["reason"]["role"].as_str()), (Some("deny"), Some("github_role"), Some("triage")));
-    let r = ghauthz(&["check", "--world", &world("acme.toml"), "--app", "legacy", "--action", "view", "--github-user", "carol"]);
+    assert_eq!(
+        (v["decision"].as_str(), v["reason"]["kind"].as_str(), v["reason"]["role"].as_str()),
+        (Some("deny"), Some("github_role"), Some("triage"))
+    );
+    let r = ghauthz(&[
+        "check",
+        "--world",
+        &world("acme.toml"),
+        "--app",
+        "legacy",
+        "--action",
+        "view",
+        "--github-user",
+        "carol",
+    ]);
     assert_eq!((r.code, r.json()["reason"]["kind"].as_str()), (2, Some("repo_replaced")));
     let r = ghauthz(&["check", "--world", &world("acme.toml"), "--app", "nope", "--action", "view", "--anonymous"]);
     assert_eq!((r.code, r.json()["reason"]["kind"].as_str()), (2, Some("unknown_app")));
@@ -63,14 +98,27 @@ fn check_deny_exits_2_with_the_reason() {
 #[test]
 fn anonymous_sees_public_apps_only() {
     let r = ghauthz(&["check", "--world", &world("acme.toml"), "--app", "site", "--action", "view", "--anonymous"]);
-    assert_eq!((r.code, r.json()["reason"]["kind"].as_str(), r.json()["principal"].as_str()), (0, Some("public_app"), Some("anonymous")));
+    assert_eq!(
+        (r.code, r.json()["reason"]["kind"].as_str(), r.json()["principal"].as_str()),
+        (0, Some("public_app"), Some("anonymous"))
+    );
     let r = ghauthz(&["check", "--world", &world("acme.toml"), "--app", "notes", "--action", "view", "--anonymous"]);
     assert_eq!((r.code, r.json()["reason"]["kind"].as_str()), (2, Some("no_access")));
 }
 
 #[test]
 fn unavailable_exits_3_with_retry_after() {
-    let r = ghauthz(&["check", "--world", &world("faults.toml"), "--app", "busy", "--action", "view", "--github-user", "carol"]);
+    let r = ghauthz(&[
+        "check",
+        "--world",
+        &world("faults.toml"),
+        "--app",
+        "busy",
+        "--action",
+        "view",
+        "--github-user",
+        "carol",
+    ]);
     assert_eq!(r.code, 3, "{}", r.stdout);
     let v = r.json();
     assert_eq!(v["error"], "rate_limited");
@@ -80,17 +128,61 @@ fn unavailable_exits_3_with_retry_after() {
 
 #[test]
 fn global_options_go_anywhere() {
-    let r = ghauthz(&["--world", &world("acme.toml"), "check", "--app", "notes", "--action", "edit", "--github-user", "alice"]);
+    let r = ghauthz(&[
+        "--world",
+        &world("acme.toml"),
+        "check",
+        "--app",
+        "notes",
+        "--action",
+        "edit",
+        "--github-user",
+        "alice",
+    ]);
     assert_eq!(r.code, 0, "{}", r.stdout);
-    let r = ghauthz(&["check", "--app", "notes", "--action", "edit", "--github-user", "alice", "--world", &world("acme.toml")]);
+    let r = ghauthz(&[
+        "check",
+        "--app",
+        "notes",
+        "--action",
+        "edit",
+        "--github-user",
+        "alice",
+        "--world",
+        &world("acme.toml"),
+    ]);
     assert_eq!(r.code, 0, "{}", r.stdout);
 }
 
 #[test]
 fn now_moves_the_world_clock() {
-    let r = ghauthz(&["check", "--world", &world("acme.toml"), "--now", "2027-01-01T00:00:00Z", "--app", "dash", "--action", "edit", "--github-user", "carol"]);
+    let r = ghauthz(&[
+        "check",
+        "--world",
+        &world("acme.toml"),
+        "--now",
+        "2027-01-01T00:00:00Z",
+        "--app",
+        "dash",
+        "--action",
+        "edit",
+        "--github-user",
+        "carol",
+    ]);
     assert_eq!(r.code, 0, "{}", r.stdout);
-    let r = ghauthz(&["check", "--world", &world("acme.toml"), "--now", "tomorrow", "--app", "dash", "--action", "edit", "--github-user", "carol"]);
+    let r = ghauthz(&[
+        "check",
+        "--world",
+        &world("acme.toml"),
+        "--now",
+        "tomorrow",
+        "--app",
+        "dash",
+        "--action",
+        "edit",
+        "--github-user",
+        "carol",
+    ]);
     assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("usage")));
 }
 
@@ -131,7 +223,10 @@ fn explain_prints_a_table_and_json() {
     let r = ghauthz(&["explain", "--world", &world("acme.toml")]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let dash_bob = r.stdout.lines().find(|l| l.starts_with("dash ") && l.contains("github:bob")).unwrap();
-    assert_eq!(dash_bob.split_whitespace().collect::<Vec<_>>(), ["dash", "github:bob", "allow", "maintain", "allow", "maintain", "deny", "maintain", "deny", "maintain"]);
+    assert_eq!(
+        dash_bob.split_whitespace().collect::<Vec<_>>(),
+        ["dash", "github:bob", "allow", "maintain", "allow", "maintain", "deny", "maintain", "deny", "maintain"]
+    );
     let r = ghauthz(&["explain", "--world", &world("acme.toml"), "--app", "site", "--json"]);
     assert_eq!(r.code, 0);
     let rows = r.json()["decisions"].as_array().unwrap().clone();
@@ -155,10 +250,34 @@ fn a_policy_file_moves_capabilities() {
     let policy = dir.join("policy.toml");
     std::fs::write(&policy, "deploy = \"maintain\"\n").unwrap();
     let p = policy.display().to_string();
-    let r = ghauthz(&["check", "--world", &world("acme.toml"), "--policy", &p, "--app", "dash", "--action", "deploy", "--github-user", "bob"]);
+    let r = ghauthz(&[
+        "check",
+        "--world",
+        &world("acme.toml"),
+        "--policy",
+        &p,
+        "--app",
+        "dash",
+        "--action",
+        "deploy",
+        "--github-user",
+        "bob",
+    ]);
     assert_eq!(r.code, 0, "{}", r.stdout);
     std::fs::write(&policy, "deploy = \"root\"\n").unwrap();
-    let r = ghauthz(&["check", "--world", &world("acme.toml"), "--policy", &p, "--app", "dash", "--action", "deploy", "--github-user", "bob"]);
+    let r = ghauthz(&[
+        "check",
+        "--world",
+        &world("acme.toml"),
+        "--policy",
+        &p,
+        "--app",
+        "dash",
+        "--action",
+        "deploy",
+        "--github-user",
+        "bob",
+    ]);
     assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("bad_policy")));
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -1,6 +1,7 @@
 //! The default policy as a table (fixtures/decisions/default.toml), through the mock GitHub and
 //! the real client.
 #![cfg(feature = "world")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
 mod common;
 

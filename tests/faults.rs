@@ -1,6 +1,7 @@
 //! GitHub failures (DESIGN §2): unavailable with `retry_after`, never an allow, never a cached
 //! denial, no hammering while backing off, and recovery once the fault clears.
 #![cfg(feature = "world")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
 mod common;
 
@@ -97,7 +98,15 @@ async fn run(case: Case) {
 #[tokio::test]
 async fn bad_gateway_is_unavailable_then_recovers() {
     // max_retries = 1: the check retries a 5xx once, then gives up.
-    run(Case { status: "502", retry_after: None, times: 2, cause: UnavailableCause::ServerError(502), want_retry_after: None, first_check_requests: 2 }).await;
+    run(Case {
+        status: "502",
+        retry_after: None,
+        times: 2,
+        cause: UnavailableCause::ServerError(502),
+        want_retry_after: None,
+        first_check_requests: 2,
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -110,7 +119,15 @@ async fn a_single_5xx_is_retried_within_the_check() {
 
 #[tokio::test]
 async fn timeout_is_unavailable_then_recovers() {
-    run(Case { status: "\"timeout\"", retry_after: None, times: 1, cause: UnavailableCause::Timeout, want_retry_after: None, first_check_requests: 1 }).await;
+    run(Case {
+        status: "\"timeout\"",
+        retry_after: None,
+        times: 1,
+        cause: UnavailableCause::Timeout,
+        want_retry_after: None,
+        first_check_requests: 1,
+    })
+    .await;
 }
 
 #[tokio::test]

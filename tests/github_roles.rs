@@ -1,5 +1,6 @@
 //! Roles inherited from GitHub, reached in every way GitHub grants them.
 #![cfg(feature = "world")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
 mod common;
 
@@ -22,7 +23,11 @@ async fn team_maintain_edits_but_cannot_deploy() {
     assert!(!deploy.is_allowed());
     assert_eq!(
         deploy.reason(),
-        &Reason::GithubRole { role: Role::Maintain, role_name: ghauthz::RoleName::Standard(Role::Maintain), required: Role::Admin }
+        &Reason::GithubRole {
+            role: Role::Maintain,
+            role_name: ghauthz::RoleName::Standard(Role::Maintain),
+            required: Role::Admin
+        }
     );
 }
 
@@ -91,7 +96,11 @@ async fn a_replaced_repository_is_denied_even_to_its_new_admin() {
     let d = env.authz.check(&env.user("carol"), &env.app("legacy"), Capability::View).await.unwrap();
     assert!(!d.is_allowed());
     assert_eq!(d.reason(), &Reason::RepoReplaced { deployed: ghauthz::RepoId(150), current: ghauthz::RepoId(104) });
-    assert_eq!(env.mock.requests_matching("/repos/acme/legacy/collaborators/**"), 0, "no permission asked of the wrong repository");
+    assert_eq!(
+        env.mock.requests_matching("/repos/acme/legacy/collaborators/**"),
+        0,
+        "no permission asked of the wrong repository"
+    );
 }
 
 #[tokio::test]
@@ -140,7 +149,11 @@ async fn user_token_mode_reads_the_repository_permissions() {
     let d = env.authz.check(&zed, &dash, Capability::View).await.unwrap();
     assert_eq!(d.reason().kind(), "no_access");
     // A miss without the user's token cannot be answered in this mode.
-    let err = env.authz.check(&Principal::github(env.world.user("carol").unwrap()), &dash, Capability::View).await.unwrap_err();
+    let err = env
+        .authz
+        .check(&Principal::github(env.world.user("carol").unwrap()), &dash, Capability::View)
+        .await
+        .unwrap_err();
     assert!(matches!(err, ghauthz::CheckError::MissingUserToken { .. }));
 }
 

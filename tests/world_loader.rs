@@ -1,5 +1,6 @@
 //! World files: every shipped world loads; bad ones fail with the line and the field.
 #![cfg(feature = "world")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
 mod common;
 
@@ -57,12 +58,32 @@ fn semantic_mistakes_are_refused() {
     let cases = [
         ("version = 2\n", "version", "unsupported version"),
         ("version = 1\nnow = \"yesterday\"\n", "now", "RFC 3339"),
-        ("version = 1\n[[users]]\nid = 1\nlogin = \"a\"\n[[users]]\nid = 1\nlogin = \"b\"\n", "users[1].id", "declared twice"),
-        ("version = 1\n[[users]]\nid = 1\nlogin = \"a\"\n[[repos]]\nid = 2\nowner = \"a\"\nname = \"r\"\nprivate = true\nroles = { a = \"custom:x:admin\" }\n", "repos[0].roles.a", "read, triage, write or maintain"),
+        (
+            "version = 1\n[[users]]\nid = 1\nlogin = \"a\"\n[[users]]\nid = 1\nlogin = \"b\"\n",
+            "users[1].id",
+            "declared twice",
+        ),
+        (
+            "version = 1\n[[users]]\nid = 1\nlogin = \"a\"\n[[repos]]\nid = 2\nowner = \"a\"\nname = \"r\"\nprivate = true\nroles = { a = \"custom:x:admin\" }\n",
+            "repos[0].roles.a",
+            "read, triage, write or maintain",
+        ),
         ("version = 1\n[[faults]]\npath = \"/x\"\nstatus = 418\n", "faults[0].status", "expected 500"),
-        ("version = 1\n[[orgs]]\nid = 1\nlogin = \"o\"\nbase_permission = \"triage\"\n", "orgs[0].base_permission", "expected none"),
-        ("version = 1\n[[users]]\nid = 1\nlogin = \"a\"\n[[apps]]\nid = \"x\"\nrepo = \"a\"\nrepo_id = 1\nbranch = \"m\"\nmain_file = \"f\"\nvisibility = \"private\"\ndeployed_by = \"a\"\n", "apps[0].repo", "owner/name"),
-        ("version = 1\n[[orgs]]\nid = 1\nlogin = \"o\"\n[[orgs.teams]]\nid = 2\nslug = \"t\"\nrepos = { nope = \"read\" }\n", "orgs[0].teams[0].repos.nope", "no repository"),
+        (
+            "version = 1\n[[orgs]]\nid = 1\nlogin = \"o\"\nbase_permission = \"triage\"\n",
+            "orgs[0].base_permission",
+            "expected none",
+        ),
+        (
+            "version = 1\n[[users]]\nid = 1\nlogin = \"a\"\n[[apps]]\nid = \"x\"\nrepo = \"a\"\nrepo_id = 1\nbranch = \"m\"\nmain_file = \"f\"\nvisibility = \"private\"\ndeployed_by = \"a\"\n",
+            "apps[0].repo",
+            "owner/name",
+        ),
+        (
+            "version = 1\n[[orgs]]\nid = 1\nlogin = \"o\"\n[[orgs.teams]]\nid = 2\nslug = \"t\"\nrepos = { nope = \"read\" }\n",
+            "orgs[0].teams[0].repos.nope",
+            "no repository",
+        ),
     ];
     for (text, field, needle) in cases {
         let e = err(text);

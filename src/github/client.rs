@@ -206,10 +206,10 @@ impl OctocrabGithub {
 
     fn octo_for(&self, user_token: Option<&GithubToken>) -> Result<Octocrab, GithubError> {
         match user_token {
-            Some(t) => self.octo.user_access_token(t.expose_secret().to_owned()).map_err(|e| GithubError::Protocol {
-                route: "(client)".into(),
-                detail: e.to_string(),
-            }),
+            Some(t) => self
+                .octo
+                .user_access_token(t.expose_secret().to_owned())
+                .map_err(|e| GithubError::Protocol { route: "(client)".into(), detail: e.to_string() }),
             None => Ok(self.octo.clone()),
         }
     }
@@ -228,8 +228,15 @@ fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 }
 
 /// Sorts a response into an answer or a failure class (DESIGN §2).
-fn classify(path: &str, status: StatusCode, headers: &HeaderMap, body: Bytes, now: Timestamp) -> Result<Answer, GithubError> {
-    let retry_after = header(headers, RETRY_AFTER.as_str()).and_then(|v| v.parse::<u64>().ok()).map(Duration::from_secs);
+fn classify(
+    path: &str,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: Bytes,
+    now: Timestamp,
+) -> Result<Answer, GithubError> {
+    let retry_after =
+        header(headers, RETRY_AFTER.as_str()).and_then(|v| v.parse::<u64>().ok()).map(Duration::from_secs);
     let remaining_zero = header(headers, "x-ratelimit-remaining") == Some("0");
     let reset_in = header(headers, "x-ratelimit-reset")
         .and_then(|v| v.parse::<u64>().ok())
@@ -326,7 +333,9 @@ impl GithubApi for OctocrabGithub {
             return Ok(Fetched::Fresh { value: None, etag: None });
         }
         let path = match repo {
-            PermissionTarget::Coords(c) => format!("/repos/{}/{}/collaborators/{login}/permission", c.owner(), c.name()),
+            PermissionTarget::Coords(c) => {
+                format!("/repos/{}/{}/collaborators/{login}/permission", c.owner(), c.name())
+            }
             PermissionTarget::Id(id) => format!("/repositories/{id}/collaborators/{login}/permission"),
         };
         match self.get(&self.octo, &path, etag).await? {
@@ -362,7 +371,13 @@ mod tests {
     }
 
     fn class(status: u16, h: &[(&'static str, &str)], body: &str) -> Result<Answer, GithubError> {
-        classify("/x", StatusCode::from_u16(status).unwrap(), &headers(h), Bytes::from(body.to_owned()), Timestamp(1_000_000))
+        classify(
+            "/x",
+            StatusCode::from_u16(status).unwrap(),
+            &headers(h),
+            Bytes::from(body.to_owned()),
+            Timestamp(1_000_000),
+        )
     }
 
     #[test]
@@ -381,7 +396,9 @@ mod tests {
 
     #[test]
     fn forbidden_without_rate_limit_signs_is_configuration() {
-        let e = class(403, &[("x-ratelimit-remaining", "4999")], r#"{"message":"Resource not accessible by integration"}"#).unwrap_err();
+        let e =
+            class(403, &[("x-ratelimit-remaining", "4999")], r#"{"message":"Resource not accessible by integration"}"#)
+                .unwrap_err();
         assert!(matches!(e, GithubError::Credentials { status: 403, .. }));
         assert!(matches!(class(401, &[], "{}").unwrap_err(), GithubError::Credentials { status: 401, .. }));
     }
@@ -389,7 +406,10 @@ mod tests {
     #[test]
     fn not_found_is_a_fact_and_5xx_is_unavailable() {
         assert!(matches!(class(404, &[], "{}"), Ok(Answer::NotFound)));
-        assert!(matches!(class(502, &[], ""), Err(GithubError::Unavailable { cause: UnavailableCause::ServerError(502), .. })));
+        assert!(matches!(
+            class(502, &[], ""),
+            Err(GithubError::Unavailable { cause: UnavailableCause::ServerError(502), .. })
+        ));
     }
 
     #[test]

@@ -11,7 +11,9 @@ fn match_segments(pat: &[&str], segs: &[&str]) -> bool {
     match pat.split_first() {
         None => segs.is_empty(),
         Some((&"**", rest)) => (0..=segs.len()).any(|skip| match_segments(rest, &segs[skip..])),
-        Some((p, rest)) => segs.split_first().is_some_and(|(s, srest)| match_segment(p.as_bytes(), s.as_bytes()) && match_segments(rest, srest)),
+        Some((p, rest)) => segs
+            .split_first()
+            .is_some_and(|(s, srest)| match_segment(p.as_bytes(), s.as_bytes()) && match_segments(rest, srest)),
     }
 }
 

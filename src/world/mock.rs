@@ -103,7 +103,8 @@ impl MockGithub {
 
     /// A client configuration for installation-token mode against this mock.
     pub fn github_config(&self) -> GithubConfig {
-        GithubConfig::new(GithubAuth::Token(GithubToken::new(INSTALLATION_TOKEN.to_owned()))).with_api_base(self.base_url())
+        GithubConfig::new(GithubAuth::Token(GithubToken::new(INSTALLATION_TOKEN.to_owned())))
+            .with_api_base(self.base_url())
     }
 
     /// A client configuration for user-token mode against this mock.
@@ -215,7 +216,12 @@ impl MockState {
     }
 }
 
-fn respond(status: StatusCode, limit: (u64, Timestamp), extra: &[(&str, String)], body: Option<&Value>) -> Response<Body> {
+fn respond(
+    status: StatusCode,
+    limit: (u64, Timestamp),
+    extra: &[(&str, String)],
+    body: Option<&Value>,
+) -> Response<Body> {
     let mut b = Response::builder()
         .status(status)
         .header("content-type", "application/json; charset=utf-8")
@@ -271,21 +277,25 @@ async fn answer(state: &MockState, method: Method, uri: Uri, headers: HeaderMap)
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let (repo, rest) = match segs.as_slice() {
         ["repos", owner, name, rest @ ..] => {
-            let found = world.repos().iter().find(|r| r.owner.eq_ignore_ascii_case(owner) && r.name.eq_ignore_ascii_case(name));
+            let found =
+                world.repos().iter().find(|r| r.owner.eq_ignore_ascii_case(owner) && r.name.eq_ignore_ascii_case(name));
             if let Some(r) = found {
                 (r, rest)
-            } else if let Some(r) = world
-                .repos()
-                .iter()
-                .find(|r| r.owner.eq_ignore_ascii_case(owner) && r.renamed_from.iter().any(|n| n.eq_ignore_ascii_case(name)))
-            {
+            } else if let Some(r) = world.repos().iter().find(|r| {
+                r.owner.eq_ignore_ascii_case(owner) && r.renamed_from.iter().any(|n| n.eq_ignore_ascii_case(name))
+            }) {
                 let mut location = format!("{}/repositories/{}", state.base, r.id);
                 for s in rest {
                     location.push('/');
                     location.push_str(s);
                 }
                 let body = json!({"message": "Moved Permanently", "url": location, "documentation_url": "https://docs.github.com/v3/#http-redirects"});
-                return respond(StatusCode::MOVED_PERMANENTLY, state.spend(), &[("location", location.clone())], Some(&body));
+                return respond(
+                    StatusCode::MOVED_PERMANENTLY,
+                    state.spend(),
+                    &[("location", location.clone())],
+                    Some(&body),
+                );
             } else {
                 return respond(StatusCode::NOT_FOUND, state.spend(), &[], Some(&not_found()));
             }
@@ -303,7 +313,8 @@ async fn answer(state: &MockState, method: Method, uri: Uri, headers: HeaderMap)
         [] => repo_json(state, repo, caller),
         ["collaborators", login, "permission"] => {
             if caller == Caller::Anonymous {
-                let body = json!({"message": "Requires authentication", "documentation_url": "https://docs.github.com/rest"});
+                let body =
+                    json!({"message": "Requires authentication", "documentation_url": "https://docs.github.com/rest"});
                 return respond(StatusCode::UNAUTHORIZED, state.spend(), &[], Some(&body));
             }
             match world.user(login) {

@@ -353,7 +353,8 @@ impl Checker<'_> {
 /// Parses a world role: a standard role or `custom:<name>:<base>`.
 fn parse_world_role(s: &str) -> Result<RoleGrant, String> {
     if let Some(rest) = s.strip_prefix("custom:") {
-        let (name, base) = rest.rsplit_once(':').ok_or_else(|| format!("custom role `{s}` needs the form `custom:<name>:<base>`"))?;
+        let (name, base) =
+            rest.rsplit_once(':').ok_or_else(|| format!("custom role `{s}` needs the form `custom:<name>:<base>`"))?;
         let base = match base {
             "read" | "triage" | "write" | "maintain" => Role::parse(base),
             _ => None,
@@ -423,14 +424,21 @@ impl World {
 
     fn validate(ck: &Checker<'_>, wf: WorldFile, dir: &Path) -> Result<World, WorldError> {
         if *wf.version.get_ref() != 1 {
-            return Err(ck.err(Some(wf.version.span()), "version", format!("unsupported version {}: expected 1", wf.version.get_ref())));
+            return Err(ck.err(
+                Some(wf.version.span()),
+                "version",
+                format!("unsupported version {}: expected 1", wf.version.get_ref()),
+            ));
         }
         let now = match &wf.now {
             None => None,
             Some(s) => {
-                let t = chrono::DateTime::parse_from_rfc3339(s.get_ref())
-                    .map_err(|e| ck.err(Some(s.span()), "now", format!("`{}` is not an RFC 3339 time: {e}", s.get_ref())))?;
-                Some(Timestamp(u64::try_from(t.timestamp_millis()).map_err(|_| ck.err(Some(s.span()), "now", "before 1970"))?))
+                let t = chrono::DateTime::parse_from_rfc3339(s.get_ref()).map_err(|e| {
+                    ck.err(Some(s.span()), "now", format!("`{}` is not an RFC 3339 time: {e}", s.get_ref()))
+                })?;
+                Some(Timestamp(
+                    u64::try_from(t.timestamp_millis()).map_err(|_| ck.err(Some(s.span()), "now", "before 1970"))?,
+                ))
             }
         };
         // Users.
@@ -440,35 +448,66 @@ impl World {
         for (i, u) in wf.users.iter().enumerate() {
             let login = u.login.get_ref();
             if login.is_empty() || !login.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-                return Err(ck.err(Some(u.login.span()), format!("users[{i}].login"), format!("`{login}` is not a GitHub login")));
+                return Err(ck.err(
+                    Some(u.login.span()),
+                    format!("users[{i}].login"),
+                    format!("`{login}` is not a GitHub login"),
+                ));
             }
             if by_login.insert(login.to_ascii_lowercase(), users.len()).is_some() {
-                return Err(ck.err(Some(u.login.span()), format!("users[{i}].login"), format!("login `{login}` declared twice")));
+                return Err(ck.err(
+                    Some(u.login.span()),
+                    format!("users[{i}].login"),
+                    format!("login `{login}` declared twice"),
+                ));
             }
             if !ids.insert(*u.id.get_ref()) {
-                return Err(ck.err(Some(u.id.span()), format!("users[{i}].id"), format!("id {} declared twice", u.id.get_ref())));
+                return Err(ck.err(
+                    Some(u.id.span()),
+                    format!("users[{i}].id"),
+                    format!("id {} declared twice", u.id.get_ref()),
+                ));
             }
             users.push(WorldUser { id: UserId(*u.id.get_ref()), login: login.clone() });
         }
         let user_id = |s: &Spanned<String>, field: String| -> Result<UserId, WorldError> {
-            by_login
-                .get(&s.get_ref().to_ascii_lowercase())
-                .map(|&i| users[i].id)
-                .ok_or_else(|| ck.err(Some(s.span()), field, format!("unknown login `{}`: declare it under [[users]]", s.get_ref())))
+            by_login.get(&s.get_ref().to_ascii_lowercase()).map(|&i| users[i].id).ok_or_else(|| {
+                ck.err(Some(s.span()), field, format!("unknown login `{}`: declare it under [[users]]", s.get_ref()))
+            })
         };
         // Organizations.
         let mut orgs = Vec::new();
         let mut org_by_login = HashMap::new();
         for (i, o) in wf.orgs.iter().enumerate() {
             let login = o.login.get_ref().clone();
-            if by_login.contains_key(&login.to_ascii_lowercase()) || org_by_login.contains_key(&login.to_ascii_lowercase()) {
-                return Err(ck.err(Some(o.login.span()), format!("orgs[{i}].login"), format!("login `{login}` is already taken")));
+            if by_login.contains_key(&login.to_ascii_lowercase())
+                || org_by_login.contains_key(&login.to_ascii_lowercase())
+            {
+                return Err(ck.err(
+                    Some(o.login.span()),
+                    format!("orgs[{i}].login"),
+                    format!("login `{login}` is already taken"),
+                ));
             }
             if !ids.insert(*o.id.get_ref()) {
-                return Err(ck.err(Some(o.id.span()), format!("orgs[{i}].id"), format!("id {} already used by another account", o.id.get_ref())));
+                return Err(ck.err(
+                    Some(o.id.span()),
+                    format!("orgs[{i}].id"),
+                    format!("id {} already used by another account", o.id.get_ref()),
+                ));
             }
-            let owners = o.owners.iter().enumerate().map(|(j, s)| user_id(s, format!("orgs[{i}].owners[{j}]"))).collect::<Result<Vec<_>, _>>()?;
-            let mut members = o.members.iter().enumerate().map(|(j, s)| user_id(s, format!("orgs[{i}].members[{j}]"))).collect::<Result<Vec<_>, _>>()?;
+            let owners = o
+                .owners
+                .iter()
+                .enumerate()
+                .map(|(j, s)| user_id(s, format!("orgs[{i}].owners[{j}]")))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut members = o
+                .members
+                .iter()
+                .enumerate()
+                .map(|(j, s)| user_id(s, format!("orgs[{i}].members[{j}]")))
+                .collect::<Result<Vec<_>, _>>()?;
             for owner in &owners {
                 if !members.contains(owner) {
                     members.push(*owner);
@@ -480,16 +519,26 @@ impl World {
                     "none" => None,
                     "read" | "write" | "admin" => Role::parse(s.get_ref()),
                     other => {
-                        return Err(ck.err(Some(s.span()), format!("orgs[{i}].base_permission"), format!("`{other}`: expected none, read, write or admin")));
+                        return Err(ck.err(
+                            Some(s.span()),
+                            format!("orgs[{i}].base_permission"),
+                            format!("`{other}`: expected none, read, write or admin"),
+                        ));
                     }
                 },
             };
             let mut teams = Vec::new();
             for (t, team) in o.teams.iter().enumerate() {
-                let tm = team.members.iter().enumerate().map(|(j, s)| user_id(s, format!("orgs[{i}].teams[{t}].members[{j}]"))).collect::<Result<Vec<_>, _>>()?;
+                let tm = team
+                    .members
+                    .iter()
+                    .enumerate()
+                    .map(|(j, s)| user_id(s, format!("orgs[{i}].teams[{t}].members[{j}]")))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let mut repos = BTreeMap::new();
                 for (name, role) in &team.repos {
-                    let grant = parse_world_role(role.get_ref()).map_err(|m| ck.err(Some(role.span()), format!("orgs[{i}].teams[{t}].repos.{name}"), m))?;
+                    let grant = parse_world_role(role.get_ref())
+                        .map_err(|m| ck.err(Some(role.span()), format!("orgs[{i}].teams[{t}].repos.{name}"), m))?;
                     repos.insert(name.clone(), grant);
                 }
                 teams.push(WorldTeam { id: team.id, slug: team.slug.clone(), members: tm, repos });
@@ -506,31 +555,49 @@ impl World {
             } else {
                 (user_id(&r.owner, format!("repos[{i}].owner"))?.0, false)
             };
-            RepoCoords::new(owner, r.name.get_ref()).map_err(|e| ck.err(Some(r.name.span()), format!("repos[{i}].name"), e.to_string()))?;
+            RepoCoords::new(owner, r.name.get_ref())
+                .map_err(|e| ck.err(Some(r.name.span()), format!("repos[{i}].name"), e.to_string()))?;
             if repos.iter().any(|x| x.id.0 == *r.id.get_ref()) {
-                return Err(ck.err(Some(r.id.span()), format!("repos[{i}].id"), format!("repository id {} declared twice", r.id.get_ref())));
+                return Err(ck.err(
+                    Some(r.id.span()),
+                    format!("repos[{i}].id"),
+                    format!("repository id {} declared twice", r.id.get_ref()),
+                ));
             }
             let taken = |name: &str| {
                 repos.iter().any(|x| {
                     x.owner.eq_ignore_ascii_case(owner)
-                        && (x.name.eq_ignore_ascii_case(name) || x.renamed_from.iter().any(|n| n.eq_ignore_ascii_case(name)))
+                        && (x.name.eq_ignore_ascii_case(name)
+                            || x.renamed_from.iter().any(|n| n.eq_ignore_ascii_case(name)))
                 })
             };
             if taken(r.name.get_ref()) {
-                return Err(ck.err(Some(r.name.span()), format!("repos[{i}].name"), format!("`{owner}/{}` is declared twice", r.name.get_ref())));
+                return Err(ck.err(
+                    Some(r.name.span()),
+                    format!("repos[{i}].name"),
+                    format!("`{owner}/{}` is declared twice", r.name.get_ref()),
+                ));
             }
             for (j, old) in r.renamed_from.iter().enumerate() {
                 if taken(old.get_ref()) || old.get_ref().eq_ignore_ascii_case(r.name.get_ref()) {
-                    return Err(ck.err(Some(old.span()), format!("repos[{i}].renamed_from[{j}]"), format!("`{owner}/{}` already names a repository", old.get_ref())));
+                    return Err(ck.err(
+                        Some(old.span()),
+                        format!("repos[{i}].renamed_from[{j}]"),
+                        format!("`{owner}/{}` already names a repository", old.get_ref()),
+                    ));
                 }
             }
             let mut roles = BTreeMap::new();
             for (login, role) in &r.roles {
-                let id = by_login
-                    .get(&login.to_ascii_lowercase())
-                    .map(|&u| users[u].id)
-                    .ok_or_else(|| ck.err(Some(role.span()), format!("repos[{i}].roles.{login}"), format!("unknown login `{login}`: declare it under [[users]]")))?;
-                let grant = parse_world_role(role.get_ref()).map_err(|m| ck.err(Some(role.span()), format!("repos[{i}].roles.{login}"), m))?;
+                let id = by_login.get(&login.to_ascii_lowercase()).map(|&u| users[u].id).ok_or_else(|| {
+                    ck.err(
+                        Some(role.span()),
+                        format!("repos[{i}].roles.{login}"),
+                        format!("unknown login `{login}`: declare it under [[users]]"),
+                    )
+                })?;
+                let grant = parse_world_role(role.get_ref())
+                    .map_err(|m| ck.err(Some(role.span()), format!("repos[{i}].roles.{login}"), m))?;
                 roles.insert(id, grant);
             }
             repos.push(WorldRepo {
@@ -549,9 +616,16 @@ impl World {
         for (i, org) in orgs.iter().enumerate() {
             for (t, team) in org.teams.iter().enumerate() {
                 for name in team.repos.keys() {
-                    if !repos.iter().any(|r| r.owner.eq_ignore_ascii_case(&org.login) && r.name.eq_ignore_ascii_case(name)) {
+                    if !repos
+                        .iter()
+                        .any(|r| r.owner.eq_ignore_ascii_case(&org.login) && r.name.eq_ignore_ascii_case(name))
+                    {
                         let span = wf.orgs[i].teams[t].repos.get(name).map(Spanned::span);
-                        return Err(ck.err(span, format!("orgs[{i}].teams[{t}].repos.{name}"), format!("no repository `{}/{name}`", org.login)));
+                        return Err(ck.err(
+                            span,
+                            format!("orgs[{i}].teams[{t}].repos.{name}"),
+                            format!("no repository `{}/{name}`", org.login),
+                        ));
                     }
                 }
             }
@@ -570,19 +644,38 @@ impl World {
                         FaultStatusSpec::Code(c) => c.to_string(),
                         FaultStatusSpec::Word(w) => format!("\"{w}\""),
                     };
-                    return Err(ck.err(Some(f.status.span()), format!("faults[{i}].status"), format!("{shown}: expected 500, 502, 503, 403, 429 or \"timeout\"")));
+                    return Err(ck.err(
+                        Some(f.status.span()),
+                        format!("faults[{i}].status"),
+                        format!("{shown}: expected 500, 502, 503, 403, 429 or \"timeout\""),
+                    ));
                 }
             };
-            faults.push(WorldFault { path: f.path.get_ref().clone(), status, retry_after: f.retry_after, times: f.times });
+            faults.push(WorldFault {
+                path: f.path.get_ref().clone(),
+                status,
+                retry_after: f.retry_after,
+                times: f.times,
+            });
         }
-        let google = wf.google.as_ref().map(|g| WorldGoogle { client_ids: g.client_ids.clone(), jwks: dir.join(&g.jwks), max_age: g.max_age });
+        let google = wf.google.as_ref().map(|g| WorldGoogle {
+            client_ids: g.client_ids.clone(),
+            jwks: dir.join(&g.jwks),
+            max_age: g.max_age,
+        });
         // Apps.
         let mut apps: Vec<WorldApp> = Vec::new();
         for (i, a) in wf.apps.iter().enumerate() {
-            let coords: RepoCoords = a.repo.get_ref().parse().map_err(|e: crate::ids::InvalidRepoCoords| ck.err(Some(a.repo.span()), format!("apps[{i}].repo"), e.to_string()))?;
+            let coords: RepoCoords = a.repo.get_ref().parse().map_err(|e: crate::ids::InvalidRepoCoords| {
+                ck.err(Some(a.repo.span()), format!("apps[{i}].repo"), e.to_string())
+            })?;
             let id = a.id.get_ref();
             if id.is_empty() || apps.iter().any(|x| x.app.id().0 == *id) {
-                return Err(ck.err(Some(a.id.span()), format!("apps[{i}].id"), format!("app id `{id}` is empty or declared twice")));
+                return Err(ck.err(
+                    Some(a.id.span()),
+                    format!("apps[{i}].id"),
+                    format!("app id `{id}` is empty or declared twice"),
+                ));
             }
             let deployed_by = user_id(&a.deployed_by, format!("apps[{i}].deployed_by"))?;
             apps.push(WorldApp {
@@ -700,7 +793,11 @@ pub struct UnknownApp(pub String);
 
 /// The decision of every world user, and of nobody signed in, on every app (or just `app`) and
 /// every capability, in a stable order: apps as declared, anonymous first, then users as declared.
-pub async fn explain(world: &World, authz: &crate::Authorizer, app: Option<&str>) -> Result<Vec<ExplainRow>, UnknownApp> {
+pub async fn explain(
+    world: &World,
+    authz: &crate::Authorizer,
+    app: Option<&str>,
+) -> Result<Vec<ExplainRow>, UnknownApp> {
     use crate::authorizer::Principal;
     use crate::policy::Capability;
     let apps: Vec<&WorldApp> = match app {

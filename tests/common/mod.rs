@@ -1,5 +1,5 @@
 //! Shared set-up: a world, its mock GitHub, and an authorizer on a manual clock.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, reason = "each test file uses a different part")]
 
 use std::path::PathBuf;
 use std::sync::Arc;
