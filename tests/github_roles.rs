@@ -165,3 +165,18 @@ async fn user_token_mode_detects_a_replaced_repository() {
     let d = env.authz.check(&carol, &env.app("legacy"), Capability::View).await.unwrap();
     assert_eq!(d.reason().kind(), "repo_replaced");
 }
+
+#[tokio::test]
+async fn github_app_mode_mints_an_installation_token() {
+    let pem = std::fs::read(common::fixture_path("keys/github-app-test.pem")).unwrap();
+    let key = ghauthz::AppPrivateKey::from_pem(&pem).unwrap();
+    assert_eq!(format!("{key:?}"), "AppPrivateKey([redacted])");
+    let opts = common::Opts { github: Box::new(move |m| m.app_config(42, key.clone(), 7)), ..Default::default() };
+    let env = common::env_with(common::fixture("acme.toml"), opts).await;
+    let d = env.authz.check(&env.user("erin"), &env.app("dash"), Capability::Deploy).await.unwrap();
+    assert!(d.is_allowed(), "{d:?}");
+    assert_eq!(env.mock.requests("/app/installations/7/access_tokens"), 1);
+    env.authz.check(&env.user("carol"), &env.app("dash"), Capability::Edit).await.unwrap();
+    assert_eq!(env.mock.requests("/app/installations/7/access_tokens"), 1, "the installation token is reused");
+    assert!(ghauthz::AppPrivateKey::from_pem(b"not a key").is_err());
+}

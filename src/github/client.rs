@@ -1,5 +1,6 @@
 //! The octocrab-backed client: failure classification, retries, conditional requests.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -158,10 +159,7 @@ impl OctocrabGithub {
             headers.insert(IF_NONE_MATCH, tag);
         }
         let exchange = async {
-            let resp = octo
-                ._get_with_headers(path, Some(headers))
-                .await
-                .map_err(|_| unavailable(UnavailableCause::Connection, None))?;
+            let resp = octo._get_with_headers(path, Some(headers)).await.map_err(|e| transport_error(&e))?;
             let (parts, body) = resp.into_parts();
             let body = Limited::new(body, MAX_BODY)
                 .collect()
@@ -204,14 +202,37 @@ impl OctocrabGithub {
         }
     }
 
-    fn octo_for(&self, user_token: Option<&GithubToken>) -> Result<Octocrab, GithubError> {
+    /// The client to send with: the shared one (whose installation token is cached across
+    /// requests; a clone would mint its own), or one carrying the user's token.
+    fn octo_for(&self, user_token: Option<&GithubToken>) -> Result<Cow<'_, Octocrab>, GithubError> {
         match user_token {
             Some(t) => self
                 .octo
                 .user_access_token(t.expose_secret().to_owned())
+                .map(Cow::Owned)
                 .map_err(|e| GithubError::Protocol { route: "(client)".into(), detail: e.to_string() }),
-            None => Ok(self.octo.clone()),
+            None => Ok(Cow::Borrowed(&self.octo)),
         }
+    }
+}
+
+/// An error octocrab raised before we saw a response: minting an installation token failed, or
+/// the connection did.
+fn transport_error(e: &octocrab::Error) -> GithubError {
+    match e {
+        octocrab::Error::GitHub { source, .. } if matches!(source.status_code.as_u16(), 401 | 403) => {
+            let rate_limited = source.rate_limit_reset.is_some()
+                && source.headers.as_ref().is_some_and(|h| header(h, "x-ratelimit-remaining") == Some("0"));
+            if rate_limited {
+                unavailable(UnavailableCause::RateLimited, None)
+            } else {
+                GithubError::Credentials { status: source.status_code.as_u16(), message: source.message.clone() }
+            }
+        }
+        octocrab::Error::GitHub { source, .. } if source.status_code.is_server_error() => {
+            unavailable(UnavailableCause::ServerError(source.status_code.as_u16()), None)
+        }
+        _ => unavailable(UnavailableCause::Connection, None),
     }
 }
 

@@ -107,6 +107,12 @@ impl MockGithub {
             .with_api_base(self.base_url())
     }
 
+    /// A client configuration for GitHub App mode against this mock: the client signs an App JWT
+    /// with `key` and exchanges it for an installation token.
+    pub fn app_config(&self, app_id: u64, key: crate::secret::AppPrivateKey, installation_id: u64) -> GithubConfig {
+        GithubConfig::new(GithubAuth::App { app_id, key, installation_id }).with_api_base(self.base_url())
+    }
+
     /// A client configuration for user-token mode against this mock.
     pub fn user_token_config(&self) -> GithubConfig {
         GithubConfig::new(GithubAuth::UserTokens).with_api_base(self.base_url())
@@ -269,6 +275,9 @@ async fn answer(state: &MockState, method: Method, uri: Uri, headers: HeaderMap)
     if let Some((status, retry_after)) = state.fault(&path) {
         return fault_response(state, status, retry_after).await;
     }
+    if method == Method::POST {
+        return installation_token(state, &path, &headers);
+    }
     if method != Method::GET {
         return respond(StatusCode::NOT_FOUND, state.spend(), &[], Some(&not_found()));
     }
@@ -329,6 +338,34 @@ async fn answer(state: &MockState, method: Method, uri: Uri, headers: HeaderMap)
         return respond(StatusCode::NOT_MODIFIED, state.current_limit(), &[("etag", etag)], None);
     }
     respond(StatusCode::OK, state.spend(), &[("etag", etag)], Some(&body))
+}
+
+/// `POST /app/installations/{id}/access_tokens`: GitHub App authentication (an extension of
+/// spec/world.md, which describes no App). Any App JWT (three dot-separated parts) gets the
+/// installation token the other routes accept; anything else is 401.
+fn installation_token(state: &MockState, path: &str, headers: &HeaderMap) -> Response<Body> {
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    if !matches!(segs.as_slice(), ["app", "installations", id, "access_tokens"] if id.parse::<u64>().is_ok()) {
+        return respond(StatusCode::NOT_FOUND, state.spend(), &[], Some(&not_found()));
+    }
+    let jwt = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| t.split('.').count() == 3 && t.starts_with("eyJ"));
+    if !jwt {
+        let body = json!({"message": "A JSON web token could not be decoded", "documentation_url": "https://docs.github.com/rest"});
+        return respond(StatusCode::UNAUTHORIZED, state.spend(), &[], Some(&body));
+    }
+    // The token's expiry is read against the real clock by the client.
+    let expires = chrono::Utc::now() + chrono::Duration::hours(1);
+    let body = json!({
+        "token": INSTALLATION_TOKEN,
+        "expires_at": expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "permissions": {"metadata": "read", "members": "read"},
+        "repository_selection": "all"
+    });
+    respond(StatusCode::CREATED, state.spend(), &[], Some(&body))
 }
 
 async fn fault_response(state: &MockState, status: FaultStatus, retry_after: Option<u64>) -> Response<Body> {
