@@ -210,7 +210,7 @@ impl Authorizer {
     }
 
     fn from_parts(policy: Policy, cfg: CacheConfig, clock: Arc<dyn Clock>, github: Arc<dyn GithubApi>) -> Self {
-        let front = Arc::new(Front::new());
+        let front = Arc::new(Front::new(cfg.capacity));
         let listener_front = front.clone();
         let keep = cfg.role_ttl.max(cfg.no_role_ttl) + cfg.keep_for_revalidation;
         let perms = moka::future::Cache::builder()

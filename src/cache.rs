@@ -266,9 +266,17 @@ impl std::fmt::Debug for Front {
 }
 
 impl Front {
-    pub(crate) fn new() -> Self {
+    /// A front map expected to hold up to `capacity` entries.
+    pub(crate) fn new(capacity: u64) -> Self {
+        // Blocking resizes: an incremental resize finishes only as later writes arrive, and until
+        // then every read searches two tables. Inserts happen on misses, off the hot path.
+        let initial = usize::try_from(capacity.min(16_384)).unwrap_or(16_384);
         Self {
-            map: papaya::HashMap::with_hasher(FxBuildHasher),
+            map: papaya::HashMap::builder()
+                .hasher(FxBuildHasher)
+                .capacity(initial)
+                .resize_mode(papaya::ResizeMode::Blocking)
+                .build(),
             hits: (0..STRIPES).map(|_| Stripe::default()).collect(),
         }
     }
