@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use moka::ops::compute::{CompResult, Op};
+use moka::ops::compute::Op;
 
 use crate::cache::{
     Backoff, CacheConfig, CacheStats, Counters, Epochs, FactCore, Front, Invalidation, PermEntry, PermKey, RepoEntry,
@@ -12,7 +12,7 @@ use crate::cache::{
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::decision::{Decision, Fact, Outcome, Source, decide_anonymous, decide_github};
 use crate::github::{
-    ClientBuildError, Fetched, GithubApi, GithubConfig, GithubError, OctocrabGithub, PermissionTarget,
+    ClientBuildError, Fetched, GithubApi, GithubConfig, GithubError, OctocrabGithub, PermissionTarget, UnavailableCause,
 };
 use crate::ids::{App, GithubUser, RepoCoords};
 use crate::policy::{Capability, Policy, Visibility};
@@ -365,50 +365,26 @@ impl Inner {
         token: Option<&GithubToken>,
         strict: bool,
     ) -> Result<Loaded, CheckError> {
-        let mut out: Option<Result<Loaded, CheckError>> = None;
-        let result = self
-            .perms
-            .entry(key)
-            .and_compute_with(|current| {
-                let out = &mut out;
-                async move {
-                    let current = current.map(|e| e.into_value());
-                    let now = self.clock.now();
-                    if let Some(cur) = current.as_ref().filter(|c| self.usable(&key, &c.core, app, now, strict)) {
-                        Counters::bump(&self.counters.coalesced);
-                        *out = Some(Ok((cur.clone(), Source::Cache)));
-                        return Op::Nop;
-                    }
-                    if let Some(b) = self.backoff.get(&key).filter(|b| b.until > now) {
-                        *out = Some(Err(GithubError::Unavailable {
-                            cause: crate::github::UnavailableCause::BackingOff,
-                            retry_after: Some(Duration::from_secs(b.until.since(now).as_secs().max(1))),
-                        }
-                        .into()));
-                        return Op::Nop;
-                    }
-                    match self.fetch(current.as_deref(), app, user, token, strict).await {
-                        Ok(entry) => {
-                            self.backoff.invalidate(&key);
-                            let entry = Arc::new(entry);
-                            *out = Some(Ok((entry.clone(), Source::Github)));
-                            Op::Put(entry)
-                        }
-                        Err(e) => {
-                            self.note_failure(key, &e, now);
-                            *out = Some(Err(e));
-                            Op::Nop
-                        }
-                    }
-                }
-            })
-            .await;
-        if let CompResult::Inserted(e) | CompResult::ReplacedWith(e) = result {
-            self.front.insert(key, e.into_value().core.copy());
+        let fresh = |c: &PermEntry| self.usable(&key, &c.core, app, self.clock.now(), strict);
+        let fetch = |current: Option<Arc<PermEntry>>| async move {
+            let now = self.clock.now();
+            if let Some(b) = self.backoff.get(&key).filter(|b| b.until > now) {
+                let retry_after = Some(Duration::from_secs(b.until.since(now).as_secs().max(1)));
+                return Err(GithubError::Unavailable { cause: UnavailableCause::BackingOff, retry_after }.into());
+            }
+            let fetched = self.fetch(current.as_deref(), app, user, token, strict).await;
+            match &fetched {
+                Ok(_) => self.backoff.invalidate(&key),
+                Err(e) => self.note_failure(key, e, now),
+            }
+            fetched
+        };
+        let (entry, source) = coalesced(&self.perms, key, fresh, fetch).await?;
+        match source {
+            Source::Github => self.front.insert(key, entry.core.copy()),
+            _ => Counters::bump(&self.counters.coalesced),
         }
-        out.unwrap_or_else(|| {
-            Err(GithubError::Protocol { route: "(cache)".into(), detail: "load produced no answer".into() }.into())
-        })
+        Ok((entry, source))
     }
 
     /// Asks GitHub, conditionally where an earlier answer's ETag is at hand.
@@ -519,58 +495,75 @@ impl Inner {
 
     /// Which repository is at `coords`, shared by all users and coalesced like permissions.
     async fn repo(&self, coords: &RepoCoords, strict: bool) -> Result<Arc<RepoEntry>, CheckError> {
-        let mut out: Option<Result<Arc<RepoEntry>, CheckError>> = None;
-        let result = self
-            .repos
-            .entry_by_ref(coords)
-            .and_compute_with(|current| {
-                let out = &mut out;
-                async move {
-                    let current = current.map(|e| e.into_value());
-                    let now = self.clock.now();
-                    if let Some(cur) = current.as_ref().filter(|c| self.repo_usable(c, now, strict)) {
-                        *out = Some(Ok(cur.clone()));
-                        return Op::Nop;
-                    }
-                    let start_epoch = self.epochs.current();
-                    let etag = current.as_ref().and_then(|c| c.etag.as_deref());
-                    let answer = match self.github.repository(coords, None, etag).await {
-                        Ok(a) => a,
-                        Err(e) => {
-                            *out = Some(Err(e.into()));
-                            return Op::Nop;
-                        }
-                    };
-                    let now = self.clock.now();
-                    let entry = match self.conditional(current.as_deref(), etag, answer) {
-                        Err(e) => {
-                            *out = Some(Err(e));
-                            return Op::Nop;
-                        }
-                        Ok(Conditional::Unchanged(cur)) => RepoEntry {
-                            found: cur.found,
-                            renamed: cur.renamed,
-                            confirmed_at: now,
-                            etag: cur.etag.clone(),
-                            seen_epoch: AtomicU64::new(start_epoch),
-                        },
-                        Ok(Conditional::New(info, etag)) => RepoEntry {
-                            found: info.as_ref().map(|i| (i.id, i.owner)),
-                            renamed: info.as_ref().is_some_and(|i| i.redirected),
-                            confirmed_at: now,
-                            etag,
-                            seen_epoch: AtomicU64::new(start_epoch),
-                        },
-                    };
-                    let entry = Arc::new(entry);
-                    *out = Some(Ok(entry.clone()));
-                    Op::Put(entry)
-                }
+        let fresh = |c: &RepoEntry| self.repo_usable(c, self.clock.now(), strict);
+        let fetch = |current: Option<Arc<RepoEntry>>| async move {
+            let start_epoch = self.epochs.current();
+            let etag = current.as_ref().and_then(|c| c.etag.as_deref());
+            let answer = self.github.repository(coords, None, etag).await?;
+            let confirmed_at = self.clock.now();
+            let seen_epoch = AtomicU64::new(start_epoch);
+            Ok(match self.conditional(current.as_deref(), etag, answer)? {
+                Conditional::Unchanged(cur) => RepoEntry {
+                    found: cur.found,
+                    renamed: cur.renamed,
+                    confirmed_at,
+                    etag: cur.etag.clone(),
+                    seen_epoch,
+                },
+                Conditional::New(info, etag) => RepoEntry {
+                    found: info.as_ref().map(|i| (i.id, i.owner)),
+                    renamed: info.as_ref().is_some_and(|i| i.redirected),
+                    confirmed_at,
+                    etag,
+                    seen_epoch,
+                },
             })
-            .await;
-        drop(result);
-        out.unwrap_or_else(|| {
-            Err(GithubError::Protocol { route: "(cache)".into(), detail: "load produced no answer".into() }.into())
-        })
+        };
+        coalesced(&self.repos, coords.clone(), fresh, fetch).await.map(|(entry, _)| entry)
     }
+}
+
+/// One request per key, whatever the number of concurrent callers: moka runs one compute per key
+/// at a time, so the first caller fetches and the callers queued behind it find its fresh value
+/// (`Source::Cache`). A failed fetch stores nothing and leaves the old value (which is not fresh)
+/// in place. If the fetching caller is dropped, the next one in the queue fetches.
+async fn coalesced<K, V, Fut>(
+    cache: &moka::future::Cache<K, Arc<V>>,
+    key: K,
+    fresh: impl FnOnce(&V) -> bool,
+    fetch: impl FnOnce(Option<Arc<V>>) -> Fut,
+) -> Result<(Arc<V>, Source), CheckError>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<V, CheckError>>,
+{
+    let mut out = None;
+    let _ = cache
+        .entry(key)
+        .and_compute_with(|current| {
+            let out = &mut out;
+            async move {
+                let current = current.map(|e| e.into_value());
+                if let Some(cur) = current.as_ref().filter(|c| fresh(c)) {
+                    *out = Some(Ok((cur.clone(), Source::Cache)));
+                    return Op::Nop;
+                }
+                match fetch(current).await {
+                    Ok(value) => {
+                        let value = Arc::new(value);
+                        *out = Some(Ok((value.clone(), Source::Github)));
+                        Op::Put(value)
+                    }
+                    Err(e) => {
+                        *out = Some(Err(e));
+                        Op::Nop
+                    }
+                }
+            }
+        })
+        .await;
+    out.unwrap_or_else(|| {
+        Err(GithubError::Protocol { route: "(cache)".into(), detail: "load produced no answer".into() }.into())
+    })
 }

@@ -248,36 +248,27 @@ fn a_policy_file_moves_capabilities() {
     let dir = std::env::temp_dir().join(format!("ghauthz-policy-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let policy = dir.join("policy.toml");
+    let (w, p) = (world("acme.toml"), policy.display().to_string());
+    let bob_deploys = || {
+        ghauthz(&[
+            "check",
+            "--world",
+            &w,
+            "--policy",
+            &p,
+            "--app",
+            "dash",
+            "--action",
+            "deploy",
+            "--github-user",
+            "bob",
+        ])
+    };
     std::fs::write(&policy, "deploy = \"maintain\"\n").unwrap();
-    let p = policy.display().to_string();
-    let r = ghauthz(&[
-        "check",
-        "--world",
-        &world("acme.toml"),
-        "--policy",
-        &p,
-        "--app",
-        "dash",
-        "--action",
-        "deploy",
-        "--github-user",
-        "bob",
-    ]);
+    let r = bob_deploys();
     assert_eq!(r.code, 0, "{}", r.stdout);
     std::fs::write(&policy, "deploy = \"root\"\n").unwrap();
-    let r = ghauthz(&[
-        "check",
-        "--world",
-        &world("acme.toml"),
-        "--policy",
-        &p,
-        "--app",
-        "dash",
-        "--action",
-        "deploy",
-        "--github-user",
-        "bob",
-    ]);
+    let r = bob_deploys();
     assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("bad_policy")));
     std::fs::remove_dir_all(&dir).ok();
 }
