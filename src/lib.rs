@@ -5,10 +5,12 @@ mod authorizer;
 mod cache;
 mod clock;
 mod decision;
+mod email;
 mod github;
 mod ids;
 mod policy;
 mod secret;
+pub mod store;
 #[cfg(feature = "world")]
 pub mod world;
 
@@ -16,6 +18,7 @@ pub use authorizer::{Authorizer, AuthorizerBuilder, BuildError, CheckError, Prin
 pub use cache::{CacheConfig, CacheStats, Invalidation};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use decision::{Decision, NoAccessDetail, Outcome, Reason, Source};
+pub use email::{Email, EmailError, MAX_EMAIL_LEN};
 pub use github::{ClientBuildError, GithubAuth, GithubConfig, GithubError, UnavailableCause};
 pub use ids::{App, AppId, GithubUser, InvalidRepoCoords, OwnerId, RepoCoords, RepoId, UserId};
 pub use policy::{Capability, Policy, Role, RoleGrant, RoleName, UnknownCapability, Visibility};

@@ -1,0 +1,110 @@
+//! The in-memory store: for tests, and for world mode without `--db`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+
+use super::{Actor, AppRecord, AuditAction, AuditEvent, Store, StoreError};
+use crate::clock::Timestamp;
+use crate::email::Email;
+use crate::ids::AppId;
+
+/// A store in memory; gone when dropped.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    apps: BTreeMap<AppId, AppRecord>,
+    viewers: BTreeSet<(AppId, Email)>,
+    audit: Vec<AuditEvent>,
+    seeded: bool,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl State {
+    fn audit(&mut self, at: Timestamp, actor: &Actor, app: &AppId, action: AuditAction, email: &Email) {
+        self.audit.push(AuditEvent { at, actor: actor.label(), app: app.clone(), action, email: Some(email.clone()) });
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn put_app(&self, app: &AppRecord) -> Result<(), StoreError> {
+        self.state.lock().apps.insert(app.id.clone(), app.clone());
+        Ok(())
+    }
+
+    async fn app(&self, id: &AppId) -> Result<Option<AppRecord>, StoreError> {
+        Ok(self.state.lock().apps.get(id).cloned())
+    }
+
+    async fn apps(&self) -> Result<Vec<AppRecord>, StoreError> {
+        Ok(self.state.lock().apps.values().cloned().collect())
+    }
+
+    async fn add_viewer(&self, app: &AppId, email: &Email, actor: &Actor, at: Timestamp) -> Result<bool, StoreError> {
+        let mut s = self.state.lock();
+        if !s.apps.contains_key(app) {
+            return Err(StoreError::Corrupt(format!("viewer for missing app `{app}`")));
+        }
+        let added = s.viewers.insert((app.clone(), email.clone()));
+        if added {
+            s.audit(at, actor, app, AuditAction::ViewerAdded, email);
+        }
+        Ok(added)
+    }
+
+    async fn remove_viewer(
+        &self,
+        app: &AppId,
+        email: &Email,
+        actor: &Actor,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut s = self.state.lock();
+        let removed = s.viewers.remove(&(app.clone(), email.clone()));
+        if removed {
+            s.audit(at, actor, app, AuditAction::ViewerRemoved, email);
+        }
+        Ok(removed)
+    }
+
+    async fn viewers(&self, app: &AppId) -> Result<Vec<Email>, StoreError> {
+        Ok(self.state.lock().viewers.iter().filter(|(a, _)| a == app).map(|(_, e)| e.clone()).collect())
+    }
+
+    async fn is_viewer(&self, app: &AppId, email: &Email) -> Result<bool, StoreError> {
+        Ok(self.state.lock().viewers.contains(&(app.clone(), email.clone())))
+    }
+
+    async fn audit_log(&self) -> Result<Vec<AuditEvent>, StoreError> {
+        Ok(self.state.lock().audit.clone())
+    }
+
+    async fn seed_once(&self, apps: &[(AppRecord, Vec<Email>)], at: Timestamp) -> Result<bool, StoreError> {
+        let mut s = self.state.lock();
+        if s.seeded {
+            return Ok(false);
+        }
+        s.seeded = true;
+        for (app, viewers) in apps {
+            s.apps.insert(app.id.clone(), app.clone());
+            for email in viewers {
+                if s.viewers.insert((app.id.clone(), email.clone())) {
+                    s.audit(at, &Actor::Operator, &app.id, AuditAction::ViewerAdded, email);
+                }
+            }
+        }
+        Ok(true)
+    }
+}

@@ -1,0 +1,159 @@
+//! The store: apps, viewer grants and the append-only audit log (DESIGN §5).
+//!
+//! A small trait with an in-memory implementation ([`MemoryStore`], for tests and world mode
+//! without `--db`) and an SQLite one ([`SqliteStore`], feature `sqlite`: one file, no server).
+//! A store failure is *unavailable*: checks that need the store fail closed.
+
+mod memory;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
+
+use crate::clock::Timestamp;
+use crate::email::Email;
+use crate::ids::{App, AppId, InvalidRepoCoords, RepoCoords, RepoId, UserId};
+use crate::policy::Visibility;
+
+/// An app as the control plane recorded it at deploy time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppRecord {
+    /// The app's id.
+    pub id: AppId,
+    /// Repository owner at deploy time.
+    pub owner: String,
+    /// Repository name at deploy time.
+    pub repo: String,
+    /// Repository id at deploy time.
+    pub repo_id: RepoId,
+    /// Branch.
+    pub branch: String,
+    /// Main file.
+    pub main_file: String,
+    /// Public or private.
+    pub visibility: Visibility,
+    /// The GitHub identity the app belongs to.
+    pub deployed_by: UserId,
+}
+
+impl AppRecord {
+    /// The app as checks take it.
+    pub fn app(&self) -> Result<App, InvalidRepoCoords> {
+        Ok(App::new(self.id.clone(), RepoCoords::new(&self.owner, &self.repo)?, self.repo_id, self.visibility))
+    }
+}
+
+/// Who made a change, as the audit log records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Actor {
+    /// The operator (the control plane itself, or the CLI without `--github-user`).
+    Operator,
+    /// A GitHub user, by id.
+    Github(UserId),
+}
+
+impl Actor {
+    /// As written in the audit log: `operator` or `github:<id>`.
+    pub fn label(&self) -> String {
+        match self {
+            Actor::Operator => "operator".to_owned(),
+            Actor::Github(id) => format!("github:{id}"),
+        }
+    }
+}
+
+/// What an audit event records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AuditAction {
+    /// A viewer grant was added.
+    ViewerAdded,
+    /// A viewer grant was removed.
+    ViewerRemoved,
+}
+
+impl AuditAction {
+    /// The action's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::ViewerAdded => "viewer_added",
+            AuditAction::ViewerRemoved => "viewer_removed",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        match s {
+            "viewer_added" => Some(AuditAction::ViewerAdded),
+            "viewer_removed" => Some(AuditAction::ViewerRemoved),
+            _ => None,
+        }
+    }
+}
+
+/// One entry of the append-only audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// When.
+    pub at: Timestamp,
+    /// Who (`operator`, `github:<id>`).
+    pub actor: String,
+    /// Which app.
+    pub app: AppId,
+    /// What.
+    pub action: AuditAction,
+    /// The viewer concerned, if any.
+    pub email: Option<Email>,
+}
+
+/// The store could not answer. Checks that need it fail closed (exit 3 in the CLI).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend is unreachable or failed.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The backend holds something this version cannot read.
+    #[error("store holds unreadable data: {0}")]
+    Corrupt(String),
+}
+
+/// Where state lives. Implementations must make each method atomic.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Inserts an app, or replaces the one with the same id.
+    async fn put_app(&self, app: &AppRecord) -> Result<(), StoreError>;
+
+    /// The app with this id.
+    async fn app(&self, id: &AppId) -> Result<Option<AppRecord>, StoreError>;
+
+    /// Every app, ordered by id.
+    async fn apps(&self) -> Result<Vec<AppRecord>, StoreError>;
+
+    /// Adds a viewer grant and audits it; `false` if it existed (nothing is written then).
+    /// The app must exist.
+    async fn add_viewer(&self, app: &AppId, email: &Email, actor: &Actor, at: Timestamp) -> Result<bool, StoreError>;
+
+    /// Removes a viewer grant and audits it; `false` if there was none (nothing is written then).
+    async fn remove_viewer(&self, app: &AppId, email: &Email, actor: &Actor, at: Timestamp)
+    -> Result<bool, StoreError>;
+
+    /// The app's viewers, ordered.
+    async fn viewers(&self, app: &AppId) -> Result<Vec<Email>, StoreError>;
+
+    /// Whether `email` is invited to `app`.
+    async fn is_viewer(&self, app: &AppId, email: &Email) -> Result<bool, StoreError>;
+
+    /// The audit log, oldest first.
+    async fn audit_log(&self) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// Inserts `apps` with their viewers if, and only if, this store was never seeded; atomically
+    /// with recording that it was. Returns whether it seeded.
+    async fn seed_once(&self, apps: &[(AppRecord, Vec<Email>)], at: Timestamp) -> Result<bool, StoreError>;
+}

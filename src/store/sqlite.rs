@@ -1,0 +1,325 @@
+//! The SQLite store: one file, no server; the embedded default.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::{Actor, AppRecord, AuditAction, AuditEvent, Store, StoreError};
+use crate::clock::Timestamp;
+use crate::email::Email;
+use crate::ids::{AppId, RepoId, UserId};
+use crate::policy::Visibility;
+
+/// Schema version 1. Every statement is idempotent, so that processes opening one file at once
+/// cannot trip over each other.
+const SCHEMA_V1: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS apps (
+    id          TEXT PRIMARY KEY,
+    owner       TEXT NOT NULL,
+    repo        TEXT NOT NULL,
+    repo_id     INTEGER NOT NULL,
+    branch      TEXT NOT NULL,
+    main_file   TEXT NOT NULL,
+    visibility  TEXT NOT NULL CHECK (visibility IN ('public', 'private')),
+    deployed_by INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS apps_deployed_by ON apps (deployed_by);
+CREATE TABLE IF NOT EXISTS viewers (
+    app_id   TEXT NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+    email    TEXT NOT NULL,
+    added_at INTEGER NOT NULL,
+    PRIMARY KEY (app_id, email)
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq    INTEGER PRIMARY KEY AUTOINCREMENT,
+    at     INTEGER NOT NULL,
+    actor  TEXT NOT NULL,
+    app_id TEXT NOT NULL,
+    action TEXT NOT NULL,
+    email  TEXT
+);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1');
+"#;
+
+/// The schema version this build reads and writes.
+const SCHEMA_VERSION: &str = "1";
+
+/// A store in one SQLite file (created if absent). Safe to share between threads and between
+/// processes: writes are serialized by SQLite, and every method is one transaction.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn unavailable(e: sqlx::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn corrupt(what: impl Into<String>) -> StoreError {
+    StoreError::Corrupt(what.into())
+}
+
+fn to_i64(v: u64, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| corrupt(format!("{what} {v} does not fit the store")))
+}
+
+fn to_u64(v: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| corrupt(format!("negative {what}")))
+}
+
+impl SqliteStore {
+    /// Opens (creating if absent) the store at `path`.
+    pub async fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path.as_ref())
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        Self::connect(opts).await
+    }
+
+    /// Opens a store from an SQLite URL (`sqlite://path` or `sqlite::memory:`).
+    pub async fn open_url(url: &str) -> Result<SqliteStore, StoreError> {
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(unavailable)?
+            .create_if_missing(true)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        Self::connect(opts).await
+    }
+
+    async fn connect(opts: SqliteConnectOptions) -> Result<SqliteStore, StoreError> {
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await.map_err(unavailable)?;
+        sqlx::raw_sql(SCHEMA_V1).execute(&pool).await.map_err(unavailable)?;
+        let version: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'schema_version'")
+            .fetch_optional(&pool)
+            .await
+            .map_err(unavailable)?;
+        match version.as_deref() {
+            Some(SCHEMA_VERSION) => Ok(SqliteStore { pool }),
+            other => Err(corrupt(format!("schema version {other:?}: this build reads version {SCHEMA_VERSION}"))),
+        }
+    }
+
+    /// Closes the pool (waits for connections to be returned).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn audit(
+        tx: &mut Transaction<'_, Sqlite>,
+        at: Timestamp,
+        actor: &Actor,
+        app: &AppId,
+        action: AuditAction,
+        email: &Email,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO audit (at, actor, app_id, action, email) VALUES (?, ?, ?, ?, ?)")
+            .bind(to_i64(at.0, "time")?)
+            .bind(actor.label())
+            .bind(&app.0)
+            .bind(action.as_str())
+            .bind(email.as_str())
+            .execute(&mut **tx)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn insert_app(tx: &mut Transaction<'_, Sqlite>, app: &AppRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO apps (id, owner, repo, repo_id, branch, main_file, visibility, deployed_by)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, repo = excluded.repo,
+               repo_id = excluded.repo_id, branch = excluded.branch, main_file = excluded.main_file,
+               visibility = excluded.visibility, deployed_by = excluded.deployed_by",
+        )
+        .bind(&app.id.0)
+        .bind(&app.owner)
+        .bind(&app.repo)
+        .bind(to_i64(app.repo_id.0, "repository id")?)
+        .bind(&app.branch)
+        .bind(&app.main_file)
+        .bind(match app.visibility {
+            Visibility::Public => "public",
+            Visibility::Private => "private",
+        })
+        .bind(to_i64(app.deployed_by.0, "user id")?)
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn insert_viewer(
+        tx: &mut Transaction<'_, Sqlite>,
+        app: &AppId,
+        email: &Email,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("INSERT INTO viewers (app_id, email, added_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+            .bind(&app.0)
+            .bind(email.as_str())
+            .bind(to_i64(at.0, "time")?)
+            .execute(&mut **tx)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+fn app_from_row(row: &SqliteRow) -> Result<AppRecord, StoreError> {
+    let get_s = |c: &str| row.try_get::<String, _>(c).map_err(unavailable);
+    let get_i = |c: &str| row.try_get::<i64, _>(c).map_err(unavailable);
+    Ok(AppRecord {
+        id: AppId(get_s("id")?),
+        owner: get_s("owner")?,
+        repo: get_s("repo")?,
+        repo_id: RepoId(to_u64(get_i("repo_id")?, "repository id")?),
+        branch: get_s("branch")?,
+        main_file: get_s("main_file")?,
+        visibility: match get_s("visibility")?.as_str() {
+            "public" => Visibility::Public,
+            "private" => Visibility::Private,
+            other => return Err(corrupt(format!("visibility `{other}`"))),
+        },
+        deployed_by: UserId(to_u64(get_i("deployed_by")?, "user id")?),
+    })
+}
+
+fn email_from(s: String) -> Result<Email, StoreError> {
+    Email::parse(&s).map_err(|e| corrupt(format!("stored email: {e}")))
+}
+
+const APP_COLUMNS: &str = "id, owner, repo, repo_id, branch, main_file, visibility, deployed_by";
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn put_app(&self, app: &AppRecord) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        Self::insert_app(&mut tx, app).await?;
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn app(&self, id: &AppId) -> Result<Option<AppRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {APP_COLUMNS} FROM apps WHERE id = ?"))
+            .bind(&id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.as_ref().map(app_from_row).transpose()
+    }
+
+    async fn apps(&self) -> Result<Vec<AppRecord>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {APP_COLUMNS} FROM apps ORDER BY id"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(app_from_row).collect()
+    }
+
+    async fn add_viewer(&self, app: &AppId, email: &Email, actor: &Actor, at: Timestamp) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let added = Self::insert_viewer(&mut tx, app, email, at).await?;
+        if added {
+            Self::audit(&mut tx, at, actor, app, AuditAction::ViewerAdded, email).await?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(added)
+    }
+
+    async fn remove_viewer(
+        &self,
+        app: &AppId,
+        email: &Email,
+        actor: &Actor,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let done = sqlx::query("DELETE FROM viewers WHERE app_id = ? AND email = ?")
+            .bind(&app.0)
+            .bind(email.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let removed = done.rows_affected() == 1;
+        if removed {
+            Self::audit(&mut tx, at, actor, app, AuditAction::ViewerRemoved, email).await?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(removed)
+    }
+
+    async fn viewers(&self, app: &AppId) -> Result<Vec<Email>, StoreError> {
+        let rows: Vec<String> = sqlx::query_scalar("SELECT email FROM viewers WHERE app_id = ? ORDER BY email")
+            .bind(&app.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.into_iter().map(email_from).collect()
+    }
+
+    async fn is_viewer(&self, app: &AppId, email: &Email) -> Result<bool, StoreError> {
+        let row: Option<i64> = sqlx::query_scalar("SELECT 1 FROM viewers WHERE app_id = ? AND email = ?")
+            .bind(&app.0)
+            .bind(email.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(row.is_some())
+    }
+
+    async fn audit_log(&self) -> Result<Vec<AuditEvent>, StoreError> {
+        let rows = sqlx::query("SELECT at, actor, app_id, action, email FROM audit ORDER BY seq")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                let action: String = row.try_get("action").map_err(unavailable)?;
+                let email: Option<String> = row.try_get("email").map_err(unavailable)?;
+                Ok(AuditEvent {
+                    at: Timestamp(to_u64(row.try_get("at").map_err(unavailable)?, "time")?),
+                    actor: row.try_get("actor").map_err(unavailable)?,
+                    app: AppId(row.try_get("app_id").map_err(unavailable)?),
+                    action: AuditAction::parse(&action).ok_or_else(|| corrupt(format!("audit action `{action}`")))?,
+                    email: email.map(email_from).transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    async fn seed_once(&self, apps: &[(AppRecord, Vec<Email>)], at: Timestamp) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        // The first statement writes, so the transaction holds the write lock from here on: of
+        // processes seeding at once, exactly one finds the marker absent.
+        let claimed = sqlx::query("INSERT INTO meta (key, value) VALUES ('seeded', ?) ON CONFLICT DO NOTHING")
+            .bind(at.0.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?
+            .rows_affected()
+            == 1;
+        if claimed {
+            for (app, viewers) in apps {
+                Self::insert_app(&mut tx, app).await?;
+                for email in viewers {
+                    if Self::insert_viewer(&mut tx, &app.id, email, at).await? {
+                        Self::audit(&mut tx, at, &Actor::Operator, &app.id, AuditAction::ViewerAdded, email).await?;
+                    }
+                }
+            }
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(claimed)
+    }
+}
