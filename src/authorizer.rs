@@ -10,13 +10,15 @@ use crate::cache::{
     Backoff, CacheConfig, CacheStats, Counters, Epochs, FactCore, Front, Invalidation, PermEntry, PermKey, RepoEntry,
 };
 use crate::clock::{Clock, SystemClock, Timestamp};
-use crate::decision::{Decision, Fact, Outcome, Source, decide_anonymous, decide_github};
+use crate::decision::{Decision, Fact, Outcome, Reason, Source, decide_anonymous, decide_github};
+use crate::email::{Email, EmailError};
 use crate::github::{
     ClientBuildError, Fetched, GithubApi, GithubConfig, GithubError, OctocrabGithub, PermissionTarget, UnavailableCause,
 };
-use crate::ids::{App, GithubUser, RepoCoords};
-use crate::policy::{Capability, Policy, Visibility};
+use crate::ids::{App, AppId, GithubUser, RepoCoords};
+use crate::policy::{Capability, Need, Policy, Visibility};
 use crate::secret::GithubToken;
+use crate::store::{Actor, MemoryStore, Store, StoreError};
 
 /// Who is asking.
 #[derive(Debug, Clone)]
@@ -60,6 +62,9 @@ pub enum CheckError {
     /// GitHub failed (unavailable, rate limited, credentials refused, or an unexpected answer).
     #[error(transparent)]
     Github(#[from] GithubError),
+    /// The store failed: could not decide.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// In user-token mode, a check that must ask GitHub needs the user's token.
     #[error("user-token mode needs the user's github token for `{login}`")]
     MissingUserToken {
@@ -71,16 +76,63 @@ pub enum CheckError {
 impl CheckError {
     /// Whether the failure is temporary (unavailable or rate limited): ask again later.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, CheckError::Github(GithubError::Unavailable { .. }))
+        matches!(
+            self,
+            CheckError::Github(GithubError::Unavailable { .. }) | CheckError::Store(StoreError::Unavailable(_))
+        )
     }
 
     /// When asking again makes sense, where known.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             CheckError::Github(e) => e.retry_after(),
-            CheckError::MissingUserToken { .. } => None,
+            CheckError::Store(_) | CheckError::MissingUserToken { .. } => None,
         }
     }
+}
+
+/// Who changes an app's viewers.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum ChangedBy {
+    /// The operator: the control plane acting on its own authority (recorded as `operator`).
+    Operator,
+    /// A principal, who must hold the policy's `sharing` role on the app's repository.
+    Principal(Principal),
+}
+
+/// The result of adding or removing a viewer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewerChange {
+    /// The app.
+    pub app: AppId,
+    /// The address, normalized.
+    pub email: Email,
+    /// Whether anything changed (adding an existing viewer, or removing an absent one, does not).
+    pub changed: bool,
+}
+
+/// Why a viewer change or listing was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ViewersError {
+    /// No app with this id.
+    #[error("no app `{0}`")]
+    UnknownApp(AppId),
+    /// The address was refused.
+    #[error("invalid email address: {0}")]
+    InvalidEmail(#[from] EmailError),
+    /// The principal may not manage the app's viewers; the decision says why.
+    #[error("not allowed to manage the viewers of `{app}` ({})", decision.reason().kind())]
+    Denied {
+        /// The app.
+        app: AppId,
+        /// The decision that refused it.
+        decision: Box<Decision>,
+    },
+    /// Could not decide (GitHub or the store unavailable).
+    #[error(transparent)]
+    Check(#[from] CheckError),
 }
 
 /// Why an [`Authorizer`] could not be built.
@@ -102,9 +154,16 @@ pub struct AuthorizerBuilder {
     policy: Policy,
     cache: CacheConfig,
     clock: Arc<dyn Clock>,
+    store: Arc<dyn Store>,
 }
 
 impl AuthorizerBuilder {
+    /// Where apps and viewer grants live (default: a fresh [`MemoryStore`]).
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = store;
+        self
+    }
+
     /// The policy (default: DESIGN's table).
     pub fn policy(mut self, policy: Policy) -> Self {
         self.policy = policy;
@@ -130,7 +189,7 @@ impl AuthorizerBuilder {
             return Err(BuildError::NoRuntime);
         }
         let github = Arc::new(OctocrabGithub::new(self.github, self.clock.clone())?);
-        Ok(Authorizer::from_parts(self.policy, self.cache, self.clock, github))
+        Ok(Authorizer::from_parts(self.policy, self.cache, self.clock, github, self.store))
     }
 }
 
@@ -167,6 +226,7 @@ struct Inner {
     cfg: CacheConfig,
     clock: Arc<dyn Clock>,
     github: Arc<dyn GithubApi>,
+    store: Arc<dyn Store>,
     perms: moka::future::Cache<PermKey, Arc<PermEntry>>,
     repos: moka::future::Cache<RepoCoords, Arc<RepoEntry>>,
     front: Arc<Front>,
@@ -206,10 +266,17 @@ impl Authorizer {
             policy: Policy::default(),
             cache: CacheConfig::default(),
             clock: Arc::new(SystemClock),
+            store: Arc::new(MemoryStore::new()),
         }
     }
 
-    fn from_parts(policy: Policy, cfg: CacheConfig, clock: Arc<dyn Clock>, github: Arc<dyn GithubApi>) -> Self {
+    fn from_parts(
+        policy: Policy,
+        cfg: CacheConfig,
+        clock: Arc<dyn Clock>,
+        github: Arc<dyn GithubApi>,
+        store: Arc<dyn Store>,
+    ) -> Self {
         let front = Arc::new(Front::new(cfg.capacity));
         let listener_front = front.clone();
         let keep = cfg.role_ttl.max(cfg.no_role_ttl) + cfg.keep_for_revalidation;
@@ -235,6 +302,7 @@ impl Authorizer {
             cfg,
             clock,
             github,
+            store,
             perms,
             repos,
             front,
@@ -257,12 +325,31 @@ impl Authorizer {
     /// GitHub. An error means "could not decide": treat it as a denial, and ask again after
     /// [`CheckError::retry_after`].
     pub async fn check(&self, principal: &Principal, app: &App, cap: Capability) -> Result<Decision, CheckError> {
-        if let Some(decision) = self.check_cached(principal, app, cap) {
+        self.check_need(principal, app, self.inner.policy.need(cap)).await
+    }
+
+    /// [`Authorizer::check`] for the app with this id in the store; `unknown_app` (a denial) when
+    /// there is none.
+    pub async fn check_app(&self, principal: &Principal, app: &AppId, cap: Capability) -> Result<Decision, CheckError> {
+        match self.app(app).await? {
+            Some(app) => self.check(principal, &app, cap).await,
+            None => Ok(Decision::new(Outcome::Deny, Reason::UnknownApp, Source::Store, Duration::ZERO)),
+        }
+    }
+
+    /// The app with this id, from the store.
+    pub async fn app(&self, id: &AppId) -> Result<Option<App>, CheckError> {
+        let Some(record) = self.inner.store.app(id).await? else { return Ok(None) };
+        record.app().map(Some).map_err(|e| CheckError::Store(StoreError::Corrupt(e.to_string())))
+    }
+
+    async fn check_need(&self, principal: &Principal, app: &App, need: Need) -> Result<Decision, CheckError> {
+        if let Some(decision) = self.cached_need(principal, app, need) {
             return Ok(decision);
         }
         let Principal::GithubUser { user, token } = principal else {
-            // Anonymous checks always answer from `check_cached`.
-            return Ok(self.anonymous(app, cap));
+            // Anonymous checks always answer without a request.
+            return Ok(self.anonymous(app, need));
         };
         let key = PermKey { user: user.id, repo: app.repo_id() };
         let token = match (self.inner.github.user_token_mode(), token) {
@@ -270,34 +357,92 @@ impl Authorizer {
             (true, Some(t)) => Some(t),
             (false, _) => None,
         };
-        let (entry, source) = self.inner.load(key, app, user, token, cap.is_destructive()).await?;
+        let (entry, source) = self.inner.load(key, app, user, token, need.strict).await?;
         let now = self.inner.clock.now();
-        Ok(self.inner.decision(&entry.core, app, cap, source, now))
+        Ok(self.inner.decision(&entry.core, app, need, source, now))
     }
 
     /// The answer if it needs no request: anonymous and public-view checks, and cache hits that
     /// are fresh enough for `cap`. Synchronous, allocation-free on a hit; `None` means
     /// [`Authorizer::check`] would ask GitHub.
     pub fn check_cached(&self, principal: &Principal, app: &App, cap: Capability) -> Option<Decision> {
+        self.cached_need(principal, app, self.inner.policy.need(cap))
+    }
+
+    fn cached_need(&self, principal: &Principal, app: &App, need: Need) -> Option<Decision> {
         let user = match principal {
-            Principal::Anonymous => return Some(self.anonymous(app, cap)),
+            Principal::Anonymous => return Some(self.anonymous(app, need)),
             Principal::GithubUser { user, .. } => user,
         };
-        if cap == Capability::View && app.visibility() == Visibility::Public {
-            return Some(self.anonymous(app, cap));
+        if need.view && app.visibility() == Visibility::Public {
+            return Some(self.anonymous(app, need));
         }
         let key = PermKey { user: user.id, repo: app.repo_id() };
         let inner = &*self.inner;
         let now = inner.clock.now();
-        let strict = cap.is_destructive();
         inner.front.with(&key, |entry| {
-            inner.usable(&key, entry, app, now, strict).then(|| inner.decision(entry, app, cap, Source::Cache, now))
+            inner
+                .usable(&key, entry, app, now, need.strict)
+                .then(|| inner.decision(entry, app, need, Source::Cache, now))
         })
     }
 
-    fn anonymous(&self, app: &App, cap: Capability) -> Decision {
-        let (outcome, reason) = decide_anonymous(app.visibility(), cap);
+    fn anonymous(&self, app: &App, need: Need) -> Decision {
+        let (outcome, reason) = decide_anonymous(app.visibility(), need);
         Decision::new(outcome, reason, Source::Store, Duration::ZERO)
+    }
+
+    /// The store this authorizer reads apps and grants from.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// Invites `email` to `app`. `by` must hold the policy's `sharing` role (GitHub `write` by
+    /// default) unless it is [`Actor::Operator`]-level ([`ChangedBy::Operator`]).
+    pub async fn add_viewer(&self, by: &ChangedBy, app: &AppId, email: &str) -> Result<ViewerChange, ViewersError> {
+        let (email, actor) = self.authorize_sharing(by, app, email).await?;
+        let now = self.inner.clock.now();
+        let changed = self.inner.store.add_viewer(app, &email, &actor, now).await.map_err(CheckError::from)?;
+        Ok(ViewerChange { app: app.clone(), email, changed })
+    }
+
+    /// Removes `email` from `app`'s viewers; authorized as [`Authorizer::add_viewer`].
+    pub async fn remove_viewer(&self, by: &ChangedBy, app: &AppId, email: &str) -> Result<ViewerChange, ViewersError> {
+        let (email, actor) = self.authorize_sharing(by, app, email).await?;
+        let now = self.inner.clock.now();
+        let changed = self.inner.store.remove_viewer(app, &email, &actor, now).await.map_err(CheckError::from)?;
+        Ok(ViewerChange { app: app.clone(), email, changed })
+    }
+
+    /// `app`'s viewers; authorized as [`Authorizer::add_viewer`] (the list is personal data).
+    pub async fn viewers(&self, by: &ChangedBy, app: &AppId) -> Result<Vec<Email>, ViewersError> {
+        self.authorize_app(by, app).await?;
+        Ok(self.inner.store.viewers(app).await.map_err(CheckError::from)?)
+    }
+
+    async fn authorize_sharing(
+        &self,
+        by: &ChangedBy,
+        app: &AppId,
+        email: &str,
+    ) -> Result<(Email, Actor), ViewersError> {
+        let email = Email::parse(email)?;
+        let actor = self.authorize_app(by, app).await?;
+        Ok((email, actor))
+    }
+
+    async fn authorize_app(&self, by: &ChangedBy, id: &AppId) -> Result<Actor, ViewersError> {
+        let app = self.app(id).await?.ok_or_else(|| ViewersError::UnknownApp(id.clone()))?;
+        match by {
+            ChangedBy::Operator => Ok(Actor::Operator),
+            ChangedBy::Principal(principal) => {
+                let decision = self.check_need(principal, &app, self.inner.policy.sharing_need()).await?;
+                match principal {
+                    Principal::GithubUser { user, .. } if decision.is_allowed() => Ok(Actor::Github(user.id)),
+                    _ => Err(ViewersError::Denied { app: id.clone(), decision: Box::new(decision) }),
+                }
+            }
+        }
     }
 
     /// Forgets facts; effective for the next check (see the type's `# Invalidation`).
@@ -343,8 +488,8 @@ impl Inner {
         now.since(entry.confirmed_at) < max_age && self.epochs.still_valid(&entry.seen_epoch, |inv| entry.matches(inv))
     }
 
-    fn decision(&self, entry: &FactCore, app: &App, cap: Capability, source: Source, now: Timestamp) -> Decision {
-        let (outcome, reason) = decide_github(&self.policy, app.repo_id(), app.visibility(), &entry.fact, cap);
+    fn decision(&self, entry: &FactCore, app: &App, need: Need, source: Source, now: Timestamp) -> Decision {
+        let (outcome, reason) = decide_github(need, app.repo_id(), app.visibility(), &entry.fact);
         let age = if source == Source::Github { Duration::ZERO } else { now.since(entry.confirmed_at) };
         debug_assert!(outcome == Outcome::Allow || outcome == Outcome::Deny);
         Decision::new(outcome, reason, source, age)

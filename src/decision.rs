@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::ids::RepoId;
-use crate::policy::{Capability, Policy, Role, RoleGrant, RoleName, Visibility};
+use crate::policy::{Need, Role, RoleGrant, RoleName, Visibility};
 
 /// Allow or deny.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -159,32 +159,25 @@ pub(crate) enum Fact {
 }
 
 /// The policy's verdict for a GitHub user: pure, no I/O, no clock.
-pub(crate) fn decide_github(
-    policy: &Policy,
-    deployed: RepoId,
-    visibility: Visibility,
-    fact: &Fact,
-    cap: Capability,
-) -> (Outcome, Reason) {
+pub(crate) fn decide_github(need: Need, deployed: RepoId, visibility: Visibility, fact: &Fact) -> (Outcome, Reason) {
+    let public_view = need.view && visibility == Visibility::Public;
     let no_access = |detail| (Outcome::Deny, Reason::NoAccess { detail });
     match fact {
         Fact::Replaced { current } => (Outcome::Deny, Reason::RepoReplaced { deployed, current: *current }),
         Fact::RepoNotFound => no_access(NoAccessDetail::RepositoryNotFound),
         Fact::LoginMismatch => no_access(NoAccessDetail::LoginMismatch),
         Fact::Role(grant) => {
-            let required = policy.required(cap);
+            let required = need.required;
             match grant {
                 Some(g) => {
                     let outcome = if g.role >= required { Outcome::Allow } else { Outcome::Deny };
                     // A public app is open to anyone; say so rather than "your role is too low".
-                    if outcome == Outcome::Deny && cap == Capability::View && visibility == Visibility::Public {
+                    if outcome == Outcome::Deny && public_view {
                         return (Outcome::Allow, Reason::PublicApp);
                     }
                     (outcome, Reason::GithubRole { role: g.role, role_name: g.name.clone(), required })
                 }
-                None if cap == Capability::View && visibility == Visibility::Public => {
-                    (Outcome::Allow, Reason::PublicApp)
-                }
+                None if public_view => (Outcome::Allow, Reason::PublicApp),
                 None => no_access(NoAccessDetail::NoRole),
             }
         }
@@ -192,8 +185,8 @@ pub(crate) fn decide_github(
 }
 
 /// The policy's verdict for nobody signed in.
-pub(crate) fn decide_anonymous(visibility: Visibility, cap: Capability) -> (Outcome, Reason) {
-    if cap == Capability::View && visibility == Visibility::Public {
+pub(crate) fn decide_anonymous(visibility: Visibility, need: Need) -> (Outcome, Reason) {
+    if need.view && visibility == Visibility::Public {
         (Outcome::Allow, Reason::PublicApp)
     } else {
         (Outcome::Deny, Reason::NoAccess { detail: NoAccessDetail::Anonymous })
@@ -203,6 +196,7 @@ pub(crate) fn decide_anonymous(visibility: Visibility, cap: Capability) -> (Outc
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::{Capability, Policy};
 
     fn role(r: Role) -> Fact {
         Fact::Role(Some(RoleGrant::standard(r)))
@@ -221,7 +215,7 @@ mod tests {
         ];
         for (r, row) in expect {
             for (cap, want) in Capability::ALL.into_iter().zip(row) {
-                let (o, _) = decide_github(&p, RepoId(1), private, &role(r), cap);
+                let (o, _) = decide_github(p.need(cap), RepoId(1), private, &role(r));
                 assert_eq!(o == Outcome::Allow, want, "{r} {cap}");
             }
         }
@@ -230,7 +224,8 @@ mod tests {
     #[test]
     fn moved_capability_follows_policy() {
         let p = Policy { deploy: Role::Maintain, ..Policy::default() };
-        let (o, reason) = decide_github(&p, RepoId(1), Visibility::Private, &role(Role::Maintain), Capability::Deploy);
+        let (o, reason) =
+            decide_github(p.need(Capability::Deploy), RepoId(1), Visibility::Private, &role(Role::Maintain));
         assert_eq!(o, Outcome::Allow);
         assert_eq!(reason.kind(), "github_role");
     }
@@ -238,16 +233,18 @@ mod tests {
     #[test]
     fn replaced_repo_denies_even_admin() {
         let fact = Fact::Replaced { current: RepoId(2) };
-        let (o, r) = decide_github(&Policy::default(), RepoId(1), Visibility::Public, &fact, Capability::View);
+        let (o, r) = decide_github(Policy::default().need(Capability::View), RepoId(1), Visibility::Public, &fact);
         assert_eq!(o, Outcome::Deny);
         assert_eq!(r, Reason::RepoReplaced { deployed: RepoId(1), current: RepoId(2) });
     }
 
     #[test]
     fn anonymous_sees_only_public_apps() {
-        assert_eq!(decide_anonymous(Visibility::Public, Capability::View).0, Outcome::Allow);
-        assert_eq!(decide_anonymous(Visibility::Public, Capability::Edit).0, Outcome::Deny);
-        assert_eq!(decide_anonymous(Visibility::Private, Capability::View).0, Outcome::Deny);
+        let p = Policy::default();
+        assert_eq!(decide_anonymous(Visibility::Public, p.need(Capability::View)).0, Outcome::Allow);
+        assert_eq!(decide_anonymous(Visibility::Public, p.need(Capability::Edit)).0, Outcome::Deny);
+        assert_eq!(decide_anonymous(Visibility::Private, p.need(Capability::View)).0, Outcome::Deny);
+        assert_eq!(decide_anonymous(Visibility::Public, p.sharing_need()).0, Outcome::Deny);
     }
 
     #[test]

@@ -14,7 +14,9 @@ pub mod store;
 #[cfg(feature = "world")]
 pub mod world;
 
-pub use authorizer::{Authorizer, AuthorizerBuilder, BuildError, CheckError, Principal};
+pub use authorizer::{
+    Authorizer, AuthorizerBuilder, BuildError, ChangedBy, CheckError, Principal, ViewerChange, ViewersError,
+};
 pub use cache::{CacheConfig, CacheStats, Invalidation};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use decision::{Decision, NoAccessDetail, Outcome, Reason, Source};

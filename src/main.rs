@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use ghauthz::store::{MemoryStore, SqliteStore, Store, StoreError};
 use ghauthz::world::{ExplainRow, MockGithub, World};
 use ghauthz::{
-    App, Authorizer, Capability, CheckError, Clock, Decision, GithubError, ManualClock, Policy, Principal, Reason,
-    SystemClock, Timestamp, UnavailableCause,
+    App, AppId, Authorizer, Capability, ChangedBy, CheckError, Clock, Decision, GithubError, ManualClock, Policy,
+    Principal, Reason, SystemClock, Timestamp, UnavailableCause, ViewersError,
 };
 use serde_json::{Value, json};
 
@@ -88,6 +89,43 @@ enum Command {
     Check(CheckArgs),
     /// Every world user's decision on every app and capability.
     Explain(ExplainArgs),
+    /// Manage an app's invited viewers.
+    #[command(subcommand)]
+    Viewers(ViewersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ViewersCommand {
+    /// Invite an address.
+    Add(ViewerArgs),
+    /// Remove an invited address.
+    Remove(ViewerArgs),
+    /// List the invited addresses.
+    List(ViewerListArgs),
+}
+
+#[derive(Debug, Args)]
+struct ViewerArgs {
+    /// The app's id.
+    #[arg(long)]
+    app: String,
+    /// The address.
+    #[arg(long)]
+    email: String,
+    /// Authorize the change as this GitHub user (who needs the `sharing` role); without it, the
+    /// operator makes the change.
+    #[arg(long, value_name = "LOGIN")]
+    github_user: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct ViewerListArgs {
+    /// The app's id.
+    #[arg(long)]
+    app: String,
+    /// Authorize the listing as this GitHub user.
+    #[arg(long, value_name = "LOGIN")]
+    github_user: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -155,6 +193,7 @@ async fn run(cli: Cli) -> Outcome {
     match cli.command {
         Command::Check(args) => check(&ctx, &args).await,
         Command::Explain(args) => explain(&ctx, &args).await,
+        Command::Viewers(cmd) => viewers(&ctx, cmd).await,
     }
 }
 
@@ -173,14 +212,8 @@ async fn world_ctx(g: &Global) -> Result<WorldCtx, Outcome> {
             "live mode needs an app store (`--db`), which this version does not have yet; use `--world FILE`",
         ));
     };
-    if g.db.is_some() {
-        return Err(Outcome::error(
-            Exit::Usage,
-            "usage",
-            "`--db`: this version keeps apps in the world file only; the store is not available yet",
-        ));
-    }
     let world = World::load(path).map_err(|e| Outcome::error(Exit::Usage, "bad_world", e))?;
+    let store = open_store(g.db.as_deref()).await?;
     let policy = match &g.policy {
         None => Policy::default(),
         Some(p) => load_policy(p).map_err(|e| Outcome::error(Exit::Usage, "bad_policy", format!("{e:#}")))?,
@@ -196,12 +229,35 @@ async fn world_ctx(g: &Global) -> Result<WorldCtx, Outcome> {
     let mock = MockGithub::start_with_clock(world.clone(), clock.clone())
         .await
         .map_err(|e| Outcome::error(Exit::Unavailable, "mock_github", e))?;
+    // A store that was never seeded gets the world's apps and viewers, once; from then on the
+    // store alone says which apps and viewers exist.
+    store
+        .seed_once(&world.app_records(), clock.now())
+        .await
+        .map_err(|e| Outcome::error(Exit::Unavailable, "store_unavailable", e))?;
     let authz = Authorizer::builder(mock.github_config())
         .policy(policy)
         .clock(clock)
+        .store(store)
         .build()
         .map_err(|e| Outcome::error(Exit::Usage, "usage", e))?;
     Ok(WorldCtx { world, authz, _mock: mock })
+}
+
+/// `--db`: an SQLite file (created if absent); without it, a store in memory for this command.
+async fn open_store(db: Option<&str>) -> Result<Arc<dyn Store>, Outcome> {
+    match db {
+        None => Ok(Arc::new(MemoryStore::new())),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => Err(Outcome::error(
+            Exit::Usage,
+            "usage",
+            "`--db postgres://...`: the Postgres store is not available in this version; use an SQLite file",
+        )),
+        Some(path) => SqliteStore::open(path.strip_prefix("sqlite://").unwrap_or(path))
+            .await
+            .map(|s| Arc::new(s) as Arc<dyn Store>)
+            .map_err(|e| Outcome::error(Exit::Unavailable, "store_unavailable", e)),
+    }
 }
 
 fn load_policy(path: &std::path::Path) -> anyhow::Result<Policy> {
@@ -244,6 +300,7 @@ fn error_json(e: &CheckError) -> Value {
         CheckError::Github(GithubError::Unavailable { .. }) => "unavailable",
         CheckError::Github(GithubError::Credentials { .. }) => "github_credentials",
         CheckError::Github(_) => "github_protocol",
+        CheckError::Store(_) => "store_unavailable",
         _ => "unavailable",
     };
     let mut v = json!({"error": kind, "message": e.to_string()});
@@ -258,26 +315,89 @@ async fn check(ctx: &WorldCtx, args: &CheckArgs) -> Outcome {
         Ok(p) => p,
         Err(e) => return e,
     };
-    let Some(app) = ctx.world.app(&args.app) else {
-        let v = json!({
-            "decision": "deny", "app": args.app, "action": args.action, "principal": principal.label(),
-            "reason": Reason::UnknownApp, "source": "store", "age_ms": 0
-        });
-        return Outcome::json(Exit::Denied, &v);
-    };
-    decide(&ctx.authz, &principal, &app, args.action).await
+    decide(&ctx.authz, &principal, &AppId(args.app.clone()), args.action).await
 }
 
-async fn decide(authz: &Authorizer, principal: &Principal, app: &App, cap: Capability) -> Outcome {
-    match authz.check(principal, app, cap).await {
+async fn decide(authz: &Authorizer, principal: &Principal, app: &AppId, cap: Capability) -> Outcome {
+    match authz.check_app(principal, app, cap).await {
         Ok(d) => {
             let exit = if d.is_allowed() { Exit::Done } else { Exit::Denied };
-            Outcome::json(exit, &decision_json(&app.id().0, cap, &principal.label(), &d))
+            Outcome::json(exit, &decision_json(&app.0, cap, &principal.label(), &d))
         }
         Err(e) => {
             eprintln!("ghauthz: could not decide: {e}");
             Outcome::json(Exit::Unavailable, &error_json(&e))
         }
+    }
+}
+
+async fn apps_to_explain(authz: &Authorizer, only: Option<&str>) -> Result<Vec<App>, Outcome> {
+    let unavailable = |e: CheckError| Outcome::json(Exit::Unavailable, &error_json(&e));
+    match only {
+        Some(id) => match authz.app(&AppId(id.to_owned())).await.map_err(unavailable)? {
+            Some(app) => Ok(vec![app]),
+            None => Err(Outcome::error(Exit::Denied, "unknown_app", format!("no app `{id}`"))),
+        },
+        None => {
+            let records = authz.store().apps().await.map_err(|e| unavailable(e.into()))?;
+            records
+                .iter()
+                .map(|r| r.app().map_err(|e| unavailable(CheckError::Store(StoreError::Corrupt(e.to_string())))))
+                .collect()
+        }
+    }
+}
+
+fn changed_by(ctx: &WorldCtx, login: Option<&str>) -> Result<ChangedBy, Outcome> {
+    match login {
+        None => Ok(ChangedBy::Operator),
+        Some(login) => ctx
+            .world
+            .user(login)
+            .map(|u| ChangedBy::Principal(Principal::github(u)))
+            .ok_or_else(|| Outcome::error(Exit::Usage, "unknown_user", format!("no user `{login}` in the world"))),
+    }
+}
+
+fn viewers_error(e: &ViewersError) -> Outcome {
+    match e {
+        ViewersError::UnknownApp(_) => Outcome::error(Exit::Denied, "unknown_app", e),
+        ViewersError::InvalidEmail(_) => Outcome::error(Exit::Usage, "invalid_email", e),
+        ViewersError::Denied { decision, .. } => Outcome::json(
+            Exit::Denied,
+            &json!({"error": "denied", "message": e.to_string(), "reason": decision.reason()}),
+        ),
+        ViewersError::Check(c) => Outcome::json(Exit::Unavailable, &error_json(c)),
+        _ => Outcome::error(Exit::Unavailable, "unavailable", e),
+    }
+}
+
+async fn viewers(ctx: &WorldCtx, cmd: ViewersCommand) -> Outcome {
+    let (app, login) = match &cmd {
+        ViewersCommand::Add(a) | ViewersCommand::Remove(a) => (&a.app, a.github_user.as_deref()),
+        ViewersCommand::List(a) => (&a.app, a.github_user.as_deref()),
+    };
+    let by = match changed_by(ctx, login) {
+        Ok(by) => by,
+        Err(e) => return e,
+    };
+    let app = AppId(app.clone());
+    let result = match &cmd {
+        ViewersCommand::Add(a) => ctx
+            .authz
+            .add_viewer(&by, &app, &a.email)
+            .await
+            .map(|c| json!({"app": c.app, "email": c.email, "added": c.changed})),
+        ViewersCommand::Remove(a) => ctx
+            .authz
+            .remove_viewer(&by, &app, &a.email)
+            .await
+            .map(|c| json!({"app": c.app, "email": c.email, "removed": c.changed})),
+        ViewersCommand::List(_) => ctx.authz.viewers(&by, &app).await.map(|v| json!({"app": app, "viewers": v})),
+    };
+    match result {
+        Ok(v) => Outcome::json(Exit::Done, &v),
+        Err(e) => viewers_error(&e),
     }
 }
 
@@ -295,10 +415,11 @@ fn cell(row: &ExplainRow) -> String {
 }
 
 async fn explain(ctx: &WorldCtx, args: &ExplainArgs) -> Outcome {
-    let rows = match ghauthz::world::explain(&ctx.world, &ctx.authz, args.app.as_deref()).await {
-        Ok(rows) => rows,
-        Err(e) => return Outcome::error(Exit::Denied, "unknown_app", e),
+    let apps = match apps_to_explain(&ctx.authz, args.app.as_deref()).await {
+        Ok(apps) => apps,
+        Err(e) => return e,
     };
+    let rows = ghauthz::world::explain(&ctx.authz, &apps, &ctx.world.principals()).await;
     let exit = if rows.iter().any(|r| r.result.is_err()) { Exit::Unavailable } else { Exit::Done };
     if args.json {
         let decisions: Vec<Value> = rows

@@ -198,12 +198,23 @@ pub struct Policy {
     pub deploy: Role,
     /// Least role that deletes.
     pub delete: Role,
+    /// Least role that manages an app's invited viewers (part of the admin console).
+    pub sharing: Role,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Self { view: Role::Write, edit: Role::Write, deploy: Role::Admin, delete: Role::Admin }
+        Self { view: Role::Write, edit: Role::Write, deploy: Role::Admin, delete: Role::Admin, sharing: Role::Write }
     }
+}
+
+/// What a check requires: the least role, whether public apps are open to it, and whether its
+/// facts must be recent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Need {
+    pub(crate) required: Role,
+    pub(crate) view: bool,
+    pub(crate) strict: bool,
 }
 
 impl Policy {
@@ -215,5 +226,13 @@ impl Policy {
             Capability::Deploy => self.deploy,
             Capability::Delete => self.delete,
         }
+    }
+
+    pub(crate) fn need(&self, cap: Capability) -> Need {
+        Need { required: self.required(cap), view: cap == Capability::View, strict: cap.is_destructive() }
+    }
+
+    pub(crate) fn sharing_need(&self) -> Need {
+        Need { required: self.sharing, view: false, strict: false }
     }
 }

@@ -272,3 +272,122 @@ fn a_policy_file_moves_capabilities() {
     assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("bad_policy")));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+fn db_in(dir: &tempfile::TempDir) -> String {
+    dir.path().join("ghauthz.db").display().to_string()
+}
+
+#[test]
+fn viewers_persist_in_the_db_across_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, db) = (world("acme.toml"), db_in(&dir));
+    let list = || ghauthz(&["viewers", "list", "--world", &w, "--db", &db, "--app", "dash"]);
+    assert_eq!(list().json()["viewers"], serde_json::json!(["dana@example.com"]), "seeded from the world");
+    let r = ghauthz(&[
+        "viewers",
+        "add",
+        "--world",
+        &w,
+        "--db",
+        &db,
+        "--app",
+        "dash",
+        "--email",
+        "Eve@Example.com",
+        "--github-user",
+        "carol",
+    ]);
+    assert_eq!(
+        (r.code, r.json()["added"].as_bool(), r.json()["email"].as_str()),
+        (0, Some(true), Some("eve@example.com"))
+    );
+    let r = ghauthz(&["viewers", "remove", "--world", &w, "--db", &db, "--app", "dash", "--email", "dana@example.com"]);
+    assert_eq!((r.code, r.json()["removed"].as_bool()), (0, Some(true)));
+    assert_eq!(list().json()["viewers"], serde_json::json!(["eve@example.com"]), "a removed viewer stays removed");
+}
+
+#[test]
+fn viewer_changes_are_authorized() {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, db) = (world("acme.toml"), db_in(&dir));
+    let r = ghauthz(&[
+        "viewers",
+        "add",
+        "--world",
+        &w,
+        "--db",
+        &db,
+        "--app",
+        "dash",
+        "--email",
+        "eve@example.com",
+        "--github-user",
+        "dave",
+    ]);
+    assert_eq!(
+        (r.code, r.json()["error"].as_str(), r.json()["reason"]["role"].as_str()),
+        (2, Some("denied"), Some("triage"))
+    );
+    let r = ghauthz(&["viewers", "add", "--world", &w, "--db", &db, "--app", "dash", "--email", "eve@@example.com"]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("invalid_email")));
+    let r = ghauthz(&["viewers", "list", "--world", &w, "--db", &db, "--app", "nope"]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (2, Some("unknown_app")));
+}
+
+#[test]
+fn check_and_explain_read_apps_from_the_db() {
+    let dir = tempfile::tempdir().unwrap();
+    let (w, db) = (world("acme.toml"), db_in(&dir));
+    let r =
+        ghauthz(&["check", "--world", &w, "--db", &db, "--app", "dash", "--action", "deploy", "--github-user", "erin"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let r = ghauthz(&["explain", "--world", &w, "--db", &db, "--json"]);
+    assert_eq!(r.code, 0);
+    assert_eq!(r.json()["decisions"].as_array().unwrap().len(), 5 * 12 * 4, "5 apps, 12 principals, 4 capabilities");
+}
+
+#[test]
+fn store_problems_are_exit_3_or_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_db = dir.path().join("text");
+    std::fs::write(&not_a_db, "not sqlite, just some text that is long enough to look like a header").unwrap();
+    let r = ghauthz(&[
+        "check",
+        "--world",
+        &world("acme.toml"),
+        "--db",
+        &not_a_db.display().to_string(),
+        "--app",
+        "dash",
+        "--action",
+        "view",
+        "--anonymous",
+    ]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (3, Some("store_unavailable")), "{}", r.stdout);
+    let r = ghauthz(&[
+        "check",
+        "--world",
+        &world("acme.toml"),
+        "--db",
+        "postgres://localhost/x",
+        "--app",
+        "dash",
+        "--action",
+        "view",
+        "--anonymous",
+    ]);
+    assert_eq!(r.code, 1);
+}
+
+#[test]
+fn a_world_with_a_bad_viewer_address_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("w.toml");
+    let text = std::fs::read_to_string(common::fixture_path("worlds/acme.toml"))
+        .unwrap()
+        .replace("dana@example.com", "dana@@example.com");
+    std::fs::write(&bad, text).unwrap();
+    let r = ghauthz(&["explain", "--world", &bad.display().to_string()]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("bad_world")));
+    assert!(r.json()["message"].as_str().unwrap().contains("apps[1].viewers[0]"), "{}", r.stdout);
+}

@@ -88,6 +88,7 @@ impl AuditAction {
         }
     }
 
+    #[cfg_attr(not(feature = "sqlite"), expect(dead_code, reason = "only the SQLite store reads actions back"))]
     pub(crate) fn parse(s: &str) -> Option<Self> {
         match s {
             "viewer_added" => Some(AuditAction::ViewerAdded),

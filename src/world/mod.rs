@@ -51,8 +51,10 @@ use toml::Spanned;
 pub use mock::MockGithub;
 
 use crate::clock::Timestamp;
+use crate::email::Email;
 use crate::ids::{App, AppId, GithubUser, RepoCoords, RepoId, UserId};
 use crate::policy::{Role, RoleGrant, RoleName, Visibility};
+use crate::store::AppRecord;
 
 /// A world file that could not be loaded: where, which field, and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -199,7 +201,7 @@ struct AppSpec {
     visibility: Visibility,
     deployed_by: Spanned<String>,
     #[serde(default)]
-    viewers: Vec<String>,
+    viewers: Vec<Spanned<String>>,
 }
 
 // ---------- the world, validated ----------
@@ -312,8 +314,8 @@ pub struct WorldApp {
     pub main_file: String,
     /// The GitHub identity the app belongs to.
     pub deployed_by: UserId,
-    /// Invited viewers, as written.
-    pub viewers: Vec<String>,
+    /// Invited viewers, normalized.
+    pub viewers: Vec<Email>,
 }
 
 /// A loaded, validated world. Cheap to clone.
@@ -678,12 +680,21 @@ impl World {
                 ));
             }
             let deployed_by = user_id(&a.deployed_by, format!("apps[{i}].deployed_by"))?;
+            let mut viewers: Vec<Email> = Vec::new();
+            for (j, v) in a.viewers.iter().enumerate() {
+                let email = Email::parse(v.get_ref()).map_err(|e| {
+                    ck.err(Some(v.span()), format!("apps[{i}].viewers[{j}]"), format!("invalid email: {e}"))
+                })?;
+                if !viewers.contains(&email) {
+                    viewers.push(email);
+                }
+            }
             apps.push(WorldApp {
                 app: App::new(AppId(id.clone()), coords, RepoId(a.repo_id), a.visibility),
                 branch: a.branch.clone(),
                 main_file: a.main_file.clone(),
                 deployed_by,
-                viewers: a.viewers.clone(),
+                viewers,
             });
         }
         Ok(World { inner: Arc::new(WorldData { now, users, orgs, repos, faults, google, apps, by_login }) })
@@ -730,6 +741,35 @@ impl World {
     /// Deployed apps.
     pub fn apps(&self) -> &[WorldApp] {
         &self.inner.apps
+    }
+
+    /// The world's apps as store records, with their viewers: what a store is seeded with.
+    pub fn app_records(&self) -> Vec<(AppRecord, Vec<Email>)> {
+        self.inner
+            .apps
+            .iter()
+            .map(|a| {
+                let record = AppRecord {
+                    id: a.app.id().clone(),
+                    owner: a.app.coords().owner().to_owned(),
+                    repo: a.app.coords().name().to_owned(),
+                    repo_id: a.app.repo_id(),
+                    branch: a.branch.clone(),
+                    main_file: a.main_file.clone(),
+                    visibility: a.app.visibility(),
+                    deployed_by: a.deployed_by,
+                };
+                (record, a.viewers.clone())
+            })
+            .collect()
+    }
+
+    /// Nobody signed in, then every declared user: the principals `explain` covers.
+    pub fn principals(&self) -> Vec<crate::authorizer::Principal> {
+        use crate::authorizer::Principal;
+        std::iter::once(Principal::Anonymous)
+            .chain(self.inner.users.iter().map(|u| Principal::github(GithubUser::new(u.id, u.login.clone()))))
+            .collect()
     }
 
     /// The app with this id.
@@ -786,35 +826,22 @@ pub struct ExplainRow {
     pub result: Result<crate::decision::Decision, crate::authorizer::CheckError>,
 }
 
-/// No app with this id in the world.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("no app `{0}` in the world")]
-pub struct UnknownApp(pub String);
-
-/// The decision of every world user, and of nobody signed in, on every app (or just `app`) and
-/// every capability, in a stable order: apps as declared, anonymous first, then users as declared.
+/// The decision of every principal on every app and every capability, in the order given
+/// (apps, then principals, then `view`, `edit`, `deploy`, `delete`).
 pub async fn explain(
-    world: &World,
     authz: &crate::Authorizer,
-    app: Option<&str>,
-) -> Result<Vec<ExplainRow>, UnknownApp> {
-    use crate::authorizer::Principal;
+    apps: &[App],
+    principals: &[crate::authorizer::Principal],
+) -> Vec<ExplainRow> {
     use crate::policy::Capability;
-    let apps: Vec<&WorldApp> = match app {
-        Some(id) => vec![world.apps().iter().find(|a| a.app.id().0 == id).ok_or_else(|| UnknownApp(id.to_owned()))?],
-        None => world.apps().iter().collect(),
-    };
-    let principals: Vec<Principal> = std::iter::once(Principal::Anonymous)
-        .chain(world.users().iter().map(|u| Principal::github(GithubUser::new(u.id, u.login.clone()))))
-        .collect();
     let mut rows = Vec::new();
-    for a in apps {
-        for p in &principals {
+    for app in apps {
+        for p in principals {
             for cap in Capability::ALL {
-                let result = authz.check(p, &a.app, cap).await;
-                rows.push(ExplainRow { app: a.app.id().clone(), principal: p.label(), action: cap, result });
+                let result = authz.check(p, app, cap).await;
+                rows.push(ExplainRow { app: app.id().clone(), principal: p.label(), action: cap, result });
             }
         }
     }
-    Ok(rows)
+    rows
 }

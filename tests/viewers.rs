@@ -1,0 +1,112 @@
+//! Invited viewers: who may manage them (a policy decision), normalization, audit, persistence.
+#![cfg(feature = "sqlite")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
+
+mod common;
+
+use std::sync::Arc;
+
+use ghauthz::store::{AuditAction, SqliteStore, Store};
+use ghauthz::world::MockGithub;
+use ghauthz::{AppId, Authorizer, ChangedBy, EmailError, ManualClock, Policy, Principal, Role, ViewersError};
+
+struct Env {
+    world: ghauthz::world::World,
+    authz: Authorizer,
+    _mock: MockGithub,
+    _dir: tempfile::TempDir,
+}
+
+async fn env_with(policy: Policy) -> Env {
+    let world = common::fixture("acme.toml");
+    let clock = ManualClock::new(world.now().unwrap());
+    let mock = MockGithub::start_with_clock(world.clone(), Arc::new(clock.clone())).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("db")).await.unwrap();
+    store.seed_once(&world.app_records(), world.now().unwrap()).await.unwrap();
+    let authz = Authorizer::builder(mock.github_config())
+        .policy(policy)
+        .clock(Arc::new(clock))
+        .store(Arc::new(store))
+        .build()
+        .unwrap();
+    Env { world, authz, _mock: mock, _dir: dir }
+}
+
+fn by(env: &Env, login: &str) -> ChangedBy {
+    ChangedBy::Principal(Principal::github(env.world.user(login).unwrap()))
+}
+
+fn dash() -> AppId {
+    AppId("dash".into())
+}
+
+#[tokio::test]
+async fn world_viewers_are_seeded_and_listed() {
+    let env = env_with(Policy::default()).await;
+    let list = env.authz.viewers(&ChangedBy::Operator, &dash()).await.unwrap();
+    assert_eq!(list.iter().map(|e| e.as_str()).collect::<Vec<_>>(), ["dana@example.com"]);
+}
+
+#[tokio::test]
+async fn a_writer_manages_viewers_and_is_audited() {
+    let env = env_with(Policy::default()).await;
+    let change = env.authz.add_viewer(&by(&env, "carol"), &dash(), "  Eve@Example.COM ").await.unwrap();
+    assert!(change.changed);
+    assert_eq!(change.email.as_str(), "eve@example.com", "normalized on the way in");
+    let again = env.authz.add_viewer(&by(&env, "carol"), &dash(), "eve@example.com").await.unwrap();
+    assert!(!again.changed);
+    let removed = env.authz.remove_viewer(&by(&env, "erin"), &dash(), "EVE@example.com").await.unwrap();
+    assert!(removed.changed);
+    let log = env.authz.store().audit_log().await.unwrap();
+    let tail: Vec<(AuditAction, &str)> = log.iter().rev().take(2).map(|e| (e.action, e.actor.as_str())).collect();
+    assert_eq!(tail, [(AuditAction::ViewerRemoved, "github:5"), (AuditAction::ViewerAdded, "github:3")]);
+}
+
+#[tokio::test]
+async fn below_the_sharing_role_is_denied_with_the_reason() {
+    let env = env_with(Policy::default()).await;
+    for login in ["dave", "mallory", "zed"] {
+        let err = env.authz.add_viewer(&by(&env, login), &dash(), "eve@example.com").await.unwrap_err();
+        let ViewersError::Denied { decision, .. } = &err else { panic!("{login}: {err:?}") };
+        assert!(!decision.is_allowed());
+        assert!(matches!(decision.reason().kind(), "github_role" | "no_access"), "{login}");
+        let err = env.authz.viewers(&by(&env, login), &dash()).await.unwrap_err();
+        assert!(matches!(err, ViewersError::Denied { .. }), "listing is authorized too");
+    }
+    let anonymous = ChangedBy::Principal(Principal::Anonymous);
+    assert!(matches!(
+        env.authz.remove_viewer(&anonymous, &dash(), "dana@example.com").await,
+        Err(ViewersError::Denied { .. })
+    ));
+    assert_eq!(env.authz.viewers(&ChangedBy::Operator, &dash()).await.unwrap().len(), 1, "nothing changed");
+}
+
+#[tokio::test]
+async fn the_sharing_role_is_a_policy_decision() {
+    let env = env_with(Policy { sharing: Role::Admin, ..Policy::default() }).await;
+    assert!(matches!(
+        env.authz.add_viewer(&by(&env, "carol"), &dash(), "eve@example.com").await,
+        Err(ViewersError::Denied { .. })
+    ));
+    assert!(env.authz.add_viewer(&by(&env, "erin"), &dash(), "eve@example.com").await.is_ok());
+}
+
+#[tokio::test]
+async fn bad_input_gets_typed_errors() {
+    let env = env_with(Policy::default()).await;
+    let err = env.authz.add_viewer(&ChangedBy::Operator, &dash(), "eve＠example.com").await.unwrap_err();
+    assert_eq!(err, ViewersError::InvalidEmail(EmailError::At));
+    let err = env.authz.add_viewer(&ChangedBy::Operator, &AppId("nope".into()), "eve@example.com").await.unwrap_err();
+    assert_eq!(err, ViewersError::UnknownApp(AppId("nope".into())));
+}
+
+#[tokio::test]
+async fn checks_resolve_apps_through_the_store() {
+    let env = env_with(Policy::default()).await;
+    let erin = Principal::github(env.world.user("erin").unwrap());
+    let d = env.authz.check_app(&erin, &dash(), ghauthz::Capability::Deploy).await.unwrap();
+    assert!(d.is_allowed());
+    let d = env.authz.check_app(&erin, &AppId("gone".into()), ghauthz::Capability::View).await.unwrap();
+    assert_eq!((d.is_allowed(), d.reason().kind()), (false, "unknown_app"));
+}
