@@ -10,7 +10,7 @@ use crate::cache::{
     Backoff, CacheConfig, CacheStats, Counters, Epochs, FactCore, Front, Invalidation, PermEntry, PermKey, RepoEntry,
 };
 use crate::clock::{Clock, SystemClock, Timestamp};
-use crate::decision::{Decision, Fact, Outcome, Reason, Source, decide_anonymous, decide_github};
+use crate::decision::{Decision, Fact, NoAccessDetail, Outcome, Reason, Source, decide_anonymous, decide_github};
 use crate::email::{Email, EmailError};
 use crate::github::{
     ClientBuildError, Fetched, GithubApi, GithubConfig, GithubError, OctocrabGithub, PermissionTarget, UnavailableCause,
@@ -19,6 +19,10 @@ use crate::ids::{App, AppId, GithubUser, RepoCoords};
 use crate::policy::{Capability, Need, Policy, Visibility};
 use crate::secret::GithubToken;
 use crate::store::{Actor, MemoryStore, Store, StoreError};
+use crate::viewer::{
+    IssuedLink, IssuedSession, LinkConfig, LinkError, LinkInfo, Session, SessionConfig, SessionError, SessionKeys,
+    SignIn,
+};
 
 /// Who is asking.
 #[derive(Debug, Clone)]
@@ -26,6 +30,8 @@ use crate::store::{Actor, MemoryStore, Store, StoreError};
 pub enum Principal {
     /// Nobody signed in.
     Anonymous,
+    /// An invited viewer with a verified session ([`Authorizer::verify_session`]).
+    Viewer(Session),
     /// A GitHub-authenticated user; in user-token mode, with their token.
     GithubUser {
         /// The user.
@@ -50,6 +56,7 @@ impl Principal {
     pub fn label(&self) -> String {
         match self {
             Principal::Anonymous => "anonymous".to_owned(),
+            Principal::Viewer(s) => format!("viewer:{}", s.email()),
             Principal::GithubUser { user, .. } => format!("github:{}", user.login),
         }
     }
@@ -145,6 +152,9 @@ pub enum BuildError {
     /// Called outside a Tokio runtime: the GitHub client's connection pool needs one.
     #[error("an authorizer must be built inside a tokio runtime")]
     NoRuntime,
+    /// No session key could be generated (the system's random source failed).
+    #[error("no session key could be generated")]
+    Keys,
 }
 
 /// Builds an [`Authorizer`].
@@ -155,9 +165,26 @@ pub struct AuthorizerBuilder {
     cache: CacheConfig,
     clock: Arc<dyn Clock>,
     store: Arc<dyn Store>,
+    links: LinkConfig,
+    sessions: SessionConfig,
+    keys: Option<SessionKeys>,
 }
 
 impl AuthorizerBuilder {
+    /// Link lifetimes and limits.
+    pub fn links(mut self, links: LinkConfig) -> Self {
+        self.links = links;
+        self
+    }
+
+    /// The keys that sign viewer sessions (default: one random key, so sessions do not outlive
+    /// the process), and their lifetime.
+    pub fn sessions(mut self, keys: SessionKeys, config: SessionConfig) -> Self {
+        self.keys = Some(keys);
+        self.sessions = config;
+        self
+    }
+
     /// Where apps and viewer grants live (default: a fresh [`MemoryStore`]).
     pub fn store(mut self, store: Arc<dyn Store>) -> Self {
         self.store = store;
@@ -189,7 +216,12 @@ impl AuthorizerBuilder {
             return Err(BuildError::NoRuntime);
         }
         let github = Arc::new(OctocrabGithub::new(self.github, self.clock.clone())?);
-        Ok(Authorizer::from_parts(self.policy, self.cache, self.clock, github, self.store))
+        let keys = match self.keys {
+            Some(k) => k,
+            None => SessionKeys::generate().map_err(|_| BuildError::Keys)?,
+        };
+        let signin = SignIn { links: self.links, keys, sessions: self.sessions };
+        Ok(Authorizer::from_parts(self.policy, self.cache, self.clock, github, self.store, signin))
     }
 }
 
@@ -227,6 +259,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     github: Arc<dyn GithubApi>,
     store: Arc<dyn Store>,
+    signin: SignIn,
     perms: moka::future::Cache<PermKey, Arc<PermEntry>>,
     repos: moka::future::Cache<RepoCoords, Arc<RepoEntry>>,
     front: Arc<Front>,
@@ -267,6 +300,9 @@ impl Authorizer {
             cache: CacheConfig::default(),
             clock: Arc::new(SystemClock),
             store: Arc::new(MemoryStore::new()),
+            links: LinkConfig::default(),
+            sessions: SessionConfig::default(),
+            keys: None,
         }
     }
 
@@ -276,6 +312,7 @@ impl Authorizer {
         clock: Arc<dyn Clock>,
         github: Arc<dyn GithubApi>,
         store: Arc<dyn Store>,
+        signin: SignIn,
     ) -> Self {
         let front = Arc::new(Front::new(cfg.capacity));
         let listener_front = front.clone();
@@ -303,6 +340,7 @@ impl Authorizer {
             clock,
             github,
             store,
+            signin,
             perms,
             repos,
             front,
@@ -344,6 +382,9 @@ impl Authorizer {
     }
 
     async fn check_need(&self, principal: &Principal, app: &App, need: Need) -> Result<Decision, CheckError> {
+        if let Principal::Viewer(session) = principal {
+            return self.check_viewer(session, app, need).await;
+        }
         if let Some(decision) = self.cached_need(principal, app, need) {
             return Ok(decision);
         }
@@ -373,6 +414,8 @@ impl Authorizer {
         let user = match principal {
             Principal::Anonymous => return Some(self.anonymous(app, need)),
             Principal::GithubUser { user, .. } => user,
+            // A viewer's grant is read from the store at every check.
+            Principal::Viewer(_) => return None,
         };
         if need.view && app.visibility() == Visibility::Public {
             return Some(self.anonymous(app, need));
@@ -385,6 +428,54 @@ impl Authorizer {
                 .usable(&key, entry, app, now, need.strict)
                 .then(|| inner.decision(entry, app, need, Source::Cache, now))
         })
+    }
+
+    /// A viewer: the session must be for this app and unexpired, the action `view`, and the grant
+    /// must still exist (read from the store now, so a removed viewer is denied at once).
+    async fn check_viewer(&self, session: &Session, app: &App, need: Need) -> Result<Decision, CheckError> {
+        let store = |outcome, reason| Decision::new(outcome, reason, Source::Store, Duration::ZERO);
+        let invalid = |error| store(Outcome::Deny, Reason::SessionInvalid { error });
+        if session.expires_at() <= self.inner.clock.now() {
+            return Ok(invalid(SessionError::Expired));
+        }
+        if session.app() != app.id() {
+            return Ok(invalid(SessionError::WrongApp));
+        }
+        if !need.view {
+            return Ok(store(Outcome::Deny, Reason::NoAccess { detail: NoAccessDetail::ViewOnly }));
+        }
+        if app.visibility() == Visibility::Public {
+            return Ok(store(Outcome::Allow, Reason::PublicApp));
+        }
+        if self.inner.store.is_viewer(app.id(), session.email()).await? {
+            Ok(store(Outcome::Allow, Reason::ViewerGrant { via: session.via() }))
+        } else {
+            Ok(store(Outcome::Deny, Reason::NotInvited))
+        }
+    }
+
+    /// Issues a single-use sign-in link for an invited address (rate-limited per app and
+    /// address). Send it to [`IssuedLink::email`], the stored address.
+    pub async fn issue_link(&self, app: &AppId, email: &str) -> Result<IssuedLink, LinkError> {
+        self.inner.signin.issue(&*self.inner.store, self.inner.clock.now(), app, email).await
+    }
+
+    /// Validates a link without using it up: what answering a GET may do (mail scanners fetch
+    /// every link they see).
+    pub async fn inspect_link(&self, token: &str) -> Result<LinkInfo, LinkError> {
+        self.inner.signin.inspect(&*self.inner.store, self.inner.clock.now(), token).await
+    }
+
+    /// Uses the link up and mints a viewer session: what the POST does. Of any number of
+    /// concurrent redemptions of one link, exactly one succeeds. With `expected_app`, a link for
+    /// another app is refused (`wrong_app`) and not used up.
+    pub async fn redeem_link(&self, token: &str, expected_app: Option<&AppId>) -> Result<IssuedSession, LinkError> {
+        self.inner.signin.redeem(&*self.inner.store, self.inner.clock.now(), token, expected_app).await
+    }
+
+    /// Verifies a viewer session token we signed.
+    pub fn verify_session(&self, token: &str) -> Result<Session, SessionError> {
+        self.inner.signin.verify(self.inner.clock.now(), token)
     }
 
     fn anonymous(&self, app: &App, need: Need) -> Decision {

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::ids::RepoId;
 use crate::policy::{Need, Role, RoleGrant, RoleName, Visibility};
+use crate::viewer::{SessionError, Via};
 
 /// Allow or deny.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -31,6 +32,8 @@ pub enum NoAccessDetail {
     /// GitHub says the login belongs to another user id now (renamed and reused): the control
     /// plane's login for this user is out of date.
     LoginMismatch,
+    /// An invited viewer may only view.
+    ViewOnly,
 }
 
 /// Why a decision came out as it did.
@@ -49,6 +52,18 @@ pub enum Reason {
     },
     /// The app is public and the action is `view`.
     PublicApp,
+    /// A signed-in viewer invited to this app.
+    ViewerGrant {
+        /// How they signed in.
+        via: Via,
+    },
+    /// A signed-in viewer whose address is not (or no longer) invited to this app.
+    NotInvited,
+    /// The viewer session was refused.
+    SessionInvalid {
+        /// Why.
+        error: SessionError,
+    },
     /// No role, no invitation, or nobody signed in.
     NoAccess {
         /// What exactly was missing.
@@ -71,6 +86,9 @@ impl Reason {
         match self {
             Reason::GithubRole { .. } => "github_role",
             Reason::PublicApp => "public_app",
+            Reason::ViewerGrant { .. } => "viewer_grant",
+            Reason::NotInvited => "not_invited",
+            Reason::SessionInvalid { .. } => "session_invalid",
             Reason::NoAccess { .. } => "no_access",
             Reason::RepoReplaced { .. } => "repo_replaced",
             Reason::UnknownApp => "unknown_app",

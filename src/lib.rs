@@ -11,6 +11,7 @@ mod ids;
 mod policy;
 mod secret;
 pub mod store;
+mod viewer;
 #[cfg(feature = "world")]
 pub mod world;
 
@@ -24,4 +25,7 @@ pub use email::{Email, EmailError, MAX_EMAIL_LEN};
 pub use github::{ClientBuildError, GithubAuth, GithubConfig, GithubError, UnavailableCause};
 pub use ids::{App, AppId, GithubUser, InvalidRepoCoords, OwnerId, RepoCoords, RepoId, UserId};
 pub use policy::{Capability, Policy, Role, RoleGrant, RoleName, UnknownCapability, Visibility};
-pub use secret::{AppPrivateKey, GithubToken, InvalidKey};
+pub use secret::{AppPrivateKey, GithubToken, InvalidKey, LinkToken, SessionKey, SessionToken};
+pub use viewer::{
+    IssuedLink, IssuedSession, LinkConfig, LinkError, LinkInfo, Session, SessionConfig, SessionError, SessionKeys, Via,
+};

@@ -9,8 +9,9 @@ use clap::{Args, Parser, Subcommand};
 use ghauthz::store::{MemoryStore, SqliteStore, Store, StoreError};
 use ghauthz::world::{ExplainRow, MockGithub, World};
 use ghauthz::{
-    App, AppId, Authorizer, Capability, ChangedBy, CheckError, Clock, Decision, GithubError, ManualClock, Policy,
-    Principal, Reason, SystemClock, Timestamp, UnavailableCause, ViewersError,
+    App, AppId, Authorizer, Capability, ChangedBy, CheckError, Clock, Decision, GithubError, LinkError, ManualClock,
+    Policy, Principal, Reason, SessionConfig, SessionError, SessionKeys, SystemClock, Timestamp, UnavailableCause,
+    ViewersError,
 };
 use serde_json::{Value, json};
 
@@ -92,6 +93,38 @@ enum Command {
     /// Manage an app's invited viewers.
     #[command(subcommand)]
     Viewers(ViewersCommand),
+    /// Single-use sign-in links for invited viewers.
+    #[command(subcommand)]
+    Link(LinkCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum LinkCommand {
+    /// Issue a link for an invited address.
+    Issue {
+        /// The app's id.
+        #[arg(long)]
+        app: String,
+        /// The invited address.
+        #[arg(long)]
+        email: String,
+        /// Print the token (world mode always does: there is no mailer there).
+        #[arg(long)]
+        print_token: bool,
+    },
+    /// Validate a link without using it up.
+    Inspect {
+        /// The link's token.
+        token: String,
+    },
+    /// Use the link up and mint a viewer session.
+    Redeem {
+        /// The link's token.
+        token: String,
+        /// Refuse a link for another app (`wrong_app`).
+        #[arg(long)]
+        app: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,7 +162,7 @@ struct ViewerListArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("principal").required(true).args(["github_user", "anonymous"])))]
+#[command(group(clap::ArgGroup::new("principal").required(true).args(["github_user", "anonymous", "viewer_session"])))]
 struct CheckArgs {
     /// The app's id.
     #[arg(long)]
@@ -143,6 +176,9 @@ struct CheckArgs {
     /// Nobody signed in.
     #[arg(long)]
     anonymous: bool,
+    /// A viewer session minted by `link redeem`.
+    #[arg(long, value_name = "TOKEN")]
+    viewer_session: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -186,7 +222,13 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Outcome {
-    let ctx = match world_ctx(&cli.global).await {
+    // Only commands that sign or verify viewer sessions read (or create) the keys file.
+    let needs_keys = match &cli.command {
+        Command::Link(_) => true,
+        Command::Check(args) => args.viewer_session.is_some(),
+        _ => false,
+    };
+    let ctx = match world_ctx(&cli.global, needs_keys).await {
         Ok(ctx) => ctx,
         Err(e) => return e,
     };
@@ -194,10 +236,11 @@ async fn run(cli: Cli) -> Outcome {
         Command::Check(args) => check(&ctx, &args).await,
         Command::Explain(args) => explain(&ctx, &args).await,
         Command::Viewers(cmd) => viewers(&ctx, cmd).await,
+        Command::Link(cmd) => link(&ctx, cmd).await,
     }
 }
 
-async fn world_ctx(g: &Global) -> Result<WorldCtx, Outcome> {
+async fn world_ctx(g: &Global, needs_keys: bool) -> Result<WorldCtx, Outcome> {
     let Some(path) = &g.world else {
         if g.now.is_some() {
             return Err(Outcome::error(
@@ -226,6 +269,16 @@ async fn world_ctx(g: &Global) -> Result<WorldCtx, Outcome> {
         Some(t) => Arc::new(ManualClock::new(t)),
         None => Arc::new(SystemClock),
     };
+    let keys_path = g.keys.clone().unwrap_or_else(|| {
+        let mut p = path.clone().into_os_string();
+        p.push(".keys");
+        PathBuf::from(p)
+    });
+    let keys = if needs_keys {
+        load_or_create_keys(&keys_path).map_err(|e| Outcome::error(Exit::Usage, "bad_keys", format!("{e:#}")))?
+    } else {
+        SessionKeys::generate().map_err(|_| Outcome::error(Exit::Unavailable, "keys", "no random source"))?
+    };
     let mock = MockGithub::start_with_clock(world.clone(), clock.clone())
         .await
         .map_err(|e| Outcome::error(Exit::Unavailable, "mock_github", e))?;
@@ -239,6 +292,7 @@ async fn world_ctx(g: &Global) -> Result<WorldCtx, Outcome> {
         .policy(policy)
         .clock(clock)
         .store(store)
+        .sessions(keys, SessionConfig::default())
         .build()
         .map_err(|e| Outcome::error(Exit::Usage, "usage", e))?;
     Ok(WorldCtx { world, authz, _mock: mock })
@@ -260,6 +314,40 @@ async fn open_store(db: Option<&str>) -> Result<Arc<dyn Store>, Outcome> {
     }
 }
 
+/// The keys file: read it, or create it with one fresh key (readable by its owner only), so
+/// that a token issued by one command verifies in the next. Creation is atomic: the file is
+/// written under another name and linked into place only if no other process got there first.
+fn load_or_create_keys(path: &std::path::Path) -> anyhow::Result<SessionKeys> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            SessionKeys::from_json(&text).map_err(|_| anyhow::anyhow!("`{}` is not a keys file", path.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let keys = SessionKeys::generate().map_err(|_| anyhow::anyhow!("no random source for a session key"))?;
+            let mut temp = path.as_os_str().to_owned();
+            temp.push(format!(".{}.tmp", std::process::id()));
+            let temp = PathBuf::from(temp);
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut f = options.open(&temp).with_context(|| format!("cannot create `{}`", temp.display()))?;
+            std::io::Write::write_all(&mut f, keys.to_json_with_secrets().as_bytes())
+                .and_then(|()| f.sync_all())
+                .with_context(|| format!("cannot write `{}`", temp.display()))?;
+            let linked = std::fs::hard_link(&temp, path);
+            let _ = std::fs::remove_file(&temp);
+            match linked {
+                Ok(()) => Ok(keys),
+                // Another process created it first: use theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_or_create_keys(path),
+                Err(e) => Err(e).with_context(|| format!("cannot create `{}`", path.display())),
+            }
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read `{}`", path.display())),
+    }
+}
+
 fn load_policy(path: &std::path::Path) -> anyhow::Result<Policy> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
     toml::from_str(&text).with_context(|| format!("`{}`", path.display()))
@@ -270,7 +358,15 @@ fn parse_now(s: &str) -> Result<Timestamp, String> {
     u64::try_from(t.timestamp_millis()).map(Timestamp).map_err(|_| format!("`--now {s}` is before 1970"))
 }
 
-fn principal(ctx: &WorldCtx, args: &CheckArgs) -> Result<Principal, Outcome> {
+/// The principal of `check`; a refused viewer session is a denial, not an error.
+fn principal(ctx: &WorldCtx, args: &CheckArgs) -> Result<Result<Principal, SessionError>, Outcome> {
+    if let Some(token) = &args.viewer_session {
+        return Ok(ctx.authz.verify_session(token).map(Principal::Viewer));
+    }
+    principal_of(ctx, args).map(Ok)
+}
+
+fn principal_of(ctx: &WorldCtx, args: &CheckArgs) -> Result<Principal, Outcome> {
     match &args.github_user {
         Some(login) => ctx
             .world
@@ -312,7 +408,14 @@ fn error_json(e: &CheckError) -> Value {
 
 async fn check(ctx: &WorldCtx, args: &CheckArgs) -> Outcome {
     let principal = match principal(ctx, args) {
-        Ok(p) => p,
+        Ok(Ok(p)) => p,
+        Ok(Err(error)) => {
+            let v = json!({
+                "decision": "deny", "app": args.app, "action": args.action, "principal": "viewer",
+                "reason": Reason::SessionInvalid { error }, "source": "store", "age_ms": 0
+            });
+            return Outcome::json(Exit::Denied, &v);
+        }
         Err(e) => return e,
     };
     decide(&ctx.authz, &principal, &AppId(args.app.clone()), args.action).await
@@ -398,6 +501,57 @@ async fn viewers(ctx: &WorldCtx, cmd: ViewersCommand) -> Outcome {
     match result {
         Ok(v) => Outcome::json(Exit::Done, &v),
         Err(e) => viewers_error(&e),
+    }
+}
+
+fn rfc3339(t: Timestamp) -> String {
+    chrono::DateTime::from_timestamp_millis(i64::try_from(t.0).unwrap_or(i64::MAX))
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+fn link_error(e: &LinkError) -> Outcome {
+    let exit = match e {
+        LinkError::Store(_) => Exit::Unavailable,
+        LinkError::InvalidEmail(_) => Exit::Usage,
+        _ => Exit::Denied,
+    };
+    let mut v = json!({"error": e.kind(), "message": e.to_string()});
+    if let LinkError::RateLimited { retry_after } = e {
+        v["retry_after"] = json!(retry_after.as_secs());
+    }
+    Outcome::json(exit, &v)
+}
+
+async fn link(ctx: &WorldCtx, cmd: LinkCommand) -> Outcome {
+    match cmd {
+        LinkCommand::Issue { app, email, print_token: _ } => match ctx.authz.issue_link(&AppId(app), &email).await {
+            // World mode has no mailer: the token is printed.
+            Ok(l) => Outcome::json(
+                Exit::Done,
+                &json!({"app": l.app, "email": l.email, "token": l.token.expose_secret(), "expires_at": rfc3339(l.expires_at)}),
+            ),
+            Err(e) => link_error(&e),
+        },
+        LinkCommand::Inspect { token } => match ctx.authz.inspect_link(&token).await {
+            Ok(l) => {
+                Outcome::json(Exit::Done, &json!({"app": l.app, "email": l.email, "expires_at": rfc3339(l.expires_at)}))
+            }
+            Err(e) => link_error(&e),
+        },
+        LinkCommand::Redeem { token, app } => {
+            let expected = app.map(AppId);
+            match ctx.authz.redeem_link(&token, expected.as_ref()).await {
+                Ok(s) => Outcome::json(
+                    Exit::Done,
+                    &json!({
+                        "session": s.token.expose_secret(), "app": s.session.app(), "email": s.session.email(),
+                        "expires_at": rfc3339(s.session.expires_at())
+                    }),
+                ),
+                Err(e) => link_error(&e),
+            }
+        }
     }
 }
 

@@ -67,5 +67,95 @@ impl fmt::Debug for AppPrivateKey {
 
 /// A key that is not an RSA private key in PEM.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not an RSA private key in PEM")]
+#[error("not a usable key")]
 pub struct InvalidKey;
+
+/// A single-use sign-in link token: what the mailer sends. Not `Clone`: it is handed out once.
+pub struct LinkToken(String);
+
+impl LinkToken {
+    pub(crate) fn new(token: String) -> Self {
+        Self(token)
+    }
+
+    /// The token itself. Call it only where the link is sent.
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for LinkToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LinkToken([redacted])")
+    }
+}
+
+/// A viewer session token (a JWT we signed): what the viewer's browser holds.
+#[derive(Clone)]
+pub struct SessionToken(String);
+
+impl SessionToken {
+    pub(crate) fn new(token: String) -> Self {
+        Self(token)
+    }
+
+    /// The token itself. Call it only where it is handed to the viewer.
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionToken([redacted])")
+    }
+}
+
+/// A key that signs viewer sessions (HMAC-SHA256), with the id that names it in tokens.
+#[derive(Clone)]
+pub struct SessionKey {
+    pub(crate) kid: String,
+    pub(crate) secret: Vec<u8>,
+}
+
+impl SessionKey {
+    /// A key from its id and at least 32 bytes of secret.
+    pub fn new(kid: impl Into<String>, secret: Vec<u8>) -> Result<Self, InvalidKey> {
+        let kid = kid.into();
+        if secret.len() < 32 || kid.is_empty() || kid.len() > 64 {
+            return Err(InvalidKey);
+        }
+        Ok(Self { kid, secret })
+    }
+
+    /// The key's id.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The secret. Call it only to store the key.
+    pub fn expose_secret(&self) -> &[u8] {
+        &self.secret
+    }
+}
+
+impl fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionKey({:?}, [redacted])", self.kid)
+    }
+}
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+
+    #[test]
+    fn every_secret_is_redacted() {
+        let link = LinkToken::new("gl1_supersecretlinktoken".into());
+        let session = SessionToken::new("eyJsupersecret".into());
+        let key = SessionKey::new("k1", vec![7; 32]).unwrap();
+        let shown = format!("{link:?} {session:?} {key:?}");
+        assert!(!shown.contains("supersecret") && !shown.contains("7, 7"), "{shown}");
+        assert!(SessionKey::new("k1", vec![0; 16]).is_err(), "short keys are refused");
+    }
+}

@@ -391,3 +391,118 @@ fn a_world_with_a_bad_viewer_address_is_refused() {
     assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("bad_world")));
     assert!(r.json()["message"].as_str().unwrap().contains("apps[1].viewers[0]"), "{}", r.stdout);
 }
+
+fn link_env() -> (tempfile::TempDir, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_in(&dir);
+    let keys = dir.path().join("keys").display().to_string();
+    let globals = vec!["--world".into(), world("acme.toml"), "--db".into(), db, "--keys".into(), keys];
+    (dir, globals)
+}
+
+fn run_with(globals: &[String], args: &[&str]) -> Run {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(globals.iter().map(String::as_str));
+    ghauthz(&all)
+}
+
+#[test]
+fn links_issue_inspect_redeem_and_sessions_check() {
+    let (_dir, g) = link_env();
+    let issued = run_with(&g, &["link", "issue", "--app", "dash", "--email", "DANA@example.com"]);
+    assert_eq!(issued.code, 0, "{}", issued.stdout);
+    let v = issued.json();
+    assert_eq!((v["app"].as_str(), v["email"].as_str()), (Some("dash"), Some("dana@example.com")));
+    assert_eq!(v["expires_at"], "2026-11-22T10:15:00Z", "15 minutes after the world's now");
+    let token = v["token"].as_str().unwrap().to_owned();
+    let r = run_with(&g, &["link", "inspect", &token]);
+    assert_eq!((r.code, r.json()["email"].as_str()), (0, Some("dana@example.com")));
+    let r = run_with(&g, &["link", "redeem", &token, "--app", "notes"]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (2, Some("wrong_app")));
+    let r = run_with(&g, &["link", "redeem", &token]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let session = r.json()["session"].as_str().unwrap().to_owned();
+    assert!(!r.stderr.contains(&token) && !r.stderr.contains(&session), "no token on stderr");
+    let r = run_with(&g, &["link", "redeem", &token]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (2, Some("already_used")));
+    let r = run_with(&g, &["check", "--app", "dash", "--action", "view", "--viewer-session", &session]);
+    assert_eq!(
+        (r.code, r.json()["reason"]["kind"].as_str(), r.json()["reason"]["via"].as_str()),
+        (0, Some("viewer_grant"), Some("email_link"))
+    );
+    let r = run_with(&g, &["check", "--app", "dash", "--action", "edit", "--viewer-session", &session]);
+    assert_eq!(r.code, 2);
+    let r = run_with(&g, &["viewers", "remove", "--app", "dash", "--email", "dana@example.com"]);
+    assert_eq!(r.code, 0);
+    let r = run_with(&g, &["check", "--app", "dash", "--action", "view", "--viewer-session", &session]);
+    assert_eq!((r.code, r.json()["reason"]["kind"].as_str()), (2, Some("not_invited")));
+    let r = run_with(&g, &["check", "--app", "dash", "--action", "view", "--viewer-session", "forged.token.here"]);
+    assert_eq!(
+        (r.code, r.json()["reason"]["kind"].as_str(), r.json()["reason"]["error"].as_str()),
+        (2, Some("session_invalid"), Some("invalid"))
+    );
+}
+
+#[test]
+fn link_refusals_have_their_kinds() {
+    let (_dir, g) = link_env();
+    let r = run_with(&g, &["link", "issue", "--app", "dash", "--email", "mallory@example.com"]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (2, Some("not_invited")));
+    assert!(r.json().get("token").is_none());
+    for _ in 0..5 {
+        assert_eq!(run_with(&g, &["link", "issue", "--app", "dash", "--email", "dana@example.com"]).code, 0);
+    }
+    let r = run_with(&g, &["link", "issue", "--app", "dash", "--email", "dana@example.com"]);
+    assert_eq!(
+        (r.code, r.json()["error"].as_str(), r.json()["retry_after"].as_u64()),
+        (2, Some("rate_limited"), Some(900))
+    );
+    let r = run_with(&g, &["link", "inspect", "gl1_nonsense"]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (2, Some("invalid")));
+    let later = run_with(&g, &["link", "issue", "--app", "site", "--email", "dana@example.com"]);
+    assert_eq!(later.json()["error"], "not_invited", "invited to dash only");
+}
+
+#[test]
+fn a_link_expires_between_commands() {
+    let (_dir, g) = link_env();
+    let token = run_with(&g, &["link", "issue", "--app", "dash", "--email", "dana@example.com"]).json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = run_with(&g, &["link", "redeem", &token, "--now", "2026-11-22T10:15:01Z"]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (2, Some("expired")));
+    let r = run_with(&g, &["link", "redeem", &token, "--now", "2026-11-22T10:14:59Z"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+}
+
+#[test]
+fn sixty_four_processes_redeeming_one_link_succeed_once() {
+    let (_dir, g) = link_env();
+    let token = run_with(&g, &["link", "issue", "--app", "dash", "--email", "dana@example.com"]).json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let children: Vec<_> = (0..64)
+        .map(|_| {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_ghauthz"));
+            cmd.args(["link", "redeem", &token]).args(&g);
+            cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
+            cmd.spawn().expect("spawns")
+        })
+        .collect();
+    let mut codes = std::collections::BTreeMap::new();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let kind = if out.status.code() == Some(0) {
+            "ok".to_owned()
+        } else {
+            serde_json::from_slice::<Value>(&out.stdout)
+                .map(|v| v["error"].as_str().unwrap_or("?").to_owned())
+                .unwrap_or_default()
+        };
+        *codes.entry(kind).or_insert(0) += 1;
+    }
+    assert_eq!(codes.get("ok"), Some(&1), "{codes:?}");
+    assert_eq!(codes.get("already_used"), Some(&63), "{codes:?}");
+}

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
-use super::{Actor, AppRecord, AuditAction, AuditEvent, Store, StoreError};
+use super::{Actor, AppRecord, AuditAction, AuditEvent, IssueLimit, IssueOutcome, LinkRecord, Store, StoreError};
 use crate::clock::Timestamp;
 use crate::email::Email;
 use crate::ids::AppId;
@@ -21,6 +21,7 @@ struct State {
     apps: BTreeMap<AppId, AppRecord>,
     viewers: BTreeSet<(AppId, Email)>,
     audit: Vec<AuditEvent>,
+    links: BTreeMap<[u8; 32], LinkRecord>,
     seeded: bool,
 }
 
@@ -89,6 +90,46 @@ impl Store for MemoryStore {
 
     async fn audit_log(&self) -> Result<Vec<AuditEvent>, StoreError> {
         Ok(self.state.lock().audit.clone())
+    }
+
+    async fn issue_link(&self, link: &LinkRecord, limit: IssueLimit) -> Result<IssueOutcome, StoreError> {
+        let mut s = self.state.lock();
+        if !s.viewers.contains(&(link.app.clone(), link.email.clone())) {
+            return Ok(IssueOutcome::NotInvited);
+        }
+        let since =
+            Timestamp(link.issued_at.0.saturating_sub(u64::try_from(limit.window.as_millis()).unwrap_or(u64::MAX)));
+        let recent: Vec<Timestamp> = s
+            .links
+            .values()
+            .filter(|l| l.app == link.app && l.email == link.email && l.issued_at > since)
+            .map(|l| l.issued_at)
+            .collect();
+        if recent.len() >= limit.max as usize {
+            let oldest = recent.iter().min().copied().unwrap_or(link.issued_at);
+            return Ok(IssueOutcome::RateLimited { retry_at: oldest.plus(limit.window) });
+        }
+        s.links.insert(link.hash, link.clone());
+        s.audit(link.issued_at, &Actor::Operator, &link.app, AuditAction::LinkIssued, &link.email);
+        Ok(IssueOutcome::Issued)
+    }
+
+    async fn link(&self, hash: &[u8; 32]) -> Result<Option<LinkRecord>, StoreError> {
+        Ok(self.state.lock().links.get(hash).cloned())
+    }
+
+    async fn use_link(&self, hash: &[u8; 32], now: Timestamp) -> Result<bool, StoreError> {
+        let mut s = self.state.lock();
+        let Some(link) = s.links.get(hash).cloned() else { return Ok(false) };
+        let granted = s.viewers.contains(&(link.app.clone(), link.email.clone()));
+        if link.used_at.is_some() || link.expires_at <= now || !granted {
+            return Ok(false);
+        }
+        if let Some(l) = s.links.get_mut(hash) {
+            l.used_at = Some(now);
+        }
+        s.audit(now, &Actor::Operator, &link.app, AuditAction::LinkRedeemed, &link.email);
+        Ok(true)
     }
 
     async fn seed_once(&self, apps: &[(AppRecord, Vec<Email>)], at: Timestamp) -> Result<bool, StoreError> {

@@ -77,6 +77,10 @@ pub enum AuditAction {
     ViewerAdded,
     /// A viewer grant was removed.
     ViewerRemoved,
+    /// A sign-in link was issued.
+    LinkIssued,
+    /// A sign-in link was used up.
+    LinkRedeemed,
 }
 
 impl AuditAction {
@@ -85,6 +89,8 @@ impl AuditAction {
         match self {
             AuditAction::ViewerAdded => "viewer_added",
             AuditAction::ViewerRemoved => "viewer_removed",
+            AuditAction::LinkIssued => "link_issued",
+            AuditAction::LinkRedeemed => "link_redeemed",
         }
     }
 
@@ -93,6 +99,8 @@ impl AuditAction {
         match s {
             "viewer_added" => Some(AuditAction::ViewerAdded),
             "viewer_removed" => Some(AuditAction::ViewerRemoved),
+            "link_issued" => Some(AuditAction::LinkIssued),
+            "link_redeemed" => Some(AuditAction::LinkRedeemed),
             _ => None,
         }
     }
@@ -111,6 +119,47 @@ pub struct AuditEvent {
     pub action: AuditAction,
     /// The viewer concerned, if any.
     pub email: Option<Email>,
+}
+
+/// A sign-in link as the store holds it: never the token, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkRecord {
+    /// SHA-256 of the token.
+    pub hash: [u8; 32],
+    /// The app it opens.
+    pub app: AppId,
+    /// The invited address it was sent to.
+    pub email: Email,
+    /// When it was issued.
+    pub issued_at: Timestamp,
+    /// When it stops working.
+    pub expires_at: Timestamp,
+    /// When it was used up, if it was.
+    pub used_at: Option<Timestamp>,
+}
+
+/// What [`Store::issue_link`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IssueOutcome {
+    /// Stored (and audited).
+    Issued,
+    /// The address is not invited to the app: nothing stored.
+    NotInvited,
+    /// Too many links for this (app, address) lately: nothing stored until `retry_at`.
+    RateLimited {
+        /// When one more may be issued.
+        retry_at: Timestamp,
+    },
+}
+
+/// How many links one (app, address) may be issued within a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IssueLimit {
+    /// At most this many...
+    pub max: u32,
+    /// ...within this long.
+    pub window: std::time::Duration,
 }
 
 /// The store could not answer. Checks that need it fail closed (exit 3 in the CLI).
@@ -153,6 +202,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// The audit log, oldest first.
     async fn audit_log(&self) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// Stores `link` if its address is invited to its app and fewer than `limit.max` links were
+    /// issued for the pair within `limit.window` before `link.issued_at`; atomically.
+    async fn issue_link(&self, link: &LinkRecord, limit: IssueLimit) -> Result<IssueOutcome, StoreError>;
+
+    /// The link whose token hashes to `hash`.
+    async fn link(&self, hash: &[u8; 32]) -> Result<Option<LinkRecord>, StoreError>;
+
+    /// Uses the link up if it is unused, unexpired at `now`, and its grant still exists; true for
+    /// exactly one caller, however many race (threads, processes, replicas).
+    async fn use_link(&self, hash: &[u8; 32], now: Timestamp) -> Result<bool, StoreError>;
 
     /// Inserts `apps` with their viewers if, and only if, this store was never seeded; atomically
     /// with recording that it was. Returns whether it seeded.

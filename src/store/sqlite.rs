@@ -10,7 +10,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::{Actor, AppRecord, AuditAction, AuditEvent, Store, StoreError};
+use super::{Actor, AppRecord, AuditAction, AuditEvent, IssueLimit, IssueOutcome, LinkRecord, Store, StoreError};
 use crate::clock::Timestamp;
 use crate::email::Email;
 use crate::ids::{AppId, RepoId, UserId};
@@ -45,6 +45,15 @@ CREATE TABLE IF NOT EXISTS audit (
     action TEXT NOT NULL,
     email  TEXT
 );
+CREATE TABLE IF NOT EXISTS links (
+    hash       BLOB PRIMARY KEY,
+    app_id     TEXT NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
+    email      TEXT NOT NULL,
+    issued_at  INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at    INTEGER
+);
+CREATE INDEX IF NOT EXISTS links_by_grant ON links (app_id, email, issued_at);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1');
 "#;
 
@@ -296,6 +305,93 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn issue_link(&self, link: &LinkRecord, limit: IssueLimit) -> Result<IssueOutcome, StoreError> {
+        let issued_at = to_i64(link.issued_at.0, "time")?;
+        let window = to_i64(u64::try_from(limit.window.as_millis()).unwrap_or(u64::MAX), "window")?;
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        // Take the write lock first, so that the count below cannot go stale before the insert.
+        sqlx::query("UPDATE meta SET value = value WHERE key = 'schema_version'")
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let invited: Option<i64> = sqlx::query_scalar("SELECT 1 FROM viewers WHERE app_id = ? AND email = ?")
+            .bind(&link.app.0)
+            .bind(link.email.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if invited.is_none() {
+            return Ok(IssueOutcome::NotInvited);
+        }
+        let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), MIN(issued_at) FROM links WHERE app_id = ? AND email = ? AND issued_at > ?",
+        )
+        .bind(&link.app.0)
+        .bind(link.email.as_str())
+        .bind(issued_at.saturating_sub(window))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        if count >= i64::from(limit.max) {
+            let oldest = Timestamp(to_u64(oldest.unwrap_or(issued_at), "time")?);
+            return Ok(IssueOutcome::RateLimited { retry_at: oldest.plus(limit.window) });
+        }
+        sqlx::query(
+            "INSERT INTO links (hash, app_id, email, issued_at, expires_at, used_at) VALUES (?, ?, ?, ?, ?, NULL)",
+        )
+        .bind(&link.hash[..])
+        .bind(&link.app.0)
+        .bind(link.email.as_str())
+        .bind(issued_at)
+        .bind(to_i64(link.expires_at.0, "time")?)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        Self::audit(&mut tx, link.issued_at, &Actor::Operator, &link.app, AuditAction::LinkIssued, &link.email).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(IssueOutcome::Issued)
+    }
+
+    async fn link(&self, hash: &[u8; 32]) -> Result<Option<LinkRecord>, StoreError> {
+        let row = sqlx::query("SELECT app_id, email, issued_at, expires_at, used_at FROM links WHERE hash = ?")
+            .bind(&hash[..])
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let Some(row) = row else { return Ok(None) };
+        let used_at: Option<i64> = row.try_get("used_at").map_err(unavailable)?;
+        Ok(Some(LinkRecord {
+            hash: *hash,
+            app: AppId(row.try_get("app_id").map_err(unavailable)?),
+            email: email_from(row.try_get("email").map_err(unavailable)?)?,
+            issued_at: Timestamp(to_u64(row.try_get("issued_at").map_err(unavailable)?, "time")?),
+            expires_at: Timestamp(to_u64(row.try_get("expires_at").map_err(unavailable)?, "time")?),
+            used_at: used_at.map(|t| to_u64(t, "time").map(Timestamp)).transpose()?,
+        }))
+    }
+
+    async fn use_link(&self, hash: &[u8; 32], now: Timestamp) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        // One conditional write: of any number of racing redemptions, SQLite lets exactly one
+        // find `used_at` still empty.
+        let row: Option<(String, String)> = sqlx::query_as(
+            "UPDATE links SET used_at = ?1
+             WHERE hash = ?2 AND used_at IS NULL AND expires_at > ?1
+               AND EXISTS (SELECT 1 FROM viewers v WHERE v.app_id = links.app_id AND v.email = links.email)
+             RETURNING app_id, email",
+        )
+        .bind(to_i64(now.0, "time")?)
+        .bind(&hash[..])
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let Some((app, email)) = row else { return Ok(false) };
+        Self::audit(&mut tx, now, &Actor::Operator, &AppId(app), AuditAction::LinkRedeemed, &email_from(email)?)
+            .await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(true)
     }
 
     async fn seed_once(&self, apps: &[(AppRecord, Vec<Email>)], at: Timestamp) -> Result<bool, StoreError> {

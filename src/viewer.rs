@@ -1,0 +1,562 @@
+//! Invited viewers' sign-in: single-use email links and viewer sessions (DESIGN §4).
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::clock::Timestamp;
+use crate::email::{Email, EmailError};
+use crate::ids::AppId;
+use crate::secret::{InvalidKey, LinkToken, SessionKey, SessionToken};
+use crate::store::{IssueLimit, IssueOutcome, LinkRecord, Store, StoreError};
+
+const LINK_PREFIX: &str = "gl1_";
+const ISSUER: &str = "ghauthz";
+const AUDIENCE: &str = "ghauthz:viewer";
+
+/// Lifetimes and limits of sign-in links.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkConfig {
+    /// How long a link works after it is issued. Default 15 minutes.
+    pub ttl: Duration,
+    /// How many links one (app, address) may be issued. Default 5 per 15 minutes.
+    pub issue_limit: IssueLimit,
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(15 * 60),
+            issue_limit: IssueLimit { max: 5, window: Duration::from_secs(15 * 60) },
+        }
+    }
+}
+
+/// Lifetime of viewer sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// How long a session lasts. Default 1 hour.
+    pub ttl: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self { ttl: Duration::from_secs(3600) }
+    }
+}
+
+/// The keys that sign viewer sessions: the first signs, every listed key verifies, so that keys
+/// can rotate. A token signed by a key no longer listed is refused.
+#[derive(Debug, Clone)]
+pub struct SessionKeys {
+    keys: Vec<SessionKey>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeysFile {
+    session_keys: Vec<KeyEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeyEntry {
+    kid: String,
+    secret: String,
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N], InvalidKey> {
+    let mut buf = [0u8; N];
+    getrandom::getrandom(&mut buf).map_err(|_| InvalidKey)?;
+    Ok(buf)
+}
+
+impl SessionKeys {
+    /// Keys from a list whose first key signs. Refuses an empty list and duplicate ids.
+    pub fn new(keys: Vec<SessionKey>) -> Result<Self, InvalidKey> {
+        let mut kids: Vec<&str> = keys.iter().map(|k| k.kid.as_str()).collect();
+        kids.sort_unstable();
+        kids.dedup();
+        if keys.is_empty() || kids.len() != keys.len() {
+            return Err(InvalidKey);
+        }
+        Ok(Self { keys })
+    }
+
+    /// One fresh random key.
+    pub fn generate() -> Result<Self, InvalidKey> {
+        Self::new(vec![Self::fresh_key()?])
+    }
+
+    fn fresh_key() -> Result<SessionKey, InvalidKey> {
+        let kid = URL_SAFE_NO_PAD.encode(random_bytes::<9>()?);
+        SessionKey::new(kid, random_bytes::<32>()?.to_vec())
+    }
+
+    /// A new signing key; the others stay listed and keep verifying.
+    pub fn rotate(&mut self) -> Result<(), InvalidKey> {
+        self.keys.insert(0, Self::fresh_key()?);
+        Ok(())
+    }
+
+    /// Stops listing the key `kid`: tokens it signed are refused from now on. The signing key
+    /// cannot be retired.
+    pub fn retire(&mut self, kid: &str) -> bool {
+        let before = self.keys.len();
+        if self.keys.first().is_some_and(|k| k.kid == kid) {
+            return false;
+        }
+        self.keys.retain(|k| k.kid != kid);
+        self.keys.len() != before
+    }
+
+    /// The keys' ids, the signing key first.
+    pub fn kids(&self) -> Vec<&str> {
+        self.keys.iter().map(|k| k.kid.as_str()).collect()
+    }
+
+    /// Reads the keys file format (`{"session_keys": [{"kid", "secret" (base64url)}]}`).
+    pub fn from_json(text: &str) -> Result<Self, InvalidKey> {
+        let file: KeysFile = serde_json::from_str(text).map_err(|_| InvalidKey)?;
+        let keys = file
+            .session_keys
+            .into_iter()
+            .map(|k| SessionKey::new(k.kid, URL_SAFE_NO_PAD.decode(k.secret).map_err(|_| InvalidKey)?))
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::new(keys)
+    }
+
+    /// The keys file format, secrets included: write it only to a file only the service reads.
+    pub fn to_json_with_secrets(&self) -> String {
+        let file = KeysFile {
+            session_keys: self
+                .keys
+                .iter()
+                .map(|k| KeyEntry { kid: k.kid.clone(), secret: URL_SAFE_NO_PAD.encode(&k.secret) })
+                .collect(),
+        };
+        serde_json::to_string_pretty(&file).unwrap_or_default()
+    }
+
+    fn signing(&self) -> Option<&SessionKey> {
+        self.keys.first()
+    }
+
+    fn find(&self, kid: &str) -> Option<&SessionKey> {
+        self.keys.iter().find(|k| k.kid == kid)
+    }
+}
+
+/// How a viewer signed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    /// A single-use emailed link.
+    EmailLink,
+    /// Google sign-in.
+    Google,
+}
+
+/// A verified viewer session: only [`crate::Authorizer::verify_session`] (or a redemption) makes
+/// one, and checks of viewers accept only this type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    app: AppId,
+    email: Email,
+    via: Via,
+    expires_at: Timestamp,
+}
+
+impl Session {
+    /// The one app the session opens.
+    pub fn app(&self) -> &AppId {
+        &self.app
+    }
+
+    /// The invited address.
+    pub fn email(&self) -> &Email {
+        &self.email
+    }
+
+    /// How the viewer signed in.
+    pub fn via(&self) -> Via {
+        self.via
+    }
+
+    /// When the session ends.
+    pub fn expires_at(&self) -> Timestamp {
+        self.expires_at
+    }
+}
+
+/// A link, issued: what the caller's mailer sends to [`IssuedLink::email`] (the stored address,
+/// never what a requester typed).
+#[derive(Debug)]
+pub struct IssuedLink {
+    /// The token to put in the link.
+    pub token: LinkToken,
+    /// The app.
+    pub app: AppId,
+    /// The invited address.
+    pub email: Email,
+    /// When it stops working.
+    pub expires_at: Timestamp,
+}
+
+/// What inspecting a link tells, without using it up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    /// The app.
+    pub app: AppId,
+    /// The invited address.
+    pub email: Email,
+    /// When it stops working.
+    pub expires_at: Timestamp,
+}
+
+/// A session, minted: the token to hand the viewer, and what it says.
+#[derive(Debug)]
+pub struct IssuedSession {
+    /// The token.
+    pub token: SessionToken,
+    /// The verified session.
+    pub session: Session,
+}
+
+/// Why a link was refused. Never carries the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    /// The address is not invited to the app.
+    #[error("the address is not invited to this app")]
+    NotInvited,
+    /// Too many links for this (app, address) lately.
+    #[error("too many links for this address; try again in {} s", retry_after.as_secs())]
+    RateLimited {
+        /// When one more may be issued.
+        retry_after: Duration,
+    },
+    /// Past its lifetime.
+    #[error("the link has expired")]
+    Expired,
+    /// Used up already.
+    #[error("the link was already used")]
+    AlreadyUsed,
+    /// Not a link this service issued.
+    #[error("the link is not valid")]
+    Invalid,
+    /// The invitation behind it was removed after it was issued.
+    #[error("the invitation behind the link was removed")]
+    Revoked,
+    /// The link opens another app.
+    #[error("the link is for another app")]
+    WrongApp,
+    /// No app with this id.
+    #[error("no app `{0}`")]
+    UnknownApp(AppId),
+    /// The address was refused.
+    #[error("invalid email address: {0}")]
+    InvalidEmail(#[from] EmailError),
+    /// The session could not be minted.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl LinkError {
+    /// The error's kind as written in JSON (`expired`, `already_used`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LinkError::NotInvited => "not_invited",
+            LinkError::RateLimited { .. } => "rate_limited",
+            LinkError::Expired => "expired",
+            LinkError::AlreadyUsed => "already_used",
+            LinkError::Invalid => "invalid",
+            LinkError::Revoked => "revoked",
+            LinkError::WrongApp => "wrong_app",
+            LinkError::UnknownApp(_) => "unknown_app",
+            LinkError::InvalidEmail(_) => "invalid_email",
+            LinkError::Session(_) => "session",
+            LinkError::Store(_) => "store_unavailable",
+        }
+    }
+}
+
+/// Why a viewer session was refused. Never carries the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SessionError {
+    /// Not a well-formed token, a wrong algorithm, a bad signature, or missing claims.
+    #[error("the session is not valid")]
+    Invalid,
+    /// Signed by a key that is no longer listed.
+    #[error("the session was signed by a retired key")]
+    RetiredKey,
+    /// Past its lifetime.
+    #[error("the session has expired")]
+    Expired,
+    /// The session opens another app.
+    #[error("the session is for another app")]
+    WrongApp,
+    /// The keys could not sign.
+    #[error("the session could not be signed")]
+    Signing,
+}
+
+impl SessionError {
+    /// The error's kind as written in JSON.
+    pub fn kind(self) -> &'static str {
+        match self {
+            SessionError::Invalid => "invalid",
+            SessionError::RetiredKey => "retired_key",
+            SessionError::Expired => "expired",
+            SessionError::WrongApp => "wrong_app",
+            SessionError::Signing => "signing",
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    iss: String,
+    aud: String,
+    sub: String,
+    app: String,
+    via: Via,
+    iat: u64,
+    exp: u64,
+    jti: String,
+}
+
+fn link_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Whether `token` has the shape of a link this service issues (checked before any lookup).
+fn well_formed_link(token: &str) -> bool {
+    token.len() == LINK_PREFIX.len() + 43
+        && token.starts_with(LINK_PREFIX)
+        && token[LINK_PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Links and sessions: the sign-in half of the authorizer.
+#[derive(Debug)]
+pub(crate) struct SignIn {
+    pub(crate) links: LinkConfig,
+    pub(crate) keys: SessionKeys,
+    pub(crate) sessions: SessionConfig,
+}
+
+impl SignIn {
+    pub(crate) async fn issue(
+        &self,
+        store: &dyn Store,
+        now: Timestamp,
+        app: &AppId,
+        email: &str,
+    ) -> Result<IssuedLink, LinkError> {
+        let email = Email::parse(email)?;
+        if store.app(app).await?.is_none() {
+            return Err(LinkError::UnknownApp(app.clone()));
+        }
+        let token = format!(
+            "{LINK_PREFIX}{}",
+            URL_SAFE_NO_PAD.encode(random_bytes::<32>().map_err(|_| SessionError::Signing)?)
+        );
+        let expires_at = now.plus(self.links.ttl);
+        let record = LinkRecord {
+            hash: link_hash(&token),
+            app: app.clone(),
+            email: email.clone(),
+            issued_at: now,
+            expires_at,
+            used_at: None,
+        };
+        match store.issue_link(&record, self.links.issue_limit).await? {
+            IssueOutcome::Issued => {
+                Ok(IssuedLink { token: LinkToken::new(token), app: app.clone(), email, expires_at })
+            }
+            IssueOutcome::NotInvited => Err(LinkError::NotInvited),
+            IssueOutcome::RateLimited { retry_at } => {
+                Err(LinkError::RateLimited { retry_after: Duration::from_secs(retry_at.since(now).as_secs().max(1)) })
+            }
+        }
+    }
+
+    /// The link, if it would redeem now; nothing is used up.
+    async fn usable_link(&self, store: &dyn Store, now: Timestamp, token: &str) -> Result<LinkRecord, LinkError> {
+        if !well_formed_link(token) {
+            return Err(LinkError::Invalid);
+        }
+        let link = store.link(&link_hash(token)).await?.ok_or(LinkError::Invalid)?;
+        if link.used_at.is_some() {
+            return Err(LinkError::AlreadyUsed);
+        }
+        if link.expires_at <= now {
+            return Err(LinkError::Expired);
+        }
+        if !store.is_viewer(&link.app, &link.email).await? {
+            return Err(LinkError::Revoked);
+        }
+        Ok(link)
+    }
+
+    pub(crate) async fn inspect(&self, store: &dyn Store, now: Timestamp, token: &str) -> Result<LinkInfo, LinkError> {
+        let link = self.usable_link(store, now, token).await?;
+        Ok(LinkInfo { app: link.app, email: link.email, expires_at: link.expires_at })
+    }
+
+    pub(crate) async fn redeem(
+        &self,
+        store: &dyn Store,
+        now: Timestamp,
+        token: &str,
+        expected_app: Option<&AppId>,
+    ) -> Result<IssuedSession, LinkError> {
+        let link = self.usable_link(store, now, token).await?;
+        if expected_app.is_some_and(|a| *a != link.app) {
+            return Err(LinkError::WrongApp);
+        }
+        if !store.use_link(&link.hash, now).await? {
+            // Lost a race, or the link changed since it was read: say what it is now.
+            return Err(self.usable_link(store, now, token).await.err().unwrap_or(LinkError::AlreadyUsed));
+        }
+        Ok(self.mint(now, &link.app, &link.email, Via::EmailLink)?)
+    }
+
+    pub(crate) fn mint(
+        &self,
+        now: Timestamp,
+        app: &AppId,
+        email: &Email,
+        via: Via,
+    ) -> Result<IssuedSession, SessionError> {
+        let key = self.keys.signing().ok_or(SessionError::Signing)?;
+        let expires_at = now.plus(self.sessions.ttl);
+        let claims = Claims {
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            sub: email.as_str().into(),
+            app: app.0.clone(),
+            via,
+            iat: now.as_secs(),
+            exp: expires_at.as_secs(),
+            jti: URL_SAFE_NO_PAD.encode(random_bytes::<16>().map_err(|_| SessionError::Signing)?),
+        };
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(key.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&key.secret))
+            .map_err(|_| SessionError::Signing)?;
+        let session = Session { app: app.clone(), email: email.clone(), via, expires_at: Timestamp(claims.exp * 1000) };
+        Ok(IssuedSession { token: SessionToken::new(token), session })
+    }
+
+    pub(crate) fn verify(&self, now: Timestamp, token: &str) -> Result<Session, SessionError> {
+        if token.len() > 4096 {
+            return Err(SessionError::Invalid);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| SessionError::Invalid)?;
+        if header.alg != Algorithm::HS256 {
+            return Err(SessionError::Invalid);
+        }
+        let kid = header.kid.ok_or(SessionError::Invalid)?;
+        let key = self.keys.find(&kid).ok_or(SessionError::RetiredKey)?;
+        // The algorithm is fixed here, never taken from the token. Expiry is checked below on
+        // the injected clock, not jsonwebtoken's.
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.validate_exp = false;
+        validation.leeway = 0;
+        let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(&key.secret), &validation)
+            .map_err(|_| SessionError::Invalid)?;
+        let claims = data.claims;
+        let expires_at = Timestamp(claims.exp.saturating_mul(1000));
+        if expires_at <= now {
+            return Err(SessionError::Expired);
+        }
+        let email = Email::parse(&claims.sub).map_err(|_| SessionError::Invalid)?;
+        Ok(Session { app: AppId(claims.app), email, via: claims.via, expires_at })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signin() -> SignIn {
+        SignIn {
+            links: LinkConfig::default(),
+            keys: SessionKeys::generate().unwrap(),
+            sessions: SessionConfig::default(),
+        }
+    }
+
+    const NOW: Timestamp = Timestamp(1_795_000_000_000);
+
+    #[test]
+    fn a_minted_session_verifies_until_it_expires() {
+        let s = signin();
+        let email = Email::parse("dana@example.com").unwrap();
+        let issued = s.mint(NOW, &AppId("dash".into()), &email, Via::EmailLink).unwrap();
+        let session = s.verify(NOW, issued.token.expose_secret()).unwrap();
+        assert_eq!((session.app().0.as_str(), session.email(), session.via()), ("dash", &email, Via::EmailLink));
+        let later = NOW.plus(Duration::from_secs(3600));
+        assert_eq!(s.verify(later, issued.token.expose_secret()), Err(SessionError::Expired));
+    }
+
+    #[test]
+    fn rotation_keeps_old_sessions_and_retirement_ends_them() {
+        let mut s = signin();
+        let email = Email::parse("dana@example.com").unwrap();
+        let old = s.mint(NOW, &AppId("dash".into()), &email, Via::Google).unwrap();
+        let old_kid = s.keys.kids()[0].to_owned();
+        s.keys.rotate().unwrap();
+        assert!(s.verify(NOW, old.token.expose_secret()).is_ok(), "the previous key still verifies");
+        let signing = s.keys.kids()[0].to_owned();
+        assert!(!s.keys.retire(&signing), "the signing key cannot be retired");
+        assert!(s.keys.retire(&old_kid));
+        assert_eq!(s.verify(NOW, old.token.expose_secret()), Err(SessionError::RetiredKey));
+    }
+
+    #[test]
+    fn tampered_and_foreign_tokens_are_invalid() {
+        let s = signin();
+        let email = Email::parse("dana@example.com").unwrap();
+        let t = s.mint(NOW, &AppId("dash".into()), &email, Via::EmailLink).unwrap().token.expose_secret().to_owned();
+        let mut parts: Vec<String> = t.split('.').map(str::to_owned).collect();
+        let payload = String::from_utf8(URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap().replace("dash", "bank");
+        parts[1] = URL_SAFE_NO_PAD.encode(payload);
+        assert_eq!(s.verify(NOW, &parts.join(".")), Err(SessionError::Invalid), "tampered payload");
+        let other = signin();
+        let foreign = other.mint(NOW, &AppId("dash".into()), &email, Via::EmailLink).unwrap();
+        assert_eq!(s.verify(NOW, foreign.token.expose_secret()), Err(SessionError::RetiredKey), "unknown kid");
+        let none = format!("{}.{}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none","kid":"x"}"#), parts[1]);
+        assert_eq!(s.verify(NOW, &none), Err(SessionError::Invalid), "alg none");
+        assert_eq!(s.verify(NOW, "garbage"), Err(SessionError::Invalid));
+        assert_eq!(s.verify(NOW, &"a".repeat(1 << 20)), Err(SessionError::Invalid), "1 MiB");
+    }
+
+    #[test]
+    fn keys_file_round_trips() {
+        let mut keys = SessionKeys::generate().unwrap();
+        keys.rotate().unwrap();
+        let again = SessionKeys::from_json(&keys.to_json_with_secrets()).unwrap();
+        assert_eq!(again.kids(), keys.kids());
+        assert!(SessionKeys::from_json(r#"{"session_keys": []}"#).is_err());
+        assert!(SessionKeys::from_json("nope").is_err());
+    }
+
+    #[test]
+    fn link_tokens_are_checked_for_shape_first() {
+        assert!(well_formed_link(&format!("{LINK_PREFIX}{}", "A".repeat(43))));
+        assert!(!well_formed_link("gl1_short"));
+        assert!(!well_formed_link(&format!("xx1_{}", "A".repeat(43))));
+    }
+}

@@ -1,0 +1,238 @@
+//! Single-use sign-in links and viewer sessions (DESIGN §4), on every store backend.
+#![cfg(feature = "sqlite")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ghauthz::store::{MemoryStore, SqliteStore, Store};
+use ghauthz::world::MockGithub;
+use ghauthz::{
+    AppId, Authorizer, Capability, ChangedBy, LinkError, ManualClock, Principal, Reason, SessionConfig, SessionError,
+    SessionKeys, Via,
+};
+
+struct Env {
+    authz: Authorizer,
+    clock: ManualClock,
+    world: ghauthz::world::World,
+    _mock: MockGithub,
+}
+
+async fn env_on(store: Arc<dyn Store>) -> Env {
+    let world = common::fixture("acme.toml");
+    let clock = ManualClock::new(world.now().unwrap());
+    let mock = MockGithub::start_with_clock(world.clone(), Arc::new(clock.clone())).await.unwrap();
+    store.seed_once(&world.app_records(), world.now().unwrap()).await.unwrap();
+    let authz = Authorizer::builder(mock.github_config()).clock(Arc::new(clock.clone())).store(store).build().unwrap();
+    Env { authz, clock, world, _mock: mock }
+}
+
+fn dash() -> AppId {
+    AppId("dash".into())
+}
+
+async fn link_lifecycle(env: Env) {
+    let a = &env.authz;
+    let link = a.issue_link(&dash(), "Dana@Example.com").await.unwrap();
+    assert_eq!(link.email.as_str(), "dana@example.com", "sent to the stored address");
+    let token = link.token.expose_secret().to_owned();
+    // Inspecting twice uses nothing up.
+    assert_eq!(a.inspect_link(&token).await.unwrap().app, dash());
+    assert_eq!(a.inspect_link(&token).await.unwrap().email.as_str(), "dana@example.com");
+    // A link for app A presented at app B is refused, and not used up.
+    assert_eq!(a.redeem_link(&token, Some(&AppId("notes".into()))).await.unwrap_err(), LinkError::WrongApp);
+    env.clock.advance(Duration::from_secs(14 * 60 + 59));
+    let session = a.redeem_link(&token, Some(&dash())).await.unwrap();
+    assert_eq!((session.session.app(), session.session.via()), (&dash(), Via::EmailLink));
+    assert_eq!(a.redeem_link(&token, None).await.unwrap_err(), LinkError::AlreadyUsed);
+    assert_eq!(a.inspect_link(&token).await.unwrap_err(), LinkError::AlreadyUsed);
+}
+
+async fn links_expire_after_fifteen_minutes(env: Env) {
+    let token = env.authz.issue_link(&dash(), "dana@example.com").await.unwrap().token.expose_secret().to_owned();
+    env.clock.advance(Duration::from_secs(15 * 60 + 1));
+    assert_eq!(env.authz.inspect_link(&token).await.unwrap_err(), LinkError::Expired);
+    assert_eq!(env.authz.redeem_link(&token, None).await.unwrap_err(), LinkError::Expired);
+}
+
+async fn a_removed_grant_revokes_its_links_and_sessions(env: Env) {
+    let a = &env.authz;
+    let first = a.issue_link(&dash(), "dana@example.com").await.unwrap().token.expose_secret().to_owned();
+    let second = a.issue_link(&dash(), "dana@example.com").await.unwrap().token.expose_secret().to_owned();
+    let session = a.redeem_link(&first, None).await.unwrap();
+    let viewer = Principal::Viewer(a.verify_session(session.token.expose_secret()).unwrap());
+    let d = a.check_app(&viewer, &dash(), Capability::View).await.unwrap();
+    assert_eq!(d.reason(), &Reason::ViewerGrant { via: Via::EmailLink });
+    a.remove_viewer(&ChangedBy::Operator, &dash(), "dana@example.com").await.unwrap();
+    assert_eq!(a.redeem_link(&second, None).await.unwrap_err(), LinkError::Revoked);
+    let d = a.check_app(&viewer, &dash(), Capability::View).await.unwrap();
+    assert_eq!((d.is_allowed(), d.reason()), (false, &Reason::NotInvited), "the next check after removal is denied");
+}
+
+async fn only_invited_addresses_get_links_and_issuing_is_limited(env: Env) {
+    let a = &env.authz;
+    assert_eq!(a.issue_link(&dash(), "mallory@example.com").await.unwrap_err(), LinkError::NotInvited);
+    assert!(matches!(a.issue_link(&AppId("nope".into()), "dana@example.com").await, Err(LinkError::UnknownApp(_))));
+    assert!(matches!(a.issue_link(&dash(), "dana@@example.com").await, Err(LinkError::InvalidEmail(_))));
+    for _ in 0..5 {
+        a.issue_link(&dash(), "dana@example.com").await.unwrap();
+        env.clock.advance(Duration::from_secs(60));
+    }
+    let err = a.issue_link(&dash(), "dana@example.com").await.unwrap_err();
+    assert_eq!(err, LinkError::RateLimited { retry_after: Duration::from_secs(10 * 60) }, "5 per 15 minutes");
+    env.clock.advance(Duration::from_secs(10 * 60 + 1));
+    assert!(a.issue_link(&dash(), "dana@example.com").await.is_ok(), "the window slides");
+}
+
+async fn viewers_only_view_their_own_app(env: Env) {
+    let a = &env.authz;
+    let token = a.issue_link(&dash(), "dana@example.com").await.unwrap().token.expose_secret().to_owned();
+    let session = a.redeem_link(&token, None).await.unwrap();
+    let viewer = Principal::Viewer(a.verify_session(session.token.expose_secret()).unwrap());
+    assert!(a.check_app(&viewer, &dash(), Capability::View).await.unwrap().is_allowed());
+    for cap in [Capability::Edit, Capability::Deploy, Capability::Delete] {
+        assert!(!a.check_app(&viewer, &dash(), cap).await.unwrap().is_allowed(), "{cap}");
+    }
+    let other = a.check_app(&viewer, &AppId("notes".into()), Capability::View).await.unwrap();
+    assert_eq!(other.reason(), &Reason::SessionInvalid { error: SessionError::WrongApp });
+    env.clock.advance(Duration::from_secs(3600));
+    assert_eq!(a.verify_session(session.token.expose_secret()).unwrap_err(), SessionError::Expired);
+    let d = a.check_app(&viewer, &dash(), Capability::View).await.unwrap();
+    assert_eq!(d.reason(), &Reason::SessionInvalid { error: SessionError::Expired }, "a held session expires too");
+}
+
+async fn garbage_tokens_are_invalid(env: Env) {
+    for token in ["", "gl1_", "not a token", &"x".repeat(1 << 20), "gl1_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"] {
+        assert_eq!(env.authz.inspect_link(token).await.unwrap_err(), LinkError::Invalid);
+        assert_eq!(env.authz.redeem_link(token, None).await.unwrap_err(), LinkError::Invalid);
+    }
+    let _ = &env.world;
+}
+
+macro_rules! suite {
+    ($backend:ident, $make:expr) => {
+        mod $backend {
+            use super::*;
+
+            #[tokio::test]
+            async fn link_lifecycle() {
+                let (store, _dir) = $make;
+                super::link_lifecycle(env_on(store).await).await;
+            }
+
+            #[tokio::test]
+            async fn links_expire_after_fifteen_minutes() {
+                let (store, _dir) = $make;
+                super::links_expire_after_fifteen_minutes(env_on(store).await).await;
+            }
+
+            #[tokio::test]
+            async fn a_removed_grant_revokes_its_links_and_sessions() {
+                let (store, _dir) = $make;
+                super::a_removed_grant_revokes_its_links_and_sessions(env_on(store).await).await;
+            }
+
+            #[tokio::test]
+            async fn only_invited_addresses_get_links_and_issuing_is_limited() {
+                let (store, _dir) = $make;
+                super::only_invited_addresses_get_links_and_issuing_is_limited(env_on(store).await).await;
+            }
+
+            #[tokio::test]
+            async fn viewers_only_view_their_own_app() {
+                let (store, _dir) = $make;
+                super::viewers_only_view_their_own_app(env_on(store).await).await;
+            }
+
+            #[tokio::test]
+            async fn garbage_tokens_are_invalid() {
+                let (store, _dir) = $make;
+                super::garbage_tokens_are_invalid(env_on(store).await).await;
+            }
+        }
+    };
+}
+
+async fn sqlite_store() -> (Arc<dyn Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    (Arc::new(SqliteStore::open(dir.path().join("db")).await.unwrap()), dir)
+}
+
+suite!(memory, (Arc::new(MemoryStore::new()) as Arc<dyn Store>, ()));
+suite!(sqlite, sqlite_store().await);
+
+#[tokio::test]
+async fn a_used_link_stays_used_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let token = {
+        let store = SqliteStore::open(&path).await.unwrap();
+        let env = env_on(Arc::new(store.clone())).await;
+        let token = env.authz.issue_link(&dash(), "dana@example.com").await.unwrap().token.expose_secret().to_owned();
+        env.authz.redeem_link(&token, None).await.unwrap();
+        store.close().await;
+        token
+    };
+    let env = env_on(Arc::new(SqliteStore::open(&path).await.unwrap())).await;
+    assert_eq!(env.authz.redeem_link(&token, None).await.unwrap_err(), LinkError::AlreadyUsed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_concurrent_redemptions_on_one_sqlite_file_succeed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let env = env_on(Arc::new(SqliteStore::open(&path).await.unwrap())).await;
+    let token = env.authz.issue_link(&dash(), "dana@example.com").await.unwrap().token.expose_secret().to_owned();
+    // Eight authorizers, each with its own connection pool on the file, eight redemptions each.
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let store = Arc::new(SqliteStore::open(&path).await.unwrap());
+        let authz = Authorizer::builder(env._mock.github_config())
+            .clock(Arc::new(env.clock.clone()))
+            .store(store)
+            .build()
+            .unwrap();
+        for _ in 0..8 {
+            let (authz, token) = (authz.clone(), token.clone());
+            tasks.spawn(async move { authz.redeem_link(&token, None).await });
+        }
+    }
+    let (mut ok, mut used) = (0, 0);
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap() {
+            Ok(_) => ok += 1,
+            Err(LinkError::AlreadyUsed) => used += 1,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!((ok, used), (1, 63));
+}
+
+#[tokio::test]
+async fn sessions_survive_key_rotation_until_the_key_is_retired() {
+    let world = common::fixture("acme.toml");
+    let clock = ManualClock::new(world.now().unwrap());
+    let mock = MockGithub::start_with_clock(world.clone(), Arc::new(clock.clone())).await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    store.seed_once(&world.app_records(), world.now().unwrap()).await.unwrap();
+    let build = |keys: SessionKeys| {
+        Authorizer::builder(mock.github_config())
+            .clock(Arc::new(clock.clone()))
+            .store(store.clone())
+            .sessions(keys, SessionConfig::default())
+            .build()
+            .unwrap()
+    };
+    let mut keys = SessionKeys::generate().unwrap();
+    let old_kid = keys.kids()[0].to_owned();
+    let before = build(keys.clone());
+    let token = before.issue_link(&dash(), "dana@example.com").await.unwrap().token.expose_secret().to_owned();
+    let session = before.redeem_link(&token, None).await.unwrap().token.expose_secret().to_owned();
+    keys.rotate().unwrap();
+    assert!(build(keys.clone()).verify_session(&session).is_ok(), "signed by the previous, still listed key");
+    keys.retire(&old_kid);
+    assert_eq!(build(keys).verify_session(&session).unwrap_err(), SessionError::RetiredKey);
+}
