@@ -15,7 +15,7 @@ use crate::email::{Email, EmailError};
 use crate::github::{
     ClientBuildError, Fetched, GithubApi, GithubConfig, GithubError, OctocrabGithub, PermissionTarget, UnavailableCause,
 };
-use crate::ids::{App, AppId, GithubUser, RepoCoords};
+use crate::ids::{App, AppId, GithubUser, RepoCoords, UserId};
 use crate::policy::{Capability, Need, Policy, Visibility};
 use crate::secret::GithubToken;
 use crate::store::{Actor, MemoryStore, Store, StoreError};
@@ -119,18 +119,18 @@ pub struct ViewerChange {
     pub changed: bool,
 }
 
-/// Why a viewer change or listing was refused.
+/// Why a viewer change, a listing or a deletion was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum ViewersError {
+pub enum ManageError {
     /// No app with this id.
     #[error("no app `{0}`")]
     UnknownApp(AppId),
     /// The address was refused.
     #[error("invalid email address: {0}")]
     InvalidEmail(#[from] EmailError),
-    /// The principal may not manage the app's viewers; the decision says why.
-    #[error("not allowed to manage the viewers of `{app}` ({})", decision.reason().kind())]
+    /// The principal may not do this to the app; the decision says why.
+    #[error("not allowed on `{app}` ({})", decision.reason().kind())]
     Denied {
         /// The app.
         app: AppId,
@@ -490,7 +490,7 @@ impl Authorizer {
 
     /// Invites `email` to `app`. `by` must hold the policy's `sharing` role (GitHub `write` by
     /// default) unless it is [`Actor::Operator`]-level ([`ChangedBy::Operator`]).
-    pub async fn add_viewer(&self, by: &ChangedBy, app: &AppId, email: &str) -> Result<ViewerChange, ViewersError> {
+    pub async fn add_viewer(&self, by: &ChangedBy, app: &AppId, email: &str) -> Result<ViewerChange, ManageError> {
         let (email, actor) = self.authorize_sharing(by, app, email).await?;
         let now = self.inner.clock.now();
         let changed = self.inner.store.add_viewer(app, &email, &actor, now).await.map_err(CheckError::from)?;
@@ -498,7 +498,7 @@ impl Authorizer {
     }
 
     /// Removes `email` from `app`'s viewers; authorized as [`Authorizer::add_viewer`].
-    pub async fn remove_viewer(&self, by: &ChangedBy, app: &AppId, email: &str) -> Result<ViewerChange, ViewersError> {
+    pub async fn remove_viewer(&self, by: &ChangedBy, app: &AppId, email: &str) -> Result<ViewerChange, ManageError> {
         let (email, actor) = self.authorize_sharing(by, app, email).await?;
         let now = self.inner.clock.now();
         let changed = self.inner.store.remove_viewer(app, &email, &actor, now).await.map_err(CheckError::from)?;
@@ -506,31 +506,43 @@ impl Authorizer {
     }
 
     /// `app`'s viewers; authorized as [`Authorizer::add_viewer`] (the list is personal data).
-    pub async fn viewers(&self, by: &ChangedBy, app: &AppId) -> Result<Vec<Email>, ViewersError> {
-        self.authorize_app(by, app).await?;
+    pub async fn viewers(&self, by: &ChangedBy, app: &AppId) -> Result<Vec<Email>, ManageError> {
+        self.authorize_app(by, app, self.inner.policy.sharing_need()).await?;
         Ok(self.inner.store.viewers(app).await.map_err(CheckError::from)?)
     }
 
-    async fn authorize_sharing(
-        &self,
-        by: &ChangedBy,
-        app: &AppId,
-        email: &str,
-    ) -> Result<(Email, Actor), ViewersError> {
+    async fn authorize_sharing(&self, by: &ChangedBy, app: &AppId, email: &str) -> Result<(Email, Actor), ManageError> {
         let email = Email::parse(email)?;
-        let actor = self.authorize_app(by, app).await?;
+        let actor = self.authorize_app(by, app, self.inner.policy.sharing_need()).await?;
         Ok((email, actor))
     }
 
-    async fn authorize_app(&self, by: &ChangedBy, id: &AppId) -> Result<Actor, ViewersError> {
-        let app = self.app(id).await?.ok_or_else(|| ViewersError::UnknownApp(id.clone()))?;
+    /// Deletes an app (DESIGN §5): its grants, links, sessions (they open nothing once the app
+    /// and its grants are gone) and every address that belonged to it, keeping one record of its
+    /// coordinates. `by` needs the `delete` capability (GitHub `admin` by default), or is the
+    /// operator.
+    pub async fn delete_app(&self, by: &ChangedBy, app: &AppId) -> Result<(), ManageError> {
+        self.authorize_app(by, app, self.inner.policy.need(Capability::Delete)).await?;
+        self.inner.store.delete_app(app).await.map_err(CheckError::from)?;
+        Ok(())
+    }
+
+    /// Deletes an account (DESIGN §5): every app the GitHub identity deployed, with everything
+    /// deleting an app removes, and the coordinates records of its earlier deleted apps. The
+    /// control plane calls this on the account holder's authenticated request.
+    pub async fn delete_account(&self, user: UserId) -> Result<Vec<AppId>, CheckError> {
+        Ok(self.inner.store.delete_account(user).await?)
+    }
+
+    async fn authorize_app(&self, by: &ChangedBy, id: &AppId, need: Need) -> Result<Actor, ManageError> {
+        let app = self.app(id).await?.ok_or_else(|| ManageError::UnknownApp(id.clone()))?;
         match by {
             ChangedBy::Operator => Ok(Actor::Operator),
             ChangedBy::Principal(principal) => {
-                let decision = self.check_need(principal, &app, self.inner.policy.sharing_need()).await?;
+                let decision = self.check_need(principal, &app, need).await?;
                 match principal {
                     Principal::GithubUser { user, .. } if decision.is_allowed() => Ok(Actor::Github(user.id)),
-                    _ => Err(ViewersError::Denied { app: id.clone(), decision: Box::new(decision) }),
+                    _ => Err(ManageError::Denied { app: id.clone(), decision: Box::new(decision) }),
                 }
             }
         }

@@ -16,7 +16,7 @@ mod viewer;
 pub mod world;
 
 pub use authorizer::{
-    Authorizer, AuthorizerBuilder, BuildError, ChangedBy, CheckError, Principal, ViewerChange, ViewersError,
+    Authorizer, AuthorizerBuilder, BuildError, ChangedBy, CheckError, ManageError, Principal, ViewerChange,
 };
 pub use cache::{CacheConfig, CacheStats, Invalidation};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};

@@ -9,9 +9,9 @@ use clap::{Args, Parser, Subcommand};
 use ghauthz::store::{MemoryStore, SqliteStore, Store, StoreError};
 use ghauthz::world::{ExplainRow, MockGithub, World};
 use ghauthz::{
-    App, AppId, Authorizer, Capability, ChangedBy, CheckError, Clock, Decision, GithubError, LinkError, ManualClock,
-    Policy, Principal, Reason, SessionConfig, SessionError, SessionKeys, SystemClock, Timestamp, UnavailableCause,
-    ViewersError,
+    App, AppId, Authorizer, Capability, ChangedBy, CheckError, Clock, Decision, GithubError, LinkError, ManageError,
+    ManualClock, Policy, Principal, Reason, SessionConfig, SessionError, SessionKeys, SystemClock, Timestamp,
+    UnavailableCause,
 };
 use serde_json::{Value, json};
 
@@ -96,6 +96,36 @@ enum Command {
     /// Single-use sign-in links for invited viewers.
     #[command(subcommand)]
     Link(LinkCommand),
+    /// Apps.
+    #[command(subcommand)]
+    Apps(AppsCommand),
+    /// Accounts.
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AppsCommand {
+    /// Delete an app: its viewers, links and sessions go; its coordinates are kept.
+    Delete {
+        /// The app's id.
+        #[arg(long)]
+        app: String,
+        /// Authorize the deletion as this GitHub user (who needs `delete`); without it, the
+        /// operator deletes.
+        #[arg(long, value_name = "LOGIN")]
+        github_user: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AccountsCommand {
+    /// Delete an account and every app it deployed.
+    Delete {
+        /// The account, by login.
+        #[arg(long, value_name = "LOGIN")]
+        github_user: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -237,6 +267,25 @@ async fn run(cli: Cli) -> Outcome {
         Command::Explain(args) => explain(&ctx, &args).await,
         Command::Viewers(cmd) => viewers(&ctx, cmd).await,
         Command::Link(cmd) => link(&ctx, cmd).await,
+        Command::Apps(AppsCommand::Delete { app, github_user }) => {
+            let by = match changed_by(&ctx, github_user.as_deref()) {
+                Ok(by) => by,
+                Err(e) => return e,
+            };
+            match ctx.authz.delete_app(&by, &AppId(app.clone())).await {
+                Ok(()) => Outcome::json(Exit::Done, &json!({"deleted": app})),
+                Err(e) => manage_error(&e),
+            }
+        }
+        Command::Accounts(AccountsCommand::Delete { github_user }) => {
+            let Some(user) = ctx.world.user(&github_user) else {
+                return Outcome::error(Exit::Usage, "unknown_user", format!("no user `{github_user}` in the world"));
+            };
+            match ctx.authz.delete_account(user.id).await {
+                Ok(apps) => Outcome::json(Exit::Done, &json!({"github_user": github_user, "deleted_apps": apps})),
+                Err(e) => Outcome::json(Exit::Unavailable, &error_json(&e)),
+            }
+        }
     }
 }
 
@@ -462,15 +511,15 @@ fn changed_by(ctx: &WorldCtx, login: Option<&str>) -> Result<ChangedBy, Outcome>
     }
 }
 
-fn viewers_error(e: &ViewersError) -> Outcome {
+fn manage_error(e: &ManageError) -> Outcome {
     match e {
-        ViewersError::UnknownApp(_) => Outcome::error(Exit::Denied, "unknown_app", e),
-        ViewersError::InvalidEmail(_) => Outcome::error(Exit::Usage, "invalid_email", e),
-        ViewersError::Denied { decision, .. } => Outcome::json(
+        ManageError::UnknownApp(_) => Outcome::error(Exit::Denied, "unknown_app", e),
+        ManageError::InvalidEmail(_) => Outcome::error(Exit::Usage, "invalid_email", e),
+        ManageError::Denied { decision, .. } => Outcome::json(
             Exit::Denied,
             &json!({"error": "denied", "message": e.to_string(), "reason": decision.reason()}),
         ),
-        ViewersError::Check(c) => Outcome::json(Exit::Unavailable, &error_json(c)),
+        ManageError::Check(c) => Outcome::json(Exit::Unavailable, &error_json(c)),
         _ => Outcome::error(Exit::Unavailable, "unavailable", e),
     }
 }
@@ -500,7 +549,7 @@ async fn viewers(ctx: &WorldCtx, cmd: ViewersCommand) -> Outcome {
     };
     match result {
         Ok(v) => Outcome::json(Exit::Done, &v),
-        Err(e) => viewers_error(&e),
+        Err(e) => manage_error(&e),
     }
 }
 

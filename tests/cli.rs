@@ -506,3 +506,19 @@ fn sixty_four_processes_redeeming_one_link_succeed_once() {
     assert_eq!(codes.get("ok"), Some(&1), "{codes:?}");
     assert_eq!(codes.get("already_used"), Some(&63), "{codes:?}");
 }
+
+#[test]
+fn apps_and_accounts_delete() {
+    let (_dir, g) = link_env();
+    let r = run_with(&g, &["apps", "delete", "--app", "dash", "--github-user", "carol"]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (2, Some("denied")));
+    let r = run_with(&g, &["apps", "delete", "--app", "dash", "--github-user", "erin"]);
+    assert_eq!((r.code, r.json()["deleted"].as_str()), (0, Some("dash")));
+    let r = run_with(&g, &["check", "--app", "dash", "--action", "view", "--github-user", "erin"]);
+    assert_eq!((r.code, r.json()["reason"]["kind"].as_str()), (2, Some("unknown_app")), "deleted stays deleted");
+    let r = run_with(&g, &["accounts", "delete", "--github-user", "carol"]);
+    assert_eq!(r.code, 0);
+    assert_eq!(r.json()["deleted_apps"], serde_json::json!(["analytics", "site"]));
+    let r = run_with(&g, &["apps", "delete", "--app", "site"]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (2, Some("unknown_app")));
+}

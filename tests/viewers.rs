@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use ghauthz::store::{AuditAction, SqliteStore, Store};
 use ghauthz::world::MockGithub;
-use ghauthz::{AppId, Authorizer, ChangedBy, EmailError, ManualClock, Policy, Principal, Role, ViewersError};
+use ghauthz::{AppId, Authorizer, ChangedBy, EmailError, ManageError, ManualClock, Policy, Principal, Role};
 
 struct Env {
     world: ghauthz::world::World,
@@ -68,16 +68,16 @@ async fn below_the_sharing_role_is_denied_with_the_reason() {
     let env = env_with(Policy::default()).await;
     for login in ["dave", "mallory", "zed"] {
         let err = env.authz.add_viewer(&by(&env, login), &dash(), "eve@example.com").await.unwrap_err();
-        let ViewersError::Denied { decision, .. } = &err else { panic!("{login}: {err:?}") };
+        let ManageError::Denied { decision, .. } = &err else { panic!("{login}: {err:?}") };
         assert!(!decision.is_allowed());
         assert!(matches!(decision.reason().kind(), "github_role" | "no_access"), "{login}");
         let err = env.authz.viewers(&by(&env, login), &dash()).await.unwrap_err();
-        assert!(matches!(err, ViewersError::Denied { .. }), "listing is authorized too");
+        assert!(matches!(err, ManageError::Denied { .. }), "listing is authorized too");
     }
     let anonymous = ChangedBy::Principal(Principal::Anonymous);
     assert!(matches!(
         env.authz.remove_viewer(&anonymous, &dash(), "dana@example.com").await,
-        Err(ViewersError::Denied { .. })
+        Err(ManageError::Denied { .. })
     ));
     assert_eq!(env.authz.viewers(&ChangedBy::Operator, &dash()).await.unwrap().len(), 1, "nothing changed");
 }
@@ -87,7 +87,7 @@ async fn the_sharing_role_is_a_policy_decision() {
     let env = env_with(Policy { sharing: Role::Admin, ..Policy::default() }).await;
     assert!(matches!(
         env.authz.add_viewer(&by(&env, "carol"), &dash(), "eve@example.com").await,
-        Err(ViewersError::Denied { .. })
+        Err(ManageError::Denied { .. })
     ));
     assert!(env.authz.add_viewer(&by(&env, "erin"), &dash(), "eve@example.com").await.is_ok());
 }
@@ -96,9 +96,9 @@ async fn the_sharing_role_is_a_policy_decision() {
 async fn bad_input_gets_typed_errors() {
     let env = env_with(Policy::default()).await;
     let err = env.authz.add_viewer(&ChangedBy::Operator, &dash(), "eve＠example.com").await.unwrap_err();
-    assert_eq!(err, ViewersError::InvalidEmail(EmailError::At));
+    assert_eq!(err, ManageError::InvalidEmail(EmailError::At));
     let err = env.authz.add_viewer(&ChangedBy::Operator, &AppId("nope".into()), "eve@example.com").await.unwrap_err();
-    assert_eq!(err, ViewersError::UnknownApp(AppId("nope".into())));
+    assert_eq!(err, ManageError::UnknownApp(AppId("nope".into())));
 }
 
 #[tokio::test]

@@ -5,10 +5,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
-use super::{Actor, AppRecord, AuditAction, AuditEvent, IssueLimit, IssueOutcome, LinkRecord, Store, StoreError};
+use super::{
+    Actor, AppRecord, AuditAction, AuditEvent, DeletedApp, IssueLimit, IssueOutcome, LinkRecord, Store, StoreError,
+};
 use crate::clock::Timestamp;
 use crate::email::Email;
 use crate::ids::AppId;
+use crate::ids::UserId;
 
 /// A store in memory; gone when dropped.
 #[derive(Debug, Default)]
@@ -22,6 +25,7 @@ struct State {
     viewers: BTreeSet<(AppId, Email)>,
     audit: Vec<AuditEvent>,
     links: BTreeMap<[u8; 32], LinkRecord>,
+    deleted: BTreeSet<DeletedApp>,
     seeded: bool,
 }
 
@@ -33,6 +37,15 @@ impl MemoryStore {
 }
 
 impl State {
+    /// Removes everything of `app`; returns its record.
+    fn purge(&mut self, app: &AppId) -> Option<AppRecord> {
+        let record = self.apps.remove(app)?;
+        self.viewers.retain(|(a, _)| a != app);
+        self.links.retain(|_, l| &l.app != app);
+        self.audit.retain(|e| &e.app != app);
+        Some(record)
+    }
+
     fn audit(&mut self, at: Timestamp, actor: &Actor, app: &AppId, action: AuditAction, email: &Email) {
         self.audit.push(AuditEvent { at, actor: actor.label(), app: app.clone(), action, email: Some(email.clone()) });
     }
@@ -130,6 +143,33 @@ impl Store for MemoryStore {
         }
         s.audit(now, &Actor::Operator, &link.app, AuditAction::LinkRedeemed, &link.email);
         Ok(true)
+    }
+
+    async fn delete_app(&self, app: &AppId) -> Result<bool, StoreError> {
+        let mut s = self.state.lock();
+        let Some(r) = s.purge(app) else { return Ok(false) };
+        s.deleted.insert(DeletedApp {
+            owner: r.owner,
+            repo: r.repo,
+            branch: r.branch,
+            main_file: r.main_file,
+            deployed_by: r.deployed_by,
+        });
+        Ok(true)
+    }
+
+    async fn delete_account(&self, user: UserId) -> Result<Vec<AppId>, StoreError> {
+        let mut s = self.state.lock();
+        let ids: Vec<AppId> = s.apps.values().filter(|a| a.deployed_by == user).map(|a| a.id.clone()).collect();
+        for id in &ids {
+            s.purge(id);
+        }
+        s.deleted.retain(|d| d.deployed_by != user);
+        Ok(ids)
+    }
+
+    async fn deleted_apps(&self) -> Result<Vec<DeletedApp>, StoreError> {
+        Ok(self.state.lock().deleted.iter().cloned().collect())
     }
 
     async fn seed_once(&self, apps: &[(AppRecord, Vec<Email>)], at: Timestamp) -> Result<bool, StoreError> {

@@ -121,6 +121,22 @@ pub struct AuditEvent {
     pub email: Option<Email>,
 }
 
+/// What is kept of a deleted app: where it was deployed from, and who deployed it (so that
+/// deleting that account can remove this too). Nothing else, nothing personal of its viewers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeletedApp {
+    /// Repository owner.
+    pub owner: String,
+    /// Repository name.
+    pub repo: String,
+    /// Branch.
+    pub branch: String,
+    /// Main file.
+    pub main_file: String,
+    /// The GitHub identity that deployed it.
+    pub deployed_by: UserId,
+}
+
 /// A sign-in link as the store holds it: never the token, only its SHA-256.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkRecord {
@@ -213,6 +229,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Uses the link up if it is unused, unexpired at `now`, and its grant still exists; true for
     /// exactly one caller, however many race (threads, processes, replicas).
     async fn use_link(&self, hash: &[u8; 32], now: Timestamp) -> Result<bool, StoreError>;
+
+    /// Deletes the app, its viewer grants, its links and every audit entry about it (they carry
+    /// its viewers' addresses), keeping one [`DeletedApp`] record; atomically. `false` if there
+    /// was no such app.
+    async fn delete_app(&self, app: &AppId) -> Result<bool, StoreError>;
+
+    /// Deletes every app `user` deployed, as [`Store::delete_app`] does, and every
+    /// [`DeletedApp`] record of theirs; atomically. Returns the ids of the apps deleted.
+    async fn delete_account(&self, user: UserId) -> Result<Vec<AppId>, StoreError>;
+
+    /// The records kept of deleted apps.
+    async fn deleted_apps(&self) -> Result<Vec<DeletedApp>, StoreError>;
 
     /// Inserts `apps` with their viewers if, and only if, this store was never seeded; atomically
     /// with recording that it was. Returns whether it seeded.

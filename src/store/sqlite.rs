@@ -10,7 +10,9 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::{Actor, AppRecord, AuditAction, AuditEvent, IssueLimit, IssueOutcome, LinkRecord, Store, StoreError};
+use super::{
+    Actor, AppRecord, AuditAction, AuditEvent, DeletedApp, IssueLimit, IssueOutcome, LinkRecord, Store, StoreError,
+};
 use crate::clock::Timestamp;
 use crate::email::Email;
 use crate::ids::{AppId, RepoId, UserId};
@@ -54,6 +56,13 @@ CREATE TABLE IF NOT EXISTS links (
     used_at    INTEGER
 );
 CREATE INDEX IF NOT EXISTS links_by_grant ON links (app_id, email, issued_at);
+CREATE TABLE IF NOT EXISTS deleted_apps (
+    owner       TEXT NOT NULL,
+    repo        TEXT NOT NULL,
+    branch      TEXT NOT NULL,
+    main_file   TEXT NOT NULL,
+    deployed_by INTEGER NOT NULL
+);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1');
 "#;
 
@@ -183,6 +192,27 @@ impl SqliteStore {
             .await
             .map_err(unavailable)?;
         Ok(done.rows_affected() == 1)
+    }
+}
+
+impl SqliteStore {
+    /// Removes everything of `app` inside `tx`; returns its record.
+    async fn purge(tx: &mut Transaction<'_, Sqlite>, app: &AppId) -> Result<Option<AppRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {APP_COLUMNS} FROM apps WHERE id = ?"))
+            .bind(&app.0)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(unavailable)?;
+        let Some(record) = row.as_ref().map(app_from_row).transpose()? else { return Ok(None) };
+        for sql in [
+            "DELETE FROM links WHERE app_id = ?",
+            "DELETE FROM viewers WHERE app_id = ?",
+            "DELETE FROM audit WHERE app_id = ?",
+            "DELETE FROM apps WHERE id = ?",
+        ] {
+            sqlx::query(sql).bind(&app.0).execute(&mut **tx).await.map_err(unavailable)?;
+        }
+        Ok(Some(record))
     }
 }
 
@@ -392,6 +422,63 @@ impl Store for SqliteStore {
             .await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(true)
+    }
+
+    async fn delete_app(&self, app: &AppId) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let Some(r) = Self::purge(&mut tx, app).await? else { return Ok(false) };
+        sqlx::query("INSERT INTO deleted_apps (owner, repo, branch, main_file, deployed_by) VALUES (?, ?, ?, ?, ?)")
+            .bind(&r.owner)
+            .bind(&r.repo)
+            .bind(&r.branch)
+            .bind(&r.main_file)
+            .bind(to_i64(r.deployed_by.0, "user id")?)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(true)
+    }
+
+    async fn delete_account(&self, user: UserId) -> Result<Vec<AppId>, StoreError> {
+        let by = to_i64(user.0, "user id")?;
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM apps WHERE deployed_by = ? ORDER BY id")
+            .bind(by)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let ids: Vec<AppId> = ids.into_iter().map(AppId).collect();
+        for id in &ids {
+            Self::purge(&mut tx, id).await?;
+        }
+        sqlx::query("DELETE FROM deleted_apps WHERE deployed_by = ?")
+            .bind(by)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(ids)
+    }
+
+    async fn deleted_apps(&self) -> Result<Vec<DeletedApp>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT owner, repo, branch, main_file, deployed_by FROM deleted_apps ORDER BY owner, repo, branch, main_file",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                Ok(DeletedApp {
+                    owner: row.try_get("owner").map_err(unavailable)?,
+                    repo: row.try_get("repo").map_err(unavailable)?,
+                    branch: row.try_get("branch").map_err(unavailable)?,
+                    main_file: row.try_get("main_file").map_err(unavailable)?,
+                    deployed_by: UserId(to_u64(row.try_get("deployed_by").map_err(unavailable)?, "user id")?),
+                })
+            })
+            .collect()
     }
 
     async fn seed_once(&self, apps: &[(AppRecord, Vec<Email>)], at: Timestamp) -> Result<bool, StoreError> {

@@ -1,0 +1,140 @@
+//! Data deletion (DESIGN §5): an app leaves only its coordinates; an account leaves nothing.
+#![cfg(feature = "sqlite")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
+
+mod common;
+
+use std::sync::Arc;
+
+use ghauthz::store::{DeletedApp, MemoryStore, SqliteStore, Store};
+use ghauthz::world::MockGithub;
+use ghauthz::{AppId, Authorizer, Capability, ChangedBy, LinkError, ManageError, ManualClock, Principal, UserId};
+use sqlx::Row;
+
+async fn authz_on(store: Arc<dyn Store>) -> (Authorizer, ghauthz::world::World, MockGithub) {
+    let world = common::fixture("acme.toml");
+    let clock = ManualClock::new(world.now().unwrap());
+    let mock = MockGithub::start_with_clock(world.clone(), Arc::new(clock.clone())).await.unwrap();
+    store.seed_once(&world.app_records(), world.now().unwrap()).await.unwrap();
+    let authz = Authorizer::builder(mock.github_config()).clock(Arc::new(clock)).store(store).build().unwrap();
+    (authz, world, mock)
+}
+
+fn id(s: &str) -> AppId {
+    AppId(s.into())
+}
+
+async fn deleting_an_app_keeps_only_its_coordinates(store: Arc<dyn Store>) {
+    let (authz, world, _mock) = authz_on(store.clone()).await;
+    authz.add_viewer(&ChangedBy::Operator, &id("dash"), "eve@example.com").await.unwrap();
+    let link = authz.issue_link(&id("dash"), "dana@example.com").await.unwrap().token.expose_secret().to_owned();
+    let session = authz.redeem_link(&link, None).await.unwrap().token.expose_secret().to_owned();
+    let unused = authz.issue_link(&id("dash"), "eve@example.com").await.unwrap().token.expose_secret().to_owned();
+
+    let carol = ChangedBy::Principal(Principal::github(world.user("carol").unwrap()));
+    assert!(
+        matches!(authz.delete_app(&carol, &id("dash")).await, Err(ManageError::Denied { .. })),
+        "write cannot delete"
+    );
+    let erin = ChangedBy::Principal(Principal::github(world.user("erin").unwrap()));
+    authz.delete_app(&erin, &id("dash")).await.unwrap();
+
+    assert_eq!(store.app(&id("dash")).await.unwrap(), None);
+    assert!(store.viewers(&id("dash")).await.unwrap().is_empty());
+    assert!(store.audit_log().await.unwrap().iter().all(|e| e.app != id("dash")), "no audit entry keeps its addresses");
+    assert_eq!(authz.inspect_link(&unused).await.unwrap_err(), LinkError::Invalid, "outstanding links are gone");
+    let viewer = Principal::Viewer(authz.verify_session(&session).unwrap());
+    let d = authz.check_app(&viewer, &id("dash"), Capability::View).await.unwrap();
+    assert_eq!((d.is_allowed(), d.reason().kind()), (false, "unknown_app"), "sessions open nothing");
+    assert_eq!(
+        store.deleted_apps().await.unwrap(),
+        [DeletedApp {
+            owner: "acme".into(),
+            repo: "dashboard".into(),
+            branch: "main".into(),
+            main_file: "streamlit_app.py".into(),
+            deployed_by: UserId(5)
+        }]
+    );
+    assert!(store.app(&id("notes")).await.unwrap().is_some(), "other apps stay");
+}
+
+async fn deleting_an_account_leaves_nothing_of_its_apps(store: Arc<dyn Store>) {
+    let (authz, _world, _mock) = authz_on(store.clone()).await;
+    authz.delete_app(&ChangedBy::Operator, &id("legacy")).await.unwrap();
+    let mut deleted = authz.delete_account(UserId(5)).await.unwrap();
+    deleted.sort();
+    assert_eq!(deleted, [id("dash")], "erin's remaining app");
+    assert!(store.apps().await.unwrap().iter().all(|a| a.deployed_by != UserId(5)));
+    assert!(store.deleted_apps().await.unwrap().is_empty(), "the coordinates records go too");
+    assert!(store.app(&id("site")).await.unwrap().is_some(), "carol's apps stay");
+    assert!(authz.delete_account(UserId(5)).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn memory_deleting_an_app_keeps_only_its_coordinates() {
+    deleting_an_app_keeps_only_its_coordinates(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn sqlite_deleting_an_app_keeps_only_its_coordinates() {
+    let dir = tempfile::tempdir().unwrap();
+    deleting_an_app_keeps_only_its_coordinates(Arc::new(SqliteStore::open(dir.path().join("db")).await.unwrap())).await;
+}
+
+#[tokio::test]
+async fn memory_deleting_an_account_leaves_nothing_of_its_apps() {
+    deleting_an_account_leaves_nothing_of_its_apps(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn sqlite_deleting_an_account_leaves_nothing_of_its_apps() {
+    let dir = tempfile::tempdir().unwrap();
+    deleting_an_account_leaves_nothing_of_its_apps(Arc::new(SqliteStore::open(dir.path().join("db")).await.unwrap()))
+        .await;
+}
+
+/// Every row of every table, as text.
+async fn dump(path: &std::path::Path) -> Vec<String> {
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let mut rows = Vec::new();
+    for t in tables {
+        let cols: Vec<String> = sqlx::query(&format!("PRAGMA table_info({t})"))
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String, _>("name"))
+            .collect();
+        let expr = cols.iter().map(|c| format!("quote({c})")).collect::<Vec<_>>().join(" || '|' || ");
+        let sql = format!("SELECT '{t}|' || {expr} FROM {t}");
+        rows.extend(sqlx::query_scalar::<_, String>(&sql).fetch_all(&pool).await.unwrap());
+    }
+    pool.close().await;
+    rows
+}
+
+#[tokio::test]
+async fn a_scan_of_every_table_finds_no_trace_of_a_deleted_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let store = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let (authz, _world, _mock) = authz_on(store.clone()).await;
+    authz.add_viewer(&ChangedBy::Operator, &id("dash"), "eve@example.com").await.unwrap();
+    authz.issue_link(&id("dash"), "eve@example.com").await.unwrap();
+    let before = dump(&path).await;
+    assert!(before.iter().any(|r| r.contains("eve@example.com")), "the scan sees addresses");
+    authz.delete_app(&ChangedBy::Operator, &id("dash")).await.unwrap();
+    store.close().await;
+    let after = dump(&path).await;
+    for needle in ["dana@example.com", "eve@example.com", "'dash'"] {
+        assert!(after.iter().all(|r| !r.contains(needle)), "{needle} left in {after:#?}");
+    }
+    let kept: Vec<&String> = after.iter().filter(|r| r.starts_with("deleted_apps|")).collect();
+    assert_eq!(kept, ["deleted_apps|'acme'|'dashboard'|'main'|'streamlit_app.py'|5"]);
+}
