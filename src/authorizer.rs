@@ -15,13 +15,14 @@ use crate::email::{Email, EmailError};
 use crate::github::{
     ClientBuildError, Fetched, GithubApi, GithubConfig, GithubError, OctocrabGithub, PermissionTarget, UnavailableCause,
 };
+use crate::google::{GoogleConfig, GoogleVerifier};
 use crate::ids::{App, AppId, GithubUser, RepoCoords, UserId};
 use crate::policy::{Capability, Need, Policy, Visibility};
 use crate::secret::GithubToken;
 use crate::store::{Actor, MemoryStore, Store, StoreError};
 use crate::viewer::{
-    IssuedLink, IssuedSession, LinkConfig, LinkError, LinkInfo, Session, SessionConfig, SessionError, SessionKeys,
-    SignIn,
+    GoogleSignInError, IssuedLink, IssuedSession, LinkConfig, LinkError, LinkInfo, Session, SessionConfig,
+    SessionError, SessionKeys, SignIn,
 };
 
 /// Who is asking.
@@ -168,9 +169,16 @@ pub struct AuthorizerBuilder {
     links: LinkConfig,
     sessions: SessionConfig,
     keys: Option<SessionKeys>,
+    google: Option<GoogleConfig>,
 }
 
 impl AuthorizerBuilder {
+    /// Accept Google sign-in (off unless configured).
+    pub fn google(mut self, google: GoogleConfig) -> Self {
+        self.google = Some(google);
+        self
+    }
+
     /// Link lifetimes and limits.
     pub fn links(mut self, links: LinkConfig) -> Self {
         self.links = links;
@@ -220,7 +228,12 @@ impl AuthorizerBuilder {
             Some(k) => k,
             None => SessionKeys::generate().map_err(|_| BuildError::Keys)?,
         };
-        let signin = SignIn { links: self.links, keys, sessions: self.sessions };
+        let google = self
+            .google
+            .map(|g| GoogleVerifier::new(g, self.clock.clone()))
+            .transpose()
+            .map_err(|e| BuildError::Github(ClientBuildError::new(e)))?;
+        let signin = SignIn { links: self.links, keys, sessions: self.sessions, google };
         Ok(Authorizer::from_parts(self.policy, self.cache, self.clock, github, self.store, signin))
     }
 }
@@ -303,6 +316,7 @@ impl Authorizer {
             links: LinkConfig::default(),
             sessions: SessionConfig::default(),
             keys: None,
+            google: None,
         }
     }
 
@@ -471,6 +485,12 @@ impl Authorizer {
     /// another app is refused (`wrong_app`) and not used up.
     pub async fn redeem_link(&self, token: &str, expected_app: Option<&AppId>) -> Result<IssuedSession, LinkError> {
         self.inner.signin.redeem(&*self.inner.store, self.inner.clock.now(), token, expected_app).await
+    }
+
+    /// Verifies a Google ID token and, if its address is invited to `app`, mints a viewer
+    /// session for it.
+    pub async fn google_sign_in(&self, app: &AppId, id_token: &str) -> Result<IssuedSession, GoogleSignInError> {
+        self.inner.signin.google_sign_in(&*self.inner.store, self.inner.clock.now(), app, id_token).await
     }
 
     /// Verifies a viewer session token we signed.

@@ -7,6 +7,7 @@ mod clock;
 mod decision;
 mod email;
 mod github;
+mod google;
 mod ids;
 mod policy;
 mod secret;
@@ -23,9 +24,11 @@ pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use decision::{Decision, NoAccessDetail, Outcome, Reason, Source};
 pub use email::{Email, EmailError, MAX_EMAIL_LEN};
 pub use github::{ClientBuildError, GithubAuth, GithubConfig, GithubError, UnavailableCause};
+pub use google::{GoogleConfig, GoogleError, GoogleIdentity};
 pub use ids::{App, AppId, GithubUser, InvalidRepoCoords, OwnerId, RepoCoords, RepoId, UserId};
 pub use policy::{Capability, Policy, Role, RoleGrant, RoleName, UnknownCapability, Visibility};
 pub use secret::{AppPrivateKey, GithubToken, InvalidKey, LinkToken, SessionKey, SessionToken};
 pub use viewer::{
-    IssuedLink, IssuedSession, LinkConfig, LinkError, LinkInfo, Session, SessionConfig, SessionError, SessionKeys, Via,
+    GoogleSignInError, IssuedLink, IssuedSession, LinkConfig, LinkError, LinkInfo, Session, SessionConfig,
+    SessionError, SessionKeys, Via,
 };

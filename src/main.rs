@@ -9,9 +9,9 @@ use clap::{Args, Parser, Subcommand};
 use ghauthz::store::{MemoryStore, SqliteStore, Store, StoreError};
 use ghauthz::world::{ExplainRow, MockGithub, World};
 use ghauthz::{
-    App, AppId, Authorizer, Capability, ChangedBy, CheckError, Clock, Decision, GithubError, LinkError, ManageError,
-    ManualClock, Policy, Principal, Reason, SessionConfig, SessionError, SessionKeys, SystemClock, Timestamp,
-    UnavailableCause,
+    App, AppId, Authorizer, Capability, ChangedBy, CheckError, Clock, Decision, GithubError, GoogleError,
+    GoogleSignInError, IssuedSession, LinkError, ManageError, ManualClock, Policy, Principal, Reason, SessionConfig,
+    SessionError, SessionKeys, SystemClock, Timestamp, UnavailableCause,
 };
 use serde_json::{Value, json};
 
@@ -96,12 +96,28 @@ enum Command {
     /// Single-use sign-in links for invited viewers.
     #[command(subcommand)]
     Link(LinkCommand),
+    /// Google sign-in for invited viewers.
+    #[command(subcommand)]
+    Google(GoogleCommand),
     /// Apps.
     #[command(subcommand)]
     Apps(AppsCommand),
     /// Accounts.
     #[command(subcommand)]
     Accounts(AccountsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum GoogleCommand {
+    /// Verify a Google ID token and mint a viewer session.
+    SignIn {
+        /// The app's id.
+        #[arg(long)]
+        app: String,
+        /// The Google ID token.
+        #[arg(long, value_name = "TOKEN")]
+        id_token: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -192,7 +208,7 @@ struct ViewerListArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("principal").required(true).args(["github_user", "anonymous", "viewer_session"])))]
+#[command(group(clap::ArgGroup::new("principal").required(true).args(["github_user", "anonymous", "viewer_session", "google_id_token"])))]
 struct CheckArgs {
     /// The app's id.
     #[arg(long)]
@@ -206,9 +222,12 @@ struct CheckArgs {
     /// Nobody signed in.
     #[arg(long)]
     anonymous: bool,
-    /// A viewer session minted by `link redeem`.
+    /// A viewer session minted by `link redeem` or `google sign-in`.
     #[arg(long, value_name = "TOKEN")]
     viewer_session: Option<String>,
+    /// A Google ID token: `google sign-in` and the check in one command.
+    #[arg(long, value_name = "TOKEN")]
+    google_id_token: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -254,8 +273,8 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Outcome {
     // Only commands that sign or verify viewer sessions read (or create) the keys file.
     let needs_keys = match &cli.command {
-        Command::Link(_) => true,
-        Command::Check(args) => args.viewer_session.is_some(),
+        Command::Link(_) | Command::Google(_) => true,
+        Command::Check(args) => args.viewer_session.is_some() || args.google_id_token.is_some(),
         _ => false,
     };
     let ctx = match world_ctx(&cli.global, needs_keys).await {
@@ -263,10 +282,19 @@ async fn run(cli: Cli) -> Outcome {
         Err(e) => return e,
     };
     match cli.command {
-        Command::Check(args) => check(&ctx, &args).await,
+        Command::Check(args) => match &args.google_id_token {
+            Some(token) => check_google(&ctx, &args, token).await,
+            None => check(&ctx, &args).await,
+        },
         Command::Explain(args) => explain(&ctx, &args).await,
         Command::Viewers(cmd) => viewers(&ctx, cmd).await,
         Command::Link(cmd) => link(&ctx, cmd).await,
+        Command::Google(GoogleCommand::SignIn { app, id_token }) => {
+            match ctx.authz.google_sign_in(&AppId(app), &id_token).await {
+                Ok(s) => session_json(&s),
+                Err(e) => google_error(&e),
+            }
+        }
         Command::Apps(AppsCommand::Delete { app, github_user }) => {
             let by = match changed_by(&ctx, github_user.as_deref()) {
                 Ok(by) => by,
@@ -341,9 +369,12 @@ async fn world_ctx(g: &Global, needs_keys: bool) -> Result<WorldCtx, Outcome> {
         .policy(policy)
         .clock(clock)
         .store(store)
-        .sessions(keys, SessionConfig::default())
-        .build()
-        .map_err(|e| Outcome::error(Exit::Usage, "usage", e))?;
+        .sessions(keys, SessionConfig::default());
+    let authz = match mock.google_config() {
+        Some(google) => authz.google(google),
+        None => authz,
+    };
+    let authz = authz.build().map_err(|e| Outcome::error(Exit::Usage, "usage", e))?;
     Ok(WorldCtx { world, authz, _mock: mock })
 }
 
@@ -415,6 +446,25 @@ fn principal(ctx: &WorldCtx, args: &CheckArgs) -> Result<Result<Principal, Sessi
     principal_of(ctx, args).map(Ok)
 }
 
+fn session_json(s: &IssuedSession) -> Outcome {
+    Outcome::json(
+        Exit::Done,
+        &json!({
+            "session": s.token.expose_secret(), "app": s.session.app(), "email": s.session.email(),
+            "expires_at": rfc3339(s.session.expires_at())
+        }),
+    )
+}
+
+fn google_error(e: &GoogleSignInError) -> Outcome {
+    let exit = match e {
+        GoogleSignInError::Store(_) | GoogleSignInError::Token(GoogleError::KeysUnavailable(_)) => Exit::Unavailable,
+        GoogleSignInError::NotConfigured => Exit::Usage,
+        _ => Exit::Denied,
+    };
+    Outcome::json(exit, &json!({"error": e.kind(), "message": e.to_string()}))
+}
+
 fn principal_of(ctx: &WorldCtx, args: &CheckArgs) -> Result<Principal, Outcome> {
     match &args.github_user {
         Some(login) => ctx
@@ -468,6 +518,15 @@ async fn check(ctx: &WorldCtx, args: &CheckArgs) -> Outcome {
         Err(e) => return e,
     };
     decide(&ctx.authz, &principal, &AppId(args.app.clone()), args.action).await
+}
+
+/// `check --google-id-token`: sign in, then check with the session.
+async fn check_google(ctx: &WorldCtx, args: &CheckArgs, id_token: &str) -> Outcome {
+    let app = AppId(args.app.clone());
+    match ctx.authz.google_sign_in(&app, id_token).await {
+        Ok(issued) => decide(&ctx.authz, &Principal::Viewer(issued.session), &app, args.action).await,
+        Err(e) => google_error(&e),
+    }
 }
 
 async fn decide(authz: &Authorizer, principal: &Principal, app: &AppId, cap: Capability) -> Outcome {
@@ -591,13 +650,7 @@ async fn link(ctx: &WorldCtx, cmd: LinkCommand) -> Outcome {
         LinkCommand::Redeem { token, app } => {
             let expected = app.map(AppId);
             match ctx.authz.redeem_link(&token, expected.as_ref()).await {
-                Ok(s) => Outcome::json(
-                    Exit::Done,
-                    &json!({
-                        "session": s.token.expose_secret(), "app": s.session.app(), "email": s.session.email(),
-                        "expires_at": rfc3339(s.session.expires_at())
-                    }),
-                ),
+                Ok(s) => session_json(&s),
                 Err(e) => link_error(&e),
             }
         }

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::Timestamp;
 use crate::email::{Email, EmailError};
+use crate::google::{GoogleError, GoogleVerifier};
 use crate::ids::AppId;
 use crate::secret::{InvalidKey, LinkToken, SessionKey, SessionToken};
 use crate::store::{IssueLimit, IssueOutcome, LinkRecord, Store, StoreError};
@@ -286,6 +287,44 @@ impl LinkError {
     }
 }
 
+/// Why a Google sign-in was refused. Never carries the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GoogleSignInError {
+    /// The ID token was refused.
+    #[error(transparent)]
+    Token(#[from] GoogleError),
+    /// The verified address is not invited to the app.
+    #[error("the address is not invited to this app")]
+    NotInvited,
+    /// No app with this id.
+    #[error("no app `{0}`")]
+    UnknownApp(AppId),
+    /// Google sign-in is not configured.
+    #[error("google sign-in is not configured")]
+    NotConfigured,
+    /// The session could not be minted.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl GoogleSignInError {
+    /// The error's kind as written in JSON.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GoogleSignInError::Token(e) => e.kind(),
+            GoogleSignInError::NotInvited => "not_invited",
+            GoogleSignInError::UnknownApp(_) => "unknown_app",
+            GoogleSignInError::NotConfigured => "not_configured",
+            GoogleSignInError::Session(_) => "session",
+            GoogleSignInError::Store(_) => "store_unavailable",
+        }
+    }
+}
+
 /// Why a viewer session was refused. Never carries the token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -350,9 +389,28 @@ pub(crate) struct SignIn {
     pub(crate) links: LinkConfig,
     pub(crate) keys: SessionKeys,
     pub(crate) sessions: SessionConfig,
+    pub(crate) google: Option<GoogleVerifier>,
 }
 
 impl SignIn {
+    pub(crate) async fn google_sign_in(
+        &self,
+        store: &dyn Store,
+        now: Timestamp,
+        app: &AppId,
+        id_token: &str,
+    ) -> Result<IssuedSession, GoogleSignInError> {
+        let verifier = self.google.as_ref().ok_or(GoogleSignInError::NotConfigured)?;
+        let identity = verifier.verify(id_token).await?;
+        if store.app(app).await?.is_none() {
+            return Err(GoogleSignInError::UnknownApp(app.clone()));
+        }
+        if !store.is_viewer(app, identity.email()).await? {
+            return Err(GoogleSignInError::NotInvited);
+        }
+        Ok(self.mint(now, app, identity.email(), Via::Google)?)
+    }
+
     pub(crate) async fn issue(
         &self,
         store: &dyn Store,
@@ -495,6 +553,7 @@ mod tests {
             links: LinkConfig::default(),
             keys: SessionKeys::generate().unwrap(),
             sessions: SessionConfig::default(),
+            google: None,
         }
     }
 

@@ -383,9 +383,11 @@ fn store_problems_are_exit_3_or_1() {
 fn a_world_with_a_bad_viewer_address_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("w.toml");
+    let jwks = common::fixture_path("keys/google-test.jwks.json").display().to_string();
     let text = std::fs::read_to_string(common::fixture_path("worlds/acme.toml"))
         .unwrap()
-        .replace("dana@example.com", "dana@@example.com");
+        .replace("dana@example.com", "dana@@example.com")
+        .replace("../keys/google-test.jwks.json", &jwks);
     std::fs::write(&bad, text).unwrap();
     let r = ghauthz(&["explain", "--world", &bad.display().to_string()]);
     assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("bad_world")));
@@ -521,4 +523,35 @@ fn apps_and_accounts_delete() {
     assert_eq!(r.json()["deleted_apps"], serde_json::json!(["analytics", "site"]));
     let r = run_with(&g, &["apps", "delete", "--app", "site"]);
     assert_eq!((r.code, r.json()["error"].as_str()), (2, Some("unknown_app")));
+}
+
+fn google_token(email: &str) -> String {
+    let now = ghauthz::world::World::load(common::fixture_path("worlds/acme.toml")).unwrap().now().unwrap().as_secs();
+    let claims = serde_json::json!({
+        "iss": "https://accounts.google.com", "aud": "1234-test.apps.googleusercontent.com", "sub": "42",
+        "email": email, "email_verified": true, "iat": now, "exp": now + 3600
+    });
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some("test-key-1".into());
+    let pem = std::fs::read(common::fixture_path("keys/google-test.pem")).unwrap();
+    jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap()).unwrap()
+}
+
+#[test]
+fn google_sign_in_and_google_checks() {
+    let (_dir, g) = link_env();
+    let r = run_with(&g, &["google", "sign-in", "--app", "dash", "--id-token", &google_token("dana@example.com")]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let session = r.json()["session"].as_str().unwrap().to_owned();
+    let r = run_with(&g, &["check", "--app", "dash", "--action", "view", "--viewer-session", &session]);
+    assert_eq!((r.code, r.json()["reason"]["via"].as_str()), (0, Some("google")));
+    let r = run_with(
+        &g,
+        &["check", "--app", "dash", "--action", "view", "--google-id-token", &google_token("dana@example.com")],
+    );
+    assert_eq!((r.code, r.json()["reason"]["kind"].as_str()), (0, Some("viewer_grant")));
+    let r = run_with(&g, &["google", "sign-in", "--app", "dash", "--id-token", &google_token("zed@example.com")]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (2, Some("not_invited")));
+    let r = run_with(&g, &["google", "sign-in", "--app", "dash", "--id-token", "not.a.token"]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (2, Some("invalid")));
 }

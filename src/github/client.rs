@@ -98,6 +98,12 @@ impl GithubConfig {
 #[error("cannot build the github client: {0}")]
 pub struct ClientBuildError(String);
 
+impl ClientBuildError {
+    pub(crate) fn new(message: String) -> Self {
+        Self(message)
+    }
+}
+
 /// A GET's answer, classified.
 #[derive(Debug)]
 enum Answer {

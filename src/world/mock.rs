@@ -113,6 +113,16 @@ impl MockGithub {
         GithubConfig::new(GithubAuth::App { app_id, key, installation_id }).with_api_base(self.base_url())
     }
 
+    /// Google sign-in against this mock's JWKS endpoint, for the world's client ids; `None` if
+    /// the world has no `[google]` section.
+    pub fn google_config(&self) -> Option<crate::google::GoogleConfig> {
+        let world = self.state.world();
+        let google = world.google()?;
+        let mut cfg = crate::google::GoogleConfig::new(google.client_ids.clone());
+        cfg.jwks_url = format!("{}{GOOGLE_JWKS_PATH}", self.base_url());
+        Some(cfg)
+    }
+
     /// A client configuration for user-token mode against this mock.
     pub fn user_token_config(&self) -> GithubConfig {
         GithubConfig::new(GithubAuth::UserTokens).with_api_base(self.base_url())
@@ -278,6 +288,9 @@ async fn answer(state: &MockState, method: Method, uri: Uri, headers: HeaderMap)
     if method == Method::POST {
         return installation_token(state, &path, &headers);
     }
+    if path == GOOGLE_JWKS_PATH {
+        return google_jwks(state);
+    }
     if method != Method::GET {
         return respond(StatusCode::NOT_FOUND, state.spend(), &[], Some(&not_found()));
     }
@@ -338,6 +351,24 @@ async fn answer(state: &MockState, method: Method, uri: Uri, headers: HeaderMap)
         return respond(StatusCode::NOT_MODIFIED, state.current_limit(), &[("etag", etag)], None);
     }
     respond(StatusCode::OK, state.spend(), &[("etag", etag)], Some(&body))
+}
+
+/// Where the mock serves the world's Google JWKS.
+const GOOGLE_JWKS_PATH: &str = "/oauth2/v3/certs";
+
+/// Google's JWKS, with the world's `Cache-Control` max-age; 404 when the world has no Google.
+fn google_jwks(state: &MockState) -> Response<Body> {
+    let world = state.world();
+    let Some(google) = world.google() else {
+        return respond(StatusCode::NOT_FOUND, state.current_limit(), &[], Some(&not_found()));
+    };
+    let cache = format!("public, max-age={}, must-revalidate, no-transform", google.max_age.unwrap_or(0));
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json; charset=UTF-8")
+        .header("cache-control", cache)
+        .body(Body::from(google.jwks_json.clone()))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
 }
 
 /// `POST /app/installations/{id}/access_tokens`: GitHub App authentication (an extension of

@@ -301,6 +301,8 @@ pub struct WorldGoogle {
     pub jwks: PathBuf,
     /// `Cache-Control` max-age the mock JWKS endpoint sends.
     pub max_age: Option<u64>,
+    /// The JWKS, as read from the file.
+    pub jwks_json: String,
 }
 
 /// An app the control plane deployed.
@@ -660,11 +662,23 @@ impl World {
                 times: f.times,
             });
         }
-        let google = wf.google.as_ref().map(|g| WorldGoogle {
-            client_ids: g.client_ids.clone(),
-            jwks: dir.join(&g.jwks),
-            max_age: g.max_age,
-        });
+        let google = match &wf.google {
+            None => None,
+            Some(g) => {
+                let jwks = dir.join(&g.jwks);
+                let fail = |m: String| WorldError {
+                    file: ck.file.clone(),
+                    position: None,
+                    field: Some("google.jwks".into()),
+                    message: m,
+                };
+                let text = std::fs::read_to_string(&jwks)
+                    .map_err(|e| fail(format!("cannot read `{}`: {e}", jwks.display())))?;
+                serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(&text)
+                    .map_err(|e| fail(format!("`{}` is not a JWKS: {e}", jwks.display())))?;
+                Some(WorldGoogle { client_ids: g.client_ids.clone(), jwks, max_age: g.max_age, jwks_json: text })
+            }
+        };
         // Apps.
         let mut apps: Vec<WorldApp> = Vec::new();
         for (i, a) in wf.apps.iter().enumerate() {

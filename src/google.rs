@@ -1,0 +1,275 @@
+//! Google sign-in: ID tokens verified against Google's JWKS (DESIGN §4).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http_body_util::BodyExt as _;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+
+use crate::clock::{Clock, Timestamp};
+use crate::email::Email;
+
+/// Google's two spellings of its issuer.
+const ISSUERS: [&str; 2] = ["accounts.google.com", "https://accounts.google.com"];
+/// ID tokens are a few kilobytes; anything much larger is not one.
+const MAX_TOKEN: usize = 16 * 1024;
+const MAX_JWKS: usize = 256 * 1024;
+
+/// Where Google's keys are and which audiences are ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoogleConfig {
+    /// Our OAuth client ids: the accepted `aud` values.
+    pub client_ids: Vec<String>,
+    /// Google's JWKS. Default `https://www.googleapis.com/oauth2/v3/certs`.
+    pub jwks_url: String,
+    /// Clock skew allowed on `exp` and `nbf`. Default 60 s.
+    pub leeway: Duration,
+    /// Least time between two refetches caused by an unknown `kid`. Default 60 s.
+    pub refetch_interval: Duration,
+    /// Time allowed for fetching the JWKS. Default 5 s.
+    pub timeout: Duration,
+}
+
+impl GoogleConfig {
+    /// Google's JWKS, accepting tokens for `client_ids`.
+    pub fn new(client_ids: Vec<String>) -> Self {
+        Self {
+            client_ids,
+            jwks_url: "https://www.googleapis.com/oauth2/v3/certs".into(),
+            leeway: Duration::from_secs(60),
+            refetch_interval: Duration::from_secs(60),
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why a Google ID token was refused: one variant per failed check. Never carries the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GoogleError {
+    /// Not a JWT (truncated, not base64, not JSON, or too large).
+    #[error("not a well-formed ID token")]
+    Malformed,
+    /// The header names an algorithm other than RS256 (`none` and HS256 included).
+    #[error("the token is not signed with RS256")]
+    WrongAlgorithm,
+    /// The header names no key.
+    #[error("the token names no key (`kid`)")]
+    MissingKid,
+    /// No key with this `kid`, even after refetching Google's keys.
+    #[error("no Google key has the token's `kid`")]
+    UnknownKey,
+    /// The signature does not verify (a tampered token, or another key).
+    #[error("the token's signature does not verify")]
+    BadSignature,
+    /// A required claim is missing or has the wrong type.
+    #[error("the token's claim `{0}` is missing or malformed")]
+    BadClaim(String),
+    /// `iss` is not Google.
+    #[error("the token was not issued by Google")]
+    WrongIssuer,
+    /// `aud` is not one of our client ids.
+    #[error("the token is for another audience")]
+    WrongAudience,
+    /// `exp` is past (beyond the leeway).
+    #[error("the token has expired")]
+    Expired,
+    /// `nbf` is in the future (beyond the leeway).
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    /// `email_verified` is not `true`.
+    #[error("Google has not verified the address")]
+    EmailUnverified,
+    /// The address is not one we accept.
+    #[error("the token's address is not acceptable")]
+    BadEmail,
+    /// Google's keys could not be fetched.
+    #[error("google keys unavailable: {0}")]
+    KeysUnavailable(String),
+}
+
+impl GoogleError {
+    /// The error's kind as written in JSON.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GoogleError::Expired => "expired",
+            GoogleError::EmailUnverified => "email_unverified",
+            GoogleError::KeysUnavailable(_) => "unavailable",
+            _ => "invalid",
+        }
+    }
+}
+
+/// An identity Google vouched for: only the verifier makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoogleIdentity {
+    sub: String,
+    email: Email,
+}
+
+impl GoogleIdentity {
+    /// Google's stable subject id.
+    pub fn subject(&self) -> &str {
+        &self.sub
+    }
+
+    /// The verified address.
+    pub fn email(&self) -> &Email {
+        &self.email
+    }
+}
+
+#[derive(Debug)]
+struct CachedKeys {
+    set: JwkSet,
+    fetched_at: Timestamp,
+    max_age: Duration,
+}
+
+/// Verifies Google ID tokens; caches Google's keys.
+#[derive(Debug)]
+pub(crate) struct GoogleVerifier {
+    cfg: GoogleConfig,
+    clock: Arc<dyn Clock>,
+    http: octocrab::Octocrab,
+    keys: tokio::sync::RwLock<Option<Arc<CachedKeys>>>,
+    /// Held while fetching, so that concurrent fetches coalesce into one.
+    fetching: tokio::sync::Mutex<Option<Timestamp>>,
+}
+
+fn max_age(headers: &http::HeaderMap) -> Duration {
+    headers
+        .get(http::header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').find_map(|d| d.trim().strip_prefix("max-age=")?.parse::<u64>().ok()))
+        .map_or(Duration::ZERO, Duration::from_secs)
+}
+
+impl GoogleVerifier {
+    pub(crate) fn new(cfg: GoogleConfig, clock: Arc<dyn Clock>) -> Result<Self, String> {
+        // octocrab's client is a plain hyper + rustls client for any host (it adds credentials
+        // only for api.github.com, and it has none here).
+        let http = octocrab::Octocrab::builder().build().map_err(|e| e.to_string())?;
+        Ok(Self { cfg, clock, http, keys: tokio::sync::RwLock::new(None), fetching: tokio::sync::Mutex::new(None) })
+    }
+
+    async fn fetch(&self) -> Result<Arc<CachedKeys>, GoogleError> {
+        let unavailable = |e: String| GoogleError::KeysUnavailable(e);
+        let exchange = async {
+            let resp = self.http._get(self.cfg.jwks_url.as_str()).await.map_err(|e| unavailable(e.to_string()))?;
+            let (parts, body) = resp.into_parts();
+            if !parts.status.is_success() {
+                return Err(unavailable(format!("status {}", parts.status)));
+            }
+            let body = http_body_util::Limited::new(body, MAX_JWKS)
+                .collect()
+                .await
+                .map_err(|_| unavailable("body".into()))?
+                .to_bytes();
+            let set: JwkSet = serde_json::from_slice(&body).map_err(|e| unavailable(e.to_string()))?;
+            Ok(Arc::new(CachedKeys { set, fetched_at: self.clock.now(), max_age: max_age(&parts.headers) }))
+        };
+        let keys =
+            tokio::time::timeout(self.cfg.timeout, exchange).await.map_err(|_| unavailable("timeout".into()))??;
+        *self.keys.write().await = Some(keys.clone());
+        Ok(keys)
+    }
+
+    /// The cached keys while fresh; otherwise one fetch shared by all callers.
+    async fn current_keys(&self) -> Result<Arc<CachedKeys>, GoogleError> {
+        let fresh = |k: &Arc<CachedKeys>| self.clock.now().since(k.fetched_at) < k.max_age;
+        if let Some(k) = self.keys.read().await.as_ref().filter(|k| fresh(k)) {
+            return Ok(k.clone());
+        }
+        let _guard = self.fetching.lock().await;
+        if let Some(k) = self.keys.read().await.as_ref().filter(|k| fresh(k)) {
+            return Ok(k.clone());
+        }
+        self.fetch().await
+    }
+
+    /// The key `kid`; an unknown one causes one refetch, at most once per refetch interval.
+    async fn key(&self, kid: &str) -> Result<DecodingKey, GoogleError> {
+        let find = |k: &CachedKeys| k.set.find(kid).map(DecodingKey::from_jwk);
+        let keys = self.current_keys().await?;
+        if let Some(key) = find(&keys) {
+            return key.map_err(|_| GoogleError::UnknownKey);
+        }
+        let mut last = self.fetching.lock().await;
+        // Someone may have refetched while we waited.
+        if let Some(key) = self.keys.read().await.as_ref().and_then(|k| find(k)) {
+            return key.map_err(|_| GoogleError::UnknownKey);
+        }
+        let now = self.clock.now();
+        if last.is_some_and(|t| now.since(t) < self.cfg.refetch_interval) {
+            return Err(GoogleError::UnknownKey);
+        }
+        *last = Some(now);
+        let keys = self.fetch().await?;
+        find(&keys).ok_or(GoogleError::UnknownKey)?.map_err(|_| GoogleError::UnknownKey)
+    }
+
+    pub(crate) async fn verify(&self, token: &str) -> Result<GoogleIdentity, GoogleError> {
+        if token.len() > MAX_TOKEN {
+            return Err(GoogleError::Malformed);
+        }
+        // The header's `alg` as written: jsonwebtoken cannot even parse `none`, which is a
+        // wrong algorithm, not a malformed token.
+        let alg = token
+            .split('.')
+            .next()
+            .and_then(|h| URL_SAFE_NO_PAD.decode(h).ok())
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v.get("alg").and_then(|a| a.as_str()).map(str::to_owned))
+            .ok_or(GoogleError::Malformed)?;
+        if alg != "RS256" {
+            return Err(GoogleError::WrongAlgorithm);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| GoogleError::Malformed)?;
+        let kid = header.kid.ok_or(GoogleError::MissingKid)?;
+        let key = self.key(&kid).await?;
+        // RS256 is fixed here, never read from the token. `exp` and `nbf` are checked below on
+        // the injected clock.
+        let mut v = Validation::new(Algorithm::RS256);
+        v.set_audience(&self.cfg.client_ids);
+        v.set_issuer(&ISSUERS);
+        v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        v.validate_exp = false;
+        v.validate_nbf = false;
+        let data =
+            jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, &key, &v).map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind as K;
+                match e.kind() {
+                    K::InvalidSignature => GoogleError::BadSignature,
+                    K::InvalidAudience => GoogleError::WrongAudience,
+                    K::InvalidIssuer => GoogleError::WrongIssuer,
+                    K::MissingRequiredClaim(c) => GoogleError::BadClaim(c.clone()),
+                    K::InvalidAlgorithm => GoogleError::WrongAlgorithm,
+                    K::Json(_) => GoogleError::BadClaim("(type)".into()),
+                    _ => GoogleError::Malformed,
+                }
+            })?;
+        let c = data.claims;
+        let bad = |name: &str| GoogleError::BadClaim(name.to_owned());
+        let number = |name: &str| c.get(name).map(|v| v.as_u64().ok_or_else(|| bad(name))).transpose();
+        let sub = c.get("sub").and_then(|v| v.as_str()).filter(|s| !s.is_empty()).ok_or_else(|| bad("sub"))?;
+        let exp = number("exp")?.ok_or_else(|| bad("exp"))?;
+        let now = self.clock.now().as_secs();
+        let leeway = self.cfg.leeway.as_secs();
+        if exp.saturating_add(leeway) <= now {
+            return Err(GoogleError::Expired);
+        }
+        if number("nbf")?.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
+            return Err(GoogleError::NotYetValid);
+        }
+        if c.get("email_verified") != Some(&serde_json::Value::Bool(true)) {
+            return Err(GoogleError::EmailUnverified);
+        }
+        let email = c.get("email").and_then(|v| v.as_str()).ok_or(GoogleError::BadEmail)?;
+        let email = Email::parse(email).map_err(|_| GoogleError::BadEmail)?;
+        Ok(GoogleIdentity { sub: sub.to_owned(), email })
+    }
+}

@@ -1,0 +1,253 @@
+//! Google sign-in (DESIGN §4): a token signed as Google signs succeeds; every forgery and
+//! malformation is refused with its own error, and nothing panics.
+#![cfg(feature = "sqlite")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
+
+mod common;
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ghauthz::store::{MemoryStore, Store};
+use ghauthz::world::MockGithub;
+use ghauthz::{AppId, Authorizer, Capability, GoogleError, GoogleSignInError, ManualClock, Principal, Reason, Via};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+const AUD: &str = "1234-test.apps.googleusercontent.com";
+const JWKS: &str = "/oauth2/v3/certs";
+
+struct Env {
+    authz: Authorizer,
+    mock: MockGithub,
+    now: u64,
+}
+
+async fn env() -> Env {
+    let world = common::fixture("acme.toml");
+    let clock = ManualClock::new(world.now().unwrap());
+    let mock = MockGithub::start_with_clock(world.clone(), Arc::new(clock.clone())).await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    store.seed_once(&world.app_records(), world.now().unwrap()).await.unwrap();
+    let authz = Authorizer::builder(mock.github_config())
+        .clock(Arc::new(clock))
+        .store(store)
+        .google(mock.google_config().unwrap())
+        .build()
+        .unwrap();
+    Env { authz, mock, now: world.now().unwrap().as_secs() }
+}
+
+fn key(name: &str) -> EncodingKey {
+    EncodingKey::from_rsa_pem(&std::fs::read(common::fixture_path(&format!("keys/{name}.pem"))).unwrap()).unwrap()
+}
+
+fn claims(now: u64) -> Value {
+    json!({
+        "iss": "https://accounts.google.com", "aud": AUD, "sub": "110169484474386276334",
+        "email": "dana@example.com", "email_verified": true, "iat": now, "exp": now + 3600
+    })
+}
+
+fn sign(claims: &Value) -> String {
+    sign_with(claims, "google-test", "test-key-1")
+}
+
+fn sign_with(claims: &Value, key_name: &str, kid: &str) -> String {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(kid.into());
+    jsonwebtoken::encode(&header, claims, &key(key_name)).unwrap()
+}
+
+fn edit(now: u64, f: impl FnOnce(&mut serde_json::Map<String, Value>)) -> String {
+    let mut c = claims(now);
+    f(c.as_object_mut().unwrap());
+    sign(&c)
+}
+
+async fn refused(env: &Env, token: &str) -> GoogleError {
+    match env.authz.google_sign_in(&AppId("dash".into()), token).await {
+        Err(GoogleSignInError::Token(e)) => e,
+        other => panic!("expected a refused token, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_token_signed_as_google_signs_in_an_invited_viewer() {
+    let env = env().await;
+    for iss in ["https://accounts.google.com", "accounts.google.com"] {
+        let token = edit(env.now, |c| {
+            c.insert("iss".into(), json!(iss));
+        });
+        let issued = env.authz.google_sign_in(&AppId("dash".into()), &token).await.unwrap();
+        assert_eq!((issued.session.via(), issued.session.email().as_str()), (Via::Google, "dana@example.com"));
+        let viewer = Principal::Viewer(env.authz.verify_session(issued.token.expose_secret()).unwrap());
+        let d = env.authz.check_app(&viewer, &AppId("dash".into()), Capability::View).await.unwrap();
+        assert_eq!(d.reason(), &Reason::ViewerGrant { via: Via::Google });
+    }
+    assert_eq!(env.mock.requests(JWKS), 1, "the JWKS is cached for its max-age");
+    let stranger = edit(env.now, |c| {
+        c.insert("email".into(), json!("zed@example.com"));
+    });
+    assert_eq!(
+        env.authz.google_sign_in(&AppId("dash".into()), &stranger).await.unwrap_err(),
+        GoogleSignInError::NotInvited
+    );
+}
+
+#[tokio::test]
+async fn forged_algorithms_are_refused() {
+    let env = env().await;
+    let payload = URL_SAFE_NO_PAD.encode(claims(env.now).to_string());
+    let none = format!("{}.{payload}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none","kid":"test-key-1","typ":"JWT"}"#));
+    assert_eq!(refused(&env, &none).await, GoogleError::WrongAlgorithm, "alg none");
+    // HS256 keyed with the RSA public key (the classic confusion attack).
+    let jwks: Value =
+        serde_json::from_str(&std::fs::read_to_string(common::fixture_path("keys/google-test.jwks.json")).unwrap())
+            .unwrap();
+    let n = jwks["keys"][0]["n"].as_str().unwrap().to_owned();
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some("test-key-1".into());
+    let hs = jsonwebtoken::encode(&header, &claims(env.now), &EncodingKey::from_secret(n.as_bytes())).unwrap();
+    assert_eq!(refused(&env, &hs).await, GoogleError::WrongAlgorithm);
+}
+
+#[tokio::test]
+async fn an_unknown_kid_costs_one_refetch_then_nothing() {
+    let env = env().await;
+    env.authz.google_sign_in(&AppId("dash".into()), &sign(&claims(env.now))).await.unwrap();
+    let other = sign_with(&claims(env.now), "google-other", "test-key-unknown");
+    assert_eq!(refused(&env, &other).await, GoogleError::UnknownKey);
+    assert_eq!(env.mock.requests(JWKS), 2, "one refetch for the unknown kid");
+    assert_eq!(refused(&env, &other).await, GoogleError::UnknownKey);
+    assert_eq!(env.mock.requests(JWKS), 2, "refetching is rate-limited");
+    let no_kid = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims(env.now), &key("google-test")).unwrap();
+    assert_eq!(refused(&env, &no_kid).await, GoogleError::MissingKid);
+}
+
+#[tokio::test]
+async fn each_bad_claim_has_its_own_error() {
+    let env = env().await;
+    let now = env.now;
+    let cases: Vec<(&str, String, GoogleError)> = vec![
+        (
+            "wrong iss",
+            edit(now, |c| {
+                c.insert("iss".into(), json!("https://evil.example"));
+            }),
+            GoogleError::WrongIssuer,
+        ),
+        (
+            "wrong aud",
+            edit(now, |c| {
+                c.insert("aud".into(), json!("someone-else"));
+            }),
+            GoogleError::WrongAudience,
+        ),
+        (
+            "missing aud",
+            edit(now, |c| {
+                c.remove("aud");
+            }),
+            GoogleError::BadClaim("aud".into()),
+        ),
+        (
+            "missing iss",
+            edit(now, |c| {
+                c.remove("iss");
+            }),
+            GoogleError::BadClaim("iss".into()),
+        ),
+        (
+            "missing sub",
+            edit(now, |c| {
+                c.remove("sub");
+            }),
+            GoogleError::BadClaim("sub".into()),
+        ),
+        (
+            "missing exp",
+            edit(now, |c| {
+                c.remove("exp");
+            }),
+            GoogleError::BadClaim("exp".into()),
+        ),
+        (
+            "expired beyond leeway",
+            edit(now, |c| {
+                c.insert("exp".into(), json!(now - 61));
+            }),
+            GoogleError::Expired,
+        ),
+        (
+            "nbf in the future",
+            edit(now, |c| {
+                c.insert("nbf".into(), json!(now + 120));
+            }),
+            GoogleError::NotYetValid,
+        ),
+        (
+            "exp as a string",
+            edit(now, |c| {
+                c.insert("exp".into(), json!((now + 3600).to_string()));
+            }),
+            GoogleError::BadClaim("exp".into()),
+        ),
+        (
+            "email_verified false",
+            edit(now, |c| {
+                c.insert("email_verified".into(), json!(false));
+            }),
+            GoogleError::EmailUnverified,
+        ),
+        (
+            "email_verified absent",
+            edit(now, |c| {
+                c.remove("email_verified");
+            }),
+            GoogleError::EmailUnverified,
+        ),
+        (
+            "email_verified as a string",
+            edit(now, |c| {
+                c.insert("email_verified".into(), json!("true"));
+            }),
+            GoogleError::EmailUnverified,
+        ),
+        (
+            "no email",
+            edit(now, |c| {
+                c.remove("email");
+            }),
+            GoogleError::BadEmail,
+        ),
+    ];
+    for (what, token, want) in cases {
+        assert_eq!(refused(&env, &token).await, want, "{what}");
+    }
+    let within_leeway = edit(now, |c| {
+        c.insert("exp".into(), json!(now - 30));
+    });
+    assert!(
+        env.authz.google_sign_in(&AppId("dash".into()), &within_leeway).await.is_ok(),
+        "small clock skew is allowed"
+    );
+}
+
+#[tokio::test]
+async fn damaged_tokens_are_refused_without_panicking() {
+    let env = env().await;
+    let good = sign(&claims(env.now));
+    let parts: Vec<&str> = good.split('.').collect();
+    let mut forged = claims(env.now);
+    forged["email"] = json!("erin@example.com");
+    let tampered = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(forged.to_string()), parts[2]);
+    assert_eq!(refused(&env, &tampered).await, GoogleError::BadSignature);
+    let truncated = &good[..good.len() - 10];
+    assert!(matches!(refused(&env, truncated).await, GoogleError::BadSignature | GoogleError::Malformed));
+    assert_eq!(refused(&env, &"a".repeat(1 << 20)).await, GoogleError::Malformed, "1 MiB");
+    assert_eq!(refused(&env, "!!!.@@@.###").await, GoogleError::Malformed, "not base64");
+    assert_eq!(refused(&env, "").await, GoogleError::Malformed);
+    assert_eq!(refused(&env, &format!("{}.{}", parts[0], parts[1])).await, GoogleError::Malformed, "two parts");
+}
