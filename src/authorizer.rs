@@ -15,7 +15,7 @@ use crate::email::{Email, EmailError};
 use crate::github::{
     ClientBuildError, Fetched, GithubApi, GithubConfig, GithubError, OctocrabGithub, PermissionTarget, UnavailableCause,
 };
-use crate::google::{GoogleConfig, GoogleVerifier};
+use crate::google::{GoogleConfig, GoogleIdentity, GoogleVerifier};
 use crate::ids::{App, AppId, GithubUser, RepoCoords, UserId};
 use crate::policy::{Capability, Need, Policy, Visibility};
 use crate::secret::GithubToken;
@@ -491,6 +491,12 @@ impl Authorizer {
     /// session for it.
     pub async fn google_sign_in(&self, app: &AppId, id_token: &str) -> Result<IssuedSession, GoogleSignInError> {
         self.inner.signin.google_sign_in(&*self.inner.store, self.inner.clock.now(), app, id_token).await
+    }
+
+    /// Verifies a Google ID token alone (no grant lookup, no session).
+    pub async fn verify_google_id_token(&self, id_token: &str) -> Result<GoogleIdentity, GoogleSignInError> {
+        let verifier = self.inner.signin.google.as_ref().ok_or(GoogleSignInError::NotConfigured)?;
+        Ok(verifier.verify(id_token).await?)
     }
 
     /// Verifies a viewer session token we signed.

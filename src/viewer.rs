@@ -406,8 +406,10 @@ impl SignIn {
             return Err(GoogleSignInError::UnknownApp(app.clone()));
         }
         if !store.is_viewer(app, identity.email()).await? {
+            tracing::info!(app = %app, "google sign-in refused: not invited");
             return Err(GoogleSignInError::NotInvited);
         }
+        tracing::info!(app = %app, "google sign-in");
         Ok(self.mint(now, app, identity.email(), Via::Google)?)
     }
 
@@ -437,6 +439,7 @@ impl SignIn {
         };
         match store.issue_link(&record, self.links.issue_limit).await? {
             IssueOutcome::Issued => {
+                tracing::info!(app = %app, "link issued");
                 Ok(IssuedLink { token: LinkToken::new(token), app: app.clone(), email, expires_at })
             }
             IssueOutcome::NotInvited => Err(LinkError::NotInvited),
@@ -481,9 +484,11 @@ impl SignIn {
             return Err(LinkError::WrongApp);
         }
         if !store.use_link(&link.hash, now).await? {
+            tracing::info!(app = %link.app, "link redemption lost a race");
             // Lost a race, or the link changed since it was read: say what it is now.
             return Err(self.usable_link(store, now, token).await.err().unwrap_or(LinkError::AlreadyUsed));
         }
+        tracing::info!(app = %link.app, "link redeemed");
         Ok(self.mint(now, &link.app, &link.email, Via::EmailLink)?)
     }
 

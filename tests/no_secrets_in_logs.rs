@@ -1,0 +1,86 @@
+//! Everything logged while issuing, redeeming and signing in, at TRACE level from every crate,
+//! holds no token. One test per file: it installs the process's global subscriber.
+#![cfg(feature = "sqlite")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use ghauthz::store::{SqliteStore, Store};
+use ghauthz::world::MockGithub;
+use ghauthz::{AppId, Authorizer, ManualClock};
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_redeem_and_sign_in_log_no_token() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .init();
+
+    let world = common::fixture("acme.toml");
+    let clock = ManualClock::new(world.now().unwrap());
+    let mock = MockGithub::start_with_clock(world.clone(), Arc::new(clock.clone())).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("db")).await.unwrap());
+    store.seed_once(&world.app_records(), world.now().unwrap()).await.unwrap();
+    let authz = Authorizer::builder(mock.github_config())
+        .clock(Arc::new(clock))
+        .store(store)
+        .google(mock.google_config().unwrap())
+        .build()
+        .unwrap();
+    let dash = AppId("dash".into());
+
+    let link = authz.issue_link(&dash, "dana@example.com").await.unwrap();
+    let link_token = link.token.expose_secret().to_owned();
+    authz.inspect_link(&link_token).await.unwrap();
+    let session = authz.redeem_link(&link_token, None).await.unwrap().token.expose_secret().to_owned();
+    let _ = authz.redeem_link(&link_token, None).await;
+
+    let now = world.now().unwrap().as_secs();
+    let claims = serde_json::json!({
+        "iss": "https://accounts.google.com", "aud": "1234-test.apps.googleusercontent.com", "sub": "42",
+        "email": "dana@example.com", "email_verified": true, "iat": now, "exp": now + 3600
+    });
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some("test-key-1".into());
+    let pem = std::fs::read(common::fixture_path("keys/google-test.pem")).unwrap();
+    let id_token =
+        jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap()).unwrap();
+    let google_session = authz.google_sign_in(&dash, &id_token).await.unwrap().token.expose_secret().to_owned();
+
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    for event in ["link issued", "link redeemed", "google sign-in"] {
+        assert!(log.contains(event), "the capture works: `{event}` is logged");
+    }
+    for (what, secret) in [
+        ("link token", link_token.as_str()),
+        ("link token body", &link_token[4..]),
+        ("session", session.as_str()),
+        ("google session", google_session.as_str()),
+        ("google id token", id_token.as_str()),
+        ("google id token signature", id_token.rsplit('.').next().unwrap()),
+        ("installation token", "ghs_world_installation"),
+    ] {
+        assert!(!log.contains(secret), "the {what} reached the log");
+    }
+}
