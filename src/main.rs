@@ -542,6 +542,15 @@ async fn decide(authz: &Authorizer, principal: &Principal, app: &AppId, cap: Cap
     }
 }
 
+/// Every address invited to any app, once, ordered.
+async fn invited_anywhere(authz: &Authorizer) -> Result<Vec<ghauthz::Email>, CheckError> {
+    let mut all = std::collections::BTreeSet::new();
+    for app in authz.store().apps().await? {
+        all.extend(authz.store().viewers(&app.id).await?);
+    }
+    Ok(all.into_iter().collect())
+}
+
 async fn apps_to_explain(authz: &Authorizer, only: Option<&str>) -> Result<Vec<App>, Outcome> {
     let unavailable = |e: CheckError| Outcome::json(Exit::Unavailable, &error_json(&e));
     match only {
@@ -675,7 +684,11 @@ async fn explain(ctx: &WorldCtx, args: &ExplainArgs) -> Outcome {
         Ok(apps) => apps,
         Err(e) => return e,
     };
-    let rows = ghauthz::world::explain(&ctx.authz, &apps, &ctx.world.principals()).await;
+    let viewers = match invited_anywhere(&ctx.authz).await {
+        Ok(v) => v,
+        Err(e) => return Outcome::json(Exit::Unavailable, &error_json(&e)),
+    };
+    let rows = ghauthz::world::explain(&ctx.authz, &apps, &ctx.world.principals(), &viewers).await;
     let exit = if rows.iter().any(|r| r.result.is_err()) { Exit::Unavailable } else { Exit::Done };
     if args.json {
         let decisions: Vec<Value> = rows

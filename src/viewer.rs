@@ -171,6 +171,11 @@ pub struct Session {
 }
 
 impl Session {
+    /// The session a viewer would hold after signing in to `app`: what `explain` decides for.
+    pub(crate) fn assumed(app: AppId, email: Email, expires_at: Timestamp) -> Self {
+        Self { app, email, via: Via::EmailLink, expires_at }
+    }
+
     /// The one app the session opens.
     pub fn app(&self) -> &AppId {
         &self.app

@@ -230,7 +230,7 @@ fn explain_prints_a_table_and_json() {
     let r = ghauthz(&["explain", "--world", &world("acme.toml"), "--app", "site", "--json"]);
     assert_eq!(r.code, 0);
     let rows = r.json()["decisions"].as_array().unwrap().clone();
-    assert_eq!(rows.len(), 12 * 4, "anonymous and 11 users, 4 capabilities");
+    assert_eq!(rows.len(), 13 * 4, "anonymous, 11 users and the invited viewer, 4 capabilities");
     assert!(rows.iter().all(|d| d["app"] == "site" && d["decision"].is_string()));
     let r = ghauthz(&["explain", "--world", &world("acme.toml"), "--app", "nope"]);
     assert_eq!((r.code, r.json()["error"].as_str()), (2, Some("unknown_app")));
@@ -343,7 +343,18 @@ fn check_and_explain_read_apps_from_the_db() {
     assert_eq!(r.code, 0, "{}", r.stdout);
     let r = ghauthz(&["explain", "--world", &w, "--db", &db, "--json"]);
     assert_eq!(r.code, 0);
-    assert_eq!(r.json()["decisions"].as_array().unwrap().len(), 5 * 12 * 4, "5 apps, 12 principals, 4 capabilities");
+    let rows = r.json()["decisions"].as_array().unwrap().clone();
+    assert_eq!(rows.len(), 5 * 13 * 4, "5 apps; anonymous, 11 users and 1 invited viewer; 4 capabilities");
+    let dana = |app: &str, action: &str| {
+        rows.iter()
+            .find(|d| d["app"] == app && d["principal"] == "viewer:dana@example.com" && d["action"] == action)
+            .map(|d| (d["decision"].as_str().unwrap().to_owned(), d["reason"]["kind"].as_str().unwrap().to_owned()))
+            .unwrap()
+    };
+    assert_eq!(dana("dash", "view"), ("allow".into(), "viewer_grant".into()), "invited to dash");
+    assert_eq!(dana("dash", "edit"), ("deny".into(), "no_access".into()), "viewers only view");
+    assert_eq!(dana("notes", "view"), ("deny".into(), "not_invited".into()));
+    assert_eq!(dana("site", "view"), ("allow".into(), "public_app".into()));
 }
 
 #[test]

@@ -841,18 +841,25 @@ pub struct ExplainRow {
 }
 
 /// The decision of every principal on every app and every capability, in the order given
-/// (apps, then principals, then `view`, `edit`, `deploy`, `delete`).
+/// (apps, then principals, then `view`, `edit`, `deploy`, `delete`); then, for each app, every
+/// address in `viewers` as if that viewer had signed in to that app (`viewer:<address>`).
 pub async fn explain(
     authz: &crate::Authorizer,
     apps: &[App],
     principals: &[crate::authorizer::Principal],
+    viewers: &[Email],
 ) -> Vec<ExplainRow> {
+    use crate::authorizer::Principal;
     use crate::policy::Capability;
+    use crate::viewer::Session;
     let mut rows = Vec::new();
     for app in apps {
-        for p in principals {
+        let assumed = viewers
+            .iter()
+            .map(|email| Principal::Viewer(Session::assumed(app.id().clone(), email.clone(), Timestamp(u64::MAX))));
+        for p in principals.iter().cloned().chain(assumed) {
             for cap in Capability::ALL {
-                let result = authz.check(p, app, cap).await;
+                let result = authz.check(&p, app, cap).await;
                 rows.push(ExplainRow { app: app.id().clone(), principal: p.label(), action: cap, result });
             }
         }
