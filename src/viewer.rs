@@ -172,6 +172,7 @@ pub struct Session {
 
 impl Session {
     /// The session a viewer would hold after signing in to `app`: what `explain` decides for.
+    #[cfg(feature = "world")]
     pub(crate) fn assumed(app: AppId, email: Email, expires_at: Timestamp) -> Self {
         Self { app, email, via: Via::EmailLink, expires_at }
     }
