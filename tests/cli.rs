@@ -537,15 +537,8 @@ fn apps_and_accounts_delete() {
 }
 
 fn google_token(email: &str) -> String {
-    let now = ghauthz::world::World::load(common::fixture_path("worlds/acme.toml")).unwrap().now().unwrap().as_secs();
-    let claims = serde_json::json!({
-        "iss": "https://accounts.google.com", "aud": "1234-test.apps.googleusercontent.com", "sub": "42",
-        "email": email, "email_verified": true, "iat": now, "exp": now + 3600
-    });
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-    header.kid = Some("test-key-1".into());
-    let pem = std::fs::read(common::fixture_path("keys/google-test.pem")).unwrap();
-    jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap()).unwrap()
+    let world = ghauthz::world::World::load(common::fixture_path("worlds/acme.toml")).unwrap();
+    common::google_token(world.now().unwrap().as_secs(), email)
 }
 
 #[test]

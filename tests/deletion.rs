@@ -8,16 +8,12 @@ use std::sync::Arc;
 
 use ghauthz::store::{DeletedApp, MemoryStore, SqliteStore, Store};
 use ghauthz::world::MockGithub;
-use ghauthz::{AppId, Authorizer, Capability, ChangedBy, LinkError, ManageError, ManualClock, Principal, UserId};
+use ghauthz::{AppId, Authorizer, Capability, ChangedBy, LinkError, ManageError, Principal, UserId};
 use sqlx::Row;
 
 async fn authz_on(store: Arc<dyn Store>) -> (Authorizer, ghauthz::world::World, MockGithub) {
-    let world = common::fixture("acme.toml");
-    let clock = ManualClock::new(world.now().unwrap());
-    let mock = MockGithub::start_with_clock(world.clone(), Arc::new(clock.clone())).await.unwrap();
-    store.seed_once(&world.app_records(), world.now().unwrap()).await.unwrap();
-    let authz = Authorizer::builder(mock.github_config()).clock(Arc::new(clock)).store(store).build().unwrap();
-    (authz, world, mock)
+    let v = common::viewers_on(store).await;
+    (v.authz, v.world, v.mock)
 }
 
 fn id(s: &str) -> AppId {

@@ -9,13 +9,12 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ghauthz::store::{MemoryStore, Store};
+use ghauthz::store::MemoryStore;
 use ghauthz::world::MockGithub;
-use ghauthz::{AppId, Authorizer, Capability, GoogleError, GoogleSignInError, ManualClock, Principal, Reason, Via};
+use ghauthz::{AppId, Authorizer, Capability, Clock, GoogleError, GoogleSignInError, Principal, Reason, Via};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-const AUD: &str = "1234-test.apps.googleusercontent.com";
 const JWKS: &str = "/oauth2/v3/certs";
 
 struct Env {
@@ -25,39 +24,20 @@ struct Env {
 }
 
 async fn env() -> Env {
-    let world = common::fixture("acme.toml");
-    let clock = ManualClock::new(world.now().unwrap());
-    let mock = MockGithub::start_with_clock(world.clone(), Arc::new(clock.clone())).await.unwrap();
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    store.seed_once(&world.app_records(), world.now().unwrap()).await.unwrap();
-    let authz = Authorizer::builder(mock.github_config())
-        .clock(Arc::new(clock))
-        .store(store)
-        .google(mock.google_config().unwrap())
-        .build()
-        .unwrap();
-    Env { authz, mock, now: world.now().unwrap().as_secs() }
-}
-
-fn key(name: &str) -> EncodingKey {
-    EncodingKey::from_rsa_pem(&std::fs::read(common::fixture_path(&format!("keys/{name}.pem"))).unwrap()).unwrap()
+    let v = common::viewers_on(Arc::new(MemoryStore::new())).await;
+    Env { now: v.clock.now().as_secs(), authz: v.authz, mock: v.mock }
 }
 
 fn claims(now: u64) -> Value {
-    json!({
-        "iss": "https://accounts.google.com", "aud": AUD, "sub": "110169484474386276334",
-        "email": "dana@example.com", "email_verified": true, "iat": now, "exp": now + 3600
-    })
+    common::google_claims(now, "dana@example.com")
 }
 
 fn sign(claims: &Value) -> String {
-    sign_with(claims, "google-test", "test-key-1")
+    common::sign_google(claims, "google-test", "test-key-1")
 }
 
 fn sign_with(claims: &Value, key_name: &str, kid: &str) -> String {
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some(kid.into());
-    jsonwebtoken::encode(&header, claims, &key(key_name)).unwrap()
+    common::sign_google(claims, key_name, kid)
 }
 
 fn edit(now: u64, f: impl FnOnce(&mut serde_json::Map<String, Value>)) -> String {
@@ -122,7 +102,13 @@ async fn an_unknown_kid_costs_one_refetch_then_nothing() {
     assert_eq!(env.mock.requests(JWKS), 2, "one refetch for the unknown kid");
     assert_eq!(refused(&env, &other).await, GoogleError::UnknownKey);
     assert_eq!(env.mock.requests(JWKS), 2, "refetching is rate-limited");
-    let no_kid = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims(env.now), &key("google-test")).unwrap();
+    let pem = std::fs::read(common::fixture_path("keys/google-test.pem")).unwrap();
+    let no_kid = jsonwebtoken::encode(
+        &Header::new(Algorithm::RS256),
+        &claims(env.now),
+        &EncodingKey::from_rsa_pem(&pem).unwrap(),
+    )
+    .unwrap();
     assert_eq!(refused(&env, &no_kid).await, GoogleError::MissingKid);
 }
 

@@ -14,27 +14,15 @@ use ghauthz::{
     SessionKeys, Via,
 };
 
-struct Env {
-    authz: Authorizer,
-    clock: ManualClock,
-    world: ghauthz::world::World,
-    _mock: MockGithub,
-}
-
-async fn env_on(store: Arc<dyn Store>) -> Env {
-    let world = common::fixture("acme.toml");
-    let clock = ManualClock::new(world.now().unwrap());
-    let mock = MockGithub::start_with_clock(world.clone(), Arc::new(clock.clone())).await.unwrap();
-    store.seed_once(&world.app_records(), world.now().unwrap()).await.unwrap();
-    let authz = Authorizer::builder(mock.github_config()).clock(Arc::new(clock.clone())).store(store).build().unwrap();
-    Env { authz, clock, world, _mock: mock }
+async fn env_on(store: Arc<dyn Store>) -> common::Viewers {
+    common::viewers_on(store).await
 }
 
 fn dash() -> AppId {
     AppId("dash".into())
 }
 
-async fn link_lifecycle(env: Env) {
+async fn link_lifecycle(env: common::Viewers) {
     let a = &env.authz;
     let link = a.issue_link(&dash(), "Dana@Example.com").await.unwrap();
     assert_eq!(link.email.as_str(), "dana@example.com", "sent to the stored address");
@@ -51,14 +39,14 @@ async fn link_lifecycle(env: Env) {
     assert_eq!(a.inspect_link(&token).await.unwrap_err(), LinkError::AlreadyUsed);
 }
 
-async fn links_expire_after_fifteen_minutes(env: Env) {
+async fn links_expire_after_fifteen_minutes(env: common::Viewers) {
     let token = env.authz.issue_link(&dash(), "dana@example.com").await.unwrap().token.expose_secret().to_owned();
     env.clock.advance(Duration::from_secs(15 * 60 + 1));
     assert_eq!(env.authz.inspect_link(&token).await.unwrap_err(), LinkError::Expired);
     assert_eq!(env.authz.redeem_link(&token, None).await.unwrap_err(), LinkError::Expired);
 }
 
-async fn a_removed_grant_revokes_its_links_and_sessions(env: Env) {
+async fn a_removed_grant_revokes_its_links_and_sessions(env: common::Viewers) {
     let a = &env.authz;
     let first = a.issue_link(&dash(), "dana@example.com").await.unwrap().token.expose_secret().to_owned();
     let second = a.issue_link(&dash(), "dana@example.com").await.unwrap().token.expose_secret().to_owned();
@@ -72,7 +60,7 @@ async fn a_removed_grant_revokes_its_links_and_sessions(env: Env) {
     assert_eq!((d.is_allowed(), d.reason()), (false, &Reason::NotInvited), "the next check after removal is denied");
 }
 
-async fn only_invited_addresses_get_links_and_issuing_is_limited(env: Env) {
+async fn only_invited_addresses_get_links_and_issuing_is_limited(env: common::Viewers) {
     let a = &env.authz;
     assert_eq!(a.issue_link(&dash(), "mallory@example.com").await.unwrap_err(), LinkError::NotInvited);
     assert!(matches!(a.issue_link(&AppId("nope".into()), "dana@example.com").await, Err(LinkError::UnknownApp(_))));
@@ -87,7 +75,7 @@ async fn only_invited_addresses_get_links_and_issuing_is_limited(env: Env) {
     assert!(a.issue_link(&dash(), "dana@example.com").await.is_ok(), "the window slides");
 }
 
-async fn viewers_only_view_their_own_app(env: Env) {
+async fn viewers_only_view_their_own_app(env: common::Viewers) {
     let a = &env.authz;
     let token = a.issue_link(&dash(), "dana@example.com").await.unwrap().token.expose_secret().to_owned();
     let session = a.redeem_link(&token, None).await.unwrap();
@@ -104,7 +92,7 @@ async fn viewers_only_view_their_own_app(env: Env) {
     assert_eq!(d.reason(), &Reason::SessionInvalid { error: SessionError::Expired }, "a held session expires too");
 }
 
-async fn garbage_tokens_are_invalid(env: Env) {
+async fn garbage_tokens_are_invalid(env: common::Viewers) {
     for token in ["", "gl1_", "not a token", &"x".repeat(1 << 20), "gl1_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"] {
         assert_eq!(env.authz.inspect_link(token).await.unwrap_err(), LinkError::Invalid);
         assert_eq!(env.authz.redeem_link(token, None).await.unwrap_err(), LinkError::Invalid);
@@ -190,7 +178,7 @@ async fn sixty_four_concurrent_redemptions_on_one_sqlite_file_succeed_once() {
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..8 {
         let store = Arc::new(SqliteStore::open(&path).await.unwrap());
-        let authz = Authorizer::builder(env._mock.github_config())
+        let authz = Authorizer::builder(env.mock.github_config())
             .clock(Arc::new(env.clock.clone()))
             .store(store)
             .build()

@@ -8,9 +8,8 @@ mod common;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use ghauthz::store::{SqliteStore, Store};
-use ghauthz::world::MockGithub;
-use ghauthz::{AppId, Authorizer, ManualClock};
+use ghauthz::store::SqliteStore;
+use ghauthz::{AppId, Clock};
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -36,18 +35,9 @@ async fn issue_redeem_and_sign_in_log_no_token() {
         .with_ansi(false)
         .init();
 
-    let world = common::fixture("acme.toml");
-    let clock = ManualClock::new(world.now().unwrap());
-    let mock = MockGithub::start_with_clock(world.clone(), Arc::new(clock.clone())).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("db")).await.unwrap());
-    store.seed_once(&world.app_records(), world.now().unwrap()).await.unwrap();
-    let authz = Authorizer::builder(mock.github_config())
-        .clock(Arc::new(clock))
-        .store(store)
-        .google(mock.google_config().unwrap())
-        .build()
-        .unwrap();
+    let v = common::viewers_on(Arc::new(SqliteStore::open(dir.path().join("db")).await.unwrap())).await;
+    let authz = v.authz;
     let dash = AppId("dash".into());
 
     let link = authz.issue_link(&dash, "dana@example.com").await.unwrap();
@@ -56,16 +46,7 @@ async fn issue_redeem_and_sign_in_log_no_token() {
     let session = authz.redeem_link(&link_token, None).await.unwrap().token.expose_secret().to_owned();
     let _ = authz.redeem_link(&link_token, None).await;
 
-    let now = world.now().unwrap().as_secs();
-    let claims = serde_json::json!({
-        "iss": "https://accounts.google.com", "aud": "1234-test.apps.googleusercontent.com", "sub": "42",
-        "email": "dana@example.com", "email_verified": true, "iat": now, "exp": now + 3600
-    });
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-    header.kid = Some("test-key-1".into());
-    let pem = std::fs::read(common::fixture_path("keys/google-test.pem")).unwrap();
-    let id_token =
-        jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap()).unwrap();
+    let id_token = common::google_token(v.clock.now().as_secs(), "dana@example.com");
     let google_session = authz.google_sign_in(&dash, &id_token).await.unwrap().token.expose_secret().to_owned();
 
     let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();

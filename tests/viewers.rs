@@ -6,31 +6,15 @@ mod common;
 
 use std::sync::Arc;
 
-use ghauthz::store::{AuditAction, SqliteStore, Store};
-use ghauthz::world::MockGithub;
-use ghauthz::{AppId, Authorizer, ChangedBy, EmailError, ManageError, ManualClock, Policy, Principal, Role};
+use ghauthz::store::{AuditAction, SqliteStore};
+use ghauthz::{AppId, ChangedBy, EmailError, ManageError, Policy, Principal, Role};
 
-struct Env {
-    world: ghauthz::world::World,
-    authz: Authorizer,
-    _mock: MockGithub,
-    _dir: tempfile::TempDir,
-}
+type Env = common::Viewers;
 
-async fn env_with(policy: Policy) -> Env {
-    let world = common::fixture("acme.toml");
-    let clock = ManualClock::new(world.now().unwrap());
-    let mock = MockGithub::start_with_clock(world.clone(), Arc::new(clock.clone())).await.unwrap();
+async fn env_with(policy: Policy) -> (Env, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("db")).await.unwrap();
-    store.seed_once(&world.app_records(), world.now().unwrap()).await.unwrap();
-    let authz = Authorizer::builder(mock.github_config())
-        .policy(policy)
-        .clock(Arc::new(clock))
-        .store(Arc::new(store))
-        .build()
-        .unwrap();
-    Env { world, authz, _mock: mock, _dir: dir }
+    (common::viewers_with(Arc::new(store), policy).await, dir)
 }
 
 fn by(env: &Env, login: &str) -> ChangedBy {
@@ -43,14 +27,14 @@ fn dash() -> AppId {
 
 #[tokio::test]
 async fn world_viewers_are_seeded_and_listed() {
-    let env = env_with(Policy::default()).await;
+    let (env, _dir) = env_with(Policy::default()).await;
     let list = env.authz.viewers(&ChangedBy::Operator, &dash()).await.unwrap();
     assert_eq!(list.iter().map(|e| e.as_str()).collect::<Vec<_>>(), ["dana@example.com"]);
 }
 
 #[tokio::test]
 async fn a_writer_manages_viewers_and_is_audited() {
-    let env = env_with(Policy::default()).await;
+    let (env, _dir) = env_with(Policy::default()).await;
     let change = env.authz.add_viewer(&by(&env, "carol"), &dash(), "  Eve@Example.COM ").await.unwrap();
     assert!(change.changed);
     assert_eq!(change.email.as_str(), "eve@example.com", "normalized on the way in");
@@ -65,7 +49,7 @@ async fn a_writer_manages_viewers_and_is_audited() {
 
 #[tokio::test]
 async fn below_the_sharing_role_is_denied_with_the_reason() {
-    let env = env_with(Policy::default()).await;
+    let (env, _dir) = env_with(Policy::default()).await;
     for login in ["dave", "mallory", "zed"] {
         let err = env.authz.add_viewer(&by(&env, login), &dash(), "eve@example.com").await.unwrap_err();
         let ManageError::Denied { decision, .. } = &err else { panic!("{login}: {err:?}") };
@@ -84,7 +68,7 @@ async fn below_the_sharing_role_is_denied_with_the_reason() {
 
 #[tokio::test]
 async fn the_sharing_role_is_a_policy_decision() {
-    let env = env_with(Policy { sharing: Role::Admin, ..Policy::default() }).await;
+    let (env, _dir) = env_with(Policy { sharing: Role::Admin, ..Policy::default() }).await;
     assert!(matches!(
         env.authz.add_viewer(&by(&env, "carol"), &dash(), "eve@example.com").await,
         Err(ManageError::Denied { .. })
@@ -94,7 +78,7 @@ async fn the_sharing_role_is_a_policy_decision() {
 
 #[tokio::test]
 async fn bad_input_gets_typed_errors() {
-    let env = env_with(Policy::default()).await;
+    let (env, _dir) = env_with(Policy::default()).await;
     let err = env.authz.add_viewer(&ChangedBy::Operator, &dash(), "eve＠example.com").await.unwrap_err();
     assert_eq!(err, ManageError::InvalidEmail(EmailError::At));
     let err = env.authz.add_viewer(&ChangedBy::Operator, &AppId("nope".into()), "eve@example.com").await.unwrap_err();
@@ -103,7 +87,7 @@ async fn bad_input_gets_typed_errors() {
 
 #[tokio::test]
 async fn checks_resolve_apps_through_the_store() {
-    let env = env_with(Policy::default()).await;
+    let (env, _dir) = env_with(Policy::default()).await;
     let erin = Principal::github(env.world.user("erin").unwrap());
     let d = env.authz.check_app(&erin, &dash(), ghauthz::Capability::Deploy).await.unwrap();
     assert!(d.is_allowed());

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ghauthz::world::{MockGithub, World};
-use ghauthz::{App, Authorizer, CacheConfig, GithubConfig, ManualClock, Policy, Principal, Timestamp};
+use ghauthz::{App, Authorizer, CacheConfig, Clock, GithubConfig, ManualClock, Policy, Principal, Timestamp};
 
 pub fn fixture_path(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(rel)
@@ -62,4 +62,56 @@ pub async fn env_with(world: World, opts: Opts) -> Env {
         .build()
         .expect("authorizer builds");
     Env { world, mock, authz, clock }
+}
+
+/// An authorizer on `store` (seeded from acme.toml), with Google sign-in against the mock.
+pub struct Viewers {
+    pub authz: Authorizer,
+    pub world: World,
+    pub mock: MockGithub,
+    pub clock: ManualClock,
+}
+
+pub async fn viewers_on(store: Arc<dyn ghauthz::store::Store>) -> Viewers {
+    viewers_with(store, Policy::default()).await
+}
+
+pub async fn viewers_with(store: Arc<dyn ghauthz::store::Store>, policy: Policy) -> Viewers {
+    let world = fixture("acme.toml");
+    let clock = ManualClock::new(world.now().expect("acme.toml sets now"));
+    let mock = MockGithub::start_with_clock(world.clone(), Arc::new(clock.clone())).await.expect("mock starts");
+    store.seed_once(&world.app_records(), clock.now()).await.expect("store seeds");
+    let authz = Authorizer::builder(mock.github_config())
+        .policy(policy)
+        .clock(Arc::new(clock.clone()))
+        .store(store)
+        .google(mock.google_config().expect("acme.toml has [google]"))
+        .build()
+        .expect("authorizer builds");
+    Viewers { authz, world, mock, clock }
+}
+
+/// The audience acme.toml's `[google]` accepts.
+pub const GOOGLE_AUD: &str = "1234-test.apps.googleusercontent.com";
+
+/// The claims of a valid Google ID token for `email`, issued at `now` (seconds).
+pub fn google_claims(now: u64, email: &str) -> serde_json::Value {
+    serde_json::json!({
+        "iss": "https://accounts.google.com", "aud": GOOGLE_AUD, "sub": "110169484474386276334",
+        "email": email, "email_verified": true, "iat": now, "exp": now + 3600
+    })
+}
+
+/// `claims` signed as Google signs (RS256, `kid` in the header) with `fixtures/keys/<key>.pem`.
+pub fn sign_google(claims: &serde_json::Value, key: &str, kid: &str) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some(kid.into());
+    let pem = std::fs::read(fixture_path(&format!("keys/{key}.pem"))).expect("test key");
+    jsonwebtoken::encode(&header, claims, &jsonwebtoken::EncodingKey::from_rsa_pem(&pem).expect("RSA PEM"))
+        .expect("signs")
+}
+
+/// A valid Google ID token for `email`, signed by the key acme.toml's JWKS lists.
+pub fn google_token(now: u64, email: &str) -> String {
+    sign_google(&google_claims(now, email), "google-test", "test-key-1")
 }
