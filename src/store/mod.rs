@@ -231,7 +231,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn use_link(&self, hash: &[u8; 32], now: Timestamp) -> Result<bool, StoreError>;
 
     /// Deletes the app, its viewer grants, its links and every audit entry about it (they carry
-    /// its viewers' addresses), keeping one [`DeletedApp`] record; atomically. `false` if there
+    /// its viewers' addresses), keeping one [`DeletedApp`] record (one per distinct record:
+    /// deleting a redeployed app again adds nothing); atomically. `false` if there
     /// was no such app.
     async fn delete_app(&self, app: &AppId) -> Result<bool, StoreError>;
 

@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS deleted_apps (
     main_file   TEXT NOT NULL,
     deployed_by INTEGER NOT NULL
 );
+CREATE UNIQUE INDEX IF NOT EXISTS deleted_apps_once ON deleted_apps (owner, repo, branch, main_file, deployed_by);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1');
 "#;
 
@@ -70,7 +71,9 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1');
 const SCHEMA_VERSION: &str = "1";
 
 /// A store in one SQLite file (created if absent). Safe to share between threads and between
-/// processes: writes are serialized by SQLite, and every method is one transaction.
+/// processes: writes are serialized by SQLite, and every method is one transaction, which every
+/// path ends explicitly (a dropped transaction would keep the write lock until its connection
+/// is reused).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -353,6 +356,7 @@ impl Store for SqliteStore {
             .await
             .map_err(unavailable)?;
         if invited.is_none() {
+            tx.rollback().await.map_err(unavailable)?;
             return Ok(IssueOutcome::NotInvited);
         }
         let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
@@ -366,6 +370,7 @@ impl Store for SqliteStore {
         .map_err(unavailable)?;
         if count >= i64::from(limit.max) {
             let oldest = Timestamp(to_u64(oldest.unwrap_or(issued_at), "time")?);
+            tx.rollback().await.map_err(unavailable)?;
             return Ok(IssueOutcome::RateLimited { retry_at: oldest.plus(limit.window) });
         }
         sqlx::query(
@@ -417,7 +422,10 @@ impl Store for SqliteStore {
         .fetch_optional(&mut *tx)
         .await
         .map_err(unavailable)?;
-        let Some((app, email)) = row else { return Ok(false) };
+        let Some((app, email)) = row else {
+            tx.rollback().await.map_err(unavailable)?;
+            return Ok(false);
+        };
         Self::audit(&mut tx, now, &Actor::Operator, &AppId(app), AuditAction::LinkRedeemed, &email_from(email)?)
             .await?;
         tx.commit().await.map_err(unavailable)?;
@@ -426,16 +434,22 @@ impl Store for SqliteStore {
 
     async fn delete_app(&self, app: &AppId) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let Some(r) = Self::purge(&mut tx, app).await? else { return Ok(false) };
-        sqlx::query("INSERT INTO deleted_apps (owner, repo, branch, main_file, deployed_by) VALUES (?, ?, ?, ?, ?)")
-            .bind(&r.owner)
-            .bind(&r.repo)
-            .bind(&r.branch)
-            .bind(&r.main_file)
-            .bind(to_i64(r.deployed_by.0, "user id")?)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        let Some(r) = Self::purge(&mut tx, app).await? else {
+            tx.rollback().await.map_err(unavailable)?;
+            return Ok(false);
+        };
+        sqlx::query(
+            "INSERT INTO deleted_apps (owner, repo, branch, main_file, deployed_by) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&r.owner)
+        .bind(&r.repo)
+        .bind(&r.branch)
+        .bind(&r.main_file)
+        .bind(to_i64(r.deployed_by.0, "user id")?)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
         Ok(true)
     }

@@ -1,0 +1,156 @@
+//! Differential property test: random sequences of store operations give the same observable
+//! results on the SQLite store as on the in-memory store.
+#![cfg(feature = "sqlite")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
+
+use std::time::Duration;
+
+use ghauthz::store::{
+    Actor, AppRecord, AuditEvent, IssueLimit, IssueOutcome, LinkRecord, MemoryStore, SqliteStore, Store, StoreError,
+};
+use ghauthz::{AppId, Email, RepoId, Timestamp, UserId, Visibility};
+use proptest::prelude::*;
+
+const APPS: usize = 3;
+const EMAILS: usize = 3;
+const LIMIT: IssueLimit = IssueLimit { max: 2, window: Duration::from_secs(60) };
+
+#[derive(Debug, Clone)]
+enum Op {
+    PutApp { app: usize, by: u64 },
+    AddViewer { app: usize, email: usize },
+    RemoveViewer { app: usize, email: usize },
+    IssueLink { app: usize, email: usize, token: u8 },
+    UseLink { token: u8 },
+    Advance { secs: u64 },
+    DeleteApp { app: usize },
+    DeleteAccount { by: u64 },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0..APPS, 1..3u64).prop_map(|(app, by)| Op::PutApp { app, by }),
+        (0..APPS, 0..EMAILS).prop_map(|(app, email)| Op::AddViewer { app, email }),
+        (0..APPS, 0..EMAILS).prop_map(|(app, email)| Op::RemoveViewer { app, email }),
+        (0..APPS, 0..EMAILS, 0..6u8).prop_map(|(app, email, token)| Op::IssueLink { app, email, token }),
+        (0..6u8).prop_map(|token| Op::UseLink { token }),
+        (1..90u64).prop_map(|secs| Op::Advance { secs }),
+        (0..APPS).prop_map(|app| Op::DeleteApp { app }),
+        (1..3u64).prop_map(|by| Op::DeleteAccount { by }),
+    ]
+}
+
+fn app_id(i: usize) -> AppId {
+    AppId(format!("app{i}"))
+}
+
+fn email(i: usize) -> Email {
+    Email::parse(&format!("user{i}@example.com")).unwrap()
+}
+
+/// What a caller can observe after an operation.
+#[derive(Debug, PartialEq)]
+enum Seen {
+    Unit,
+    Bool(bool),
+    Issue(Result<IssueOutcome, StoreError>),
+    Apps(Vec<AppId>),
+}
+
+async fn apply(store: &dyn Store, op: &Op, now: &mut Timestamp) -> Seen {
+    match *op {
+        Op::PutApp { app, by } => {
+            let record = AppRecord {
+                id: app_id(app),
+                owner: "acme".into(),
+                repo: format!("repo{app}"),
+                repo_id: RepoId(app as u64 + 1),
+                branch: "main".into(),
+                main_file: "app.py".into(),
+                visibility: Visibility::Private,
+                deployed_by: UserId(by),
+            };
+            store.put_app(&record).await.unwrap();
+            Seen::Unit
+        }
+        Op::AddViewer { app, email: e } => {
+            if store.app(&app_id(app)).await.unwrap().is_none() {
+                return Seen::Unit; // the authorizer never adds a viewer to a missing app
+            }
+            Seen::Bool(store.add_viewer(&app_id(app), &email(e), &Actor::Operator, *now).await.unwrap())
+        }
+        Op::RemoveViewer { app, email: e } => {
+            Seen::Bool(store.remove_viewer(&app_id(app), &email(e), &Actor::Github(UserId(9)), *now).await.unwrap())
+        }
+        Op::IssueLink { app, email: e, token } => {
+            if store.app(&app_id(app)).await.unwrap().is_none() {
+                return Seen::Unit;
+            }
+            let mut hash = [0u8; 32];
+            hash[0] = token;
+            hash[1] = now.0 as u8;
+            hash[2] = (now.0 >> 8) as u8;
+            if store.link(&hash).await.unwrap().is_some() {
+                return Seen::Unit;
+            }
+            let link = LinkRecord {
+                hash,
+                app: app_id(app),
+                email: email(e),
+                issued_at: *now,
+                expires_at: now.plus(Duration::from_secs(120)),
+                used_at: None,
+            };
+            Seen::Issue(store.issue_link(&link, LIMIT).await)
+        }
+        Op::UseLink { token } => {
+            // Use the most recent link issued with this token byte, if any.
+            let mut hash = [0u8; 32];
+            hash[0] = token;
+            hash[1] = now.0 as u8;
+            hash[2] = (now.0 >> 8) as u8;
+            Seen::Bool(store.use_link(&hash, *now).await.unwrap())
+        }
+        Op::Advance { secs } => {
+            *now = now.plus(Duration::from_secs(secs));
+            Seen::Unit
+        }
+        Op::DeleteApp { app } => Seen::Bool(store.delete_app(&app_id(app)).await.unwrap()),
+        Op::DeleteAccount { by } => {
+            let mut ids = store.delete_account(UserId(by)).await.unwrap();
+            ids.sort();
+            Seen::Apps(ids)
+        }
+    }
+}
+
+async fn state(store: &dyn Store) -> (Vec<AppRecord>, Vec<(AppId, Vec<Email>)>, Vec<AuditEvent>, usize) {
+    let apps = store.apps().await.unwrap();
+    let mut viewers = Vec::new();
+    for i in 0..APPS {
+        viewers.push((app_id(i), store.viewers(&app_id(i)).await.unwrap()));
+    }
+    (apps, viewers, store.audit_log().await.unwrap(), store.deleted_apps().await.unwrap().len())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn sqlite_behaves_like_memory(ops in proptest::collection::vec(op(), 1..40)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let sqlite = SqliteStore::open(dir.path().join("db")).await.unwrap();
+            let memory = MemoryStore::new();
+            let (mut t1, mut t2) = (Timestamp(1_000_000), Timestamp(1_000_000));
+            for (i, op) in ops.iter().enumerate() {
+                let a = apply(&memory, op, &mut t1).await;
+                let b = apply(&sqlite, op, &mut t2).await;
+                prop_assert_eq!(a, b, "step {}: {:?}", i, op);
+            }
+            prop_assert_eq!(state(&memory).await, state(&sqlite).await);
+            Ok(())
+        })?;
+    }
+}
