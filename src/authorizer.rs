@@ -514,8 +514,8 @@ impl Authorizer {
         &self.inner.store
     }
 
-    /// Invites `email` to `app`. `by` must hold the policy's `sharing` role (GitHub `write` by
-    /// default) unless it is [`Actor::Operator`]-level ([`ChangedBy::Operator`]).
+    /// Invites `email` to `app`. `by` must hold the policy's `sharing` role (what `edit` needs,
+    /// GitHub `write` by default) unless it is [`ChangedBy::Operator`].
     pub async fn add_viewer(&self, by: &ChangedBy, app: &AppId, email: &str) -> Result<ViewerChange, ManageError> {
         let (email, actor) = self.authorize_sharing(by, app, email).await?;
         let now = self.inner.clock.now();

@@ -198,13 +198,14 @@ pub struct Policy {
     pub deploy: Role,
     /// Least role that deletes.
     pub delete: Role,
-    /// Least role that manages an app's invited viewers (part of the admin console).
-    pub sharing: Role,
+    /// Least role that manages an app's invited viewers; unset, it is whatever `edit` needs
+    /// (sharing is part of the admin console).
+    pub sharing: Option<Role>,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Self { view: Role::Write, edit: Role::Write, deploy: Role::Admin, delete: Role::Admin, sharing: Role::Write }
+        Self { view: Role::Write, edit: Role::Write, deploy: Role::Admin, delete: Role::Admin, sharing: None }
     }
 }
 
@@ -233,6 +234,6 @@ impl Policy {
     }
 
     pub(crate) fn sharing_need(&self) -> Need {
-        Need { required: self.sharing, view: false, strict: false }
+        Need { required: self.sharing.unwrap_or(self.edit), view: false, strict: false }
     }
 }

@@ -68,12 +68,25 @@ async fn below_the_sharing_role_is_denied_with_the_reason() {
 
 #[tokio::test]
 async fn the_sharing_role_is_a_policy_decision() {
-    let (env, _dir) = env_with(Policy { sharing: Role::Admin, ..Policy::default() }).await;
+    let (env, _dir) = env_with(Policy { sharing: Some(Role::Admin), ..Policy::default() }).await;
     assert!(matches!(
         env.authz.add_viewer(&by(&env, "carol"), &dash(), "eve@example.com").await,
         Err(ManageError::Denied { .. })
     ));
     assert!(env.authz.add_viewer(&by(&env, "erin"), &dash(), "eve@example.com").await.is_ok());
+    // Unset, sharing follows edit: moving edit to maintain takes sharing with it.
+    let (env, _dir) = env_with(Policy { edit: Role::Maintain, ..Policy::default() }).await;
+    assert!(
+        matches!(
+            env.authz.add_viewer(&by(&env, "carol"), &dash(), "eve@example.com").await,
+            Err(ManageError::Denied { .. })
+        ),
+        "write is below the moved edit"
+    );
+    assert!(
+        env.authz.add_viewer(&by(&env, "bob"), &dash(), "eve@example.com").await.is_ok(),
+        "maintain through a team"
+    );
 }
 
 #[tokio::test]
