@@ -495,8 +495,7 @@ impl Authorizer {
 
     /// Verifies a Google ID token alone (no grant lookup, no session).
     pub async fn verify_google_id_token(&self, id_token: &str) -> Result<GoogleIdentity, GoogleSignInError> {
-        let verifier = self.inner.signin.google.as_ref().ok_or(GoogleSignInError::NotConfigured)?;
-        Ok(verifier.verify(id_token).await?)
+        self.inner.signin.google_identity(id_token).await
     }
 
     /// Verifies a viewer session token we signed.
@@ -607,20 +606,18 @@ impl Authorizer {
 impl Inner {
     fn usable(&self, key: &PermKey, entry: &FactCore, app: &App, now: Timestamp, strict: bool) -> bool {
         entry.coords_fp == app.coords_fingerprint()
-            && now.since(entry.confirmed_at) < self.cfg.max_age(&entry.fact, strict)
+            && now.since(entry.confirmed_at) < self.cfg.max_age(matches!(entry.fact, Fact::Role(Some(_))), strict)
             && self.epochs.still_valid(&entry.seen_epoch, |inv| entry.matches(key, inv))
     }
 
     fn repo_usable(&self, entry: &RepoEntry, now: Timestamp, strict: bool) -> bool {
-        let ttl = if entry.found.is_some() { self.cfg.role_ttl } else { self.cfg.no_role_ttl };
-        let max_age = if strict { ttl.min(self.cfg.strict_max_age) } else { ttl };
-        now.since(entry.confirmed_at) < max_age && self.epochs.still_valid(&entry.seen_epoch, |inv| entry.matches(inv))
+        now.since(entry.confirmed_at) < self.cfg.max_age(entry.found.is_some(), strict)
+            && self.epochs.still_valid(&entry.seen_epoch, |inv| entry.matches(inv))
     }
 
     fn decision(&self, entry: &FactCore, app: &App, need: Need, source: Source, now: Timestamp) -> Decision {
         let (outcome, reason) = decide_github(need, app.repo_id(), app.visibility(), &entry.fact);
         let age = if source == Source::Github { Duration::ZERO } else { now.since(entry.confirmed_at) };
-        debug_assert!(outcome == Outcome::Allow || outcome == Outcome::Deny);
         Decision::new(outcome, reason, source, age)
     }
 

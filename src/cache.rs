@@ -61,16 +61,10 @@ impl Default for CacheConfig {
 }
 
 impl CacheConfig {
-    pub(crate) fn ttl_of(&self, fact: &Fact) -> Duration {
-        match fact {
-            Fact::Role(Some(_)) => self.role_ttl,
-            _ => self.no_role_ttl,
-        }
-    }
-
-    /// The oldest fact `strict` (deploy/delete) or ordinary checks accept.
-    pub(crate) fn max_age(&self, fact: &Fact, strict: bool) -> Duration {
-        let ttl = self.ttl_of(fact);
+    /// The oldest fact `strict` (deploy/delete) or ordinary checks accept: a positive fact (a
+    /// role; a repository found) lives `role_ttl`, a negative one `no_role_ttl`.
+    pub(crate) fn max_age(&self, positive: bool, strict: bool) -> Duration {
+        let ttl = if positive { self.role_ttl } else { self.no_role_ttl };
         if strict { ttl.min(self.strict_max_age) } else { ttl }
     }
 }

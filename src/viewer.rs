@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::Timestamp;
 use crate::email::{Email, EmailError};
-use crate::google::{GoogleError, GoogleVerifier};
+use crate::google::{GoogleError, GoogleIdentity, GoogleVerifier};
 use crate::ids::AppId;
 use crate::secret::{InvalidKey, LinkToken, SessionKey, SessionToken};
 use crate::store::{IssueLimit, IssueOutcome, LinkRecord, Store, StoreError};
@@ -399,6 +399,11 @@ pub(crate) struct SignIn {
 }
 
 impl SignIn {
+    pub(crate) async fn google_identity(&self, id_token: &str) -> Result<GoogleIdentity, GoogleSignInError> {
+        let verifier = self.google.as_ref().ok_or(GoogleSignInError::NotConfigured)?;
+        Ok(verifier.verify(id_token).await?)
+    }
+
     pub(crate) async fn google_sign_in(
         &self,
         store: &dyn Store,
@@ -406,8 +411,7 @@ impl SignIn {
         app: &AppId,
         id_token: &str,
     ) -> Result<IssuedSession, GoogleSignInError> {
-        let verifier = self.google.as_ref().ok_or(GoogleSignInError::NotConfigured)?;
-        let identity = verifier.verify(id_token).await?;
+        let identity = self.google_identity(id_token).await?;
         if store.app(app).await?.is_none() {
             return Err(GoogleSignInError::UnknownApp(app.clone()));
         }
