@@ -1,7 +1,7 @@
 //! The facade: policy, clock, GitHub and the cache, wired together.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use moka::ops::compute::Op;
@@ -18,12 +18,13 @@ use crate::github::{
 use crate::google::{GoogleConfig, GoogleIdentity, GoogleVerifier};
 use crate::ids::{App, AppId, GithubUser, RepoCoords, UserId};
 use crate::policy::{Capability, Need, Policy, Visibility};
-use crate::secret::GithubToken;
-use crate::store::{Actor, MemoryStore, Store, StoreError};
+use crate::secret::{GithubToken, WebhookSecret};
+use crate::store::{Actor, Broadcast, FeedEvent, MemoryStore, Store, StoreError};
 use crate::viewer::{
     GoogleSignInError, IssuedLink, IssuedSession, LinkConfig, LinkError, LinkInfo, Session, SessionConfig,
     SessionError, SessionKeys, SignIn,
 };
+use crate::webhook::{Meaning, VerifiedDelivery, WebhookError, WebhookOutcome, WebhookStats, WebhookVerifier, meaning};
 
 /// Who is asking.
 #[derive(Debug, Clone)]
@@ -170,9 +171,16 @@ pub struct AuthorizerBuilder {
     sessions: SessionConfig,
     keys: Option<SessionKeys>,
     google: Option<GoogleConfig>,
+    webhooks: Option<WebhookVerifier>,
 }
 
 impl AuthorizerBuilder {
+    /// Accept GitHub webhook deliveries signed with `secret` ([`Authorizer::handle_webhook`]).
+    pub fn webhook_secret(mut self, secret: WebhookSecret) -> Self {
+        self.webhooks = Some(WebhookVerifier::new(secret));
+        self
+    }
+
     /// Accept Google sign-in (off unless configured).
     pub fn google(mut self, google: GoogleConfig) -> Self {
         self.google = Some(google);
@@ -218,7 +226,9 @@ impl AuthorizerBuilder {
     }
 
     /// Builds it. Sends nothing; the first check does. Must be called inside a Tokio runtime
-    /// ([`BuildError::NoRuntime`] otherwise).
+    /// ([`BuildError::NoRuntime`] otherwise). If the store is shared by replicas
+    /// ([`Store::subscribe`]), the authorizer starts listening to their invalidations, in a task
+    /// that ends when the last clone of the authorizer is dropped.
     pub fn build(self) -> Result<Authorizer, BuildError> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(BuildError::NoRuntime);
@@ -234,7 +244,19 @@ impl AuthorizerBuilder {
             .transpose()
             .map_err(|e| BuildError::Github(ClientBuildError::new(e)))?;
         let signin = SignIn { links: self.links, keys, sessions: self.sessions, google };
-        Ok(Authorizer::from_parts(self.policy, self.cache, self.clock, github, self.store, signin))
+        let mut replica = [0u8; 8];
+        getrandom::getrandom(&mut replica).map_err(|_| BuildError::Keys)?;
+        let parts = Parts {
+            policy: self.policy,
+            cfg: self.cache,
+            clock: self.clock,
+            github,
+            store: self.store,
+            signin,
+            webhooks: self.webhooks,
+            replica: u64::from_le_bytes(replica),
+        };
+        Ok(Authorizer::from_parts(parts))
     }
 }
 
@@ -257,9 +279,19 @@ impl AuthorizerBuilder {
 ///
 /// # Invalidation
 ///
-/// [`Authorizer::invalidate`] is effective for the next check on this authorizer, including
-/// against a request that was in flight when it was called: a fact whose fetch started before a
-/// matching invalidation is never served from the cache.
+/// [`Authorizer::invalidate_local`] is effective for the next check on this authorizer,
+/// including against a request that was in flight when it was called: a fact whose fetch started
+/// before a matching invalidation is never served from the cache. [`Authorizer::invalidate`]
+/// and [`Authorizer::handle_webhook`] also reach every other replica that shares the store.
+///
+/// # Replicas
+///
+/// Authorizers that share a [`PgStore`](crate::store::PgStore) hear one another's
+/// invalidations through `LISTEN/NOTIFY`, typically within milliseconds. When a replica's
+/// listening connection drops it forgets everything it cached, at once and again once it
+/// listens anew, since it may have missed messages in between; until then it caches as usual,
+/// within the lifetimes of [`CacheConfig`]. Viewer grants and apps are never cached, so a
+/// viewer removed or an app deleted on one replica is refused on every other at its next check.
 #[derive(Debug, Clone)]
 pub struct Authorizer {
     inner: Arc<Inner>,
@@ -280,6 +312,61 @@ struct Inner {
     backoff: moka::sync::Cache<PermKey, Backoff>,
     counters: Counters,
     generation: AtomicU64,
+    /// This authorizer's id among the replicas.
+    replica: u64,
+    webhooks: Option<WebhookVerifier>,
+    hooks: HookCounters,
+    /// The task that applies other replicas' invalidations.
+    feed: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(feed) = &self.feed {
+            feed.abort();
+        }
+    }
+}
+
+/// What the builder hands over.
+struct Parts {
+    policy: Policy,
+    cfg: CacheConfig,
+    clock: Arc<dyn Clock>,
+    github: Arc<dyn GithubApi>,
+    store: Arc<dyn Store>,
+    signin: SignIn,
+    webhooks: Option<WebhookVerifier>,
+    replica: u64,
+}
+
+#[derive(Debug, Default)]
+struct HookCounters {
+    applied: AtomicU64,
+    duplicates: AtomicU64,
+    unknown_events: AtomicU64,
+    malformed: AtomicU64,
+    rejected: AtomicU64,
+}
+
+/// Applies what other replicas publish, for as long as the authorizer lives.
+async fn follow_feed(inner: Weak<Inner>, mut feed: tokio::sync::mpsc::Receiver<FeedEvent>) {
+    while let Some(event) = feed.recv().await {
+        let Some(inner) = inner.upgrade() else { return };
+        match event {
+            FeedEvent::Broadcast(b) if b.origin == inner.replica => {}
+            FeedEvent::Broadcast(b) => {
+                for inv in b.invalidations {
+                    inner.invalidate_local(inv);
+                }
+                Counters::bump(&inner.counters.received);
+            }
+            FeedEvent::Resync => {
+                inner.invalidate_local(Invalidation::All);
+                Counters::bump(&inner.counters.resyncs);
+            }
+        }
+    }
 }
 
 /// A conditional request's outcome.
@@ -317,17 +404,12 @@ impl Authorizer {
             sessions: SessionConfig::default(),
             keys: None,
             google: None,
+            webhooks: None,
         }
     }
 
-    fn from_parts(
-        policy: Policy,
-        cfg: CacheConfig,
-        clock: Arc<dyn Clock>,
-        github: Arc<dyn GithubApi>,
-        store: Arc<dyn Store>,
-        signin: SignIn,
-    ) -> Self {
+    fn from_parts(parts: Parts) -> Self {
+        let Parts { policy, cfg, clock, github, store, signin, webhooks, replica } = parts;
         let front = Arc::new(Front::new(cfg.capacity));
         let listener_front = front.clone();
         let keep = cfg.role_ttl.max(cfg.no_role_ttl) + cfg.keep_for_revalidation;
@@ -348,7 +430,8 @@ impl Authorizer {
             .max_capacity(cfg.capacity.max(1024))
             .time_to_live(Duration::from_secs(3600))
             .build();
-        let inner = Inner {
+        let feed = store.subscribe();
+        let inner = Arc::new_cyclic(|weak| Inner {
             policy,
             cfg,
             clock,
@@ -362,8 +445,12 @@ impl Authorizer {
             backoff,
             counters: Counters::default(),
             generation: AtomicU64::new(0),
-        };
-        Self { inner: Arc::new(inner) }
+            replica,
+            webhooks,
+            hooks: HookCounters::default(),
+            feed: feed.map(|rx| tokio::spawn(follow_feed(weak.clone(), rx)).abort_handle()),
+        });
+        Self { inner }
     }
 
     /// The policy in force.
@@ -573,18 +660,93 @@ impl Authorizer {
         }
     }
 
-    /// Forgets facts; effective for the next check (see the type's `# Invalidation`).
-    pub fn invalidate(&self, inv: Invalidation) {
+    /// Forgets facts here and on every other replica that shares the store; effective for the
+    /// next check here at once, and on the others when the message arrives (see the type's
+    /// `# Replicas`). An error means the other replicas could not be told; this one forgot.
+    pub async fn invalidate(&self, inv: Invalidation) -> Result<(), StoreError> {
+        self.inner.invalidate_local(inv);
+        self.inner.store.publish(&Broadcast { origin: self.inner.replica, invalidations: vec![inv] }).await
+    }
+
+    /// Forgets facts on this authorizer only; effective for the next check (see the type's
+    /// `# Invalidation`).
+    pub fn invalidate_local(&self, inv: Invalidation) {
+        self.inner.invalidate_local(inv);
+    }
+
+    /// Verifies a GitHub webhook delivery (its headers and raw body) and applies it
+    /// ([`Authorizer::apply_webhook`]). Needs [`AuthorizerBuilder::webhook_secret`].
+    ///
+    /// Nothing of a delivery whose signature fails is read or applied: the cache is untouched.
+    pub async fn handle_webhook(&self, headers: &http::HeaderMap, body: &[u8]) -> Result<WebhookOutcome, WebhookError> {
         let inner = &*self.inner;
-        inner.epochs.record(inv);
-        inner.front.retain(|k, e| !e.matches(k, &inv));
-        if inv == Invalidation::All {
-            inner.perms.invalidate_all();
-            inner.repos.invalidate_all();
-        } else {
-            // Memory only: the epoch log already keeps these from being served.
-            let _ = inner.perms.invalidate_entries_if(move |k, e| e.core.matches(k, &inv));
-            let _ = inner.repos.invalidate_entries_if(move |_, e| e.matches(&inv));
+        let verified = match &inner.webhooks {
+            None => Err(WebhookError::NotConfigured),
+            Some(v) => v.verify(headers, body),
+        };
+        match verified {
+            Ok(delivery) => self.apply_webhook(&delivery).await,
+            Err(e) => {
+                Counters::bump(&inner.hooks.rejected);
+                Err(e)
+            }
+        }
+    }
+
+    /// Applies a verified delivery: turns it into the narrowest safe invalidations, records its
+    /// id (a delivery seen before changes nothing), and applies them here and on every other
+    /// replica. Unknown events are counted and ignored; a known event whose payload lacks the
+    /// ids it needs invalidates everything.
+    ///
+    /// If the store cannot record the delivery, the invalidations are applied here anyway and
+    /// [`WebhookError::Store`] is returned, so that GitHub is answered with an error and
+    /// delivers again.
+    pub async fn apply_webhook(&self, delivery: &VerifiedDelivery) -> Result<WebhookOutcome, WebhookError> {
+        let inner = &*self.inner;
+        let invalidations = match meaning(delivery.event(), delivery.body()) {
+            Meaning::Unknown => {
+                Counters::bump(&inner.hooks.unknown_events);
+                tracing::debug!(event = delivery.event(), "webhook: unknown event ignored");
+                return Ok(WebhookOutcome::UnknownEvent);
+            }
+            Meaning::Malformed => {
+                Counters::bump(&inner.hooks.malformed);
+                tracing::warn!(event = delivery.event(), "webhook: payload lacks its ids; invalidating everything");
+                vec![Invalidation::All]
+            }
+            Meaning::Known(invs) => invs,
+        };
+        let broadcast = Broadcast { origin: inner.replica, invalidations };
+        match inner.store.record_delivery(delivery.id(), inner.clock.now(), &broadcast).await {
+            Ok(false) => {
+                Counters::bump(&inner.hooks.duplicates);
+                Ok(WebhookOutcome::Duplicate)
+            }
+            Ok(true) => {
+                for inv in &broadcast.invalidations {
+                    inner.invalidate_local(*inv);
+                }
+                Counters::bump(&inner.hooks.applied);
+                Ok(WebhookOutcome::Applied(broadcast.invalidations))
+            }
+            Err(e) => {
+                for inv in &broadcast.invalidations {
+                    inner.invalidate_local(*inv);
+                }
+                Err(WebhookError::Store(e))
+            }
+        }
+    }
+
+    /// The webhook counters.
+    pub fn webhook_stats(&self) -> WebhookStats {
+        let h = &self.inner.hooks;
+        WebhookStats {
+            applied: h.applied.load(Ordering::Relaxed),
+            duplicates: h.duplicates.load(Ordering::Relaxed),
+            unknown_events: h.unknown_events.load(Ordering::Relaxed),
+            malformed: h.malformed.load(Ordering::Relaxed),
+            rejected: h.rejected.load(Ordering::Relaxed),
         }
     }
 
@@ -599,11 +761,26 @@ impl Authorizer {
             coalesced_waits: c.coalesced.load(Ordering::Relaxed),
             upstream_errors: c.upstream_errors.load(Ordering::Relaxed),
             entries: self.inner.perms.entry_count(),
+            invalidations_received: c.received.load(Ordering::Relaxed),
+            resyncs: c.resyncs.load(Ordering::Relaxed),
         }
     }
 }
 
 impl Inner {
+    fn invalidate_local(&self, inv: Invalidation) {
+        self.epochs.record(inv);
+        self.front.retain(|k, e| !e.matches(k, &inv));
+        if inv == Invalidation::All {
+            self.perms.invalidate_all();
+            self.repos.invalidate_all();
+        } else {
+            // Memory only: the epoch log already keeps these from being served.
+            let _ = self.perms.invalidate_entries_if(move |k, e| e.core.matches(k, &inv));
+            let _ = self.repos.invalidate_entries_if(move |_, e| e.matches(&inv));
+        }
+    }
+
     fn usable(&self, key: &PermKey, entry: &FactCore, app: &App, now: Timestamp, strict: bool) -> bool {
         entry.coords_fp == app.coords_fingerprint()
             && now.since(entry.confirmed_at) < self.cfg.max_age(matches!(entry.fact, Fact::Role(Some(_))), strict)

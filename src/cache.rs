@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use parking_lot::RwLock;
 use rustc_hash::FxBuildHasher;
+use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
 use crate::decision::Fact;
@@ -69,18 +70,84 @@ impl CacheConfig {
     }
 }
 
-/// What to forget. Effective for the next check, on this authorizer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What to forget.
+///
+/// [`Authorizer::invalidate`](crate::Authorizer::invalidate) applies it on this replica and every
+/// other replica that shares the store; [`Authorizer::invalidate_local`](crate::Authorizer::invalidate_local)
+/// on this one only. Either is effective for the next check.
+///
+/// Serialized (in `LISTEN/NOTIFY` messages and in the CLI's `webhook` output) as an object with
+/// a `kind` and the ids it names:
+///
+/// ```
+/// use ghauthz::{Invalidation, RepoId, UserId};
+/// let inv = Invalidation::UserOnRepo(UserId(3), RepoId(101));
+/// let json = serde_json::to_string(&inv).unwrap();
+/// assert_eq!(json, r#"{"kind":"user_on_repo","user":3,"repo":101}"#);
+/// assert_eq!(serde_json::from_str::<Invalidation>(&json).unwrap(), inv);
+/// assert!(serde_json::from_str::<Invalidation>(r#"{"kind":"user"}"#).is_err(), "ids are required");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "InvalidationWire", try_from = "InvalidationWire")]
 #[non_exhaustive]
 pub enum Invalidation {
     /// Every fact about this user.
     User(UserId),
+    /// The fact about this user on this repository (a collaborator added, changed or removed).
+    UserOnRepo(UserId, RepoId),
+    /// Every fact about this user on the repositories this account owns (an organization
+    /// membership changed).
+    UserInOwner(UserId, OwnerId),
     /// Every fact about this repository.
     Repo(RepoId),
     /// Every fact about the repositories this account (an organization or a user) owns.
     Owner(OwnerId),
     /// Everything.
     All,
+}
+
+/// How an [`Invalidation`] is written: `{"kind": "...", "user": .., "repo": .., "owner": ..}`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvalidationWire {
+    kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    repo: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<u64>,
+}
+
+impl From<Invalidation> for InvalidationWire {
+    fn from(inv: Invalidation) -> Self {
+        let (kind, user, repo, owner) = match inv {
+            Invalidation::User(u) => ("user", Some(u.0), None, None),
+            Invalidation::UserOnRepo(u, r) => ("user_on_repo", Some(u.0), Some(r.0), None),
+            Invalidation::UserInOwner(u, o) => ("user_in_owner", Some(u.0), None, Some(o.0)),
+            Invalidation::Repo(r) => ("repo", None, Some(r.0), None),
+            Invalidation::Owner(o) => ("owner", None, None, Some(o.0)),
+            Invalidation::All => ("all", None, None, None),
+        };
+        Self { kind: kind.to_owned(), user, repo, owner }
+    }
+}
+
+impl TryFrom<InvalidationWire> for Invalidation {
+    type Error = String;
+
+    fn try_from(w: InvalidationWire) -> Result<Self, String> {
+        let inv = match (w.kind.as_str(), w.user, w.repo, w.owner) {
+            ("user", Some(u), None, None) => Invalidation::User(UserId(u)),
+            ("user_on_repo", Some(u), Some(r), None) => Invalidation::UserOnRepo(UserId(u), RepoId(r)),
+            ("user_in_owner", Some(u), None, Some(o)) => Invalidation::UserInOwner(UserId(u), OwnerId(o)),
+            ("repo", None, Some(r), None) => Invalidation::Repo(RepoId(r)),
+            ("owner", None, None, Some(o)) => Invalidation::Owner(OwnerId(o)),
+            ("all", None, None, None) => Invalidation::All,
+            (kind, ..) => return Err(format!("invalidation `{kind}` with the wrong ids")),
+        };
+        Ok(inv)
+    }
 }
 
 /// Counters, since the authorizer was built.
@@ -100,6 +167,10 @@ pub struct CacheStats {
     pub upstream_errors: u64,
     /// Entries held now (approximate).
     pub entries: u64,
+    /// Messages of invalidations received from other replicas.
+    pub invalidations_received: u64,
+    /// Times the replica feed started, dropped or came back, each of which forgot everything.
+    pub resyncs: u64,
 }
 
 /// Key of the permission cache: (GitHub user id, repository id), never a joined string.
@@ -208,6 +279,8 @@ impl FactCore {
     pub(crate) fn matches(&self, key: &PermKey, inv: &Invalidation) -> bool {
         match inv {
             Invalidation::User(u) => *u == key.user,
+            Invalidation::UserOnRepo(u, r) => *u == key.user && *r == key.repo,
+            Invalidation::UserInOwner(u, o) => *u == key.user && self.owner.is_none_or(|own| own == *o),
             Invalidation::Repo(r) => *r == key.repo,
             // Without a known owner, an entry cannot be shown not to belong to the owner.
             Invalidation::Owner(o) => self.owner.is_none_or(|own| own == *o),
@@ -219,7 +292,8 @@ impl FactCore {
 impl RepoEntry {
     pub(crate) fn matches(&self, inv: &Invalidation) -> bool {
         match (inv, self.found) {
-            (Invalidation::User(_), _) => false,
+            // Which repository is at some coordinates is the same for every user.
+            (Invalidation::User(_) | Invalidation::UserOnRepo(..) | Invalidation::UserInOwner(..), _) => false,
             (Invalidation::Repo(r), Some((id, _))) => *r == id,
             (Invalidation::Owner(o), Some((_, own))) => *o == own,
             // Nothing was found: any repository event may be the one that created it.
@@ -317,6 +391,8 @@ pub(crate) struct Counters {
     pub(crate) modified: AtomicU64,
     pub(crate) coalesced: AtomicU64,
     pub(crate) upstream_errors: AtomicU64,
+    pub(crate) received: AtomicU64,
+    pub(crate) resyncs: AtomicU64,
 }
 
 impl Counters {

@@ -13,6 +13,7 @@ mod policy;
 mod secret;
 pub mod store;
 mod viewer;
+mod webhook;
 #[cfg(feature = "world")]
 pub mod world;
 
@@ -27,8 +28,9 @@ pub use github::{ClientBuildError, GithubAuth, GithubConfig, GithubError, Unavai
 pub use google::{GoogleConfig, GoogleError, GoogleIdentity};
 pub use ids::{App, AppId, GithubUser, InvalidRepoCoords, OwnerId, RepoCoords, RepoId, UserId};
 pub use policy::{Capability, Policy, Role, RoleGrant, RoleName, UnknownCapability, Visibility};
-pub use secret::{AppPrivateKey, GithubToken, InvalidKey, LinkToken, SessionKey, SessionToken};
+pub use secret::{AppPrivateKey, GithubToken, InvalidKey, LinkToken, SessionKey, SessionToken, WebhookSecret};
 pub use viewer::{
     GoogleSignInError, IssuedLink, IssuedSession, LinkConfig, LinkError, LinkInfo, Session, SessionConfig,
     SessionError, SessionKeys, Via,
 };
+pub use webhook::{VerifiedDelivery, WebhookError, WebhookOutcome, WebhookStats, WebhookVerifier};

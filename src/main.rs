@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use ghauthz::store::{MemoryStore, SqliteStore, Store, StoreError};
+use ghauthz::store::{MemoryStore, PgStore, SqliteStore, Store, StoreError};
 use ghauthz::world::{ExplainRow, MockGithub, World};
 use ghauthz::{
     App, AppId, Authorizer, Capability, ChangedBy, CheckError, Clock, Decision, GithubError, GoogleError,
     GoogleSignInError, IssuedSession, LinkError, ManageError, ManualClock, Policy, Principal, Reason, SessionConfig,
-    SessionError, SessionKeys, SystemClock, Timestamp, UnavailableCause,
+    SessionError, SessionKeys, SystemClock, Timestamp, UnavailableCause, WebhookError, WebhookOutcome, WebhookSecret,
 };
 use serde_json::{Value, json};
 
@@ -105,6 +105,25 @@ enum Command {
     /// Accounts.
     #[command(subcommand)]
     Accounts(AccountsCommand),
+    /// Verify and apply one GitHub webhook delivery (its body on standard input).
+    Webhook(WebhookArgs),
+}
+
+#[derive(Debug, Args)]
+struct WebhookArgs {
+    /// The event's name (`X-GitHub-Event`).
+    #[arg(long, value_name = "NAME")]
+    event: String,
+    /// The delivery's id (`X-GitHub-Delivery`).
+    #[arg(long, value_name = "ID")]
+    delivery: String,
+    /// The signature (`X-Hub-Signature-256`): `sha256=` and 64 hex digits.
+    #[arg(long, value_name = "SIG")]
+    signature: String,
+    /// A file holding the webhook secret (a trailing newline is ignored); overrides
+    /// `GHAUTHZ_WEBHOOK_SECRET`.
+    #[arg(long, value_name = "FILE")]
+    webhook_secret_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -277,7 +296,14 @@ async fn run(cli: Cli) -> Outcome {
         Command::Check(args) => args.viewer_session.is_some() || args.google_id_token.is_some(),
         _ => false,
     };
-    let ctx = match world_ctx(&cli.global, needs_keys).await {
+    let webhook_secret = match &cli.command {
+        Command::Webhook(args) => match webhook_secret(args) {
+            Ok(secret) => Some(secret),
+            Err(e) => return e,
+        },
+        _ => None,
+    };
+    let ctx = match world_ctx(&cli.global, needs_keys, webhook_secret).await {
         Ok(ctx) => ctx,
         Err(e) => return e,
     };
@@ -314,10 +340,63 @@ async fn run(cli: Cli) -> Outcome {
                 Err(e) => Outcome::json(Exit::Unavailable, &error_json(&e)),
             }
         }
+        Command::Webhook(args) => webhook(&ctx, &args).await,
     }
 }
 
-async fn world_ctx(g: &Global, needs_keys: bool) -> Result<WorldCtx, Outcome> {
+/// The webhook secret: `--webhook-secret-file`, else `GHAUTHZ_WEBHOOK_SECRET`.
+fn webhook_secret(args: &WebhookArgs) -> Result<WebhookSecret, Outcome> {
+    let usage = |m: String| Outcome::error(Exit::Usage, "usage", m);
+    let text = match &args.webhook_secret_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| usage(format!("cannot read the webhook secret file `{}`: {e}", path.display())))?,
+        None => std::env::var("GHAUTHZ_WEBHOOK_SECRET").map_err(|_| {
+            usage("no webhook secret: pass `--webhook-secret-file` or set `GHAUTHZ_WEBHOOK_SECRET`".into())
+        })?,
+    };
+    let text = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
+    WebhookSecret::new(text.to_owned()).map_err(|_| usage("the webhook secret is empty".into()))
+}
+
+/// `webhook`: the delivery's headers from the flags, its raw body from standard input.
+async fn webhook(ctx: &WorldCtx, args: &WebhookArgs) -> Outcome {
+    let mut body = Vec::new();
+    if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin(), &mut body) {
+        return Outcome::error(Exit::Usage, "usage", format!("cannot read the body on standard input: {e}"));
+    }
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in [
+        ("x-github-event", &args.event),
+        ("x-github-delivery", &args.delivery),
+        ("x-hub-signature-256", &args.signature),
+    ] {
+        match http::HeaderValue::from_str(value) {
+            Ok(v) => {
+                headers.insert(name, v);
+            }
+            Err(_) => return Outcome::error(Exit::Usage, "bad_request", format!("`{value}` is not a header value")),
+        }
+    }
+    let head = json!({"event": args.event, "delivery": args.delivery});
+    let with = |mut v: Value, extra: Value| {
+        if let (Value::Object(m), Value::Object(e)) = (&mut v, extra) {
+            m.extend(e);
+        }
+        v
+    };
+    match ctx.authz.handle_webhook(&headers, &body).await {
+        Ok(WebhookOutcome::Applied(invs)) => Outcome::json(Exit::Done, &with(head, json!({"applied": invs}))),
+        Ok(WebhookOutcome::Duplicate) => {
+            Outcome::json(Exit::Done, &with(head, json!({"applied": [], "duplicate": true})))
+        }
+        Ok(_) => Outcome::json(Exit::Done, &with(head, json!({"applied": [], "ignored": "unknown_event"}))),
+        Err(e @ WebhookError::Store(_)) => Outcome::error(Exit::Unavailable, e.kind(), &e),
+        Err(e) if e.kind() == "bad_signature" => Outcome::error(Exit::Denied, e.kind(), &e),
+        Err(e) => Outcome::error(Exit::Usage, e.kind(), &e),
+    }
+}
+
+async fn world_ctx(g: &Global, needs_keys: bool, webhook: Option<WebhookSecret>) -> Result<WorldCtx, Outcome> {
     let Some(path) = &g.world else {
         if g.now.is_some() {
             return Err(Outcome::error(
@@ -374,19 +453,26 @@ async fn world_ctx(g: &Global, needs_keys: bool) -> Result<WorldCtx, Outcome> {
         Some(google) => authz.google(google),
         None => authz,
     };
+    let authz = match webhook {
+        Some(secret) => authz.webhook_secret(secret),
+        None => authz,
+    };
     let authz = authz.build().map_err(|e| Outcome::error(Exit::Usage, "usage", e))?;
     Ok(WorldCtx { world, authz, _mock: mock })
 }
 
-/// `--db`: an SQLite file (created if absent); without it, a store in memory for this command.
+/// `--db`: an SQLite file (created if absent) or a `postgres://` URL (its schema migrated);
+/// without it, a store in memory for this command.
 async fn open_store(db: Option<&str>) -> Result<Arc<dyn Store>, Outcome> {
     match db {
         None => Ok(Arc::new(MemoryStore::new())),
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => Err(Outcome::error(
-            Exit::Usage,
-            "usage",
-            "`--db postgres://...`: the Postgres store is not available in this version; use an SQLite file",
-        )),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            match PgStore::connect(url).await {
+                Ok(s) => Ok(Arc::new(s)),
+                Err(e @ StoreError::InvalidConfig(_)) => Err(Outcome::error(Exit::Usage, "usage", e)),
+                Err(e) => Err(Outcome::error(Exit::Unavailable, "store_unavailable", e)),
+            }
+        }
         Some(path) => SqliteStore::open(path.strip_prefix("sqlite://").unwrap_or(path))
             .await
             .map(|s| Arc::new(s) as Arc<dyn Store>)

@@ -145,6 +145,38 @@ impl fmt::Debug for SessionKey {
     }
 }
 
+/// The secret GitHub signs webhook deliveries with (`X-Hub-Signature-256`).
+///
+/// ```
+/// use ghauthz::WebhookSecret;
+/// let s = WebhookSecret::new("It's a Secret to Everybody".into()).unwrap();
+/// assert_eq!(format!("{s:?}"), "WebhookSecret([redacted])");
+/// assert!(WebhookSecret::new(String::new()).is_err(), "an empty secret signs nothing");
+/// ```
+#[derive(Clone)]
+pub struct WebhookSecret(Vec<u8>);
+
+impl WebhookSecret {
+    /// Wraps a secret; an empty one is refused.
+    pub fn new(secret: String) -> Result<Self, InvalidKey> {
+        if secret.is_empty() {
+            return Err(InvalidKey);
+        }
+        Ok(Self(secret.into_bytes()))
+    }
+
+    /// The secret. Call it only to compute a signature.
+    pub fn expose_secret(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WebhookSecret([redacted])")
+    }
+}
+
 #[cfg(test)]
 mod more_tests {
     use super::*;
@@ -154,7 +186,8 @@ mod more_tests {
         let link = LinkToken::new("gl1_supersecretlinktoken".into());
         let session = SessionToken::new("eyJsupersecret".into());
         let key = SessionKey::new("k1", vec![7; 32]).unwrap();
-        let shown = format!("{link:?} {session:?} {key:?}");
+        let hook = WebhookSecret::new("supersecrethook".into()).unwrap();
+        let shown = format!("{link:?} {session:?} {key:?} {hook:?}");
         assert!(!shown.contains("supersecret") && !shown.contains("7, 7"), "{shown}");
         assert!(SessionKey::new("k1", vec![0; 16]).is_err(), "short keys are refused");
     }

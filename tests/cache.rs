@@ -127,7 +127,7 @@ async fn invalidation_by_user_sends_that_user_upstream_and_no_one_else() {
     env.authz.check(&carol, &dash, Capability::Edit).await.unwrap();
     env.authz.check(&erin, &dash, Capability::Edit).await.unwrap();
     env.mock.set_world(acme_with(|t| t.replace(r#"roles = { carol = "write", dave"#, r#"roles = { dave"#)));
-    env.authz.invalidate(Invalidation::User(UserId(3)));
+    env.authz.invalidate_local(Invalidation::User(UserId(3)));
     let d = env.authz.check(&carol, &dash, Capability::Edit).await.unwrap();
     assert_eq!((d.source(), d.is_allowed()), (Source::Github, false), "effective for the next check");
     assert_eq!(env.mock.requests(DASH_PERM), 2);
@@ -150,13 +150,13 @@ async fn invalidation_by_repository_and_owner_and_all() {
         )
     };
     warm().await;
-    env.authz.invalidate(Invalidation::Repo(RepoId(101)));
+    env.authz.invalidate_local(Invalidation::Repo(RepoId(101)));
     assert_eq!(sources().await, (Source::Github, Source::Cache));
-    env.authz.invalidate(Invalidation::Owner(OwnerId(5000)));
+    env.authz.invalidate_local(Invalidation::Owner(OwnerId(5000)));
     assert_eq!(sources().await, (Source::Github, Source::Cache), "acme's repositories only");
-    env.authz.invalidate(Invalidation::Owner(OwnerId(1)));
+    env.authz.invalidate_local(Invalidation::Owner(OwnerId(1)));
     assert_eq!(sources().await, (Source::Cache, Source::Github), "alice's repositories only");
-    env.authz.invalidate(Invalidation::All);
+    env.authz.invalidate_local(Invalidation::All);
     assert_eq!(sources().await, (Source::Github, Source::Github));
 }
 
@@ -202,7 +202,7 @@ async fn an_invalidation_during_a_request_keeps_its_answer_out_of_the_cache() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     // The role is removed on GitHub and the webhook arrives while the old answer is in flight.
     env.mock.set_world(acme_with(|t| t.replace(r#"roles = { carol = "write", dave"#, r#"roles = { dave"#)));
-    env.authz.invalidate(Invalidation::User(UserId(3)));
+    env.authz.invalidate_local(Invalidation::User(UserId(3)));
     let old = in_flight.await.unwrap().unwrap();
     assert!(old.is_allowed(), "the check that started before the invalidation gets its answer");
     env.mock.set_response_delay(Duration::ZERO);

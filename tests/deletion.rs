@@ -1,12 +1,12 @@
 //! Data deletion (DESIGN §5): an app leaves only its coordinates; an account leaves nothing.
-#![cfg(feature = "sqlite")]
+#![cfg(all(feature = "world", feature = "sqlite", feature = "postgres"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
 mod common;
 
 use std::sync::Arc;
 
-use ghauthz::store::{DeletedApp, MemoryStore, SqliteStore, Store};
+use ghauthz::store::{DeletedApp, SqliteStore, Store};
 use ghauthz::world::MockGithub;
 use ghauthz::{AppId, Authorizer, Capability, ChangedBy, LinkError, ManageError, Principal, UserId};
 use sqlx::Row;
@@ -67,28 +67,29 @@ async fn deleting_an_account_leaves_nothing_of_its_apps(store: Arc<dyn Store>) {
     assert!(authz.delete_account(UserId(5)).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn memory_deleting_an_app_keeps_only_its_coordinates() {
-    deleting_an_app_keeps_only_its_coordinates(Arc::new(MemoryStore::new())).await;
+macro_rules! suite {
+    ($backend:ident, $kind:expr) => {
+        mod $backend {
+            use super::*;
+
+            #[tokio::test]
+            async fn deleting_an_app_keeps_only_its_coordinates() {
+                let Some((store, _guard)) = common::store_of($kind).await else { return };
+                super::deleting_an_app_keeps_only_its_coordinates(store).await;
+            }
+
+            #[tokio::test]
+            async fn deleting_an_account_leaves_nothing_of_its_apps() {
+                let Some((store, _guard)) = common::store_of($kind).await else { return };
+                super::deleting_an_account_leaves_nothing_of_its_apps(store).await;
+            }
+        }
+    };
 }
 
-#[tokio::test]
-async fn sqlite_deleting_an_app_keeps_only_its_coordinates() {
-    let dir = tempfile::tempdir().unwrap();
-    deleting_an_app_keeps_only_its_coordinates(Arc::new(SqliteStore::open(dir.path().join("db")).await.unwrap())).await;
-}
-
-#[tokio::test]
-async fn memory_deleting_an_account_leaves_nothing_of_its_apps() {
-    deleting_an_account_leaves_nothing_of_its_apps(Arc::new(MemoryStore::new())).await;
-}
-
-#[tokio::test]
-async fn sqlite_deleting_an_account_leaves_nothing_of_its_apps() {
-    let dir = tempfile::tempdir().unwrap();
-    deleting_an_account_leaves_nothing_of_its_apps(Arc::new(SqliteStore::open(dir.path().join("db")).await.unwrap()))
-        .await;
-}
+suite!(memory, common::Backend::Memory);
+suite!(sqlite, common::Backend::Sqlite);
+suite!(postgres, common::Backend::Postgres);
 
 /// Every row of every table, as text.
 async fn dump(path: &std::path::Path) -> Vec<String> {
@@ -133,4 +134,49 @@ async fn a_scan_of_every_table_finds_no_trace_of_a_deleted_app() {
     }
     let kept: Vec<&String> = after.iter().filter(|r| r.starts_with("deleted_apps|")).collect();
     assert_eq!(kept, ["deleted_apps|'acme'|'dashboard'|'main'|'streamlit_app.py'|5"]);
+}
+
+/// Every row of every table of a Postgres schema, as text.
+async fn pg_dump(url: &str, schema: &str) -> Vec<String> {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1")
+            .bind(schema)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert!(tables.len() >= 7, "the scan sees the schema's tables: {tables:?}");
+    let mut rows = Vec::new();
+    for t in tables {
+        let sql = format!("SELECT '{t}|' || row_to_json(x)::text FROM \"{schema}\".\"{t}\" x");
+        rows.extend(sqlx::query_scalar::<_, String>(&sql).fetch_all(&pool).await.unwrap());
+    }
+    pool.close().await;
+    rows
+}
+
+#[tokio::test]
+async fn a_scan_of_every_postgres_table_finds_no_trace_of_a_deleted_app() {
+    let Some(url) = common::pg_url() else { return };
+    let schema = common::fresh_schema();
+    let store =
+        ghauthz::store::PgStore::connect_with(ghauthz::store::PgStoreOptions::new(&url).schema(&schema)).await.unwrap();
+    let store = Arc::new(store);
+    let (authz, _world, _mock) = authz_on(store.clone()).await;
+    authz.add_viewer(&ChangedBy::Operator, &id("dash"), "eve@example.com").await.unwrap();
+    authz.issue_link(&id("dash"), "eve@example.com").await.unwrap();
+    let before = pg_dump(&url, &schema).await;
+    assert!(before.iter().any(|r| r.contains("eve@example.com")), "the scan sees addresses");
+    authz.delete_app(&ChangedBy::Operator, &id("dash")).await.unwrap();
+    let after = pg_dump(&url, &schema).await;
+    for needle in ["dana@example.com", "eve@example.com", "\"dash\""] {
+        assert!(after.iter().all(|r| !r.contains(needle)), "{needle} left in {after:#?}");
+    }
+    let kept: Vec<&String> = after.iter().filter(|r| r.starts_with("deleted_apps|")).collect();
+    assert_eq!(
+        kept,
+        [
+            r#"deleted_apps|{"owner":"acme","repo":"dashboard","branch":"main","main_file":"streamlit_app.py","deployed_by":5}"#
+        ]
+    );
 }

@@ -1,11 +1,17 @@
-//! One suite for every store backend: what one does, all do.
-#![cfg(feature = "sqlite")]
+//! One suite for every store backend (in memory, SQLite, Postgres): what one does, all do.
+#![cfg(all(feature = "world", feature = "sqlite", feature = "postgres"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
-use std::sync::Arc;
+mod common;
 
-use ghauthz::store::{Actor, AppRecord, AuditAction, MemoryStore, SqliteStore, Store};
-use ghauthz::{AppId, Email, RepoId, Timestamp, UserId, Visibility};
+use std::time::Duration;
+
+use common::Backend;
+use ghauthz::store::{
+    Actor, AppRecord, AuditAction, Broadcast, DELIVERY_RETENTION, PgStore, PgStoreOptions, SqliteStore, Store,
+    StoreError,
+};
+use ghauthz::{AppId, Email, Invalidation, RepoId, Timestamp, UserId, Visibility};
 
 fn app(id: &str, by: u64) -> AppRecord {
     AppRecord {
@@ -81,50 +87,82 @@ async fn seeding_happens_once(store: &dyn Store) {
     assert!(store.viewers(&AppId("dash".into())).await.unwrap().is_empty(), "a removed viewer stays removed");
 }
 
-macro_rules! suite {
-    ($backend:ident, $make:expr) => {
-        mod $backend {
-            use super::*;
+async fn deliveries_are_recorded_once_and_forgotten_after_retention(store: &dyn Store) {
+    let b = Broadcast { origin: 1, invalidations: vec![Invalidation::Repo(RepoId(101))] };
+    assert!(store.record_delivery("d-1", T, &b).await.unwrap());
+    assert!(!store.record_delivery("d-1", T.plus(Duration::from_secs(3600)), &b).await.unwrap(), "a redelivery");
+    assert!(store.record_delivery("d-2", T, &b).await.unwrap());
+    let later = T.plus(DELIVERY_RETENTION + Duration::from_secs(1));
+    assert!(store.record_delivery("d-1", later, &b).await.unwrap(), "remembered for the retention only");
+}
 
-            #[tokio::test]
-            async fn apps_round_trip() {
-                let (store, _dir) = $make.await;
-                super::apps_round_trip(&*store).await;
-            }
+async fn link_records_round_trip(store: &dyn Store) {
+    use ghauthz::store::{IssueLimit, IssueOutcome, LinkRecord};
+    let dash = AppId("dash".into());
+    store.put_app(&app("dash", 1)).await.unwrap();
+    let dana = email("dana@example.com");
+    let link = LinkRecord {
+        hash: [7; 32],
+        app: dash.clone(),
+        email: dana.clone(),
+        issued_at: T,
+        expires_at: T.plus(Duration::from_secs(900)),
+        used_at: None,
+    };
+    let limit = IssueLimit { max: 1, window: Duration::from_secs(60) };
+    assert_eq!(store.issue_link(&link, limit).await.unwrap(), IssueOutcome::NotInvited);
+    store.add_viewer(&dash, &dana, &Actor::Operator, T).await.unwrap();
+    assert_eq!(store.issue_link(&link, limit).await.unwrap(), IssueOutcome::Issued);
+    let second = LinkRecord { hash: [8; 32], ..link.clone() };
+    assert_eq!(
+        store.issue_link(&second, limit).await.unwrap(),
+        IssueOutcome::RateLimited { retry_at: T.plus(Duration::from_secs(60)) }
+    );
+    assert_eq!(store.link(&[7; 32]).await.unwrap(), Some(link.clone()));
+    assert_eq!(store.link(&[8; 32]).await.unwrap(), None, "a limited link is not stored");
+    assert!(!store.use_link(&[7; 32], T.plus(Duration::from_secs(900))).await.unwrap(), "expired at its end");
+    assert!(store.use_link(&[7; 32], T.plus(Duration::from_secs(10))).await.unwrap());
+    assert!(!store.use_link(&[7; 32], T.plus(Duration::from_secs(11))).await.unwrap(), "once");
+    let used = store.link(&[7; 32]).await.unwrap().unwrap();
+    assert_eq!(used.used_at, Some(T.plus(Duration::from_secs(10))));
+}
 
-            #[tokio::test]
-            async fn viewers_are_idempotent_and_audited() {
-                let (store, _dir) = $make.await;
-                super::viewers_are_idempotent_and_audited(&*store).await;
-            }
+async fn a_viewer_for_a_missing_app_is_refused(store: &dyn Store) {
+    let err = store.add_viewer(&AppId("ghost".into()), &email("dana@example.com"), &Actor::Operator, T).await;
+    assert!(matches!(err, Err(StoreError::Corrupt(_))), "{err:?}");
+    assert!(store.viewers(&AppId("ghost".into())).await.unwrap().is_empty());
+}
 
-            #[tokio::test]
-            async fn viewers_of_one_app_are_not_another_apps() {
-                let (store, _dir) = $make.await;
-                super::viewers_of_one_app_are_not_another_apps(&*store).await;
-            }
-
-            #[tokio::test]
-            async fn seeding_happens_once() {
-                let (store, _dir) = $make.await;
-                super::seeding_happens_once(&*store).await;
-            }
+/// One test of the suite on one backend; skipped (said on stderr) where the backend is absent.
+macro_rules! case {
+    ($kind:expr, $name:ident) => {
+        #[tokio::test]
+        async fn $name() {
+            let Some((store, _guard)) = common::store_of($kind).await else { return };
+            super::$name(&*store).await;
         }
     };
 }
 
-async fn memory() -> (Arc<dyn Store>, Option<tempfile::TempDir>) {
-    (Arc::new(MemoryStore::new()), None)
+macro_rules! suite {
+    ($backend:ident, $kind:expr) => {
+        mod $backend {
+            use super::*;
+
+            case!($kind, apps_round_trip);
+            case!($kind, viewers_are_idempotent_and_audited);
+            case!($kind, viewers_of_one_app_are_not_another_apps);
+            case!($kind, seeding_happens_once);
+            case!($kind, deliveries_are_recorded_once_and_forgotten_after_retention);
+            case!($kind, link_records_round_trip);
+            case!($kind, a_viewer_for_a_missing_app_is_refused);
+        }
+    };
 }
 
-async fn sqlite() -> (Arc<dyn Store>, Option<tempfile::TempDir>) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("ghauthz.db")).await.unwrap();
-    (Arc::new(store), Some(dir))
-}
-
-suite!(memory_store, memory());
-suite!(sqlite_store, sqlite());
+suite!(memory_store, Backend::Memory);
+suite!(sqlite_store, Backend::Sqlite);
+suite!(postgres_store, Backend::Postgres);
 
 #[tokio::test]
 async fn sqlite_survives_a_restart() {
@@ -160,6 +198,57 @@ async fn concurrent_first_opens_seed_exactly_once() {
     assert_eq!(seeded, 1);
     let store = SqliteStore::open(&path).await.unwrap();
     assert_eq!(store.audit_log().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn postgres_survives_a_restart() {
+    let Some(url) = common::pg_url() else { return };
+    let opts = PgStoreOptions::new(url).schema(common::fresh_schema());
+    {
+        let store = PgStore::connect_with(opts.clone()).await.unwrap();
+        store.seed_once(&[(app("dash", 1), vec![email("dana@example.com")])], T).await.unwrap();
+        store.close().await;
+    }
+    let store = PgStore::connect_with(opts).await.unwrap();
+    assert!(store.is_viewer(&AppId("dash".into()), &email("dana@example.com")).await.unwrap());
+    assert!(!store.seed_once(&[], T).await.unwrap());
+    assert_eq!(store.audit_log().await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_concurrent_first_connects_migrate_and_seed_exactly_once() {
+    let Some(url) = common::pg_url() else { return };
+    let opts = PgStoreOptions::new(url).schema(common::fresh_schema());
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let opts = opts.clone();
+        tasks.spawn(async move {
+            let store = PgStore::connect_with(opts).await.unwrap();
+            store.seed_once(&[(app("dash", 1), vec![email("dana@example.com")])], T).await.unwrap()
+        });
+    }
+    let mut seeded = 0;
+    while let Some(r) = tasks.join_next().await {
+        seeded += usize::from(r.unwrap());
+    }
+    assert_eq!(seeded, 1);
+    let store = PgStore::connect_with(opts).await.unwrap();
+    assert_eq!(store.audit_log().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn postgres_bad_configuration_is_a_clear_error() {
+    let Some(url) = common::pg_url() else { return };
+    let err = PgStore::connect_with(PgStoreOptions::new(url).schema("Robert'); DROP TABLE apps;--")).await;
+    assert!(matches!(err, Err(StoreError::InvalidConfig(_))), "{err:?}");
+    let err = PgStore::connect("mysql://nope").await;
+    assert!(matches!(err, Err(StoreError::InvalidConfig(_))), "{err:?}");
+    // Nothing listens on port 1: unavailable, within the acquire timeout.
+    let err = PgStore::connect_with(
+        PgStoreOptions::new("postgres://postgres@127.0.0.1:1/test").acquire_timeout(Duration::from_millis(500)),
+    )
+    .await;
+    assert!(matches!(err, Err(StoreError::Unavailable(_))), "{err:?}");
 }
 
 #[tokio::test]

@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 
 use super::{
-    Actor, AppRecord, AuditAction, AuditEvent, DeletedApp, IssueLimit, IssueOutcome, LinkRecord, Store, StoreError,
+    Actor, AppRecord, AuditAction, AuditEvent, Broadcast, DELIVERY_RETENTION, DeletedApp, IssueLimit, IssueOutcome,
+    LinkRecord, Store, StoreError,
 };
 use crate::clock::Timestamp;
 use crate::email::Email;
@@ -26,6 +27,7 @@ struct State {
     audit: Vec<AuditEvent>,
     links: BTreeMap<[u8; 32], LinkRecord>,
     deleted: BTreeSet<DeletedApp>,
+    deliveries: BTreeMap<String, Timestamp>,
     seeded: bool,
 }
 
@@ -186,6 +188,17 @@ impl Store for MemoryStore {
                 }
             }
         }
+        Ok(true)
+    }
+
+    async fn record_delivery(&self, id: &str, at: Timestamp, _broadcast: &Broadcast) -> Result<bool, StoreError> {
+        let mut s = self.state.lock();
+        let horizon = Timestamp(at.0.saturating_sub(u64::try_from(DELIVERY_RETENTION.as_millis()).unwrap_or(u64::MAX)));
+        s.deliveries.retain(|_, seen| *seen >= horizon);
+        if s.deliveries.contains_key(id) {
+            return Ok(false);
+        }
+        s.deliveries.insert(id.to_owned(), at);
         Ok(true)
     }
 }

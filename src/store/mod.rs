@@ -1,19 +1,36 @@
 //! The store: apps, viewer grants and the append-only audit log (DESIGN §5).
 //!
-//! A small trait with an in-memory implementation ([`MemoryStore`], for tests and world mode
-//! without `--db`) and an SQLite one ([`SqliteStore`], feature `sqlite`: one file, no server).
-//! A store failure is *unavailable*: checks that need the store fail closed.
+//! A small trait with three implementations: in memory ([`MemoryStore`], for tests and world
+//! mode without `--db`), SQLite ([`SqliteStore`], feature `sqlite`: one file, no server) and
+//! Postgres ([`PgStore`], feature `postgres`: shared by control-plane replicas). A store failure
+//! is *unavailable*: checks that need the store fail closed.
+//!
+//! # Replicas
+//!
+//! A store that several authorizers share carries their invalidations to one another
+//! ([`Store::publish`], [`Store::subscribe`]): Postgres does, through `LISTEN/NOTIFY`. The
+//! in-memory and SQLite stores belong to one process and carry nothing. Viewer grants, links
+//! and apps are not cached: every check reads them from the store, so a change made on one
+//! replica holds on every other at its next check without any message.
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+use std::time::Duration;
+
 use async_trait::async_trait;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{PgStore, PgStoreOptions};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
+
+use crate::cache::Invalidation;
 
 use crate::clock::Timestamp;
 use crate::email::Email;
@@ -94,7 +111,10 @@ impl AuditAction {
         }
     }
 
-    #[cfg_attr(not(feature = "sqlite"), expect(dead_code, reason = "only the SQLite store reads actions back"))]
+    #[cfg_attr(
+        not(any(feature = "sqlite", feature = "postgres")),
+        expect(dead_code, reason = "only the SQL stores read actions back")
+    )]
     pub(crate) fn parse(s: &str) -> Option<Self> {
         match s {
             "viewer_added" => Some(AuditAction::ViewerAdded),
@@ -188,7 +208,33 @@ pub enum StoreError {
     /// The backend holds something this version cannot read.
     #[error("store holds unreadable data: {0}")]
     Corrupt(String),
+    /// The store was configured wrongly (a malformed URL, an unusable schema name).
+    #[error("store configuration: {0}")]
+    InvalidConfig(String),
 }
+
+/// Invalidations one replica sends to the others that share its store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Broadcast {
+    /// The replica that sent it (each authorizer draws a random id), so that it can skip its own.
+    pub origin: u64,
+    /// What to forget.
+    pub invalidations: Vec<Invalidation>,
+}
+
+/// What a replica hears from the others ([`Store::subscribe`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FeedEvent {
+    /// Another replica's invalidations.
+    Broadcast(Broadcast),
+    /// The feed was interrupted, or has just been restored: messages may have been missed, so
+    /// the replica forgets everything it cached.
+    Resync,
+}
+
+/// How long a webhook delivery id is remembered. GitHub redelivers for up to three days.
+pub const DELIVERY_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Where state lives. Implementations must make each method atomic.
 #[async_trait]
@@ -246,4 +292,23 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Inserts `apps` with their viewers if, and only if, this store was never seeded; atomically
     /// with recording that it was. Returns whether it seeded.
     async fn seed_once(&self, apps: &[(AppRecord, Vec<Email>)], at: Timestamp) -> Result<bool, StoreError>;
+
+    /// Records webhook delivery `id` as seen at `at` and, if it was not seen before, publishes
+    /// `broadcast` ([`Store::publish`]), atomically: a delivery is never marked seen without its
+    /// invalidations reaching the other replicas. Returns whether the id was new. Ids seen more
+    /// than [`DELIVERY_RETENTION`] before `at` are forgotten.
+    async fn record_delivery(&self, id: &str, at: Timestamp, broadcast: &Broadcast) -> Result<bool, StoreError>;
+
+    /// Sends `broadcast` to every other replica that shares this store. A store that belongs to
+    /// one process (the default) has no one to tell, and succeeds.
+    async fn publish(&self, broadcast: &Broadcast) -> Result<(), StoreError> {
+        let _ = broadcast;
+        Ok(())
+    }
+
+    /// What other replicas publish, from now on, until the receiver is dropped; `None` for a
+    /// store that belongs to one process (the default). Called inside a Tokio runtime.
+    fn subscribe(&self) -> Option<tokio::sync::mpsc::Receiver<FeedEvent>> {
+        None
+    }
 }

@@ -11,16 +11,17 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::{
-    Actor, AppRecord, AuditAction, AuditEvent, DeletedApp, IssueLimit, IssueOutcome, LinkRecord, Store, StoreError,
+    Actor, AppRecord, AuditAction, AuditEvent, Broadcast, DELIVERY_RETENTION, DeletedApp, IssueLimit, IssueOutcome,
+    LinkRecord, Store, StoreError,
 };
 use crate::clock::Timestamp;
 use crate::email::Email;
 use crate::ids::{AppId, RepoId, UserId};
 use crate::policy::Visibility;
 
-/// Schema version 1. Every statement is idempotent, so that processes opening one file at once
-/// cannot trip over each other.
-const SCHEMA_V1: &str = r#"
+/// Schema version 2 (version 1 without `deliveries`, which the script adds). Every statement is
+/// idempotent, so that processes opening one file at once cannot trip over each other.
+const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS apps (
     id          TEXT PRIMARY KEY,
@@ -64,11 +65,17 @@ CREATE TABLE IF NOT EXISTS deleted_apps (
     deployed_by INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS deleted_apps_once ON deleted_apps (owner, repo, branch, main_file, deployed_by);
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1');
+CREATE TABLE IF NOT EXISTS deliveries (
+    id      TEXT PRIMARY KEY,
+    seen_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_seen_at ON deliveries (seen_at);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '2');
+UPDATE meta SET value = '2' WHERE key = 'schema_version' AND value = '1';
 "#;
 
 /// The schema version this build reads and writes.
-const SCHEMA_VERSION: &str = "1";
+const SCHEMA_VERSION: &str = "2";
 
 /// A store in one SQLite file (created if absent). Safe to share between threads and between
 /// processes: writes are serialized by SQLite, and every method is one transaction, which every
@@ -80,7 +87,13 @@ pub struct SqliteStore {
 }
 
 fn unavailable(e: sqlx::Error) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+    match &e {
+        // A broken constraint is not a passing outage: asking again would not help.
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() || db.is_check_violation() => {
+            StoreError::Corrupt(db.message().to_owned())
+        }
+        _ => StoreError::Unavailable(e.to_string()),
+    }
 }
 
 fn corrupt(what: impl Into<String>) -> StoreError {
@@ -120,7 +133,7 @@ impl SqliteStore {
 
     async fn connect(opts: SqliteConnectOptions) -> Result<SqliteStore, StoreError> {
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await.map_err(unavailable)?;
-        sqlx::raw_sql(SCHEMA_V1).execute(&pool).await.map_err(unavailable)?;
+        sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(unavailable)?;
         let version: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'schema_version'")
             .fetch_optional(&pool)
             .await
@@ -518,5 +531,26 @@ impl Store for SqliteStore {
         }
         tx.commit().await.map_err(unavailable)?;
         Ok(claimed)
+    }
+
+    async fn record_delivery(&self, id: &str, at: Timestamp, _broadcast: &Broadcast) -> Result<bool, StoreError> {
+        let at_ms = to_i64(at.0, "time")?;
+        let horizon = at_ms.saturating_sub(to_i64(u64::try_from(DELIVERY_RETENTION.as_millis()).unwrap_or(0), "time")?);
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        sqlx::query("DELETE FROM deliveries WHERE seen_at < ?")
+            .bind(horizon)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let new = sqlx::query("INSERT INTO deliveries (id, seen_at) VALUES (?, ?) ON CONFLICT DO NOTHING")
+            .bind(id)
+            .bind(at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?
+            .rows_affected()
+            == 1;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(new)
     }
 }

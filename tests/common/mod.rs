@@ -115,3 +115,68 @@ pub fn sign_google(claims: &serde_json::Value, key: &str, kid: &str) -> String {
 pub fn google_token(now: u64, email: &str) -> String {
     sign_google(&google_claims(now, email), "google-test", "test-key-1")
 }
+
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+/// The environment variable that names the Postgres the tests use (`.ci/run` sets it).
+pub const PG_ENV: &str = "GHAUTHZ_TEST_POSTGRES";
+
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+/// The test Postgres URL; `None`, said on stderr, when `GHAUTHZ_TEST_POSTGRES` is unset.
+pub fn pg_url() -> Option<String> {
+    match std::env::var(PG_ENV) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!("skipped: {PG_ENV} is unset, so the Postgres tests do not run");
+            None
+        }
+    }
+}
+
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+/// A schema no other test uses.
+pub fn fresh_schema() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!(
+        "t{}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        nanos % 1_000_000_000
+    )
+}
+
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+/// A Postgres store in a schema of its own; `None` (skipped) without `GHAUTHZ_TEST_POSTGRES`.
+pub async fn pg_store() -> Option<ghauthz::store::PgStore> {
+    let url = pg_url()?;
+    let opts = ghauthz::store::PgStoreOptions::new(url).schema(fresh_schema());
+    Some(ghauthz::store::PgStore::connect_with(opts).await.expect("the test Postgres is reachable"))
+}
+
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+/// Which store a shared suite runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Memory,
+    Sqlite,
+    Postgres,
+}
+
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+/// What keeps a store's backing alive for the test (a temporary folder).
+pub type Guard = Option<tempfile::TempDir>;
+
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+/// A fresh, empty store of `backend`; `None` when the backend is not available here (Postgres
+/// without `GHAUTHZ_TEST_POSTGRES`), which the caller reports as skipped.
+pub async fn store_of(backend: Backend) -> Option<(Arc<dyn ghauthz::store::Store>, Guard)> {
+    match backend {
+        Backend::Memory => Some((Arc::new(ghauthz::store::MemoryStore::new()), None)),
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let store = ghauthz::store::SqliteStore::open(dir.path().join("ghauthz.db")).await.expect("opens");
+            Some((Arc::new(store), Some(dir)))
+        }
+        Backend::Postgres => Some((Arc::new(pg_store().await?), None)),
+    }
+}
