@@ -221,7 +221,8 @@ fn id_at(v: &Value, path: &[&str]) -> Option<u64> {
 /// - `organization` `renamed` or `deleted`, and `installation` events: every repository of the
 ///   account.
 /// - `repository`: that repository (renamed, transferred, deleted, privatized, publicized,
-///   created, archived, unarchived); `edited` changes no permission.
+///   archived, unarchived); `created`: the owner's repositories, since the new one may take
+///   coordinates an app was deployed from; `edited` changes no permission.
 /// - `installation_repositories`: each repository added or removed.
 /// - `github_app_authorization` (a user revoked the App): that user.
 /// - `ping`: nothing.
@@ -280,6 +281,9 @@ fn interpret(event: &str, v: &Value) -> Option<Vec<Invalidation>> {
         },
         "repository" => match action {
             "edited" => vec![],
+            // New coordinates under the owner may now name this repository instead of what was
+            // cached for them (a repository replaced by a namesake).
+            "created" => vec![Invalidation::Owner(OwnerId(id_at(v, &["repository", "owner", "id"])?))],
             _ => vec![Invalidation::Repo(repo()?)],
         },
         "installation" => vec![Invalidation::Owner(OwnerId(id_at(v, &["installation", "account", "id"])?))],

@@ -6,16 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use ghauthz::world::World;
 use ghauthz::{Capability, Invalidation, OwnerId, RepoId, Source, UserId};
 
 const DASH_PERM: &str = "/repos/acme/dashboard/collaborators/carol/permission";
 const DASH_REPO: &str = "/repos/acme/dashboard";
-
-fn acme_with(edit: impl Fn(String) -> String) -> World {
-    let text = std::fs::read_to_string(common::fixture_path("worlds/acme.toml")).unwrap();
-    World::from_toml_str(&edit(text), common::fixture_path("worlds")).unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_misses_on_one_key_make_one_request() {
@@ -113,7 +107,7 @@ async fn revalidation_sees_a_removed_role() {
     let env = common::env(common::fixture("acme.toml")).await;
     let (carol, dash) = (env.user("carol"), env.app("dash"));
     assert!(env.authz.check(&carol, &dash, Capability::Edit).await.unwrap().is_allowed());
-    env.mock.set_world(acme_with(|t| t.replace(r#"roles = { carol = "write", dave"#, r#"roles = { dave"#)));
+    env.mock.set_world(common::acme_without_carol_on_dashboard());
     env.advance_secs(301);
     let d = env.authz.check(&carol, &dash, Capability::Edit).await.unwrap();
     assert!(!d.is_allowed(), "{d:?}");
@@ -126,7 +120,7 @@ async fn invalidation_by_user_sends_that_user_upstream_and_no_one_else() {
     let (carol, erin, dash) = (env.user("carol"), env.user("erin"), env.app("dash"));
     env.authz.check(&carol, &dash, Capability::Edit).await.unwrap();
     env.authz.check(&erin, &dash, Capability::Edit).await.unwrap();
-    env.mock.set_world(acme_with(|t| t.replace(r#"roles = { carol = "write", dave"#, r#"roles = { dave"#)));
+    env.mock.set_world(common::acme_without_carol_on_dashboard());
     env.authz.invalidate_local(Invalidation::User(UserId(3)));
     let d = env.authz.check(&carol, &dash, Capability::Edit).await.unwrap();
     assert_eq!((d.source(), d.is_allowed()), (Source::Github, false), "effective for the next check");
@@ -201,7 +195,7 @@ async fn an_invalidation_during_a_request_keeps_its_answer_out_of_the_cache() {
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
     // The role is removed on GitHub and the webhook arrives while the old answer is in flight.
-    env.mock.set_world(acme_with(|t| t.replace(r#"roles = { carol = "write", dave"#, r#"roles = { dave"#)));
+    env.mock.set_world(common::acme_without_carol_on_dashboard());
     env.authz.invalidate_local(Invalidation::User(UserId(3)));
     let old = in_flight.await.unwrap().unwrap();
     assert!(old.is_allowed(), "the check that started before the invalidation gets its answer");

@@ -15,6 +15,17 @@ pub fn fixture(name: &str) -> World {
     World::load(fixture_path(&format!("worlds/{name}"))).expect("fixture world loads")
 }
 
+/// acme.toml, edited.
+pub fn acme_with(edit: impl Fn(String) -> String) -> World {
+    let text = std::fs::read_to_string(fixture_path("worlds/acme.toml")).expect("acme.toml");
+    World::from_toml_str(&edit(text), fixture_path("worlds")).expect("the edited world loads")
+}
+
+/// acme.toml without carol's direct role on acme/dashboard.
+pub fn acme_without_carol_on_dashboard() -> World {
+    acme_with(|t| t.replace(r#"roles = { carol = "write", dave"#, r#"roles = { dave"#))
+}
+
 pub struct Env {
     pub world: World,
     pub mock: MockGithub,
@@ -40,11 +51,19 @@ pub struct Opts {
     pub policy: Policy,
     pub cache: CacheConfig,
     pub github: Box<dyn Fn(&MockGithub) -> GithubConfig>,
+    pub store: Option<Arc<dyn ghauthz::store::Store>>,
+    pub webhook_secret: Option<&'static str>,
 }
 
 impl Default for Opts {
     fn default() -> Self {
-        Self { policy: Policy::default(), cache: CacheConfig::default(), github: Box::new(|m| m.github_config()) }
+        Self {
+            policy: Policy::default(),
+            cache: CacheConfig::default(),
+            github: Box::new(|m| m.github_config()),
+            store: None,
+            webhook_secret: None,
+        }
     }
 }
 
@@ -55,12 +74,15 @@ pub async fn env(world: World) -> Env {
 pub async fn env_with(world: World, opts: Opts) -> Env {
     let clock = ManualClock::new(world.now().unwrap_or(Timestamp(1_795_000_000_000)));
     let mock = MockGithub::start_with_clock(world.clone(), Arc::new(clock.clone())).await.expect("mock starts");
-    let authz = Authorizer::builder((opts.github)(&mock))
-        .policy(opts.policy)
-        .cache(opts.cache)
-        .clock(Arc::new(clock.clone()))
-        .build()
-        .expect("authorizer builds");
+    let mut builder =
+        Authorizer::builder((opts.github)(&mock)).policy(opts.policy).cache(opts.cache).clock(Arc::new(clock.clone()));
+    if let Some(store) = opts.store {
+        builder = builder.store(store);
+    }
+    if let Some(secret) = opts.webhook_secret {
+        builder = builder.webhook_secret(ghauthz::WebhookSecret::new(secret.into()).expect("a secret"));
+    }
+    let authz = builder.build().expect("authorizer builds");
     Env { world, mock, authz, clock }
 }
 

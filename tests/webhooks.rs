@@ -1,0 +1,244 @@
+//! GitHub webhooks: signatures, replays, and what each event invalidates (fixtures/webhooks/).
+#![cfg(feature = "world")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use ghauthz::{Capability, Invalidation, WebhookError, WebhookOutcome};
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+
+const SECRET: &str = "It's a Secret to Everybody";
+
+fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn headers(event: &str, delivery: &str, signature: Option<(&str, &str)>) -> http::HeaderMap {
+    let mut h = http::HeaderMap::new();
+    h.insert("x-github-event", event.parse().unwrap());
+    h.insert("x-github-delivery", delivery.parse().unwrap());
+    h.insert("content-type", "application/json".parse().unwrap());
+    if let Some((name, value)) = signature {
+        h.insert(http::HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
+    }
+    h
+}
+
+fn signed(event: &str, delivery: &str, body: &[u8]) -> http::HeaderMap {
+    headers(event, delivery, Some(("x-hub-signature-256", &sign(SECRET, body))))
+}
+
+async fn env() -> common::Env {
+    let opts = common::Opts { webhook_secret: Some(SECRET), ..Default::default() };
+    common::env_with(common::fixture("acme.toml"), opts).await
+}
+
+/// Caches every world user's fact on every app.
+async fn warm(env: &common::Env) {
+    for user in env.world.users() {
+        for app in env.world.apps() {
+            env.authz.check(&env.user(&user.login), &app.app, Capability::Edit).await.unwrap();
+        }
+    }
+}
+
+/// The (user/app) facts a check would answer from the cache now.
+fn cached(env: &common::Env) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for user in env.world.users() {
+        for app in env.world.apps() {
+            if env.authz.check_cached(&env.user(&user.login), &app.app, Capability::Edit).is_some() {
+                out.insert(format!("{}/{}", user.login, app.app.id()));
+            }
+        }
+    }
+    out
+}
+
+fn everything(env: &common::Env) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for user in env.world.users() {
+        for app in env.world.apps() {
+            out.insert(format!("{}/{}", user.login, app.app.id()));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn githubs_published_signature_example_verifies() {
+    let env = env().await;
+    let body = b"Hello, World!";
+    let sig = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+    assert_eq!(sign(SECRET, body), sig, "the test's own signer agrees with GitHub");
+    let h = headers("ping", "72d3162e-cc78-11e3-81ab-4c9367dc0958", Some(("x-hub-signature-256", sig)));
+    let outcome = env.authz.handle_webhook(&h, body).await.unwrap();
+    // Verified, but not JSON: a `ping` without its payload invalidates everything, to be safe.
+    assert_eq!(outcome, WebhookOutcome::Applied(vec![Invalidation::All]));
+    assert_eq!(env.authz.webhook_stats().malformed, 1);
+}
+
+#[tokio::test]
+async fn a_wrong_missing_truncated_or_sha1_signature_is_rejected_without_touching_the_cache() {
+    let env = env().await;
+    warm(&env).await;
+    let all = everything(&env);
+    assert_eq!(cached(&env), all, "every fact is cached");
+    let body = std::fs::read(common::fixture_path("webhooks/member_removed.json")).unwrap();
+    let good = sign(SECRET, &body);
+    let wrong_secret = sign("It's a Secret to Somebody", &body);
+    let flipped = format!("{}{}", &good[..good.len() - 1], if good.ends_with('0') { '1' } else { '0' });
+    let truncated = good[..good.len() - 2].to_owned();
+    let sha1 = "sha1=d03207e4b030cf234e3447bac4d93add4c6643d8";
+    let cases: Vec<(&str, Option<(&str, &str)>, WebhookError)> = vec![
+        ("wrong secret", Some(("x-hub-signature-256", &wrong_secret)), WebhookError::BadSignature),
+        ("one digit changed", Some(("x-hub-signature-256", &flipped)), WebhookError::BadSignature),
+        ("missing", None, WebhookError::MissingSignature),
+        ("truncated", Some(("x-hub-signature-256", &truncated)), WebhookError::MalformedSignature),
+        ("empty", Some(("x-hub-signature-256", "sha256=")), WebhookError::MalformedSignature),
+        ("no prefix", Some(("x-hub-signature-256", &good[7..])), WebhookError::MalformedSignature),
+        ("sha-1 header only", Some(("x-hub-signature", sha1)), WebhookError::Sha1Only),
+        ("sha-1 in the sha-256 header", Some(("x-hub-signature-256", sha1)), WebhookError::Sha1Only),
+    ];
+    let n = cases.len() as u64;
+    for (what, sig, expected) in cases {
+        let err = env.authz.handle_webhook(&headers("member", "d-1", sig), &body).await.unwrap_err();
+        assert_eq!(err, expected, "{what}");
+        assert_eq!(err.kind(), "bad_signature", "{what}");
+        assert_eq!(cached(&env), all, "{what}: the cache is untouched");
+    }
+    // A body changed after signing fails too.
+    let mut tampered = body.clone();
+    tampered.extend_from_slice(b" ");
+    let err = env.authz.handle_webhook(&signed("member", "d-1", &body), &tampered).await.unwrap_err();
+    assert_eq!(err, WebhookError::BadSignature);
+    assert_eq!(env.authz.webhook_stats().rejected, n + 1);
+    // None of them recorded the delivery id: the genuine delivery still applies.
+    let ok = env.authz.handle_webhook(&signed("member", "d-1", &body), &body).await.unwrap();
+    assert_eq!(ok.applied(), [Invalidation::UserOnRepo(ghauthz::UserId(3), ghauthz::RepoId(101))]);
+}
+
+#[tokio::test]
+async fn a_replayed_delivery_id_changes_nothing() {
+    let env = env().await;
+    warm(&env).await;
+    let body = std::fs::read(common::fixture_path("webhooks/team_deleted.json")).unwrap();
+    let h = signed("team", "5b0d3f7e-cc78-11e3-81ab-4c9367dc0958", &body);
+    assert!(matches!(env.authz.handle_webhook(&h, &body).await.unwrap(), WebhookOutcome::Applied(_)));
+    warm(&env).await;
+    let before = cached(&env);
+    assert_eq!(before, everything(&env));
+    assert_eq!(env.authz.handle_webhook(&h, &body).await.unwrap(), WebhookOutcome::Duplicate);
+    assert_eq!(cached(&env), before, "a redelivery drops nothing");
+    let stats = env.authz.webhook_stats();
+    assert_eq!((stats.applied, stats.duplicates), (1, 1));
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expected {
+    secret: String,
+    delivery: Vec<ExpectedDelivery>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectedDelivery {
+    file: String,
+    event: String,
+    #[serde(default)]
+    outcome: Option<String>,
+    applied: Vec<Invalidation>,
+    dropped: Vec<String>,
+}
+
+/// "carol/*", "*/dash", "bob/site" against every (user, app) of the world.
+fn expand(env: &common::Env, patterns: &[String]) -> BTreeSet<String> {
+    everything(env)
+        .into_iter()
+        .filter(|pair| {
+            let (u, a) = pair.split_once('/').unwrap();
+            patterns.iter().any(|p| {
+                let (pu, pa) = p.split_once('/').unwrap();
+                (pu == "*" || pu == u) && (pa == "*" || pa == a)
+            })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn each_fixture_event_invalidates_what_it_should_and_no_more() {
+    let text = std::fs::read_to_string(common::fixture_path("webhooks/expected.toml")).unwrap();
+    let expected: Expected = toml::from_str(&text).unwrap();
+    assert_eq!(expected.secret, SECRET);
+    let listed: BTreeSet<&str> = expected.delivery.iter().map(|d| d.file.as_str()).collect();
+    let on_disk: BTreeSet<String> = std::fs::read_dir(common::fixture_path("webhooks"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|f| f.ends_with(".json"))
+        .collect();
+    assert_eq!(on_disk.iter().map(String::as_str).collect::<BTreeSet<_>>(), listed, "every fixture is checked");
+    let env = env().await;
+    for (i, d) in expected.delivery.iter().enumerate() {
+        warm(&env).await;
+        let all = everything(&env);
+        assert_eq!(cached(&env), all, "{}: warm", d.file);
+        let body = std::fs::read(common::fixture_path(&format!("webhooks/{}", d.file))).unwrap();
+        let h = signed(&d.event, &format!("fixture-{i}"), &body);
+        let outcome = env.authz.handle_webhook(&h, &body).await.unwrap();
+        match d.outcome.as_deref() {
+            None | Some("applied") => assert_eq!(outcome, WebhookOutcome::Applied(d.applied.clone()), "{}", d.file),
+            Some("unknown_event") => assert_eq!(outcome, WebhookOutcome::UnknownEvent, "{}", d.file),
+            Some(other) => panic!("{}: unknown outcome `{other}`", d.file),
+        }
+        let dropped: BTreeSet<String> = all.difference(&cached(&env)).cloned().collect();
+        assert_eq!(dropped, expand(&env, &d.dropped), "{}: what it dropped", d.file);
+    }
+    let stats = env.authz.webhook_stats();
+    assert_eq!(stats.unknown_events, 1);
+    assert_eq!(stats.applied, expected.delivery.len() as u64 - 1);
+    assert_eq!(stats.malformed, 0, "every fixture carries the ids its event needs");
+}
+
+#[tokio::test]
+async fn a_dropped_fact_is_fetched_anew_on_the_next_check() {
+    let env = env().await;
+    let (carol, dash) = (env.user("carol"), env.app("dash"));
+    assert!(env.authz.check(&carol, &dash, Capability::Edit).await.unwrap().is_allowed());
+    // GitHub removes carol from the repository, then tells us.
+    env.mock.set_world(common::acme_without_carol_on_dashboard());
+    let body = std::fs::read(common::fixture_path("webhooks/member_removed.json")).unwrap();
+    env.authz.handle_webhook(&signed("member", "d-9", &body), &body).await.unwrap();
+    let d = env.authz.check(&carol, &dash, Capability::Edit).await.unwrap();
+    assert_eq!((d.source(), d.is_allowed()), (ghauthz::Source::Github, false));
+}
+
+#[tokio::test]
+async fn a_known_event_without_its_ids_invalidates_everything() {
+    let env = env().await;
+    warm(&env).await;
+    let body = br#"{"action":"removed","member":{"login":"carol"}}"#;
+    let outcome = env.authz.handle_webhook(&signed("member", "d-2", body), body).await.unwrap();
+    assert_eq!(outcome, WebhookOutcome::Applied(vec![Invalidation::All]));
+    assert!(cached(&env).is_empty());
+    assert_eq!(env.authz.webhook_stats().malformed, 1);
+}
+
+#[tokio::test]
+async fn bad_headers_are_refused_and_an_unconfigured_authorizer_verifies_nothing() {
+    let env = env().await;
+    let body = b"{}";
+    let mut h = signed("ping", "d-3", body);
+    h.remove("x-github-event");
+    assert_eq!(env.authz.handle_webhook(&h, body).await.unwrap_err(), WebhookError::MissingHeader("X-GitHub-Event"));
+    let h = signed("ping", "not a guid!", body);
+    assert_eq!(env.authz.handle_webhook(&h, body).await.unwrap_err(), WebhookError::InvalidDeliveryId);
+    let plain = common::env(common::fixture("acme.toml")).await;
+    let err = plain.authz.handle_webhook(&signed("ping", "d-4", body), body).await.unwrap_err();
+    assert_eq!((err.clone(), err.kind()), (WebhookError::NotConfigured, "not_configured"));
+}
