@@ -316,13 +316,14 @@ struct Inner {
     replica: u64,
     webhooks: Option<WebhookVerifier>,
     hooks: HookCounters,
-    /// The task that applies other replicas' invalidations.
-    feed: Option<tokio::task::AbortHandle>,
+    /// The task that applies other replicas' invalidations (set once the authorizer exists,
+    /// so that the task can never find it not yet built).
+    feed: std::sync::OnceLock<tokio::task::AbortHandle>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(feed) = &self.feed {
+        if let Some(feed) = self.feed.get() {
             feed.abort();
         }
     }
@@ -431,7 +432,7 @@ impl Authorizer {
             .time_to_live(Duration::from_secs(3600))
             .build();
         let feed = store.subscribe();
-        let inner = Arc::new_cyclic(|weak| Inner {
+        let inner = Arc::new(Inner {
             policy,
             cfg,
             clock,
@@ -448,8 +449,12 @@ impl Authorizer {
             replica,
             webhooks,
             hooks: HookCounters::default(),
-            feed: feed.map(|rx| tokio::spawn(follow_feed(weak.clone(), rx)).abort_handle()),
+            feed: std::sync::OnceLock::new(),
         });
+        if let Some(rx) = feed {
+            let task = tokio::spawn(follow_feed(Arc::downgrade(&inner), rx));
+            let _ = inner.feed.set(task.abort_handle());
+        }
         Self { inner }
     }
 

@@ -95,7 +95,8 @@ async fn a_wrong_missing_truncated_or_sha1_signature_is_rejected_without_touchin
     let flipped = format!("{}{}", &good[..good.len() - 1], if good.ends_with('0') { '1' } else { '0' });
     let truncated = good[..good.len() - 2].to_owned();
     let sha1 = "sha1=d03207e4b030cf234e3447bac4d93add4c6643d8";
-    let cases: Vec<(&str, Option<(&str, &str)>, WebhookError)> = vec![
+    type Case<'a> = (&'a str, Option<(&'a str, &'a str)>, WebhookError);
+    let cases: Vec<Case> = vec![
         ("wrong secret", Some(("x-hub-signature-256", &wrong_secret)), WebhookError::BadSignature),
         ("one digit changed", Some(("x-hub-signature-256", &flipped)), WebhookError::BadSignature),
         ("missing", None, WebhookError::MissingSignature),
