@@ -380,14 +380,14 @@ fn store_problems_are_exit_3_or_1() {
         "--world",
         &world("acme.toml"),
         "--db",
-        "postgres://localhost/x",
+        "postgres://localhost:notaport/x",
         "--app",
         "dash",
         "--action",
         "view",
         "--anonymous",
     ]);
-    assert_eq!(r.code, 1);
+    assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("usage")), "a malformed URL: {}", r.stdout);
 }
 
 #[test]
@@ -558,4 +558,153 @@ fn google_sign_in_and_google_checks() {
     assert_eq!((r.code, r.json()["error"].as_str()), (2, Some("not_invited")));
     let r = run_with(&g, &["google", "sign-in", "--app", "dash", "--id-token", "not.a.token"]);
     assert_eq!((r.code, r.json()["error"].as_str()), (2, Some("invalid")));
+}
+
+/// `ghauthz` with `body` on standard input and `env` set.
+fn ghauthz_stdin(args: &[&str], body: &[u8], env: &[(&str, &str)]) -> Run {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ghauthz"))
+        .args(args)
+        .env_remove("GHAUTHZ_WEBHOOK_SECRET")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    child.stdin.take().unwrap().write_all(body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+const HOOK_SECRET: &str = "It's a Secret to Everybody";
+
+fn hook_signature(body: &[u8]) -> String {
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(HOOK_SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[test]
+fn webhook_applies_a_signed_delivery_once_and_refuses_a_bad_signature() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ghauthz.db").display().to_string();
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, format!("{HOOK_SECRET}\n")).unwrap();
+    let secret_file = secret_file.display().to_string();
+    let w = world("acme.toml");
+    let body = std::fs::read(common::fixture_path("webhooks/member_removed.json")).unwrap();
+    let sig = hook_signature(&body);
+    let args = |sig: &str| {
+        vec![
+            "webhook".to_owned(),
+            "--world".into(),
+            w.clone(),
+            "--db".into(),
+            db.clone(),
+            "--event".into(),
+            "member".into(),
+            "--delivery".into(),
+            "d-100".into(),
+            "--signature".into(),
+            sig.to_owned(),
+        ]
+    };
+    let run = |args: Vec<String>, env: &[(&str, &str)]| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ghauthz_stdin(&args, &body, env)
+    };
+    let mut with_file = args(&sig);
+    with_file.extend(["--webhook-secret-file".to_owned(), secret_file.clone()]);
+    let r = run(with_file, &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(r.json()["applied"], serde_json::json!([{"kind": "user_on_repo", "user": 3, "repo": 101}]));
+    assert_eq!((r.json()["event"].as_str(), r.json()["delivery"].as_str()), (Some("member"), Some("d-100")));
+    // The same delivery again, the secret from the environment this time: already seen.
+    let r = run(args(&sig), &[("GHAUTHZ_WEBHOOK_SECRET", HOOK_SECRET)]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!((r.json()["duplicate"].as_bool(), r.json()["applied"].clone()), (Some(true), serde_json::json!([])));
+    for bad in [
+        "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17".to_owned(),
+        sig[..sig.len() - 1].to_owned(),
+        "sha1=d03207e4b030cf234e3447bac4d93add4c6643d8".to_owned(),
+    ] {
+        let r = run(args(&bad), &[("GHAUTHZ_WEBHOOK_SECRET", HOOK_SECRET)]);
+        assert_eq!((r.code, r.json()["error"].as_str()), (2, Some("bad_signature")), "{bad}: {}", r.stdout);
+    }
+    let r = run(args(&sig), &[]);
+    assert_eq!(r.code, 1, "no secret is bad usage: {}", r.stdout);
+    assert!(!r.stdout.contains(HOOK_SECRET) && !r.stderr.contains(HOOK_SECRET), "the secret is never printed");
+}
+
+#[test]
+fn webhook_ignores_an_unknown_event() {
+    let body = br#"{"action":"created"}"#;
+    let r = ghauthz_stdin(
+        &[
+            "webhook",
+            "--world",
+            &world("acme.toml"),
+            "--event",
+            "star",
+            "--delivery",
+            "d-1",
+            "--signature",
+            &hook_signature(body),
+        ],
+        body,
+        &[("GHAUTHZ_WEBHOOK_SECRET", HOOK_SECRET)],
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(r.json()["ignored"], "unknown_event");
+}
+
+/// A `--db` URL for a fresh schema of the test Postgres.
+fn pg_db_url() -> Option<String> {
+    let url = common::pg_url()?;
+    let schema = common::fresh_schema();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&pool).await.unwrap();
+        pool.close().await;
+    });
+    let sep = if url.contains('?') { '&' } else { '?' };
+    Some(format!("{url}{sep}options=-c%20search_path%3D{schema}"))
+}
+
+#[test]
+fn a_postgres_db_is_shared_by_processes() {
+    let Some(db) = pg_db_url() else { return };
+    let w = world("acme.toml");
+    let r = ghauthz(&["viewers", "add", "--world", &w, "--db", &db, "--app", "dash", "--email", "eve@example.com"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let r = ghauthz(&["viewers", "list", "--world", &w, "--db", &db, "--app", "dash"]);
+    assert_eq!(r.json()["viewers"], serde_json::json!(["dana@example.com", "eve@example.com"]));
+    let r = ghauthz(&["link", "issue", "--world", &w, "--db", &db, "--app", "dash", "--email", "eve@example.com"]);
+    let token = r.json()["token"].as_str().unwrap().to_owned();
+    let r = ghauthz(&["link", "redeem", &token, "--world", &w, "--db", &db]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let r = ghauthz(&["link", "redeem", &token, "--world", &w, "--db", &db]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (2, Some("already_used")));
+    let r = ghauthz(&["check", "--world", &w, "--db", "postgres://postgres@127.0.0.1:1/none", "--app", "dash"]);
+    assert_eq!(r.code, 1, "a principal is still required: {}", r.stdout);
+    let r = ghauthz(&[
+        "check",
+        "--world",
+        &w,
+        "--db",
+        "postgres://postgres@127.0.0.1:1/none",
+        "--app",
+        "dash",
+        "--action",
+        "view",
+        "--anonymous",
+    ]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (3, Some("store_unavailable")), "{}", r.stdout);
 }
