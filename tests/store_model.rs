@@ -1,12 +1,15 @@
 //! Differential property test: random sequences of store operations give the same observable
-//! results on the SQLite store as on the in-memory store.
-#![cfg(feature = "sqlite")]
+//! results on the SQLite and Postgres stores as on the in-memory store.
+#![cfg(all(feature = "world", feature = "sqlite", feature = "postgres"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
 use std::time::Duration;
 
+mod common;
+
 use ghauthz::store::{
-    Actor, AppRecord, AuditEvent, IssueLimit, IssueOutcome, LinkRecord, MemoryStore, SqliteStore, Store, StoreError,
+    Actor, AppRecord, AuditEvent, Broadcast, IssueLimit, IssueOutcome, LinkRecord, MemoryStore, SqliteStore, Store,
+    StoreError,
 };
 use ghauthz::{AppId, Email, RepoId, Timestamp, UserId, Visibility};
 use proptest::prelude::*;
@@ -25,6 +28,7 @@ enum Op {
     Advance { secs: u64 },
     DeleteApp { app: usize },
     DeleteAccount { by: u64 },
+    Delivery { id: u8 },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -37,6 +41,7 @@ fn op() -> impl Strategy<Value = Op> {
         (1..90u64).prop_map(|secs| Op::Advance { secs }),
         (0..APPS).prop_map(|app| Op::DeleteApp { app }),
         (1..3u64).prop_map(|by| Op::DeleteAccount { by }),
+        (0..4u8).prop_map(|id| Op::Delivery { id }),
     ]
 }
 
@@ -121,6 +126,10 @@ async fn apply(store: &dyn Store, op: &Op, now: &mut Timestamp) -> Seen {
             ids.sort();
             Seen::Apps(ids)
         }
+        Op::Delivery { id } => {
+            let b = Broadcast { origin: 1, invalidations: vec![] };
+            Seen::Bool(store.record_delivery(&format!("delivery-{id}"), *now, &b).await.unwrap())
+        }
     }
 }
 
@@ -133,6 +142,19 @@ async fn state(store: &dyn Store) -> (Vec<AppRecord>, Vec<(AppId, Vec<Email>)>, 
     (apps, viewers, store.audit_log().await.unwrap(), store.deleted_apps().await.unwrap().len())
 }
 
+/// Applies `ops` to `store` and to a fresh in-memory store, comparing every observation.
+async fn same_as_memory(store: &dyn Store, ops: &[Op]) -> Result<(), TestCaseError> {
+    let memory = MemoryStore::new();
+    let (mut t1, mut t2) = (Timestamp(1_000_000), Timestamp(1_000_000));
+    for (i, op) in ops.iter().enumerate() {
+        let a = apply(&memory, op, &mut t1).await;
+        let b = apply(store, op, &mut t2).await;
+        prop_assert_eq!(a, b, "step {}: {:?}", i, op);
+    }
+    prop_assert_eq!(state(&memory).await, state(store).await);
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
@@ -142,15 +164,18 @@ proptest! {
         rt.block_on(async {
             let dir = tempfile::tempdir().unwrap();
             let sqlite = SqliteStore::open(dir.path().join("db")).await.unwrap();
-            let memory = MemoryStore::new();
-            let (mut t1, mut t2) = (Timestamp(1_000_000), Timestamp(1_000_000));
-            for (i, op) in ops.iter().enumerate() {
-                let a = apply(&memory, op, &mut t1).await;
-                let b = apply(&sqlite, op, &mut t2).await;
-                prop_assert_eq!(a, b, "step {}: {:?}", i, op);
-            }
-            prop_assert_eq!(state(&memory).await, state(&sqlite).await);
-            Ok(())
+            same_as_memory(&sqlite, &ops).await
+        })?;
+    }
+
+    #[test]
+    fn postgres_behaves_like_memory(ops in proptest::collection::vec(op(), 1..40)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let Some(pg) = common::pg_store().await else { return Ok(()) };
+            let result = same_as_memory(&pg, &ops).await;
+            pg.close().await;
+            result
         })?;
     }
 }
