@@ -246,17 +246,52 @@ impl AuthorizerBuilder {
         let signin = SignIn { links: self.links, keys, sessions: self.sessions, google };
         let mut replica = [0u8; 8];
         getrandom::getrandom(&mut replica).map_err(|_| BuildError::Keys)?;
-        let parts = Parts {
+        let cfg = self.cache;
+        let front = Arc::new(Front::new(cfg.capacity));
+        let listener_front = front.clone();
+        let keep = cfg.role_ttl.max(cfg.no_role_ttl) + cfg.keep_for_revalidation;
+        let perms = moka::future::Cache::builder()
+            .max_capacity(cfg.capacity)
+            .time_to_live(keep)
+            .support_invalidation_closures()
+            .eviction_listener(move |k: Arc<PermKey>, v: Arc<PermEntry>, _| {
+                listener_front.remove_generation(&k, v.core.generation);
+            })
+            .build();
+        let repos = moka::future::Cache::builder()
+            .max_capacity((cfg.capacity / 4).max(1024))
+            .time_to_live(keep)
+            .support_invalidation_closures()
+            .build();
+        let backoff = moka::sync::Cache::builder()
+            .max_capacity(cfg.capacity.max(1024))
+            .time_to_live(Duration::from_secs(3600))
+            .build();
+        let feed = self.store.subscribe();
+        let inner = Arc::new(Inner {
             policy: self.policy,
-            cfg: self.cache,
+            cfg,
             clock: self.clock,
             github,
             store: self.store,
             signin,
-            webhooks: self.webhooks,
+            perms,
+            repos,
+            front,
+            epochs: Epochs::default(),
+            backoff,
+            counters: Counters::default(),
+            generation: AtomicU64::new(0),
             replica: u64::from_le_bytes(replica),
-        };
-        Ok(Authorizer::from_parts(parts))
+            webhooks: self.webhooks,
+            hooks: HookCounters::default(),
+            feed: std::sync::OnceLock::new(),
+        });
+        if let Some(rx) = feed {
+            let task = tokio::spawn(follow_feed(Arc::downgrade(&inner), rx));
+            let _ = inner.feed.set(task.abort_handle());
+        }
+        Ok(Authorizer { inner })
     }
 }
 
@@ -329,18 +364,6 @@ impl Drop for Inner {
     }
 }
 
-/// What the builder hands over.
-struct Parts {
-    policy: Policy,
-    cfg: CacheConfig,
-    clock: Arc<dyn Clock>,
-    github: Arc<dyn GithubApi>,
-    store: Arc<dyn Store>,
-    signin: SignIn,
-    webhooks: Option<WebhookVerifier>,
-    replica: u64,
-}
-
 #[derive(Debug, Default)]
 struct HookCounters {
     applied: AtomicU64,
@@ -407,55 +430,6 @@ impl Authorizer {
             google: None,
             webhooks: None,
         }
-    }
-
-    fn from_parts(parts: Parts) -> Self {
-        let Parts { policy, cfg, clock, github, store, signin, webhooks, replica } = parts;
-        let front = Arc::new(Front::new(cfg.capacity));
-        let listener_front = front.clone();
-        let keep = cfg.role_ttl.max(cfg.no_role_ttl) + cfg.keep_for_revalidation;
-        let perms = moka::future::Cache::builder()
-            .max_capacity(cfg.capacity)
-            .time_to_live(keep)
-            .support_invalidation_closures()
-            .eviction_listener(move |k: Arc<PermKey>, v: Arc<PermEntry>, _| {
-                listener_front.remove_generation(&k, v.core.generation);
-            })
-            .build();
-        let repos = moka::future::Cache::builder()
-            .max_capacity((cfg.capacity / 4).max(1024))
-            .time_to_live(keep)
-            .support_invalidation_closures()
-            .build();
-        let backoff = moka::sync::Cache::builder()
-            .max_capacity(cfg.capacity.max(1024))
-            .time_to_live(Duration::from_secs(3600))
-            .build();
-        let feed = store.subscribe();
-        let inner = Arc::new(Inner {
-            policy,
-            cfg,
-            clock,
-            github,
-            store,
-            signin,
-            perms,
-            repos,
-            front,
-            epochs: Epochs::default(),
-            backoff,
-            counters: Counters::default(),
-            generation: AtomicU64::new(0),
-            replica,
-            webhooks,
-            hooks: HookCounters::default(),
-            feed: std::sync::OnceLock::new(),
-        });
-        if let Some(rx) = feed {
-            let task = tokio::spawn(follow_feed(Arc::downgrade(&inner), rx));
-            let _ = inner.feed.set(task.abort_handle());
-        }
-        Self { inner }
     }
 
     /// The policy in force.

@@ -204,19 +204,7 @@ fn child_redeems_sixteen_times() {
         while !go.exists() {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..PER_CHILD {
-            let (authz, token) = (authz.clone(), token.clone());
-            tasks.spawn(async move { authz.redeem_link(&token, None).await });
-        }
-        let (mut ok, mut used) = (0, 0);
-        while let Some(r) = tasks.join_next().await {
-            match r.unwrap() {
-                Ok(_) => ok += 1,
-                Err(LinkError::AlreadyUsed) => used += 1,
-                Err(e) => panic!("unexpected {e:?}"),
-            }
-        }
+        let (ok, used) = common::redeem_concurrently(&authz, &token, PER_CHILD).await;
         println!("RESULT {ok} {used}");
     });
 }

@@ -26,6 +26,25 @@ pub fn acme_without_carol_on_dashboard() -> World {
     acme_with(|t| t.replace(r#"roles = { carol = "write", dave"#, r#"roles = { dave"#))
 }
 
+/// Redeems `token` on `authz` `n` times at once; (successes, `already_used` refusals). Any
+/// other outcome fails the test.
+pub async fn redeem_concurrently(authz: &Authorizer, token: &str, n: usize) -> (usize, usize) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let (authz, token) = (authz.clone(), token.to_owned());
+        tasks.spawn(async move { authz.redeem_link(&token, None).await });
+    }
+    let (mut ok, mut used) = (0, 0);
+    while let Some(r) = tasks.join_next().await {
+        match r.expect("the task ran") {
+            Ok(_) => ok += 1,
+            Err(ghauthz::LinkError::AlreadyUsed) => used += 1,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    (ok, used)
+}
+
 pub struct Env {
     pub world: World,
     pub mock: MockGithub,
