@@ -183,7 +183,7 @@ impl PgStore {
         )?;
         let schema: String =
             sqlx::query_scalar("SELECT current_schema()").fetch_one(&pool).await.map_err(unavailable)?;
-        Ok(PgStore { pool, channel: format!("ghauthz_invalidations:{schema}") })
+        Ok(PgStore { pool, channel: channel_for(&schema) })
     }
 
     /// Closes the pool (waits for connections to be returned), which also ends subscriptions.
@@ -211,6 +211,17 @@ impl PgStore {
         }
         Ok(())
     }
+}
+
+/// The channel of a schema's store. Postgres cuts identifiers at 63 bytes, and `LISTEN` would
+/// cut a longer name where `pg_notify` refuses it, so a long schema name is replaced by its hash.
+fn channel_for(schema: &str) -> String {
+    let channel = format!("ghauthz_invalidations:{schema}");
+    if channel.len() <= 63 {
+        return channel;
+    }
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(schema.as_bytes());
+    format!("ghauthz_invalidations:{}", hex::encode(&digest[..16]))
 }
 
 /// `CREATE SCHEMA IF NOT EXISTS`, on a connection of its own (the pool's connections start in
@@ -330,6 +341,13 @@ mod tests {
         for bad in ["", "1abc", "Public", "a-b", "a\"b", "x; DROP TABLE apps", &"a".repeat(41)] {
             assert!(!valid_schema(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn channel_names_fit_an_identifier() {
+        assert_eq!(channel_for("public"), "ghauthz_invalidations:public");
+        let long = channel_for(&"s".repeat(63));
+        assert!(long.len() <= 63 && long != channel_for(&"s".repeat(62)), "{long}");
     }
 
     #[test]
