@@ -162,12 +162,13 @@ pub fn google_token(now: u64, email: &str) -> String {
 pub const PG_ENV: &str = "GHAUTHZ_TEST_POSTGRES";
 
 #[cfg(all(feature = "sqlite", feature = "postgres"))]
-/// The test Postgres URL; `None`, said on stderr, when `GHAUTHZ_TEST_POSTGRES` is unset.
+/// The test Postgres URL; `None`, said once on stderr, when `GHAUTHZ_TEST_POSTGRES` is unset.
 pub fn pg_url() -> Option<String> {
     match std::env::var(PG_ENV) {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
-            eprintln!("skipped: {PG_ENV} is unset, so the Postgres tests do not run");
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| eprintln!("skipped: {PG_ENV} is unset, so the Postgres tests do not run"));
             None
         }
     }
