@@ -243,3 +243,98 @@ async fn bad_headers_are_refused_and_an_unconfigured_authorizer_verifies_nothing
     let err = plain.authz.handle_webhook(&signed("ping", "d-4", body), body).await.unwrap_err();
     assert_eq!((err.clone(), err.kind()), (WebhookError::NotConfigured, "not_configured"));
 }
+
+/// Any JSON, within reason: what a payload of a known event could be.
+fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        any::<u64>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        "[a-z_]{0,12}".prop_map(serde_json::Value::from),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        let keys = prop_oneof![
+            Just("action".to_owned()),
+            Just("id".to_owned()),
+            Just("member".to_owned()),
+            Just("repository".to_owned()),
+            Just("organization".to_owned()),
+            Just("owner".to_owned()),
+            Just("installation".to_owned()),
+            Just("account".to_owned()),
+            Just("membership".to_owned()),
+            Just("user".to_owned()),
+            Just("sender".to_owned()),
+            Just("changes".to_owned()),
+            Just("repositories_added".to_owned()),
+            Just("repositories_removed".to_owned()),
+            "[a-z_]{1,8}",
+        ];
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+            proptest::collection::btree_map(keys, inner, 0..5)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+const KNOWN: &[&str] = &[
+    "ping",
+    "member",
+    "membership",
+    "team",
+    "team_add",
+    "organization",
+    "repository",
+    "installation",
+    "installation_repositories",
+    "github_app_authorization",
+];
+
+/// One authorizer for every generated case (a mock GitHub each would cost more than the case).
+static SHARED: std::sync::LazyLock<(tokio::runtime::Runtime, common::Env)> = std::sync::LazyLock::new(|| {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let env = rt.block_on(env());
+    (rt, env)
+});
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+    /// Whatever a signed payload holds, a known event is applied (possibly as "everything") and
+    /// nothing panics; the delivery is recorded once.
+    #[test]
+    fn any_signed_payload_of_a_known_event_is_applied_without_panicking(
+        event in proptest::sample::select(KNOWN),
+        payload in json_value(),
+        raw in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+        as_json in proptest::bool::ANY,
+    ) {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let id = format!("p-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let (rt, env) = &*SHARED;
+        rt.block_on(async {
+            let body = if as_json { serde_json::to_vec(&payload).unwrap() } else { raw };
+            let first = env.authz.handle_webhook(&signed(event, &id, &body), &body).await;
+            let again = env.authz.handle_webhook(&signed(event, &id, &body), &body).await;
+            proptest::prop_assert!(matches!(first, Ok(WebhookOutcome::Applied(_))), "{first:?}");
+            proptest::prop_assert_eq!(again, Ok(WebhookOutcome::Duplicate));
+            Ok(())
+        })?;
+    }
+
+    /// Whatever the signature header says, only the right digest is accepted, without a panic.
+    #[test]
+    fn any_wrong_signature_is_refused(sig in "[ -~]{0,80}") {
+        let verifier = ghauthz::WebhookVerifier::new(ghauthz::WebhookSecret::new(SECRET.into()).unwrap());
+        let body = b"{}";
+        let result = verifier.verify(&headers("ping", "s-1", Some(("x-hub-signature-256", &sig))), body);
+        if sig.trim() == sign(SECRET, body) {
+            proptest::prop_assert!(result.is_ok());
+        } else {
+            proptest::prop_assert_eq!(result.unwrap_err().kind(), "bad_signature");
+        }
+    }
+}
