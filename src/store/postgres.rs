@@ -123,11 +123,11 @@ impl PgStoreOptions {
 ///
 /// # Replicas
 ///
-/// [`Store::publish`] sends a `NOTIFY` on the schema's channel; [`Store::subscribe`] listens on
-/// it from a connection of its own. When that connection drops, the subscriber hears
-/// [`FeedEvent::Resync`] at once, reconnects with backoff, and hears `Resync` again once it
-/// listens anew (messages sent in between are lost). The first `Resync` arrives as soon as the
-/// subscription listens.
+/// [`Store::publish`](super::Store::publish) sends a `NOTIFY` on the schema's channel;
+/// [`Store::subscribe`](super::Store::subscribe) listens on it from a connection of its own.
+/// When that connection drops, the subscriber hears [`FeedEvent::Resync`] at once, reconnects
+/// with backoff, and hears `Resync` again once it listens anew (messages sent in between are
+/// lost). The first `Resync` arrives as soon as the subscription listens.
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
