@@ -33,4 +33,4 @@ pub use viewer::{
     GoogleSignInError, IssuedLink, IssuedSession, LinkConfig, LinkError, LinkInfo, Session, SessionConfig,
     SessionError, SessionKeys, Via,
 };
-pub use webhook::{VerifiedDelivery, WebhookError, WebhookOutcome, WebhookStats, WebhookVerifier};
+pub use webhook::{VerifiedDelivery, WEBHOOK_EVENTS, WebhookError, WebhookOutcome, WebhookStats, WebhookVerifier};

@@ -193,6 +193,21 @@ impl WebhookVerifier {
     }
 }
 
+/// The events [`Authorizer::handle_webhook`](crate::Authorizer::handle_webhook) acts on: subscribe
+/// the webhook to these (and only these need be sent; others are counted and ignored).
+pub const WEBHOOK_EVENTS: &[&str] = &[
+    "ping",
+    "member",
+    "membership",
+    "team",
+    "team_add",
+    "organization",
+    "repository",
+    "installation",
+    "installation_repositories",
+    "github_app_authorization",
+];
+
 /// What a verified delivery means for the cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Meaning {
@@ -227,19 +242,7 @@ fn id_at(v: &Value, path: &[&str]) -> Option<u64> {
 /// - `github_app_authorization` (a user revoked the App): that user.
 /// - `ping`: nothing.
 pub(crate) fn meaning(event: &str, body: &[u8]) -> Meaning {
-    let known = [
-        "ping",
-        "member",
-        "membership",
-        "team",
-        "team_add",
-        "organization",
-        "repository",
-        "installation",
-        "installation_repositories",
-        "github_app_authorization",
-    ];
-    if !known.contains(&event) {
+    if !WEBHOOK_EVENTS.contains(&event) {
         return Meaning::Unknown;
     }
     let Ok(v) = serde_json::from_slice::<Value>(body) else { return Meaning::Malformed };

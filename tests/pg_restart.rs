@@ -10,7 +10,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ghauthz::store::{PgStore, PgStoreOptions, Store};
 use ghauthz::world::MockGithub;
@@ -64,31 +64,12 @@ async fn postgres_stopped_mid_run_fails_closed_and_the_store_recovers_when_it_re
     assert!(matches!(err, CheckError::Store(_)) && err.is_unavailable(), "{err:?}");
     let err = authz.check_app(&carol, &dash, Capability::Edit).await.unwrap_err();
     assert!(err.is_unavailable(), "the app cannot be read: {err:?}");
-    let start = Instant::now();
-    while authz.stats().resyncs == resyncs {
-        assert!(start.elapsed() < Duration::from_secs(10), "the feed did not notice");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    common::wait_until("the feed notices", Duration::from_secs(10), || authz.stats().resyncs > resyncs).await;
     assert!(authz.check_cached(&carol, &world.app("dash").unwrap(), Capability::Edit).is_none(), "forgot");
 
     pg_ctl(&ctl, "start");
-    let start = Instant::now();
-    loop {
-        match authz.check_app(&viewer, &dash, Capability::View).await {
-            Ok(d) => {
-                assert!(d.is_allowed());
-                break;
-            }
-            Err(e) => {
-                assert!(e.is_unavailable(), "{e:?}");
-                assert!(start.elapsed() < Duration::from_secs(30), "no recovery without a restart: {e:?}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-    let start = Instant::now();
-    while authz.stats().resyncs < resyncs + 2 {
-        assert!(start.elapsed() < Duration::from_secs(30), "the feed did not listen again");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let d = common::check_until_available(&authz, &viewer, &dash, Capability::View, Duration::from_secs(30)).await;
+    assert!(d.is_allowed(), "recovered without a restart");
+    common::wait_until("the feed listens again", Duration::from_secs(30), || authz.stats().resyncs >= resyncs + 2)
+        .await;
 }

@@ -56,7 +56,7 @@ impl Cluster {
             .webhook_secret(ghauthz::WebhookSecret::new(SECRET.into()).unwrap())
             .build()
             .unwrap();
-        wait_until("the replica listens", Duration::from_secs(10), || authz.stats().resyncs >= 1).await;
+        common::wait_until("the replica listens", Duration::from_secs(10), || authz.stats().resyncs >= 1).await;
         authz
     }
 
@@ -67,15 +67,6 @@ impl Cluster {
     fn user(&self, login: &str) -> Principal {
         Principal::github(self.world.user(login).unwrap())
     }
-}
-
-async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    start.elapsed()
 }
 
 fn signed_delivery(event: &str, id: &str, body: &[u8]) -> http::HeaderMap {
@@ -107,7 +98,7 @@ async fn a_member_removal_delivered_to_one_replica_reaches_the_other_within_a_se
     let delivered = Instant::now();
     let outcome = a.handle_webhook(&signed_delivery("member", "r-1", &body), &body).await.unwrap();
     assert_eq!(outcome.applied(), [Invalidation::UserOnRepo(UserId(3), ghauthz::RepoId(101))]);
-    let waited = wait_until("B drops carol's fact", Duration::from_secs(1), || {
+    let waited = common::wait_until("B drops carol's fact", Duration::from_secs(1), || {
         b.check_cached(&carol, &app, Capability::Edit).is_none()
     })
     .await;
@@ -134,7 +125,7 @@ async fn an_invalidation_made_on_one_replica_reaches_the_others_and_not_itself_t
     a.invalidate(Invalidation::Owner(ghauthz::OwnerId(1))).await.unwrap();
     assert!(a.check_cached(&alice, &notes, Capability::Edit).is_none(), "at once on the replica that made it");
     for r in [&b, &third] {
-        wait_until("the others drop it", Duration::from_secs(1), || {
+        common::wait_until("the others drop it", Duration::from_secs(1), || {
             r.check_cached(&alice, &notes, Capability::Edit).is_none()
         })
         .await;
@@ -341,30 +332,18 @@ async fn postgres_going_away_fails_closed_and_the_replica_heals_without_a_restar
     }
     assert!(a.issue_link(&dash(), "dana@example.com").await.is_err(), "nothing is issued blind");
     // A's feed dropped: it may miss messages, so it forgot what it cached.
-    wait_until("A notices the lost feed", Duration::from_secs(5), || a.stats().resyncs > resyncs).await;
+    common::wait_until("A notices the lost feed", Duration::from_secs(5), || a.stats().resyncs > resyncs).await;
     assert!(a.check_cached(&carol, &app, Capability::Edit).is_none());
 
     proxy.restore();
-    let start = Instant::now();
-    loop {
-        match a.check_app(&viewer, &dash(), Capability::View).await {
-            Ok(d) => {
-                assert!(d.is_allowed());
-                break;
-            }
-            Err(e) => {
-                assert!(e.is_unavailable(), "{e:?}");
-                assert!(start.elapsed() < Duration::from_secs(15), "the store did not come back: {e:?}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
+    let d = common::check_until_available(&a, &viewer, &dash(), Capability::View, Duration::from_secs(15)).await;
+    assert!(d.is_allowed(), "the store came back without a restart");
     // The feed listens again (and forgot once more); invalidations from B reach A anew.
-    wait_until("A listens again", Duration::from_secs(15), || a.stats().resyncs >= resyncs + 2).await;
+    common::wait_until("A listens again", Duration::from_secs(15), || a.stats().resyncs >= resyncs + 2).await;
     a.check(&carol, &app, Capability::Edit).await.unwrap();
     assert!(a.check_cached(&carol, &app, Capability::Edit).is_some());
     b.invalidate(Invalidation::User(UserId(3))).await.unwrap();
-    wait_until("B's invalidation reaches A", Duration::from_secs(1), || {
+    common::wait_until("B's invalidation reaches A", Duration::from_secs(1), || {
         a.check_cached(&carol, &app, Capability::Edit).is_none()
     })
     .await;

@@ -280,19 +280,6 @@ fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> 
     })
 }
 
-const KNOWN: &[&str] = &[
-    "ping",
-    "member",
-    "membership",
-    "team",
-    "team_add",
-    "organization",
-    "repository",
-    "installation",
-    "installation_repositories",
-    "github_app_authorization",
-];
-
 /// One authorizer for every generated case (a mock GitHub each would cost more than the case).
 static SHARED: std::sync::LazyLock<(tokio::runtime::Runtime, common::Env)> = std::sync::LazyLock::new(|| {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
@@ -307,7 +294,7 @@ proptest::proptest! {
     /// nothing panics; the delivery is recorded once.
     #[test]
     fn any_signed_payload_of_a_known_event_is_applied_without_panicking(
-        event in proptest::sample::select(KNOWN),
+        event in proptest::sample::select(ghauthz::WEBHOOK_EVENTS),
         payload in json_value(),
         raw in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
         as_json in proptest::bool::ANY,

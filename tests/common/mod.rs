@@ -45,6 +45,38 @@ pub async fn redeem_concurrently(authz: &Authorizer, token: &str, n: usize) -> (
     (ok, used)
 }
 
+/// Waits until `cond` holds; fails the test if it does not within `limit`. Returns how long it took.
+pub async fn wait_until(what: &str, limit: std::time::Duration, mut cond: impl FnMut() -> bool) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    start.elapsed()
+}
+
+/// Checks again and again while the check fails *unavailable* (any other failure fails the
+/// test), for at most `limit`; the first decision.
+pub async fn check_until_available(
+    authz: &Authorizer,
+    principal: &Principal,
+    app: &ghauthz::AppId,
+    cap: ghauthz::Capability,
+    limit: std::time::Duration,
+) -> ghauthz::Decision {
+    let start = std::time::Instant::now();
+    loop {
+        match authz.check_app(principal, app, cap).await {
+            Ok(d) => return d,
+            Err(e) => {
+                assert!(e.is_unavailable(), "{e:?}");
+                assert!(start.elapsed() < limit, "still unavailable after {limit:?}: {e:?}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 pub struct Env {
     pub world: World,
     pub mock: MockGithub,
