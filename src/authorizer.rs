@@ -19,7 +19,7 @@ use crate::google::{GoogleConfig, GoogleIdentity, GoogleVerifier};
 use crate::ids::{App, AppId, GithubUser, RepoCoords, UserId};
 use crate::policy::{Capability, Need, Policy, Visibility};
 use crate::secret::{GithubToken, WebhookSecret};
-use crate::store::{Actor, Broadcast, FeedEvent, MemoryStore, Store, StoreError};
+use crate::store::{Actor, Bounded, Broadcast, FeedEvent, MemoryStore, Store, StoreError};
 use crate::viewer::{
     GoogleSignInError, IssuedLink, IssuedSession, LinkConfig, LinkError, LinkInfo, Session, SessionConfig,
     SessionError, SessionKeys, SignIn,
@@ -172,9 +172,17 @@ pub struct AuthorizerBuilder {
     keys: Option<SessionKeys>,
     google: Option<GoogleConfig>,
     webhooks: Option<WebhookVerifier>,
+    store_timeout: Duration,
 }
 
 impl AuthorizerBuilder {
+    /// How long any one store call may take before it counts as *unavailable* (default 5 s):
+    /// a check fails closed instead of waiting on a connection that died without a word.
+    pub fn store_timeout(mut self, limit: Duration) -> Self {
+        self.store_timeout = limit;
+        self
+    }
+
     /// Accept GitHub webhook deliveries signed with `secret` ([`Authorizer::handle_webhook`]).
     pub fn webhook_secret(mut self, secret: WebhookSecret) -> Self {
         self.webhooks = Some(WebhookVerifier::new(secret));
@@ -267,13 +275,14 @@ impl AuthorizerBuilder {
             .max_capacity(cfg.capacity.max(1024))
             .time_to_live(Duration::from_secs(3600))
             .build();
-        let feed = self.store.subscribe();
+        let store: Arc<dyn Store> = Arc::new(Bounded::new(self.store, self.store_timeout));
+        let feed = store.subscribe();
         let inner = Arc::new(Inner {
             policy: self.policy,
             cfg,
             clock: self.clock,
             github,
-            store: self.store,
+            store,
             signin,
             perms,
             repos,
@@ -429,6 +438,7 @@ impl Authorizer {
             keys: None,
             google: None,
             webhooks: None,
+            store_timeout: Duration::from_secs(5),
         }
     }
 

@@ -572,7 +572,10 @@ fn ghauthz_stdin(args: &[&str], body: &[u8], env: &[(&str, &str)]) -> Run {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("runs");
-    child.stdin.take().unwrap().write_all(body).unwrap();
+    // A command that refuses before reading its input (no secret, say) closes the pipe early.
+    if let Err(e) = child.stdin.take().unwrap().write_all(body) {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+    }
     let out = child.wait_with_output().unwrap();
     Run {
         code: out.status.code().unwrap_or(-1),

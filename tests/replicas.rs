@@ -46,14 +46,16 @@ impl Cluster {
         Some(Cluster { world, mock, clock, keys: SessionKeys::generate().unwrap(), opts })
     }
 
-    /// A replica with a pool of its own, listening to the others.
-    async fn replica_on(&self, opts: PgStoreOptions) -> Authorizer {
+    /// A replica with a pool of its own, listening to the others, whose store calls answer
+    /// within `store_timeout`.
+    async fn replica_on(&self, opts: PgStoreOptions, store_timeout: Duration) -> Authorizer {
         let store = PgStore::connect_with(opts).await.unwrap();
         let authz = Authorizer::builder(self.mock.github_config())
             .clock(Arc::new(self.clock.clone()))
             .store(Arc::new(store))
             .sessions(self.keys.clone(), SessionConfig::default())
             .webhook_secret(ghauthz::WebhookSecret::new(SECRET.into()).unwrap())
+            .store_timeout(store_timeout)
             .build()
             .unwrap();
         common::wait_until("the replica listens", Duration::from_secs(10), || authz.stats().resyncs >= 1).await;
@@ -61,7 +63,7 @@ impl Cluster {
     }
 
     async fn replica(&self) -> Authorizer {
-        self.replica_on(self.opts.clone()).await
+        self.replica_on(self.opts.clone(), Duration::from_secs(5)).await
     }
 
     fn user(&self, login: &str) -> Principal {
@@ -253,11 +255,41 @@ async fn sixty_four_redemptions_from_four_processes_succeed_once() {
 // ---- Postgres going away and coming back ----
 
 /// A TCP proxy in front of Postgres that the test can cut (every connection closed, new ones
-/// closed on arrival, as a stopped server does) and restore.
+/// closed on arrival, as a stopped server does), freeze (nothing passes and nothing is closed, as
+/// in a network partition) and restore.
 struct Proxy {
     port: u16,
     up: Arc<AtomicBool>,
+    frozen: Arc<AtomicBool>,
     conns: Arc<parking_lot::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+/// Copies bytes both ways until either side closes; holds still while `frozen`.
+async fn pump(mut a: tokio::net::TcpStream, mut b: tokio::net::TcpStream, frozen: Arc<AtomicBool>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut ar, mut aw) = a.split();
+    let (mut br, mut bw) = b.split();
+    let (mut up, mut down) = ([0u8; 8192], [0u8; 8192]);
+    loop {
+        if frozen.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        }
+        let moved = tokio::select! {
+            n = ar.read(&mut up) => match n {
+                Ok(n) if n > 0 => bw.write_all(&up[..n]).await.is_ok(),
+                _ => false,
+            },
+            n = br.read(&mut down) => match n {
+                Ok(n) if n > 0 => aw.write_all(&down[..n]).await.is_ok(),
+                _ => false,
+            },
+            () = tokio::time::sleep(Duration::from_millis(5)) => true,
+        };
+        if !moved {
+            return;
+        }
+    }
 }
 
 impl Proxy {
@@ -265,25 +297,37 @@ impl Proxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let up = Arc::new(AtomicBool::new(true));
+        let frozen = Arc::new(AtomicBool::new(false));
         let conns = Arc::new(parking_lot::Mutex::new(Vec::new()));
-        let (up2, conns2) = (up.clone(), conns.clone());
+        let (up2, frozen2, conns2) = (up.clone(), frozen.clone(), conns.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else { return };
+                let Ok((inbound, _)) = listener.accept().await else { return };
                 if !up2.load(Ordering::SeqCst) {
                     drop(inbound);
                     continue;
                 }
-                let upstream = upstream.clone();
+                let (upstream, frozen) = (upstream.clone(), frozen2.clone());
                 let task = tokio::spawn(async move {
-                    if let Ok(mut out) = tokio::net::TcpStream::connect(&upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    if let Ok(out) = tokio::net::TcpStream::connect(&upstream).await {
+                        pump(inbound, out, frozen).await;
                     }
                 });
                 conns2.lock().push(task.abort_handle());
             }
         });
-        Proxy { port, up, conns }
+        Proxy { port, up, frozen, conns }
+    }
+
+    /// A URL for the test Postgres through this proxy.
+    fn url(&self) -> String {
+        let direct = sqlx::postgres::PgConnectOptions::from_str(&common::pg_url().unwrap()).unwrap();
+        format!(
+            "postgres://{}@127.0.0.1:{}/{}",
+            direct.get_username(),
+            self.port,
+            direct.get_database().unwrap_or("postgres")
+        )
     }
 
     fn cut(&self) {
@@ -293,26 +337,29 @@ impl Proxy {
         }
     }
 
+    fn freeze(&self) {
+        self.frozen.store(true, Ordering::SeqCst);
+    }
+
     fn restore(&self) {
+        self.frozen.store(false, Ordering::SeqCst);
         self.up.store(true, Ordering::SeqCst);
     }
+}
+
+async fn proxy() -> Proxy {
+    let direct = sqlx::postgres::PgConnectOptions::from_str(&common::pg_url().unwrap()).unwrap();
+    Proxy::start(format!("{}:{}", direct.get_host(), direct.get_port())).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_going_away_fails_closed_and_the_replica_heals_without_a_restart() {
     let Some(c) = Cluster::new().await else { return };
-    let direct = sqlx::postgres::PgConnectOptions::from_str(&common::pg_url().unwrap()).unwrap();
-    let proxy = Proxy::start(format!("{}:{}", direct.get_host(), direct.get_port())).await;
-    let via_proxy = format!(
-        "postgres://{}@127.0.0.1:{}/{}",
-        direct.get_username(),
-        proxy.port,
-        direct.get_database().unwrap_or("postgres")
-    );
-    let opts = PgStoreOptions::new(via_proxy)
+    let proxy = proxy().await;
+    let opts = PgStoreOptions::new(proxy.url())
         .schema(c.opts.schema_name().unwrap())
         .acquire_timeout(Duration::from_millis(500));
-    let a = c.replica_on(opts).await;
+    let a = c.replica_on(opts, Duration::from_secs(5)).await;
     let b = c.replica().await;
     let (carol, app) = (c.user("carol"), c.world.app("dash").unwrap());
     let link = a.issue_link(&dash(), "dana@example.com").await.unwrap();
@@ -347,4 +394,71 @@ async fn postgres_going_away_fails_closed_and_the_replica_heals_without_a_restar
         a.check_cached(&carol, &app, Capability::Edit).is_none()
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_partition_fails_closed_within_the_bound_and_the_feed_is_taken_for_lost() {
+    let Some(c) = Cluster::new().await else { return };
+    let proxy = proxy().await;
+    let opts = PgStoreOptions::new(proxy.url())
+        .schema(c.opts.schema_name().unwrap())
+        .acquire_timeout(Duration::from_millis(500))
+        .heartbeat(Duration::from_millis(200));
+    let a = c.replica_on(opts, Duration::from_secs(1)).await;
+    let b = c.replica().await;
+    let (carol, app) = (c.user("carol"), c.world.app("dash").unwrap());
+    let link = a.issue_link(&dash(), "dana@example.com").await.unwrap();
+    let session = a.redeem_link(link.token.expose_secret(), None).await.unwrap();
+    let viewer = Principal::Viewer(a.verify_session(session.token.expose_secret()).unwrap());
+    a.check(&carol, &app, Capability::Edit).await.unwrap();
+    let resyncs = a.stats().resyncs;
+
+    // Nothing passes and nothing is closed: without bounds, a call would wait forever.
+    proxy.freeze();
+    let asked = Instant::now();
+    let err = a.check_app(&viewer, &dash(), Capability::View).await.unwrap_err();
+    assert!(err.is_unavailable(), "{err:?}");
+    assert!(asked.elapsed() < Duration::from_secs(3), "answered within the store timeout: {:?}", asked.elapsed());
+    // The feed hears not even its own heartbeat: taken for lost, the cache is forgotten.
+    common::wait_until("A takes its silent feed for lost", Duration::from_secs(3), || a.stats().resyncs > resyncs)
+        .await;
+    assert!(a.check_cached(&carol, &app, Capability::Edit).is_none());
+
+    proxy.restore();
+    let d = common::check_until_available(&a, &viewer, &dash(), Capability::View, Duration::from_secs(15)).await;
+    assert!(d.is_allowed());
+    common::wait_until("A listens again", Duration::from_secs(15), || a.stats().resyncs >= resyncs + 2).await;
+    a.check(&carol, &app, Capability::Edit).await.unwrap();
+    b.invalidate(Invalidation::User(UserId(3))).await.unwrap();
+    common::wait_until("B's invalidation reaches A", Duration::from_secs(1), || {
+        a.check_cached(&carol, &app, Capability::Edit).is_none()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_call_that_does_not_answer_is_unavailable_within_the_bound() {
+    let Some(c) = Cluster::new().await else { return };
+    let a = c.replica_on(c.opts.clone(), Duration::from_secs(1)).await;
+    let link = a.issue_link(&dash(), "dana@example.com").await.unwrap();
+    let session = a.redeem_link(link.token.expose_secret(), None).await.unwrap();
+    let viewer = Principal::Viewer(a.verify_session(session.token.expose_secret()).unwrap());
+    // Another session holds the grants table: a viewer's check waits on its lock.
+    let connect = sqlx::postgres::PgConnectOptions::from_str(&common::pg_url().unwrap())
+        .unwrap()
+        .options([("search_path", c.opts.schema_name().unwrap())]);
+    let locker = sqlx::PgPool::connect_with(connect).await.unwrap();
+    let mut held = locker.begin().await.unwrap();
+    sqlx::query("LOCK TABLE viewers IN ACCESS EXCLUSIVE MODE").execute(&mut *held).await.unwrap();
+    let asked = Instant::now();
+    let answer = tokio::time::timeout(Duration::from_secs(10), a.check_app(&viewer, &dash(), Capability::View)).await;
+    let err = answer.expect("the check answers, bounded").unwrap_err();
+    assert!(matches!(err, CheckError::Store(_)) && err.is_unavailable(), "{err:?}");
+    assert!(
+        asked.elapsed() >= Duration::from_secs(1) && asked.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        asked.elapsed()
+    );
+    held.rollback().await.unwrap();
+    assert!(a.check_app(&viewer, &dash(), Capability::View).await.unwrap().is_allowed());
 }

@@ -13,6 +13,7 @@
 //! and apps are not cached: every check reads them from the store, so a change made on one
 //! replica holds on every other at its next check without any message.
 
+mod bounded;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -26,6 +27,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub(crate) use bounded::Bounded;
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{PgStore, PgStoreOptions};

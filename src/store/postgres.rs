@@ -64,6 +64,7 @@ pub struct PgStoreOptions {
     schema: Option<String>,
     max_connections: u32,
     acquire_timeout: Duration,
+    heartbeat: Duration,
 }
 
 impl std::fmt::Debug for PgStoreOptions {
@@ -74,15 +75,31 @@ impl std::fmt::Debug for PgStoreOptions {
             .field("schema", &self.schema)
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
+            .field("heartbeat", &self.heartbeat)
             .finish()
     }
 }
 
 impl PgStoreOptions {
     /// A `postgres://` URL, with the defaults: the URL's own schema (`search_path`), 8
-    /// connections, and 2 s to get one before a call answers *unavailable*.
+    /// connections, 2 s to get one before a call answers *unavailable*, and a 10 s heartbeat on
+    /// the invalidation feed.
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), schema: None, max_connections: 8, acquire_timeout: Duration::from_secs(2) }
+        Self {
+            url: url.into(),
+            schema: None,
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(2),
+            heartbeat: Duration::from_secs(10),
+        }
+    }
+
+    /// How often a subscriber sends itself a message on the invalidation channel. A feed that
+    /// hears nothing, not even that, for two heartbeats counts as lost (a connection that died
+    /// without a word): the replica forgets what it cached and listens anew.
+    pub fn heartbeat(mut self, every: Duration) -> Self {
+        self.heartbeat = every;
+        self
     }
 
     /// Keep the store in this schema (created if absent): lowercase ASCII letters, digits and
@@ -132,6 +149,7 @@ impl PgStoreOptions {
 pub struct PgStore {
     pool: PgPool,
     channel: String,
+    heartbeat: Duration,
 }
 
 fn valid_schema(s: &str) -> bool {
@@ -183,7 +201,7 @@ impl PgStore {
         )?;
         let schema: String =
             sqlx::query_scalar("SELECT current_schema()").fetch_one(&pool).await.map_err(unavailable)?;
-        Ok(PgStore { pool, channel: channel_for(&schema) })
+        Ok(PgStore { pool, channel: channel_for(&schema), heartbeat: opts.heartbeat.max(Duration::from_millis(10)) })
     }
 
     /// Closes the pool (waits for connections to be returned), which also ends subscriptions.
@@ -243,9 +261,14 @@ async fn create_schema(connect: &PgConnectOptions, schema: &str, timeout: Durati
     }
 }
 
+/// What a heartbeat sends: an empty payload, which no invalidation has.
+const HEARTBEAT: &str = "";
+
 /// The subscriber's loop: listen, forward, and on any interruption say `Resync`, reconnect with
-/// backoff and say `Resync` again. Ends when the receiver is dropped or the pool is closed.
-async fn listen(pool: PgPool, channel: String, tx: mpsc::Sender<FeedEvent>) {
+/// backoff and say `Resync` again. Every `heartbeat` it sends itself an empty message through the
+/// pool; a feed that heard nothing for two heartbeats is taken for lost. Ends when the receiver
+/// is dropped or the pool is closed.
+async fn listen(pool: PgPool, channel: String, heartbeat: Duration, tx: mpsc::Sender<FeedEvent>) {
     const FIRST_RETRY: Duration = Duration::from_millis(100);
     const LAST_RETRY: Duration = Duration::from_secs(5);
     let mut retry = FIRST_RETRY;
@@ -255,51 +278,76 @@ async fn listen(pool: PgPool, channel: String, tx: mpsc::Sender<FeedEvent>) {
             l.listen(&channel).await?;
             Ok::<_, sqlx::Error>(l)
         };
-        let mut listener = tokio::select! {
-            l = listening => match l {
-                Ok(l) => l,
-                Err(e) => {
-                    if pool.is_closed() {
-                        return;
-                    }
-                    tracing::warn!(error = %e, retry_ms = retry.as_millis() as u64, "invalidation feed: cannot listen");
-                    tokio::select! {
-                        () = tokio::time::sleep(retry) => {}
-                        () = tx.closed() => return,
-                    }
-                    retry = (retry * 2).min(LAST_RETRY);
-                    continue;
-                }
-            },
+        let listening = tokio::select! {
+            l = tokio::time::timeout(heartbeat * 2, listening) => l,
             () = tx.closed() => return,
+        };
+        let mut listener = match listening {
+            Ok(Ok(l)) => l,
+            failed => {
+                if pool.is_closed() {
+                    return;
+                }
+                let error = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "no answer".to_owned(),
+                };
+                tracing::warn!(%error, retry_ms = retry.as_millis() as u64, "invalidation feed: cannot listen");
+                tokio::select! {
+                    () = tokio::time::sleep(retry) => {}
+                    () = tx.closed() => return,
+                }
+                retry = (retry * 2).min(LAST_RETRY);
+                continue;
+            }
         };
         retry = FIRST_RETRY;
         tracing::debug!("invalidation feed: listening");
         if tx.send(FeedEvent::Resync).await.is_err() {
             return;
         }
+        let mut beat = tokio::time::interval(heartbeat);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut heard = tokio::time::Instant::now();
         loop {
+            // `try_recv` keeps a partly read message buffered when it is cancelled.
             let next = tokio::select! {
-                n = listener.try_recv() => n,
+                n = listener.try_recv() => Some(n),
+                _ = beat.tick() => None,
                 () = tx.closed() => return,
             };
             let event = match next {
-                Ok(Some(n)) => match serde_json::from_str::<Broadcast>(n.payload()) {
-                    Ok(b) => FeedEvent::Broadcast(b),
-                    Err(e) => {
-                        // Someone else's message on our channel, or a newer format: what it
-                        // invalidates is unknown, so forget everything.
-                        tracing::warn!(error = %e, "invalidation feed: unreadable message");
-                        FeedEvent::Resync
+                None if heard.elapsed() > heartbeat * 2 => None,
+                None => {
+                    let ping = sqlx::query("SELECT pg_notify($1, $2)").bind(&channel).bind(HEARTBEAT).execute(&pool);
+                    if let Ok(Err(e)) = tokio::time::timeout(heartbeat, ping).await {
+                        tracing::debug!(error = %e, "invalidation feed: heartbeat not sent");
                     }
-                },
-                Ok(None) | Err(_) => {
-                    tracing::warn!("invalidation feed: connection lost");
-                    if tx.send(FeedEvent::Resync).await.is_err() {
-                        return;
-                    }
-                    break;
+                    continue;
                 }
+                Some(Ok(Some(n))) => {
+                    heard = tokio::time::Instant::now();
+                    match n.payload() {
+                        HEARTBEAT => continue,
+                        payload => Some(match serde_json::from_str::<Broadcast>(payload) {
+                            Ok(b) => FeedEvent::Broadcast(b),
+                            Err(e) => {
+                                // Someone else's message on our channel, or a newer format: what
+                                // it invalidates is unknown, so forget everything.
+                                tracing::warn!(error = %e, "invalidation feed: unreadable message");
+                                FeedEvent::Resync
+                            }
+                        }),
+                    }
+                }
+                Some(Ok(None) | Err(_)) => None,
+            };
+            let Some(event) = event else {
+                tracing::warn!("invalidation feed: connection lost");
+                if tx.send(FeedEvent::Resync).await.is_err() {
+                    return;
+                }
+                break;
             };
             if tx.send(event).await.is_err() {
                 return;
@@ -323,7 +371,7 @@ sql_store! {
 
         fn subscribe(&self) -> Option<mpsc::Receiver<FeedEvent>> {
             let (tx, rx) = mpsc::channel(1024);
-            tokio::spawn(listen(self.pool.clone(), self.channel.clone(), tx));
+            tokio::spawn(listen(self.pool.clone(), self.channel.clone(), self.heartbeat, tx));
             Some(rx)
         }
     }

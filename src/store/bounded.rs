@@ -1,0 +1,120 @@
+//! Every store call answers within a bound.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+use super::{
+    Actor, AppRecord, AuditEvent, Broadcast, DeletedApp, FeedEvent, IssueLimit, IssueOutcome, LinkRecord, Store,
+    StoreError,
+};
+use crate::clock::Timestamp;
+use crate::email::Email;
+use crate::ids::{AppId, UserId};
+
+/// A store whose every call answers within `limit`: a call still waiting then (on a connection
+/// that died without a word, or a database that stopped answering) is *unavailable*, so that a
+/// check fails closed instead of hanging. What the abandoned call was doing is rolled back with
+/// its transaction.
+#[derive(Debug)]
+pub(crate) struct Bounded {
+    inner: Arc<dyn Store>,
+    limit: Duration,
+}
+
+impl Bounded {
+    pub(crate) fn new(inner: Arc<dyn Store>, limit: Duration) -> Self {
+        Self { inner, limit }
+    }
+
+    async fn within<T>(&self, call: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.limit, call).await {
+            Ok(answer) => answer,
+            Err(_) => Err(StoreError::Unavailable(format!("no answer within {} ms", self.limit.as_millis()))),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for Bounded {
+    async fn put_app(&self, app: &AppRecord) -> Result<(), StoreError> {
+        self.within(self.inner.put_app(app)).await
+    }
+
+    async fn app(&self, id: &AppId) -> Result<Option<AppRecord>, StoreError> {
+        self.within(self.inner.app(id)).await
+    }
+
+    async fn apps(&self) -> Result<Vec<AppRecord>, StoreError> {
+        self.within(self.inner.apps()).await
+    }
+
+    async fn add_viewer(&self, app: &AppId, email: &Email, actor: &Actor, at: Timestamp) -> Result<bool, StoreError> {
+        self.within(self.inner.add_viewer(app, email, actor, at)).await
+    }
+
+    async fn remove_viewer(
+        &self,
+        app: &AppId,
+        email: &Email,
+        actor: &Actor,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.within(self.inner.remove_viewer(app, email, actor, at)).await
+    }
+
+    async fn viewers(&self, app: &AppId) -> Result<Vec<Email>, StoreError> {
+        self.within(self.inner.viewers(app)).await
+    }
+
+    async fn is_viewer(&self, app: &AppId, email: &Email) -> Result<bool, StoreError> {
+        self.within(self.inner.is_viewer(app, email)).await
+    }
+
+    async fn audit_log(&self) -> Result<Vec<AuditEvent>, StoreError> {
+        self.within(self.inner.audit_log()).await
+    }
+
+    async fn issue_link(&self, link: &LinkRecord, limit: IssueLimit) -> Result<IssueOutcome, StoreError> {
+        self.within(self.inner.issue_link(link, limit)).await
+    }
+
+    async fn link(&self, hash: &[u8; 32]) -> Result<Option<LinkRecord>, StoreError> {
+        self.within(self.inner.link(hash)).await
+    }
+
+    async fn use_link(&self, hash: &[u8; 32], now: Timestamp) -> Result<bool, StoreError> {
+        self.within(self.inner.use_link(hash, now)).await
+    }
+
+    async fn delete_app(&self, app: &AppId) -> Result<bool, StoreError> {
+        self.within(self.inner.delete_app(app)).await
+    }
+
+    async fn delete_account(&self, user: UserId) -> Result<Vec<AppId>, StoreError> {
+        self.within(self.inner.delete_account(user)).await
+    }
+
+    async fn deleted_apps(&self) -> Result<Vec<DeletedApp>, StoreError> {
+        self.within(self.inner.deleted_apps()).await
+    }
+
+    async fn seed_once(&self, apps: &[(AppRecord, Vec<Email>)], at: Timestamp) -> Result<bool, StoreError> {
+        self.within(self.inner.seed_once(apps, at)).await
+    }
+
+    async fn record_delivery(&self, id: &str, at: Timestamp, broadcast: &Broadcast) -> Result<bool, StoreError> {
+        self.within(self.inner.record_delivery(id, at, broadcast)).await
+    }
+
+    async fn publish(&self, broadcast: &Broadcast) -> Result<(), StoreError> {
+        self.within(self.inner.publish(broadcast)).await
+    }
+
+    fn subscribe(&self) -> Option<mpsc::Receiver<FeedEvent>> {
+        self.inner.subscribe()
+    }
+}
