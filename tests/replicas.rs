@@ -85,6 +85,13 @@ fn dash() -> AppId {
     AppId("dash".into())
 }
 
+/// Dana, invited to `dash`, signed in with a link issued by `issuer` and redeemed on `on`.
+async fn dana_signed_in(issuer: &Authorizer, on: &Authorizer) -> Principal {
+    let link = issuer.issue_link(&dash(), "dana@example.com").await.unwrap();
+    let session = on.redeem_link(link.token.expose_secret(), Some(&dash())).await.unwrap();
+    Principal::Viewer(on.verify_session(session.token.expose_secret()).unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_removal_delivered_to_one_replica_reaches_the_other_within_a_second() {
     let Some(c) = Cluster::new().await else { return };
@@ -139,9 +146,7 @@ async fn an_invalidation_made_on_one_replica_reaches_the_others_and_not_itself_t
 async fn a_viewer_removed_on_one_replica_is_denied_on_the_others_next_check() {
     let Some(c) = Cluster::new().await else { return };
     let (a, b) = (c.replica().await, c.replica().await);
-    let link = a.issue_link(&dash(), "dana@example.com").await.unwrap();
-    let session = b.redeem_link(link.token.expose_secret(), Some(&dash())).await.unwrap();
-    let viewer = Principal::Viewer(b.verify_session(session.token.expose_secret()).unwrap());
+    let viewer = dana_signed_in(&a, &b).await;
     assert!(b.check_app(&viewer, &dash(), Capability::View).await.unwrap().is_allowed());
     a.remove_viewer(&ChangedBy::Operator, &dash(), "dana@example.com").await.unwrap();
     let d = b.check_app(&viewer, &dash(), Capability::View).await.unwrap();
@@ -362,9 +367,7 @@ async fn postgres_going_away_fails_closed_and_the_replica_heals_without_a_restar
     let a = c.replica_on(opts, Duration::from_secs(5)).await;
     let b = c.replica().await;
     let (carol, app) = (c.user("carol"), c.world.app("dash").unwrap());
-    let link = a.issue_link(&dash(), "dana@example.com").await.unwrap();
-    let session = a.redeem_link(link.token.expose_secret(), None).await.unwrap();
-    let viewer = Principal::Viewer(a.verify_session(session.token.expose_secret()).unwrap());
+    let viewer = dana_signed_in(&a, &a).await;
     assert!(a.check_app(&viewer, &dash(), Capability::View).await.unwrap().is_allowed());
     a.check(&carol, &app, Capability::Edit).await.unwrap();
     let resyncs = a.stats().resyncs;
@@ -407,9 +410,7 @@ async fn a_silent_partition_fails_closed_within_the_bound_and_the_feed_is_taken_
     let a = c.replica_on(opts, Duration::from_secs(1)).await;
     let b = c.replica().await;
     let (carol, app) = (c.user("carol"), c.world.app("dash").unwrap());
-    let link = a.issue_link(&dash(), "dana@example.com").await.unwrap();
-    let session = a.redeem_link(link.token.expose_secret(), None).await.unwrap();
-    let viewer = Principal::Viewer(a.verify_session(session.token.expose_secret()).unwrap());
+    let viewer = dana_signed_in(&a, &a).await;
     a.check(&carol, &app, Capability::Edit).await.unwrap();
     let resyncs = a.stats().resyncs;
 
@@ -440,9 +441,7 @@ async fn a_silent_partition_fails_closed_within_the_bound_and_the_feed_is_taken_
 async fn a_store_call_that_does_not_answer_is_unavailable_within_the_bound() {
     let Some(c) = Cluster::new().await else { return };
     let a = c.replica_on(c.opts.clone(), Duration::from_secs(1)).await;
-    let link = a.issue_link(&dash(), "dana@example.com").await.unwrap();
-    let session = a.redeem_link(link.token.expose_secret(), None).await.unwrap();
-    let viewer = Principal::Viewer(a.verify_session(session.token.expose_secret()).unwrap());
+    let viewer = dana_signed_in(&a, &a).await;
     // Another session holds the grants table: a viewer's check waits on its lock.
     let connect = sqlx::postgres::PgConnectOptions::from_str(&common::pg_url().unwrap())
         .unwrap()
