@@ -706,25 +706,18 @@ impl Authorizer {
             Meaning::Known(invs) => invs,
         };
         let broadcast = Broadcast { origin: inner.replica, invalidations };
-        match inner.store.record_delivery(delivery.id(), inner.clock.now(), &broadcast).await {
-            Ok(false) => {
-                Counters::bump(&inner.hooks.duplicates);
-                Ok(WebhookOutcome::Duplicate)
-            }
-            Ok(true) => {
-                for inv in &broadcast.invalidations {
-                    inner.invalidate_local(*inv);
-                }
-                Counters::bump(&inner.hooks.applied);
-                Ok(WebhookOutcome::Applied(broadcast.invalidations))
-            }
-            Err(e) => {
-                for inv in &broadcast.invalidations {
-                    inner.invalidate_local(*inv);
-                }
-                Err(WebhookError::Store(e))
-            }
+        let recorded = inner.store.record_delivery(delivery.id(), inner.clock.now(), &broadcast).await;
+        if recorded == Ok(false) {
+            Counters::bump(&inner.hooks.duplicates);
+            return Ok(WebhookOutcome::Duplicate);
         }
+        // New, or not known to be old: forgetting here is always safe.
+        for inv in &broadcast.invalidations {
+            inner.invalidate_local(*inv);
+        }
+        recorded.map_err(WebhookError::Store)?;
+        Counters::bump(&inner.hooks.applied);
+        Ok(WebhookOutcome::Applied(broadcast.invalidations))
     }
 
     /// The webhook counters.

@@ -19,6 +19,18 @@ impl Timestamp {
         Timestamp(self.0.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
     }
 
+    /// `self - d`, saturating at the epoch.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ghauthz::Timestamp;
+    /// assert_eq!(Timestamp(5_000).minus(Duration::from_secs(2)), Timestamp(3_000));
+    /// assert_eq!(Timestamp(5_000).minus(Duration::from_secs(9)), Timestamp(0));
+    /// ```
+    pub fn minus(self, d: Duration) -> Timestamp {
+        Timestamp(self.0.saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
+    }
+
     /// Whole seconds since the epoch.
     pub fn as_secs(self) -> u64 {
         self.0 / 1000

@@ -112,8 +112,7 @@ impl Store for MemoryStore {
         if !s.viewers.contains(&(link.app.clone(), link.email.clone())) {
             return Ok(IssueOutcome::NotInvited);
         }
-        let since =
-            Timestamp(link.issued_at.0.saturating_sub(u64::try_from(limit.window.as_millis()).unwrap_or(u64::MAX)));
+        let since = link.issued_at.minus(limit.window);
         let recent: Vec<Timestamp> = s
             .links
             .values()
@@ -193,7 +192,7 @@ impl Store for MemoryStore {
 
     async fn record_delivery(&self, id: &str, at: Timestamp, _broadcast: &Broadcast) -> Result<bool, StoreError> {
         let mut s = self.state.lock();
-        let horizon = Timestamp(at.0.saturating_sub(u64::try_from(DELIVERY_RETENTION.as_millis()).unwrap_or(u64::MAX)));
+        let horizon = at.minus(DELIVERY_RETENTION);
         s.deliveries.retain(|_, seen| *seen >= horizon);
         if s.deliveries.contains_key(id) {
             return Ok(false);

@@ -31,10 +31,6 @@ pub(super) fn to_u64(v: i64, what: &str) -> Result<u64, StoreError> {
     u64::try_from(v).map_err(|_| corrupt(format!("negative {what}")))
 }
 
-pub(super) fn millis(d: std::time::Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
 pub(super) fn email_from(s: String) -> Result<Email, StoreError> {
     Email::parse(&s).map_err(|e| corrupt(format!("stored email: {e}")))
 }
@@ -322,7 +318,7 @@ macro_rules! sql_store {
                 )
                 .bind(&link.app.0)
                 .bind(link.email.as_str())
-                .bind(issued_at.saturating_sub(sql::millis(limit.window)))
+                .bind(sql::to_i64(link.issued_at.minus(limit.window).0, "time")?)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(sql::unavailable)?;
@@ -502,7 +498,7 @@ macro_rules! sql_store {
                 let at_ms = sql::to_i64(at.0, "time")?;
                 let mut tx = self.pool.begin().await.map_err(sql::unavailable)?;
                 sqlx::query("DELETE FROM deliveries WHERE seen_at < $1")
-                    .bind(at_ms.saturating_sub(sql::millis(DELIVERY_RETENTION)))
+                    .bind(sql::to_i64(at.minus(DELIVERY_RETENTION).0, "time")?)
                     .execute(&mut *tx)
                     .await
                     .map_err(sql::unavailable)?;
