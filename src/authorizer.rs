@@ -7,7 +7,8 @@ use std::time::Duration;
 use moka::ops::compute::Op;
 
 use crate::cache::{
-    Backoff, CacheConfig, CacheStats, Counters, Epochs, FactCore, Front, Invalidation, PermEntry, PermKey, RepoEntry,
+    Age, Backoff, CacheConfig, CacheStats, Consistency, Counters, Epochs, FactCore, Front, Invalidation, PermEntry,
+    PermKey, Records, RepoEntry, Sessions,
 };
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::decision::{Decision, Fact, NoAccessDetail, Outcome, Reason, Source, decide_anonymous, decide_github};
@@ -19,7 +20,7 @@ use crate::google::{GoogleConfig, GoogleIdentity, GoogleVerifier};
 use crate::ids::{App, AppId, GithubUser, RepoCoords, UserId};
 use crate::policy::{Capability, Need, Policy, Visibility};
 use crate::secret::{GithubToken, WebhookSecret};
-use crate::store::{Actor, Bounded, Broadcast, FeedEvent, MemoryStore, Store, StoreError};
+use crate::store::{Actor, Bounded, Broadcast, Change, FeedEvent, MemoryStore, Store, StoreError};
 use crate::viewer::{
     GoogleSignInError, IssuedLink, IssuedSession, LinkConfig, LinkError, LinkInfo, Session, SessionConfig,
     SessionError, SessionKeys, SignIn,
@@ -251,9 +252,12 @@ impl AuthorizerBuilder {
             .map(|g| GoogleVerifier::new(g, self.clock.clone()))
             .transpose()
             .map_err(|e| BuildError::Github(ClientBuildError::new(e)))?;
-        let signin = SignIn { links: self.links, keys, sessions: self.sessions, google };
+        let signin =
+            SignIn { links: self.links, keys: parking_lot::RwLock::new(keys), sessions: self.sessions, google };
         let mut replica = [0u8; 8];
         getrandom::getrandom(&mut replica).map_err(|_| BuildError::Keys)?;
+        // 0 is the origin of the store's own announcements.
+        let replica = u64::from_le_bytes(replica) | 1;
         let cfg = self.cache;
         let front = Arc::new(Front::new(cfg.capacity));
         let listener_front = front.clone();
@@ -279,7 +283,7 @@ impl AuthorizerBuilder {
         let feed = store.subscribe();
         let inner = Arc::new(Inner {
             policy: self.policy,
-            cfg,
+            cfg: cfg.clone(),
             clock: self.clock,
             github,
             store,
@@ -291,12 +295,25 @@ impl AuthorizerBuilder {
             backoff,
             counters: Counters::default(),
             generation: AtomicU64::new(0),
-            replica: u64::from_le_bytes(replica),
+            replica,
+            records: Records::new(cfg.capacity, cfg.record_ttl),
+            sessions: Sessions::new(cfg.session_capacity),
             webhooks: self.webhooks,
             hooks: HookCounters::default(),
             feed: std::sync::OnceLock::new(),
         });
-        if let Some(rx) = feed {
+        if let Some(mut rx) = feed {
+            // What the feed says already (the in-memory store says `Listening` at once) is applied
+            // here: nothing is cached yet, so there is nothing to forget.
+            while let Ok(event) = rx.try_recv() {
+                match event {
+                    FeedEvent::Listening | FeedEvent::Lost => {
+                        inner.records.set_live(event == FeedEvent::Listening);
+                        Counters::bump(&inner.counters.resyncs);
+                    }
+                    FeedEvent::Broadcast(_) => {}
+                }
+            }
             let task = tokio::spawn(follow_feed(Arc::downgrade(&inner), rx));
             let _ = inner.feed.set(task.abort_handle());
         }
@@ -356,8 +373,12 @@ struct Inner {
     backoff: moka::sync::Cache<PermKey, Backoff>,
     counters: Counters,
     generation: AtomicU64,
-    /// This authorizer's id among the replicas.
+    /// This authorizer's id among the replicas (never 0).
     replica: u64,
+    /// Apps and viewer grants, served while the store's feed is heard.
+    records: Records,
+    /// Sessions verified before.
+    sessions: Sessions,
     webhooks: Option<WebhookVerifier>,
     hooks: HookCounters,
     /// The task that applies other replicas' invalidations (set once the authorizer exists,
@@ -382,23 +403,38 @@ struct HookCounters {
     rejected: AtomicU64,
 }
 
-/// Applies what other replicas publish, for as long as the authorizer lives.
+/// Applies what the store's feed brings, for as long as the authorizer lives. A feed that ends
+/// leaves the authorizer deaf for good: it serves no cached app or grant again.
 async fn follow_feed(inner: Weak<Inner>, mut feed: tokio::sync::mpsc::Receiver<FeedEvent>) {
     while let Some(event) = feed.recv().await {
         let Some(inner) = inner.upgrade() else { return };
         match event {
-            FeedEvent::Broadcast(b) if b.origin == inner.replica => {}
             FeedEvent::Broadcast(b) => {
-                for inv in b.invalidations {
-                    inner.invalidate_local(inv);
+                for change in &b.changes {
+                    inner.apply_change(change);
                 }
-                Counters::bump(&inner.counters.received);
+                if b.origin != inner.replica && !b.invalidations.is_empty() {
+                    for inv in b.invalidations {
+                        inner.invalidate_local(inv);
+                    }
+                    Counters::bump(&inner.counters.received);
+                }
             }
-            FeedEvent::Resync => {
+            FeedEvent::Lost => {
+                inner.records.set_live(false);
                 inner.invalidate_local(Invalidation::All);
                 Counters::bump(&inner.counters.resyncs);
             }
+            FeedEvent::Listening => {
+                inner.invalidate_local(Invalidation::All);
+                inner.records.set_live(true);
+                Counters::bump(&inner.counters.resyncs);
+            }
         }
+    }
+    if let Some(inner) = inner.upgrade() {
+        tracing::warn!("change feed ended: apps and grants are read from the store at every check");
+        inner.records.set_live(false);
     }
 }
 
@@ -453,94 +489,249 @@ impl Authorizer {
     /// GitHub. An error means "could not decide": treat it as a denial, and ask again after
     /// [`CheckError::retry_after`].
     pub async fn check(&self, principal: &Principal, app: &App, cap: Capability) -> Result<Decision, CheckError> {
-        self.check_need(principal, app, self.inner.policy.need(cap)).await
+        self.check_need(principal, app, self.inner.policy.need(cap), Consistency::Cached).await
     }
 
-    /// [`Authorizer::check`] for the app with this id in the store; `unknown_app` (a denial) when
-    /// there is none.
+    /// [`Authorizer::check`] for the app with this id; `unknown_app` (a denial) when there is
+    /// none. What a control plane calls on every request: on a hit, the app record, the GitHub
+    /// fact (or the viewer's grant) all come from memory ([`CacheConfig`]'s `# Staleness`).
     pub async fn check_app(&self, principal: &Principal, app: &AppId, cap: Capability) -> Result<Decision, CheckError> {
-        match self.app(app).await? {
-            Some(app) => self.check(principal, &app, cap).await,
-            None => Ok(Decision::new(Outcome::Deny, Reason::UnknownApp, Source::Store, Duration::ZERO)),
+        self.check_app_with(principal, app, cap, Consistency::Cached).await
+    }
+
+    /// [`Authorizer::check_app`] with the facts as old as `consistency` allows:
+    /// [`Consistency::Fresh`] reads the app and the grant from the store and revalidates the
+    /// GitHub fact first.
+    pub async fn check_app_with(
+        &self,
+        principal: &Principal,
+        app: &AppId,
+        cap: Capability,
+        consistency: Consistency,
+    ) -> Result<Decision, CheckError> {
+        if consistency == Consistency::Cached {
+            if let Some(decision) = self.check_app_cached(principal, app, cap) {
+                return Ok(decision);
+            }
+        }
+        match self.app_with(app, consistency).await? {
+            Some(app) => self.check_need(principal, &app, self.inner.policy.need(cap), consistency).await,
+            None => Ok(unknown_app()),
         }
     }
 
-    /// The app with this id, from the store.
+    /// [`Authorizer::check_app`] if it needs neither GitHub nor the store: synchronous, and
+    /// allocation-free on a hit. `None` means `check_app` would ask.
+    pub fn check_app_cached(&self, principal: &Principal, app: &AppId, cap: Capability) -> Option<Decision> {
+        let inner = &*self.inner;
+        let need = inner.policy.need(cap);
+        let now = inner.clock.now();
+        inner
+            .records
+            .with_app(app, now, |app, stamp| self.cached_need(principal, app, need, Some(stamp), now))
+            .flatten()
+    }
+
+    /// May the viewer holding session `token` do `cap` to the app with this id? A token that
+    /// does not verify is a denial (`session_invalid`); an unknown app is `unknown_app`. On a hit
+    /// nothing is verified again ([`Authorizer::verify_session`]) and nothing is read from the
+    /// store.
+    pub async fn check_session(&self, token: &str, app: &AppId, cap: Capability) -> Result<Decision, CheckError> {
+        self.check_session_with(token, app, cap, Consistency::Cached).await
+    }
+
+    /// [`Authorizer::check_session`] with the facts as old as `consistency` allows:
+    /// [`Consistency::Fresh`] verifies the token in full and reads the app and the grant from
+    /// the store.
+    pub async fn check_session_with(
+        &self,
+        token: &str,
+        app: &AppId,
+        cap: Capability,
+        consistency: Consistency,
+    ) -> Result<Decision, CheckError> {
+        if consistency == Consistency::Cached {
+            if let Some(decision) = self.check_session_cached(token, app, cap) {
+                return Ok(decision);
+            }
+        }
+        let session = match self.verify_session_with(token, consistency) {
+            Ok(session) => session,
+            Err(error) => return Ok(store_decision(Outcome::Deny, Reason::SessionInvalid { error })),
+        };
+        match self.app_with(app, consistency).await? {
+            Some(app) => self.check_viewer(&session, &app, self.inner.policy.need(cap), consistency).await,
+            None => Ok(unknown_app()),
+        }
+    }
+
+    /// [`Authorizer::check_session`] if the token was verified before and the app and the grant
+    /// are cached: synchronous, allocation-free. `None` means `check_session` would verify or
+    /// read.
+    pub fn check_session_cached(&self, token: &str, app: &AppId, cap: Capability) -> Option<Decision> {
+        let inner = &*self.inner;
+        let need = inner.policy.need(cap);
+        let now = inner.clock.now();
+        inner
+            .sessions
+            .with(token, now, |session| {
+                inner.records.with_app(app, now, |app, stamp| self.cached_viewer(session, app, need, Some(stamp), now))
+            })
+            .flatten()
+            .flatten()
+    }
+
+    /// The app with this id, from the cache or the store.
     pub async fn app(&self, id: &AppId) -> Result<Option<App>, CheckError> {
-        let Some(record) = self.inner.store.app(id).await? else { return Ok(None) };
-        record.app().map(Some).map_err(|e| CheckError::Store(StoreError::Corrupt(e.to_string())))
+        self.app_with(id, Consistency::Cached).await
     }
 
-    async fn check_need(&self, principal: &Principal, app: &App, need: Need) -> Result<Decision, CheckError> {
-        if let Principal::Viewer(session) = principal {
-            return self.check_viewer(session, app, need).await;
+    async fn app_with(&self, id: &AppId, consistency: Consistency) -> Result<Option<App>, CheckError> {
+        let inner = &*self.inner;
+        if consistency == Consistency::Cached {
+            if let Some(app) = inner.records.with_app(id, inner.clock.now(), |app, _| app.clone()) {
+                return Ok(Some(app));
+            }
         }
-        if let Some(decision) = self.cached_need(principal, app, need) {
-            return Ok(decision);
+        Ok(self.load_app(id).await?.map(|(app, _)| app))
+    }
+
+    /// Reads the app from the store, and remembers it; with its cache stamp if it stayed.
+    async fn load_app(&self, id: &AppId) -> Result<Option<(App, Option<u64>)>, CheckError> {
+        let inner = &*self.inner;
+        let started = inner.records.begin();
+        let Some(record) = inner.store.app(id).await? else { return Ok(None) };
+        let app = record.app().map_err(|e| CheckError::Store(StoreError::Corrupt(e.to_string())))?;
+        let stamp = inner.records.remember_app(app.clone(), started, inner.clock.now());
+        Ok(Some((app, stamp)))
+    }
+
+    async fn check_need(
+        &self,
+        principal: &Principal,
+        app: &App,
+        need: Need,
+        consistency: Consistency,
+    ) -> Result<Decision, CheckError> {
+        if let Principal::Viewer(session) = principal {
+            return self.check_viewer(session, app, need, consistency).await;
+        }
+        let now = self.inner.clock.now();
+        if consistency == Consistency::Cached {
+            if let Some(decision) = self.cached_need(principal, app, need, None, now) {
+                return Ok(decision);
+            }
         }
         let Principal::GithubUser { user, token } = principal else {
             // Anonymous checks always answer without a request.
             return Ok(self.anonymous(app, need));
         };
+        if need.view && app.visibility() == Visibility::Public && consistency == Consistency::Fresh {
+            return Ok(self.anonymous(app, need));
+        }
         let key = PermKey { user: user.id, repo: app.repo_id() };
         let token = match (self.inner.github.user_token_mode(), token) {
             (true, None) => return Err(CheckError::MissingUserToken { login: user.login.clone() }),
             (true, Some(t)) => Some(t),
             (false, _) => None,
         };
-        let (entry, source) = self.inner.load(key, app, user, token, need.strict).await?;
+        let age = match consistency {
+            Consistency::Fresh => Age::Fresh,
+            Consistency::Cached if need.strict => Age::Strict,
+            Consistency::Cached => Age::Ordinary,
+        };
+        let (entry, source) = self.inner.load(key, app, user, token, age).await?;
         let now = self.inner.clock.now();
         Ok(self.inner.decision(&entry.core, app, need, source, now))
     }
 
     /// The answer if it needs no request: anonymous and public-view checks, and cache hits that
     /// are fresh enough for `cap`. Synchronous, allocation-free on a hit; `None` means
-    /// [`Authorizer::check`] would ask GitHub.
+    /// [`Authorizer::check`] would ask GitHub (or, for a viewer, the store).
     pub fn check_cached(&self, principal: &Principal, app: &App, cap: Capability) -> Option<Decision> {
-        self.cached_need(principal, app, self.inner.policy.need(cap))
+        self.cached_need(principal, app, self.inner.policy.need(cap), None, self.inner.clock.now())
     }
 
-    fn cached_need(&self, principal: &Principal, app: &App, need: Need) -> Option<Decision> {
+    /// `stamp`: the cache stamp of the app's record, where the caller already looked it up.
+    fn cached_need(
+        &self,
+        principal: &Principal,
+        app: &App,
+        need: Need,
+        stamp: Option<u64>,
+        now: Timestamp,
+    ) -> Option<Decision> {
         let user = match principal {
             Principal::Anonymous => return Some(self.anonymous(app, need)),
             Principal::GithubUser { user, .. } => user,
-            // A viewer's grant is read from the store at every check.
-            Principal::Viewer(_) => return None,
+            Principal::Viewer(session) => return self.cached_viewer(session, app, need, stamp, now),
         };
         if need.view && app.visibility() == Visibility::Public {
             return Some(self.anonymous(app, need));
         }
         let key = PermKey { user: user.id, repo: app.repo_id() };
         let inner = &*self.inner;
-        let now = inner.clock.now();
         inner.front.with(&key, |entry| {
             inner
-                .usable(&key, entry, app, now, need.strict)
+                .usable(&key, entry, app, now, if need.strict { Age::Strict } else { Age::Ordinary })
                 .then(|| inner.decision(entry, app, need, Source::Cache, now))
         })
     }
 
+    /// What a viewer's session decides without the store: everything but a private app's grant,
+    /// which must be cached (under the app's cache `stamp`).
+    fn cached_viewer(
+        &self,
+        session: &Session,
+        app: &App,
+        need: Need,
+        stamp: Option<u64>,
+        now: Timestamp,
+    ) -> Option<Decision> {
+        if let Some(decision) = viewer_without_grant(session, app, need, now) {
+            return Some(decision);
+        }
+        let records = &self.inner.records;
+        let stamp = stamp.or_else(|| records.with_app(app.id(), now, |_, stamp| stamp))?;
+        records.grant_live(session.grant(), stamp).then(|| {
+            Decision::new(Outcome::Allow, Reason::ViewerGrant { via: session.via() }, Source::Cache, Duration::ZERO)
+        })
+    }
+
     /// A viewer: the session must be for this app and unexpired, the action `view`, and the grant
-    /// must still exist (read from the store now, so a removed viewer is denied at once).
-    async fn check_viewer(&self, session: &Session, app: &App, need: Need) -> Result<Decision, CheckError> {
-        let store = |outcome, reason| Decision::new(outcome, reason, Source::Store, Duration::ZERO);
-        let invalid = |error| store(Outcome::Deny, Reason::SessionInvalid { error });
-        if session.expires_at() <= self.inner.clock.now() {
-            return Ok(invalid(SessionError::Expired));
+    /// it was minted under must still be the one that invites its address (from the cache while
+    /// the store's feed is heard, otherwise read from the store now).
+    async fn check_viewer(
+        &self,
+        session: &Session,
+        app: &App,
+        need: Need,
+        consistency: Consistency,
+    ) -> Result<Decision, CheckError> {
+        let inner = &*self.inner;
+        let now = inner.clock.now();
+        if let Some(decision) = viewer_without_grant(session, app, need, now) {
+            return Ok(decision);
         }
-        if session.app() != app.id() {
-            return Ok(invalid(SessionError::WrongApp));
+        let mut stamp = None;
+        if consistency == Consistency::Cached {
+            if let Some(decision) = self.cached_viewer(session, app, need, None, now) {
+                return Ok(decision);
+            }
+            // The app's stamp is taken before the grant is read, so that a removal applied after
+            // the read forgets what the read found.
+            stamp = match inner.records.with_app(app.id(), now, |_, stamp| stamp) {
+                Some(stamp) => Some(stamp),
+                None => self.load_app(app.id()).await?.and_then(|(_, stamp)| stamp),
+            };
         }
-        if !need.view {
-            return Ok(store(Outcome::Deny, Reason::NoAccess { detail: NoAccessDetail::ViewOnly }));
-        }
-        if app.visibility() == Visibility::Public {
-            return Ok(store(Outcome::Allow, Reason::PublicApp));
-        }
-        if self.inner.store.is_viewer(app.id(), session.email()).await? {
-            Ok(store(Outcome::Allow, Reason::ViewerGrant { via: session.via() }))
+        if inner.store.grant(app.id(), session.email()).await? == Some(session.grant()) {
+            if let Some(stamp) = stamp {
+                inner.records.remember_grant(session.grant(), stamp);
+            }
+            Ok(store_decision(Outcome::Allow, Reason::ViewerGrant { via: session.via() }))
         } else {
-            Ok(store(Outcome::Deny, Reason::NotInvited))
+            Ok(store_decision(Outcome::Deny, Reason::NotInvited))
         }
     }
 
@@ -574,9 +765,40 @@ impl Authorizer {
         self.inner.signin.google_identity(id_token).await
     }
 
-    /// Verifies a viewer session token we signed.
+    /// Verifies a viewer session token we signed. A token verified before is confirmed from
+    /// memory (see the `sessions` row of [`CacheConfig`]'s `# Staleness`).
     pub fn verify_session(&self, token: &str) -> Result<Session, SessionError> {
-        self.inner.signin.verify(self.inner.clock.now(), token)
+        self.verify_session_with(token, Consistency::Cached)
+    }
+
+    fn verify_session_with(&self, token: &str, consistency: Consistency) -> Result<Session, SessionError> {
+        let inner = &*self.inner;
+        let now = inner.clock.now();
+        if consistency == Consistency::Cached {
+            if let Some(session) = inner.sessions.with(token, now, Session::clone) {
+                return Ok(session);
+            }
+        }
+        let started = inner.sessions.begin();
+        let session = inner.signin.verify(now, token)?;
+        inner.sessions.remember(token, session.clone(), started, now);
+        Ok(session)
+    }
+
+    /// Replaces the keys that sign and verify viewer sessions (to rotate them, or to retire a
+    /// key): a session signed by a key no longer listed is refused from the next check on, even
+    /// if it was verified before.
+    pub fn set_session_keys(&self, keys: SessionKeys) {
+        *self.inner.signin.keys.write() = keys;
+        self.inner.sessions.keys_changed();
+    }
+
+    /// The session a viewer invited to `app` would hold after signing in now: what `explain`
+    /// decides for (a session under no grant if the address is not invited).
+    #[cfg(feature = "world")]
+    pub(crate) async fn assumed_viewer(&self, app: &AppId, email: &Email) -> Result<Principal, CheckError> {
+        let grant = self.inner.store.grant(app, email).await?.unwrap_or(crate::ids::GrantId(0));
+        Ok(Principal::Viewer(Session::assumed(app.clone(), email.clone(), grant, Timestamp(u64::MAX))))
     }
 
     fn anonymous(&self, app: &App, need: Need) -> Decision {
@@ -602,7 +824,10 @@ impl Authorizer {
     pub async fn remove_viewer(&self, by: &ChangedBy, app: &AppId, email: &str) -> Result<ViewerChange, ManageError> {
         let (email, actor) = self.authorize_sharing(by, app, email).await?;
         let now = self.inner.clock.now();
-        let changed = self.inner.store.remove_viewer(app, &email, &actor, now).await.map_err(CheckError::from)?;
+        let removed = self.inner.store.remove_viewer(app, &email, &actor, now).await;
+        // Forgotten here even if the store failed: the removal may have committed.
+        self.inner.apply_change(&Change::App { app: app.clone() });
+        let changed = removed.map_err(CheckError::from)?;
         Ok(ViewerChange { app: app.clone(), email, changed })
     }
 
@@ -624,7 +849,9 @@ impl Authorizer {
     /// operator.
     pub async fn delete_app(&self, by: &ChangedBy, app: &AppId) -> Result<(), ManageError> {
         self.authorize_app(by, app, self.inner.policy.need(Capability::Delete)).await?;
-        self.inner.store.delete_app(app).await.map_err(CheckError::from)?;
+        let deleted = self.inner.store.delete_app(app).await;
+        self.inner.apply_change(&Change::App { app: app.clone() });
+        deleted.map_err(CheckError::from)?;
         Ok(())
     }
 
@@ -632,7 +859,19 @@ impl Authorizer {
     /// deleting an app removes, and the coordinates records of its earlier deleted apps. The
     /// control plane calls this on the account holder's authenticated request.
     pub async fn delete_account(&self, user: UserId) -> Result<Vec<AppId>, CheckError> {
-        Ok(self.inner.store.delete_account(user).await?)
+        match self.inner.store.delete_account(user).await {
+            Ok(apps) => {
+                for app in &apps {
+                    self.inner.apply_change(&Change::App { app: app.clone() });
+                }
+                Ok(apps)
+            }
+            Err(e) => {
+                // Which apps went is unknown: forget them all.
+                self.inner.apply_change(&Change::All);
+                Err(e.into())
+            }
+        }
     }
 
     async fn authorize_app(&self, by: &ChangedBy, id: &AppId, need: Need) -> Result<Actor, ManageError> {
@@ -640,7 +879,7 @@ impl Authorizer {
         match by {
             ChangedBy::Operator => Ok(Actor::Operator),
             ChangedBy::Principal(principal) => {
-                let decision = self.check_need(principal, &app, need).await?;
+                let decision = self.check_need(principal, &app, need, Consistency::Cached).await?;
                 match principal {
                     Principal::GithubUser { user, .. } if decision.is_allowed() => Ok(Actor::Github(user.id)),
                     _ => Err(ManageError::Denied { app: id.clone(), decision: Box::new(decision) }),
@@ -654,7 +893,7 @@ impl Authorizer {
     /// `# Replicas`). An error means the other replicas could not be told; this one forgot.
     pub async fn invalidate(&self, inv: Invalidation) -> Result<(), StoreError> {
         self.inner.invalidate_local(inv);
-        self.inner.store.publish(&Broadcast { origin: self.inner.replica, invalidations: vec![inv] }).await
+        self.inner.store.publish(&Broadcast::invalidations(self.inner.replica, vec![inv])).await
     }
 
     /// Forgets facts on this authorizer only; effective for the next check (see the type's
@@ -705,7 +944,7 @@ impl Authorizer {
             }
             Meaning::Known(invs) => invs,
         };
-        let broadcast = Broadcast { origin: inner.replica, invalidations };
+        let broadcast = Broadcast::invalidations(inner.replica, invalidations);
         let recorded = inner.store.record_delivery(delivery.id(), inner.clock.now(), &broadcast).await;
         if recorded == Ok(false) {
             Counters::bump(&inner.hooks.duplicates);
@@ -745,11 +984,19 @@ impl Authorizer {
             entries: self.inner.perms.entry_count(),
             invalidations_received: c.received.load(Ordering::Relaxed),
             resyncs: c.resyncs.load(Ordering::Relaxed),
+            feed_listening: self.inner.records.is_live(),
         }
     }
 }
 
 impl Inner {
+    fn apply_change(&self, change: &Change) {
+        match change {
+            Change::App { app } => self.records.forget_app(app),
+            Change::All => self.records.forget_all(),
+        }
+    }
+
     fn invalidate_local(&self, inv: Invalidation) {
         self.epochs.record(inv);
         self.front.retain(|k, e| !e.matches(k, &inv));
@@ -763,14 +1010,14 @@ impl Inner {
         }
     }
 
-    fn usable(&self, key: &PermKey, entry: &FactCore, app: &App, now: Timestamp, strict: bool) -> bool {
+    fn usable(&self, key: &PermKey, entry: &FactCore, app: &App, now: Timestamp, age: Age) -> bool {
         entry.coords_fp == app.coords_fingerprint()
-            && now.since(entry.confirmed_at) < self.cfg.max_age(matches!(entry.fact, Fact::Role(Some(_))), strict)
+            && now.since(entry.confirmed_at) < self.cfg.max_age(matches!(entry.fact, Fact::Role(Some(_))), age)
             && self.epochs.still_valid(&entry.seen_epoch, |inv| entry.matches(key, inv))
     }
 
-    fn repo_usable(&self, entry: &RepoEntry, now: Timestamp, strict: bool) -> bool {
-        now.since(entry.confirmed_at) < self.cfg.max_age(entry.found.is_some(), strict)
+    fn repo_usable(&self, entry: &RepoEntry, now: Timestamp, age: Age) -> bool {
+        now.since(entry.confirmed_at) < self.cfg.max_age(entry.found.is_some(), age)
             && self.epochs.still_valid(&entry.seen_epoch, |inv| entry.matches(inv))
     }
 
@@ -793,16 +1040,16 @@ impl Inner {
         app: &App,
         user: &GithubUser,
         token: Option<&GithubToken>,
-        strict: bool,
+        age: Age,
     ) -> Result<Loaded, CheckError> {
-        let fresh = |c: &PermEntry| self.usable(&key, &c.core, app, self.clock.now(), strict);
+        let fresh = |c: &PermEntry| self.usable(&key, &c.core, app, self.clock.now(), age);
         let fetch = |current: Option<Arc<PermEntry>>| async move {
             let now = self.clock.now();
             if let Some(b) = self.backoff.get(&key).filter(|b| b.until > now) {
                 let retry_after = Some(Duration::from_secs(b.until.since(now).as_secs().max(1)));
                 return Err(GithubError::Unavailable { cause: UnavailableCause::BackingOff, retry_after }.into());
             }
-            let fetched = self.fetch(current.as_deref(), app, user, token, strict).await;
+            let fetched = self.fetch(current.as_deref(), app, user, token, age).await;
             match &fetched {
                 Ok(_) => self.backoff.invalidate(&key),
                 Err(e) => self.note_failure(key, e, now),
@@ -824,7 +1071,7 @@ impl Inner {
         app: &App,
         user: &GithubUser,
         token: Option<&GithubToken>,
-        strict: bool,
+        age: Age,
     ) -> Result<PermEntry, CheckError> {
         let start_epoch = self.epochs.current();
         // A conditional request only makes sense for the same coordinates.
@@ -853,7 +1100,7 @@ impl Inner {
                 }
             }
             None => {
-                let repo = self.repo(app.coords(), strict).await?;
+                let repo = self.repo(app.coords(), age).await?;
                 match repo.found {
                     None => (Fact::RepoNotFound, repo.confirmed_at, None, None, None),
                     Some((id, owner)) if id != app.repo_id() => {
@@ -924,8 +1171,8 @@ impl Inner {
     }
 
     /// Which repository is at `coords`, shared by all users and coalesced like permissions.
-    async fn repo(&self, coords: &RepoCoords, strict: bool) -> Result<Arc<RepoEntry>, CheckError> {
-        let fresh = |c: &RepoEntry| self.repo_usable(c, self.clock.now(), strict);
+    async fn repo(&self, coords: &RepoCoords, age: Age) -> Result<Arc<RepoEntry>, CheckError> {
+        let fresh = |c: &RepoEntry| self.repo_usable(c, self.clock.now(), age);
         let fetch = |current: Option<Arc<RepoEntry>>| async move {
             let start_epoch = self.epochs.current();
             let etag = current.as_ref().and_then(|c| c.etag.as_deref());
@@ -996,4 +1243,31 @@ where
     out.unwrap_or_else(|| {
         Err(GithubError::Protocol { route: "(cache)".into(), detail: "load produced no answer".into() }.into())
     })
+}
+
+fn store_decision(outcome: Outcome, reason: Reason) -> Decision {
+    Decision::new(outcome, reason, Source::Store, Duration::ZERO)
+}
+
+fn unknown_app() -> Decision {
+    store_decision(Outcome::Deny, Reason::UnknownApp)
+}
+
+/// What a viewer's session decides on its own, before any grant: refused if expired or for
+/// another app, denied for anything but `view`, allowed on a public app.
+fn viewer_without_grant(session: &Session, app: &App, need: Need, now: Timestamp) -> Option<Decision> {
+    let invalid = |error| Some(store_decision(Outcome::Deny, Reason::SessionInvalid { error }));
+    if session.expires_at() <= now {
+        return invalid(SessionError::Expired);
+    }
+    if session.app() != app.id() {
+        return invalid(SessionError::WrongApp);
+    }
+    if !need.view {
+        return Some(store_decision(Outcome::Deny, Reason::NoAccess { detail: NoAccessDetail::ViewOnly }));
+    }
+    if app.visibility() == Visibility::Public {
+        return Some(store_decision(Outcome::Allow, Reason::PublicApp));
+    }
+    None
 }

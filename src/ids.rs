@@ -23,6 +23,19 @@ pub struct RepoId(pub u64);
 #[serde(transparent)]
 pub struct OwnerId(pub u64);
 
+/// One invitation of one address to one app. Every invitation gets a new id, never reused: a
+/// link or a session carries the id of the grant it came from, and opens nothing once that grant
+/// has ended, even if the same address is invited again (that is another grant).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct GrantId(pub u64);
+
+impl fmt::Display for GrantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 impl fmt::Display for UserId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)

@@ -20,13 +20,13 @@ pub mod world;
 pub use authorizer::{
     Authorizer, AuthorizerBuilder, BuildError, ChangedBy, CheckError, ManageError, Principal, ViewerChange,
 };
-pub use cache::{CacheConfig, CacheStats, Invalidation};
+pub use cache::{CacheConfig, CacheStats, Consistency, Invalidation};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use decision::{Decision, NoAccessDetail, Outcome, Reason, Source};
 pub use email::{Email, EmailError, MAX_EMAIL_LEN};
 pub use github::{ClientBuildError, GithubAuth, GithubConfig, GithubError, UnavailableCause};
 pub use google::{GoogleConfig, GoogleError, GoogleIdentity};
-pub use ids::{App, AppId, GithubUser, InvalidRepoCoords, OwnerId, RepoCoords, RepoId, UserId};
+pub use ids::{App, AppId, GithubUser, GrantId, InvalidRepoCoords, OwnerId, RepoCoords, RepoId, UserId};
 pub use policy::{Capability, Policy, Role, RoleGrant, RoleName, UnknownCapability, Visibility};
 pub use secret::{AppPrivateKey, GithubToken, InvalidKey, LinkToken, SessionKey, SessionToken, WebhookSecret};
 pub use viewer::{

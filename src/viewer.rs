@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::clock::Timestamp;
 use crate::email::{Email, EmailError};
 use crate::google::{GoogleError, GoogleIdentity, GoogleVerifier};
-use crate::ids::AppId;
+use crate::ids::{AppId, GrantId};
 use crate::secret::{InvalidKey, LinkToken, SessionKey, SessionToken};
 use crate::store::{IssueLimit, IssueOutcome, LinkRecord, Store, StoreError};
 
@@ -166,15 +166,23 @@ pub enum Via {
 pub struct Session {
     app: AppId,
     email: Email,
+    grant: GrantId,
     via: Via,
     expires_at: Timestamp,
 }
 
 impl Session {
-    /// The session a viewer would hold after signing in to `app`: what `explain` decides for.
+    /// The session a viewer would hold after signing in to `app` under `grant`: what `explain`
+    /// decides for.
     #[cfg(feature = "world")]
-    pub(crate) fn assumed(app: AppId, email: Email, expires_at: Timestamp) -> Self {
-        Self { app, email, via: Via::EmailLink, expires_at }
+    pub(crate) fn assumed(app: AppId, email: Email, grant: GrantId, expires_at: Timestamp) -> Self {
+        Self { app, email, grant, via: Via::EmailLink, expires_at }
+    }
+
+    /// The grant the viewer signed in under: the session opens nothing once it has ended, even if
+    /// the address is invited again.
+    pub fn grant(&self) -> GrantId {
+        self.grant
     }
 
     /// The one app the session opens.
@@ -376,6 +384,8 @@ struct Claims {
     iat: u64,
     exp: u64,
     jti: String,
+    /// The grant the session was minted under.
+    gid: u64,
 }
 
 fn link_hash(token: &str) -> [u8; 32] {
@@ -393,7 +403,7 @@ fn well_formed_link(token: &str) -> bool {
 #[derive(Debug)]
 pub(crate) struct SignIn {
     pub(crate) links: LinkConfig,
-    pub(crate) keys: SessionKeys,
+    pub(crate) keys: parking_lot::RwLock<SessionKeys>,
     pub(crate) sessions: SessionConfig,
     pub(crate) google: Option<GoogleVerifier>,
 }
@@ -415,12 +425,12 @@ impl SignIn {
         if store.app(app).await?.is_none() {
             return Err(GoogleSignInError::UnknownApp(app.clone()));
         }
-        if !store.is_viewer(app, identity.email()).await? {
+        let Some(grant) = store.grant(app, identity.email()).await? else {
             tracing::info!(app = %app, "google sign-in refused: not invited");
             return Err(GoogleSignInError::NotInvited);
-        }
+        };
         tracing::info!(app = %app, "google sign-in");
-        Ok(self.mint(now, app, identity.email(), Via::Google)?)
+        Ok(self.mint(now, app, identity.email(), grant, Via::Google)?)
     }
 
     pub(crate) async fn issue(
@@ -446,6 +456,7 @@ impl SignIn {
             issued_at: now,
             expires_at,
             used_at: None,
+            grant: None,
         };
         match store.issue_link(&record, self.links.issue_limit).await? {
             IssueOutcome::Issued => {
@@ -471,7 +482,9 @@ impl SignIn {
         if link.expires_at <= now {
             return Err(LinkError::Expired);
         }
-        if !store.is_viewer(&link.app, &link.email).await? {
+        // The grant it was issued under must still be the one that invites the address: a link
+        // outlives neither its grant's removal nor a later re-invitation.
+        if link.grant.is_none() || store.grant(&link.app, &link.email).await? != link.grant {
             return Err(LinkError::Revoked);
         }
         Ok(link)
@@ -499,7 +512,8 @@ impl SignIn {
             return Err(self.usable_link(store, now, token).await.err().unwrap_or(LinkError::AlreadyUsed));
         }
         tracing::info!(app = %link.app, "link redeemed");
-        Ok(self.mint(now, &link.app, &link.email, Via::EmailLink)?)
+        let grant = link.grant.ok_or(LinkError::Revoked)?;
+        Ok(self.mint(now, &link.app, &link.email, grant, Via::EmailLink)?)
     }
 
     pub(crate) fn mint(
@@ -507,9 +521,11 @@ impl SignIn {
         now: Timestamp,
         app: &AppId,
         email: &Email,
+        grant: GrantId,
         via: Via,
     ) -> Result<IssuedSession, SessionError> {
-        let key = self.keys.signing().ok_or(SessionError::Signing)?;
+        let keys = self.keys.read();
+        let key = keys.signing().ok_or(SessionError::Signing)?;
         let expires_at = now.plus(self.sessions.ttl);
         let claims = Claims {
             iss: ISSUER.into(),
@@ -520,12 +536,14 @@ impl SignIn {
             iat: now.as_secs(),
             exp: expires_at.as_secs(),
             jti: URL_SAFE_NO_PAD.encode(random_bytes::<16>().map_err(|_| SessionError::Signing)?),
+            gid: grant.0,
         };
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(key.kid.clone());
         let token = jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&key.secret))
             .map_err(|_| SessionError::Signing)?;
-        let session = Session { app: app.clone(), email: email.clone(), via, expires_at: Timestamp(claims.exp * 1000) };
+        let session =
+            Session { app: app.clone(), email: email.clone(), grant, via, expires_at: Timestamp(claims.exp * 1000) };
         Ok(IssuedSession { token: SessionToken::new(token), session })
     }
 
@@ -538,7 +556,8 @@ impl SignIn {
             return Err(SessionError::Invalid);
         }
         let kid = header.kid.ok_or(SessionError::Invalid)?;
-        let key = self.keys.find(&kid).ok_or(SessionError::RetiredKey)?;
+        let keys = self.keys.read();
+        let key = keys.find(&kid).ok_or(SessionError::RetiredKey)?;
         // The algorithm is fixed here, never taken from the token. Expiry is checked below on
         // the injected clock, not jsonwebtoken's.
         let mut validation = Validation::new(Algorithm::HS256);
@@ -555,7 +574,7 @@ impl SignIn {
             return Err(SessionError::Expired);
         }
         let email = Email::parse(&claims.sub).map_err(|_| SessionError::Invalid)?;
-        Ok(Session { app: AppId(claims.app), email, via: claims.via, expires_at })
+        Ok(Session { app: AppId(claims.app), email, grant: GrantId(claims.gid), via: claims.via, expires_at })
     }
 }
 
@@ -566,7 +585,7 @@ mod tests {
     fn signin() -> SignIn {
         SignIn {
             links: LinkConfig::default(),
-            keys: SessionKeys::generate().unwrap(),
+            keys: parking_lot::RwLock::new(SessionKeys::generate().unwrap()),
             sessions: SessionConfig::default(),
             google: None,
         }
@@ -578,7 +597,7 @@ mod tests {
     fn a_minted_session_verifies_until_it_expires() {
         let s = signin();
         let email = Email::parse("dana@example.com").unwrap();
-        let issued = s.mint(NOW, &AppId("dash".into()), &email, Via::EmailLink).unwrap();
+        let issued = s.mint(NOW, &AppId("dash".into()), &email, GrantId(1), Via::EmailLink).unwrap();
         let session = s.verify(NOW, issued.token.expose_secret()).unwrap();
         assert_eq!((session.app().0.as_str(), session.email(), session.via()), ("dash", &email, Via::EmailLink));
         let later = NOW.plus(Duration::from_secs(3600));
@@ -587,15 +606,15 @@ mod tests {
 
     #[test]
     fn rotation_keeps_old_sessions_and_retirement_ends_them() {
-        let mut s = signin();
+        let s = signin();
         let email = Email::parse("dana@example.com").unwrap();
-        let old = s.mint(NOW, &AppId("dash".into()), &email, Via::Google).unwrap();
-        let old_kid = s.keys.kids()[0].to_owned();
-        s.keys.rotate().unwrap();
+        let old = s.mint(NOW, &AppId("dash".into()), &email, GrantId(1), Via::Google).unwrap();
+        let old_kid = s.keys.read().kids()[0].to_owned();
+        s.keys.write().rotate().unwrap();
         assert!(s.verify(NOW, old.token.expose_secret()).is_ok(), "the previous key still verifies");
-        let signing = s.keys.kids()[0].to_owned();
-        assert!(!s.keys.retire(&signing), "the signing key cannot be retired");
-        assert!(s.keys.retire(&old_kid));
+        let signing = s.keys.read().kids()[0].to_owned();
+        assert!(!s.keys.write().retire(&signing), "the signing key cannot be retired");
+        assert!(s.keys.write().retire(&old_kid));
         assert_eq!(s.verify(NOW, old.token.expose_secret()), Err(SessionError::RetiredKey));
     }
 
@@ -603,13 +622,18 @@ mod tests {
     fn tampered_and_foreign_tokens_are_invalid() {
         let s = signin();
         let email = Email::parse("dana@example.com").unwrap();
-        let t = s.mint(NOW, &AppId("dash".into()), &email, Via::EmailLink).unwrap().token.expose_secret().to_owned();
+        let t = s
+            .mint(NOW, &AppId("dash".into()), &email, GrantId(1), Via::EmailLink)
+            .unwrap()
+            .token
+            .expose_secret()
+            .to_owned();
         let mut parts: Vec<String> = t.split('.').map(str::to_owned).collect();
         let payload = String::from_utf8(URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap().replace("dash", "bank");
         parts[1] = URL_SAFE_NO_PAD.encode(payload);
         assert_eq!(s.verify(NOW, &parts.join(".")), Err(SessionError::Invalid), "tampered payload");
         let other = signin();
-        let foreign = other.mint(NOW, &AppId("dash".into()), &email, Via::EmailLink).unwrap();
+        let foreign = other.mint(NOW, &AppId("dash".into()), &email, GrantId(1), Via::EmailLink).unwrap();
         assert_eq!(s.verify(NOW, foreign.token.expose_secret()), Err(SessionError::RetiredKey), "unknown kid");
         let none = format!("{}.{}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none","kid":"x"}"#), parts[1]);
         assert_eq!(s.verify(NOW, &none), Err(SessionError::Invalid), "alg none");

@@ -60,6 +60,31 @@ async fn a_removed_grant_revokes_its_links_and_sessions(env: common::Viewers) {
     assert_eq!((d.is_allowed(), d.reason()), (false, &Reason::NotInvited), "the next check after removal is denied");
 }
 
+/// A link or a session outlives neither its grant's removal nor a later re-invitation of the
+/// same address: that is a new grant, and needs a new link.
+async fn a_reinvitation_is_a_new_grant_that_needs_a_new_link(env: common::Viewers) {
+    let a = &env.authz;
+    let old_link = a.issue_link(&dash(), "dana@example.com").await.unwrap().token.expose_secret().to_owned();
+    let redeemed = a.issue_link(&dash(), "dana@example.com").await.unwrap().token.expose_secret().to_owned();
+    let old_session = a.redeem_link(&redeemed, None).await.unwrap().token.expose_secret().to_owned();
+    assert!(a.check_session(&old_session, &dash(), Capability::View).await.unwrap().is_allowed());
+    a.remove_viewer(&ChangedBy::Operator, &dash(), "dana@example.com").await.unwrap();
+    a.add_viewer(&ChangedBy::Operator, &dash(), "dana@example.com").await.unwrap();
+    assert_eq!(a.inspect_link(&old_link).await.unwrap_err(), LinkError::Revoked);
+    assert_eq!(a.redeem_link(&old_link, None).await.unwrap_err(), LinkError::Revoked);
+    for _ in 0..2 {
+        let d = a.check_session(&old_session, &dash(), Capability::View).await.unwrap();
+        assert_eq!((d.is_allowed(), d.reason()), (false, &Reason::NotInvited), "the old session opens nothing");
+    }
+    let old = Principal::Viewer(a.verify_session(&old_session).unwrap());
+    assert!(!a.check_app(&old, &dash(), Capability::View).await.unwrap().is_allowed());
+    let new_link = a.issue_link(&dash(), "dana@example.com").await.unwrap().token.expose_secret().to_owned();
+    let new_session = a.redeem_link(&new_link, None).await.unwrap();
+    assert_ne!(new_session.session.grant(), a.verify_session(&old_session).unwrap().grant(), "a new grant");
+    let d = a.check_session(new_session.token.expose_secret(), &dash(), Capability::View).await.unwrap();
+    assert_eq!(d.reason(), &Reason::ViewerGrant { via: Via::EmailLink }, "a new link does");
+}
+
 async fn only_invited_addresses_get_links_and_issuing_is_limited(env: common::Viewers) {
     let a = &env.authz;
     assert_eq!(a.issue_link(&dash(), "mallory@example.com").await.unwrap_err(), LinkError::NotInvited);
@@ -122,6 +147,7 @@ macro_rules! suite {
             case!($kind, only_invited_addresses_get_links_and_issuing_is_limited);
             case!($kind, viewers_only_view_their_own_app);
             case!($kind, garbage_tokens_are_invalid);
+            case!($kind, a_reinvitation_is_a_new_grant_that_needs_a_new_link);
         }
     };
 }
@@ -196,4 +222,53 @@ async fn sessions_survive_key_rotation_until_the_key_is_retired() {
     assert!(build(keys.clone()).verify_session(&session).is_ok(), "signed by the previous, still listed key");
     keys.retire(&old_kid);
     assert_eq!(build(keys).verify_session(&session).unwrap_err(), SessionError::RetiredKey);
+}
+
+/// A session verified once is confirmed from memory afterwards, but never past its `exp`, never
+/// after its key is retired, and a tampered or truncated token is never served from the memory.
+#[tokio::test]
+async fn a_remembered_session_is_refused_once_expired_retired_or_tampered() {
+    let env = common::viewers_on(Arc::new(MemoryStore::new())).await;
+    let a = &env.authz;
+    let mut keys = SessionKeys::generate().unwrap();
+    let old_kid = keys.kids()[0].to_owned();
+    a.set_session_keys(keys.clone());
+    let link = a.issue_link(&dash(), "dana@example.com").await.unwrap().token.expose_secret().to_owned();
+    let token = a.redeem_link(&link, None).await.unwrap().token.expose_secret().to_owned();
+    for _ in 0..2 {
+        assert!(a.check_session(&token, &dash(), Capability::View).await.unwrap().is_allowed());
+    }
+    let hit = a.check_session_cached(&token, &dash(), Capability::View).expect("remembered");
+    assert_eq!(hit.source(), ghauthz::Source::Cache);
+    let refused = |d: ghauthz::Decision| match d.reason() {
+        Reason::SessionInvalid { error } => *error,
+        other => panic!("expected session_invalid, got {other:?}"),
+    };
+    // The token's last byte changed, and the token cut short: neither is the remembered token.
+    let mut tampered = token.clone().into_bytes();
+    let last = tampered.len() - 1;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    for bad in [tampered.as_str(), &token[..token.len() - 1], &token[..token.len() / 2]] {
+        assert!(a.check_session_cached(bad, &dash(), Capability::View).is_none(), "never a hit");
+        let d = a.check_session(bad, &dash(), Capability::View).await.unwrap();
+        assert_eq!(refused(d), SessionError::Invalid);
+        assert!(a.check_session_cached(bad, &dash(), Capability::View).is_none(), "never remembered");
+    }
+    // Retired: refused at once, although it was remembered.
+    keys.rotate().unwrap();
+    a.set_session_keys(keys.clone());
+    assert!(a.check_session(&token, &dash(), Capability::View).await.unwrap().is_allowed(), "rotation keeps it");
+    keys.retire(&old_kid);
+    a.set_session_keys(keys.clone());
+    assert!(a.check_session_cached(&token, &dash(), Capability::View).is_none());
+    assert_eq!(refused(a.check_session(&token, &dash(), Capability::View).await.unwrap()), SessionError::RetiredKey);
+    // Expired: a new session, remembered, then the clock passes its `exp`.
+    let link = a.issue_link(&dash(), "dana@example.com").await.unwrap().token.expose_secret().to_owned();
+    let token = a.redeem_link(&link, None).await.unwrap().token.expose_secret().to_owned();
+    assert!(a.check_session(&token, &dash(), Capability::View).await.unwrap().is_allowed());
+    assert!(a.check_session_cached(&token, &dash(), Capability::View).is_some());
+    env.clock.advance(Duration::from_secs(3600));
+    assert!(a.check_session_cached(&token, &dash(), Capability::View).is_none(), "not served at its exp");
+    assert_eq!(refused(a.check_session(&token, &dash(), Capability::View).await.unwrap()), SessionError::Expired);
 }

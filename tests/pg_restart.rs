@@ -66,11 +66,13 @@ async fn postgres_stopped_mid_run_fails_closed_and_the_store_recovers_when_it_re
 
     let _restart = StartOnDrop(ctl.clone());
     pg_ctl(&ctl, "stop");
+    // Deaf, the authorizer serves no cached app or grant: every check reads the store.
+    common::wait_until("the feed notices", Duration::from_secs(10), || authz.stats().resyncs > resyncs).await;
+    assert!(!authz.stats().feed_listening);
     let err = authz.check_app(&viewer, &dash, Capability::View).await.unwrap_err();
     assert!(matches!(err, CheckError::Store(_)) && err.is_unavailable(), "{err:?}");
     let err = authz.check_app(&carol, &dash, Capability::Edit).await.unwrap_err();
     assert!(err.is_unavailable(), "the app cannot be read: {err:?}");
-    common::wait_until("the feed notices", Duration::from_secs(10), || authz.stats().resyncs > resyncs).await;
     assert!(authz.check_cached(&carol, &world.app("dash").unwrap(), Capability::Edit).is_none(), "forgot");
 
     pg_ctl(&ctl, "start");

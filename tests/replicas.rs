@@ -147,13 +147,30 @@ async fn a_viewer_removed_on_one_replica_is_denied_on_the_others_next_check() {
     let Some(c) = Cluster::new().await else { return };
     let (a, b) = (c.replica().await, c.replica().await);
     let viewer = dana_signed_in(&a, &b).await;
-    assert!(b.check_app(&viewer, &dash(), Capability::View).await.unwrap().is_allowed());
-    a.remove_viewer(&ChangedBy::Operator, &dash(), "dana@example.com").await.unwrap();
+    let (erin, viewer_on_a) = (c.user("erin"), dana_signed_in(&a, &a).await);
+    for replica in [&a, &b] {
+        replica.check_app(&erin, &dash(), Capability::View).await.unwrap();
+    }
+    assert!(a.check_app(&viewer_on_a, &dash(), Capability::View).await.unwrap().is_allowed());
     let d = b.check_app(&viewer, &dash(), Capability::View).await.unwrap();
-    assert_eq!((d.is_allowed(), d.reason()), (false, &Reason::NotInvited));
+    assert_eq!((d.is_allowed(), d.source()), (true, Source::Store), "B reads the grant once");
+    let d = b.check_app(&viewer, &dash(), Capability::View).await.unwrap();
+    assert_eq!((d.is_allowed(), d.source()), (true, Source::Cache), "B serves the grant from memory");
+    a.remove_viewer(&ChangedBy::Operator, &dash(), "dana@example.com").await.unwrap();
+    let d = a.check_app(&viewer_on_a, &dash(), Capability::View).await.unwrap();
+    assert_eq!((d.is_allowed(), d.reason()), (false, &Reason::NotInvited), "A's very next check");
+    let waited = common::wait_until_async("B denies the removed viewer", Duration::from_secs(1), || async {
+        !b.check_app(&viewer, &dash(), Capability::View).await.unwrap().is_allowed()
+    })
+    .await;
+    eprintln!("B denied the removed viewer {waited:?} after A's removal returned");
     a.delete_app(&ChangedBy::Operator, &dash()).await.unwrap();
-    let d = b.check_app(&c.user("erin"), &dash(), Capability::View).await.unwrap();
-    assert_eq!(d.reason(), &Reason::UnknownApp, "an app deleted on A is gone on B");
+    let d = a.check_app(&erin, &dash(), Capability::View).await.unwrap();
+    assert_eq!(d.reason(), &Reason::UnknownApp, "A's very next check");
+    common::wait_until_async("B forgets the deleted app", Duration::from_secs(1), || async {
+        b.check_app(&erin, &dash(), Capability::View).await.unwrap().reason() == &Reason::UnknownApp
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -373,6 +390,9 @@ async fn postgres_going_away_fails_closed_and_the_replica_heals_without_a_restar
     let resyncs = a.stats().resyncs;
 
     proxy.cut();
+    // A's feed dropped: it may miss messages, so it forgot what it cached and reads the store.
+    common::wait_until("A notices the lost feed", Duration::from_secs(5), || a.stats().resyncs > resyncs).await;
+    assert!(a.check_cached(&carol, &app, Capability::Edit).is_none());
     for (what, result) in [
         ("a viewer's check", a.check_app(&viewer, &dash(), Capability::View).await),
         ("a check that reads the app", a.check_app(&carol, &dash(), Capability::Edit).await),
@@ -381,9 +401,6 @@ async fn postgres_going_away_fails_closed_and_the_replica_heals_without_a_restar
         assert!(matches!(err, CheckError::Store(_)) && err.is_unavailable(), "{what}: {err:?}");
     }
     assert!(a.issue_link(&dash(), "dana@example.com").await.is_err(), "nothing is issued blind");
-    // A's feed dropped: it may miss messages, so it forgot what it cached.
-    common::wait_until("A notices the lost feed", Duration::from_secs(5), || a.stats().resyncs > resyncs).await;
-    assert!(a.check_cached(&carol, &app, Capability::Edit).is_none());
 
     proxy.restore();
     let d = common::check_until_available(&a, &viewer, &dash(), Capability::View, Duration::from_secs(15)).await;

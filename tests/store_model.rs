@@ -105,6 +105,7 @@ async fn apply(store: &dyn Store, op: &Op, now: &mut Timestamp) -> Seen {
                 issued_at: *now,
                 expires_at: now.plus(Duration::from_secs(120)),
                 used_at: None,
+                grant: None,
             };
             Seen::Issue(store.issue_link(&link, LIMIT).await)
         }
@@ -127,7 +128,7 @@ async fn apply(store: &dyn Store, op: &Op, now: &mut Timestamp) -> Seen {
             Seen::Apps(ids)
         }
         Op::Delivery { id } => {
-            let b = Broadcast { origin: 1, invalidations: vec![] };
+            let b = Broadcast::invalidations(1, vec![]);
             Seen::Bool(store.record_delivery(&format!("delivery-{id}"), *now, &b).await.unwrap())
         }
     }

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::Backend;
@@ -53,10 +54,10 @@ async fn viewers_are_idempotent_and_audited(store: &dyn Store) {
     assert!(!store.add_viewer(&dash, &dana, &Actor::Github(UserId(5)), T).await.unwrap(), "already there");
     store.add_viewer(&dash, &email("bo@example.com"), &Actor::Operator, T).await.unwrap();
     assert_eq!(store.viewers(&dash).await.unwrap(), [email("bo@example.com"), dana.clone()]);
-    assert!(store.is_viewer(&dash, &dana).await.unwrap());
+    assert!(store.grant(&dash, &dana).await.unwrap().is_some());
     assert!(store.remove_viewer(&dash, &dana, &Actor::Github(UserId(5)), T).await.unwrap());
     assert!(!store.remove_viewer(&dash, &dana, &Actor::Operator, T).await.unwrap(), "already gone");
-    assert!(!store.is_viewer(&dash, &dana).await.unwrap());
+    assert!(store.grant(&dash, &dana).await.unwrap().is_none());
     let log = store.audit_log().await.unwrap();
     let seen: Vec<(AuditAction, String, Option<String>)> =
         log.iter().map(|e| (e.action, e.actor.clone(), e.email.as_ref().map(|m| m.to_string()))).collect();
@@ -75,7 +76,7 @@ async fn viewers_of_one_app_are_not_another_apps(store: &dyn Store) {
     store.put_app(&app("a", 1)).await.unwrap();
     store.put_app(&app("b", 1)).await.unwrap();
     store.add_viewer(&AppId("a".into()), &email("dana@example.com"), &Actor::Operator, T).await.unwrap();
-    assert!(!store.is_viewer(&AppId("b".into()), &email("dana@example.com")).await.unwrap());
+    assert!(store.grant(&AppId("b".into()), &email("dana@example.com")).await.unwrap().is_none());
     assert!(store.viewers(&AppId("b".into())).await.unwrap().is_empty());
 }
 
@@ -88,7 +89,7 @@ async fn seeding_happens_once(store: &dyn Store) {
 }
 
 async fn deliveries_are_recorded_once_and_forgotten_after_retention(store: &dyn Store) {
-    let b = Broadcast { origin: 1, invalidations: vec![Invalidation::Repo(RepoId(101))] };
+    let b = Broadcast::invalidations(1, vec![Invalidation::Repo(RepoId(101))]);
     assert!(store.record_delivery("d-1", T, &b).await.unwrap());
     assert!(!store.record_delivery("d-1", T.plus(Duration::from_secs(3600)), &b).await.unwrap(), "a redelivery");
     assert!(store.record_delivery("d-2", T, &b).await.unwrap());
@@ -108,6 +109,7 @@ async fn link_records_round_trip(store: &dyn Store) {
         issued_at: T,
         expires_at: T.plus(Duration::from_secs(900)),
         used_at: None,
+        grant: None,
     };
     let limit = IssueLimit { max: 1, window: Duration::from_secs(60) };
     assert_eq!(store.issue_link(&link, limit).await.unwrap(), IssueOutcome::NotInvited);
@@ -118,13 +120,49 @@ async fn link_records_round_trip(store: &dyn Store) {
         store.issue_link(&second, limit).await.unwrap(),
         IssueOutcome::RateLimited { retry_at: T.plus(Duration::from_secs(60)) }
     );
-    assert_eq!(store.link(&[7; 32]).await.unwrap(), Some(link.clone()));
+    let grant = store.grant(&dash, &dana).await.unwrap();
+    assert!(grant.is_some());
+    assert_eq!(
+        store.link(&[7; 32]).await.unwrap(),
+        Some(LinkRecord { grant, ..link.clone() }),
+        "issued under the grant"
+    );
     assert_eq!(store.link(&[8; 32]).await.unwrap(), None, "a limited link is not stored");
     assert!(!store.use_link(&[7; 32], T.plus(Duration::from_secs(900))).await.unwrap(), "expired at its end");
     assert!(store.use_link(&[7; 32], T.plus(Duration::from_secs(10))).await.unwrap());
     assert!(!store.use_link(&[7; 32], T.plus(Duration::from_secs(11))).await.unwrap(), "once");
     let used = store.link(&[7; 32]).await.unwrap().unwrap();
     assert_eq!(used.used_at, Some(T.plus(Duration::from_secs(10))));
+}
+
+async fn an_ended_grant_never_comes_back(store: &dyn Store) {
+    use ghauthz::store::{IssueLimit, IssueOutcome, LinkRecord};
+    let dash = AppId("dash".into());
+    store.put_app(&app("dash", 1)).await.unwrap();
+    let (dana, bo) = (email("dana@example.com"), email("bo@example.com"));
+    store.add_viewer(&dash, &dana, &Actor::Operator, T).await.unwrap();
+    store.add_viewer(&dash, &bo, &Actor::Operator, T).await.unwrap();
+    let first = store.grant(&dash, &dana).await.unwrap().unwrap();
+    let link = LinkRecord {
+        hash: [9; 32],
+        app: dash.clone(),
+        email: dana.clone(),
+        issued_at: T,
+        expires_at: T.plus(Duration::from_secs(900)),
+        used_at: None,
+        grant: None,
+    };
+    let limit = IssueLimit { max: 5, window: Duration::from_secs(60) };
+    assert_eq!(store.issue_link(&link, limit).await.unwrap(), IssueOutcome::Issued);
+    // The newest grant removed and the address invited again: the id is new, not the one freed.
+    store.remove_viewer(&dash, &bo, &Actor::Operator, T).await.unwrap();
+    store.remove_viewer(&dash, &dana, &Actor::Operator, T).await.unwrap();
+    store.add_viewer(&dash, &dana, &Actor::Operator, T).await.unwrap();
+    let second = store.grant(&dash, &dana).await.unwrap().unwrap();
+    assert!(second > first, "grant ids are never reused: {first} then {second}");
+    assert_eq!(store.grant(&dash, &bo).await.unwrap(), None);
+    assert_eq!(store.link(&[9; 32]).await.unwrap().unwrap().grant, Some(first));
+    assert!(!store.use_link(&[9; 32], T.plus(Duration::from_secs(1))).await.unwrap(), "the link's grant ended");
 }
 
 async fn a_viewer_for_a_missing_app_is_refused(store: &dyn Store) {
@@ -156,6 +194,7 @@ macro_rules! suite {
             case!($kind, deliveries_are_recorded_once_and_forgotten_after_retention);
             case!($kind, link_records_round_trip);
             case!($kind, a_viewer_for_a_missing_app_is_refused);
+            case!($kind, an_ended_grant_never_comes_back);
         }
     };
 }
@@ -174,7 +213,7 @@ async fn sqlite_survives_a_restart() {
         store.close().await;
     }
     let store = SqliteStore::open(&path).await.unwrap();
-    assert!(store.is_viewer(&AppId("dash".into()), &email("dana@example.com")).await.unwrap());
+    assert!(store.grant(&AppId("dash".into()), &email("dana@example.com")).await.unwrap().is_some());
     assert!(!store.seed_once(&[], T).await.unwrap());
     assert_eq!(store.audit_log().await.unwrap().len(), 1);
 }
@@ -210,7 +249,7 @@ async fn postgres_survives_a_restart() {
         store.close().await;
     }
     let store = PgStore::connect_with(opts).await.unwrap();
-    assert!(store.is_viewer(&AppId("dash".into()), &email("dana@example.com")).await.unwrap());
+    assert!(store.grant(&AppId("dash".into()), &email("dana@example.com")).await.unwrap().is_some());
     assert!(!store.seed_once(&[], T).await.unwrap());
     assert_eq!(store.audit_log().await.unwrap().len(), 1);
 }
@@ -258,4 +297,66 @@ async fn an_unreadable_file_is_unavailable_not_a_panic() {
     std::fs::write(&path, b"this is not an sqlite file, it is just text that goes on for a while").unwrap();
     let err = SqliteStore::open(&path).await.unwrap_err();
     assert!(matches!(err, ghauthz::store::StoreError::Unavailable(_)), "{err:?}");
+}
+
+// ---- stores written by the schema before grant ids (fixtures/stores/README.md) ----
+
+const FRANK_BEFORE_REMOVAL: [&str; 2] =
+    ["gl1_s0AEioYr1rr-tpwqMgGDCVKrxLpD3SMGimE8PbTFqos", "gl1_GgLN9-gwy534C8SHuHJvCZ-vGYNIGQWTDDfMrdBMu8M"];
+const DANA_OUTSTANDING: [&str; 2] =
+    ["gl1_rtm53P_TSI0f0LVQa83hXVMYiqCAedMXAse-5W91dj0", "gl1_v52QW8yhqbwWKRFI2mJ4bxcGj4Rh-BwJskwMXED0JbA"];
+
+/// What a store migrated from the previous schema must show: everything kept, the link issued
+/// before frank was invited again revoked, dana's outstanding link still good, new grants working.
+async fn migrated_store_keeps_everything_and_revokes_the_stale_link(store: Arc<dyn Store>, which: usize) {
+    use ghauthz::{ChangedBy, LinkError};
+    let env = common::viewers_on(store.clone()).await;
+    env.clock.advance(Duration::from_secs(7 * 60)); // 10:07, as the fixture's links were issued at 10:02 and 10:05
+    let (a, dash) = (&env.authz, AppId("dash".into()));
+    assert_eq!(store.viewers(&dash).await.unwrap(), [email("dana@example.com"), email("frank@example.com")]);
+    assert_eq!(store.audit_log().await.unwrap().len(), 8, "the audit log is kept");
+    assert_eq!(a.inspect_link(FRANK_BEFORE_REMOVAL[which]).await.unwrap_err(), LinkError::Revoked);
+    assert_eq!(a.redeem_link(FRANK_BEFORE_REMOVAL[which], None).await.unwrap_err(), LinkError::Revoked);
+    let session = a.redeem_link(DANA_OUTSTANDING[which], Some(&dash)).await.unwrap();
+    assert!(
+        a.check_session(session.token.expose_secret(), &dash, ghauthz::Capability::View).await.unwrap().is_allowed()
+    );
+    let frank = a.issue_link(&dash, "frank@example.com").await.unwrap();
+    a.redeem_link(frank.token.expose_secret(), None).await.unwrap();
+    // A grant made after the migration gets an id above every migrated one.
+    a.add_viewer(&ChangedBy::Operator, &dash, "gus@example.com").await.unwrap();
+    let gus = store.grant(&dash, &email("gus@example.com")).await.unwrap().unwrap();
+    for old in ["dana@example.com", "frank@example.com"] {
+        assert!(store.grant(&dash, &email(old)).await.unwrap().unwrap() < gus);
+    }
+}
+
+#[tokio::test]
+async fn an_sqlite_store_of_the_previous_schema_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.sqlite");
+    std::fs::copy(common::fixture_path("stores/sqlite-v2.sqlite"), &path).unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
+    migrated_store_keeps_everything_and_revokes_the_stale_link(store, 0).await;
+    // Opening the migrated file again changes nothing.
+    let again = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(again.viewers(&AppId("dash".into())).await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_postgres_store_of_the_previous_schema_is_migrated() {
+    let Some(url) = common::pg_url() else { return };
+    let schema = common::fresh_schema();
+    let dump = std::fs::read_to_string(common::fixture_path("stores/postgres-v1.sql")).unwrap();
+    let script = format!("CREATE SCHEMA {schema};\n{}", dump.replace("public.", &format!("{schema}.")));
+    let mut psql = std::process::Command::new("psql")
+        .args([url.as_str(), "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("psql runs");
+    std::io::Write::write_all(&mut psql.stdin.take().unwrap(), script.as_bytes()).unwrap();
+    assert!(psql.wait().unwrap().success(), "the previous schema's dump loads");
+    let store: Arc<dyn Store> = Arc::new(PgStore::connect_with(PgStoreOptions::new(url).schema(schema)).await.unwrap());
+    migrated_store_keeps_everything_and_revokes_the_stale_link(store, 1).await;
 }

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::clock::Timestamp;
 use crate::email::Email;
-use crate::ids::{AppId, UserId};
+use crate::ids::{AppId, GrantId, UserId};
 
 /// A store whose every call answers within `limit`: a call still waiting then (on a connection
 /// that died without a word, or a database that stopped answering) is *unavailable*, so that a
@@ -70,8 +70,8 @@ impl Store for Bounded {
         self.within(self.inner.viewers(app)).await
     }
 
-    async fn is_viewer(&self, app: &AppId, email: &Email) -> Result<bool, StoreError> {
-        self.within(self.inner.is_viewer(app, email)).await
+    async fn grant(&self, app: &AppId, email: &Email) -> Result<Option<GrantId>, StoreError> {
+        self.within(self.inner.grant(app, email)).await
     }
 
     async fn audit_log(&self) -> Result<Vec<AuditEvent>, StoreError> {

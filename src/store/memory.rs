@@ -5,16 +5,23 @@ use std::collections::{BTreeMap, BTreeSet};
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
+use tokio::sync::mpsc;
+
 use super::{
-    Actor, AppRecord, AuditAction, AuditEvent, Broadcast, DELIVERY_RETENTION, DeletedApp, IssueLimit, IssueOutcome,
-    LinkRecord, Store, StoreError,
+    Actor, AppRecord, AuditAction, AuditEvent, Broadcast, Change, DELIVERY_RETENTION, DeletedApp, FeedEvent,
+    IssueLimit, IssueOutcome, LinkRecord, Store, StoreError,
 };
 use crate::clock::Timestamp;
 use crate::email::Email;
-use crate::ids::AppId;
-use crate::ids::UserId;
+use crate::ids::{AppId, GrantId, UserId};
+
+/// How many events a subscriber may leave unread before it is cut off (and so stops caching).
+const FEED_CAPACITY: usize = 4096;
 
 /// A store in memory; gone when dropped.
+///
+/// Authorizers built on one `MemoryStore` (an `Arc` shared between them) hear one another's
+/// changes at once: each change is sent to every subscriber under the lock that makes it.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
@@ -23,7 +30,9 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct State {
     apps: BTreeMap<AppId, AppRecord>,
-    viewers: BTreeSet<(AppId, Email)>,
+    viewers: BTreeMap<(AppId, Email), GrantId>,
+    last_grant: u64,
+    subscribers: Vec<mpsc::Sender<FeedEvent>>,
     audit: Vec<AuditEvent>,
     links: BTreeMap<[u8; 32], LinkRecord>,
     deleted: BTreeSet<DeletedApp>,
@@ -39,12 +48,33 @@ impl MemoryStore {
 }
 
 impl State {
+    /// Tells every subscriber; one that cannot keep up is cut off, which it hears as the end of
+    /// its feed.
+    fn announce(&mut self, broadcast: Broadcast) {
+        self.subscribers.retain(|s| s.try_send(FeedEvent::Broadcast(broadcast.clone())).is_ok());
+    }
+
+    fn changed(&mut self, app: &AppId) {
+        self.announce(Broadcast::changes(vec![Change::App { app: app.clone() }]));
+    }
+
+    fn insert_viewer(&mut self, app: &AppId, email: &Email) -> bool {
+        let key = (app.clone(), email.clone());
+        if self.viewers.contains_key(&key) {
+            return false;
+        }
+        self.last_grant += 1;
+        self.viewers.insert(key, GrantId(self.last_grant));
+        true
+    }
+
     /// Removes everything of `app`; returns its record.
     fn purge(&mut self, app: &AppId) -> Option<AppRecord> {
         let record = self.apps.remove(app)?;
-        self.viewers.retain(|(a, _)| a != app);
+        self.viewers.retain(|(a, _), _| a != app);
         self.links.retain(|_, l| &l.app != app);
         self.audit.retain(|e| &e.app != app);
+        self.changed(app);
         Some(record)
     }
 
@@ -56,7 +86,9 @@ impl State {
 #[async_trait]
 impl Store for MemoryStore {
     async fn put_app(&self, app: &AppRecord) -> Result<(), StoreError> {
-        self.state.lock().apps.insert(app.id.clone(), app.clone());
+        let mut s = self.state.lock();
+        s.apps.insert(app.id.clone(), app.clone());
+        s.changed(&app.id);
         Ok(())
     }
 
@@ -73,7 +105,7 @@ impl Store for MemoryStore {
         if !s.apps.contains_key(app) {
             return Err(StoreError::Corrupt(format!("viewer for missing app `{app}`")));
         }
-        let added = s.viewers.insert((app.clone(), email.clone()));
+        let added = s.insert_viewer(app, email);
         if added {
             s.audit(at, actor, app, AuditAction::ViewerAdded, email);
         }
@@ -88,19 +120,20 @@ impl Store for MemoryStore {
         at: Timestamp,
     ) -> Result<bool, StoreError> {
         let mut s = self.state.lock();
-        let removed = s.viewers.remove(&(app.clone(), email.clone()));
+        let removed = s.viewers.remove(&(app.clone(), email.clone())).is_some();
         if removed {
             s.audit(at, actor, app, AuditAction::ViewerRemoved, email);
+            s.changed(app);
         }
         Ok(removed)
     }
 
     async fn viewers(&self, app: &AppId) -> Result<Vec<Email>, StoreError> {
-        Ok(self.state.lock().viewers.iter().filter(|(a, _)| a == app).map(|(_, e)| e.clone()).collect())
+        Ok(self.state.lock().viewers.keys().filter(|(a, _)| a == app).map(|(_, e)| e.clone()).collect())
     }
 
-    async fn is_viewer(&self, app: &AppId, email: &Email) -> Result<bool, StoreError> {
-        Ok(self.state.lock().viewers.contains(&(app.clone(), email.clone())))
+    async fn grant(&self, app: &AppId, email: &Email) -> Result<Option<GrantId>, StoreError> {
+        Ok(self.state.lock().viewers.get(&(app.clone(), email.clone())).copied())
     }
 
     async fn audit_log(&self) -> Result<Vec<AuditEvent>, StoreError> {
@@ -109,9 +142,9 @@ impl Store for MemoryStore {
 
     async fn issue_link(&self, link: &LinkRecord, limit: IssueLimit) -> Result<IssueOutcome, StoreError> {
         let mut s = self.state.lock();
-        if !s.viewers.contains(&(link.app.clone(), link.email.clone())) {
+        let Some(grant) = s.viewers.get(&(link.app.clone(), link.email.clone())).copied() else {
             return Ok(IssueOutcome::NotInvited);
-        }
+        };
         let since = link.issued_at.minus(limit.window);
         let recent: Vec<Timestamp> = s
             .links
@@ -123,7 +156,7 @@ impl Store for MemoryStore {
             let oldest = recent.iter().min().copied().unwrap_or(link.issued_at);
             return Ok(IssueOutcome::RateLimited { retry_at: oldest.plus(limit.window) });
         }
-        s.links.insert(link.hash, link.clone());
+        s.links.insert(link.hash, LinkRecord { grant: Some(grant), ..link.clone() });
         s.audit(link.issued_at, &Actor::Operator, &link.app, AuditAction::LinkIssued, &link.email);
         Ok(IssueOutcome::Issued)
     }
@@ -135,7 +168,8 @@ impl Store for MemoryStore {
     async fn use_link(&self, hash: &[u8; 32], now: Timestamp) -> Result<bool, StoreError> {
         let mut s = self.state.lock();
         let Some(link) = s.links.get(hash).cloned() else { return Ok(false) };
-        let granted = s.viewers.contains(&(link.app.clone(), link.email.clone()));
+        let granted =
+            link.grant.is_some() && s.viewers.get(&(link.app.clone(), link.email.clone())).copied() == link.grant;
         if link.used_at.is_some() || link.expires_at <= now || !granted {
             return Ok(false);
         }
@@ -181,8 +215,9 @@ impl Store for MemoryStore {
         s.seeded = true;
         for (app, viewers) in apps {
             s.apps.insert(app.id.clone(), app.clone());
+            s.changed(&app.id);
             for email in viewers {
-                if s.viewers.insert((app.id.clone(), email.clone())) {
+                if s.insert_viewer(&app.id, email) {
                     s.audit(at, &Actor::Operator, &app.id, AuditAction::ViewerAdded, email);
                 }
             }
@@ -190,7 +225,7 @@ impl Store for MemoryStore {
         Ok(true)
     }
 
-    async fn record_delivery(&self, id: &str, at: Timestamp, _broadcast: &Broadcast) -> Result<bool, StoreError> {
+    async fn record_delivery(&self, id: &str, at: Timestamp, broadcast: &Broadcast) -> Result<bool, StoreError> {
         let mut s = self.state.lock();
         let horizon = at.minus(DELIVERY_RETENTION);
         s.deliveries.retain(|_, seen| *seen >= horizon);
@@ -198,6 +233,23 @@ impl Store for MemoryStore {
             return Ok(false);
         }
         s.deliveries.insert(id.to_owned(), at);
+        s.announce(broadcast.clone());
         Ok(true)
+    }
+
+    async fn publish(&self, broadcast: &Broadcast) -> Result<(), StoreError> {
+        self.state.lock().announce(broadcast.clone());
+        Ok(())
+    }
+
+    fn subscribe(&self) -> Option<mpsc::Receiver<FeedEvent>> {
+        let (tx, rx) = mpsc::channel(FEED_CAPACITY);
+        // Registered under the lock, so that no change falls between `Listening` and the first
+        // message.
+        let mut s = self.state.lock();
+        if tx.try_send(FeedEvent::Listening).is_ok() {
+            s.subscribers.push(tx);
+        }
+        Some(rx)
     }
 }

@@ -5,13 +5,16 @@
 //! Postgres ([`PgStore`], feature `postgres`: shared by control-plane replicas). A store failure
 //! is *unavailable*: checks that need the store fail closed.
 //!
-//! # Replicas
+//! # The change feed
 //!
-//! A store that several authorizers share carries their invalidations to one another
-//! ([`Store::publish`], [`Store::subscribe`]): Postgres does, through `LISTEN/NOTIFY`. The
-//! in-memory and SQLite stores belong to one process and carry nothing. Viewer grants, links
-//! and apps are not cached: every check reads them from the store, so a change made on one
-//! replica holds on every other at its next check without any message.
+//! Authorizers cache apps and viewer grants, so every store that several authorizers share tells
+//! them what changed ([`Store::subscribe`]): each write that changes an app or ends a grant sends
+//! a [`Change`] in the same transaction as the write, and [`Store::publish`] carries GitHub-fact
+//! invalidations between replicas. The in-memory store tells the authorizers built on it at
+//! once; SQLite keeps a change log (a sequence-numbered table) that every authorizer on the file
+//! polls every 100 ms, so that a command run by another process reaches a running service;
+//! Postgres sends `NOTIFY` on a channel of the schema's own. A subscriber that may have missed a
+//! message hears [`FeedEvent::Lost`] and, once it hears everything again, [`FeedEvent::Listening`].
 
 mod bounded;
 mod memory;
@@ -38,7 +41,7 @@ use crate::cache::Invalidation;
 
 use crate::clock::Timestamp;
 use crate::email::Email;
-use crate::ids::{App, AppId, InvalidRepoCoords, RepoCoords, RepoId, UserId};
+use crate::ids::{App, AppId, GrantId, InvalidRepoCoords, RepoCoords, RepoId, UserId};
 use crate::policy::Visibility;
 
 /// An app as the control plane recorded it at deploy time.
@@ -176,6 +179,10 @@ pub struct LinkRecord {
     pub expires_at: Timestamp,
     /// When it was used up, if it was.
     pub used_at: Option<Timestamp>,
+    /// The grant it was issued under: set by [`Store::issue_link`] (ignored when passed to it);
+    /// `None` for a link kept from before grants had ids whose grant cannot be told, which is
+    /// treated as revoked.
+    pub grant: Option<GrantId>,
 }
 
 /// What [`Store::issue_link`] did.
@@ -217,24 +224,63 @@ pub enum StoreError {
     InvalidConfig(String),
 }
 
-/// Invalidations one replica sends to the others that share its store.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Broadcast {
-    /// The replica that sent it (each authorizer draws a random id), so that it can skip its own.
-    pub origin: u64,
-    /// What to forget.
-    pub invalidations: Vec<Invalidation>,
+/// A change to what the store holds, that authorizers caching it must hear of.
+///
+/// Serialized as `{"kind": "app", "app": "<id>"}` or `{"kind": "all"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Change {
+    /// The app's record changed, the app was deleted, or one of its grants ended: forget the
+    /// app and every grant of it.
+    App {
+        /// The app.
+        app: AppId,
+    },
+    /// Anything may have changed: forget every app and grant.
+    All,
 }
 
-/// What a replica hears from the others ([`Store::subscribe`]).
+/// What one replica sends to the others that share its store: invalidations of GitHub facts, and
+/// changes to apps and grants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Broadcast {
+    /// The replica that sent it (each authorizer draws a random id, never 0), so that it can
+    /// skip its own; 0 for changes the store itself announces, which every authorizer applies.
+    pub origin: u64,
+    /// What to forget of GitHub's facts.
+    #[serde(default)]
+    pub invalidations: Vec<Invalidation>,
+    /// What changed in the store.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<Change>,
+}
+
+impl Broadcast {
+    /// Invalidations sent by replica `origin`.
+    pub fn invalidations(origin: u64, invalidations: Vec<Invalidation>) -> Self {
+        Self { origin, invalidations, changes: Vec::new() }
+    }
+
+    /// Changes the store announces (origin 0: every authorizer applies them).
+    pub fn changes(changes: Vec<Change>) -> Self {
+        Self { origin: 0, invalidations: Vec::new(), changes }
+    }
+}
+
+/// What a subscriber hears ([`Store::subscribe`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FeedEvent {
-    /// Another replica's invalidations.
+    /// A replica's invalidations, or the store's changes.
     Broadcast(Broadcast),
-    /// The feed was interrupted, or has just been restored: messages may have been missed, so
-    /// the replica forgets everything it cached.
-    Resync,
+    /// The feed was interrupted, or a message could not be read: messages may have been missed.
+    /// The subscriber forgets what it cached and caches no app or grant until
+    /// [`FeedEvent::Listening`].
+    Lost,
+    /// The subscriber hears every message from here on (sent first when a subscription starts,
+    /// and again after [`FeedEvent::Lost`]). What it cached before may be stale: it forgets that.
+    Listening,
 }
 
 /// How long a webhook delivery id is remembered. GitHub redelivers for up to three days.
@@ -243,7 +289,7 @@ pub const DELIVERY_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Where state lives. Implementations must make each method atomic.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
-    /// Inserts an app, or replaces the one with the same id.
+    /// Inserts an app, or replaces the one with the same id, announcing [`Change::App`].
     async fn put_app(&self, app: &AppRecord) -> Result<(), StoreError>;
 
     /// The app with this id.
@@ -252,19 +298,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Every app, ordered by id.
     async fn apps(&self) -> Result<Vec<AppRecord>, StoreError>;
 
-    /// Adds a viewer grant and audits it; `false` if it existed (nothing is written then).
-    /// The app must exist.
+    /// Adds a viewer grant, with a new [`GrantId`] never used before, and audits it; `false` if
+    /// the address was invited already (nothing is written then). The app must exist.
     async fn add_viewer(&self, app: &AppId, email: &Email, actor: &Actor, at: Timestamp) -> Result<bool, StoreError>;
 
-    /// Removes a viewer grant and audits it; `false` if there was none (nothing is written then).
+    /// Ends a viewer grant for good and audits it, announcing [`Change::App`]; `false` if there
+    /// was none (nothing is written then).
     async fn remove_viewer(&self, app: &AppId, email: &Email, actor: &Actor, at: Timestamp)
     -> Result<bool, StoreError>;
 
     /// The app's viewers, ordered.
     async fn viewers(&self, app: &AppId) -> Result<Vec<Email>, StoreError>;
 
-    /// Whether `email` is invited to `app`.
-    async fn is_viewer(&self, app: &AppId, email: &Email) -> Result<bool, StoreError>;
+    /// The grant that invites `email` to `app` now, if there is one.
+    async fn grant(&self, app: &AppId, email: &Email) -> Result<Option<GrantId>, StoreError>;
 
     /// The audit log, oldest first.
     async fn audit_log(&self) -> Result<Vec<AuditEvent>, StoreError>;
@@ -276,12 +323,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The link whose token hashes to `hash`.
     async fn link(&self, hash: &[u8; 32]) -> Result<Option<LinkRecord>, StoreError>;
 
-    /// Uses the link up if it is unused, unexpired at `now`, and its grant still exists; true for
+    /// Uses the link up if it is unused, unexpired at `now`, and the grant it was issued under
+    /// still exists; true for
     /// exactly one caller, however many race (threads, processes, replicas).
     async fn use_link(&self, hash: &[u8; 32], now: Timestamp) -> Result<bool, StoreError>;
 
     /// Deletes the app, its viewer grants, its links and every audit entry about it (they carry
-    /// its viewers' addresses), keeping one [`DeletedApp`] record (one per distinct record:
+    /// its viewers' addresses), announcing [`Change::App`], keeping one [`DeletedApp`] record (one per distinct record:
     /// deleting a redeployed app again adds nothing); atomically. `false` if there
     /// was no such app.
     async fn delete_app(&self, app: &AppId) -> Result<bool, StoreError>;
@@ -303,15 +351,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// than [`DELIVERY_RETENTION`] before `at` are forgotten.
     async fn record_delivery(&self, id: &str, at: Timestamp, broadcast: &Broadcast) -> Result<bool, StoreError>;
 
-    /// Sends `broadcast` to every other replica that shares this store. A store that belongs to
-    /// one process (the default) has no one to tell, and succeeds.
+    /// Sends `broadcast` to every subscriber of this store. A store without a feed (the default)
+    /// has no one to tell, and succeeds.
     async fn publish(&self, broadcast: &Broadcast) -> Result<(), StoreError> {
         let _ = broadcast;
         Ok(())
     }
 
-    /// What other replicas publish, from now on, until the receiver is dropped; `None` for a
-    /// store that belongs to one process (the default). Called inside a Tokio runtime.
+    /// What is published and changed, from now on, until the receiver is dropped; `None` for a
+    /// store without a feed (the default), whose apps and grants an authorizer then reads at
+    /// every check. The first event is [`FeedEvent::Listening`] once the subscriber hears
+    /// everything. A receiver whose channel closes has stopped hearing. Called inside a Tokio
+    /// runtime.
     fn subscribe(&self) -> Option<tokio::sync::mpsc::Receiver<FeedEvent>> {
         None
     }

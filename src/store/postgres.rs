@@ -16,11 +16,14 @@ use sqlx::{Postgres, Transaction};
 use tokio::sync::mpsc;
 
 use super::sql::{corrupt, sql_store, unavailable};
-use super::{Broadcast, FeedEvent, StoreError};
+use super::{Broadcast, Change, FeedEvent, StoreError};
 
 /// The migrations, in order: (version, description, SQL). Append only; never edit one that
 /// shipped (the migrator refuses a database whose applied migration has another checksum).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial", include_str!("../../migrations/postgres/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("../../migrations/postgres/0001_initial.sql")),
+    (2, "grant ids", include_str!("../../migrations/postgres/0002_grant_ids.sql")),
+];
 
 /// The embedded migrations, as sqlx's migrator takes them.
 #[derive(Debug)]
@@ -142,9 +145,10 @@ impl PgStoreOptions {
 ///
 /// [`Store::publish`](super::Store::publish) sends a `NOTIFY` on the schema's channel;
 /// [`Store::subscribe`](super::Store::subscribe) listens on it from a connection of its own.
-/// When that connection drops, the subscriber hears [`FeedEvent::Resync`] at once, reconnects
-/// with backoff, and hears `Resync` again once it listens anew (messages sent in between are
-/// lost). The first `Resync` arrives as soon as the subscription listens.
+/// Every change to an app or a grant is sent on the same channel, in the transaction that makes
+/// it. When the listening connection drops, the subscriber hears [`FeedEvent::Lost`] at once,
+/// reconnects with backoff, and hears [`FeedEvent::Listening`] once it listens anew (messages
+/// sent in between are lost). The first `Listening` arrives as soon as the subscription listens.
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
@@ -159,9 +163,12 @@ fn valid_schema(s: &str) -> bool {
         && !s.as_bytes()[0].is_ascii_digit()
 }
 
-/// Most invalidations per `NOTIFY` (Postgres caps a payload at 8,000 bytes; one invalidation
-/// takes at most ~70).
+/// Most invalidations or changes per `NOTIFY` (Postgres caps a payload at 8,000 bytes; one
+/// invalidation takes at most ~70).
 const PER_MESSAGE: usize = 64;
+
+/// The longest payload sent; a longer message is replaced by [`Change::All`].
+const MAX_PAYLOAD: usize = 7900;
 
 impl PgStore {
     /// Connects to `url` (`postgres://...`) with the default options, and brings the schema up
@@ -217,9 +224,16 @@ impl PgStore {
     /// Sends `b` on the channel inside `tx`. `NOTIFY` is transactional: the messages go out, in
     /// order, when the transaction commits, and not at all if it does not.
     async fn announce(&self, tx: &mut Transaction<'_, Postgres>, b: &Broadcast) -> Result<(), StoreError> {
-        for chunk in b.invalidations.chunks(PER_MESSAGE) {
-            let part = Broadcast { origin: b.origin, invalidations: chunk.to_vec() };
-            let payload = serde_json::to_string(&part).map_err(|e| corrupt(e.to_string()))?;
+        let invalidations = b.invalidations.chunks(PER_MESSAGE).map(|c| Broadcast::invalidations(b.origin, c.to_vec()));
+        let changes =
+            b.changes.chunks(PER_MESSAGE).map(|c| Broadcast { changes: c.to_vec(), ..Broadcast::changes(vec![]) });
+        for part in invalidations.chain(changes) {
+            let mut payload = serde_json::to_string(&part).map_err(|e| corrupt(e.to_string()))?;
+            if payload.len() > MAX_PAYLOAD {
+                // Long app ids: too much for one message, so every subscriber forgets everything.
+                let all = Broadcast { origin: part.origin, ..Broadcast::changes(vec![Change::All]) };
+                payload = serde_json::to_string(&all).map_err(|e| corrupt(e.to_string()))?;
+            }
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(&self.channel)
                 .bind(payload)
@@ -264,8 +278,8 @@ async fn create_schema(connect: &PgConnectOptions, schema: &str, timeout: Durati
 /// What a heartbeat sends: an empty payload, which no invalidation has.
 const HEARTBEAT: &str = "";
 
-/// The subscriber's loop: listen, forward, and on any interruption say `Resync`, reconnect with
-/// backoff and say `Resync` again. Every `heartbeat` it sends itself an empty message through the
+/// The subscriber's loop: listen, say `Listening`, forward, and on any interruption say `Lost`,
+/// reconnect with backoff and say `Listening` again. Every `heartbeat` it sends itself an empty message through the
 /// pool; a feed that heard nothing for two heartbeats is taken for lost. Ends when the receiver
 /// is dropped or the pool is closed.
 async fn listen(pool: PgPool, channel: String, heartbeat: Duration, tx: mpsc::Sender<FeedEvent>) {
@@ -303,7 +317,7 @@ async fn listen(pool: PgPool, channel: String, heartbeat: Duration, tx: mpsc::Se
         };
         retry = FIRST_RETRY;
         tracing::debug!("invalidation feed: listening");
-        if tx.send(FeedEvent::Resync).await.is_err() {
+        if tx.send(FeedEvent::Listening).await.is_err() {
             return;
         }
         let mut beat = tokio::time::interval(heartbeat);
@@ -335,7 +349,10 @@ async fn listen(pool: PgPool, channel: String, heartbeat: Duration, tx: mpsc::Se
                                 // Someone else's message on our channel, or a newer format: what
                                 // it invalidates is unknown, so forget everything.
                                 tracing::warn!(error = %e, "invalidation feed: unreadable message");
-                                FeedEvent::Resync
+                                if tx.send(FeedEvent::Lost).await.is_err() {
+                                    return;
+                                }
+                                FeedEvent::Listening
                             }
                         }),
                     }
@@ -344,7 +361,7 @@ async fn listen(pool: PgPool, channel: String, heartbeat: Duration, tx: mpsc::Se
             };
             let Some(event) = event else {
                 tracing::warn!("invalidation feed: connection lost");
-                if tx.send(FeedEvent::Resync).await.is_err() {
+                if tx.send(FeedEvent::Lost).await.is_err() {
                     return;
                 }
                 break;

@@ -60,7 +60,8 @@ pub(super) const APP_COLUMNS: &str = "id, owner, repo, repo_id, branch, main_fil
 ///   what it read cannot go stale before the write (SQLite takes its write lock with it; `None`
 ///   where row locks do the job).
 /// - `$store` has `async fn announce(&self, tx, &Broadcast)`, run inside the transaction that
-///   records a new webhook delivery (Postgres: `NOTIFY`; SQLite: nothing).
+///   records a new webhook delivery or changes an app or a grant (Postgres: `NOTIFY`; SQLite: a
+///   row of the change log), so that the message goes out if, and only if, the change commits.
 /// - `extra`: further trait methods (`publish`, `subscribe`).
 macro_rules! sql_store {
     (
@@ -74,10 +75,10 @@ macro_rules! sql_store {
         use sqlx::Row as _;
         use $crate::clock::Timestamp;
         use $crate::email::Email;
-        use $crate::ids::{AppId, RepoId, UserId};
+        use $crate::ids::{AppId, GrantId, RepoId, UserId};
         use $crate::store::sql;
         use $crate::store::{
-            Actor, AppRecord, AuditAction, AuditEvent, Broadcast, DELIVERY_RETENTION, DeletedApp, IssueLimit,
+            Actor, AppRecord, AuditAction, AuditEvent, Broadcast, Change, DELIVERY_RETENTION, DeletedApp, IssueLimit,
             IssueOutcome, LinkRecord, Store, StoreError,
         };
 
@@ -142,8 +143,14 @@ macro_rules! sql_store {
                 Ok(done.rows_affected() == 1)
             }
 
-            /// Removes everything of `app` inside `tx`; returns its record.
+            /// Tells the authorizers on this store, inside `tx`, that `app` changed.
+            async fn changed(&self, tx: &mut sqlx::Transaction<'_, $db>, app: &AppId) -> Result<(), StoreError> {
+                self.announce(tx, &Broadcast::changes(vec![Change::App { app: app.clone() }])).await
+            }
+
+            /// Removes everything of `app` inside `tx`, announcing it; returns its record.
             async fn purge(
+                &self,
                 tx: &mut sqlx::Transaction<'_, $db>,
                 app: &AppId,
             ) -> Result<Option<AppRecord>, StoreError> {
@@ -161,6 +168,7 @@ macro_rules! sql_store {
                 ] {
                     sqlx::query(statement).bind(&app.0).execute(&mut **tx).await.map_err(sql::unavailable)?;
                 }
+                self.changed(tx, app).await?;
                 Ok(Some(record))
             }
 
@@ -194,6 +202,7 @@ macro_rules! sql_store {
             async fn put_app(&self, app: &AppRecord) -> Result<(), StoreError> {
                 let mut tx = self.pool.begin().await.map_err(sql::unavailable)?;
                 Self::insert_app(&mut tx, app).await?;
+                self.changed(&mut tx, &app.id).await?;
                 tx.commit().await.map_err(sql::unavailable)
             }
 
@@ -250,6 +259,7 @@ macro_rules! sql_store {
                 let removed = done.rows_affected() == 1;
                 if removed {
                     Self::audit(&mut tx, at, actor, app, AuditAction::ViewerRemoved, email).await?;
+                    self.changed(&mut tx, app).await?;
                 }
                 tx.commit().await.map_err(sql::unavailable)?;
                 Ok(removed)
@@ -266,14 +276,14 @@ macro_rules! sql_store {
                 Ok(emails)
             }
 
-            async fn is_viewer(&self, app: &AppId, email: &Email) -> Result<bool, StoreError> {
-                let row = sqlx::query("SELECT 1 FROM viewers WHERE app_id = $1 AND email = $2")
+            async fn grant(&self, app: &AppId, email: &Email) -> Result<Option<GrantId>, StoreError> {
+                let id: Option<i64> = sqlx::query_scalar("SELECT id FROM viewers WHERE app_id = $1 AND email = $2")
                     .bind(&app.0)
                     .bind(email.as_str())
                     .fetch_optional(&self.pool)
                     .await
                     .map_err(sql::unavailable)?;
-                Ok(row.is_some())
+                id.map(|id| sql::to_u64(id, "grant id").map(GrantId)).transpose()
             }
 
             async fn audit_log(&self) -> Result<Vec<AuditEvent>, StoreError> {
@@ -302,17 +312,17 @@ macro_rules! sql_store {
                 // Issues for one (app, address) queue on the lock: the count below cannot go
                 // stale before the insert, and a grant removed meanwhile is seen as removed.
                 let mut tx = self.begin_then_lock().await?;
-                let invited =
-                    sqlx::query(concat!("SELECT 1 FROM viewers WHERE app_id = $1 AND email = $2", $for_update))
+                let grant: Option<i64> =
+                    sqlx::query_scalar(concat!("SELECT id FROM viewers WHERE app_id = $1 AND email = $2", $for_update))
                         .bind(&link.app.0)
                         .bind(link.email.as_str())
                         .fetch_optional(&mut *tx)
                         .await
                         .map_err(sql::unavailable)?;
-                if invited.is_none() {
+                let Some(grant) = grant else {
                     tx.rollback().await.map_err(sql::unavailable)?;
                     return Ok(IssueOutcome::NotInvited);
-                }
+                };
                 let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
                     "SELECT COUNT(*), MIN(issued_at) FROM links WHERE app_id = $1 AND email = $2 AND issued_at > $3",
                 )
@@ -328,14 +338,15 @@ macro_rules! sql_store {
                     return Ok(IssueOutcome::RateLimited { retry_at: oldest.plus(limit.window) });
                 }
                 sqlx::query(
-                    "INSERT INTO links (hash, app_id, email, issued_at, expires_at, used_at)
-                     VALUES ($1, $2, $3, $4, $5, NULL)",
+                    "INSERT INTO links (hash, app_id, email, issued_at, expires_at, used_at, grant_id)
+                     VALUES ($1, $2, $3, $4, $5, NULL, $6)",
                 )
                 .bind(&link.hash[..])
                 .bind(&link.app.0)
                 .bind(link.email.as_str())
                 .bind(issued_at)
                 .bind(sql::to_i64(link.expires_at.0, "time")?)
+                .bind(grant)
                 .execute(&mut *tx)
                 .await
                 .map_err(sql::unavailable)?;
@@ -347,7 +358,7 @@ macro_rules! sql_store {
 
             async fn link(&self, hash: &[u8; 32]) -> Result<Option<LinkRecord>, StoreError> {
                 let row =
-                    sqlx::query("SELECT app_id, email, issued_at, expires_at, used_at FROM links WHERE hash = $1")
+                    sqlx::query("SELECT app_id, email, issued_at, expires_at, used_at, grant_id FROM links WHERE hash = $1")
                         .bind(&hash[..])
                         .fetch_optional(&self.pool)
                         .await
@@ -357,6 +368,7 @@ macro_rules! sql_store {
                     Ok(Timestamp(sql::to_u64(row.try_get(c).map_err(sql::unavailable)?, "time")?))
                 };
                 let used_at: Option<i64> = row.try_get("used_at").map_err(sql::unavailable)?;
+                let grant: Option<i64> = row.try_get("grant_id").map_err(sql::unavailable)?;
                 Ok(Some(LinkRecord {
                     hash: *hash,
                     app: AppId(row.try_get("app_id").map_err(sql::unavailable)?),
@@ -364,6 +376,7 @@ macro_rules! sql_store {
                     issued_at: time("issued_at")?,
                     expires_at: time("expires_at")?,
                     used_at: used_at.map(|t| sql::to_u64(t, "time").map(Timestamp)).transpose()?,
+                    grant: grant.map(|g| sql::to_u64(g, "grant id").map(GrantId)).transpose()?,
                 }))
             }
 
@@ -375,7 +388,7 @@ macro_rules! sql_store {
                 let row: Option<(String, String)> = sqlx::query_as(
                     "UPDATE links SET used_at = $1
                      WHERE hash = $2 AND used_at IS NULL AND expires_at > $1
-                       AND EXISTS (SELECT 1 FROM viewers v WHERE v.app_id = links.app_id AND v.email = links.email)
+                       AND EXISTS (SELECT 1 FROM viewers v WHERE v.id = links.grant_id)
                      RETURNING app_id, email",
                 )
                 .bind(sql::to_i64(now.0, "time")?)
@@ -395,7 +408,7 @@ macro_rules! sql_store {
 
             async fn delete_app(&self, app: &AppId) -> Result<bool, StoreError> {
                 let mut tx = self.pool.begin().await.map_err(sql::unavailable)?;
-                let Some(r) = Self::purge(&mut tx, app).await? else {
+                let Some(r) = self.purge(&mut tx, app).await? else {
                     tx.rollback().await.map_err(sql::unavailable)?;
                     return Ok(false);
                 };
@@ -427,7 +440,7 @@ macro_rules! sql_store {
                 let mut ids: Vec<AppId> = ids.into_iter().map(AppId).collect();
                 ids.sort();
                 for id in &ids {
-                    Self::purge(&mut tx, id).await?;
+                    self.purge(&mut tx, id).await?;
                 }
                 sqlx::query("DELETE FROM deleted_apps WHERE deployed_by = $1")
                     .bind(by)
@@ -477,6 +490,7 @@ macro_rules! sql_store {
                 if claimed {
                     for (app, viewers) in apps {
                         Self::insert_app(&mut tx, app).await?;
+                        self.changed(&mut tx, &app.id).await?;
                         for email in viewers {
                             if Self::insert_viewer(&mut tx, &app.id, email, at).await? {
                                 Self::audit(&mut tx, at, &Actor::Operator, &app.id, AuditAction::ViewerAdded, email)

@@ -4,77 +4,53 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, Transaction};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Executor as _, Sqlite, Transaction};
 
 use super::sql::{corrupt, sql_store, unavailable};
-use super::{Broadcast, StoreError};
+use super::{Broadcast, FeedEvent, StoreError};
+use tokio::sync::mpsc;
 
-/// Schema version 2 (version 1 without `deliveries`, which the script adds). Every statement is
-/// idempotent, so that processes opening one file at once cannot trip over each other.
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS apps (
-    id          TEXT PRIMARY KEY,
-    owner       TEXT NOT NULL,
-    repo        TEXT NOT NULL,
-    repo_id     INTEGER NOT NULL,
-    branch      TEXT NOT NULL,
-    main_file   TEXT NOT NULL,
-    visibility  TEXT NOT NULL CHECK (visibility IN ('public', 'private')),
-    deployed_by INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS apps_deployed_by ON apps (deployed_by);
-CREATE TABLE IF NOT EXISTS viewers (
-    app_id   TEXT NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
-    email    TEXT NOT NULL,
-    added_at INTEGER NOT NULL,
-    PRIMARY KEY (app_id, email)
-);
-CREATE TABLE IF NOT EXISTS audit (
-    seq    INTEGER PRIMARY KEY AUTOINCREMENT,
-    at     INTEGER NOT NULL,
-    actor  TEXT NOT NULL,
-    app_id TEXT NOT NULL,
-    action TEXT NOT NULL,
-    email  TEXT
-);
-CREATE TABLE IF NOT EXISTS links (
-    hash       BLOB PRIMARY KEY,
-    app_id     TEXT NOT NULL REFERENCES apps (id) ON DELETE CASCADE,
-    email      TEXT NOT NULL,
-    issued_at  INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL,
-    used_at    INTEGER
-);
-CREATE INDEX IF NOT EXISTS links_by_grant ON links (app_id, email, issued_at);
-CREATE TABLE IF NOT EXISTS deleted_apps (
-    owner       TEXT NOT NULL,
-    repo        TEXT NOT NULL,
-    branch      TEXT NOT NULL,
-    main_file   TEXT NOT NULL,
-    deployed_by INTEGER NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS deleted_apps_once ON deleted_apps (owner, repo, branch, main_file, deployed_by);
-CREATE TABLE IF NOT EXISTS deliveries (
-    id      TEXT PRIMARY KEY,
-    seen_at INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS deliveries_seen_at ON deliveries (seen_at);
-INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '2');
-UPDATE meta SET value = '2' WHERE key = 'schema_version' AND value = '1';
-"#;
+/// The migrations, in order: (the schema version a file brings the store to, its SQL). The first
+/// is idempotent and runs at every open; each later one runs once, in a write transaction, on a
+/// store whose version is the one before it. Append only.
+const MIGRATIONS: &[(u32, &str)] = &[
+    (2, include_str!("../../migrations/sqlite/0002_initial.sql")),
+    (3, include_str!("../../migrations/sqlite/0003_grant_ids.sql")),
+];
 
 /// The schema version this build reads and writes.
-const SCHEMA_VERSION: &str = "2";
+const SCHEMA_VERSION: u32 = 3;
+
+/// How often a subscriber reads the change log.
+const POLL: Duration = Duration::from_millis(100);
+
+/// How long the change log keeps a change (default). A subscriber that has not read it by then
+/// finds the log pruned past its position and forgets everything it cached.
+const CHANGE_RETENTION: Duration = Duration::from_secs(600);
+
+/// Most changes read in one poll.
+const PER_POLL: i64 = 1000;
 
 /// A store in one SQLite file (created if absent). Safe to share between threads and between
 /// processes: writes are serialized by SQLite, and every method is one transaction, which every
 /// path ends explicitly (a dropped transaction would keep the write lock until its connection
 /// is reused).
+///
+/// # The change log
+///
+/// Every change to an app or a grant, and every [`publish`](super::Store::publish)ed
+/// invalidation, is written to a change log in the transaction that makes it. Each
+/// [`subscribe`](super::Store::subscribe)r, in this process or another, reads the log every
+/// 100 ms, so that `ghauthz viewers remove --db FILE` reaches a service running on the same file
+/// within that. The log keeps a change for 10 minutes ([`SqliteStore::change_retention`]); a
+/// subscriber that falls further behind hears [`FeedEvent::Lost`] and starts again from the end.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    retention: Duration,
 }
 
 impl SqliteStore {
@@ -102,15 +78,15 @@ impl SqliteStore {
 
     async fn connect(opts: SqliteConnectOptions) -> Result<SqliteStore, StoreError> {
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await.map_err(unavailable)?;
-        sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(unavailable)?;
-        let version: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'schema_version'")
-            .fetch_optional(&pool)
-            .await
-            .map_err(unavailable)?;
-        match version.as_deref() {
-            Some(SCHEMA_VERSION) => Ok(SqliteStore { pool }),
-            other => Err(corrupt(format!("schema version {other:?}: this build reads version {SCHEMA_VERSION}"))),
-        }
+        migrate(&pool).await?;
+        Ok(SqliteStore { pool, retention: CHANGE_RETENTION })
+    }
+
+    /// How long the change log keeps a change before a subscriber that has not read it must
+    /// forget everything (default 10 minutes).
+    pub fn change_retention(mut self, keep: Duration) -> Self {
+        self.retention = keep;
+        self
     }
 
     /// Closes the pool (waits for connections to be returned).
@@ -118,9 +94,183 @@ impl SqliteStore {
         self.pool.close().await;
     }
 
-    /// A store in one file belongs to one machine: there are no other replicas to tell.
-    async fn announce(&self, _tx: &mut Transaction<'_, Sqlite>, _broadcast: &Broadcast) -> Result<(), StoreError> {
+    /// Appends `b` to the change log inside `tx`, and prunes what is older than the retention.
+    async fn announce(&self, tx: &mut Transaction<'_, Sqlite>, b: &Broadcast) -> Result<(), StoreError> {
+        let now = wall_ms();
+        let body = serde_json::to_string(b).map_err(|e| corrupt(e.to_string()))?;
+        let cutoff = now.saturating_sub(i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX));
+        let pruned: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM changes WHERE at < $1")
+            .bind(cutoff)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(unavailable)?;
+        if let Some(through) = pruned {
+            sqlx::query("DELETE FROM changes WHERE seq <= $1")
+                .bind(through)
+                .execute(&mut **tx)
+                .await
+                .map_err(unavailable)?;
+            sqlx::query("UPDATE meta SET value = $1 WHERE key = 'changes_pruned_through'")
+                .bind(through.to_string())
+                .execute(&mut **tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        sqlx::query("INSERT INTO changes (at, body) VALUES ($1, $2)")
+            .bind(now)
+            .bind(body)
+            .execute(&mut **tx)
+            .await
+            .map_err(unavailable)?;
         Ok(())
+    }
+}
+
+fn wall_ms() -> i64 {
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+/// Brings the store to [`SCHEMA_VERSION`]: the idempotent first script, then each later
+/// migration once, under SQLite's write lock (`BEGIN IMMEDIATE`), so that processes opening one
+/// file at once apply each exactly once.
+async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
+    let (first, later) = MIGRATIONS.split_first().ok_or_else(|| corrupt("no migrations"))?;
+    sqlx::raw_sql(first.1).execute(pool).await.map_err(unavailable)?;
+    let mut conn = pool.acquire().await.map_err(unavailable)?;
+    conn.execute("BEGIN IMMEDIATE").await.map_err(unavailable)?;
+    let applied = apply_migrations(&mut conn, later).await;
+    let end = if applied.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    let ended = conn.execute(end).await.map_err(unavailable);
+    if ended.is_err() {
+        // Never hand a connection in an unknown transaction state back to the pool.
+        conn.detach();
+    }
+    applied.and(ended.map(|_| ()))
+}
+
+/// Applies, on `conn` (inside its write transaction), each migration after the store's version.
+async fn apply_migrations(conn: &mut SqliteConnection, later: &[(u32, &str)]) -> Result<(), StoreError> {
+    let version: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'schema_version'")
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+    let mut version = version.as_deref().and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
+    for &(to, sql) in later {
+        if to <= version {
+            continue;
+        }
+        if to != version + 1 {
+            break;
+        }
+        conn.execute(sql).await.map_err(unavailable)?;
+        sqlx::query("UPDATE meta SET value = $1 WHERE key = 'schema_version'")
+            .bind(to.to_string())
+            .execute(&mut *conn)
+            .await
+            .map_err(unavailable)?;
+        version = to;
+    }
+    if version == SCHEMA_VERSION {
+        Ok(())
+    } else {
+        Err(corrupt(format!("schema version {version}: this build reads version {SCHEMA_VERSION}")))
+    }
+}
+
+/// What one read of the change log found.
+enum Read {
+    /// Where the log ends now: the subscriber starts there.
+    Start(i64),
+    /// Changes after the subscriber's position, in order.
+    Rows(Vec<(i64, String)>),
+    /// The log was pruned past the subscriber's position.
+    Behind,
+}
+
+/// Reads the log after `pos` (or where it ends, for `None`), in one read transaction.
+async fn read_log(pool: &SqlitePool, pos: Option<i64>) -> Result<Read, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let pruned: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'changes_pruned_through'")
+        .fetch_optional(&mut *tx)
+        .await?;
+    let pruned = pruned.and_then(|p| p.parse::<i64>().ok()).unwrap_or(0);
+    let read = match pos {
+        None => {
+            let end: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM changes").fetch_one(&mut *tx).await?;
+            Read::Start(end.unwrap_or(0).max(pruned))
+        }
+        Some(pos) if pruned > pos => Read::Behind,
+        Some(pos) => Read::Rows(
+            sqlx::query_as("SELECT seq, body FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2")
+                .bind(pos)
+                .bind(PER_POLL)
+                .fetch_all(&mut *tx)
+                .await?,
+        ),
+    };
+    tx.rollback().await?;
+    Ok(read)
+}
+
+/// The subscriber's loop: every [`POLL`], read the log after its position and pass each change
+/// on. It says [`FeedEvent::Listening`] once it knows where the log ends, [`FeedEvent::Lost`]
+/// when a read fails, the log was pruned past its position, or a row cannot be read, and then
+/// starts again from the end. Ends when the receiver is dropped or the pool is closed.
+async fn follow_log(pool: SqlitePool, tx: mpsc::Sender<FeedEvent>) {
+    let mut pos: Option<i64> = None;
+    let mut tick = tokio::time::interval(POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = tx.closed() => return,
+        }
+        if pool.is_closed() {
+            return;
+        }
+        let events = match read_log(&pool, pos).await {
+            Ok(Read::Start(end)) => {
+                pos = Some(end);
+                vec![FeedEvent::Listening]
+            }
+            Ok(Read::Rows(rows)) => {
+                let mut events = Vec::with_capacity(rows.len());
+                for (seq, body) in rows {
+                    match serde_json::from_str::<Broadcast>(&body) {
+                        Ok(b) => {
+                            events.push(FeedEvent::Broadcast(b));
+                            pos = Some(seq);
+                        }
+                        Err(e) => {
+                            // A newer format, or a row written by someone else: what it changes is
+                            // unknown, so forget everything and start again from the end.
+                            tracing::warn!(error = %e, "change log: unreadable row");
+                            events.push(FeedEvent::Lost);
+                            pos = None;
+                            break;
+                        }
+                    }
+                }
+                events
+            }
+            Ok(Read::Behind) => {
+                tracing::warn!("change log: pruned past this subscriber's position");
+                pos = None;
+                vec![FeedEvent::Lost]
+            }
+            Err(e) if pos.is_some() => {
+                tracing::warn!(error = %e, "change log: cannot read");
+                pos = None;
+                vec![FeedEvent::Lost]
+            }
+            Err(_) => Vec::new(),
+        };
+        for event in events {
+            if tx.send(event).await.is_err() {
+                return;
+            }
+        }
     }
 }
 
@@ -132,5 +282,17 @@ sql_store! {
     // A transaction that reads before it writes takes the write lock first, so that what it
     // read cannot go stale before its write.
     write_lock: Some("UPDATE meta SET value = value WHERE key = 'schema_version'"),
-    extra: {}
+    extra: {
+        async fn publish(&self, broadcast: &Broadcast) -> Result<(), StoreError> {
+            let mut tx = self.pool.begin().await.map_err(unavailable)?;
+            self.announce(&mut tx, broadcast).await?;
+            tx.commit().await.map_err(unavailable)
+        }
+
+        fn subscribe(&self) -> Option<mpsc::Receiver<FeedEvent>> {
+            let (tx, rx) = mpsc::channel(1024);
+            tokio::spawn(follow_log(self.pool.clone(), tx));
+            Some(rx)
+        }
+    }
 }

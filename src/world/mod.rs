@@ -849,15 +849,28 @@ pub async fn explain(
     principals: &[crate::authorizer::Principal],
     viewers: &[Email],
 ) -> Vec<ExplainRow> {
-    use crate::authorizer::Principal;
     use crate::policy::Capability;
-    use crate::viewer::Session;
     let mut rows = Vec::new();
     for app in apps {
-        let assumed = viewers
-            .iter()
-            .map(|email| Principal::Viewer(Session::assumed(app.id().clone(), email.clone(), Timestamp(u64::MAX))));
-        for p in principals.iter().cloned().chain(assumed) {
+        let mut assumed = Vec::with_capacity(viewers.len());
+        for email in viewers {
+            assumed.push(authz.assumed_viewer(app.id(), email).await.map_err(|e| (format!("viewer:{email}"), e)));
+        }
+        for p in principals.iter().cloned().map(Ok).chain(assumed) {
+            let p = match p {
+                Ok(p) => p,
+                Err((label, e)) => {
+                    for cap in Capability::ALL {
+                        rows.push(ExplainRow {
+                            app: app.id().clone(),
+                            principal: label.clone(),
+                            action: cap,
+                            result: Err(e.clone()),
+                        });
+                    }
+                    continue;
+                }
+            };
             for cap in Capability::ALL {
                 let result = authz.check(&p, app, cap).await;
                 rows.push(ExplainRow { app: app.id().clone(), principal: p.label(), action: cap, result });

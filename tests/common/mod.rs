@@ -55,6 +55,23 @@ pub async fn wait_until(what: &str, limit: std::time::Duration, mut cond: impl F
     start.elapsed()
 }
 
+/// Waits until `cond` (async) holds, checking every 5 ms; fails the test after `limit`. Returns
+/// how long it took.
+pub async fn wait_until_async<F: std::future::Future<Output = bool>>(
+    what: &str,
+    limit: std::time::Duration,
+    mut cond: impl FnMut() -> F,
+) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    loop {
+        if cond().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 /// Checks again and again while the check fails *unavailable* (any other failure fails the
 /// test), for at most `limit`; the first decision.
 pub async fn check_until_available(

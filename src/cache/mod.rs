@@ -1,4 +1,5 @@
-//! The permission cache.
+//! The cache: GitHub facts (this module), apps and grants ([`records`]), verified sessions
+//! ([`sessions`]).
 //!
 //! moka owns capacity, real-time expiry and per-key coalesced loading. Freshness is judged on
 //! the injected clock from the moment GitHub last confirmed a fact. Hits are served from a
@@ -21,15 +22,28 @@ use crate::clock::Timestamp;
 use crate::decision::Fact;
 use crate::ids::{OwnerId, RepoId, UserId};
 
-/// Lifetimes and bounds of the permission cache.
+mod records;
+mod sessions;
+
+pub(crate) use records::Records;
+pub(crate) use sessions::Sessions;
+
+/// Lifetimes and bounds of the cache.
 ///
 /// # Staleness
 ///
-/// A fact is served for at most `role_ttl` (a role) or `no_role_ttl` (no role, a replaced or
-/// missing repository) from the moment GitHub last confirmed it, counted on the authorizer's
-/// clock. Reading an entry never extends its life. A `deploy` or `delete` check never rests on a
-/// fact older than `strict_max_age`: an older entry is revalidated first. Revalidation is a
-/// conditional request (`If-None-Match`); a 304 renews the fact without spending rate limit.
+/// | what | served at most | forgotten at once on |
+/// |---|---|---|
+/// | a GitHub role | `role_ttl` (5 min) after GitHub confirmed it; `deploy`/`delete`: `strict_max_age` (60 s) | an [`Invalidation`] that matches it (webhooks, [`Authorizer::invalidate`](crate::Authorizer::invalidate)) |
+/// | no role, a missing or replaced repository | `no_role_ttl` (1 min) | the same |
+/// | an app record, a viewer grant | `record_ttl` (5 min) after it was read, and only while the store's change feed is heard | a change to the app or its grants, here or on any authorizer sharing the store (Postgres: milliseconds; SQLite: within 100 ms) |
+/// | a verified session | until its `exp` | new session keys |
+///
+/// Lifetimes are counted on the authorizer's clock from the moment the fact was confirmed;
+/// reading an entry never extends its life. Revalidation is a conditional request
+/// (`If-None-Match`); a 304 renews the fact without spending rate limit. A check made with
+/// [`Consistency::Fresh`](crate::Consistency::Fresh) uses none of the cache: it reads the store,
+/// verifies the session, and revalidates the GitHub fact first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheConfig {
     /// Lifetime of "has a role". Default 5 minutes.
@@ -46,6 +60,11 @@ pub struct CacheConfig {
     /// How long a key is left alone after GitHub failed on it without saying when to come back.
     /// Default 5 s.
     pub error_backoff: Duration,
+    /// Longest an app record or a viewer grant read from the store is served, even while the
+    /// change feed says nothing changed. Default 5 minutes.
+    pub record_ttl: Duration,
+    /// Most verified sessions remembered. Default 100,000.
+    pub session_capacity: u64,
 }
 
 impl Default for CacheConfig {
@@ -57,16 +76,46 @@ impl Default for CacheConfig {
             capacity: 200_000,
             keep_for_revalidation: Duration::from_secs(600),
             error_backoff: Duration::from_secs(5),
+            record_ttl: Duration::from_secs(300),
+            session_capacity: 100_000,
         }
     }
+}
+
+/// How old the facts a check rests on may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Consistency {
+    /// Within the cache's bounds ([`CacheConfig`]'s `# Staleness`): the default.
+    #[default]
+    Cached,
+    /// Nothing from the cache: the app and the grant are read from the store, a session token is
+    /// verified in full, and the GitHub fact is revalidated (a conditional request) first, as
+    /// SpiceDB's `fully_consistent` and OpenFGA's `HIGHER_CONSISTENCY` do.
+    Fresh,
+}
+
+/// How old a cached fact a check accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Age {
+    /// Its lifetime.
+    Ordinary,
+    /// At most `strict_max_age` (`deploy`, `delete`).
+    Strict,
+    /// None: revalidate first.
+    Fresh,
 }
 
 impl CacheConfig {
     /// The oldest fact `strict` (deploy/delete) or ordinary checks accept: a positive fact (a
     /// role; a repository found) lives `role_ttl`, a negative one `no_role_ttl`.
-    pub(crate) fn max_age(&self, positive: bool, strict: bool) -> Duration {
+    pub(crate) fn max_age(&self, positive: bool, age: Age) -> Duration {
         let ttl = if positive { self.role_ttl } else { self.no_role_ttl };
-        if strict { ttl.min(self.strict_max_age) } else { ttl }
+        match age {
+            Age::Ordinary => ttl,
+            Age::Strict => ttl.min(self.strict_max_age),
+            Age::Fresh => Duration::ZERO,
+        }
     }
 }
 
@@ -169,8 +218,12 @@ pub struct CacheStats {
     pub entries: u64,
     /// Messages of invalidations received from other replicas.
     pub invalidations_received: u64,
-    /// Times the replica feed started, dropped or came back, each of which forgot everything.
+    /// Times the store's change feed started, dropped or came back, each of which forgot
+    /// everything.
     pub resyncs: u64,
+    /// Whether the store's change feed is heard now, so that apps and grants are served from
+    /// memory (never, for a store without a feed).
+    pub feed_listening: bool,
 }
 
 /// Key of the permission cache: (GitHub user id, repository id), never a joined string.

@@ -1,0 +1,148 @@
+//! Apps and viewer grants, served from memory while the store's change feed is heard.
+//!
+//! # Staleness
+//!
+//! An app record or a grant is served only while the authorizer hears its store's change feed
+//! ([`FeedEvent::Listening`](crate::store::FeedEvent::Listening) and no
+//! [`Lost`](crate::store::FeedEvent::Lost) since), and for at most the record lifetime
+//! ([`CacheConfig::record_ttl`](crate::CacheConfig::record_ttl), 5 minutes by default) after
+//! it was read from the store. A change made through this authorizer is applied here before the
+//! call that made it returns; a change made elsewhere is applied when the feed brings it (Postgres
+//! `NOTIFY`: milliseconds; the SQLite change log: within 100 ms, its polling interval). While the
+//! feed is down nothing here is served: every check reads the store.
+//!
+//! # Concurrent calls
+//!
+//! A load that read the store before a change was applied never leaves its result behind: every
+//! change bumps an epoch, and a load that finds the epoch moved after inserting removes what it
+//! inserted. A grant is remembered with the stamp of the app entry it was checked under, taken
+//! before the store was read, so forgetting the app forgets its grants.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use rustc_hash::FxBuildHasher;
+
+use crate::clock::Timestamp;
+use crate::ids::{App, AppId, GrantId};
+
+/// An app record as it was read from the store.
+#[derive(Debug)]
+struct AppEntry {
+    app: App,
+    /// Unique to this load: grants remembered under it die with it.
+    stamp: u64,
+    /// When the store was read.
+    loaded_at: Timestamp,
+}
+
+/// The cache of apps and grants.
+#[derive(Debug)]
+pub(crate) struct Records {
+    /// Whether the feed is heard: nothing is served otherwise.
+    live: AtomicBool,
+    /// Bumped by every change applied, so that a load can tell it raced one.
+    epoch: AtomicU64,
+    stamps: AtomicU64,
+    apps: papaya::HashMap<AppId, AppEntry>,
+    /// A live grant, with the stamp of the app entry it was checked under.
+    grants: papaya::HashMap<GrantId, u64, FxBuildHasher>,
+    capacity: usize,
+    ttl: std::time::Duration,
+}
+
+impl Records {
+    /// A cache of at most `capacity` apps and `capacity` grants, each served `ttl` at most.
+    pub(crate) fn new(capacity: u64, ttl: std::time::Duration) -> Self {
+        Self {
+            live: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
+            stamps: AtomicU64::new(1),
+            apps: papaya::HashMap::builder().resize_mode(papaya::ResizeMode::Blocking).build(),
+            grants: papaya::HashMap::builder().hasher(FxBuildHasher).resize_mode(papaya::ResizeMode::Blocking).build(),
+            capacity: usize::try_from(capacity).unwrap_or(usize::MAX).max(1),
+            ttl,
+        }
+    }
+
+    /// Whether the feed is heard (and so whether anything here is served).
+    pub(crate) fn is_live(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// Runs `f` on the app and its entry's stamp, if it is cached and may be served at `now`.
+    pub(crate) fn with_app<R>(&self, id: &AppId, now: Timestamp, f: impl FnOnce(&App, u64) -> R) -> Option<R> {
+        if !self.is_live() {
+            return None;
+        }
+        let apps = self.apps.pin();
+        let entry = apps.get(id)?;
+        (now.since(entry.loaded_at) < self.ttl).then(|| f(&entry.app, entry.stamp))
+    }
+
+    /// Whether `grant` was found live under the app entry stamped `stamp`.
+    pub(crate) fn grant_live(&self, grant: GrantId, stamp: u64) -> bool {
+        self.grants.pin().get(&grant) == Some(&stamp)
+    }
+
+    /// The epoch to pass to [`Records::remember_app`], read before the store is.
+    pub(crate) fn begin(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Remembers an app read from the store after [`Records::begin`] returned `started`, unless a
+    /// change was applied since; returns its stamp if it stays.
+    pub(crate) fn remember_app(&self, app: App, started: u64, now: Timestamp) -> Option<u64> {
+        if !self.is_live() || self.epoch.load(Ordering::SeqCst) != started {
+            return None;
+        }
+        let apps = self.apps.pin();
+        if apps.len() >= self.capacity {
+            apps.clear();
+            self.grants.pin().clear();
+        }
+        let stamp = self.stamps.fetch_add(1, Ordering::Relaxed);
+        let id = app.id().clone();
+        apps.insert(id.clone(), AppEntry { app, stamp, loaded_at: now });
+        if self.epoch.load(Ordering::SeqCst) != started {
+            // A change was applied while this was inserted: it may have missed the insert.
+            apps.remove_if(&id, |_, e| e.stamp == stamp).ok();
+            return None;
+        }
+        Some(stamp)
+    }
+
+    /// Remembers that `grant` is live under the app entry stamped `stamp` (taken before the
+    /// store was read).
+    pub(crate) fn remember_grant(&self, grant: GrantId, stamp: u64) {
+        let grants = self.grants.pin();
+        if grants.len() >= self.capacity {
+            grants.clear();
+        }
+        grants.insert(grant, stamp);
+    }
+
+    /// Forgets the app and, with it, its grants.
+    pub(crate) fn forget_app(&self, id: &AppId) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.apps.pin().remove(id);
+    }
+
+    /// Forgets every app and grant.
+    pub(crate) fn forget_all(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.apps.pin().clear();
+        self.grants.pin().clear();
+    }
+
+    /// The feed is heard from now on (`true`), or no longer (`false`); either way, what was
+    /// cached may be stale and is forgotten.
+    pub(crate) fn set_live(&self, live: bool) {
+        if !live {
+            self.live.store(false, Ordering::SeqCst);
+        }
+        self.forget_all();
+        if live {
+            self.live.store(true, Ordering::SeqCst);
+        }
+    }
+}

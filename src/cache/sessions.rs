@@ -1,0 +1,93 @@
+//! Viewer sessions already verified, remembered so that a check from a token string does not
+//! verify its signature again.
+//!
+//! # Security
+//!
+//! An entry is found by a keyed hash of the token (SipHash with keys drawn at random for each
+//! authorizer, so that nobody can aim tokens at one slot) and confirmed by comparing the whole
+//! token in constant time. Only a token that verified is remembered. An entry is never served at
+//! or past the session's `exp`, nor after the session keys change
+//! ([`Authorizer::set_session_keys`](crate::Authorizer::set_session_keys)): a token signed by a
+//! retired key is refused at once. The table holds at most its capacity: when full, expired
+//! entries go, and if that is not enough, all of them.
+
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rustc_hash::FxBuildHasher;
+use subtle::ConstantTimeEq;
+
+use crate::clock::Timestamp;
+use crate::viewer::Session;
+
+/// A verified token and what it says.
+struct Entry {
+    token: Box<[u8]>,
+    session: Session,
+    keys_epoch: u64,
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry").field("token", &"[redacted]").field("session", &self.session).finish()
+    }
+}
+
+/// The verified-session table.
+#[derive(Debug)]
+pub(crate) struct Sessions {
+    hasher: std::hash::RandomState,
+    map: papaya::HashMap<u64, Entry, FxBuildHasher>,
+    /// Bumped whenever the session keys change.
+    keys_epoch: AtomicU64,
+    capacity: usize,
+}
+
+impl Sessions {
+    pub(crate) fn new(capacity: u64) -> Self {
+        Self {
+            hasher: std::hash::RandomState::new(),
+            map: papaya::HashMap::builder().hasher(FxBuildHasher).resize_mode(papaya::ResizeMode::Blocking).build(),
+            keys_epoch: AtomicU64::new(0),
+            capacity: usize::try_from(capacity).unwrap_or(usize::MAX).max(1),
+        }
+    }
+
+    /// Runs `f` on the session `token` verified to, if it is remembered and still valid at `now`.
+    pub(crate) fn with<R>(&self, token: &str, now: Timestamp, f: impl FnOnce(&Session) -> R) -> Option<R> {
+        let key = self.hasher.hash_one(token.as_bytes());
+        let map = self.map.pin();
+        let e = map.get(&key)?;
+        let valid = bool::from(e.token.ct_eq(token.as_bytes()))
+            && e.keys_epoch == self.keys_epoch.load(Ordering::Acquire)
+            && e.session.expires_at() > now;
+        valid.then(|| f(&e.session))
+    }
+
+    /// The epoch to pass to [`Sessions::remember`], read before the token is verified.
+    pub(crate) fn begin(&self) -> u64 {
+        self.keys_epoch.load(Ordering::SeqCst)
+    }
+
+    /// Remembers a token that verified (with the keys of epoch `started`) to `session`.
+    pub(crate) fn remember(&self, token: &str, session: Session, started: u64, now: Timestamp) {
+        if self.keys_epoch.load(Ordering::SeqCst) != started {
+            return;
+        }
+        let key = self.hasher.hash_one(token.as_bytes());
+        let map = self.map.pin();
+        if map.len() >= self.capacity {
+            map.retain(|_, e| e.session.expires_at() > now);
+            if map.len() >= self.capacity {
+                map.clear();
+            }
+        }
+        map.insert(key, Entry { token: token.as_bytes().into(), session, keys_epoch: started });
+    }
+
+    /// The session keys changed: nothing remembered is served again.
+    pub(crate) fn keys_changed(&self) {
+        self.keys_epoch.fetch_add(1, Ordering::SeqCst);
+        self.map.pin().clear();
+    }
+}
