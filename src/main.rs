@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use ghauthz::store::{MemoryStore, PgStore, SqliteStore, Store, StoreError};
 use ghauthz::world::{ExplainRow, MockGithub, World};
 use ghauthz::{
-    App, AppId, Authorizer, Capability, ChangedBy, CheckError, Clock, Decision, GithubError, GoogleError,
+    App, AppId, Authorizer, Capability, ChangedBy, CheckError, Clock, Consistency, Decision, GithubError, GoogleError,
     GoogleSignInError, IssuedSession, LinkError, ManageError, ManualClock, Policy, Principal, Reason, SessionConfig,
     SessionError, SessionKeys, SystemClock, Timestamp, UnavailableCause, WebhookError, WebhookOutcome, WebhookSecret,
 };
@@ -247,6 +247,9 @@ struct CheckArgs {
     /// A Google ID token: `google sign-in` and the check in one command.
     #[arg(long, value_name = "TOKEN")]
     google_id_token: Option<String>,
+    /// Rest on nothing cached: read the store and revalidate the GitHub fact first.
+    #[arg(long)]
+    fresh: bool,
 }
 
 #[derive(Debug, Args)]
@@ -603,20 +606,32 @@ async fn check(ctx: &WorldCtx, args: &CheckArgs) -> Outcome {
         }
         Err(e) => return e,
     };
-    decide(&ctx.authz, &principal, &AppId(args.app.clone()), args.action).await
+    decide(&ctx.authz, &principal, &AppId(args.app.clone()), args.action, consistency(args)).await
+}
+
+fn consistency(args: &CheckArgs) -> Consistency {
+    if args.fresh { Consistency::Fresh } else { Consistency::Cached }
 }
 
 /// `check --google-id-token`: sign in, then check with the session.
 async fn check_google(ctx: &WorldCtx, args: &CheckArgs, id_token: &str) -> Outcome {
     let app = AppId(args.app.clone());
     match ctx.authz.google_sign_in(&app, id_token).await {
-        Ok(issued) => decide(&ctx.authz, &Principal::Viewer(issued.session), &app, args.action).await,
+        Ok(issued) => {
+            decide(&ctx.authz, &Principal::Viewer(issued.session), &app, args.action, consistency(args)).await
+        }
         Err(e) => google_error(&e),
     }
 }
 
-async fn decide(authz: &Authorizer, principal: &Principal, app: &AppId, cap: Capability) -> Outcome {
-    match authz.check_app(principal, app, cap).await {
+async fn decide(
+    authz: &Authorizer,
+    principal: &Principal,
+    app: &AppId,
+    cap: Capability,
+    consistency: Consistency,
+) -> Outcome {
+    match authz.check_app_with(principal, app, cap, consistency).await {
         Ok(d) => {
             let exit = if d.is_allowed() { Exit::Done } else { Exit::Denied };
             Outcome::json(exit, &decision_json(&app.0, cap, &principal.label(), &d))

@@ -711,3 +711,93 @@ fn a_postgres_db_is_shared_by_processes() {
     ]);
     assert_eq!((r.code, r.json()["error"].as_str()), (3, Some("store_unavailable")), "{}", r.stdout);
 }
+
+/// A service running on an SQLite file hears a `viewers remove` made by another process on the
+/// same file (through the file's change log) and denies the removed viewer within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_removed_by_another_process_is_denied_by_a_running_service_within_a_second() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use ghauthz::store::Store as _;
+    use ghauthz::{AppId, Authorizer, Capability, Clock as _, ManualClock, Source};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ghauthz.db");
+    let world_file = world("acme.toml");
+    let w = common::fixture("acme.toml");
+    let clock = ManualClock::new(w.now().unwrap());
+    let mock = ghauthz::world::MockGithub::start_with_clock(w.clone(), Arc::new(clock.clone())).await.unwrap();
+    let store = ghauthz::store::SqliteStore::open(&db).await.unwrap();
+    store.seed_once(&w.app_records(), clock.now()).await.unwrap();
+    let service =
+        Authorizer::builder(mock.github_config()).clock(Arc::new(clock)).store(Arc::new(store)).build().unwrap();
+    common::wait_until("the service follows the file's change log", Duration::from_secs(5), || {
+        service.stats().feed_listening
+    })
+    .await;
+    let dash = AppId("dash".into());
+    let link = service.issue_link(&dash, "dana@example.com").await.unwrap();
+    let session = service.redeem_link(link.token.expose_secret(), None).await.unwrap().token.expose_secret().to_owned();
+    for source in [Source::Store, Source::Cache] {
+        let d = service.check_session(&session, &dash, Capability::View).await.unwrap();
+        assert_eq!((d.is_allowed(), d.source()), (true, source));
+    }
+
+    let keys = dir.path().join("keys.json").display().to_string();
+    let db_arg = db.display().to_string();
+    let r = tokio::task::spawn_blocking(move || {
+        ghauthz(&[
+            "viewers",
+            "remove",
+            "--world",
+            &world_file,
+            "--db",
+            &db_arg,
+            "--keys",
+            &keys,
+            "--app",
+            "dash",
+            "--email",
+            "dana@example.com",
+        ])
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(r.json()["removed"], true);
+    let waited = common::wait_until_async("the service denies the removed viewer", Duration::from_secs(1), || async {
+        !service.check_session(&session, &dash, Capability::View).await.unwrap().is_allowed()
+    })
+    .await;
+    eprintln!("denied {waited:?} after the other process's removal returned");
+}
+
+#[test]
+fn check_fresh_reads_the_store_and_asks_github() {
+    let r = ghauthz(&[
+        "check",
+        "--world",
+        &world("acme.toml"),
+        "--app",
+        "dash",
+        "--action",
+        "view",
+        "--github-user",
+        "erin",
+        "--fresh",
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!((r.json()["decision"].as_str(), r.json()["source"].as_str()), (Some("allow"), Some("github")));
+    let r = ghauthz(&[
+        "check",
+        "--world",
+        &world("acme.toml"),
+        "--app",
+        "ghost",
+        "--action",
+        "view",
+        "--anonymous",
+        "--fresh",
+    ]);
+    assert_eq!((r.code, r.json()["reason"]["kind"].as_str()), (2, Some("unknown_app")));
+}

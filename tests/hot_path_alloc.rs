@@ -45,4 +45,39 @@ fn a_cache_hit_allocates_nothing() {
 
     assert_eq!(sync_blocks, 0, "check_cached allocated on a hit");
     assert_eq!(few, many, "check allocated per hit ({few} blocks for 10 hits, {many} for 5000)");
+
+    // The request path: an app id with a GitHub user, and an app id with a session token.
+    let env = rt.block_on(common::viewers_on(std::sync::Arc::new(ghauthz::store::MemoryStore::new())));
+    let (a, dash) = (&env.authz, ghauthz::AppId("dash".into()));
+    let carol = ghauthz::Principal::github(env.world.user("carol").unwrap());
+    let token = rt.block_on(async {
+        let link = a.issue_link(&dash, "dana@example.com").await.unwrap();
+        let token = a.redeem_link(link.token.expose_secret(), None).await.unwrap().token.expose_secret().to_owned();
+        for _ in 0..2 {
+            assert!(a.check_app(&carol, &dash, Capability::Edit).await.unwrap().is_allowed());
+            assert!(a.check_session(&token, &dash, Capability::View).await.unwrap().is_allowed());
+        }
+        token
+    });
+    let before = dhat::HeapStats::get();
+    for _ in 0..1000 {
+        let by_id = a.check_app_cached(black_box(&carol), black_box(&dash), Capability::Edit).unwrap();
+        assert_eq!(by_id.source(), ghauthz::Source::Cache);
+        let viewer = a.check_session_cached(black_box(&token), black_box(&dash), Capability::View).unwrap();
+        assert!(viewer.is_allowed());
+    }
+    let request_path_blocks = dhat::HeapStats::get().total_blocks - before.total_blocks;
+    let async_blocks = |hits: usize| {
+        let before = dhat::HeapStats::get();
+        rt.block_on(async {
+            for _ in 0..hits {
+                black_box(a.check_app(&carol, &dash, Capability::Edit).await.unwrap());
+                black_box(a.check_session(&token, &dash, Capability::View).await.unwrap());
+            }
+        });
+        dhat::HeapStats::get().total_blocks - before.total_blocks
+    };
+    let (few, many) = (async_blocks(10), async_blocks(5000));
+    assert_eq!(request_path_blocks, 0, "a check by app id or from a session token allocated on a hit");
+    assert_eq!(few, many, "check_app or check_session allocated per hit ({few} blocks for 10 hits, {many} for 5000)");
 }

@@ -478,3 +478,70 @@ async fn a_store_call_that_does_not_answer_is_unavailable_within_the_bound() {
     held.rollback().await.unwrap();
     assert!(a.check_app(&viewer, &dash(), Capability::View).await.unwrap().is_allowed());
 }
+
+/// Runs `sql` with psql against the test database, as its superuser.
+fn psql(url: &str, sql: &str) {
+    let out =
+        std::process::Command::new("psql").args([url, "-q", "-v", "ON_ERROR_STOP=1", "-c", sql]).output().unwrap();
+    assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A replica whose change feed is cut while its store stays reachable serves no cached app or
+/// grant: a viewer removed on another replica meanwhile is refused at its next check. The feed
+/// is held down by letting its role open no new connection, so the replica stays deaf until the
+/// test lets it listen again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deaf_replica_reads_the_store_at_every_check_until_it_listens_again() {
+    let Some(c) = Cluster::new().await else { return };
+    let url = common::pg_url().unwrap();
+    let schema = c.opts.schema_name().unwrap().to_owned();
+    let database = url.rsplit('/').next().unwrap().split('?').next().unwrap().to_owned();
+    let role = format!("{schema}_deaf");
+    psql(
+        &url,
+        &format!(
+            "CREATE ROLE {role} LOGIN; GRANT CREATE, CONNECT ON DATABASE {database} TO {role}; \
+             GRANT ALL ON SCHEMA {schema} TO {role}; GRANT ALL ON ALL TABLES IN SCHEMA {schema} TO {role}; \
+             GRANT ALL ON ALL SEQUENCES IN SCHEMA {schema} TO {role}"
+        ),
+    );
+    let role_url = url.replacen("://postgres@", &format!("://{role}@"), 1);
+    let opts = PgStoreOptions::new(role_url).schema(schema.as_str()).max_connections(2);
+    let a = c.replica_on(opts, Duration::from_secs(5)).await;
+    let b = c.replica().await;
+    let viewer = dana_signed_in(&b, &a).await;
+    for source in [Source::Store, Source::Cache] {
+        let d = a.check_app(&viewer, &dash(), Capability::View).await.unwrap();
+        assert_eq!((d.is_allowed(), d.source()), (true, source));
+    }
+
+    // The listening connection killed; the role may open no other, so A cannot listen again.
+    psql(
+        &url,
+        &format!(
+            "ALTER ROLE {role} CONNECTION LIMIT 1; SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE usename = '{role}' AND query LIKE 'LISTEN%'"
+        ),
+    );
+    common::wait_until("A hears its feed is lost", Duration::from_secs(5), || !a.stats().feed_listening).await;
+    for _ in 0..2 {
+        let d = a.check_app(&viewer, &dash(), Capability::View).await.unwrap();
+        assert_eq!((d.is_allowed(), d.source()), (true, Source::Store), "deaf: read from the store, not kept");
+    }
+    b.remove_viewer(&ChangedBy::Operator, &dash(), "dana@example.com").await.unwrap();
+    let d = a.check_app(&viewer, &dash(), Capability::View).await.unwrap();
+    assert_eq!((d.is_allowed(), d.reason()), (false, &Reason::NotInvited), "honoured at A's next check");
+    assert!(!a.stats().feed_listening, "A was deaf throughout");
+
+    psql(&url, &format!("ALTER ROLE {role} CONNECTION LIMIT -1"));
+    common::wait_until("A listens again", Duration::from_secs(15), || a.stats().feed_listening).await;
+    assert!(!a.check_app(&viewer, &dash(), Capability::View).await.unwrap().is_allowed());
+    drop(a);
+    psql(
+        &url,
+        &format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'; \
+             DROP OWNED BY {role}; DROP ROLE {role}"
+        ),
+    );
+}

@@ -3,6 +3,7 @@
 #![cfg(all(feature = "world", feature = "sqlite", feature = "postgres"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
+use std::sync::Arc;
 use std::time::Duration;
 
 mod common;
@@ -177,6 +178,176 @@ proptest! {
             let result = same_as_memory(&pg, &ops).await;
             pg.close().await;
             result
+        })?;
+    }
+}
+
+// ---- two cached authorizers over one store ----
+
+#[derive(Debug, Clone)]
+enum Change {
+    Deploy {
+        app: usize,
+        public: bool,
+    },
+    Delete {
+        app: usize,
+        on: usize,
+    },
+    Invite {
+        app: usize,
+        email: usize,
+        on: usize,
+    },
+    Remove {
+        app: usize,
+        email: usize,
+        on: usize,
+    },
+    /// Check every session on every app on authorizer `on`, filling its cache.
+    Check {
+        on: usize,
+    },
+    /// Wait until both authorizers have heard the store's feed, then compare.
+    Drain,
+}
+
+fn change() -> impl Strategy<Value = Change> {
+    prop_oneof![
+        (0..APPS, any::<bool>()).prop_map(|(app, public)| Change::Deploy { app, public }),
+        (0..APPS, 0..2usize).prop_map(|(app, on)| Change::Delete { app, on }),
+        (0..APPS, 0..EMAILS, 0..2usize).prop_map(|(app, email, on)| Change::Invite { app, email, on }),
+        (0..APPS, 0..EMAILS, 0..2usize).prop_map(|(app, email, on)| Change::Remove { app, email, on }),
+        (0..2usize).prop_map(|on| Change::Check { on }),
+        (0..2usize).prop_map(|on| Change::Check { on }),
+        Just(Change::Drain),
+    ]
+}
+
+/// Every session on every app, and nobody on every app, on both authorizers: cached and fresh
+/// decisions must be the same.
+async fn compare(authz: &[ghauthz::Authorizer; 2], tokens: &[String]) -> Result<(), TestCaseError> {
+    use ghauthz::{Capability, Consistency, Principal};
+    for a in authz {
+        for i in 0..APPS {
+            let mut seen = Vec::new();
+            for t in tokens {
+                let cached = a.check_session(t, &app_id(i), Capability::View).await.unwrap();
+                let fresh = a.check_session_with(t, &app_id(i), Capability::View, Consistency::Fresh).await.unwrap();
+                seen.push((cached.is_allowed(), cached.reason().kind(), fresh.is_allowed(), fresh.reason().kind()));
+            }
+            let cached = a.check_app(&Principal::Anonymous, &app_id(i), Capability::View).await.unwrap();
+            let fresh = a
+                .check_app_with(&Principal::Anonymous, &app_id(i), Capability::View, Consistency::Fresh)
+                .await
+                .unwrap();
+            seen.push((cached.is_allowed(), cached.reason().kind(), fresh.is_allowed(), fresh.reason().kind()));
+            for (c, ck, f, fk) in seen {
+                prop_assert_eq!((c, ck), (f, fk), "app{}: cached and fresh disagree", i);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Applies `changes` through two authorizers sharing `store`, with checks in between; at every
+/// drain, and at the end, no cached check of either allows what a fresh read denies (or the
+/// reverse).
+async fn cached_agrees_with_fresh(
+    store: Arc<dyn Store>,
+    changes: &[Change],
+    drain: Duration,
+) -> Result<(), TestCaseError> {
+    use ghauthz::{Authorizer, Capability, ChangedBy, ManualClock, Principal};
+    let world = common::fixture("acme.toml");
+    let clock = ManualClock::new(world.now().unwrap());
+    let mock = ghauthz::world::MockGithub::start_with_clock(world, Arc::new(clock.clone())).await.unwrap();
+    let keys = ghauthz::SessionKeys::generate().unwrap();
+    let build = || {
+        Authorizer::builder(mock.github_config())
+            .clock(Arc::new(clock.clone()))
+            .store(store.clone())
+            .sessions(keys.clone(), ghauthz::SessionConfig::default())
+            .build()
+            .unwrap()
+    };
+    let authz = [build(), build()];
+    common::wait_until("both follow the feed", Duration::from_secs(5), || {
+        authz.iter().all(|a| a.stats().feed_listening)
+    })
+    .await;
+    let mut tokens: Vec<String> = Vec::new();
+    for change in changes {
+        match *change {
+            Change::Deploy { app, public } => {
+                let record = AppRecord {
+                    id: app_id(app),
+                    owner: "acme".into(),
+                    repo: format!("repo{app}"),
+                    repo_id: RepoId(app as u64 + 1),
+                    branch: "main".into(),
+                    main_file: "app.py".into(),
+                    visibility: if public { Visibility::Public } else { Visibility::Private },
+                    deployed_by: UserId(1),
+                };
+                store.put_app(&record).await.unwrap();
+            }
+            Change::Delete { app, on } => {
+                let _ = authz[on].delete_app(&ChangedBy::Operator, &app_id(app)).await;
+            }
+            Change::Invite { app, email: e, on } => {
+                let a = &authz[on];
+                if a.add_viewer(&ChangedBy::Operator, &app_id(app), email(e).as_str()).await.is_ok() {
+                    let link = a.issue_link(&app_id(app), email(e).as_str()).await;
+                    if let Ok(link) = link {
+                        let session = a.redeem_link(link.token.expose_secret(), None).await.unwrap();
+                        tokens.push(session.token.expose_secret().to_owned());
+                    }
+                }
+            }
+            Change::Remove { app, email: e, on } => {
+                let _ = authz[on].remove_viewer(&ChangedBy::Operator, &app_id(app), email(e).as_str()).await;
+            }
+            Change::Check { on } => {
+                for t in &tokens {
+                    for i in 0..APPS {
+                        authz[on].check_session(t, &app_id(i), Capability::View).await.unwrap();
+                    }
+                }
+                for i in 0..APPS {
+                    authz[on].check_app(&Principal::Anonymous, &app_id(i), Capability::View).await.unwrap();
+                }
+            }
+            Change::Drain => {
+                tokio::time::sleep(drain).await;
+                compare(&authz, &tokens).await?;
+            }
+        }
+    }
+    tokio::time::sleep(drain).await;
+    compare(&authz, &tokens).await
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn two_cached_authorizers_on_memory_agree_with_fresh_reads(changes in proptest::collection::vec(change(), 1..40)) {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(cached_agrees_with_fresh(Arc::new(MemoryStore::new()), &changes, Duration::from_millis(5)))?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    #[test]
+    fn two_cached_authorizers_on_sqlite_agree_with_fresh_reads(changes in proptest::collection::vec(change(), 1..30)) {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let sqlite = SqliteStore::open(dir.path().join("db")).await.unwrap();
+            cached_agrees_with_fresh(Arc::new(sqlite), &changes, Duration::from_millis(300)).await
         })?;
     }
 }
