@@ -7,8 +7,8 @@ use std::time::Duration;
 use moka::ops::compute::Op;
 
 use crate::cache::{
-    Age, Backoff, CacheConfig, CacheStats, Consistency, Counters, Epochs, FactCore, Front, Invalidation, PermEntry,
-    PermKey, Records, RepoEntry, Sessions,
+    Age, Backoff, CacheConfig, CacheStats, Consistency, Counters, Epochs, FactCore, Front, InlineFact, Invalidation,
+    PermEntry, PermKey, Records, RepoEntry, Sessions,
 };
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::decision::{Decision, Fact, NoAccessDetail, Outcome, Reason, Source, decide_anonymous, decide_github};
@@ -347,12 +347,15 @@ impl AuthorizerBuilder {
 ///
 /// # Replicas
 ///
-/// Authorizers that share a [`PgStore`](crate::store::PgStore) hear one another's
-/// invalidations through `LISTEN/NOTIFY`, typically within milliseconds. When a replica's
-/// listening connection drops it forgets everything it cached, at once and again once it
-/// listens anew, since it may have missed messages in between; until then it caches as usual,
-/// within the lifetimes of [`CacheConfig`]. Viewer grants and apps are never cached, so a
-/// viewer removed or an app deleted on one replica is refused on every other at its next check.
+/// Authorizers that share a store hear one another's invalidations and every change to apps and
+/// grants through the store's change feed (see [`crate::store`]): a [`PgStore`](crate::store::PgStore)'s
+/// `LISTEN/NOTIFY`, typically within milliseconds; an [`SqliteStore`](crate::store::SqliteStore)'s
+/// change log, within 100 ms, from any process on the file; a shared
+/// [`MemoryStore`](crate::store::MemoryStore) at once. A change made through this authorizer
+/// holds here before the call that made it returns. When the feed drops, the authorizer forgets
+/// everything it cached, at once and again once it listens anew, since it may have missed
+/// messages in between; until then it serves no cached app or grant (it reads the store at every
+/// check) and caches GitHub facts as usual, within the lifetimes of [`CacheConfig`].
 #[derive(Debug, Clone)]
 pub struct Authorizer {
     inner: Arc<Inner>,
@@ -406,6 +409,17 @@ struct HookCounters {
 /// Applies what the store's feed brings, for as long as the authorizer lives. A feed that ends
 /// leaves the authorizer deaf for good: it serves no cached app or grant again.
 async fn follow_feed(inner: Weak<Inner>, mut feed: tokio::sync::mpsc::Receiver<FeedEvent>) {
+    /// Leaves the authorizer deaf however the task ends: returned, cancelled with its runtime, or
+    /// panicked.
+    struct Deaf(Weak<Inner>);
+    impl Drop for Deaf {
+        fn drop(&mut self) {
+            if let Some(inner) = self.0.upgrade() {
+                inner.records.set_live(false);
+            }
+        }
+    }
+    let _deaf = Deaf(inner.clone());
     while let Some(event) = feed.recv().await {
         let Some(inner) = inner.upgrade() else { return };
         match event {
@@ -432,10 +446,7 @@ async fn follow_feed(inner: Weak<Inner>, mut feed: tokio::sync::mpsc::Receiver<F
             }
         }
     }
-    if let Some(inner) = inner.upgrade() {
-        tracing::warn!("change feed ended: apps and grants are read from the store at every check");
-        inner.records.set_live(false);
-    }
+    tracing::warn!("change feed ended: apps and grants are read from the store at every check");
 }
 
 /// A conditional request's outcome.
@@ -671,10 +682,24 @@ impl Authorizer {
         }
         let key = PermKey { user: user.id, repo: app.repo_id() };
         let inner = &*self.inner;
-        inner.front.with(&key, |entry| {
-            inner
-                .usable(&key, entry, app, now, if need.strict { Age::Strict } else { Age::Ordinary })
-                .then(|| inner.decision(entry, app, need, Source::Cache, now))
+        let age = if need.strict { Age::Strict } else { Age::Ordinary };
+        // Read before either look: a slot is believed only if no invalidation came since it was
+        // written, and the front map's entry is copied there stamped with it.
+        let epoch = inner.epochs.current();
+        let inline = inner.front.with_inline(&key, |hit| {
+            let fresh = hit.epoch == epoch
+                && hit.coords_fp == app.coords_fingerprint()
+                && now.since(hit.confirmed_at) < inner.cfg.max_age(matches!(hit.fact, InlineFact::Role(_)), age);
+            fresh.then(|| {
+                let (outcome, reason) = decide_github(need, app.repo_id(), app.visibility(), &hit.fact.fact());
+                Decision::new(outcome, reason, Source::Cache, now.since(hit.confirmed_at))
+            })
+        });
+        if inline.is_some() {
+            return inline;
+        }
+        inner.front.with(&key, epoch, |entry| {
+            inner.usable(&key, entry, app, now, age).then(|| inner.decision(entry, app, need, Source::Cache, now))
         })
     }
 

@@ -56,7 +56,8 @@ pub struct SystemClock;
 #[derive(Debug)]
 struct Anchor {
     clock: quanta::Clock,
-    start: quanta::Instant,
+    /// The counter's raw value at first use.
+    start: u64,
     wall_ms: u64,
 }
 
@@ -71,11 +72,12 @@ impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
         let a = ANCHOR.get_or_init(|| {
             let clock = quanta::Clock::new();
-            let start = clock.now();
+            let start = clock.raw();
             Anchor { clock, start, wall_ms: wall_ms() }
         });
-        let elapsed = a.clock.now().saturating_duration_since(a.start);
-        Timestamp(a.wall_ms.saturating_add(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)))
+        // Raw counter values, scaled once: no `Duration` on the way.
+        let elapsed_ns = a.clock.delta_as_nanos(a.start, a.clock.raw());
+        Timestamp(a.wall_ms.saturating_add(elapsed_ns / 1_000_000))
     }
 }
 

@@ -14,12 +14,18 @@ DROP TABLE viewers;
 ALTER TABLE viewers_v3 RENAME TO viewers;
 
 -- A link needed a live grant when it was issued, so a link issued at or after the current grant
--- was added belongs to it; one issued earlier belongs to a grant that has since ended (NULL:
--- revoked).
+-- was added, and not followed by a removal of that address, belongs to it; any other belongs to
+-- a grant that has since ended (NULL: revoked). The audit log's removals settle a removal and a
+-- re-invitation within one millisecond, or across replicas' clocks.
 ALTER TABLE links ADD COLUMN grant_id INTEGER;
 UPDATE links SET grant_id = (
     SELECT v.id FROM viewers v
     WHERE v.app_id = links.app_id AND v.email = links.email AND links.issued_at >= v.added_at
+      AND NOT EXISTS (
+          SELECT 1 FROM audit a
+          WHERE a.app_id = links.app_id AND a.email = links.email AND a.action = 'viewer_removed'
+            AND a.at >= links.issued_at
+      )
 );
 CREATE INDEX links_grant ON links (grant_id);
 

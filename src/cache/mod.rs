@@ -22,9 +22,11 @@ use crate::clock::Timestamp;
 use crate::decision::Fact;
 use crate::ids::{OwnerId, RepoId, UserId};
 
+mod hits;
 mod records;
 mod sessions;
 
+pub(crate) use hits::{Hit, InlineFact};
 pub(crate) use records::Records;
 pub(crate) use sessions::Sessions;
 
@@ -377,6 +379,8 @@ thread_local! {
 /// once, an undercount beyond.
 pub(crate) struct Front {
     map: papaya::HashMap<PermKey, FactCore, FxBuildHasher>,
+    /// Inline copies of the map's facts, for the first look.
+    table: hits::HitTable,
     hits: Box<[Stripe]>,
 }
 
@@ -398,26 +402,48 @@ impl Front {
                 .capacity(initial)
                 .resize_mode(papaya::ResizeMode::Blocking)
                 .build(),
+            table: hits::HitTable::new(capacity),
             hits: (0..STRIPES).map(|_| Stripe::default()).collect(),
         }
     }
 
-    /// Runs `f` on the entry; counts a hit when `f` answers.
-    pub(crate) fn with<R>(&self, key: &PermKey, f: impl FnOnce(&FactCore) -> Option<R>) -> Option<R> {
-        let answer = self.map.pin().get(key).and_then(f);
+    /// Runs `f` on the inline copy of the key's fact, if the hit table holds one; counts a hit
+    /// when `f` answers.
+    pub(crate) fn with_inline<R>(&self, key: &PermKey, f: impl FnOnce(&Hit) -> Option<R>) -> Option<R> {
+        let answer = self.table.get(key).as_ref().and_then(f);
         if answer.is_some() {
-            let stripe = &self.hits[STRIPE.with(|s| *s)].0;
-            stripe.store(stripe.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            self.count_hit();
         }
         answer
+    }
+
+    /// Runs `f` on the entry; counts a hit when `f` answers. An answered entry whose fact fits
+    /// a word is copied into the hit table, stamped with `epoch` (read before `f` judged it).
+    pub(crate) fn with<R>(&self, key: &PermKey, epoch: u64, f: impl FnOnce(&FactCore) -> Option<R>) -> Option<R> {
+        let map = self.map.pin();
+        let entry = map.get(key)?;
+        let answer = f(entry)?;
+        self.count_hit();
+        if let Some(fact) = InlineFact::of(&entry.fact) {
+            let hit = Hit { coords_fp: entry.coords_fp, confirmed_at: entry.confirmed_at, epoch, fact };
+            self.table.put(key, hit);
+        }
+        Some(answer)
+    }
+
+    fn count_hit(&self) {
+        let stripe = &self.hits[STRIPE.with(|s| *s)].0;
+        stripe.store(stripe.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
 
     pub(crate) fn insert(&self, key: PermKey, entry: FactCore) {
         self.map.pin().insert(key, entry);
     }
 
-    /// Removes the entry if it is still generation `generation` (a newer one stays).
+    /// Removes the entry if it is still generation `generation` (a newer one stays), and the
+    /// key's inline copy whatever it holds.
     pub(crate) fn remove_generation(&self, key: &PermKey, generation: u64) {
+        self.table.remove(key);
         let _ = self.map.pin().remove_if(key, |_, e| e.generation == generation);
     }
 

@@ -13,9 +13,10 @@
 //!
 //! # Concurrent calls
 //!
-//! A load that read the store before a change was applied never leaves its result behind: every
-//! change bumps an epoch, and a load that finds the epoch moved after inserting removes what it
-//! inserted. A grant is remembered with the stamp of the app entry it was checked under, taken
+//! A load that read the store before a change was applied never leaves its result behind, nor
+//! lets it be served for a moment: every change bumps an epoch, and a load inserts its entry
+//! unconfirmed, removes it if it finds the epoch moved, and confirms it (so that it is served)
+//! only otherwise. A grant is remembered with the stamp of the app entry it was checked under, taken
 //! before the store was read, so forgetting the app forgets its grants.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -33,21 +34,34 @@ struct AppEntry {
     stamp: u64,
     /// When the store was read.
     loaded_at: Timestamp,
+    /// Set once the load knows no change was applied while it inserted: only then is it served.
+    confirmed: AtomicBool,
 }
 
 /// The cache of apps and grants.
-#[derive(Debug)]
 pub(crate) struct Records {
     /// Whether the feed is heard: nothing is served otherwise.
     live: AtomicBool,
     /// Bumped by every change applied, so that a load can tell it raced one.
     epoch: AtomicU64,
     stamps: AtomicU64,
-    apps: papaya::HashMap<AppId, AppEntry>,
+    /// Keyed by app id with a hash seeded at random per authorizer (app ids are chosen by whoever
+    /// deploys, so they must not be able to aim them at one another).
+    apps: papaya::HashMap<AppId, AppEntry, foldhash::fast::RandomState>,
     /// A live grant, with the stamp of the app entry it was checked under.
     grants: papaya::HashMap<GrantId, u64, FxBuildHasher>,
     capacity: usize,
     ttl: std::time::Duration,
+}
+
+impl std::fmt::Debug for Records {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Records")
+            .field("live", &self.is_live())
+            .field("apps", &self.apps.len())
+            .field("grants", &self.grants.len())
+            .finish()
+    }
 }
 
 impl Records {
@@ -57,7 +71,10 @@ impl Records {
             live: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
             stamps: AtomicU64::new(1),
-            apps: papaya::HashMap::builder().resize_mode(papaya::ResizeMode::Blocking).build(),
+            apps: papaya::HashMap::builder()
+                .hasher(foldhash::fast::RandomState::default())
+                .resize_mode(papaya::ResizeMode::Blocking)
+                .build(),
             grants: papaya::HashMap::builder().hasher(FxBuildHasher).resize_mode(papaya::ResizeMode::Blocking).build(),
             capacity: usize::try_from(capacity).unwrap_or(usize::MAX).max(1),
             ttl,
@@ -76,7 +93,8 @@ impl Records {
         }
         let apps = self.apps.pin();
         let entry = apps.get(id)?;
-        (now.since(entry.loaded_at) < self.ttl).then(|| f(&entry.app, entry.stamp))
+        let servable = entry.confirmed.load(Ordering::Acquire) && now.since(entry.loaded_at) < self.ttl;
+        servable.then(|| f(&entry.app, entry.stamp))
     }
 
     /// Whether `grant` was found live under the app entry stamped `stamp`.
@@ -102,11 +120,16 @@ impl Records {
         }
         let stamp = self.stamps.fetch_add(1, Ordering::Relaxed);
         let id = app.id().clone();
-        apps.insert(id.clone(), AppEntry { app, stamp, loaded_at: now });
+        apps.insert(id.clone(), AppEntry { app, stamp, loaded_at: now, confirmed: AtomicBool::new(false) });
         if self.epoch.load(Ordering::SeqCst) != started {
             // A change was applied while this was inserted: it may have missed the insert.
             apps.remove_if(&id, |_, e| e.stamp == stamp).ok();
             return None;
+        }
+        // Confirmed only now, so that nobody is served what a change applied meanwhile forgot.
+        // A change applied after the check above removes the entry itself.
+        if let Some(e) = apps.get(&id).filter(|e| e.stamp == stamp) {
+            e.confirmed.store(true, Ordering::Release);
         }
         Some(stamp)
     }

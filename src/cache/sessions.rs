@@ -3,9 +3,9 @@
 //!
 //! # Security
 //!
-//! An entry is found by a keyed hash of the token (SipHash with keys drawn at random for each
-//! authorizer, so that nobody can aim tokens at one slot) and confirmed by comparing the whole
-//! token in constant time. Only a token that verified is remembered. An entry is never served at
+//! An entry is found by a keyed hash of the token's last 64 bytes, which hold its signature
+//! (SipHash with keys drawn at random for each authorizer, so that nobody can aim tokens at one
+//! slot), and confirmed by comparing the whole token in constant time. Only a token that verified is remembered. An entry is never served at
 //! or past the session's `exp`, nor after the session keys change
 //! ([`Authorizer::set_session_keys`](crate::Authorizer::set_session_keys)): a token signed by a
 //! retired key is refused at once. The table holds at most its capacity: when full, expired
@@ -15,7 +15,6 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustc_hash::FxBuildHasher;
-use subtle::ConstantTimeEq;
 
 use crate::clock::Timestamp;
 use crate::viewer::Session;
@@ -34,13 +33,18 @@ impl std::fmt::Debug for Entry {
 }
 
 /// The verified-session table.
-#[derive(Debug)]
 pub(crate) struct Sessions {
     hasher: std::hash::RandomState,
     map: papaya::HashMap<u64, Entry, FxBuildHasher>,
     /// Bumped whenever the session keys change.
     keys_epoch: AtomicU64,
     capacity: usize,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions").field("remembered", &self.map.len()).finish()
+    }
 }
 
 impl Sessions {
@@ -54,11 +58,17 @@ impl Sessions {
     }
 
     /// Runs `f` on the session `token` verified to, if it is remembered and still valid at `now`.
+    /// The slot of `token`: a keyed hash of its tail, where the signature is.
+    fn key(&self, token: &str) -> u64 {
+        let bytes = token.as_bytes();
+        self.hasher.hash_one(&bytes[bytes.len().saturating_sub(64)..])
+    }
+
     pub(crate) fn with<R>(&self, token: &str, now: Timestamp, f: impl FnOnce(&Session) -> R) -> Option<R> {
-        let key = self.hasher.hash_one(token.as_bytes());
+        let key = self.key(token);
         let map = self.map.pin();
         let e = map.get(&key)?;
-        let valid = bool::from(e.token.ct_eq(token.as_bytes()))
+        let valid = constant_time_eq::constant_time_eq(&e.token, token.as_bytes())
             && e.keys_epoch == self.keys_epoch.load(Ordering::Acquire)
             && e.session.expires_at() > now;
         valid.then(|| f(&e.session))
@@ -74,7 +84,7 @@ impl Sessions {
         if self.keys_epoch.load(Ordering::SeqCst) != started {
             return;
         }
-        let key = self.hasher.hash_one(token.as_bytes());
+        let key = self.key(token);
         let map = self.map.pin();
         if map.len() >= self.capacity {
             map.retain(|_, e| e.session.expires_at() > now);

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 
 use super::sql::{corrupt, sql_store, unavailable};
 use super::{Broadcast, Change, FeedEvent, StoreError};
+use crate::cache::Invalidation;
 
 /// The migrations, in order: (version, description, SQL). Append only; never edit one that
 /// shipped (the migrator refuses a database whose applied migration has another checksum).
@@ -231,7 +232,11 @@ impl PgStore {
             let mut payload = serde_json::to_string(&part).map_err(|e| corrupt(e.to_string()))?;
             if payload.len() > MAX_PAYLOAD {
                 // Long app ids: too much for one message, so every subscriber forgets everything.
-                let all = Broadcast { origin: part.origin, ..Broadcast::changes(vec![Change::All]) };
+                let all = Broadcast {
+                    origin: part.origin,
+                    invalidations: if part.invalidations.is_empty() { vec![] } else { vec![Invalidation::All] },
+                    changes: if part.changes.is_empty() { vec![] } else { vec![Change::All] },
+                };
                 payload = serde_json::to_string(&all).map_err(|e| corrupt(e.to_string()))?;
             }
             sqlx::query("SELECT pg_notify($1, $2)")

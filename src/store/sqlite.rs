@@ -234,6 +234,13 @@ async fn follow_log(pool: SqlitePool, tx: mpsc::Sender<FeedEvent>) {
                 pos = Some(end);
                 vec![FeedEvent::Listening]
             }
+            Ok(Read::Rows(rows)) if rows.len() >= PER_POLL as usize => {
+                // Too far behind to catch up within a poll: forget everything and start again
+                // from the end rather than serve what the unread changes may have changed.
+                tracing::warn!("change log: a full page behind; starting again from the end");
+                pos = None;
+                vec![FeedEvent::Lost]
+            }
             Ok(Read::Rows(rows)) => {
                 let mut events = Vec::with_capacity(rows.len());
                 for (seq, body) in rows {
@@ -284,7 +291,8 @@ sql_store! {
     write_lock: Some("UPDATE meta SET value = value WHERE key = 'schema_version'"),
     extra: {
         async fn publish(&self, broadcast: &Broadcast) -> Result<(), StoreError> {
-            let mut tx = self.pool.begin().await.map_err(unavailable)?;
+            // The log is read before it is written: take the write lock first.
+            let mut tx = self.begin_then_lock().await?;
             self.announce(&mut tx, broadcast).await?;
             tx.commit().await.map_err(unavailable)
         }

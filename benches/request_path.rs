@@ -1,0 +1,394 @@
+//! The request path (DESIGN §3, §7): checks by app **id** for a GitHub user and from a viewer's
+//! session **token string**, on the in-memory store, SQLite and Postgres, beside the floor (an
+//! `FxHashMap` lookup of the same keys) and the check with the `App` in hand; and the time from a
+//! viewer removed on one authorizer to another on the same store denying, while a thread keeps
+//! checking.
+//!
+//! Scenario: 1,000 users × 100 repositories (100,000 active (user, repository) pairs, uniform
+//! keys), one app per repository, 10 invited viewers per app, each signed in.
+//!
+//! Run: `cargo bench --features world,sqlite --bench request_path`; with
+//! `GHAUTHZ_TEST_POSTGRES=postgres://...` (and feature `postgres`) Postgres too. The last lines
+//! printed are the medians and the ratios, read back from criterion's own estimates.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "bench code: a failure stops the run")]
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput};
+use ghauthz::store::{IssueLimit, MemoryStore, SqliteStore, Store};
+use ghauthz::world::{MockGithub, World};
+use ghauthz::{
+    App, AppId, Authorizer, CacheConfig, Capability, ChangedBy, Clock as _, LinkConfig, Principal, SessionConfig,
+    SessionKeys,
+};
+use rustc_hash::FxHashMap;
+
+const USERS: usize = 1000;
+const REPOS: usize = 100;
+const VIEWERS: usize = 10;
+const KEYS: usize = 1 << 16;
+/// Viewers removed, one at a time, to time revocation across authorizers.
+const REVOCATIONS: usize = 100;
+
+fn world() -> World {
+    let mut t = String::from("version = 1\nnow = \"2026-11-22T10:00:00Z\"\n");
+    for u in 0..USERS {
+        t += &format!("[[users]]\nid = {}\nlogin = \"u{u}\"\n", 1000 + u);
+    }
+    let members: Vec<String> = (0..USERS).map(|u| format!("\"u{u}\"")).collect();
+    t += &format!(
+        "[[orgs]]\nid = 1\nlogin = \"bench\"\nmembers = [{}]\nbase_permission = \"write\"\n",
+        members.join(",")
+    );
+    for r in 0..REPOS {
+        let viewers: Vec<String> = (0..VIEWERS).map(|v| format!("\"v{v}.a{r}@example.com\"")).collect();
+        t += &format!("[[repos]]\nid = {}\nowner = \"bench\"\nname = \"r{r}\"\nprivate = true\n", 10_000 + r);
+        t += &format!(
+            "[[apps]]\nid = \"a{r}\"\nrepo = \"bench/r{r}\"\nrepo_id = {}\nbranch = \"main\"\nmain_file = \"app.py\"\nvisibility = \"private\"\ndeployed_by = \"u0\"\nviewers = [{}]\n",
+            10_000 + r,
+            viewers.join(",")
+        );
+    }
+    World::from_toml_str(&t, ".").expect("bench world")
+}
+
+/// One store with two authorizers on it, warmed.
+struct OnStore {
+    name: &'static str,
+    authz: Authorizer,
+    other: Authorizer,
+    /// `tokens[r][v]`: viewer `v` of app `r`, signed in.
+    tokens: Vec<Vec<String>>,
+}
+
+struct Fixture {
+    rt: tokio::runtime::Runtime,
+    principals: Vec<Principal>,
+    apps: Vec<App>,
+    ids: Vec<AppId>,
+    keys: Vec<(usize, usize)>,
+    map: FxHashMap<(u64, u64), u8>,
+    stores: Vec<OnStore>,
+    _mock: MockGithub,
+    _dir: tempfile::TempDir,
+}
+
+fn uniform_keys() -> Vec<(usize, usize)> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..KEYS)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ((x % USERS as u64) as usize, ((x >> 32) % REPOS as u64) as usize)
+        })
+        .collect()
+}
+
+fn setup() -> Fixture {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let world = world();
+    let mock = rt.block_on(MockGithub::start(world.clone())).unwrap();
+    let principals: Vec<Principal> =
+        (0..USERS).map(|u| Principal::github(world.user(&format!("u{u}")).unwrap())).collect();
+    let apps: Vec<App> = (0..REPOS).map(|r| world.app(&format!("a{r}")).unwrap()).collect();
+    let ids: Vec<AppId> = apps.iter().map(|a| a.id().clone()).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let mut stores: Vec<(&'static str, Arc<dyn Store>)> = vec![
+        ("memory", Arc::new(MemoryStore::new())),
+        ("sqlite", Arc::new(rt.block_on(SqliteStore::open(dir.path().join("bench.db"))).unwrap())),
+    ];
+    #[cfg(feature = "postgres")]
+    if let Ok(url) = std::env::var("GHAUTHZ_TEST_POSTGRES") {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let opts = ghauthz::store::PgStoreOptions::new(url).schema(format!("bench_{}", nanos % 1_000_000_000));
+        stores.push(("postgres", Arc::new(rt.block_on(ghauthz::store::PgStore::connect_with(opts)).unwrap())));
+    } else {
+        eprintln!("postgres skipped: set GHAUTHZ_TEST_POSTGRES to include it");
+    }
+    let keys_ = SessionKeys::generate().unwrap();
+    // Lifetimes long enough that nothing expires mid-run; the system clock, as in production.
+    let cache = CacheConfig {
+        role_ttl: Duration::from_secs(3600),
+        record_ttl: Duration::from_secs(3600),
+        ..CacheConfig::default()
+    };
+    let links = LinkConfig {
+        issue_limit: IssueLimit { max: u32::MAX, window: Duration::from_secs(1) },
+        ..LinkConfig::default()
+    };
+    let stores = stores
+        .into_iter()
+        .map(|(name, store)| {
+            rt.block_on(store.seed_once(&world.app_records(), ghauthz::SystemClock.now())).unwrap();
+            let build = || {
+                let _rt = rt.enter();
+                Authorizer::builder(mock.github_config())
+                    .cache(cache.clone())
+                    .links(links.clone())
+                    .sessions(keys_.clone(), SessionConfig { ttl: Duration::from_secs(24 * 3600) })
+                    .store(store.clone())
+                    .build()
+                    .unwrap()
+            };
+            let (authz, other) = (build(), build());
+            let started = Instant::now();
+            while !(authz.stats().feed_listening && other.stats().feed_listening) {
+                assert!(started.elapsed() < Duration::from_secs(10), "{name}: not listening");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let tokens = rt.block_on(warm(&authz, &other, &principals, &ids));
+            eprintln!("{name}: warmed in {:?}", started.elapsed());
+            OnStore { name, authz, other, tokens }
+        })
+        .collect();
+    let map = (0..USERS)
+        .flat_map(|u| (0..REPOS).map(move |r| ((1000 + u) as u64, (10_000 + r) as u64)))
+        .map(|k| (k, 1u8))
+        .collect();
+    Fixture { rt, principals, apps, ids, keys: uniform_keys(), map, stores, _mock: mock, _dir: dir }
+}
+
+/// Every (user, app) pair checked by id on `authz`, every viewer signed in and checked on both.
+async fn warm(authz: &Authorizer, other: &Authorizer, principals: &[Principal], ids: &[AppId]) -> Vec<Vec<String>> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for chunk in 0..16 {
+        let (authz, principals, ids) = (authz.clone(), principals.to_vec(), ids.to_vec());
+        tasks.spawn(async move {
+            for u in (chunk..USERS).step_by(16) {
+                for id in &ids {
+                    assert!(authz.check_app(&principals[u], id, Capability::View).await.unwrap().is_allowed());
+                }
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    let mut tokens = Vec::with_capacity(REPOS);
+    for (r, id) in ids.iter().enumerate() {
+        let mut row = Vec::with_capacity(VIEWERS);
+        for v in 0..VIEWERS {
+            let link = authz.issue_link(id, &format!("v{v}.a{r}@example.com")).await.unwrap();
+            let token =
+                authz.redeem_link(link.token.expose_secret(), None).await.unwrap().token.expose_secret().to_owned();
+            for a in [authz, other] {
+                for _ in 0..2 {
+                    assert!(a.check_session(&token, id, Capability::View).await.unwrap().is_allowed());
+                }
+            }
+            row.push(token);
+        }
+        tokens.push(row);
+    }
+    for (u, p) in principals.iter().enumerate() {
+        for (r, id) in ids.iter().enumerate() {
+            assert!(authz.check_app_cached(p, id, Capability::View).is_some(), "({u}, {r}) is a hit");
+        }
+    }
+    tokens
+}
+
+/// `iters` operations on each of `threads` threads at once; the time of the slowest.
+fn on_threads(threads: usize, iters: u64, op: impl Fn(usize) + Sync) -> Duration {
+    let op = &op;
+    let barrier = std::sync::Barrier::new(threads);
+    let barrier = &barrier;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    barrier.wait();
+                    let start = Instant::now();
+                    for i in 0..iters as usize {
+                        op(i.wrapping_mul(7).wrapping_add(t * 9973));
+                    }
+                    start.elapsed()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_default()).max().unwrap_or_default()
+    })
+}
+
+fn benches(c: &mut Criterion, f: &Fixture) {
+    let mut g = c.benchmark_group("request_path");
+    g.measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1)).sample_size(30);
+    let key = |i: usize| f.keys[i % KEYS];
+    for threads in [1usize, 2] {
+        g.throughput(Throughput::Elements(threads as u64));
+        g.bench_function(format!("floor_fxhashmap_{threads}t"), |b| {
+            b.iter_custom(|iters| {
+                on_threads(threads, iters, |i| {
+                    let (u, r) = key(i);
+                    black_box(f.map.get(&((1000 + u) as u64, (10_000 + r) as u64)));
+                })
+            })
+        });
+        let memory = &f.stores[0].authz;
+        g.bench_function(format!("check_cached_app_in_hand_{threads}t"), |b| {
+            b.iter_custom(|iters| {
+                on_threads(threads, iters, |i| {
+                    let (u, r) = key(i);
+                    black_box(memory.check_cached(&f.principals[u], &f.apps[r], Capability::View));
+                })
+            })
+        });
+        for s in &f.stores {
+            g.bench_function(format!("{}_check_app_by_id_{threads}t", s.name), |b| {
+                b.iter_custom(|iters| {
+                    on_threads(threads, iters, |i| {
+                        let (u, r) = key(i);
+                        black_box(s.authz.check_app_cached(&f.principals[u], &f.ids[r], Capability::View));
+                    })
+                })
+            });
+            g.bench_function(format!("{}_viewer_from_token_{threads}t", s.name), |b| {
+                b.iter_custom(|iters| {
+                    on_threads(threads, iters, |i| {
+                        let (u, r) = key(i);
+                        black_box(s.authz.check_session_cached(&s.tokens[r][u % VIEWERS], &f.ids[r], Capability::View));
+                    })
+                })
+            });
+        }
+    }
+    g.throughput(Throughput::Elements(1));
+    let memory = &f.stores[0].authz;
+    g.bench_function("check_app_in_hand_async_1t", |b| {
+        b.iter_custom(|iters| {
+            f.rt.block_on(async {
+                let start = Instant::now();
+                for i in 0..iters as usize {
+                    let (u, r) = key(i);
+                    black_box(memory.check(&f.principals[u], &f.apps[r], Capability::View).await.ok());
+                }
+                start.elapsed()
+            })
+        })
+    });
+    for s in &f.stores {
+        g.bench_function(format!("{}_check_app_by_id_async_1t", s.name), |b| {
+            b.iter_custom(|iters| {
+                f.rt.block_on(async {
+                    let start = Instant::now();
+                    for i in 0..iters as usize {
+                        let (u, r) = key(i);
+                        black_box(s.authz.check_app(&f.principals[u], &f.ids[r], Capability::View).await.ok());
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+        g.bench_function(format!("{}_check_session_async_1t", s.name), |b| {
+            b.iter_custom(|iters| {
+                f.rt.block_on(async {
+                    let start = Instant::now();
+                    for i in 0..iters as usize {
+                        let (u, r) = key(i);
+                        black_box(
+                            s.authz.check_session(&s.tokens[r][u % VIEWERS], &f.ids[r], Capability::View).await.ok(),
+                        );
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
+/// Removes the last viewer of each of `REVOCATIONS` apps on `s.authz`, timing each until
+/// `s.other` denies that viewer, while another thread keeps checking on `s.other`. Sorted.
+fn revocations(f: &Fixture, s: &OnStore) -> Vec<Duration> {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut i = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let (u, r) = f.keys[i % KEYS];
+                black_box(s.other.check_session_cached(&s.tokens[r][u % (VIEWERS - 1)], &f.ids[r], Capability::View));
+                black_box(s.other.check_app_cached(&f.principals[u], &f.ids[r], Capability::View));
+                i += 1;
+            }
+        });
+        let mut times = Vec::with_capacity(REVOCATIONS);
+        for r in 0..REVOCATIONS.min(REPOS) {
+            let token = &s.tokens[r][VIEWERS - 1];
+            let id = &f.ids[r];
+            assert!(s.other.check_session_cached(token, id, Capability::View).is_some_and(|d| d.is_allowed()));
+            let email = format!("v{}.a{r}@example.com", VIEWERS - 1);
+            let start = Instant::now();
+            f.rt.block_on(s.authz.remove_viewer(&ChangedBy::Operator, id, &email)).unwrap();
+            loop {
+                let denied = f.rt.block_on(s.other.check_session(token, id, Capability::View)).unwrap();
+                if !denied.is_allowed() {
+                    break;
+                }
+                assert!(start.elapsed() < Duration::from_secs(5), "{}: not revoked", s.name);
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            times.push(start.elapsed());
+        }
+        stop.store(true, Ordering::Relaxed);
+        times.sort();
+        times
+    })
+}
+
+fn median_ns(name: &str) -> f64 {
+    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let read = || -> Option<f64> {
+        let text = std::fs::read_to_string(format!("{dir}/criterion/request_path/{name}/new/estimates.json")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        v["median"]["point_estimate"].as_f64()
+    };
+    read().unwrap_or(f64::NAN)
+}
+
+fn main() {
+    let f = setup();
+    let mut c = Criterion::default().configure_from_args();
+    benches(&mut c, &f);
+    c.final_summary();
+    let revoked: Vec<(&str, Vec<Duration>)> = f.stores.iter().map(|s| (s.name, revocations(&f, s))).collect();
+
+    let floor = median_ns("floor_fxhashmap_1t");
+    let in_hand = median_ns("check_cached_app_in_hand_1t");
+    let in_hand_async = median_ns("check_app_in_hand_async_1t");
+    println!("\nmedians, {USERS} users x {REPOS} repositories, {VIEWERS} viewers per app (ns per check, one thread):");
+    println!("  floor: FxHashMap lookup            {floor:8.1}");
+    println!("  check_cached, App in hand          {in_hand:8.1}   ({:.1}x floor)", in_hand / floor);
+    println!("  check(&App).await, hit             {in_hand_async:8.1}");
+    for s in &f.stores {
+        let n = s.name;
+        let (id, id_async) =
+            (median_ns(&format!("{n}_check_app_by_id_1t")), median_ns(&format!("{n}_check_app_by_id_async_1t")));
+        let (tok, tok_async) =
+            (median_ns(&format!("{n}_viewer_from_token_1t")), median_ns(&format!("{n}_check_session_async_1t")));
+        let (id2, tok2) =
+            (median_ns(&format!("{n}_check_app_by_id_2t")), median_ns(&format!("{n}_viewer_from_token_2t")));
+        println!("  {n}:");
+        println!(
+            "    check_app by id (sync / async)   {id:8.1} / {id_async:8.1}   ({:.2}x / {:.2}x the App-in-hand hit)",
+            id / in_hand,
+            id_async / in_hand_async
+        );
+        println!("    viewer from token (sync / async) {tok:8.1} / {tok_async:8.1}   ({:.1}x floor)", tok / floor);
+        println!(
+            "    2 threads / 1 thread throughput: by id {:.2}x, from token {:.2}x",
+            2.0 * id / id2,
+            2.0 * tok / tok2
+        );
+    }
+    let (m1, m2, c2) = (floor, median_ns("floor_fxhashmap_2t"), median_ns("check_cached_app_in_hand_2t"));
+    println!("  2 threads / 1 thread throughput: check_cached {:.2}x, floor {:.2}x", 2.0 * in_hand / c2, 2.0 * m1 / m2);
+    println!("revocation on one authorizer until the other denies, {REVOCATIONS} removals under load:");
+    for (name, t) in &revoked {
+        let pct = |p: f64| t[((t.len() as f64 * p) as usize).min(t.len() - 1)];
+        println!("  {name:9} p50 {:?}   p99 {:?}   max {:?}", pct(0.50), pct(0.99), t[t.len() - 1]);
+    }
+}
