@@ -1081,10 +1081,12 @@ impl Inner {
             }
             fetched
         };
-        let (entry, source) = coalesced(&self.perms, key, fresh, fetch).await?;
-        match source {
-            Source::Github => self.front.insert(key, entry.core.copy()),
-            _ => Counters::bump(&self.counters.coalesced),
+        // The front map gets the entry before moka does, so that whatever moka then drops to stay
+        // within its capacity (the new entry itself included) its eviction listener removes.
+        let (entry, source) =
+            coalesced(&self.perms, key, fresh, fetch, |e: &PermEntry| self.front.insert(key, e.core.copy())).await?;
+        if source != Source::Github {
+            Counters::bump(&self.counters.coalesced);
         }
         Ok((entry, source))
     }
@@ -1221,7 +1223,7 @@ impl Inner {
                 },
             })
         };
-        coalesced(&self.repos, coords.clone(), fresh, fetch).await.map(|(entry, _)| entry)
+        coalesced(&self.repos, coords.clone(), fresh, fetch, |_: &RepoEntry| {}).await.map(|(entry, _)| entry)
     }
 }
 
@@ -1229,11 +1231,13 @@ impl Inner {
 /// at a time, so the first caller fetches and the callers queued behind it find its fresh value
 /// (`Source::Cache`). A failed fetch stores nothing and leaves the old value (which is not fresh)
 /// in place. If the fetching caller is dropped, the next one in the queue fetches.
+/// `before_put` runs on a fetched value just before moka stores it.
 async fn coalesced<K, V, Fut>(
     cache: &moka::future::Cache<K, Arc<V>>,
     key: K,
     fresh: impl FnOnce(&V) -> bool,
     fetch: impl FnOnce(Option<Arc<V>>) -> Fut,
+    before_put: impl FnOnce(&V),
 ) -> Result<(Arc<V>, Source), CheckError>
 where
     K: std::hash::Hash + Eq + Send + Sync + 'static,
@@ -1253,6 +1257,7 @@ where
                 }
                 match fetch(current).await {
                     Ok(value) => {
+                        before_put(&value);
                         let value = Arc::new(value);
                         *out = Some(Ok((value.clone(), Source::Github)));
                         Op::Put(value)

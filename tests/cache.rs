@@ -203,3 +203,46 @@ async fn an_invalidation_during_a_request_keeps_its_answer_out_of_the_cache() {
     let next = env.authz.check(&carol, &dash, Capability::Edit).await.unwrap();
     assert_eq!((next.source(), next.is_allowed()), (Source::Github, false), "but no later check is served it");
 }
+
+/// The cache holds at most its capacity: what moka drops to stay within it is not served from
+/// the front map or the hit table either.
+#[tokio::test]
+async fn capacity_bounds_what_is_served() {
+    use std::sync::Arc;
+
+    use ghauthz::store::Store as _;
+    use ghauthz::{AppId, Clock as _, Consistency};
+    const CAPACITY: u64 = 4;
+    let world = common::fixture("acme.toml");
+    let clock = ghauthz::ManualClock::new(world.now().unwrap());
+    let mock = ghauthz::world::MockGithub::start_with_clock(world.clone(), Arc::new(clock.clone())).await.unwrap();
+    let store = Arc::new(ghauthz::store::MemoryStore::new());
+    store.seed_once(&world.app_records(), clock.now()).await.unwrap();
+    let authz = ghauthz::Authorizer::builder(mock.github_config())
+        .clock(Arc::new(clock))
+        .store(store)
+        .cache(ghauthz::CacheConfig { capacity: CAPACITY, ..ghauthz::CacheConfig::default() })
+        .build()
+        .unwrap();
+    let logins = ["alice", "bob", "carol", "dave", "erin", "frank", "olga", "mallory", "rick", "tina", "zed"];
+    let apps = ["notes", "dash", "site", "analytics"].map(|a| world.app(a).unwrap());
+    let pairs: Vec<_> = logins
+        .iter()
+        .flat_map(|l| apps.iter().map(|a| (ghauthz::Principal::github(world.user(l).unwrap()), a.clone())))
+        .collect();
+    // Every check twice, so that each fact is copied to the hit table too.
+    for (p, a) in &pairs {
+        authz.check(p, a, Capability::Edit).await.unwrap();
+        authz.check_cached(p, a, Capability::Edit);
+    }
+    // moka keeps to its capacity when it catches up with its writes: make enough of them, on one
+    // key, without any invalidation (which would retire every hit-table slot on its own).
+    let (carol, dash) = (ghauthz::Principal::github(world.user("carol").unwrap()), AppId("dash".into()));
+    for _ in 0..1000 {
+        authz.check_app_with(&carol, &dash, Capability::Edit, Consistency::Fresh).await.unwrap();
+    }
+    let served = pairs.iter().filter(|(p, a)| authz.check_cached(p, a, Capability::Edit).is_some()).count();
+    let entries = authz.stats().entries;
+    assert!(entries <= CAPACITY, "{entries} entries");
+    assert!(served as u64 <= CAPACITY, "{served} of {} pairs served from a cache of {CAPACITY}", pairs.len());
+}
