@@ -4,20 +4,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use moka::ops::compute::Op;
-
 use crate::cache::{
-    Age, Backoff, CacheConfig, CacheStats, Consistency, Counters, Epochs, FactCore, Front, InlineFact, Invalidation,
-    PermEntry, PermKey, Records, RepoEntry, Sessions,
+    Age, CacheConfig, CacheStats, Consistency, Counters, Facts, Invalidation, PermKey, Records, Sessions,
 };
 use crate::clock::{Clock, SystemClock, Timestamp};
-use crate::decision::{Decision, Fact, NoAccessDetail, Outcome, Reason, Source, decide_anonymous, decide_github};
+use crate::decision::{Decision, NoAccessDetail, Outcome, Reason, Source, decide_anonymous};
 use crate::email::{Email, EmailError};
-use crate::github::{
-    ClientBuildError, Fetched, GithubApi, GithubConfig, GithubError, OctocrabGithub, PermissionTarget, UnavailableCause,
-};
+use crate::github::{ClientBuildError, GithubConfig, GithubError, OctocrabGithub};
 use crate::google::{GoogleConfig, GoogleIdentity, GoogleVerifier};
-use crate::ids::{App, AppId, GithubUser, RepoCoords, UserId};
+use crate::ids::{App, AppId, GithubUser, UserId};
 use crate::policy::{Capability, Need, Policy, Visibility};
 use crate::secret::{GithubToken, WebhookSecret};
 use crate::store::{Actor, Bounded, Broadcast, Change, FeedEvent, MemoryStore, Store, StoreError};
@@ -259,45 +254,17 @@ impl AuthorizerBuilder {
         // 0 is the origin of the store's own announcements.
         let replica = u64::from_le_bytes(replica) | 1;
         let cfg = self.cache;
-        let front = Arc::new(Front::new(cfg.capacity));
-        let listener_front = front.clone();
-        let keep = cfg.role_ttl.max(cfg.no_role_ttl) + cfg.keep_for_revalidation;
-        let perms = moka::future::Cache::builder()
-            .max_capacity(cfg.capacity)
-            .time_to_live(keep)
-            .support_invalidation_closures()
-            .eviction_listener(move |k: Arc<PermKey>, v: Arc<PermEntry>, _| {
-                listener_front.remove_generation(&k, v.core.generation);
-            })
-            .build();
-        let repos = moka::future::Cache::builder()
-            .max_capacity((cfg.capacity / 4).max(1024))
-            .time_to_live(keep)
-            .support_invalidation_closures()
-            .build();
-        let backoff = moka::sync::Cache::builder()
-            .max_capacity(cfg.capacity.max(1024))
-            .time_to_live(Duration::from_secs(3600))
-            .build();
         let store: Arc<dyn Store> = Arc::new(Bounded::new(self.store, self.store_timeout));
         let feed = store.subscribe();
         let inner = Arc::new(Inner {
             policy: self.policy,
-            cfg: cfg.clone(),
-            clock: self.clock,
-            github,
-            store,
-            signin,
-            perms,
-            repos,
-            front,
-            epochs: Epochs::default(),
-            backoff,
-            counters: Counters::default(),
-            generation: AtomicU64::new(0),
-            replica,
+            clock: self.clock.clone(),
             records: Records::new(cfg.capacity, cfg.record_ttl),
             sessions: Sessions::new(cfg.session_capacity),
+            facts: Facts::new(cfg, self.clock, github),
+            store,
+            signin,
+            replica,
             webhooks: self.webhooks,
             hooks: HookCounters::default(),
             feed: std::sync::OnceLock::new(),
@@ -309,7 +276,7 @@ impl AuthorizerBuilder {
                 match event {
                     FeedEvent::Listening | FeedEvent::Lost => {
                         inner.records.set_live(event == FeedEvent::Listening);
-                        Counters::bump(&inner.counters.resyncs);
+                        Counters::bump(&inner.facts.counters.resyncs);
                     }
                     FeedEvent::Broadcast(_) => {}
                 }
@@ -364,18 +331,11 @@ pub struct Authorizer {
 #[derive(Debug)]
 struct Inner {
     policy: Policy,
-    cfg: CacheConfig,
     clock: Arc<dyn Clock>,
-    github: Arc<dyn GithubApi>,
+    /// GitHub facts.
+    facts: Facts,
     store: Arc<dyn Store>,
     signin: SignIn,
-    perms: moka::future::Cache<PermKey, Arc<PermEntry>>,
-    repos: moka::future::Cache<RepoCoords, Arc<RepoEntry>>,
-    front: Arc<Front>,
-    epochs: Epochs,
-    backoff: moka::sync::Cache<PermKey, Backoff>,
-    counters: Counters,
-    generation: AtomicU64,
     /// This authorizer's id among the replicas (never 0).
     replica: u64,
     /// Apps and viewer grants, served while the store's feed is heard.
@@ -431,34 +391,23 @@ async fn follow_feed(inner: Weak<Inner>, mut feed: tokio::sync::mpsc::Receiver<F
                     for inv in b.invalidations {
                         inner.invalidate_local(inv);
                     }
-                    Counters::bump(&inner.counters.received);
+                    Counters::bump(&inner.facts.counters.received);
                 }
             }
             FeedEvent::Lost => {
                 inner.records.set_live(false);
                 inner.invalidate_local(Invalidation::All);
-                Counters::bump(&inner.counters.resyncs);
+                Counters::bump(&inner.facts.counters.resyncs);
             }
             FeedEvent::Listening => {
                 inner.invalidate_local(Invalidation::All);
                 inner.records.set_live(true);
-                Counters::bump(&inner.counters.resyncs);
+                Counters::bump(&inner.facts.counters.resyncs);
             }
         }
     }
     tracing::warn!("change feed ended: apps and grants are read from the store at every check");
 }
-
-/// A conditional request's outcome.
-enum Conditional<'c, C, T> {
-    /// 304: what we hold is current.
-    Unchanged(&'c C),
-    /// A new body, with its ETag.
-    New(T, Option<String>),
-}
-
-/// What a load found: the entry, and whether GitHub was asked for it.
-type Loaded = (Arc<PermEntry>, Source);
 
 impl Authorizer {
     /// A builder for an authorizer that asks GitHub as `github` says.
@@ -641,7 +590,7 @@ impl Authorizer {
             return Ok(self.anonymous(app, need));
         }
         let key = PermKey { user: user.id, repo: app.repo_id() };
-        let token = match (self.inner.github.user_token_mode(), token) {
+        let token = match (self.inner.facts.user_token_mode(), token) {
             (true, None) => return Err(CheckError::MissingUserToken { login: user.login.clone() }),
             (true, Some(t)) => Some(t),
             (false, _) => None,
@@ -651,9 +600,9 @@ impl Authorizer {
             Consistency::Cached if need.strict => Age::Strict,
             Consistency::Cached => Age::Ordinary,
         };
-        let (entry, source) = self.inner.load(key, app, user, token, age).await?;
+        let (entry, source) = self.inner.facts.load(key, app, user, token, age).await?;
         let now = self.inner.clock.now();
-        Ok(self.inner.decision(&entry.core, app, need, source, now))
+        Ok(self.inner.facts.decision(&entry.core, app, need, source, now))
     }
 
     /// The answer if it needs no request: anonymous and public-view checks, and cache hits that
@@ -681,26 +630,7 @@ impl Authorizer {
             return Some(self.anonymous(app, need));
         }
         let key = PermKey { user: user.id, repo: app.repo_id() };
-        let inner = &*self.inner;
-        let age = if need.strict { Age::Strict } else { Age::Ordinary };
-        // Read before either look: a slot is believed only if no invalidation came since it was
-        // written, and the front map's entry is copied there stamped with it.
-        let epoch = inner.epochs.current();
-        let inline = inner.front.with_inline(&key, |hit| {
-            let fresh = hit.epoch == epoch
-                && hit.coords_fp == app.coords_fingerprint()
-                && now.since(hit.confirmed_at) < inner.cfg.max_age(matches!(hit.fact, InlineFact::Role(_)), age);
-            fresh.then(|| {
-                let (outcome, reason) = decide_github(need, app.repo_id(), app.visibility(), &hit.fact.fact());
-                Decision::new(outcome, reason, Source::Cache, now.since(hit.confirmed_at))
-            })
-        });
-        if inline.is_some() {
-            return inline;
-        }
-        inner.front.with(&key, epoch, |entry| {
-            inner.usable(&key, entry, app, now, age).then(|| inner.decision(entry, app, need, Source::Cache, now))
-        })
+        self.inner.facts.cached(&key, app, need, if need.strict { Age::Strict } else { Age::Ordinary }, now)
     }
 
     /// What a viewer's session decides without the store: everything but a private app's grant,
@@ -998,15 +928,15 @@ impl Authorizer {
 
     /// The cache's counters.
     pub fn stats(&self) -> CacheStats {
-        let c = &self.inner.counters;
+        let c = &self.inner.facts.counters;
         CacheStats {
-            hits: self.inner.front.hits(),
+            hits: self.inner.facts.hits(),
             misses: c.misses.load(Ordering::Relaxed),
             revalidated_not_modified: c.not_modified.load(Ordering::Relaxed),
             revalidated_modified: c.modified.load(Ordering::Relaxed),
             coalesced_waits: c.coalesced.load(Ordering::Relaxed),
             upstream_errors: c.upstream_errors.load(Ordering::Relaxed),
-            entries: self.inner.perms.entry_count(),
+            entries: self.inner.facts.entries(),
             invalidations_received: c.received.load(Ordering::Relaxed),
             resyncs: c.resyncs.load(Ordering::Relaxed),
             feed_listening: self.inner.records.is_live(),
@@ -1023,256 +953,8 @@ impl Inner {
     }
 
     fn invalidate_local(&self, inv: Invalidation) {
-        self.epochs.record(inv);
-        self.front.retain(|k, e| !e.matches(k, &inv));
-        if inv == Invalidation::All {
-            self.perms.invalidate_all();
-            self.repos.invalidate_all();
-        } else {
-            // Memory only: the epoch log already keeps these from being served.
-            let _ = self.perms.invalidate_entries_if(move |k, e| e.core.matches(k, &inv));
-            let _ = self.repos.invalidate_entries_if(move |_, e| e.matches(&inv));
-        }
+        self.facts.invalidate(inv);
     }
-
-    fn usable(&self, key: &PermKey, entry: &FactCore, app: &App, now: Timestamp, age: Age) -> bool {
-        entry.coords_fp == app.coords_fingerprint()
-            && now.since(entry.confirmed_at) < self.cfg.max_age(matches!(entry.fact, Fact::Role(Some(_))), age)
-            && self.epochs.still_valid(&entry.seen_epoch, |inv| entry.matches(key, inv))
-    }
-
-    fn repo_usable(&self, entry: &RepoEntry, now: Timestamp, age: Age) -> bool {
-        now.since(entry.confirmed_at) < self.cfg.max_age(entry.found.is_some(), age)
-            && self.epochs.still_valid(&entry.seen_epoch, |inv| entry.matches(inv))
-    }
-
-    fn decision(&self, entry: &FactCore, app: &App, need: Need, source: Source, now: Timestamp) -> Decision {
-        let (outcome, reason) = decide_github(need, app.repo_id(), app.visibility(), &entry.fact);
-        let age = if source == Source::Github { Duration::ZERO } else { now.since(entry.confirmed_at) };
-        Decision::new(outcome, reason, source, age)
-    }
-
-    fn note_failure(&self, key: PermKey, err: &CheckError, now: Timestamp) {
-        Counters::bump(&self.counters.upstream_errors);
-        let wait = err.retry_after().unwrap_or(self.cfg.error_backoff);
-        self.backoff.insert(key, Backoff { until: now.plus(wait) });
-    }
-
-    /// The slow path: one request per key, whatever the number of concurrent callers.
-    async fn load(
-        &self,
-        key: PermKey,
-        app: &App,
-        user: &GithubUser,
-        token: Option<&GithubToken>,
-        age: Age,
-    ) -> Result<Loaded, CheckError> {
-        let fresh = |c: &PermEntry| self.usable(&key, &c.core, app, self.clock.now(), age);
-        let fetch = |current: Option<Arc<PermEntry>>| async move {
-            let now = self.clock.now();
-            if let Some(b) = self.backoff.get(&key).filter(|b| b.until > now) {
-                let retry_after = Some(Duration::from_secs(b.until.since(now).as_secs().max(1)));
-                return Err(GithubError::Unavailable { cause: UnavailableCause::BackingOff, retry_after }.into());
-            }
-            let fetched = self.fetch(current.as_deref(), app, user, token, age).await;
-            match &fetched {
-                Ok(_) => self.backoff.invalidate(&key),
-                Err(e) => self.note_failure(key, e, now),
-            }
-            fetched
-        };
-        // The front map gets the entry before moka does, so that whatever moka then drops to stay
-        // within its capacity (the new entry itself included) its eviction listener removes.
-        let (entry, source) =
-            coalesced(&self.perms, key, fresh, fetch, |e: &PermEntry| self.front.insert(key, e.core.copy())).await?;
-        if source != Source::Github {
-            Counters::bump(&self.counters.coalesced);
-        }
-        Ok((entry, source))
-    }
-
-    /// Asks GitHub, conditionally where an earlier answer's ETag is at hand.
-    async fn fetch(
-        &self,
-        current: Option<&PermEntry>,
-        app: &App,
-        user: &GithubUser,
-        token: Option<&GithubToken>,
-        age: Age,
-    ) -> Result<PermEntry, CheckError> {
-        let start_epoch = self.epochs.current();
-        // A conditional request only makes sense for the same coordinates.
-        let current = current.filter(|c| c.core.coords_fp == app.coords_fingerprint());
-        if current.is_none() {
-            Counters::bump(&self.counters.misses);
-        }
-        let (fact, confirmed_at, owner, perm_etag, repo_etag) = match token {
-            Some(token) => {
-                let etag = current.and_then(|c| c.repo_etag.as_deref());
-                let answer = self.github.repository(app.coords(), Some(token), etag).await?;
-                let now = self.clock.now();
-                match self.conditional(current, etag, answer)? {
-                    Conditional::Unchanged(cur) => {
-                        (cur.core.fact.clone(), now, cur.core.owner, None, cur.repo_etag.clone())
-                    }
-                    Conditional::New(None, _) => (Fact::Role(None), now, None, None, None),
-                    Conditional::New(Some(info), etag) => {
-                        let fact = if info.id == app.repo_id() {
-                            Fact::Role(info.role.flatten())
-                        } else {
-                            Fact::Replaced { current: info.id }
-                        };
-                        (fact, now, Some(info.owner), None, etag)
-                    }
-                }
-            }
-            None => {
-                let repo = self.repo(app.coords(), age).await?;
-                match repo.found {
-                    None => (Fact::RepoNotFound, repo.confirmed_at, None, None, None),
-                    Some((id, owner)) if id != app.repo_id() => {
-                        (Fact::Replaced { current: id }, repo.confirmed_at, Some(owner), None, None)
-                    }
-                    Some((id, owner)) => {
-                        let reuse = current.filter(|c| matches!(c.core.fact, Fact::Role(_) | Fact::LoginMismatch));
-                        let etag = reuse.and_then(|c| c.perm_etag.as_deref());
-                        let target = if repo.renamed {
-                            PermissionTarget::Id(id)
-                        } else {
-                            PermissionTarget::Coords(app.coords())
-                        };
-                        let answer = self.github.permission(target, &user.login, etag).await?;
-                        let now = self.clock.now();
-                        let (fact, perm_etag) = match self.conditional(reuse, etag, answer)? {
-                            Conditional::Unchanged(cur) => (cur.core.fact.clone(), cur.perm_etag.clone()),
-                            Conditional::New(None, _) => (Fact::Role(None), None),
-                            Conditional::New(Some(info), etag) => match info.user {
-                                Some(id) if id != user.id => (Fact::LoginMismatch, None),
-                                _ => (Fact::Role(info.grant), etag),
-                            },
-                        };
-                        (fact, now.min(repo.confirmed_at), Some(owner), perm_etag, None)
-                    }
-                }
-            }
-        };
-        Ok(PermEntry {
-            core: FactCore {
-                fact,
-                confirmed_at,
-                coords_fp: app.coords_fingerprint(),
-                owner,
-                generation: self.generation.fetch_add(1, Ordering::Relaxed),
-                seen_epoch: AtomicU64::new(start_epoch),
-            },
-            perm_etag,
-            repo_etag,
-        })
-    }
-
-    /// Sorts a conditional answer into "what we hold is current" or a new body.
-    fn conditional<'c, T, C>(
-        &self,
-        current: Option<&'c C>,
-        sent_etag: Option<&str>,
-        answer: Fetched<T>,
-    ) -> Result<Conditional<'c, C, T>, CheckError> {
-        match answer {
-            Fetched::NotModified => {
-                Counters::bump(&self.counters.not_modified);
-                current.map(Conditional::Unchanged).ok_or_else(|| {
-                    GithubError::Protocol {
-                        route: "(conditional)".into(),
-                        detail: "304 to an unconditional request".into(),
-                    }
-                    .into()
-                })
-            }
-            Fetched::Fresh { value, etag } => {
-                if sent_etag.is_some() {
-                    Counters::bump(&self.counters.modified);
-                }
-                Ok(Conditional::New(value, etag))
-            }
-        }
-    }
-
-    /// Which repository is at `coords`, shared by all users and coalesced like permissions.
-    async fn repo(&self, coords: &RepoCoords, age: Age) -> Result<Arc<RepoEntry>, CheckError> {
-        let fresh = |c: &RepoEntry| self.repo_usable(c, self.clock.now(), age);
-        let fetch = |current: Option<Arc<RepoEntry>>| async move {
-            let start_epoch = self.epochs.current();
-            let etag = current.as_ref().and_then(|c| c.etag.as_deref());
-            let answer = self.github.repository(coords, None, etag).await?;
-            let confirmed_at = self.clock.now();
-            let seen_epoch = AtomicU64::new(start_epoch);
-            Ok(match self.conditional(current.as_deref(), etag, answer)? {
-                Conditional::Unchanged(cur) => RepoEntry {
-                    found: cur.found,
-                    renamed: cur.renamed,
-                    confirmed_at,
-                    etag: cur.etag.clone(),
-                    seen_epoch,
-                },
-                Conditional::New(info, etag) => RepoEntry {
-                    found: info.as_ref().map(|i| (i.id, i.owner)),
-                    renamed: info.as_ref().is_some_and(|i| i.redirected),
-                    confirmed_at,
-                    etag,
-                    seen_epoch,
-                },
-            })
-        };
-        coalesced(&self.repos, coords.clone(), fresh, fetch, |_: &RepoEntry| {}).await.map(|(entry, _)| entry)
-    }
-}
-
-/// One request per key, whatever the number of concurrent callers: moka runs one compute per key
-/// at a time, so the first caller fetches and the callers queued behind it find its fresh value
-/// (`Source::Cache`). A failed fetch stores nothing and leaves the old value (which is not fresh)
-/// in place. If the fetching caller is dropped, the next one in the queue fetches.
-/// `before_put` runs on a fetched value just before moka stores it.
-async fn coalesced<K, V, Fut>(
-    cache: &moka::future::Cache<K, Arc<V>>,
-    key: K,
-    fresh: impl FnOnce(&V) -> bool,
-    fetch: impl FnOnce(Option<Arc<V>>) -> Fut,
-    before_put: impl FnOnce(&V),
-) -> Result<(Arc<V>, Source), CheckError>
-where
-    K: std::hash::Hash + Eq + Send + Sync + 'static,
-    V: Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<V, CheckError>>,
-{
-    let mut out = None;
-    let _ = cache
-        .entry(key)
-        .and_compute_with(|current| {
-            let out = &mut out;
-            async move {
-                let current = current.map(|e| e.into_value());
-                if let Some(cur) = current.as_ref().filter(|c| fresh(c)) {
-                    *out = Some(Ok((cur.clone(), Source::Cache)));
-                    return Op::Nop;
-                }
-                match fetch(current).await {
-                    Ok(value) => {
-                        before_put(&value);
-                        let value = Arc::new(value);
-                        *out = Some(Ok((value.clone(), Source::Github)));
-                        Op::Put(value)
-                    }
-                    Err(e) => {
-                        *out = Some(Err(e));
-                        Op::Nop
-                    }
-                }
-            }
-        })
-        .await;
-    out.unwrap_or_else(|| {
-        Err(GithubError::Protocol { route: "(cache)".into(), detail: "load produced no answer".into() }.into())
-    })
 }
 
 fn store_decision(outcome: Outcome, reason: Reason) -> Decision {

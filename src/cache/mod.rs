@@ -22,10 +22,12 @@ use crate::clock::Timestamp;
 use crate::decision::Fact;
 use crate::ids::{OwnerId, RepoId, UserId};
 
+mod facts;
 mod hits;
 mod records;
 mod sessions;
 
+pub(crate) use facts::Facts;
 pub(crate) use hits::{Hit, InlineFact};
 pub(crate) use records::Records;
 pub(crate) use sessions::Sessions;
