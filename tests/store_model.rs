@@ -351,3 +351,16 @@ proptest! {
         })?;
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    #[test]
+    fn two_cached_authorizers_on_postgres_agree_with_fresh_reads(changes in proptest::collection::vec(change(), 1..30)) {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async {
+            let Some(pg) = common::pg_store().await else { return Ok(()) };
+            cached_agrees_with_fresh(Arc::new(pg), &changes, Duration::from_millis(100)).await
+        })?;
+    }
+}

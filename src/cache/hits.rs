@@ -10,6 +10,12 @@
 //! message, a lost feed) sends every hit back to the front map, which writes the slot anew. Its
 //! lifetime is judged on every read exactly as the front map's is.
 //!
+//! # Staleness
+//!
+//! Never more than the front map's: a slot is believed only at the invalidation epoch it was
+//! written at and within the fact's lifetime, judged on every read (5 min for a role, 1 min for
+//! no role, 60 s for `deploy` and `delete`, by default).
+//!
 //! The slot is only a copy: moka still owns expiry, capacity and loading. An entry moka evicts
 //! has its slot cleared by the same eviction listener that clears the front map, and a fact
 //! that does not fit a word (a custom role's name, a replaced repository) is never copied here.

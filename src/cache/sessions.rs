@@ -1,6 +1,13 @@
 //! Viewer sessions already verified, remembered so that a check from a token string does not
 //! verify its signature again.
 //!
+//! # Staleness
+//!
+//! A remembered session is served until its `exp` (one hour after sign-in by default) and no
+//! longer; new session keys forget every one at once. What it opens is judged at every check
+//! against the app and grant caches ([`super::records`]), so a removed grant ends it as fast as
+//! the grant is forgotten.
+//!
 //! # Security
 //!
 //! An entry is found by a keyed hash of the token's last 64 bytes, which hold its signature
