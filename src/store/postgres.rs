@@ -86,7 +86,7 @@ impl std::fmt::Debug for PgStoreOptions {
 
 impl PgStoreOptions {
     /// A `postgres://` URL, with the defaults: the URL's own schema (`search_path`), 8
-    /// connections, 2 s to get one before a call answers *unavailable*, and a 10 s heartbeat on
+    /// connections, 2 s to get one before a call answers *unavailable*, and a 2 s heartbeat on
     /// the invalidation feed.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
@@ -94,7 +94,7 @@ impl PgStoreOptions {
             schema: None,
             max_connections: 8,
             acquire_timeout: Duration::from_secs(2),
-            heartbeat: Duration::from_secs(10),
+            heartbeat: Duration::from_secs(2),
         }
     }
 
