@@ -246,3 +246,28 @@ async fn capacity_bounds_what_is_served() {
     assert!(entries <= CAPACITY, "{entries} entries");
     assert!(served as u64 <= CAPACITY, "{served} of {} pairs served from a cache of {CAPACITY}", pairs.len());
 }
+
+/// `Consistency::Fresh` rests on nothing cached: the fact is revalidated first (a conditional
+/// request, 304 here), and the next ordinary check is a hit again.
+#[tokio::test]
+async fn a_fresh_check_revalidates_the_cached_fact_first() {
+    use std::sync::Arc;
+
+    use ghauthz::store::Store as _;
+    use ghauthz::{AppId, Clock as _, Consistency};
+    let world = common::fixture("acme.toml");
+    let clock = ghauthz::ManualClock::new(world.now().unwrap());
+    let mock = ghauthz::world::MockGithub::start_with_clock(world.clone(), Arc::new(clock.clone())).await.unwrap();
+    let store = Arc::new(ghauthz::store::MemoryStore::new());
+    store.seed_once(&world.app_records(), clock.now()).await.unwrap();
+    let authz = ghauthz::Authorizer::builder(mock.github_config()).clock(Arc::new(clock)).store(store).build().unwrap();
+    let (carol, dash) = (ghauthz::Principal::github(world.user("carol").unwrap()), AppId("dash".into()));
+    assert_eq!(authz.check_app(&carol, &dash, Capability::Edit).await.unwrap().source(), Source::Github);
+    assert_eq!(authz.check_app(&carol, &dash, Capability::Edit).await.unwrap().source(), Source::Cache);
+    let requests = mock.requests(DASH_PERM);
+    let fresh = authz.check_app_with(&carol, &dash, Capability::Edit, Consistency::Fresh).await.unwrap();
+    assert_eq!((fresh.is_allowed(), fresh.source()), (true, Source::Github));
+    assert_eq!(mock.requests(DASH_PERM), requests + 1, "asked GitHub");
+    assert!(authz.stats().revalidated_not_modified >= 1, "conditionally: a 304");
+    assert_eq!(authz.check_app(&carol, &dash, Capability::Edit).await.unwrap().source(), Source::Cache);
+}

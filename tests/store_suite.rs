@@ -360,3 +360,35 @@ async fn a_postgres_store_of_the_previous_schema_is_migrated() {
     let store: Arc<dyn Store> = Arc::new(PgStore::connect_with(PgStoreOptions::new(url).schema(schema)).await.unwrap());
     migrated_store_keeps_everything_and_revokes_the_stale_link(store, 1).await;
 }
+
+/// A follower of an SQLite change log that falls behind the log's retention (another process
+/// pruned changes it had not read) forgets everything it cached, and listens again from the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sqlite_follower_behind_the_logs_retention_forgets_everything() {
+    use ghauthz::{Capability, Source};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ghauthz.db");
+    let env = common::viewers_on(Arc::new(SqliteStore::open(&path).await.unwrap())).await;
+    let (a, dash) = (&env.authz, AppId("dash".into()));
+    common::wait_until("the authorizer follows the log", Duration::from_secs(5), || a.stats().feed_listening).await;
+    let link = a.issue_link(&dash, "dana@example.com").await.unwrap();
+    let token = a.redeem_link(link.token.expose_secret(), None).await.unwrap().token.expose_secret().to_owned();
+    for source in [Source::Store, Source::Cache] {
+        assert_eq!(a.check_session(&token, &dash, Capability::View).await.unwrap().source(), source);
+    }
+    let resyncs = a.stats().resyncs;
+    // Another process keeps no change at all: a burst of changes to another app, each pruning
+    // the one before, faster than the follower polls (every 100 ms).
+    let other = SqliteStore::open(&path).await.unwrap().change_retention(Duration::ZERO);
+    let notes = other.app(&AppId("notes".into())).await.unwrap().unwrap();
+    for _ in 0..5 {
+        other.put_app(&notes).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    common::wait_until("the follower finds itself behind, and listens again", Duration::from_secs(2), || {
+        a.stats().resyncs >= resyncs + 2 && a.stats().feed_listening
+    })
+    .await;
+    let d = a.check_session(&token, &dash, Capability::View).await.unwrap();
+    assert_eq!((d.is_allowed(), d.source()), (true, Source::Store), "dash's grant was forgotten too");
+}
