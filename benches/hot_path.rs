@@ -9,6 +9,8 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use criterion::{Criterion, Throughput};
 use ghauthz::world::{MockGithub, World};
 use ghauthz::{App, Authorizer, CacheConfig, Capability, Principal};
@@ -85,15 +87,7 @@ fn setup() -> Fixture {
     assert_eq!(stats.misses, (USERS * REPOS) as u64, "every pair was fetched once");
     eprintln!("warmed {} pairs in {:?} ({} requests served)", USERS * REPOS, started.elapsed(), mock.total_requests());
 
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let keys = (0..KEYS)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            ((x % USERS as u64) as usize, ((x >> 32) % REPOS as u64) as usize)
-        })
-        .collect::<Vec<_>>();
+    let keys = common::uniform_keys(KEYS, USERS, REPOS);
     let map = (0..USERS)
         .flat_map(|u| (0..REPOS).map(move |r| ((1000 + u) as u64, (10_000 + r) as u64)))
         .map(|k| (k, 1u8))
@@ -114,28 +108,6 @@ fn cached(f: &Fixture, i: usize) -> Option<ghauthz::Decision> {
     f.authz.check_cached(&f.principals[u], &f.apps[r], Capability::View)
 }
 
-/// `iters` operations on each of `threads` threads at once; the time of the slowest.
-fn on_threads(threads: usize, iters: u64, op: impl Fn(usize) + Sync) -> Duration {
-    let op = &op;
-    let barrier = std::sync::Barrier::new(threads);
-    let barrier = &barrier;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                s.spawn(move || {
-                    barrier.wait();
-                    let start = Instant::now();
-                    for i in 0..iters as usize {
-                        op(i.wrapping_mul(7).wrapping_add(t * 9973));
-                    }
-                    start.elapsed()
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_default()).max().unwrap_or_default()
-    })
-}
-
 fn benches(c: &mut Criterion, f: &Arc<Fixture>) {
     let mut g = c.benchmark_group("hot_path");
     g.measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1)).sample_size(40);
@@ -144,14 +116,14 @@ fn benches(c: &mut Criterion, f: &Arc<Fixture>) {
         g.throughput(Throughput::Elements(threads as u64));
         g.bench_function(format!("fxhashmap_{threads}t"), |b| {
             b.iter_custom(|iters| {
-                on_threads(threads, iters, |i| {
+                common::on_threads(threads, iters, |i| {
                     black_box(f.map.get(&map_key(f, i)));
                 })
             })
         });
         g.bench_function(format!("check_cached_{threads}t"), |b| {
             b.iter_custom(|iters| {
-                on_threads(threads, iters, |i| {
+                common::on_threads(threads, iters, |i| {
                     black_box(cached(f, i));
                 })
             })
@@ -173,19 +145,12 @@ fn benches(c: &mut Criterion, f: &Arc<Fixture>) {
     g.finish();
 }
 
-fn median_ns(name: &str) -> Option<f64> {
-    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    let text = std::fs::read_to_string(format!("{dir}/criterion/hot_path/{name}/new/estimates.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v["median"]["point_estimate"].as_f64()
-}
-
 fn main() {
     let f = Arc::new(setup());
     let mut c = Criterion::default().configure_from_args();
     benches(&mut c, &f);
     c.final_summary();
-    let get = |n: &str| median_ns(n).unwrap_or(f64::NAN);
+    let get = |n: &str| common::median_ns("hot_path", n);
     let (m1, c1, m2, c2, a1) = (
         get("fxhashmap_1t"),
         get("check_cached_1t"),

@@ -26,6 +26,8 @@ use ghauthz::{
 };
 use rustc_hash::FxHashMap;
 
+mod common;
+
 const USERS: usize = 1000;
 const REPOS: usize = 100;
 const VIEWERS: usize = 10;
@@ -77,18 +79,6 @@ struct Fixture {
     stores: Vec<OnStore>,
     _mock: MockGithub,
     _dir: tempfile::TempDir,
-}
-
-fn uniform_keys() -> Vec<(usize, usize)> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    (0..KEYS)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            ((x % USERS as u64) as usize, ((x >> 32) % REPOS as u64) as usize)
-        })
-        .collect()
 }
 
 fn setup() -> Fixture {
@@ -164,7 +154,18 @@ fn setup() -> Fixture {
         .flat_map(|u| (0..REPOS).map(move |r| ((1000 + u) as u64, (10_000 + r) as u64)))
         .map(|k| (k, 1u8))
         .collect();
-    Fixture { rt, atomic_clock, principals, apps, ids, keys: uniform_keys(), map, stores, _mock: mock, _dir: dir }
+    Fixture {
+        rt,
+        atomic_clock,
+        principals,
+        apps,
+        ids,
+        keys: common::uniform_keys(KEYS, USERS, REPOS),
+        map,
+        stores,
+        _mock: mock,
+        _dir: dir,
+    }
 }
 
 /// Every (user, app) pair checked by id on `authz`, every viewer signed in and checked on both.
@@ -207,28 +208,6 @@ async fn warm(authz: &Authorizer, other: &Authorizer, principals: &[Principal], 
     tokens
 }
 
-/// `iters` operations on each of `threads` threads at once; the time of the slowest.
-fn on_threads(threads: usize, iters: u64, op: impl Fn(usize) + Sync) -> Duration {
-    let op = &op;
-    let barrier = std::sync::Barrier::new(threads);
-    let barrier = &barrier;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                s.spawn(move || {
-                    barrier.wait();
-                    let start = Instant::now();
-                    for i in 0..iters as usize {
-                        op(i.wrapping_mul(7).wrapping_add(t * 9973));
-                    }
-                    start.elapsed()
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_default()).max().unwrap_or_default()
-    })
-}
-
 fn benches(c: &mut Criterion, f: &Fixture) {
     let mut g = c.benchmark_group("request_path");
     g.measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1)).sample_size(30);
@@ -237,7 +216,7 @@ fn benches(c: &mut Criterion, f: &Fixture) {
         g.throughput(Throughput::Elements(threads as u64));
         g.bench_function(format!("floor_fxhashmap_{threads}t"), |b| {
             b.iter_custom(|iters| {
-                on_threads(threads, iters, |i| {
+                common::on_threads(threads, iters, |i| {
                     let (u, r) = key(i);
                     black_box(f.map.get(&((1000 + u) as u64, (10_000 + r) as u64)));
                 })
@@ -246,7 +225,7 @@ fn benches(c: &mut Criterion, f: &Fixture) {
         let memory = &f.stores[0].authz;
         g.bench_function(format!("check_cached_app_in_hand_{threads}t"), |b| {
             b.iter_custom(|iters| {
-                on_threads(threads, iters, |i| {
+                common::on_threads(threads, iters, |i| {
                     let (u, r) = key(i);
                     black_box(memory.check_cached(&f.principals[u], &f.apps[r], Capability::View));
                 })
@@ -255,7 +234,7 @@ fn benches(c: &mut Criterion, f: &Fixture) {
         for s in &f.stores {
             g.bench_function(format!("{}_check_app_by_id_{threads}t", s.name), |b| {
                 b.iter_custom(|iters| {
-                    on_threads(threads, iters, |i| {
+                    common::on_threads(threads, iters, |i| {
                         let (u, r) = key(i);
                         black_box(s.authz.check_app_cached(&f.principals[u], &f.ids[r], Capability::View));
                     })
@@ -263,7 +242,7 @@ fn benches(c: &mut Criterion, f: &Fixture) {
             });
             g.bench_function(format!("{}_viewer_from_token_{threads}t", s.name), |b| {
                 b.iter_custom(|iters| {
-                    on_threads(threads, iters, |i| {
+                    common::on_threads(threads, iters, |i| {
                         let (u, r) = key(i);
                         black_box(s.authz.check_session_cached(&s.tokens[r][u % VIEWERS], &f.ids[r], Capability::View));
                     })
@@ -274,7 +253,7 @@ fn benches(c: &mut Criterion, f: &Fixture) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("check_cached_app_in_hand_atomic_clock_1t", |b| {
         b.iter_custom(|iters| {
-            on_threads(1, iters, |i| {
+            common::on_threads(1, iters, |i| {
                 let (u, r) = key(i);
                 black_box(f.atomic_clock.check_cached(&f.principals[u], &f.apps[r], Capability::View));
             })
@@ -362,16 +341,6 @@ fn revocations(f: &Fixture, s: &OnStore) -> Vec<Duration> {
     })
 }
 
-fn median_ns(name: &str) -> f64 {
-    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    let read = || -> Option<f64> {
-        let text = std::fs::read_to_string(format!("{dir}/criterion/request_path/{name}/new/estimates.json")).ok()?;
-        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-        v["median"]["point_estimate"].as_f64()
-    };
-    read().unwrap_or(f64::NAN)
-}
-
 fn main() {
     let f = setup();
     let mut c = Criterion::default().configure_from_args();
@@ -379,26 +348,32 @@ fn main() {
     c.final_summary();
     let revoked: Vec<(&str, Vec<Duration>)> = f.stores.iter().map(|s| (s.name, revocations(&f, s))).collect();
 
-    let floor = median_ns("floor_fxhashmap_1t");
-    let in_hand = median_ns("check_cached_app_in_hand_1t");
-    let in_hand_async = median_ns("check_app_in_hand_async_1t");
+    let floor = common::median_ns("request_path", "floor_fxhashmap_1t");
+    let in_hand = common::median_ns("request_path", "check_cached_app_in_hand_1t");
+    let in_hand_async = common::median_ns("request_path", "check_app_in_hand_async_1t");
     println!("\nmedians, {USERS} users x {REPOS} repositories, {VIEWERS} viewers per app (ns per check, one thread):");
     println!("  floor: FxHashMap lookup            {floor:8.1}");
     println!("  check_cached, App in hand          {in_hand:8.1}   ({:.1}x floor)", in_hand / floor);
     println!("  check(&App).await, hit             {in_hand_async:8.1}");
-    let atomic = median_ns("check_cached_app_in_hand_atomic_clock_1t");
+    let atomic = common::median_ns("request_path", "check_cached_app_in_hand_atomic_clock_1t");
     println!(
         "  check_cached, App in hand, a clock that reads one atomic {atomic:8.1}   ({:.1}x floor)",
         atomic / floor
     );
     for s in &f.stores {
         let n = s.name;
-        let (id, id_async) =
-            (median_ns(&format!("{n}_check_app_by_id_1t")), median_ns(&format!("{n}_check_app_by_id_async_1t")));
-        let (tok, tok_async) =
-            (median_ns(&format!("{n}_viewer_from_token_1t")), median_ns(&format!("{n}_check_session_async_1t")));
-        let (id2, tok2) =
-            (median_ns(&format!("{n}_check_app_by_id_2t")), median_ns(&format!("{n}_viewer_from_token_2t")));
+        let (id, id_async) = (
+            common::median_ns("request_path", &format!("{n}_check_app_by_id_1t")),
+            common::median_ns("request_path", &format!("{n}_check_app_by_id_async_1t")),
+        );
+        let (tok, tok_async) = (
+            common::median_ns("request_path", &format!("{n}_viewer_from_token_1t")),
+            common::median_ns("request_path", &format!("{n}_check_session_async_1t")),
+        );
+        let (id2, tok2) = (
+            common::median_ns("request_path", &format!("{n}_check_app_by_id_2t")),
+            common::median_ns("request_path", &format!("{n}_viewer_from_token_2t")),
+        );
         println!("  {n}:");
         println!(
             "    check_app by id (sync / async)   {id:8.1} / {id_async:8.1}   ({:.2}x / {:.2}x the App-in-hand hit)",
@@ -412,7 +387,11 @@ fn main() {
             2.0 * tok / tok2
         );
     }
-    let (m1, m2, c2) = (floor, median_ns("floor_fxhashmap_2t"), median_ns("check_cached_app_in_hand_2t"));
+    let (m1, m2, c2) = (
+        floor,
+        common::median_ns("request_path", "floor_fxhashmap_2t"),
+        common::median_ns("request_path", "check_cached_app_in_hand_2t"),
+    );
     println!("  2 threads / 1 thread throughput: check_cached {:.2}x, floor {:.2}x", 2.0 * in_hand / c2, 2.0 * m1 / m2);
     println!("revocation on one authorizer until the other denies, {REVOCATIONS} removals under load:");
     for (name, t) in &revoked {

@@ -50,6 +50,20 @@ fn app_id(i: usize) -> AppId {
     AppId(format!("app{i}"))
 }
 
+/// App `i`'s record, deployed by user `by`.
+fn record(i: usize, visibility: Visibility, by: u64) -> AppRecord {
+    AppRecord {
+        id: app_id(i),
+        owner: "acme".into(),
+        repo: format!("repo{i}"),
+        repo_id: RepoId(i as u64 + 1),
+        branch: "main".into(),
+        main_file: "app.py".into(),
+        visibility,
+        deployed_by: UserId(by),
+    }
+}
+
 fn email(i: usize) -> Email {
     Email::parse(&format!("user{i}@example.com")).unwrap()
 }
@@ -66,17 +80,7 @@ enum Seen {
 async fn apply(store: &dyn Store, op: &Op, now: &mut Timestamp) -> Seen {
     match *op {
         Op::PutApp { app, by } => {
-            let record = AppRecord {
-                id: app_id(app),
-                owner: "acme".into(),
-                repo: format!("repo{app}"),
-                repo_id: RepoId(app as u64 + 1),
-                branch: "main".into(),
-                main_file: "app.py".into(),
-                visibility: Visibility::Private,
-                deployed_by: UserId(by),
-            };
-            store.put_app(&record).await.unwrap();
+            store.put_app(&record(app, Visibility::Private, by)).await.unwrap();
             Seen::Unit
         }
         Op::AddViewer { app, email: e } => {
@@ -280,17 +284,8 @@ async fn cached_agrees_with_fresh(
     for change in changes {
         match *change {
             Change::Deploy { app, public } => {
-                let record = AppRecord {
-                    id: app_id(app),
-                    owner: "acme".into(),
-                    repo: format!("repo{app}"),
-                    repo_id: RepoId(app as u64 + 1),
-                    branch: "main".into(),
-                    main_file: "app.py".into(),
-                    visibility: if public { Visibility::Public } else { Visibility::Private },
-                    deployed_by: UserId(1),
-                };
-                store.put_app(&record).await.unwrap();
+                let visibility = if public { Visibility::Public } else { Visibility::Private };
+                store.put_app(&record(app, visibility, 1)).await.unwrap();
             }
             Change::Delete { app, on } => {
                 let _ = authz[on].delete_app(&ChangedBy::Operator, &app_id(app)).await;

@@ -33,6 +33,19 @@ fn email(s: &str) -> Email {
 
 const T: Timestamp = Timestamp(1_795_000_000_000);
 
+/// A link for `email` on `app`, issued at `T` for 15 minutes, as `Store::issue_link` takes it.
+fn new_link(hash: [u8; 32], app: &AppId, email: &Email) -> ghauthz::store::LinkRecord {
+    ghauthz::store::LinkRecord {
+        hash,
+        app: app.clone(),
+        email: email.clone(),
+        issued_at: T,
+        expires_at: T.plus(Duration::from_secs(900)),
+        used_at: None,
+        grant: None,
+    }
+}
+
 async fn apps_round_trip(store: &dyn Store) {
     assert_eq!(store.app(&AppId("dash".into())).await.unwrap(), None);
     store.put_app(&app("dash", 1)).await.unwrap();
@@ -102,15 +115,7 @@ async fn link_records_round_trip(store: &dyn Store) {
     let dash = AppId("dash".into());
     store.put_app(&app("dash", 1)).await.unwrap();
     let dana = email("dana@example.com");
-    let link = LinkRecord {
-        hash: [7; 32],
-        app: dash.clone(),
-        email: dana.clone(),
-        issued_at: T,
-        expires_at: T.plus(Duration::from_secs(900)),
-        used_at: None,
-        grant: None,
-    };
+    let link = new_link([7; 32], &dash, &dana);
     let limit = IssueLimit { max: 1, window: Duration::from_secs(60) };
     assert_eq!(store.issue_link(&link, limit).await.unwrap(), IssueOutcome::NotInvited);
     store.add_viewer(&dash, &dana, &Actor::Operator, T).await.unwrap();
@@ -136,22 +141,14 @@ async fn link_records_round_trip(store: &dyn Store) {
 }
 
 async fn an_ended_grant_never_comes_back(store: &dyn Store) {
-    use ghauthz::store::{IssueLimit, IssueOutcome, LinkRecord};
+    use ghauthz::store::{IssueLimit, IssueOutcome};
     let dash = AppId("dash".into());
     store.put_app(&app("dash", 1)).await.unwrap();
     let (dana, bo) = (email("dana@example.com"), email("bo@example.com"));
     store.add_viewer(&dash, &dana, &Actor::Operator, T).await.unwrap();
     store.add_viewer(&dash, &bo, &Actor::Operator, T).await.unwrap();
     let first = store.grant(&dash, &dana).await.unwrap().unwrap();
-    let link = LinkRecord {
-        hash: [9; 32],
-        app: dash.clone(),
-        email: dana.clone(),
-        issued_at: T,
-        expires_at: T.plus(Duration::from_secs(900)),
-        used_at: None,
-        grant: None,
-    };
+    let link = new_link([9; 32], &dash, &dana);
     let limit = IssueLimit { max: 5, window: Duration::from_secs(60) };
     assert_eq!(store.issue_link(&link, limit).await.unwrap(), IssueOutcome::Issued);
     // The newest grant removed and the address invited again: the id is new, not the one freed.
