@@ -104,3 +104,34 @@ fn effective_role_takes_the_highest_grant() {
     assert_eq!(role("mallory"), Some(Read), "base permission");
     assert_eq!(role("zed"), None);
 }
+
+/// Ids the stores can hold (1 to 2^63 - 1): 0, or one beyond, is refused at load with its line and
+/// field, instead of loading and then making every command report the store as broken.
+#[test]
+fn ids_the_stores_cannot_hold_are_refused_with_line_and_field() {
+    let base = |user: &str, org: &str, team: &str, repo: &str, app_repo: &str| {
+        format!(
+            "version = 1\n[[users]]\nid = {user}\nlogin = \"a\"\n[[orgs]]\nid = {org}\nlogin = \"o\"\nmembers = [\"a\"]\n\
+             [[orgs.teams]]\nid = {team}\nslug = \"t\"\n[[repos]]\nid = {repo}\nowner = \"o\"\nname = \"r\"\nprivate = true\n\
+             [[apps]]\nid = \"x\"\nrepo = \"o/r\"\nrepo_id = {app_repo}\nbranch = \"main\"\nmain_file = \"a.py\"\n\
+             visibility = \"private\"\ndeployed_by = \"a\"\n"
+        )
+    };
+    assert!(World::from_toml_str(&base("1", "2", "3", "4", "4"), ".").is_ok());
+    let max = i64::MAX.to_string();
+    assert!(World::from_toml_str(&base(&max, "2", "3", "4", "4"), ".").is_ok(), "2^63 - 1 fits");
+    let beyond = (i64::MAX as u64 + 1).to_string();
+    for bad in ["0", beyond.as_str()] {
+        for (text, field, line) in [
+            (base(bad, "2", "3", "4", "4"), "users[0].id", 3),
+            (base("1", bad, "3", "4", "4"), "orgs[0].id", 6),
+            (base("1", "2", bad, "4", "4"), "orgs[0].teams[0].id", 10),
+            (base("1", "2", "3", bad, "4"), "repos[0].id", 13),
+            (base("1", "2", "3", "4", bad), "apps[0].repo_id", 20),
+        ] {
+            let e = err(&text);
+            assert_eq!((e.field.as_deref(), e.position.map(|p| p.0)), (Some(field), Some(line)), "{bad}: {e}");
+            assert!(e.message.contains("out of range"), "{e}");
+        }
+    }
+}

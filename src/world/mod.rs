@@ -140,7 +140,7 @@ struct OrgSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TeamSpec {
-    id: u64,
+    id: Spanned<u64>,
     slug: String,
     #[serde(default)]
     members: Vec<Spanned<String>>,
@@ -195,7 +195,7 @@ struct GoogleSpec {
 struct AppSpec {
     id: Spanned<String>,
     repo: Spanned<String>,
-    repo_id: u64,
+    repo_id: Spanned<u64>,
     branch: String,
     main_file: String,
     visibility: Visibility,
@@ -445,6 +445,18 @@ impl World {
                 ))
             }
         };
+        // Ids as GitHub issues them and the stores hold them: 1 to 2^63 - 1.
+        let store_id = |id: &Spanned<u64>, field: String| -> Result<u64, WorldError> {
+            let v = *id.get_ref();
+            if v == 0 || i64::try_from(v).is_err() {
+                return Err(ck.err(
+                    Some(id.span()),
+                    field,
+                    format!("id {v} is out of range: expected 1 to {}", i64::MAX),
+                ));
+            }
+            Ok(v)
+        };
         // Users.
         let mut users = Vec::new();
         let mut by_login = HashMap::new();
@@ -465,6 +477,7 @@ impl World {
                     format!("login `{login}` declared twice"),
                 ));
             }
+            store_id(&u.id, format!("users[{i}].id"))?;
             if !ids.insert(*u.id.get_ref()) {
                 return Err(ck.err(
                     Some(u.id.span()),
@@ -493,6 +506,7 @@ impl World {
                     format!("login `{login}` is already taken"),
                 ));
             }
+            store_id(&o.id, format!("orgs[{i}].id"))?;
             if !ids.insert(*o.id.get_ref()) {
                 return Err(ck.err(
                     Some(o.id.span()),
@@ -545,7 +559,8 @@ impl World {
                         .map_err(|m| ck.err(Some(role.span()), format!("orgs[{i}].teams[{t}].repos.{name}"), m))?;
                     repos.insert(name.clone(), grant);
                 }
-                teams.push(WorldTeam { id: team.id, slug: team.slug.clone(), members: tm, repos });
+                let id = store_id(&team.id, format!("orgs[{i}].teams[{t}].id"))?;
+                teams.push(WorldTeam { id, slug: team.slug.clone(), members: tm, repos });
             }
             org_by_login.insert(login.to_ascii_lowercase(), orgs.len());
             orgs.push(WorldOrg { id: *o.id.get_ref(), login, owners, members, base_permission, teams });
@@ -561,6 +576,7 @@ impl World {
             };
             RepoCoords::new(owner, r.name.get_ref())
                 .map_err(|e| ck.err(Some(r.name.span()), format!("repos[{i}].name"), e.to_string()))?;
+            store_id(&r.id, format!("repos[{i}].id"))?;
             if repos.iter().any(|x| x.id.0 == *r.id.get_ref()) {
                 return Err(ck.err(
                     Some(r.id.span()),
@@ -682,6 +698,7 @@ impl World {
         // Apps.
         let mut apps: Vec<WorldApp> = Vec::new();
         for (i, a) in wf.apps.iter().enumerate() {
+            let repo_id = store_id(&a.repo_id, format!("apps[{i}].repo_id"))?;
             let coords: RepoCoords = a.repo.get_ref().parse().map_err(|e: crate::ids::InvalidRepoCoords| {
                 ck.err(Some(a.repo.span()), format!("apps[{i}].repo"), e.to_string())
             })?;
@@ -704,7 +721,7 @@ impl World {
                 }
             }
             apps.push(WorldApp {
-                app: App::new(AppId(id.clone()), coords, RepoId(a.repo_id), a.visibility),
+                app: App::new(AppId(id.clone()), coords, RepoId(repo_id), a.visibility),
                 branch: a.branch.clone(),
                 main_file: a.main_file.clone(),
                 deployed_by,
