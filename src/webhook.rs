@@ -169,7 +169,12 @@ impl WebhookVerifier {
         };
         self.check_signature(signature, body)?;
         let event = header(headers, "x-github-event")?
-            .filter(|e| !e.is_empty() && e.len() <= 64 && e.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+            .filter(|e| {
+                // GitHub's event names: lowercase letters, digits (`projects_v2_item`) and `_`.
+                !e.is_empty()
+                    && e.len() <= 64
+                    && e.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            })
             .ok_or(WebhookError::MissingHeader("X-GitHub-Event"))?;
         let id = header(headers, "x-github-delivery")?.ok_or(WebhookError::MissingHeader("X-GitHub-Delivery"))?;
         if id.is_empty() || id.len() > 100 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
@@ -206,6 +211,8 @@ pub const WEBHOOK_EVENTS: &[&str] = &[
     "installation",
     "installation_repositories",
     "github_app_authorization",
+    "org_block",
+    "public",
 ];
 
 /// What a verified delivery means for the cache.
@@ -240,6 +247,9 @@ fn id_at(v: &Value, path: &[&str]) -> Option<u64> {
 ///   coordinates an app was deployed from; `edited` changes no permission.
 /// - `installation_repositories`: each repository added or removed.
 /// - `github_app_authorization` (a user revoked the App): that user.
+/// - `org_block` `blocked` (a blocked user loses access to the organization's repositories): that
+///   user on the organization's repositories; `unblocked` grants nothing back by itself.
+/// - `public` (a private repository made public): that repository.
 /// - `ping`: nothing.
 pub(crate) fn meaning(event: &str, body: &[u8]) -> Meaning {
     if !WEBHOOK_EVENTS.contains(&event) {
@@ -290,6 +300,11 @@ fn interpret(event: &str, v: &Value) -> Option<Vec<Invalidation>> {
             _ => vec![Invalidation::Repo(repo()?)],
         },
         "installation" => vec![Invalidation::Owner(OwnerId(id_at(v, &["installation", "account", "id"])?))],
+        "org_block" => match action {
+            "unblocked" => vec![],
+            _ => vec![Invalidation::UserInOwner(UserId(id_at(v, &["blocked_user", "id"])?), org()?)],
+        },
+        "public" => vec![Invalidation::Repo(repo()?)],
         "installation_repositories" => {
             let mut out = Vec::new();
             for list in ["repositories_added", "repositories_removed"] {
