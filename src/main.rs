@@ -483,38 +483,78 @@ async fn open_store(db: Option<&str>) -> Result<Arc<dyn Store>, Outcome> {
     }
 }
 
-/// The keys file: read it, or create it with one fresh key (readable by its owner only), so
-/// that a token issued by one command verifies in the next. Creation is atomic: the file is
-/// written under another name and linked into place only if no other process got there first.
+/// The keys file: read it, or create it with one fresh key, so that a token issued by one command
+/// verifies in the next. It is created readable by its owner only, written through a temporary
+/// file created exclusively under an unpredictable name beside it, and linked into place only if
+/// no other process got there first (never through a symlink). An existing keys file that is a
+/// symlink, is readable or writable by others, or belongs to another user is refused.
 fn load_or_create_keys(path: &std::path::Path) -> anyhow::Result<SessionKeys> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            SessionKeys::from_json(&text).map_err(|_| anyhow::anyhow!("`{}` is not a keys file", path.display()))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let keys = SessionKeys::generate().map_err(|_| anyhow::anyhow!("no random source for a session key"))?;
-            let mut temp = path.as_os_str().to_owned();
-            temp.push(format!(".{}.tmp", std::process::id()));
-            let temp = PathBuf::from(temp);
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut f = options.open(&temp).with_context(|| format!("cannot create `{}`", temp.display()))?;
-            std::io::Write::write_all(&mut f, keys.to_json_with_secrets().as_bytes())
-                .and_then(|()| f.sync_all())
-                .with_context(|| format!("cannot write `{}`", temp.display()))?;
-            let linked = std::fs::hard_link(&temp, path);
-            let _ = std::fs::remove_file(&temp);
-            match linked {
-                Ok(()) => Ok(keys),
-                // Another process created it first: use theirs.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_or_create_keys(path),
-                Err(e) => Err(e).with_context(|| format!("cannot create `{}`", path.display())),
+    for _ in 0..3 {
+        match read_keys_file(path) {
+            Ok(text) => {
+                return SessionKeys::from_json(&text)
+                    .map_err(|_| anyhow::anyhow!("`{}` is not a keys file", path.display()));
             }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("keys file `{}`", path.display())),
         }
-        Err(e) => Err(e).with_context(|| format!("cannot read `{}`", path.display())),
+        let keys = SessionKeys::generate().map_err(|_| anyhow::anyhow!("no random source for a session key"))?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        // `tempfile` creates it with O_EXCL under a random name, mode 0600 on Unix.
+        let mut temp = tempfile::Builder::new()
+            .prefix(".ghauthz-keys-")
+            .tempfile_in(dir)
+            .with_context(|| format!("cannot create a temporary file in `{}`", dir.display()))?;
+        std::io::Write::write_all(&mut temp, keys.to_json_with_secrets().as_bytes())
+            .and_then(|()| temp.as_file().sync_all())
+            .with_context(|| format!("cannot write a temporary file in `{}`", dir.display()))?;
+        match temp.persist_noclobber(path) {
+            Ok(_) => return Ok(keys),
+            // Another process created it first (or something else is there): read that instead.
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e.error).with_context(|| format!("cannot create `{}`", path.display())),
+        }
     }
+    anyhow::bail!("keys file `{}`: could neither read nor create it", path.display())
+}
+
+/// The keys file's text, if it is a regular file of ours that nobody else may read or write.
+fn read_keys_file(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read as _};
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+    let mut file = options.open(path).map_err(|e| {
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+            Error::new(ErrorKind::PermissionDenied, "refused: it is a symlink")
+        } else {
+            e
+        }
+    })?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "refused: not a regular file"));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        if meta.uid() != rustix::process::geteuid().as_raw() {
+            return Err(Error::new(ErrorKind::PermissionDenied, "refused: it belongs to another user"));
+        }
+        if meta.mode() & 0o077 != 0 {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                format!("refused: others may read or write it (mode {:o}); `chmod 600` it", meta.mode() & 0o777),
+            ));
+        }
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    Ok(text)
 }
 
 fn load_policy(path: &std::path::Path) -> anyhow::Result<Policy> {

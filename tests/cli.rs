@@ -801,3 +801,57 @@ fn check_fresh_reads_the_store_and_asks_github() {
     ]);
     assert_eq!((r.code, r.json()["reason"]["kind"].as_str()), (2, Some("unknown_app")));
 }
+
+/// The keys file holds the session keys: created readable by its owner only, through no
+/// predictable temporary file; an existing one that is a symlink, readable by others or someone
+/// else's is refused, and nothing of it is printed.
+#[cfg(unix)]
+#[test]
+fn the_keys_file_is_owner_only_and_a_careless_one_is_refused() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.json");
+    let keys_arg = keys.display().to_string();
+    let check = |keys: &str| {
+        ghauthz(&[
+            "check",
+            "--world",
+            &world("acme.toml"),
+            "--keys",
+            keys,
+            "--app",
+            "dash",
+            "--action",
+            "view",
+            "--viewer-session",
+            "x",
+        ])
+    };
+    let r = check(&keys_arg);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert_eq!(std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777, 0o600);
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["keys.json"], "no temporary file left behind");
+    let secret = std::fs::read_to_string(&keys).unwrap();
+    let refused = |r: Run, why: &str| {
+        assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("bad_keys")), "{}{}", r.stdout, r.stderr);
+        let message = r.json()["message"].as_str().unwrap().to_owned();
+        assert!(message.contains(why), "{message}");
+        assert!(!r.stdout.contains(&secret) && !r.stderr.contains(&secret[..40]), "the file is not echoed");
+    };
+    // Readable by others.
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o644)).unwrap();
+    refused(check(&keys_arg), "chmod 600");
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(check(&keys_arg).code, 2, "accepted again");
+    // A symlink to it.
+    let link = dir.path().join("link.json");
+    std::os::unix::fs::symlink(&keys, &link).unwrap();
+    refused(check(&link.display().to_string()), "symlink");
+    // Someone else's (the tests may run as root, which can give it away).
+    if std::fs::metadata(&keys).unwrap().uid() == 0
+        && std::process::Command::new("chown").args(["65534", &keys_arg]).status().unwrap().success()
+    {
+        refused(check(&keys_arg), "another user");
+    }
+}

@@ -389,3 +389,20 @@ async fn an_sqlite_follower_behind_the_logs_retention_forgets_everything() {
     let d = a.check_session(&token, &dash, Capability::View).await.unwrap();
     assert_eq!((d.is_allowed(), d.source()), (true, Source::Store), "dash's grant was forgotten too");
 }
+
+/// The SQLite store holds addresses and link hashes: the file SQLite writes, and its `-wal` and
+/// `-shm` files, are readable by their owner only, whatever the umask.
+#[cfg(unix)]
+#[tokio::test]
+async fn an_sqlite_store_is_created_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ghauthz.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    store.seed_once(&[(app("dash", 1), vec![email("dana@example.com")])], T).await.unwrap();
+    for name in ["ghauthz.db", "ghauthz.db-wal", "ghauthz.db-shm"] {
+        let mode = std::fs::metadata(dir.path().join(name)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{name}: {mode:o}");
+    }
+    store.close().await;
+}

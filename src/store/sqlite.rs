@@ -34,7 +34,8 @@ const CHANGE_RETENTION: Duration = Duration::from_secs(600);
 /// Most changes read in one poll.
 const PER_POLL: i64 = 1000;
 
-/// A store in one SQLite file (created if absent). Safe to share between threads and between
+/// A store in one SQLite file (created if absent, readable by its owner only, as are its `-wal`
+/// and `-shm` files). Safe to share between threads and between
 /// processes: writes are serialized by SQLite, and every method is one transaction, which every
 /// path ends explicitly (a dropped transaction would keep the write lock until its connection
 /// is reused).
@@ -77,6 +78,10 @@ impl SqliteStore {
     }
 
     async fn connect(opts: SqliteConnectOptions) -> Result<SqliteStore, StoreError> {
+        let file = opts.get_filename();
+        if file != Path::new(":memory:") && !file.as_os_str().is_empty() {
+            create_owner_only(file)?;
+        }
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await.map_err(unavailable)?;
         migrate(&pool).await?;
         Ok(SqliteStore { pool, retention: CHANGE_RETENTION })
@@ -123,6 +128,20 @@ impl SqliteStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+}
+
+/// Creates the store's file, if absent, readable and writable by its owner only (SQLite gives its
+/// `-wal` and `-shm` files the database file's permissions). An existing file is left as it is.
+fn create_owner_only(path: &Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Unavailable(format!("cannot create `{}`: {e}", path.display()))),
     }
 }
 
