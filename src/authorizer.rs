@@ -185,6 +185,14 @@ impl AuthorizerBuilder {
         self
     }
 
+    /// Accept webhook deliveries signed with the current secret *or* `previous`, during a
+    /// rotation ([`WebhookVerifier`]'s `# Rotation`): set [`AuthorizerBuilder::webhook_secret`]
+    /// first; without a current secret this enables nothing.
+    pub fn previous_webhook_secret(mut self, previous: WebhookSecret) -> Self {
+        self.webhooks = self.webhooks.map(|v| v.with_previous(previous));
+        self
+    }
+
     /// Accept Google sign-in (off unless configured).
     pub fn google(mut self, google: GoogleConfig) -> Self {
         self.google = Some(google);

@@ -121,9 +121,10 @@ struct WebhookArgs {
     #[arg(long, value_name = "SIG")]
     signature: String,
     /// A file holding the webhook secret (a trailing newline is ignored); overrides
-    /// `GHAUTHZ_WEBHOOK_SECRET`.
+    /// `GHAUTHZ_WEBHOOK_SECRET`. Given twice during a rotation: the current secret, then the
+    /// previous one (`GHAUTHZ_WEBHOOK_SECRET_PREVIOUS` without files).
     #[arg(long, value_name = "FILE")]
-    webhook_secret_file: Option<PathBuf>,
+    webhook_secret_file: Vec<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -348,17 +349,30 @@ async fn run(cli: Cli) -> Outcome {
 }
 
 /// The webhook secret: `--webhook-secret-file`, else `GHAUTHZ_WEBHOOK_SECRET`.
-fn webhook_secret(args: &WebhookArgs) -> Result<WebhookSecret, Outcome> {
+/// The webhook's secret and, during a rotation, its previous one: from `--webhook-secret-file`
+/// (once or twice) or `GHAUTHZ_WEBHOOK_SECRET` and `GHAUTHZ_WEBHOOK_SECRET_PREVIOUS`.
+fn webhook_secret(args: &WebhookArgs) -> Result<(WebhookSecret, Option<WebhookSecret>), Outcome> {
     let usage = |m: String| Outcome::error(Exit::Usage, "usage", m);
-    let text = match &args.webhook_secret_file {
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|e| usage(format!("cannot read the webhook secret file `{}`: {e}", path.display())))?,
-        None => std::env::var("GHAUTHZ_WEBHOOK_SECRET").map_err(|_| {
-            usage("no webhook secret: pass `--webhook-secret-file` or set `GHAUTHZ_WEBHOOK_SECRET`".into())
-        })?,
+    let secret = |text: String| {
+        let text = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
+        WebhookSecret::new(text.to_owned()).map_err(|_| usage("the webhook secret is empty".into()))
     };
-    let text = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
-    WebhookSecret::new(text.to_owned()).map_err(|_| usage("the webhook secret is empty".into()))
+    let read = |path: &PathBuf| {
+        std::fs::read_to_string(path)
+            .map_err(|e| usage(format!("cannot read the webhook secret file `{}`: {e}", path.display())))
+    };
+    match args.webhook_secret_file.as_slice() {
+        [] => {
+            let current = std::env::var("GHAUTHZ_WEBHOOK_SECRET").map_err(|_| {
+                usage("no webhook secret: pass `--webhook-secret-file` or set `GHAUTHZ_WEBHOOK_SECRET`".into())
+            })?;
+            let previous = std::env::var("GHAUTHZ_WEBHOOK_SECRET_PREVIOUS").ok().map(secret).transpose()?;
+            Ok((secret(current)?, previous))
+        }
+        [current] => Ok((secret(read(current)?)?, None)),
+        [current, previous] => Ok((secret(read(current)?)?, Some(secret(read(previous)?)?))),
+        _ => Err(usage("`--webhook-secret-file` at most twice: the current secret, then the previous one".into())),
+    }
 }
 
 /// `webhook`: the delivery's headers from the flags, its raw body from standard input.
@@ -399,7 +413,11 @@ async fn webhook(ctx: &WorldCtx, args: &WebhookArgs) -> Outcome {
     }
 }
 
-async fn world_ctx(g: &Global, needs_keys: bool, webhook: Option<WebhookSecret>) -> Result<WorldCtx, Outcome> {
+async fn world_ctx(
+    g: &Global,
+    needs_keys: bool,
+    webhook: Option<(WebhookSecret, Option<WebhookSecret>)>,
+) -> Result<WorldCtx, Outcome> {
     let Some(path) = &g.world else {
         if g.now.is_some() {
             return Err(Outcome::error(
@@ -457,7 +475,8 @@ async fn world_ctx(g: &Global, needs_keys: bool, webhook: Option<WebhookSecret>)
         None => authz,
     };
     let authz = match webhook {
-        Some(secret) => authz.webhook_secret(secret),
+        Some((secret, Some(previous))) => authz.webhook_secret(secret).previous_webhook_secret(previous),
+        Some((secret, None)) => authz.webhook_secret(secret),
         None => authz,
     };
     let authz = authz.build().map_err(|e| Outcome::error(Exit::Usage, "usage", e))?;

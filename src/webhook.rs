@@ -123,10 +123,18 @@ pub struct WebhookStats {
     pub rejected: u64,
 }
 
-/// Verifies deliveries against one secret.
+/// Verifies deliveries against the webhook's secret, and during a rotation its previous one.
+///
+/// # Rotation
+///
+/// To rotate without refusing a delivery: configure the new secret as current and the old one as
+/// previous ([`WebhookVerifier::with_previous`]) on every replica; then set the new secret on
+/// GitHub's webhook; once GitHub sends only the new one (and its redeliveries of older events
+/// are no longer wanted), drop the previous secret. Each secret is compared in constant time,
+/// and both are always compared, so timing tells nothing of which one matched.
 #[derive(Debug, Clone)]
 pub struct WebhookVerifier {
-    secret: WebhookSecret,
+    secrets: Vec<WebhookSecret>,
 }
 
 fn header<'h>(headers: &'h http::HeaderMap, name: &'static str) -> Result<Option<&'h str>, WebhookError> {
@@ -139,7 +147,29 @@ fn header<'h>(headers: &'h http::HeaderMap, name: &'static str) -> Result<Option
 impl WebhookVerifier {
     /// A verifier for deliveries signed with `secret`.
     pub fn new(secret: WebhookSecret) -> Self {
-        Self { secret }
+        Self { secrets: vec![secret] }
+    }
+
+    /// Also accepts deliveries signed with `previous`, during a rotation (see `# Rotation`).
+    ///
+    /// ```
+    /// use ghauthz::{WebhookSecret, WebhookVerifier};
+    /// let secret = |s: &str| WebhookSecret::new(s.into()).unwrap();
+    /// let v = WebhookVerifier::new(secret("new")).with_previous(secret("It's a Secret to Everybody"));
+    /// let mut h = http::HeaderMap::new();
+    /// h.insert("x-github-event", "ping".parse().unwrap());
+    /// h.insert("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958".parse().unwrap());
+    /// h.insert(
+    ///     "x-hub-signature-256",
+    ///     "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17".parse().unwrap(),
+    /// );
+    /// assert!(v.verify(&h, b"Hello, World!").is_ok(), "signed with the previous secret");
+    /// assert!(WebhookVerifier::new(secret("new")).verify(&h, b"Hello, World!").is_err());
+    /// ```
+    pub fn with_previous(mut self, previous: WebhookSecret) -> Self {
+        self.secrets.truncate(1);
+        self.secrets.push(previous);
+        self
     }
 
     /// Checks the delivery's `X-Hub-Signature-256` over the raw `body`, in constant time,
@@ -190,11 +220,16 @@ impl WebhookVerifier {
         let hex_digits = signature.strip_prefix("sha256=").ok_or(WebhookError::MalformedSignature)?;
         let mut expected = [0u8; 32];
         hex::decode_to_slice(hex_digits, &mut expected).map_err(|_| WebhookError::MalformedSignature)?;
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(self.secret.expose_secret()).map_err(|_| WebhookError::NotConfigured)?;
-        mac.update(body);
-        // `verify_slice` compares in constant time.
-        mac.verify_slice(&expected).map_err(|_| WebhookError::BadSignature)
+        let mut matched = false;
+        // Every secret is tried, whichever matches: no early exit for timing to tell apart.
+        for secret in &self.secrets {
+            let mut mac =
+                Hmac::<Sha256>::new_from_slice(secret.expose_secret()).map_err(|_| WebhookError::NotConfigured)?;
+            mac.update(body);
+            // `verify_slice` compares in constant time.
+            matched |= mac.verify_slice(&expected).is_ok();
+        }
+        if matched { Ok(()) } else { Err(WebhookError::BadSignature) }
     }
 }
 

@@ -855,3 +855,32 @@ fn the_keys_file_is_owner_only_and_a_careless_one_is_refused() {
         refused(check(&keys_arg), "another user");
     }
 }
+
+/// During a rotation the webhook takes the current secret and the previous one: a delivery signed
+/// with either applies; one signed with neither is refused; a third secret is bad usage.
+#[test]
+fn webhook_accepts_the_previous_secret_during_a_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (current, previous) = (dir.path().join("current"), dir.path().join("previous"));
+    std::fs::write(&current, "the new secret\n").unwrap();
+    std::fs::write(&previous, format!("{HOOK_SECRET}\n")).unwrap();
+    let (current, previous) = (current.display().to_string(), previous.display().to_string());
+    let body = std::fs::read(common::fixture_path("webhooks/member_removed.json")).unwrap();
+    let sig = hook_signature(&body);
+    let w = world("acme.toml");
+    let run = |delivery: &str, files: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec!["webhook", "--world", &w, "--event", "member", "--delivery", delivery, "--signature", &sig];
+        for f in files {
+            args.extend(["--webhook-secret-file", f]);
+        }
+        ghauthz_stdin(&args, &body, env)
+    };
+    let r = run("d-1", &[&current, &previous], &[]);
+    assert_eq!(r.code, 0, "signed with the previous secret: {}{}", r.stdout, r.stderr);
+    let r = run("d-2", &[&current], &[]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (2, Some("bad_signature")), "the current one alone refuses it");
+    let env = [("GHAUTHZ_WEBHOOK_SECRET", "the new secret"), ("GHAUTHZ_WEBHOOK_SECRET_PREVIOUS", HOOK_SECRET)];
+    assert_eq!(run("d-3", &[], &env).code, 0, "the same from the environment");
+    let r = run("d-4", &[&current, &previous, &current], &[]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("usage")));
+}

@@ -326,3 +326,26 @@ proptest::proptest! {
         }
     }
 }
+
+#[tokio::test]
+async fn a_delivery_signed_with_the_previous_secret_is_accepted_during_a_rotation() {
+    let secret = |s: &str| ghauthz::WebhookSecret::new(s.into()).unwrap();
+    let world = common::fixture("acme.toml");
+    let mock = ghauthz::world::MockGithub::start(world).await.unwrap();
+    let build = |previous: Option<&str>| {
+        let b = ghauthz::Authorizer::builder(mock.github_config()).webhook_secret(secret("the new secret"));
+        match previous {
+            Some(p) => b.previous_webhook_secret(secret(p)),
+            None => b,
+        }
+        .build()
+        .unwrap()
+    };
+    let body = std::fs::read(common::fixture_path("webhooks/ping.json")).unwrap();
+    let (rotating, rotated) = (build(Some(SECRET)), build(None));
+    assert!(rotating.handle_webhook(&signed("ping", "r-1", &body), &body).await.is_ok(), "the previous secret");
+    let err = rotated.handle_webhook(&signed("ping", "r-2", &body), &body).await.unwrap_err();
+    assert_eq!(err.kind(), "bad_signature", "once the previous secret is dropped");
+    let other = build(Some("yet another secret"));
+    assert_eq!(other.handle_webhook(&signed("ping", "r-3", &body), &body).await.unwrap_err().kind(), "bad_signature");
+}
