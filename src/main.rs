@@ -278,10 +278,10 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprint!("{e}");
-            let message = e.to_string();
-            let first = message.lines().next().unwrap_or("bad usage").trim_start_matches("error: ");
-            println!("{}", json!({"error": "usage", "message": first}));
+            // Never clap's own message: it repeats what was typed, which may be a token.
+            let message = usage_message(&e);
+            eprintln!("ghauthz: {message}; see `ghauthz --help`");
+            println!("{}", json!({"error": "usage", "message": message}));
             return ExitCode::from(Exit::Usage as u8);
         }
     };
@@ -576,14 +576,76 @@ fn read_keys_file(path: &std::path::Path) -> std::io::Result<String> {
     Ok(text)
 }
 
+/// What went wrong on the command line, naming only the options this program defines: never a
+/// value or an argument that was typed (it may be a token).
+fn usage_message(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let defined = |kind: ContextKind| match e.get(kind) {
+        Some(ContextValue::String(s)) => s.clone(),
+        Some(ContextValue::Strings(v)) => v.join(", "),
+        _ => String::new(),
+    };
+    match e.kind() {
+        ErrorKind::UnknownArgument => "an unexpected argument (not shown)".to_owned(),
+        ErrorKind::InvalidSubcommand => "an unknown command (not shown)".to_owned(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation | ErrorKind::InvalidUtf8 => {
+            format!("an invalid value (not shown) for `{}`", defined(ContextKind::InvalidArg))
+        }
+        ErrorKind::MissingRequiredArgument => {
+            format!("missing required arguments: {}", defined(ContextKind::InvalidArg))
+        }
+        ErrorKind::ArgumentConflict => {
+            format!("`{}` cannot be used with `{}`", defined(ContextKind::InvalidArg), defined(ContextKind::PriorArg))
+        }
+        ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            "a command is needed".to_owned()
+        }
+        ErrorKind::TooManyValues | ErrorKind::TooFewValues | ErrorKind::WrongNumberOfValues => {
+            format!("the wrong number of values for `{}`", defined(ContextKind::InvalidArg))
+        }
+        _ => "bad usage".to_owned(),
+    }
+}
+
+/// The policy file. A malformed one is reported by file, line, column and field, never by its
+/// contents.
 fn load_policy(path: &std::path::Path) -> anyhow::Result<Policy> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("`{}`", path.display()))
+    let de = toml::Deserializer::parse(&text).map_err(|e| policy_error(path, &text, e.span(), None))?;
+    serde_path_to_error::deserialize(de)
+        .map_err(|e| policy_error(path, &text, e.inner().span(), Some(e.path().to_string())))
+}
+
+fn policy_error(
+    path: &std::path::Path,
+    text: &str,
+    span: Option<std::ops::Range<usize>>,
+    field: Option<String>,
+) -> anyhow::Error {
+    let (line, column) = span
+        .map(|s| {
+            let before = &text[..s.start.min(text.len())];
+            (before.matches('\n').count() + 1, before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1)
+        })
+        .unwrap_or((1, 1));
+    // Only a field this program defines is named: an unknown one is what was typed.
+    const FIELDS: [&str; 5] = ["view", "edit", "deploy", "delete", "sharing"];
+    let field = match field.filter(|f| f != ".") {
+        Some(f) if FIELDS.contains(&f.as_str()) => format!(" field `{f}`:"),
+        Some(_) => " an unknown field:".to_owned(),
+        None => String::new(),
+    };
+    anyhow::anyhow!(
+        "`{}`:{line}:{column}:{field} not a policy (the fields are view, edit, deploy, delete and sharing; each a \
+         role: read, triage, write, maintain or admin)",
+        path.display()
+    )
 }
 
 fn parse_now(s: &str) -> Result<Timestamp, String> {
-    let t = chrono::DateTime::parse_from_rfc3339(s).map_err(|e| format!("`--now {s}` is not an RFC 3339 time: {e}"))?;
-    u64::try_from(t.timestamp_millis()).map(Timestamp).map_err(|_| format!("`--now {s}` is before 1970"))
+    // The value is not repeated: nothing typed is.
+    let t = chrono::DateTime::parse_from_rfc3339(s).map_err(|e| format!("`--now` is not an RFC 3339 time: {e}"))?;
+    u64::try_from(t.timestamp_millis()).map(Timestamp).map_err(|_| "`--now` is before 1970".to_owned())
 }
 
 /// The principal of `check`; a refused viewer session is a denial, not an error.

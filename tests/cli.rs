@@ -884,3 +884,64 @@ fn webhook_accepts_the_previous_secret_during_a_rotation() {
     let r = run("d-4", &[&current, &previous, &current], &[]);
     assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("usage")));
 }
+
+/// Nothing the CLI prints repeats an argument that may be a token, nor a line of a policy file:
+/// usage errors name only the options this program defines, policy errors the file, line, column
+/// and field.
+#[test]
+fn usage_and_policy_errors_echo_nothing_that_was_typed() {
+    let token = "gl1_s0AEioYr1rr-tpwqMgGDCVKrxLpD3SMGimE8PbTFqos";
+    let w = world("acme.toml");
+    for args in [
+        vec!["link", "inspect", token, "extra-secret-thing"],
+        vec!["check", "--world", &w, "--app", "dash", "--action", token, "--anonymous"],
+        vec!["check", "--world", &w, "--app", "dash", "--action", "view", "--anonymous", token],
+        vec![token],
+        vec!["check", "--world", &w, "--app", "dash", "--action", "view", "--anonymous", "--now", token],
+    ] {
+        let r = ghauthz(&args);
+        assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("usage")), "{args:?}: {}", r.stdout);
+        for echoed in [token, "extra-secret-thing"] {
+            assert!(
+                !r.stdout.contains(echoed) && !r.stderr.contains(echoed),
+                "{args:?} echoed: {}{}",
+                r.stdout,
+                r.stderr
+            );
+        }
+    }
+    let r = ghauthz(&["check", "--world", &w, "--app", "dash", "--action", "fly", "--anonymous"]);
+    assert!(r.json()["message"].as_str().unwrap().contains("--action"), "names the option: {}", r.stdout);
+
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    let check = || {
+        ghauthz(&[
+            "check",
+            "--world",
+            &w,
+            "--policy",
+            &policy.display().to_string(),
+            "--app",
+            "dash",
+            "--action",
+            "view",
+            "--anonymous",
+        ])
+    };
+    for (text, line, field) in [
+        ("edit = \"write\"\ndeploy = \"hunter2-secret\"\n", "2:10", Some("deploy")),
+        ("edit = \"write\"\nhunter2-secret = \"admin\"\n", "2:1", None),
+        ("edit = \"write\"\n[[hunter2-secret\n", "2:", None),
+    ] {
+        std::fs::write(&policy, text).unwrap();
+        let r = check();
+        assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("bad_policy")), "{text}: {}", r.stdout);
+        let message = r.json()["message"].as_str().unwrap().to_owned();
+        assert!(message.contains(&format!("policy.toml`:{line}")), "{text}: {message}");
+        if let Some(field) = field {
+            assert!(message.contains(&format!("field `{field}`")), "{text}: {message}");
+        }
+        assert!(!r.stdout.contains("hunter2") && !r.stderr.contains("hunter2"), "{text}: {}{}", r.stdout, r.stderr);
+    }
+}
