@@ -358,7 +358,7 @@ fn webhook_secret(args: &WebhookArgs) -> Result<(WebhookSecret, Option<WebhookSe
         WebhookSecret::new(text.to_owned()).map_err(|_| usage("the webhook secret is empty".into()))
     };
     let read = |path: &PathBuf| {
-        std::fs::read_to_string(path)
+        read_file(path, MAX_SECRET_FILE)
             .map_err(|e| usage(format!("cannot read the webhook secret file `{}`: {e}", path.display())))
     };
     match args.webhook_secret_file.as_slice() {
@@ -377,10 +377,17 @@ fn webhook_secret(args: &WebhookArgs) -> Result<(WebhookSecret, Option<WebhookSe
 
 /// `webhook`: the delivery's headers from the flags, its raw body from standard input.
 async fn webhook(ctx: &WorldCtx, args: &WebhookArgs) -> Outcome {
-    let mut body = Vec::new();
-    if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin(), &mut body) {
-        return Outcome::error(Exit::Usage, "usage", format!("cannot read the body on standard input: {e}"));
-    }
+    let body = match read_limited(std::io::stdin(), ghauthz::MAX_WEBHOOK_BODY as u64) {
+        Ok(body) => body,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            return Outcome::error(
+                Exit::Usage,
+                "too_large",
+                "the body on standard input is larger than GitHub sends (25 MB)",
+            );
+        }
+        Err(e) => return Outcome::error(Exit::Usage, "usage", format!("cannot read the body on standard input: {e}")),
+    };
     let mut headers = http::HeaderMap::new();
     for (name, value) in [
         ("x-github-event", &args.event),
@@ -542,12 +549,12 @@ fn load_or_create_keys(path: &std::path::Path) -> anyhow::Result<SessionKeys> {
 
 /// The keys file's text, if it is a regular file of ours that nobody else may read or write.
 fn read_keys_file(path: &std::path::Path) -> std::io::Result<String> {
-    use std::io::{Error, ErrorKind, Read as _};
+    use std::io::{Error, ErrorKind};
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, rustix::fs::OFlags::NOFOLLOW.bits() as i32);
-    let mut file = options.open(path).map_err(|e| {
+    let file = options.open(path).map_err(|e| {
         if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
             Error::new(ErrorKind::PermissionDenied, "refused: it is a symlink")
         } else {
@@ -571,9 +578,29 @@ fn read_keys_file(path: &std::path::Path) -> std::io::Result<String> {
             ));
         }
     }
-    let mut text = String::new();
-    file.read_to_string(&mut text)?;
-    Ok(text)
+    String::from_utf8(read_limited(file, MAX_KEYS_FILE)?).map_err(|_| Error::new(ErrorKind::InvalidData, "not text"))
+}
+
+/// The most read of a policy or keys file (64 KiB) and of a secret file (4 KiB).
+const MAX_POLICY_FILE: u64 = 64 << 10;
+const MAX_KEYS_FILE: u64 = 64 << 10;
+const MAX_SECRET_FILE: u64 = 4 << 10;
+
+/// Everything `from` holds, refused (`InvalidData`, "larger than N bytes") beyond `limit` bytes,
+/// reading no further than that: `/dev/zero` fails fast.
+fn read_limited(from: impl std::io::Read, limit: u64) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(from, limit + 1), &mut out)?;
+    if out.len() as u64 > limit {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("larger than {limit} bytes")));
+    }
+    Ok(out)
+}
+
+/// A text file of at most `limit` bytes.
+fn read_file(path: &std::path::Path, limit: u64) -> std::io::Result<String> {
+    String::from_utf8(read_limited(std::fs::File::open(path)?, limit)?)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not text"))
 }
 
 /// What went wrong on the command line, naming only the options this program defines: never a
@@ -610,7 +637,7 @@ fn usage_message(e: &clap::Error) -> String {
 /// The policy file. A malformed one is reported by file, line, column and field, never by its
 /// contents.
 fn load_policy(path: &std::path::Path) -> anyhow::Result<Policy> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    let text = read_file(path, MAX_POLICY_FILE).with_context(|| format!("cannot read `{}`", path.display()))?;
     let de = toml::Deserializer::parse(&text).map_err(|e| policy_error(path, &text, e.span(), None))?;
     serde_path_to_error::deserialize(de)
         .map_err(|e| policy_error(path, &text, e.inner().span(), Some(e.path().to_string())))

@@ -35,6 +35,10 @@ pub enum WebhookError {
     /// The signature does not match the body under our secret.
     #[error("signature does not match")]
     BadSignature,
+    /// The body is larger than GitHub ever sends ([`MAX_WEBHOOK_BODY`], 25 MB): refused before it
+    /// is read.
+    #[error("the delivery's body is larger than GitHub sends (25 MB)")]
+    TooLarge,
     /// The delivery was verified and applied here, but the store could not record it or tell
     /// the other replicas: answer GitHub with an error so that it delivers again.
     #[error("delivery applied on this replica only: {0}")]
@@ -42,7 +46,7 @@ pub enum WebhookError {
 }
 
 impl WebhookError {
-    /// A stable name: `bad_signature` for every signature failure, `bad_request`,
+    /// A stable name: `bad_signature` for every signature failure, `bad_request`, `too_large`,
     /// `not_configured`, `store_unavailable`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -51,6 +55,7 @@ impl WebhookError {
             | WebhookError::MalformedSignature
             | WebhookError::BadSignature => "bad_signature",
             WebhookError::MissingHeader(_) | WebhookError::InvalidDeliveryId => "bad_request",
+            WebhookError::TooLarge => "too_large",
             WebhookError::NotConfigured => "not_configured",
             WebhookError::Store(_) => "store_unavailable",
         }
@@ -192,6 +197,9 @@ impl WebhookVerifier {
     /// assert!(v.verify(&h, b"Hello, World?").is_err());
     /// ```
     pub fn verify(&self, headers: &http::HeaderMap, body: &[u8]) -> Result<VerifiedDelivery, WebhookError> {
+        if body.len() > MAX_WEBHOOK_BODY {
+            return Err(WebhookError::TooLarge);
+        }
         let signature = match header(headers, "x-hub-signature-256")? {
             Some(s) => s,
             None if headers.contains_key("x-hub-signature") => return Err(WebhookError::Sha1Only),
@@ -232,6 +240,10 @@ impl WebhookVerifier {
         if matched { Ok(()) } else { Err(WebhookError::BadSignature) }
     }
 }
+
+/// The largest body GitHub sends (25 MB, GitHub's cap on a delivery's payload): a longer one is
+/// [`WebhookError::TooLarge`].
+pub const MAX_WEBHOOK_BODY: usize = 25 * 1024 * 1024;
 
 /// The events [`Authorizer::handle_webhook`](crate::Authorizer::handle_webhook) acts on: subscribe
 /// the webhook to these (and only these need be sent; others are counted and ignored).

@@ -945,3 +945,43 @@ fn usage_and_policy_errors_echo_nothing_that_was_typed() {
         assert!(!r.stdout.contains("hunter2") && !r.stderr.contains("hunter2"), "{text}: {}{}", r.stdout, r.stderr);
     }
 }
+
+/// Every input has a bound: a world, policy, keys or secret file, or standard input, that goes on
+/// and on (`/dev/zero`) is refused at once with a typed error, not read into memory.
+#[cfg(unix)]
+#[test]
+fn endless_inputs_are_refused_fast() {
+    let r = ghauthz(&["check", "--world", "/dev/zero", "--app", "dash", "--action", "view", "--anonymous"]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("bad_world")), "{}", r.stdout);
+    assert!(r.json()["message"].as_str().unwrap().contains("larger than"), "{}", r.stdout);
+    let w = world("acme.toml");
+    let base = ["check", "--world", w.as_str(), "--app", "dash", "--action", "view", "--anonymous"];
+    let r = ghauthz(&[&base[..], &["--policy", "/dev/zero"]].concat());
+    assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("bad_policy")), "{}", r.stdout);
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.json");
+    std::fs::write(&keys, vec![b' '; 70 << 10]).unwrap();
+    std::fs::set_permissions(&keys, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let keys = keys.display().to_string();
+    let r = ghauthz(&[
+        "check",
+        "--world",
+        &w,
+        "--app",
+        "dash",
+        "--action",
+        "view",
+        "--keys",
+        &keys,
+        "--viewer-session",
+        "x",
+    ]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("bad_keys")), "{}", r.stdout);
+    assert!(r.json()["message"].as_str().unwrap().contains("larger than"), "{}", r.stdout);
+    let hook = ["webhook", "--world", w.as_str(), "--event", "ping", "--delivery", "d-1", "--signature", "sha256=00"];
+    let r = ghauthz(&[&hook[..], &["--webhook-secret-file", "/dev/zero"]].concat());
+    assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("usage")), "{}", r.stdout);
+    let big = vec![b'x'; ghauthz::MAX_WEBHOOK_BODY + 1];
+    let r = ghauthz_stdin(&hook, &big, &[("GHAUTHZ_WEBHOOK_SECRET", HOOK_SECRET)]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("too_large")), "{}", r.stdout);
+}

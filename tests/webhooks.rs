@@ -349,3 +349,14 @@ async fn a_delivery_signed_with_the_previous_secret_is_accepted_during_a_rotatio
     let other = build(Some("yet another secret"));
     assert_eq!(other.handle_webhook(&signed("ping", "r-3", &body), &body).await.unwrap_err().kind(), "bad_signature");
 }
+
+#[tokio::test]
+async fn a_body_larger_than_github_sends_is_refused_before_it_is_read() {
+    let env = env().await;
+    let body = vec![b' '; ghauthz::MAX_WEBHOOK_BODY + 1];
+    let err = env.authz.handle_webhook(&signed("ping", "big-1", &body), &body).await.unwrap_err();
+    assert_eq!(err.kind(), "too_large");
+    let body = vec![b' '; ghauthz::MAX_WEBHOOK_BODY];
+    let err = env.authz.handle_webhook(&signed("ping", "big-2", &body), &body).await.err();
+    assert_ne!(err.map(|e| e.kind()), Some("too_large"), "25 MB itself is what GitHub may send");
+}

@@ -385,11 +385,28 @@ impl<T> OkOrDefault<T> for Option<T> {
     }
 }
 
+/// The largest world file read (8 MiB).
+pub const MAX_WORLD_FILE: u64 = 8 << 20;
+
+/// The largest JWKS file a world names (1 MiB).
+pub const MAX_JWKS_FILE: u64 = 1 << 20;
+
+/// A file's text, refused (`InvalidData`) if it is longer than `limit` bytes: read no further
+/// than that, so that `/dev/zero` or a huge file fails fast.
+fn read_bounded(path: &Path, limit: u64) -> std::io::Result<String> {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(std::fs::File::open(path)?, limit + 1), &mut text)?;
+    if text.len() as u64 > limit {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("larger than {limit} bytes")));
+    }
+    Ok(text)
+}
+
 impl World {
-    /// Loads a world file; relative paths inside it resolve against its folder.
+    /// Loads a world file (at most [`MAX_WORLD_FILE`] bytes); relative paths inside it resolve against its folder.
     pub fn load(path: impl AsRef<Path>) -> Result<World, WorldError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| WorldError {
+        let text = read_bounded(path, MAX_WORLD_FILE).map_err(|e| WorldError {
             file: Some(path.to_owned()),
             position: None,
             field: None,
@@ -688,7 +705,7 @@ impl World {
                     field: Some("google.jwks".into()),
                     message: m,
                 };
-                let text = std::fs::read_to_string(&jwks)
+                let text = read_bounded(&jwks, MAX_JWKS_FILE)
                     .map_err(|e| fail(format!("cannot read `{}`: {e}", jwks.display())))?;
                 serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(&text)
                     .map_err(|e| fail(format!("`{}` is not a JWKS: {e}", jwks.display())))?;
