@@ -17,6 +17,49 @@ const ISSUERS: [&str; 2] = ["accounts.google.com", "https://accounts.google.com"
 /// ID tokens are a few kilobytes; anything much larger is not one.
 const MAX_TOKEN: usize = 16 * 1024;
 const MAX_JWKS: usize = 256 * 1024;
+/// How far ahead of the clock `iat` may be (seconds).
+const MAX_IAT_AHEAD: u64 = 5 * 60;
+/// The longest lifetime (`exp - iat`, seconds) accepted; Google's tokens live one hour.
+const MAX_LIFETIME: u64 = 24 * 3600;
+
+/// A JWT segment decoded as a JSON object whose keys are each written once; `what` names it in
+/// the error.
+fn segment(part: Option<&str>, what: &'static str) -> Result<serde_json::Map<String, serde_json::Value>, GoogleError> {
+    let bytes = part.and_then(|p| URL_SAFE_NO_PAD.decode(p).ok()).ok_or(GoogleError::Malformed)?;
+    match serde_json::from_slice::<UniqueObject>(&bytes) {
+        Ok(UniqueObject(map)) => Ok(map),
+        Err(e) if e.to_string().starts_with(DUPLICATE) => Err(GoogleError::DuplicateKey(what)),
+        Err(_) => Err(GoogleError::Malformed),
+    }
+}
+
+const DUPLICATE: &str = "duplicate key";
+
+/// A JSON object that refuses a key written twice.
+struct UniqueObject(serde_json::Map<String, serde_json::Value>);
+
+impl<'de> serde::Deserialize<'de> for UniqueObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = UniqueObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<UniqueObject, A::Error> {
+                let mut map = serde_json::Map::new();
+                while let Some((key, value)) = access.next_entry::<String, serde_json::Value>()? {
+                    if map.contains_key(&key) {
+                        return Err(serde::de::Error::custom(DUPLICATE));
+                    }
+                    map.insert(key, value);
+                }
+                Ok(UniqueObject(map))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
 
 /// Where Google's keys are and which audiences are ours.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +132,18 @@ pub enum GoogleError {
     /// Google's keys could not be fetched.
     #[error("google keys unavailable: {0}")]
     KeysUnavailable(String),
+    /// The header or the claims name one key twice (which one counts would be a guess).
+    #[error("the token names a {0} twice")]
+    DuplicateKey(&'static str),
+    /// The header has a `crit` parameter: an extension this verifier does not understand.
+    #[error("the token requires an extension (`crit`) that is not understood")]
+    CriticalExtension,
+    /// `iat` is more than 5 minutes ahead of the clock.
+    #[error("the token was issued in the future")]
+    IssuedInTheFuture,
+    /// `exp - iat` is more than 24 hours: not a lifetime Google gives.
+    #[error("the token's lifetime is longer than 24 hours")]
+    LifetimeTooLong,
 }
 
 impl GoogleError {
@@ -216,17 +271,17 @@ impl GoogleVerifier {
         if token.len() > MAX_TOKEN {
             return Err(GoogleError::Malformed);
         }
-        // The header's `alg` as written: jsonwebtoken cannot even parse `none`, which is a
-        // wrong algorithm, not a malformed token.
-        let alg = token
-            .split('.')
-            .next()
-            .and_then(|h| URL_SAFE_NO_PAD.decode(h).ok())
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| v.get("alg").and_then(|a| a.as_str()).map(str::to_owned))
-            .ok_or(GoogleError::Malformed)?;
-        if alg != "RS256" {
-            return Err(GoogleError::WrongAlgorithm);
+        // The header and the claims as written, each key once: jsonwebtoken cannot even parse
+        // `alg: none` (a wrong algorithm, not a malformed token), and serde keeps the last of two
+        // equal keys (which would let a second `email` win).
+        let mut segments = token.split('.');
+        let header = segment(segments.next(), "header")?;
+        let payload = segment(segments.next(), "claim")?;
+        if header.get("alg").and_then(|a| a.as_str()) != Some("RS256") {
+            return Err(if header.contains_key("alg") { GoogleError::WrongAlgorithm } else { GoogleError::Malformed });
+        }
+        if header.contains_key("crit") {
+            return Err(GoogleError::CriticalExtension);
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| GoogleError::Malformed)?;
         let kid = header.kid.ok_or(GoogleError::MissingKid)?;
@@ -252,7 +307,23 @@ impl GoogleVerifier {
                     _ => GoogleError::Malformed,
                 }
             })?;
-        let c = data.claims;
+        // The signature verified over these very claims; they are read as parsed above, each key
+        // once, and held to Google's own shape: `iss` a string (not an array holding it), `aud`
+        // ours alone.
+        let _verified = data;
+        let c = payload;
+        if !c.get("iss").and_then(|v| v.as_str()).is_some_and(|iss| ISSUERS.contains(&iss)) {
+            return Err(GoogleError::WrongIssuer);
+        }
+        let ours = |v: &serde_json::Value| v.as_str().is_some_and(|a| self.cfg.client_ids.iter().any(|c| c == a));
+        let aud_ours = match c.get("aud") {
+            Some(serde_json::Value::Array(all)) => !all.is_empty() && all.iter().all(ours),
+            Some(one) => ours(one),
+            None => false,
+        };
+        if !aud_ours {
+            return Err(GoogleError::WrongAudience);
+        }
         let bad = |name: &str| GoogleError::BadClaim(name.to_owned());
         let number = |name: &str| c.get(name).map(|v| v.as_u64().ok_or_else(|| bad(name))).transpose();
         let sub = c.get("sub").and_then(|v| v.as_str()).filter(|s| !s.is_empty()).ok_or_else(|| bad("sub"))?;
@@ -264,6 +335,13 @@ impl GoogleVerifier {
         }
         if number("nbf")?.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
             return Err(GoogleError::NotYetValid);
+        }
+        let iat = number("iat")?.ok_or_else(|| bad("iat"))?;
+        if iat > now.saturating_add(MAX_IAT_AHEAD) {
+            return Err(GoogleError::IssuedInTheFuture);
+        }
+        if exp.saturating_sub(iat) > MAX_LIFETIME {
+            return Err(GoogleError::LifetimeTooLong);
         }
         if c.get("email_verified") != Some(&serde_json::Value::Bool(true)) {
             return Err(GoogleError::EmailUnverified);

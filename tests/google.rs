@@ -237,3 +237,91 @@ async fn damaged_tokens_are_refused_without_panicking() {
     assert_eq!(refused(&env, "").await, GoogleError::Malformed);
     assert_eq!(refused(&env, &format!("{}.{}", parts[0], parts[1])).await, GoogleError::Malformed, "two parts");
 }
+
+/// Signs a raw header and raw claims (JSON text, written as given) as Google would.
+fn sign_raw(header: &str, claims: &str) -> String {
+    let pem = std::fs::read(common::fixture_path("keys/google-test.pem")).unwrap();
+    let key = EncodingKey::from_rsa_pem(&pem).unwrap();
+    let message = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(claims));
+    let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &key, Algorithm::RS256).unwrap();
+    format!("{message}.{signature}")
+}
+
+/// Stricter than Google's own libraries: `iss` a string, `aud` ours alone, `iat` not ahead, a
+/// lifetime of at most 24 h, no `crit` header, and no key written twice in the header or claims.
+#[tokio::test]
+async fn tokens_shaped_otherwise_than_google_shapes_them_are_refused() {
+    let env = env().await;
+    let now = env.now;
+    let header = r#"{"alg":"RS256","kid":"test-key-1","typ":"JWT"}"#;
+    let claims_text = |extra: &str| {
+        format!(
+            r#"{{"iss":"https://accounts.google.com","aud":"{}","sub":"110169484474386276334","email":"dana@example.com","email_verified":true,"iat":{now},"exp":{}{extra}}}"#,
+            common::GOOGLE_AUD,
+            now + 3600
+        )
+    };
+    // The raw signer itself makes a token that signs in.
+    assert!(env.authz.google_sign_in(&AppId("dash".into()), &sign_raw(header, &claims_text(""))).await.is_ok());
+    let cases: Vec<(&str, String, GoogleError)> = vec![
+        (
+            "iss as an array",
+            edit(now, |c| {
+                c.insert("iss".into(), json!(["https://accounts.google.com"]));
+            }),
+            GoogleError::WrongIssuer,
+        ),
+        (
+            "aud naming someone else too",
+            edit(now, |c| {
+                c.insert("aud".into(), json!([common::GOOGLE_AUD, "someone-else"]));
+            }),
+            GoogleError::WrongAudience,
+        ),
+        (
+            "iat over 5 minutes ahead",
+            edit(now, |c| {
+                c.insert("iat".into(), json!(now + 301));
+                c.insert("exp".into(), json!(now + 3901));
+            }),
+            GoogleError::IssuedInTheFuture,
+        ),
+        (
+            "a lifetime over 24 hours",
+            edit(now, |c| {
+                c.insert("exp".into(), json!(now + 24 * 3600 + 1));
+            }),
+            GoogleError::LifetimeTooLong,
+        ),
+        (
+            "no iat",
+            edit(now, |c| {
+                c.remove("iat");
+            }),
+            GoogleError::BadClaim("iat".into()),
+        ),
+        (
+            "a crit header",
+            sign_raw(r#"{"alg":"RS256","kid":"test-key-1","crit":["exp"]}"#, &claims_text("")),
+            GoogleError::CriticalExtension,
+        ),
+        (
+            "a second email",
+            sign_raw(header, &claims_text(r#","email":"mallory@example.com""#)),
+            GoogleError::DuplicateKey("claim"),
+        ),
+        (
+            "a second kid",
+            sign_raw(r#"{"alg":"RS256","kid":"test-key-1","kid":"other"}"#, &claims_text("")),
+            GoogleError::DuplicateKey("header"),
+        ),
+    ];
+    for (what, token, want) in cases {
+        assert_eq!(refused(&env, &token).await, want, "{what}");
+    }
+    // An array of our client ids alone is still ours.
+    let token = edit(now, |c| {
+        c.insert("aud".into(), json!([common::GOOGLE_AUD]));
+    });
+    assert!(env.authz.google_sign_in(&AppId("dash".into()), &token).await.is_ok());
+}
