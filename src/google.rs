@@ -74,6 +74,13 @@ pub struct GoogleConfig {
     pub refetch_interval: Duration,
     /// Time allowed for fetching the JWKS. Default 5 s.
     pub timeout: Duration,
+    /// Accept an address only where Google is authoritative for it: an `@gmail.com` address, or
+    /// one in the token's Workspace domain (`hd`, which Google sets only for its Workspace
+    /// accounts). Off by default, as Streamlit accepts any address Google verified.
+    pub require_authoritative: bool,
+    /// Accept only this Workspace domain's accounts (`hd` equal to it, and the address in it);
+    /// implies [`GoogleConfig::require_authoritative`].
+    pub hosted_domain: Option<String>,
 }
 
 impl GoogleConfig {
@@ -85,6 +92,8 @@ impl GoogleConfig {
             leeway: Duration::from_secs(60),
             refetch_interval: Duration::from_secs(60),
             timeout: Duration::from_secs(5),
+            require_authoritative: false,
+            hosted_domain: None,
         }
     }
 }
@@ -141,6 +150,11 @@ pub enum GoogleError {
     /// `iat` is more than 5 minutes ahead of the clock.
     #[error("the token was issued in the future")]
     IssuedInTheFuture,
+    /// Google is not authoritative for the address (not `@gmail.com`, nor in the token's
+    /// Workspace domain), or it is not in the pinned Workspace domain
+    /// ([`GoogleConfig::require_authoritative`], [`GoogleConfig::hosted_domain`]).
+    #[error("Google does not vouch for this address")]
+    NotAuthoritative,
     /// `exp - iat` is more than 24 hours: not a lifetime Google gives.
     #[error("the token's lifetime is longer than 24 hours")]
     LifetimeTooLong,
@@ -151,7 +165,7 @@ impl GoogleError {
     pub fn kind(&self) -> &'static str {
         match self {
             GoogleError::Expired => "expired",
-            GoogleError::EmailUnverified => "email_unverified",
+            GoogleError::EmailUnverified | GoogleError::NotAuthoritative => "email_unverified",
             GoogleError::KeysUnavailable(_) => "unavailable",
             _ => "invalid",
         }
@@ -348,6 +362,19 @@ impl GoogleVerifier {
         }
         let email = c.get("email").and_then(|v| v.as_str()).ok_or(GoogleError::BadEmail)?;
         let email = Email::parse(email).map_err(|_| GoogleError::BadEmail)?;
+        if self.cfg.require_authoritative || self.cfg.hosted_domain.is_some() {
+            let hd = c.get("hd").and_then(|v| v.as_str()).map(str::to_ascii_lowercase);
+            let domain = email.as_str().rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+            let vouched = match (&self.cfg.hosted_domain, &hd) {
+                (Some(pinned), Some(hd)) => hd.eq_ignore_ascii_case(pinned) && domain == hd,
+                (Some(_), None) => false,
+                (None, Some(hd)) => domain == hd,
+                (None, None) => domain == "gmail.com",
+            };
+            if !vouched {
+                return Err(GoogleError::NotAuthoritative);
+            }
+        }
         Ok(GoogleIdentity { sub: sub.to_owned(), email })
     }
 }

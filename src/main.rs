@@ -137,6 +137,13 @@ enum GoogleCommand {
         /// The Google ID token.
         #[arg(long, value_name = "TOKEN")]
         id_token: String,
+        /// Accept only an address Google is authoritative for: `@gmail.com`, or in the token's
+        /// Workspace domain (`hd`).
+        #[arg(long)]
+        require_authoritative: bool,
+        /// Accept only this Workspace domain's accounts (implies `--require-authoritative`).
+        #[arg(long, value_name = "DOMAIN")]
+        hosted_domain: Option<String>,
     },
 }
 
@@ -307,7 +314,14 @@ async fn run(cli: Cli) -> Outcome {
         },
         _ => None,
     };
-    let ctx = match world_ctx(&cli.global, needs_keys, webhook_secret).await {
+    // `google sign-in`'s own strictness, on top of the world's `[google]`.
+    let google_strict = match &cli.command {
+        Command::Google(GoogleCommand::SignIn { require_authoritative, hosted_domain, .. }) => {
+            (*require_authoritative, hosted_domain.clone())
+        }
+        _ => (false, None),
+    };
+    let ctx = match world_ctx(&cli.global, needs_keys, webhook_secret, google_strict).await {
         Ok(ctx) => ctx,
         Err(e) => return e,
     };
@@ -319,7 +333,7 @@ async fn run(cli: Cli) -> Outcome {
         Command::Explain(args) => explain(&ctx, &args).await,
         Command::Viewers(cmd) => viewers(&ctx, cmd).await,
         Command::Link(cmd) => link(&ctx, cmd).await,
-        Command::Google(GoogleCommand::SignIn { app, id_token }) => {
+        Command::Google(GoogleCommand::SignIn { app, id_token, .. }) => {
             match ctx.authz.google_sign_in(&AppId(app), &id_token).await {
                 Ok(s) => session_json(&s),
                 Err(e) => google_error(&e),
@@ -424,6 +438,7 @@ async fn world_ctx(
     g: &Global,
     needs_keys: bool,
     webhook: Option<(WebhookSecret, Option<WebhookSecret>)>,
+    google_strict: (bool, Option<String>),
 ) -> Result<WorldCtx, Outcome> {
     let Some(path) = &g.world else {
         if g.now.is_some() {
@@ -478,7 +493,11 @@ async fn world_ctx(
         .store(store)
         .sessions(keys, SessionConfig::default());
     let authz = match mock.google_config() {
-        Some(google) => authz.google(google),
+        Some(mut google) => {
+            google.require_authoritative |= google_strict.0;
+            google.hosted_domain = google_strict.1.or(google.hosted_domain);
+            authz.google(google)
+        }
         None => authz,
     };
     let authz = match webhook {

@@ -985,3 +985,25 @@ fn endless_inputs_are_refused_fast() {
     let r = ghauthz_stdin(&hook, &big, &[("GHAUTHZ_WEBHOOK_SECRET", HOOK_SECRET)]);
     assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("too_large")), "{}", r.stdout);
 }
+
+/// `google sign-in --require-authoritative` and `--hosted-domain`: Google must vouch for the
+/// address (DESIGN §4's option).
+#[test]
+fn google_sign_in_can_require_what_google_vouches_for() {
+    let (_dir, g) = link_env();
+    let now = common::fixture("acme.toml").now().unwrap().as_secs();
+    let mut claims = common::google_claims(now, "dana@example.com");
+    let plain = common::sign_google(&claims, "google-test", "test-key-1");
+    claims["hd"] = serde_json::json!("example.com");
+    let workspace = common::sign_google(&claims, "google-test", "test-key-1");
+    let sign_in = |token: &str, extra: &[&str]| {
+        run_with(&g, &[&["google", "sign-in", "--app", "dash", "--id-token", token][..], extra].concat())
+    };
+    assert_eq!(sign_in(&plain, &[]).code, 0, "off by default");
+    let r = sign_in(&plain, &["--require-authoritative"]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (2, Some("email_unverified")), "{}", r.stdout);
+    assert_eq!(sign_in(&workspace, &["--require-authoritative"]).code, 0);
+    assert_eq!(sign_in(&workspace, &["--hosted-domain", "example.com"]).code, 0);
+    let r = sign_in(&workspace, &["--hosted-domain", "elsewhere.com"]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (2, Some("email_unverified")), "{}", r.stdout);
+}

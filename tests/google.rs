@@ -325,3 +325,56 @@ async fn tokens_shaped_otherwise_than_google_shapes_them_are_refused() {
     });
     assert!(env.authz.google_sign_in(&AppId("dash".into()), &token).await.is_ok());
 }
+
+/// DESIGN §4's option: an address only where Google is authoritative for it (`@gmail.com`, or
+/// in the token's Workspace domain `hd`), and optionally only one Workspace domain.
+#[tokio::test]
+async fn the_authoritative_option_accepts_only_what_google_vouches_for() {
+    use ghauthz::{ChangedBy, GoogleConfig};
+    let world = common::fixture("acme.toml");
+    let clock = ghauthz::ManualClock::new(world.now().unwrap());
+    let mock = MockGithub::start_with_clock(world.clone(), Arc::new(clock.clone())).await.unwrap();
+    let store: Arc<dyn ghauthz::store::Store> = Arc::new(MemoryStore::new());
+    store.seed_once(&world.app_records(), clock.now()).await.unwrap();
+    let build = |edit: &dyn Fn(&mut GoogleConfig)| {
+        let mut google = mock.google_config().unwrap();
+        edit(&mut google);
+        Authorizer::builder(mock.github_config())
+            .clock(Arc::new(clock.clone()))
+            .store(store.clone())
+            .google(google)
+            .build()
+            .unwrap()
+    };
+    let now = clock.now().as_secs();
+    let dash = AppId("dash".into());
+    build(&|_| {}).add_viewer(&ChangedBy::Operator, &dash, "dana.gmail@gmail.com").await.unwrap();
+    let token = |email: &str, hd: Option<&str>| {
+        let mut c = common::google_claims(now, email);
+        if let Some(hd) = hd {
+            c["hd"] = json!(hd);
+        }
+        sign(&c)
+    };
+    let plain = token("dana@example.com", None);
+    let workspace = token("dana@example.com", Some("example.com"));
+    let other_workspace = token("dana@example.com", Some("elsewhere.com"));
+    let gmail = token("dana.gmail@gmail.com", None);
+    let sign_in = |a: &Authorizer, t: &str| {
+        let (a, t, dash) = (a.clone(), t.to_owned(), dash.clone());
+        async move { a.google_sign_in(&dash, &t).await.map(|_| ()) }
+    };
+    let refused = Err(GoogleSignInError::Token(GoogleError::NotAuthoritative));
+    let off = build(&|_| {});
+    assert_eq!(sign_in(&off, &plain).await, Ok(()), "off by default");
+    let on = build(&|g| g.require_authoritative = true);
+    assert_eq!(sign_in(&on, &plain).await, refused, "no Workspace domain, not gmail");
+    assert_eq!(sign_in(&on, &other_workspace).await, refused, "hd is not the address's domain");
+    assert_eq!(sign_in(&on, &workspace).await, Ok(()));
+    assert_eq!(sign_in(&on, &gmail).await, Ok(()));
+    let pinned = build(&|g| g.hosted_domain = Some("example.com".into()));
+    assert_eq!(sign_in(&pinned, &workspace).await, Ok(()));
+    assert_eq!(sign_in(&pinned, &gmail).await, refused, "only the pinned Workspace");
+    assert_eq!(sign_in(&pinned, &plain).await, refused);
+    assert_eq!(GoogleError::NotAuthoritative.kind(), "email_unverified");
+}

@@ -135,3 +135,22 @@ fn ids_the_stores_cannot_hold_are_refused_with_line_and_field() {
         }
     }
 }
+
+/// A world's `[google]` can require addresses Google is authoritative for, and pin a Workspace
+/// domain; the mock's Google configuration carries both.
+#[tokio::test]
+async fn a_world_can_require_authoritative_google_addresses() {
+    let dir = common::fixture_path("worlds");
+    let text = std::fs::read_to_string(dir.join("acme.toml"))
+        .unwrap()
+        .replace("[google]\n", "[google]\nrequire_authoritative = true\nhosted_domain = \"example.com\"\n");
+    let world = World::from_toml_str(&text, &dir).unwrap();
+    let google = world.google().unwrap();
+    assert!(google.require_authoritative);
+    assert_eq!(google.hosted_domain.as_deref(), Some("example.com"));
+    let mock = ghauthz::world::MockGithub::start(world).await.unwrap();
+    let cfg = mock.google_config().unwrap();
+    assert_eq!((cfg.require_authoritative, cfg.hosted_domain.as_deref()), (true, Some("example.com")));
+    let plain = World::load(dir.join("acme.toml")).unwrap();
+    assert!(!plain.google().unwrap().require_authoritative, "off by default");
+}

@@ -120,6 +120,8 @@ impl MockGithub {
         let google = world.google()?;
         let mut cfg = crate::google::GoogleConfig::new(google.client_ids.clone());
         cfg.jwks_url = format!("{}{GOOGLE_JWKS_PATH}", self.base_url());
+        cfg.require_authoritative = google.require_authoritative;
+        cfg.hosted_domain = google.hosted_domain.clone();
         Some(cfg)
     }
 

@@ -188,6 +188,10 @@ struct GoogleSpec {
     jwks: String,
     #[serde(default)]
     max_age: Option<u64>,
+    #[serde(default)]
+    require_authoritative: bool,
+    #[serde(default)]
+    hosted_domain: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -303,6 +307,10 @@ pub struct WorldGoogle {
     pub max_age: Option<u64>,
     /// The JWKS, as read from the file.
     pub jwks_json: String,
+    /// Accept only addresses Google is authoritative for (`GoogleConfig::require_authoritative`).
+    pub require_authoritative: bool,
+    /// Accept only this Workspace domain (`GoogleConfig::hosted_domain`).
+    pub hosted_domain: Option<String>,
 }
 
 /// An app the control plane deployed.
@@ -709,7 +717,14 @@ impl World {
                     .map_err(|e| fail(format!("cannot read `{}`: {e}", jwks.display())))?;
                 serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(&text)
                     .map_err(|e| fail(format!("`{}` is not a JWKS: {e}", jwks.display())))?;
-                Some(WorldGoogle { client_ids: g.client_ids.clone(), jwks, max_age: g.max_age, jwks_json: text })
+                Some(WorldGoogle {
+                    client_ids: g.client_ids.clone(),
+                    jwks,
+                    max_age: g.max_age,
+                    jwks_json: text,
+                    require_authoritative: g.require_authoritative,
+                    hosted_domain: g.hosted_domain.clone(),
+                })
             }
         };
         // Apps.
