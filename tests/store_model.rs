@@ -329,7 +329,7 @@ proptest! {
     #[test]
     fn two_cached_authorizers_on_memory_agree_with_fresh_reads(changes in proptest::collection::vec(change(), 1..40)) {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        rt.block_on(cached_agrees_with_fresh(Arc::new(MemoryStore::new()), &changes, Duration::from_millis(5)))?;
+        rt.block_on(cached_agrees_with_fresh(Arc::new(MemoryStore::new()), &changes, Duration::from_millis(25)))?;
     }
 }
 
@@ -342,7 +342,7 @@ proptest! {
         rt.block_on(async {
             let dir = tempfile::tempdir().unwrap();
             let sqlite = SqliteStore::open(dir.path().join("db")).await.unwrap();
-            cached_agrees_with_fresh(Arc::new(sqlite), &changes, Duration::from_millis(300)).await
+            cached_agrees_with_fresh(Arc::new(sqlite), &changes, Duration::from_millis(500)).await
         })?;
     }
 }
@@ -355,7 +355,7 @@ proptest! {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         rt.block_on(async {
             let Some(pg) = common::pg_store().await else { return Ok(()) };
-            cached_agrees_with_fresh(Arc::new(pg), &changes, Duration::from_millis(100)).await
+            cached_agrees_with_fresh(Arc::new(pg), &changes, Duration::from_millis(250)).await
         })?;
     }
 }

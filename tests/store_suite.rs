@@ -378,7 +378,7 @@ async fn an_sqlite_follower_behind_the_logs_retention_forgets_everything() {
     // the one before, faster than the follower polls (every 100 ms).
     let other = SqliteStore::open(&path).await.unwrap().change_retention(Duration::ZERO);
     let notes = other.app(&AppId("notes".into())).await.unwrap().unwrap();
-    for _ in 0..5 {
+    for _ in 0..20 {
         other.put_app(&notes).await.unwrap();
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
