@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use criterion::{Criterion, Throughput};
-use ghauthz::world::{MockGithub, World};
+use ghauthz::world::MockGithub;
 use ghauthz::{App, Authorizer, CacheConfig, Capability, Principal};
 use rustc_hash::FxHashMap;
 
@@ -31,29 +31,9 @@ struct Fixture {
     _mock: MockGithub,
 }
 
-fn world() -> World {
-    let mut t = String::from("version = 1\n");
-    for u in 0..USERS {
-        t += &format!("[[users]]\nid = {}\nlogin = \"u{u}\"\n", 1000 + u);
-    }
-    let members: Vec<String> = (0..USERS).map(|u| format!("\"u{u}\"")).collect();
-    t += &format!(
-        "[[orgs]]\nid = 1\nlogin = \"bench\"\nmembers = [{}]\nbase_permission = \"write\"\n",
-        members.join(",")
-    );
-    for r in 0..REPOS {
-        t += &format!("[[repos]]\nid = {}\nowner = \"bench\"\nname = \"r{r}\"\nprivate = true\n", 10_000 + r);
-        t += &format!(
-            "[[apps]]\nid = \"a{r}\"\nrepo = \"bench/r{r}\"\nrepo_id = {}\nbranch = \"main\"\nmain_file = \"app.py\"\nvisibility = \"private\"\ndeployed_by = \"u0\"\n",
-            10_000 + r
-        );
-    }
-    World::from_toml_str(&t, ".").expect("bench world")
-}
-
 fn setup() -> Fixture {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    let world = world();
+    let world = common::world(USERS, REPOS, 0);
     let mock = rt.block_on(MockGithub::start(world.clone())).expect("mock");
     // The system clock, as in production; lifetimes long enough that nothing expires mid-run.
     let cache = CacheConfig { role_ttl: Duration::from_secs(3600), capacity: 200_000, ..CacheConfig::default() };

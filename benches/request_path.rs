@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use ghauthz::store::{IssueLimit, MemoryStore, SqliteStore, Store};
-use ghauthz::world::{MockGithub, World};
+use ghauthz::world::MockGithub;
 use ghauthz::{
     App, AppId, Authorizer, CacheConfig, Capability, ChangedBy, Clock as _, LinkConfig, Principal, SessionConfig,
     SessionKeys,
@@ -34,28 +34,6 @@ const VIEWERS: usize = 10;
 const KEYS: usize = 1 << 16;
 /// Viewers removed, one at a time, to time revocation across authorizers.
 const REVOCATIONS: usize = 100;
-
-fn world() -> World {
-    let mut t = String::from("version = 1\nnow = \"2026-11-22T10:00:00Z\"\n");
-    for u in 0..USERS {
-        t += &format!("[[users]]\nid = {}\nlogin = \"u{u}\"\n", 1000 + u);
-    }
-    let members: Vec<String> = (0..USERS).map(|u| format!("\"u{u}\"")).collect();
-    t += &format!(
-        "[[orgs]]\nid = 1\nlogin = \"bench\"\nmembers = [{}]\nbase_permission = \"write\"\n",
-        members.join(",")
-    );
-    for r in 0..REPOS {
-        let viewers: Vec<String> = (0..VIEWERS).map(|v| format!("\"v{v}.a{r}@example.com\"")).collect();
-        t += &format!("[[repos]]\nid = {}\nowner = \"bench\"\nname = \"r{r}\"\nprivate = true\n", 10_000 + r);
-        t += &format!(
-            "[[apps]]\nid = \"a{r}\"\nrepo = \"bench/r{r}\"\nrepo_id = {}\nbranch = \"main\"\nmain_file = \"app.py\"\nvisibility = \"private\"\ndeployed_by = \"u0\"\nviewers = [{}]\n",
-            10_000 + r,
-            viewers.join(",")
-        );
-    }
-    World::from_toml_str(&t, ".").expect("bench world")
-}
 
 /// One store with two authorizers on it, warmed.
 struct OnStore {
@@ -83,7 +61,7 @@ struct Fixture {
 
 fn setup() -> Fixture {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let world = world();
+    let world = common::world(USERS, REPOS, VIEWERS);
     let mock = rt.block_on(MockGithub::start(world.clone())).unwrap();
     let principals: Vec<Principal> =
         (0..USERS).map(|u| Principal::github(world.user(&format!("u{u}")).unwrap())).collect();

@@ -48,3 +48,29 @@ pub(crate) fn median_ns(group: &str, name: &str) -> f64 {
     };
     read().unwrap_or(f64::NAN)
 }
+
+/// The benchmarks' world: `users` users `u0..` (ids from 1000), all members of the organization
+/// `bench` whose base permission is `write`, `repos` private repositories `bench/r0..` (ids from
+/// 10,000), one private app `a<r>` per repository, and `viewers` invited addresses
+/// `v<v>.a<r>@example.com` per app.
+pub(crate) fn world(users: usize, repos: usize, viewers: usize) -> ghauthz::world::World {
+    let mut t = String::from("version = 1\nnow = \"2026-11-22T10:00:00Z\"\n");
+    for u in 0..users {
+        t += &format!("[[users]]\nid = {}\nlogin = \"u{u}\"\n", 1000 + u);
+    }
+    let members: Vec<String> = (0..users).map(|u| format!("\"u{u}\"")).collect();
+    t += &format!(
+        "[[orgs]]\nid = 1\nlogin = \"bench\"\nmembers = [{}]\nbase_permission = \"write\"\n",
+        members.join(",")
+    );
+    for r in 0..repos {
+        let invited: Vec<String> = (0..viewers).map(|v| format!("\"v{v}.a{r}@example.com\"")).collect();
+        t += &format!("[[repos]]\nid = {}\nowner = \"bench\"\nname = \"r{r}\"\nprivate = true\n", 10_000 + r);
+        t += &format!(
+            "[[apps]]\nid = \"a{r}\"\nrepo = \"bench/r{r}\"\nrepo_id = {}\nbranch = \"main\"\nmain_file = \"app.py\"\nvisibility = \"private\"\ndeployed_by = \"u0\"\nviewers = [{}]\n",
+            10_000 + r,
+            invited.join(",")
+        );
+    }
+    ghauthz::world::World::from_toml_str(&t, ".").expect("bench world")
+}
