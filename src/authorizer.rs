@@ -656,9 +656,7 @@ impl Authorizer {
         }
         let records = &self.inner.records;
         let stamp = stamp.or_else(|| records.with_app(app.id(), now, |_, stamp| stamp))?;
-        records.grant_live(session.grant(), stamp).then(|| {
-            Decision::new(Outcome::Allow, Reason::ViewerGrant { via: session.via() }, Source::Cache, Duration::ZERO)
-        })
+        records.grant_live(session.grant(), stamp).then(|| granted(session, Source::Cache))
     }
 
     /// A viewer: the session must be for this app and unexpired, the action `view`, and the grant
@@ -678,12 +676,12 @@ impl Authorizer {
         }
         let mut stamp = None;
         if consistency == Consistency::Cached {
-            if let Some(decision) = self.cached_viewer(session, app, need, None, now) {
-                return Ok(decision);
-            }
             // The app's stamp is taken before the grant is read, so that a removal applied after
             // the read forgets what the read found.
             stamp = match inner.records.with_app(app.id(), now, |_, stamp| stamp) {
+                Some(stamp) if inner.records.grant_live(session.grant(), stamp) => {
+                    return Ok(granted(session, Source::Cache));
+                }
                 Some(stamp) => Some(stamp),
                 None => self.load_app(app.id()).await?.and_then(|(_, stamp)| stamp),
             };
@@ -692,7 +690,7 @@ impl Authorizer {
             if let Some(stamp) = stamp {
                 inner.records.remember_grant(session.grant(), stamp);
             }
-            Ok(store_decision(Outcome::Allow, Reason::ViewerGrant { via: session.via() }))
+            Ok(granted(session, Source::Store))
         } else {
             Ok(store_decision(Outcome::Deny, Reason::NotInvited))
         }
@@ -967,6 +965,11 @@ impl Inner {
 
 fn store_decision(outcome: Outcome, reason: Reason) -> Decision {
     Decision::new(outcome, reason, Source::Store, Duration::ZERO)
+}
+
+/// A viewer allowed by their grant, known from `source`.
+fn granted(session: &Session, source: Source) -> Decision {
+    Decision::new(Outcome::Allow, Reason::ViewerGrant { via: session.via() }, source, Duration::ZERO)
 }
 
 fn unknown_app() -> Decision {

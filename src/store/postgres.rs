@@ -284,9 +284,9 @@ async fn create_schema(connect: &PgConnectOptions, schema: &str, timeout: Durati
 const HEARTBEAT: &str = "";
 
 /// The subscriber's loop: listen, say `Listening`, forward, and on any interruption say `Lost`,
-/// reconnect with backoff and say `Listening` again. Every `heartbeat` it sends itself an empty message through the
-/// pool; a feed that heard nothing for two heartbeats is taken for lost. Ends when the receiver
-/// is dropped or the pool is closed.
+/// reconnect with backoff and say `Listening` again. Every `heartbeat` it sends itself an empty
+/// message through the pool; a feed that heard nothing for two heartbeats is taken for lost.
+/// Ends when the receiver is dropped or the pool is closed.
 async fn listen(pool: PgPool, channel: String, heartbeat: Duration, tx: mpsc::Sender<FeedEvent>) {
     const FIRST_RETRY: Duration = Duration::from_millis(100);
     const LAST_RETRY: Duration = Duration::from_secs(5);
