@@ -1,10 +1,11 @@
 //! The cache: GitHub facts (this module), apps and grants ([`records`]), verified sessions
 //! ([`sessions`]).
 //!
-//! moka owns capacity, real-time expiry and per-key coalesced loading. Freshness is judged on
-//! the injected clock from the moment GitHub last confirmed a fact. Hits are served from a
-//! sharded front map that mirrors moka's contents (moka's eviction listener removes what moka
-//! drops), so that a hit takes one read lock on one shard and allocates nothing.
+//! moka owns capacity, real-time expiry and per-key coalesced loading ([`facts`]). Freshness is
+//! judged on the injected clock from the moment GitHub last confirmed a fact. Hits are served
+//! from the hit table's inline copies ([`hits`]) and otherwise from a lock-free front map that
+//! mirrors moka's contents (moka's eviction listener removes what moka drops from both), so that
+//! a hit takes no lock and allocates nothing.
 //!
 //! Invalidation is recorded in an epoch log. Every entry remembers the epoch at which its fetch
 //! started; an entry is served only if no invalidation since then matches it. This holds even for
