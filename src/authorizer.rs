@@ -174,6 +174,14 @@ pub struct AuthorizerBuilder {
 impl AuthorizerBuilder {
     /// How long any one store call may take before it counts as *unavailable* (default 5 s):
     /// a check fails closed instead of waiting on a connection that died without a word.
+    ///
+    /// The bundled stores wait for a lock or a connection at most 2 s by themselves, inside this
+    /// bound, and answer *unavailable* having changed nothing. A link's redemption is never cut
+    /// off once its use is written: it is written within the bound or not at all, and then
+    /// waits up to the bound again for its commit's answer ([`Redemption`]), so that a redemption
+    /// reported *unavailable* has not used the link up.
+    ///
+    /// [`Redemption`]: crate::store::Redemption
     pub fn store_timeout(mut self, limit: Duration) -> Self {
         self.store_timeout = limit;
         self

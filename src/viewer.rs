@@ -13,7 +13,7 @@ use crate::email::{Email, EmailError};
 use crate::google::{GoogleError, GoogleIdentity, GoogleVerifier};
 use crate::ids::{AppId, GrantId};
 use crate::secret::{InvalidKey, LinkToken, SessionKey, SessionToken};
-use crate::store::{IssueLimit, IssueOutcome, LinkRecord, Store, StoreError};
+use crate::store::{IssueLimit, IssueOutcome, LinkRecord, Redemption, Store, StoreError};
 
 const LINK_PREFIX: &str = "gl1_";
 const ISSUER: &str = "ghauthz";
@@ -506,7 +506,7 @@ impl SignIn {
         if expected_app.is_some_and(|a| *a != link.app) {
             return Err(LinkError::WrongApp);
         }
-        if !store.use_link(&link.hash, now).await? {
+        if !store.use_link(&Redemption::new(link.hash, now)).await? {
             tracing::info!(app = %link.app, "link redemption lost a race");
             // Lost a race, or the link changed since it was read: say what it is now.
             return Err(self.usable_link(store, now, token).await.err().unwrap_or(LinkError::AlreadyUsed));

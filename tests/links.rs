@@ -272,3 +272,29 @@ async fn a_remembered_session_is_refused_once_expired_retired_or_tampered() {
     assert!(a.check_session_cached(&token, &dash(), Capability::View).is_none(), "not served at its exp");
     assert_eq!(refused(a.check_session(&token, &dash(), Capability::View).await.unwrap()), SessionError::Expired);
 }
+
+/// Another process holds an SQLite store's write lock for 4 s: a redemption waits for it no
+/// longer than the store's own busy wait (2 s), well inside the authorizer's bound (5 s), and
+/// answers *unavailable* having left the link unused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redemption_on_a_locked_sqlite_file_answers_by_itself_and_leaves_the_link_unused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ghauthz.db");
+    let env = env_on(Arc::new(SqliteStore::open(&path).await.unwrap())).await;
+    let token = env.authz.issue_link(&dash(), "dana@example.com").await.unwrap().token.expose_secret().to_owned();
+    let other =
+        sqlx::SqlitePool::connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(&path)).await.unwrap();
+    let mut held = other.acquire().await.unwrap();
+    sqlx::Executor::execute(&mut *held, "BEGIN IMMEDIATE").await.unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        sqlx::Executor::execute(&mut *held, "ROLLBACK").await.unwrap();
+    });
+    let asked = std::time::Instant::now();
+    let answer = env.authz.redeem_link(&token, Some(&dash())).await;
+    let took = asked.elapsed();
+    release.await.unwrap();
+    assert!(matches!(answer, Err(LinkError::Store(ghauthz::store::StoreError::Unavailable(_)))), "{answer:?}");
+    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(4), "answered by the busy wait: {took:?}");
+    env.authz.redeem_link(&token, Some(&dash())).await.expect("the link was left unused");
+}

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ghauthz::store::{PgStore, PgStoreOptions, Store};
+use ghauthz::store::{PgStore, PgStoreOptions, Store, StoreError};
 use ghauthz::world::{MockGithub, World};
 use ghauthz::{
     AppId, Authorizer, Capability, ChangedBy, CheckError, Clock, GithubAuth, GithubConfig, GithubToken, Invalidation,
@@ -535,4 +535,114 @@ async fn a_deaf_replica_reads_the_store_at_every_check_until_it_listens_again() 
     proxy.deafen(false);
     common::wait_until("A listens again", Duration::from_secs(15), || a.stats().feed_listening).await;
     assert!(!a.check_app(&viewer, &dash(), Capability::View).await.unwrap().is_allowed());
+}
+
+/// A connection of the test's own in the cluster's schema, to hold locks with.
+async fn locker(c: &Cluster) -> sqlx::PgPool {
+    let connect = sqlx::postgres::PgConnectOptions::from_str(&common::pg_url().unwrap())
+        .unwrap()
+        .options([("search_path", c.opts.schema_name().unwrap())]);
+    sqlx::PgPool::connect_with(connect).await.unwrap()
+}
+
+/// Makes every commit that used a link up wait for advisory lock 4242 (a deferred trigger).
+async fn hold_commits_on_lock(locker: &sqlx::PgPool) {
+    sqlx::raw_sql(
+        "CREATE FUNCTION hold_commit() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN PERFORM pg_advisory_xact_lock(4242); RETURN NULL; END $$;
+         CREATE CONSTRAINT TRIGGER hold_commit AFTER UPDATE ON links
+           DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION hold_commit();",
+    )
+    .execute(locker)
+    .await
+    .unwrap();
+}
+
+/// What a redemption cut off by the store bound must leave: reported as a success, or the link
+/// unused (it redeems now).
+async fn used_only_if_reported(a: &Authorizer, token: &str, answer: &Result<ghauthz::IssuedSession, LinkError>) {
+    match answer {
+        Ok(_) => assert_eq!(a.redeem_link(token, None).await.unwrap_err(), LinkError::AlreadyUsed),
+        Err(e) => {
+            assert!(matches!(e, LinkError::Store(StoreError::Unavailable(_))), "{e:?}");
+            a.redeem_link(token, None).await.expect("a redemption reported unavailable left the link unused");
+        }
+    }
+}
+
+/// The commit of a link's use is held past the store bound (a deferred trigger waits on a lock
+/// the test holds for 1.5 s, the bound is 1 s): the redemption waits for the commit's answer
+/// instead of abandoning it, and reports the success. Cut off at the bound, it would report
+/// *unavailable* for a link the commit then used up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redemption_whose_commit_outlasts_the_bound_is_reported_as_the_success_it_is() {
+    let Some(c) = Cluster::new().await else { return };
+    let a = c.replica_on(c.opts.clone(), Duration::from_secs(1)).await;
+    let link = a.issue_link(&dash(), "dana@example.com").await.unwrap();
+    let locker = locker(&c).await;
+    hold_commits_on_lock(&locker).await;
+    let mut held = locker.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(4242)").execute(&mut *held).await.unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        held.rollback().await.unwrap();
+    });
+    let asked = Instant::now();
+    let answer = a.redeem_link(link.token.expose_secret(), Some(&dash())).await;
+    release.await.unwrap();
+    assert!(asked.elapsed() >= Duration::from_millis(1400), "the commit was held: {:?}", asked.elapsed());
+    used_only_if_reported(&a, link.token.expose_secret(), &answer).await;
+    assert!(answer.is_ok(), "the commit landed, so the redemption succeeded: {answer:?}");
+}
+
+/// The use of a link waits on another session's row lock past the store bound: the redemption
+/// gives up, and the link is left unused, even though the lock is released while the abandoned
+/// statement still waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redemption_that_cannot_write_within_the_bound_leaves_the_link_unused() {
+    let Some(c) = Cluster::new().await else { return };
+    let a = c.replica_on(c.opts.clone(), Duration::from_secs(1)).await;
+    let link = a.issue_link(&dash(), "dana@example.com").await.unwrap();
+    let locker = locker(&c).await;
+    let mut held = locker.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM links FOR UPDATE").execute(&mut *held).await.unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        held.rollback().await.unwrap();
+    });
+    let answer = a.redeem_link(link.token.expose_secret(), Some(&dash())).await;
+    release.await.unwrap();
+    // Whatever the abandoned statement does once the lock is gone, it is not committed.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(matches!(answer, Err(LinkError::Store(StoreError::Unavailable(_)))), "{answer:?}");
+    used_only_if_reported(&a, link.token.expose_secret(), &answer).await;
+}
+
+/// The connection is cut while the commit of a link's use waits (a deferred trigger holds it
+/// until the test releases a lock): the commit still lands on the server. The redemption, told
+/// only that its connection failed, reads back whether the link was used by its own attempt
+/// (waiting for the landing commit), and reports the success. Reporting the failed connection
+/// as *unavailable* would leave the link used with no session to show for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redemption_whose_commit_answer_is_lost_reads_back_its_own_use() {
+    let Some(c) = Cluster::new().await else { return };
+    let proxy = proxy().await;
+    let opts = PgStoreOptions::new(proxy.url()).schema(c.opts.schema_name().unwrap());
+    let a = c.replica_on(opts, Duration::from_secs(2)).await;
+    let link = a.issue_link(&dash(), "dana@example.com").await.unwrap();
+    let locker = locker(&c).await;
+    hold_commits_on_lock(&locker).await;
+    let mut held = locker.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(4242)").execute(&mut *held).await.unwrap();
+    let cut = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        proxy.cut();
+        proxy.restore();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        held.rollback().await.unwrap();
+    };
+    let app = dash();
+    let (answer, ()) = tokio::join!(a.redeem_link(link.token.expose_secret(), Some(&app)), cut);
+    used_only_if_reported(&a, link.token.expose_secret(), &answer).await;
+    assert!(answer.is_ok(), "the commit landed, so the redemption succeeded: {answer:?}");
 }

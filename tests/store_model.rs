@@ -9,8 +9,8 @@ use std::time::Duration;
 mod common;
 
 use ghauthz::store::{
-    Actor, AppRecord, AuditEvent, Broadcast, IssueLimit, IssueOutcome, LinkRecord, MemoryStore, SqliteStore, Store,
-    StoreError,
+    Actor, AppRecord, AuditEvent, Broadcast, IssueLimit, IssueOutcome, LinkRecord, MemoryStore, Redemption,
+    SqliteStore, Store, StoreError,
 };
 use ghauthz::{AppId, Email, RepoId, Timestamp, UserId, Visibility};
 use proptest::prelude::*;
@@ -120,7 +120,7 @@ async fn apply(store: &dyn Store, op: &Op, now: &mut Timestamp) -> Seen {
             hash[0] = token;
             hash[1] = now.0 as u8;
             hash[2] = (now.0 >> 8) as u8;
-            Seen::Bool(store.use_link(&hash, *now).await.unwrap())
+            Seen::Bool(store.use_link(&Redemption::new(hash, *now)).await.unwrap())
         }
         Op::Advance { secs } => {
             *now = now.plus(Duration::from_secs(secs));

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::Backend;
 use ghauthz::store::{
-    Actor, AppRecord, AuditAction, Broadcast, DELIVERY_RETENTION, PgStore, PgStoreOptions, SqliteStore, Store,
-    StoreError,
+    Actor, AppRecord, AuditAction, Broadcast, DELIVERY_RETENTION, PgStore, PgStoreOptions, Redemption, SqliteStore,
+    Store, StoreError,
 };
 use ghauthz::{AppId, Email, Invalidation, RepoId, Timestamp, UserId, Visibility};
 
@@ -133,9 +133,12 @@ async fn link_records_round_trip(store: &dyn Store) {
         "issued under the grant"
     );
     assert_eq!(store.link(&[8; 32]).await.unwrap(), None, "a limited link is not stored");
-    assert!(!store.use_link(&[7; 32], T.plus(Duration::from_secs(900))).await.unwrap(), "expired at its end");
-    assert!(store.use_link(&[7; 32], T.plus(Duration::from_secs(10))).await.unwrap());
-    assert!(!store.use_link(&[7; 32], T.plus(Duration::from_secs(11))).await.unwrap(), "once");
+    assert!(
+        !store.use_link(&Redemption::new([7; 32], T.plus(Duration::from_secs(900)))).await.unwrap(),
+        "expired at its end"
+    );
+    assert!(store.use_link(&Redemption::new([7; 32], T.plus(Duration::from_secs(10)))).await.unwrap());
+    assert!(!store.use_link(&Redemption::new([7; 32], T.plus(Duration::from_secs(11)))).await.unwrap(), "once");
     let used = store.link(&[7; 32]).await.unwrap().unwrap();
     assert_eq!(used.used_at, Some(T.plus(Duration::from_secs(10))));
 }
@@ -159,7 +162,10 @@ async fn an_ended_grant_never_comes_back(store: &dyn Store) {
     assert!(second > first, "grant ids are never reused: {first} then {second}");
     assert_eq!(store.grant(&dash, &bo).await.unwrap(), None);
     assert_eq!(store.link(&[9; 32]).await.unwrap().unwrap().grant, Some(first));
-    assert!(!store.use_link(&[9; 32], T.plus(Duration::from_secs(1))).await.unwrap(), "the link's grant ended");
+    assert!(
+        !store.use_link(&Redemption::new([9; 32], T.plus(Duration::from_secs(1)))).await.unwrap(),
+        "the link's grant ended"
+    );
 }
 
 async fn a_viewer_for_a_missing_app_is_refused(store: &dyn Store) {

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use super::{
-    Actor, AppRecord, AuditEvent, Broadcast, DeletedApp, FeedEvent, IssueLimit, IssueOutcome, LinkRecord, Store,
-    StoreError,
+    Actor, AppRecord, AuditEvent, Broadcast, DeletedApp, FeedEvent, IssueLimit, IssueOutcome, LinkRecord, Redemption,
+    Store, StoreError,
 };
 use crate::clock::Timestamp;
 use crate::email::Email;
@@ -86,8 +86,16 @@ impl Store for Bounded {
         self.within(self.inner.link(hash)).await
     }
 
-    async fn use_link(&self, hash: &[u8; 32], now: Timestamp) -> Result<bool, StoreError> {
-        self.within(self.inner.use_link(hash, now)).await
+    /// The redemption keeps to its own bounds ([`Redemption`]): the use is written within the
+    /// bound or not at all, and a written use waits for its commit's answer up to the bound
+    /// again. Cutting it off here, mid-commit, could report *unavailable* for a link that was
+    /// used; only a store that ignores the bounds is cut off, at three times the bound.
+    async fn use_link(&self, redemption: &Redemption) -> Result<bool, StoreError> {
+        let redemption = redemption.clone().within(self.limit);
+        match tokio::time::timeout(self.limit.saturating_mul(3), self.inner.use_link(&redemption)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(StoreError::Unavailable(format!("no answer within {} ms", self.limit.as_millis() * 3))),
+        }
     }
 
     async fn delete_app(&self, app: &AppId) -> Result<bool, StoreError> {

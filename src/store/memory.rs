@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use super::{
     Actor, AppRecord, AuditAction, AuditEvent, Broadcast, Change, DELIVERY_RETENTION, DeletedApp, FeedEvent,
-    IssueLimit, IssueOutcome, LinkRecord, Store, StoreError,
+    IssueLimit, IssueOutcome, LinkRecord, Redemption, Store, StoreError,
 };
 use crate::clock::Timestamp;
 use crate::email::Email;
@@ -165,7 +165,9 @@ impl Store for MemoryStore {
         Ok(self.state.lock().links.get(hash).cloned())
     }
 
-    async fn use_link(&self, hash: &[u8; 32], now: Timestamp) -> Result<bool, StoreError> {
+    async fn use_link(&self, redemption: &Redemption) -> Result<bool, StoreError> {
+        // Decided and written at once, under one lock: no commit can go unanswered.
+        let (hash, now) = (redemption.hash(), redemption.at());
         let mut s = self.state.lock();
         let Some(link) = s.links.get(hash).cloned() else { return Ok(false) };
         let granted =

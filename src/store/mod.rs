@@ -209,6 +209,104 @@ pub struct IssueLimit {
     pub window: std::time::Duration,
 }
 
+/// One attempt to use a link up ([`Store::use_link`]).
+///
+/// # Time bounds
+///
+/// An attempt has two instants. By `decide_by` the use must be written, or the store leaves the
+/// link unused and answers [`StoreError::Unavailable`]: an attempt given up is never committed
+/// later. Once the use is written the store commits it and waits for the commit's answer until
+/// `answer_by`; if that answer is lost (the connection failed mid-commit) it reads back whether
+/// the link was used by this very attempt (each attempt writes an id of its own with the use), so
+/// that a redemption that did commit is reported as a success and one that did not leaves the
+/// link unused. Only a commit that stays unanswered past `answer_by` is reported unavailable
+/// without that knowledge. Without a bound both instants are a day away; an authorizer sets them
+/// from its store bound ([`AuthorizerBuilder::store_timeout`]).
+///
+/// ```
+/// use std::time::Duration;
+/// use ghauthz::Timestamp;
+/// use ghauthz::store::Redemption;
+/// let r = Redemption::new([7; 32], Timestamp(1_000)).within(Duration::from_secs(5));
+/// assert!(r.decide_by() < r.answer_by());
+/// assert_ne!(r.attempt(), Redemption::new([7; 32], Timestamp(1_000)).attempt(), "each attempt its own id");
+/// ```
+///
+/// [`AuthorizerBuilder::store_timeout`]: crate::AuthorizerBuilder::store_timeout
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redemption {
+    hash: [u8; 32],
+    at: Timestamp,
+    attempt: [u8; 16],
+    decide_by: tokio::time::Instant,
+    answer_by: tokio::time::Instant,
+}
+
+impl Redemption {
+    /// An attempt on the link whose token hashes to `hash`, at `at`, with a fresh attempt id.
+    pub fn new(hash: [u8; 32], at: Timestamp) -> Self {
+        let far = tokio::time::Instant::now() + Duration::from_secs(86_400);
+        Self { hash, at, attempt: attempt_id(), decide_by: far, answer_by: far }
+    }
+
+    /// The use must be written within `bound` from now, and the commit answered within twice
+    /// that.
+    pub fn within(mut self, bound: Duration) -> Self {
+        let now = tokio::time::Instant::now();
+        self.decide_by = now + bound;
+        self.answer_by = now + bound.saturating_mul(2);
+        self
+    }
+
+    /// SHA-256 of the link's token.
+    pub fn hash(&self) -> &[u8; 32] {
+        &self.hash
+    }
+
+    /// When the link is used (its expiry is judged at this instant).
+    pub fn at(&self) -> Timestamp {
+        self.at
+    }
+
+    /// This attempt's own id, written with the use.
+    pub fn attempt(&self) -> &[u8; 16] {
+        &self.attempt
+    }
+
+    /// The use is written by then, or not at all.
+    pub fn decide_by(&self) -> tokio::time::Instant {
+        self.decide_by
+    }
+
+    /// The commit's answer is awaited until then.
+    pub fn answer_by(&self) -> tokio::time::Instant {
+        self.answer_by
+    }
+}
+
+/// 128 bits unique to one attempt, across threads, processes and replicas: two keyed hashes
+/// (std's per-process random keys) of a counter, the process id and the time. Not a secret.
+fn attempt_id() -> [u8; 16] {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let half = |salt: u8| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u8(salt);
+        h.write_u64(n);
+        h.write_u32(std::process::id());
+        h.write_u128(nanos);
+        h.finish().to_le_bytes()
+    };
+    let (a, b) = (half(0), half(1));
+    let mut id = [0; 16];
+    id[..8].copy_from_slice(&a);
+    id[8..].copy_from_slice(&b);
+    id
+}
+
 /// The store could not answer. Checks that need it fail closed (exit 3 in the CLI).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -323,10 +421,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The link whose token hashes to `hash`.
     async fn link(&self, hash: &[u8; 32]) -> Result<Option<LinkRecord>, StoreError>;
 
-    /// Uses the link up if it is unused, unexpired at `now`, and the grant it was issued under
-    /// still exists; true for
-    /// exactly one caller, however many race (threads, processes, replicas).
-    async fn use_link(&self, hash: &[u8; 32], now: Timestamp) -> Result<bool, StoreError>;
+    /// Uses the link up if it is unused, unexpired at [`Redemption::at`], and the grant it was
+    /// issued under still exists; true for exactly one caller, however many race (threads,
+    /// processes, replicas). Keeps to the attempt's [time bounds](Redemption#time-bounds): an
+    /// attempt answered [`StoreError::Unavailable`] has not used the link, unless its commit
+    /// stayed unanswered past [`Redemption::answer_by`].
+    async fn use_link(&self, redemption: &Redemption) -> Result<bool, StoreError>;
 
     /// Deletes the app, its viewer grants, its links and every audit entry about it (they carry
     /// its viewers' addresses), announcing [`Change::App`], keeping one [`DeletedApp`] record (one per distinct record:

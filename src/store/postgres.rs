@@ -24,6 +24,7 @@ use crate::cache::Invalidation;
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../../migrations/postgres/0001_initial.sql")),
     (2, "grant ids", include_str!("../../migrations/postgres/0002_grant_ids.sql")),
+    (3, "redemption attempts", include_str!("../../migrations/postgres/0003_redemption_attempts.sql")),
 ];
 
 /// The embedded migrations, as sqlx's migrator takes them.
@@ -140,7 +141,9 @@ impl PgStoreOptions {
 /// A lost connection, or a database that is down, makes calls answer
 /// [`StoreError::Unavailable`] within the acquire timeout: checks that need the store fail
 /// closed. The pool opens new connections as they are needed, so the store recovers by itself
-/// when Postgres returns.
+/// when Postgres returns. A statement waits for another session's row or table lock no longer
+/// than the acquire timeout either (`lock_timeout`): the server rolls it back and the call
+/// answers *unavailable*, before an authorizer's store bound cuts it off.
 ///
 /// # Replicas
 ///
@@ -195,6 +198,11 @@ impl PgStore {
             create_schema(&connect, schema, opts.acquire_timeout).await?;
             connect = connect.options([("search_path", schema.as_str())]);
         }
+        // A statement waits for another session's lock no longer than a connection is waited
+        // for: the server gives up (and rolls back) before an authorizer's store bound (5 s by
+        // default) would cut the call off.
+        let lock_wait = format!("{}ms", opts.acquire_timeout.as_millis().max(1));
+        connect = connect.options([("lock_timeout", lock_wait.as_str())]);
         let pool = PgPoolOptions::new()
             .max_connections(opts.max_connections.max(2))
             .acquire_timeout(opts.acquire_timeout)

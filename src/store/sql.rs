@@ -79,10 +79,30 @@ macro_rules! sql_store {
         use $crate::store::sql;
         use $crate::store::{
             Actor, AppRecord, AuditAction, AuditEvent, Broadcast, Change, DELIVERY_RETENTION, DeletedApp, IssueLimit,
-            IssueOutcome, LinkRecord, Store, StoreError,
+            IssueOutcome, LinkRecord, Redemption, Store, StoreError,
         };
 
         impl $store {
+            /// After a commit whose answer was lost: whether `redemption` itself used the link
+            /// (`false` if it is unused), read by [`Redemption::answer_by`].
+            async fn used_by(&self, redemption: &Redemption) -> Result<bool, StoreError> {
+                // Postgres: the row lock waits for the lost commit's transaction to end, if its
+                // backend still runs it, so that a commit still landing is not read as unused.
+                let read = sqlx::query_as::<_, (Option<Vec<u8>>,)>(concat!("SELECT used_by FROM links WHERE hash = $1", $for_update))
+                    .bind(&redemption.hash()[..])
+                    .fetch_optional(&self.pool);
+                match tokio::time::timeout_at(redemption.answer_by(), read).await {
+                    Ok(Ok(row)) => match row.and_then(|(by,)| by) {
+                        Some(by) if by == redemption.attempt() => Ok(true),
+                        // Unused: the lost commit did not land, and the link can be used again.
+                        None => Err(StoreError::Unavailable("the commit of a link's use failed; the link is unused".into())),
+                        Some(_) => Ok(false),
+                    },
+                    Ok(Err(e)) => Err(sql::unavailable(e)),
+                    Err(_) => Err(StoreError::Unavailable("no answer on whether a link's use committed".into())),
+                }
+            }
+
             async fn audit(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 at: Timestamp,
@@ -380,30 +400,47 @@ macro_rules! sql_store {
                 }))
             }
 
-            async fn use_link(&self, hash: &[u8; 32], now: Timestamp) -> Result<bool, StoreError> {
-                let mut tx = self.pool.begin().await.map_err(sql::unavailable)?;
-                // One conditional write: of any number of racing redemptions, exactly one finds
-                // `used_at` still empty (SQLite serializes writers; in Postgres the others wait on
-                // the row's lock and re-read it once the first commits).
-                let row: Option<(String, String)> = sqlx::query_as(
-                    "UPDATE links SET used_at = $1
-                     WHERE hash = $2 AND used_at IS NULL AND expires_at > $1
-                       AND EXISTS (SELECT 1 FROM viewers v WHERE v.id = links.grant_id)
-                     RETURNING app_id, email",
-                )
-                .bind(sql::to_i64(now.0, "time")?)
-                .bind(&hash[..])
-                .fetch_optional(&mut *tx)
+            async fn use_link(&self, redemption: &Redemption) -> Result<bool, StoreError> {
+                let (hash, now) = (redemption.hash(), redemption.at());
+                let late = || StoreError::Unavailable("the link's use was not written in time: it stays unused".into());
+                // Until the use is written, giving up drops the transaction, which rolls it back:
+                // the link stays unused.
+                let written = tokio::time::timeout_at(redemption.decide_by(), async {
+                    let mut tx = self.pool.begin().await.map_err(sql::unavailable)?;
+                    // One conditional write: of any number of racing redemptions, exactly one
+                    // finds `used_at` still empty (SQLite serializes writers; in Postgres the
+                    // others wait on the row's lock and re-read it once the first commits).
+                    let row: Option<(String, String)> = sqlx::query_as(
+                        "UPDATE links SET used_at = $1, used_by = $3
+                         WHERE hash = $2 AND used_at IS NULL AND expires_at > $1
+                           AND EXISTS (SELECT 1 FROM viewers v WHERE v.id = links.grant_id)
+                         RETURNING app_id, email",
+                    )
+                    .bind(sql::to_i64(now.0, "time")?)
+                    .bind(&hash[..])
+                    .bind(&redemption.attempt()[..])
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(sql::unavailable)?;
+                    let Some((app, email)) = row else {
+                        tx.rollback().await.map_err(sql::unavailable)?;
+                        return Ok(None);
+                    };
+                    let email = sql::email_from(email)?;
+                    Self::audit(&mut tx, now, &Actor::Operator, &AppId(app), AuditAction::LinkRedeemed, &email).await?;
+                    Ok(Some(tx))
+                })
                 .await
-                .map_err(sql::unavailable)?;
-                let Some((app, email)) = row else {
-                    tx.rollback().await.map_err(sql::unavailable)?;
-                    return Ok(false);
-                };
-                let email = sql::email_from(email)?;
-                Self::audit(&mut tx, now, &Actor::Operator, &AppId(app), AuditAction::LinkRedeemed, &email).await?;
-                tx.commit().await.map_err(sql::unavailable)?;
-                Ok(true)
+                .map_err(|_| late())?;
+                let Some(tx) = written? else { return Ok(false) };
+                // Decided: from here the commit is awaited, never abandoned while it may land.
+                match tokio::time::timeout_at(redemption.answer_by(), tx.commit()).await {
+                    Ok(Ok(())) => Ok(true),
+                    Ok(Err(lost)) => self.used_by(redemption).await.map_err(|_| sql::unavailable(lost)),
+                    Err(_) => Err(StoreError::Unavailable(
+                        "the commit of a link's use went unanswered: whether the link was used is unknown".into(),
+                    )),
+                }
             }
 
             async fn delete_app(&self, app: &AppId) -> Result<bool, StoreError> {

@@ -19,10 +19,17 @@ use tokio::sync::mpsc;
 const MIGRATIONS: &[(u32, &str)] = &[
     (2, include_str!("../../migrations/sqlite/0002_initial.sql")),
     (3, include_str!("../../migrations/sqlite/0003_grant_ids.sql")),
+    (4, include_str!("../../migrations/sqlite/0004_redemption_attempts.sql")),
 ];
 
 /// The schema version this build reads and writes.
-const SCHEMA_VERSION: u32 = 3;
+const SCHEMA_VERSION: u32 = 4;
+
+/// The longest a call waits for another writer's lock (SQLite's busy wait) or for a pooled
+/// connection before it answers *unavailable* by itself, having changed nothing: shorter than an
+/// authorizer's store bound (5 s by default), so that a busy store answers before the bound cuts
+/// the call off.
+const WAIT: Duration = Duration::from_secs(2);
 
 /// How often a subscriber reads the change log.
 const POLL: Duration = Duration::from_millis(100);
@@ -62,7 +69,7 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(30))
+            .busy_timeout(WAIT)
             .foreign_keys(true);
         Self::connect(opts).await
     }
@@ -72,7 +79,7 @@ impl SqliteStore {
         let opts = SqliteConnectOptions::from_str(url)
             .map_err(unavailable)?
             .create_if_missing(true)
-            .busy_timeout(Duration::from_secs(30))
+            .busy_timeout(WAIT)
             .foreign_keys(true);
         Self::connect(opts).await
     }
@@ -82,7 +89,12 @@ impl SqliteStore {
         if file != Path::new(":memory:") && !file.as_os_str().is_empty() {
             create_owner_only(file)?;
         }
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await.map_err(unavailable)?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(WAIT)
+            .connect_with(opts)
+            .await
+            .map_err(unavailable)?;
         migrate(&pool).await?;
         Ok(SqliteStore { pool, retention: CHANGE_RETENTION })
     }
