@@ -260,6 +260,7 @@ pub const WEBHOOK_EVENTS: &[&str] = &[
     "github_app_authorization",
     "org_block",
     "public",
+    "fork",
 ];
 
 /// What a verified delivery means for the cache.
@@ -285,14 +286,18 @@ fn id_at(v: &Value, path: &[&str]) -> Option<u64> {
 ///   user on the organization's repositories. `member_invited` changes nothing until accepted.
 /// - `team_add`, and `team` events naming a repository: that repository's facts (which of its
 ///   members a team reaches is not in the payload). Other `team` events (created, deleted, a
-///   parent changed): the organization's repositories; an edit of only the name, description,
-///   privacy or notifications: nothing.
+///   parent changed, or an edit that names no change): the organization's repositories; an edit
+///   of only the name, description, privacy or notifications: nothing.
 /// - `organization` `renamed` or `deleted`, and `installation` events: every repository of the
 ///   account.
 /// - `repository`: that repository (renamed, transferred, deleted, privatized, publicized,
 ///   archived, unarchived); `created`: the owner's repositories, since the new one may take
-///   coordinates an app was deployed from; `edited` changes no permission.
-/// - `installation_repositories`: each repository added or removed.
+///   coordinates an app was deployed from; `edited` of only the description, default branch,
+///   homepage or topics changes no permission (an edit naming anything else, or nothing, drops
+///   that repository's facts).
+/// - `fork`: the forkee owner's repositories, as `repository` `created`.
+/// - `installation_repositories`: each repository added or removed (the account's repositories if
+///   it names none).
 /// - `github_app_authorization` (a user revoked the App): that user.
 /// - `org_block` `blocked` (a blocked user loses access to the organization's repositories): that
 ///   user on the organization's repositories; `unblocked` grants nothing back by itself.
@@ -322,9 +327,7 @@ fn interpret(event: &str, v: &Value) -> Option<Vec<Invalidation>> {
             (_, Some(r)) => vec![Invalidation::Repo(r)],
             ("added_to_repository" | "removed_from_repository", None) => return None,
             ("edited", None) => {
-                let harmless = ["name", "description", "privacy", "notification_setting"];
-                let changes = v.get("changes").and_then(Value::as_object)?;
-                if changes.keys().all(|k| harmless.contains(&k.as_str())) {
+                if only_changed(v, &["name", "description", "privacy", "notification_setting"]) {
                     vec![]
                 } else {
                     vec![Invalidation::Owner(org()?)]
@@ -340,7 +343,7 @@ fn interpret(event: &str, v: &Value) -> Option<Vec<Invalidation>> {
             _ => vec![Invalidation::Owner(org()?)],
         },
         "repository" => match action {
-            "edited" => vec![],
+            "edited" if only_changed(v, &["description", "default_branch", "homepage", "topics"]) => vec![],
             // New coordinates under the owner may now name this repository instead of what was
             // cached for them (a repository replaced by a namesake).
             "created" => vec![Invalidation::Owner(OwnerId(id_at(v, &["repository", "owner", "id"])?))],
@@ -359,11 +362,25 @@ fn interpret(event: &str, v: &Value) -> Option<Vec<Invalidation>> {
                     out.push(Invalidation::Repo(RepoId(r.get("id").and_then(Value::as_u64)?)));
                 }
             }
+            if out.is_empty() {
+                // A change of the installation's reach that names no repository: all of them.
+                out.push(Invalidation::Owner(OwnerId(id_at(v, &["installation", "account", "id"])?)));
+            }
             out
         }
+        // A fork is a repository created under the forkee's owner, as `repository` `created` is.
+        "fork" => vec![Invalidation::Owner(OwnerId(id_at(v, &["forkee", "owner", "id"])?))],
         "github_app_authorization" => vec![Invalidation::User(UserId(id_at(v, &["sender", "id"])?))],
         _ => return None,
     })
+}
+
+/// Whether the payload's `changes` names at least one field, and only fields among `harmless`.
+/// An edit that names none, or one not listed (GitHub adds fields), may have changed access.
+fn only_changed(v: &Value, harmless: &[&str]) -> bool {
+    v.get("changes")
+        .and_then(Value::as_object)
+        .is_some_and(|changes| !changes.is_empty() && changes.keys().all(|k| harmless.contains(&k.as_str())))
 }
 
 #[cfg(test)]
@@ -385,5 +402,24 @@ mod tests {
         assert_eq!(meaning("team", name), Meaning::Known(vec![]));
         let parent = br#"{"action":"edited","changes":{"parent":{"from":null}},"organization":{"id":5000}}"#;
         assert_eq!(meaning("team", parent), Meaning::Known(vec![Invalidation::Owner(OwnerId(5000))]));
+        let unsaid = br#"{"action":"edited","changes":{},"organization":{"id":5000}}"#;
+        assert_eq!(meaning("team", unsaid), Meaning::Known(vec![Invalidation::Owner(OwnerId(5000))]));
+    }
+
+    #[test]
+    fn a_repository_edit_beyond_its_description_drops_the_repository() {
+        let topics = br#"{"action":"edited","changes":{"topics":{"from":[]}},"repository":{"id":7}}"#;
+        assert_eq!(meaning("repository", topics), Meaning::Known(vec![]));
+        for changes in [r#"{"visibility":{"from":"public"}}"#, "{}"] {
+            let body = format!(r#"{{"action":"edited","changes":{changes},"repository":{{"id":7}}}}"#);
+            assert_eq!(meaning("repository", body.as_bytes()), Meaning::Known(vec![Invalidation::Repo(RepoId(7))]));
+        }
+    }
+
+    #[test]
+    fn an_installation_change_naming_no_repository_drops_the_account() {
+        let body = br#"{"action":"added","repositories_added":[],"repositories_removed":[],
+            "installation":{"account":{"id":9}}}"#;
+        assert_eq!(meaning("installation_repositories", body), Meaning::Known(vec![Invalidation::Owner(OwnerId(9))]));
     }
 }

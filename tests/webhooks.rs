@@ -360,3 +360,76 @@ async fn a_body_larger_than_github_sends_is_refused_before_it_is_read() {
     let err = env.authz.handle_webhook(&signed("ping", "big-2", &body), &body).await.err();
     assert_ne!(err.map(|e| e.kind()), Some("too_large"), "25 MB itself is what GitHub may send");
 }
+
+/// What each event and action of GitHub's published examples must invalidate, by kind; an event
+/// not listed is one ghauthz does not act on.
+fn expected_kinds(event: &str, action: &str) -> Option<&'static [&'static str]> {
+    Some(match (event, action) {
+        ("ping", _) | ("organization", "member_invited") | ("org_block", "unblocked") => &[],
+        // Only the description or the default branch changed in these examples.
+        ("repository", "edited") => &[],
+        ("member", _) => &["user_on_repo"],
+        ("membership", _) | ("organization", "member_added") | ("org_block", "blocked") => &["user_in_owner"],
+        ("organization", "renamed") | ("installation", _) | ("fork", _) => &["owner"],
+        ("repository", "created") | ("team", "created" | "deleted") => &["owner"],
+        // Its `changes` is empty: what changed is not said, so the organization's facts go.
+        ("team", "edited") => &["owner"],
+        ("team", _) | ("team_add", _) | ("public", _) | ("repository", _) | ("installation_repositories", _) => {
+            &["repo"]
+        }
+        ("github_app_authorization", _) => &["user"],
+        _ => return None,
+    })
+}
+
+/// Every example payload of `@octokit/webhooks-examples` 7.6.1 (329 payloads over 58 events,
+/// `fixtures/webhooks/examples/`), signed and delivered: each event ghauthz acts on applies
+/// exactly the kinds of invalidation its action calls for, none is taken for malformed (which
+/// would invalidate everything), and every other event is ignored as unknown.
+#[tokio::test]
+async fn every_payload_github_publishes_is_understood() {
+    #[derive(Deserialize)]
+    struct Event {
+        event: String,
+        payloads: Vec<serde_json::Value>,
+    }
+    let text = std::fs::read(common::fixture_path("webhooks/examples/webhooks-examples.json")).unwrap();
+    let events: Vec<Event> = serde_json::from_slice(&text).unwrap();
+    assert_eq!((events.len(), events.iter().map(|e| e.payloads.len()).sum::<usize>()), (58, 329));
+    let env = env().await;
+    let (mut applied, mut acted_on) = (0, BTreeSet::new());
+    for e in &events {
+        for (i, payload) in e.payloads.iter().enumerate() {
+            let body = serde_json::to_vec(payload).unwrap();
+            let id = format!("example-{}-{i}", e.event.replace('_', "-"));
+            let outcome = env.authz.handle_webhook(&signed(&e.event, &id, &body), &body).await.unwrap();
+            let action = payload.get("action").and_then(|a| a.as_str()).unwrap_or("");
+            let what = format!("{} {action} #{i}", e.event);
+            match expected_kinds(&e.event, action) {
+                Some(kinds) => {
+                    let WebhookOutcome::Applied(invs) = &outcome else { panic!("{what}: {outcome:?}") };
+                    let got: BTreeSet<String> = invs.iter().map(|inv| kind(inv).to_owned()).collect();
+                    let want: BTreeSet<String> = kinds.iter().map(|k| (*k).to_owned()).collect();
+                    assert_eq!(got, want, "{what}: {invs:?}");
+                    applied += 1;
+                    acted_on.insert(e.event.clone());
+                }
+                None => assert_eq!(outcome, WebhookOutcome::UnknownEvent, "{what}"),
+            }
+        }
+    }
+    let stats = env.authz.webhook_stats();
+    assert_eq!((stats.malformed, stats.applied), (0, applied), "{stats:?}");
+    assert_eq!(acted_on.len(), ghauthz::WEBHOOK_EVENTS.len(), "an example of every event acted on: {acted_on:?}");
+}
+
+fn kind(inv: &Invalidation) -> &'static str {
+    match inv {
+        Invalidation::User(_) => "user",
+        Invalidation::UserOnRepo(..) => "user_on_repo",
+        Invalidation::UserInOwner(..) => "user_in_owner",
+        Invalidation::Repo(_) => "repo",
+        Invalidation::Owner(_) => "owner",
+        _ => "all",
+    }
+}
