@@ -30,8 +30,8 @@ pub use ids::{App, AppId, GithubUser, GrantId, InvalidRepoCoords, OwnerId, RepoC
 pub use policy::{Capability, Policy, Role, RoleGrant, RoleName, UnknownCapability, Visibility};
 pub use secret::{AppPrivateKey, GithubToken, InvalidKey, LinkToken, SessionKey, SessionToken, WebhookSecret};
 pub use viewer::{
-    GoogleSignInError, IssuedLink, IssuedSession, LinkConfig, LinkError, LinkInfo, Session, SessionConfig,
-    SessionError, SessionKeys, Via,
+    GoogleSignInError, IssuedLink, IssuedSession, KeysFileError, LinkConfig, LinkError, LinkInfo, Session,
+    SessionConfig, SessionError, SessionKeys, Via,
 };
 pub use webhook::{
     MAX_WEBHOOK_BODY, VerifiedDelivery, WEBHOOK_EVENTS, WebhookError, WebhookOutcome, WebhookStats, WebhookVerifier,

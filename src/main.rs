@@ -538,7 +538,7 @@ fn load_or_create_keys(path: &std::path::Path) -> anyhow::Result<SessionKeys> {
         match read_keys_file(path) {
             Ok(text) => {
                 return SessionKeys::from_json(&text)
-                    .map_err(|_| anyhow::anyhow!("`{}` is not a keys file", path.display()));
+                    .map_err(|e| anyhow::anyhow!("keys file `{}`: {e}", path.display()));
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).with_context(|| format!("keys file `{}`", path.display())),

@@ -856,6 +856,76 @@ fn the_keys_file_is_owner_only_and_a_careless_one_is_refused() {
     }
 }
 
+/// A malformed keys file is refused with its line, column and field, in the format's own names,
+/// and nothing the file holds is repeated: not a value, not a key it misspelled.
+#[cfg(unix)]
+#[test]
+fn a_malformed_keys_file_is_refused_by_line_column_and_field_without_echoing_it() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let canary = "CANARYq7x";
+    let good = format!("\"{}\"", "A".repeat(43));
+    let cases = [
+        (
+            format!("{{\n  \"session_keys\": [\n    {{\"kid\": \"k1\", \"secret\": \"AAAA\" {canary}}}\n  ]\n}}"),
+            "line 3, column",
+            "not JSON",
+        ),
+        (
+            format!("{{\"session_keys\": [{{\"kid\": \"k1\", \"secret\": [\"{canary}\"]}}]}}"),
+            "`session_keys[0].secret`",
+            "not of its type",
+        ),
+        (format!("{{\"session_keys\": [{{\"kid\": \"k1\", \"{canary}\": 1}}]}}"), "`session_keys[0]`", "missing"),
+        (
+            format!("{{\"session_keys\": [{{\"kid\": \"k1\", \"secret\": \"{canary}!!\"}}]}}"),
+            "`session_keys[0].secret`",
+            "base64url",
+        ),
+        (
+            format!("{{\"session_keys\": [{{\"kid\": \"{canary}\", \"secret\": \"{}\"}}]}}", &canary[..8]),
+            "`session_keys[0].secret`",
+            "32 bytes",
+        ),
+        (
+            format!(
+                "{{\"session_keys\": [{{\"kid\": \"k\", \"secret\": {good}}}, {{\"kid\": \"k\", \"secret\": {good}}}]}}"
+            ),
+            "`session_keys`",
+            "listed twice",
+        ),
+        (format!("{{\"session_keys\": [{{\"kid\": \"{canary}"), "line 1, column", "ends early"),
+    ];
+    for (i, (text, place, problem)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("keys{i}.json"));
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).unwrap();
+        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+        let keys = path.display().to_string();
+        let r = ghauthz(&[
+            "check",
+            "--world",
+            &world("acme.toml"),
+            "--keys",
+            &keys,
+            "--app",
+            "dash",
+            "--action",
+            "view",
+            "--viewer-session",
+            "x",
+        ]);
+        assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("bad_keys")), "{text}: {}{}", r.stdout, r.stderr);
+        let message = r.json()["message"].as_str().unwrap().to_owned();
+        assert!(message.contains(&keys) && message.contains(place) && message.contains(problem), "{text}: {message}");
+        assert!(
+            !r.stdout.contains(&canary[..6]) && !r.stderr.contains(&canary[..6]),
+            "{text}: {}{}",
+            r.stdout,
+            r.stderr
+        );
+    }
+}
+
 /// During a rotation the webhook takes the current secret and the previous one: a delivery signed
 /// with either applies; one signed with neither is refused; a third secret is bad usage.
 #[test]
