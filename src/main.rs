@@ -281,14 +281,14 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
-            print!("{e}");
+            say(Stream::Out, &e.to_string());
             return ExitCode::SUCCESS;
         }
         Err(e) => {
             // Never clap's own message: it repeats what was typed, which may be a token.
             let message = usage_message(&e);
-            eprintln!("ghauthz: {message}; see `ghauthz --help`");
-            println!("{}", json!({"error": "usage", "message": message}));
+            say(Stream::Err, &format!("ghauthz: {message}; see `ghauthz --help`\n"));
+            say(Stream::Out, &format!("{}\n", json!({"error": "usage", "message": message})));
             return ExitCode::from(Exit::Usage as u8);
         }
     };
@@ -296,8 +296,23 @@ fn main() -> ExitCode {
         Ok(rt) => rt.block_on(run(cli)),
         Err(e) => Outcome::error(Exit::Unavailable, "runtime", e),
     };
-    println!("{}", outcome.stdout);
+    say(Stream::Out, &format!("{}\n", outcome.stdout));
     ExitCode::from(outcome.exit as u8)
+}
+
+enum Stream {
+    Out,
+    Err,
+}
+
+/// Writes `text` whole, and never panics: a reader that went away (`| head`) or a closed stream
+/// loses the output, not the exit code.
+fn say(stream: Stream, text: &str) {
+    use std::io::Write as _;
+    let _ = match stream {
+        Stream::Out => std::io::stdout().lock().write_all(text.as_bytes()).and_then(|()| std::io::stdout().flush()),
+        Stream::Err => std::io::stderr().lock().write_all(text.as_bytes()),
+    };
 }
 
 async fn run(cli: Cli) -> Outcome {
@@ -367,24 +382,30 @@ async fn run(cli: Cli) -> Outcome {
 /// (once or twice) or `GHAUTHZ_WEBHOOK_SECRET` and `GHAUTHZ_WEBHOOK_SECRET_PREVIOUS`.
 fn webhook_secret(args: &WebhookArgs) -> Result<(WebhookSecret, Option<WebhookSecret>), Outcome> {
     let usage = |m: String| Outcome::error(Exit::Usage, "usage", m);
-    let secret = |text: String| {
+    // `from` names where the secret came from, never what it holds.
+    let secret = |text: String, from: &str| {
         let text = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
-        WebhookSecret::new(text.to_owned()).map_err(|_| usage("the webhook secret is empty".into()))
+        WebhookSecret::new(text.to_owned()).map_err(|_| usage(format!("the webhook secret in {from} is empty")))
     };
-    let read = |path: &PathBuf| {
-        read_file(path, MAX_SECRET_FILE)
-            .map_err(|e| usage(format!("cannot read the webhook secret file `{}`: {e}", path.display())))
+    let file = |path: &PathBuf| {
+        let text = read_file(path, MAX_SECRET_FILE)
+            .map_err(|e| usage(format!("cannot read the webhook secret file `{}`: {e}", path.display())))?;
+        secret(text, &format!("`{}`", path.display()))
+    };
+    let var = |name: &str| match std::env::var(name) {
+        Ok(text) => secret(text, &format!("`{name}`")).map(Some),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(usage(format!("`{name}` is not UTF-8"))),
     };
     match args.webhook_secret_file.as_slice() {
         [] => {
-            let current = std::env::var("GHAUTHZ_WEBHOOK_SECRET").map_err(|_| {
+            let current = var("GHAUTHZ_WEBHOOK_SECRET")?.ok_or_else(|| {
                 usage("no webhook secret: pass `--webhook-secret-file` or set `GHAUTHZ_WEBHOOK_SECRET`".into())
             })?;
-            let previous = std::env::var("GHAUTHZ_WEBHOOK_SECRET_PREVIOUS").ok().map(secret).transpose()?;
-            Ok((secret(current)?, previous))
+            Ok((current, var("GHAUTHZ_WEBHOOK_SECRET_PREVIOUS")?))
         }
-        [current] => Ok((secret(read(current)?)?, None)),
-        [current, previous] => Ok((secret(read(current)?)?, Some(secret(read(previous)?)?))),
+        [current] => Ok((file(current)?, None)),
+        [current, previous] => Ok((file(current)?, Some(file(previous)?))),
         _ => Err(usage("`--webhook-secret-file` at most twice: the current secret, then the previous one".into())),
     }
 }
@@ -403,16 +424,24 @@ async fn webhook(ctx: &WorldCtx, args: &WebhookArgs) -> Outcome {
         Err(e) => return Outcome::error(Exit::Usage, "usage", format!("cannot read the body on standard input: {e}")),
     };
     let mut headers = http::HeaderMap::new();
-    for (name, value) in [
-        ("x-github-event", &args.event),
-        ("x-github-delivery", &args.delivery),
-        ("x-hub-signature-256", &args.signature),
+    for (name, flag, value) in [
+        ("x-github-event", "--event", &args.event),
+        ("x-github-delivery", "--delivery", &args.delivery),
+        ("x-hub-signature-256", "--signature", &args.signature),
     ] {
         match http::HeaderValue::from_str(value) {
             Ok(v) => {
                 headers.insert(name, v);
             }
-            Err(_) => return Outcome::error(Exit::Usage, "bad_request", format!("`{value}` is not a header value")),
+            // The value is not repeated: a signature is a secret's digest, and a control
+            // character in it could rewrite the terminal.
+            Err(_) => {
+                return Outcome::error(
+                    Exit::Usage,
+                    "bad_request",
+                    format!("`{flag}` holds a character a header cannot carry (a control character)"),
+                );
+            }
         }
     }
     let head = json!({"event": args.event, "delivery": args.delivery});
@@ -521,6 +550,12 @@ async fn open_store(db: Option<&str>) -> Result<Arc<dyn Store>, Outcome> {
                 Err(e) => Err(Outcome::error(Exit::Unavailable, "store_unavailable", e)),
             }
         }
+        // Another scheme is refused without repeating the URL, which may hold a password.
+        Some(url) if url.contains("://") && !url.starts_with("sqlite://") => Err(Outcome::error(
+            Exit::Usage,
+            "usage",
+            "`--db`: expected an SQLite file, a `sqlite://` URL or a `postgres://` URL",
+        )),
         Some(path) => SqliteStore::open(path.strip_prefix("sqlite://").unwrap_or(path))
             .await
             .map(|s| Arc::new(s) as Arc<dyn Store>)
@@ -804,7 +839,7 @@ async fn decide(
             Outcome::json(exit, &decision_json(&app.0, cap, &principal.label(), &d))
         }
         Err(e) => {
-            eprintln!("ghauthz: could not decide: {e}");
+            say(Stream::Err, &format!("ghauthz: could not decide: {e}\n"));
             Outcome::json(Exit::Unavailable, &error_json(&e))
         }
     }

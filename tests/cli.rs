@@ -1077,3 +1077,56 @@ fn google_sign_in_can_require_what_google_vouches_for() {
     let r = sign_in(&workspace, &["--hosted-domain", "elsewhere.com"]);
     assert_eq!((r.code, r.json()["error"].as_str()), (2, Some("email_unverified")), "{}", r.stdout);
 }
+
+/// What may be a secret is not repeated however it comes in: a webhook header value carrying a
+/// control character, a database URL of another scheme or with a bad parameter (it may hold a
+/// password); and an empty secret names where it came from.
+#[test]
+fn values_that_may_be_secrets_are_not_repeated_in_errors() {
+    let canary = "CANARYk2v";
+    let w = world("acme.toml");
+    let body = std::fs::read(common::fixture_path("webhooks/ping.json")).unwrap();
+    let secret = [("GHAUTHZ_WEBHOOK_SECRET", HOOK_SECRET)];
+    for flag in ["--signature", "--delivery", "--event"] {
+        let mut args =
+            vec!["webhook", "--world", &w, "--event", "ping", "--delivery", "d-1", "--signature", "sha256=0"];
+        let bad = format!("{canary}\r");
+        let at = args.iter().position(|a| *a == flag).unwrap() + 1;
+        args[at] = &bad;
+        let r = ghauthz_stdin(&args, &body, &secret);
+        assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("bad_request")), "{flag}: {}", r.stdout);
+        assert!(r.json()["message"].as_str().unwrap().contains(flag), "{}", r.stdout);
+        assert!(!r.stdout.contains(canary) && !r.stderr.contains(canary), "{flag}: {}{}", r.stdout, r.stderr);
+    }
+    for db in [format!("mysql://u:{canary}@h/db"), format!("postgres://u:p@127.0.0.1:1/db?sslmode={canary}")] {
+        let r = ghauthz(&["check", "--world", &w, "--db", &db, "--app", "dash", "--action", "view", "--anonymous"]);
+        assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("usage")), "{db}: {}", r.stdout);
+        assert!(!r.stdout.contains(canary) && !r.stderr.contains(canary), "{db}: {}{}", r.stdout, r.stderr);
+    }
+    let r = ghauthz_stdin(
+        &["webhook", "--world", &w, "--event", "ping", "--delivery", "d-1", "--signature", "sha256=0"],
+        &body,
+        &[("GHAUTHZ_WEBHOOK_SECRET", "")],
+    );
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.json()["message"].as_str().unwrap().contains("`GHAUTHZ_WEBHOOK_SECRET` is empty"), "{}", r.stdout);
+}
+
+/// A reader that goes away before the output is written (`ghauthz explain | head -0`) costs the
+/// output, never a panic: the exit code is the command's own.
+#[test]
+fn a_closed_standard_output_is_no_panic() {
+    for args in [vec!["explain", "--world", &world("acme.toml"), "--json"], vec!["no-such-command"]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ghauthz"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(if args[0] == "explain" { 0 } else { 1 }), "{args:?}: {stderr}");
+    }
+}

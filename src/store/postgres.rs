@@ -187,8 +187,10 @@ impl PgStore {
         if !(opts.url.starts_with("postgres://") || opts.url.starts_with("postgresql://")) {
             return Err(StoreError::InvalidConfig("database url: expected `postgres://` or `postgresql://`".into()));
         }
-        let mut connect = PgConnectOptions::from_str(&opts.url)
-            .map_err(|e| StoreError::InvalidConfig(format!("database url: {e}")))?;
+        // What the parser says may repeat part of the URL, which may hold a password.
+        let mut connect = PgConnectOptions::from_str(&opts.url).map_err(|_| {
+            StoreError::InvalidConfig("database url: not a URL Postgres accepts (its text is not repeated)".into())
+        })?;
         if let Some(schema) = &opts.schema {
             if !valid_schema(schema) {
                 return Err(StoreError::InvalidConfig(format!(
