@@ -666,18 +666,33 @@ fn usage_message(e: &clap::Error) -> String {
         Some(ContextValue::Strings(v)) => v.join(", "),
         _ => String::new(),
     };
+    // Where the typed argument stands on the command line (1 is the first after the program),
+    // found by comparing: the position is said, the argument is not.
+    let position = |kind: ContextKind| {
+        let typed = defined(kind);
+        std::env::args_os()
+            .skip(1)
+            .position(|a| a.to_str().is_some_and(|a| a == typed || a.split_once('=').is_some_and(|(k, _)| k == typed)))
+            .map_or_else(String::new, |i| format!(" (argument {})", i + 1))
+    };
+    let option = defined(ContextKind::InvalidArg);
     match e.kind() {
-        ErrorKind::UnknownArgument => "an unexpected argument (not shown)".to_owned(),
-        ErrorKind::InvalidSubcommand => "an unknown command (not shown)".to_owned(),
-        ErrorKind::InvalidValue | ErrorKind::ValueValidation | ErrorKind::InvalidUtf8 => {
-            format!("an invalid value (not shown) for `{}`", defined(ContextKind::InvalidArg))
+        ErrorKind::UnknownArgument => {
+            format!("an unexpected argument{} (not shown)", position(ContextKind::InvalidArg))
         }
-        ErrorKind::MissingRequiredArgument => {
-            format!("missing required arguments: {}", defined(ContextKind::InvalidArg))
+        ErrorKind::InvalidSubcommand => {
+            format!("an unknown command{} (not shown)", position(ContextKind::InvalidSubcommand))
         }
-        ErrorKind::ArgumentConflict => {
-            format!("`{}` cannot be used with `{}`", defined(ContextKind::InvalidArg), defined(ContextKind::PriorArg))
+        ErrorKind::InvalidUtf8 if option.is_empty() => "an argument that is not UTF-8 (not shown)".to_owned(),
+        ErrorKind::InvalidUtf8 => format!("a value for `{option}` that is not UTF-8 (not shown)"),
+        ErrorKind::InvalidValue if matches!(e.get(ContextKind::InvalidValue), Some(ContextValue::String(v)) if v.is_empty()) =>
+        {
+            format!("`{option}` needs a value")
         }
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation => format!("an invalid value (not shown) for `{option}`"),
+        ErrorKind::MissingRequiredArgument => format!("missing required arguments: {option}"),
+        ErrorKind::ArgumentConflict if option == defined(ContextKind::PriorArg) => format!("`{option}` given twice"),
+        ErrorKind::ArgumentConflict => format!("`{option}` cannot be used with `{}`", defined(ContextKind::PriorArg)),
         ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             "a command is needed".to_owned()
         }

@@ -1130,3 +1130,45 @@ fn a_closed_standard_output_is_no_panic() {
         assert_eq!(out.status.code(), Some(if args[0] == "explain" { 0 } else { 1 }), "{args:?}: {stderr}");
     }
 }
+
+/// Usage errors say what is wrong, and where, without repeating what was typed: an option given
+/// twice, an option without its value, an unexpected argument or command by its position.
+#[test]
+fn usage_errors_say_what_and_where_without_the_argument() {
+    let w = world("acme.toml");
+    let canary = "CANARYz9w";
+    let cases: [(Vec<&str>, &str); 4] = [
+        (
+            vec!["check", "--world", &w, "--app", "dash", "--action", "view", "--viewer-session"],
+            "`--viewer-session <TOKEN>` needs a value",
+        ),
+        (
+            vec![
+                "check",
+                "--world",
+                &w,
+                "--db",
+                "a",
+                "--db",
+                canary,
+                "--app",
+                "dash",
+                "--action",
+                "view",
+                "--anonymous",
+            ],
+            "`--db <PATH>` given twice",
+        ),
+        (
+            vec!["check", "--world", &w, canary, "--app", "dash", "--action", "view", "--anonymous"],
+            "an unexpected argument (argument 4)",
+        ),
+        (vec![canary, "--world", &w], "an unknown command (argument 1)"),
+    ];
+    for (args, said) in cases {
+        let r = ghauthz(&args);
+        assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("usage")), "{args:?}: {}", r.stdout);
+        assert!(r.json()["message"].as_str().unwrap().contains(said), "{args:?}: {}", r.stdout);
+        assert!(!r.stdout.contains(canary) && !r.stderr.contains(canary), "{args:?}: {}{}", r.stdout, r.stderr);
+    }
+}
