@@ -4,21 +4,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use crate::cache::{
-    Age, CacheConfig, CacheStats, Consistency, Counters, Facts, Invalidation, PermKey, Records, Sessions,
-};
-use crate::clock::{Clock, SystemClock, Timestamp};
-use crate::decision::{Decision, NoAccessDetail, Outcome, Reason, Source, decide_anonymous};
-use crate::email::{Email, EmailError};
-use crate::github::{ClientBuildError, GithubConfig, GithubError, OctocrabGithub};
+use crate::cache::{Age, CacheConfig, CacheStats, Consistency, Counters, Facts, PermKey, Records, Sessions};
+use crate::clock::SystemClock;
+use crate::core::decision::{Decision, NoAccessDetail, Outcome, Reason, Source, decide_anonymous};
+use crate::core::email::{Email, EmailError};
+use crate::core::ids::{App, AppId, GithubUser, UserId};
+use crate::core::invalidation::Invalidation;
+use crate::core::policy::{Capability, Need, Policy, Visibility};
+use crate::core::secret::{GithubToken, WebhookSecret};
+use crate::core::session::{Session, SessionError};
+use crate::core::time::{Clock, Timestamp};
+use crate::error::CheckError;
+use crate::github::{ClientBuildError, GithubConfig, OctocrabGithub};
 use crate::google::{GoogleConfig, GoogleIdentity, GoogleVerifier};
-use crate::ids::{App, AppId, GithubUser, UserId};
-use crate::policy::{Capability, Need, Policy, Visibility};
-use crate::secret::{GithubToken, WebhookSecret};
 use crate::store::{Actor, Bounded, Broadcast, Change, FeedEvent, MemoryStore, Store, StoreError};
 use crate::viewer::{
-    GoogleSignInError, IssuedLink, IssuedSession, LinkConfig, LinkError, LinkInfo, Session, SessionConfig,
-    SessionError, SessionKeys, SignIn,
+    GoogleSignInError, IssuedLink, IssuedSession, LinkConfig, LinkError, LinkInfo, SessionConfig, SessionKeys, SignIn,
 };
 use crate::webhook::{Meaning, VerifiedDelivery, WebhookError, WebhookOutcome, WebhookStats, WebhookVerifier, meaning};
 
@@ -56,42 +57,6 @@ impl Principal {
             Principal::Anonymous => "anonymous".to_owned(),
             Principal::Viewer(s) => format!("viewer:{}", s.email()),
             Principal::GithubUser { user, .. } => format!("github:{}", user.login),
-        }
-    }
-}
-
-/// Why a check could not decide. Never an allow in disguise.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum CheckError {
-    /// GitHub failed (unavailable, rate limited, credentials refused, or an unexpected answer).
-    #[error(transparent)]
-    Github(#[from] GithubError),
-    /// The store failed: could not decide.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// In user-token mode, a check that must ask GitHub needs the user's token.
-    #[error("user-token mode needs the user's github token for `{login}`")]
-    MissingUserToken {
-        /// The user's login.
-        login: String,
-    },
-}
-
-impl CheckError {
-    /// Whether the failure is temporary (unavailable or rate limited): ask again later.
-    pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            CheckError::Github(GithubError::Unavailable { .. }) | CheckError::Store(StoreError::Unavailable(_))
-        )
-    }
-
-    /// When asking again makes sense, where known.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            CheckError::Github(e) => e.retry_after(),
-            CheckError::Store(_) | CheckError::MissingUserToken { .. } => None,
         }
     }
 }
@@ -766,7 +731,7 @@ impl Authorizer {
     /// decides for (a session under no grant if the address is not invited).
     #[cfg(feature = "world")]
     pub(crate) async fn assumed_viewer(&self, app: &AppId, email: &Email) -> Result<Principal, CheckError> {
-        let grant = self.inner.store.grant(app, email).await?.unwrap_or(crate::ids::GrantId(0));
+        let grant = self.inner.store.grant(app, email).await?.unwrap_or(crate::core::ids::GrantId(0));
         Ok(Principal::Viewer(Session::assumed(app.clone(), email.clone(), grant, Timestamp(u64::MAX))))
     }
 

@@ -1,47 +1,8 @@
-//! Time, injected: the core never reads a clock of its own.
+//! The system clock: the adapter that reads the machine's time for the core's [`Clock`].
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Milliseconds since the Unix epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Timestamp(pub u64);
-
-impl Timestamp {
-    /// Time elapsed from `earlier` to `self`, zero if `earlier` is later.
-    pub fn since(self, earlier: Timestamp) -> Duration {
-        Duration::from_millis(self.0.saturating_sub(earlier.0))
-    }
-
-    /// `self + d`, saturating.
-    pub fn plus(self, d: Duration) -> Timestamp {
-        Timestamp(self.0.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
-    }
-
-    /// `self - d`, saturating at the epoch.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use ghauthz::Timestamp;
-    /// assert_eq!(Timestamp(5_000).minus(Duration::from_secs(2)), Timestamp(3_000));
-    /// assert_eq!(Timestamp(5_000).minus(Duration::from_secs(9)), Timestamp(0));
-    /// ```
-    pub fn minus(self, d: Duration) -> Timestamp {
-        Timestamp(self.0.saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
-    }
-
-    /// Whole seconds since the epoch.
-    pub fn as_secs(self) -> u64 {
-        self.0 / 1000
-    }
-}
-
-/// A source of the current time.
-pub trait Clock: Send + Sync + std::fmt::Debug {
-    /// Now.
-    fn now(&self) -> Timestamp;
-}
+use crate::core::time::{Clock, Timestamp};
 
 /// The system clock: the wall time read once, at first use, plus the monotonic time elapsed
 /// since, read from the CPU's time-stamp counter (through `quanta`, falling back to the OS's
@@ -81,46 +42,10 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that moves only when told: for tests, and for world mode's fixed `now`.
-///
-/// ```
-/// use ghauthz::{Clock, ManualClock, Timestamp};
-/// use std::time::Duration;
-/// let clock = ManualClock::new(Timestamp(1_000));
-/// clock.advance(Duration::from_secs(2));
-/// assert_eq!(clock.now(), Timestamp(3_000));
-/// ```
-#[derive(Debug, Clone)]
-pub struct ManualClock {
-    ms: Arc<AtomicU64>,
-}
-
-impl ManualClock {
-    /// A clock stopped at `start`.
-    pub fn new(start: Timestamp) -> Self {
-        Self { ms: Arc::new(AtomicU64::new(start.0)) }
-    }
-
-    /// Moves the clock forward by `d`.
-    pub fn advance(&self, d: Duration) {
-        self.ms.fetch_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX), Ordering::SeqCst);
-    }
-
-    /// Sets the clock.
-    pub fn set(&self, t: Timestamp) {
-        self.ms.store(t.0, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> Timestamp {
-        Timestamp(self.ms.load(Ordering::Relaxed))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn system_clock_tracks_wall_time() {

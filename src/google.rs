@@ -9,8 +9,8 @@ use http_body_util::BodyExt as _;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
-use crate::clock::{Clock, Timestamp};
-use crate::email::Email;
+use crate::core::email::Email;
+use crate::core::time::{Clock, Timestamp};
 
 /// Google's two spellings of its issuer.
 const ISSUERS: [&str; 2] = ["accounts.google.com", "https://accounts.google.com"];

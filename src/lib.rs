@@ -4,34 +4,35 @@
 mod authorizer;
 mod cache;
 mod clock;
-mod decision;
-mod email;
+mod core;
+mod error;
 mod github;
 mod google;
-mod ids;
-mod policy;
-mod secret;
 pub mod store;
 mod viewer;
 mod webhook;
 #[cfg(feature = "world")]
 pub mod world;
 
-pub use authorizer::{
-    Authorizer, AuthorizerBuilder, BuildError, ChangedBy, CheckError, ManageError, Principal, ViewerChange,
+pub use crate::core::decision::{Decision, NoAccessDetail, Outcome, Reason, Source};
+pub use crate::core::email::{Email, EmailError, MAX_EMAIL_LEN};
+pub use crate::core::ids::{App, AppId, GithubUser, GrantId, InvalidRepoCoords, OwnerId, RepoCoords, RepoId, UserId};
+pub use crate::core::invalidation::Invalidation;
+pub use crate::core::policy::{Capability, Policy, Role, RoleGrant, RoleName, UnknownCapability, Visibility};
+pub use crate::core::secret::{
+    AppPrivateKey, GithubToken, InvalidKey, LinkToken, SessionKey, SessionToken, WebhookSecret,
 };
-pub use cache::{CacheConfig, CacheStats, Consistency, Invalidation};
-pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
-pub use decision::{Decision, NoAccessDetail, Outcome, Reason, Source};
-pub use email::{Email, EmailError, MAX_EMAIL_LEN};
+pub use crate::core::session::{Session, SessionError, Via};
+pub use crate::core::time::{Clock, ManualClock, Timestamp};
+pub use authorizer::{Authorizer, AuthorizerBuilder, BuildError, ChangedBy, ManageError, Principal, ViewerChange};
+pub use cache::{CacheConfig, CacheStats, Consistency};
+pub use clock::SystemClock;
+pub use error::CheckError;
 pub use github::{ClientBuildError, GithubAuth, GithubConfig, GithubError, UnavailableCause};
 pub use google::{GoogleConfig, GoogleError, GoogleIdentity};
-pub use ids::{App, AppId, GithubUser, GrantId, InvalidRepoCoords, OwnerId, RepoCoords, RepoId, UserId};
-pub use policy::{Capability, Policy, Role, RoleGrant, RoleName, UnknownCapability, Visibility};
-pub use secret::{AppPrivateKey, GithubToken, InvalidKey, LinkToken, SessionKey, SessionToken, WebhookSecret};
 pub use viewer::{
-    GoogleSignInError, IssuedLink, IssuedSession, KeysFileError, LinkConfig, LinkError, LinkInfo, Session,
-    SessionConfig, SessionError, SessionKeys, Via,
+    GoogleSignInError, IssuedLink, IssuedSession, KeysFileError, LinkConfig, LinkError, LinkInfo, SessionConfig,
+    SessionKeys,
 };
 pub use webhook::{
     MAX_WEBHOOK_BODY, VerifiedDelivery, WEBHOOK_EVENTS, WebhookError, WebhookOutcome, WebhookStats, WebhookVerifier,

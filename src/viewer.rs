@@ -8,11 +8,12 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::clock::Timestamp;
-use crate::email::{Email, EmailError};
+use crate::core::email::{Email, EmailError};
+use crate::core::ids::{AppId, GrantId};
+use crate::core::secret::{InvalidKey, LinkToken, SessionKey, SessionToken};
+use crate::core::session::{Session, SessionError, Via};
+use crate::core::time::Timestamp;
 use crate::google::{GoogleError, GoogleIdentity, GoogleVerifier};
-use crate::ids::{AppId, GrantId};
-use crate::secret::{InvalidKey, LinkToken, SessionKey, SessionToken};
 use crate::store::{IssueLimit, IssueOutcome, LinkRecord, Redemption, Store, StoreError};
 
 const LINK_PREFIX: &str = "gl1_";
@@ -281,62 +282,6 @@ impl SessionKeys {
     }
 }
 
-/// How a viewer signed in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Via {
-    /// A single-use emailed link.
-    EmailLink,
-    /// Google sign-in.
-    Google,
-}
-
-/// A verified viewer session: only [`crate::Authorizer::verify_session`] (or a redemption) makes
-/// one, and checks of viewers accept only this type.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Session {
-    app: AppId,
-    email: Email,
-    grant: GrantId,
-    via: Via,
-    expires_at: Timestamp,
-}
-
-impl Session {
-    /// The session a viewer would hold after signing in to `app` under `grant`: what `explain`
-    /// decides for.
-    #[cfg(feature = "world")]
-    pub(crate) fn assumed(app: AppId, email: Email, grant: GrantId, expires_at: Timestamp) -> Self {
-        Self { app, email, grant, via: Via::EmailLink, expires_at }
-    }
-
-    /// The grant the viewer signed in under: the session opens nothing once it has ended, even if
-    /// the address is invited again.
-    pub fn grant(&self) -> GrantId {
-        self.grant
-    }
-
-    /// The one app the session opens.
-    pub fn app(&self) -> &AppId {
-        &self.app
-    }
-
-    /// The invited address.
-    pub fn email(&self) -> &Email {
-        &self.email
-    }
-
-    /// How the viewer signed in.
-    pub fn via(&self) -> Via {
-        self.via
-    }
-
-    /// When the session ends.
-    pub fn expires_at(&self) -> Timestamp {
-        self.expires_at
-    }
-}
-
 /// A link, issued: what the caller's mailer sends to [`IssuedLink::email`] (the stored address,
 /// never what a requester typed).
 #[derive(Debug)]
@@ -466,41 +411,6 @@ impl GoogleSignInError {
             GoogleSignInError::NotConfigured => "not_configured",
             GoogleSignInError::Session(_) => "session",
             GoogleSignInError::Store(_) => "store_unavailable",
-        }
-    }
-}
-
-/// Why a viewer session was refused. Never carries the token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, Serialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum SessionError {
-    /// Not a well-formed token, a wrong algorithm, a bad signature, or missing claims.
-    #[error("the session is not valid")]
-    Invalid,
-    /// Signed by a key that is no longer listed.
-    #[error("the session was signed by a retired key")]
-    RetiredKey,
-    /// Past its lifetime.
-    #[error("the session has expired")]
-    Expired,
-    /// The session opens another app.
-    #[error("the session is for another app")]
-    WrongApp,
-    /// The keys could not sign.
-    #[error("the session could not be signed")]
-    Signing,
-}
-
-impl SessionError {
-    /// The error's kind as written in JSON.
-    pub fn kind(self) -> &'static str {
-        match self {
-            SessionError::Invalid => "invalid",
-            SessionError::RetiredKey => "retired_key",
-            SessionError::Expired => "expired",
-            SessionError::WrongApp => "wrong_app",
-            SessionError::Signing => "signing",
         }
     }
 }

@@ -5,9 +5,9 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
-use crate::cache::Invalidation;
-use crate::ids::{OwnerId, RepoId, UserId};
-use crate::secret::WebhookSecret;
+use crate::core::ids::{OwnerId, RepoId, UserId};
+use crate::core::invalidation::Invalidation;
+use crate::core::secret::WebhookSecret;
 use crate::store::StoreError;
 
 /// Why a delivery was refused or could not be applied.

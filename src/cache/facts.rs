@@ -19,17 +19,15 @@ use std::time::Duration;
 
 use moka::ops::compute::Op;
 
-use super::{
-    Age, Backoff, CacheConfig, Counters, Epochs, FactCore, Front, InlineFact, Invalidation, PermEntry, PermKey,
-    RepoEntry,
-};
-use crate::authorizer::CheckError;
-use crate::clock::{Clock, Timestamp};
-use crate::decision::{Decision, Fact, Source, decide_github};
+use super::{Age, Backoff, CacheConfig, Counters, Epochs, FactCore, Front, InlineFact, PermEntry, PermKey, RepoEntry};
+use crate::core::decision::{Decision, Fact, Source, decide_github};
+use crate::core::ids::{App, GithubUser, RepoCoords};
+use crate::core::invalidation::Invalidation;
+use crate::core::policy::Need;
+use crate::core::secret::GithubToken;
+use crate::core::time::{Clock, Timestamp};
+use crate::error::CheckError;
 use crate::github::{Fetched, GithubApi, GithubError, PermissionTarget, UnavailableCause};
-use crate::ids::{App, GithubUser, RepoCoords};
-use crate::policy::Need;
-use crate::secret::GithubToken;
 
 /// The GitHub-fact cache: moka for capacity, expiry and coalesced loading, the front map and the
 /// hit table for hits, the epoch log for invalidation.

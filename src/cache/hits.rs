@@ -22,9 +22,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 
-use crate::clock::Timestamp;
-use crate::decision::Fact;
-use crate::policy::{Role, RoleGrant, RoleName};
+use crate::core::decision::Fact;
+use crate::core::policy::{Role, RoleGrant, RoleName};
+use crate::core::time::Timestamp;
 
 use super::PermKey;
 
@@ -213,7 +213,7 @@ fn write(slot: &Slot, f: impl FnOnce(&[AtomicU64; WORDS])) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{RepoId, UserId};
+    use crate::core::ids::{RepoId, UserId};
 
     fn key(u: u64, r: u64) -> PermKey {
         PermKey { user: UserId(u), repo: RepoId(r) }

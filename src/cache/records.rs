@@ -23,8 +23,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rustc_hash::FxBuildHasher;
 
-use crate::clock::Timestamp;
-use crate::ids::{App, AppId, GrantId};
+use crate::core::ids::{App, AppId, GrantId};
+use crate::core::time::Timestamp;
 
 /// An app record as it was read from the store.
 #[derive(Debug)]

@@ -23,8 +23,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustc_hash::FxBuildHasher;
 
-use crate::clock::Timestamp;
-use crate::viewer::Session;
+use crate::core::session::Session;
+use crate::core::time::Timestamp;
 
 /// A verified token and what it says.
 struct Entry {

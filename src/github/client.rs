@@ -14,9 +14,9 @@ use parking_lot::Mutex;
 
 use super::wire::{WireMessage, WirePermission, WireRepo, grant_from_permission};
 use super::{Fetched, GithubApi, GithubError, PermissionInfo, PermissionTarget, RepoInfo, UnavailableCause};
-use crate::clock::{Clock, Timestamp};
-use crate::ids::{OwnerId, RepoCoords, RepoId, UserId};
-use crate::secret::{AppPrivateKey, GithubToken};
+use crate::core::ids::{OwnerId, RepoCoords, RepoId, UserId};
+use crate::core::secret::{AppPrivateKey, GithubToken};
+use crate::core::time::{Clock, Timestamp};
 
 /// GitHub rejects requests that take longer than 10 s; give up before that.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(8);

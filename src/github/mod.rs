@@ -14,9 +14,9 @@ use async_trait::async_trait;
 pub(crate) use client::OctocrabGithub;
 pub use client::{ClientBuildError, GithubAuth, GithubConfig};
 
-use crate::ids::{OwnerId, RepoCoords, RepoId, UserId};
-use crate::policy::RoleGrant;
-use crate::secret::GithubToken;
+use crate::core::ids::{OwnerId, RepoCoords, RepoId, UserId};
+use crate::core::policy::RoleGrant;
+use crate::core::secret::GithubToken;
 
 /// Why GitHub could not answer now. Never an allow, never a cached "no access".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

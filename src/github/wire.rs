@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::policy::{Role, RoleGrant, RoleName};
+use crate::core::policy::{Role, RoleGrant, RoleName};
 
 #[derive(Debug, Deserialize)]
 pub(super) struct WirePermission {

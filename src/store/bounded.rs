@@ -11,9 +11,9 @@ use super::{
     Actor, AppRecord, AuditEvent, Broadcast, DeletedApp, FeedEvent, IssueLimit, IssueOutcome, LinkRecord, Redemption,
     Store, StoreError,
 };
-use crate::clock::Timestamp;
-use crate::email::Email;
-use crate::ids::{AppId, GrantId, UserId};
+use crate::core::email::Email;
+use crate::core::ids::{AppId, GrantId, UserId};
+use crate::core::time::Timestamp;
 
 /// A store whose every call answers within `limit`: a call still waiting then (on a connection
 /// that died without a word, or a database that stopped answering) is *unavailable*, so that a

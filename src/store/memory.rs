@@ -11,9 +11,9 @@ use super::{
     Actor, AppRecord, AuditAction, AuditEvent, Broadcast, Change, DELIVERY_RETENTION, DeletedApp, FeedEvent,
     IssueLimit, IssueOutcome, LinkRecord, Redemption, Store, StoreError,
 };
-use crate::clock::Timestamp;
-use crate::email::Email;
-use crate::ids::{AppId, GrantId, UserId};
+use crate::core::email::Email;
+use crate::core::ids::{AppId, GrantId, UserId};
+use crate::core::time::Timestamp;
 
 /// How many events a subscriber may leave unread before it is cut off (and so stops caching).
 const FEED_CAPACITY: usize = 4096;

@@ -37,12 +37,12 @@ pub use postgres::{PgStore, PgStoreOptions};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
-use crate::cache::Invalidation;
+use crate::core::invalidation::Invalidation;
 
-use crate::clock::Timestamp;
-use crate::email::Email;
-use crate::ids::{App, AppId, GrantId, InvalidRepoCoords, RepoCoords, RepoId, UserId};
-use crate::policy::Visibility;
+use crate::core::email::Email;
+use crate::core::ids::{App, AppId, GrantId, InvalidRepoCoords, RepoCoords, RepoId, UserId};
+use crate::core::policy::Visibility;
+use crate::core::time::Timestamp;
 
 /// An app as the control plane recorded it at deploy time.
 #[derive(Debug, Clone, PartialEq, Eq)]

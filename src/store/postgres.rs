@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use super::sql::{corrupt, sql_store, unavailable};
 use super::{Broadcast, Change, FeedEvent, StoreError};
-use crate::cache::Invalidation;
+use crate::core::invalidation::Invalidation;
 
 /// The migrations, in order: (version, description, SQL). Append only; never edit one that
 /// shipped (the migrator refuses a database whose applied migration has another checksum).

@@ -5,8 +5,8 @@
 //! other replicas.
 
 use super::StoreError;
-use crate::email::Email;
-use crate::policy::Visibility;
+use crate::core::email::Email;
+use crate::core::policy::Visibility;
 
 /// A failure of the backend. A broken constraint (a viewer for a missing app) is not a passing
 /// outage, since asking again would not help: it is [`StoreError::Corrupt`].
@@ -73,9 +73,9 @@ macro_rules! sql_store {
     ) => {
         const _: () = {
         use sqlx::Row as _;
-        use $crate::clock::Timestamp;
-        use $crate::email::Email;
-        use $crate::ids::{AppId, GrantId, RepoId, UserId};
+        use $crate::core::time::Timestamp;
+        use $crate::core::email::Email;
+        use $crate::core::ids::{AppId, GrantId, RepoId, UserId};
         use $crate::store::sql;
         use $crate::store::{
             Actor, AppRecord, AuditAction, AuditEvent, Broadcast, Change, DELIVERY_RETENTION, DeletedApp, IssueLimit,

@@ -13,11 +13,12 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::{FaultStatus, World, WorldRepo, glob};
-use crate::clock::{Clock, ManualClock, SystemClock, Timestamp};
+use crate::clock::SystemClock;
+use crate::core::ids::UserId;
+use crate::core::policy::Role;
+use crate::core::secret::GithubToken;
+use crate::core::time::{Clock, ManualClock, Timestamp};
 use crate::github::{GithubAuth, GithubConfig};
-use crate::ids::UserId;
-use crate::policy::Role;
-use crate::secret::GithubToken;
 
 const RATE_LIMIT: u64 = 5000;
 const WINDOW: Duration = Duration::from_secs(3600);
@@ -109,7 +110,12 @@ impl MockGithub {
 
     /// A client configuration for GitHub App mode against this mock: the client signs an App JWT
     /// with `key` and exchanges it for an installation token.
-    pub fn app_config(&self, app_id: u64, key: crate::secret::AppPrivateKey, installation_id: u64) -> GithubConfig {
+    pub fn app_config(
+        &self,
+        app_id: u64,
+        key: crate::core::secret::AppPrivateKey,
+        installation_id: u64,
+    ) -> GithubConfig {
         GithubConfig::new(GithubAuth::App { app_id, key, installation_id }).with_api_base(self.base_url())
     }
 

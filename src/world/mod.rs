@@ -50,10 +50,10 @@ use toml::Spanned;
 
 pub use mock::MockGithub;
 
-use crate::clock::Timestamp;
-use crate::email::Email;
-use crate::ids::{App, AppId, GithubUser, RepoCoords, RepoId, UserId};
-use crate::policy::{Role, RoleGrant, RoleName, Visibility};
+use crate::core::email::Email;
+use crate::core::ids::{App, AppId, GithubUser, RepoCoords, RepoId, UserId};
+use crate::core::policy::{Role, RoleGrant, RoleName, Visibility};
+use crate::core::time::Timestamp;
 use crate::store::AppRecord;
 
 /// A world file that could not be loaded: where, which field, and what is wrong.
@@ -731,7 +731,7 @@ impl World {
         let mut apps: Vec<WorldApp> = Vec::new();
         for (i, a) in wf.apps.iter().enumerate() {
             let repo_id = store_id(&a.repo_id, format!("apps[{i}].repo_id"))?;
-            let coords: RepoCoords = a.repo.get_ref().parse().map_err(|e: crate::ids::InvalidRepoCoords| {
+            let coords: RepoCoords = a.repo.get_ref().parse().map_err(|e: crate::core::ids::InvalidRepoCoords| {
                 ck.err(Some(a.repo.span()), format!("apps[{i}].repo"), e.to_string())
             })?;
             let id = a.id.get_ref();
@@ -884,9 +884,9 @@ pub struct ExplainRow {
     /// The principal, as written in output (`github:<login>`, `anonymous`).
     pub principal: String,
     /// The capability.
-    pub action: crate::policy::Capability,
+    pub action: crate::core::policy::Capability,
     /// The decision, or why none could be made.
-    pub result: Result<crate::decision::Decision, crate::authorizer::CheckError>,
+    pub result: Result<crate::core::decision::Decision, crate::error::CheckError>,
 }
 
 /// The decision of every principal on every app and every capability, in the order given
@@ -898,7 +898,7 @@ pub async fn explain(
     principals: &[crate::authorizer::Principal],
     viewers: &[Email],
 ) -> Vec<ExplainRow> {
-    use crate::policy::Capability;
+    use crate::core::policy::Capability;
     let mut rows = Vec::new();
     for app in apps {
         let mut assumed = Vec::with_capacity(viewers.len());

@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::ids::RepoId;
-use crate::policy::{Need, Role, RoleGrant, RoleName, Visibility};
-use crate::viewer::{SessionError, Via};
+use crate::core::ids::RepoId;
+use crate::core::policy::{Need, Role, RoleGrant, RoleName, Visibility};
+use crate::core::session::{SessionError, Via};
 
 /// Allow or deny.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -214,7 +214,7 @@ pub(crate) fn decide_anonymous(visibility: Visibility, need: Need) -> (Outcome, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{Capability, Policy};
+    use crate::core::policy::{Capability, Policy};
 
     fn role(r: Role) -> Fact {
         Fact::Role(Some(RoleGrant::standard(r)))

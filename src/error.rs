@@ -1,0 +1,43 @@
+//! The error of a check that could not decide: what the adapters below (GitHub, the store) say
+//! when they cannot answer, as the cache and the facade hand it on.
+
+use std::time::Duration;
+
+use crate::github::GithubError;
+use crate::store::StoreError;
+
+/// Why a check could not decide. Never an allow in disguise.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckError {
+    /// GitHub failed (unavailable, rate limited, credentials refused, or an unexpected answer).
+    #[error(transparent)]
+    Github(#[from] GithubError),
+    /// The store failed: could not decide.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// In user-token mode, a check that must ask GitHub needs the user's token.
+    #[error("user-token mode needs the user's github token for `{login}`")]
+    MissingUserToken {
+        /// The user's login.
+        login: String,
+    },
+}
+
+impl CheckError {
+    /// Whether the failure is temporary (unavailable or rate limited): ask again later.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            CheckError::Github(GithubError::Unavailable { .. }) | CheckError::Store(StoreError::Unavailable(_))
+        )
+    }
+
+    /// When asking again makes sense, where known.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            CheckError::Github(e) => e.retry_after(),
+            CheckError::Store(_) | CheckError::MissingUserToken { .. } => None,
+        }
+    }
+}
