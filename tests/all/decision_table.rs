@@ -3,7 +3,7 @@
 #![cfg(feature = "world")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
-mod common;
+use crate::common;
 
 use ghauthz::{Capability, Principal, Reason};
 use serde::Deserialize;

@@ -3,7 +3,7 @@
 #![cfg(feature = "sqlite")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -5,7 +5,7 @@
 #![cfg(all(feature = "world", feature = "sqlite", feature = "postgres"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
-mod common;
+use crate::common;
 
 use std::io::BufRead;
 use std::str::FromStr;
@@ -234,7 +234,13 @@ async fn sixty_four_redemptions_from_four_processes_succeed_once() {
     let mut children: Vec<std::process::Child> = (0..4)
         .map(|_| {
             std::process::Command::new(std::env::current_exe().unwrap())
-                .args(["--exact", "child_redeems_sixteen_times", "--ignored", "--nocapture", "--test-threads=1"])
+                .args([
+                    "--exact",
+                    "replicas::child_redeems_sixteen_times",
+                    "--ignored",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
                 .env(CHILD_SCHEMA, c.opts.schema_name().unwrap())
                 .env(CHILD_TOKEN, &token)
                 .env(CHILD_NOW, c.clock.now().0.to_string())

@@ -7,7 +7,7 @@
 #![cfg(all(feature = "world", feature = "sqlite"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, LazyLock};
 

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-mod common;
+use crate::common;
 
 use ghauthz::store::{
     Actor, AppRecord, AuditEvent, Broadcast, IssueLimit, IssueOutcome, LinkRecord, MemoryStore, Redemption,
