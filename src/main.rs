@@ -550,8 +550,9 @@ async fn open_store(db: Option<&str>) -> Result<Arc<dyn Store>, Outcome> {
                 Err(e) => Err(Outcome::error(Exit::Unavailable, "store_unavailable", e)),
             }
         }
-        // Another scheme is refused without repeating the URL, which may hold a password.
-        Some(url) if url.contains("://") && !url.starts_with("sqlite://") => Err(Outcome::error(
+        // Anything else that looks like a URL or a connection string is refused without being
+        // repeated (it may hold a password), rather than taken for a file name.
+        Some(url) if !url.starts_with("sqlite://") && looks_like_a_url(url) => Err(Outcome::error(
             Exit::Usage,
             "usage",
             "`--db`: expected an SQLite file, a `sqlite://` URL or a `postgres://` URL",
@@ -561,6 +562,16 @@ async fn open_store(db: Option<&str>) -> Result<Arc<dyn Store>, Outcome> {
             .map(|s| Arc::new(s) as Arc<dyn Store>)
             .map_err(|e| Outcome::error(Exit::Unavailable, "store_unavailable", e)),
     }
+}
+
+/// Whether a `--db` value is a URL or a connection string rather than a file: a scheme (letters
+/// before a `:` that comes before any `/`, as in `mysql://` or `postgres:user@host`), or
+/// `key=value` words (`host=db password=...`).
+fn looks_like_a_url(value: &str) -> bool {
+    let scheme = value.split_once(':').is_some_and(|(before, _)| {
+        !before.is_empty() && before.chars().all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+    });
+    scheme || (value.contains('=') && value.contains(char::is_whitespace))
 }
 
 /// The keys file: read it, or create it with one fresh key, so that a token issued by one command

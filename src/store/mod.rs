@@ -217,10 +217,11 @@ pub struct IssueLimit {
 /// link unused and answers [`StoreError::Unavailable`]: an attempt given up is never committed
 /// later. Once the use is written the store commits it and waits for the commit's answer until
 /// `answer_by`; if that answer is lost (the connection failed mid-commit) it reads back whether
-/// the link was used by this very attempt (each attempt writes an id of its own with the use), so
-/// that a redemption that did commit is reported as a success and one that did not leaves the
-/// link unused. Only a commit that stays unanswered past `answer_by` is reported unavailable
-/// without that knowledge. Without a bound both instants are a day away; an authorizer sets them
+/// the link was used by this very attempt (each attempt writes an id of its own with the use),
+/// asking again until `answer_by` while the store does not answer, so that a redemption that did
+/// commit is reported as a success and one that did not leaves the link unused. Only a commit
+/// whose outcome stays unknown past `answer_by` is reported unavailable without that knowledge
+/// (its message says so). Without a bound both instants are a day away; an authorizer sets them
 /// from its store bound ([`AuthorizerBuilder::store_timeout`]).
 ///
 /// ```
@@ -253,8 +254,11 @@ impl Redemption {
     /// that.
     pub fn within(mut self, bound: Duration) -> Self {
         let now = tokio::time::Instant::now();
-        self.decide_by = now + bound;
-        self.answer_by = now + bound.saturating_mul(2);
+        // A bound too large for the clock ("no limit") is a day, as without one.
+        let at = |d: Duration| now.checked_add(d).unwrap_or(self.decide_by);
+        let decide_by = at(bound);
+        self.answer_by = at(bound.saturating_mul(2)).max(decide_by);
+        self.decide_by = decide_by;
         self
     }
 

@@ -143,7 +143,10 @@ impl PgStoreOptions {
 /// closed. The pool opens new connections as they are needed, so the store recovers by itself
 /// when Postgres returns. A statement waits for another session's row or table lock no longer
 /// than the acquire timeout either (`lock_timeout`): the server rolls it back and the call
-/// answers *unavailable*, before an authorizer's store bound cuts it off.
+/// answers *unavailable*, before an authorizer's store bound cuts it off. (The bound travels as
+/// the `options` startup parameter: a connection pooler in front of Postgres must pass it on.)
+/// Migrations run on a connection of their own, without that bound, so that a replica starting
+/// while another migrates waits for it.
 ///
 /// # Replicas
 ///
@@ -200,23 +203,19 @@ impl PgStore {
             create_schema(&connect, schema, opts.acquire_timeout).await?;
             connect = connect.options([("search_path", schema.as_str())]);
         }
+        migrate(&connect, opts.acquire_timeout).await?;
         // A statement waits for another session's lock no longer than a connection is waited
         // for: the server gives up (and rolls back) before an authorizer's store bound (5 s by
-        // default) would cut the call off.
-        let lock_wait = format!("{}ms", opts.acquire_timeout.as_millis().max(1));
-        connect = connect.options([("lock_timeout", lock_wait.as_str())]);
+        // default) would cut the call off. (A pooler in front of Postgres must pass the
+        // `options` startup parameter on, or this bound is lost.)
+        let lock_wait = opts.acquire_timeout.as_millis().clamp(1, i32::MAX as u128);
+        let connect = connect.options([("lock_timeout", format!("{lock_wait}ms").as_str())]);
         let pool = PgPoolOptions::new()
             .max_connections(opts.max_connections.max(2))
             .acquire_timeout(opts.acquire_timeout)
             .connect_with(connect)
             .await
             .map_err(unavailable)?;
-        Migrator::new(Embedded).await.map_err(|e| corrupt(format!("migrations: {e}")))?.run(&pool).await.map_err(
-            |e| match e {
-                sqlx::migrate::MigrateError::Execute(e) => unavailable(e),
-                other => corrupt(format!("this build cannot use the database's schema: {other}")),
-            },
-        )?;
         let schema: String =
             sqlx::query_scalar("SELECT current_schema()").fetch_one(&pool).await.map_err(unavailable)?;
         Ok(PgStore { pool, channel: channel_for(&schema), heartbeat: opts.heartbeat.max(Duration::from_millis(10)) })
@@ -269,6 +268,27 @@ fn channel_for(schema: &str) -> String {
     }
     let digest = <sha2::Sha256 as sha2::Digest>::digest(schema.as_bytes());
     format!("ghauthz_invalidations:{}", hex::encode(&digest[..16]))
+}
+
+/// Runs the embedded migrations on a connection of its own, without the pool's lock wait: a
+/// replica starting while another migrates waits for sqlx's migration lock (an advisory lock),
+/// and a migration waits for the tables' locks, as long as they are held.
+async fn migrate(connect: &PgConnectOptions, timeout: Duration) -> Result<(), StoreError> {
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(timeout)
+        .connect_with(connect.clone())
+        .await
+        .map_err(unavailable)?;
+    let ran = match Migrator::new(Embedded).await {
+        Ok(migrator) => migrator.run(&pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) => unavailable(e),
+            other => corrupt(format!("this build cannot use the database's schema: {other}")),
+        }),
+        Err(e) => Err(corrupt(format!("migrations: {e}"))),
+    };
+    pool.close().await;
+    ran
 }
 
 /// `CREATE SCHEMA IF NOT EXISTS`, on a connection of its own (the pool's connections start in

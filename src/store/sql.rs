@@ -84,22 +84,38 @@ macro_rules! sql_store {
 
         impl $store {
             /// After a commit whose answer was lost: whether `redemption` itself used the link
-            /// (`false` if it is unused), read by [`Redemption::answer_by`].
+            /// (`false` if another did), asked again until [`Redemption::answer_by`] while the
+            /// store does not answer (a row lock held past the lock wait, no connection).
             async fn used_by(&self, redemption: &Redemption) -> Result<bool, StoreError> {
-                // Postgres: the row lock waits for the lost commit's transaction to end, if its
-                // backend still runs it, so that a commit still landing is not read as unused.
-                let read = sqlx::query_as::<_, (Option<Vec<u8>>,)>(concat!("SELECT used_by FROM links WHERE hash = $1", $for_update))
+                loop {
+                    // Postgres: the row lock waits for the lost commit's transaction to end, if
+                    // its backend still runs it, so that a commit still landing is not read as
+                    // unused.
+                    let read = sqlx::query_as::<_, (Option<i64>, Option<Vec<u8>>)>(concat!(
+                        "SELECT used_at, used_by FROM links WHERE hash = $1",
+                        $for_update
+                    ))
                     .bind(&redemption.hash()[..])
                     .fetch_optional(&self.pool);
-                match tokio::time::timeout_at(redemption.answer_by(), read).await {
-                    Ok(Ok(row)) => match row.and_then(|(by,)| by) {
-                        Some(by) if by == redemption.attempt() => Ok(true),
-                        // Unused: the lost commit did not land, and the link can be used again.
-                        None => Err(StoreError::Unavailable("the commit of a link's use failed; the link is unused".into())),
-                        Some(_) => Ok(false),
-                    },
-                    Ok(Err(e)) => Err(sql::unavailable(e)),
-                    Err(_) => Err(StoreError::Unavailable("no answer on whether a link's use committed".into())),
+                    match tokio::time::timeout_at(redemption.answer_by(), read).await {
+                        Ok(Ok(Some((Some(_), Some(by))))) if by == redemption.attempt() => return Ok(true),
+                        // Used by another attempt (or by a version that recorded none).
+                        Ok(Ok(Some((Some(_), _)))) => return Ok(false),
+                        Ok(Ok(_)) => {
+                            return Err(StoreError::Unavailable(
+                                "the commit of a link's use failed; the link is unused".into(),
+                            ));
+                        }
+                        Ok(Err(_)) if tokio::time::Instant::now() < redemption.answer_by() => {
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
+                        Ok(Err(_)) | Err(_) => {
+                            return Err(StoreError::Unavailable(
+                                "the commit of a link's use went unanswered: whether the link was used is unknown"
+                                    .into(),
+                            ));
+                        }
+                    }
                 }
             }
 
@@ -436,7 +452,7 @@ macro_rules! sql_store {
                 // Decided: from here the commit is awaited, never abandoned while it may land.
                 match tokio::time::timeout_at(redemption.answer_by(), tx.commit()).await {
                     Ok(Ok(())) => Ok(true),
-                    Ok(Err(lost)) => self.used_by(redemption).await.map_err(|_| sql::unavailable(lost)),
+                    Ok(Err(_)) => self.used_by(redemption).await,
                     Err(_) => Err(StoreError::Unavailable(
                         "the commit of a link's use went unanswered: whether the link was used is unknown".into(),
                     )),

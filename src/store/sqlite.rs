@@ -31,6 +31,9 @@ const SCHEMA_VERSION: u32 = 4;
 /// the call off.
 const WAIT: Duration = Duration::from_secs(2);
 
+/// How long opening a store waits for another writer before it gives up migrating.
+const MIGRATION_WAIT: Duration = Duration::from_secs(30);
+
 /// How often a subscriber reads the change log.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -169,7 +172,15 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
     let (first, later) = MIGRATIONS.split_first().ok_or_else(|| corrupt("no migrations"))?;
     sqlx::raw_sql(first.1).execute(pool).await.map_err(unavailable)?;
     let mut conn = pool.acquire().await.map_err(unavailable)?;
-    conn.execute("BEGIN IMMEDIATE").await.map_err(unavailable)?;
+    // Another process may hold the write lock for longer than a call's wait (2 s): opening the
+    // store waits for it up to 30 s.
+    let give_up = std::time::Instant::now() + MIGRATION_WAIT;
+    while let Err(e) = conn.execute("BEGIN IMMEDIATE").await {
+        if std::time::Instant::now() >= give_up {
+            return Err(unavailable(e));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let applied = apply_migrations(&mut conn, later).await;
     let end = if applied.is_ok() { "COMMIT" } else { "ROLLBACK" };
     let ended = conn.execute(end).await.map_err(unavailable);

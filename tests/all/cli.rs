@@ -1098,7 +1098,12 @@ fn values_that_may_be_secrets_are_not_repeated_in_errors() {
         assert!(r.json()["message"].as_str().unwrap().contains(flag), "{}", r.stdout);
         assert!(!r.stdout.contains(canary) && !r.stderr.contains(canary), "{flag}: {}{}", r.stdout, r.stderr);
     }
-    for db in [format!("mysql://u:{canary}@h/db"), format!("postgres://u:p@127.0.0.1:1/db?sslmode={canary}")] {
+    for db in [
+        format!("mysql://u:{canary}@h/db"),
+        format!("postgres://u:p@127.0.0.1:1/db?sslmode={canary}"),
+        format!("postgres:u:{canary}@h"),
+        format!("host=db password={canary}"),
+    ] {
         let r = ghauthz(&["check", "--world", &w, "--db", &db, "--app", "dash", "--action", "view", "--anonymous"]);
         assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("usage")), "{db}: {}", r.stdout);
         assert!(!r.stdout.contains(canary) && !r.stderr.contains(canary), "{db}: {}{}", r.stdout, r.stderr);

@@ -298,3 +298,21 @@ async fn a_redemption_on_a_locked_sqlite_file_answers_by_itself_and_leaves_the_l
     assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(4), "answered by the busy wait: {took:?}");
     env.authz.redeem_link(&token, Some(&dash())).await.expect("the link was left unused");
 }
+
+/// A store bound too large for the clock (`Duration::MAX`, "no limit") still redeems.
+#[tokio::test]
+async fn a_store_bound_without_limit_still_redeems() {
+    let world = common::fixture("acme.toml");
+    let clock = ManualClock::new(ghauthz::Clock::now(&ManualClock::new(world.now().unwrap())));
+    let mock = MockGithub::start_with_clock(world.clone(), Arc::new(clock.clone())).await.unwrap();
+    let store = Arc::new(MemoryStore::new());
+    store.seed_once(&world.app_records(), ghauthz::Clock::now(&clock)).await.unwrap();
+    let authz = Authorizer::builder(mock.github_config())
+        .clock(Arc::new(clock))
+        .store(store)
+        .store_timeout(Duration::MAX)
+        .build()
+        .unwrap();
+    let link = authz.issue_link(&dash(), "dana@example.com").await.unwrap();
+    authz.redeem_link(link.token.expose_secret(), Some(&dash())).await.unwrap();
+}

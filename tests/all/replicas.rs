@@ -551,11 +551,16 @@ async fn locker(c: &Cluster) -> sqlx::PgPool {
     sqlx::PgPool::connect_with(connect).await.unwrap()
 }
 
-/// Makes every commit that used a link up wait for advisory lock 4242 (a deferred trigger).
+/// Makes every commit that used a link up wait for advisory lock 4242 (a deferred trigger), as
+/// long as it is held (the store's lock wait is lifted for that one wait).
 async fn hold_commits_on_lock(locker: &sqlx::PgPool) {
     sqlx::raw_sql(
         "CREATE FUNCTION hold_commit() RETURNS trigger LANGUAGE plpgsql AS
-           $$ BEGIN PERFORM pg_advisory_xact_lock(4242); RETURN NULL; END $$;
+           $$ BEGIN
+                PERFORM set_config('lock_timeout', '0', true);
+                PERFORM pg_advisory_xact_lock(4242);
+                RETURN NULL;
+              END $$;
          CREATE CONSTRAINT TRIGGER hold_commit AFTER UPDATE ON links
            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION hold_commit();",
     )
@@ -625,7 +630,8 @@ async fn a_redemption_that_cannot_write_within_the_bound_leaves_the_link_unused(
 }
 
 /// The connection is cut while the commit of a link's use waits (a deferred trigger holds it
-/// until the test releases a lock): the commit still lands on the server. The redemption, told
+/// until the test releases a lock, 2.8 s in; the bound is 3 s): the commit still lands on the
+/// server. The redemption, told
 /// only that its connection failed, reads back whether the link was used by its own attempt
 /// (waiting for the landing commit), and reports the success. Reporting the failed connection
 /// as *unavailable* would leave the link used with no session to show for it.
@@ -634,17 +640,19 @@ async fn a_redemption_whose_commit_answer_is_lost_reads_back_its_own_use() {
     let Some(c) = Cluster::new().await else { return };
     let proxy = proxy().await;
     let opts = PgStoreOptions::new(proxy.url()).schema(c.opts.schema_name().unwrap());
-    let a = c.replica_on(opts, Duration::from_secs(2)).await;
+    let a = c.replica_on(opts, Duration::from_secs(3)).await;
     let link = a.issue_link(&dash(), "dana@example.com").await.unwrap();
     let locker = locker(&c).await;
     hold_commits_on_lock(&locker).await;
     let mut held = locker.begin().await.unwrap();
     sqlx::query("SELECT pg_advisory_xact_lock(4242)").execute(&mut *held).await.unwrap();
+    // The lock is held 2.5 s past the cut: longer than a statement waits for a lock (2 s), so
+    // the first read-back gives up and is asked again.
     let cut = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
         proxy.cut();
         proxy.restore();
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(2500)).await;
         held.rollback().await.unwrap();
     };
     let app = dash();
