@@ -727,12 +727,25 @@ impl Authorizer {
         self.inner.sessions.keys_changed();
     }
 
-    /// The session a viewer invited to `app` would hold after signing in now: what `explain`
-    /// decides for (a session under no grant if the address is not invited).
+    /// What `email` may do to `app` once signed in (by an emailed link): what `explain` shows
+    /// for an invited viewer. The policy's verdict on the grant the store holds now; no session
+    /// is made.
     #[cfg(feature = "world")]
-    pub(crate) async fn assumed_viewer(&self, app: &AppId, email: &Email) -> Result<Principal, CheckError> {
-        let grant = self.inner.store.grant(app, email).await?.unwrap_or(crate::core::ids::GrantId(0));
-        Ok(Principal::Viewer(Session::assumed(app.clone(), email.clone(), grant, Timestamp(u64::MAX))))
+    pub(crate) async fn invited_viewer(
+        &self,
+        app: &App,
+        email: &Email,
+        cap: Capability,
+    ) -> Result<Decision, CheckError> {
+        if let Some(decision) = viewer_need(app, self.inner.policy.need(cap)) {
+            return Ok(decision);
+        }
+        Ok(match self.inner.store.grant(app.id(), email).await? {
+            Some(_) => {
+                store_decision(Outcome::Allow, Reason::ViewerGrant { via: crate::core::session::Via::EmailLink })
+            }
+            None => store_decision(Outcome::Deny, Reason::NotInvited),
+        })
     }
 
     fn anonymous(&self, app: &App, need: Need) -> Decision {
@@ -740,9 +753,35 @@ impl Authorizer {
         Decision::new(outcome, reason, Source::Store, Duration::ZERO)
     }
 
-    /// The store this authorizer reads apps and grants from.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.inner.store
+    /// Every app in the store, ordered by id.
+    ///
+    /// # Errors
+    ///
+    /// [`CheckError::Store`] if the store cannot answer, or holds a record that is not an app.
+    ///
+    /// ```
+    /// # tokio_test_block_on(async {
+    /// use ghauthz::{Authorizer, GithubAuth, GithubConfig, GithubToken};
+    /// let config = GithubConfig::new(GithubAuth::Token(GithubToken::new("t".into())));
+    /// let authz = Authorizer::builder(config).build().unwrap();
+    /// assert!(authz.apps().await.unwrap().is_empty(), "a fresh memory store holds none");
+    /// # });
+    /// # fn tokio_test_block_on(f: impl std::future::Future<Output = ()>) {
+    /// #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+    /// # }
+    /// ```
+    pub async fn apps(&self) -> Result<Vec<App>, CheckError> {
+        let records = self.inner.store.apps().await?;
+        records.iter().map(|r| r.app().map_err(|e| CheckError::Store(StoreError::Corrupt(e.to_string())))).collect()
+    }
+
+    /// The audit log, oldest first: grant changes, link issues and redemptions, deletions.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if the store cannot answer.
+    pub async fn audit_log(&self) -> Result<Vec<crate::store::AuditEvent>, StoreError> {
+        self.inner.store.audit_log().await
     }
 
     /// Invites `email` to `app`. `by` must hold the policy's `sharing` role (what `edit` needs,
@@ -959,6 +998,12 @@ fn viewer_without_grant(session: &Session, app: &App, need: Need, now: Timestamp
     if session.app() != app.id() {
         return invalid(SessionError::WrongApp);
     }
+    viewer_need(app, need)
+}
+
+/// What any viewer's capability decides before a grant: denied for anything but `view`,
+/// allowed on a public app.
+fn viewer_need(app: &App, need: Need) -> Option<Decision> {
     if !need.view {
         return Some(store_decision(Outcome::Deny, Reason::NoAccess { detail: NoAccessDetail::ViewOnly }));
     }

@@ -874,8 +874,13 @@ async fn decide(
 /// Every address invited to any app, once, ordered.
 async fn invited_anywhere(authz: &Authorizer) -> Result<Vec<ghauthz::Email>, CheckError> {
     let mut all = std::collections::BTreeSet::new();
-    for app in authz.store().apps().await? {
-        all.extend(authz.store().viewers(&app.id).await?);
+    for app in authz.apps().await? {
+        match authz.viewers(&ChangedBy::Operator, app.id()).await {
+            Ok(viewers) => all.extend(viewers),
+            Err(ghauthz::ManageError::Check(e)) => return Err(e),
+            // Deleted since it was listed (the operator is refused nothing else).
+            Err(_) => {}
+        }
     }
     Ok(all.into_iter().collect())
 }
@@ -887,13 +892,7 @@ async fn apps_to_explain(authz: &Authorizer, only: Option<&str>) -> Result<Vec<A
             Some(app) => Ok(vec![app]),
             None => Err(Outcome::error(Exit::Denied, "unknown_app", format!("no app `{id}`"))),
         },
-        None => {
-            let records = authz.store().apps().await.map_err(|e| unavailable(e.into()))?;
-            records
-                .iter()
-                .map(|r| r.app().map_err(|e| unavailable(CheckError::Store(StoreError::Corrupt(e.to_string())))))
-                .collect()
-        }
+        None => authz.apps().await.map_err(unavailable),
     }
 }
 

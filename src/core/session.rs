@@ -28,13 +28,6 @@ pub struct Session {
 }
 
 impl Session {
-    /// The session a viewer would hold after signing in to `app` under `grant`: what `explain`
-    /// decides for.
-    #[cfg(feature = "world")]
-    pub(crate) fn assumed(app: AppId, email: Email, grant: GrantId, expires_at: Timestamp) -> Self {
-        Self { app, email, grant, via: Via::EmailLink, expires_at }
-    }
-
     /// The grant the viewer signed in under: the session opens nothing once it has ended, even if
     /// the address is invited again.
     pub fn grant(&self) -> GrantId {

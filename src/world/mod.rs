@@ -901,28 +901,21 @@ pub async fn explain(
     use crate::core::policy::Capability;
     let mut rows = Vec::new();
     for app in apps {
-        let mut assumed = Vec::with_capacity(viewers.len());
-        for email in viewers {
-            assumed.push(authz.assumed_viewer(app.id(), email).await.map_err(|e| (format!("viewer:{email}"), e)));
-        }
-        for p in principals.iter().cloned().map(Ok).chain(assumed) {
-            let p = match p {
-                Ok(p) => p,
-                Err((label, e)) => {
-                    for cap in Capability::ALL {
-                        rows.push(ExplainRow {
-                            app: app.id().clone(),
-                            principal: label.clone(),
-                            action: cap,
-                            result: Err(e.clone()),
-                        });
-                    }
-                    continue;
-                }
-            };
+        for p in principals {
             for cap in Capability::ALL {
-                let result = authz.check(&p, app, cap).await;
+                let result = authz.check(p, app, cap).await;
                 rows.push(ExplainRow { app: app.id().clone(), principal: p.label(), action: cap, result });
+            }
+        }
+        for email in viewers {
+            for cap in Capability::ALL {
+                let result = authz.invited_viewer(app, email, cap).await;
+                rows.push(ExplainRow {
+                    app: app.id().clone(),
+                    principal: format!("viewer:{email}"),
+                    action: cap,
+                    result,
+                });
             }
         }
     }

@@ -269,14 +269,8 @@ async fn sixty_four_redemptions_from_four_processes_succeed_once() {
         assert!(ch.wait().unwrap().success());
     }
     assert_eq!((ok, used), (1, 63), "exactly one of 64 redemptions in 4 processes succeeds");
-    let redeemed = a
-        .store()
-        .audit_log()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|e| e.action == ghauthz::store::AuditAction::LinkRedeemed)
-        .count();
+    let redeemed =
+        a.audit_log().await.unwrap().iter().filter(|e| e.action == ghauthz::store::AuditAction::LinkRedeemed).count();
     assert_eq!(redeemed, 1, "and it alone is audited");
 }
 

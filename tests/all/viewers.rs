@@ -42,7 +42,7 @@ async fn a_writer_manages_viewers_and_is_audited() {
     assert!(!again.changed);
     let removed = env.authz.remove_viewer(&by(&env, "erin"), &dash(), "EVE@example.com").await.unwrap();
     assert!(removed.changed);
-    let log = env.authz.store().audit_log().await.unwrap();
+    let log = env.authz.audit_log().await.unwrap();
     let tail: Vec<(AuditAction, &str)> = log.iter().rev().take(2).map(|e| (e.action, e.actor.as_str())).collect();
     assert_eq!(tail, [(AuditAction::ViewerRemoved, "github:5"), (AuditAction::ViewerAdded, "github:3")]);
 }
