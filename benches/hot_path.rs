@@ -1,4 +1,4 @@
-//! The hot path (DESIGN §7): a cached check at 100,000 active (user, repository) pairs with
+//! The hot path: a cached check at 100,000 active (user, repository) pairs with
 //! uniform keys, beside an `FxHashMap` lookup of the same keys, on one and two threads.
 //!
 //! Run: `cargo bench --features world --bench hot_path`. The last lines printed are the medians

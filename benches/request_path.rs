@@ -1,4 +1,4 @@
-//! The request path (DESIGN §3, §7): checks by app **id** for a GitHub user and from a viewer's
+//! The request path: checks by app **id** for a GitHub user and from a viewer's
 //! session **token string**, on the in-memory store, SQLite and Postgres, beside the floor (an
 //! `FxHashMap` lookup of the same keys) and the check with the `App` in hand; and the time from a
 //! viewer removed on one authorizer to another on the same store denying, while a thread keeps

@@ -192,7 +192,7 @@ impl AuthorizerBuilder {
         self
     }
 
-    /// The policy (default: DESIGN's table).
+    /// The policy (default: the table in the README, [`Policy::default`]).
     pub fn policy(mut self, policy: Policy) -> Self {
         self.policy = policy;
         self
@@ -816,7 +816,7 @@ impl Authorizer {
         Ok((email, actor))
     }
 
-    /// Deletes an app (DESIGN §5): its grants, links, sessions (they open nothing once the app
+    /// Deletes an app: its grants, links, sessions (they open nothing once the app
     /// and its grants are gone) and every address that belonged to it, keeping one record of its
     /// coordinates. `by` needs the `delete` capability (GitHub `admin` by default), or is the
     /// operator.
@@ -828,7 +828,7 @@ impl Authorizer {
         Ok(())
     }
 
-    /// Deletes an account (DESIGN §5): every app the GitHub identity deployed, with everything
+    /// Deletes an account: every app the GitHub identity deployed, with everything
     /// deleting an app removes, and the coordinates records of its earlier deleted apps. The
     /// control plane calls this on the account holder's authenticated request.
     pub async fn delete_account(&self, user: UserId) -> Result<Vec<AppId>, CheckError> {

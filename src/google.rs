@@ -1,4 +1,4 @@
-//! Google sign-in: ID tokens verified against Google's JWKS (DESIGN §4).
+//! Google sign-in: ID tokens verified against Google's JWKS.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -31,8 +31,8 @@ pub use error::CheckError;
 pub use github::{ClientBuildError, GithubAuth, GithubConfig, GithubError, UnavailableCause};
 pub use google::{GoogleConfig, GoogleError, GoogleIdentity};
 pub use viewer::{
-    GoogleSignInError, IssuedLink, IssuedSession, KeysFileError, LinkConfig, LinkError, LinkInfo, SessionConfig,
-    SessionKeys,
+    GoogleSignInError, IssuedLink, IssuedSession, KeysFileError, LinkConfig, LinkError, LinkInfo, MAX_KEYS_FILE,
+    SessionConfig, SessionKeys,
 };
 pub use webhook::{
     MAX_WEBHOOK_BODY, VerifiedDelivery, WEBHOOK_EVENTS, WebhookError, WebhookOutcome, WebhookStats, WebhookVerifier,

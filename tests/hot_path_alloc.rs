@@ -1,4 +1,4 @@
-//! A cache hit allocates nothing (DESIGN §7). Counted with dhat as the global allocator, so this
+//! A cache hit allocates nothing. Counted with dhat as the global allocator, so this
 //! file holds one test only.
 #![cfg(feature = "world")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]

@@ -1,4 +1,4 @@
-//! Email addresses, normalized once on the way in (DESIGN §4). Pure; no I/O.
+//! Email addresses, normalized once on the way in. Pure; no I/O.
 
 use std::fmt;
 

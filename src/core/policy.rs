@@ -177,7 +177,7 @@ pub enum Visibility {
 
 /// The least repository role each capability needs.
 ///
-/// The default is DESIGN's table: `write` views private apps and edits, `admin` deploys and
+/// The default is the table in the README: `write` views private apps and edits, `admin` deploys and
 /// deletes. Loads from TOML (or any serde format); fields left out keep their default, unknown
 /// fields and unknown roles are refused.
 ///

@@ -254,7 +254,7 @@ fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
 }
 
-/// Sorts a response into an answer or a failure class (DESIGN §2).
+/// Sorts a response into an answer or a failure class.
 fn classify(
     path: &str,
     status: StatusCode,

@@ -51,7 +51,7 @@ impl std::fmt::Display for UnavailableCause {
     }
 }
 
-/// A failed GitHub request, classified as DESIGN §2 says.
+/// A failed GitHub request, sorted into its failure class.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum GithubError {

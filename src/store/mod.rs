@@ -1,4 +1,4 @@
-//! The store: apps, viewer grants and the append-only audit log (DESIGN §5).
+//! The store: apps, viewer grants and the append-only audit log.
 //!
 //! A small trait with three implementations: in memory ([`MemoryStore`], for tests and world
 //! mode without `--db`), SQLite ([`SqliteStore`], feature `sqlite`: one file, no server) and
@@ -309,6 +309,60 @@ fn attempt_id() -> [u8; 16] {
     id[..8].copy_from_slice(&a);
     id[8..].copy_from_slice(&b);
     id
+}
+
+/// Opens the store `location` names: a `postgres://` (or `postgresql://`) URL (feature
+/// `postgres`), a `sqlite://` URL or a file path (feature `sqlite`; the file is created if
+/// absent). Anything else that looks like a URL or a connection string (a scheme such as
+/// `mysql:`, or `key=value` words) is refused rather than taken for a file name, and is not
+/// repeated in the error (it may hold a password).
+///
+/// # Errors
+///
+/// [`StoreError::InvalidConfig`] for a location this build cannot open;
+/// [`StoreError::Unavailable`] if the store cannot be reached or created.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use ghauthz::store::{self, StoreError};
+/// let err = store::open("mysql://user:secret@db/app").await.unwrap_err();
+/// assert!(matches!(err, StoreError::InvalidConfig(_)) && !err.to_string().contains("secret"));
+/// # });
+/// ```
+pub async fn open(location: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+        #[cfg(feature = "postgres")]
+        return Ok(std::sync::Arc::new(PgStore::connect(location).await?));
+        #[cfg(not(feature = "postgres"))]
+        return Err(StoreError::InvalidConfig("this build has no Postgres store (feature `postgres`)".into()));
+    }
+    let path = match location.strip_prefix("sqlite://") {
+        Some(path) => path,
+        None if looks_like_a_url(location) => {
+            return Err(StoreError::InvalidConfig(
+                "expected an SQLite file, a `sqlite://` URL or a `postgres://` URL (the location is not repeated)"
+                    .into(),
+            ));
+        }
+        None => location,
+    };
+    #[cfg(feature = "sqlite")]
+    return Ok(std::sync::Arc::new(SqliteStore::open(path).await?));
+    #[cfg(not(feature = "sqlite"))]
+    {
+        let _ = path;
+        Err(StoreError::InvalidConfig("this build has no SQLite store (feature `sqlite`)".into()))
+    }
+}
+
+/// Whether `value` names a URL or a connection string rather than a file: a scheme (letters
+/// before a `:` that comes before any `/`, as in `mysql://` or `postgres:user@host`), or
+/// `key=value` words (`host=db password=...`).
+fn looks_like_a_url(value: &str) -> bool {
+    let scheme = value.split_once(':').is_some_and(|(before, _)| {
+        !before.is_empty() && before.chars().all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+    });
+    scheme || (value.contains('=') && value.contains(char::is_whitespace))
 }
 
 /// The store could not answer. Checks that need it fail closed (exit 3 in the CLI).

@@ -1,4 +1,4 @@
-//! The mock GitHub REST API that serves a world (spec/world.md, "What the mock GitHub answers").
+//! The mock GitHub REST API that serves a world (docs/world.md, "What the mock GitHub answers").
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -380,7 +380,7 @@ fn google_jwks(state: &MockState) -> Response<Body> {
 }
 
 /// `POST /app/installations/{id}/access_tokens`: GitHub App authentication (an extension of
-/// spec/world.md, which describes no App). Any App JWT (three dot-separated parts) gets the
+/// docs/world.md, which describes no App). Any App JWT (three dot-separated parts) gets the
 /// installation token the other routes accept; anything else is 401.
 fn installation_token(state: &MockState, path: &str, headers: &HeaderMap) -> Response<Body> {
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();

@@ -1,4 +1,4 @@
-//! World mode: fixture worlds (`spec/world.md`) and the mock GitHub they are served by.
+//! World mode: fixture worlds (`docs/world.md`) and the mock GitHub they are served by.
 //!
 //! A world describes GitHub's accounts, organizations, teams and repositories, and the apps a
 //! control plane deployed. The library does not read it directly: [`MockGithub`] serves it on

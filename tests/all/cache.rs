@@ -1,4 +1,4 @@
-//! Cache semantics (DESIGN §3): coalescing, lifetimes from fetch, revalidation, invalidation.
+//! Cache semantics: coalescing, lifetimes from fetch, revalidation, invalidation.
 #![cfg(feature = "world")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 

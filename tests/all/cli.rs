@@ -1,4 +1,4 @@
-//! The command line contract (spec/cli.md): JSON on stdout, exit codes 0/1/2/3.
+//! The command line contract (docs/cli.md): JSON on stdout, exit codes 0/1/2/3.
 #![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
@@ -1057,7 +1057,7 @@ fn endless_inputs_are_refused_fast() {
 }
 
 /// `google sign-in --require-authoritative` and `--hosted-domain`: Google must vouch for the
-/// address (DESIGN §4's option).
+/// address (the option that requires an authoritative address).
 #[test]
 fn google_sign_in_can_require_what_google_vouches_for() {
     let (_dir, g) = link_env();

@@ -1,4 +1,4 @@
-//! Data deletion (DESIGN §5): an app leaves only its coordinates; an account leaves nothing.
+//! Data deletion: an app leaves only its coordinates; an account leaves nothing.
 #![cfg(all(feature = "world", feature = "sqlite", feature = "postgres"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 

@@ -1,4 +1,4 @@
-//! GitHub failures (DESIGN §2): unavailable with `retry_after`, never an allow, never a cached
+//! GitHub failures: unavailable with `retry_after`, never an allow, never a cached
 //! denial, no hammering while backing off, and recovery once the fault clears.
 #![cfg(feature = "world")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]

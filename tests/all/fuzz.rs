@@ -1,4 +1,4 @@
-//! Arbitrary bytes into every parser of untrusted input (DESIGN §10): Google ID tokens, session
+//! Arbitrary bytes into every parser of untrusted input: Google ID tokens, session
 //! tokens, link tokens, webhook headers, email addresses, world, policy and keys files. Each is
 //! fed random text and single-byte mutations of a valid input; none may panic, each refusal is
 //! a typed error with a stable kind, and a mutated token is never accepted. The case counts keep

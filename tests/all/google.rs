@@ -1,4 +1,4 @@
-//! Google sign-in (DESIGN §4): a token signed as Google signs succeeds; every forgery and
+//! Google sign-in: a token signed as Google signs succeeds; every forgery and
 //! malformation is refused with its own error, and nothing panics.
 #![cfg(feature = "sqlite")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
@@ -326,7 +326,7 @@ async fn tokens_shaped_otherwise_than_google_shapes_them_are_refused() {
     assert!(env.authz.google_sign_in(&AppId("dash".into()), &token).await.is_ok());
 }
 
-/// DESIGN §4's option: an address only where Google is authoritative for it (`@gmail.com`, or
+/// The option that accepts an address only where Google is authoritative for it (`@gmail.com`, or
 /// in the token's Workspace domain `hd`), and optionally only one Workspace domain.
 #[tokio::test]
 async fn the_authoritative_option_accepts_only_what_google_vouches_for() {

@@ -1,4 +1,4 @@
-//! Single-use sign-in links and viewer sessions (DESIGN §4), on every store backend.
+//! Single-use sign-in links and viewer sessions, on every store backend.
 #![cfg(all(feature = "world", feature = "sqlite", feature = "postgres"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 

@@ -1,4 +1,6 @@
-//! Invited viewers' sign-in: single-use email links and viewer sessions (DESIGN §4).
+//! Invited viewers' sign-in: single-use email links and viewer sessions.
+
+mod keys_file;
 
 use std::time::Duration;
 
@@ -7,6 +9,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+pub use keys_file::{KeysFileError, MAX_KEYS_FILE};
 
 use crate::core::email::{Email, EmailError};
 use crate::core::ids::{AppId, GrantId};
@@ -69,90 +73,6 @@ struct KeyEntry {
     secret: String,
 }
 
-/// A keys file that could not be read: where, and what is wrong, never what the file holds.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}{problem}", position(*line, *column, field.as_deref()))]
-pub struct KeysFileError {
-    line: Option<usize>,
-    column: Option<usize>,
-    field: Option<String>,
-    problem: KeysFileProblem,
-}
-
-impl KeysFileError {
-    /// The 1-based line, where known.
-    pub fn line(&self) -> Option<usize> {
-        self.line
-    }
-
-    /// The 1-based column, where known.
-    pub fn column(&self) -> Option<usize> {
-        self.column
-    }
-
-    /// The field, as a path of the format's own names (`session_keys[1].secret`), where known.
-    pub fn field(&self) -> Option<&str> {
-        self.field.as_deref()
-    }
-
-    /// A stable name: `bad_keys`.
-    pub fn kind(&self) -> &'static str {
-        "bad_keys"
-    }
-}
-
-/// What is wrong with a keys file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-enum KeysFileProblem {
-    #[error("not JSON")]
-    NotJson,
-    #[error("the file ends early")]
-    EndsEarly,
-    #[error("missing, or not of its type")]
-    Shape,
-    #[error("not base64url without padding")]
-    NotBase64,
-    #[error("shorter than 32 bytes")]
-    ShortSecret,
-    #[error("empty, or longer than 64 bytes")]
-    BadKid,
-    #[error("no keys, or a key id listed twice")]
-    NoKeysOrDuplicate,
-}
-
-fn position(line: Option<usize>, column: Option<usize>, field: Option<&str>) -> String {
-    let mut out = String::new();
-    if let (Some(l), Some(c)) = (line, column) {
-        out.push_str(&format!("line {l}, column {c}, "));
-    }
-    if let Some(f) = field {
-        out.push_str(&format!("`{f}`: "));
-    }
-    out
-}
-
-/// The path to where deserializing stopped, in the format's own names only: a key the format
-/// does not define (which the file wrote) is not repeated.
-fn defined_path(path: &serde_path_to_error::Path) -> Option<String> {
-    use serde_path_to_error::Segment;
-    let mut out = String::new();
-    for segment in path.iter() {
-        match segment {
-            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
-            Segment::Map { key } | Segment::Enum { variant: key } => {
-                let name =
-                    ["session_keys", "kid", "secret"].into_iter().find(|n| n == key).unwrap_or("(unknown field)");
-                if !out.is_empty() {
-                    out.push('.');
-                }
-                out.push_str(name);
-            }
-            Segment::Unknown => out.push_str(".?"),
-        }
-    }
-    (!out.is_empty()).then_some(out)
-}
-
 fn random_bytes<const N: usize>() -> Result<[u8; N], InvalidKey> {
     let mut buf = [0u8; N];
     getrandom::getrandom(&mut buf).map_err(|_| InvalidKey)?;
@@ -201,64 +121,6 @@ impl SessionKeys {
     /// The keys' ids, the signing key first.
     pub fn kids(&self) -> Vec<&str> {
         self.keys.iter().map(|k| k.kid.as_str()).collect()
-    }
-
-    /// Reads the keys file format (`{"session_keys": [{"kid", "secret" (base64url)}]}`).
-    ///
-    /// # Errors
-    ///
-    /// [`KeysFileError`], naming the line, column and field where they are known, and never
-    /// repeating what the file holds.
-    ///
-    /// ```
-    /// use ghauthz::SessionKeys;
-    /// let err = SessionKeys::from_json("{\"session_keys\": [{\"kid\": \"k1\", \"secret\": 7}]}").unwrap_err();
-    /// assert_eq!((err.line(), err.field()), (Some(1), Some("session_keys[0].secret")));
-    /// assert_eq!(err.to_string(), "line 1, column 43, `session_keys[0].secret`: missing, or not of its type");
-    /// ```
-    pub fn from_json(text: &str) -> Result<Self, KeysFileError> {
-        let mut de = serde_json::Deserializer::from_str(text);
-        let file: KeysFile = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let field = defined_path(e.path());
-            let inner = e.into_inner();
-            let problem = match inner.classify() {
-                serde_json::error::Category::Eof => KeysFileProblem::EndsEarly,
-                serde_json::error::Category::Data => KeysFileProblem::Shape,
-                serde_json::error::Category::Syntax | serde_json::error::Category::Io => KeysFileProblem::NotJson,
-            };
-            KeysFileError { line: Some(inner.line()), column: Some(inner.column()), field, problem }
-        })?;
-        de.end().map_err(|e| KeysFileError {
-            line: Some(e.line()),
-            column: Some(e.column()),
-            field: None,
-            problem: KeysFileProblem::NotJson,
-        })?;
-        let at = |i: usize, what: &str, problem| KeysFileError {
-            line: None,
-            column: None,
-            field: Some(format!("session_keys[{i}].{what}")),
-            problem,
-        };
-        let keys = file
-            .session_keys
-            .into_iter()
-            .enumerate()
-            .map(|(i, k)| {
-                let secret =
-                    URL_SAFE_NO_PAD.decode(k.secret).map_err(|_| at(i, "secret", KeysFileProblem::NotBase64))?;
-                if k.kid.is_empty() || k.kid.len() > 64 {
-                    return Err(at(i, "kid", KeysFileProblem::BadKid));
-                }
-                SessionKey::new(k.kid, secret).map_err(|_| at(i, "secret", KeysFileProblem::ShortSecret))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Self::new(keys).map_err(|_| KeysFileError {
-            line: None,
-            column: None,
-            field: Some("session_keys".into()),
-            problem: KeysFileProblem::NoKeysOrDuplicate,
-        })
     }
 
     /// The keys file format, secrets included: write it only to a file only the service reads.

@@ -1,0 +1,221 @@
+//! The command line's grammar (clap derive): every command and option, and nothing that is
+//! parsed and then ignored.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use ghauthz::Capability;
+
+#[derive(Debug, Parser)]
+#[command(name = "ghauthz", version, about = "Who may view, edit, deploy and delete apps deployed from GitHub")]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Global {
+    /// World mode: serve this fixture world from a mock GitHub on 127.0.0.1.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) world: Option<PathBuf>,
+    /// The store: an SQLite file or a postgres:// URL.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub(crate) db: Option<String>,
+    /// The clock in world mode (RFC 3339).
+    #[arg(long, global = true, value_name = "RFC3339")]
+    pub(crate) now: Option<String>,
+    /// Signing keys for links and viewer sessions.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) keys: Option<PathBuf>,
+    /// A policy file (TOML) that moves capabilities to other roles.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) policy: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// One decision.
+    Check(CheckArgs),
+    /// Every world user's decision on every app and capability.
+    Explain(ExplainArgs),
+    /// Manage an app's invited viewers.
+    #[command(subcommand)]
+    Viewers(ViewersCommand),
+    /// Single-use sign-in links for invited viewers.
+    #[command(subcommand)]
+    Link(LinkCommand),
+    /// Google sign-in for invited viewers.
+    #[command(subcommand)]
+    Google(GoogleCommand),
+    /// Apps.
+    #[command(subcommand)]
+    Apps(AppsCommand),
+    /// Accounts.
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
+    /// Verify and apply one GitHub webhook delivery (its body on standard input).
+    Webhook(WebhookArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WebhookArgs {
+    /// The event's name (`X-GitHub-Event`).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) event: String,
+    /// The delivery's id (`X-GitHub-Delivery`).
+    #[arg(long, value_name = "ID")]
+    pub(crate) delivery: String,
+    /// The signature (`X-Hub-Signature-256`): `sha256=` and 64 hex digits.
+    #[arg(long, value_name = "SIG")]
+    pub(crate) signature: String,
+    /// A file holding the webhook secret (a trailing newline is ignored); overrides
+    /// `GHAUTHZ_WEBHOOK_SECRET`. Given twice during a rotation: the current secret, then the
+    /// previous one (`GHAUTHZ_WEBHOOK_SECRET_PREVIOUS` without files).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) webhook_secret_file: Vec<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GoogleCommand {
+    /// Verify a Google ID token and mint a viewer session.
+    SignIn {
+        /// The app's id.
+        #[arg(long)]
+        app: String,
+        /// The Google ID token.
+        #[arg(long, value_name = "TOKEN")]
+        id_token: String,
+        /// Accept only an address Google is authoritative for: `@gmail.com`, or in the token's
+        /// Workspace domain (`hd`).
+        #[arg(long)]
+        require_authoritative: bool,
+        /// Accept only this Workspace domain's accounts (implies `--require-authoritative`).
+        #[arg(long, value_name = "DOMAIN")]
+        hosted_domain: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AppsCommand {
+    /// Delete an app: its viewers, links and sessions go; its coordinates are kept.
+    Delete {
+        /// The app's id.
+        #[arg(long)]
+        app: String,
+        /// Authorize the deletion as this GitHub user (who needs `delete`); without it, the
+        /// operator deletes.
+        #[arg(long, value_name = "LOGIN")]
+        github_user: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AccountsCommand {
+    /// Delete an account and every app it deployed.
+    Delete {
+        /// The account, by login.
+        #[arg(long, value_name = "LOGIN")]
+        github_user: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum LinkCommand {
+    /// Issue a link for an invited address.
+    Issue {
+        /// The app's id.
+        #[arg(long)]
+        app: String,
+        /// The invited address.
+        #[arg(long)]
+        email: String,
+        /// Print the token (world mode always does: there is no mailer there).
+        #[arg(long)]
+        print_token: bool,
+    },
+    /// Validate a link without using it up.
+    Inspect {
+        /// The link's token.
+        token: String,
+    },
+    /// Use the link up and mint a viewer session.
+    Redeem {
+        /// The link's token.
+        token: String,
+        /// Refuse a link for another app (`wrong_app`).
+        #[arg(long)]
+        app: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ViewersCommand {
+    /// Invite an address.
+    Add(ViewerArgs),
+    /// Remove an invited address.
+    Remove(ViewerArgs),
+    /// List the invited addresses.
+    List(ViewerListArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ViewerArgs {
+    /// The app's id.
+    #[arg(long)]
+    pub(crate) app: String,
+    /// The address.
+    #[arg(long)]
+    pub(crate) email: String,
+    /// Authorize the change as this GitHub user (who needs the `sharing` role); without it, the
+    /// operator makes the change.
+    #[arg(long, value_name = "LOGIN")]
+    pub(crate) github_user: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ViewerListArgs {
+    /// The app's id.
+    #[arg(long)]
+    pub(crate) app: String,
+    /// Authorize the listing as this GitHub user.
+    #[arg(long, value_name = "LOGIN")]
+    pub(crate) github_user: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("principal").required(true).args(["github_user", "anonymous", "viewer_session", "google_id_token"])))]
+pub(crate) struct CheckArgs {
+    /// The app's id.
+    #[arg(long)]
+    pub(crate) app: String,
+    /// view, edit, deploy or delete.
+    #[arg(long)]
+    pub(crate) action: Capability,
+    /// A GitHub user, by login.
+    #[arg(long, value_name = "LOGIN")]
+    pub(crate) github_user: Option<String>,
+    /// Nobody signed in.
+    #[arg(long)]
+    pub(crate) anonymous: bool,
+    /// A viewer session minted by `link redeem` or `google sign-in`.
+    #[arg(long, value_name = "TOKEN")]
+    pub(crate) viewer_session: Option<String>,
+    /// A Google ID token: `google sign-in` and the check in one command.
+    #[arg(long, value_name = "TOKEN")]
+    pub(crate) google_id_token: Option<String>,
+    /// Rest on nothing cached: read the store and revalidate the GitHub fact first.
+    #[arg(long)]
+    pub(crate) fresh: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExplainArgs {
+    /// Only this app.
+    #[arg(long)]
+    pub(crate) app: Option<String>,
+    /// JSON instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}

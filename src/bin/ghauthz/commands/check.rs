@@ -1,0 +1,73 @@
+//! `ghauthz check`.
+
+use ghauthz::{AppId, Authorizer, Capability, Consistency, Principal, Reason, SessionError};
+use serde_json::json;
+
+use crate::cli::CheckArgs;
+use crate::context::{WorldCtx, principal_of};
+use crate::output::{Exit, Outcome, Stream, decision_json, error_json, google_error, say};
+
+/// One decision: for a Google ID token, sign in and then check with the session.
+pub(crate) async fn run(ctx: &WorldCtx, args: &CheckArgs) -> Outcome {
+    match &args.google_id_token {
+        Some(token) => check_google(ctx, args, token).await,
+        None => check(ctx, args).await,
+    }
+}
+
+pub(crate) async fn check(ctx: &WorldCtx, args: &CheckArgs) -> Outcome {
+    let principal = match principal(ctx, args) {
+        Ok(Ok(p)) => p,
+        Ok(Err(error)) => {
+            let v = json!({
+                "decision": "deny", "app": args.app, "action": args.action, "principal": "viewer",
+                "reason": Reason::SessionInvalid { error }, "source": "store", "age_ms": 0
+            });
+            return Outcome::json(Exit::Denied, &v);
+        }
+        Err(e) => return e,
+    };
+    decide(&ctx.authz, &principal, &AppId(args.app.clone()), args.action, consistency(args)).await
+}
+
+pub(crate) fn consistency(args: &CheckArgs) -> Consistency {
+    if args.fresh { Consistency::Fresh } else { Consistency::Cached }
+}
+
+/// `check --google-id-token`: sign in, then check with the session.
+pub(crate) async fn check_google(ctx: &WorldCtx, args: &CheckArgs, id_token: &str) -> Outcome {
+    let app = AppId(args.app.clone());
+    match ctx.authz.google_sign_in(&app, id_token).await {
+        Ok(issued) => {
+            decide(&ctx.authz, &Principal::Viewer(issued.session), &app, args.action, consistency(args)).await
+        }
+        Err(e) => google_error(&e),
+    }
+}
+
+pub(crate) async fn decide(
+    authz: &Authorizer,
+    principal: &Principal,
+    app: &AppId,
+    cap: Capability,
+    consistency: Consistency,
+) -> Outcome {
+    match authz.check_app_with(principal, app, cap, consistency).await {
+        Ok(d) => {
+            let exit = if d.is_allowed() { Exit::Done } else { Exit::Denied };
+            Outcome::json(exit, &decision_json(&app.0, cap, &principal.label(), &d))
+        }
+        Err(e) => {
+            say(Stream::Err, &format!("ghauthz: could not decide: {e}\n"));
+            Outcome::json(Exit::Unavailable, &error_json(&e))
+        }
+    }
+}
+
+/// The principal of `check`; a refused viewer session is a denial, not an error.
+pub(crate) fn principal(ctx: &WorldCtx, args: &CheckArgs) -> Result<Result<Principal, SessionError>, Outcome> {
+    if let Some(token) = &args.viewer_session {
+        return Ok(ctx.authz.verify_session(token).map(Principal::Viewer));
+    }
+    principal_of(ctx, args).map(Ok)
+}

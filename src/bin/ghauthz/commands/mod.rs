@@ -1,0 +1,53 @@
+//! One file per command; [`run`] sets up the world the command needs and dispatches.
+
+mod accounts;
+mod apps;
+mod check;
+mod explain;
+mod google;
+mod link;
+mod viewers;
+mod webhook;
+
+use crate::cli::{Cli, Command, GoogleCommand};
+use crate::context::world_ctx;
+use crate::input::webhook_secret;
+use crate::output::Outcome;
+
+/// Runs the command: only what it needs is read (the keys file only by commands that sign or
+/// verify viewer sessions, the webhook secret only by `webhook`).
+pub(crate) async fn run(cli: Cli) -> Outcome {
+    let needs_keys = match &cli.command {
+        Command::Link(_) | Command::Google(_) => true,
+        Command::Check(args) => args.viewer_session.is_some() || args.google_id_token.is_some(),
+        _ => false,
+    };
+    let webhook_secret = match &cli.command {
+        Command::Webhook(args) => match webhook_secret(args) {
+            Ok(secret) => Some(secret),
+            Err(e) => return e,
+        },
+        _ => None,
+    };
+    // `google sign-in`'s own strictness, on top of the world's `[google]`.
+    let google_strict = match &cli.command {
+        Command::Google(GoogleCommand::SignIn { require_authoritative, hosted_domain, .. }) => {
+            (*require_authoritative, hosted_domain.clone())
+        }
+        _ => (false, None),
+    };
+    let ctx = match world_ctx(&cli.global, needs_keys, webhook_secret, google_strict).await {
+        Ok(ctx) => ctx,
+        Err(e) => return e,
+    };
+    match cli.command {
+        Command::Check(args) => check::run(&ctx, &args).await,
+        Command::Explain(args) => explain::explain(&ctx, &args).await,
+        Command::Viewers(cmd) => viewers::viewers(&ctx, cmd).await,
+        Command::Link(cmd) => link::link(&ctx, cmd).await,
+        Command::Google(cmd) => google::run(&ctx, cmd).await,
+        Command::Apps(cmd) => apps::run(&ctx, cmd).await,
+        Command::Accounts(cmd) => accounts::run(&ctx, cmd).await,
+        Command::Webhook(args) => webhook::webhook(&ctx, &args).await,
+    }
+}

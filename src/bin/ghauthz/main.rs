@@ -1,0 +1,34 @@
+//! The `ghauthz` command line: a thin shell over the library. `main` parses, hands the command
+//! to its file under `commands/`, and returns an [`Outcome`], whose report prints the command's
+//! JSON and exits with its code.
+
+mod cli;
+mod commands;
+mod context;
+mod input;
+mod output;
+
+use clap::Parser as _;
+use clap::error::ErrorKind;
+
+use crate::cli::Cli;
+use crate::output::{Exit, Outcome, Stream, say, usage_message};
+
+fn main() -> Outcome {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            return Outcome { exit: Exit::Done, stdout: e.to_string() };
+        }
+        Err(e) => {
+            // Never clap's own message: it repeats what was typed, which may be a token.
+            let message = usage_message(&e);
+            say(Stream::Err, &format!("ghauthz: {message}; see `ghauthz --help`\n"));
+            return Outcome::error(Exit::Usage, "usage", message);
+        }
+    };
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(commands::run(cli)),
+        Err(e) => Outcome::error(Exit::Unavailable, "runtime", e),
+    }
+}
