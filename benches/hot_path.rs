@@ -36,7 +36,7 @@ fn setup() -> Fixture {
     let world = common::world(USERS, REPOS, 0);
     let mock = rt.block_on(MockGithub::start(world.clone())).expect("mock");
     // The system clock, as in production; lifetimes long enough that nothing expires mid-run.
-    let cache = CacheConfig { role_ttl: Duration::from_secs(3600), capacity: 200_000, ..CacheConfig::default() };
+    let cache = CacheConfig::default().with_role_ttl(Duration::from_secs(3600)).with_capacity(200_000);
     let authz = {
         let _in_runtime = rt.enter();
         Authorizer::builder(mock.github_config()).cache(cache).build().expect("authorizer")

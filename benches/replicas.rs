@@ -29,10 +29,7 @@ fn main() {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let opts = PgStoreOptions::new(url).schema(format!("bench_{}", nanos % 1_000_000_000));
     // The issue limit guards a mailbox; a benchmark issuing thousands of links lifts it.
-    let links = LinkConfig {
-        issue_limit: IssueLimit { max: u32::MAX, window: Duration::from_secs(1) },
-        ..LinkConfig::default()
-    };
+    let links = LinkConfig::default().with_issue_limit(IssueLimit::new(u32::MAX, Duration::from_secs(1)));
     let replica = |seed: bool| {
         let store = rt.block_on(PgStore::connect_with(opts.clone())).unwrap();
         if seed {

@@ -82,15 +82,9 @@ fn setup() -> Fixture {
     }
     let keys_ = SessionKeys::generate().unwrap();
     // Lifetimes long enough that nothing expires mid-run; the system clock, as in production.
-    let cache = CacheConfig {
-        role_ttl: Duration::from_secs(3600),
-        record_ttl: Duration::from_secs(3600),
-        ..CacheConfig::default()
-    };
-    let links = LinkConfig {
-        issue_limit: IssueLimit { max: u32::MAX, window: Duration::from_secs(1) },
-        ..LinkConfig::default()
-    };
+    let cache =
+        CacheConfig::default().with_role_ttl(Duration::from_secs(3600)).with_record_ttl(Duration::from_secs(3600));
+    let links = LinkConfig::default().with_issue_limit(IssueLimit::new(u32::MAX, Duration::from_secs(1)));
     let stores = stores
         .into_iter()
         .map(|(name, store)| {
@@ -100,7 +94,7 @@ fn setup() -> Fixture {
                 Authorizer::builder(mock.github_config())
                     .cache(cache.clone())
                     .links(links.clone())
-                    .sessions(keys_.clone(), SessionConfig { ttl: Duration::from_secs(24 * 3600) })
+                    .sessions(keys_.clone(), SessionConfig::default().with_ttl(Duration::from_secs(24 * 3600)))
                     .store(store.clone())
                     .build()
                     .unwrap()

@@ -20,10 +20,7 @@ fn main() {
     let store: Arc<dyn Store> = Arc::new(rt.block_on(SqliteStore::open(dir.path().join("bench.db"))).unwrap());
     rt.block_on(store.seed_once(&world.app_records(), world.now().unwrap())).unwrap();
     // The issue limit guards a mailbox; a benchmark issuing thousands of links lifts it.
-    let links = LinkConfig {
-        issue_limit: IssueLimit { max: u32::MAX, window: Duration::from_secs(1) },
-        ..LinkConfig::default()
-    };
+    let links = LinkConfig::default().with_issue_limit(IssueLimit::new(u32::MAX, Duration::from_secs(1)));
     let authz = {
         let _rt = rt.enter();
         Authorizer::builder(mock.github_config())

@@ -63,24 +63,104 @@ impl<'de> serde::Deserialize<'de> for UniqueObject {
 
 /// Where Google's keys are and which audiences are ours.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GoogleConfig {
     /// Our OAuth client ids: the accepted `aud` values.
-    pub client_ids: Vec<String>,
+    pub(crate) client_ids: Vec<String>,
     /// Google's JWKS. Default `https://www.googleapis.com/oauth2/v3/certs`.
-    pub jwks_url: String,
+    pub(crate) jwks_url: String,
     /// Clock skew allowed on `exp` and `nbf`. Default 60 s.
-    pub leeway: Duration,
+    pub(crate) leeway: Duration,
     /// Least time between two refetches caused by an unknown `kid`. Default 60 s.
-    pub refetch_interval: Duration,
+    pub(crate) refetch_interval: Duration,
     /// Time allowed for fetching the JWKS. Default 5 s.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Accept an address only where Google is authoritative for it: an `@gmail.com` address, or
     /// one in the token's Workspace domain (`hd`, which Google sets only for its Workspace
     /// accounts). Off by default, as Streamlit accepts any address Google verified.
-    pub require_authoritative: bool,
+    pub(crate) require_authoritative: bool,
     /// Accept only this Workspace domain's accounts (`hd` equal to it, and the address in it);
     /// implies [`GoogleConfig::require_authoritative`].
-    pub hosted_domain: Option<String>,
+    pub(crate) hosted_domain: Option<String>,
+}
+
+impl GoogleConfig {
+    /// Google's JWKS. Default `https://www.googleapis.com/oauth2/v3/certs`.
+    pub fn with_jwks_url(mut self, jwks_url: String) -> Self {
+        self.jwks_url = jwks_url;
+        self
+    }
+
+    /// Clock skew allowed on `exp` and `nbf`. Default 60 s.
+    pub fn with_leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Least time between two refetches caused by an unknown `kid`. Default 60 s.
+    pub fn with_refetch_interval(mut self, refetch_interval: Duration) -> Self {
+        self.refetch_interval = refetch_interval;
+        self
+    }
+
+    /// Time allowed for fetching the JWKS. Default 5 s.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Accept an address only where Google is authoritative for it: an `@gmail.com` address, or
+    /// one in the token's Workspace domain (`hd`, which Google sets only for its Workspace
+    /// accounts). Off by default, as Streamlit accepts any address Google verified.
+    pub fn with_require_authoritative(mut self, require_authoritative: bool) -> Self {
+        self.require_authoritative = require_authoritative;
+        self
+    }
+
+    /// Accept only this Workspace domain's accounts (`hd` equal to it, and the address in it);
+    /// implies [`GoogleConfig::require_authoritative`]. Unset by default.
+    pub fn with_hosted_domain(mut self, hosted_domain: impl Into<String>) -> Self {
+        self.hosted_domain = Some(hosted_domain.into());
+        self
+    }
+
+    /// Our OAuth client ids: the accepted `aud` values.
+    pub fn client_ids(&self) -> &[String] {
+        &self.client_ids
+    }
+
+    /// Google's JWKS. Default `https://www.googleapis.com/oauth2/v3/certs`.
+    pub fn jwks_url(&self) -> &str {
+        &self.jwks_url
+    }
+
+    /// Clock skew allowed on `exp` and `nbf`. Default 60 s.
+    pub fn leeway(&self) -> Duration {
+        self.leeway
+    }
+
+    /// Least time between two refetches caused by an unknown `kid`. Default 60 s.
+    pub fn refetch_interval(&self) -> Duration {
+        self.refetch_interval
+    }
+
+    /// Time allowed for fetching the JWKS. Default 5 s.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Accept an address only where Google is authoritative for it: an `@gmail.com` address, or
+    /// one in the token's Workspace domain (`hd`, which Google sets only for its Workspace
+    /// accounts). Off by default, as Streamlit accepts any address Google verified.
+    pub fn require_authoritative(&self) -> bool {
+        self.require_authoritative
+    }
+
+    /// Accept only this Workspace domain's accounts (`hd` equal to it, and the address in it);
+    /// implies [`GoogleConfig::require_authoritative`].
+    pub fn hosted_domain(&self) -> Option<&str> {
+        self.hosted_domain.as_deref()
+    }
 }
 
 impl GoogleConfig {

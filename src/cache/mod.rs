@@ -50,26 +50,123 @@ pub(crate) use sessions::Sessions;
 /// [`Consistency::Fresh`](crate::Consistency::Fresh) uses none of the cache: it reads the store,
 /// verifies the session, and revalidates the GitHub fact first.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CacheConfig {
     /// Lifetime of "has a role". Default 5 minutes.
-    pub role_ttl: Duration,
+    pub(crate) role_ttl: Duration,
     /// Lifetime of "no role". Default 1 minute.
-    pub no_role_ttl: Duration,
+    pub(crate) no_role_ttl: Duration,
     /// Oldest fact a `deploy` or `delete` may rest on. Default 60 s.
-    pub strict_max_age: Duration,
+    pub(crate) strict_max_age: Duration,
     /// Most (user, repository) entries held. Default 200,000.
-    pub capacity: u64,
+    pub(crate) capacity: u64,
     /// How long past its lifetime an entry is kept (real time) so that it can be revalidated
     /// with a conditional request instead of fetched anew. Default 10 minutes.
-    pub keep_for_revalidation: Duration,
+    pub(crate) keep_for_revalidation: Duration,
     /// How long a key is left alone after GitHub failed on it without saying when to come back.
     /// Default 5 s.
-    pub error_backoff: Duration,
+    pub(crate) error_backoff: Duration,
     /// Longest an app record or a viewer grant read from the store is served, even while the
     /// change feed says nothing changed. Default 5 minutes.
-    pub record_ttl: Duration,
+    pub(crate) record_ttl: Duration,
     /// Most verified sessions remembered. Default 100,000.
-    pub session_capacity: u64,
+    pub(crate) session_capacity: u64,
+}
+
+impl CacheConfig {
+    /// Lifetime of "has a role". Default 5 minutes.
+    pub fn with_role_ttl(mut self, role_ttl: Duration) -> Self {
+        self.role_ttl = role_ttl;
+        self
+    }
+
+    /// Lifetime of "no role". Default 1 minute.
+    pub fn with_no_role_ttl(mut self, no_role_ttl: Duration) -> Self {
+        self.no_role_ttl = no_role_ttl;
+        self
+    }
+
+    /// Oldest fact a `deploy` or `delete` may rest on. Default 60 s.
+    pub fn with_strict_max_age(mut self, strict_max_age: Duration) -> Self {
+        self.strict_max_age = strict_max_age;
+        self
+    }
+
+    /// Most (user, repository) entries held. Default 200,000.
+    pub fn with_capacity(mut self, capacity: u64) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// How long past its lifetime an entry is kept (real time) so that it can be revalidated
+    /// with a conditional request instead of fetched anew. Default 10 minutes.
+    pub fn with_keep_for_revalidation(mut self, keep_for_revalidation: Duration) -> Self {
+        self.keep_for_revalidation = keep_for_revalidation;
+        self
+    }
+
+    /// How long a key is left alone after GitHub failed on it without saying when to come back.
+    /// Default 5 s.
+    pub fn with_error_backoff(mut self, error_backoff: Duration) -> Self {
+        self.error_backoff = error_backoff;
+        self
+    }
+
+    /// Longest an app record or a viewer grant read from the store is served, even while the
+    /// change feed says nothing changed. Default 5 minutes.
+    pub fn with_record_ttl(mut self, record_ttl: Duration) -> Self {
+        self.record_ttl = record_ttl;
+        self
+    }
+
+    /// Most verified sessions remembered. Default 100,000.
+    pub fn with_session_capacity(mut self, session_capacity: u64) -> Self {
+        self.session_capacity = session_capacity;
+        self
+    }
+
+    /// Lifetime of "has a role". Default 5 minutes.
+    pub fn role_ttl(&self) -> Duration {
+        self.role_ttl
+    }
+
+    /// Lifetime of "no role". Default 1 minute.
+    pub fn no_role_ttl(&self) -> Duration {
+        self.no_role_ttl
+    }
+
+    /// Oldest fact a `deploy` or `delete` may rest on. Default 60 s.
+    pub fn strict_max_age(&self) -> Duration {
+        self.strict_max_age
+    }
+
+    /// Most (user, repository) entries held. Default 200,000.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// How long past its lifetime an entry is kept (real time) so that it can be revalidated
+    /// with a conditional request instead of fetched anew. Default 10 minutes.
+    pub fn keep_for_revalidation(&self) -> Duration {
+        self.keep_for_revalidation
+    }
+
+    /// How long a key is left alone after GitHub failed on it without saying when to come back.
+    /// Default 5 s.
+    pub fn error_backoff(&self) -> Duration {
+        self.error_backoff
+    }
+
+    /// Longest an app record or a viewer grant read from the store is served, even while the
+    /// change feed says nothing changed. Default 5 minutes.
+    pub fn record_ttl(&self) -> Duration {
+        self.record_ttl
+    }
+
+    /// Most verified sessions remembered. Default 100,000.
+    pub fn session_capacity(&self) -> u64 {
+        self.session_capacity
+    }
 }
 
 impl Default for CacheConfig {

@@ -189,18 +189,19 @@ pub enum Visibility {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Policy {
     /// Least role that opens a private app (public apps are open to everyone).
-    pub view: Role,
+    pub(crate) view: Role,
     /// Least role that edits.
-    pub edit: Role,
+    pub(crate) edit: Role,
     /// Least role that deploys.
-    pub deploy: Role,
+    pub(crate) deploy: Role,
     /// Least role that deletes.
-    pub delete: Role,
+    pub(crate) delete: Role,
     /// Least role that manages an app's invited viewers; unset, it is whatever `edit` needs
     /// (sharing is part of the admin console).
-    pub sharing: Option<Role>,
+    pub(crate) sharing: Option<Role>,
 }
 
 impl Default for Policy {
@@ -219,6 +220,34 @@ pub(crate) struct Need {
 }
 
 impl Policy {
+    /// The policy with `cap` moved to `role`.
+    ///
+    /// ```
+    /// use ghauthz::{Capability, Policy, Role};
+    /// let policy = Policy::default().with(Capability::Deploy, Role::Maintain);
+    /// assert_eq!(policy.required(Capability::Deploy), Role::Maintain);
+    /// ```
+    pub fn with(mut self, cap: Capability, role: Role) -> Self {
+        *match cap {
+            Capability::View => &mut self.view,
+            Capability::Edit => &mut self.edit,
+            Capability::Deploy => &mut self.deploy,
+            Capability::Delete => &mut self.delete,
+        } = role;
+        self
+    }
+
+    /// The policy with managing invited viewers moved to `role` (by default it follows `edit`).
+    pub fn with_sharing(mut self, role: Role) -> Self {
+        self.sharing = Some(role);
+        self
+    }
+
+    /// The least role that manages an app's invited viewers.
+    pub fn sharing(&self) -> Role {
+        self.sharing.unwrap_or(self.edit)
+    }
+
     /// The least role `cap` needs.
     pub fn required(&self, cap: Capability) -> Role {
         match cap {

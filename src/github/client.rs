@@ -48,22 +48,85 @@ pub enum GithubAuth {
 
 /// Where GitHub is and how to talk to it.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct GithubConfig {
     /// The REST API's base URL. Default `https://api.github.com`.
-    pub api_base: String,
+    pub(crate) api_base: String,
     /// Credentials.
-    pub auth: GithubAuth,
+    pub(crate) auth: GithubAuth,
     /// Time allowed for one request, body included. Default 8 s (GitHub gives up at 10 s).
-    pub request_timeout: Duration,
+    pub(crate) request_timeout: Duration,
     /// Retries of a 5xx or a failed connection within one check. Default 1. Rate limits and
     /// timeouts are not retried within a check; the check fails with `retry_after` instead.
-    pub max_retries: u32,
+    pub(crate) max_retries: u32,
     /// Wait before the first retry, doubled for each further one, unless GitHub sent
     /// `retry-after`. Default 250 ms.
-    pub retry_backoff: Duration,
+    pub(crate) retry_backoff: Duration,
     /// Longest wait a check will spend on a retry; a longer `retry-after` fails the check at
     /// once. Default 1 s.
-    pub max_inline_wait: Duration,
+    pub(crate) max_inline_wait: Duration,
+}
+
+impl GithubConfig {
+    /// Time allowed for one request, body included. Default 8 s (GitHub gives up at 10 s).
+    pub fn with_request_timeout(mut self, request_timeout: Duration) -> Self {
+        self.request_timeout = request_timeout;
+        self
+    }
+
+    /// Retries of a 5xx or a failed connection within one check. Default 1. Rate limits and
+    /// timeouts are not retried within a check; the check fails with `retry_after` instead.
+    pub fn with_max_retries(mut self, max_retries: u32) -> Self {
+        self.max_retries = max_retries;
+        self
+    }
+
+    /// Wait before the first retry, doubled for each further one, unless GitHub sent
+    /// `retry-after`. Default 250 ms.
+    pub fn with_retry_backoff(mut self, retry_backoff: Duration) -> Self {
+        self.retry_backoff = retry_backoff;
+        self
+    }
+
+    /// Longest wait a check will spend on a retry; a longer `retry-after` fails the check at
+    /// once. Default 1 s.
+    pub fn with_max_inline_wait(mut self, max_inline_wait: Duration) -> Self {
+        self.max_inline_wait = max_inline_wait;
+        self
+    }
+
+    /// The REST API's base URL. Default `https://api.github.com`.
+    pub fn api_base(&self) -> &str {
+        &self.api_base
+    }
+
+    /// Credentials.
+    pub fn auth(&self) -> &GithubAuth {
+        &self.auth
+    }
+
+    /// Time allowed for one request, body included. Default 8 s (GitHub gives up at 10 s).
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    /// Retries of a 5xx or a failed connection within one check. Default 1. Rate limits and
+    /// timeouts are not retried within a check; the check fails with `retry_after` instead.
+    pub fn max_retries(&self) -> u32 {
+        self.max_retries
+    }
+
+    /// Wait before the first retry, doubled for each further one, unless GitHub sent
+    /// `retry-after`. Default 250 ms.
+    pub fn retry_backoff(&self) -> Duration {
+        self.retry_backoff
+    }
+
+    /// Longest wait a check will spend on a retry; a longer `retry-after` fails the check at
+    /// once. Default 1 s.
+    pub fn max_inline_wait(&self) -> Duration {
+        self.max_inline_wait
+    }
 }
 
 impl GithubConfig {
@@ -73,7 +136,7 @@ impl GithubConfig {
     /// use ghauthz::{GithubAuth, GithubConfig, GithubToken};
     /// let cfg = GithubConfig::new(GithubAuth::Token(GithubToken::new("ghs_x".into())))
     ///     .with_api_base("http://127.0.0.1:9999");
-    /// assert_eq!(cfg.api_base, "http://127.0.0.1:9999");
+    /// assert_eq!(cfg.api_base(), "http://127.0.0.1:9999");
     /// ```
     pub fn new(auth: GithubAuth) -> Self {
         Self {

@@ -201,12 +201,37 @@ pub enum IssueOutcome {
 }
 
 /// How many links one (app, address) may be issued within a window.
+///
+/// ```
+/// use std::time::Duration;
+/// use ghauthz::store::IssueLimit;
+/// let limit = IssueLimit::new(5, Duration::from_secs(900));
+/// assert_eq!((limit.max(), limit.window()), (5, Duration::from_secs(900)));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct IssueLimit {
     /// At most this many...
-    pub max: u32,
+    pub(crate) max: u32,
     /// ...within this long.
-    pub window: std::time::Duration,
+    pub(crate) window: std::time::Duration,
+}
+
+impl IssueLimit {
+    /// At most `max` links within `window`.
+    pub const fn new(max: u32, window: std::time::Duration) -> Self {
+        Self { max, window }
+    }
+
+    /// At most this many...
+    pub fn max(&self) -> u32 {
+        self.max
+    }
+
+    /// ...within this long.
+    pub fn window(&self) -> std::time::Duration {
+        self.window
+    }
 }
 
 /// One attempt to use a link up ([`Store::use_link`]).

@@ -64,6 +64,7 @@ impl MigrationSource<'static> for Embedded {
 /// assert_eq!(opts.schema_name(), Some("ghauthz"));
 /// ```
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct PgStoreOptions {
     url: String,
     schema: Option<String>,

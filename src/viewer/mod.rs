@@ -26,11 +26,36 @@ const AUDIENCE: &str = "ghauthz:viewer";
 
 /// Lifetimes and limits of sign-in links.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LinkConfig {
     /// How long a link works after it is issued. Default 15 minutes.
-    pub ttl: Duration,
+    pub(crate) ttl: Duration,
     /// How many links one (app, address) may be issued. Default 5 per 15 minutes.
-    pub issue_limit: IssueLimit,
+    pub(crate) issue_limit: IssueLimit,
+}
+
+impl LinkConfig {
+    /// How long a link works after it is issued. Default 15 minutes.
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How many links one (app, address) may be issued. Default 5 per 15 minutes.
+    pub fn with_issue_limit(mut self, issue_limit: IssueLimit) -> Self {
+        self.issue_limit = issue_limit;
+        self
+    }
+
+    /// How long a link works after it is issued. Default 15 minutes.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// How many links one (app, address) may be issued. Default 5 per 15 minutes.
+    pub fn issue_limit(&self) -> IssueLimit {
+        self.issue_limit
+    }
 }
 
 impl Default for LinkConfig {
@@ -44,9 +69,23 @@ impl Default for LinkConfig {
 
 /// Lifetime of viewer sessions.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SessionConfig {
     /// How long a session lasts. Default 1 hour.
-    pub ttl: Duration,
+    pub(crate) ttl: Duration,
+}
+
+impl SessionConfig {
+    /// How long a link works after it is issued. Default 15 minutes.
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How long a link works after it is issued. Default 15 minutes.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
 }
 
 impl Default for SessionConfig {

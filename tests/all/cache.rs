@@ -221,7 +221,7 @@ async fn capacity_bounds_what_is_served() {
     let authz = ghauthz::Authorizer::builder(mock.github_config())
         .clock(Arc::new(clock))
         .store(store)
-        .cache(ghauthz::CacheConfig { capacity: CAPACITY, ..ghauthz::CacheConfig::default() })
+        .cache(ghauthz::CacheConfig::default().with_capacity(CAPACITY))
         .build()
         .unwrap();
     let logins = ["alice", "bob", "carol", "dave", "erin", "frank", "olga", "mallory", "rick", "tina", "zed"];

@@ -59,10 +59,9 @@ struct Case {
 async fn run(case: Case) {
     let opts = common::Opts {
         github: Box::new(|m| {
-            let mut cfg = m.github_config();
-            cfg.request_timeout = Duration::from_millis(300);
-            cfg.retry_backoff = Duration::from_millis(20);
-            cfg
+            m.github_config()
+                .with_request_timeout(Duration::from_millis(300))
+                .with_retry_backoff(Duration::from_millis(20))
         }),
         ..Default::default()
     };

@@ -336,9 +336,8 @@ async fn the_authoritative_option_accepts_only_what_google_vouches_for() {
     let mock = MockGithub::start_with_clock(world.clone(), Arc::new(clock.clone())).await.unwrap();
     let store: Arc<dyn ghauthz::store::Store> = Arc::new(MemoryStore::new());
     store.seed_once(&world.app_records(), clock.now()).await.unwrap();
-    let build = |edit: &dyn Fn(&mut GoogleConfig)| {
-        let mut google = mock.google_config().unwrap();
-        edit(&mut google);
+    let build = |edit: &dyn Fn(GoogleConfig) -> GoogleConfig| {
+        let google = edit(mock.google_config().unwrap());
         Authorizer::builder(mock.github_config())
             .clock(Arc::new(clock.clone()))
             .store(store.clone())
@@ -348,7 +347,7 @@ async fn the_authoritative_option_accepts_only_what_google_vouches_for() {
     };
     let now = clock.now().as_secs();
     let dash = AppId("dash".into());
-    build(&|_| {}).add_viewer(&ChangedBy::Operator, &dash, "dana.gmail@gmail.com").await.unwrap();
+    build(&|g| g).add_viewer(&ChangedBy::Operator, &dash, "dana.gmail@gmail.com").await.unwrap();
     let token = |email: &str, hd: Option<&str>| {
         let mut c = common::google_claims(now, email);
         if let Some(hd) = hd {
@@ -365,14 +364,14 @@ async fn the_authoritative_option_accepts_only_what_google_vouches_for() {
         async move { a.google_sign_in(&dash, &t).await.map(|_| ()) }
     };
     let refused = Err(GoogleSignInError::Token(GoogleError::NotAuthoritative));
-    let off = build(&|_| {});
+    let off = build(&|g| g);
     assert_eq!(sign_in(&off, &plain).await, Ok(()), "off by default");
-    let on = build(&|g| g.require_authoritative = true);
+    let on = build(&|g| g.with_require_authoritative(true));
     assert_eq!(sign_in(&on, &plain).await, refused, "no Workspace domain, not gmail");
     assert_eq!(sign_in(&on, &other_workspace).await, refused, "hd is not the address's domain");
     assert_eq!(sign_in(&on, &workspace).await, Ok(()));
     assert_eq!(sign_in(&on, &gmail).await, Ok(()));
-    let pinned = build(&|g| g.hosted_domain = Some("example.com".into()));
+    let pinned = build(&|g| g.with_hosted_domain("example.com"));
     assert_eq!(sign_in(&pinned, &workspace).await, Ok(()));
     assert_eq!(sign_in(&pinned, &gmail).await, refused, "only the pinned Workspace");
     assert_eq!(sign_in(&pinned, &plain).await, refused);

@@ -17,7 +17,7 @@ use proptest::prelude::*;
 
 const APPS: usize = 3;
 const EMAILS: usize = 3;
-const LIMIT: IssueLimit = IssueLimit { max: 2, window: Duration::from_secs(60) };
+const LIMIT: IssueLimit = IssueLimit::new(2, Duration::from_secs(60));
 
 #[derive(Debug, Clone)]
 enum Op {

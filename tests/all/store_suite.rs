@@ -116,7 +116,7 @@ async fn link_records_round_trip(store: &dyn Store) {
     store.put_app(&app("dash", 1)).await.unwrap();
     let dana = email("dana@example.com");
     let link = new_link([7; 32], &dash, &dana);
-    let limit = IssueLimit { max: 1, window: Duration::from_secs(60) };
+    let limit = IssueLimit::new(1, Duration::from_secs(60));
     assert_eq!(store.issue_link(&link, limit).await.unwrap(), IssueOutcome::NotInvited);
     store.add_viewer(&dash, &dana, &Actor::Operator, T).await.unwrap();
     assert_eq!(store.issue_link(&link, limit).await.unwrap(), IssueOutcome::Issued);
@@ -152,7 +152,7 @@ async fn an_ended_grant_never_comes_back(store: &dyn Store) {
     store.add_viewer(&dash, &bo, &Actor::Operator, T).await.unwrap();
     let first = store.grant(&dash, &dana).await.unwrap().unwrap();
     let link = new_link([9; 32], &dash, &dana);
-    let limit = IssueLimit { max: 5, window: Duration::from_secs(60) };
+    let limit = IssueLimit::new(5, Duration::from_secs(60));
     assert_eq!(store.issue_link(&link, limit).await.unwrap(), IssueOutcome::Issued);
     // The newest grant removed and the address invited again: the id is new, not the one freed.
     store.remove_viewer(&dash, &bo, &Actor::Operator, T).await.unwrap();

@@ -7,7 +7,7 @@ use crate::common;
 use std::sync::Arc;
 
 use ghauthz::store::{AuditAction, SqliteStore};
-use ghauthz::{AppId, ChangedBy, EmailError, ManageError, Policy, Principal, Role};
+use ghauthz::{AppId, Capability, ChangedBy, EmailError, ManageError, Policy, Principal, Role};
 
 type Env = common::Viewers;
 
@@ -68,14 +68,14 @@ async fn below_the_sharing_role_is_denied_with_the_reason() {
 
 #[tokio::test]
 async fn the_sharing_role_is_a_policy_decision() {
-    let (env, _dir) = env_with(Policy { sharing: Some(Role::Admin), ..Policy::default() }).await;
+    let (env, _dir) = env_with(Policy::default().with_sharing(Role::Admin)).await;
     assert!(matches!(
         env.authz.add_viewer(&by(&env, "carol"), &dash(), "eve@example.com").await,
         Err(ManageError::Denied { .. })
     ));
     assert!(env.authz.add_viewer(&by(&env, "erin"), &dash(), "eve@example.com").await.is_ok());
     // Unset, sharing follows edit: moving edit to maintain takes sharing with it.
-    let (env, _dir) = env_with(Policy { edit: Role::Maintain, ..Policy::default() }).await;
+    let (env, _dir) = env_with(Policy::default().with(Capability::Edit, Role::Maintain)).await;
     assert!(
         matches!(
             env.authz.add_viewer(&by(&env, "carol"), &dash(), "eve@example.com").await,

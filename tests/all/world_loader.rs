@@ -150,7 +150,7 @@ async fn a_world_can_require_authoritative_google_addresses() {
     assert_eq!(google.hosted_domain.as_deref(), Some("example.com"));
     let mock = ghauthz::world::MockGithub::start(world).await.unwrap();
     let cfg = mock.google_config().unwrap();
-    assert_eq!((cfg.require_authoritative, cfg.hosted_domain.as_deref()), (true, Some("example.com")));
+    assert_eq!((cfg.require_authoritative(), cfg.hosted_domain()), (true, Some("example.com")));
     let plain = World::load(dir.join("acme.toml")).unwrap();
     assert!(!plain.google().unwrap().require_authoritative, "off by default");
 }

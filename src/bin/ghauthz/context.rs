@@ -89,10 +89,13 @@ pub(crate) async fn world_ctx(
         .store(store)
         .sessions(keys, SessionConfig::default());
     let authz = match mock.google_config() {
-        Some(mut google) => {
-            google.require_authoritative |= google_strict.0;
-            google.hosted_domain = google_strict.1.or(google.hosted_domain);
-            authz.google(google)
+        Some(google) => {
+            let strict = google.require_authoritative() || google_strict.0;
+            let google = match google_strict.1 {
+                Some(domain) => google.with_hosted_domain(domain),
+                None => google,
+            };
+            authz.google(google.with_require_authoritative(strict))
         }
         None => authz,
     };
