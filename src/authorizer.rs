@@ -567,7 +567,7 @@ impl Authorizer {
             // Anonymous checks always answer without a request.
             return Ok(self.anonymous(app, need));
         };
-        if need.view && app.visibility() == Visibility::Public && consistency == Consistency::Fresh {
+        if need.open_on_public && app.visibility() == Visibility::Public && consistency == Consistency::Fresh {
             return Ok(self.anonymous(app, need));
         }
         let key = PermKey { user: user.id, repo: app.repo_id() };
@@ -607,7 +607,7 @@ impl Authorizer {
             Principal::GithubUser { user, .. } => user,
             Principal::Viewer(session) => return self.cached_viewer(session, app, need, stamp, now),
         };
-        if need.view && app.visibility() == Visibility::Public {
+        if need.open_on_public && app.visibility() == Visibility::Public {
             return Some(self.anonymous(app, need));
         }
         let key = PermKey { user: user.id, repo: app.repo_id() };
@@ -1004,7 +1004,7 @@ fn viewer_without_grant(session: &Session, app: &App, need: Need, now: Timestamp
 /// What any viewer's capability decides before a grant: denied for anything but `view`,
 /// allowed on a public app.
 fn viewer_need(app: &App, need: Need) -> Option<Decision> {
-    if !need.view {
+    if !need.open_on_public {
         return Some(store_decision(Outcome::Deny, Reason::NoAccess { detail: NoAccessDetail::ViewOnly }));
     }
     if app.visibility() == Visibility::Public {

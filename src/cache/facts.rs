@@ -19,7 +19,9 @@ use std::time::Duration;
 
 use moka::ops::compute::Op;
 
-use super::{Age, Backoff, CacheConfig, Counters, Epochs, FactCore, Front, InlineFact, PermEntry, PermKey, RepoEntry};
+use super::{
+    Age, Backoff, CacheConfig, Counters, Epochs, FactCore, FactMap, InlineFact, PermEntry, PermKey, RepoEntry,
+};
 use crate::core::decision::{Decision, Fact, Source, decide_github};
 use crate::core::ids::{App, GithubUser, RepoCoords};
 use crate::core::invalidation::Invalidation;
@@ -38,7 +40,7 @@ pub(crate) struct Facts {
     github: Arc<dyn GithubApi>,
     perms: moka::future::Cache<PermKey, Arc<PermEntry>>,
     repos: moka::future::Cache<RepoCoords, Arc<RepoEntry>>,
-    front: Arc<Front>,
+    front: Arc<FactMap>,
     epochs: Epochs,
     backoff: moka::sync::Cache<PermKey, Backoff>,
     pub(crate) counters: Counters,
@@ -58,7 +60,7 @@ type Loaded = (Arc<PermEntry>, Source);
 
 impl Facts {
     pub(crate) fn new(cfg: CacheConfig, clock: Arc<dyn Clock>, github: Arc<dyn GithubApi>) -> Self {
-        let front = Arc::new(Front::new(cfg.capacity));
+        let front = Arc::new(FactMap::new(cfg.capacity));
         let listener_front = front.clone();
         let keep = cfg.role_ttl.max(cfg.no_role_ttl) + cfg.keep_for_revalidation;
         let perms = moka::future::Cache::builder()
@@ -192,7 +194,8 @@ impl Facts {
         // The front map gets the entry before moka does, so that whatever moka then drops to stay
         // within its capacity (the new entry itself included) its eviction listener removes.
         let (entry, source) =
-            coalesced(&self.perms, key, fresh, fetch, |e: &PermEntry| self.front.insert(key, e.core.copy())).await?;
+            coalesced(&self.perms, key, fresh, fetch, |e: &PermEntry| self.front.insert(key, e.core.snapshot()))
+                .await?;
         if source != Source::Github {
             Counters::bump(&self.counters.coalesced);
         }

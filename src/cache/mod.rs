@@ -269,7 +269,8 @@ pub(crate) struct FactCore {
 }
 
 impl FactCore {
-    pub(crate) fn copy(&self) -> Self {
+    /// The entry as it stands now (its epoch read once).
+    pub(crate) fn snapshot(&self) -> Self {
         Self {
             fact: self.fact.clone(),
             confirmed_at: self.confirmed_at,
@@ -397,20 +398,20 @@ thread_local! {
 /// do not contend and successive hits overlap their memory accesses. Hits are counted per thread
 /// stripe with a plain load and store for the same reason: exact while at most 64 threads hit at
 /// once, an undercount beyond.
-pub(crate) struct Front {
+pub(crate) struct FactMap {
     map: papaya::HashMap<PermKey, FactCore, FxBuildHasher>,
     /// Inline copies of the map's facts, for the first look.
     table: hits::HitTable,
     hits: Box<[Stripe]>,
 }
 
-impl std::fmt::Debug for Front {
+impl std::fmt::Debug for FactMap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Front").field("entries", &self.map.len()).field("hits", &self.hits()).finish()
+        f.debug_struct("FactMap").field("entries", &self.map.len()).field("hits", &self.hits()).finish()
     }
 }
 
-impl Front {
+impl FactMap {
     /// A front map expected to hold up to `capacity` entries.
     pub(crate) fn new(capacity: u64) -> Self {
         // Blocking resizes: an incremental resize finishes only as later writes arrive, and until

@@ -178,7 +178,7 @@ pub(crate) enum Fact {
 
 /// The policy's verdict for a GitHub user: pure, no I/O, no clock.
 pub(crate) fn decide_github(need: Need, deployed: RepoId, visibility: Visibility, fact: &Fact) -> (Outcome, Reason) {
-    let public_view = need.view && visibility == Visibility::Public;
+    let public_view = need.open_on_public && visibility == Visibility::Public;
     let no_access = |detail| (Outcome::Deny, Reason::NoAccess { detail });
     match fact {
         Fact::Replaced { current } => (Outcome::Deny, Reason::RepoReplaced { deployed, current: *current }),
@@ -204,7 +204,7 @@ pub(crate) fn decide_github(need: Need, deployed: RepoId, visibility: Visibility
 
 /// The policy's verdict for nobody signed in.
 pub(crate) fn decide_anonymous(visibility: Visibility, need: Need) -> (Outcome, Reason) {
-    if need.view && visibility == Visibility::Public {
+    if need.open_on_public && visibility == Visibility::Public {
         (Outcome::Allow, Reason::PublicApp)
     } else {
         (Outcome::Deny, Reason::NoAccess { detail: NoAccessDetail::Anonymous })

@@ -215,7 +215,8 @@ impl Default for Policy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Need {
     pub(crate) required: Role,
-    pub(crate) view: bool,
+    /// Public apps are open to anyone for it (it is `view`).
+    pub(crate) open_on_public: bool,
     pub(crate) strict: bool,
 }
 
@@ -259,10 +260,10 @@ impl Policy {
     }
 
     pub(crate) fn need(&self, cap: Capability) -> Need {
-        Need { required: self.required(cap), view: cap == Capability::View, strict: cap.is_destructive() }
+        Need { required: self.required(cap), open_on_public: cap == Capability::View, strict: cap.is_destructive() }
     }
 
     pub(crate) fn sharing_need(&self) -> Need {
-        Need { required: self.sharing.unwrap_or(self.edit), view: false, strict: false }
+        Need { required: self.sharing.unwrap_or(self.edit), open_on_public: false, strict: false }
     }
 }

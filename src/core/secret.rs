@@ -2,32 +2,49 @@
 
 use std::fmt;
 
-/// A GitHub token (installation token, personal access token or a user's OAuth token).
-///
-/// ```
-/// use ghauthz::GithubToken;
-/// let t = GithubToken::new("ghs_abc".to_owned());
-/// assert_eq!(format!("{t:?}"), "GithubToken([redacted])");
-/// assert_eq!(t.expose_secret(), "ghs_abc");
-/// ```
-#[derive(Clone)]
-pub struct GithubToken(String);
+/// A secret's newtype, as every secret here is made: a redacted `Debug`, no `Display`, no
+/// `Serialize`, and one accessor named `expose_secret` (visible as `$expose` says) so that every
+/// use of the secret itself is easy to find. `Clone` only where the attributes derive it.
+macro_rules! secret_type {
+    (
+        $(#[$meta:meta])*
+        $expose:vis $name:ident($inner:ty) -> $exposed:ty, $expose_doc:literal
+    ) => {
+        $(#[$meta])*
+        pub struct $name($inner);
+
+        impl $name {
+            #[doc = $expose_doc]
+            $expose fn expose_secret(&self) -> &$exposed {
+                &self.0
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(concat!(stringify!($name), "([redacted])"))
+            }
+        }
+    };
+}
+
+secret_type! {
+    /// A GitHub token (installation token, personal access token or a user's OAuth token).
+    ///
+    /// ```
+    /// use ghauthz::GithubToken;
+    /// let t = GithubToken::new("ghs_abc".to_owned());
+    /// assert_eq!(format!("{t:?}"), "GithubToken([redacted])");
+    /// assert_eq!(t.expose_secret(), "ghs_abc");
+    /// ```
+    #[derive(Clone)]
+    pub GithubToken(String) -> str, "The token itself. Call it only where the token is sent."
+}
 
 impl GithubToken {
     /// Wraps a token.
     pub fn new(token: String) -> Self {
         Self(token)
-    }
-
-    /// The token itself. Call it only where the token is sent.
-    pub fn expose_secret(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for GithubToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("GithubToken([redacted])")
     }
 }
 
@@ -43,25 +60,17 @@ mod tests {
     }
 }
 
-/// A GitHub App's private key.
-#[derive(Clone)]
-pub struct AppPrivateKey(jsonwebtoken::EncodingKey);
+secret_type! {
+    /// A GitHub App's private key.
+    #[derive(Clone)]
+    pub(crate) AppPrivateKey(jsonwebtoken::EncodingKey) -> jsonwebtoken::EncodingKey,
+        "The key, for signing. Call it only where the App's JWT is made."
+}
 
 impl AppPrivateKey {
     /// Reads an RSA private key in PEM, as GitHub hands it out.
     pub fn from_pem(pem: &[u8]) -> Result<Self, InvalidKey> {
         jsonwebtoken::EncodingKey::from_rsa_pem(pem).map(Self).map_err(|_| InvalidKey)
-    }
-
-    /// The key, for signing. Call it only where the App's JWT is made.
-    pub(crate) fn encoding_key(&self) -> &jsonwebtoken::EncodingKey {
-        &self.0
-    }
-}
-
-impl fmt::Debug for AppPrivateKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AppPrivateKey([redacted])")
     }
 }
 
@@ -70,44 +79,26 @@ impl fmt::Debug for AppPrivateKey {
 #[error("not a usable key")]
 pub struct InvalidKey;
 
-/// A single-use sign-in link token: what the mailer sends. Not `Clone`: it is handed out once.
-pub struct LinkToken(String);
+secret_type! {
+    /// A single-use sign-in link token: what the mailer sends. Not `Clone`: it is handed out once.
+    pub LinkToken(String) -> str, "The token itself. Call it only where the link is sent."
+}
 
 impl LinkToken {
     pub(crate) fn new(token: String) -> Self {
         Self(token)
     }
-
-    /// The token itself. Call it only where the link is sent.
-    pub fn expose_secret(&self) -> &str {
-        &self.0
-    }
 }
 
-impl fmt::Debug for LinkToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("LinkToken([redacted])")
-    }
+secret_type! {
+    /// A viewer session token (a JWT we signed): what the viewer's browser holds.
+    #[derive(Clone)]
+    pub SessionToken(String) -> str, "The token itself. Call it only where it is handed to the viewer."
 }
-
-/// A viewer session token (a JWT we signed): what the viewer's browser holds.
-#[derive(Clone)]
-pub struct SessionToken(String);
 
 impl SessionToken {
     pub(crate) fn new(token: String) -> Self {
         Self(token)
-    }
-
-    /// The token itself. Call it only where it is handed to the viewer.
-    pub fn expose_secret(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SessionToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SessionToken([redacted])")
     }
 }
 
@@ -145,16 +136,18 @@ impl fmt::Debug for SessionKey {
     }
 }
 
-/// The secret GitHub signs webhook deliveries with (`X-Hub-Signature-256`).
-///
-/// ```
-/// use ghauthz::WebhookSecret;
-/// let s = WebhookSecret::new("It's a Secret to Everybody".into()).unwrap();
-/// assert_eq!(format!("{s:?}"), "WebhookSecret([redacted])");
-/// assert!(WebhookSecret::new(String::new()).is_err(), "an empty secret signs nothing");
-/// ```
-#[derive(Clone)]
-pub struct WebhookSecret(Vec<u8>);
+secret_type! {
+    /// The secret GitHub signs webhook deliveries with (`X-Hub-Signature-256`).
+    ///
+    /// ```
+    /// use ghauthz::WebhookSecret;
+    /// let s = WebhookSecret::new("It's a Secret to Everybody".into()).unwrap();
+    /// assert_eq!(format!("{s:?}"), "WebhookSecret([redacted])");
+    /// assert!(WebhookSecret::new(String::new()).is_err(), "an empty secret signs nothing");
+    /// ```
+    #[derive(Clone)]
+    pub WebhookSecret(Vec<u8>) -> [u8], "The secret. Call it only to compute a signature."
+}
 
 impl WebhookSecret {
     /// Wraps a secret; an empty one is refused.
@@ -163,17 +156,6 @@ impl WebhookSecret {
             return Err(InvalidKey);
         }
         Ok(Self(secret.into_bytes()))
-    }
-
-    /// The secret. Call it only to compute a signature.
-    pub fn expose_secret(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for WebhookSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("WebhookSecret([redacted])")
     }
 }
 

@@ -192,7 +192,7 @@ impl OctocrabGithub {
         let octo = match &cfg.auth {
             GithubAuth::Token(t) => builder.personal_token(t.expose_secret().to_owned()).build().map_err(err)?,
             GithubAuth::App { app_id, key, installation_id } => builder
-                .app(octocrab::models::AppId(*app_id), key.encoding_key().clone())
+                .app(octocrab::models::AppId(*app_id), key.expose_secret().clone())
                 .build()
                 .map_err(err)?
                 .installation(octocrab::models::InstallationId(*installation_id))

@@ -378,18 +378,10 @@ fn parse_world_role(s: &str) -> Result<RoleGrant, String> {
         return Ok(RoleGrant { role: base, name: RoleName::Custom(name.into()) });
     }
     match s {
-        "read" | "triage" | "write" | "maintain" | "admin" => Role::parse(s).map(RoleGrant::standard).ok_or_default(s),
+        "read" | "triage" | "write" | "maintain" | "admin" => {
+            Role::parse(s).map(RoleGrant::standard).ok_or_else(|| format!("unknown role `{s}`"))
+        }
         _ => Err(format!("unknown role `{s}`: expected admin, maintain, write, triage, read or custom:<name>:<base>")),
-    }
-}
-
-trait OkOrDefault<T> {
-    fn ok_or_default(self, s: &str) -> Result<T, String>;
-}
-
-impl<T> OkOrDefault<T> for Option<T> {
-    fn ok_or_default(self, s: &str) -> Result<T, String> {
-        self.ok_or_else(|| format!("unknown role `{s}`"))
     }
 }
 
