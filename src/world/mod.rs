@@ -362,6 +362,374 @@ impl Checker<'_> {
     }
 }
 
+/// A world's login names and the users they name, for looking users up while checking.
+struct Logins<'w> {
+    users: &'w [WorldUser],
+    by_login: &'w HashMap<String, usize>,
+}
+
+impl Logins<'_> {
+    /// The id of the user a login (any case) names.
+    fn id(&self, ck: &Checker<'_>, s: &Spanned<String>, field: String) -> Result<UserId, WorldError> {
+        self.by_login.get(&s.get_ref().to_ascii_lowercase()).map(|&i| self.users[i].id).ok_or_else(|| {
+            ck.err(Some(s.span()), field, format!("unknown login `{}`: declare it under [[users]]", s.get_ref()))
+        })
+    }
+}
+
+/// The steps of [`World::validate`].
+impl Checker<'_> {
+    fn version(&self, wf: &WorldFile) -> Result<(), WorldError> {
+        if *wf.version.get_ref() != 1 {
+            return Err(self.err(
+                Some(wf.version.span()),
+                "version",
+                format!("unsupported version {}: expected 1", wf.version.get_ref()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn now(&self, wf: &WorldFile) -> Result<Option<Timestamp>, WorldError> {
+        Ok(match &wf.now {
+            None => None,
+            Some(s) => {
+                let t = chrono::DateTime::parse_from_rfc3339(s.get_ref()).map_err(|e| {
+                    self.err(Some(s.span()), "now", format!("`{}` is not an RFC 3339 time: {e}", s.get_ref()))
+                })?;
+                Some(Timestamp(
+                    u64::try_from(t.timestamp_millis()).map_err(|_| self.err(Some(s.span()), "now", "before 1970"))?,
+                ))
+            }
+        })
+    }
+
+    /// An id as GitHub issues them and the stores hold them: 1 to 2^63 - 1.
+    fn store_id(&self, id: &Spanned<u64>, field: String) -> Result<u64, WorldError> {
+        let v = *id.get_ref();
+        if v == 0 || i64::try_from(v).is_err() {
+            return Err(self.err(
+                Some(id.span()),
+                field,
+                format!("id {v} is out of range: expected 1 to {}", i64::MAX),
+            ));
+        }
+        Ok(v)
+    }
+
+    /// The users, and each login's index among them; every id goes into `ids`.
+    fn users(
+        &self,
+        wf: &WorldFile,
+        ids: &mut HashSet<u64>,
+    ) -> Result<(Vec<WorldUser>, HashMap<String, usize>), WorldError> {
+        let mut users = Vec::new();
+        let mut by_login = HashMap::new();
+        for (i, u) in wf.users.iter().enumerate() {
+            let login = u.login.get_ref();
+            if login.is_empty() || !login.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                return Err(self.err(
+                    Some(u.login.span()),
+                    format!("users[{i}].login"),
+                    format!("`{login}` is not a GitHub login"),
+                ));
+            }
+            if by_login.insert(login.to_ascii_lowercase(), users.len()).is_some() {
+                return Err(self.err(
+                    Some(u.login.span()),
+                    format!("users[{i}].login"),
+                    format!("login `{login}` declared twice"),
+                ));
+            }
+            self.store_id(&u.id, format!("users[{i}].id"))?;
+            if !ids.insert(*u.id.get_ref()) {
+                return Err(self.err(
+                    Some(u.id.span()),
+                    format!("users[{i}].id"),
+                    format!("id {} declared twice", u.id.get_ref()),
+                ));
+            }
+            users.push(WorldUser { id: UserId(*u.id.get_ref()), login: login.clone() });
+        }
+        Ok((users, by_login))
+    }
+
+    /// The organizations with their teams, and each login's index among them.
+    fn orgs(
+        &self,
+        wf: &WorldFile,
+        logins: &Logins<'_>,
+        ids: &mut HashSet<u64>,
+    ) -> Result<(Vec<WorldOrg>, HashMap<String, usize>), WorldError> {
+        let mut orgs = Vec::new();
+        let mut org_by_login = HashMap::new();
+        for (i, o) in wf.orgs.iter().enumerate() {
+            let login = o.login.get_ref().clone();
+            if logins.by_login.contains_key(&login.to_ascii_lowercase())
+                || org_by_login.contains_key(&login.to_ascii_lowercase())
+            {
+                return Err(self.err(
+                    Some(o.login.span()),
+                    format!("orgs[{i}].login"),
+                    format!("login `{login}` is already taken"),
+                ));
+            }
+            self.store_id(&o.id, format!("orgs[{i}].id"))?;
+            if !ids.insert(*o.id.get_ref()) {
+                return Err(self.err(
+                    Some(o.id.span()),
+                    format!("orgs[{i}].id"),
+                    format!("id {} already used by another account", o.id.get_ref()),
+                ));
+            }
+            let owners = o
+                .owners
+                .iter()
+                .enumerate()
+                .map(|(j, s)| logins.id(self, s, format!("orgs[{i}].owners[{j}]")))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut members = o
+                .members
+                .iter()
+                .enumerate()
+                .map(|(j, s)| logins.id(self, s, format!("orgs[{i}].members[{j}]")))
+                .collect::<Result<Vec<_>, _>>()?;
+            for owner in &owners {
+                if !members.contains(owner) {
+                    members.push(*owner);
+                }
+            }
+            let base_permission = match &o.base_permission {
+                None => Some(Role::Read),
+                Some(s) => match s.get_ref().as_str() {
+                    "none" => None,
+                    "read" | "write" | "admin" => Role::parse(s.get_ref()),
+                    other => {
+                        return Err(self.err(
+                            Some(s.span()),
+                            format!("orgs[{i}].base_permission"),
+                            format!("`{other}`: expected none, read, write or admin"),
+                        ));
+                    }
+                },
+            };
+            let mut teams = Vec::new();
+            for (t, team) in o.teams.iter().enumerate() {
+                let tm = team
+                    .members
+                    .iter()
+                    .enumerate()
+                    .map(|(j, s)| logins.id(self, s, format!("orgs[{i}].teams[{t}].members[{j}]")))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut repos = BTreeMap::new();
+                for (name, role) in &team.repos {
+                    let grant = parse_world_role(role.get_ref())
+                        .map_err(|m| self.err(Some(role.span()), format!("orgs[{i}].teams[{t}].repos.{name}"), m))?;
+                    repos.insert(name.clone(), grant);
+                }
+                let id = self.store_id(&team.id, format!("orgs[{i}].teams[{t}].id"))?;
+                teams.push(WorldTeam { id, slug: team.slug.clone(), members: tm, repos });
+            }
+            org_by_login.insert(login.to_ascii_lowercase(), orgs.len());
+            orgs.push(WorldOrg { id: *o.id.get_ref(), login, owners, members, base_permission, teams });
+        }
+        Ok((orgs, org_by_login))
+    }
+
+    fn repos(
+        &self,
+        wf: &WorldFile,
+        logins: &Logins<'_>,
+        orgs: &[WorldOrg],
+        org_by_login: &HashMap<String, usize>,
+    ) -> Result<Vec<WorldRepo>, WorldError> {
+        let mut repos: Vec<WorldRepo> = Vec::new();
+        for (i, r) in wf.repos.iter().enumerate() {
+            let owner = r.owner.get_ref();
+            let (owner_id, owner_is_org) = if let Some(&o) = org_by_login.get(&owner.to_ascii_lowercase()) {
+                (orgs[o].id, true)
+            } else {
+                (logins.id(self, &r.owner, format!("repos[{i}].owner"))?.0, false)
+            };
+            RepoCoords::new(owner, r.name.get_ref())
+                .map_err(|e| self.err(Some(r.name.span()), format!("repos[{i}].name"), e.to_string()))?;
+            self.store_id(&r.id, format!("repos[{i}].id"))?;
+            if repos.iter().any(|x| x.id.0 == *r.id.get_ref()) {
+                return Err(self.err(
+                    Some(r.id.span()),
+                    format!("repos[{i}].id"),
+                    format!("repository id {} declared twice", r.id.get_ref()),
+                ));
+            }
+            let taken = |name: &str| {
+                repos.iter().any(|x| {
+                    x.owner.eq_ignore_ascii_case(owner)
+                        && (x.name.eq_ignore_ascii_case(name)
+                            || x.renamed_from.iter().any(|n| n.eq_ignore_ascii_case(name)))
+                })
+            };
+            if taken(r.name.get_ref()) {
+                return Err(self.err(
+                    Some(r.name.span()),
+                    format!("repos[{i}].name"),
+                    format!("`{owner}/{}` is declared twice", r.name.get_ref()),
+                ));
+            }
+            for (j, old) in r.renamed_from.iter().enumerate() {
+                if taken(old.get_ref()) || old.get_ref().eq_ignore_ascii_case(r.name.get_ref()) {
+                    return Err(self.err(
+                        Some(old.span()),
+                        format!("repos[{i}].renamed_from[{j}]"),
+                        format!("`{owner}/{}` already names a repository", old.get_ref()),
+                    ));
+                }
+            }
+            let mut roles = BTreeMap::new();
+            for (login, role) in &r.roles {
+                let id =
+                    logins.by_login.get(&login.to_ascii_lowercase()).map(|&u| logins.users[u].id).ok_or_else(|| {
+                        self.err(
+                            Some(role.span()),
+                            format!("repos[{i}].roles.{login}"),
+                            format!("unknown login `{login}`: declare it under [[users]]"),
+                        )
+                    })?;
+                let grant = parse_world_role(role.get_ref())
+                    .map_err(|m| self.err(Some(role.span()), format!("repos[{i}].roles.{login}"), m))?;
+                roles.insert(id, grant);
+            }
+            repos.push(WorldRepo {
+                id: RepoId(*r.id.get_ref()),
+                owner: owner.clone(),
+                owner_id,
+                owner_is_org,
+                name: r.name.get_ref().clone(),
+                private: r.private,
+                archived: r.archived,
+                renamed_from: r.renamed_from.iter().map(|s| s.get_ref().clone()).collect(),
+                roles,
+            });
+        }
+        Ok(repos)
+    }
+
+    /// Teams may only name repositories of their organization.
+    fn team_repos(&self, wf: &WorldFile, orgs: &[WorldOrg], repos: &[WorldRepo]) -> Result<(), WorldError> {
+        for (i, org) in orgs.iter().enumerate() {
+            for (t, team) in org.teams.iter().enumerate() {
+                for name in team.repos.keys() {
+                    if !repos
+                        .iter()
+                        .any(|r| r.owner.eq_ignore_ascii_case(&org.login) && r.name.eq_ignore_ascii_case(name))
+                    {
+                        let span = wf.orgs[i].teams[t].repos.get(name).map(Spanned::span);
+                        return Err(self.err(
+                            span,
+                            format!("orgs[{i}].teams[{t}].repos.{name}"),
+                            format!("no repository `{}/{name}`", org.login),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn faults(&self, wf: &WorldFile) -> Result<Vec<WorldFault>, WorldError> {
+        let mut faults = Vec::new();
+        for (i, f) in wf.faults.iter().enumerate() {
+            if !f.path.get_ref().starts_with('/') {
+                return Err(self.err(Some(f.path.span()), format!("faults[{i}].path"), "a fault path starts with `/`"));
+            }
+            let status = match f.status.get_ref() {
+                FaultStatusSpec::Code(c @ (500 | 502 | 503 | 403 | 429)) => FaultStatus::Http(*c),
+                FaultStatusSpec::Word(w) if w == "timeout" => FaultStatus::Timeout,
+                other => {
+                    let shown = match other {
+                        FaultStatusSpec::Code(c) => c.to_string(),
+                        FaultStatusSpec::Word(w) => format!("\"{w}\""),
+                    };
+                    return Err(self.err(
+                        Some(f.status.span()),
+                        format!("faults[{i}].status"),
+                        format!("{shown}: expected 500, 502, 503, 403, 429 or \"timeout\""),
+                    ));
+                }
+            };
+            faults.push(WorldFault {
+                path: f.path.get_ref().clone(),
+                status,
+                retry_after: f.retry_after,
+                times: f.times,
+            });
+        }
+        Ok(faults)
+    }
+
+    fn google(&self, wf: &WorldFile, dir: &Path) -> Result<Option<WorldGoogle>, WorldError> {
+        Ok(match &wf.google {
+            None => None,
+            Some(g) => {
+                let jwks = dir.join(&g.jwks);
+                let fail = |m: String| WorldError {
+                    file: self.file.clone(),
+                    position: None,
+                    field: Some("google.jwks".into()),
+                    message: m,
+                };
+                let text = read_bounded(&jwks, MAX_JWKS_FILE)
+                    .map_err(|e| fail(format!("cannot read `{}`: {e}", jwks.display())))?;
+                serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(&text)
+                    .map_err(|e| fail(format!("`{}` is not a JWKS: {e}", jwks.display())))?;
+                Some(WorldGoogle {
+                    client_ids: g.client_ids.clone(),
+                    jwks,
+                    max_age: g.max_age,
+                    jwks_json: text,
+                    require_authoritative: g.require_authoritative,
+                    hosted_domain: g.hosted_domain.clone(),
+                })
+            }
+        })
+    }
+
+    fn apps(&self, wf: &WorldFile, logins: &Logins<'_>) -> Result<Vec<WorldApp>, WorldError> {
+        let mut apps: Vec<WorldApp> = Vec::new();
+        for (i, a) in wf.apps.iter().enumerate() {
+            let repo_id = self.store_id(&a.repo_id, format!("apps[{i}].repo_id"))?;
+            let coords: RepoCoords = a.repo.get_ref().parse().map_err(|e: crate::core::ids::InvalidRepoCoords| {
+                self.err(Some(a.repo.span()), format!("apps[{i}].repo"), e.to_string())
+            })?;
+            let id = a.id.get_ref();
+            if id.is_empty() || apps.iter().any(|x| x.app.id().0 == *id) {
+                return Err(self.err(
+                    Some(a.id.span()),
+                    format!("apps[{i}].id"),
+                    format!("app id `{id}` is empty or declared twice"),
+                ));
+            }
+            let deployed_by = logins.id(self, &a.deployed_by, format!("apps[{i}].deployed_by"))?;
+            let mut viewers: Vec<Email> = Vec::new();
+            for (j, v) in a.viewers.iter().enumerate() {
+                let email = Email::parse(v.get_ref()).map_err(|e| {
+                    self.err(Some(v.span()), format!("apps[{i}].viewers[{j}]"), format!("invalid email: {e}"))
+                })?;
+                if !viewers.contains(&email) {
+                    viewers.push(email);
+                }
+            }
+            apps.push(WorldApp {
+                app: App::new(AppId(id.clone()), coords, RepoId(repo_id), a.visibility),
+                branch: a.branch.clone(),
+                main_file: a.main_file.clone(),
+                deployed_by,
+                viewers,
+            });
+        }
+        Ok(apps)
+    }
+}
+
 /// Parses a world role: a standard role or `custom:<name>:<base>`.
 fn parse_world_role(s: &str) -> Result<RoleGrant, String> {
     if let Some(rest) = s.strip_prefix("custom:") {
@@ -443,315 +811,21 @@ impl World {
         Self::validate(&ck, wf, dir)
     }
 
+    /// Checks the parsed file in steps, each refusing with the line and field of what is wrong:
+    /// the version and clock, the accounts (users, then organizations and their teams), the
+    /// repositories, the teams' repositories, the faults, Google, and the apps.
     fn validate(ck: &Checker<'_>, wf: WorldFile, dir: &Path) -> Result<World, WorldError> {
-        if *wf.version.get_ref() != 1 {
-            return Err(ck.err(
-                Some(wf.version.span()),
-                "version",
-                format!("unsupported version {}: expected 1", wf.version.get_ref()),
-            ));
-        }
-        let now = match &wf.now {
-            None => None,
-            Some(s) => {
-                let t = chrono::DateTime::parse_from_rfc3339(s.get_ref()).map_err(|e| {
-                    ck.err(Some(s.span()), "now", format!("`{}` is not an RFC 3339 time: {e}", s.get_ref()))
-                })?;
-                Some(Timestamp(
-                    u64::try_from(t.timestamp_millis()).map_err(|_| ck.err(Some(s.span()), "now", "before 1970"))?,
-                ))
-            }
-        };
-        // Ids as GitHub issues them and the stores hold them: 1 to 2^63 - 1.
-        let store_id = |id: &Spanned<u64>, field: String| -> Result<u64, WorldError> {
-            let v = *id.get_ref();
-            if v == 0 || i64::try_from(v).is_err() {
-                return Err(ck.err(
-                    Some(id.span()),
-                    field,
-                    format!("id {v} is out of range: expected 1 to {}", i64::MAX),
-                ));
-            }
-            Ok(v)
-        };
-        // Users.
-        let mut users = Vec::new();
-        let mut by_login = HashMap::new();
+        ck.version(&wf)?;
+        let now = ck.now(&wf)?;
         let mut ids = HashSet::new();
-        for (i, u) in wf.users.iter().enumerate() {
-            let login = u.login.get_ref();
-            if login.is_empty() || !login.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-                return Err(ck.err(
-                    Some(u.login.span()),
-                    format!("users[{i}].login"),
-                    format!("`{login}` is not a GitHub login"),
-                ));
-            }
-            if by_login.insert(login.to_ascii_lowercase(), users.len()).is_some() {
-                return Err(ck.err(
-                    Some(u.login.span()),
-                    format!("users[{i}].login"),
-                    format!("login `{login}` declared twice"),
-                ));
-            }
-            store_id(&u.id, format!("users[{i}].id"))?;
-            if !ids.insert(*u.id.get_ref()) {
-                return Err(ck.err(
-                    Some(u.id.span()),
-                    format!("users[{i}].id"),
-                    format!("id {} declared twice", u.id.get_ref()),
-                ));
-            }
-            users.push(WorldUser { id: UserId(*u.id.get_ref()), login: login.clone() });
-        }
-        let user_id = |s: &Spanned<String>, field: String| -> Result<UserId, WorldError> {
-            by_login.get(&s.get_ref().to_ascii_lowercase()).map(|&i| users[i].id).ok_or_else(|| {
-                ck.err(Some(s.span()), field, format!("unknown login `{}`: declare it under [[users]]", s.get_ref()))
-            })
-        };
-        // Organizations.
-        let mut orgs = Vec::new();
-        let mut org_by_login = HashMap::new();
-        for (i, o) in wf.orgs.iter().enumerate() {
-            let login = o.login.get_ref().clone();
-            if by_login.contains_key(&login.to_ascii_lowercase())
-                || org_by_login.contains_key(&login.to_ascii_lowercase())
-            {
-                return Err(ck.err(
-                    Some(o.login.span()),
-                    format!("orgs[{i}].login"),
-                    format!("login `{login}` is already taken"),
-                ));
-            }
-            store_id(&o.id, format!("orgs[{i}].id"))?;
-            if !ids.insert(*o.id.get_ref()) {
-                return Err(ck.err(
-                    Some(o.id.span()),
-                    format!("orgs[{i}].id"),
-                    format!("id {} already used by another account", o.id.get_ref()),
-                ));
-            }
-            let owners = o
-                .owners
-                .iter()
-                .enumerate()
-                .map(|(j, s)| user_id(s, format!("orgs[{i}].owners[{j}]")))
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut members = o
-                .members
-                .iter()
-                .enumerate()
-                .map(|(j, s)| user_id(s, format!("orgs[{i}].members[{j}]")))
-                .collect::<Result<Vec<_>, _>>()?;
-            for owner in &owners {
-                if !members.contains(owner) {
-                    members.push(*owner);
-                }
-            }
-            let base_permission = match &o.base_permission {
-                None => Some(Role::Read),
-                Some(s) => match s.get_ref().as_str() {
-                    "none" => None,
-                    "read" | "write" | "admin" => Role::parse(s.get_ref()),
-                    other => {
-                        return Err(ck.err(
-                            Some(s.span()),
-                            format!("orgs[{i}].base_permission"),
-                            format!("`{other}`: expected none, read, write or admin"),
-                        ));
-                    }
-                },
-            };
-            let mut teams = Vec::new();
-            for (t, team) in o.teams.iter().enumerate() {
-                let tm = team
-                    .members
-                    .iter()
-                    .enumerate()
-                    .map(|(j, s)| user_id(s, format!("orgs[{i}].teams[{t}].members[{j}]")))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let mut repos = BTreeMap::new();
-                for (name, role) in &team.repos {
-                    let grant = parse_world_role(role.get_ref())
-                        .map_err(|m| ck.err(Some(role.span()), format!("orgs[{i}].teams[{t}].repos.{name}"), m))?;
-                    repos.insert(name.clone(), grant);
-                }
-                let id = store_id(&team.id, format!("orgs[{i}].teams[{t}].id"))?;
-                teams.push(WorldTeam { id, slug: team.slug.clone(), members: tm, repos });
-            }
-            org_by_login.insert(login.to_ascii_lowercase(), orgs.len());
-            orgs.push(WorldOrg { id: *o.id.get_ref(), login, owners, members, base_permission, teams });
-        }
-        // Repositories.
-        let mut repos: Vec<WorldRepo> = Vec::new();
-        for (i, r) in wf.repos.iter().enumerate() {
-            let owner = r.owner.get_ref();
-            let (owner_id, owner_is_org) = if let Some(&o) = org_by_login.get(&owner.to_ascii_lowercase()) {
-                (orgs[o].id, true)
-            } else {
-                (user_id(&r.owner, format!("repos[{i}].owner"))?.0, false)
-            };
-            RepoCoords::new(owner, r.name.get_ref())
-                .map_err(|e| ck.err(Some(r.name.span()), format!("repos[{i}].name"), e.to_string()))?;
-            store_id(&r.id, format!("repos[{i}].id"))?;
-            if repos.iter().any(|x| x.id.0 == *r.id.get_ref()) {
-                return Err(ck.err(
-                    Some(r.id.span()),
-                    format!("repos[{i}].id"),
-                    format!("repository id {} declared twice", r.id.get_ref()),
-                ));
-            }
-            let taken = |name: &str| {
-                repos.iter().any(|x| {
-                    x.owner.eq_ignore_ascii_case(owner)
-                        && (x.name.eq_ignore_ascii_case(name)
-                            || x.renamed_from.iter().any(|n| n.eq_ignore_ascii_case(name)))
-                })
-            };
-            if taken(r.name.get_ref()) {
-                return Err(ck.err(
-                    Some(r.name.span()),
-                    format!("repos[{i}].name"),
-                    format!("`{owner}/{}` is declared twice", r.name.get_ref()),
-                ));
-            }
-            for (j, old) in r.renamed_from.iter().enumerate() {
-                if taken(old.get_ref()) || old.get_ref().eq_ignore_ascii_case(r.name.get_ref()) {
-                    return Err(ck.err(
-                        Some(old.span()),
-                        format!("repos[{i}].renamed_from[{j}]"),
-                        format!("`{owner}/{}` already names a repository", old.get_ref()),
-                    ));
-                }
-            }
-            let mut roles = BTreeMap::new();
-            for (login, role) in &r.roles {
-                let id = by_login.get(&login.to_ascii_lowercase()).map(|&u| users[u].id).ok_or_else(|| {
-                    ck.err(
-                        Some(role.span()),
-                        format!("repos[{i}].roles.{login}"),
-                        format!("unknown login `{login}`: declare it under [[users]]"),
-                    )
-                })?;
-                let grant = parse_world_role(role.get_ref())
-                    .map_err(|m| ck.err(Some(role.span()), format!("repos[{i}].roles.{login}"), m))?;
-                roles.insert(id, grant);
-            }
-            repos.push(WorldRepo {
-                id: RepoId(*r.id.get_ref()),
-                owner: owner.clone(),
-                owner_id,
-                owner_is_org,
-                name: r.name.get_ref().clone(),
-                private: r.private,
-                archived: r.archived,
-                renamed_from: r.renamed_from.iter().map(|s| s.get_ref().clone()).collect(),
-                roles,
-            });
-        }
-        // Teams may only name repositories of their org.
-        for (i, org) in orgs.iter().enumerate() {
-            for (t, team) in org.teams.iter().enumerate() {
-                for name in team.repos.keys() {
-                    if !repos
-                        .iter()
-                        .any(|r| r.owner.eq_ignore_ascii_case(&org.login) && r.name.eq_ignore_ascii_case(name))
-                    {
-                        let span = wf.orgs[i].teams[t].repos.get(name).map(Spanned::span);
-                        return Err(ck.err(
-                            span,
-                            format!("orgs[{i}].teams[{t}].repos.{name}"),
-                            format!("no repository `{}/{name}`", org.login),
-                        ));
-                    }
-                }
-            }
-        }
-        // Faults.
-        let mut faults = Vec::new();
-        for (i, f) in wf.faults.iter().enumerate() {
-            if !f.path.get_ref().starts_with('/') {
-                return Err(ck.err(Some(f.path.span()), format!("faults[{i}].path"), "a fault path starts with `/`"));
-            }
-            let status = match f.status.get_ref() {
-                FaultStatusSpec::Code(c @ (500 | 502 | 503 | 403 | 429)) => FaultStatus::Http(*c),
-                FaultStatusSpec::Word(w) if w == "timeout" => FaultStatus::Timeout,
-                other => {
-                    let shown = match other {
-                        FaultStatusSpec::Code(c) => c.to_string(),
-                        FaultStatusSpec::Word(w) => format!("\"{w}\""),
-                    };
-                    return Err(ck.err(
-                        Some(f.status.span()),
-                        format!("faults[{i}].status"),
-                        format!("{shown}: expected 500, 502, 503, 403, 429 or \"timeout\""),
-                    ));
-                }
-            };
-            faults.push(WorldFault {
-                path: f.path.get_ref().clone(),
-                status,
-                retry_after: f.retry_after,
-                times: f.times,
-            });
-        }
-        let google = match &wf.google {
-            None => None,
-            Some(g) => {
-                let jwks = dir.join(&g.jwks);
-                let fail = |m: String| WorldError {
-                    file: ck.file.clone(),
-                    position: None,
-                    field: Some("google.jwks".into()),
-                    message: m,
-                };
-                let text = read_bounded(&jwks, MAX_JWKS_FILE)
-                    .map_err(|e| fail(format!("cannot read `{}`: {e}", jwks.display())))?;
-                serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(&text)
-                    .map_err(|e| fail(format!("`{}` is not a JWKS: {e}", jwks.display())))?;
-                Some(WorldGoogle {
-                    client_ids: g.client_ids.clone(),
-                    jwks,
-                    max_age: g.max_age,
-                    jwks_json: text,
-                    require_authoritative: g.require_authoritative,
-                    hosted_domain: g.hosted_domain.clone(),
-                })
-            }
-        };
-        // Apps.
-        let mut apps: Vec<WorldApp> = Vec::new();
-        for (i, a) in wf.apps.iter().enumerate() {
-            let repo_id = store_id(&a.repo_id, format!("apps[{i}].repo_id"))?;
-            let coords: RepoCoords = a.repo.get_ref().parse().map_err(|e: crate::core::ids::InvalidRepoCoords| {
-                ck.err(Some(a.repo.span()), format!("apps[{i}].repo"), e.to_string())
-            })?;
-            let id = a.id.get_ref();
-            if id.is_empty() || apps.iter().any(|x| x.app.id().0 == *id) {
-                return Err(ck.err(
-                    Some(a.id.span()),
-                    format!("apps[{i}].id"),
-                    format!("app id `{id}` is empty or declared twice"),
-                ));
-            }
-            let deployed_by = user_id(&a.deployed_by, format!("apps[{i}].deployed_by"))?;
-            let mut viewers: Vec<Email> = Vec::new();
-            for (j, v) in a.viewers.iter().enumerate() {
-                let email = Email::parse(v.get_ref()).map_err(|e| {
-                    ck.err(Some(v.span()), format!("apps[{i}].viewers[{j}]"), format!("invalid email: {e}"))
-                })?;
-                if !viewers.contains(&email) {
-                    viewers.push(email);
-                }
-            }
-            apps.push(WorldApp {
-                app: App::new(AppId(id.clone()), coords, RepoId(repo_id), a.visibility),
-                branch: a.branch.clone(),
-                main_file: a.main_file.clone(),
-                deployed_by,
-                viewers,
-            });
-        }
+        let (users, by_login) = ck.users(&wf, &mut ids)?;
+        let logins = Logins { users: &users, by_login: &by_login };
+        let (orgs, org_by_login) = ck.orgs(&wf, &logins, &mut ids)?;
+        let repos = ck.repos(&wf, &logins, &orgs, &org_by_login)?;
+        ck.team_repos(&wf, &orgs, &repos)?;
+        let faults = ck.faults(&wf)?;
+        let google = ck.google(&wf, dir)?;
+        let apps = ck.apps(&wf, &logins)?;
         Ok(World { inner: Arc::new(WorldData { now, users, orgs, repos, faults, google, apps, by_login }) })
     }
 

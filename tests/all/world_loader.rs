@@ -68,6 +68,11 @@ fn semantic_mistakes_are_refused() {
             "repos[0].roles.a",
             "read, triage, write or maintain",
         ),
+        (
+            "version = 1\n[[users]]\nid = 1\nlogin = \"a\"\n[[orgs]]\nid = 1\nlogin = \"o\"\n",
+            "orgs[0].id",
+            "already used by another account",
+        ),
         ("version = 1\n[[faults]]\npath = \"/x\"\nstatus = 418\n", "faults[0].status", "expected 500"),
         (
             "version = 1\n[[orgs]]\nid = 1\nlogin = \"o\"\nbase_permission = \"triage\"\n",
