@@ -105,6 +105,19 @@ pub enum ManageError {
     Check(#[from] CheckError),
 }
 
+impl ManageError {
+    /// A stable name: `unknown_app`, `invalid_email`, `denied` (with the decision), or
+    /// [`CheckError::kind`].
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ManageError::UnknownApp(_) => "unknown_app",
+            ManageError::InvalidEmail(_) => "invalid_email",
+            ManageError::Denied { .. } => "denied",
+            ManageError::Check(e) => e.kind(),
+        }
+    }
+}
+
 /// Why an [`Authorizer`] could not be built.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -118,6 +131,17 @@ pub enum BuildError {
     /// No session key could be generated (the system's random source failed).
     #[error("no session key could be generated")]
     Keys,
+}
+
+impl BuildError {
+    /// A stable name: `github_client`, `no_runtime`, `no_randomness`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BuildError::Github(_) => "github_client",
+            BuildError::NoRuntime => "no_runtime",
+            BuildError::Keys => "no_randomness",
+        }
+    }
 }
 
 /// Builds an [`Authorizer`].

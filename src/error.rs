@@ -25,6 +25,16 @@ pub enum CheckError {
 }
 
 impl CheckError {
+    /// A stable name: [`GithubError::kind`] or [`StoreError::kind`] for what failed below, or
+    /// `missing_user_token`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CheckError::Github(e) => e.kind(),
+            CheckError::Store(e) => e.kind(),
+            CheckError::MissingUserToken { .. } => "missing_user_token",
+        }
+    }
+
     /// Whether the failure is temporary (unavailable or rate limited): ask again later.
     pub fn is_unavailable(&self) -> bool {
         matches!(

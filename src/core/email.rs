@@ -47,6 +47,13 @@ pub enum EmailError {
     TooLong,
 }
 
+impl EmailError {
+    /// A stable name: `invalid_email` (the variant says what is wrong).
+    pub fn kind(&self) -> &'static str {
+        "invalid_email"
+    }
+}
+
 fn atext(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b)
 }

@@ -79,6 +79,13 @@ impl AppPrivateKey {
 #[error("not a usable key")]
 pub struct InvalidKey;
 
+impl InvalidKey {
+    /// A stable name: `invalid_key`.
+    pub fn kind(&self) -> &'static str {
+        "invalid_key"
+    }
+}
+
 secret_type! {
     /// A single-use sign-in link token: what the mailer sends. Not `Clone`: it is handed out once.
     pub LinkToken(String) -> str, "The token itself. Call it only where the link is sent."

@@ -162,6 +162,11 @@ impl GithubConfig {
 pub struct ClientBuildError(String);
 
 impl ClientBuildError {
+    /// A stable name: `github_client`.
+    pub fn kind(&self) -> &'static str {
+        "github_client"
+    }
+
     pub(crate) fn new(message: String) -> Self {
         Self(message)
     }

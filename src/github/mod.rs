@@ -83,6 +83,20 @@ pub enum GithubError {
 }
 
 impl GithubError {
+    /// A stable name: `rate_limited` (primary or secondary limit), `unavailable` (5xx, timeouts,
+    /// connection failures), `github_credentials`, `github_protocol`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GithubError::Unavailable {
+                cause: UnavailableCause::RateLimited | UnavailableCause::SecondaryRateLimit,
+                ..
+            } => "rate_limited",
+            GithubError::Unavailable { .. } => "unavailable",
+            GithubError::Credentials { .. } => "github_credentials",
+            GithubError::Protocol { .. } => "github_protocol",
+        }
+    }
+
     pub(crate) fn retry_after(&self) -> Option<Duration> {
         match self {
             GithubError::Unavailable { retry_after, .. } => *retry_after,

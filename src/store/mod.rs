@@ -405,6 +405,17 @@ pub enum StoreError {
     InvalidConfig(String),
 }
 
+impl StoreError {
+    /// A stable name: `store_unavailable`, `store_corrupt`, `store_config`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Unavailable(_) => "store_unavailable",
+            StoreError::Corrupt(_) => "store_corrupt",
+            StoreError::InvalidConfig(_) => "store_config",
+        }
+    }
+}
+
 /// A change to what the store holds, that authorizers caching it must hear of.
 ///
 /// Serialized as `{"kind": "app", "app": "<id>"}` or `{"kind": "all"}`.

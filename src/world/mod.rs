@@ -69,6 +69,13 @@ pub struct WorldError {
     pub message: String,
 }
 
+impl WorldError {
+    /// A stable name: `bad_world`.
+    pub fn kind(&self) -> &'static str {
+        "bad_world"
+    }
+}
+
 impl fmt::Display for WorldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.file {

@@ -42,14 +42,14 @@ pub(crate) async fn world_ctx(
             "live mode needs an app store (`--db`), which this version does not have yet; use `--world FILE`",
         ));
     };
-    let world = World::load(path).map_err(|e| Outcome::error(Exit::Usage, "bad_world", e))?;
+    let world = World::load(path).map_err(|e| Outcome::error(Exit::Usage, e.kind(), &e))?;
     let store = match g.db.as_deref() {
         None => Arc::new(MemoryStore::new()),
         Some(location) => ghauthz::store::open(location).await.map_err(|e| match e {
             ghauthz::store::StoreError::InvalidConfig(_) => {
                 Outcome::error(Exit::Usage, "usage", format!("`--db`: {e}"))
             }
-            e => Outcome::error(Exit::Unavailable, "store_unavailable", e),
+            e => Outcome::error(Exit::Unavailable, e.kind(), &e),
         })?,
     };
     let policy = match &g.policy {
@@ -72,7 +72,8 @@ pub(crate) async fn world_ctx(
     let keys = if needs_keys {
         SessionKeys::load_or_create(&keys_path).map_err(|e| Outcome::error(Exit::Usage, e.kind(), e))?
     } else {
-        SessionKeys::generate().map_err(|_| Outcome::error(Exit::Unavailable, "keys", "no random source"))?
+        SessionKeys::generate()
+            .map_err(|e| Outcome::error(Exit::Unavailable, e.kind(), "no random source for a session key"))?
     };
     let mock = MockGithub::start_with_clock(world.clone(), clock.clone())
         .await
@@ -82,7 +83,7 @@ pub(crate) async fn world_ctx(
     store
         .seed_once(&world.app_records(), clock.now())
         .await
-        .map_err(|e| Outcome::error(Exit::Unavailable, "store_unavailable", e))?;
+        .map_err(|e| Outcome::error(Exit::Unavailable, e.kind(), &e))?;
     let authz = Authorizer::builder(mock.github_config())
         .policy(policy)
         .clock(clock)

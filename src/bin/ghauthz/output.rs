@@ -6,8 +6,7 @@
 use std::process::{ExitCode, Termination};
 
 use ghauthz::{
-    Capability, CheckError, Decision, GithubError, GoogleError, GoogleSignInError, IssuedSession, LinkError,
-    ManageError, Timestamp, UnavailableCause,
+    Capability, CheckError, Decision, GoogleError, GoogleSignInError, IssuedSession, LinkError, ManageError, Timestamp,
 };
 use serde_json::{Value, json};
 
@@ -121,18 +120,7 @@ pub(crate) fn decision_json(app: &str, action: Capability, principal: &str, d: &
 }
 
 pub(crate) fn error_json(e: &CheckError) -> Value {
-    let kind = match e {
-        CheckError::Github(GithubError::Unavailable {
-            cause: UnavailableCause::RateLimited | UnavailableCause::SecondaryRateLimit,
-            ..
-        }) => "rate_limited",
-        CheckError::Github(GithubError::Unavailable { .. }) => "unavailable",
-        CheckError::Github(GithubError::Credentials { .. }) => "github_credentials",
-        CheckError::Github(_) => "github_protocol",
-        CheckError::Store(_) => "store_unavailable",
-        _ => "unavailable",
-    };
-    let mut v = json!({"error": kind, "message": e.to_string()});
+    let mut v = json!({"error": e.kind(), "message": e.to_string()});
     if let Some(d) = e.retry_after() {
         v["retry_after"] = json!(d.as_secs());
     }
@@ -173,14 +161,14 @@ pub(crate) fn link_error(e: &LinkError) -> Outcome {
 
 pub(crate) fn manage_error(e: &ManageError) -> Outcome {
     match e {
-        ManageError::UnknownApp(_) => Outcome::error(Exit::Denied, "unknown_app", e),
-        ManageError::InvalidEmail(_) => Outcome::error(Exit::Usage, "invalid_email", e),
+        ManageError::UnknownApp(_) => Outcome::error(Exit::Denied, e.kind(), e),
+        ManageError::InvalidEmail(_) => Outcome::error(Exit::Usage, e.kind(), e),
         ManageError::Denied { decision, .. } => Outcome::json(
             Exit::Denied,
-            &json!({"error": "denied", "message": e.to_string(), "reason": decision.reason()}),
+            &json!({"error": e.kind(), "message": e.to_string(), "reason": decision.reason()}),
         ),
         ManageError::Check(c) => Outcome::json(Exit::Unavailable, &error_json(c)),
-        _ => Outcome::error(Exit::Unavailable, "unavailable", e),
+        _ => Outcome::error(Exit::Unavailable, e.kind(), e),
     }
 }
 
