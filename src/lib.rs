@@ -32,7 +32,7 @@ pub use github::{ClientBuildError, GithubAuth, GithubConfig, GithubError, Unavai
 pub use google::{GoogleConfig, GoogleError, GoogleIdentity};
 pub use viewer::{
     GoogleSignInError, IssuedLink, IssuedSession, KeysFileError, LinkConfig, LinkError, LinkInfo, MAX_KEYS_FILE,
-    SessionConfig, SessionKeys,
+    SessionConfig, SessionKeys, SignInRefusal,
 };
 pub use webhook::{
     MAX_WEBHOOK_BODY, VerifiedDelivery, WEBHOOK_EVENTS, WebhookError, WebhookOutcome, WebhookStats, WebhookVerifier,

@@ -221,9 +221,6 @@ pub struct IssuedSession {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum LinkError {
-    /// The address is not invited to the app.
-    #[error("the address is not invited to this app")]
-    NotInvited,
     /// Too many links for this (app, address) lately.
     #[error("too many links for this address; try again in {} s", retry_after.as_secs())]
     RateLimited {
@@ -245,35 +242,39 @@ pub enum LinkError {
     /// The link opens another app.
     #[error("the link is for another app")]
     WrongApp,
-    /// No app with this id.
-    #[error("no app `{0}`")]
-    UnknownApp(AppId),
     /// The address was refused.
     #[error("invalid email address: {0}")]
     InvalidEmail(#[from] EmailError),
-    /// The session could not be minted.
+    /// What refuses any sign-in: the address not invited, no such app, no session minted, the
+    /// store failing.
     #[error(transparent)]
-    Session(#[from] SessionError),
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
+    SignIn(#[from] SignInRefusal),
+}
+
+impl From<StoreError> for LinkError {
+    fn from(e: StoreError) -> Self {
+        LinkError::SignIn(SignInRefusal::Store(e))
+    }
+}
+
+impl From<SessionError> for LinkError {
+    fn from(e: SessionError) -> Self {
+        LinkError::SignIn(SignInRefusal::Session(e))
+    }
 }
 
 impl LinkError {
     /// The error's kind as written in JSON (`expired`, `already_used`, ...).
     pub fn kind(&self) -> &'static str {
         match self {
-            LinkError::NotInvited => "not_invited",
             LinkError::RateLimited { .. } => "rate_limited",
             LinkError::Expired => "expired",
             LinkError::AlreadyUsed => "already_used",
             LinkError::Invalid => "invalid",
             LinkError::Revoked => "revoked",
             LinkError::WrongApp => "wrong_app",
-            LinkError::UnknownApp(_) => "unknown_app",
             LinkError::InvalidEmail(_) => "invalid_email",
-            LinkError::Session(_) => "session",
-            LinkError::Store(_) => "store_unavailable",
+            LinkError::SignIn(r) => r.kind(),
         }
     }
 }
@@ -285,21 +286,25 @@ pub enum GoogleSignInError {
     /// The ID token was refused.
     #[error(transparent)]
     Token(#[from] GoogleError),
-    /// The verified address is not invited to the app.
-    #[error("the address is not invited to this app")]
-    NotInvited,
-    /// No app with this id.
-    #[error("no app `{0}`")]
-    UnknownApp(AppId),
     /// Google sign-in is not configured.
     #[error("google sign-in is not configured")]
     NotConfigured,
-    /// The session could not be minted.
+    /// What refuses any sign-in: the address not invited, no such app, no session minted, the
+    /// store failing.
     #[error(transparent)]
-    Session(#[from] SessionError),
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
+    SignIn(#[from] SignInRefusal),
+}
+
+impl From<StoreError> for GoogleSignInError {
+    fn from(e: StoreError) -> Self {
+        GoogleSignInError::SignIn(SignInRefusal::Store(e))
+    }
+}
+
+impl From<SessionError> for GoogleSignInError {
+    fn from(e: SessionError) -> Self {
+        GoogleSignInError::SignIn(SignInRefusal::Session(e))
+    }
 }
 
 impl GoogleSignInError {
@@ -307,11 +312,39 @@ impl GoogleSignInError {
     pub fn kind(&self) -> &'static str {
         match self {
             GoogleSignInError::Token(e) => e.kind(),
-            GoogleSignInError::NotInvited => "not_invited",
-            GoogleSignInError::UnknownApp(_) => "unknown_app",
             GoogleSignInError::NotConfigured => "not_configured",
-            GoogleSignInError::Session(_) => "session",
-            GoogleSignInError::Store(_) => "store_unavailable",
+            GoogleSignInError::SignIn(r) => r.kind(),
+        }
+    }
+}
+
+/// What refuses a viewer's sign-in however the address was proven (an emailed link or Google):
+/// the one type [`LinkError`] and [`GoogleSignInError`] share.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignInRefusal {
+    /// The address is not invited to the app.
+    #[error("the address is not invited to this app")]
+    NotInvited,
+    /// No app with this id.
+    #[error("no app `{0}`")]
+    UnknownApp(AppId),
+    /// The session could not be minted.
+    #[error(transparent)]
+    Session(SessionError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl SignInRefusal {
+    /// A stable name: `not_invited`, `unknown_app`, `session`, or [`StoreError::kind`].
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SignInRefusal::NotInvited => "not_invited",
+            SignInRefusal::UnknownApp(_) => "unknown_app",
+            SignInRefusal::Session(_) => "session",
+            SignInRefusal::Store(e) => e.kind(),
         }
     }
 }
@@ -365,11 +398,11 @@ impl SignIn {
     ) -> Result<IssuedSession, GoogleSignInError> {
         let identity = self.google_identity(id_token).await?;
         if store.app(app).await?.is_none() {
-            return Err(GoogleSignInError::UnknownApp(app.clone()));
+            return Err(SignInRefusal::UnknownApp(app.clone()).into());
         }
         let Some(grant) = store.grant(app, identity.email()).await? else {
             tracing::info!(app = %app, "google sign-in refused: not invited");
-            return Err(GoogleSignInError::NotInvited);
+            return Err(SignInRefusal::NotInvited.into());
         };
         tracing::info!(app = %app, "google sign-in");
         Ok(self.mint(now, app, identity.email(), grant, Via::Google)?)
@@ -384,7 +417,7 @@ impl SignIn {
     ) -> Result<IssuedLink, LinkError> {
         let email = Email::parse(email)?;
         if store.app(app).await?.is_none() {
-            return Err(LinkError::UnknownApp(app.clone()));
+            return Err(SignInRefusal::UnknownApp(app.clone()).into());
         }
         let token = format!(
             "{LINK_PREFIX}{}",
@@ -405,7 +438,7 @@ impl SignIn {
                 tracing::info!(app = %app, "link issued");
                 Ok(IssuedLink { token: LinkToken::new(token), app: app.clone(), email, expires_at })
             }
-            IssueOutcome::NotInvited => Err(LinkError::NotInvited),
+            IssueOutcome::NotInvited => Err(SignInRefusal::NotInvited.into()),
             IssueOutcome::RateLimited { retry_at } => {
                 Err(LinkError::RateLimited { retry_after: Duration::from_secs(retry_at.since(now).as_secs().max(1)) })
             }

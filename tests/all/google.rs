@@ -72,7 +72,7 @@ async fn a_token_signed_as_google_signs_in_an_invited_viewer() {
     });
     assert_eq!(
         env.authz.google_sign_in(&AppId("dash".into()), &stranger).await.unwrap_err(),
-        GoogleSignInError::NotInvited
+        GoogleSignInError::SignIn(ghauthz::SignInRefusal::NotInvited)
     );
 }
 

@@ -87,8 +87,14 @@ async fn a_reinvitation_is_a_new_grant_that_needs_a_new_link(env: common::Viewer
 
 async fn only_invited_addresses_get_links_and_issuing_is_limited(env: common::Viewers) {
     let a = &env.authz;
-    assert_eq!(a.issue_link(&dash(), "mallory@example.com").await.unwrap_err(), LinkError::NotInvited);
-    assert!(matches!(a.issue_link(&AppId("nope".into()), "dana@example.com").await, Err(LinkError::UnknownApp(_))));
+    assert_eq!(
+        a.issue_link(&dash(), "mallory@example.com").await.unwrap_err(),
+        LinkError::SignIn(ghauthz::SignInRefusal::NotInvited)
+    );
+    assert!(matches!(
+        a.issue_link(&AppId("nope".into()), "dana@example.com").await,
+        Err(LinkError::SignIn(ghauthz::SignInRefusal::UnknownApp(_)))
+    ));
     assert!(matches!(a.issue_link(&dash(), "dana@@example.com").await, Err(LinkError::InvalidEmail(_))));
     for _ in 0..5 {
         a.issue_link(&dash(), "dana@example.com").await.unwrap();
@@ -294,7 +300,13 @@ async fn a_redemption_on_a_locked_sqlite_file_answers_by_itself_and_leaves_the_l
     let answer = env.authz.redeem_link(&token, Some(&dash())).await;
     let took = asked.elapsed();
     release.await.unwrap();
-    assert!(matches!(answer, Err(LinkError::Store(ghauthz::store::StoreError::Unavailable(_)))), "{answer:?}");
+    assert!(
+        matches!(
+            answer,
+            Err(LinkError::SignIn(ghauthz::SignInRefusal::Store(ghauthz::store::StoreError::Unavailable(_))))
+        ),
+        "{answer:?}"
+    );
     assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(4), "answered by the busy wait: {took:?}");
     env.authz.redeem_link(&token, Some(&dash())).await.expect("the link was left unused");
 }

@@ -569,7 +569,7 @@ async fn used_only_if_reported(a: &Authorizer, token: &str, answer: &Result<ghau
     match answer {
         Ok(_) => assert_eq!(a.redeem_link(token, None).await.unwrap_err(), LinkError::AlreadyUsed),
         Err(e) => {
-            assert!(matches!(e, LinkError::Store(StoreError::Unavailable(_))), "{e:?}");
+            assert!(matches!(e, LinkError::SignIn(ghauthz::SignInRefusal::Store(StoreError::Unavailable(_)))), "{e:?}");
             a.redeem_link(token, None).await.expect("a redemption reported unavailable left the link unused");
         }
     }
@@ -619,7 +619,10 @@ async fn a_redemption_that_cannot_write_within_the_bound_leaves_the_link_unused(
     release.await.unwrap();
     // Whatever the abandoned statement does once the lock is gone, it is not committed.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(matches!(answer, Err(LinkError::Store(StoreError::Unavailable(_)))), "{answer:?}");
+    assert!(
+        matches!(answer, Err(LinkError::SignIn(ghauthz::SignInRefusal::Store(StoreError::Unavailable(_))))),
+        "{answer:?}"
+    );
     used_only_if_reported(&a, link.token.expose_secret(), &answer).await;
 }
 

@@ -6,7 +6,8 @@
 use std::process::{ExitCode, Termination};
 
 use ghauthz::{
-    Capability, CheckError, Decision, GoogleError, GoogleSignInError, IssuedSession, LinkError, ManageError, Timestamp,
+    Capability, CheckError, Decision, GoogleError, GoogleSignInError, IssuedSession, LinkError, ManageError,
+    SignInRefusal, Timestamp,
 };
 use serde_json::{Value, json};
 
@@ -139,7 +140,8 @@ pub(crate) fn session_json(s: &IssuedSession) -> Outcome {
 
 pub(crate) fn google_error(e: &GoogleSignInError) -> Outcome {
     let exit = match e {
-        GoogleSignInError::Store(_) | GoogleSignInError::Token(GoogleError::KeysUnavailable(_)) => Exit::Unavailable,
+        GoogleSignInError::SignIn(SignInRefusal::Store(_))
+        | GoogleSignInError::Token(GoogleError::KeysUnavailable(_)) => Exit::Unavailable,
         GoogleSignInError::NotConfigured => Exit::Usage,
         _ => Exit::Denied,
     };
@@ -148,7 +150,7 @@ pub(crate) fn google_error(e: &GoogleSignInError) -> Outcome {
 
 pub(crate) fn link_error(e: &LinkError) -> Outcome {
     let exit = match e {
-        LinkError::Store(_) => Exit::Unavailable,
+        LinkError::SignIn(SignInRefusal::Store(_)) => Exit::Unavailable,
         LinkError::InvalidEmail(_) => Exit::Usage,
         _ => Exit::Denied,
     };
