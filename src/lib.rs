@@ -20,7 +20,7 @@ pub use crate::core::ids::{App, AppId, GithubUser, GrantId, InvalidRepoCoords, O
 pub use crate::core::invalidation::Invalidation;
 pub use crate::core::policy::{Capability, Policy, Role, RoleGrant, RoleName, UnknownCapability, Visibility};
 pub use crate::core::secret::{
-    AppPrivateKey, GithubToken, InvalidKey, LinkToken, SessionKey, SessionToken, WebhookSecret,
+    AppPrivateKey, GithubToken, InvalidKey, LinkToken, RandomnessUnavailable, SessionKey, SessionToken, WebhookSecret,
 };
 pub use crate::core::session::{Session, SessionError, Via};
 pub use crate::core::time::{Clock, ManualClock, Timestamp};

@@ -74,10 +74,24 @@ impl AppPrivateKey {
     }
 }
 
-/// A key that is not an RSA private key in PEM.
+/// A key or secret that cannot be used: not an RSA private key in PEM, a session key shorter than
+/// 32 bytes or with an empty or overlong id, no session key or an id listed twice, an empty
+/// webhook secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not a usable key")]
 pub struct InvalidKey;
+
+/// The system's random source failed: no key, token or id could be drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the system's random source failed")]
+pub struct RandomnessUnavailable;
+
+impl RandomnessUnavailable {
+    /// A stable name: `no_randomness`.
+    pub fn kind(&self) -> &'static str {
+        "no_randomness"
+    }
+}
 
 impl InvalidKey {
     /// A stable name: `invalid_key`.

@@ -14,7 +14,7 @@ pub use keys_file::{KeysFileError, MAX_KEYS_FILE};
 
 use crate::core::email::{Email, EmailError};
 use crate::core::ids::{AppId, GrantId};
-use crate::core::secret::{InvalidKey, LinkToken, SessionKey, SessionToken};
+use crate::core::secret::{InvalidKey, LinkToken, RandomnessUnavailable, SessionKey, SessionToken};
 use crate::core::session::{Session, SessionError, Via};
 use crate::core::time::Timestamp;
 use crate::google::{GoogleError, GoogleIdentity, GoogleVerifier};
@@ -112,9 +112,9 @@ struct KeyEntry {
     secret: String,
 }
 
-fn random_bytes<const N: usize>() -> Result<[u8; N], InvalidKey> {
+fn random_bytes<const N: usize>() -> Result<[u8; N], RandomnessUnavailable> {
     let mut buf = [0u8; N];
-    getrandom::getrandom(&mut buf).map_err(|_| InvalidKey)?;
+    getrandom::getrandom(&mut buf).map_err(|_| RandomnessUnavailable)?;
     Ok(buf)
 }
 
@@ -131,17 +131,18 @@ impl SessionKeys {
     }
 
     /// One fresh random key.
-    pub fn generate() -> Result<Self, InvalidKey> {
-        Self::new(vec![Self::fresh_key()?])
+    pub fn generate() -> Result<Self, RandomnessUnavailable> {
+        Ok(Self { keys: vec![Self::fresh_key()?] })
     }
 
-    fn fresh_key() -> Result<SessionKey, InvalidKey> {
+    /// A key of 32 random bytes under a random 12-character id: what [`SessionKey::new`] accepts.
+    fn fresh_key() -> Result<SessionKey, RandomnessUnavailable> {
         let kid = URL_SAFE_NO_PAD.encode(random_bytes::<9>()?);
-        SessionKey::new(kid, random_bytes::<32>()?.to_vec())
+        Ok(SessionKey { kid, secret: random_bytes::<32>()?.to_vec() })
     }
 
     /// A new signing key; the others stay listed and keep verifying.
-    pub fn rotate(&mut self) -> Result<(), InvalidKey> {
+    pub fn rotate(&mut self) -> Result<(), RandomnessUnavailable> {
         self.keys.insert(0, Self::fresh_key()?);
         Ok(())
     }
@@ -245,6 +246,9 @@ pub enum LinkError {
     /// The address was refused.
     #[error("invalid email address: {0}")]
     InvalidEmail(#[from] EmailError),
+    /// No link token could be drawn.
+    #[error(transparent)]
+    NoRandomness(#[from] RandomnessUnavailable),
     /// What refuses any sign-in: the address not invited, no such app, no session minted, the
     /// store failing.
     #[error(transparent)]
@@ -274,6 +278,7 @@ impl LinkError {
             LinkError::Revoked => "revoked",
             LinkError::WrongApp => "wrong_app",
             LinkError::InvalidEmail(_) => "invalid_email",
+            LinkError::NoRandomness(e) => e.kind(),
             LinkError::SignIn(r) => r.kind(),
         }
     }
@@ -419,10 +424,7 @@ impl SignIn {
         if store.app(app).await?.is_none() {
             return Err(SignInRefusal::UnknownApp(app.clone()).into());
         }
-        let token = format!(
-            "{LINK_PREFIX}{}",
-            URL_SAFE_NO_PAD.encode(random_bytes::<32>().map_err(|_| SessionError::Signing)?)
-        );
+        let token = format!("{LINK_PREFIX}{}", URL_SAFE_NO_PAD.encode(random_bytes::<32>()?));
         let expires_at = now.plus(self.links.ttl);
         let record = LinkRecord {
             hash: link_hash(&token),
@@ -510,7 +512,7 @@ impl SignIn {
             via,
             iat: now.as_secs(),
             exp: expires_at.as_secs(),
-            jti: URL_SAFE_NO_PAD.encode(random_bytes::<16>().map_err(|_| SessionError::Signing)?),
+            jti: URL_SAFE_NO_PAD.encode(random_bytes::<16>().map_err(|_| SessionError::NoRandomness)?),
             gid: grant.0,
         };
         let mut header = Header::new(Algorithm::HS256);

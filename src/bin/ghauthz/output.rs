@@ -150,7 +150,7 @@ pub(crate) fn google_error(e: &GoogleSignInError) -> Outcome {
 
 pub(crate) fn link_error(e: &LinkError) -> Outcome {
     let exit = match e {
-        LinkError::SignIn(SignInRefusal::Store(_)) => Exit::Unavailable,
+        LinkError::SignIn(SignInRefusal::Store(_)) | LinkError::NoRandomness(_) => Exit::Unavailable,
         LinkError::InvalidEmail(_) => Exit::Usage,
         _ => Exit::Denied,
     };
