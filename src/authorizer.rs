@@ -17,7 +17,7 @@ use crate::core::time::{Clock, Timestamp};
 use crate::error::CheckError;
 use crate::github::{ClientBuildError, GithubConfig, OctocrabGithub};
 use crate::google::{GoogleConfig, GoogleIdentity, GoogleVerifier};
-use crate::store::{Actor, Bounded, Broadcast, Change, FeedEvent, MemoryStore, Store, StoreError};
+use crate::store::{Actor, Bounded, Broadcast, Change, FeedEvent, MemoryStore, Store, StoreError, StoreFailure};
 use crate::viewer::{
     GoogleSignInError, IssuedLink, IssuedSession, LinkConfig, LinkError, LinkInfo, SessionConfig, SessionKeys, SignIn,
 };
@@ -566,7 +566,9 @@ impl Authorizer {
         let inner = &*self.inner;
         let started = inner.records.begin();
         let Some(record) = inner.store.app(id).await? else { return Ok(None) };
-        let app = record.app().map_err(|e| CheckError::Store(StoreError::Corrupt(e.to_string())))?;
+        let app = record
+            .app()
+            .map_err(|e| CheckError::Store(StoreError::Corrupt(StoreFailure::caused_by(e.to_string(), e))))?;
         let stamp = inner.records.remember_app(app.clone(), started, inner.clock.now());
         Ok(Some((app, stamp)))
     }
@@ -796,7 +798,12 @@ impl Authorizer {
     /// ```
     pub async fn apps(&self) -> Result<Vec<App>, CheckError> {
         let records = self.inner.store.apps().await?;
-        records.iter().map(|r| r.app().map_err(|e| CheckError::Store(StoreError::Corrupt(e.to_string())))).collect()
+        records
+            .iter()
+            .map(|r| {
+                r.app().map_err(|e| CheckError::Store(StoreError::Corrupt(StoreFailure::caused_by(e.to_string(), e))))
+            })
+            .collect()
     }
 
     /// The audit log, oldest first: grant changes, link issues and redemptions, deletions.

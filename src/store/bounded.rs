@@ -33,7 +33,7 @@ impl Bounded {
     async fn within<T>(&self, call: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
         match tokio::time::timeout(self.limit, call).await {
             Ok(answer) => answer,
-            Err(_) => Err(StoreError::Unavailable(format!("no answer within {} ms", self.limit.as_millis()))),
+            Err(_) => Err(StoreError::Unavailable(format!("no answer within {} ms", self.limit.as_millis()).into())),
         }
     }
 }
@@ -94,7 +94,9 @@ impl Store for Bounded {
         let redemption = redemption.clone().within(self.limit);
         match tokio::time::timeout(self.limit.saturating_mul(3), self.inner.use_link(&redemption)).await {
             Ok(answer) => answer,
-            Err(_) => Err(StoreError::Unavailable(format!("no answer within {} ms", self.limit.as_millis() * 3))),
+            Err(_) => {
+                Err(StoreError::Unavailable(format!("no answer within {} ms", self.limit.as_millis() * 3).into()))
+            }
         }
     }
 

@@ -103,7 +103,7 @@ impl Store for MemoryStore {
     async fn add_viewer(&self, app: &AppId, email: &Email, actor: &Actor, at: Timestamp) -> Result<bool, StoreError> {
         let mut s = self.state.lock();
         if !s.apps.contains_key(app) {
-            return Err(StoreError::Corrupt(format!("viewer for missing app `{app}`")));
+            return Err(StoreError::Corrupt(format!("viewer for missing app `{app}`").into()));
         }
         let added = s.insert_viewer(app, email);
         if added {

@@ -396,13 +396,80 @@ fn looks_like_a_url(value: &str) -> bool {
 pub enum StoreError {
     /// The backend is unreachable or failed.
     #[error("store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] StoreFailure),
     /// The backend holds something this version cannot read.
     #[error("store holds unreadable data: {0}")]
-    Corrupt(String),
+    Corrupt(#[source] StoreFailure),
     /// The store was configured wrongly (a malformed URL, an unusable schema name).
     #[error("store configuration: {0}")]
-    InvalidConfig(String),
+    InvalidConfig(#[source] StoreFailure),
+}
+
+/// What a [`StoreError`] says, and the backend's own error behind it where there was one
+/// ([`std::error::Error::source`]): the driver's error is kept, not only its text.
+///
+/// ```
+/// use std::error::Error as _;
+/// use ghauthz::store::{StoreError, StoreFailure};
+/// let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer");
+/// let err = StoreError::Unavailable(StoreFailure::caused_by("cannot connect", io));
+/// assert_eq!(err.to_string(), "store unavailable: cannot connect");
+/// assert_eq!(err.source().and_then(|f| f.source()).map(|e| e.to_string()).as_deref(), Some("no answer"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct StoreFailure {
+    message: String,
+    source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl StoreFailure {
+    /// A failure described by `message` alone.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self { message: message.into(), source: None }
+    }
+
+    /// A failure described by `message`, caused by `source`.
+    pub fn caused_by(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self { message: message.into(), source: Some(std::sync::Arc::new(source)) }
+    }
+
+    /// What went wrong, in words.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for StoreFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for StoreFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Failures compare by what they say: the source is what caused it, not what it is.
+impl PartialEq for StoreFailure {
+    fn eq(&self, other: &Self) -> bool {
+        self.message == other.message
+    }
+}
+
+impl Eq for StoreFailure {}
+
+impl From<String> for StoreFailure {
+    fn from(message: String) -> Self {
+        Self::new(message)
+    }
+}
+
+impl From<&str> for StoreFailure {
+    fn from(message: &str) -> Self {
+        Self::new(message)
+    }
 }
 
 impl StoreError {

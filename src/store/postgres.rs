@@ -197,9 +197,9 @@ impl PgStore {
         })?;
         if let Some(schema) = &opts.schema {
             if !valid_schema(schema) {
-                return Err(StoreError::InvalidConfig(format!(
-                    "schema `{schema}`: expected lowercase letters, digits and `_`, at most 40 bytes"
-                )));
+                return Err(StoreError::InvalidConfig(
+                    format!("schema `{schema}`: expected lowercase letters, digits and `_`, at most 40 bytes").into(),
+                ));
             }
             create_schema(&connect, schema, opts.acquire_timeout).await?;
             connect = connect.options([("search_path", schema.as_str())]);

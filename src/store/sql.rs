@@ -4,23 +4,27 @@
 //! the backends keep only what differs: connecting, the schema, locking, and (Postgres) telling
 //! other replicas.
 
-use super::StoreError;
+use super::{StoreError, StoreFailure};
 use crate::core::email::Email;
 use crate::core::policy::Visibility;
 
 /// A failure of the backend. A broken constraint (a viewer for a missing app) is not a passing
 /// outage, since asking again would not help: it is [`StoreError::Corrupt`].
 pub(super) fn unavailable(e: sqlx::Error) -> StoreError {
+    let message = match &e {
+        sqlx::Error::Database(db) => db.message().to_owned(),
+        other => other.to_string(),
+    };
     match &e {
         sqlx::Error::Database(db) if db.is_foreign_key_violation() || db.is_check_violation() => {
-            StoreError::Corrupt(db.message().to_owned())
+            StoreError::Corrupt(StoreFailure::caused_by(message, e))
         }
-        _ => StoreError::Unavailable(e.to_string()),
+        _ => StoreError::Unavailable(StoreFailure::caused_by(e.to_string(), e)),
     }
 }
 
 pub(super) fn corrupt(what: impl Into<String>) -> StoreError {
-    StoreError::Corrupt(what.into())
+    StoreError::Corrupt(StoreFailure::new(what))
 }
 
 pub(super) fn to_i64(v: u64, what: &str) -> Result<i64, StoreError> {

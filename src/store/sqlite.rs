@@ -10,7 +10,7 @@ use sqlx::sqlite::{
 use sqlx::{Executor as _, Sqlite, Transaction};
 
 use super::sql::{corrupt, sql_store, unavailable};
-use super::{Broadcast, FeedEvent, StoreError};
+use super::{Broadcast, FeedEvent, StoreError, StoreFailure};
 use tokio::sync::mpsc;
 
 /// The migrations, in order: (the schema version a file brings the store to, its SQL). The first
@@ -156,7 +156,9 @@ fn create_owner_only(path: &Path) -> Result<(), StoreError> {
     match options.open(path) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(StoreError::Unavailable(format!("cannot create `{}`: {e}", path.display()))),
+        Err(e) => {
+            Err(StoreError::Unavailable(StoreFailure::caused_by(format!("cannot create `{}`: {e}", path.display()), e)))
+        }
     }
 }
 

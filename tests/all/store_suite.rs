@@ -412,3 +412,14 @@ async fn an_sqlite_store_is_created_readable_by_its_owner_only() {
     }
     store.close().await;
 }
+
+/// A store error keeps the backend's own error as its source, not only its text.
+#[tokio::test]
+async fn a_store_error_keeps_the_backends_error_as_its_source() {
+    use std::error::Error as _;
+    let dir = tempfile::tempdir().unwrap();
+    let err = SqliteStore::open(dir.path().join("missing").join("ghauthz.db")).await.unwrap_err();
+    assert_eq!(err.kind(), "store_unavailable", "{err}");
+    let cause = err.source().and_then(|failure| failure.source()).expect("the backend's error");
+    assert!(cause.downcast_ref::<std::io::Error>().is_some(), "{cause:?}");
+}
