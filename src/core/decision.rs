@@ -61,7 +61,7 @@ pub enum Reason {
     NotInvited,
     /// The viewer session was refused.
     SessionInvalid {
-        /// Why.
+        /// Why the session was refused.
         error: SessionError,
     },
     /// No role, no invitation, or nobody signed in.
@@ -134,7 +134,7 @@ impl Decision {
         self.outcome == Outcome::Allow
     }
 
-    /// Why.
+    /// Why it was decided so: the role, the grant or the refusal it rests on.
     pub fn reason(&self) -> &Reason {
         &self.reason
     }

@@ -10,13 +10,13 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// Read.
+    /// Read: clone and pull.
     Read,
-    /// Triage.
+    /// Triage: read, and manage issues and pull requests.
     Triage,
     /// Write (push).
     Write,
-    /// Maintain.
+    /// Maintain: write, and manage the repository without destructive actions.
     Maintain,
     /// Admin (repository owners and organization owners included).
     Admin,
@@ -113,9 +113,9 @@ pub enum Capability {
     View,
     /// Use the admin console: settings, secrets, reboot, logs, sharing.
     Edit,
-    /// Deploy.
+    /// Deploy the app from its repository.
     Deploy,
-    /// Delete.
+    /// Delete the app (its viewers, links and sessions go with it).
     Delete,
 }
 

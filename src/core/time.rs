@@ -39,7 +39,7 @@ impl Timestamp {
 
 /// A source of the current time.
 pub trait Clock: Send + Sync + std::fmt::Debug {
-    /// Now.
+    /// The current time, in milliseconds since the Unix epoch.
     fn now(&self) -> Timestamp;
 }
 

@@ -52,7 +52,7 @@ pub enum GithubAuth {
 pub struct GithubConfig {
     /// The REST API's base URL. Default `https://api.github.com`.
     pub(crate) api_base: String,
-    /// Credentials.
+    /// How the client authenticates (an installation token, a GitHub App, or users' own tokens).
     pub(crate) auth: GithubAuth,
     /// Time allowed for one request, body included. Default 8 s (GitHub gives up at 10 s).
     pub(crate) request_timeout: Duration,
@@ -100,7 +100,7 @@ impl GithubConfig {
         &self.api_base
     }
 
-    /// Credentials.
+    /// How the client authenticates (an installation token, a GitHub App, or users' own tokens).
     pub fn auth(&self) -> &GithubAuth {
         &self.auth
     }

@@ -55,7 +55,7 @@ pub struct AppRecord {
     pub repo: String,
     /// Repository id at deploy time.
     pub repo_id: RepoId,
-    /// Branch.
+    /// The branch the app runs from.
     pub branch: String,
     /// Main file.
     pub main_file: String,
@@ -136,13 +136,13 @@ impl AuditAction {
 /// One entry of the append-only audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEvent {
-    /// When.
+    /// When it happened.
     pub at: Timestamp,
     /// Who (`operator`, `github:<id>`).
     pub actor: String,
     /// Which app.
     pub app: AppId,
-    /// What.
+    /// What happened.
     pub action: AuditAction,
     /// The viewer concerned, if any.
     pub email: Option<Email>,
@@ -156,7 +156,7 @@ pub struct DeletedApp {
     pub owner: String,
     /// Repository name.
     pub repo: String,
-    /// Branch.
+    /// The branch the app ran from.
     pub branch: String,
     /// Main file.
     pub main_file: String,

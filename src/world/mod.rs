@@ -222,7 +222,7 @@ struct AppSpec {
 pub struct WorldUser {
     /// Numeric id.
     pub id: UserId,
-    /// Login.
+    /// Login, as written in the world (matched without regard to case).
     pub login: String,
 }
 
@@ -231,7 +231,7 @@ pub struct WorldUser {
 pub struct WorldOrg {
     /// Numeric id.
     pub id: u64,
-    /// Login.
+    /// Login, unique among users and organizations (without regard to case).
     pub login: String,
     /// Organization owners (admin on every repository of the org).
     pub owners: Vec<UserId>,
@@ -240,7 +240,7 @@ pub struct WorldOrg {
     /// The role every member gets on the org's repositories; `None` for `none`. Default `read`,
     /// as on GitHub.
     pub base_permission: Option<Role>,
-    /// Teams.
+    /// The organization's teams, in file order.
     pub teams: Vec<WorldTeam>,
 }
 
@@ -249,9 +249,9 @@ pub struct WorldOrg {
 pub struct WorldTeam {
     /// Numeric id.
     pub id: u64,
-    /// Slug.
+    /// The team's slug (`acme/platform` is slug `platform`).
     pub slug: String,
-    /// Members.
+    /// The team's members, by user id.
     pub members: Vec<UserId>,
     /// Repository name (in the org) to the role the team grants.
     pub repos: BTreeMap<String, RoleGrant>,
@@ -268,11 +268,11 @@ pub struct WorldRepo {
     pub owner_id: u64,
     /// Whether the owner is an organization.
     pub owner_is_org: bool,
-    /// Name.
+    /// Repository name, under its owner.
     pub name: String,
     /// Private or public.
     pub private: bool,
-    /// Archived.
+    /// Whether the repository is archived (roles stay as declared).
     pub archived: bool,
     /// Earlier names under the same owner (they answer 301).
     pub renamed_from: Vec<String>,
@@ -325,7 +325,7 @@ pub struct WorldGoogle {
 pub struct WorldApp {
     /// The app record.
     pub app: App,
-    /// Branch.
+    /// The branch the app runs from.
     pub branch: String,
     /// Main file.
     pub main_file: String,
@@ -854,17 +854,17 @@ impl World {
         })
     }
 
-    /// Organizations.
+    /// The world's organizations, in file order.
     pub fn orgs(&self) -> &[WorldOrg] {
         &self.inner.orgs
     }
 
-    /// Repositories.
+    /// The world's repositories, in file order.
     pub fn repos(&self) -> &[WorldRepo] {
         &self.inner.repos
     }
 
-    /// Faults.
+    /// The failures the mock GitHub injects, in file order (the first that matches wins).
     pub fn faults(&self) -> &[WorldFault] {
         &self.inner.faults
     }

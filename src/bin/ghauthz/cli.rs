@@ -49,10 +49,10 @@ pub(crate) enum Command {
     /// Google sign-in for invited viewers.
     #[command(subcommand)]
     Google(GoogleCommand),
-    /// Apps.
+    /// Apps: delete one.
     #[command(subcommand)]
     Apps(AppsCommand),
-    /// Accounts.
+    /// Accounts: delete one and every app it deployed.
     #[command(subcommand)]
     Accounts(AccountsCommand),
     /// Verify and apply one GitHub webhook delivery (its body on standard input).
