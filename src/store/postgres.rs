@@ -271,16 +271,21 @@ fn channel_for(schema: &str) -> String {
     format!("ghauthz_invalidations:{}", hex::encode(&digest[..16]))
 }
 
-/// Runs the embedded migrations on a connection of its own, without the pool's lock wait: a
-/// replica starting while another migrates waits for sqlx's migration lock (an advisory lock),
-/// and a migration waits for the tables' locks, as long as they are held.
-async fn migrate(connect: &PgConnectOptions, timeout: Duration) -> Result<(), StoreError> {
-    let pool = PgPoolOptions::new()
+/// A pool of one connection, for work done once on a connection of its own (close it after).
+async fn one_connection(connect: &PgConnectOptions, timeout: Duration) -> Result<PgPool, StoreError> {
+    PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(timeout)
         .connect_with(connect.clone())
         .await
-        .map_err(unavailable)?;
+        .map_err(unavailable)
+}
+
+/// Runs the embedded migrations on a connection of its own, without the pool's lock wait: a
+/// replica starting while another migrates waits for sqlx's migration lock (an advisory lock),
+/// and a migration waits for the tables' locks, as long as they are held.
+async fn migrate(connect: &PgConnectOptions, timeout: Duration) -> Result<(), StoreError> {
+    let pool = one_connection(connect, timeout).await?;
     let ran = match Migrator::new(Embedded).await {
         Ok(migrator) => migrator.run(&pool).await.map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(e) => unavailable(e),
@@ -296,12 +301,7 @@ async fn migrate(connect: &PgConnectOptions, timeout: Duration) -> Result<(), St
 /// the schema). Two replicas creating it at once can collide on the catalog's unique index;
 /// the loser finds it there.
 async fn create_schema(connect: &PgConnectOptions, schema: &str, timeout: Duration) -> Result<(), StoreError> {
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(timeout)
-        .connect_with(connect.clone())
-        .await
-        .map_err(unavailable)?;
+    let pool = one_connection(connect, timeout).await?;
     let created = sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")).execute(&pool).await;
     pool.close().await;
     match created {
