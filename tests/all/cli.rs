@@ -587,10 +587,7 @@ fn ghauthz_stdin(args: &[&str], body: &[u8], env: &[(&str, &str)]) -> Run {
 const HOOK_SECRET: &str = "It's a Secret to Everybody";
 
 fn hook_signature(body: &[u8]) -> String {
-    use hmac::Mac as _;
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(HOOK_SECRET.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    common::webhook_signature(HOOK_SECRET, body)
 }
 
 #[test]

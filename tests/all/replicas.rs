@@ -19,7 +19,6 @@ use ghauthz::{
     AppId, Authorizer, Capability, ChangedBy, CheckError, Clock, GithubAuth, GithubConfig, GithubToken, Invalidation,
     LinkError, ManualClock, Principal, Reason, SessionConfig, SessionKeys, Source, Timestamp, UserId, WebhookOutcome,
 };
-use hmac::Mac;
 
 const SECRET: &str = "It's a Secret to Everybody";
 
@@ -72,12 +71,10 @@ impl Cluster {
 }
 
 fn signed_delivery(event: &str, id: &str, body: &[u8]) -> http::HeaderMap {
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(body);
     let mut h = http::HeaderMap::new();
     h.insert("x-github-event", event.parse().unwrap());
     h.insert("x-github-delivery", id.parse().unwrap());
-    h.insert("x-hub-signature-256", format!("sha256={}", hex::encode(mac.finalize().into_bytes())).parse().unwrap());
+    h.insert("x-hub-signature-256", common::webhook_signature(SECRET, body).parse().unwrap());
     h
 }
 

@@ -7,15 +7,12 @@ use crate::common;
 use std::collections::BTreeSet;
 
 use ghauthz::{Capability, Invalidation, WebhookError, WebhookOutcome};
-use hmac::{Hmac, Mac};
 use serde::Deserialize;
 
 const SECRET: &str = "It's a Secret to Everybody";
 
 fn sign(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    common::webhook_signature(secret, body)
 }
 
 fn headers(event: &str, delivery: &str, signature: Option<(&str, &str)>) -> http::HeaderMap {

@@ -271,3 +271,12 @@ pub async fn store_of(backend: Backend) -> Option<(Arc<dyn ghauthz::store::Store
         Backend::Postgres => Some((Arc::new(pg_store().await?), None)),
     }
 }
+
+/// GitHub's `X-Hub-Signature-256` of `body` under `secret`: `sha256=` and the hex HMAC. The one
+/// webhook signing helper of the tests.
+pub fn webhook_signature(secret: &str, body: &[u8]) -> String {
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
