@@ -21,13 +21,57 @@ impl Run {
     }
 }
 
-fn ghauthz(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_ghauthz")).args(args).output().expect("runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+/// One `ghauthz` process: its arguments, what it reads on standard input, and its environment
+/// (the webhook secret variables are cleared unless set here). The one way the tests run the
+/// command line.
+struct Cmd {
+    args: Vec<String>,
+    stdin: Vec<u8>,
+    env: Vec<(String, String)>,
+}
+
+impl Cmd {
+    fn new(args: &[&str]) -> Self {
+        Self { args: args.iter().map(|a| (*a).to_owned()).collect(), stdin: Vec::new(), env: Vec::new() }
     }
+
+    fn stdin(mut self, body: &[u8]) -> Self {
+        self.stdin = body.to_vec();
+        self
+    }
+
+    fn envs(mut self, env: &[(&str, &str)]) -> Self {
+        self.env.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        self
+    }
+
+    fn run(&self) -> Run {
+        use std::io::Write as _;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ghauthz"))
+            .args(&self.args)
+            .env_remove("GHAUTHZ_WEBHOOK_SECRET")
+            .env_remove("GHAUTHZ_WEBHOOK_SECRET_PREVIOUS")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("runs");
+        // A command that refuses before reading its input (no secret, say) closes the pipe early.
+        if let Err(e) = child.stdin.take().unwrap().write_all(&self.stdin) {
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+        }
+        let out = child.wait_with_output().unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+fn ghauthz(args: &[&str]) -> Run {
+    Cmd::new(args).run()
 }
 
 fn world(name: &str) -> String {
@@ -562,26 +606,7 @@ fn google_sign_in_and_google_checks() {
 
 /// `ghauthz` with `body` on standard input and `env` set.
 fn ghauthz_stdin(args: &[&str], body: &[u8], env: &[(&str, &str)]) -> Run {
-    use std::io::Write as _;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ghauthz"))
-        .args(args)
-        .env_remove("GHAUTHZ_WEBHOOK_SECRET")
-        .envs(env.iter().copied())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("runs");
-    // A command that refuses before reading its input (no secret, say) closes the pipe early.
-    if let Err(e) = child.stdin.take().unwrap().write_all(body) {
-        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
-    }
-    let out = child.wait_with_output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Cmd::new(args).stdin(body).envs(env).run()
 }
 
 const HOOK_SECRET: &str = "It's a Secret to Everybody";
