@@ -23,35 +23,122 @@ use crate::viewer::{
 };
 use crate::webhook::{Meaning, VerifiedDelivery, WebhookError, WebhookOutcome, WebhookStats, WebhookVerifier, meaning};
 
-/// Who is asking.
+/// Who is asking: nobody, an invited viewer with a verified session, or a GitHub user.
+///
+/// Every check takes one. A GitHub user is decided by their role on the app's repository (asked of
+/// GitHub, then cached); a viewer by their session and the grant it was minted under (read from the
+/// store, then cached); nobody by the app's visibility alone, without any request.
+///
+/// ```
+/// # #[cfg(feature = "world")]
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+/// # let world = ghauthz::world::World::load(path).unwrap();
+/// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+/// # use ghauthz::store::Store as _;
+/// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+/// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+/// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+/// use ghauthz::{Capability, Principal};
+/// let site = world.app("site").unwrap(); // public
+/// let dash = world.app("dash").unwrap(); // private
+/// assert!(authz.check(&Principal::Anonymous, &site, Capability::View).await.unwrap().is_allowed());
+/// let d = authz.check(&Principal::Anonymous, &dash, Capability::View).await.unwrap();
+/// assert_eq!(d.reason().kind(), "no_access");
+/// # }
+/// # #[cfg(not(feature = "world"))]
+/// # fn main() {}
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Principal {
-    /// Nobody signed in.
+    /// Nobody signed in: may view public apps, and nothing else. Decided without any request.
     Anonymous,
-    /// An invited viewer with a verified session ([`Authorizer::verify_session`]).
+    /// An invited viewer whose session token verified ([`Authorizer::verify_session`]): may view
+    /// the one app the session is for, while the grant it was minted under stands. Only a verified
+    /// [`Session`] fits here; to check a raw token, use [`Authorizer::check_session`].
     Viewer(Session),
-    /// A GitHub-authenticated user; in user-token mode, with their token.
+    /// A GitHub-authenticated user, decided by their role on the app's repository; in user-token
+    /// mode ([`GithubAuth::UserTokens`](crate::GithubAuth::UserTokens)), with their own token.
     GithubUser {
-        /// The user.
+        /// Who the user is: the stable id decides, and the login addresses GitHub's per-login
+        /// routes (a login renamed and reused by someone else fails closed).
         user: GithubUser,
-        /// The user's own token (needed in user-token mode only).
+        /// The user's own token, which GitHub is asked with in user-token mode; ignored otherwise.
+        /// A check in user-token mode that must ask GitHub without it fails with
+        /// [`CheckError::MissingUserToken`].
         token: Option<GithubToken>,
     },
 }
 
 impl Principal {
-    /// A GitHub user, for installation-token mode.
+    /// A GitHub user, for installation-token and GitHub App mode, where the authorizer asks GitHub
+    /// with its own credentials.
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// use ghauthz::{Capability, Principal};
+    /// let carol = Principal::github(world.user("carol").unwrap()); // direct write on acme/dashboard
+    /// let dash = world.app("dash").unwrap();
+    /// assert!(authz.check(&carol, &dash, Capability::Edit).await.unwrap().is_allowed());
+    /// assert!(!authz.check(&carol, &dash, Capability::Deploy).await.unwrap().is_allowed());
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub fn github(user: GithubUser) -> Self {
         Principal::GithubUser { user, token: None }
     }
 
-    /// A GitHub user with their own token, for user-token mode.
+    /// A GitHub user with their own token, for user-token mode
+    /// ([`GithubAuth::UserTokens`](crate::GithubAuth::UserTokens)), where GitHub is asked with the
+    /// user's token rather than the service's.
+    ///
+    /// # Security
+    ///
+    /// The token is sent to GitHub only, never logged, and its `Debug` is redacted.
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// use ghauthz::{Authorizer, Capability, Principal};
+    /// let authz = Authorizer::builder(mock.user_token_config()).build().unwrap();
+    /// let (bob, dash) = (world.user("bob").unwrap(), world.app("dash").unwrap());
+    /// let without = authz.check(&Principal::github(bob.clone()), &dash, Capability::Edit).await;
+    /// assert_eq!(without.unwrap_err().kind(), "missing_user_token");
+    /// let with = Principal::github_with_token(bob, mock.user_token("bob"));
+    /// assert!(authz.check(&with, &dash, Capability::Edit).await.unwrap().is_allowed());
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub fn github_with_token(user: GithubUser, token: GithubToken) -> Self {
         Principal::GithubUser { user, token: Some(token) }
     }
 
-    /// How the principal is written in output: `github:<login>` or `anonymous`.
+    /// How the principal is written in output (the CLI's `explain`, an audit trail of the caller's
+    /// own): `anonymous`, `viewer:<email>` or `github:<login>`. A viewer's label holds their
+    /// address: personal data.
+    ///
+    /// ```
+    /// use ghauthz::{GithubUser, Principal, UserId};
+    /// assert_eq!(Principal::github(GithubUser::new(UserId(2), "bob")).label(), "github:bob");
+    /// assert_eq!(Principal::Anonymous.label(), "anonymous");
+    /// ```
     pub fn label(&self) -> String {
         match self {
             Principal::Anonymous => "anonymous".to_owned(),
@@ -61,53 +148,87 @@ impl Principal {
     }
 }
 
-/// Who changes an app's viewers.
+/// Who changes an app's viewers or deletes the app: the operator, or a principal the policy must
+/// allow. The audit log ([`Authorizer::audit_log`]) records which: `operator` or `github:<id>`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum ChangedBy {
-    /// The operator: the control plane acting on its own authority (recorded as `operator`).
+    /// The control plane acting on its own authority (an admin tool, a migration): nothing is
+    /// checked, and the change is recorded as `operator`. Never pass it on a user's behalf.
     Operator,
-    /// A principal, who must hold the policy's `sharing` role on the app's repository.
+    /// A principal acting for themselves: allowed only for a GitHub user who holds the policy's
+    /// `sharing` role (to manage viewers) or the `delete` capability (to delete) on the app's
+    /// repository; anyone else is [`ManageError::Denied`].
     Principal(Principal),
 }
 
-/// The result of adding or removing a viewer.
+/// What [`Authorizer::add_viewer`] or [`Authorizer::remove_viewer`] did: the app, the address as
+/// stored, and whether anything changed (both calls are idempotent, so retrying is safe).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ViewerChange {
-    /// The app.
+    /// The app whose viewers were changed.
     pub app: AppId,
-    /// The address, normalized.
+    /// The address as stored, trimmed and lowercased ([`Email::parse`]): send links to this one,
+    /// not to what was typed.
     pub email: Email,
-    /// Whether anything changed (adding an existing viewer, or removing an absent one, does not).
+    /// Whether anything changed: `false` when adding an address already invited, or removing one
+    /// that was not.
     pub changed: bool,
 }
 
-/// Why a viewer change, a listing or a deletion was refused.
+/// Why [`Authorizer::add_viewer`], [`Authorizer::remove_viewer`], [`Authorizer::viewers`] or
+/// [`Authorizer::delete_app`] was refused or could not be done; [`ManageError::kind`] names it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ManageError {
-    /// No app with this id.
+    /// No app with this id in the store; nothing was changed.
     #[error("no app `{0}`")]
     UnknownApp(AppId),
-    /// The address was refused.
+    /// The address was refused by [`Email::parse`] (checked first, before the app is looked up);
+    /// the [`EmailError`] says why.
     #[error("invalid email address: {0}")]
     InvalidEmail(#[from] EmailError),
-    /// The principal may not do this to the app; the decision says why.
+    /// The principal may not do this to the app: below the role the policy asks for, a viewer, or
+    /// nobody signed in. The decision says why, as a check would; nothing was changed.
     #[error("not allowed on `{app}` ({})", decision.reason().kind())]
     Denied {
-        /// The app.
+        /// The app the change was refused on.
         app: AppId,
-        /// The decision that refused it.
+        /// The decision that refused it, with its [`Reason`] (for example `github_role`, with the
+        /// role found and the role required).
         decision: Box<Decision>,
     },
-    /// Could not decide (GitHub or the store unavailable).
+    /// Could not decide, or could not write: GitHub or the store failed ([`CheckError`]). A change
+    /// may have been written before the store failed; retrying is safe.
     #[error(transparent)]
     Check(#[from] CheckError),
 }
 
 impl ManageError {
-    /// A stable name: `unknown_app`, `invalid_email`, `denied` (with the decision), or
-    /// [`CheckError::kind`].
+    /// A stable name, for logs and JSON: `unknown_app`, `invalid_email`, `denied` (the decision
+    /// says why), or [`CheckError::kind`].
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// use ghauthz::{AppId, ChangedBy, Principal};
+    /// let dave = ChangedBy::Principal(Principal::github(world.user("dave").unwrap())); // triage
+    /// let err = authz.delete_app(&dave, &AppId("dash".into())).await.unwrap_err();
+    /// assert_eq!(err.kind(), "denied");
+    /// let err = authz.delete_app(&ChangedBy::Operator, &AppId("nope".into())).await.unwrap_err();
+    /// assert_eq!(err.kind(), "unknown_app");
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub fn kind(&self) -> &'static str {
         match self {
             ManageError::UnknownApp(_) => "unknown_app",
@@ -118,23 +239,32 @@ impl ManageError {
     }
 }
 
-/// Why an [`Authorizer`] could not be built.
+/// Why [`AuthorizerBuilder::build`] failed; [`BuildError::kind`] names the cause.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
-    /// The GitHub client could not be built.
+    /// The GitHub client, or the Google client (which shares its HTTP stack), could not be built
+    /// from its configuration.
     #[error(transparent)]
     Github(#[from] ClientBuildError),
-    /// Called outside a Tokio runtime: the GitHub client's connection pool needs one.
+    /// Called outside a Tokio runtime: the GitHub client's connection pool, and the task that
+    /// follows a shared store's change feed, need one.
     #[error("an authorizer must be built inside a tokio runtime")]
     NoRuntime,
-    /// No session key could be generated (the system's random source failed).
+    /// The system's random source failed: no default session key, or no replica id, could be drawn.
     #[error("no session key could be generated")]
     Keys,
 }
 
 impl BuildError {
-    /// A stable name: `github_client`, `no_runtime`, `no_randomness`.
+    /// A stable name, for logs and JSON: `github_client`, `no_runtime`, `no_randomness`.
+    ///
+    /// ```
+    /// use ghauthz::{Authorizer, GithubAuth, GithubConfig, GithubToken};
+    /// let github = GithubConfig::new(GithubAuth::Token(GithubToken::new("ghs_example".into())));
+    /// let err = Authorizer::builder(github).build().unwrap_err(); // not inside a Tokio runtime
+    /// assert_eq!(err.kind(), "no_runtime");
+    /// ```
     pub fn kind(&self) -> &'static str {
         match self {
             BuildError::Github(_) => "github_client",
@@ -144,7 +274,38 @@ impl BuildError {
     }
 }
 
-/// Builds an [`Authorizer`].
+/// Configures an [`Authorizer`]: start from [`Authorizer::builder`], set what differs from the
+/// defaults, then [`AuthorizerBuilder::build`].
+///
+/// The defaults: [`Policy::default`], [`CacheConfig::default`], the system clock, a fresh
+/// [`MemoryStore`], [`LinkConfig::default`] (links work 15 minutes, at most 5 per 15 minutes), one
+/// random session key with one-hour sessions, no Google sign-in, no webhooks, and 5 s for any store
+/// call.
+///
+/// ```
+/// # #[cfg(feature = "world")]
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+/// # let world = ghauthz::world::World::load(path).unwrap();
+/// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+/// # use ghauthz::store::Store as _;
+/// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+/// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+/// use std::time::Duration;
+/// use ghauthz::{AppId, Authorizer, Capability, Policy, Principal, Role};
+/// let authz = Authorizer::builder(mock.github_config())
+///     .store(store) // acme.toml's apps
+///     .policy(Policy::default().with(Capability::Deploy, Role::Maintain))
+///     .store_timeout(Duration::from_secs(2))
+///     .build()
+///     .unwrap();
+/// let bob = Principal::github(world.user("bob").unwrap()); // maintain, through a team
+/// assert!(authz.check_app(&bob, &AppId("dash".into()), Capability::Deploy).await.unwrap().is_allowed());
+/// # }
+/// # #[cfg(not(feature = "world"))]
+/// # fn main() {}
+/// ```
 #[derive(Debug)]
 pub struct AuthorizerBuilder {
     github: GithubConfig,
@@ -161,14 +322,43 @@ pub struct AuthorizerBuilder {
 }
 
 impl AuthorizerBuilder {
-    /// How long any one store call may take before it counts as *unavailable* (default 5 s):
-    /// a check fails closed instead of waiting on a connection that died without a word.
+    /// How long any one store call may take before it counts as *unavailable* (default 5 s): a
+    /// check fails closed instead of waiting on a connection that died without a word.
     ///
     /// The bundled stores wait for a lock or a connection at most 2 s by themselves, inside this
-    /// bound, and answer *unavailable* having changed nothing. A link's redemption is never cut
-    /// off once its use is written: it is written within the bound or not at all, and then
-    /// waits up to the bound again for its commit's answer ([`Redemption`]), so that a redemption
-    /// reported *unavailable* has not used the link up.
+    /// bound, and answer *unavailable* having changed nothing. A link's redemption is never cut off
+    /// once its use is written: it is written within the bound or not at all, and then waits up to
+    /// the bound again for its commit's answer ([`Redemption`]), so that a redemption reported
+    /// *unavailable* has not used the link up.
+    ///
+    /// # Security
+    ///
+    /// The bound keeps a stalled database from holding checks open: past it, a check is a
+    /// [`CheckError::Store`], never an allow.
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// use std::time::Duration;
+    /// use ghauthz::{AppId, Authorizer, Capability, Principal};
+    /// let authz = Authorizer::builder(mock.github_config())
+    ///     .store(store)
+    ///     .store_timeout(Duration::from_millis(500)) // a check waits at most 0.5 s per store call
+    ///     .build()
+    ///     .unwrap();
+    /// let erin = Principal::github(world.user("erin").unwrap()); // admin on acme/dashboard
+    /// assert!(authz.check_app(&erin, &AppId("dash".into()), Capability::Deploy).await.unwrap().is_allowed());
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     ///
     /// [`Redemption`]: crate::store::Redemption
     pub fn store_timeout(mut self, limit: Duration) -> Self {
@@ -176,68 +366,358 @@ impl AuthorizerBuilder {
         self
     }
 
-    /// Accept GitHub webhook deliveries signed with `secret` ([`Authorizer::handle_webhook`]).
+    /// Accepts GitHub webhook deliveries signed with `secret` ([`Authorizer::handle_webhook`]): the
+    /// secret set on the webhook in GitHub. Without it every delivery is refused,
+    /// [`WebhookError::NotConfigured`].
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # fn signed_with(secret: &str, event: &str, id: &str, body: &[u8]) -> http::HeaderMap {
+    /// #     use hmac::Mac as _;
+    /// #     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    /// #     mac.update(body);
+    /// #     let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    /// #     let mut headers = http::HeaderMap::new();
+    /// #     headers.insert("x-github-event", event.parse().unwrap());
+    /// #     headers.insert("x-github-delivery", id.parse().unwrap());
+    /// #     headers.insert("x-hub-signature-256", signature.parse().unwrap());
+    /// #     headers
+    /// # }
+    /// # let signed = |event: &str, id: &str, body: &[u8]| signed_with("s3cret", event, id, body);
+    /// use ghauthz::{Authorizer, WebhookOutcome, WebhookSecret};
+    /// let authz = Authorizer::builder(mock.github_config())
+    ///     .webhook_secret(WebhookSecret::new("s3cret".into()).unwrap())
+    ///     .build()
+    ///     .unwrap();
+    /// let body = br#"{"zen":"Design for failure."}"#;
+    /// let headers = signed("ping", "d-1", body); // as GitHub sends it, signed with the secret
+    /// assert_eq!(authz.handle_webhook(&headers, body).await.unwrap(), WebhookOutcome::Applied(vec![]));
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub fn webhook_secret(mut self, secret: WebhookSecret) -> Self {
         self.webhooks = Some(WebhookVerifier::new(secret));
         self
     }
 
-    /// Accept webhook deliveries signed with the current secret *or* `previous`, during a
-    /// rotation ([`WebhookVerifier`]'s `# Rotation`): set [`AuthorizerBuilder::webhook_secret`]
-    /// first; without a current secret this enables nothing.
+    /// Accepts webhook deliveries signed with the current secret *or* `previous`, during a rotation
+    /// ([`WebhookVerifier`]'s `# Rotation`): set [`AuthorizerBuilder::webhook_secret`] first;
+    /// without a current secret this enables nothing.
+    ///
+    /// # Security
+    ///
+    /// Both secrets are compared, in constant time, for every delivery, so timing does not tell
+    /// which one matched. Drop the previous secret once GitHub signs with the new one only.
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # fn signed_with(secret: &str, event: &str, id: &str, body: &[u8]) -> http::HeaderMap {
+    /// #     use hmac::Mac as _;
+    /// #     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    /// #     mac.update(body);
+    /// #     let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    /// #     let mut headers = http::HeaderMap::new();
+    /// #     headers.insert("x-github-event", event.parse().unwrap());
+    /// #     headers.insert("x-github-delivery", id.parse().unwrap());
+    /// #     headers.insert("x-hub-signature-256", signature.parse().unwrap());
+    /// #     headers
+    /// # }
+    /// # let signed = |event: &str, id: &str, body: &[u8]| signed_with("s3cret", event, id, body);
+    /// use ghauthz::{Authorizer, WebhookSecret};
+    /// let secret = |s: &str| WebhookSecret::new(s.into()).unwrap();
+    /// let authz = Authorizer::builder(mock.github_config())
+    ///     .webhook_secret(secret("new-secret"))
+    ///     .previous_webhook_secret(secret("old-secret"))
+    ///     .build()
+    ///     .unwrap();
+    /// let body = br#"{"zen":"Keep it logically awesome."}"#;
+    /// assert!(authz.handle_webhook(&signed_with("old-secret", "ping", "d-1", body), body).await.is_ok());
+    /// assert!(authz.handle_webhook(&signed_with("new-secret", "ping", "d-2", body), body).await.is_ok());
+    /// let other = authz.handle_webhook(&signed_with("guessed", "ping", "d-3", body), body).await;
+    /// assert_eq!(other.unwrap_err().kind(), "bad_signature");
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub fn previous_webhook_secret(mut self, previous: WebhookSecret) -> Self {
         self.webhooks = self.webhooks.map(|v| v.with_previous(previous));
         self
     }
 
-    /// Accept Google sign-in (off unless configured).
+    /// Accepts Google sign-in ([`Authorizer::google_sign_in`]) for the client ids in `google`, with
+    /// Google's keys fetched from its JWKS URL (and cached for their `Cache-Control` max-age). Off
+    /// unless configured: Google sign-in is then refused, [`GoogleSignInError::NotConfigured`].
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// use ghauthz::Authorizer;
+    /// let with = Authorizer::builder(mock.github_config()).google(mock.google_config().unwrap()).build().unwrap();
+    /// let without = Authorizer::builder(mock.github_config()).build().unwrap();
+    /// // Not an ID token: refused before any key is fetched.
+    /// assert_eq!(with.verify_google_id_token("not-a-token").await.unwrap_err().kind(), "invalid");
+    /// assert_eq!(without.verify_google_id_token("not-a-token").await.unwrap_err().kind(), "not_configured");
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub fn google(mut self, google: GoogleConfig) -> Self {
         self.google = Some(google);
         self
     }
 
-    /// Link lifetimes and limits.
+    /// How long sign-in links work, and how many one (app, address) may be issued ([`LinkConfig`];
+    /// default: 15 minutes, at most 5 per 15 minutes).
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// use std::time::Duration;
+    /// use ghauthz::store::IssueLimit;
+    /// use ghauthz::{AppId, Authorizer, LinkConfig};
+    /// let links = LinkConfig::default().with_issue_limit(IssueLimit::new(1, Duration::from_secs(3600)));
+    /// let authz = Authorizer::builder(mock.github_config()).store(store).links(links).build().unwrap();
+    /// let dash = AppId("dash".into());
+    /// authz.issue_link(&dash, "dana@example.com").await.unwrap();
+    /// let again = authz.issue_link(&dash, "dana@example.com").await.unwrap_err();
+    /// assert_eq!(again.kind(), "rate_limited");
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub fn links(mut self, links: LinkConfig) -> Self {
         self.links = links;
         self
     }
 
-    /// The keys that sign viewer sessions (default: one random key, so sessions do not outlive
-    /// the process), and their lifetime.
+    /// The keys that sign viewer sessions, and how long a session lasts ([`SessionConfig`]). By
+    /// default one random key and one hour: sessions then neither outlive the process nor verify on
+    /// another replica. Give every replica the same [`SessionKeys`] (for example from a keys file,
+    /// `SessionKeys::load_or_create` with the `keys-file` feature).
+    ///
+    /// # Security
+    ///
+    /// Whoever holds a key can mint a session for any invited address: keep keys out of logs and
+    /// source control (their `Debug` is redacted), and retire a leaked one at once
+    /// ([`Authorizer::set_session_keys`]).
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// use std::time::Duration;
+    /// use ghauthz::{AppId, Authorizer, SessionConfig, SessionKeys};
+    /// let keys = SessionKeys::generate().unwrap(); // in production: the same keys on every replica
+    /// let ttl = SessionConfig::default().with_ttl(Duration::from_secs(15 * 60));
+    /// let replica = || {
+    ///     Authorizer::builder(mock.github_config()).store(store.clone()).sessions(keys.clone(), ttl.clone()).build()
+    /// };
+    /// let (a, b) = (replica().unwrap(), replica().unwrap());
+    /// let link = a.issue_link(&AppId("dash".into()), "dana@example.com").await.unwrap();
+    /// let issued = a.redeem_link(link.token.expose_secret(), None).await.unwrap();
+    /// let session = b.verify_session(issued.token.expose_secret()).unwrap(); // minted by a, verified by b
+    /// assert_eq!(session.email().as_str(), "dana@example.com");
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub fn sessions(mut self, keys: SessionKeys, config: SessionConfig) -> Self {
         self.keys = Some(keys);
         self.sessions = config;
         self
     }
 
-    /// Where apps and viewer grants live (default: a fresh [`MemoryStore`]).
+    /// Where apps, viewer grants, links and the audit log live (default: a fresh [`MemoryStore`],
+    /// empty and this authorizer's alone). The control plane records its apps there
+    /// ([`Store::put_app`]); checks by app id read them.
+    ///
+    /// # Replicas
+    ///
+    /// Authorizers that share a store hear one another's invalidations and every change to apps and
+    /// grants through the store's change feed (see [`crate::store`]): a
+    /// [`PgStore`](crate::store::PgStore)'s `LISTEN/NOTIFY`, typically within milliseconds; an
+    /// [`SqliteStore`](crate::store::SqliteStore)'s change log, within 100 ms, from any process on
+    /// the file; a shared [`MemoryStore`](crate::store::MemoryStore) at once. A change made through
+    /// an authorizer holds there before the call that made it returns. When the feed drops, the
+    /// authorizer forgets everything it cached, at once and again once it listens anew, since it
+    /// may have missed messages in between; until then it serves no cached app or grant (it reads
+    /// the store at every check) and caches GitHub facts as usual, within the lifetimes of
+    /// [`CacheConfig`].
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// use ghauthz::{AppId, Authorizer, Capability, Principal};
+    /// let (erin, dash) = (Principal::github(world.user("erin").unwrap()), AppId("dash".into()));
+    /// let seeded = Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// assert!(seeded.check_app(&erin, &dash, Capability::Deploy).await.unwrap().is_allowed());
+    /// let empty = Authorizer::builder(mock.github_config()).build().unwrap(); // a MemoryStore of its own
+    /// let d = empty.check_app(&erin, &dash, Capability::Deploy).await.unwrap();
+    /// assert_eq!(d.reason().kind(), "unknown_app");
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub fn store(mut self, store: Arc<dyn Store>) -> Self {
         self.store = store;
         self
     }
 
-    /// The policy (default: the table in the README, [`Policy::default`]).
+    /// Which GitHub role each capability needs, and who manages viewers (default:
+    /// [`Policy::default`], the table in the README: `admin` deploys and deletes, `write` edits and
+    /// views private apps).
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// use ghauthz::{Authorizer, Capability, Policy, Principal, Role};
+    /// let (bob, dash) = (Principal::github(world.user("bob").unwrap()), world.app("dash").unwrap()); // maintain
+    /// let strict = Authorizer::builder(mock.github_config()).build().unwrap();
+    /// assert!(!strict.check(&bob, &dash, Capability::Deploy).await.unwrap().is_allowed());
+    /// let policy = Policy::default().with(Capability::Deploy, Role::Maintain);
+    /// let relaxed = Authorizer::builder(mock.github_config()).policy(policy).build().unwrap();
+    /// assert!(relaxed.check(&bob, &dash, Capability::Deploy).await.unwrap().is_allowed());
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub fn policy(mut self, policy: Policy) -> Self {
         self.policy = policy;
         self
     }
 
-    /// Cache lifetimes and bounds.
+    /// Cache lifetimes and bounds ([`CacheConfig`], whose `# Staleness` says what each one bounds):
+    /// shorter lifetimes give fresher answers for more GitHub requests.
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// use std::{sync::Arc, time::Duration};
+    /// use ghauthz::{Authorizer, CacheConfig, Capability, ManualClock, Principal, Source};
+    /// let clock = ManualClock::new(world.now().unwrap());
+    /// let authz = Authorizer::builder(mock.github_config())
+    ///     .cache(CacheConfig::default().with_role_ttl(Duration::from_secs(30)))
+    ///     .clock(Arc::new(clock.clone()))
+    ///     .build()
+    ///     .unwrap();
+    /// let (carol, dash) = (Principal::github(world.user("carol").unwrap()), world.app("dash").unwrap());
+    /// assert_eq!(authz.check(&carol, &dash, Capability::Edit).await.unwrap().source(), Source::Github);
+    /// clock.advance(Duration::from_secs(20));
+    /// assert_eq!(authz.check(&carol, &dash, Capability::Edit).await.unwrap().source(), Source::Cache);
+    /// clock.advance(Duration::from_secs(11)); // past the 30 s lifetime: the next check asks again
+    /// assert!(authz.check_cached(&carol, &dash, Capability::Edit).is_none());
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub fn cache(mut self, cache: CacheConfig) -> Self {
         self.cache = cache;
         self
     }
 
-    /// The clock (default: the system clock).
+    /// The clock every lifetime is counted on: cached facts, links, sessions, Google ID tokens
+    /// (default: the system clock). A [`ManualClock`](crate::ManualClock) puts time in a test's
+    /// hands.
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// use std::{sync::Arc, time::Duration};
+    /// use ghauthz::{AppId, Authorizer, ManualClock};
+    /// let clock = ManualClock::new(world.now().unwrap());
+    /// let authz = Authorizer::builder(mock.github_config())
+    ///     .store(store)
+    ///     .clock(Arc::new(clock.clone()))
+    ///     .build()
+    ///     .unwrap();
+    /// let link = authz.issue_link(&AppId("dash".into()), "dana@example.com").await.unwrap();
+    /// clock.advance(Duration::from_secs(15 * 60 + 1)); // links work for 15 minutes
+    /// let err = authz.inspect_link(link.token.expose_secret()).await.unwrap_err();
+    /// assert_eq!(err.kind(), "expired");
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
     }
 
-    /// Builds it. Sends nothing; the first check does. Must be called inside a Tokio runtime
-    /// ([`BuildError::NoRuntime`] otherwise). If the store is shared by replicas
-    /// ([`Store::subscribe`]), the authorizer starts listening to their invalidations, in a task
-    /// that ends when the last clone of the authorizer is dropped.
+    /// Builds the authorizer. Sends nothing: the first check that misses asks GitHub. Must be
+    /// called inside a Tokio runtime. If the store is shared by replicas ([`Store::subscribe`]),
+    /// the authorizer starts listening to their invalidations, in a task that ends when the last
+    /// clone of the authorizer is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::NoRuntime`] outside a Tokio runtime; [`BuildError::Github`] if the GitHub or
+    /// the Google client cannot be built from its configuration; [`BuildError::Keys`] if the
+    /// system's random source fails.
+    ///
+    /// ```
+    /// use ghauthz::{Authorizer, GithubAuth, GithubConfig, GithubToken};
+    /// let github = || GithubConfig::new(GithubAuth::Token(GithubToken::new("ghs_example".into())));
+    /// assert_eq!(Authorizer::builder(github()).build().unwrap_err().kind(), "no_runtime");
+    /// let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// let authz = runtime.block_on(async { Authorizer::builder(github()).build() }).unwrap();
+    /// assert_eq!(authz.stats().misses, 0, "nothing was asked of GitHub yet");
+    /// ```
     pub fn build(self) -> Result<Authorizer, BuildError> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(BuildError::NoRuntime);
@@ -293,41 +773,84 @@ impl AuthorizerBuilder {
     }
 }
 
-/// Decides who may view, edit, deploy and delete apps, from GitHub roles kept in a TTL cache.
+/// Decides who may view, edit, deploy and delete apps deployed from GitHub repositories, from
+/// GitHub roles kept in a TTL cache and from invited viewers kept in a [`Store`].
 ///
-/// Cheap to clone; clones share the cache.
+/// Cheap to clone; clones share the cache, the store and the counters. Build one with
+/// [`Authorizer::builder`], inside a Tokio runtime.
+///
+/// - [Checking](#checking)
+/// - [The request path](#the-request-path)
+/// - [Viewers and sign-in](#viewers-and-sign-in)
+/// - [Managing apps](#managing-apps)
+/// - [Webhooks and replicas](#webhooks-and-replicas)
+/// - [Staleness](#staleness)
+/// - [Concurrent calls](#concurrent-calls)
+/// - [Errors](#errors)
+/// - [Security](#security)
+///
+/// # Checking
+///
+/// [`Authorizer::check`] answers "may this [`Principal`] do this [`Capability`] to this [`App`]?"
+/// with a [`Decision`] that carries its [`Reason`] and its [`Source`]; the [`Policy`]
+/// ([`Authorizer::policy`]) says which GitHub role each capability needs.
+/// [`Authorizer::check_cached`] answers from memory alone, or not at all.
+///
+/// # The request path
+///
+/// What a control plane calls on every page load takes an app's **id**: [`Authorizer::check_app`]
+/// for a GitHub user (or anybody), [`Authorizer::check_session`] for a viewer's session token.
+/// Their `_cached` forms are synchronous and allocation-free on a hit; their `_with` forms take
+/// [`Consistency::Fresh`] to rest on nothing cached.
+///
+/// # Viewers and sign-in
+///
+/// An invited viewer signs in with a single-use link ([`Authorizer::issue_link`],
+/// [`Authorizer::inspect_link`], [`Authorizer::redeem_link`]) or with Google
+/// ([`Authorizer::google_sign_in`]), and gets a session for one app; [`Authorizer::verify_session`]
+/// turns its token into a [`Principal::Viewer`], and [`Authorizer::set_session_keys`] rotates the
+/// keys that sign sessions.
+///
+/// # Managing apps
+///
+/// [`Authorizer::add_viewer`], [`Authorizer::remove_viewer`] and [`Authorizer::viewers`] need the
+/// policy's `sharing` role, [`Authorizer::delete_app`] the `delete` capability;
+/// [`Authorizer::delete_account`] serves the account holder's own request. [`Authorizer::apps`],
+/// [`Authorizer::app`] and [`Authorizer::audit_log`] read the store.
+///
+/// # Webhooks and replicas
+///
+/// [`Authorizer::handle_webhook`] verifies a GitHub delivery and forgets what it changed;
+/// [`Authorizer::invalidate`] forgets facts on demand. Both reach every authorizer sharing the
+/// store through its change feed, as every change to apps and grants does
+/// ([`AuthorizerBuilder::store`]'s `# Replicas`); [`Authorizer::invalidate_local`] stays here.
 ///
 /// # Staleness
 ///
-/// See [`CacheConfig`]: a fact is served at most its lifetime after GitHub confirmed it, on the
-/// authorizer's clock, and `deploy`/`delete` revalidate anything older than `strict_max_age`.
-/// Errors are never cached as "no access" and never served as an allow.
+/// A fact is served at most its lifetime ([`CacheConfig`]'s `# Staleness`) after GitHub or the
+/// store confirmed it, on the authorizer's clock; `deploy` and `delete` revalidate anything older
+/// than `strict_max_age`. Errors are never cached as "no access" and never served as an allow.
 ///
 /// # Concurrent calls
 ///
-/// Concurrent checks that miss on one (user, repository) key send one request; the others wait
-/// for its answer. Dropping a waiting check cancels nothing for the others; if the check that is
+/// Concurrent checks that miss on one (user, repository) key send one request; the others wait for
+/// its answer. Dropping a waiting check cancels nothing for the others; if the check that is
 /// sending the request is dropped, the next waiter sends its own. The repository lookup (which
 /// repository is at the app's coordinates) is shared by all users in the same way.
 ///
-/// # Invalidation
+/// # Errors
 ///
-/// [`Authorizer::invalidate_local`] is effective for the next check on this authorizer,
-/// including against a request that was in flight when it was called: a fact whose fetch started
-/// before a matching invalidation is never served from the cache. [`Authorizer::invalidate`]
-/// and [`Authorizer::handle_webhook`] also reach every other replica that shares the store.
+/// A check's [`CheckError`] means *could not decide* (GitHub or the store failed): treat it as a
+/// denial, and ask again after [`CheckError::retry_after`]. A denial is a [`Decision`], never an
+/// error. Management fails with [`ManageError`], sign-in with [`LinkError`] or
+/// [`GoogleSignInError`], webhooks with [`WebhookError`]; each has a stable `kind()`.
 ///
-/// # Replicas
+/// # Security
 ///
-/// Authorizers that share a store hear one another's invalidations and every change to apps and
-/// grants through the store's change feed (see [`crate::store`]): a [`PgStore`](crate::store::PgStore)'s
-/// `LISTEN/NOTIFY`, typically within milliseconds; an [`SqliteStore`](crate::store::SqliteStore)'s
-/// change log, within 100 ms, from any process on the file; a shared
-/// [`MemoryStore`](crate::store::MemoryStore) at once. A change made through this authorizer
-/// holds here before the call that made it returns. When the feed drops, the authorizer forgets
-/// everything it cached, at once and again once it listens anew, since it may have missed
-/// messages in between; until then it serves no cached app or grant (it reads the store at every
-/// check) and caches GitHub facts as usual, within the lifetimes of [`CacheConfig`].
+/// Decisions fail closed. Sessions verify only under a listed key; links are single-use and stored
+/// as hashes; webhook signatures are compared in constant time before the body is read. No token,
+/// link or secret is ever logged (sign-in logs name the app, not the address), and every store call
+/// is bounded in time ([`AuthorizerBuilder::store_timeout`]).
 #[derive(Debug, Clone)]
 pub struct Authorizer {
     inner: Arc<Inner>,
@@ -337,7 +860,8 @@ pub struct Authorizer {
 struct Inner {
     policy: Policy,
     clock: Arc<dyn Clock>,
-    /// GitHub facts.
+    /// GitHub facts (a user's role on a repository, which repository is at which coordinates),
+    /// cached per (user, repository) and per coordinates.
     facts: Facts,
     store: Arc<dyn Store>,
     signin: SignIn,
@@ -345,7 +869,7 @@ struct Inner {
     replica: u64,
     /// Apps and viewer grants, served while the store's feed is heard.
     records: Records,
-    /// Sessions verified before.
+    /// Session tokens verified before, so that a hit does not verify a signature again.
     sessions: Sessions,
     webhooks: Option<WebhookVerifier>,
     hooks: HookCounters,
@@ -415,7 +939,9 @@ async fn follow_feed(inner: Weak<Inner>, mut feed: tokio::sync::mpsc::Receiver<F
 }
 
 impl Authorizer {
-    /// A builder for an authorizer that asks GitHub as `github` says.
+    /// A builder for an authorizer that asks GitHub as `github` says (a token, a GitHub App, or
+    /// users' own tokens; the API base), with every other setting at its default
+    /// ([`AuthorizerBuilder`]).
     ///
     /// ```
     /// use ghauthz::{Authorizer, BuildError, GithubAuth, GithubConfig, GithubToken, Policy};
@@ -443,30 +969,134 @@ impl Authorizer {
         }
     }
 
-    /// The policy in force.
+    /// The policy in force: the least GitHub role each capability needs ([`Policy::required`]) and
+    /// who manages viewers ([`Policy::sharing`]), for telling a refused user what they lack.
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// use ghauthz::{Capability, Role};
+    /// assert_eq!(authz.policy().required(Capability::Deploy), Role::Admin);
+    /// assert_eq!(authz.policy().required(Capability::View), Role::Write); // for a private app
+    /// assert_eq!(authz.policy().sharing(), Role::Write); // follows `edit` unless set
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub fn policy(&self) -> &Policy {
         &self.inner.policy
     }
 
-    /// May `principal` do `cap` to `app`?
+    /// May `principal` do `cap` to `app`? The app is given whole ([`Authorizer::check_app`] takes
+    /// an id). Answers from the cache when it can (see [`Authorizer::check_cached`]), otherwise
+    /// asks GitHub (for a GitHub user) or the store (for a viewer); an anonymous check never asks.
     ///
-    /// Answers from the cache when it can (see [`Authorizer::check_cached`]), otherwise asks
-    /// GitHub. An error means "could not decide": treat it as a denial, and ask again after
-    /// [`CheckError::retry_after`].
+    /// # Errors
+    ///
+    /// [`CheckError`] means "could not decide": treat it as a denial, and ask again after
+    /// [`CheckError::retry_after`]. [`CheckError::Github`] when GitHub is unavailable, rate
+    /// limited, refuses the credentials or answers unexpectedly; [`CheckError::Store`] when a
+    /// viewer's grant cannot be read; [`CheckError::MissingUserToken`] in user-token mode, when
+    /// GitHub must be asked and the principal carries no token. A denial is never an error: it is a
+    /// [`Decision`].
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// use ghauthz::{Capability, Principal, Reason, Role};
+    /// let dash = world.app("dash").unwrap(); // private, on acme/dashboard
+    /// let dave = Principal::github(world.user("dave").unwrap()); // triage there
+    /// let d = authz.check(&dave, &dash, Capability::View).await.unwrap();
+    /// assert!(!d.is_allowed());
+    /// assert!(matches!(d.reason(), Reason::GithubRole { role: Role::Triage, required: Role::Write, .. }));
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub async fn check(&self, principal: &Principal, app: &App, cap: Capability) -> Result<Decision, CheckError> {
         self.check_need(principal, app, self.inner.policy.need(cap), Consistency::Cached).await
     }
 
-    /// [`Authorizer::check`] for the app with this id; `unknown_app` (a denial) when there is
-    /// none. What a control plane calls on every request: on a hit, the app record, the GitHub
-    /// fact (or the viewer's grant) all come from memory ([`CacheConfig`]'s `# Staleness`).
+    /// [`Authorizer::check`] for the app with this id; `unknown_app` (a denial) when there is none.
+    /// What a control plane calls on every request: on a hit, the app record and the GitHub fact
+    /// (or the viewer's grant) all come from memory ([`CacheConfig`]'s `# Staleness`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Authorizer::check`], and [`CheckError::Store`] when the app's record cannot be read
+    /// (the store unavailable, or a record that is not an app).
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// use ghauthz::{AppId, Capability, Principal};
+    /// let erin = Principal::github(world.user("erin").unwrap()); // admin on acme/dashboard
+    /// assert!(authz.check_app(&erin, &AppId("dash".into()), Capability::Deploy).await.unwrap().is_allowed());
+    /// let d = authz.check_app(&erin, &AppId("gone".into()), Capability::View).await.unwrap();
+    /// assert_eq!((d.is_allowed(), d.reason().kind()), (false, "unknown_app"));
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub async fn check_app(&self, principal: &Principal, app: &AppId, cap: Capability) -> Result<Decision, CheckError> {
         self.check_app_with(principal, app, cap, Consistency::Cached).await
     }
 
     /// [`Authorizer::check_app`] with the facts as old as `consistency` allows:
-    /// [`Consistency::Fresh`] reads the app and the grant from the store and revalidates the
-    /// GitHub fact first.
+    /// [`Consistency::Fresh`] reads the app and the grant from the store and revalidates the GitHub
+    /// fact first (a conditional request, which spends no rate limit when nothing changed), for a
+    /// decision that must rest on nothing cached.
+    ///
+    /// # Errors
+    ///
+    /// As [`Authorizer::check_app`].
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// use ghauthz::{AppId, Capability, Consistency, Principal, Source};
+    /// let (carol, dash) = (Principal::github(world.user("carol").unwrap()), AppId("dash".into()));
+    /// authz.check_app(&carol, &dash, Capability::Edit).await.unwrap(); // asks GitHub, caches
+    /// let cached = authz.check_app_with(&carol, &dash, Capability::Edit, Consistency::Cached).await.unwrap();
+    /// assert_eq!(cached.source(), Source::Cache);
+    /// let fresh = authz.check_app_with(&carol, &dash, Capability::Edit, Consistency::Fresh).await.unwrap();
+    /// assert_eq!(fresh.source(), Source::Github);
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub async fn check_app_with(
         &self,
         principal: &Principal,
@@ -485,8 +1115,32 @@ impl Authorizer {
         }
     }
 
-    /// [`Authorizer::check_app`] if it needs neither GitHub nor the store: synchronous, and
-    /// allocation-free on a hit. `None` means `check_app` would ask.
+    /// [`Authorizer::check_app`] if it needs neither GitHub nor the store: synchronous, lock-free
+    /// and allocation-free on a hit, for a path that cannot await. `None` means `check_app` would
+    /// ask: call it then.
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// use ghauthz::{AppId, Capability, Principal, Source};
+    /// let (erin, dash) = (Principal::github(world.user("erin").unwrap()), AppId("dash".into()));
+    /// assert!(authz.check_app_cached(&erin, &dash, Capability::Edit).is_none()); // nothing cached yet
+    /// authz.check_app(&erin, &dash, Capability::Edit).await.unwrap();
+    /// let hit = authz.check_app_cached(&erin, &dash, Capability::Edit).unwrap();
+    /// assert!(hit.is_allowed());
+    /// assert_eq!(hit.source(), Source::Cache);
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub fn check_app_cached(&self, principal: &Principal, app: &AppId, cap: Capability) -> Option<Decision> {
         let inner = &*self.inner;
         let need = inner.policy.need(cap);
@@ -497,17 +1151,84 @@ impl Authorizer {
             .flatten()
     }
 
-    /// May the viewer holding session `token` do `cap` to the app with this id? A token that
-    /// does not verify is a denial (`session_invalid`); an unknown app is `unknown_app`. On a hit
-    /// nothing is verified again ([`Authorizer::verify_session`]) and nothing is read from the
-    /// store.
+    /// May the viewer holding session `token` do `cap` to the app with this id? A token that does
+    /// not verify is a denial (`session_invalid`, with its [`SessionError`]); an unknown app is
+    /// `unknown_app`. A viewer may only `view`, only the app the session is for, and only while the
+    /// grant it was minted under stands. On a hit nothing is verified again
+    /// ([`Authorizer::verify_session`]) and nothing is read from the store.
+    ///
+    /// # Errors
+    ///
+    /// [`CheckError::Store`] when the app or the grant cannot be read. A bad token is a denial, not
+    /// an error.
+    ///
+    /// # Security
+    ///
+    /// A token is verified in full (signature under a listed key, issuer, audience, expiry on the
+    /// authorizer's clock) the first time; after that it is confirmed by comparing it whole, in
+    /// constant time. Tokens are never logged.
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// use ghauthz::{AppId, Capability, Reason, Via};
+    /// let dash = AppId("dash".into());
+    /// let link = authz.issue_link(&dash, "dana@example.com").await.unwrap(); // dana is invited to dash
+    /// let token = authz.redeem_link(link.token.expose_secret(), Some(&dash)).await.unwrap().token;
+    /// let token = token.expose_secret();
+    /// let d = authz.check_session(token, &dash, Capability::View).await.unwrap();
+    /// assert_eq!(d.reason(), &Reason::ViewerGrant { via: Via::EmailLink });
+    /// let forged = authz.check_session("eyJhbGciOiJub25lIn0.e30.", &dash, Capability::View).await.unwrap();
+    /// assert_eq!(forged.reason().kind(), "session_invalid");
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub async fn check_session(&self, token: &str, app: &AppId, cap: Capability) -> Result<Decision, CheckError> {
         self.check_session_with(token, app, cap, Consistency::Cached).await
     }
 
     /// [`Authorizer::check_session`] with the facts as old as `consistency` allows:
-    /// [`Consistency::Fresh`] verifies the token in full and reads the app and the grant from
-    /// the store.
+    /// [`Consistency::Fresh`] verifies the token in full and reads the app and the grant from the
+    /// store, for a decision that must rest on nothing cached.
+    ///
+    /// # Errors
+    ///
+    /// As [`Authorizer::check_session`].
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// use ghauthz::{AppId, Capability, Consistency, Source};
+    /// let dash = AppId("dash".into());
+    /// let link = authz.issue_link(&dash, "dana@example.com").await.unwrap(); // dana is invited to dash
+    /// let token = authz.redeem_link(link.token.expose_secret(), Some(&dash)).await.unwrap().token;
+    /// let token = token.expose_secret();
+    /// authz.check_session(token, &dash, Capability::View).await.unwrap(); // verifies, reads, caches
+    /// let cached = authz.check_session_with(token, &dash, Capability::View, Consistency::Cached).await.unwrap();
+    /// assert_eq!(cached.source(), Source::Cache);
+    /// let fresh = authz.check_session_with(token, &dash, Capability::View, Consistency::Fresh).await.unwrap();
+    /// assert_eq!(fresh.source(), Source::Store);
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub async fn check_session_with(
         &self,
         token: &str,
@@ -530,9 +1251,33 @@ impl Authorizer {
         }
     }
 
-    /// [`Authorizer::check_session`] if the token was verified before and the app and the grant
-    /// are cached: synchronous, allocation-free. `None` means `check_session` would verify or
-    /// read.
+    /// [`Authorizer::check_session`] if the token was verified before and the app and the grant are
+    /// cached: synchronous, lock-free and allocation-free. `None` means `check_session` would
+    /// verify or read: call it then.
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// use ghauthz::{AppId, Capability};
+    /// let dash = AppId("dash".into());
+    /// let link = authz.issue_link(&dash, "dana@example.com").await.unwrap(); // dana is invited to dash
+    /// let token = authz.redeem_link(link.token.expose_secret(), Some(&dash)).await.unwrap().token;
+    /// let token = token.expose_secret();
+    /// assert!(authz.check_session_cached(token, &dash, Capability::View).is_none()); // never verified here
+    /// authz.check_session(token, &dash, Capability::View).await.unwrap();
+    /// assert!(authz.check_session_cached(token, &dash, Capability::View).unwrap().is_allowed());
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub fn check_session_cached(&self, token: &str, app: &AppId, cap: Capability) -> Option<Decision> {
         let inner = &*self.inner;
         let need = inner.policy.need(cap);
@@ -546,7 +1291,32 @@ impl Authorizer {
             .flatten()
     }
 
-    /// The app with this id, from the cache or the store.
+    /// The app with this id, from the cache or the store; `None` if there is none. What to pass to
+    /// [`Authorizer::check`] when the app is needed whole (its coordinates, its visibility).
+    ///
+    /// # Errors
+    ///
+    /// [`CheckError::Store`] if the store cannot answer, or holds a record that is not an app.
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// use ghauthz::AppId;
+    /// let dash = authz.app(&AppId("dash".into())).await.unwrap().unwrap();
+    /// assert_eq!(dash.coords().to_string(), "acme/dashboard");
+    /// assert!(authz.app(&AppId("nope".into())).await.unwrap().is_none());
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub async fn app(&self, id: &AppId) -> Result<Option<App>, CheckError> {
         self.app_with(id, Consistency::Cached).await
     }
@@ -612,9 +1382,32 @@ impl Authorizer {
         Ok(self.inner.facts.decision(&entry.core, app, need, source, now))
     }
 
-    /// The answer if it needs no request: anonymous and public-view checks, and cache hits that
-    /// are fresh enough for `cap`. Synchronous, allocation-free on a hit; `None` means
-    /// [`Authorizer::check`] would ask GitHub (or, for a viewer, the store).
+    /// The answer if it needs no request: anonymous and public-view checks, and cache hits that are
+    /// fresh enough for `cap` (`deploy` and `delete` take facts no older than `strict_max_age`).
+    /// Synchronous, allocation-free on a hit; `None` means [`Authorizer::check`] would ask GitHub
+    /// (or, for a viewer, the store).
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// use ghauthz::{Capability, Principal};
+    /// let (bob, dash) = (Principal::github(world.user("bob").unwrap()), world.app("dash").unwrap());
+    /// assert!(authz.check_cached(&Principal::Anonymous, &dash, Capability::View).is_some()); // never asks
+    /// assert!(authz.check_cached(&bob, &dash, Capability::Edit).is_none());
+    /// authz.check(&bob, &dash, Capability::Edit).await.unwrap();
+    /// assert!(authz.check_cached(&bob, &dash, Capability::Edit).unwrap().is_allowed());
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub fn check_cached(&self, principal: &Principal, app: &App, cap: Capability) -> Option<Decision> {
         self.cached_need(principal, app, self.inner.policy.need(cap), None, self.inner.clock.now())
     }
@@ -695,38 +1488,281 @@ impl Authorizer {
         }
     }
 
-    /// Issues a single-use sign-in link for an invited address (rate-limited per app and
-    /// address). Send it to [`IssuedLink::email`], the stored address.
+    /// Issues a single-use sign-in link to `app` for an invited address, rate-limited per (app,
+    /// address) ([`AuthorizerBuilder::links`]). Send it to [`IssuedLink::email`], the stored
+    /// address, never to what a requester typed; it works until [`IssuedLink::expires_at`].
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`LinkError`]: `InvalidEmail` if the address does not parse; `SignIn(UnknownApp)`
+    /// if there is no such app; `SignIn(NotInvited)` if the address is not invited (a sign-in page
+    /// should answer the same either way, so as not to tell who is invited); `RateLimited` with
+    /// `retry_after` past the limit; `NoRandomness` if no token could be drawn; `SignIn(Store(..))`
+    /// if the store fails.
+    ///
+    /// # Security
+    ///
+    /// Only the token's SHA-256 is stored, so a copy of the store opens nothing; the token itself
+    /// is in the returned [`LinkToken`](crate::LinkToken) alone (redacted `Debug`), and never
+    /// logged.
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// use ghauthz::AppId;
+    /// let dash = AppId("dash".into());
+    /// let link = authz.issue_link(&dash, " Dana@Example.com").await.unwrap();
+    /// assert_eq!(link.email.as_str(), "dana@example.com"); // send it here
+    /// let err = authz.issue_link(&dash, "mallory@example.com").await.unwrap_err();
+    /// assert_eq!(err.kind(), "not_invited");
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub async fn issue_link(&self, app: &AppId, email: &str) -> Result<IssuedLink, LinkError> {
         self.inner.signin.issue(&*self.inner.store, self.inner.clock.now(), app, email).await
     }
 
-    /// Validates a link without using it up: what answering a GET may do (mail scanners fetch
-    /// every link they see).
+    /// Validates a link without using it up: what answering a GET may do (mail scanners fetch every
+    /// link they see). Show a page whose button POSTs to [`Authorizer::redeem_link`].
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`LinkError`]: `Invalid` (not a link this service issued), `AlreadyUsed`,
+    /// `Expired`, `Revoked` (the invitation was removed, or renewed, since the link was issued), or
+    /// `SignIn(Store(..))` if the store fails.
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// use ghauthz::AppId;
+    /// let link = authz.issue_link(&AppId("dash".into()), "dana@example.com").await.unwrap();
+    /// let token = link.token.expose_secret();
+    /// let info = authz.inspect_link(token).await.unwrap();
+    /// assert_eq!((info.app.0.as_str(), info.email.as_str()), ("dash", "dana@example.com"));
+    /// assert!(authz.inspect_link(token).await.is_ok(), "inspecting uses nothing up");
+    /// assert!(authz.redeem_link(token, None).await.is_ok());
+    /// assert_eq!(authz.inspect_link("gl1_made-up").await.unwrap_err().kind(), "invalid");
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub async fn inspect_link(&self, token: &str) -> Result<LinkInfo, LinkError> {
         self.inner.signin.inspect(&*self.inner.store, self.inner.clock.now(), token).await
     }
 
-    /// Uses the link up and mints a viewer session: what the POST does. Of any number of
-    /// concurrent redemptions of one link, exactly one succeeds. With `expected_app`, a link for
-    /// another app is refused (`wrong_app`) and not used up.
+    /// Uses the link up and mints a viewer session: what the POST does. With `expected_app` (the
+    /// app whose page the link was opened on), a link for another app is refused (`wrong_app`) and
+    /// not used up.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`LinkError`]: as [`Authorizer::inspect_link`]; `AlreadyUsed` for all but one of
+    /// concurrent redemptions; `WrongApp`; `SignIn(Session(..))` if the session cannot be signed.
+    /// What a redemption that fails *unavailable* did is said at
+    /// [`AuthorizerBuilder::store_timeout`].
+    ///
+    /// # Security
+    ///
+    /// The store enforces single use atomically: of any number of concurrent redemptions of one
+    /// link, on any number of replicas, exactly one succeeds. The session carries the id of the
+    /// grant the link was issued under, so that removing the viewer ends it.
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// use ghauthz::{AppId, LinkError};
+    /// let dash = AppId("dash".into());
+    /// let link = authz.issue_link(&dash, "dana@example.com").await.unwrap();
+    /// let token = link.token.expose_secret();
+    /// let notes = AppId("notes".into());
+    /// assert_eq!(authz.redeem_link(token, Some(&notes)).await.unwrap_err(), LinkError::WrongApp);
+    /// let issued = authz.redeem_link(token, Some(&dash)).await.unwrap(); // not used up by the above
+    /// assert_eq!(issued.session.app(), &dash);
+    /// assert_eq!(authz.redeem_link(token, Some(&dash)).await.unwrap_err(), LinkError::AlreadyUsed);
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub async fn redeem_link(&self, token: &str, expected_app: Option<&AppId>) -> Result<IssuedSession, LinkError> {
         self.inner.signin.redeem(&*self.inner.store, self.inner.clock.now(), token, expected_app).await
     }
 
-    /// Verifies a Google ID token and, if its address is invited to `app`, mints a viewer
-    /// session for it.
+    /// Verifies a Google ID token and, if its verified address is invited to `app`, mints a viewer
+    /// session for it. Needs [`AuthorizerBuilder::google`].
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`GoogleSignInError`]: `NotConfigured` without [`AuthorizerBuilder::google`];
+    /// `Token` with the [`GoogleError`](crate::GoogleError) of the first check the token failed
+    /// (its `KeysUnavailable` when Google's keys cannot be fetched); `SignIn(UnknownApp)`,
+    /// `SignIn(NotInvited)`; `SignIn(Store(..))` if the store fails; `SignIn(Session(..))` if the
+    /// session cannot be signed.
+    ///
+    /// # Security
+    ///
+    /// RS256 only, under Google's published keys; `aud` must be one of the configured client ids,
+    /// `email_verified` exactly `true`, the lifetime at most 24 hours. The ID token is neither
+    /// logged nor kept.
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// # let google_id_token = |email: &str| {
+    /// #     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    /// #     let claims = serde_json::json!({
+    /// #         "iss": "https://accounts.google.com", "aud": "1234-test.apps.googleusercontent.com",
+    /// #         "sub": "110169484474386276334", "email": email, "email_verified": true,
+    /// #         "iat": now, "exp": now + 3600,
+    /// #     });
+    /// #     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    /// #     header.kid = Some("test-key-1".into());
+    /// #     let pem = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/keys/google-test.pem")).unwrap();
+    /// #     jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap()).unwrap()
+    /// # };
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config())
+    /// #     .store(store)
+    /// #     .google(mock.google_config().unwrap())
+    /// #     .build()
+    /// #     .unwrap();
+    /// use ghauthz::{AppId, Via};
+    /// let dash = AppId("dash".into());
+    /// let id_token = google_id_token("dana@example.com"); // signed as Google signs
+    /// let issued = authz.google_sign_in(&dash, &id_token).await.unwrap();
+    /// assert_eq!(issued.session.via(), Via::Google);
+    /// let stranger = google_id_token("zed@example.com");
+    /// assert_eq!(authz.google_sign_in(&dash, &stranger).await.unwrap_err().kind(), "not_invited");
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub async fn google_sign_in(&self, app: &AppId, id_token: &str) -> Result<IssuedSession, GoogleSignInError> {
         self.inner.signin.google_sign_in(&*self.inner.store, self.inner.clock.now(), app, id_token).await
     }
 
-    /// Verifies a Google ID token alone (no grant lookup, no session).
+    /// Verifies a Google ID token alone: who Google says signed in, with no grant lookup and no
+    /// session (for a flow of your own, such as asking an operator to invite the address).
+    ///
+    /// # Errors
+    ///
+    /// [`GoogleSignInError::NotConfigured`] without [`AuthorizerBuilder::google`];
+    /// [`GoogleSignInError::Token`] with the [`GoogleError`](crate::GoogleError) of the first check
+    /// the token failed.
+    ///
+    /// # Security
+    ///
+    /// Verified as [`Authorizer::google_sign_in`] verifies; the token is neither logged nor kept.
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// # let google_id_token = |email: &str| {
+    /// #     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    /// #     let claims = serde_json::json!({
+    /// #         "iss": "https://accounts.google.com", "aud": "1234-test.apps.googleusercontent.com",
+    /// #         "sub": "110169484474386276334", "email": email, "email_verified": true,
+    /// #         "iat": now, "exp": now + 3600,
+    /// #     });
+    /// #     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    /// #     header.kid = Some("test-key-1".into());
+    /// #     let pem = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/keys/google-test.pem")).unwrap();
+    /// #     jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap()).unwrap()
+    /// # };
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config())
+    /// #     .store(store)
+    /// #     .google(mock.google_config().unwrap())
+    /// #     .build()
+    /// #     .unwrap();
+    /// let identity = authz.verify_google_id_token(&google_id_token("zed@example.com")).await.unwrap();
+    /// assert_eq!(identity.email().as_str(), "zed@example.com"); // invited or not
+    /// assert_eq!(authz.verify_google_id_token("not-a-token").await.unwrap_err().kind(), "invalid");
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub async fn verify_google_id_token(&self, id_token: &str) -> Result<GoogleIdentity, GoogleSignInError> {
         self.inner.signin.google_identity(id_token).await
     }
 
-    /// Verifies a viewer session token we signed. A token verified before is confirmed from
-    /// memory (see the `sessions` row of [`CacheConfig`]'s `# Staleness`).
+    /// Verifies a viewer session token this service signed, and gives the [`Session`] it holds, for
+    /// [`Principal::Viewer`]. A token verified before is confirmed from memory (see the `sessions`
+    /// row of [`CacheConfig`]'s `# Staleness`). Whether the session's grant still stands is for a
+    /// check to say.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`SessionError`]: `Invalid` (malformed, over 4 KiB, not HS256, a bad signature,
+    /// another issuer or audience), `RetiredKey` (signed by a key no longer listed), `Expired` (at
+    /// or past its `exp`, on the authorizer's clock).
+    ///
+    /// # Security
+    ///
+    /// The algorithm is fixed, never taken from the token, and the key is found by `kid` among the
+    /// listed keys only. Tokens are never logged.
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// use ghauthz::{AppId, Capability, Principal, SessionError};
+    /// let dash = AppId("dash".into());
+    /// let link = authz.issue_link(&dash, "dana@example.com").await.unwrap(); // dana is invited to dash
+    /// let token = authz.redeem_link(link.token.expose_secret(), Some(&dash)).await.unwrap().token;
+    /// let token = token.expose_secret();
+    /// let session = authz.verify_session(token).unwrap();
+    /// assert_eq!(session.email().as_str(), "dana@example.com");
+    /// let viewer = Principal::Viewer(session);
+    /// assert!(authz.check_app(&viewer, &dash, Capability::View).await.unwrap().is_allowed());
+    /// assert_eq!(authz.verify_session("not-a-session").unwrap_err(), SessionError::Invalid);
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub fn verify_session(&self, token: &str) -> Result<Session, SessionError> {
         self.verify_session_with(token, Consistency::Cached)
     }
@@ -745,9 +1781,42 @@ impl Authorizer {
         Ok(session)
     }
 
-    /// Replaces the keys that sign and verify viewer sessions (to rotate them, or to retire a
-    /// key): a session signed by a key no longer listed is refused from the next check on, even
-    /// if it was verified before.
+    /// Replaces the keys that sign and verify viewer sessions, to rotate them or to retire a key:
+    /// the first key signs from now on, and a session signed by a key no longer listed is refused
+    /// from the next check on, even if it was verified before. Set the same keys on every replica.
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// use ghauthz::{AppId, Authorizer, SessionConfig, SessionError, SessionKeys};
+    /// let mut keys = SessionKeys::generate().unwrap();
+    /// let authz = Authorizer::builder(mock.github_config())
+    ///     .store(store)
+    ///     .sessions(keys.clone(), SessionConfig::default())
+    ///     .build()
+    ///     .unwrap();
+    /// let dash = AppId("dash".into());
+    /// let link = authz.issue_link(&dash, "dana@example.com").await.unwrap(); // dana is invited to dash
+    /// let token = authz.redeem_link(link.token.expose_secret(), Some(&dash)).await.unwrap().token;
+    /// let token = token.expose_secret();
+    /// let old = keys.kids()[0].to_owned();
+    /// keys.rotate().unwrap(); // a new signing key; the old one still verifies
+    /// authz.set_session_keys(keys.clone());
+    /// assert!(authz.verify_session(token).is_ok());
+    /// keys.retire(&old);
+    /// authz.set_session_keys(keys);
+    /// assert_eq!(authz.verify_session(token).unwrap_err(), SessionError::RetiredKey);
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub fn set_session_keys(&self, keys: SessionKeys) {
         *self.inner.signin.keys.write() = keys;
         self.inner.sessions.keys_changed();
@@ -779,22 +1848,29 @@ impl Authorizer {
         Decision::new(outcome, reason, Source::Store, Duration::ZERO)
     }
 
-    /// Every app in the store, ordered by id.
+    /// Every app in the store, ordered by id (read from the store each time, for listings).
     ///
     /// # Errors
     ///
     /// [`CheckError::Store`] if the store cannot answer, or holds a record that is not an app.
     ///
     /// ```
-    /// # tokio_test_block_on(async {
-    /// use ghauthz::{Authorizer, GithubAuth, GithubConfig, GithubToken};
-    /// let config = GithubConfig::new(GithubAuth::Token(GithubToken::new("t".into())));
-    /// let authz = Authorizer::builder(config).build().unwrap();
-    /// assert!(authz.apps().await.unwrap().is_empty(), "a fresh memory store holds none");
-    /// # });
-    /// # fn tokio_test_block_on(f: impl std::future::Future<Output = ()>) {
-    /// #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// let apps = authz.apps().await.unwrap();
+    /// let ids: Vec<String> = apps.iter().map(|a| a.id().to_string()).collect();
+    /// assert_eq!(ids, ["analytics", "dash", "legacy", "notes", "site"]);
     /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
     /// ```
     pub async fn apps(&self) -> Result<Vec<App>, CheckError> {
         let records = self.inner.store.apps().await?;
@@ -806,17 +1882,73 @@ impl Authorizer {
             .collect()
     }
 
-    /// The audit log, oldest first: grant changes, link issues and redemptions, deletions.
+    /// The audit log, oldest first: viewers added and removed (and by whom), links issued and
+    /// redeemed. It holds viewers' addresses, so deleting an app deletes its entries; show it only
+    /// to those who may see its viewers.
     ///
     /// # Errors
     ///
-    /// [`StoreError`] if the store cannot answer.
+    /// [`StoreError`] if the store cannot answer (unavailable, or an entry it cannot read).
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// use ghauthz::store::AuditAction;
+    /// use ghauthz::{AppId, ChangedBy};
+    /// authz.add_viewer(&ChangedBy::Operator, &AppId("dash".into()), "eve@example.com").await.unwrap();
+    /// let last = authz.audit_log().await.unwrap().pop().unwrap();
+    /// assert_eq!((last.action, last.actor.as_str()), (AuditAction::ViewerAdded, "operator"));
+    /// assert_eq!(last.email.unwrap().as_str(), "eve@example.com");
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub async fn audit_log(&self) -> Result<Vec<crate::store::AuditEvent>, StoreError> {
         self.inner.store.audit_log().await
     }
 
-    /// Invites `email` to `app`. `by` must hold the policy's `sharing` role (what `edit` needs,
-    /// GitHub `write` by default) unless it is [`ChangedBy::Operator`].
+    /// Invites `email` to `app`: a new grant, under which the address can sign in
+    /// ([`Authorizer::issue_link`], [`Authorizer::google_sign_in`]). `by` must hold the policy's
+    /// `sharing` role (what `edit` needs, GitHub `write` by default) unless it is
+    /// [`ChangedBy::Operator`]. Inviting an address already invited changes nothing. Audited.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`ManageError`]: `InvalidEmail` if the address does not parse (checked first);
+    /// `UnknownApp`; `Denied` with the decision, when `by` lacks the role; `Check` when the
+    /// decision could not be made or the store could not write (GitHub or the store failed).
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// use ghauthz::{AppId, ChangedBy, Principal};
+    /// let dash = AppId("dash".into());
+    /// let carol = ChangedBy::Principal(Principal::github(world.user("carol").unwrap())); // write
+    /// let change = authz.add_viewer(&carol, &dash, " Eve@Example.com").await.unwrap();
+    /// assert!(change.changed);
+    /// assert_eq!(change.email.as_str(), "eve@example.com");
+    /// let dave = ChangedBy::Principal(Principal::github(world.user("dave").unwrap())); // triage
+    /// assert_eq!(authz.add_viewer(&dave, &dash, "zed@example.com").await.unwrap_err().kind(), "denied");
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub async fn add_viewer(&self, by: &ChangedBy, app: &AppId, email: &str) -> Result<ViewerChange, ManageError> {
         let (email, actor) = self.authorize_sharing(by, app, email).await?;
         let now = self.inner.clock.now();
@@ -824,7 +1956,41 @@ impl Authorizer {
         Ok(ViewerChange { app: app.clone(), email, changed })
     }
 
-    /// Removes `email` from `app`'s viewers; authorized as [`Authorizer::add_viewer`].
+    /// Removes `email` from `app`'s viewers; authorized as [`Authorizer::add_viewer`]. The grant
+    /// ends for good: links issued under it are `revoked`, and sessions minted under it open
+    /// nothing from the next check on, here and on every replica, even if the address is invited
+    /// again. Removing an address that is not invited changes nothing. Audited.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`ManageError`]: `InvalidEmail` if the address does not parse (checked first);
+    /// `UnknownApp`; `Denied` with the decision, when `by` lacks the role; `Check` when the
+    /// decision could not be made or the store could not write (GitHub or the store failed). After
+    /// a `Check` error the removal may have been written: this authorizer forgets the app's grants
+    /// anyway, and removing again is safe.
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// use ghauthz::{AppId, ChangedBy};
+    /// let dash = AppId("dash".into());
+    /// let link = authz.issue_link(&dash, "dana@example.com").await.unwrap();
+    /// let removed = authz.remove_viewer(&ChangedBy::Operator, &dash, "dana@example.com").await.unwrap();
+    /// assert!(removed.changed);
+    /// assert_eq!(authz.inspect_link(link.token.expose_secret()).await.unwrap_err().kind(), "revoked");
+    /// assert!(!authz.remove_viewer(&ChangedBy::Operator, &dash, "dana@example.com").await.unwrap().changed);
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub async fn remove_viewer(&self, by: &ChangedBy, app: &AppId, email: &str) -> Result<ViewerChange, ManageError> {
         let (email, actor) = self.authorize_sharing(by, app, email).await?;
         let now = self.inner.clock.now();
@@ -835,7 +2001,35 @@ impl Authorizer {
         Ok(ViewerChange { app: app.clone(), email, changed })
     }
 
-    /// `app`'s viewers; authorized as [`Authorizer::add_viewer`] (the list is personal data).
+    /// `app`'s invited addresses, as stored; authorized as [`Authorizer::add_viewer`], since the
+    /// list is personal data.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`ManageError`]: `UnknownApp`; `Denied` with the decision, when `by` lacks the
+    /// role; `Check` when the decision could not be made or the store could not be read.
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// use ghauthz::{AppId, ChangedBy, Principal};
+    /// let dash = AppId("dash".into());
+    /// let list = authz.viewers(&ChangedBy::Operator, &dash).await.unwrap();
+    /// assert_eq!(list.iter().map(|e| e.as_str()).collect::<Vec<_>>(), ["dana@example.com"]);
+    /// let nobody = ChangedBy::Principal(Principal::Anonymous);
+    /// assert_eq!(authz.viewers(&nobody, &dash).await.unwrap_err().kind(), "denied");
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub async fn viewers(&self, by: &ChangedBy, app: &AppId) -> Result<Vec<Email>, ManageError> {
         self.authorize_app(by, app, self.inner.policy.sharing_need()).await?;
         Ok(self.inner.store.viewers(app).await.map_err(CheckError::from)?)
@@ -847,10 +2041,39 @@ impl Authorizer {
         Ok((email, actor))
     }
 
-    /// Deletes an app: its grants, links, sessions (they open nothing once the app
-    /// and its grants are gone) and every address that belonged to it, keeping one record of its
-    /// coordinates. `by` needs the `delete` capability (GitHub `admin` by default), or is the
-    /// operator.
+    /// Deletes an app: its record, grants, links and audit entries (its sessions then open
+    /// nothing), keeping one record of where it was deployed from ([`Store::deleted_apps`]). `by`
+    /// needs the `delete` capability (GitHub `admin` by default, on facts no older than
+    /// `strict_max_age`), or is the operator. Every replica forgets the app.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`ManageError`]: `UnknownApp`; `Denied` with the decision, when `by` lacks the
+    /// capability; `Check` when the decision could not be made or the store failed (the deletion
+    /// may then have been written: calling again answers `UnknownApp` if it was).
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// use ghauthz::{AppId, ChangedBy, Principal};
+    /// let dash = AppId("dash".into());
+    /// let carol = ChangedBy::Principal(Principal::github(world.user("carol").unwrap())); // write
+    /// assert_eq!(authz.delete_app(&carol, &dash).await.unwrap_err().kind(), "denied");
+    /// let erin = ChangedBy::Principal(Principal::github(world.user("erin").unwrap())); // admin
+    /// authz.delete_app(&erin, &dash).await.unwrap();
+    /// assert!(authz.app(&dash).await.unwrap().is_none());
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub async fn delete_app(&self, by: &ChangedBy, app: &AppId) -> Result<(), ManageError> {
         self.authorize_app(by, app, self.inner.policy.need(Capability::Delete)).await?;
         let deleted = self.inner.store.delete_app(app).await;
@@ -859,9 +2082,37 @@ impl Authorizer {
         Ok(())
     }
 
-    /// Deletes an account: every app the GitHub identity deployed, with everything
-    /// deleting an app removes, and the coordinates records of its earlier deleted apps. The
-    /// control plane calls this on the account holder's authenticated request.
+    /// Deletes an account: every app the GitHub identity `user` deployed, with everything deleting
+    /// an app removes, and the records kept of its earlier deleted apps. Returns the ids of the
+    /// apps deleted. Nothing is checked here: the control plane calls this on the account holder's
+    /// authenticated request.
+    ///
+    /// # Errors
+    ///
+    /// [`CheckError::Store`] if the store fails; which apps went is then unknown, so this
+    /// authorizer forgets every cached app and grant. Calling again is safe.
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// use ghauthz::AppId;
+    /// let erin = world.user("erin").unwrap(); // deployed dash and legacy
+    /// let mut gone = authz.delete_account(erin.id).await.unwrap();
+    /// gone.sort();
+    /// assert_eq!(gone, [AppId("dash".into()), AppId("legacy".into())]);
+    /// assert!(authz.app(&AppId("dash".into())).await.unwrap().is_none());
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub async fn delete_account(&self, user: UserId) -> Result<Vec<AppId>, CheckError> {
         match self.inner.store.delete_account(user).await {
             Ok(apps) => {
@@ -892,24 +2143,123 @@ impl Authorizer {
         }
     }
 
-    /// Forgets facts here and on every other replica that shares the store; effective for the
-    /// next check here at once, and on the others when the message arrives (see the type's
-    /// `# Replicas`). An error means the other replicas could not be told; this one forgot.
+    /// Forgets facts here and on every other replica that shares the store, for a change on GitHub
+    /// no webhook reports. Effective for the next check here at once, and on the others when the
+    /// message arrives ([`AuthorizerBuilder::store`]'s `# Replicas`).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if the other replicas could not be told; this one forgot all the same.
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// use ghauthz::{Capability, Invalidation, Principal};
+    /// let (bob, dash) = (world.user("bob").unwrap(), world.app("dash").unwrap());
+    /// let principal = Principal::github(bob.clone());
+    /// authz.check(&principal, &dash, Capability::Edit).await.unwrap(); // asks GitHub, caches
+    /// authz.invalidate(Invalidation::UserOnRepo(bob.id, dash.repo_id())).await.unwrap();
+    /// assert!(authz.check_cached(&principal, &dash, Capability::Edit).is_none()); // asks again
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub async fn invalidate(&self, inv: Invalidation) -> Result<(), StoreError> {
         self.inner.invalidate_local(inv);
         self.inner.store.publish(&Broadcast::invalidations(self.inner.replica, vec![inv])).await
     }
 
-    /// Forgets facts on this authorizer only; effective for the next check (see the type's
-    /// `# Invalidation`).
+    /// Forgets facts on this authorizer only ([`Authorizer::invalidate`] tells the other replicas
+    /// too). Effective for the next check, including against a request that was in flight when it
+    /// was called: a fact whose fetch started before a matching invalidation is never served from
+    /// the cache.
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// use ghauthz::{Capability, Invalidation, Principal};
+    /// let (carol, dash) = (Principal::github(world.user("carol").unwrap()), world.app("dash").unwrap());
+    /// authz.check(&carol, &dash, Capability::Edit).await.unwrap();
+    /// authz.invalidate_local(Invalidation::Repo(dash.repo_id())); // every user's fact on acme/dashboard
+    /// assert!(authz.check_cached(&carol, &dash, Capability::Edit).is_none());
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub fn invalidate_local(&self, inv: Invalidation) {
         self.inner.invalidate_local(inv);
     }
 
-    /// Verifies a GitHub webhook delivery (its headers and raw body) and applies it
-    /// ([`Authorizer::apply_webhook`]). Needs [`AuthorizerBuilder::webhook_secret`].
+    /// Verifies a GitHub webhook delivery (its headers and raw body, as received) and applies it
+    /// ([`Authorizer::apply_webhook`]). Needs [`AuthorizerBuilder::webhook_secret`]. A delivery
+    /// seen before (GitHub redelivers with the same id) changes nothing.
     ///
-    /// Nothing of a delivery whose signature fails is read or applied: the cache is untouched.
+    /// # Errors
+    ///
+    /// Fails with [`WebhookError`]: `NotConfigured` without a secret; `TooLarge` beyond
+    /// [`MAX_WEBHOOK_BODY`](crate::MAX_WEBHOOK_BODY); `MissingSignature`, `Sha1Only`,
+    /// `MalformedSignature`, `BadSignature` (kind `bad_signature`); `MissingHeader`,
+    /// `InvalidDeliveryId` (kind `bad_request`); `Store` when the delivery was applied here but
+    /// could not be recorded: answer GitHub with an error, so that it delivers again.
+    ///
+    /// # Security
+    ///
+    /// The signature (HMAC-SHA256, `X-Hub-Signature-256`) is checked in constant time before
+    /// anything else of the delivery is read; nothing of a refused delivery is applied, and the
+    /// cache is untouched.
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # fn signed_with(secret: &str, event: &str, id: &str, body: &[u8]) -> http::HeaderMap {
+    /// #     use hmac::Mac as _;
+    /// #     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    /// #     mac.update(body);
+    /// #     let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    /// #     let mut headers = http::HeaderMap::new();
+    /// #     headers.insert("x-github-event", event.parse().unwrap());
+    /// #     headers.insert("x-github-delivery", id.parse().unwrap());
+    /// #     headers.insert("x-hub-signature-256", signature.parse().unwrap());
+    /// #     headers
+    /// # }
+    /// # let signed = |event: &str, id: &str, body: &[u8]| signed_with("s3cret", event, id, body);
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config())
+    /// #     .webhook_secret(ghauthz::WebhookSecret::new("s3cret".into()).unwrap())
+    /// #     .build()
+    /// #     .unwrap();
+    /// use ghauthz::{Invalidation, RepoId, UserId, WebhookOutcome};
+    /// // carol's role on acme/dashboard (id 101) changed: forget that one fact.
+    /// let body = br#"{"action":"edited","member":{"id":3},"repository":{"id":101}}"#;
+    /// let outcome = authz.handle_webhook(&signed("member", "d-1", body), body).await.unwrap();
+    /// assert_eq!(outcome, WebhookOutcome::Applied(vec![Invalidation::UserOnRepo(UserId(3), RepoId(101))]));
+    /// let again = authz.handle_webhook(&signed("member", "d-1", body), body).await.unwrap();
+    /// assert_eq!(again, WebhookOutcome::Duplicate);
+    /// let forged = signed_with("guessed", "member", "d-2", body);
+    /// assert_eq!(authz.handle_webhook(&forged, body).await.unwrap_err().kind(), "bad_signature");
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub async fn handle_webhook(&self, headers: &http::HeaderMap, body: &[u8]) -> Result<WebhookOutcome, WebhookError> {
         let inner = &*self.inner;
         let verified = match &inner.webhooks {
@@ -925,14 +2275,49 @@ impl Authorizer {
         }
     }
 
-    /// Applies a verified delivery: turns it into the narrowest safe invalidations, records its
-    /// id (a delivery seen before changes nothing), and applies them here and on every other
-    /// replica. Unknown events are counted and ignored; a known event whose payload lacks the
-    /// ids it needs invalidates everything.
+    /// Applies a verified delivery: turns it into the narrowest safe invalidations, records its id
+    /// (a delivery seen before changes nothing), and applies them here and on every other replica.
+    /// Unknown events are counted and ignored; a known event whose payload lacks the ids it needs
+    /// invalidates everything. For a delivery verified elsewhere ([`WebhookVerifier::verify`]);
+    /// [`Authorizer::handle_webhook`] does both.
     ///
-    /// If the store cannot record the delivery, the invalidations are applied here anyway and
-    /// [`WebhookError::Store`] is returned, so that GitHub is answered with an error and
-    /// delivers again.
+    /// # Errors
+    ///
+    /// [`WebhookError::Store`] if the store cannot record the delivery: the invalidations are
+    /// applied here anyway, and GitHub should be answered with an error, so that it delivers again.
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # fn signed_with(secret: &str, event: &str, id: &str, body: &[u8]) -> http::HeaderMap {
+    /// #     use hmac::Mac as _;
+    /// #     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    /// #     mac.update(body);
+    /// #     let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    /// #     let mut headers = http::HeaderMap::new();
+    /// #     headers.insert("x-github-event", event.parse().unwrap());
+    /// #     headers.insert("x-github-delivery", id.parse().unwrap());
+    /// #     headers.insert("x-hub-signature-256", signature.parse().unwrap());
+    /// #     headers
+    /// # }
+    /// # let signed = |event: &str, id: &str, body: &[u8]| signed_with("s3cret", event, id, body);
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).build().unwrap();
+    /// use ghauthz::{Invalidation, RepoId, WebhookOutcome, WebhookSecret, WebhookVerifier};
+    /// let verifier = WebhookVerifier::new(WebhookSecret::new("s3cret".into()).unwrap());
+    /// let body = br#"{"action":"privatized","repository":{"id":101}}"#;
+    /// let delivery = verifier.verify(&signed("repository", "d-1", body), body).unwrap();
+    /// let outcome = authz.apply_webhook(&delivery).await.unwrap();
+    /// assert_eq!(outcome.applied(), [Invalidation::Repo(RepoId(101))]);
+    /// let unknown = verifier.verify(&signed("deployment", "d-2", b"{}"), b"{}").unwrap();
+    /// assert_eq!(authz.apply_webhook(&unknown).await.unwrap(), WebhookOutcome::UnknownEvent);
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub async fn apply_webhook(&self, delivery: &VerifiedDelivery) -> Result<WebhookOutcome, WebhookError> {
         let inner = &*self.inner;
         let invalidations = match meaning(delivery.event(), delivery.body()) {
@@ -963,7 +2348,26 @@ impl Authorizer {
         Ok(WebhookOutcome::Applied(broadcast.invalidations))
     }
 
-    /// The webhook counters.
+    /// The webhook counters since the authorizer was built ([`WebhookStats`]): deliveries applied,
+    /// duplicates, unknown events, malformed payloads, and deliveries refused before anything was
+    /// read (a rising `rejected` may be someone probing the endpoint, or a secret out of step).
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).build().unwrap();
+    /// let unsigned = http::HeaderMap::new();
+    /// assert!(authz.handle_webhook(&unsigned, b"{}").await.is_err()); // no webhook secret configured
+    /// assert_eq!(authz.webhook_stats().rejected, 1);
+    /// assert_eq!(authz.webhook_stats().applied, 0);
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub fn webhook_stats(&self) -> WebhookStats {
         let h = &self.inner.hooks;
         WebhookStats {
@@ -975,7 +2379,33 @@ impl Authorizer {
         }
     }
 
-    /// The cache's counters.
+    /// The cache's counters since the authorizer was built ([`CacheStats`]): hits, misses,
+    /// revalidations, coalesced waits, upstream errors, entries held, invalidations received from
+    /// other replicas, feed resyncs, and whether the store's change feed is heard now. For metrics:
+    /// a hit rate that drops, or `feed_listening` false, is worth an alert.
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// use ghauthz::{Capability, Principal};
+    /// let (bob, dash) = (Principal::github(world.user("bob").unwrap()), world.app("dash").unwrap());
+    /// authz.check(&bob, &dash, Capability::Edit).await.unwrap(); // a miss: asks GitHub
+    /// authz.check(&bob, &dash, Capability::View).await.unwrap(); // the same fact: a hit
+    /// let stats = authz.stats();
+    /// assert_eq!((stats.misses, stats.hits), (1, 1));
+    /// assert!(stats.feed_listening, "a MemoryStore's feed is heard at once");
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
     pub fn stats(&self) -> CacheStats {
         let c = &self.inner.facts.counters;
         CacheStats {
