@@ -1,6 +1,6 @@
 //! The facade: policy, clock, GitHub and the cache, wired together.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ use crate::store::{Actor, Bounded, Broadcast, Change, FeedEvent, MemoryStore, St
 use crate::viewer::{
     GoogleSignInError, IssuedLink, IssuedSession, LinkConfig, LinkError, LinkInfo, SessionConfig, SessionKeys, SignIn,
 };
-use crate::webhook::{Meaning, VerifiedDelivery, WebhookError, WebhookOutcome, WebhookStats, WebhookVerifier, meaning};
+use crate::webhook::{VerifiedDelivery, WebhookError, WebhookOutcome, WebhookStats, WebhookVerifier, Webhooks};
 
 /// Who is asking: nobody, an invited viewer with a verified session, or a GitHub user.
 ///
@@ -750,8 +750,7 @@ impl AuthorizerBuilder {
             store,
             signin,
             replica,
-            webhooks: self.webhooks,
-            hooks: HookCounters::default(),
+            webhooks: Webhooks::new(self.webhooks),
             feed: std::sync::OnceLock::new(),
         });
         if let Some(mut rx) = feed {
@@ -871,8 +870,7 @@ struct Inner {
     records: Records,
     /// Session tokens verified before, so that a hit does not verify a signature again.
     sessions: Sessions,
-    webhooks: Option<WebhookVerifier>,
-    hooks: HookCounters,
+    webhooks: Webhooks,
     /// The task that applies other replicas' invalidations (set once the authorizer exists,
     /// so that the task can never find it not yet built).
     feed: std::sync::OnceLock<tokio::task::AbortHandle>,
@@ -884,15 +882,6 @@ impl Drop for Inner {
             feed.abort();
         }
     }
-}
-
-#[derive(Debug, Default)]
-struct HookCounters {
-    applied: AtomicU64,
-    duplicates: AtomicU64,
-    unknown_events: AtomicU64,
-    malformed: AtomicU64,
-    rejected: AtomicU64,
 }
 
 /// Applies what the store's feed brings, for as long as the authorizer lives. A feed that ends
@@ -2261,18 +2250,8 @@ impl Authorizer {
     /// # fn main() {}
     /// ```
     pub async fn handle_webhook(&self, headers: &http::HeaderMap, body: &[u8]) -> Result<WebhookOutcome, WebhookError> {
-        let inner = &*self.inner;
-        let verified = match &inner.webhooks {
-            None => Err(WebhookError::NotConfigured),
-            Some(v) => v.verify(headers, body),
-        };
-        match verified {
-            Ok(delivery) => self.apply_webhook(&delivery).await,
-            Err(e) => {
-                Counters::bump(&inner.hooks.rejected);
-                Err(e)
-            }
-        }
+        let delivery = self.inner.webhooks.verify(headers, body)?;
+        self.apply_webhook(&delivery).await
     }
 
     /// Applies a verified delivery: turns it into the narrowest safe invalidations, records its id
@@ -2320,23 +2299,13 @@ impl Authorizer {
     /// ```
     pub async fn apply_webhook(&self, delivery: &VerifiedDelivery) -> Result<WebhookOutcome, WebhookError> {
         let inner = &*self.inner;
-        let invalidations = match meaning(delivery.event(), delivery.body()) {
-            Meaning::Unknown => {
-                Counters::bump(&inner.hooks.unknown_events);
-                tracing::debug!(event = delivery.event(), "webhook: unknown event ignored");
-                return Ok(WebhookOutcome::UnknownEvent);
-            }
-            Meaning::Malformed => {
-                Counters::bump(&inner.hooks.malformed);
-                tracing::warn!(event = delivery.event(), "webhook: payload lacks its ids; invalidating everything");
-                vec![Invalidation::All]
-            }
-            Meaning::Known(invs) => invs,
+        let Some(invalidations) = inner.webhooks.invalidations(delivery) else {
+            return Ok(WebhookOutcome::UnknownEvent);
         };
         let broadcast = Broadcast::invalidations(inner.replica, invalidations);
         let recorded = inner.store.record_delivery(delivery.id(), inner.clock.now(), &broadcast).await;
         if recorded == Ok(false) {
-            Counters::bump(&inner.hooks.duplicates);
+            inner.webhooks.count_duplicate();
             return Ok(WebhookOutcome::Duplicate);
         }
         // New, or not known to be old: forgetting here is always safe.
@@ -2344,7 +2313,7 @@ impl Authorizer {
             inner.invalidate_local(*inv);
         }
         recorded.map_err(WebhookError::Store)?;
-        Counters::bump(&inner.hooks.applied);
+        inner.webhooks.count_applied();
         Ok(WebhookOutcome::Applied(broadcast.invalidations))
     }
 
@@ -2369,14 +2338,7 @@ impl Authorizer {
     /// # fn main() {}
     /// ```
     pub fn webhook_stats(&self) -> WebhookStats {
-        let h = &self.inner.hooks;
-        WebhookStats {
-            applied: h.applied.load(Ordering::Relaxed),
-            duplicates: h.duplicates.load(Ordering::Relaxed),
-            unknown_events: h.unknown_events.load(Ordering::Relaxed),
-            malformed: h.malformed.load(Ordering::Relaxed),
-            rejected: h.rejected.load(Ordering::Relaxed),
-        }
+        self.inner.webhooks.stats()
     }
 
     /// The cache's counters since the authorizer was built ([`CacheStats`]): hits, misses,

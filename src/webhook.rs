@@ -1,6 +1,8 @@
 //! GitHub webhooks: deliveries verified (`X-Hub-Signature-256`, constant time) and turned into
 //! the narrowest cache invalidations that are still safe.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
@@ -126,6 +128,80 @@ pub struct WebhookStats {
     pub malformed: u64,
     /// Deliveries refused before anything was read (signature, headers).
     pub rejected: u64,
+}
+
+/// The webhook subsystem an authorizer holds: the verifier (when a secret is configured) and the
+/// counters of what deliveries came to. Recording a delivery and applying its invalidations is
+/// the authorizer's, which holds the store and the cache.
+#[derive(Debug, Default)]
+pub(crate) struct Webhooks {
+    verifier: Option<WebhookVerifier>,
+    applied: AtomicU64,
+    duplicates: AtomicU64,
+    unknown_events: AtomicU64,
+    malformed: AtomicU64,
+    rejected: AtomicU64,
+}
+
+impl Webhooks {
+    pub(crate) fn new(verifier: Option<WebhookVerifier>) -> Self {
+        Self { verifier, ..Self::default() }
+    }
+
+    /// The delivery, if its signature verifies; a refusal is counted.
+    pub(crate) fn verify(&self, headers: &http::HeaderMap, body: &[u8]) -> Result<VerifiedDelivery, WebhookError> {
+        let verified = match &self.verifier {
+            None => Err(WebhookError::NotConfigured),
+            Some(v) => v.verify(headers, body),
+        };
+        if verified.is_err() {
+            bump(&self.rejected);
+        }
+        verified
+    }
+
+    /// The invalidations the delivery calls for; `None` for an event this version does not know
+    /// (counted and ignored). A known event whose payload lacks its ids calls for everything.
+    pub(crate) fn invalidations(&self, delivery: &VerifiedDelivery) -> Option<Vec<Invalidation>> {
+        match meaning(delivery.event(), delivery.body()) {
+            Meaning::Unknown => {
+                bump(&self.unknown_events);
+                tracing::debug!(event = delivery.event(), "webhook: unknown event ignored");
+                None
+            }
+            Meaning::Malformed => {
+                bump(&self.malformed);
+                tracing::warn!(event = delivery.event(), "webhook: payload lacks its ids; invalidating everything");
+                Some(vec![Invalidation::All])
+            }
+            Meaning::Known(invs) => Some(invs),
+        }
+    }
+
+    /// A delivery whose id was seen before.
+    pub(crate) fn count_duplicate(&self) {
+        bump(&self.duplicates);
+    }
+
+    /// A delivery applied.
+    pub(crate) fn count_applied(&self) {
+        bump(&self.applied);
+    }
+
+    pub(crate) fn stats(&self) -> WebhookStats {
+        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        WebhookStats {
+            applied: read(&self.applied),
+            duplicates: read(&self.duplicates),
+            unknown_events: read(&self.unknown_events),
+            malformed: read(&self.malformed),
+            rejected: read(&self.rejected),
+        }
+    }
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Verifies deliveries against the webhook's secret, and during a rotation its previous one.
@@ -265,7 +341,7 @@ pub const WEBHOOK_EVENTS: &[&str] = &[
 
 /// What a verified delivery means for the cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Meaning {
+enum Meaning {
     /// A known event: these invalidations (possibly none).
     Known(Vec<Invalidation>),
     /// A known event whose payload lacks the ids it needs: everything, to be safe.
@@ -303,7 +379,7 @@ fn id_at(v: &Value, path: &[&str]) -> Option<u64> {
 ///   user on the organization's repositories; `unblocked` grants nothing back by itself.
 /// - `public` (a private repository made public): that repository.
 /// - `ping`: nothing.
-pub(crate) fn meaning(event: &str, body: &[u8]) -> Meaning {
+fn meaning(event: &str, body: &[u8]) -> Meaning {
     if !WEBHOOK_EVENTS.contains(&event) {
         return Meaning::Unknown;
     }
