@@ -1486,7 +1486,7 @@ impl Authorizer {
     /// Fails with [`LinkError`]: `InvalidEmail` if the address does not parse; `SignIn(UnknownApp)`
     /// if there is no such app; `SignIn(NotInvited)` if the address is not invited (a sign-in page
     /// should answer the same either way, so as not to tell who is invited); `RateLimited` with
-    /// `retry_after` past the limit; `NoRandomness` if no token could be drawn; `SignIn(Store(..))`
+    /// `retry_after` past the limit; `SignIn(NoRandomness)` if no token could be drawn; `SignIn(Store(..))`
     /// if the store fails.
     ///
     /// # Security

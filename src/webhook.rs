@@ -49,7 +49,7 @@ pub enum WebhookError {
 
 impl WebhookError {
     /// A stable name: `bad_signature` for every signature failure, `bad_request`, `too_large`,
-    /// `not_configured`, `store_unavailable`.
+    /// `not_configured`, or the store's own kind ([`StoreError::kind`]) for a delivery that could not be recorded.
     pub fn kind(&self) -> &'static str {
         match self {
             WebhookError::MissingSignature
@@ -59,7 +59,7 @@ impl WebhookError {
             WebhookError::MissingHeader(_) | WebhookError::InvalidDeliveryId => "bad_request",
             WebhookError::TooLarge => "too_large",
             WebhookError::NotConfigured => "not_configured",
-            WebhookError::Store(_) => "store_unavailable",
+            WebhookError::Store(e) => e.kind(),
         }
     }
 }

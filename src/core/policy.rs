@@ -264,6 +264,6 @@ impl Policy {
     }
 
     pub(crate) fn sharing_need(&self) -> Need {
-        Need { required: self.sharing.unwrap_or(self.edit), open_on_public: false, strict: false }
+        Need { required: self.sharing(), open_on_public: false, strict: false }
     }
 }

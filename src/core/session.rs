@@ -75,9 +75,6 @@ pub enum SessionError {
     /// The keys could not sign.
     #[error("the session could not be signed")]
     Signing,
-    /// The system's random source failed, so no session id could be drawn.
-    #[error("no session id could be drawn: the random source failed")]
-    NoRandomness,
 }
 
 impl SessionError {
@@ -89,7 +86,6 @@ impl SessionError {
             SessionError::Expired => "expired",
             SessionError::WrongApp => "wrong_app",
             SessionError::Signing => "signing",
-            SessionError::NoRandomness => "no_randomness",
         }
     }
 }

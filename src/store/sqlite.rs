@@ -31,9 +31,6 @@ const SCHEMA_VERSION: u32 = 4;
 /// the call off.
 const WAIT: Duration = Duration::from_secs(2);
 
-/// How long opening a store waits for another writer before it gives up migrating.
-const MIGRATION_WAIT: Duration = Duration::from_secs(30);
-
 /// How often a subscriber reads the change log.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -171,26 +168,39 @@ fn wall_ms() -> i64 {
 /// migration once, under SQLite's write lock (`BEGIN IMMEDIATE`), so that processes opening one
 /// file at once apply each exactly once.
 async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
-    let (first, later) = MIGRATIONS.split_first().ok_or_else(|| corrupt("no migrations"))?;
-    sqlx::raw_sql(first.1).execute(pool).await.map_err(unavailable)?;
     let mut conn = pool.acquire().await.map_err(unavailable)?;
     // Another process may hold the write lock for longer than a call's wait (2 s): opening the
-    // store waits for it up to 30 s.
-    let give_up = std::time::Instant::now() + MIGRATION_WAIT;
-    while let Err(e) = conn.execute("BEGIN IMMEDIATE").await {
-        if std::time::Instant::now() >= give_up {
-            return Err(unavailable(e));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let applied = apply_migrations(&mut conn, later).await;
-    let end = if applied.is_ok() { "COMMIT" } else { "ROLLBACK" };
-    let ended = conn.execute(end).await.map_err(unavailable);
-    if ended.is_err() {
-        // Never hand a connection in an unknown transaction state back to the pool.
+    // store lets SQLite's busy handler wait for it up to 30 s, on this connection alone.
+    let migrated = migrate_on(&mut conn).await;
+    // Back to a call's wait before the connection returns to the pool.
+    let restored = set_busy_wait(&mut conn, CALL_WAIT_PRAGMA).await;
+    if migrated.is_err() || restored.is_err() {
+        // Never hand a connection in an unknown transaction state, or with the long wait, back.
         conn.detach();
     }
-    applied.and(ended.map(|_| ()))
+    migrated.and(restored)
+}
+
+/// `pragma`: `CALL_WAIT_PRAGMA` or `MIGRATION_WAIT_PRAGMA` (static text: the statement's
+/// borrow must outlive any lifetime for the future to be `Send`).
+async fn set_busy_wait(conn: &mut SqliteConnection, pragma: &'static str) -> Result<(), StoreError> {
+    conn.execute(pragma).await.map(|_| ()).map_err(unavailable)
+}
+
+/// [`WAIT`] as SQLite's busy timeout (a test holds them equal).
+const CALL_WAIT_PRAGMA: &str = "PRAGMA busy_timeout = 2000";
+/// How long opening a store waits for another writer before it gives up migrating: 30 s.
+const MIGRATION_WAIT_PRAGMA: &str = "PRAGMA busy_timeout = 30000";
+
+/// The idempotent first script, then each later migration under the write lock, on `conn`.
+async fn migrate_on(conn: &mut SqliteConnection) -> Result<(), StoreError> {
+    let (first, later) = MIGRATIONS.split_first().ok_or_else(|| corrupt("no migrations"))?;
+    set_busy_wait(conn, MIGRATION_WAIT_PRAGMA).await?;
+    conn.execute(first.1).await.map_err(unavailable)?;
+    conn.execute("BEGIN IMMEDIATE").await.map_err(unavailable)?;
+    let applied = apply_migrations(conn, later).await;
+    let end = if applied.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    applied.and(conn.execute(end).await.map(|_| ()).map_err(unavailable))
 }
 
 /// Applies, on `conn` (inside its write transaction), each migration after the store's version.
@@ -346,5 +356,13 @@ sql_store! {
             tokio::spawn(follow_log(self.pool.clone(), tx));
             Some(rx)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_busy_wait_pragmas_say_the_waits() {
+        assert_eq!(super::CALL_WAIT_PRAGMA, format!("PRAGMA busy_timeout = {}", super::WAIT.as_millis()));
     }
 }

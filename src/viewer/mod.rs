@@ -76,13 +76,13 @@ pub struct SessionConfig {
 }
 
 impl SessionConfig {
-    /// How long a link works after it is issued. Default 15 minutes.
+    /// How long a session lasts. Default 1 hour.
     pub fn with_ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
         self
     }
 
-    /// How long a link works after it is issued. Default 15 minutes.
+    /// How long a session lasts. Default 1 hour.
     pub fn ttl(&self) -> Duration {
         self.ttl
     }
@@ -246,9 +246,6 @@ pub enum LinkError {
     /// The address was refused.
     #[error("invalid email address: {0}")]
     InvalidEmail(#[from] EmailError),
-    /// No link token could be drawn.
-    #[error(transparent)]
-    NoRandomness(#[from] RandomnessUnavailable),
     /// What refuses any sign-in: the address not invited, no such app, no session minted, the
     /// store failing.
     #[error(transparent)]
@@ -278,7 +275,6 @@ impl LinkError {
             LinkError::Revoked => "revoked",
             LinkError::WrongApp => "wrong_app",
             LinkError::InvalidEmail(_) => "invalid_email",
-            LinkError::NoRandomness(e) => e.kind(),
             LinkError::SignIn(r) => r.kind(),
         }
     }
@@ -340,6 +336,27 @@ pub enum SignInRefusal {
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
+    /// No token or session id could be drawn: the system's random source failed.
+    #[error(transparent)]
+    NoRandomness(RandomnessUnavailable),
+}
+
+impl From<RandomnessUnavailable> for LinkError {
+    fn from(e: RandomnessUnavailable) -> Self {
+        LinkError::SignIn(SignInRefusal::NoRandomness(e))
+    }
+}
+
+impl From<RandomnessUnavailable> for SignInRefusal {
+    fn from(e: RandomnessUnavailable) -> Self {
+        SignInRefusal::NoRandomness(e)
+    }
+}
+
+impl From<SessionError> for SignInRefusal {
+    fn from(e: SessionError) -> Self {
+        SignInRefusal::Session(e)
+    }
 }
 
 impl SignInRefusal {
@@ -350,6 +367,7 @@ impl SignInRefusal {
             SignInRefusal::UnknownApp(_) => "unknown_app",
             SignInRefusal::Session(_) => "session",
             SignInRefusal::Store(e) => e.kind(),
+            SignInRefusal::NoRandomness(e) => e.kind(),
         }
     }
 }
@@ -500,7 +518,7 @@ impl SignIn {
         email: &Email,
         grant: GrantId,
         via: Via,
-    ) -> Result<IssuedSession, SessionError> {
+    ) -> Result<IssuedSession, SignInRefusal> {
         let keys = self.keys.read();
         let key = keys.signing().ok_or(SessionError::Signing)?;
         let expires_at = now.plus(self.sessions.ttl);
@@ -512,7 +530,7 @@ impl SignIn {
             via,
             iat: now.as_secs(),
             exp: expires_at.as_secs(),
-            jti: URL_SAFE_NO_PAD.encode(random_bytes::<16>().map_err(|_| SessionError::NoRandomness)?),
+            jti: URL_SAFE_NO_PAD.encode(random_bytes::<16>()?),
             gid: grant.0,
         };
         let mut header = Header::new(Algorithm::HS256);

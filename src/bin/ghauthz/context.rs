@@ -39,7 +39,7 @@ pub(crate) async fn world_ctx(
         return Err(Outcome::error(
             Exit::Usage,
             "usage",
-            "live mode needs an app store (`--db`), which this version does not have yet; use `--world FILE`",
+            "live mode (without `--world`) is not available yet; use `--world FILE`",
         ));
     };
     let world = World::load(path).map_err(|e| Outcome::error(Exit::Usage, e.kind(), &e))?;
@@ -105,7 +105,7 @@ pub(crate) async fn world_ctx(
         Some((secret, None)) => authz.webhook_secret(secret),
         None => authz,
     };
-    let authz = authz.build().map_err(|e| Outcome::error(Exit::Usage, "usage", e))?;
+    let authz = authz.build().map_err(|e| Outcome::error(Exit::Unavailable, e.kind(), &e))?;
     Ok(WorldCtx { world, authz, _mock: mock })
 }
 

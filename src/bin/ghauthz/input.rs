@@ -11,7 +11,7 @@ use ghauthz::{Policy, Timestamp, WebhookSecret};
 use crate::cli::WebhookArgs;
 use crate::output::{Exit, Outcome};
 
-/// The most read of a policy or keys file (64 KiB) and of a secret file (4 KiB).
+/// The most read of a policy file (64 KiB) and of a secret file (4 KiB).
 pub(crate) const MAX_POLICY_FILE: u64 = 64 << 10;
 
 pub(crate) const MAX_SECRET_FILE: u64 = 4 << 10;
@@ -68,13 +68,13 @@ pub(crate) fn policy_error(
     )
 }
 
+/// `--now`: an RFC 3339 time at or after 1970.
 pub(crate) fn parse_now(s: &str) -> Result<Timestamp, String> {
     // The value is not repeated: nothing typed is.
     let t = chrono::DateTime::parse_from_rfc3339(s).map_err(|e| format!("`--now` is not an RFC 3339 time: {e}"))?;
     u64::try_from(t.timestamp_millis()).map(Timestamp).map_err(|_| "`--now` is before 1970".to_owned())
 }
 
-/// The webhook secret: `--webhook-secret-file`, else `GHAUTHZ_WEBHOOK_SECRET`.
 /// The webhook's secret and, during a rotation, its previous one: from `--webhook-secret-file`
 /// (once or twice) or `GHAUTHZ_WEBHOOK_SECRET` and `GHAUTHZ_WEBHOOK_SECRET_PREVIOUS`.
 pub(crate) fn webhook_secret(args: &WebhookArgs) -> Result<(WebhookSecret, Option<WebhookSecret>), Outcome> {

@@ -140,7 +140,7 @@ pub(crate) fn session_json(s: &IssuedSession) -> Outcome {
 
 pub(crate) fn google_error(e: &GoogleSignInError) -> Outcome {
     let exit = match e {
-        GoogleSignInError::SignIn(SignInRefusal::Store(_))
+        GoogleSignInError::SignIn(SignInRefusal::Store(_) | SignInRefusal::NoRandomness(_))
         | GoogleSignInError::Token(GoogleError::KeysUnavailable(_)) => Exit::Unavailable,
         GoogleSignInError::NotConfigured => Exit::Usage,
         _ => Exit::Denied,
@@ -150,7 +150,7 @@ pub(crate) fn google_error(e: &GoogleSignInError) -> Outcome {
 
 pub(crate) fn link_error(e: &LinkError) -> Outcome {
     let exit = match e {
-        LinkError::SignIn(SignInRefusal::Store(_)) | LinkError::NoRandomness(_) => Exit::Unavailable,
+        LinkError::SignIn(SignInRefusal::Store(_) | SignInRefusal::NoRandomness(_)) => Exit::Unavailable,
         LinkError::InvalidEmail(_) => Exit::Usage,
         _ => Exit::Denied,
     };

@@ -1,7 +1,7 @@
 //! `ghauthz explain`.
 
 use ghauthz::world::ExplainRow;
-use ghauthz::{App, AppId, Authorizer, Capability, ChangedBy, CheckError, Reason};
+use ghauthz::{App, Authorizer, Capability, ChangedBy, CheckError, Reason};
 use serde_json::{Value, json};
 
 use crate::cli::ExplainArgs;
@@ -9,11 +9,16 @@ use crate::context::WorldCtx;
 use crate::output::{Exit, Outcome, decision_json, error_json};
 
 pub(crate) async fn explain(ctx: &WorldCtx, args: &ExplainArgs) -> Outcome {
-    let apps = match apps_to_explain(&ctx.authz, args.app.as_deref()).await {
+    // Every app is read once: the addresses invited anywhere are explained on each app shown.
+    let all = match ctx.authz.apps().await {
+        Ok(all) => all,
+        Err(e) => return Outcome::json(Exit::Unavailable, &error_json(&e)),
+    };
+    let apps = match apps_to_explain(&all, args.app.as_deref()) {
         Ok(apps) => apps,
         Err(e) => return e,
     };
-    let viewers = match invited_anywhere(&ctx.authz).await {
+    let viewers = match invited_anywhere(&ctx.authz, &all).await {
         Ok(v) => v,
         Err(e) => return Outcome::json(Exit::Unavailable, &error_json(&e)),
     };
@@ -77,25 +82,25 @@ pub(crate) fn cell(row: &ExplainRow) -> String {
                 r => format!("{outcome} {}", r.kind()),
             }
         }
-        Err(e) => format!("error {}", error_json(e)["error"].as_str().unwrap_or("unavailable")),
+        Err(e) => format!("error {}", e.kind()),
     }
 }
 
-pub(crate) async fn apps_to_explain(authz: &Authorizer, only: Option<&str>) -> Result<Vec<App>, Outcome> {
-    let unavailable = |e: CheckError| Outcome::json(Exit::Unavailable, &error_json(&e));
+/// The apps to explain: all of them, or the one `--app` names.
+pub(crate) fn apps_to_explain(all: &[App], only: Option<&str>) -> Result<Vec<App>, Outcome> {
     match only {
-        Some(id) => match authz.app(&AppId(id.to_owned())).await.map_err(unavailable)? {
-            Some(app) => Ok(vec![app]),
+        Some(id) => match all.iter().find(|a| a.id().0 == id) {
+            Some(app) => Ok(vec![app.clone()]),
             None => Err(Outcome::error(Exit::Denied, "unknown_app", format!("no app `{id}`"))),
         },
-        None => authz.apps().await.map_err(unavailable),
+        None => Ok(all.to_vec()),
     }
 }
 
 /// Every address invited to any app, once, ordered.
-pub(crate) async fn invited_anywhere(authz: &Authorizer) -> Result<Vec<ghauthz::Email>, CheckError> {
+pub(crate) async fn invited_anywhere(authz: &Authorizer, apps: &[App]) -> Result<Vec<ghauthz::Email>, CheckError> {
     let mut all = std::collections::BTreeSet::new();
-    for app in authz.apps().await? {
+    for app in apps {
         match authz.viewers(&ChangedBy::Operator, app.id()).await {
             Ok(viewers) => all.extend(viewers),
             Err(ghauthz::ManageError::Check(e)) => return Err(e),

@@ -56,7 +56,12 @@ pub(crate) async fn webhook(ctx: &WorldCtx, args: &WebhookArgs) -> Outcome {
         }
         Ok(_) => Outcome::json(Exit::Done, &with(head, json!({"applied": [], "ignored": "unknown_event"}))),
         Err(e @ WebhookError::Store(_)) => Outcome::error(Exit::Unavailable, e.kind(), &e),
-        Err(e) if e.kind() == "bad_signature" => Outcome::error(Exit::Denied, e.kind(), &e),
+        Err(
+            e @ (WebhookError::MissingSignature
+            | WebhookError::Sha1Only
+            | WebhookError::MalformedSignature
+            | WebhookError::BadSignature),
+        ) => Outcome::error(Exit::Denied, e.kind(), &e),
         Err(e) => Outcome::error(Exit::Usage, e.kind(), &e),
     }
 }
