@@ -31,9 +31,17 @@ impl Bounded {
     }
 
     async fn within<T>(&self, call: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.limit, call).await {
+        self.within_limit(self.limit, call).await
+    }
+
+    async fn within_limit<T>(
+        &self,
+        limit: Duration,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(limit, call).await {
             Ok(answer) => answer,
-            Err(_) => Err(StoreError::Unavailable(format!("no answer within {} ms", self.limit.as_millis()).into())),
+            Err(_) => Err(StoreError::Unavailable(format!("no answer within {} ms", limit.as_millis()).into())),
         }
     }
 }
@@ -92,12 +100,7 @@ impl Store for Bounded {
     /// used; only a store that ignores the bounds is cut off, at three times the bound.
     async fn use_link(&self, redemption: &Redemption) -> Result<bool, StoreError> {
         let redemption = redemption.clone().within(self.limit);
-        match tokio::time::timeout(self.limit.saturating_mul(3), self.inner.use_link(&redemption)).await {
-            Ok(answer) => answer,
-            Err(_) => {
-                Err(StoreError::Unavailable(format!("no answer within {} ms", self.limit.as_millis() * 3).into()))
-            }
-        }
+        self.within_limit(self.limit.saturating_mul(3), self.inner.use_link(&redemption)).await
     }
 
     async fn delete_app(&self, app: &AppId) -> Result<bool, StoreError> {

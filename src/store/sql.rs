@@ -11,17 +11,17 @@ use crate::core::policy::Visibility;
 /// A failure of the backend. A broken constraint (a viewer for a missing app) is not a passing
 /// outage, since asking again would not help: it is [`StoreError::Corrupt`].
 pub(super) fn unavailable(e: sqlx::Error) -> StoreError {
-    let message = match &e {
-        sqlx::Error::Database(db) => db.message().to_owned(),
-        other => other.to_string(),
-    };
     match &e {
         sqlx::Error::Database(db) if db.is_foreign_key_violation() || db.is_check_violation() => {
-            StoreError::Corrupt(StoreFailure::caused_by(message, e))
+            StoreError::Corrupt(StoreFailure::caused_by(db.message().to_owned(), e))
         }
         _ => StoreError::Unavailable(StoreFailure::caused_by(e.to_string(), e)),
     }
 }
+
+/// What a redemption whose commit's outcome stays unknown past its `answer_by` says.
+pub(super) const UNANSWERED_COMMIT: &str =
+    "the commit of a link's use went unanswered: whether the link was used is unknown";
 
 pub(super) fn corrupt(what: impl Into<String>) -> StoreError {
     StoreError::Corrupt(StoreFailure::new(what))
@@ -114,10 +114,7 @@ macro_rules! sql_store {
                             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                         }
                         Ok(Err(_)) | Err(_) => {
-                            return Err(StoreError::Unavailable(
-                                "the commit of a link's use went unanswered: whether the link was used is unknown"
-                                    .into(),
-                            ));
+                            return Err(StoreError::Unavailable(sql::UNANSWERED_COMMIT.into()));
                         }
                     }
                 }
@@ -458,7 +455,7 @@ macro_rules! sql_store {
                     Ok(Ok(())) => Ok(true),
                     Ok(Err(_)) => self.used_by(redemption).await,
                     Err(_) => Err(StoreError::Unavailable(
-                        "the commit of a link's use went unanswered: whether the link was used is unknown".into(),
+                        sql::UNANSWERED_COMMIT.into(),
                     )),
                 }
             }
