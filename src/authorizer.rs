@@ -17,7 +17,7 @@ use crate::core::time::{Clock, Timestamp};
 use crate::error::CheckError;
 use crate::github::{ClientBuildError, GithubConfig, OctocrabGithub};
 use crate::google::{GoogleConfig, GoogleIdentity, GoogleVerifier};
-use crate::store::{Actor, Bounded, Broadcast, Change, FeedEvent, MemoryStore, Store, StoreError, StoreFailure};
+use crate::store::{Actor, Bounded, Broadcast, Change, FeedEvent, MemoryStore, Store, StoreError};
 use crate::viewer::{
     GoogleSignInError, IssuedLink, IssuedSession, LinkConfig, LinkError, LinkInfo, SessionConfig, SessionKeys, SignIn,
 };
@@ -1325,9 +1325,7 @@ impl Authorizer {
         let inner = &*self.inner;
         let started = inner.records.begin();
         let Some(record) = inner.store.app(id).await? else { return Ok(None) };
-        let app = record
-            .app()
-            .map_err(|e| CheckError::Store(StoreError::Corrupt(StoreFailure::caused_by(e.to_string(), e))))?;
+        let app = record.app().map_err(|e| CheckError::Store(e.into()))?;
         let stamp = inner.records.remember_app(app.clone(), started, inner.clock.now());
         Ok(Some((app, stamp)))
     }
@@ -1863,12 +1861,7 @@ impl Authorizer {
     /// ```
     pub async fn apps(&self) -> Result<Vec<App>, CheckError> {
         let records = self.inner.store.apps().await?;
-        records
-            .iter()
-            .map(|r| {
-                r.app().map_err(|e| CheckError::Store(StoreError::Corrupt(StoreFailure::caused_by(e.to_string(), e))))
-            })
-            .collect()
+        records.iter().map(|r| r.app().map_err(|e| CheckError::Store(e.into()))).collect()
     }
 
     /// The audit log, oldest first: viewers added and removed (and by whom), links issued and

@@ -472,6 +472,14 @@ impl From<&str> for StoreFailure {
     }
 }
 
+/// An app record whose coordinates are not a repository's: the store holds what this version
+/// cannot read.
+impl From<InvalidRepoCoords> for StoreError {
+    fn from(e: InvalidRepoCoords) -> Self {
+        StoreError::Corrupt(StoreFailure::caused_by(e.to_string(), e))
+    }
+}
+
 impl StoreError {
     /// A stable name: `store_unavailable`, `store_corrupt`, `store_config`.
     pub fn kind(&self) -> &'static str {

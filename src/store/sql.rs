@@ -445,7 +445,7 @@ macro_rules! sql_store {
                     };
                     let email = sql::email_from(email)?;
                     Self::audit(&mut tx, now, &Actor::Operator, &AppId(app), AuditAction::LinkRedeemed, &email).await?;
-                    Ok(Some(tx))
+                    Ok::<_, StoreError>(Some(tx))
                 })
                 .await
                 .map_err(|_| late())?;

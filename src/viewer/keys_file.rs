@@ -25,10 +25,16 @@ pub struct KeysFileError {
 }
 
 impl KeysFileError {
+    /// `problem` at `position` (line, column) and `field`, where known.
+    fn at(position: Option<(usize, usize)>, field: Option<String>, problem: KeysFileProblem) -> Self {
+        let (line, column) = position.unzip();
+        Self { file: None, line, column, field, problem }
+    }
+
     /// A problem of the file as a whole, not of a place in it.
     #[cfg(feature = "keys-file")]
     fn whole(problem: KeysFileProblem) -> Self {
-        Self { file: None, line: None, column: None, field: None, problem }
+        Self::at(None, None, problem)
     }
 
     /// The same error, naming the file it came from.
@@ -170,22 +176,11 @@ impl SessionKeys {
                 serde_json::error::Category::Data => KeysFileProblem::Shape,
                 serde_json::error::Category::Syntax | serde_json::error::Category::Io => KeysFileProblem::NotJson,
             };
-            KeysFileError { file: None, line: Some(inner.line()), column: Some(inner.column()), field, problem }
+            KeysFileError::at(Some((inner.line(), inner.column())), field, problem)
         })?;
-        de.end().map_err(|e| KeysFileError {
-            file: None,
-            line: Some(e.line()),
-            column: Some(e.column()),
-            field: None,
-            problem: KeysFileProblem::NotJson,
-        })?;
-        let at = |i: usize, what: &str, problem| KeysFileError {
-            file: None,
-            line: None,
-            column: None,
-            field: Some(format!("session_keys[{i}].{what}")),
-            problem,
-        };
+        de.end().map_err(|e| KeysFileError::at(Some((e.line(), e.column())), None, KeysFileProblem::NotJson))?;
+        let at =
+            |i: usize, what: &str, problem| KeysFileError::at(None, Some(format!("session_keys[{i}].{what}")), problem);
         let keys = file
             .session_keys
             .into_iter()
@@ -199,13 +194,8 @@ impl SessionKeys {
                 SessionKey::new(k.kid, secret).map_err(|_| at(i, "secret", KeysFileProblem::ShortSecret))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Self::new(keys).map_err(|_| KeysFileError {
-            file: None,
-            line: None,
-            column: None,
-            field: Some("session_keys".into()),
-            problem: KeysFileProblem::NoKeysOrDuplicate,
-        })
+        Self::new(keys)
+            .map_err(|_| KeysFileError::at(None, Some("session_keys".into()), KeysFileProblem::NoKeysOrDuplicate))
     }
 
     /// The keys file at `path`: read it, or create it with one fresh key, so that a token issued
