@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
-use sqlx::{Postgres, Transaction};
+use sqlx::{Pool, Postgres, Transaction};
 use tokio::sync::mpsc;
 
-use super::sql::{corrupt, sql_store, unavailable};
+use super::sql::{Backend, corrupt, unavailable};
 use super::{Broadcast, Change, FeedEvent, StoreError};
 use crate::core::invalidation::Invalidation;
+use async_trait::async_trait;
 
 /// The migrations, in order: (version, description, SQL). Append only; never edit one that
 /// shipped (the migrator refuses a database whose applied migration has another checksum).
@@ -135,7 +136,8 @@ impl PgStoreOptions {
     }
 }
 
-/// A store in a Postgres database, shared by replicas.
+/// A store in a Postgres database, shared by replicas. It is a [`Store`](super::Store): each
+/// operation is one SQL text, which the SQLite store (`SqliteStore`, feature `sqlite`) runs too.
 ///
 /// # Failures
 ///
@@ -230,33 +232,6 @@ impl PgStore {
     /// The `LISTEN/NOTIFY` channel invalidations travel on.
     pub fn channel(&self) -> &str {
         &self.channel
-    }
-
-    /// Sends `b` on the channel inside `tx`. `NOTIFY` is transactional: the messages go out, in
-    /// order, when the transaction commits, and not at all if it does not.
-    async fn announce(&self, tx: &mut Transaction<'_, Postgres>, b: &Broadcast) -> Result<(), StoreError> {
-        let invalidations = b.invalidations.chunks(PER_MESSAGE).map(|c| Broadcast::invalidations(b.origin, c.to_vec()));
-        let changes =
-            b.changes.chunks(PER_MESSAGE).map(|c| Broadcast { changes: c.to_vec(), ..Broadcast::changes(vec![]) });
-        for part in invalidations.chain(changes) {
-            let mut payload = serde_json::to_string(&part).map_err(|e| corrupt(e.to_string()))?;
-            if payload.len() > MAX_PAYLOAD {
-                // Long app ids: too much for one message, so every subscriber forgets everything.
-                let all = Broadcast {
-                    origin: part.origin,
-                    invalidations: if part.invalidations.is_empty() { vec![] } else { vec![Invalidation::All] },
-                    changes: if part.changes.is_empty() { vec![] } else { vec![Change::All] },
-                };
-                payload = serde_json::to_string(&all).map_err(|e| corrupt(e.to_string()))?;
-            }
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(&self.channel)
-                .bind(payload)
-                .execute(&mut **tx)
-                .await
-                .map_err(unavailable)?;
-        }
-        Ok(())
     }
 }
 
@@ -409,24 +384,52 @@ async fn listen(pool: PgPool, channel: String, heartbeat: Duration, tx: mpsc::Se
     }
 }
 
-sql_store! {
-    store: PgStore,
-    db: Postgres,
-    for_update: " FOR UPDATE",
+#[async_trait]
+impl Backend for PgStore {
+    type Db = Postgres;
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
     // Row locks (`FOR UPDATE`) order what must be ordered.
-    write_lock: None,
-    extra: {
-        async fn publish(&self, broadcast: &Broadcast) -> Result<(), StoreError> {
-            let mut tx = self.pool.begin().await.map_err(unavailable)?;
-            self.announce(&mut tx, broadcast).await?;
-            tx.commit().await.map_err(unavailable)
-        }
+    const WRITE_LOCK: Option<&'static str> = None;
 
-        fn subscribe(&self) -> Option<mpsc::Receiver<FeedEvent>> {
-            let (tx, rx) = mpsc::channel(1024);
-            tokio::spawn(listen(self.pool.clone(), self.channel.clone(), self.heartbeat, tx));
-            Some(rx)
+    fn pool(&self) -> &Pool<Postgres> {
+        &self.pool
+    }
+
+    fn rows_affected(done: &<Postgres as sqlx::Database>::QueryResult) -> u64 {
+        done.rows_affected()
+    }
+
+    /// Sends `b` on the channel inside `tx`. `NOTIFY` is transactional: the messages go out, in
+    /// order, when the transaction commits, and not at all if it does not.
+    async fn announce(&self, tx: &mut Transaction<'_, Postgres>, b: &Broadcast) -> Result<(), StoreError> {
+        let invalidations = b.invalidations.chunks(PER_MESSAGE).map(|c| Broadcast::invalidations(b.origin, c.to_vec()));
+        let changes =
+            b.changes.chunks(PER_MESSAGE).map(|c| Broadcast { changes: c.to_vec(), ..Broadcast::changes(vec![]) });
+        for part in invalidations.chain(changes) {
+            let mut payload = serde_json::to_string(&part).map_err(|e| corrupt(e.to_string()))?;
+            if payload.len() > MAX_PAYLOAD {
+                // Long app ids: too much for one message, so every subscriber forgets everything.
+                let all = Broadcast {
+                    origin: part.origin,
+                    invalidations: if part.invalidations.is_empty() { vec![] } else { vec![Invalidation::All] },
+                    changes: if part.changes.is_empty() { vec![] } else { vec![Change::All] },
+                };
+                payload = serde_json::to_string(&all).map_err(|e| corrupt(e.to_string()))?;
+            }
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(&self.channel)
+                .bind(payload)
+                .execute(&mut **tx)
+                .await
+                .map_err(unavailable)?;
         }
+        Ok(())
+    }
+
+    fn subscribe(&self) -> Option<mpsc::Receiver<FeedEvent>> {
+        let (tx, rx) = mpsc::channel(1024);
+        tokio::spawn(listen(self.pool.clone(), self.channel.clone(), self.heartbeat, tx));
+        Some(rx)
     }
 }
 

@@ -7,10 +7,11 @@ use std::time::Duration;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Executor as _, Sqlite, Transaction};
+use sqlx::{Executor as _, Pool, Sqlite, Transaction};
 
-use super::sql::{corrupt, sql_store, unavailable};
+use super::sql::{Backend, corrupt, unavailable};
 use super::{Broadcast, FeedEvent, StoreError, StoreFailure};
+use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 /// The migrations, in order: (the schema version a file brings the store to, its SQL). The first
@@ -45,7 +46,8 @@ const PER_POLL: i64 = 1000;
 /// and `-shm` files). Safe to share between threads and between
 /// processes: writes are serialized by SQLite, and every method is one transaction, which every
 /// path ends explicitly (a dropped transaction would keep the write lock until its connection
-/// is reused).
+/// is reused). It is a [`Store`](super::Store): each operation is one SQL text, which the
+/// Postgres store (`PgStore`, feature `postgres`) runs too.
 ///
 /// # The change log
 ///
@@ -109,37 +111,6 @@ impl SqliteStore {
     /// Closes the pool (waits for connections to be returned).
     pub async fn close(&self) {
         self.pool.close().await;
-    }
-
-    /// Appends `b` to the change log inside `tx`, and prunes what is older than the retention.
-    async fn announce(&self, tx: &mut Transaction<'_, Sqlite>, b: &Broadcast) -> Result<(), StoreError> {
-        let now = wall_ms();
-        let body = serde_json::to_string(b).map_err(|e| corrupt(e.to_string()))?;
-        let cutoff = now.saturating_sub(i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX));
-        let pruned: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM changes WHERE at < $1")
-            .bind(cutoff)
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(unavailable)?;
-        if let Some(through) = pruned {
-            sqlx::query("DELETE FROM changes WHERE seq <= $1")
-                .bind(through)
-                .execute(&mut **tx)
-                .await
-                .map_err(unavailable)?;
-            sqlx::query("UPDATE meta SET value = $1 WHERE key = 'changes_pruned_through'")
-                .bind(through.to_string())
-                .execute(&mut **tx)
-                .await
-                .map_err(unavailable)?;
-        }
-        sqlx::query("INSERT INTO changes (at, body) VALUES ($1, $2)")
-            .bind(now)
-            .bind(body)
-            .execute(&mut **tx)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
     }
 }
 
@@ -335,27 +306,58 @@ async fn follow_log(pool: SqlitePool, tx: mpsc::Sender<FeedEvent>) {
     }
 }
 
-sql_store! {
-    store: SqliteStore,
-    db: Sqlite,
+#[async_trait]
+impl Backend for SqliteStore {
+    type Db = Sqlite;
     // SQLite has no row locks; its writers are serialized.
-    for_update: "",
+    const FOR_UPDATE: &'static str = "";
     // A transaction that reads before it writes takes the write lock first, so that what it
     // read cannot go stale before its write.
-    write_lock: Some("UPDATE meta SET value = value WHERE key = 'schema_version'"),
-    extra: {
-        async fn publish(&self, broadcast: &Broadcast) -> Result<(), StoreError> {
-            // The log is read before it is written: take the write lock first.
-            let mut tx = self.begin_then_lock().await?;
-            self.announce(&mut tx, broadcast).await?;
-            tx.commit().await.map_err(unavailable)
-        }
+    const WRITE_LOCK: Option<&'static str> = Some("UPDATE meta SET value = value WHERE key = 'schema_version'");
 
-        fn subscribe(&self) -> Option<mpsc::Receiver<FeedEvent>> {
-            let (tx, rx) = mpsc::channel(1024);
-            tokio::spawn(follow_log(self.pool.clone(), tx));
-            Some(rx)
+    fn pool(&self) -> &Pool<Sqlite> {
+        &self.pool
+    }
+
+    fn rows_affected(done: &<Sqlite as sqlx::Database>::QueryResult) -> u64 {
+        done.rows_affected()
+    }
+
+    /// Appends `b` to the change log inside `tx`, and prunes what is older than the retention.
+    async fn announce(&self, tx: &mut Transaction<'_, Sqlite>, b: &Broadcast) -> Result<(), StoreError> {
+        let now = wall_ms();
+        let body = serde_json::to_string(b).map_err(|e| corrupt(e.to_string()))?;
+        let cutoff = now.saturating_sub(i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX));
+        let pruned: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM changes WHERE at < $1")
+            .bind(cutoff)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(unavailable)?;
+        if let Some(through) = pruned {
+            sqlx::query("DELETE FROM changes WHERE seq <= $1")
+                .bind(through)
+                .execute(&mut **tx)
+                .await
+                .map_err(unavailable)?;
+            sqlx::query("UPDATE meta SET value = $1 WHERE key = 'changes_pruned_through'")
+                .bind(through.to_string())
+                .execute(&mut **tx)
+                .await
+                .map_err(unavailable)?;
         }
+        sqlx::query("INSERT INTO changes (at, body) VALUES ($1, $2)")
+            .bind(now)
+            .bind(body)
+            .execute(&mut **tx)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    fn subscribe(&self) -> Option<mpsc::Receiver<FeedEvent>> {
+        let (tx, rx) = mpsc::channel(1024);
+        tokio::spawn(follow_log(self.pool.clone(), tx));
+        Some(rx)
     }
 }
 
