@@ -24,7 +24,10 @@ pub use crate::core::secret::{
 };
 pub use crate::core::session::{Session, SessionError, Via};
 pub use crate::core::time::{Clock, ManualClock, Timestamp};
-pub use authorizer::{Authorizer, AuthorizerBuilder, BuildError, ChangedBy, ManageError, Principal, ViewerChange};
+pub use authorizer::{
+    Authorizer, AuthorizerBuilder, BuildError, ChangedBy, Deployment, MAX_DEPLOY_FIELD, ManageError, Principal,
+    ViewerChange,
+};
 pub use cache::{CacheConfig, CacheStats, Consistency};
 pub use clock::SystemClock;
 pub use error::CheckError;

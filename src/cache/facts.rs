@@ -23,7 +23,7 @@ use super::{
     Age, Backoff, CacheConfig, Counters, Epochs, FactCore, FactMap, InlineFact, PermEntry, PermKey, RepoEntry,
 };
 use crate::core::decision::{Decision, Fact, Source, decide_github};
-use crate::core::ids::{App, GithubUser, RepoCoords};
+use crate::core::ids::{App, GithubUser, RepoCoords, RepoId};
 use crate::core::invalidation::Invalidation;
 use crate::core::policy::Need;
 use crate::core::secret::GithubToken;
@@ -305,6 +305,28 @@ impl Facts {
                 }
                 Ok(Conditional::New(value, etag))
             }
+        }
+    }
+
+    /// The id of the repository at `coords` now, a rename followed; `None` if GitHub has none
+    /// there that the caller can see. With a user's `token`, asked with it (user-token mode);
+    /// without, the installation's answer, no older than `age` allows.
+    pub(crate) async fn repository_id(
+        &self,
+        coords: &RepoCoords,
+        token: Option<&GithubToken>,
+        age: Age,
+    ) -> Result<Option<RepoId>, CheckError> {
+        match token {
+            Some(token) => match self.github.repository(coords, Some(token), None).await? {
+                Fetched::Fresh { value, .. } => Ok(value.map(|info| info.id)),
+                Fetched::NotModified => Err(GithubError::Protocol {
+                    route: "GET /repos/{owner}/{repo}".into(),
+                    detail: "304 to an unconditional request".into(),
+                }
+                .into()),
+            },
+            None => Ok(self.repo(coords, age).await?.found.map(|(id, _)| id)),
         }
     }
 

@@ -175,6 +175,16 @@ pub enum Visibility {
     Private,
 }
 
+impl Visibility {
+    /// `public` or `private`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Public => "public",
+            Visibility::Private => "private",
+        }
+    }
+}
+
 /// The least repository role each capability needs.
 ///
 /// The default is the table in the README: `write` views private apps and edits, `admin` deploys and

@@ -8,11 +8,12 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use super::{
-    Actor, AppRecord, AuditEvent, Broadcast, DeletedApp, FeedEvent, IssueLimit, IssueOutcome, LinkRecord, Redemption,
-    Store, StoreError,
+    Actor, AppRecord, AuditEvent, AuditFilter, Broadcast, DeletedApp, DeployOutcome, FeedEvent, IssueLimit,
+    IssueOutcome, LinkRecord, Redemption, Store, StoreError,
 };
 use crate::core::email::Email;
 use crate::core::ids::{AppId, GrantId, UserId};
+use crate::core::policy::Visibility;
 use crate::core::time::Timestamp;
 
 /// A store whose every call answers within `limit`: a call still waiting then (on a connection
@@ -82,8 +83,25 @@ impl Store for Bounded {
         self.within(self.inner.grant(app, email)).await
     }
 
-    async fn audit_log(&self) -> Result<Vec<AuditEvent>, StoreError> {
-        self.within(self.inner.audit_log()).await
+    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
+        self.within(self.inner.audit(filter)).await
+    }
+
+    async fn record(&self, event: &AuditEvent, owner: Option<UserId>) -> Result<(), StoreError> {
+        self.within(self.inner.record(event, owner)).await
+    }
+
+    async fn deploy_app(&self, app: &AppRecord, event: &AuditEvent) -> Result<DeployOutcome, StoreError> {
+        self.within(self.inner.deploy_app(app, event)).await
+    }
+
+    async fn set_visibility(
+        &self,
+        app: &AppId,
+        visibility: Visibility,
+        event: &AuditEvent,
+    ) -> Result<Option<bool>, StoreError> {
+        self.within(self.inner.set_visibility(app, visibility, event)).await
     }
 
     async fn issue_link(&self, link: &LinkRecord, limit: IssueLimit) -> Result<IssueOutcome, StoreError> {
@@ -103,8 +121,8 @@ impl Store for Bounded {
         self.within_limit(self.limit.saturating_mul(3), self.inner.use_link(&redemption)).await
     }
 
-    async fn delete_app(&self, app: &AppId) -> Result<bool, StoreError> {
-        self.within(self.inner.delete_app(app)).await
+    async fn delete_app(&self, app: &AppId, event: &AuditEvent) -> Result<bool, StoreError> {
+        self.within(self.inner.delete_app(app, event)).await
     }
 
     async fn delete_account(&self, user: UserId) -> Result<Vec<AppId>, StoreError> {

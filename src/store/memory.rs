@@ -8,11 +8,12 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use super::{
-    Actor, AppRecord, AuditAction, AuditEvent, Broadcast, Change, DELIVERY_RETENTION, DeletedApp, FeedEvent,
-    IssueLimit, IssueOutcome, LinkRecord, Redemption, Store, StoreError,
+    Actor, AppRecord, AuditAction, AuditEvent, AuditFilter, Broadcast, Change, DELETED_ACCOUNT, DELIVERY_RETENTION,
+    DeletedApp, DeployOutcome, FeedEvent, IssueLimit, IssueOutcome, LinkRecord, Redemption, Store, StoreError,
 };
 use crate::core::email::Email;
 use crate::core::ids::{AppId, GrantId, UserId};
+use crate::core::policy::Visibility;
 use crate::core::time::Timestamp;
 
 /// How many events a subscriber may leave unread before it is cut off (and so stops caching).
@@ -33,7 +34,8 @@ struct State {
     viewers: BTreeMap<(AppId, Email), GrantId>,
     last_grant: u64,
     subscribers: Vec<mpsc::Sender<FeedEvent>>,
-    audit: Vec<AuditEvent>,
+    /// Each entry with the GitHub identity it belongs to.
+    audit: Vec<(AuditEvent, Option<UserId>)>,
     links: BTreeMap<[u8; 32], LinkRecord>,
     deleted: BTreeSet<DeletedApp>,
     deliveries: BTreeMap<String, Timestamp>,
@@ -73,13 +75,18 @@ impl State {
         let record = self.apps.remove(app)?;
         self.viewers.retain(|(a, _), _| a != app);
         self.links.retain(|_, l| &l.app != app);
-        self.audit.retain(|e| &e.app != app);
+        for (e, _) in self.audit.iter_mut().filter(|(e, _)| &e.app == app) {
+            e.email = None;
+        }
         self.changed(app);
         Some(record)
     }
 
-    fn audit(&mut self, at: Timestamp, actor: &Actor, app: &AppId, action: AuditAction, email: &Email) {
-        self.audit.push(AuditEvent { at, actor: actor.label(), app: app.clone(), action, email: Some(email.clone()) });
+    /// Appends `event`, which belongs to its app's deployer or, if there is no such app, to
+    /// `owner`.
+    fn audit(&mut self, event: AuditEvent, owner: Option<UserId>) {
+        let owner = self.apps.get(&event.app).map(|a| a.deployed_by).or(owner);
+        self.audit.push((event, owner));
     }
 }
 
@@ -107,7 +114,7 @@ impl Store for MemoryStore {
         }
         let added = s.insert_viewer(app, email);
         if added {
-            s.audit(at, actor, app, AuditAction::ViewerAdded, email);
+            s.audit(AuditEvent::new(at, actor, app, AuditAction::ViewerAdded).with_email(email), None);
         }
         Ok(added)
     }
@@ -122,7 +129,7 @@ impl Store for MemoryStore {
         let mut s = self.state.lock();
         let removed = s.viewers.remove(&(app.clone(), email.clone())).is_some();
         if removed {
-            s.audit(at, actor, app, AuditAction::ViewerRemoved, email);
+            s.audit(AuditEvent::new(at, actor, app, AuditAction::ViewerRemoved).with_email(email), None);
             s.changed(app);
         }
         Ok(removed)
@@ -136,8 +143,51 @@ impl Store for MemoryStore {
         Ok(self.state.lock().viewers.get(&(app.clone(), email.clone())).copied())
     }
 
-    async fn audit_log(&self) -> Result<Vec<AuditEvent>, StoreError> {
-        Ok(self.state.lock().audit.clone())
+    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
+        let s = self.state.lock();
+        let admitted = s.audit.iter().rev().map(|(e, _)| e).filter(|e| filter.admits(e));
+        Ok(admitted.take(filter.max().map_or(usize::MAX, |n| n as usize)).cloned().collect())
+    }
+
+    async fn record(&self, event: &AuditEvent, owner: Option<UserId>) -> Result<(), StoreError> {
+        self.state.lock().audit(event.clone(), owner);
+        Ok(())
+    }
+
+    async fn deploy_app(&self, app: &AppRecord, event: &AuditEvent) -> Result<DeployOutcome, StoreError> {
+        let mut s = self.state.lock();
+        let outcome = match s.apps.get(&app.id).cloned() {
+            None => {
+                s.apps.insert(app.id.clone(), app.clone());
+                DeployOutcome::Deployed
+            }
+            Some(existing) if existing.same_coordinates(app) => {
+                let redeployed = AppRecord { repo_id: app.repo_id, ..existing };
+                s.apps.insert(app.id.clone(), redeployed.clone());
+                DeployOutcome::Redeployed(redeployed)
+            }
+            Some(existing) => return Ok(DeployOutcome::Exists(existing)),
+        };
+        s.audit(event.clone(), Some(app.deployed_by));
+        s.changed(&app.id);
+        Ok(outcome)
+    }
+
+    async fn set_visibility(
+        &self,
+        app: &AppId,
+        visibility: Visibility,
+        event: &AuditEvent,
+    ) -> Result<Option<bool>, StoreError> {
+        let mut s = self.state.lock();
+        let Some(record) = s.apps.get_mut(app) else { return Ok(None) };
+        if record.visibility == visibility {
+            return Ok(Some(false));
+        }
+        record.visibility = visibility;
+        s.audit(event.clone(), None);
+        s.changed(app);
+        Ok(Some(true))
     }
 
     async fn issue_link(&self, link: &LinkRecord, limit: IssueLimit) -> Result<IssueOutcome, StoreError> {
@@ -157,7 +207,8 @@ impl Store for MemoryStore {
             return Ok(IssueOutcome::RateLimited { retry_at: oldest.plus(limit.window) });
         }
         s.links.insert(link.hash, LinkRecord { grant: Some(grant), ..link.clone() });
-        s.audit(link.issued_at, &Actor::Operator, &link.app, AuditAction::LinkIssued, &link.email);
+        let event = AuditEvent::new(link.issued_at, &Actor::Operator, &link.app, AuditAction::LinkIssued);
+        s.audit(event.with_email(&link.email), None);
         Ok(IssueOutcome::Issued)
     }
 
@@ -178,13 +229,17 @@ impl Store for MemoryStore {
         if let Some(l) = s.links.get_mut(hash) {
             l.used_at = Some(now);
         }
-        s.audit(now, &Actor::Operator, &link.app, AuditAction::LinkRedeemed, &link.email);
+        s.audit(
+            AuditEvent::new(now, &Actor::Operator, &link.app, AuditAction::LinkRedeemed).with_email(&link.email),
+            None,
+        );
         Ok(true)
     }
 
-    async fn delete_app(&self, app: &AppId) -> Result<bool, StoreError> {
+    async fn delete_app(&self, app: &AppId, event: &AuditEvent) -> Result<bool, StoreError> {
         let mut s = self.state.lock();
         let Some(r) = s.purge(app) else { return Ok(false) };
+        s.audit(event.clone(), Some(r.deployed_by));
         s.deleted.insert(DeletedApp {
             owner: r.owner,
             repo: r.repo,
@@ -202,6 +257,11 @@ impl Store for MemoryStore {
             s.purge(id);
         }
         s.deleted.retain(|d| d.deployed_by != user);
+        s.audit.retain(|(_, owner)| *owner != Some(user));
+        let label = Actor::Github(user).label();
+        for (e, _) in s.audit.iter_mut().filter(|(e, _)| e.actor == label) {
+            e.actor = DELETED_ACCOUNT.to_owned();
+        }
         Ok(ids)
     }
 
@@ -220,7 +280,10 @@ impl Store for MemoryStore {
             s.changed(&app.id);
             for email in viewers {
                 if s.insert_viewer(&app.id, email) {
-                    s.audit(at, &Actor::Operator, &app.id, AuditAction::ViewerAdded, email);
+                    s.audit(
+                        AuditEvent::new(at, &Actor::Operator, &app.id, AuditAction::ViewerAdded).with_email(email),
+                        None,
+                    );
                 }
             }
         }

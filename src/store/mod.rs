@@ -80,19 +80,25 @@ pub enum Actor {
     Operator,
     /// A GitHub user, by id.
     Github(UserId),
+    /// A signed-in viewer (the entry's address says who).
+    Viewer,
+    /// Nobody signed in.
+    Anonymous,
 }
 
 impl Actor {
-    /// As written in the audit log: `operator` or `github:<id>`.
+    /// As written in the audit log: `operator`, `github:<id>`, `viewer` or `anonymous`.
     pub fn label(&self) -> String {
         match self {
             Actor::Operator => "operator".to_owned(),
             Actor::Github(id) => format!("github:{id}"),
+            Actor::Viewer => "viewer".to_owned(),
+            Actor::Anonymous => "anonymous".to_owned(),
         }
     }
 }
 
-/// What an audit event records.
+/// What an audit entry records: a change of state, or a check the log must keep (deploy, delete).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -103,11 +109,30 @@ pub enum AuditAction {
     ViewerRemoved,
     /// A sign-in link was issued.
     LinkIssued,
-    /// A sign-in link was used up.
+    /// A sign-in link was used up (a viewer signed in with it).
     LinkRedeemed,
+    /// A viewer signed in with Google.
+    GoogleSignIn,
+    /// An app was deployed (or redeployed), or a deploy was refused.
+    Deploy,
+    /// An app's visibility was changed, or a change was refused.
+    Visibility,
+    /// An app was deleted, or a deletion was refused.
+    Delete,
 }
 
 impl AuditAction {
+    const ALL: [AuditAction; 8] = [
+        AuditAction::ViewerAdded,
+        AuditAction::ViewerRemoved,
+        AuditAction::LinkIssued,
+        AuditAction::LinkRedeemed,
+        AuditAction::GoogleSignIn,
+        AuditAction::Deploy,
+        AuditAction::Visibility,
+        AuditAction::Delete,
+    ];
+
     /// The action's name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -115,6 +140,10 @@ impl AuditAction {
             AuditAction::ViewerRemoved => "viewer_removed",
             AuditAction::LinkIssued => "link_issued",
             AuditAction::LinkRedeemed => "link_redeemed",
+            AuditAction::GoogleSignIn => "google_sign_in",
+            AuditAction::Deploy => "deploy",
+            AuditAction::Visibility => "visibility",
+            AuditAction::Delete => "delete",
         }
     }
 
@@ -123,29 +152,195 @@ impl AuditAction {
         expect(dead_code, reason = "only the SQL stores read actions back")
     )]
     pub(crate) fn parse(s: &str) -> Option<Self> {
-        match s {
-            "viewer_added" => Some(AuditAction::ViewerAdded),
-            "viewer_removed" => Some(AuditAction::ViewerRemoved),
-            "link_issued" => Some(AuditAction::LinkIssued),
-            "link_redeemed" => Some(AuditAction::LinkRedeemed),
-            _ => None,
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+/// Whether what an audit entry records was done or allowed, or refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditOutcome {
+    /// Done, or allowed.
+    Allowed,
+    /// Refused: nothing changed.
+    Denied,
+}
+
+impl AuditOutcome {
+    /// `allowed` or `denied`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditOutcome::Allowed => "allowed",
+            AuditOutcome::Denied => "denied",
         }
+    }
+
+    #[cfg_attr(
+        not(any(feature = "sqlite", feature = "postgres")),
+        expect(dead_code, reason = "only the SQL stores read outcomes back")
+    )]
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        [AuditOutcome::Allowed, AuditOutcome::Denied].into_iter().find(|o| o.as_str() == s)
     }
 }
 
 /// One entry of the append-only audit log.
+///
+/// An entry belongs to the app it is about (or, for a refused deploy of an app that does not
+/// exist, to the GitHub identity that tried): deleting the app removes its addresses from its
+/// entries, and deleting that account removes its entries and puts [`DELETED_ACCOUNT`] in place
+/// of the identity wherever else it acted.
+///
+/// ```
+/// use ghauthz::store::{Actor, AuditAction, AuditEvent, AuditOutcome};
+/// use ghauthz::{AppId, Timestamp, UserId};
+/// let e = AuditEvent::new(Timestamp(0), &Actor::Github(UserId(2)), &AppId("dash".into()), AuditAction::Deploy)
+///     .with_outcome(AuditOutcome::Denied)
+///     .with_detail("github_role");
+/// assert_eq!((e.actor.as_str(), e.outcome, e.detail.as_deref()), ("github:2", AuditOutcome::Denied, Some("github_role")));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct AuditEvent {
     /// When it happened.
     pub at: Timestamp,
-    /// Who (`operator`, `github:<id>`).
+    /// Who (`operator`, `github:<id>`, or [`DELETED_ACCOUNT`]).
     pub actor: String,
     /// Which app.
     pub app: AppId,
     /// What happened.
     pub action: AuditAction,
+    /// Done or allowed, or refused.
+    pub outcome: AuditOutcome,
     /// The viewer concerned, if any.
     pub email: Option<Email>,
+    /// What else the entry says, never personal: a deploy's coordinates (`owner/repo@branch:file`),
+    /// a visibility, or the reason kind of a refusal (`github_role`, `app_exists`, ...).
+    pub detail: Option<String>,
+}
+
+impl AuditEvent {
+    /// An entry of `action` on `app` by `actor` at `at`: allowed, with no address and no detail.
+    pub fn new(at: Timestamp, actor: &Actor, app: &AppId, action: AuditAction) -> Self {
+        AuditEvent {
+            at,
+            actor: actor.label(),
+            app: app.clone(),
+            action,
+            outcome: AuditOutcome::Allowed,
+            email: None,
+            detail: None,
+        }
+    }
+
+    /// The same entry, with this outcome.
+    pub fn with_outcome(mut self, outcome: AuditOutcome) -> Self {
+        self.outcome = outcome;
+        self
+    }
+
+    /// The same entry, about this viewer.
+    pub fn with_email(mut self, email: &Email) -> Self {
+        self.email = Some(email.clone());
+        self
+    }
+
+    /// The same entry, with this detail.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
+/// What stands in an audit entry for a GitHub identity whose account was deleted.
+pub const DELETED_ACCOUNT: &str = "deleted-account";
+
+/// Which audit entries [`Store::audit`] returns: newest first, optionally of one app, since a
+/// time, and at most so many.
+///
+/// ```
+/// use ghauthz::store::AuditFilter;
+/// use ghauthz::{AppId, Timestamp};
+/// let f = AuditFilter::new().for_app(AppId("dash".into())).since(Timestamp(1_000)).limit(10);
+/// assert_eq!((f.app().map(|a| a.0.as_str()), f.from(), f.max()), (Some("dash"), Some(Timestamp(1_000)), Some(10)));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AuditFilter {
+    app: Option<AppId>,
+    since: Option<Timestamp>,
+    limit: Option<u32>,
+}
+
+impl AuditFilter {
+    /// Every entry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only the entries about `app`.
+    pub fn for_app(mut self, app: AppId) -> Self {
+        self.app = Some(app);
+        self
+    }
+
+    /// Only the entries at or after `at`.
+    pub fn since(mut self, at: Timestamp) -> Self {
+        self.since = Some(at);
+        self
+    }
+
+    /// At most `n` entries (the newest).
+    pub fn limit(mut self, n: u32) -> Self {
+        self.limit = Some(n);
+        self
+    }
+
+    /// The app, if one is asked for.
+    pub fn app(&self) -> Option<&AppId> {
+        self.app.as_ref()
+    }
+
+    /// The earliest time asked for.
+    pub fn from(&self) -> Option<Timestamp> {
+        self.since
+    }
+
+    /// The most entries asked for.
+    pub fn max(&self) -> Option<u32> {
+        self.limit
+    }
+
+    /// Whether `e` passes the app and time filters (the limit is applied by the caller).
+    pub(crate) fn admits(&self, e: &AuditEvent) -> bool {
+        self.app.as_ref().is_none_or(|a| a == &e.app) && self.since.is_none_or(|t| e.at >= t)
+    }
+}
+
+/// What [`Store::deploy_app`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeployOutcome {
+    /// A new app was recorded.
+    Deployed,
+    /// The app existed at the same coordinates (owner, repository, branch, main file): its
+    /// repository id is now the one deployed; its visibility, deployer and viewers are kept.
+    Redeployed(AppRecord),
+    /// An app with this id exists at other coordinates: nothing was changed.
+    Exists(AppRecord),
+}
+
+impl AppRecord {
+    /// Whether `other` is deployed from the same place: owner, repository, branch and main file.
+    pub fn same_coordinates(&self, other: &AppRecord) -> bool {
+        (&self.owner, &self.repo, &self.branch, &self.main_file)
+            == (&other.owner, &other.repo, &other.branch, &other.main_file)
+    }
+
+    /// Where it is deployed from, as the audit log says it: `owner/repo@branch:main_file`.
+    pub fn coordinates(&self) -> String {
+        format!("{}/{}@{}:{}", self.owner, self.repo, self.branch, self.main_file)
+    }
 }
 
 /// What is kept of a deleted app: where it was deployed from, and who deployed it (so that
@@ -580,8 +775,34 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The grant that invites `email` to `app` now, if there is one.
     async fn grant(&self, app: &AppId, email: &Email) -> Result<Option<GrantId>, StoreError>;
 
-    /// The audit log, oldest first.
-    async fn audit_log(&self) -> Result<Vec<AuditEvent>, StoreError>;
+    /// The audit entries `filter` asks for, newest first.
+    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// The whole audit log, oldest first.
+    async fn audit_log(&self) -> Result<Vec<AuditEvent>, StoreError> {
+        let mut events = self.audit(&AuditFilter::new()).await?;
+        events.reverse();
+        Ok(events)
+    }
+
+    /// Appends `event` to the audit log (a refusal, a sign-in). The entry belongs to its app's
+    /// deployer or, if there is no such app, to `owner`.
+    async fn record(&self, event: &AuditEvent, owner: Option<UserId>) -> Result<(), StoreError>;
+
+    /// Records the app `app` deployed, with `event`, and announces [`Change::App`]; atomically.
+    /// An app with the same id at the same coordinates is redeployed (its repository id
+    /// replaced); one at other coordinates is left as it is ([`DeployOutcome::Exists`], nothing
+    /// written).
+    async fn deploy_app(&self, app: &AppRecord, event: &AuditEvent) -> Result<DeployOutcome, StoreError>;
+
+    /// Sets the app's visibility and, if it changed, records `event` and announces
+    /// [`Change::App`]; atomically. `None` if there is no such app, else whether it changed.
+    async fn set_visibility(
+        &self,
+        app: &AppId,
+        visibility: Visibility,
+        event: &AuditEvent,
+    ) -> Result<Option<bool>, StoreError>;
 
     /// Stores `link` if its address is invited to its app and fewer than `limit.max` links were
     /// issued for the pair within `limit.window` before `link.issued_at`; atomically.
@@ -597,14 +818,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// stayed unanswered past [`Redemption::answer_by`].
     async fn use_link(&self, redemption: &Redemption) -> Result<bool, StoreError>;
 
-    /// Deletes the app, its viewer grants, its links and every audit entry about it (they carry
-    /// its viewers' addresses), announcing [`Change::App`], keeping one [`DeletedApp`] record (one per distinct record:
-    /// deleting a redeployed app again adds nothing); atomically. `false` if there
-    /// was no such app.
-    async fn delete_app(&self, app: &AppId) -> Result<bool, StoreError>;
+    /// Deletes the app, its viewer grants and its links, removes every address from its audit
+    /// entries, records `event`, and announces [`Change::App`], keeping one [`DeletedApp`]
+    /// record (one per distinct record: deleting a redeployed app again adds nothing);
+    /// atomically. `false` if there was no such app (nothing is written then).
+    async fn delete_app(&self, app: &AppId, event: &AuditEvent) -> Result<bool, StoreError>;
 
-    /// Deletes every app `user` deployed, as [`Store::delete_app`] does, and every
-    /// [`DeletedApp`] record of theirs; atomically. Returns the ids of the apps deleted.
+    /// Deletes every app `user` deployed, as [`Store::delete_app`] does, every [`DeletedApp`]
+    /// record of theirs and every audit entry that belongs to them, and puts
+    /// [`DELETED_ACCOUNT`] in place of `github:<user>` in the entries left; atomically. Returns
+    /// the ids of the apps deleted.
     async fn delete_account(&self, user: UserId) -> Result<Vec<AppId>, StoreError>;
 
     /// The records kept of deleted apps.

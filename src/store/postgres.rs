@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../../migrations/postgres/0001_initial.sql")),
     (2, "grant ids", include_str!("../../migrations/postgres/0002_grant_ids.sql")),
     (3, "redemption attempts", include_str!("../../migrations/postgres/0003_redemption_attempts.sql")),
+    (4, "audit outcomes", include_str!("../../migrations/postgres/0004_audit_outcomes.sql")),
 ];
 
 /// The embedded migrations, as sqlx's migrator takes them.

@@ -12,8 +12,9 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 use tokio::sync::mpsc;
 
 use super::{
-    Actor, AppRecord, AuditAction, AuditEvent, Broadcast, Change, DELIVERY_RETENTION, DeletedApp, FeedEvent,
-    IssueLimit, IssueOutcome, LinkRecord, Redemption, Store, StoreError, StoreFailure,
+    Actor, AppRecord, AuditAction, AuditEvent, AuditFilter, AuditOutcome, Broadcast, Change, DELETED_ACCOUNT,
+    DELIVERY_RETENTION, DeletedApp, DeployOutcome, FeedEvent, IssueLimit, IssueOutcome, LinkRecord, Redemption, Store,
+    StoreError, StoreFailure,
 };
 use crate::core::email::Email;
 use crate::core::ids::{AppId, GrantId, RepoId, UserId};
@@ -48,13 +49,6 @@ fn to_u64(v: i64, what: &str) -> Result<u64, StoreError> {
 
 fn email_from(s: String) -> Result<Email, StoreError> {
     Email::parse(&s).map_err(|e| corrupt(format!("stored email: {e}")))
-}
-
-fn visibility_name(v: Visibility) -> &'static str {
-    match v {
-        Visibility::Public => "public",
-        Visibility::Private => "private",
-    }
 }
 
 fn visibility_from(s: &str) -> Result<Visibility, StoreError> {
@@ -110,6 +104,8 @@ where
     for<'q> i64: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
     for<'q> &'q [u8]: Encode<'q, B::Db> + Type<B::Db>,
     for<'q> Vec<u8>: Decode<'q, B::Db> + Type<B::Db>,
+    for<'q> Option<&'q str>: Encode<'q, B::Db> + Type<B::Db>,
+    for<'q> Option<i64>: Encode<'q, B::Db> + Type<B::Db>,
     for<'q> &'q str: ColumnIndex<<B::Db as Database>::Row>,
     usize: ColumnIndex<<B::Db as Database>::Row>,
 {
@@ -141,23 +137,29 @@ where
         }
     }
 
+    /// Appends `event` inside `tx`. The entry belongs to its app's deployer or, if there is no
+    /// such app, to `owner`.
     async fn audit(
         tx: &mut Transaction<'_, B::Db>,
-        at: Timestamp,
-        actor: &Actor,
-        app: &AppId,
-        action: AuditAction,
-        email: &Email,
+        event: &AuditEvent,
+        owner: Option<UserId>,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO audit (at, actor, app_id, action, email) VALUES ($1, $2, $3, $4, $5)")
-            .bind(to_i64(at.0, "time")?)
-            .bind(actor.label())
-            .bind(&app.0)
-            .bind(action.as_str())
-            .bind(email.as_str())
-            .execute(&mut **tx)
-            .await
-            .map_err(unavailable)?;
+        let owner = owner.map(|u| to_i64(u.0, "user id")).transpose()?;
+        sqlx::query(
+            "INSERT INTO audit (at, actor, app_id, action, email, outcome, detail, owner_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, COALESCE((SELECT deployed_by FROM apps WHERE id = $3), $8))",
+        )
+        .bind(to_i64(event.at.0, "time")?)
+        .bind(&event.actor)
+        .bind(&event.app.0)
+        .bind(event.action.as_str())
+        .bind(event.email.as_ref().map(Email::as_str))
+        .bind(event.outcome.as_str())
+        .bind(event.detail.as_deref())
+        .bind(owner)
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable)?;
         Ok(())
     }
 
@@ -175,7 +177,7 @@ where
         .bind(to_i64(app.repo_id.0, "repository id")?)
         .bind(&app.branch)
         .bind(&app.main_file)
-        .bind(visibility_name(app.visibility))
+        .bind(app.visibility.as_str())
         .bind(to_i64(app.deployed_by.0, "user id")?)
         .execute(&mut **tx)
         .await
@@ -216,7 +218,7 @@ where
         for statement in [
             "DELETE FROM links WHERE app_id = $1",
             "DELETE FROM viewers WHERE app_id = $1",
-            "DELETE FROM audit WHERE app_id = $1",
+            "UPDATE audit SET email = NULL WHERE app_id = $1",
             "DELETE FROM apps WHERE id = $1",
         ] {
             sqlx::query(statement).bind(&app.0).execute(&mut **tx).await.map_err(unavailable)?;
@@ -259,6 +261,8 @@ where
     for<'q> i64: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
     for<'q> &'q [u8]: Encode<'q, B::Db> + Type<B::Db>,
     for<'q> Vec<u8>: Decode<'q, B::Db> + Type<B::Db>,
+    for<'q> Option<&'q str>: Encode<'q, B::Db> + Type<B::Db>,
+    for<'q> Option<i64>: Encode<'q, B::Db> + Type<B::Db>,
     for<'q> &'q str: ColumnIndex<<B::Db as Database>::Row>,
     usize: ColumnIndex<<B::Db as Database>::Row>,
 {
@@ -293,7 +297,8 @@ where
         let mut tx = self.pool().begin().await.map_err(unavailable)?;
         let added = Sql::<B>::insert_viewer(&mut tx, app, email, at).await?;
         if added {
-            Sql::<B>::audit(&mut tx, at, actor, app, AuditAction::ViewerAdded, email).await?;
+            let event = AuditEvent::new(at, actor, app, AuditAction::ViewerAdded).with_email(email);
+            Sql::<B>::audit(&mut tx, &event, None).await?;
         }
         tx.commit().await.map_err(unavailable)?;
         Ok(added)
@@ -315,7 +320,8 @@ where
             .map_err(unavailable)?;
         let removed = B::rows_affected(&done) == 1;
         if removed {
-            Sql::<B>::audit(&mut tx, at, actor, app, AuditAction::ViewerRemoved, email).await?;
+            let event = AuditEvent::new(at, actor, app, AuditAction::ViewerRemoved).with_email(email);
+            Sql::<B>::audit(&mut tx, &event, None).await?;
             Sql::changed(self, &mut tx, app).await?;
         }
         tx.commit().await.map_err(unavailable)?;
@@ -343,24 +349,121 @@ where
         id.map(|id| to_u64(id, "grant id").map(GrantId)).transpose()
     }
 
-    async fn audit_log(&self) -> Result<Vec<AuditEvent>, StoreError> {
-        let rows = sqlx::query("SELECT at, actor, app_id, action, email FROM audit ORDER BY seq")
-            .fetch_all(self.pool())
-            .await
-            .map_err(unavailable)?;
+    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
+        let since = filter.from().map(|t| to_i64(t.0, "time")).transpose()?.unwrap_or(i64::MIN);
+        let rows = sqlx::query(
+            "SELECT at, actor, app_id, action, email, outcome, detail FROM audit
+             WHERE ($1 IS NULL OR app_id = $1) AND at >= $2 ORDER BY seq DESC LIMIT $3",
+        )
+        .bind(filter.app().map(|a| a.0.as_str()))
+        .bind(since)
+        .bind(filter.max().map_or(i64::MAX, i64::from))
+        .fetch_all(self.pool())
+        .await
+        .map_err(unavailable)?;
         rows.iter()
             .map(|row| {
-                let action: String = row.try_get("action").map_err(unavailable)?;
-                let email: Option<String> = row.try_get("email").map_err(unavailable)?;
+                let get_s = |c: &str| row.try_get::<String, _>(c).map_err(unavailable);
+                let get_o = |c: &str| row.try_get::<Option<String>, _>(c).map_err(unavailable);
+                let action = get_s("action")?;
+                let outcome = get_s("outcome")?;
                 Ok(AuditEvent {
                     at: Timestamp(to_u64(row.try_get("at").map_err(unavailable)?, "time")?),
-                    actor: row.try_get("actor").map_err(unavailable)?,
-                    app: AppId(row.try_get("app_id").map_err(unavailable)?),
+                    actor: get_s("actor")?,
+                    app: AppId(get_s("app_id")?),
                     action: AuditAction::parse(&action).ok_or_else(|| corrupt(format!("audit action `{action}`")))?,
-                    email: email.map(email_from).transpose()?,
+                    outcome: AuditOutcome::parse(&outcome)
+                        .ok_or_else(|| corrupt(format!("audit outcome `{outcome}`")))?,
+                    email: get_o("email")?.map(email_from).transpose()?,
+                    detail: get_o("detail")?,
                 })
             })
             .collect()
+    }
+
+    async fn record(&self, event: &AuditEvent, owner: Option<UserId>) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await.map_err(unavailable)?;
+        Sql::<B>::audit(&mut tx, event, owner).await?;
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn deploy_app(&self, app: &AppRecord, event: &AuditEvent) -> Result<DeployOutcome, StoreError> {
+        // SQLite: one writer at a time. Postgres: a racing insert of the same id waits for the
+        // first to commit, then does nothing, and the row lock below orders the rest.
+        let mut tx = Sql::begin_then_lock(self).await?;
+        let done = sqlx::query(
+            "INSERT INTO apps (id, owner, repo, repo_id, branch, main_file, visibility, deployed_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&app.id.0)
+        .bind(&app.owner)
+        .bind(&app.repo)
+        .bind(to_i64(app.repo_id.0, "repository id")?)
+        .bind(&app.branch)
+        .bind(&app.main_file)
+        .bind(app.visibility.as_str())
+        .bind(to_i64(app.deployed_by.0, "user id")?)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let outcome = if B::rows_affected(&done) == 1 {
+            DeployOutcome::Deployed
+        } else {
+            let row = sqlx::query(&format!("SELECT {APP_COLUMNS} FROM apps WHERE id = $1{}", B::FOR_UPDATE))
+                .bind(&app.id.0)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            let existing = Sql::<B>::app_from_row(&row)?;
+            if !existing.same_coordinates(app) {
+                tx.rollback().await.map_err(unavailable)?;
+                return Ok(DeployOutcome::Exists(existing));
+            }
+            sqlx::query("UPDATE apps SET repo_id = $2 WHERE id = $1")
+                .bind(&app.id.0)
+                .bind(to_i64(app.repo_id.0, "repository id")?)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            DeployOutcome::Redeployed(AppRecord { repo_id: app.repo_id, ..existing })
+        };
+        Sql::<B>::audit(&mut tx, event, Some(app.deployed_by)).await?;
+        Sql::changed(self, &mut tx, &app.id).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(outcome)
+    }
+
+    async fn set_visibility(
+        &self,
+        app: &AppId,
+        visibility: Visibility,
+        event: &AuditEvent,
+    ) -> Result<Option<bool>, StoreError> {
+        let mut tx = self.pool().begin().await.map_err(unavailable)?;
+        let current: Option<String> =
+            sqlx::query_scalar(&format!("SELECT visibility FROM apps WHERE id = $1{}", B::FOR_UPDATE))
+                .bind(&app.0)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        let Some(current) = current else {
+            tx.rollback().await.map_err(unavailable)?;
+            return Ok(None);
+        };
+        if visibility_from(&current)? == visibility {
+            tx.rollback().await.map_err(unavailable)?;
+            return Ok(Some(false));
+        }
+        sqlx::query("UPDATE apps SET visibility = $2 WHERE id = $1")
+            .bind(&app.0)
+            .bind(visibility.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        Sql::<B>::audit(&mut tx, event, None).await?;
+        Sql::changed(self, &mut tx, app).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Some(true))
     }
 
     async fn issue_link(&self, link: &LinkRecord, limit: IssueLimit) -> Result<IssueOutcome, StoreError> {
@@ -406,8 +509,9 @@ where
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
-        Sql::<B>::audit(&mut tx, link.issued_at, &Actor::Operator, &link.app, AuditAction::LinkIssued, &link.email)
-            .await?;
+        let event = AuditEvent::new(link.issued_at, &Actor::Operator, &link.app, AuditAction::LinkIssued)
+            .with_email(&link.email);
+        Sql::<B>::audit(&mut tx, &event, None).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(IssueOutcome::Issued)
     }
@@ -463,7 +567,9 @@ where
                 return Ok(None);
             };
             let email = email_from(email)?;
-            Sql::<B>::audit(&mut tx, now, &Actor::Operator, &AppId(app), AuditAction::LinkRedeemed, &email).await?;
+            let event =
+                AuditEvent::new(now, &Actor::Operator, &AppId(app), AuditAction::LinkRedeemed).with_email(&email);
+            Sql::<B>::audit(&mut tx, &event, None).await?;
             Ok::<_, StoreError>(Some(tx))
         })
         .await
@@ -477,7 +583,7 @@ where
         }
     }
 
-    async fn delete_app(&self, app: &AppId) -> Result<bool, StoreError> {
+    async fn delete_app(&self, app: &AppId, event: &AuditEvent) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await.map_err(unavailable)?;
         let Some(r) = Sql::purge(self, &mut tx, app).await? else {
             tx.rollback().await.map_err(unavailable)?;
@@ -495,6 +601,7 @@ where
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
+        Sql::<B>::audit(&mut tx, event, Some(r.deployed_by)).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(true)
     }
@@ -513,8 +620,12 @@ where
         for id in &ids {
             Sql::purge(self, &mut tx, id).await?;
         }
-        sqlx::query("DELETE FROM deleted_apps WHERE deployed_by = $1")
-            .bind(by)
+        for statement in ["DELETE FROM deleted_apps WHERE deployed_by = $1", "DELETE FROM audit WHERE owner_id = $1"] {
+            sqlx::query(statement).bind(by).execute(&mut *tx).await.map_err(unavailable)?;
+        }
+        sqlx::query("UPDATE audit SET actor = $2 WHERE actor = $1")
+            .bind(Actor::Github(user).label())
+            .bind(DELETED_ACCOUNT)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
@@ -559,8 +670,9 @@ where
                 Sql::changed(self, &mut tx, &app.id).await?;
                 for email in viewers {
                     if Sql::<B>::insert_viewer(&mut tx, &app.id, email, at).await? {
-                        Sql::<B>::audit(&mut tx, at, &Actor::Operator, &app.id, AuditAction::ViewerAdded, email)
-                            .await?;
+                        let event =
+                            AuditEvent::new(at, &Actor::Operator, &app.id, AuditAction::ViewerAdded).with_email(email);
+                        Sql::<B>::audit(&mut tx, &event, None).await?;
                     }
                 }
             }

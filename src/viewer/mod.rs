@@ -18,7 +18,9 @@ use crate::core::secret::{InvalidKey, LinkToken, RandomnessUnavailable, SessionK
 use crate::core::session::{Session, SessionError, Via};
 use crate::core::time::Timestamp;
 use crate::google::{GoogleError, GoogleIdentity, GoogleVerifier};
-use crate::store::{IssueLimit, IssueOutcome, LinkRecord, Redemption, Store, StoreError};
+use crate::store::{
+    Actor, AuditAction, AuditEvent, IssueLimit, IssueOutcome, LinkRecord, Redemption, Store, StoreError,
+};
 
 const LINK_PREFIX: &str = "gl1_";
 const ISSUER: &str = "ghauthz";
@@ -427,8 +429,12 @@ impl SignIn {
             tracing::info!(app = %app, "google sign-in refused: not invited");
             return Err(SignInRefusal::NotInvited.into());
         };
+        let session = self.mint(now, app, identity.email(), grant, Via::Google)?;
+        // On record before the session is handed out: a sign-in the audit cannot hold is refused.
+        let event = AuditEvent::new(now, &Actor::Viewer, app, AuditAction::GoogleSignIn).with_email(identity.email());
+        store.record(&event, None).await?;
         tracing::info!(app = %app, "google sign-in");
-        Ok(self.mint(now, app, identity.email(), grant, Via::Google)?)
+        Ok(session)
     }
 
     pub(crate) async fn issue(

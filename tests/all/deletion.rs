@@ -6,7 +6,7 @@ use crate::common;
 
 use std::sync::Arc;
 
-use ghauthz::store::{DeletedApp, SqliteStore, Store};
+use ghauthz::store::{AuditAction, AuditFilter, AuditOutcome, DELETED_ACCOUNT, DeletedApp, SqliteStore, Store};
 use ghauthz::world::MockGithub;
 use ghauthz::{AppId, Authorizer, Capability, ChangedBy, LinkError, ManageError, Principal, UserId};
 use sqlx::Row;
@@ -37,7 +37,16 @@ async fn deleting_an_app_keeps_only_its_coordinates(store: Arc<dyn Store>) {
 
     assert_eq!(store.app(&id("dash")).await.unwrap(), None);
     assert!(store.viewers(&id("dash")).await.unwrap().is_empty());
-    assert!(store.audit_log().await.unwrap().iter().all(|e| e.app != id("dash")), "no audit entry keeps its addresses");
+    let audit = store.audit(&AuditFilter::new().for_app(id("dash"))).await.unwrap();
+    assert!(audit.iter().all(|e| e.email.is_none()), "no audit entry keeps its addresses: {audit:#?}");
+    let deletions: Vec<(&str, AuditOutcome)> =
+        audit.iter().filter(|e| e.action == AuditAction::Delete).map(|e| (e.actor.as_str(), e.outcome)).collect();
+    assert_eq!(
+        deletions,
+        [("github:5", AuditOutcome::Allowed), ("github:3", AuditOutcome::Denied)],
+        "the deletion and the refusal stay on record, newest first"
+    );
+    assert!(audit.iter().any(|e| e.action == AuditAction::LinkRedeemed), "the app's history stays, without addresses");
     assert_eq!(authz.inspect_link(&unused).await.unwrap_err(), LinkError::Invalid, "outstanding links are gone");
     let viewer = Principal::Viewer(authz.verify_session(&session).unwrap());
     let d = authz.check_app(&viewer, &id("dash"), Capability::View).await.unwrap();
@@ -65,6 +74,21 @@ async fn deleting_an_account_leaves_nothing_of_its_apps(store: Arc<dyn Store>) {
     assert!(store.deleted_apps().await.unwrap().is_empty(), "the coordinates records go too");
     assert!(store.app(&id("site")).await.unwrap().is_some(), "carol's apps stay");
     assert!(authz.delete_account(UserId(5)).await.unwrap().is_empty());
+    let audit = store.audit_log().await.unwrap();
+    assert!(audit.iter().all(|e| e.app != id("dash") && e.app != id("legacy")), "its apps' entries go: {audit:#?}");
+    assert!(audit.iter().all(|e| e.actor != "github:5"), "the identity is gone from the rest");
+}
+
+/// An account's entries in other people's apps stay, with the identity replaced.
+async fn a_deleted_account_is_a_placeholder_in_other_apps(store: Arc<dyn Store>) {
+    let (authz, world, _mock) = authz_on(store.clone()).await;
+    let erin = ChangedBy::Principal(Principal::github(world.user("erin").unwrap()));
+    // erin (id 5) may not delete carol's app: the refusal is on carol's app's record.
+    assert!(authz.delete_app(&erin, &id("site")).await.is_err());
+    authz.delete_account(UserId(5)).await.unwrap();
+    let site = store.audit(&AuditFilter::new().for_app(id("site"))).await.unwrap();
+    let refusal = site.iter().find(|e| e.action == AuditAction::Delete).expect("the refusal stays");
+    assert_eq!((refusal.actor.as_str(), refusal.outcome), (DELETED_ACCOUNT, AuditOutcome::Denied));
 }
 
 macro_rules! suite {
@@ -82,6 +106,12 @@ macro_rules! suite {
             async fn deleting_an_account_leaves_nothing_of_its_apps() {
                 let Some((store, _guard)) = common::store_of($kind).await else { return };
                 super::deleting_an_account_leaves_nothing_of_its_apps(store).await;
+            }
+
+            #[tokio::test]
+            async fn a_deleted_account_is_a_placeholder_in_other_apps() {
+                let Some((store, _guard)) = common::store_of($kind).await else { return };
+                super::a_deleted_account_is_a_placeholder_in_other_apps(store).await;
             }
         }
     };
@@ -128,12 +158,23 @@ async fn a_scan_of_every_table_finds_no_trace_of_a_deleted_app() {
     assert!(before.iter().any(|r| r.contains("eve@example.com")), "the scan sees addresses");
     authz.delete_app(&ChangedBy::Operator, &id("dash")).await.unwrap();
     store.close().await;
+    let kept: Vec<String> = dump(&path).await.into_iter().filter(|r| r.starts_with("deleted_apps|")).collect();
+    assert_eq!(kept, ["deleted_apps|'acme'|'dashboard'|'main'|'streamlit_app.py'|5"]);
     let after = dump(&path).await;
-    for needle in ["dana@example.com", "eve@example.com", "'dash'"] {
+    for needle in ["dana@example.com", "eve@example.com"] {
         assert!(after.iter().all(|r| !r.contains(needle)), "{needle} left in {after:#?}");
     }
-    let kept: Vec<&String> = after.iter().filter(|r| r.starts_with("deleted_apps|")).collect();
-    assert_eq!(kept, ["deleted_apps|'acme'|'dashboard'|'main'|'streamlit_app.py'|5"]);
+    assert!(
+        after.iter().filter(|r| r.contains("'dash'")).all(|r| r.starts_with("audit|")),
+        "only the audit keeps the app's id: {after:#?}"
+    );
+    let reopened = Arc::new(SqliteStore::open(&path).await.unwrap());
+    reopened.delete_account(UserId(5)).await.unwrap();
+    reopened.close().await;
+    let after = dump(&path).await;
+    for needle in ["'dash'", "'github:5'", "'acme'|'dashboard'"] {
+        assert!(after.iter().all(|r| !r.contains(needle)), "{needle} left after the account's deletion in {after:#?}");
+    }
 }
 
 /// Every row of every table of a Postgres schema, as text.
@@ -169,9 +210,13 @@ async fn a_scan_of_every_postgres_table_finds_no_trace_of_a_deleted_app() {
     assert!(before.iter().any(|r| r.contains("eve@example.com")), "the scan sees addresses");
     authz.delete_app(&ChangedBy::Operator, &id("dash")).await.unwrap();
     let after = pg_dump(&url, &schema).await;
-    for needle in ["dana@example.com", "eve@example.com", "\"dash\""] {
+    for needle in ["dana@example.com", "eve@example.com"] {
         assert!(after.iter().all(|r| !r.contains(needle)), "{needle} left in {after:#?}");
     }
+    assert!(
+        after.iter().filter(|r| r.contains("\"dash\"")).all(|r| r.starts_with("audit|")),
+        "only the audit keeps the app's id: {after:#?}"
+    );
     let kept: Vec<&String> = after.iter().filter(|r| r.starts_with("deleted_apps|")).collect();
     assert_eq!(
         kept,
@@ -179,4 +224,9 @@ async fn a_scan_of_every_postgres_table_finds_no_trace_of_a_deleted_app() {
             r#"deleted_apps|{"owner":"acme","repo":"dashboard","branch":"main","main_file":"streamlit_app.py","deployed_by":5}"#
         ]
     );
+    store.delete_account(UserId(5)).await.unwrap();
+    let after = pg_dump(&url, &schema).await;
+    for needle in ["\"dash\"", "github:5", "\"dashboard\""] {
+        assert!(after.iter().all(|r| !r.contains(needle)), "{needle} left after the account's deletion in {after:#?}");
+    }
 }

@@ -7,6 +7,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod app_life;
 mod architecture;
 mod cache;
 mod cli;

@@ -9,8 +9,8 @@ use std::time::Duration;
 use crate::common;
 
 use ghauthz::store::{
-    Actor, AppRecord, AuditEvent, Broadcast, IssueLimit, IssueOutcome, LinkRecord, MemoryStore, Redemption,
-    SqliteStore, Store, StoreError,
+    Actor, AppRecord, AuditAction, AuditEvent, AuditFilter, AuditOutcome, Broadcast, DeployOutcome, IssueLimit,
+    IssueOutcome, LinkRecord, MemoryStore, Redemption, SqliteStore, Store, StoreError,
 };
 use ghauthz::{AppId, Email, RepoId, Timestamp, UserId, Visibility};
 use proptest::prelude::*;
@@ -30,6 +30,10 @@ enum Op {
     DeleteApp { app: usize },
     DeleteAccount { by: u64 },
     Delivery { id: u8 },
+    Deploy { app: usize, by: u64, branch: usize },
+    SetVisibility { app: usize, public: bool },
+    Refuse { app: usize, by: u64 },
+    Audit { app: Option<usize>, since_secs: u64, limit: u32 },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -43,6 +47,14 @@ fn op() -> impl Strategy<Value = Op> {
         (0..APPS).prop_map(|app| Op::DeleteApp { app }),
         (1..3u64).prop_map(|by| Op::DeleteAccount { by }),
         (0..4u8).prop_map(|id| Op::Delivery { id }),
+        (0..APPS, 1..3u64, 0..2usize).prop_map(|(app, by, branch)| Op::Deploy { app, by, branch }),
+        (0..APPS, any::<bool>()).prop_map(|(app, public)| Op::SetVisibility { app, public }),
+        (0..APPS, 1..4u64).prop_map(|(app, by)| Op::Refuse { app, by }),
+        (proptest::option::of(0..APPS), 0..300u64, 1..5u32).prop_map(|(app, since_secs, limit)| Op::Audit {
+            app,
+            since_secs,
+            limit
+        }),
     ]
 }
 
@@ -75,6 +87,9 @@ enum Seen {
     Bool(bool),
     Issue(Result<IssueOutcome, StoreError>),
     Apps(Vec<AppId>),
+    Deploy(DeployOutcome),
+    Visibility(Option<bool>),
+    Audit(Vec<AuditEvent>),
 }
 
 async fn apply(store: &dyn Store, op: &Op, now: &mut Timestamp) -> Seen {
@@ -126,7 +141,36 @@ async fn apply(store: &dyn Store, op: &Op, now: &mut Timestamp) -> Seen {
             *now = now.plus(Duration::from_secs(secs));
             Seen::Unit
         }
-        Op::DeleteApp { app } => Seen::Bool(store.delete_app(&app_id(app)).await.unwrap()),
+        Op::DeleteApp { app } => {
+            let event = AuditEvent::new(*now, &Actor::Github(UserId(1)), &app_id(app), AuditAction::Delete);
+            Seen::Bool(store.delete_app(&app_id(app), &event).await.unwrap())
+        }
+        Op::Deploy { app, by, branch } => {
+            let record = AppRecord { branch: format!("b{branch}"), ..record(app, Visibility::Public, by) };
+            let event = AuditEvent::new(*now, &Actor::Github(UserId(by)), &app_id(app), AuditAction::Deploy)
+                .with_detail(record.coordinates());
+            Seen::Deploy(store.deploy_app(&record, &event).await.unwrap())
+        }
+        Op::SetVisibility { app, public } => {
+            let visibility = if public { Visibility::Public } else { Visibility::Private };
+            let event = AuditEvent::new(*now, &Actor::Operator, &app_id(app), AuditAction::Visibility)
+                .with_detail(visibility.as_str());
+            Seen::Visibility(store.set_visibility(&app_id(app), visibility, &event).await.unwrap())
+        }
+        Op::Refuse { app, by } => {
+            let event = AuditEvent::new(*now, &Actor::Github(UserId(by)), &app_id(app), AuditAction::Deploy)
+                .with_outcome(AuditOutcome::Denied)
+                .with_detail("github_role");
+            store.record(&event, Some(UserId(by))).await.unwrap();
+            Seen::Unit
+        }
+        Op::Audit { app, since_secs, limit } => {
+            let mut filter = AuditFilter::new().since(Timestamp(1_000_000).plus(Duration::from_secs(since_secs)));
+            if let Some(app) = app {
+                filter = filter.for_app(app_id(app));
+            }
+            Seen::Audit(store.audit(&filter.limit(limit)).await.unwrap())
+        }
         Op::DeleteAccount { by } => {
             let mut ids = store.delete_account(UserId(by)).await.unwrap();
             ids.sort();

@@ -1,5 +1,9 @@
 //! The facade: policy, clock, GitHub and the cache, wired together.
 
+mod lifecycle;
+
+pub use lifecycle::{Deployment, MAX_DEPLOY_FIELD};
+
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -8,7 +12,7 @@ use crate::cache::{Age, CacheConfig, CacheStats, Consistency, Counters, Facts, P
 use crate::clock::SystemClock;
 use crate::core::decision::{Decision, NoAccessDetail, Outcome, Reason, Source, decide_anonymous};
 use crate::core::email::{Email, EmailError};
-use crate::core::ids::{App, AppId, GithubUser, UserId};
+use crate::core::ids::{App, AppId, GithubUser, RepoCoords, UserId};
 use crate::core::invalidation::Invalidation;
 use crate::core::policy::{Capability, Need, Policy, Visibility};
 use crate::core::secret::{GithubToken, WebhookSecret};
@@ -176,8 +180,9 @@ pub struct ViewerChange {
     pub changed: bool,
 }
 
-/// Why [`Authorizer::add_viewer`], [`Authorizer::remove_viewer`], [`Authorizer::viewers`] or
-/// [`Authorizer::delete_app`] was refused or could not be done; [`ManageError::kind`] names it.
+/// Why [`Authorizer::add_viewer`], [`Authorizer::remove_viewer`], [`Authorizer::viewers`],
+/// [`Authorizer::deploy_app`], [`Authorizer::set_visibility`] or [`Authorizer::delete_app`] was
+/// refused or could not be done; [`ManageError::kind`] names it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ManageError {
@@ -202,11 +207,21 @@ pub enum ManageError {
     /// may have been written before the store failed; retrying is safe.
     #[error(transparent)]
     Check(#[from] CheckError),
+    /// A deployment's `app`, `branch` or `main_file` (named) is empty, longer than
+    /// [`MAX_DEPLOY_FIELD`] bytes, or holds a control character; nothing was asked or written.
+    #[error("invalid deployment: `{0}` is empty, too long or holds a control character")]
+    InvalidDeployment(&'static str),
+    /// GitHub has no repository at the deployment's coordinates that may be seen.
+    #[error("no repository `{0}` on GitHub")]
+    RepoNotFound(RepoCoords),
+    /// An app with this id is deployed from other coordinates; nothing was changed.
+    #[error("an app `{0}` exists, deployed from elsewhere")]
+    AppExists(AppId),
 }
 
 impl ManageError {
     /// A stable name, for logs and JSON: `unknown_app`, `invalid_email`, `denied` (the decision
-    /// says why), or [`CheckError::kind`].
+    /// says why), `invalid_deployment`, `repo_not_found`, `app_exists`, or [`CheckError::kind`].
     ///
     /// ```
     /// # #[cfg(feature = "world")]
@@ -235,6 +250,9 @@ impl ManageError {
             ManageError::InvalidEmail(_) => "invalid_email",
             ManageError::Denied { .. } => "denied",
             ManageError::Check(e) => e.kind(),
+            ManageError::InvalidDeployment(_) => "invalid_deployment",
+            ManageError::RepoNotFound(_) => "repo_not_found",
+            ManageError::AppExists(_) => "app_exists",
         }
     }
 }
@@ -2021,47 +2039,6 @@ impl Authorizer {
         let email = Email::parse(email)?;
         let actor = self.authorize_app(by, app, self.inner.policy.sharing_need()).await?;
         Ok((email, actor))
-    }
-
-    /// Deletes an app: its record, grants, links and audit entries (its sessions then open
-    /// nothing), keeping one record of where it was deployed from ([`Store::deleted_apps`]). `by`
-    /// needs the `delete` capability (GitHub `admin` by default, on facts no older than
-    /// `strict_max_age`), or is the operator. Every replica forgets the app.
-    ///
-    /// # Errors
-    ///
-    /// Fails with [`ManageError`]: `UnknownApp`; `Denied` with the decision, when `by` lacks the
-    /// capability; `Check` when the decision could not be made or the store failed (the deletion
-    /// may then have been written: calling again answers `UnknownApp` if it was).
-    ///
-    /// ```
-    /// # #[cfg(feature = "world")]
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
-    /// # let world = ghauthz::world::World::load(path).unwrap();
-    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
-    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
-    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
-    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
-    /// use ghauthz::{AppId, ChangedBy, Principal};
-    /// let dash = AppId("dash".into());
-    /// let carol = ChangedBy::Principal(Principal::github(world.user("carol").unwrap())); // write
-    /// assert_eq!(authz.delete_app(&carol, &dash).await.unwrap_err().kind(), "denied");
-    /// let erin = ChangedBy::Principal(Principal::github(world.user("erin").unwrap())); // admin
-    /// authz.delete_app(&erin, &dash).await.unwrap();
-    /// assert!(authz.app(&dash).await.unwrap().is_none());
-    /// # }
-    /// # #[cfg(not(feature = "world"))]
-    /// # fn main() {}
-    /// ```
-    pub async fn delete_app(&self, by: &ChangedBy, app: &AppId) -> Result<(), ManageError> {
-        self.authorize_app(by, app, self.inner.policy.need(Capability::Delete)).await?;
-        let deleted = self.inner.store.delete_app(app).await;
-        self.inner.apply_change(&Change::App { app: app.clone() });
-        deleted.map_err(CheckError::from)?;
-        Ok(())
     }
 
     /// Deletes an account: every app the GitHub identity `user` deployed, with everything deleting

@@ -1,0 +1,347 @@
+//! The app's life through the facade: deploy, visibility, delete, and the audit log that records
+//! each step, allowed or refused.
+
+use std::time::Duration;
+
+use super::{Authorizer, ChangedBy, ManageError, Principal};
+use crate::cache::{Age, Consistency};
+use crate::core::decision::{Decision, NoAccessDetail, Outcome, Reason, Source};
+use crate::core::ids::{App, AppId, RepoCoords, UserId};
+use crate::core::policy::{Capability, Need, Visibility};
+use crate::error::CheckError;
+use crate::store::{
+    Actor, AppRecord, AuditAction, AuditEvent, AuditFilter, AuditOutcome, Change, DeployOutcome, StoreError,
+};
+
+/// The longest app id, branch or main file a deployment may name, in bytes.
+pub const MAX_DEPLOY_FIELD: usize = 255;
+
+/// What [`Authorizer::deploy_app`] is asked to deploy: an app id, the repository's coordinates,
+/// the branch and main file, and the visibility (private unless set).
+///
+/// ```
+/// use ghauthz::{AppId, Deployment, RepoCoords, Visibility};
+/// let d = Deployment::new(AppId("dash".into()), RepoCoords::new("acme", "dashboard").unwrap(), "main", "app.py")
+///     .with_visibility(Visibility::Public);
+/// assert_eq!((d.app().0.as_str(), d.branch(), d.visibility()), ("dash", "main", Visibility::Public));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Deployment {
+    app: AppId,
+    repo: RepoCoords,
+    branch: String,
+    main_file: String,
+    visibility: Visibility,
+}
+
+impl Deployment {
+    /// A private app `app` running `main_file` from `branch` of the repository at `repo`.
+    pub fn new(app: AppId, repo: RepoCoords, branch: impl Into<String>, main_file: impl Into<String>) -> Self {
+        Deployment { app, repo, branch: branch.into(), main_file: main_file.into(), visibility: Visibility::Private }
+    }
+
+    /// The same deployment, with this visibility.
+    pub fn with_visibility(mut self, visibility: Visibility) -> Self {
+        self.visibility = visibility;
+        self
+    }
+
+    /// The app's id.
+    pub fn app(&self) -> &AppId {
+        &self.app
+    }
+
+    /// The repository's coordinates, as given.
+    pub fn repo(&self) -> &RepoCoords {
+        &self.repo
+    }
+
+    /// The branch.
+    pub fn branch(&self) -> &str {
+        &self.branch
+    }
+
+    /// The main file.
+    pub fn main_file(&self) -> &str {
+        &self.main_file
+    }
+
+    /// Public or private.
+    pub fn visibility(&self) -> Visibility {
+        self.visibility
+    }
+
+    /// The first field that is empty, too long or holds a control character.
+    fn invalid_field(&self) -> Option<&'static str> {
+        let bad = |s: &str| s.is_empty() || s.len() > MAX_DEPLOY_FIELD || s.chars().any(char::is_control);
+        [("app", self.app.0.as_str()), ("branch", &self.branch), ("main_file", &self.main_file)]
+            .into_iter()
+            .find(|(_, value)| bad(value))
+            .map(|(name, _)| name)
+    }
+}
+
+/// The decision for a principal that is not a GitHub user: only GitHub users deploy, change
+/// visibility or delete.
+fn not_a_github_user(principal: &Principal) -> Decision {
+    let detail = match principal {
+        Principal::Viewer(_) => NoAccessDetail::ViewOnly,
+        _ => NoAccessDetail::Anonymous,
+    };
+    Decision::new(Outcome::Deny, Reason::NoAccess { detail }, Source::Store, Duration::ZERO)
+}
+
+impl Authorizer {
+    /// Deploys an app: `by` must hold `deploy` on the repository at the deployment's coordinates,
+    /// judged on a fact no older than the cache's `strict_max_age` (60 s by default), and the app
+    /// is recorded with the repository id GitHub reports now (a renamed repository is followed
+    /// to its id), so that a later replacement at those coordinates is caught (`repo_replaced`).
+    /// Deploying an existing app id again at the same coordinates is a redeploy: the repository
+    /// id is brought up to date, and its visibility, deployer and viewers are kept. Every
+    /// attempt that is decided is audited ([`AuditAction::Deploy`]), allowed or refused.
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).build().unwrap();
+    /// use ghauthz::{AppId, Deployment, Principal, RepoCoords};
+    /// let repo = RepoCoords::new("acme", "dashboard").unwrap();
+    /// let alice = Principal::github(world.user("alice").unwrap()); // admin
+    /// let app = authz.deploy_app(&alice, &Deployment::new(AppId("new".into()), repo.clone(), "main", "app.py")).await.unwrap();
+    /// assert_eq!(app.repo_id.0, 101);
+    /// let bob = Principal::github(world.user("bob").unwrap()); // maintain
+    /// let err = authz.deploy_app(&bob, &Deployment::new(AppId("other".into()), repo, "main", "app.py")).await.unwrap_err();
+    /// assert_eq!(err.kind(), "denied");
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// - [`ManageError::InvalidDeployment`]: an empty, overlong (over [`MAX_DEPLOY_FIELD`] bytes)
+    ///   or control-character app id, branch or main file; nothing is asked or written.
+    /// - [`ManageError::RepoNotFound`]: GitHub has no repository there that may be seen (audited).
+    /// - [`ManageError::Denied`]: `by` may not deploy it; the decision says why (audited).
+    /// - [`ManageError::AppExists`]: an app with this id is deployed from other coordinates
+    ///   (audited).
+    /// - [`ManageError::Check`]: GitHub or the store failed; nothing was decided.
+    ///
+    /// # Security
+    ///
+    /// The repository is named by coordinates, which GitHub may have given to another
+    /// repository: the id is what is recorded and what later checks compare.
+    pub async fn deploy_app(&self, by: &Principal, deployment: &Deployment) -> Result<AppRecord, ManageError> {
+        if let Some(field) = deployment.invalid_field() {
+            return Err(ManageError::InvalidDeployment(field));
+        }
+        let id = deployment.app();
+        let Principal::GithubUser { user, token } = by else {
+            return Err(ManageError::Denied { app: id.clone(), decision: Box::new(not_a_github_user(by)) });
+        };
+        let actor = Actor::Github(user.id);
+        let event = |at| AuditEvent::new(at, &actor, id, AuditAction::Deploy);
+        let refuse =
+            |detail: &str| event(self.inner.clock.now()).with_outcome(AuditOutcome::Denied).with_detail(detail);
+        let token = match (self.inner.facts.user_token_mode(), token) {
+            (true, None) => return Err(CheckError::MissingUserToken { login: user.login.clone() }.into()),
+            (true, Some(t)) => Some(t),
+            (false, _) => None,
+        };
+        let Some(repo_id) = self.inner.facts.repository_id(deployment.repo(), token, Age::Strict).await? else {
+            self.record(&refuse("repo_not_found"), Some(user.id)).await?;
+            return Err(ManageError::RepoNotFound(deployment.repo().clone()));
+        };
+        let app = App::new(id.clone(), deployment.repo().clone(), repo_id, deployment.visibility());
+        let decision =
+            self.check_need(by, &app, self.inner.policy.need(Capability::Deploy), Consistency::Cached).await?;
+        if !decision.is_allowed() {
+            self.record(&refuse(decision.reason().kind()), Some(user.id)).await?;
+            return Err(ManageError::Denied { app: id.clone(), decision: Box::new(decision) });
+        }
+        let record = AppRecord {
+            id: id.clone(),
+            owner: deployment.repo().owner().to_owned(),
+            repo: deployment.repo().name().to_owned(),
+            repo_id,
+            branch: deployment.branch().to_owned(),
+            main_file: deployment.main_file().to_owned(),
+            visibility: deployment.visibility(),
+            deployed_by: user.id,
+        };
+        let deployed = event(self.inner.clock.now()).with_detail(record.coordinates());
+        let outcome = self.inner.store.deploy_app(&record, &deployed).await;
+        // Forgotten here even if the store failed: the deploy may have committed.
+        self.inner.apply_change(&Change::App { app: id.clone() });
+        match outcome.map_err(CheckError::from)? {
+            DeployOutcome::Deployed => Ok(record),
+            DeployOutcome::Redeployed(record) => Ok(record),
+            DeployOutcome::Exists(_) => {
+                self.record(&refuse("app_exists"), Some(user.id)).await?;
+                Err(ManageError::AppExists(id.clone()))
+            }
+        }
+    }
+
+    /// Makes `app` public or private: `by` needs the policy's `sharing` role (that of `edit` by
+    /// default), or is the operator. Returns whether anything changed; a change is audited
+    /// ([`AuditAction::Visibility`]), and so is a refusal. Every replica hears of it through
+    /// the store's change feed; this one forgets the app before the call returns.
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// use ghauthz::{AppId, ChangedBy, Principal, Visibility};
+    /// let dash = AppId("dash".into());
+    /// assert!(authz.set_visibility(&ChangedBy::Operator, &dash, Visibility::Public).await.unwrap());
+    /// let dave = ChangedBy::Principal(Principal::github(world.user("dave").unwrap())); // triage
+    /// assert_eq!(authz.set_visibility(&dave, &dash, Visibility::Private).await.unwrap_err().kind(), "denied");
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ManageError::UnknownApp`], [`ManageError::Denied`] (audited), or
+    /// [`ManageError::Check`] when GitHub or the store failed.
+    pub async fn set_visibility(
+        &self,
+        by: &ChangedBy,
+        app: &AppId,
+        visibility: Visibility,
+    ) -> Result<bool, ManageError> {
+        let actor = self.authorize_audited(by, app, self.inner.policy.sharing_need(), AuditAction::Visibility).await?;
+        let event = AuditEvent::new(self.inner.clock.now(), &actor, app, AuditAction::Visibility)
+            .with_detail(visibility.as_str());
+        let changed = self.inner.store.set_visibility(app, visibility, &event).await;
+        self.inner.apply_change(&Change::App { app: app.clone() });
+        changed.map_err(CheckError::from)?.ok_or_else(|| ManageError::UnknownApp(app.clone()))
+    }
+
+    /// Deletes an app as DESIGN's data-deletion rules say: its viewer grants, outstanding links
+    /// and sessions, and every address it held (its audit entries stay, without addresses); one
+    /// record of its coordinates is kept. `by` needs `delete` (judged on a fact no older than
+    /// `strict_max_age`), or is the operator. The deletion is audited ([`AuditAction::Delete`]),
+    /// and so is a refusal. Every replica hears of it; this one forgets the app before the call
+    /// returns.
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// use ghauthz::{AppId, ChangedBy, Principal};
+    /// let alice = ChangedBy::Principal(Principal::github(world.user("alice").unwrap())); // admin
+    /// authz.delete_app(&alice, &AppId("dash".into())).await.unwrap();
+    /// assert!(authz.app(&AppId("dash".into())).await.unwrap().is_none());
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ManageError::UnknownApp`], [`ManageError::Denied`] (audited), or
+    /// [`ManageError::Check`] when GitHub or the store failed (the deletion may have been
+    /// written; retrying is safe).
+    pub async fn delete_app(&self, by: &ChangedBy, app: &AppId) -> Result<(), ManageError> {
+        let need = self.inner.policy.need(Capability::Delete);
+        let actor = self.authorize_audited(by, app, need, AuditAction::Delete).await?;
+        let event = AuditEvent::new(self.inner.clock.now(), &actor, app, AuditAction::Delete);
+        let deleted = self.inner.store.delete_app(app, &event).await;
+        self.inner.apply_change(&Change::App { app: app.clone() });
+        match deleted.map_err(CheckError::from)? {
+            true => Ok(()),
+            false => Err(ManageError::UnknownApp(app.clone())),
+        }
+    }
+
+    /// The audit entries `filter` asks for, newest first: every change of state (deploy,
+    /// visibility, delete, viewers, links, sign-ins) and every deploy and delete decision, each
+    /// with who, what, when and its outcome.
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// use ghauthz::store::{AuditAction, AuditFilter, AuditOutcome};
+    /// use ghauthz::{AppId, ChangedBy, Principal};
+    /// let dash = AppId("dash".into());
+    /// let dave = ChangedBy::Principal(Principal::github(world.user("dave").unwrap())); // triage
+    /// authz.delete_app(&dave, &dash).await.unwrap_err();
+    /// let newest = authz.audit(&AuditFilter::new().for_app(dash).limit(1)).await.unwrap();
+    /// assert_eq!((newest[0].action, newest[0].outcome), (AuditAction::Delete, AuditOutcome::Denied));
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the store fails.
+    pub async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
+        self.inner.store.audit(filter).await
+    }
+
+    /// Who may act, as [`Authorizer::authorize_app`] decides, with a refusal recorded as
+    /// `action` denied.
+    async fn authorize_audited(
+        &self,
+        by: &ChangedBy,
+        app: &AppId,
+        need: Need,
+        action: AuditAction,
+    ) -> Result<Actor, ManageError> {
+        let refused = match self.authorize_app(by, app, need).await {
+            Err(ManageError::Denied { app, decision }) => (app, decision),
+            other => return other,
+        };
+        let (app, decision) = refused;
+        let ChangedBy::Principal(principal) = by else { return Err(ManageError::Denied { app, decision }) };
+        let (actor, email) = match principal {
+            Principal::GithubUser { user, .. } => (Actor::Github(user.id), None),
+            Principal::Viewer(session) => (Actor::Viewer, Some(session.email())),
+            Principal::Anonymous => (Actor::Anonymous, None),
+        };
+        let mut event = AuditEvent::new(self.inner.clock.now(), &actor, &app, action)
+            .with_outcome(AuditOutcome::Denied)
+            .with_detail(decision.reason().kind());
+        if let Some(email) = email {
+            event = event.with_email(email);
+        }
+        self.record(&event, None).await?;
+        Err(ManageError::Denied { app, decision })
+    }
+
+    /// Appends `event`; see [`Store::record`](crate::store::Store::record).
+    async fn record(&self, event: &AuditEvent, owner: Option<UserId>) -> Result<(), CheckError> {
+        Ok(self.inner.store.record(event, owner).await?)
+    }
+}

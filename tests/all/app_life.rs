@@ -1,0 +1,179 @@
+//! The app's life through the facade: deploy, visibility, delete, each audited, on every store.
+#![cfg(all(feature = "world", feature = "sqlite", feature = "postgres"))]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
+
+use std::sync::Arc;
+
+use crate::common;
+
+use ghauthz::Clock as _;
+use ghauthz::store::{AuditAction, AuditEvent, AuditFilter, AuditOutcome, Store};
+use ghauthz::{
+    AppId, Capability, ChangedBy, Consistency, Deployment, ManageError, Principal, RepoCoords, RepoId, Visibility,
+};
+
+fn id(s: &str) -> AppId {
+    AppId(s.into())
+}
+
+fn deployment(app: &str, repo: &str) -> Deployment {
+    Deployment::new(id(app), repo.parse::<RepoCoords>().unwrap(), "main", "app.py")
+}
+
+/// The newest audit entry about `app`.
+async fn last_entry(store: &dyn Store, app: &str) -> AuditEvent {
+    store.audit(&AuditFilter::new().for_app(id(app)).limit(1)).await.unwrap().pop().expect("an entry")
+}
+
+async fn deploy_records_the_id_github_reports(store: Arc<dyn Store>) {
+    let v = common::viewers_on(store.clone()).await;
+    let (authz, world) = (&v.authz, &v.world);
+    let erin = Principal::github(world.user("erin").unwrap()); // admin on acme/dashboard
+    let app = authz.deploy_app(&erin, &deployment("new", "acme/dashboard")).await.unwrap();
+    assert_eq!((app.repo_id, app.deployed_by.0, app.visibility), (RepoId(101), 5, Visibility::Private));
+    assert_eq!(store.app(&id("new")).await.unwrap(), Some(app.clone()), "recorded");
+    let e = last_entry(&*store, "new").await;
+    assert_eq!(
+        (e.action, e.outcome, e.actor.as_str(), e.detail.as_deref()),
+        (AuditAction::Deploy, AuditOutcome::Allowed, "github:5", Some("acme/dashboard@main:app.py"))
+    );
+    let d = authz.check_app(&erin, &id("new"), Capability::Deploy).await.unwrap();
+    assert!(d.is_allowed(), "the deployed app is checked like any other: {d:?}");
+
+    // A maintainer may not deploy: refused, nothing recorded, the refusal audited.
+    let bob = Principal::github(world.user("bob").unwrap());
+    let err = authz.deploy_app(&bob, &deployment("bobs", "acme/dashboard")).await.unwrap_err();
+    let ManageError::Denied { decision, .. } = &err else { panic!("{err:?}") };
+    assert_eq!(decision.reason().kind(), "github_role");
+    assert_eq!(store.app(&id("bobs")).await.unwrap(), None);
+    let e = last_entry(&*store, "bobs").await;
+    assert_eq!(
+        (e.action, e.outcome, e.actor.as_str(), e.detail.as_deref()),
+        (AuditAction::Deploy, AuditOutcome::Denied, "github:2", Some("github_role"))
+    );
+
+    // The same id from elsewhere is `app_exists`, audited; from the same place, a redeploy.
+    let olga = Principal::github(world.user("olga").unwrap()); // acme owner: admin on acme/legacy too
+    let err = authz.deploy_app(&olga, &deployment("new", "acme/legacy")).await.unwrap_err();
+    assert_eq!(err.kind(), "app_exists");
+    assert_eq!(last_entry(&*store, "new").await.detail.as_deref(), Some("app_exists"));
+    assert_eq!(store.app(&id("new")).await.unwrap(), Some(app.clone()), "unchanged");
+    let again = authz.deploy_app(&erin, &deployment("new", "acme/dashboard")).await.unwrap();
+    assert_eq!(again, app);
+
+    // A repository GitHub does not have, and bad input.
+    let err = authz.deploy_app(&erin, &deployment("ghost", "acme/nothing-here")).await.unwrap_err();
+    assert_eq!(err.kind(), "repo_not_found");
+    let bad = Deployment::new(id("x"), "acme/dashboard".parse().unwrap(), "ma\nin", "app.py");
+    assert_eq!(authz.deploy_app(&erin, &bad).await.unwrap_err(), ManageError::InvalidDeployment("branch"));
+    let err = authz.deploy_app(&Principal::Anonymous, &deployment("anon", "acme/dashboard")).await.unwrap_err();
+    assert_eq!(err.kind(), "denied");
+}
+
+async fn a_renamed_repository_is_recorded_under_its_id(store: Arc<dyn Store>) {
+    let v = common::viewers_on(store.clone()).await;
+    let olga = Principal::github(v.world.user("olga").unwrap()); // acme owner: admin everywhere
+    // acme/analytics was renamed to analytics-v2 (id 103): GitHub answers 301.
+    let app = v.authz.deploy_app(&olga, &deployment("stats", "acme/analytics")).await.unwrap();
+    assert_eq!(app.repo_id, RepoId(103));
+    let d = v.authz.check_app(&olga, &id("stats"), Capability::Edit).await.unwrap();
+    assert!(d.is_allowed(), "{d:?}");
+
+    // Someone creates a new acme/analytics: the app's coordinates now name another repository.
+    v.mock.set_world(common::acme_with(|text| {
+        text.replace("renamed_from = [\"analytics\"]\n", "")
+            + "\n[[repos]]\nid = 999\nowner = \"acme\"\nname = \"analytics\"\nprivate = true\n"
+    }));
+    let d = v.authz.check_app_with(&olga, &id("stats"), Capability::View, Consistency::Fresh).await.unwrap();
+    assert_eq!(d.reason().kind(), "repo_replaced", "{d:?}");
+}
+
+async fn visibility_and_delete_go_through_the_policy(store: Arc<dyn Store>) {
+    let v = common::viewers_on(store.clone()).await;
+    let by = |login: &str| ChangedBy::Principal(Principal::github(v.world.user(login).unwrap()));
+    let dash = id("dash");
+    // dave has triage: no sharing, no delete; both refusals are on record.
+    assert_eq!(v.authz.set_visibility(&by("dave"), &dash, Visibility::Public).await.unwrap_err().kind(), "denied");
+    let e = last_entry(&*store, "dash").await;
+    assert_eq!(
+        (e.action, e.outcome, e.detail.as_deref()),
+        (AuditAction::Visibility, AuditOutcome::Denied, Some("github_role"))
+    );
+    // carol has write: sharing, so she may publish it.
+    assert!(v.authz.set_visibility(&by("carol"), &dash, Visibility::Public).await.unwrap());
+    assert!(
+        !v.authz.set_visibility(&by("carol"), &dash, Visibility::Public).await.unwrap(),
+        "no change the second time"
+    );
+    let e = last_entry(&*store, "dash").await;
+    assert_eq!(
+        (e.action, e.actor.as_str(), e.detail.as_deref()),
+        (AuditAction::Visibility, "github:3", Some("public"))
+    );
+    let d = v.authz.check_app(&Principal::Anonymous, &dash, Capability::View).await.unwrap();
+    assert!(d.is_allowed(), "public at once on this replica: {d:?}");
+
+    assert_eq!(v.authz.delete_app(&by("carol"), &dash).await.unwrap_err().kind(), "denied", "write cannot delete");
+    let e = last_entry(&*store, "dash").await;
+    assert_eq!((e.action, e.outcome), (AuditAction::Delete, AuditOutcome::Denied));
+    v.authz.delete_app(&by("erin"), &dash).await.unwrap();
+    let e = last_entry(&*store, "dash").await;
+    assert_eq!((e.action, e.outcome, e.actor.as_str()), (AuditAction::Delete, AuditOutcome::Allowed, "github:5"));
+    assert_eq!(
+        v.authz.set_visibility(&ChangedBy::Operator, &dash, Visibility::Private).await.unwrap_err().kind(),
+        "unknown_app"
+    );
+}
+
+async fn the_audit_filters(store: Arc<dyn Store>) {
+    let v = common::viewers_on(store.clone()).await;
+    let t0 = v.clock.now();
+    v.authz.add_viewer(&ChangedBy::Operator, &id("dash"), "eve@example.com").await.unwrap();
+    v.clock.advance(std::time::Duration::from_secs(60));
+    v.authz.add_viewer(&ChangedBy::Operator, &id("notes"), "eve@example.com").await.unwrap();
+    v.authz.remove_viewer(&ChangedBy::Operator, &id("dash"), "eve@example.com").await.unwrap();
+    let all = v.authz.audit(&AuditFilter::new()).await.unwrap();
+    assert!(all.windows(2).all(|w| w[0].at >= w[1].at), "newest first");
+    let later = v.authz.audit(&AuditFilter::new().since(t0.plus(std::time::Duration::from_secs(1)))).await.unwrap();
+    let seen: Vec<(&str, AuditAction)> = later.iter().map(|e| (e.app.0.as_str(), e.action)).collect();
+    assert_eq!(seen, [("dash", AuditAction::ViewerRemoved), ("notes", AuditAction::ViewerAdded)]);
+    let dash = v.authz.audit(&AuditFilter::new().for_app(id("dash")).limit(1)).await.unwrap();
+    assert_eq!(dash.len(), 1);
+    assert_eq!(dash[0].action, AuditAction::ViewerRemoved);
+}
+
+macro_rules! suite {
+    ($backend:ident, $kind:expr) => {
+        mod $backend {
+            use super::*;
+
+            #[tokio::test]
+            async fn deploy_records_the_id_github_reports() {
+                let Some((store, _guard)) = common::store_of($kind).await else { return };
+                super::deploy_records_the_id_github_reports(store).await;
+            }
+
+            #[tokio::test]
+            async fn a_renamed_repository_is_recorded_under_its_id() {
+                let Some((store, _guard)) = common::store_of($kind).await else { return };
+                super::a_renamed_repository_is_recorded_under_its_id(store).await;
+            }
+
+            #[tokio::test]
+            async fn visibility_and_delete_go_through_the_policy() {
+                let Some((store, _guard)) = common::store_of($kind).await else { return };
+                super::visibility_and_delete_go_through_the_policy(store).await;
+            }
+
+            #[tokio::test]
+            async fn the_audit_filters() {
+                let Some((store, _guard)) = common::store_of($kind).await else { return };
+                super::the_audit_filters(store).await;
+            }
+        }
+    };
+}
+
+suite!(memory, common::Backend::Memory);
+suite!(sqlite, common::Backend::Sqlite);
+suite!(postgres, common::Backend::Postgres);
