@@ -18,7 +18,9 @@ pub use crate::core::decision::{Decision, NoAccessDetail, Outcome, Reason, Sourc
 pub use crate::core::email::{Email, EmailError, MAX_EMAIL_LEN};
 pub use crate::core::ids::{App, AppId, GithubUser, GrantId, InvalidRepoCoords, OwnerId, RepoCoords, RepoId, UserId};
 pub use crate::core::invalidation::Invalidation;
-pub use crate::core::policy::{Capability, Policy, Role, RoleGrant, RoleName, UnknownCapability, Visibility};
+pub use crate::core::policy::{
+    Capability, Policy, Role, RoleGrant, RoleName, UnknownCapability, UnknownVisibility, Visibility,
+};
 pub use crate::core::secret::{
     AppPrivateKey, GithubToken, InvalidKey, LinkToken, RandomnessUnavailable, SessionKey, SessionToken, WebhookSecret,
 };

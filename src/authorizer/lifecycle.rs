@@ -276,6 +276,34 @@ impl Authorizer {
         }
     }
 
+    /// The app's record as the store holds it (coordinates, repository id, branch, main file,
+    /// visibility, deployer), read from the store.
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// let dash = authz.app_record(&ghauthz::AppId("dash".into())).await.unwrap().unwrap();
+    /// assert_eq!((dash.branch.as_str(), dash.main_file.as_str()), ("main", "streamlit_app.py"));
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`CheckError::Store`] when the store fails.
+    pub async fn app_record(&self, id: &AppId) -> Result<Option<AppRecord>, CheckError> {
+        Ok(self.inner.store.app(id).await?)
+    }
+
     /// The audit entries `filter` asks for, newest first: every change of state (deploy,
     /// visibility, delete, viewers, links, sign-ins) and every deploy and delete decision, each
     /// with who, what, when and its outcome.

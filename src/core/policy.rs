@@ -175,6 +175,27 @@ pub enum Visibility {
     Private,
 }
 
+/// A visibility other than `public` or `private` was named.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown visibility `{0}`: expected public or private")]
+pub struct UnknownVisibility(String);
+
+impl std::str::FromStr for Visibility {
+    type Err = UnknownVisibility;
+
+    /// ```
+    /// use ghauthz::Visibility;
+    /// assert_eq!("public".parse::<Visibility>().unwrap(), Visibility::Public);
+    /// assert!("secret".parse::<Visibility>().is_err());
+    /// ```
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Visibility::Public, Visibility::Private]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| UnknownVisibility(s.to_owned()))
+    }
+}
+
 impl Visibility {
     /// `public` or `private`.
     pub fn as_str(self) -> &'static str {

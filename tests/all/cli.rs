@@ -580,6 +580,76 @@ fn apps_and_accounts_delete() {
     assert_eq!((r.code, r.json()["error"].as_str()), (2, Some("unknown_app")));
 }
 
+#[test]
+fn apps_deploy_show_visibility_list_and_audit() {
+    let (_dir, g) = link_env();
+    let deploy =
+        ["apps", "deploy", "--app", "new", "--repo", "acme/dashboard", "--branch", "main", "--main-file", "a.py"];
+    let r = run_with(&g, &[&deploy[..], &["--github-user", "bob"]].concat());
+    assert_eq!((r.code, r.json()["reason"]["kind"].as_str()), (2, Some("github_role")), "maintain cannot deploy");
+    let r = run_with(&g, &[&deploy[..], &["--github-user", "erin", "--visibility", "public"]].concat());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let want = serde_json::json!({"app": "new", "repo": "acme/dashboard", "repo_id": 101, "branch": "main",
+        "main_file": "a.py", "visibility": "public", "deployed_by": "erin"});
+    assert_eq!(r.json(), want);
+    assert_eq!(run_with(&g, &["apps", "show", "--app", "new"]).json(), want, "the next command finds it in the store");
+    let r = run_with(&g, &["check", "--app", "new", "--action", "view", "--anonymous"]);
+    assert_eq!((r.code, r.json()["reason"]["kind"].as_str()), (0, Some("public_app")));
+    let r = run_with(
+        &g,
+        &[
+            "apps",
+            "deploy",
+            "--app",
+            "new",
+            "--repo",
+            "acme/website",
+            "--branch",
+            "main",
+            "--main-file",
+            "a.py",
+            "--github-user",
+            "olga",
+        ],
+    );
+    assert_eq!((r.code, r.json()["error"].as_str()), (2, Some("app_exists")));
+
+    let r = run_with(&g, &["apps", "visibility", "--app", "new", "--visibility", "private", "--github-user", "dave"]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (2, Some("denied")), "triage has no sharing");
+    let r = run_with(&g, &["apps", "visibility", "--app", "new", "--visibility", "private", "--github-user", "carol"]);
+    assert_eq!((r.code, r.json()["changed"].as_bool()), (0, Some(true)));
+    let r = run_with(&g, &["apps", "list"]);
+    let listed = r.json();
+    let ids: Vec<&str> = listed["apps"].as_array().unwrap().iter().map(|a| a["app"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["analytics", "dash", "legacy", "new", "notes", "site"]);
+
+    let r = run_with(&g, &["audit", "--app", "new"]);
+    let seen: Vec<(String, String, String)> = r.json()["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["action"].to_string(), e["outcome"].to_string(), e["actor"].to_string()))
+        .collect();
+    let q = |s: &str| format!("\"{s}\"");
+    assert_eq!(
+        seen,
+        [
+            (q("visibility"), q("allowed"), q("github:3")),
+            (q("visibility"), q("denied"), q("github:4")),
+            (q("deploy"), q("denied"), q("github:7")),
+            (q("deploy"), q("allowed"), q("github:5")),
+            (q("deploy"), q("denied"), q("github:2")),
+        ],
+        "newest first"
+    );
+    let r = run_with(&g, &["audit", "--limit", "1"]);
+    assert_eq!(r.json()["events"].as_array().unwrap().len(), 1);
+    let r = run_with(&g, &["audit", "--since", "2999-01-01T00:00:00Z"]);
+    assert_eq!(r.json()["events"], serde_json::json!([]));
+    let r = run_with(&g, &["audit", "--since", "yesterday"]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("usage")));
+}
+
 fn google_token(email: &str) -> String {
     let world = ghauthz::world::World::load(common::fixture_path("worlds/acme.toml")).unwrap();
     common::google_token(world.now().unwrap().as_secs(), email)

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use ghauthz::Capability;
+use ghauthz::{Capability, RepoCoords, Timestamp, Visibility};
 
 #[derive(Debug, Parser)]
 #[command(name = "ghauthz", version, about = "Who may view, edit, deploy and delete apps deployed from GitHub")]
@@ -49,14 +49,29 @@ pub(crate) enum Command {
     /// Google sign-in for invited viewers.
     #[command(subcommand)]
     Google(GoogleCommand),
-    /// Apps: delete one.
+    /// Apps: deploy, list, show, change visibility, delete.
     #[command(subcommand)]
     Apps(AppsCommand),
+    /// The audit log, newest first.
+    Audit(AuditArgs),
     /// Accounts: delete one and every app it deployed.
     #[command(subcommand)]
     Accounts(AccountsCommand),
     /// Verify and apply one GitHub webhook delivery (its body on standard input).
     Webhook(WebhookArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AuditArgs {
+    /// Only this app's entries.
+    #[arg(long)]
+    pub(crate) app: Option<String>,
+    /// Only entries at or after this time.
+    #[arg(long, value_name = "RFC3339", value_parser = crate::input::parse_time)]
+    pub(crate) since: Option<Timestamp>,
+    /// At most this many entries (the newest).
+    #[arg(long, value_name = "N")]
+    pub(crate) limit: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +114,49 @@ pub(crate) enum GoogleCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum AppsCommand {
+    /// Deploy an app: the GitHub user needs `deploy` on the repository; the repository id GitHub
+    /// reports now is recorded.
+    Deploy {
+        /// The app's id.
+        #[arg(long)]
+        app: String,
+        /// The repository, `OWNER/NAME`.
+        #[arg(long, value_name = "OWNER/NAME")]
+        repo: RepoCoords,
+        /// The branch the app runs from.
+        #[arg(long)]
+        branch: String,
+        /// The app's main file.
+        #[arg(long)]
+        main_file: String,
+        /// public or private (default private).
+        #[arg(long, default_value = "private")]
+        visibility: Visibility,
+        /// The deployer, by login.
+        #[arg(long, value_name = "LOGIN")]
+        github_user: String,
+    },
+    /// Every app in the store.
+    List,
+    /// One app's record.
+    Show {
+        /// The app's id.
+        #[arg(long)]
+        app: String,
+    },
+    /// Make an app public or private.
+    Visibility {
+        /// The app's id.
+        #[arg(long)]
+        app: String,
+        /// public or private.
+        #[arg(long)]
+        visibility: Visibility,
+        /// Authorize the change as this GitHub user (who needs the `sharing` role); without it,
+        /// the operator changes it.
+        #[arg(long, value_name = "LOGIN")]
+        github_user: Option<String>,
+    },
     /// Delete an app: its viewers, links and sessions go; its coordinates are kept.
     Delete {
         /// The app's id.

@@ -68,6 +68,12 @@ pub(crate) fn policy_error(
     )
 }
 
+/// An RFC 3339 time at or after 1970 (`--since`).
+pub(crate) fn parse_time(s: &str) -> Result<Timestamp, String> {
+    let t = chrono::DateTime::parse_from_rfc3339(s).map_err(|e| format!("not an RFC 3339 time: {e}"))?;
+    u64::try_from(t.timestamp_millis()).map(Timestamp).map_err(|_| "before 1970".to_owned())
+}
+
 /// `--now`: an RFC 3339 time at or after 1970.
 pub(crate) fn parse_now(s: &str) -> Result<Timestamp, String> {
     // The value is not repeated: nothing typed is.

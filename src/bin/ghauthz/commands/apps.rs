@@ -1,20 +1,81 @@
-//! `ghauthz apps delete`.
+//! `ghauthz apps deploy|list|show|visibility|delete`.
 
-use ghauthz::AppId;
-use serde_json::json;
+use ghauthz::store::AppRecord;
+use ghauthz::{AppId, Deployment, Principal};
+use serde_json::{Value, json};
 
 use crate::cli::AppsCommand;
 use crate::context::{WorldCtx, changed_by};
 use crate::output::{Exit, Outcome, manage_error};
 
 pub(crate) async fn run(ctx: &WorldCtx, cmd: AppsCommand) -> Outcome {
-    let AppsCommand::Delete { app, github_user } = cmd;
-    let by = match changed_by(ctx, github_user.as_deref()) {
-        Ok(by) => by,
-        Err(e) => return e,
-    };
-    match ctx.authz.delete_app(&by, &AppId(app.clone())).await {
-        Ok(()) => Outcome::json(Exit::Done, &json!({"deleted": app})),
-        Err(e) => manage_error(&e),
+    match cmd {
+        AppsCommand::Deploy { app, repo, branch, main_file, visibility, github_user } => {
+            let Some(user) = ctx.world.user(&github_user) else {
+                return Outcome::error(Exit::Usage, "unknown_user", format!("no user `{github_user}` in the world"));
+            };
+            let deployment = Deployment::new(AppId(app), repo, branch, main_file).with_visibility(visibility);
+            match ctx.authz.deploy_app(&Principal::github(user), &deployment).await {
+                Ok(record) => Outcome::json(Exit::Done, &record_json(ctx, &record)),
+                Err(e) => manage_error(&e),
+            }
+        }
+        AppsCommand::List => match ctx.authz.apps().await {
+            Ok(apps) => {
+                let mut listed = Vec::with_capacity(apps.len());
+                for app in apps {
+                    match ctx.authz.app_record(app.id()).await {
+                        Ok(Some(record)) => listed.push(record_json(ctx, &record)),
+                        Ok(None) => {}
+                        Err(e) => return Outcome::json(Exit::Unavailable, &crate::output::error_json(&e)),
+                    }
+                }
+                Outcome::json(Exit::Done, &json!({ "apps": listed }))
+            }
+            Err(e) => Outcome::json(Exit::Unavailable, &crate::output::error_json(&e)),
+        },
+        AppsCommand::Show { app } => match ctx.authz.app_record(&AppId(app.clone())).await {
+            Ok(Some(record)) => Outcome::json(Exit::Done, &record_json(ctx, &record)),
+            Ok(None) => Outcome::error(Exit::Denied, "unknown_app", format!("no app `{app}`")),
+            Err(e) => Outcome::json(Exit::Unavailable, &crate::output::error_json(&e)),
+        },
+        AppsCommand::Visibility { app, visibility, github_user } => {
+            let by = match changed_by(ctx, github_user.as_deref()) {
+                Ok(by) => by,
+                Err(e) => return e,
+            };
+            match ctx.authz.set_visibility(&by, &AppId(app.clone()), visibility).await {
+                Ok(changed) => Outcome::json(
+                    Exit::Done,
+                    &json!({"app": app, "visibility": visibility.as_str(), "changed": changed}),
+                ),
+                Err(e) => manage_error(&e),
+            }
+        }
+        AppsCommand::Delete { app, github_user } => {
+            let by = match changed_by(ctx, github_user.as_deref()) {
+                Ok(by) => by,
+                Err(e) => return e,
+            };
+            match ctx.authz.delete_app(&by, &AppId(app.clone())).await {
+                Ok(()) => Outcome::json(Exit::Done, &json!({"deleted": app})),
+                Err(e) => manage_error(&e),
+            }
+        }
     }
+}
+
+/// An app's record as `apps deploy`, `list` and `show` print it; the deployer by login where the
+/// world knows the id.
+fn record_json(ctx: &WorldCtx, r: &AppRecord) -> Value {
+    let deployed_by = ctx.world.users().iter().find(|u| u.id == r.deployed_by).map(|u| u.login.clone());
+    json!({
+        "app": r.id.0,
+        "repo": format!("{}/{}", r.owner, r.repo),
+        "repo_id": r.repo_id.0,
+        "branch": r.branch,
+        "main_file": r.main_file,
+        "visibility": r.visibility.as_str(),
+        "deployed_by": deployed_by.unwrap_or_else(|| format!("github:{}", r.deployed_by)),
+    })
 }

@@ -2,6 +2,7 @@
 
 mod accounts;
 mod apps;
+mod audit;
 mod check;
 mod explain;
 mod google;
@@ -47,6 +48,7 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         Command::Link(cmd) => link::link(&ctx, cmd).await,
         Command::Google(cmd) => google::run(&ctx, cmd).await,
         Command::Apps(cmd) => apps::run(&ctx, cmd).await,
+        Command::Audit(args) => audit::run(&ctx, &args).await,
         Command::Accounts(cmd) => accounts::run(&ctx, cmd).await,
         Command::Webhook(args) => webhook::webhook(&ctx, &args).await,
     }
