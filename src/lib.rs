@@ -16,7 +16,9 @@ pub mod world;
 
 pub use crate::core::decision::{Decision, NoAccessDetail, Outcome, Reason, Source};
 pub use crate::core::email::{Email, EmailError, MAX_EMAIL_LEN};
-pub use crate::core::ids::{App, AppId, GithubUser, GrantId, InvalidRepoCoords, OwnerId, RepoCoords, RepoId, UserId};
+pub use crate::core::ids::{
+    App, AppId, GithubUser, GrantId, InvalidRepoCoords, OwnerId, RepoCoords, RepoId, SupportId, UserId,
+};
 pub use crate::core::invalidation::Invalidation;
 pub use crate::core::policy::{
     Capability, Policy, Role, RoleGrant, RoleName, UnknownCapability, UnknownVisibility, Visibility,
@@ -25,10 +27,13 @@ pub use crate::core::secret::{
     AppPrivateKey, GithubToken, InvalidKey, LinkToken, RandomnessUnavailable, SessionKey, SessionToken, WebhookSecret,
 };
 pub use crate::core::session::{Session, SessionError, Via};
+pub use crate::core::support::{
+    DEFAULT_SUPPORT_WINDOW, MAX_AGENT_NAME, MAX_SUPPORT_REASON, MAX_SUPPORT_WINDOW, SupportWindow, valid_agent_name,
+};
 pub use crate::core::time::{Clock, ManualClock, Timestamp};
 pub use authorizer::{
     Authorizer, AuthorizerBuilder, BuildError, ChangedBy, Deployment, MAX_DEPLOY_FIELD, ManageError, Principal,
-    ViewerChange,
+    SupportGrant, ViewerChange,
 };
 pub use cache::{CacheConfig, CacheStats, Consistency};
 pub use clock::SystemClock;

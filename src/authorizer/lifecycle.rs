@@ -87,6 +87,7 @@ impl Deployment {
 fn not_a_github_user(principal: &Principal) -> Decision {
     let detail = match principal {
         Principal::Viewer(_) => NoAccessDetail::ViewOnly,
+        Principal::Support { .. } => NoAccessDetail::NoSupportWindow,
         _ => NoAccessDetail::Anonymous,
     };
     Decision::new(Outcome::Deny, Reason::NoAccess { detail }, Source::Store, Duration::ZERO)
@@ -111,8 +112,8 @@ impl Authorizer {
     /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).build().unwrap();
     /// use ghauthz::{AppId, Deployment, Principal, RepoCoords};
     /// let repo = RepoCoords::new("acme", "dashboard").unwrap();
-    /// let alice = Principal::github(world.user("alice").unwrap()); // admin
-    /// let app = authz.deploy_app(&alice, &Deployment::new(AppId("new".into()), repo.clone(), "main", "app.py")).await.unwrap();
+    /// let erin = Principal::github(world.user("erin").unwrap()); // admin on acme/dashboard
+    /// let app = authz.deploy_app(&erin, &Deployment::new(AppId("new".into()), repo.clone(), "main", "app.py")).await.unwrap();
     /// assert_eq!(app.repo_id.0, 101);
     /// let bob = Principal::github(world.user("bob").unwrap()); // maintain
     /// let err = authz.deploy_app(&bob, &Deployment::new(AppId("other".into()), repo, "main", "app.py")).await.unwrap_err();
@@ -251,8 +252,8 @@ impl Authorizer {
     /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
     /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
     /// use ghauthz::{AppId, ChangedBy, Principal};
-    /// let alice = ChangedBy::Principal(Principal::github(world.user("alice").unwrap())); // admin
-    /// authz.delete_app(&alice, &AppId("dash".into())).await.unwrap();
+    /// let erin = ChangedBy::Principal(Principal::github(world.user("erin").unwrap())); // admin
+    /// authz.delete_app(&erin, &AppId("dash".into())).await.unwrap();
     /// assert!(authz.app(&AppId("dash".into())).await.unwrap().is_none());
     /// # }
     /// # #[cfg(not(feature = "world"))]
@@ -340,7 +341,7 @@ impl Authorizer {
 
     /// Who may act, as [`Authorizer::authorize_app`] decides, with a refusal recorded as
     /// `action` denied.
-    async fn authorize_audited(
+    pub(super) async fn authorize_audited(
         &self,
         by: &ChangedBy,
         app: &AppId,
@@ -356,6 +357,10 @@ impl Authorizer {
         let (actor, email) = match principal {
             Principal::GithubUser { user, .. } => (Actor::Github(user.id), None),
             Principal::Viewer(session) => (Actor::Viewer, Some(session.email())),
+            Principal::Support { agent } if crate::core::support::valid_agent_name(agent) => {
+                (Actor::Support(agent.clone()), None)
+            }
+            Principal::Support { .. } => (Actor::Support("invalid-name".to_owned()), None),
             Principal::Anonymous => (Actor::Anonymous, None),
         };
         let mut event = AuditEvent::new(self.inner.clock.now(), &actor, &app, action)

@@ -1,8 +1,10 @@
 //! The facade: policy, clock, GitHub and the cache, wired together.
 
 mod lifecycle;
+mod support;
 
 pub use lifecycle::{Deployment, MAX_DEPLOY_FIELD};
+pub use support::SupportGrant;
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -74,9 +76,28 @@ pub enum Principal {
         /// [`CheckError::MissingUserToken`].
         token: Option<GithubToken>,
     },
+    /// A member of the platform's support staff, authenticated by the control plane: allowed
+    /// only what an open support window on the app grants them ([`Authorizer::grant_support`]),
+    /// never `deploy` or `delete`, and every check is audited. Build it with
+    /// [`Principal::support`].
+    Support {
+        /// The agent's name (see [`valid_agent_name`](crate::valid_agent_name)); a name that is
+        /// not one is denied.
+        agent: String,
+    },
 }
 
 impl Principal {
+    /// A support agent, by name.
+    ///
+    /// ```
+    /// use ghauthz::Principal;
+    /// assert_eq!(Principal::support("a7").label(), "support:a7");
+    /// ```
+    pub fn support(agent: impl Into<String>) -> Self {
+        Principal::Support { agent: agent.into() }
+    }
+
     /// A GitHub user, for installation-token and GitHub App mode, where the authorizer asks GitHub
     /// with its own credentials.
     ///
@@ -135,7 +156,7 @@ impl Principal {
     }
 
     /// How the principal is written in output (the CLI's `explain`, an audit trail of the caller's
-    /// own): `anonymous`, `viewer:<email>` or `github:<login>`. A viewer's label holds their
+    /// own): `anonymous`, `viewer:<email>`, `github:<login>` or `support:<agent>`. A viewer's label holds their
     /// address: personal data.
     ///
     /// ```
@@ -148,6 +169,7 @@ impl Principal {
             Principal::Anonymous => "anonymous".to_owned(),
             Principal::Viewer(s) => format!("viewer:{}", s.email()),
             Principal::GithubUser { user, .. } => format!("github:{}", user.login),
+            Principal::Support { agent } => format!("support:{agent}"),
         }
     }
 }
@@ -217,11 +239,17 @@ pub enum ManageError {
     /// An app with this id is deployed from other coordinates; nothing was changed.
     #[error("an app `{0}` exists, deployed from elsewhere")]
     AppExists(AppId),
+    /// A support grant's field (named) is refused: no capability, or `deploy` or `delete`; a
+    /// duration of zero or over 7 days; an agent that is not an agent's name; an empty, overlong
+    /// or control-character reason. Nothing was asked or written.
+    #[error("invalid support grant: `{0}` is refused")]
+    InvalidSupport(&'static str),
 }
 
 impl ManageError {
     /// A stable name, for logs and JSON: `unknown_app`, `invalid_email`, `denied` (the decision
-    /// says why), `invalid_deployment`, `repo_not_found`, `app_exists`, or [`CheckError::kind`].
+    /// says why), `invalid_deployment`, `repo_not_found`, `app_exists`, `invalid_support`, or
+    /// [`CheckError::kind`].
     ///
     /// ```
     /// # #[cfg(feature = "world")]
@@ -253,6 +281,7 @@ impl ManageError {
             ManageError::InvalidDeployment(_) => "invalid_deployment",
             ManageError::RepoNotFound(_) => "repo_not_found",
             ManageError::AppExists(_) => "app_exists",
+            ManageError::InvalidSupport(_) => "invalid_support",
         }
     }
 }
@@ -1355,8 +1384,10 @@ impl Authorizer {
         need: Need,
         consistency: Consistency,
     ) -> Result<Decision, CheckError> {
-        if let Principal::Viewer(session) = principal {
-            return self.check_viewer(session, app, need, consistency).await;
+        match principal {
+            Principal::Viewer(session) => return self.check_viewer(session, app, need, consistency).await,
+            Principal::Support { agent } => return self.check_support(agent, app, need).await,
+            _ => {}
         }
         let now = self.inner.clock.now();
         if consistency == Consistency::Cached {
@@ -1430,6 +1461,8 @@ impl Authorizer {
             Principal::Anonymous => return Some(self.anonymous(app, need)),
             Principal::GithubUser { user, .. } => user,
             Principal::Viewer(session) => return self.cached_viewer(session, app, need, stamp, now),
+            // Every support check is audited: never answered from memory alone.
+            Principal::Support { .. } => return None,
         };
         if need.open_on_public && app.visibility() == Visibility::Public {
             return Some(self.anonymous(app, need));

@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::core::ids::RepoId;
+use crate::core::ids::{RepoId, SupportId};
 use crate::core::policy::{Need, Role, RoleGrant, RoleName, Visibility};
 use crate::core::session::{SessionError, Via};
+use crate::core::time::Timestamp;
 
 /// Allow or deny.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -34,6 +35,9 @@ pub enum NoAccessDetail {
     LoginMismatch,
     /// An invited viewer may only view.
     ViewOnly,
+    /// A support agent, with no open support window that admits them and grants this (a window
+    /// never grants `deploy` or `delete`).
+    NoSupportWindow,
 }
 
 /// Why a decision came out as it did.
@@ -78,6 +82,14 @@ pub enum Reason {
     },
     /// No app has this id.
     UnknownApp,
+    /// A support window the app's developers opened admits the agent and grants this.
+    SupportWindow {
+        /// The window.
+        window: SupportId,
+        /// When it ends on its own, in milliseconds since the Unix epoch.
+        #[serde(rename = "ends_at_ms")]
+        ends_at: Timestamp,
+    },
 }
 
 impl Reason {
@@ -92,6 +104,7 @@ impl Reason {
             Reason::NoAccess { .. } => "no_access",
             Reason::RepoReplaced { .. } => "repo_replaced",
             Reason::UnknownApp => "unknown_app",
+            Reason::SupportWindow { .. } => "support_window",
         }
     }
 }

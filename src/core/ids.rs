@@ -233,3 +233,14 @@ impl App {
         self.inner.coords_fp
     }
 }
+
+/// A support window's id: never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct SupportId(pub u64);
+
+impl fmt::Display for SupportId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}

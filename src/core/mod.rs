@@ -1,6 +1,6 @@
-//! The core: policy, identities, email addresses, time, secrets, decisions, invalidations and
-//! the verified session. No I/O, no async, no store, network or runtime: deciding is a pure
-//! function of (policy, facts, capability). Every other layer builds on this one, and it imports
+//! The core: policy, identities, email addresses, time, secrets, decisions, invalidations, the
+//! verified session and support windows. No I/O, no async, no store, network or runtime:
+//! deciding is a pure function of (policy, facts, capability). Every other layer builds on this one, and it imports
 //! nothing outside itself (a test reads these files and fails on an import from outside).
 
 pub(crate) mod decision;
@@ -10,4 +10,5 @@ pub(crate) mod invalidation;
 pub(crate) mod policy;
 pub(crate) mod secret;
 pub(crate) mod session;
+pub(crate) mod support;
 pub(crate) mod time;

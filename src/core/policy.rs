@@ -249,6 +249,8 @@ pub(crate) struct Need {
     /// Public apps are open to anyone for it (it is `view`).
     pub(crate) open_on_public: bool,
     pub(crate) strict: bool,
+    /// The capability asked for; `None` for managing viewers (the `sharing` role).
+    pub(crate) capability: Option<Capability>,
 }
 
 impl Policy {
@@ -291,10 +293,15 @@ impl Policy {
     }
 
     pub(crate) fn need(&self, cap: Capability) -> Need {
-        Need { required: self.required(cap), open_on_public: cap == Capability::View, strict: cap.is_destructive() }
+        Need {
+            required: self.required(cap),
+            open_on_public: cap == Capability::View,
+            strict: cap.is_destructive(),
+            capability: Some(cap),
+        }
     }
 
     pub(crate) fn sharing_need(&self) -> Need {
-        Need { required: self.sharing(), open_on_public: false, strict: false }
+        Need { required: self.sharing(), open_on_public: false, strict: false, capability: None }
     }
 }

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use super::{
     Actor, AppRecord, AuditEvent, AuditFilter, Broadcast, DeletedApp, DeployOutcome, FeedEvent, IssueLimit,
-    IssueOutcome, LinkRecord, Redemption, Store, StoreError,
+    IssueOutcome, LinkRecord, Redemption, Store, StoreError, SupportId, SupportWindow,
 };
 use crate::core::email::Email;
 use crate::core::ids::{AppId, GrantId, UserId};
@@ -59,6 +59,24 @@ impl Store for Bounded {
 
     async fn apps(&self) -> Result<Vec<AppRecord>, StoreError> {
         self.within(self.inner.apps()).await
+    }
+
+    async fn open_support(&self, window: &SupportWindow, event: &AuditEvent) -> Result<Option<SupportId>, StoreError> {
+        self.within(self.inner.open_support(window, event)).await
+    }
+
+    async fn revoke_support(
+        &self,
+        app: &AppId,
+        agent: Option<&str>,
+        at: Timestamp,
+        event: &AuditEvent,
+    ) -> Result<u32, StoreError> {
+        self.within(self.inner.revoke_support(app, agent, at, event)).await
+    }
+
+    async fn support_windows(&self, app: &AppId) -> Result<Vec<SupportWindow>, StoreError> {
+        self.within(self.inner.support_windows(app)).await
     }
 
     async fn add_viewer(&self, app: &AppId, email: &Email, actor: &Actor, at: Timestamp) -> Result<bool, StoreError> {

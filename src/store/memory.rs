@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use super::{
     Actor, AppRecord, AuditAction, AuditEvent, AuditFilter, Broadcast, Change, DELETED_ACCOUNT, DELIVERY_RETENTION,
     DeletedApp, DeployOutcome, FeedEvent, IssueLimit, IssueOutcome, LinkRecord, Redemption, Store, StoreError,
+    SupportId, SupportWindow,
 };
 use crate::core::email::Email;
 use crate::core::ids::{AppId, GrantId, UserId};
@@ -40,6 +41,8 @@ struct State {
     deleted: BTreeSet<DeletedApp>,
     deliveries: BTreeMap<String, Timestamp>,
     seeded: bool,
+    support: Vec<SupportWindow>,
+    last_support: u64,
 }
 
 impl MemoryStore {
@@ -75,6 +78,7 @@ impl State {
         let record = self.apps.remove(app)?;
         self.viewers.retain(|(a, _), _| a != app);
         self.links.retain(|_, l| &l.app != app);
+        self.support.retain(|w| &w.app != app);
         for (e, _) in self.audit.iter_mut().filter(|(e, _)| &e.app == app) {
             e.email = None;
         }
@@ -105,6 +109,45 @@ impl Store for MemoryStore {
 
     async fn apps(&self) -> Result<Vec<AppRecord>, StoreError> {
         Ok(self.state.lock().apps.values().cloned().collect())
+    }
+
+    async fn open_support(&self, window: &SupportWindow, event: &AuditEvent) -> Result<Option<SupportId>, StoreError> {
+        let mut s = self.state.lock();
+        if !s.apps.contains_key(&window.app) {
+            return Ok(None);
+        }
+        s.last_support += 1;
+        let id = SupportId(s.last_support);
+        s.support.push(SupportWindow { id, ..window.clone() });
+        s.audit(event.clone(), None);
+        s.changed(&window.app);
+        Ok(Some(id))
+    }
+
+    async fn revoke_support(
+        &self,
+        app: &AppId,
+        agent: Option<&str>,
+        at: Timestamp,
+        event: &AuditEvent,
+    ) -> Result<u32, StoreError> {
+        let mut s = self.state.lock();
+        let mut revoked = 0u32;
+        for w in s.support.iter_mut().filter(|w| &w.app == app && w.revoked_at.is_none() && w.ends_at > at) {
+            if agent.is_none() || w.agent.as_deref() == agent {
+                w.revoked_at = Some(at);
+                revoked = revoked.saturating_add(1);
+            }
+        }
+        if revoked > 0 {
+            s.audit(event.clone(), None);
+            s.changed(app);
+        }
+        Ok(revoked)
+    }
+
+    async fn support_windows(&self, app: &AppId) -> Result<Vec<SupportWindow>, StoreError> {
+        Ok(self.state.lock().support.iter().filter(|w| &w.app == app).cloned().collect())
     }
 
     async fn add_viewer(&self, app: &AppId, email: &Email, actor: &Actor, at: Timestamp) -> Result<bool, StoreError> {
@@ -259,6 +302,7 @@ impl Store for MemoryStore {
         s.deleted.retain(|d| d.deployed_by != user);
         s.audit.retain(|(_, owner)| *owner != Some(user));
         let label = Actor::Github(user).label();
+        s.support.retain(|w| w.granted_by != label);
         for (e, _) in s.audit.iter_mut().filter(|(e, _)| e.actor == label) {
             e.actor = DELETED_ACCOUNT.to_owned();
         }

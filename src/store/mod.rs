@@ -40,8 +40,10 @@ pub use sqlite::SqliteStore;
 use crate::core::invalidation::Invalidation;
 
 use crate::core::email::Email;
+pub use crate::core::ids::SupportId;
 use crate::core::ids::{App, AppId, GrantId, InvalidRepoCoords, RepoCoords, RepoId, UserId};
 use crate::core::policy::Visibility;
+pub use crate::core::support::SupportWindow;
 use crate::core::time::Timestamp;
 
 /// An app as the control plane recorded it at deploy time.
@@ -84,16 +86,20 @@ pub enum Actor {
     Viewer,
     /// Nobody signed in.
     Anonymous,
+    /// A support agent, by name.
+    Support(String),
 }
 
 impl Actor {
-    /// As written in the audit log: `operator`, `github:<id>`, `viewer` or `anonymous`.
+    /// As written in the audit log: `operator`, `github:<id>`, `viewer`, `anonymous` or
+    /// `support:<agent>`.
     pub fn label(&self) -> String {
         match self {
             Actor::Operator => "operator".to_owned(),
             Actor::Github(id) => format!("github:{id}"),
             Actor::Viewer => "viewer".to_owned(),
             Actor::Anonymous => "anonymous".to_owned(),
+            Actor::Support(agent) => format!("support:{agent}"),
         }
     }
 }
@@ -119,10 +125,16 @@ pub enum AuditAction {
     Visibility,
     /// An app was deleted, or a deletion was refused.
     Delete,
+    /// A support window was opened, or opening one was refused.
+    SupportGranted,
+    /// Support windows were revoked, or revoking was refused.
+    SupportRevoked,
+    /// A support agent's check, allowed or denied.
+    SupportCheck,
 }
 
 impl AuditAction {
-    const ALL: [AuditAction; 8] = [
+    const ALL: [AuditAction; 11] = [
         AuditAction::ViewerAdded,
         AuditAction::ViewerRemoved,
         AuditAction::LinkIssued,
@@ -131,6 +143,9 @@ impl AuditAction {
         AuditAction::Deploy,
         AuditAction::Visibility,
         AuditAction::Delete,
+        AuditAction::SupportGranted,
+        AuditAction::SupportRevoked,
+        AuditAction::SupportCheck,
     ];
 
     /// The action's name.
@@ -144,6 +159,9 @@ impl AuditAction {
             AuditAction::Deploy => "deploy",
             AuditAction::Visibility => "visibility",
             AuditAction::Delete => "delete",
+            AuditAction::SupportGranted => "support_granted",
+            AuditAction::SupportRevoked => "support_revoked",
+            AuditAction::SupportCheck => "support_check",
         }
     }
 
@@ -760,6 +778,25 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Every app, ordered by id.
     async fn apps(&self) -> Result<Vec<AppRecord>, StoreError>;
 
+    /// Opens `window` on its app (its `id` is assigned here, the one passed is ignored) and
+    /// records `event`, announcing [`Change::App`]; atomically. `None` if there is no such app
+    /// (nothing is written then).
+    async fn open_support(&self, window: &SupportWindow, event: &AuditEvent) -> Result<Option<SupportId>, StoreError>;
+
+    /// Revokes, at `at`, every window of `app` still open then whose agent is `agent` (every
+    /// open window when `None`) and, if any was, records `event` and announces [`Change::App`];
+    /// atomically. Returns how many were revoked.
+    async fn revoke_support(
+        &self,
+        app: &AppId,
+        agent: Option<&str>,
+        at: Timestamp,
+        event: &AuditEvent,
+    ) -> Result<u32, StoreError>;
+
+    /// Every support window of `app`, open or not, ordered by id.
+    async fn support_windows(&self, app: &AppId) -> Result<Vec<SupportWindow>, StoreError>;
+
     /// Adds a viewer grant, with a new [`GrantId`] never used before, and audits it; `false` if
     /// the address was invited already (nothing is written then). The app must exist.
     async fn add_viewer(&self, app: &AppId, email: &Email, actor: &Actor, at: Timestamp) -> Result<bool, StoreError>;
@@ -818,14 +855,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// stayed unanswered past [`Redemption::answer_by`].
     async fn use_link(&self, redemption: &Redemption) -> Result<bool, StoreError>;
 
-    /// Deletes the app, its viewer grants and its links, removes every address from its audit
+    /// Deletes the app, its viewer grants, its support windows and its links, removes every
+    /// address from its audit
     /// entries, records `event`, and announces [`Change::App`], keeping one [`DeletedApp`]
     /// record (one per distinct record: deleting a redeployed app again adds nothing);
     /// atomically. `false` if there was no such app (nothing is written then).
     async fn delete_app(&self, app: &AppId, event: &AuditEvent) -> Result<bool, StoreError>;
 
-    /// Deletes every app `user` deployed, as [`Store::delete_app`] does, every [`DeletedApp`]
-    /// record of theirs and every audit entry that belongs to them, and puts
+    /// Deletes every app `user` deployed, as [`Store::delete_app`] does (support windows
+    /// included), every [`DeletedApp`] record of theirs, every support window they opened and
+    /// every audit entry that belongs to them, and puts
     /// [`DELETED_ACCOUNT`] in place of `github:<user>` in the entries left; atomically. Returns
     /// the ids of the apps deleted.
     async fn delete_account(&self, user: UserId) -> Result<Vec<AppId>, StoreError>;

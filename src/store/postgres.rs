@@ -27,6 +27,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "grant ids", include_str!("../../migrations/postgres/0002_grant_ids.sql")),
     (3, "redemption attempts", include_str!("../../migrations/postgres/0003_redemption_attempts.sql")),
     (4, "audit outcomes", include_str!("../../migrations/postgres/0004_audit_outcomes.sql")),
+    (5, "support windows", include_str!("../../migrations/postgres/0005_support_windows.sql")),
 ];
 
 /// The embedded migrations, as sqlx's migrator takes them.

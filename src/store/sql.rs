@@ -14,11 +14,11 @@ use tokio::sync::mpsc;
 use super::{
     Actor, AppRecord, AuditAction, AuditEvent, AuditFilter, AuditOutcome, Broadcast, Change, DELETED_ACCOUNT,
     DELIVERY_RETENTION, DeletedApp, DeployOutcome, FeedEvent, IssueLimit, IssueOutcome, LinkRecord, Redemption, Store,
-    StoreError, StoreFailure,
+    StoreError, StoreFailure, SupportId, SupportWindow,
 };
 use crate::core::email::Email;
 use crate::core::ids::{AppId, GrantId, RepoId, UserId};
-use crate::core::policy::Visibility;
+use crate::core::policy::{Capability, Visibility};
 use crate::core::time::Timestamp;
 
 /// A failure of the backend. A broken constraint (a viewer for a missing app) is not a passing
@@ -57,6 +57,15 @@ fn visibility_from(s: &str) -> Result<Visibility, StoreError> {
         "private" => Ok(Visibility::Private),
         other => Err(corrupt(format!("visibility `{other}`"))),
     }
+}
+
+/// A support window's capabilities as stored: `view`, `edit` or `view,edit`.
+fn capabilities_text(caps: &[Capability]) -> String {
+    caps.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(",")
+}
+
+fn capabilities_from(text: &str) -> Result<Vec<Capability>, StoreError> {
+    text.split(',').map(|c| c.parse::<Capability>().map_err(|e| corrupt(format!("support window: {e}")))).collect()
 }
 
 const APP_COLUMNS: &str = "id, owner, repo, repo_id, branch, main_file, visibility, deployed_by";
@@ -218,6 +227,7 @@ where
         for statement in [
             "DELETE FROM links WHERE app_id = $1",
             "DELETE FROM viewers WHERE app_id = $1",
+            "DELETE FROM support_windows WHERE app_id = $1",
             "UPDATE audit SET email = NULL WHERE app_id = $1",
             "DELETE FROM apps WHERE id = $1",
         ] {
@@ -291,6 +301,95 @@ where
         let mut apps = rows.iter().map(Sql::<B>::app_from_row).collect::<Result<Vec<_>, _>>()?;
         apps.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(apps)
+    }
+
+    async fn open_support(&self, window: &SupportWindow, event: &AuditEvent) -> Result<Option<SupportId>, StoreError> {
+        let mut tx = self.pool().begin().await.map_err(unavailable)?;
+        let exists: Option<String> = sqlx::query_scalar(&format!("SELECT id FROM apps WHERE id = $1{}", B::FOR_UPDATE))
+            .bind(&window.app.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if exists.is_none() {
+            tx.rollback().await.map_err(unavailable)?;
+            return Ok(None);
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO support_windows (app_id, agent, capabilities, opened_at, ends_at, reason, granted_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(&window.app.0)
+        .bind(window.agent.as_deref())
+        .bind(capabilities_text(&window.capabilities))
+        .bind(to_i64(window.opened_at.0, "time")?)
+        .bind(to_i64(window.ends_at.0, "time")?)
+        .bind(&window.reason)
+        .bind(&window.granted_by)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        Sql::<B>::audit(&mut tx, event, None).await?;
+        Sql::changed(self, &mut tx, &window.app).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Some(SupportId(to_u64(id, "support window id")?)))
+    }
+
+    async fn revoke_support(
+        &self,
+        app: &AppId,
+        agent: Option<&str>,
+        at: Timestamp,
+        event: &AuditEvent,
+    ) -> Result<u32, StoreError> {
+        let at = to_i64(at.0, "time")?;
+        let mut tx = self.pool().begin().await.map_err(unavailable)?;
+        let done = sqlx::query(
+            "UPDATE support_windows SET revoked_at = $2
+             WHERE app_id = $1 AND revoked_at IS NULL AND ends_at > $2 AND ($3 IS NULL OR agent = $3)",
+        )
+        .bind(&app.0)
+        .bind(at)
+        .bind(agent)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let revoked = u32::try_from(B::rows_affected(&done)).unwrap_or(u32::MAX);
+        if revoked > 0 {
+            Sql::<B>::audit(&mut tx, event, None).await?;
+            Sql::changed(self, &mut tx, app).await?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(revoked)
+    }
+
+    async fn support_windows(&self, app: &AppId) -> Result<Vec<SupportWindow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, agent, capabilities, opened_at, ends_at, reason, granted_by, revoked_at
+             FROM support_windows WHERE app_id = $1 ORDER BY id",
+        )
+        .bind(&app.0)
+        .fetch_all(self.pool())
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                let time = |c: &str| -> Result<Timestamp, StoreError> {
+                    Ok(Timestamp(to_u64(row.try_get(c).map_err(unavailable)?, "time")?))
+                };
+                let revoked_at: Option<i64> = row.try_get("revoked_at").map_err(unavailable)?;
+                Ok(SupportWindow {
+                    id: SupportId(to_u64(row.try_get("id").map_err(unavailable)?, "support window id")?),
+                    app: app.clone(),
+                    agent: row.try_get("agent").map_err(unavailable)?,
+                    capabilities: capabilities_from(&row.try_get::<String, _>("capabilities").map_err(unavailable)?)?,
+                    opened_at: time("opened_at")?,
+                    ends_at: time("ends_at")?,
+                    reason: row.try_get("reason").map_err(unavailable)?,
+                    granted_by: row.try_get("granted_by").map_err(unavailable)?,
+                    revoked_at: revoked_at.map(|t| to_u64(t, "time").map(Timestamp)).transpose()?,
+                })
+            })
+            .collect()
     }
 
     async fn add_viewer(&self, app: &AppId, email: &Email, actor: &Actor, at: Timestamp) -> Result<bool, StoreError> {
@@ -623,6 +722,11 @@ where
         for statement in ["DELETE FROM deleted_apps WHERE deployed_by = $1", "DELETE FROM audit WHERE owner_id = $1"] {
             sqlx::query(statement).bind(by).execute(&mut *tx).await.map_err(unavailable)?;
         }
+        sqlx::query("DELETE FROM support_windows WHERE granted_by = $1")
+            .bind(Actor::Github(user).label())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
         sqlx::query("UPDATE audit SET actor = $2 WHERE actor = $1")
             .bind(Actor::Github(user).label())
             .bind(DELETED_ACCOUNT)

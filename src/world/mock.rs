@@ -65,7 +65,13 @@ impl MockGithub {
 
     /// Serves `world` with `clock` (share it with the authorizer under test).
     pub async fn start_with_clock(world: World, clock: Arc<dyn Clock>) -> std::io::Result<MockGithub> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_at(world, clock, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Serves `world` with `clock` on `addr` (port 0: a free one), for a mock that runs on its
+    /// own (`ghauthz mock-github`).
+    pub async fn start_at(world: World, clock: Arc<dyn Clock>, addr: SocketAddr) -> std::io::Result<MockGithub> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let reset = clock.now().plus(WINDOW);
         let faults = world.faults().len();
@@ -102,6 +108,17 @@ impl MockGithub {
         self.state.clock.clone()
     }
 
+    /// The installation token this mock accepts (`GITHUB_TOKEN` for a client in
+    /// installation-token mode); user tokens are `user:<login>`.
+    pub fn installation_token(&self) -> &'static str {
+        INSTALLATION_TOKEN
+    }
+
+    /// The URL of the mock Google JWKS endpoint.
+    pub fn google_jwks_url(&self) -> String {
+        format!("{}{GOOGLE_JWKS_PATH}", self.base_url())
+    }
+
     /// A client configuration for installation-token mode against this mock.
     pub fn github_config(&self) -> GithubConfig {
         GithubConfig::new(GithubAuth::Token(GithubToken::new(INSTALLATION_TOKEN.to_owned())))
@@ -125,7 +142,7 @@ impl MockGithub {
         let world = self.state.world();
         let google = world.google()?;
         let mut cfg = crate::google::GoogleConfig::new(google.client_ids.clone());
-        cfg.jwks_url = format!("{}{GOOGLE_JWKS_PATH}", self.base_url());
+        cfg.jwks_url = self.google_jwks_url();
         cfg.require_authoritative = google.require_authoritative;
         cfg.hosted_domain = google.hosted_domain.clone();
         Some(cfg)

@@ -38,6 +38,7 @@
 
 mod glob;
 mod mock;
+mod table;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -49,6 +50,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 pub use mock::MockGithub;
+pub use table::{CaseResult, DecisionTable, TableError, TableReport};
 
 use crate::core::email::Email;
 use crate::core::ids::{App, AppId, GithubUser, RepoCoords, RepoId, UserId};

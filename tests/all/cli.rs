@@ -650,6 +650,123 @@ fn apps_deploy_show_visibility_list_and_audit() {
     assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("usage")));
 }
 
+#[test]
+fn support_windows_from_the_command_line() {
+    let (_dir, g) = link_env();
+    let check = |agent: &str, cap: &str| {
+        let r = run_with(&g, &["check", "--app", "dash", "--action", cap, "--support-agent", agent]);
+        (r.code, r.json()["reason"]["kind"].as_str().unwrap_or_default().to_owned())
+    };
+    assert_eq!(check("a7", "view"), (2, "no_access".to_owned()), "no window, no way in");
+    let grant = ["support", "grant", "--app", "dash", "--hours", "2", "--reason", "ticket 4711", "--agent", "a7"];
+    let r = run_with(&g, &[&grant[..], &["--github-user", "dave"]].concat());
+    assert_eq!((r.code, r.json()["error"].as_str()), (2, Some("denied")), "triage cannot edit");
+    let r = run_with(
+        &g,
+        &[&grant[..], &["--capability", "view", "--capability", "edit", "--github-user", "carol"]].concat(),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let w = r.json();
+    assert_eq!((w["agent"].as_str(), w["granted_by"].as_str()), (Some("a7"), Some("github:3")));
+    assert_eq!(w["capabilities"], serde_json::json!(["edit", "view"]));
+    assert_eq!(
+        (w["opened_at"].as_str(), w["ends_at"].as_str()),
+        (Some("2026-11-22T10:00:00Z"), Some("2026-11-22T12:00:00Z"))
+    );
+    assert_eq!(check("a7", "edit"), (0, "support_window".to_owned()));
+    assert_eq!(check("b8", "view"), (2, "no_access".to_owned()), "another agent");
+    assert_eq!(check("a7", "deploy"), (2, "no_access".to_owned()), "never deploy");
+    let r = run_with(
+        &g,
+        &["support", "grant", "--app", "dash", "--hours", "200", "--reason", "x", "--github-user", "carol"],
+    );
+    assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("invalid_support")), "at most 7 days");
+    let r = run_with(&g, &["support", "list", "--app", "dash", "--github-user", "carol"]);
+    assert_eq!(r.json()["windows"].as_array().unwrap().len(), 1);
+    let r = run_with(&g, &["support", "revoke", "--app", "dash", "--agent", "a7"]);
+    assert_eq!((r.code, r.json()["revoked"].as_u64()), (0, Some(1)));
+    assert_eq!(check("a7", "view"), (2, "no_access".to_owned()), "revoked");
+    let r = run_with(&g, &["audit", "--app", "dash", "--limit", "1"]);
+    let e = &r.json()["events"][0];
+    assert_eq!(
+        (e["action"].as_str(), e["outcome"].as_str(), e["actor"].as_str()),
+        (Some("support_check"), Some("denied"), Some("support:a7"))
+    );
+}
+
+#[test]
+fn mock_github_serves_a_world_until_terminated() {
+    use std::io::{BufRead as _, Read as _, Write as _};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ghauthz"))
+        .args(["mock-github", "--world", &world("acme.toml")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let api = ready["github_api"].as_str().unwrap().to_owned();
+    assert!(ready["google_jwks"].as_str().unwrap().starts_with(&api), "{ready}");
+    let get = |path: &str| {
+        let host = api.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(host).unwrap();
+        let token = ready["token"].as_str().unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: token {token}\r\nUser-Agent: t\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    let repo = get("/repos/acme/dashboard");
+    assert!(repo.starts_with("HTTP/1.1 200") && repo.contains("\"id\":101"), "{repo}");
+    assert!(get("/oauth2/v3/certs").contains("\"keys\""));
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert_eq!((status.code(), rest.trim()), (Some(0), r#"{"stopped":true}"#));
+}
+
+#[test]
+fn test_runs_decision_tables() {
+    let shipped = common::fixture_path("decisions/acme.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let junit = dir.path().join("report.xml");
+    let r = ghauthz(&["test", shipped.to_str().unwrap(), "--junit", junit.to_str().unwrap()]);
+    assert_eq!((r.code, r.json()["failed"].as_u64()), (0, Some(0)), "{}", r.stdout);
+    assert!(r.json()["passed"].as_u64().unwrap() >= 30);
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let cases = doc.descendants().filter(|n| n.has_tag_name("testcase")).count() as u64;
+    assert_eq!(Some(cases), r.json()["passed"].as_u64());
+
+    let failing = dir.path().join("failing.toml");
+    let world = common::fixture_path("worlds/acme.toml");
+    std::fs::write(
+        &failing,
+        format!("version = 1\nworld = {world:?}\n[[case]]\nprincipal = \"github:carol\"\napp = \"dash\"\nallow = [\"deploy\"]\n"),
+    )
+    .unwrap();
+    let r = ghauthz(&["test", failing.to_str().unwrap()]);
+    assert_eq!((r.code, r.json()["failed"].as_u64()), (2, Some(1)));
+    let f = &r.json()["failures"][0];
+    assert_eq!(
+        (f["capability"].as_str(), f["want"].as_str(), f["got"].as_str()),
+        (Some("deploy"), Some("allow"), Some("deny:github_role"))
+    );
+
+    std::fs::write(&failing, format!("version = 1\nworld = {world:?}\nnow = \"soon\"\n")).unwrap();
+    let r = ghauthz(&["test", failing.to_str().unwrap()]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("bad_table")));
+    let message = r.json()["message"].as_str().unwrap().to_owned();
+    assert!(message.contains(":3:") && message.contains("`now`"), "{message}");
+    let r = ghauthz(&["test", shipped.to_str().unwrap(), "--world", &world.display().to_string()]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("usage")), "the table names its world");
+}
+
 fn google_token(email: &str) -> String {
     let world = ghauthz::world::World::load(common::fixture_path("worlds/acme.toml")).unwrap();
     common::google_token(world.now().unwrap().as_secs(), email)

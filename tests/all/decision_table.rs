@@ -1,60 +1,179 @@
-//! The default policy as a table (fixtures/decisions/default.toml), through the mock GitHub and
-//! the real client.
+//! Decision tables: the shipped tables pass through the runner `ghauthz test` uses, and the
+//! runner reports failures, refuses bad files with line and field, and writes JUnit.
 #![cfg(feature = "world")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
 use crate::common;
 
-use ghauthz::{Capability, Principal, Reason};
-use serde::Deserialize;
+use ghauthz::world::DecisionTable;
+use ghauthz::{Capability, Reason};
 
-#[derive(Deserialize)]
-struct Table {
-    world: String,
-    rows: Vec<Row>,
-}
+/// The role and role name each GitHub-role decision of `default.toml` reports: (login, app,
+/// role, role name). A custom role decides as its legacy permission (see the table's comments).
+const ROLES: [(&str, &str, &str, &str); 24] = [
+    ("u-admin", "private", "admin", "admin"),
+    ("u-org-owner", "private", "admin", "admin"),
+    ("u-maintain", "private", "maintain", "maintain"),
+    ("u-team-maintain", "private", "maintain", "maintain"),
+    ("u-write", "private", "write", "write"),
+    ("u-custom-maintain", "private", "write", "deployer"),
+    ("u-custom-write", "private", "write", "release-manager"),
+    ("u-triage", "private", "triage", "triage"),
+    ("u-read", "private", "read", "read"),
+    ("u-custom-triage", "private", "read", "labeler"),
+    ("u-custom-read", "private", "read", "reader"),
+    ("u-base-write", "base", "write", "write"),
+    ("u-admin", "public", "admin", "admin"),
+    ("u-org-owner", "public", "admin", "admin"),
+    ("u-maintain", "public", "maintain", "maintain"),
+    ("u-team-maintain", "public", "maintain", "maintain"),
+    ("u-write", "public", "write", "write"),
+    ("u-custom-maintain", "public", "write", "deployer"),
+    ("u-custom-write", "public", "write", "release-manager"),
+    ("u-triage", "public", "triage", "triage"),
+    ("u-read", "public", "read", "read"),
+    ("u-custom-triage", "public", "read", "labeler"),
+    ("u-custom-read", "public", "read", "reader"),
+    ("u-none", "public", "read", "read"),
+];
 
-#[derive(Deserialize)]
-struct Row {
-    principal: String,
-    app: String,
-    role: Option<String>,
-    role_name: Option<String>,
-    view: String,
-    edit: String,
-    deploy: String,
-    delete: String,
+#[tokio::test]
+async fn the_default_policy_table_passes() {
+    let table = DecisionTable::load(common::fixture_path("decisions/default.toml")).unwrap();
+    assert!(table.checks() >= 100, "the table covers every role, visibility and capability");
+    let report = table.run().await.unwrap();
+    assert_eq!(report.failed, 0, "{:#?}", report.failures().collect::<Vec<_>>());
+    assert_eq!(report.passed, table.checks());
 }
 
 #[tokio::test]
-async fn default_policy_decision_table() {
-    let path = common::fixture_path("decisions/default.toml");
-    let table: Table = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let world = ghauthz::world::World::load(path.parent().unwrap().join(&table.world)).unwrap();
-    let env = common::env(world).await;
-    let mut checked = 0;
-    for row in &table.rows {
-        let principal = if row.principal == "anonymous" { Principal::Anonymous } else { env.user(&row.principal) };
-        let app = env.app(&row.app);
-        for (cap, cell) in [
-            (Capability::View, &row.view),
-            (Capability::Edit, &row.edit),
-            (Capability::Deploy, &row.deploy),
-            (Capability::Delete, &row.delete),
-        ] {
-            let (want_decision, want_kind) = cell.split_once(':').unwrap();
-            let d = env.authz.check(&principal, &app, cap).await.unwrap();
-            let what = format!("{} on {} {cap}", row.principal, row.app);
-            let got = if d.is_allowed() { "allow" } else { "deny" };
-            assert_eq!(got, want_decision, "{what}: {:?}", d.reason());
-            assert_eq!(d.reason().kind(), want_kind, "{what}");
-            if let Reason::GithubRole { role, role_name, .. } = d.reason() {
-                assert_eq!(Some(role.as_str()), row.role.as_deref(), "{what}: role");
-                assert_eq!(Some(role_name.as_str()), row.role_name.as_deref(), "{what}: role_name");
-            }
-            checked += 1;
-        }
+async fn github_role_decisions_report_the_role_and_its_name() {
+    let env = common::env(common::fixture("roles.toml")).await;
+    for (login, app, role, role_name) in ROLES {
+        // `edit` is decided by the role on every app (`view` of a public app is `public_app`).
+        let d = env.authz.check(&env.user(login), &env.app(app), Capability::Edit).await.unwrap();
+        let Reason::GithubRole { role: got, role_name: got_name, .. } = d.reason() else {
+            panic!("{login} on {app}: {:?}", d.reason())
+        };
+        assert_eq!((got.as_str(), got_name.as_str()), (role, role_name), "{login} on {app}");
     }
-    assert_eq!(checked, table.rows.len() * 4);
-    assert!(checked >= 100, "the table covers every role, visibility and capability");
+}
+
+#[tokio::test]
+async fn the_example_table_passes() {
+    let table = DecisionTable::load(common::fixture_path("decisions/acme.toml")).unwrap();
+    let report = table.run().await.unwrap();
+    assert_eq!(report.failed, 0, "{:#?}", report.failures().collect::<Vec<_>>());
+}
+
+/// A table in a temporary folder beside a copy of the acme world.
+fn table(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let world = std::fs::read_to_string(common::fixture_path("worlds/acme.toml")).unwrap();
+    let keys = common::fixture_path("keys/google-test.jwks.json");
+    std::fs::write(
+        dir.path().join("acme.toml"),
+        world.replace("../keys/google-test.jwks.json", keys.to_str().unwrap()),
+    )
+    .unwrap();
+    let path = dir.path().join("table.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+#[tokio::test]
+async fn a_failing_table_lists_its_failures() {
+    let (_dir, path) = table(
+        r#"version = 1
+world = "acme.toml"
+
+[[case]]
+name = "wrong on purpose"
+principal = "github:carol"
+app = "dash"
+allow = ["view", "deploy"]
+reason = "github_role"
+"#,
+    );
+    let report = DecisionTable::load(&path).unwrap().run().await.unwrap();
+    assert_eq!((report.passed, report.failed), (1, 1));
+    let failure = report.failures().next().unwrap();
+    assert_eq!(
+        (failure.case.as_str(), failure.capability, failure.want.as_str(), failure.got.as_str()),
+        ("wrong on purpose", Capability::Deploy, "allow:github_role", "deny:github_role")
+    );
+}
+
+#[test]
+fn bad_tables_are_refused_with_line_and_field() {
+    for (text, line, field) in [
+        ("version = 2\nworld = \"acme.toml\"\n", 1, "version"),
+        ("version = 1\nworld = \"nowhere.toml\"\n", 2, "world"),
+        (
+            "version = 1\nworld = \"acme.toml\"\n[[case]]\nprincipal = \"github:nobody\"\napp = \"dash\"\nallow = [\"view\"]\n",
+            4,
+            "case[0].principal",
+        ),
+        (
+            "version = 1\nworld = \"acme.toml\"\n[[case]]\nprincipal = \"anonymous\"\napp = \"nope\"\nallow = [\"view\"]\n",
+            5,
+            "case[0].app",
+        ),
+        (
+            "version = 1\nworld = \"acme.toml\"\n[[case]]\nprincipal = \"anonymous\"\napp = \"dash\"\nallow = [\"view\"]\ndeny = [\"view\"]\n",
+            7,
+            "case[0].deny[0]",
+        ),
+        (
+            "version = 1\nworld = \"acme.toml\"\n[[case]]\nprincipal = \"anonymous\"\napp = \"dash\"\nallow = [\"fly\"]\n",
+            6,
+            "case[0].allow[0]",
+        ),
+        (
+            "version = 1\nworld = \"acme.toml\"\n[[case]]\nprincipal = \"anonymous\"\napp = \"dash\"\nallow = [\"view\"]\nreason = \"because\"\n",
+            7,
+            "case[0].reason",
+        ),
+        (
+            "version = 1\nworld = \"acme.toml\"\n[[support]]\napp = \"dash\"\ncapabilities = [\"deploy\"]\nhours = 2\n",
+            5,
+            "support[0].capabilities[0]",
+        ),
+        ("version = 1\nworld = \"acme.toml\"\nsurprise = 1\n", 3, "surprise"),
+    ] {
+        let (_dir, path) = table(text);
+        let err = DecisionTable::load(&path).unwrap_err();
+        let detail = err.detail();
+        assert_eq!(err.kind(), "bad_table");
+        assert_eq!(detail.position.map(|p| p.0), Some(line), "{text}: {err}");
+        // An unknown key is named in the message; every other refusal names its field.
+        let named = detail.field.as_deref().is_some_and(|f| f.contains(field)) || detail.message.contains(field);
+        assert!(named, "{text}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn junit_output_has_one_case_per_check() {
+    let (_dir, path) = table(
+        r#"version = 1
+world = "acme.toml"
+
+[[case]]
+name = "a <tricky> & \"quoted\" name"
+principal = "github:carol"
+app = "dash"
+allow = ["view", "deploy"]
+"#,
+    );
+    let report = DecisionTable::load(&path).unwrap().run().await.unwrap();
+    let xml = report.to_junit("table.toml");
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let cases: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("testcase")).collect();
+    assert_eq!(cases.len(), 2);
+    assert!(cases.iter().all(|c| c.attribute("classname") == Some("a <tricky> & \"quoted\" name")));
+    let failed: Vec<_> = cases.iter().filter(|c| c.children().any(|n| n.has_tag_name("failure"))).collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].attribute("name"), Some("github:carol dash deploy"));
+    let suites = doc.root_element();
+    assert_eq!((suites.attribute("tests"), suites.attribute("failures")), (Some("2"), Some("1")));
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use ghauthz::store::{AuditAction, AuditFilter, AuditOutcome, DELETED_ACCOUNT, DeletedApp, SqliteStore, Store};
 use ghauthz::world::MockGithub;
-use ghauthz::{AppId, Authorizer, Capability, ChangedBy, LinkError, ManageError, Principal, UserId};
+use ghauthz::{AppId, Authorizer, Capability, ChangedBy, LinkError, ManageError, Principal, SupportGrant, UserId};
 use sqlx::Row;
 
 async fn authz_on(store: Arc<dyn Store>) -> (Authorizer, ghauthz::world::World, MockGithub) {
@@ -154,14 +154,16 @@ async fn a_scan_of_every_table_finds_no_trace_of_a_deleted_app() {
     let (authz, _world, _mock) = authz_on(store.clone()).await;
     authz.add_viewer(&ChangedBy::Operator, &id("dash"), "eve@example.com").await.unwrap();
     authz.issue_link(&id("dash"), "eve@example.com").await.unwrap();
+    authz.grant_support(&ChangedBy::Operator, &id("dash"), &SupportGrant::new("reason-canary")).await.unwrap();
     let before = dump(&path).await;
+    assert!(before.iter().any(|r| r.contains("reason-canary")), "the scan sees support windows");
     assert!(before.iter().any(|r| r.contains("eve@example.com")), "the scan sees addresses");
     authz.delete_app(&ChangedBy::Operator, &id("dash")).await.unwrap();
     store.close().await;
     let kept: Vec<String> = dump(&path).await.into_iter().filter(|r| r.starts_with("deleted_apps|")).collect();
     assert_eq!(kept, ["deleted_apps|'acme'|'dashboard'|'main'|'streamlit_app.py'|5"]);
     let after = dump(&path).await;
-    for needle in ["dana@example.com", "eve@example.com"] {
+    for needle in ["dana@example.com", "eve@example.com", "reason-canary"] {
         assert!(after.iter().all(|r| !r.contains(needle)), "{needle} left in {after:#?}");
     }
     assert!(
@@ -206,11 +208,13 @@ async fn a_scan_of_every_postgres_table_finds_no_trace_of_a_deleted_app() {
     let (authz, _world, _mock) = authz_on(store.clone()).await;
     authz.add_viewer(&ChangedBy::Operator, &id("dash"), "eve@example.com").await.unwrap();
     authz.issue_link(&id("dash"), "eve@example.com").await.unwrap();
+    authz.grant_support(&ChangedBy::Operator, &id("dash"), &SupportGrant::new("reason-canary")).await.unwrap();
     let before = pg_dump(&url, &schema).await;
+    assert!(before.iter().any(|r| r.contains("reason-canary")), "the scan sees support windows");
     assert!(before.iter().any(|r| r.contains("eve@example.com")), "the scan sees addresses");
     authz.delete_app(&ChangedBy::Operator, &id("dash")).await.unwrap();
     let after = pg_dump(&url, &schema).await;
-    for needle in ["dana@example.com", "eve@example.com"] {
+    for needle in ["dana@example.com", "eve@example.com", "reason-canary"] {
         assert!(after.iter().all(|r| !r.contains(needle)), "{needle} left in {after:#?}");
     }
     assert!(

@@ -21,6 +21,7 @@ mod links;
 mod replicas;
 mod store_model;
 mod store_suite;
+mod support;
 mod viewers;
 mod webhooks;
 mod world_loader;

@@ -54,11 +54,82 @@ pub(crate) enum Command {
     Apps(AppsCommand),
     /// The audit log, newest first.
     Audit(AuditArgs),
+    /// Support windows: open, revoke, list.
+    #[command(subcommand)]
+    Support(SupportCommand),
+    /// Serve the world's mock GitHub REST API (and Google JWKS) until interrupted.
+    MockGithub(MockGithubArgs),
+    /// Run a decision table against its world.
+    Test(TestArgs),
     /// Accounts: delete one and every app it deployed.
     #[command(subcommand)]
     Accounts(AccountsCommand),
     /// Verify and apply one GitHub webhook delivery (its body on standard input).
     Webhook(WebhookArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TestArgs {
+    /// The decision table (TOML, format version 1).
+    #[arg(value_name = "FILE")]
+    pub(crate) file: PathBuf,
+    /// Also write JUnit XML here.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) junit: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MockGithubArgs {
+    /// The address to listen on (default: a free port of 127.0.0.1).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub(crate) listen: std::net::SocketAddr,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SupportCommand {
+    /// Open a support window: the GitHub user needs `edit` on the app.
+    Grant {
+        /// The app's id.
+        #[arg(long)]
+        app: String,
+        /// How long it stays open, in hours (at most 168).
+        #[arg(long, value_name = "H", default_value_t = 24)]
+        hours: u64,
+        /// Why (shown to whoever lists the windows).
+        #[arg(long)]
+        reason: String,
+        /// view or edit (repeatable; default view).
+        #[arg(long = "capability", value_name = "CAP")]
+        capabilities: Vec<Capability>,
+        /// Admit only this agent (default: any agent).
+        #[arg(long, value_name = "NAME")]
+        agent: Option<String>,
+        /// Who opens it, by login.
+        #[arg(long, value_name = "LOGIN")]
+        github_user: String,
+    },
+    /// Revoke the app's open support windows (only this agent's, with `--agent`).
+    Revoke {
+        /// The app's id.
+        #[arg(long)]
+        app: String,
+        /// Only the windows for this agent.
+        #[arg(long, value_name = "NAME")]
+        agent: Option<String>,
+        /// Authorize the revocation as this GitHub user (who needs `edit`); without it, the
+        /// operator revokes.
+        #[arg(long, value_name = "LOGIN")]
+        github_user: Option<String>,
+    },
+    /// The app's support windows, open or not.
+    List {
+        /// The app's id.
+        #[arg(long)]
+        app: String,
+        /// Authorize the listing as this GitHub user (who needs `edit`).
+        #[arg(long, value_name = "LOGIN")]
+        github_user: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -243,7 +314,7 @@ pub(crate) struct ViewerListArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("principal").required(true).args(["github_user", "anonymous", "viewer_session", "google_id_token"])))]
+#[command(group(clap::ArgGroup::new("principal").required(true).args(["github_user", "anonymous", "viewer_session", "google_id_token", "support_agent"])))]
 pub(crate) struct CheckArgs {
     /// The app's id.
     #[arg(long)]
@@ -263,6 +334,9 @@ pub(crate) struct CheckArgs {
     /// A Google ID token: `google sign-in` and the check in one command.
     #[arg(long, value_name = "TOKEN")]
     pub(crate) google_id_token: Option<String>,
+    /// A member of the platform's support staff, by name: allowed only inside a support window.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) support_agent: Option<String>,
     /// Rest on nothing cached: read the store and revalidate the GitHub fact first.
     #[arg(long)]
     pub(crate) fresh: bool,

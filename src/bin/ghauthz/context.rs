@@ -121,6 +121,9 @@ pub(crate) fn changed_by(ctx: &WorldCtx, login: Option<&str>) -> Result<ChangedB
 }
 
 pub(crate) fn principal_of(ctx: &WorldCtx, args: &CheckArgs) -> Result<Principal, Outcome> {
+    if let Some(agent) = &args.support_agent {
+        return Ok(Principal::support(agent.clone()));
+    }
     match &args.github_user {
         Some(login) => ctx
             .world

@@ -170,7 +170,7 @@ pub(crate) fn manage_error(e: &ManageError) -> Outcome {
             &json!({"error": e.kind(), "message": e.to_string(), "reason": decision.reason()}),
         ),
         ManageError::Check(c) => Outcome::json(Exit::Unavailable, &error_json(c)),
-        ManageError::InvalidDeployment(_) => Outcome::error(Exit::Usage, e.kind(), e),
+        ManageError::InvalidDeployment(_) | ManageError::InvalidSupport(_) => Outcome::error(Exit::Usage, e.kind(), e),
         ManageError::RepoNotFound(_) | ManageError::AppExists(_) => Outcome::error(Exit::Denied, e.kind(), e),
         _ => Outcome::error(Exit::Unavailable, e.kind(), e),
     }

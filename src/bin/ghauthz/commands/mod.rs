@@ -7,6 +7,9 @@ mod check;
 mod explain;
 mod google;
 mod link;
+mod mock_github;
+mod support;
+mod test;
 mod viewers;
 mod webhook;
 
@@ -18,6 +21,14 @@ use crate::output::Outcome;
 /// Runs the command: only what it needs is read (the keys file only by commands that sign or
 /// verify viewer sessions, the webhook secret only by `webhook`).
 pub(crate) async fn run(cli: Cli) -> Outcome {
+    // The mock serves a world; it needs no authorizer, store or keys.
+    if let Command::MockGithub(args) = &cli.command {
+        return mock_github::run(&cli.global, args).await;
+    }
+    // A decision table names its own world, policy and clock.
+    if let Command::Test(args) = &cli.command {
+        return test::run(&cli.global, args).await;
+    }
     let needs_keys = match &cli.command {
         Command::Link(_) | Command::Google(_) => true,
         Command::Check(args) => args.viewer_session.is_some() || args.google_id_token.is_some(),
@@ -49,6 +60,9 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         Command::Google(cmd) => google::run(&ctx, cmd).await,
         Command::Apps(cmd) => apps::run(&ctx, cmd).await,
         Command::Audit(args) => audit::run(&ctx, &args).await,
+        Command::Support(cmd) => support::run(&ctx, cmd).await,
+        Command::MockGithub(args) => mock_github::run(&cli.global, &args).await,
+        Command::Test(args) => test::run(&cli.global, &args).await,
         Command::Accounts(cmd) => accounts::run(&ctx, cmd).await,
         Command::Webhook(args) => webhook::webhook(&ctx, &args).await,
     }

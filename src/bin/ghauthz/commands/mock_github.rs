@@ -1,0 +1,65 @@
+//! `ghauthz mock-github`: the world's mock GitHub (and Google JWKS) as a server of its own, for
+//! any language's tests.
+
+use std::sync::Arc;
+
+use ghauthz::world::{MockGithub, World};
+use ghauthz::{Clock, ManualClock, SystemClock};
+use serde_json::json;
+
+use crate::cli::{Global, MockGithubArgs};
+use crate::input::parse_now;
+use crate::output::{Exit, Outcome, Stream, say};
+
+/// Serves until SIGINT or SIGTERM: prints `{"github_api", "google_jwks", "token"}` on its first
+/// line once listening, then `{"stopped": true}` when it stops.
+pub(crate) async fn run(g: &Global, args: &MockGithubArgs) -> Outcome {
+    let Some(path) = &g.world else {
+        return Outcome::error(Exit::Usage, "usage", "`mock-github` needs `--world FILE`");
+    };
+    let world = match World::load(path) {
+        Ok(world) => world,
+        Err(e) => return Outcome::error(Exit::Usage, e.kind(), &e),
+    };
+    let now = match g.now.as_deref().map(parse_now).transpose() {
+        Ok(now) => now.or(world.now()),
+        Err(e) => return Outcome::error(Exit::Usage, "usage", e),
+    };
+    let clock: Arc<dyn Clock> = match now {
+        Some(t) => Arc::new(ManualClock::new(t)),
+        None => Arc::new(SystemClock),
+    };
+    let mock = match MockGithub::start_at(world, clock, args.listen).await {
+        Ok(mock) => mock,
+        Err(e) => {
+            return Outcome::error(Exit::Unavailable, "mock_github", format!("cannot listen on {}: {e}", args.listen));
+        }
+    };
+    let ready = json!({
+        "github_api": mock.base_url(),
+        "google_jwks": mock.google_jwks_url(),
+        "token": mock.installation_token(),
+    });
+    say(Stream::Out, &format!("{ready}\n"));
+    if let Err(e) = stopped().await {
+        return Outcome::error(Exit::Unavailable, "runtime", format!("cannot wait for a signal: {e}"));
+    }
+    drop(mock);
+    Outcome::json(Exit::Done, &json!({"stopped": true}))
+}
+
+/// Until SIGINT or (on Unix) SIGTERM.
+async fn stopped() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
+}

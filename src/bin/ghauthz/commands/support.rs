@@ -1,0 +1,69 @@
+//! `ghauthz support grant|revoke|list`.
+
+use std::time::Duration;
+
+use ghauthz::{AppId, Capability, SupportGrant, SupportWindow};
+use serde_json::{Value, json};
+
+use crate::cli::SupportCommand;
+use crate::context::{WorldCtx, changed_by};
+use crate::output::{Exit, Outcome, manage_error, rfc3339};
+
+pub(crate) async fn run(ctx: &WorldCtx, cmd: SupportCommand) -> Outcome {
+    match cmd {
+        SupportCommand::Grant { app, hours, reason, capabilities, agent, github_user } => {
+            let by = match changed_by(ctx, Some(&github_user)) {
+                Ok(by) => by,
+                Err(e) => return e,
+            };
+            let capabilities = if capabilities.is_empty() { vec![Capability::View] } else { capabilities };
+            let mut grant = SupportGrant::new(reason)
+                .with_capabilities(capabilities)
+                .with_duration(Duration::from_secs(hours.saturating_mul(3600)));
+            if let Some(agent) = agent {
+                grant = grant.for_agent(agent);
+            }
+            match ctx.authz.grant_support(&by, &AppId(app), &grant).await {
+                Ok(window) => Outcome::json(Exit::Done, &window_json(&window)),
+                Err(e) => manage_error(&e),
+            }
+        }
+        SupportCommand::Revoke { app, agent, github_user } => {
+            let by = match changed_by(ctx, github_user.as_deref()) {
+                Ok(by) => by,
+                Err(e) => return e,
+            };
+            match ctx.authz.revoke_support(&by, &AppId(app.clone()), agent.as_deref()).await {
+                Ok(revoked) => Outcome::json(Exit::Done, &json!({"app": app, "revoked": revoked})),
+                Err(e) => manage_error(&e),
+            }
+        }
+        SupportCommand::List { app, github_user } => {
+            let by = match changed_by(ctx, github_user.as_deref()) {
+                Ok(by) => by,
+                Err(e) => return e,
+            };
+            match ctx.authz.support_windows(&by, &AppId(app.clone())).await {
+                Ok(windows) => {
+                    let windows: Vec<Value> = windows.iter().map(window_json).collect();
+                    Outcome::json(Exit::Done, &json!({"app": app, "windows": windows}))
+                }
+                Err(e) => manage_error(&e),
+            }
+        }
+    }
+}
+
+fn window_json(w: &SupportWindow) -> Value {
+    json!({
+        "id": w.id.0,
+        "app": w.app.0,
+        "agent": w.agent,
+        "capabilities": w.capabilities.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+        "opened_at": rfc3339(w.opened_at),
+        "ends_at": rfc3339(w.ends_at),
+        "reason": w.reason,
+        "granted_by": w.granted_by,
+        "revoked_at": w.revoked_at.map(rfc3339),
+    })
+}

@@ -1,0 +1,134 @@
+//! Support access only by consent: windows opened by someone who may edit, exactly their
+//! capabilities, never deploy or delete, ended by time or revocation on every replica, every
+//! check audited.
+#![cfg(all(feature = "world", feature = "sqlite", feature = "postgres"))]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::common;
+
+use ghauthz::store::{AuditAction, AuditFilter, AuditOutcome, Store};
+use ghauthz::{AppId, Authorizer, Capability, ChangedBy, Principal, SupportGrant};
+
+fn id(s: &str) -> AppId {
+    AppId(s.into())
+}
+
+async fn allowed(authz: &Authorizer, agent: &str, cap: Capability) -> bool {
+    authz.check_app(&Principal::support(agent), &id("dash"), cap).await.unwrap().is_allowed()
+}
+
+async fn a_window_opens_exactly_what_it_grants_until_it_ends(store: Arc<dyn Store>) {
+    let v = common::viewers_on(store.clone()).await;
+    let b = Authorizer::builder(v.mock.github_config())
+        .clock(Arc::new(v.clock.clone()))
+        .store(store.clone())
+        .build()
+        .unwrap();
+    let by = |login: &str| ChangedBy::Principal(Principal::github(v.world.user(login).unwrap()));
+    for authz in [&v.authz, &b] {
+        assert!(!allowed(authz, "a7", Capability::View).await, "no window, no way in");
+    }
+    // Only someone who may edit opens a window; dave has triage.
+    let grant = SupportGrant::new("ticket 4711").for_agent("a7").with_duration(Duration::from_secs(3600));
+    assert_eq!(v.authz.grant_support(&by("dave"), &id("dash"), &grant).await.unwrap_err().kind(), "denied");
+    let window = v.authz.grant_support(&by("carol"), &id("dash"), &grant).await.unwrap();
+    assert_eq!((window.agent.as_deref(), window.granted_by.as_str()), (Some("a7"), "github:3"));
+    for authz in [&v.authz, &b] {
+        assert!(allowed(authz, "a7", Capability::View).await);
+        assert!(!allowed(authz, "a7", Capability::Edit).await, "only what it grants");
+        assert!(!allowed(authz, "b8", Capability::View).await, "only its agent");
+    }
+    let any = SupportGrant::new("ticket 4712").with_capabilities([Capability::View, Capability::Edit]);
+    let second = v.authz.grant_support(&by("carol"), &id("dash"), &any).await.unwrap();
+    for authz in [&v.authz, &b] {
+        assert!(allowed(authz, "b8", Capability::Edit).await);
+        assert!(!allowed(authz, "b8", Capability::Deploy).await, "never deploy");
+        assert!(!allowed(authz, "b8", Capability::Delete).await, "never delete");
+    }
+    let refused = SupportGrant::new("x").with_capabilities([Capability::Deploy]);
+    assert_eq!(v.authz.grant_support(&by("erin"), &id("dash"), &refused).await.unwrap_err().kind(), "invalid_support");
+    let long = SupportGrant::new("x").with_duration(Duration::from_secs(8 * 24 * 3600));
+    assert_eq!(v.authz.grant_support(&by("erin"), &id("dash"), &long).await.unwrap_err().kind(), "invalid_support");
+
+    // a7's one-hour window ends on its own; the 24-hour one, for any agent, still admits a7.
+    v.clock.advance(Duration::from_secs(3600));
+    let d = b.check_app(&Principal::support("a7"), &id("dash"), Capability::View).await.unwrap();
+    let reason = serde_json::to_value(d.reason()).unwrap();
+    assert_eq!((reason["kind"].as_str(), reason["window"].as_u64()), (Some("support_window"), Some(second.id.0)));
+    assert_eq!(v.authz.support_windows(&by("carol"), &id("dash")).await.unwrap().len(), 2);
+    // Revoked on A: denied on A and B at their next check.
+    assert_eq!(v.authz.revoke_support(&by("carol"), &id("dash"), None).await.unwrap(), 1, "the open one");
+    for authz in [&v.authz, &b] {
+        assert!(!allowed(authz, "a7", Capability::View).await);
+        assert!(!allowed(authz, "b8", Capability::Edit).await);
+    }
+
+    // Every support check is on record, allowed or denied.
+    let checks: Vec<AuditOutcome> = store
+        .audit(&AuditFilter::new().for_app(id("dash")))
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.action == AuditAction::SupportCheck)
+        .map(|e| e.outcome)
+        .collect();
+    // 2 before any window, 6 under the first, 6 under both, 1 after the first ended, 4 after
+    // the revocation.
+    assert_eq!(checks.len(), 19, "{checks:?}");
+    assert!(checks.contains(&AuditOutcome::Allowed) && checks.contains(&AuditOutcome::Denied));
+}
+
+async fn a_window_ends_on_its_own(store: Arc<dyn Store>) {
+    let v = common::viewers_on(store.clone()).await;
+    let grant = SupportGrant::new("ticket 4711").with_duration(Duration::from_secs(600));
+    v.authz.grant_support(&ChangedBy::Operator, &id("dash"), &grant).await.unwrap();
+    v.clock.advance(Duration::from_secs(599));
+    assert!(allowed(&v.authz, "a7", Capability::View).await);
+    v.clock.advance(Duration::from_secs(1));
+    assert!(!allowed(&v.authz, "a7", Capability::View).await, "ended");
+}
+
+async fn windows_go_with_the_app_and_the_account(store: Arc<dyn Store>) {
+    let v = common::viewers_on(store.clone()).await;
+    let by = |login: &str| ChangedBy::Principal(Principal::github(v.world.user(login).unwrap()));
+    v.authz.grant_support(&by("carol"), &id("dash"), &SupportGrant::new("ticket 1")).await.unwrap();
+    v.authz.grant_support(&by("carol"), &id("notes"), &SupportGrant::new("ticket 2")).await.unwrap_err();
+    v.authz.grant_support(&by("alice"), &id("notes"), &SupportGrant::new("ticket 3")).await.unwrap();
+    v.authz.delete_app(&ChangedBy::Operator, &id("dash")).await.unwrap();
+    assert!(store.support_windows(&id("dash")).await.unwrap().is_empty(), "gone with the app");
+    v.authz.delete_account(ghauthz::UserId(1)).await.unwrap(); // alice: notes
+    assert!(store.support_windows(&id("notes")).await.unwrap().is_empty(), "gone with the account");
+}
+
+macro_rules! suite {
+    ($backend:ident, $kind:expr) => {
+        mod $backend {
+            use super::*;
+
+            #[tokio::test]
+            async fn a_window_opens_exactly_what_it_grants_until_it_ends() {
+                let Some((store, _guard)) = common::store_of($kind).await else { return };
+                super::a_window_opens_exactly_what_it_grants_until_it_ends(store).await;
+            }
+
+            #[tokio::test]
+            async fn a_window_ends_on_its_own() {
+                let Some((store, _guard)) = common::store_of($kind).await else { return };
+                super::a_window_ends_on_its_own(store).await;
+            }
+
+            #[tokio::test]
+            async fn windows_go_with_the_app_and_the_account() {
+                let Some((store, _guard)) = common::store_of($kind).await else { return };
+                super::windows_go_with_the_app_and_the_account(store).await;
+            }
+        }
+    };
+}
+
+suite!(memory, common::Backend::Memory);
+suite!(sqlite, common::Backend::Sqlite);
+suite!(postgres, common::Backend::Postgres);
