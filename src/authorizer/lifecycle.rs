@@ -277,6 +277,33 @@ impl Authorizer {
         }
     }
 
+    /// The GitHub user whose login is `login` now, by id, asked of GitHub (`GET /users/{login}`)
+    /// at every call: a login can be renamed and reused, so resolve it when a person names
+    /// themselves, and keep the id. `None` if there is no such user (or it is an organization).
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).build().unwrap();
+    /// let carol = authz.github_user("carol").await.unwrap().unwrap();
+    /// assert_eq!(carol.id.0, 3);
+    /// assert!(authz.github_user("acme").await.unwrap().is_none(), "an organization");
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`CheckError::Github`] when GitHub cannot answer.
+    pub async fn github_user(&self, login: &str) -> Result<Option<crate::core::ids::GithubUser>, CheckError> {
+        self.inner.facts.user(login).await
+    }
+
     /// The app's record as the store holds it (coordinates, repository id, branch, main file,
     /// visibility, deployer), read from the store.
     ///

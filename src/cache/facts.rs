@@ -308,6 +308,11 @@ impl Facts {
         }
     }
 
+    /// The GitHub user with `login` now (asked each time: logins are renamed and reused).
+    pub(crate) async fn user(&self, login: &str) -> Result<Option<GithubUser>, CheckError> {
+        Ok(self.github.user(login).await?)
+    }
+
     /// The id of the repository at `coords` now, a rename followed; `None` if GitHub has none
     /// there that the caller can see. With a user's `token`, asked with it (user-token mode);
     /// without, the installation's answer, no older than `age` allows.

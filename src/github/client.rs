@@ -12,9 +12,9 @@ use http_body_util::{BodyExt, Limited};
 use octocrab::Octocrab;
 use parking_lot::Mutex;
 
-use super::wire::{WireMessage, WirePermission, WireRepo, grant_from_permission};
+use super::wire::{WireMessage, WirePermission, WireRepo, WireUser, grant_from_permission};
 use super::{Fetched, GithubApi, GithubError, PermissionInfo, PermissionTarget, RepoInfo, UnavailableCause};
-use crate::core::ids::{OwnerId, RepoCoords, RepoId, UserId};
+use crate::core::ids::{GithubUser, OwnerId, RepoCoords, RepoId, UserId};
 use crate::core::secret::{AppPrivateKey, GithubToken};
 use crate::core::time::{Clock, Timestamp};
 
@@ -445,6 +445,24 @@ impl GithubApi for OctocrabGithub {
             Answer::NotModified => Ok(Fetched::NotModified),
             Answer::NotFound => Ok(Fetched::Fresh { value: None, etag: None }),
             Answer::Moved { .. } => Err(GithubError::Protocol { route: path, detail: "unexpected redirect".into() }),
+        }
+    }
+
+    async fn user(&self, login: &str) -> Result<Option<GithubUser>, GithubError> {
+        if !valid_login(login) {
+            return Ok(None);
+        }
+        let octo = self.octo_for(None)?;
+        let path = format!("/users/{login}");
+        match self.get(&octo, &path, None).await? {
+            Answer::Ok { body, .. } => {
+                let user: WireUser = decode(&path, &body)?;
+                Ok((user.kind != "Organization").then(|| GithubUser::new(UserId(user.id), &user.login)))
+            }
+            Answer::NotFound => Ok(None),
+            Answer::NotModified | Answer::Moved { .. } => {
+                Err(GithubError::Protocol { route: path, detail: "unexpected status".into() })
+            }
         }
     }
 

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 pub(crate) use client::OctocrabGithub;
 pub use client::{ClientBuildError, GithubAuth, GithubConfig};
 
-use crate::core::ids::{OwnerId, RepoCoords, RepoId, UserId};
+use crate::core::ids::{GithubUser, OwnerId, RepoCoords, RepoId, UserId};
 use crate::core::policy::RoleGrant;
 use crate::core::secret::GithubToken;
 
@@ -161,6 +161,10 @@ pub(crate) trait GithubApi: Send + Sync + std::fmt::Debug {
         login: &str,
         etag: Option<&str>,
     ) -> Result<Fetched<Option<PermissionInfo>>, GithubError>;
+
+    /// `GET /users/{login}`: the user with this login now, by id; `None` for 404, an
+    /// organization, or a string that is not a login.
+    async fn user(&self, login: &str) -> Result<Option<GithubUser>, GithubError>;
 
     /// Whether checks must carry the user's own token (user-token mode).
     fn user_token_mode(&self) -> bool;

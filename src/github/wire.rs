@@ -18,6 +18,15 @@ pub(super) struct WireAccount {
     pub(super) id: u64,
 }
 
+/// `GET /users/{login}`.
+#[derive(Debug, Deserialize)]
+pub(super) struct WireUser {
+    pub(super) id: u64,
+    pub(super) login: String,
+    #[serde(rename = "type", default)]
+    pub(super) kind: String,
+}
+
 #[derive(Debug, Deserialize)]
 pub(super) struct WireRepo {
     pub(super) id: u64,

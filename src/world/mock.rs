@@ -323,6 +323,22 @@ async fn answer(state: &MockState, method: Method, uri: Uri, headers: HeaderMap)
     let world = state.world();
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let (repo, rest) = match segs.as_slice() {
+        ["users", login] => {
+            let Some(body) = account_json(&world, login) else {
+                return respond(StatusCode::NOT_FOUND, state.spend(), &[], Some(&not_found()));
+            };
+            return ok_or_not_modified(state, &headers, &body, &[]);
+        }
+        ["user", "repos"] => {
+            let Caller::User(user) = caller else {
+                let body =
+                    json!({"message": "Requires authentication", "documentation_url": "https://docs.github.com/rest"});
+                return respond(StatusCode::UNAUTHORIZED, state.spend(), &[], Some(&body));
+            };
+            let (body, link) = user_repos(state, &world, user, uri.query().unwrap_or(""));
+            let link: Vec<(&str, String)> = link.into_iter().map(|l| ("link", l)).collect();
+            return ok_or_not_modified(state, &headers, &body, &link);
+        }
         ["repos", owner, name, rest @ ..] => {
             let found =
                 world.repos().iter().find(|r| r.owner.eq_ignore_ascii_case(owner) && r.name.eq_ignore_ascii_case(name));
@@ -371,11 +387,61 @@ async fn answer(state: &MockState, method: Method, uri: Uri, headers: HeaderMap)
         }
         _ => return respond(StatusCode::NOT_FOUND, state.spend(), &[], Some(&not_found())),
     };
-    let etag = etag_of(&body);
-    if if_none_match(&headers, &etag) {
+    ok_or_not_modified(state, &headers, &body, &[])
+}
+
+/// 200 with `body` and its ETag, or 304 when the request's `If-None-Match` matches it.
+fn ok_or_not_modified(
+    state: &MockState,
+    headers: &HeaderMap,
+    body: &Value,
+    extra: &[(&str, String)],
+) -> Response<Body> {
+    let etag = etag_of(body);
+    if if_none_match(headers, &etag) {
         return respond(StatusCode::NOT_MODIFIED, state.current_limit(), &[("etag", etag)], None);
     }
-    respond(StatusCode::OK, state.spend(), &[("etag", etag)], Some(&body))
+    let mut headers: Vec<(&str, String)> = vec![("etag", etag)];
+    headers.extend(extra.iter().cloned());
+    respond(StatusCode::OK, state.spend(), &headers, Some(body))
+}
+
+/// `GET /users/{login}`: a user (or an organization) of the world, by login.
+fn account_json(world: &World, login: &str) -> Option<Value> {
+    if let Some(user) = world.user(login) {
+        return Some(json!({"login": user.login, "id": user.id.0, "type": "User", "site_admin": false}));
+    }
+    let org = world.orgs().iter().find(|o| o.login.eq_ignore_ascii_case(login))?;
+    Some(json!({"login": org.login, "id": org.id, "type": "Organization", "site_admin": false}))
+}
+
+/// `GET /user/repos?per_page=N&page=K`: the repositories `user` has a role on, by id, each with
+/// its `permissions`; paged as GitHub pages (30 a page by default, at most 100), with a `link`
+/// header naming the next and last pages.
+fn user_repos(state: &MockState, world: &World, user: UserId, query: &str) -> (Value, Option<String>) {
+    let param = |name: &str| {
+        query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == name)
+            .and_then(|(_, v)| v.parse::<usize>().ok())
+    };
+    let per_page = param("per_page").unwrap_or(30).clamp(1, 100);
+    let page = param("page").unwrap_or(1).max(1);
+    let mut mine: Vec<&WorldRepo> = world.repos().iter().filter(|r| world.effective_role(user, r).is_some()).collect();
+    mine.sort_by_key(|r| r.id);
+    let last = mine.len().div_ceil(per_page).max(1);
+    let items: Vec<Value> = mine
+        .iter()
+        .skip((page - 1).saturating_mul(per_page))
+        .take(per_page)
+        .map(|r| repo_json(state, r, Caller::User(user)))
+        .collect();
+    let link = (page < last).then(|| {
+        let url = |p: usize| format!("<{}/user/repos?per_page={per_page}&page={p}>", state.base);
+        format!("{}; rel=\"next\", {}; rel=\"last\"", url(page + 1), url(last))
+    });
+    (Value::Array(items), link)
 }
 
 /// Where the mock serves the world's Google JWKS.

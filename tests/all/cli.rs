@@ -51,6 +51,7 @@ impl Cmd {
             .args(&self.args)
             .env_remove("GHAUTHZ_WEBHOOK_SECRET")
             .env_remove("GHAUTHZ_WEBHOOK_SECRET_PREVIOUS")
+            .env_remove("GITHUB_TOKEN")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -765,6 +766,141 @@ fn test_runs_decision_tables() {
     assert!(message.contains(":3:") && message.contains("`now`"), "{message}");
     let r = ghauthz(&["test", shipped.to_str().unwrap(), "--world", &world.display().to_string()]);
     assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("usage")), "the table names its world");
+}
+
+/// `ghauthz mock-github` in a process of its own, stopped when dropped.
+struct MockProcess {
+    child: std::process::Child,
+    api: String,
+    jwks: String,
+    token: String,
+}
+
+impl MockProcess {
+    fn start() -> Self {
+        use std::io::BufRead as _;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ghauthz"))
+            .args(["mock-github", "--world", &world("acme.toml")])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let ready: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let field = |k: &str| ready[k].as_str().unwrap().to_owned();
+        MockProcess { api: field("github_api"), jwks: field("google_jwks"), token: field("token"), child }
+    }
+}
+
+impl Drop for MockProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Live mode end to end, against `ghauthz mock-github` in another process: with an installation
+/// token, and as a GitHub App.
+#[test]
+fn live_mode_against_a_mock_github_process() {
+    let mock = MockProcess::start();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("live.db").display().to_string();
+    let keys = dir.path().join("live.keys").display().to_string();
+    let app_key = common::fixture_path("keys/github-app-test.pem").display().to_string();
+    let token_auth: Vec<String> = vec![];
+    let app_auth: Vec<String> =
+        ["--app-id", "42", "--app-key", &app_key, "--installation", "7"].iter().map(|s| (*s).to_owned()).collect();
+    for (i, auth) in [token_auth, app_auth].iter().enumerate() {
+        let env: Vec<(&str, &str)> = if auth.is_empty() { vec![("GITHUB_TOKEN", mock.token.as_str())] } else { vec![] };
+        let live = |args: &[&str]| {
+            let mut all: Vec<&str> = args.to_vec();
+            all.extend(["--github-api", &mock.api, "--db", &db, "--keys", &keys]);
+            all.extend(auth.iter().map(String::as_str));
+            Cmd::new(&all).envs(&env).run()
+        };
+        let app = format!("live{i}");
+        let r = live(&[
+            "apps",
+            "deploy",
+            "--app",
+            &app,
+            "--repo",
+            "acme/dashboard",
+            "--branch",
+            "main",
+            "--main-file",
+            "a.py",
+            "--github-user",
+            "erin",
+        ]);
+        assert_eq!((r.code, r.json()["repo_id"].as_u64()), (0, Some(101)), "{}{}", r.stdout, r.stderr);
+        assert_eq!(r.json()["deployed_by"].as_str(), Some("github:5"), "resolved through GitHub");
+        let r = live(&["check", "--app", &app, "--action", "edit", "--github-user", "carol"]);
+        assert_eq!((r.code, r.json()["reason"]["kind"].as_str()), (0, Some("github_role")), "{}", r.stderr);
+        let r = live(&["check", "--app", &app, "--action", "deploy", "--github-user", "carol"]);
+        assert_eq!(r.code, 2);
+        let r = live(&["check", "--app", &app, "--action", "view", "--github-user", "nobody-here"]);
+        assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("unknown_user")));
+        let r = live(&["apps", "list"]);
+        assert!(r.json()["apps"].as_array().unwrap().iter().any(|a| a["app"] == app.as_str()));
+        live(&["viewers", "add", "--app", &app, "--email", "dana@example.com"]);
+        let r = live(&["link", "issue", "--app", &app, "--email", "dana@example.com"]);
+        assert_eq!((r.code, r.json().get("token")), (0, None), "no token printed in live mode unless asked");
+        let r = live(&["link", "issue", "--app", &app, "--email", "dana@example.com", "--print-token"]);
+        let link = r.json()["token"].as_str().unwrap().to_owned();
+        let r = live(&["link", "redeem", &link]);
+        assert_eq!((r.code, r.json()["email"].as_str()), (0, Some("dana@example.com")), "{}", r.stderr);
+        let session = r.json()["session"].as_str().unwrap().to_owned();
+        let r = live(&["check", "--app", &app, "--action", "view", "--viewer-session", &session]);
+        assert_eq!((r.code, r.json()["reason"]["kind"].as_str()), (0, Some("viewer_grant")));
+        let r = live(&["explain", "--app", &app, "--json"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let id_token = common::google_token(now, "dana@example.com");
+        let r = live(&[
+            "google",
+            "sign-in",
+            "--app",
+            &app,
+            "--id-token",
+            &id_token,
+            "--google-client-id",
+            "1234-test.apps.googleusercontent.com",
+            "--google-jwks",
+            &mock.jwks,
+        ]);
+        assert_eq!((r.code, r.json()["email"].as_str()), (0, Some("dana@example.com")), "{}{}", r.stdout, r.stderr);
+        let r = live(&["google", "sign-in", "--app", &app, "--id-token", &id_token]);
+        assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("usage")), "Google needs a client id");
+    }
+    // What is missing is named.
+    let r =
+        Cmd::new(&["check", "--app", "x", "--action", "view", "--anonymous", "--github-api", &mock.api, "--db", &db])
+            .run();
+    assert!(r.json()["message"].as_str().unwrap().contains("GITHUB_TOKEN"), "{}", r.stdout);
+    let r = Cmd::new(&["check", "--app", "x", "--action", "view", "--anonymous", "--github-api", &mock.api])
+        .envs(&[("GITHUB_TOKEN", &mock.token)])
+        .run();
+    assert!(r.json()["message"].as_str().unwrap().contains("--db"), "{}", r.stdout);
+    let r = Cmd::new(&["link", "redeem", "x", "--github-api", &mock.api, "--db", &db])
+        .envs(&[("GITHUB_TOKEN", &mock.token)])
+        .run();
+    assert!(r.json()["message"].as_str().unwrap().contains("--keys"), "{}", r.stdout);
+    let r = ghauthz(&[
+        "check",
+        "--app",
+        "dash",
+        "--action",
+        "view",
+        "--anonymous",
+        "--world",
+        &world("acme.toml"),
+        "--github-api",
+        "http://x",
+    ]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("usage")), "a live-mode option with --world");
 }
 
 fn google_token(email: &str) -> String {

@@ -32,6 +32,24 @@ pub(crate) struct Global {
     /// A policy file (TOML) that moves capabilities to other roles.
     #[arg(long, global = true, value_name = "FILE")]
     pub(crate) policy: Option<PathBuf>,
+    /// Live mode: the GitHub REST API (default https://api.github.com).
+    #[arg(long, global = true, value_name = "URL")]
+    pub(crate) github_api: Option<String>,
+    /// Live mode, as a GitHub App: its id (with `--app-key` and `--installation`).
+    #[arg(long, global = true, value_name = "ID")]
+    pub(crate) app_id: Option<u64>,
+    /// Live mode, as a GitHub App: its private key (PEM).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) app_key: Option<PathBuf>,
+    /// Live mode, as a GitHub App: the installation to act as.
+    #[arg(long, global = true, value_name = "ID")]
+    pub(crate) installation: Option<u64>,
+    /// Live mode: Google's JWKS (default Google's own).
+    #[arg(long, global = true, value_name = "URL")]
+    pub(crate) google_jwks: Option<String>,
+    /// Live mode: an accepted Google OAuth client id (repeatable).
+    #[arg(long, global = true, value_name = "ID")]
+    pub(crate) google_client_id: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,63 +1,77 @@
-//! The world a command runs in: the fixture world, its mock GitHub, the store, the keys, and an
+//! Where a command runs: world mode (a fixture world, its mock GitHub, a store seeded from it) or
+//! live mode (GitHub's API with a token or a GitHub App, Google's keys, a store of record), and an
 //! authorizer over them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ghauthz::store::MemoryStore;
+use ghauthz::store::{MemoryStore, Store};
 use ghauthz::world::{MockGithub, World};
 use ghauthz::{
-    Authorizer, ChangedBy, Clock, ManualClock, Policy, Principal, SessionConfig, SessionKeys, SystemClock,
-    WebhookSecret,
+    AppPrivateKey, Authorizer, AuthorizerBuilder, ChangedBy, Clock, GithubAuth, GithubConfig, GithubToken, GithubUser,
+    GoogleConfig, ManualClock, Policy, Principal, SessionConfig, SessionKeys, SystemClock, WebhookSecret,
 };
 
 use crate::cli::{CheckArgs, Global};
-use crate::input::{load_policy, parse_now};
-use crate::output::{Exit, Outcome};
+use crate::input::{load_policy, parse_now, read_limited};
+use crate::output::{Exit, Outcome, error_json};
 
-/// Everything a command needs: the world, its mock GitHub, an authorizer pointed at it.
-pub(crate) struct WorldCtx {
-    pub(crate) world: World,
+/// Everything a command needs: an authorizer, and in world mode the world and its mock GitHub.
+pub(crate) struct Ctx {
     pub(crate) authz: Authorizer,
-    pub(crate) _mock: MockGithub,
+    /// The world, in world mode.
+    pub(crate) world: Option<World>,
+    _mock: Option<MockGithub>,
 }
 
-pub(crate) async fn world_ctx(
-    g: &Global,
-    needs_keys: bool,
-    webhook: Option<(WebhookSecret, Option<WebhookSecret>)>,
-    google_strict: (bool, Option<String>),
-) -> Result<WorldCtx, Outcome> {
-    let Some(path) = &g.world else {
-        if g.now.is_some() {
-            return Err(Outcome::error(
-                Exit::Usage,
-                "usage",
-                "`--now` is only accepted in world mode (with `--world`)",
-            ));
-        }
-        return Err(Outcome::error(
-            Exit::Usage,
-            "usage",
-            "live mode (without `--world`) is not available yet; use `--world FILE`",
-        ));
-    };
+/// What a command needs besides an authorizer.
+pub(crate) struct Needs {
+    /// It signs or verifies viewer sessions.
+    pub(crate) keys: bool,
+    /// It verifies Google ID tokens.
+    pub(crate) google: bool,
+    /// The webhook secrets, for `webhook`.
+    pub(crate) webhook: Option<(WebhookSecret, Option<WebhookSecret>)>,
+    /// `google sign-in`'s own strictness: `--require-authoritative`, `--hosted-domain`.
+    pub(crate) google_strict: (bool, Option<String>),
+}
+
+/// The GitHub API live mode talks to unless `--github-api` says otherwise.
+const GITHUB_API: &str = "https://api.github.com";
+
+/// The largest GitHub App private key file read.
+const MAX_APP_KEY: u64 = 64 * 1024;
+
+fn usage(message: impl std::fmt::Display) -> Outcome {
+    Outcome::error(Exit::Usage, "usage", message)
+}
+
+pub(crate) async fn ctx(g: &Global, needs: Needs) -> Result<Ctx, Outcome> {
+    match &g.world {
+        Some(path) => world_ctx(g, path, needs).await,
+        None => live_ctx(g, needs).await,
+    }
+}
+
+async fn world_ctx(g: &Global, path: &Path, needs: Needs) -> Result<Ctx, Outcome> {
+    let live = [
+        ("--github-api", g.github_api.is_some()),
+        ("--app-id", g.app_id.is_some()),
+        ("--app-key", g.app_key.is_some()),
+        ("--installation", g.installation.is_some()),
+        ("--google-jwks", g.google_jwks.is_some()),
+        ("--google-client-id", !g.google_client_id.is_empty()),
+    ];
+    if let Some((flag, _)) = live.iter().find(|(_, given)| *given) {
+        return Err(usage(format!("`{flag}` is a live-mode option: it is refused with `--world`")));
+    }
     let world = World::load(path).map_err(|e| Outcome::error(Exit::Usage, e.kind(), &e))?;
-    let store = match g.db.as_deref() {
+    let store: Arc<dyn Store> = match g.db.as_deref() {
         None => Arc::new(MemoryStore::new()),
-        Some(location) => ghauthz::store::open(location).await.map_err(|e| match e {
-            ghauthz::store::StoreError::InvalidConfig(_) => {
-                Outcome::error(Exit::Usage, "usage", format!("`--db`: {e}"))
-            }
-            e => Outcome::error(Exit::Unavailable, e.kind(), &e),
-        })?,
-    };
-    let policy = match &g.policy {
-        None => Policy::default(),
-        Some(p) => load_policy(p).map_err(|e| Outcome::error(Exit::Usage, "bad_policy", format!("{e:#}")))?,
+        Some(location) => open_store(location).await?,
     };
     let now = match &g.now {
-        Some(s) => Some(parse_now(s).map_err(|e| Outcome::error(Exit::Usage, "usage", e))?),
+        Some(s) => Some(parse_now(s).map_err(usage)?),
         None => world.now(),
     };
     let clock: Arc<dyn Clock> = match now {
@@ -65,16 +79,10 @@ pub(crate) async fn world_ctx(
         None => Arc::new(SystemClock),
     };
     let keys_path = g.keys.clone().unwrap_or_else(|| {
-        let mut p = path.clone().into_os_string();
+        let mut p = path.to_owned().into_os_string();
         p.push(".keys");
         PathBuf::from(p)
     });
-    let keys = if needs_keys {
-        SessionKeys::load_or_create(&keys_path).map_err(|e| Outcome::error(Exit::Usage, e.kind(), e))?
-    } else {
-        SessionKeys::generate()
-            .map_err(|e| Outcome::error(Exit::Unavailable, e.kind(), "no random source for a session key"))?
-    };
     let mock = MockGithub::start_with_clock(world.clone(), clock.clone())
         .await
         .map_err(|e| Outcome::error(Exit::Unavailable, "mock_github", e))?;
@@ -84,15 +92,93 @@ pub(crate) async fn world_ctx(
         .seed_once(&world.app_records(), clock.now())
         .await
         .map_err(|e| Outcome::error(Exit::Unavailable, e.kind(), &e))?;
-    let authz = Authorizer::builder(mock.github_config())
-        .policy(policy)
-        .clock(clock)
-        .store(store)
-        .sessions(keys, SessionConfig::default());
-    let authz = match mock.google_config() {
+    let authz = Authorizer::builder(mock.github_config()).clock(clock);
+    let authz = finish(g, authz, store, Some(&keys_path), mock.google_config(), needs)?;
+    Ok(Ctx { authz, world: Some(world), _mock: Some(mock) })
+}
+
+async fn live_ctx(g: &Global, needs: Needs) -> Result<Ctx, Outcome> {
+    if g.now.is_some() {
+        return Err(usage("`--now` is only accepted in world mode (with `--world`)"));
+    }
+    let Some(location) = g.db.as_deref() else {
+        return Err(usage("live mode needs `--db PATH` (apps live in the store), or `--world FILE` for world mode"));
+    };
+    if needs.keys && g.keys.is_none() {
+        return Err(usage("live mode needs `--keys FILE` for commands that sign or verify viewer sessions"));
+    }
+    let base = g.github_api.clone().unwrap_or_else(|| GITHUB_API.to_owned());
+    let auth = match (g.app_id, &g.app_key, g.installation) {
+        (Some(app_id), Some(key), Some(installation_id)) => {
+            let pem = std::fs::File::open(key)
+                .and_then(|f| read_limited(f, MAX_APP_KEY))
+                .map_err(|e| usage(format!("`--app-key`: cannot read `{}`: {e}", key.display())))?;
+            let key = AppPrivateKey::from_pem(&pem)
+                .map_err(|e| Outcome::error(Exit::Usage, e.kind(), format!("`--app-key`: {e}")))?;
+            GithubAuth::App { app_id, key, installation_id }
+        }
+        (None, None, None) => match std::env::var("GITHUB_TOKEN") {
+            Ok(token) if !token.trim().is_empty() => GithubAuth::Token(GithubToken::new(token.trim().to_owned())),
+            _ => {
+                return Err(usage(
+                    "live mode needs GitHub credentials: `GITHUB_TOKEN`, or a GitHub App with `--app-id`, `--app-key` and `--installation`",
+                ));
+            }
+        },
+        _ => return Err(usage("a GitHub App needs all of `--app-id`, `--app-key` and `--installation`")),
+    };
+    let google = match (g.google_client_id.is_empty(), &g.google_jwks) {
+        (true, Some(_)) => return Err(usage("`--google-jwks` needs `--google-client-id`")),
+        (true, None) if needs.google => {
+            return Err(usage("live mode needs `--google-client-id ID` (repeatable) to verify Google ID tokens"));
+        }
+        (true, None) => None,
+        (false, jwks) => {
+            let cfg = GoogleConfig::new(g.google_client_id.clone());
+            Some(match jwks {
+                Some(url) => cfg.with_jwks_url(url.clone()),
+                None => cfg,
+            })
+        }
+    };
+    let store = open_store(location).await?;
+    let authz = Authorizer::builder(GithubConfig::new(auth).with_api_base(base));
+    let authz = finish(g, authz, store, g.keys.as_deref(), google, needs)?;
+    Ok(Ctx { authz, world: None, _mock: None })
+}
+
+async fn open_store(location: &str) -> Result<Arc<dyn Store>, Outcome> {
+    ghauthz::store::open(location).await.map_err(|e| match e {
+        ghauthz::store::StoreError::InvalidConfig(_) => usage(format!("`--db`: {e}")),
+        e => Outcome::error(Exit::Unavailable, e.kind(), &e),
+    })
+}
+
+/// What both modes share: the policy, the store, the session keys, Google, the webhook secrets.
+fn finish(
+    g: &Global,
+    authz: AuthorizerBuilder,
+    store: Arc<dyn Store>,
+    keys_path: Option<&Path>,
+    google: Option<GoogleConfig>,
+    needs: Needs,
+) -> Result<Authorizer, Outcome> {
+    let policy = match &g.policy {
+        None => Policy::default(),
+        Some(p) => load_policy(p).map_err(|e| Outcome::error(Exit::Usage, "bad_policy", format!("{e:#}")))?,
+    };
+    let keys = match keys_path {
+        Some(path) if needs.keys => {
+            SessionKeys::load_or_create(path).map_err(|e| Outcome::error(Exit::Usage, e.kind(), e))?
+        }
+        _ => SessionKeys::generate()
+            .map_err(|e| Outcome::error(Exit::Unavailable, e.kind(), "no random source for a session key"))?,
+    };
+    let authz = authz.policy(policy).store(store).sessions(keys, SessionConfig::default());
+    let authz = match google {
         Some(google) => {
-            let strict = google.require_authoritative() || google_strict.0;
-            let google = match google_strict.1 {
+            let strict = google.require_authoritative() || needs.google_strict.0;
+            let google = match needs.google_strict.1 {
                 Some(domain) => google.with_hosted_domain(domain),
                 None => google,
             };
@@ -100,36 +186,50 @@ pub(crate) async fn world_ctx(
         }
         None => authz,
     };
-    let authz = match webhook {
+    let authz = match needs.webhook {
         Some((secret, Some(previous))) => authz.webhook_secret(secret).previous_webhook_secret(previous),
         Some((secret, None)) => authz.webhook_secret(secret),
         None => authz,
     };
-    let authz = authz.build().map_err(|e| Outcome::error(Exit::Unavailable, e.kind(), &e))?;
-    Ok(WorldCtx { world, authz, _mock: mock })
+    authz.build().map_err(|e| Outcome::error(Exit::Unavailable, e.kind(), &e))
 }
 
-pub(crate) fn changed_by(ctx: &WorldCtx, login: Option<&str>) -> Result<ChangedBy, Outcome> {
-    match login {
-        None => Ok(ChangedBy::Operator),
-        Some(login) => ctx
-            .world
-            .user(login)
-            .map(|u| ChangedBy::Principal(Principal::github(u)))
-            .ok_or_else(|| Outcome::error(Exit::Usage, "unknown_user", format!("no user `{login}` in the world"))),
+impl Ctx {
+    /// The GitHub user with this login: declared in the world (world mode), or as GitHub says
+    /// now (live mode).
+    pub(crate) async fn user(&self, login: &str) -> Result<GithubUser, Outcome> {
+        let unknown = |whom: &str| Outcome::error(Exit::Usage, "unknown_user", format!("no user `{login}` {whom}"));
+        match &self.world {
+            Some(world) => world.user(login).ok_or_else(|| unknown("in the world")),
+            None => match self.authz.github_user(login).await {
+                Ok(Some(user)) => Ok(user),
+                Ok(None) => Err(unknown("on GitHub")),
+                Err(e) => Err(Outcome::json(Exit::Unavailable, &error_json(&e))),
+            },
+        }
+    }
+
+    /// How a GitHub user id is written: the world's login where the world knows it, else
+    /// `github:<id>`.
+    pub(crate) fn login_of(&self, id: ghauthz::UserId) -> String {
+        let known = self.world.as_ref().and_then(|w| w.users().iter().find(|u| u.id == id).map(|u| u.login.clone()));
+        known.unwrap_or_else(|| format!("github:{id}"))
     }
 }
 
-pub(crate) fn principal_of(ctx: &WorldCtx, args: &CheckArgs) -> Result<Principal, Outcome> {
+pub(crate) async fn changed_by(ctx: &Ctx, login: Option<&str>) -> Result<ChangedBy, Outcome> {
+    match login {
+        None => Ok(ChangedBy::Operator),
+        Some(login) => Ok(ChangedBy::Principal(Principal::github(ctx.user(login).await?))),
+    }
+}
+
+pub(crate) async fn principal_of(ctx: &Ctx, args: &CheckArgs) -> Result<Principal, Outcome> {
     if let Some(agent) = &args.support_agent {
         return Ok(Principal::support(agent.clone()));
     }
     match &args.github_user {
-        Some(login) => ctx
-            .world
-            .user(login)
-            .map(Principal::github)
-            .ok_or_else(|| Outcome::error(Exit::Usage, "unknown_user", format!("no user `{login}` in the world"))),
+        Some(login) => Ok(Principal::github(ctx.user(login).await?)),
         None => Ok(Principal::Anonymous),
     }
 }

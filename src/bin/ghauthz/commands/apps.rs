@@ -5,14 +5,15 @@ use ghauthz::{AppId, Deployment, Principal};
 use serde_json::{Value, json};
 
 use crate::cli::AppsCommand;
-use crate::context::{WorldCtx, changed_by};
+use crate::context::{Ctx, changed_by};
 use crate::output::{Exit, Outcome, manage_error};
 
-pub(crate) async fn run(ctx: &WorldCtx, cmd: AppsCommand) -> Outcome {
+pub(crate) async fn run(ctx: &Ctx, cmd: AppsCommand) -> Outcome {
     match cmd {
         AppsCommand::Deploy { app, repo, branch, main_file, visibility, github_user } => {
-            let Some(user) = ctx.world.user(&github_user) else {
-                return Outcome::error(Exit::Usage, "unknown_user", format!("no user `{github_user}` in the world"));
+            let user = match ctx.user(&github_user).await {
+                Ok(user) => user,
+                Err(e) => return e,
             };
             let deployment = Deployment::new(AppId(app), repo, branch, main_file).with_visibility(visibility);
             match ctx.authz.deploy_app(&Principal::github(user), &deployment).await {
@@ -40,7 +41,7 @@ pub(crate) async fn run(ctx: &WorldCtx, cmd: AppsCommand) -> Outcome {
             Err(e) => Outcome::json(Exit::Unavailable, &crate::output::error_json(&e)),
         },
         AppsCommand::Visibility { app, visibility, github_user } => {
-            let by = match changed_by(ctx, github_user.as_deref()) {
+            let by = match changed_by(ctx, github_user.as_deref()).await {
                 Ok(by) => by,
                 Err(e) => return e,
             };
@@ -53,7 +54,7 @@ pub(crate) async fn run(ctx: &WorldCtx, cmd: AppsCommand) -> Outcome {
             }
         }
         AppsCommand::Delete { app, github_user } => {
-            let by = match changed_by(ctx, github_user.as_deref()) {
+            let by = match changed_by(ctx, github_user.as_deref()).await {
                 Ok(by) => by,
                 Err(e) => return e,
             };
@@ -66,9 +67,8 @@ pub(crate) async fn run(ctx: &WorldCtx, cmd: AppsCommand) -> Outcome {
 }
 
 /// An app's record as `apps deploy`, `list` and `show` print it; the deployer by login where the
-/// world knows the id.
-fn record_json(ctx: &WorldCtx, r: &AppRecord) -> Value {
-    let deployed_by = ctx.world.users().iter().find(|u| u.id == r.deployed_by).map(|u| u.login.clone());
+/// world knows the id, else `github:<id>`.
+fn record_json(ctx: &Ctx, r: &AppRecord) -> Value {
     json!({
         "app": r.id.0,
         "repo": format!("{}/{}", r.owner, r.repo),
@@ -76,6 +76,6 @@ fn record_json(ctx: &WorldCtx, r: &AppRecord) -> Value {
         "branch": r.branch,
         "main_file": r.main_file,
         "visibility": r.visibility.as_str(),
-        "deployed_by": deployed_by.unwrap_or_else(|| format!("github:{}", r.deployed_by)),
+        "deployed_by": ctx.login_of(r.deployed_by),
     })
 }

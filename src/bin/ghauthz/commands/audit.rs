@@ -5,10 +5,10 @@ use ghauthz::store::AuditFilter;
 use serde_json::json;
 
 use crate::cli::AuditArgs;
-use crate::context::WorldCtx;
+use crate::context::Ctx;
 use crate::output::{Exit, Outcome, rfc3339};
 
-pub(crate) async fn run(ctx: &WorldCtx, args: &AuditArgs) -> Outcome {
+pub(crate) async fn run(ctx: &Ctx, args: &AuditArgs) -> Outcome {
     let mut filter = AuditFilter::new();
     if let Some(app) = &args.app {
         filter = filter.for_app(AppId(app.clone()));

@@ -4,19 +4,19 @@ use ghauthz::{AppId, Authorizer, Capability, Consistency, Principal, Reason, Ses
 use serde_json::json;
 
 use crate::cli::CheckArgs;
-use crate::context::{WorldCtx, principal_of};
+use crate::context::{Ctx, principal_of};
 use crate::output::{Exit, Outcome, Stream, decision_json, error_json, google_error, say};
 
 /// One decision: for a Google ID token, sign in and then check with the session.
-pub(crate) async fn run(ctx: &WorldCtx, args: &CheckArgs) -> Outcome {
+pub(crate) async fn run(ctx: &Ctx, args: &CheckArgs) -> Outcome {
     match &args.google_id_token {
         Some(token) => check_google(ctx, args, token).await,
         None => check(ctx, args).await,
     }
 }
 
-pub(crate) async fn check(ctx: &WorldCtx, args: &CheckArgs) -> Outcome {
-    let principal = match principal(ctx, args) {
+pub(crate) async fn check(ctx: &Ctx, args: &CheckArgs) -> Outcome {
+    let principal = match principal(ctx, args).await {
         Ok(Ok(p)) => p,
         Ok(Err(error)) => {
             let v = json!({
@@ -35,7 +35,7 @@ pub(crate) fn consistency(args: &CheckArgs) -> Consistency {
 }
 
 /// `check --google-id-token`: sign in, then check with the session.
-pub(crate) async fn check_google(ctx: &WorldCtx, args: &CheckArgs, id_token: &str) -> Outcome {
+pub(crate) async fn check_google(ctx: &Ctx, args: &CheckArgs, id_token: &str) -> Outcome {
     let app = AppId(args.app.clone());
     match ctx.authz.google_sign_in(&app, id_token).await {
         Ok(issued) => {
@@ -65,9 +65,9 @@ pub(crate) async fn decide(
 }
 
 /// The principal of `check`; a refused viewer session is a denial, not an error.
-pub(crate) fn principal(ctx: &WorldCtx, args: &CheckArgs) -> Result<Result<Principal, SessionError>, Outcome> {
+pub(crate) async fn principal(ctx: &Ctx, args: &CheckArgs) -> Result<Result<Principal, SessionError>, Outcome> {
     if let Some(token) = &args.viewer_session {
         return Ok(ctx.authz.verify_session(token).map(Principal::Viewer));
     }
-    principal_of(ctx, args).map(Ok)
+    principal_of(ctx, args).await.map(Ok)
 }

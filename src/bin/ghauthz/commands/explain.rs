@@ -5,10 +5,10 @@ use ghauthz::{App, Authorizer, Capability, ChangedBy, CheckError, Reason};
 use serde_json::{Value, json};
 
 use crate::cli::ExplainArgs;
-use crate::context::WorldCtx;
+use crate::context::Ctx;
 use crate::output::{Exit, Outcome, decision_json, error_json};
 
-pub(crate) async fn explain(ctx: &WorldCtx, args: &ExplainArgs) -> Outcome {
+pub(crate) async fn explain(ctx: &Ctx, args: &ExplainArgs) -> Outcome {
     // Every app is read once: the addresses invited anywhere are explained on each app shown.
     let all = match ctx.authz.apps().await {
         Ok(all) => all,
@@ -22,7 +22,9 @@ pub(crate) async fn explain(ctx: &WorldCtx, args: &ExplainArgs) -> Outcome {
         Ok(v) => v,
         Err(e) => return Outcome::json(Exit::Unavailable, &error_json(&e)),
     };
-    let rows = ghauthz::world::explain(&ctx.authz, &apps, &ctx.world.principals(), &viewers).await;
+    // Live mode knows no users but those named: it explains nobody signed in and the viewers.
+    let principals = ctx.world.as_ref().map_or_else(|| vec![ghauthz::Principal::Anonymous], |w| w.principals());
+    let rows = ghauthz::world::explain(&ctx.authz, &apps, &principals, &viewers).await;
     let exit = if rows.iter().any(|r| r.result.is_err()) { Exit::Unavailable } else { Exit::Done };
     if args.json {
         let decisions: Vec<Value> = rows

@@ -14,7 +14,7 @@ mod viewers;
 mod webhook;
 
 use crate::cli::{Cli, Command, GoogleCommand};
-use crate::context::world_ctx;
+use crate::context::{Needs, ctx};
 use crate::input::webhook_secret;
 use crate::output::Outcome;
 
@@ -48,7 +48,13 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         }
         _ => (false, None),
     };
-    let ctx = match world_ctx(&cli.global, needs_keys, webhook_secret, google_strict).await {
+    let needs_google = match &cli.command {
+        Command::Google(_) => true,
+        Command::Check(args) => args.google_id_token.is_some(),
+        _ => false,
+    };
+    let needs = Needs { keys: needs_keys, google: needs_google, webhook: webhook_secret, google_strict };
+    let ctx = match ctx(&cli.global, needs).await {
         Ok(ctx) => ctx,
         Err(e) => return e,
     };

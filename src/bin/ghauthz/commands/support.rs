@@ -6,13 +6,13 @@ use ghauthz::{AppId, Capability, SupportGrant, SupportWindow};
 use serde_json::{Value, json};
 
 use crate::cli::SupportCommand;
-use crate::context::{WorldCtx, changed_by};
+use crate::context::{Ctx, changed_by};
 use crate::output::{Exit, Outcome, manage_error, rfc3339};
 
-pub(crate) async fn run(ctx: &WorldCtx, cmd: SupportCommand) -> Outcome {
+pub(crate) async fn run(ctx: &Ctx, cmd: SupportCommand) -> Outcome {
     match cmd {
         SupportCommand::Grant { app, hours, reason, capabilities, agent, github_user } => {
-            let by = match changed_by(ctx, Some(&github_user)) {
+            let by = match changed_by(ctx, Some(&github_user)).await {
                 Ok(by) => by,
                 Err(e) => return e,
             };
@@ -29,7 +29,7 @@ pub(crate) async fn run(ctx: &WorldCtx, cmd: SupportCommand) -> Outcome {
             }
         }
         SupportCommand::Revoke { app, agent, github_user } => {
-            let by = match changed_by(ctx, github_user.as_deref()) {
+            let by = match changed_by(ctx, github_user.as_deref()).await {
                 Ok(by) => by,
                 Err(e) => return e,
             };
@@ -39,7 +39,7 @@ pub(crate) async fn run(ctx: &WorldCtx, cmd: SupportCommand) -> Outcome {
             }
         }
         SupportCommand::List { app, github_user } => {
-            let by = match changed_by(ctx, github_user.as_deref()) {
+            let by = match changed_by(ctx, github_user.as_deref()).await {
                 Ok(by) => by,
                 Err(e) => return e,
             };

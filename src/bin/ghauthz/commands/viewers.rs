@@ -4,15 +4,15 @@ use ghauthz::AppId;
 use serde_json::json;
 
 use crate::cli::ViewersCommand;
-use crate::context::{WorldCtx, changed_by};
+use crate::context::{Ctx, changed_by};
 use crate::output::{Exit, Outcome, manage_error};
 
-pub(crate) async fn viewers(ctx: &WorldCtx, cmd: ViewersCommand) -> Outcome {
+pub(crate) async fn viewers(ctx: &Ctx, cmd: ViewersCommand) -> Outcome {
     let (app, login) = match &cmd {
         ViewersCommand::Add(a) | ViewersCommand::Remove(a) => (&a.app, a.github_user.as_deref()),
         ViewersCommand::List(a) => (&a.app, a.github_user.as_deref()),
     };
-    let by = match changed_by(ctx, login) {
+    let by = match changed_by(ctx, login).await {
         Ok(by) => by,
         Err(e) => return e,
     };

@@ -4,12 +4,12 @@ use ghauthz::{WebhookError, WebhookOutcome};
 use serde_json::{Value, json};
 
 use crate::cli::WebhookArgs;
-use crate::context::WorldCtx;
+use crate::context::Ctx;
 use crate::input::read_limited;
 use crate::output::{Exit, Outcome};
 
 /// `webhook`: the delivery's headers from the flags, its raw body from standard input.
-pub(crate) async fn webhook(ctx: &WorldCtx, args: &WebhookArgs) -> Outcome {
+pub(crate) async fn webhook(ctx: &Ctx, args: &WebhookArgs) -> Outcome {
     let body = match read_limited(std::io::stdin(), ghauthz::MAX_WEBHOOK_BODY as u64) {
         Ok(body) => body,
         Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
