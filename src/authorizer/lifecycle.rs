@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{Authorizer, ChangedBy, ManageError, Principal};
 use crate::cache::{Age, Consistency};
-use crate::core::decision::{Decision, NoAccessDetail, Outcome, Reason, Source};
+use crate::core::decision::{Decision, Fact, NoAccessDetail, Outcome, Reason, Source, decide_github};
 use crate::core::ids::{App, AppId, RepoCoords, UserId};
 use crate::core::policy::{Capability, Need, Visibility};
 use crate::error::CheckError;
@@ -275,6 +275,96 @@ impl Authorizer {
             true => Ok(()),
             false => Err(ManageError::UnknownApp(app.clone())),
         }
+    }
+
+    /// The apps `principal` may `cap`, ordered by id: a dashboard's list. Each app is decided
+    /// as [`Authorizer::check_app`] decides it, so a listing warms the cache for the checks that
+    /// follow:
+    ///
+    /// - installation or App mode: each app's check, at most 8 at once; the requests are
+    ///   coalesced and cached as every check's are (a repository's lookup is shared by every
+    ///   user, a user's role by every app on that repository), so a warm listing asks nothing;
+    /// - user-token mode, for a GitHub user with their token: one paged `GET /user/repos` (100
+    ///   repositories a page) answers for every repository the user has a role on; an app whose
+    ///   repository that listing shows under other coordinates is checked one by one.
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// use ghauthz::{Capability, Principal};
+    /// let carol = Principal::github(world.user("carol").unwrap());
+    /// let editable: Vec<String> =
+    ///     authz.apps_for(&carol, Capability::Edit).await.unwrap().iter().map(|a| a.id().0.clone()).collect();
+    /// assert_eq!(editable, ["analytics", "dash", "site"]);
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`CheckError`] when GitHub or the store cannot answer for some app: a listing is never
+    /// answered in part.
+    pub async fn apps_for(&self, principal: &Principal, cap: Capability) -> Result<Vec<App>, CheckError> {
+        let apps = self.apps().await?;
+        let need = self.inner.policy.need(cap);
+        let mut unsure = Vec::new();
+        let mut allowed = Vec::new();
+        match principal {
+            Principal::GithubUser { token: Some(token), .. } if self.inner.facts.user_token_mode() => {
+                let listed = self.inner.facts.user_repos(token).await?;
+                for app in apps {
+                    let by_id = listed.iter().find(|r| r.id == app.repo_id());
+                    let at_coords = listed.iter().find(|r| r.coords == *app.coords());
+                    let fact = match (by_id, at_coords) {
+                        (Some(r), Some(_)) if r.coords == *app.coords() => Fact::Role(r.role.clone().flatten()),
+                        // Renamed or moved: what answers at the coordinates now is asked.
+                        (Some(_), _) => {
+                            unsure.push(app);
+                            continue;
+                        }
+                        (None, Some(other)) => Fact::Replaced { current: other.id },
+                        (None, None) => Fact::Role(None),
+                    };
+                    let (outcome, _) = decide_github(need, app.repo_id(), app.visibility(), &fact);
+                    if outcome == Outcome::Allow {
+                        allowed.push(app);
+                    }
+                }
+            }
+            _ => unsure = apps,
+        }
+        let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(8));
+        let mut checks = tokio::task::JoinSet::new();
+        for app in unsure {
+            let (authz, principal, limit) = (self.clone(), principal.clone(), limit.clone());
+            checks.spawn(async move {
+                let _turn = limit.acquire_owned().await;
+                let decision = authz.check(&principal, &app, cap).await;
+                (app, decision)
+            });
+        }
+        while let Some(joined) = checks.join_next().await {
+            let (app, decision) = match joined {
+                Ok(done) => done,
+                // A check that panicked panics here, as it would have without the task; none
+                // is cancelled (the set lives until every check has ended).
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            };
+            if decision?.is_allowed() {
+                allowed.push(app);
+            }
+        }
+        allowed.sort_by(|a, b| a.id().cmp(b.id()));
+        Ok(allowed)
     }
 
     /// The GitHub user whose login is `login` now, by id, asked of GitHub (`GET /users/{login}`)

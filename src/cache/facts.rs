@@ -308,6 +308,11 @@ impl Facts {
         }
     }
 
+    /// The repositories the token's user has a role on (user-token mode), every page.
+    pub(crate) async fn user_repos(&self, token: &GithubToken) -> Result<Vec<crate::github::ListedRepo>, CheckError> {
+        Ok(self.github.user_repos(token).await?)
+    }
+
     /// The GitHub user with `login` now (asked each time: logins are renamed and reused).
     pub(crate) async fn user(&self, login: &str) -> Result<Option<GithubUser>, CheckError> {
         Ok(self.github.user(login).await?)

@@ -12,8 +12,10 @@ use http_body_util::{BodyExt, Limited};
 use octocrab::Octocrab;
 use parking_lot::Mutex;
 
-use super::wire::{WireMessage, WirePermission, WireRepo, WireUser, grant_from_permission};
-use super::{Fetched, GithubApi, GithubError, PermissionInfo, PermissionTarget, RepoInfo, UnavailableCause};
+use super::wire::{WireListedRepo, WireMessage, WirePermission, WireRepo, WireUser, grant_from_permission};
+use super::{
+    Fetched, GithubApi, GithubError, ListedRepo, PermissionInfo, PermissionTarget, RepoInfo, UnavailableCause,
+};
 use crate::core::ids::{GithubUser, OwnerId, RepoCoords, RepoId, UserId};
 use crate::core::secret::{AppPrivateKey, GithubToken};
 use crate::core::time::{Clock, Timestamp};
@@ -175,10 +177,17 @@ impl ClientBuildError {
 /// A GET's answer, classified.
 #[derive(Debug)]
 enum Answer {
-    Ok { body: Bytes, etag: Option<String> },
+    /// 200; `more`: its `link` header names a next page.
+    Ok {
+        body: Bytes,
+        etag: Option<String>,
+        more: bool,
+    },
     NotModified,
     NotFound,
-    Moved { location: String },
+    Moved {
+        location: String,
+    },
 }
 
 #[derive(Debug)]
@@ -340,7 +349,8 @@ fn classify(
     match status.as_u16() {
         200 => {
             let etag = header(headers, "etag").map(str::to_owned);
-            Ok(Answer::Ok { body, etag })
+            let more = header(headers, "link").is_some_and(|l| l.split(',').any(|part| part.contains("rel=\"next\"")));
+            Ok(Answer::Ok { body, etag, more })
         }
         304 => Ok(Answer::NotModified),
         404 => Ok(Answer::NotFound),
@@ -366,6 +376,9 @@ fn decode<T: serde::de::DeserializeOwned>(path: &str, body: &[u8]) -> Result<T, 
 }
 
 /// A GitHub login as the per-login routes accept it; anything else cannot name a GitHub user.
+/// The most pages of `GET /user/repos` read (100 repositories each).
+const MAX_REPO_PAGES: usize = 100;
+
 fn valid_login(login: &str) -> bool {
     !login.is_empty() && login.len() <= 64 && login.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
@@ -402,7 +415,7 @@ impl GithubApi for OctocrabGithub {
             answer = self.get(&octo, &path, etag).await?;
         }
         match answer {
-            Answer::Ok { body, etag } => {
+            Answer::Ok { body, etag, .. } => {
                 let repo: WireRepo = decode(&path, &body)?;
                 let info = RepoInfo {
                     id: RepoId(repo.id),
@@ -434,7 +447,7 @@ impl GithubApi for OctocrabGithub {
             PermissionTarget::Id(id) => format!("/repositories/{id}/collaborators/{login}/permission"),
         };
         match self.get(&self.octo, &path, etag).await? {
-            Answer::Ok { body, etag } => {
+            Answer::Ok { body, etag, .. } => {
                 let p: WirePermission = decode(&path, &body)?;
                 let info = PermissionInfo {
                     user: p.user.map(|u| UserId(u.id)),
@@ -446,6 +459,40 @@ impl GithubApi for OctocrabGithub {
             Answer::NotFound => Ok(Fetched::Fresh { value: None, etag: None }),
             Answer::Moved { .. } => Err(GithubError::Protocol { route: path, detail: "unexpected redirect".into() }),
         }
+    }
+
+    async fn user_repos(&self, token: &GithubToken) -> Result<Vec<ListedRepo>, GithubError> {
+        let octo = self.octo_for(Some(token))?;
+        let mut listed = Vec::new();
+        for page in 1..=MAX_REPO_PAGES {
+            let path = format!("/user/repos?per_page=100&page={page}");
+            match self.get(&octo, &path, None).await? {
+                Answer::Ok { body, more, .. } => {
+                    let repos: Vec<WireListedRepo> = decode(&path, &body)?;
+                    for r in repos {
+                        let coords = r.full_name.parse::<RepoCoords>().map_err(|e| GithubError::Protocol {
+                            route: "GET /user/repos".into(),
+                            detail: e.to_string(),
+                        })?;
+                        listed.push(ListedRepo { id: RepoId(r.id), coords, role: r.permissions.map(|p| p.grant()) });
+                    }
+                    if !more {
+                        return Ok(listed);
+                    }
+                }
+                _ => {
+                    return Err(GithubError::Protocol {
+                        route: "GET /user/repos".into(),
+                        detail: "unexpected status".into(),
+                    });
+                }
+            }
+        }
+        // Fail closed rather than answer from a partial listing.
+        Err(GithubError::Protocol {
+            route: "GET /user/repos".into(),
+            detail: format!("more than {} repositories", MAX_REPO_PAGES * 100),
+        })
     }
 
     async fn user(&self, login: &str) -> Result<Option<GithubUser>, GithubError> {

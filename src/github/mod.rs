@@ -125,6 +125,15 @@ pub(crate) struct RepoInfo {
     pub(crate) role: Option<Option<RoleGrant>>,
 }
 
+/// One repository a user has a role on, as `GET /user/repos` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ListedRepo {
+    pub(crate) id: RepoId,
+    pub(crate) coords: RepoCoords,
+    /// The user's role; `None` without `permissions` in the body.
+    pub(crate) role: Option<Option<RoleGrant>>,
+}
+
 /// A collaborator-permission answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PermissionInfo {
@@ -161,6 +170,10 @@ pub(crate) trait GithubApi: Send + Sync + std::fmt::Debug {
         login: &str,
         etag: Option<&str>,
     ) -> Result<Fetched<Option<PermissionInfo>>, GithubError>;
+
+    /// `GET /user/repos` with the user's token, every page: the repositories the user has a
+    /// role on, with their role.
+    async fn user_repos(&self, token: &GithubToken) -> Result<Vec<ListedRepo>, GithubError>;
 
     /// `GET /users/{login}`: the user with this login now, by id; `None` for 404, an
     /// organization, or a string that is not a login.

@@ -18,6 +18,15 @@ pub(super) struct WireAccount {
     pub(super) id: u64,
 }
 
+/// One repository of `GET /user/repos`.
+#[derive(Debug, Deserialize)]
+pub(super) struct WireListedRepo {
+    pub(super) id: u64,
+    pub(super) full_name: String,
+    #[serde(default)]
+    pub(super) permissions: Option<WirePermissions>,
+}
+
 /// `GET /users/{login}`.
 #[derive(Debug, Deserialize)]
 pub(super) struct WireUser {

@@ -177,3 +177,79 @@ macro_rules! suite {
 suite!(memory, common::Backend::Memory);
 suite!(sqlite, common::Backend::Sqlite);
 suite!(postgres, common::Backend::Postgres);
+
+/// `apps_for` answers what each app's check answers.
+#[tokio::test]
+async fn apps_for_lists_what_each_check_allows() {
+    let v = common::viewers_on(Arc::new(ghauthz::store::MemoryStore::new())).await;
+    let apps = v.authz.apps().await.unwrap();
+    for login in ["alice", "bob", "carol", "dave", "erin", "olga", "frank"] {
+        let user = Principal::github(v.world.user(login).unwrap());
+        for cap in Capability::ALL {
+            let listed: Vec<AppId> =
+                v.authz.apps_for(&user, cap).await.unwrap().iter().map(|a| a.id().clone()).collect();
+            let mut checked = Vec::new();
+            for app in &apps {
+                if v.authz.check(&user, app, cap).await.unwrap().is_allowed() {
+                    checked.push(app.id().clone());
+                }
+            }
+            assert_eq!(listed, checked, "{login} {cap}");
+        }
+    }
+}
+
+/// A world of 100 private repositories of one organization, one app on each: `dev` has the
+/// organization's base `read` on all of them and `write` on the first 60.
+fn hundred_apps() -> ghauthz::world::World {
+    let mut text = String::from(
+        "version = 1\nnow = \"2026-11-22T10:00:00Z\"\n[[users]]\nid = 1\nlogin = \"dev\"\n\
+         [[orgs]]\nid = 500\nlogin = \"big\"\nmembers = [\"dev\"]\nbase_permission = \"read\"\n",
+    );
+    for i in 0..100 {
+        let roles = if i < 60 { "roles = { dev = \"write\" }\n" } else { "" };
+        text.push_str(&format!(
+            "[[repos]]\nid = {}\nowner = \"big\"\nname = \"r{i}\"\nprivate = true\n{roles}\
+             [[apps]]\nid = \"app{i:03}\"\nrepo = \"big/r{i}\"\nrepo_id = {}\nbranch = \"main\"\nmain_file = \"a.py\"\n\
+             visibility = \"private\"\ndeployed_by = \"dev\"\n",
+            1000 + i,
+            1000 + i
+        ));
+    }
+    ghauthz::world::World::from_toml_str(&text, ".").unwrap()
+}
+
+async fn seeded(world: &ghauthz::world::World) -> Arc<dyn Store> {
+    let store = Arc::new(ghauthz::store::MemoryStore::new());
+    store.seed_once(&world.app_records(), ghauthz::Timestamp(0)).await.unwrap();
+    store
+}
+
+/// What a listing of 100 apps costs: installation mode asks once per repository for the
+/// repository and once for the user's role (the repository lookups are shared by every user), and
+/// nothing when warm; user-token mode asks one page of `GET /user/repos` per 100 repositories.
+#[tokio::test]
+async fn a_listing_of_a_hundred_apps_costs_what_it_should() {
+    let world = hundred_apps();
+    let opts = common::Opts { store: Some(seeded(&world).await), ..Default::default() };
+    let env = common::env_with(world.clone(), opts).await;
+    let dev = env.user("dev");
+    let editable = env.authz.apps_for(&dev, Capability::Edit).await.unwrap();
+    assert_eq!(editable.len(), 60);
+    let cold = env.mock.total_requests();
+    assert_eq!(cold, 200, "{:?}", env.mock.request_counts());
+    // `read` does not view a private app: the same 60, from the same cached facts.
+    assert_eq!(env.authz.apps_for(&dev, Capability::View).await.unwrap().len(), 60);
+    assert_eq!(env.mock.total_requests(), cold, "warm: nothing asked");
+
+    let opts = common::Opts {
+        store: Some(seeded(&world).await),
+        github: Box::new(|m| m.user_token_config()),
+        ..Default::default()
+    };
+    let env = common::env_with(world.clone(), opts).await;
+    let dev = Principal::github_with_token(world.user("dev").unwrap(), env.mock.user_token("dev"));
+    let editable = env.authz.apps_for(&dev, Capability::Edit).await.unwrap();
+    assert_eq!(editable.len(), 60);
+    assert_eq!(env.mock.total_requests(), 1, "one page of 100: {:?}", env.mock.request_counts());
+}

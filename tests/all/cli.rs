@@ -623,6 +623,12 @@ fn apps_deploy_show_visibility_list_and_audit() {
     let listed = r.json();
     let ids: Vec<&str> = listed["apps"].as_array().unwrap().iter().map(|a| a["app"].as_str().unwrap()).collect();
     assert_eq!(ids, ["analytics", "dash", "legacy", "new", "notes", "site"]);
+    let r = run_with(&g, &["apps", "list", "--github-user", "carol", "--action", "edit"]);
+    let listed = r.json();
+    let ids: Vec<&str> = listed["apps"].as_array().unwrap().iter().map(|a| a["app"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["analytics", "dash", "new", "site"], "what carol may edit");
+    let r = run_with(&g, &["apps", "list", "--github-user", "carol"]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("usage")), "a user needs an action");
 
     let r = run_with(&g, &["audit", "--app", "new"]);
     let seen: Vec<(String, String, String)> = r.json()["events"]

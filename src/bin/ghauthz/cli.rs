@@ -225,8 +225,15 @@ pub(crate) enum AppsCommand {
         #[arg(long, value_name = "LOGIN")]
         github_user: String,
     },
-    /// Every app in the store.
-    List,
+    /// Every app in the store, or the apps a GitHub user may do something to.
+    List {
+        /// Only the apps this GitHub user may `--action`.
+        #[arg(long, value_name = "LOGIN", requires = "action")]
+        github_user: Option<String>,
+        /// view, edit, deploy or delete (with `--github-user`).
+        #[arg(long, requires = "github_user")]
+        action: Option<Capability>,
+    },
     /// One app's record.
     Show {
         /// The app's id.

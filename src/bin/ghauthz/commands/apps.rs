@@ -21,18 +21,18 @@ pub(crate) async fn run(ctx: &Ctx, cmd: AppsCommand) -> Outcome {
                 Err(e) => manage_error(&e),
             }
         }
-        AppsCommand::List => match ctx.authz.apps().await {
-            Ok(apps) => {
-                let mut listed = Vec::with_capacity(apps.len());
-                for app in apps {
-                    match ctx.authz.app_record(app.id()).await {
-                        Ok(Some(record)) => listed.push(record_json(ctx, &record)),
-                        Ok(None) => {}
-                        Err(e) => return Outcome::json(Exit::Unavailable, &crate::output::error_json(&e)),
-                    }
-                }
-                Outcome::json(Exit::Done, &json!({ "apps": listed }))
+        AppsCommand::List { github_user: Some(login), action: Some(cap) } => {
+            let user = match ctx.user(&login).await {
+                Ok(user) => user,
+                Err(e) => return e,
+            };
+            match ctx.authz.apps_for(&Principal::github(user), cap).await {
+                Ok(apps) => list(ctx, apps.iter().map(|a| a.id().clone())).await,
+                Err(e) => Outcome::json(Exit::Unavailable, &crate::output::error_json(&e)),
             }
+        }
+        AppsCommand::List { .. } => match ctx.authz.apps().await {
+            Ok(apps) => list(ctx, apps.iter().map(|a| a.id().clone())).await,
             Err(e) => Outcome::json(Exit::Unavailable, &crate::output::error_json(&e)),
         },
         AppsCommand::Show { app } => match ctx.authz.app_record(&AppId(app.clone())).await {
@@ -64,6 +64,19 @@ pub(crate) async fn run(ctx: &Ctx, cmd: AppsCommand) -> Outcome {
             }
         }
     }
+}
+
+/// `{"apps": [...]}`: the records of `ids`, as `apps show` prints each.
+async fn list(ctx: &Ctx, ids: impl Iterator<Item = AppId>) -> Outcome {
+    let mut listed = Vec::new();
+    for id in ids {
+        match ctx.authz.app_record(&id).await {
+            Ok(Some(record)) => listed.push(record_json(ctx, &record)),
+            Ok(None) => {}
+            Err(e) => return Outcome::json(Exit::Unavailable, &crate::output::error_json(&e)),
+        }
+    }
+    Outcome::json(Exit::Done, &json!({ "apps": listed }))
 }
 
 /// An app's record as `apps deploy`, `list` and `show` print it; the deployer by login where the
