@@ -1386,7 +1386,7 @@ impl Authorizer {
     ) -> Result<Decision, CheckError> {
         match principal {
             Principal::Viewer(session) => return self.check_viewer(session, app, need, consistency).await,
-            Principal::Support { agent } => return self.check_support(agent, app, need).await,
+            Principal::Support { agent } => return self.check_support(agent, app, need, consistency).await,
             _ => {}
         }
         let now = self.inner.clock.now();

@@ -2,9 +2,11 @@
 //! platform's support staff; a support agent's every check is decided over the app's windows and
 //! audited.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Authorizer, ChangedBy, ManageError};
+use crate::cache::Consistency;
 use crate::core::decision::Decision;
 use crate::core::ids::{App, AppId, SupportId};
 use crate::core::policy::{Capability, Need};
@@ -182,7 +184,8 @@ impl Authorizer {
     }
 
     /// Revokes every support window of `app` still open (only those for `agent`, when named),
-    /// at once, on every replica: support checks read the windows from the store. `by` needs
+    /// on this replica before the call returns, and on every other replica as soon as the store's
+    /// change feed brings it (as a viewer's removal does). `by` needs
     /// `edit`, or is the operator. Returns how many were revoked; audited
     /// ([`AuditAction::SupportRevoked`]) when any was, and so is a refusal.
     ///
@@ -256,11 +259,34 @@ impl Authorizer {
         Ok(self.inner.store.support_windows(app).await.map_err(CheckError::from)?)
     }
 
-    /// A support agent's check: decided over the app's windows, read from the store, and
-    /// audited ([`AuditAction::SupportCheck`]) before it is answered; a check that cannot be
-    /// audited is not answered.
-    pub(super) async fn check_support(&self, agent: &str, app: &App, need: Need) -> Result<Decision, CheckError> {
-        let windows = self.inner.store.support_windows(app.id()).await?;
+    /// A support agent's check: decided over the app's windows (cached as viewer grants are,
+    /// read from the store when not cached or when `consistency` is fresh), and audited
+    /// ([`AuditAction::SupportCheck`]) before it is answered; a check that cannot be audited is
+    /// not answered.
+    pub(super) async fn check_support(
+        &self,
+        agent: &str,
+        app: &App,
+        need: Need,
+        consistency: Consistency,
+    ) -> Result<Decision, CheckError> {
+        let records = &self.inner.records;
+        // Taken before the store is read: a change applied meanwhile forgets the app entry, and
+        // windows remembered under its stamp are never served.
+        let stamp = match consistency {
+            Consistency::Cached => records.with_app(app.id(), self.inner.clock.now(), |_, stamp| stamp),
+            Consistency::Fresh => None,
+        };
+        let windows = match stamp.and_then(|s| records.windows(app.id(), s)) {
+            Some(windows) => windows,
+            None => {
+                let windows: Arc<[SupportWindow]> = self.inner.store.support_windows(app.id()).await?.into();
+                if let Some(stamp) = stamp {
+                    records.remember_windows(app.id(), stamp, windows.clone());
+                }
+                windows
+            }
+        };
         let now = self.inner.clock.now();
         let (outcome, reason) = decide_support(&windows, agent, need.capability, app.visibility(), now);
         let decision = Decision::new(outcome, reason, crate::core::decision::Source::Store, Duration::ZERO);

@@ -1,4 +1,5 @@
-//! Apps and viewer grants, served from memory while the store's change feed is heard.
+//! Apps, viewer grants and support windows, served from memory while the store's change feed is
+//! heard.
 //!
 //! # Staleness
 //!
@@ -16,14 +17,18 @@
 //! A load that read the store before a change was applied never leaves its result behind, nor
 //! lets it be served for a moment: every change bumps an epoch, and a load inserts its entry
 //! unconfirmed, removes it if it finds the epoch moved, and confirms it (so that it is served)
-//! only otherwise. A grant is remembered with the stamp of the app entry it was checked under, taken
-//! before the store was read, so forgetting the app forgets its grants.
+//! only otherwise. A grant, or an app's support windows, is remembered with the stamp of the app
+//! entry it was checked under, taken before the store was read, so forgetting the app forgets
+//! them.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rustc_hash::FxBuildHasher;
 
+use std::sync::Arc;
+
 use crate::core::ids::{App, AppId, GrantId};
+use crate::core::support::SupportWindow;
 use crate::core::time::Timestamp;
 
 /// An app record as it was read from the store.
@@ -50,6 +55,8 @@ pub(crate) struct Records {
     apps: papaya::HashMap<AppId, AppEntry, foldhash::fast::RandomState>,
     /// A live grant, with the stamp of the app entry it was checked under.
     grants: papaya::HashMap<GrantId, u64, FxBuildHasher>,
+    /// An app's support windows, with the stamp of the app entry they were read under.
+    windows: papaya::HashMap<AppId, (u64, Arc<[SupportWindow]>), foldhash::fast::RandomState>,
     capacity: usize,
     ttl: std::time::Duration,
 }
@@ -60,6 +67,7 @@ impl std::fmt::Debug for Records {
             .field("live", &self.is_live())
             .field("apps", &self.apps.len())
             .field("grants", &self.grants.len())
+            .field("windows", &self.windows.len())
             .finish()
     }
 }
@@ -76,6 +84,10 @@ impl Records {
                 .resize_mode(papaya::ResizeMode::Blocking)
                 .build(),
             grants: papaya::HashMap::builder().hasher(FxBuildHasher).resize_mode(papaya::ResizeMode::Blocking).build(),
+            windows: papaya::HashMap::builder()
+                .hasher(foldhash::fast::RandomState::default())
+                .resize_mode(papaya::ResizeMode::Blocking)
+                .build(),
             capacity: usize::try_from(capacity).unwrap_or(usize::MAX).max(1),
             ttl,
         }
@@ -102,6 +114,22 @@ impl Records {
         self.grants.pin().get(&grant) == Some(&stamp)
     }
 
+    /// The app's support windows, if they were read under the app entry stamped `stamp`.
+    pub(crate) fn windows(&self, id: &AppId, stamp: u64) -> Option<Arc<[SupportWindow]>> {
+        let windows = self.windows.pin();
+        windows.get(id).filter(|(s, _)| *s == stamp).map(|(_, w)| w.clone())
+    }
+
+    /// Remembers the app's support windows, read under the app entry stamped `stamp` (taken
+    /// before the store was read).
+    pub(crate) fn remember_windows(&self, id: &AppId, stamp: u64, windows: Arc<[SupportWindow]>) {
+        let cached = self.windows.pin();
+        if cached.len() >= self.capacity {
+            cached.clear();
+        }
+        cached.insert(id.clone(), (stamp, windows));
+    }
+
     /// The epoch to pass to [`Records::remember_app`], read before the store is.
     pub(crate) fn begin(&self) -> u64 {
         self.epoch.load(Ordering::SeqCst)
@@ -117,6 +145,7 @@ impl Records {
         if apps.len() >= self.capacity {
             apps.clear();
             self.grants.pin().clear();
+            self.windows.pin().clear();
         }
         let stamp = self.stamps.fetch_add(1, Ordering::Relaxed);
         let id = app.id().clone();
@@ -144,10 +173,11 @@ impl Records {
         grants.insert(grant, stamp);
     }
 
-    /// Forgets the app and, with it, its grants.
+    /// Forgets the app and, with it, its grants and support windows.
     pub(crate) fn forget_app(&self, id: &AppId) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.apps.pin().remove(id);
+        self.windows.pin().remove(id);
     }
 
     /// Forgets every app and grant.
@@ -155,6 +185,7 @@ impl Records {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.apps.pin().clear();
         self.grants.pin().clear();
+        self.windows.pin().clear();
     }
 
     /// The feed is heard from now on (`true`), or no longer (`false`); either way, what was
