@@ -93,13 +93,31 @@ fn not_a_github_user(principal: &Principal) -> Decision {
     Decision::new(Outcome::Deny, Reason::NoAccess { detail }, Source::Store, Duration::ZERO)
 }
 
+/// Who a principal is in the audit log, and the address that goes with a viewer.
+pub(super) fn actor_of(principal: &Principal) -> (Actor, Option<&crate::core::email::Email>) {
+    match principal {
+        Principal::GithubUser { user, .. } => (Actor::Github(user.id), None),
+        Principal::Viewer(session) => (Actor::Viewer, Some(session.email())),
+        Principal::Support { agent } => (Actor::Support(audited_agent(agent).to_owned()), None),
+        Principal::Anonymous => (Actor::Anonymous, None),
+    }
+}
+
+/// An agent's name as the audit log writes it: a name that is not an agent's name (it could be
+/// anything, an address included) is written as `invalid-name`.
+pub(super) fn audited_agent(agent: &str) -> &str {
+    if crate::core::support::valid_agent_name(agent) { agent } else { "invalid-name" }
+}
+
 impl Authorizer {
     /// Deploys an app: `by` must hold `deploy` on the repository at the deployment's coordinates,
     /// judged on a fact no older than the cache's `strict_max_age` (60 s by default), and the app
     /// is recorded with the repository id GitHub reports now (a renamed repository is followed
     /// to its id), so that a later replacement at those coordinates is caught (`repo_replaced`).
-    /// Deploying an existing app id again at the same coordinates is a redeploy: the repository
-    /// id is brought up to date, and its visibility, deployer and viewers are kept. Every
+    /// Deploying an existing app id again from the same coordinates and the same repository is a
+    /// redeploy (nothing changes; it is audited); an app id deployed from elsewhere, or whose
+    /// repository was replaced at its coordinates, is [`ManageError::AppExists`]: a replaced
+    /// repository's new owner cannot take the app, its viewers and its windows over. Every
     /// attempt that is decided is audited ([`AuditAction::Deploy`]), allowed or refused.
     ///
     /// ```
@@ -129,8 +147,8 @@ impl Authorizer {
     ///   or control-character app id, branch or main file; nothing is asked or written.
     /// - [`ManageError::RepoNotFound`]: GitHub has no repository there that may be seen (audited).
     /// - [`ManageError::Denied`]: `by` may not deploy it; the decision says why (audited).
-    /// - [`ManageError::AppExists`]: an app with this id is deployed from other coordinates
-    ///   (audited).
+    /// - [`ManageError::AppExists`]: an app with this id is deployed from other coordinates, or
+    ///   from a repository since replaced at them (audited).
     /// - [`ManageError::Check`]: GitHub or the store failed; nothing was decided.
     ///
     /// # Security
@@ -143,7 +161,14 @@ impl Authorizer {
         }
         let id = deployment.app();
         let Principal::GithubUser { user, token } = by else {
-            return Err(ManageError::Denied { app: id.clone(), decision: Box::new(not_a_github_user(by)) });
+            let decision = not_a_github_user(by);
+            // No address goes with it: the entry belongs to no app that its deletion would clear.
+            let (actor, _) = actor_of(by);
+            let event = AuditEvent::new(self.inner.clock.now(), &actor, id, AuditAction::Deploy)
+                .with_outcome(AuditOutcome::Denied)
+                .with_detail(decision.reason().kind());
+            self.record(&event, None).await?;
+            return Err(ManageError::Denied { app: id.clone(), decision: Box::new(decision) });
         };
         let actor = Actor::Github(user.id);
         let event = |at| AuditEvent::new(at, &actor, id, AuditAction::Deploy);
@@ -281,9 +306,10 @@ impl Authorizer {
     /// as [`Authorizer::check_app`] decides it, so a listing warms the cache for the checks that
     /// follow:
     ///
-    /// - installation or App mode: each app's check, at most 8 at once; the requests are
-    ///   coalesced and cached as every check's are (a repository's lookup is shared by every
-    ///   user, a user's role by every app on that repository), so a warm listing asks nothing;
+    /// - installation or App mode: one listing of the installation's repositories (a request
+    ///   per 100) says which repository answers at each app's coordinates, then each app's
+    ///   check, at most 8 at once, asks only for the user's role on each repository, coalesced
+    ///   and cached as every check's requests are; a warm listing asks nothing;
     /// - user-token mode, for a GitHub user with their token: one paged `GET /user/repos` (100
     ///   repositories a page) answers for every repository the user has a role on; an app whose
     ///   repository that listing shows under other coordinates is checked one by one.
@@ -340,6 +366,15 @@ impl Authorizer {
                     }
                 }
             }
+            Principal::GithubUser { .. } if !self.inner.facts.user_token_mode() => {
+                // Which repository answers at each app's coordinates, from the installation's
+                // listing; without it (a token that may not list), each is looked up alone.
+                let coords: Vec<RepoCoords> = apps.iter().map(|a| a.coords().clone()).collect();
+                if let Err(e) = self.inner.facts.learn_repos(&coords).await {
+                    tracing::debug!(error = %e, "installation repositories not listed: each is looked up");
+                }
+                unsure = apps;
+            }
             _ => unsure = apps,
         }
         let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(8));
@@ -352,16 +387,23 @@ impl Authorizer {
                 (app, decision)
             });
         }
+        // Every check runs to its end (none is cancelled half way, coalesced loads included);
+        // the first failure is answered once they all have.
+        let mut failed = None;
         while let Some(joined) = checks.join_next().await {
             let (app, decision) = match joined {
                 Ok(done) => done,
-                // A check that panicked panics here, as it would have without the task; none
-                // is cancelled (the set lives until every check has ended).
+                // A check that panicked panics here, as it would have without the task.
                 Err(e) => std::panic::resume_unwind(e.into_panic()),
             };
-            if decision?.is_allowed() {
-                allowed.push(app);
+            match decision {
+                Ok(d) if d.is_allowed() => allowed.push(app),
+                Ok(_) => {}
+                Err(e) => failed = failed.or(Some(e)),
             }
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         allowed.sort_by(|a, b| a.id().cmp(b.id()));
         Ok(allowed)
@@ -471,15 +513,7 @@ impl Authorizer {
         };
         let (app, decision) = refused;
         let ChangedBy::Principal(principal) = by else { return Err(ManageError::Denied { app, decision }) };
-        let (actor, email) = match principal {
-            Principal::GithubUser { user, .. } => (Actor::Github(user.id), None),
-            Principal::Viewer(session) => (Actor::Viewer, Some(session.email())),
-            Principal::Support { agent } if crate::core::support::valid_agent_name(agent) => {
-                (Actor::Support(agent.clone()), None)
-            }
-            Principal::Support { .. } => (Actor::Support("invalid-name".to_owned()), None),
-            Principal::Anonymous => (Actor::Anonymous, None),
-        };
+        let (actor, email) = actor_of(principal);
         let mut event = AuditEvent::new(self.inner.clock.now(), &actor, &app, action)
             .with_outcome(AuditOutcome::Denied)
             .with_detail(decision.reason().kind());

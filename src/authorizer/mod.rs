@@ -1860,6 +1860,22 @@ impl Authorizer {
         self.inner.sessions.keys_changed();
     }
 
+    /// A session for `email` on `app` under the grant the store holds now, as a redeemed link
+    /// would mint it (world mode: decision tables check a signed-in viewer through the real
+    /// path); `None` when the address is not invited.
+    #[cfg(feature = "world")]
+    pub(crate) async fn session_for(
+        &self,
+        app: &AppId,
+        email: &Email,
+    ) -> Result<Option<Session>, crate::viewer::SignInRefusal> {
+        let grant = self.inner.store.grant(app, email).await.map_err(crate::viewer::SignInRefusal::Store)?;
+        let Some(grant) = grant else { return Ok(None) };
+        let now = self.inner.clock.now();
+        let issued = self.inner.signin.mint(now, app, email, grant, crate::core::session::Via::EmailLink)?;
+        Ok(Some(issued.session))
+    }
+
     /// What `email` may do to `app` once signed in (by an emailed link): what `explain` shows
     /// for an invited viewer. The policy's verdict on the grant the store holds now; no session
     /// is made.
@@ -2106,19 +2122,11 @@ impl Authorizer {
     /// # fn main() {}
     /// ```
     pub async fn delete_account(&self, user: UserId) -> Result<Vec<AppId>, CheckError> {
-        match self.inner.store.delete_account(user).await {
-            Ok(apps) => {
-                for app in &apps {
-                    self.inner.apply_change(&Change::App { app: app.clone() });
-                }
-                Ok(apps)
-            }
-            Err(e) => {
-                // Which apps went is unknown: forget them all.
-                self.inner.apply_change(&Change::All);
-                Err(e.into())
-            }
-        }
+        let deleted = self.inner.store.delete_account(user).await;
+        // Its apps went, and so did the support windows it opened on other apps (which the
+        // store does not name here): forget every app, as a rare deletion may.
+        self.inner.apply_change(&Change::All);
+        Ok(deleted?)
     }
 
     async fn authorize_app(&self, by: &ChangedBy, id: &AppId, need: Need) -> Result<Actor, ManageError> {

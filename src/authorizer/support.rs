@@ -183,7 +183,8 @@ impl Authorizer {
         Ok(window)
     }
 
-    /// Revokes every support window of `app` still open (only those for `agent`, when named),
+    /// Revokes every support window of `app` still open (with `agent`, every one that admits that
+    /// agent: its own and those for any agent, so that the agent is cut off),
     /// on this replica before the call returns, and on every other replica as soon as the store's
     /// change feed brings it (as a viewer's removal does). `by` needs
     /// `edit`, or is the operator. Returns how many were revoked; audited
@@ -277,9 +278,11 @@ impl Authorizer {
             Consistency::Cached => records.with_app(app.id(), self.inner.clock.now(), |_, stamp| stamp),
             Consistency::Fresh => None,
         };
+        let mut source = crate::core::decision::Source::Cache;
         let windows = match stamp.and_then(|s| records.windows(app.id(), s)) {
             Some(windows) => windows,
             None => {
+                source = crate::core::decision::Source::Store;
                 let windows: Arc<[SupportWindow]> = self.inner.store.support_windows(app.id()).await?.into();
                 if let Some(stamp) = stamp {
                     records.remember_windows(app.id(), stamp, windows.clone());
@@ -289,8 +292,8 @@ impl Authorizer {
         };
         let now = self.inner.clock.now();
         let (outcome, reason) = decide_support(&windows, agent, need.capability, app.visibility(), now);
-        let decision = Decision::new(outcome, reason, crate::core::decision::Source::Store, Duration::ZERO);
-        let name = if valid_agent_name(agent) { agent } else { "invalid-name" };
+        let decision = Decision::new(outcome, reason, source, Duration::ZERO);
+        let name = super::lifecycle::audited_agent(agent);
         let asked = need.capability.map_or("sharing", |c| c.as_str());
         let outcome = if decision.is_allowed() { AuditOutcome::Allowed } else { AuditOutcome::Denied };
         let event = AuditEvent::new(now, &Actor::Support(name.to_owned()), app.id(), AuditAction::SupportCheck)

@@ -308,6 +308,39 @@ impl Facts {
         }
     }
 
+    /// Learns which repository answers at each of `coords` from one listing of the
+    /// installation's repositories (a request per 100 of them), when any of them has no usable
+    /// entry: a listing of apps then asks only for the user's roles. Coordinates the listing does
+    /// not name (renamed, out of reach) are looked up one by one later, as ever. An entry learnt
+    /// here is no older than the listing, and an invalidation that matches it during the listing
+    /// undoes it.
+    pub(crate) async fn learn_repos(&self, coords: &[RepoCoords]) -> Result<(), CheckError> {
+        let now = self.clock.now();
+        let mut missing = Vec::new();
+        for c in coords {
+            if self.repos.get(c).await.is_none_or(|e| !self.repo_usable(&e, now, Age::Ordinary)) {
+                missing.push(c);
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let start_epoch = self.epochs.current();
+        let listed = self.github.installation_repos().await?;
+        let confirmed_at = self.clock.now();
+        for r in listed.into_iter().filter(|r| missing.contains(&&r.coords)) {
+            let entry = RepoEntry {
+                found: Some((r.id, r.owner)),
+                renamed: false,
+                confirmed_at,
+                etag: None,
+                seen_epoch: AtomicU64::new(start_epoch),
+            };
+            self.repos.insert(r.coords, Arc::new(entry)).await;
+        }
+        Ok(())
+    }
+
     /// The repositories the token's user has a role on (user-token mode), every page.
     pub(crate) async fn user_repos(&self, token: &GithubToken) -> Result<Vec<crate::github::ListedRepo>, CheckError> {
         Ok(self.github.user_repos(token).await?)

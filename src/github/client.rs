@@ -12,7 +12,9 @@ use http_body_util::{BodyExt, Limited};
 use octocrab::Octocrab;
 use parking_lot::Mutex;
 
-use super::wire::{WireListedRepo, WireMessage, WirePermission, WireRepo, WireUser, grant_from_permission};
+use super::wire::{
+    WireInstallationRepos, WireListedRepo, WireMessage, WirePermission, WireRepo, WireUser, grant_from_permission,
+};
 use super::{
     Fetched, GithubApi, GithubError, ListedRepo, PermissionInfo, PermissionTarget, RepoInfo, UnavailableCause,
 };
@@ -287,6 +289,45 @@ impl OctocrabGithub {
 
     /// The client to send with: the shared one (whose installation token is cached across
     /// requests; a clone would mint its own), or one carrying the user's token.
+    /// Every page of a repository listing at `route` (100 a page, following the `link` header's
+    /// next page); an error rather than a partial listing past [`MAX_REPO_PAGES`].
+    async fn list_repos(
+        &self,
+        octo: &Octocrab,
+        route: &str,
+        page_of: impl Fn(&str, &Bytes) -> Result<Vec<WireListedRepo>, GithubError>,
+    ) -> Result<Vec<ListedRepo>, GithubError> {
+        let mut listed = Vec::new();
+        for page in 1..=MAX_REPO_PAGES {
+            let path = format!("{route}?per_page=100&page={page}");
+            let (body, more) = match self.get(octo, &path, None).await? {
+                Answer::Ok { body, more, .. } => (body, more),
+                _ => {
+                    return Err(GithubError::Protocol {
+                        route: format!("GET {route}"),
+                        detail: "unexpected status".into(),
+                    });
+                }
+            };
+            for r in page_of(&path, &body)? {
+                let coords = r
+                    .full_name
+                    .parse::<RepoCoords>()
+                    .map_err(|e| GithubError::Protocol { route: format!("GET {route}"), detail: e.to_string() })?;
+                let role = r.permissions.map(|p| p.grant());
+                listed.push(ListedRepo { id: RepoId(r.id), owner: OwnerId(r.owner.id), coords, role });
+            }
+            if !more {
+                return Ok(listed);
+            }
+        }
+        // Fail closed rather than answer from a partial listing.
+        Err(GithubError::Protocol {
+            route: format!("GET {route}"),
+            detail: format!("more than {} repositories", MAX_REPO_PAGES * 100),
+        })
+    }
+
     fn octo_for(&self, user_token: Option<&GithubToken>) -> Result<Cow<'_, Octocrab>, GithubError> {
         match user_token {
             Some(t) => self
@@ -375,10 +416,10 @@ fn decode<T: serde::de::DeserializeOwned>(path: &str, body: &[u8]) -> Result<T, 
     serde_json::from_slice(body).map_err(|e| GithubError::Protocol { route: path.into(), detail: e.to_string() })
 }
 
-/// A GitHub login as the per-login routes accept it; anything else cannot name a GitHub user.
-/// The most pages of `GET /user/repos` read (100 repositories each).
+/// The most pages of a repository listing read (100 repositories each).
 const MAX_REPO_PAGES: usize = 100;
 
+/// A GitHub login as the per-login routes accept it; anything else cannot name a GitHub user.
 fn valid_login(login: &str) -> bool {
     !login.is_empty() && login.len() <= 64 && login.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
@@ -463,36 +504,15 @@ impl GithubApi for OctocrabGithub {
 
     async fn user_repos(&self, token: &GithubToken) -> Result<Vec<ListedRepo>, GithubError> {
         let octo = self.octo_for(Some(token))?;
-        let mut listed = Vec::new();
-        for page in 1..=MAX_REPO_PAGES {
-            let path = format!("/user/repos?per_page=100&page={page}");
-            match self.get(&octo, &path, None).await? {
-                Answer::Ok { body, more, .. } => {
-                    let repos: Vec<WireListedRepo> = decode(&path, &body)?;
-                    for r in repos {
-                        let coords = r.full_name.parse::<RepoCoords>().map_err(|e| GithubError::Protocol {
-                            route: "GET /user/repos".into(),
-                            detail: e.to_string(),
-                        })?;
-                        listed.push(ListedRepo { id: RepoId(r.id), coords, role: r.permissions.map(|p| p.grant()) });
-                    }
-                    if !more {
-                        return Ok(listed);
-                    }
-                }
-                _ => {
-                    return Err(GithubError::Protocol {
-                        route: "GET /user/repos".into(),
-                        detail: "unexpected status".into(),
-                    });
-                }
-            }
-        }
-        // Fail closed rather than answer from a partial listing.
-        Err(GithubError::Protocol {
-            route: "GET /user/repos".into(),
-            detail: format!("more than {} repositories", MAX_REPO_PAGES * 100),
+        self.list_repos(&octo, "/user/repos", |path, body| decode::<Vec<WireListedRepo>>(path, body)).await
+    }
+
+    async fn installation_repos(&self) -> Result<Vec<ListedRepo>, GithubError> {
+        let octo = self.octo_for(None)?;
+        self.list_repos(&octo, "/installation/repositories", |path, body| {
+            decode::<WireInstallationRepos>(path, body).map(|page| page.repositories)
         })
+        .await
     }
 
     async fn user(&self, login: &str) -> Result<Option<GithubUser>, GithubError> {

@@ -125,10 +125,11 @@ pub(crate) struct RepoInfo {
     pub(crate) role: Option<Option<RoleGrant>>,
 }
 
-/// One repository a user has a role on, as `GET /user/repos` lists it.
+/// One repository as `GET /user/repos` or `GET /installation/repositories` lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ListedRepo {
     pub(crate) id: RepoId,
+    pub(crate) owner: OwnerId,
     pub(crate) coords: RepoCoords,
     /// The user's role; `None` without `permissions` in the body.
     pub(crate) role: Option<Option<RoleGrant>>,
@@ -174,6 +175,10 @@ pub(crate) trait GithubApi: Send + Sync + std::fmt::Debug {
     /// `GET /user/repos` with the user's token, every page: the repositories the user has a
     /// role on, with their role.
     async fn user_repos(&self, token: &GithubToken) -> Result<Vec<ListedRepo>, GithubError>;
+
+    /// `GET /installation/repositories`, every page: the repositories the installation can see
+    /// (no role: `role` is `None`). Installation and App mode only.
+    async fn installation_repos(&self) -> Result<Vec<ListedRepo>, GithubError>;
 
     /// `GET /users/{login}`: the user with this login now, by id; `None` for 404, an
     /// organization, or a string that is not a login.

@@ -23,8 +23,15 @@ pub(super) struct WireAccount {
 pub(super) struct WireListedRepo {
     pub(super) id: u64,
     pub(super) full_name: String,
+    pub(super) owner: WireAccount,
     #[serde(default)]
     pub(super) permissions: Option<WirePermissions>,
+}
+
+/// One page of `GET /installation/repositories`.
+#[derive(Debug, Deserialize)]
+pub(super) struct WireInstallationRepos {
+    pub(super) repositories: Vec<WireListedRepo>,
 }
 
 /// `GET /users/{login}`.

@@ -87,9 +87,13 @@ impl State {
     }
 
     /// Appends `event`, which belongs to its app's deployer or, if there is no such app, to
-    /// `owner`.
+    /// `owner`; an entry with an address only while its app exists.
     fn audit(&mut self, event: AuditEvent, owner: Option<UserId>) {
-        let owner = self.apps.get(&event.app).map(|a| a.deployed_by).or(owner);
+        let app = self.apps.get(&event.app);
+        if event.email.is_some() && app.is_none() {
+            return;
+        }
+        let owner = app.map(|a| a.deployed_by).or(owner);
         self.audit.push((event, owner));
     }
 }
@@ -134,7 +138,7 @@ impl Store for MemoryStore {
         let mut s = self.state.lock();
         let mut revoked = 0u32;
         for w in s.support.iter_mut().filter(|w| &w.app == app && w.revoked_at.is_none() && w.ends_at > at) {
-            if agent.is_none() || w.agent.as_deref() == agent {
+            if agent.is_none_or(|a| w.admits(a)) {
                 w.revoked_at = Some(at);
                 revoked = revoked.saturating_add(1);
             }
@@ -204,10 +208,8 @@ impl Store for MemoryStore {
                 s.apps.insert(app.id.clone(), app.clone());
                 DeployOutcome::Deployed
             }
-            Some(existing) if existing.same_coordinates(app) => {
-                let redeployed = AppRecord { repo_id: app.repo_id, ..existing };
-                s.apps.insert(app.id.clone(), redeployed.clone());
-                DeployOutcome::Redeployed(redeployed)
+            Some(existing) if existing.same_coordinates(app) && existing.repo_id == app.repo_id => {
+                DeployOutcome::Redeployed(existing)
             }
             Some(existing) => return Ok(DeployOutcome::Exists(existing)),
         };
@@ -302,7 +304,12 @@ impl Store for MemoryStore {
         s.deleted.retain(|d| d.deployed_by != user);
         s.audit.retain(|(_, owner)| *owner != Some(user));
         let label = Actor::Github(user).label();
+        let opened_on: BTreeSet<AppId> =
+            s.support.iter().filter(|w| w.granted_by == label).map(|w| w.app.clone()).collect();
         s.support.retain(|w| w.granted_by != label);
+        for app in &opened_on {
+            s.changed(app);
+        }
         for (e, _) in s.audit.iter_mut().filter(|(e, _)| e.actor == label) {
             e.actor = DELETED_ACCOUNT.to_owned();
         }

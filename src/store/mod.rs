@@ -341,10 +341,11 @@ impl AuditFilter {
 pub enum DeployOutcome {
     /// A new app was recorded.
     Deployed,
-    /// The app existed at the same coordinates (owner, repository, branch, main file): its
-    /// repository id is now the one deployed; its visibility, deployer and viewers are kept.
+    /// The app existed, deployed from the same coordinates (owner, repository, branch, main
+    /// file) and the same repository: nothing changed but the audit log.
     Redeployed(AppRecord),
-    /// An app with this id exists at other coordinates: nothing was changed.
+    /// An app with this id exists, deployed from other coordinates or from another repository
+    /// (the one at its coordinates was replaced): nothing was changed.
     Exists(AppRecord),
 }
 
@@ -783,9 +784,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// (nothing is written then).
     async fn open_support(&self, window: &SupportWindow, event: &AuditEvent) -> Result<Option<SupportId>, StoreError>;
 
-    /// Revokes, at `at`, every window of `app` still open then whose agent is `agent` (every
-    /// open window when `None`) and, if any was, records `event` and announces [`Change::App`];
-    /// atomically. Returns how many were revoked.
+    /// Revokes, at `at`, every window of `app` still open then that admits `agent` (its own,
+    /// and those for any agent; every open window when `None`) and, if any was, records `event`
+    /// and announces [`Change::App`]; atomically. Returns how many were revoked.
     async fn revoke_support(
         &self,
         app: &AppId,
@@ -823,12 +824,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     }
 
     /// Appends `event` to the audit log (a refusal, a sign-in). The entry belongs to its app's
-    /// deployer or, if there is no such app, to `owner`.
+    /// deployer or, if there is no such app, to `owner`. An entry with an address is written
+    /// only while its app exists (and dropped otherwise), so that no address outlives the app.
     async fn record(&self, event: &AuditEvent, owner: Option<UserId>) -> Result<(), StoreError>;
 
     /// Records the app `app` deployed, with `event`, and announces [`Change::App`]; atomically.
-    /// An app with the same id at the same coordinates is redeployed (its repository id
-    /// replaced); one at other coordinates is left as it is ([`DeployOutcome::Exists`], nothing
+    /// An app with the same id, coordinates and repository is redeployed (only `event` is
+    /// written); any other app with that id is left as it is ([`DeployOutcome::Exists`], nothing
     /// written).
     async fn deploy_app(&self, app: &AppRecord, event: &AuditEvent) -> Result<DeployOutcome, StoreError>;
 

@@ -147,7 +147,8 @@ where
     }
 
     /// Appends `event` inside `tx`. The entry belongs to its app's deployer or, if there is no
-    /// such app, to `owner`.
+    /// such app, to `owner`. An entry with an address is written only while its app exists, so
+    /// that no address outlives the app's deletion.
     async fn audit(
         tx: &mut Transaction<'_, B::Db>,
         event: &AuditEvent,
@@ -156,7 +157,8 @@ where
         let owner = owner.map(|u| to_i64(u.0, "user id")).transpose()?;
         sqlx::query(
             "INSERT INTO audit (at, actor, app_id, action, email, outcome, detail, owner_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, COALESCE((SELECT deployed_by FROM apps WHERE id = $3), $8))",
+             SELECT $1, $2, $3, $4, $5, $6, $7, COALESCE((SELECT deployed_by FROM apps WHERE id = $3), $8)
+             WHERE $5 IS NULL OR EXISTS (SELECT 1 FROM apps WHERE id = $3)",
         )
         .bind(to_i64(event.at.0, "time")?)
         .bind(&event.actor)
@@ -345,7 +347,8 @@ where
         let mut tx = self.pool().begin().await.map_err(unavailable)?;
         let done = sqlx::query(
             "UPDATE support_windows SET revoked_at = $2
-             WHERE app_id = $1 AND revoked_at IS NULL AND ends_at > $2 AND ($3 IS NULL OR agent = $3)",
+             WHERE app_id = $1 AND revoked_at IS NULL AND ends_at > $2
+               AND ($3 IS NULL OR agent = $3 OR agent IS NULL)",
         )
         .bind(&app.0)
         .bind(at)
@@ -514,17 +517,11 @@ where
                 .await
                 .map_err(unavailable)?;
             let existing = Sql::<B>::app_from_row(&row)?;
-            if !existing.same_coordinates(app) {
+            if !existing.same_coordinates(app) || existing.repo_id != app.repo_id {
                 tx.rollback().await.map_err(unavailable)?;
                 return Ok(DeployOutcome::Exists(existing));
             }
-            sqlx::query("UPDATE apps SET repo_id = $2 WHERE id = $1")
-                .bind(&app.id.0)
-                .bind(to_i64(app.repo_id.0, "repository id")?)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-            DeployOutcome::Redeployed(AppRecord { repo_id: app.repo_id, ..existing })
+            DeployOutcome::Redeployed(existing)
         };
         Sql::<B>::audit(&mut tx, event, Some(app.deployed_by)).await?;
         Sql::changed(self, &mut tx, &app.id).await?;
@@ -722,11 +719,19 @@ where
         for statement in ["DELETE FROM deleted_apps WHERE deployed_by = $1", "DELETE FROM audit WHERE owner_id = $1"] {
             sqlx::query(statement).bind(by).execute(&mut *tx).await.map_err(unavailable)?;
         }
-        sqlx::query("DELETE FROM support_windows WHERE granted_by = $1")
-            .bind(Actor::Github(user).label())
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        // The windows it opened on other people's apps go too, and every replica hears it.
+        let opened_on: Vec<String> =
+            sqlx::query_scalar("DELETE FROM support_windows WHERE granted_by = $1 RETURNING app_id")
+                .bind(Actor::Github(user).label())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        let mut opened_on: Vec<AppId> = opened_on.into_iter().map(AppId).collect();
+        opened_on.sort();
+        opened_on.dedup();
+        for app in &opened_on {
+            Sql::changed(self, &mut tx, app).await?;
+        }
         sqlx::query("UPDATE audit SET actor = $2 WHERE actor = $1")
             .bind(Actor::Github(user).label())
             .bind(DELETED_ACCOUNT)

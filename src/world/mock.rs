@@ -329,6 +329,15 @@ async fn answer(state: &MockState, method: Method, uri: Uri, headers: HeaderMap)
             };
             return ok_or_not_modified(state, &headers, &body, &[]);
         }
+        ["installation", "repositories"] => {
+            if caller != Caller::Installation {
+                let body = json!({"message": "A JSON web token could not be decoded", "documentation_url": "https://docs.github.com/rest"});
+                return respond(StatusCode::UNAUTHORIZED, state.spend(), &[], Some(&body));
+            }
+            let (body, link) = installation_repos(state, &world, uri.query().unwrap_or(""));
+            let link: Vec<(&str, String)> = link.into_iter().map(|l| ("link", l)).collect();
+            return ok_or_not_modified(state, &headers, &body, &link);
+        }
         ["user", "repos"] => {
             let Caller::User(user) = caller else {
                 let body =
@@ -416,9 +425,31 @@ fn account_json(world: &World, login: &str) -> Option<Value> {
 }
 
 /// `GET /user/repos?per_page=N&page=K`: the repositories `user` has a role on, by id, each with
-/// its `permissions`; paged as GitHub pages (30 a page by default, at most 100), with a `link`
-/// header naming the next and last pages.
+/// its `permissions`.
 fn user_repos(state: &MockState, world: &World, user: UserId, query: &str) -> (Value, Option<String>) {
+    let mine: Vec<&WorldRepo> = world.repos().iter().filter(|r| world.effective_role(user, r).is_some()).collect();
+    let (items, link) = paged(state, "/user/repos", query, mine, Caller::User(user));
+    (Value::Array(items), link)
+}
+
+/// `GET /installation/repositories?per_page=N&page=K`: every repository of the world (the
+/// installation sees them all), by id, as `{"total_count", "repositories"}`.
+fn installation_repos(state: &MockState, world: &World, query: &str) -> (Value, Option<String>) {
+    let all: Vec<&WorldRepo> = world.repos().iter().collect();
+    let total = all.len();
+    let (items, link) = paged(state, "/installation/repositories", query, all, Caller::Installation);
+    (json!({"total_count": total, "repositories": items}), link)
+}
+
+/// One page of `repos`, by id, as GitHub pages (30 a page by default, at most 100, pages from
+/// 1), with the `link` header naming the next and last pages when there are more.
+fn paged(
+    state: &MockState,
+    route: &str,
+    query: &str,
+    mut repos: Vec<&WorldRepo>,
+    caller: Caller,
+) -> (Vec<Value>, Option<String>) {
     let param = |name: &str| {
         query
             .split('&')
@@ -428,20 +459,19 @@ fn user_repos(state: &MockState, world: &World, user: UserId, query: &str) -> (V
     };
     let per_page = param("per_page").unwrap_or(30).clamp(1, 100);
     let page = param("page").unwrap_or(1).max(1);
-    let mut mine: Vec<&WorldRepo> = world.repos().iter().filter(|r| world.effective_role(user, r).is_some()).collect();
-    mine.sort_by_key(|r| r.id);
-    let last = mine.len().div_ceil(per_page).max(1);
-    let items: Vec<Value> = mine
+    repos.sort_by_key(|r| r.id);
+    let last = repos.len().div_ceil(per_page).max(1);
+    let items = repos
         .iter()
         .skip((page - 1).saturating_mul(per_page))
         .take(per_page)
-        .map(|r| repo_json(state, r, Caller::User(user)))
+        .map(|r| repo_json(state, r, caller))
         .collect();
     let link = (page < last).then(|| {
-        let url = |p: usize| format!("<{}/user/repos?per_page={per_page}&page={p}>", state.base);
+        let url = |p: usize| format!("<{}{route}?per_page={per_page}&page={p}>", state.base);
         format!("{}; rel=\"next\", {}; rel=\"last\"", url(page + 1), url(last))
     });
-    (Value::Array(items), link)
+    (items, link)
 }
 
 /// Where the mock serves the world's Google JWKS.

@@ -20,6 +20,9 @@ use crate::core::support::{MAX_SUPPORT_WINDOW, valid_agent_name};
 use crate::core::time::{Clock, ManualClock, Timestamp};
 use crate::store::{MemoryStore, Store as _};
 
+/// The largest policy file a table may name, in bytes.
+const MAX_POLICY_FILE: u64 = 64 * 1024;
+
 /// The reason kinds a case may name.
 const REASON_KINDS: [&str; 9] = [
     "github_role",
@@ -298,9 +301,14 @@ impl DecisionTable {
         let policy = match &tf.policy {
             None => Policy::default(),
             Some(p) => {
-                let text = read_bounded(&dir.join(p.get_ref()), MAX_WORLD_FILE)
+                let text = read_bounded(&dir.join(p.get_ref()), MAX_POLICY_FILE)
                     .map_err(|e| ld.err(Some(p.span()), "policy", format!("cannot read: {e}")))?;
-                toml::from_str(&text).map_err(|e| ld.err(Some(p.span()), "policy", e.to_string()))?
+                // Where and what, never the policy file's text.
+                toml::from_str(&text).map_err(|e| {
+                    let at = e.span().map(|s| position(&text, s.start));
+                    let at = at.map_or_else(String::new, |(line, col)| format!(" at {line}:{col}"));
+                    ld.err(Some(p.span()), "policy", format!("the policy file is refused{at}: {}", e.message()))
+                })?
             }
         };
         let now = match &tf.now {
@@ -456,10 +464,12 @@ impl DecisionTable {
             .map_err(|e| fail(format!("cannot start the mock GitHub: {e}")))?;
         let store = Arc::new(MemoryStore::new());
         store.seed_once(&self.world.app_records(), clock.now()).await.map_err(|e| fail(e.to_string()))?;
+        let keys = crate::viewer::SessionKeys::generate().map_err(|e| fail(e.to_string()))?;
         let authz = Authorizer::builder(mock.github_config())
             .policy(self.policy.clone())
             .clock(clock)
             .store(store)
+            .sessions(keys, crate::viewer::SessionConfig::default())
             .build()
             .map_err(|e| fail(e.to_string()))?;
         for w in &self.windows {
@@ -485,31 +495,44 @@ impl DecisionTable {
         let decided = match &case.who {
             Who::Github(user) => authz.check(&Principal::github(user.clone()), &case.app, cap).await,
             Who::Anonymous => authz.check(&Principal::Anonymous, &case.app, cap).await,
-            Who::Viewer(email) => authz.invited_viewer(&case.app, email, cap).await,
+            // Signed in as a redeemed link would sign it in, and checked as any session is; an
+            // address not invited has no session to check, and is decided from the store.
+            Who::Viewer(email) => match authz.session_for(case.app.id(), email).await {
+                Ok(Some(session)) => authz.check(&Principal::Viewer(session), &case.app, cap).await,
+                Ok(None) => authz.invited_viewer(&case.app, email, cap).await,
+                Err(refusal) => return self.result(case, cap, allow, Err(format!("error:{}", refusal.kind()))),
+            },
             Who::Support(agent) => authz.check(&Principal::support(agent.clone()), &case.app, cap).await,
         };
+        let got = decided.map_err(|e| format!("error:{}", e.kind()));
+        self.result(case, cap, allow, got)
+    }
+
+    /// The result of one check: `got` is the decision, or what stopped it.
+    fn result(&self, case: &Case, cap: Capability, allow: bool, got: Result<crate::Decision, String>) -> CaseResult {
         let outcome = if allow { "allow" } else { "deny" };
         let want = match &case.reason {
             Some(r) => format!("{outcome}:{r}"),
             None => outcome.to_owned(),
         };
-        let (got, reason) = match decided {
+        let (passed, got, reason) = match got {
             Ok(d) => {
                 let got = format!("{}:{}", if d.is_allowed() { "allow" } else { "deny" }, d.reason().kind());
                 let agrees = d.is_allowed() == allow && case.reason.as_deref().is_none_or(|r| r == d.reason().kind());
-                (got, if agrees { String::new() } else { serde_json::to_string(d.reason()).unwrap_or_default() })
+                let why = if agrees { String::new() } else { serde_json::to_string(d.reason()).unwrap_or_default() };
+                (agrees, got, why)
             }
-            Err(e) => (format!("error:{}", e.kind()), format!("could not decide: {e}")),
+            Err(error) => (false, error, "could not decide".to_owned()),
         };
         CaseResult {
             case: case.name.clone(),
             principal: case.principal.clone(),
             app: case.app.id().0.clone(),
             capability: cap,
-            passed: reason.is_empty(),
             want,
             got,
             reason,
+            passed,
         }
     }
 }

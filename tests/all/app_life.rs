@@ -68,6 +68,15 @@ async fn deploy_records_the_id_github_reports(store: Arc<dyn Store>) {
     assert_eq!(authz.deploy_app(&erin, &bad).await.unwrap_err(), ManageError::InvalidDeployment("branch"));
     let err = authz.deploy_app(&Principal::Anonymous, &deployment("anon", "acme/dashboard")).await.unwrap_err();
     assert_eq!(err.kind(), "denied");
+    let e = last_entry(&*store, "anon").await;
+    assert_eq!((e.actor.as_str(), e.outcome, e.email), ("anonymous", AuditOutcome::Denied, None), "audited too");
+    // No address is written for an app that does not exist (it would outlive every deletion).
+    let email = ghauthz::Email::parse("dana@example.com").unwrap();
+    let stray =
+        AuditEvent::new(ghauthz::Timestamp(0), &ghauthz::store::Actor::Viewer, &id("gone"), AuditAction::GoogleSignIn)
+            .with_email(&email);
+    store.record(&stray, None).await.unwrap();
+    assert!(store.audit(&AuditFilter::new().for_app(id("gone"))).await.unwrap().is_empty());
 }
 
 async fn a_renamed_repository_is_recorded_under_its_id(store: Arc<dyn Store>) {
@@ -86,6 +95,10 @@ async fn a_renamed_repository_is_recorded_under_its_id(store: Arc<dyn Store>) {
     }));
     let d = v.authz.check_app_with(&olga, &id("stats"), Capability::View, Consistency::Fresh).await.unwrap();
     assert_eq!(d.reason().kind(), "repo_replaced", "{d:?}");
+    // The new repository's admin cannot take the app over by deploying it again.
+    let err = v.authz.deploy_app(&olga, &deployment("stats", "acme/analytics")).await.unwrap_err();
+    assert_eq!(err.kind(), "app_exists");
+    assert_eq!(store.app(&id("stats")).await.unwrap().unwrap().repo_id, RepoId(103), "unchanged");
 }
 
 async fn visibility_and_delete_go_through_the_policy(store: Arc<dyn Store>) {
@@ -225,9 +238,10 @@ async fn seeded(world: &ghauthz::world::World) -> Arc<dyn Store> {
     store
 }
 
-/// What a listing of 100 apps costs: installation mode asks once per repository for the
-/// repository and once for the user's role (the repository lookups are shared by every user), and
-/// nothing when warm; user-token mode asks one page of `GET /user/repos` per 100 repositories.
+/// What a listing of 100 apps on 100 repositories costs: installation mode asks one page of the
+/// installation's repositories (which repository answers where, shared by every user) and the
+/// user's role on each repository, and nothing when warm; user-token mode asks one page of
+/// `GET /user/repos` per 100 repositories.
 #[tokio::test]
 async fn a_listing_of_a_hundred_apps_costs_what_it_should() {
     let world = hundred_apps();
@@ -237,7 +251,8 @@ async fn a_listing_of_a_hundred_apps_costs_what_it_should() {
     let editable = env.authz.apps_for(&dev, Capability::Edit).await.unwrap();
     assert_eq!(editable.len(), 60);
     let cold = env.mock.total_requests();
-    assert_eq!(cold, 200, "{:?}", env.mock.request_counts());
+    assert_eq!(cold, 1 + 100, "{:?}", env.mock.request_counts());
+    assert_eq!(env.mock.requests("/installation/repositories"), 1);
     // `read` does not view a private app: the same 60, from the same cached facts.
     assert_eq!(env.authz.apps_for(&dev, Capability::View).await.unwrap().len(), 60);
     assert_eq!(env.mock.total_requests(), cold, "warm: nothing asked");

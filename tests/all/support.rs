@@ -123,6 +123,24 @@ async fn windows_go_with_the_app_and_the_account(store: Arc<dyn Store>) {
     assert!(store.support_windows(&id("notes")).await.unwrap().is_empty(), "gone with the account");
 }
 
+/// A window its opener's account took with it is not served from memory either; revoking for
+/// an agent cuts that agent off, windows for any agent included.
+async fn revocations_cut_the_agent_off(store: Arc<dyn Store>) {
+    let v = common::viewers_on(store.clone()).await;
+    let carol = ChangedBy::Principal(Principal::github(v.world.user("carol").unwrap()));
+    // carol (write) opens a window on erin's app; the agent's check caches it.
+    v.authz.grant_support(&carol, &id("dash"), &SupportGrant::new("ticket 1")).await.unwrap();
+    assert!(allowed(&v.authz, "a7", Capability::View).await);
+    assert!(allowed(&v.authz, "a7", Capability::View).await, "from memory now");
+    v.authz.delete_account(ghauthz::UserId(3)).await.unwrap();
+    assert!(!allowed(&v.authz, "a7", Capability::View).await, "gone with the account that opened it");
+
+    v.authz.grant_support(&ChangedBy::Operator, &id("dash"), &SupportGrant::new("ticket 2")).await.unwrap();
+    assert!(allowed(&v.authz, "a7", Capability::View).await);
+    assert_eq!(v.authz.revoke_support(&ChangedBy::Operator, &id("dash"), Some("a7")).await.unwrap(), 1);
+    assert!(!allowed(&v.authz, "a7", Capability::View).await, "a window for any agent admitted a7: revoked");
+}
+
 macro_rules! suite {
     ($backend:ident, $kind:expr) => {
         mod $backend {
@@ -138,6 +156,12 @@ macro_rules! suite {
             async fn a_window_ends_on_its_own() {
                 let Some((store, _guard)) = common::store_of($kind).await else { return };
                 super::a_window_ends_on_its_own(store).await;
+            }
+
+            #[tokio::test]
+            async fn revocations_cut_the_agent_off() {
+                let Some((store, _guard)) = common::store_of($kind).await else { return };
+                super::revocations_cut_the_agent_off(store).await;
             }
 
             #[tokio::test]

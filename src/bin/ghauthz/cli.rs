@@ -52,6 +52,33 @@ pub(crate) struct Global {
     pub(crate) google_client_id: Vec<String>,
 }
 
+/// The live-mode options, by flag.
+pub(crate) const LIVE_OPTIONS: [&str; 6] =
+    ["--github-api", "--app-id", "--app-key", "--installation", "--google-jwks", "--google-client-id"];
+
+impl Global {
+    /// The global options given, by flag, in the order they are declared.
+    pub(crate) fn given(&self) -> Vec<&'static str> {
+        [
+            ("--world", self.world.is_some()),
+            ("--db", self.db.is_some()),
+            ("--now", self.now.is_some()),
+            ("--keys", self.keys.is_some()),
+            ("--policy", self.policy.is_some()),
+            ("--github-api", self.github_api.is_some()),
+            ("--app-id", self.app_id.is_some()),
+            ("--app-key", self.app_key.is_some()),
+            ("--installation", self.installation.is_some()),
+            ("--google-jwks", self.google_jwks.is_some()),
+            ("--google-client-id", !self.google_client_id.is_empty()),
+        ]
+        .into_iter()
+        .filter(|(_, given)| *given)
+        .map(|(flag, _)| flag)
+        .collect()
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// One decision.

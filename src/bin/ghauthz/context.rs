@@ -12,7 +12,7 @@ use ghauthz::{
     GoogleConfig, ManualClock, Policy, Principal, SessionConfig, SessionKeys, SystemClock, WebhookSecret,
 };
 
-use crate::cli::{CheckArgs, Global};
+use crate::cli::{CheckArgs, Global, LIVE_OPTIONS};
 use crate::input::{load_policy, parse_now, read_limited};
 use crate::output::{Exit, Outcome, error_json};
 
@@ -39,6 +39,21 @@ pub(crate) struct Needs {
 /// The GitHub API live mode talks to unless `--github-api` says otherwise.
 const GITHUB_API: &str = "https://api.github.com";
 
+/// The longest `GITHUB_TOKEN` taken.
+const MAX_TOKEN: usize = 4096;
+
+/// Credentials go over `https`, or over `http` to this machine only (a mock, a local proxy).
+fn check_url(flag: &str, url: &str) -> Result<(), Outcome> {
+    let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+        .iter()
+        .any(|base| url.strip_prefix(base).is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/'])));
+    if url.starts_with("https://") || local {
+        Ok(())
+    } else {
+        Err(usage(format!("`{flag}`: expected an https:// URL, or http:// to 127.0.0.1, localhost or [::1]")))
+    }
+}
+
 /// The largest GitHub App private key file read.
 const MAX_APP_KEY: u64 = 64 * 1024;
 
@@ -54,15 +69,7 @@ pub(crate) async fn ctx(g: &Global, needs: Needs) -> Result<Ctx, Outcome> {
 }
 
 async fn world_ctx(g: &Global, path: &Path, needs: Needs) -> Result<Ctx, Outcome> {
-    let live = [
-        ("--github-api", g.github_api.is_some()),
-        ("--app-id", g.app_id.is_some()),
-        ("--app-key", g.app_key.is_some()),
-        ("--installation", g.installation.is_some()),
-        ("--google-jwks", g.google_jwks.is_some()),
-        ("--google-client-id", !g.google_client_id.is_empty()),
-    ];
-    if let Some((flag, _)) = live.iter().find(|(_, given)| *given) {
+    if let Some(flag) = g.given().into_iter().find(|f| LIVE_OPTIONS.contains(f)) {
         return Err(usage(format!("`{flag}` is a live-mode option: it is refused with `--world`")));
     }
     let world = World::load(path).map_err(|e| Outcome::error(Exit::Usage, e.kind(), &e))?;
@@ -108,6 +115,11 @@ async fn live_ctx(g: &Global, needs: Needs) -> Result<Ctx, Outcome> {
         return Err(usage("live mode needs `--keys FILE` for commands that sign or verify viewer sessions"));
     }
     let base = g.github_api.clone().unwrap_or_else(|| GITHUB_API.to_owned());
+    for (flag, url) in [("--github-api", Some(&base)), ("--google-jwks", g.google_jwks.as_ref())] {
+        if let Some(url) = url {
+            check_url(flag, url)?;
+        }
+    }
     let auth = match (g.app_id, &g.app_key, g.installation) {
         (Some(app_id), Some(key), Some(installation_id)) => {
             let pem = std::fs::File::open(key)
@@ -118,6 +130,11 @@ async fn live_ctx(g: &Global, needs: Needs) -> Result<Ctx, Outcome> {
             GithubAuth::App { app_id, key, installation_id }
         }
         (None, None, None) => match std::env::var("GITHUB_TOKEN") {
+            Ok(token) if token.len() > MAX_TOKEN => {
+                return Err(usage(format!(
+                    "`GITHUB_TOKEN` is longer than {MAX_TOKEN} bytes (its value is not repeated)"
+                )));
+            }
             Ok(token) if !token.trim().is_empty() => GithubAuth::Token(GithubToken::new(token.trim().to_owned())),
             _ => {
                 return Err(usage(

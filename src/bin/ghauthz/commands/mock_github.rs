@@ -14,6 +14,10 @@ use crate::output::{Exit, Outcome, Stream, say};
 /// Serves until SIGINT or SIGTERM: prints `{"github_api", "google_jwks", "token"}` on its first
 /// line once listening, then `{"stopped": true}` when it stops.
 pub(crate) async fn run(g: &Global, args: &MockGithubArgs) -> Outcome {
+    // It serves a world on a clock: no store, keys, policy or live GitHub to name.
+    if let Some(flag) = g.given().into_iter().find(|f| !matches!(*f, "--world" | "--now")) {
+        return Outcome::error(Exit::Usage, "usage", format!("`mock-github` takes no `{flag}`"));
+    }
     let Some(path) = &g.world else {
         return Outcome::error(Exit::Usage, "usage", "`mock-github` needs `--world FILE`");
     };

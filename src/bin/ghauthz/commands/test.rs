@@ -7,14 +7,7 @@ use crate::output::{Exit, Outcome};
 
 pub(crate) async fn run(g: &Global, args: &TestArgs) -> Outcome {
     // The table names its world, policy and clock: options that would name others are refused.
-    let given = [
-        ("--world", g.world.is_some()),
-        ("--db", g.db.is_some()),
-        ("--now", g.now.is_some()),
-        ("--keys", g.keys.is_some()),
-        ("--policy", g.policy.is_some()),
-    ];
-    if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
+    if let Some(flag) = g.given().first() {
         return Outcome::error(
             Exit::Usage,
             "usage",
