@@ -1147,6 +1147,11 @@ impl Authorizer {
         }
         match self.app_with(app, consistency).await? {
             Some(app) => self.check_need(principal, &app, self.inner.policy.need(cap), consistency).await,
+            None if matches!(principal, Principal::Support { .. }) => {
+                let decision = unknown_app();
+                self.audit_support_check(principal, app, cap, &decision).await?;
+                Ok(decision)
+            }
             None => Ok(unknown_app()),
         }
     }

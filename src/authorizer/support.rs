@@ -302,4 +302,26 @@ impl Authorizer {
         self.inner.store.record(&event, None).await?;
         Ok(decision)
     }
+
+    /// Audits a support agent's check of an app id no app has (`unknown_app`): the entry names
+    /// the agent and the id, nothing personal. An id no app could have (empty, over
+    /// [`MAX_DEPLOY_FIELD`](crate::MAX_DEPLOY_FIELD) bytes, control characters) is not written.
+    pub(super) async fn audit_support_check(
+        &self,
+        principal: &super::Principal,
+        app: &AppId,
+        cap: Capability,
+        decision: &Decision,
+    ) -> Result<(), CheckError> {
+        let super::Principal::Support { agent } = principal else { return Ok(()) };
+        let id = app.0.as_str();
+        if id.is_empty() || id.len() > crate::MAX_DEPLOY_FIELD || id.chars().any(char::is_control) {
+            return Ok(());
+        }
+        let actor = Actor::Support(super::lifecycle::audited_agent(agent).to_owned());
+        let event = AuditEvent::new(self.inner.clock.now(), &actor, app, AuditAction::SupportCheck)
+            .with_outcome(AuditOutcome::Denied)
+            .with_detail(format!("{}: {}", cap.as_str(), decision.reason().kind()));
+        Ok(self.inner.store.record(&event, None).await?)
+    }
 }

@@ -135,6 +135,12 @@ async fn revocations_cut_the_agent_off(store: Arc<dyn Store>) {
     v.authz.delete_account(ghauthz::UserId(3)).await.unwrap();
     assert!(!allowed(&v.authz, "a7", Capability::View).await, "gone with the account that opened it");
 
+    // A check of an id no app has is on record too.
+    let d = v.authz.check_app(&Principal::support("a7"), &id("nope"), Capability::View).await.unwrap();
+    assert_eq!(d.reason().kind(), "unknown_app");
+    let nope = store.audit(&AuditFilter::new().for_app(id("nope"))).await.unwrap();
+    assert_eq!((nope.len(), nope[0].action, nope[0].actor.as_str()), (1, AuditAction::SupportCheck, "support:a7"));
+
     v.authz.grant_support(&ChangedBy::Operator, &id("dash"), &SupportGrant::new("ticket 2")).await.unwrap();
     assert!(allowed(&v.authz, "a7", Capability::View).await);
     assert_eq!(v.authz.revoke_support(&ChangedBy::Operator, &id("dash"), Some("a7")).await.unwrap(), 1);
