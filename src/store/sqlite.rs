@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Executor as _, Pool, Sqlite, Transaction};
+use sqlx::{ConnectOptions as _, Connection as _, Executor as _, Pool, Sqlite, Transaction};
 
 use super::sql::{Backend, corrupt, unavailable};
 use super::{Broadcast, FeedEvent, StoreError, StoreFailure};
@@ -93,14 +93,18 @@ impl SqliteStore {
         if file != Path::new(":memory:") && !file.as_os_str().is_empty() {
             create_owner_only(file)?;
         }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(WAIT)
-            .connect_with(opts)
-            .await
-            .map_err(unavailable)?;
-        migrate(&pool).await?;
-        Ok(SqliteStore { pool, retention: CHANGE_RETENTION })
+        // The migrations run first, on a connection of their own that waits up to 30 s for
+        // another process's migrations (a call waits 2 s): opening the store while another opens
+        // it waits for it, from its first statement on.
+        let mut migrating = opts.clone().busy_timeout(MIGRATION_WAIT).connect().await.map_err(unavailable)?;
+        if let Err(e) = migrate(&mut migrating).await {
+            let _ = migrating.close().await;
+            return Err(e);
+        }
+        let pool = SqlitePoolOptions::new().max_connections(4).acquire_timeout(WAIT).connect_with(opts).await;
+        // Closed once the pool holds a connection, so that a store in memory outlives it.
+        let _ = migrating.close().await;
+        Ok(SqliteStore { pool: pool.map_err(unavailable)?, retention: CHANGE_RETENTION })
     }
 
     /// How long the change log keeps a change before a subscriber that has not read it must
@@ -137,38 +141,14 @@ fn wall_ms() -> i64 {
     i64::try_from(ms).unwrap_or(i64::MAX)
 }
 
-/// Brings the store to [`SCHEMA_VERSION`]: the idempotent first script, then each later
+/// How long opening a store waits for another process's migrations: 30 s.
+const MIGRATION_WAIT: Duration = Duration::from_secs(30);
+
+/// Brings the store to [`SCHEMA_VERSION`] on `conn`: the idempotent first script, then each later
 /// migration once, under SQLite's write lock (`BEGIN IMMEDIATE`), so that processes opening one
 /// file at once apply each exactly once.
-async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
-    let mut conn = pool.acquire().await.map_err(unavailable)?;
-    // Another process may hold the write lock for longer than a call's wait (2 s): opening the
-    // store lets SQLite's busy handler wait for it up to 30 s, on this connection alone.
-    let migrated = migrate_on(&mut conn).await;
-    // Back to a call's wait before the connection returns to the pool.
-    let restored = set_busy_wait(&mut conn, CALL_WAIT_PRAGMA).await;
-    if migrated.is_err() || restored.is_err() {
-        // Never hand a connection in an unknown transaction state, or with the long wait, back.
-        conn.detach();
-    }
-    migrated.and(restored)
-}
-
-/// `pragma`: `CALL_WAIT_PRAGMA` or `MIGRATION_WAIT_PRAGMA` (static text: the statement's
-/// borrow must outlive any lifetime for the future to be `Send`).
-async fn set_busy_wait(conn: &mut SqliteConnection, pragma: &'static str) -> Result<(), StoreError> {
-    conn.execute(pragma).await.map(|_| ()).map_err(unavailable)
-}
-
-/// [`WAIT`] as SQLite's busy timeout (a test holds them equal).
-const CALL_WAIT_PRAGMA: &str = "PRAGMA busy_timeout = 2000";
-/// How long opening a store waits for another writer before it gives up migrating: 30 s.
-const MIGRATION_WAIT_PRAGMA: &str = "PRAGMA busy_timeout = 30000";
-
-/// The idempotent first script, then each later migration under the write lock, on `conn`.
-async fn migrate_on(conn: &mut SqliteConnection) -> Result<(), StoreError> {
+async fn migrate(conn: &mut SqliteConnection) -> Result<(), StoreError> {
     let (first, later) = MIGRATIONS.split_first().ok_or_else(|| corrupt("no migrations"))?;
-    set_busy_wait(conn, MIGRATION_WAIT_PRAGMA).await?;
     conn.execute(first.1).await.map_err(unavailable)?;
     conn.execute("BEGIN IMMEDIATE").await.map_err(unavailable)?;
     let applied = apply_migrations(conn, later).await;
@@ -360,13 +340,5 @@ impl Backend for SqliteStore {
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(follow_log(self.pool.clone(), tx));
         Some(rx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_busy_wait_pragmas_say_the_waits() {
-        assert_eq!(super::CALL_WAIT_PRAGMA, format!("PRAGMA busy_timeout = {}", super::WAIT.as_millis()));
     }
 }
