@@ -74,12 +74,17 @@ impl Deployment {
 
     /// The first field that is empty, too long or holds a control character.
     fn invalid_field(&self) -> Option<&'static str> {
-        let bad = |s: &str| s.is_empty() || s.len() > MAX_DEPLOY_FIELD || s.chars().any(char::is_control);
         [("app", self.app.0.as_str()), ("branch", &self.branch), ("main_file", &self.main_file)]
             .into_iter()
-            .find(|(_, value)| bad(value))
+            .find(|(_, value)| refused_field(value))
             .map(|(name, _)| name)
     }
+}
+
+/// Whether `s` is no app id, branch or main file a deployment may name: empty, longer than
+/// [`MAX_DEPLOY_FIELD`] bytes, or holding a control character.
+pub(super) fn refused_field(s: &str) -> bool {
+    s.is_empty() || s.len() > MAX_DEPLOY_FIELD || s.chars().any(char::is_control)
 }
 
 /// The decision for a principal that is not a GitHub user: only GitHub users deploy, change
@@ -462,6 +467,34 @@ impl Authorizer {
     /// [`CheckError::Store`] when the store fails.
     pub async fn app_record(&self, id: &AppId) -> Result<Option<AppRecord>, CheckError> {
         Ok(self.inner.store.app(id).await?)
+    }
+
+    /// Every app's record as the store holds it, ordered by id, in one read (for listings that
+    /// show branches and main files; [`Authorizer::apps`] gives the apps as checks take them).
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # use ghauthz::store::Store as _;
+    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// let ids: Vec<String> = authz.app_records().await.unwrap().into_iter().map(|r| r.id.0).collect();
+    /// assert_eq!(ids, ["analytics", "dash", "legacy", "notes", "site"]);
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`CheckError::Store`] when the store fails.
+    pub async fn app_records(&self) -> Result<Vec<AppRecord>, CheckError> {
+        Ok(self.inner.store.apps().await?)
     }
 
     /// The audit entries `filter` asks for, newest first: every change of state (deploy,

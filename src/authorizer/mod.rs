@@ -1932,7 +1932,7 @@ impl Authorizer {
     /// # fn main() {}
     /// ```
     pub async fn apps(&self) -> Result<Vec<App>, CheckError> {
-        let records = self.inner.store.apps().await?;
+        let records = self.app_records().await?;
         records.iter().map(|r| r.app().map_err(|e| CheckError::Store(e.into()))).collect()
     }
 

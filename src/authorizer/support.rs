@@ -293,14 +293,26 @@ impl Authorizer {
         let now = self.inner.clock.now();
         let (outcome, reason) = decide_support(&windows, agent, need.capability, app.visibility(), now);
         let decision = Decision::new(outcome, reason, source, Duration::ZERO);
-        let name = super::lifecycle::audited_agent(agent);
         let asked = need.capability.map_or("sharing", |c| c.as_str());
+        self.record_support_check(agent, app.id(), asked, &decision).await?;
+        Ok(decision)
+    }
+
+    /// Records a support agent's check of `app` for `asked`, allowed or denied: the agent, the
+    /// id, what was asked and the reason's kind, nothing personal.
+    async fn record_support_check(
+        &self,
+        agent: &str,
+        app: &AppId,
+        asked: &str,
+        decision: &Decision,
+    ) -> Result<(), CheckError> {
+        let actor = Actor::Support(super::lifecycle::audited_agent(agent).to_owned());
         let outcome = if decision.is_allowed() { AuditOutcome::Allowed } else { AuditOutcome::Denied };
-        let event = AuditEvent::new(now, &Actor::Support(name.to_owned()), app.id(), AuditAction::SupportCheck)
+        let event = AuditEvent::new(self.inner.clock.now(), &actor, app, AuditAction::SupportCheck)
             .with_outcome(outcome)
             .with_detail(format!("{asked}: {}", decision.reason().kind()));
-        self.inner.store.record(&event, None).await?;
-        Ok(decision)
+        Ok(self.inner.store.record(&event, None).await?)
     }
 
     /// Audits a support agent's check of an app id no app has (`unknown_app`): the entry names
@@ -314,14 +326,9 @@ impl Authorizer {
         decision: &Decision,
     ) -> Result<(), CheckError> {
         let super::Principal::Support { agent } = principal else { return Ok(()) };
-        let id = app.0.as_str();
-        if id.is_empty() || id.len() > crate::MAX_DEPLOY_FIELD || id.chars().any(char::is_control) {
+        if super::lifecycle::refused_field(&app.0) {
             return Ok(());
         }
-        let actor = Actor::Support(super::lifecycle::audited_agent(agent).to_owned());
-        let event = AuditEvent::new(self.inner.clock.now(), &actor, app, AuditAction::SupportCheck)
-            .with_outcome(AuditOutcome::Denied)
-            .with_detail(format!("{}: {}", cap.as_str(), decision.reason().kind()));
-        Ok(self.inner.store.record(&event, None).await?)
+        self.record_support_check(agent, app, cap.as_str(), decision).await
     }
 }

@@ -95,6 +95,30 @@ impl fmt::Display for WorldError {
     }
 }
 
+/// `text` (the file at `file`, if it is one) as a `T`, or where, in which field, and what is
+/// wrong: the line and field of a syntax or type error, never more of the text than the field.
+fn from_toml<T: serde::de::DeserializeOwned>(text: &str, file: Option<&Path>) -> Result<T, WorldError> {
+    let refused = |span: Option<Range<usize>>, field: Option<String>, message: &str| WorldError {
+        file: file.map(Path::to_owned),
+        position: span.map(|s| position(text, s.start)),
+        field,
+        message: message.to_owned(),
+    };
+    let de = toml::Deserializer::parse(text).map_err(|e| refused(e.span(), None, e.message()))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        // `toml::Spanned` shows up in paths under private field names; they are not fields.
+        let path = e.path().to_string().split(".$__serde_spanned").next().unwrap_or(".").to_owned();
+        let inner = e.into_inner();
+        refused(inner.span(), (path != ".").then_some(path), inner.message())
+    })
+}
+
+/// An RFC 3339 time at or after 1970, or why not (the text is the file's own).
+fn timestamp(s: &str) -> Result<Timestamp, String> {
+    let t = chrono::DateTime::parse_from_rfc3339(s).map_err(|e| format!("`{s}` is not an RFC 3339 time: {e}"))?;
+    u64::try_from(t.timestamp_millis()).map(Timestamp).map_err(|_| "before 1970".to_owned())
+}
+
 fn position(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
@@ -402,14 +426,7 @@ impl Checker<'_> {
     fn now(&self, wf: &WorldFile) -> Result<Option<Timestamp>, WorldError> {
         Ok(match &wf.now {
             None => None,
-            Some(s) => {
-                let t = chrono::DateTime::parse_from_rfc3339(s.get_ref()).map_err(|e| {
-                    self.err(Some(s.span()), "now", format!("`{}` is not an RFC 3339 time: {e}", s.get_ref()))
-                })?;
-                Some(Timestamp(
-                    u64::try_from(t.timestamp_millis()).map_err(|_| self.err(Some(s.span()), "now", "before 1970"))?,
-                ))
-            }
+            Some(s) => Some(timestamp(s.get_ref()).map_err(|m| self.err(Some(s.span()), "now", m))?),
         })
     }
 
@@ -799,25 +816,8 @@ impl World {
     }
 
     fn parse(text: &str, dir: &Path, file: Option<PathBuf>) -> Result<World, WorldError> {
-        let ck = Checker { text, file };
-        let de = toml::Deserializer::parse(text).map_err(|e| WorldError {
-            file: ck.file.clone(),
-            position: e.span().map(|s| position(text, s.start)),
-            field: None,
-            message: e.message().to_owned(),
-        })?;
-        let wf: WorldFile = serde_path_to_error::deserialize(de).map_err(|e| {
-            // `toml::Spanned` shows up in paths under private field names; they are not fields.
-            let path = e.path().to_string().split(".$__serde_spanned").next().unwrap_or(".").to_owned();
-            let inner = e.into_inner();
-            WorldError {
-                file: ck.file.clone(),
-                position: inner.span().map(|s| position(text, s.start)),
-                field: (path != ".").then_some(path),
-                message: inner.message().to_owned(),
-            }
-        })?;
-        Self::validate(&ck, wf, dir)
+        let wf: WorldFile = from_toml(text, file.as_deref())?;
+        Self::validate(&Checker { text, file }, wf, dir)
     }
 
     /// Checks the parsed file in steps, each refusing with the line and field of what is wrong:

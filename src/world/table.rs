@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use super::{MAX_WORLD_FILE, MockGithub, World, WorldError, position, read_bounded};
+use super::{MAX_WORLD_FILE, MockGithub, World, WorldError, from_toml, position, read_bounded, timestamp};
 use crate::authorizer::{Authorizer, ChangedBy, Principal, SupportGrant};
 use crate::clock::SystemClock;
 use crate::core::email::Email;
@@ -274,24 +274,7 @@ impl DecisionTable {
             })
         })?;
         let ld = Loader { text: &text, file };
-        let de = toml::Deserializer::parse(&text).map_err(|e| {
-            TableError(WorldError {
-                file: Some(file.to_owned()),
-                position: e.span().map(|s| position(&text, s.start)),
-                field: None,
-                message: e.message().to_owned(),
-            })
-        })?;
-        let tf: TableFile = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string().split(".$__serde_spanned").next().unwrap_or(".").to_owned();
-            let inner = e.into_inner();
-            TableError(WorldError {
-                file: Some(file.to_owned()),
-                position: inner.span().map(|s| position(&text, s.start)),
-                field: (path != ".").then_some(path),
-                message: inner.message().to_owned(),
-            })
-        })?;
+        let tf: TableFile = from_toml(&text, Some(file)).map_err(TableError)?;
         if *tf.version.get_ref() != 1 {
             return Err(ld.err(Some(tf.version.span()), "version", "this version reads decision tables of version 1"));
         }
@@ -313,13 +296,7 @@ impl DecisionTable {
         };
         let now = match &tf.now {
             None => world.now(),
-            Some(s) => {
-                let t = chrono::DateTime::parse_from_rfc3339(s.get_ref())
-                    .map_err(|e| ld.err(Some(s.span()), "now", format!("not an RFC 3339 time: {e}")))?;
-                Some(Timestamp(
-                    u64::try_from(t.timestamp_millis()).map_err(|_| ld.err(Some(s.span()), "now", "before 1970"))?,
-                ))
-            }
+            Some(s) => Some(timestamp(s.get_ref()).map_err(|m| ld.err(Some(s.span()), "now", m))?),
         };
         let cases = tf.case.iter().enumerate().map(|(i, c)| Self::case(&ld, &world, i, c)).collect::<Result<_, _>>()?;
         let windows =

@@ -68,7 +68,7 @@ pub(crate) fn policy_error(
     )
 }
 
-/// An RFC 3339 time at or after 1970 (`--since`).
+/// An RFC 3339 time at or after 1970 (`--since`, `--now`); the error does not repeat it.
 pub(crate) fn parse_time(s: &str) -> Result<Timestamp, String> {
     let t = chrono::DateTime::parse_from_rfc3339(s).map_err(|e| format!("not an RFC 3339 time: {e}"))?;
     u64::try_from(t.timestamp_millis()).map(Timestamp).map_err(|_| "before 1970".to_owned())
@@ -77,8 +77,7 @@ pub(crate) fn parse_time(s: &str) -> Result<Timestamp, String> {
 /// `--now`: an RFC 3339 time at or after 1970.
 pub(crate) fn parse_now(s: &str) -> Result<Timestamp, String> {
     // The value is not repeated: nothing typed is.
-    let t = chrono::DateTime::parse_from_rfc3339(s).map_err(|e| format!("`--now` is not an RFC 3339 time: {e}"))?;
-    u64::try_from(t.timestamp_millis()).map(Timestamp).map_err(|_| "`--now` is before 1970".to_owned())
+    parse_time(s).map_err(|e| format!("`--now` is {e}"))
 }
 
 /// The webhook's secret and, during a rotation, its previous one: from `--webhook-secret-file`

@@ -27,14 +27,11 @@ pub(crate) async fn run(ctx: &Ctx, cmd: AppsCommand) -> Outcome {
                 Err(e) => return e,
             };
             match ctx.authz.apps_for(&Principal::github(user), cap).await {
-                Ok(apps) => list(ctx, apps.iter().map(|a| a.id().clone())).await,
+                Ok(apps) => list(ctx, |id| apps.iter().any(|a| a.id() == id)).await,
                 Err(e) => Outcome::json(Exit::Unavailable, &crate::output::error_json(&e)),
             }
         }
-        AppsCommand::List { .. } => match ctx.authz.apps().await {
-            Ok(apps) => list(ctx, apps.iter().map(|a| a.id().clone())).await,
-            Err(e) => Outcome::json(Exit::Unavailable, &crate::output::error_json(&e)),
-        },
+        AppsCommand::List { .. } => list(ctx, |_| true).await,
         AppsCommand::Show { app } => match ctx.authz.app_record(&AppId(app.clone())).await {
             Ok(Some(record)) => Outcome::json(Exit::Done, &record_json(ctx, &record)),
             Ok(None) => Outcome::error(Exit::Denied, "unknown_app", format!("no app `{app}`")),
@@ -66,17 +63,15 @@ pub(crate) async fn run(ctx: &Ctx, cmd: AppsCommand) -> Outcome {
     }
 }
 
-/// `{"apps": [...]}`: the records of `ids`, as `apps show` prints each.
-async fn list(ctx: &Ctx, ids: impl Iterator<Item = AppId>) -> Outcome {
-    let mut listed = Vec::new();
-    for id in ids {
-        match ctx.authz.app_record(&id).await {
-            Ok(Some(record)) => listed.push(record_json(ctx, &record)),
-            Ok(None) => {}
-            Err(e) => return Outcome::json(Exit::Unavailable, &crate::output::error_json(&e)),
+/// `{"apps": [...]}`: the records `shown` keeps, read at once, as `apps show` prints each.
+async fn list(ctx: &Ctx, shown: impl Fn(&AppId) -> bool) -> Outcome {
+    match ctx.authz.app_records().await {
+        Ok(records) => {
+            let listed: Vec<Value> = records.iter().filter(|r| shown(&r.id)).map(|r| record_json(ctx, r)).collect();
+            Outcome::json(Exit::Done, &json!({ "apps": listed }))
         }
+        Err(e) => Outcome::json(Exit::Unavailable, &crate::output::error_json(&e)),
     }
-    Outcome::json(Exit::Done, &json!({ "apps": listed }))
 }
 
 /// An app's record as `apps deploy`, `list` and `show` print it; the deployer by login where the
