@@ -20,7 +20,13 @@ struct Anchor {
     /// The counter's raw value at first use.
     start: u64,
     wall_ms: u64,
+    /// Milliseconds per counter tick, in 64.64 fixed point: one multiply turns ticks into
+    /// milliseconds.
+    ms_per_tick: u128,
 }
+
+/// Counter ticks over which the clock's rate is read off quanta's calibration.
+const RATE_TICKS: u64 = 1 << 40;
 
 static ANCHOR: std::sync::OnceLock<Anchor> = std::sync::OnceLock::new();
 
@@ -30,15 +36,18 @@ fn wall_ms() -> u64 {
 }
 
 impl Clock for SystemClock {
+    #[inline]
     fn now(&self) -> Timestamp {
         let a = ANCHOR.get_or_init(|| {
             let clock = quanta::Clock::new();
             let start = clock.raw();
-            Anchor { clock, start, wall_ms: wall_ms() }
+            let ns = u128::from(clock.delta_as_nanos(0, RATE_TICKS));
+            let ms_per_tick = (ns << (64 - RATE_TICKS.trailing_zeros())) / 1_000_000;
+            Anchor { clock, start, wall_ms: wall_ms(), ms_per_tick }
         });
-        // Raw counter values, scaled once: no `Duration` on the way.
-        let elapsed_ns = a.clock.delta_as_nanos(a.start, a.clock.raw());
-        Timestamp(a.wall_ms.saturating_add(elapsed_ns / 1_000_000))
+        let ticks = u128::from(a.clock.raw().saturating_sub(a.start));
+        let elapsed_ms = u64::try_from((ticks * a.ms_per_tick) >> 64).unwrap_or(u64::MAX);
+        Timestamp(a.wall_ms.saturating_add(elapsed_ms))
     }
 }
 
@@ -54,5 +63,13 @@ mod tests {
         assert!(ours.abs_diff(wall) < 1_000, "{ours} vs {wall}");
         std::thread::sleep(Duration::from_millis(20));
         assert!(SystemClock.now().0 >= ours + 20);
+    }
+
+    #[test]
+    fn system_clock_counts_milliseconds_at_the_counter_s_rate() {
+        let (ours, wall) = (SystemClock.now().0, wall_ms());
+        std::thread::sleep(Duration::from_millis(300));
+        let (ours, wall) = (SystemClock.now().0 - ours, wall_ms() - wall);
+        assert!(ours.abs_diff(wall) <= 20, "{ours} ms counted while the wall clock moved {wall} ms");
     }
 }

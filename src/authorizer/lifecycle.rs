@@ -1,8 +1,6 @@
 //! The app's life through the facade: deploy, visibility, delete, and the audit log that records
 //! each step, allowed or refused.
 
-use std::time::Duration;
-
 use super::{Authorizer, ChangedBy, ManageError, Principal};
 use crate::cache::{Age, Consistency};
 use crate::core::decision::{Decision, Fact, NoAccessDetail, Outcome, Reason, Source, decide_github};
@@ -95,7 +93,7 @@ fn not_a_github_user(principal: &Principal) -> Decision {
         Principal::Support { .. } => NoAccessDetail::NoSupportWindow,
         _ => NoAccessDetail::Anonymous,
     };
-    Decision::new(Outcome::Deny, Reason::NoAccess { detail }, Source::Store, Duration::ZERO)
+    Decision::new(Outcome::Deny, Reason::NoAccess { detail }, Source::Store, 0)
 }
 
 /// Who a principal is in the audit log, and the address that goes with a viewer.

@@ -1449,11 +1449,13 @@ impl Authorizer {
     /// # #[cfg(not(feature = "world"))]
     /// # fn main() {}
     /// ```
+    #[inline]
     pub fn check_cached(&self, principal: &Principal, app: &App, cap: Capability) -> Option<Decision> {
         self.cached_need(principal, app, self.inner.policy.need(cap), None, self.inner.clock.now())
     }
 
     /// `stamp`: the cache stamp of the app's record, where the caller already looked it up.
+    #[inline]
     fn cached_need(
         &self,
         principal: &Principal,
@@ -1462,22 +1464,31 @@ impl Authorizer {
         stamp: Option<u64>,
         now: Timestamp,
     ) -> Option<Decision> {
-        let user = match principal {
-            Principal::Anonymous => return Some(self.anonymous(app, need)),
-            Principal::GithubUser { user, .. } => user,
-            Principal::Viewer(session) => return self.cached_viewer(session, app, need, stamp, now),
-            // Every support check is audited: never answered from memory alone.
-            Principal::Support { .. } => return None,
-        };
-        if need.open_on_public && app.visibility() == Visibility::Public {
-            return Some(self.anonymous(app, need));
+        match principal {
+            Principal::GithubUser { user, .. } if !(need.open_on_public && app.visibility() == Visibility::Public) => {
+                let key = PermKey { user: user.id, repo: app.repo_id() };
+                self.inner.facts.cached(&key, app, need, if need.strict { Age::Strict } else { Age::Ordinary }, now)
+            }
+            Principal::Viewer(session) => self.cached_viewer(session, app, need, stamp, now),
+            _ => self.cached_without_fact(principal, app, need),
         }
-        let key = PermKey { user: user.id, repo: app.repo_id() };
-        self.inner.facts.cached(&key, app, need, if need.strict { Age::Strict } else { Age::Ordinary }, now)
+    }
+
+    /// What `cached_need` decides for a principal that needs no fact: kept out of line, as the
+    /// viewer's path is, so that the GitHub user's hit stays short.
+    #[inline(never)]
+    fn cached_without_fact(&self, principal: &Principal, app: &App, need: Need) -> Option<Decision> {
+        match principal {
+            Principal::Anonymous | Principal::GithubUser { .. } => Some(self.anonymous(app, need)),
+            // Every support check is audited: never answered from memory alone; a viewer is
+            // decided by `cached_viewer`.
+            Principal::Support { .. } | Principal::Viewer(_) => None,
+        }
     }
 
     /// What a viewer's session decides without the store: everything but a private app's grant,
     /// which must be cached (under the app's cache `stamp`).
+    #[inline(never)]
     fn cached_viewer(
         &self,
         session: &Session,
@@ -1904,7 +1915,7 @@ impl Authorizer {
 
     fn anonymous(&self, app: &App, need: Need) -> Decision {
         let (outcome, reason) = decide_anonymous(app.visibility(), need);
-        Decision::new(outcome, reason, Source::Store, Duration::ZERO)
+        Decision::new(outcome, reason, Source::Store, 0)
     }
 
     /// Every app in the store, ordered by id (read from the store each time, for listings).
@@ -2415,12 +2426,12 @@ impl Inner {
 }
 
 fn store_decision(outcome: Outcome, reason: Reason) -> Decision {
-    Decision::new(outcome, reason, Source::Store, Duration::ZERO)
+    Decision::new(outcome, reason, Source::Store, 0)
 }
 
 /// A viewer allowed by their grant, known from `source`.
 fn granted(session: &Session, source: Source) -> Decision {
-    Decision::new(Outcome::Allow, Reason::ViewerGrant { via: session.via() }, source, Duration::ZERO)
+    Decision::new(Outcome::Allow, Reason::ViewerGrant { via: session.via() }, source, 0)
 }
 
 fn unknown_app() -> Decision {

@@ -292,7 +292,7 @@ impl Authorizer {
         };
         let now = self.inner.clock.now();
         let (outcome, reason) = decide_support(&windows, agent, need.capability, app.visibility(), now);
-        let decision = Decision::new(outcome, reason, source, Duration::ZERO);
+        let decision = Decision::new(outcome, reason, source, 0);
         let asked = need.capability.map_or("sharing", |c| c.as_str());
         self.record_support_check(agent, app.id(), asked, &decision).await?;
         Ok(decision)

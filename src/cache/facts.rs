@@ -22,10 +22,10 @@ use moka::ops::compute::Op;
 use super::{
     Age, Backoff, CacheConfig, Counters, Epochs, FactCore, FactMap, InlineFact, PermEntry, PermKey, RepoEntry,
 };
-use crate::core::decision::{Decision, Fact, Source, decide_github};
+use crate::core::decision::{Decision, Fact, Source, decide_github, decide_role};
 use crate::core::ids::{App, GithubUser, RepoCoords, RepoId};
 use crate::core::invalidation::Invalidation;
-use crate::core::policy::Need;
+use crate::core::policy::{Need, RoleName};
 use crate::core::secret::GithubToken;
 use crate::core::time::{Clock, Timestamp};
 use crate::error::CheckError;
@@ -45,6 +45,8 @@ pub(crate) struct Facts {
     backoff: moka::sync::Cache<PermKey, Backoff>,
     pub(crate) counters: Counters,
     generation: AtomicU64,
+    /// `cfg.max_age`, in milliseconds, by [`Age`] and by whether the fact is positive.
+    max_age_ms: [[u64; 2]; 3],
 }
 
 /// A conditional request's outcome.
@@ -81,7 +83,6 @@ impl Facts {
             .time_to_live(Duration::from_secs(3600))
             .build();
         Self {
-            cfg,
             clock,
             github,
             perms,
@@ -91,6 +92,10 @@ impl Facts {
             backoff,
             counters: Counters::default(),
             generation: AtomicU64::new(0),
+            max_age_ms: [Age::Ordinary, Age::Strict, Age::Fresh].map(|age| {
+                [false, true].map(|positive| u64::try_from(cfg.max_age(positive, age).as_millis()).unwrap_or(u64::MAX))
+            }),
+            cfg,
         }
     }
 
@@ -110,22 +115,42 @@ impl Facts {
     }
 
     /// The hit path: the decision if the key's fact is in memory and fresh enough for `age`.
+    #[inline]
     pub(crate) fn cached(&self, key: &PermKey, app: &App, need: Need, age: Age, now: Timestamp) -> Option<Decision> {
         // Read before either look: a slot is believed only if no invalidation came since it was
         // written, and the front map's entry is copied there stamped with it.
         let epoch = self.epochs.current();
         let inline = self.front.with_inline(key, |hit| {
-            let fresh = hit.epoch == epoch
+            let age_ms = now.millis_since(hit.confirmed_at);
+            let positive = matches!(hit.fact, InlineFact::Role(_));
+            let fresh = hit.at_epoch(epoch)
                 && hit.coords_fp == app.coords_fingerprint()
-                && now.since(hit.confirmed_at) < self.cfg.max_age(matches!(hit.fact, InlineFact::Role(_)), age);
+                && age_ms < self.max_age_ms[age as usize][usize::from(positive)];
             fresh.then(|| {
-                let (outcome, reason) = decide_github(need, app.repo_id(), app.visibility(), &hit.fact.fact());
-                Decision::new(outcome, reason, Source::Cache, now.since(hit.confirmed_at))
+                let (outcome, reason) = match hit.fact {
+                    InlineFact::Role(role) => decide_role(need, app.visibility(), role, RoleName::Standard(role)),
+                    fact => decide_github(need, app.repo_id(), app.visibility(), &fact.fact()),
+                };
+                Decision::new(outcome, reason, Source::Cache, age_ms)
             })
         });
         if inline.is_some() {
             return inline;
         }
+        self.cached_front(key, app, need, age, now, epoch)
+    }
+
+    /// The hit path's second look: the front map.
+    #[inline(never)]
+    fn cached_front(
+        &self,
+        key: &PermKey,
+        app: &App,
+        need: Need,
+        age: Age,
+        now: Timestamp,
+        epoch: u64,
+    ) -> Option<Decision> {
         self.front.with(key, epoch, |entry| {
             self.usable(key, entry, app, now, age).then(|| self.decision(entry, app, need, Source::Cache, now))
         })
@@ -158,7 +183,7 @@ impl Facts {
 
     pub(crate) fn decision(&self, entry: &FactCore, app: &App, need: Need, source: Source, now: Timestamp) -> Decision {
         let (outcome, reason) = decide_github(need, app.repo_id(), app.visibility(), &entry.fact);
-        let age = if source == Source::Github { Duration::ZERO } else { now.since(entry.confirmed_at) };
+        let age = if source == Source::Github { 0 } else { now.millis_since(entry.confirmed_at) };
         Decision::new(outcome, reason, source, age)
     }
 

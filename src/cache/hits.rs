@@ -1,14 +1,22 @@
 //! The hit table: a compact, inline copy of the facts hits are served from, checked against a
 //! version before it is believed.
 //!
-//! Each slot holds one (user, repository) fact in seven machine words, inline (no pointer to
-//! follow), in a two-way set chosen by the key's hash. A slot is read optimistically: its
-//! version word is read before and after the other words, and the read counts only if the
-//! version was even and unchanged (a sequence lock, made of atomics alone). A slot is believed
-//! only if it names the key, the coordinates the fact was verified at, and the invalidation
-//! epoch that is current now: any invalidation since it was written (a webhook, a replica's
-//! message, a lost feed) sends every hit back to the front map, which writes the slot anew. Its
-//! lifetime is judged on every read exactly as the front map's is.
+//! Each slot holds one (user, repository) fact in four machine words, inline (no pointer to
+//! follow); two slots make a set, and a set is one cache line, chosen by the key's hash, so a
+//! hit costs one line and the table stays small enough (8 MiB at most) that its lines and pages
+//! stay in the processor's caches. A slot is read optimistically: its meta word (a version, the
+//! invalidation epoch it was written at and the fact) is read before and after the other words,
+//! and the read counts only if the version was even and the word unchanged (a sequence lock,
+//! made of atomics alone). A slot is believed only if it names the key, the coordinates the fact
+//! was verified at, and the invalidation epoch that is current now: any invalidation since it
+//! was written (a webhook, a replica's message, a lost feed) sends every hit back to the front
+//! map, which writes the slot anew. Its lifetime is judged on every read exactly as the front
+//! map's is.
+//!
+//! To fit a line, a slot holds the user and repository ids in one word and the epoch in 32 bits:
+//! a key whose ids do not both fit 32 bits (GitHub's ids are far below that today) is never
+//! copied here, and once 2^32 invalidations have been recorded the table is no longer believed.
+//! Both fall back to the front map: slower, never wrong.
 //!
 //! # Staleness
 //!
@@ -28,27 +36,40 @@ use crate::core::time::Timestamp;
 
 use super::PermKey;
 
-const WORDS: usize = 7;
-const VERSION: usize = 0;
-const USER: usize = 1;
-const REPO: usize = 2;
-const COORDS: usize = 3;
-const CONFIRMED: usize = 4;
-const EPOCH: usize = 5;
-const FACT: usize = 6;
+/// Words per slot, and their places.
+const WORDS: usize = 4;
+const META: usize = 0;
+const KEY: usize = 1;
+const COORDS: usize = 2;
+const CONFIRMED: usize = 3;
 
-/// One slot, on a cache line of its own.
+/// The meta word: the fact in bits 0..8, the epoch in 8..40, the version in 40..64 (odd while
+/// the slot is being written).
+const EPOCH_SHIFT: u32 = 8;
+const VERSION_SHIFT: u32 = 40;
+const VERSION_ONE: u64 = 1 << VERSION_SHIFT;
+
+/// Two slots: one cache line.
 #[repr(align(64))]
 #[derive(Debug, Default)]
-struct Slot([AtomicU64; WORDS]);
+struct Set([AtomicU64; 2 * WORDS]);
 
 /// What a slot says, once read consistently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Hit {
     pub(crate) coords_fp: u64,
     pub(crate) confirmed_at: Timestamp,
-    pub(crate) epoch: u64,
+    /// The invalidation epoch the slot was written at (which is below 2^32).
+    pub(crate) epoch: u32,
     pub(crate) fact: InlineFact,
+}
+
+impl Hit {
+    /// Whether the slot was written at `epoch`, the epoch current now.
+    #[inline]
+    pub(crate) fn at_epoch(&self, epoch: u64) -> bool {
+        u64::from(self.epoch) == epoch
+    }
 }
 
 /// A fact that fits one word.
@@ -87,6 +108,7 @@ impl InlineFact {
         }
     }
 
+    #[inline]
     fn decode(word: u64) -> Option<Self> {
         match word {
             1 => Some(InlineFact::NoRole),
@@ -98,6 +120,7 @@ impl InlineFact {
     }
 
     /// The fact it stands for.
+    #[inline]
     pub(crate) fn fact(self) -> Fact {
         match self {
             InlineFact::NoRole => Fact::Role(None),
@@ -108,106 +131,121 @@ impl InlineFact {
     }
 }
 
-/// The table: `2^bits` two-slot sets.
+/// The table: a power of two of two-slot sets.
 pub(crate) struct HitTable {
-    slots: Box<[Slot]>,
-    mask: usize,
+    sets: Box<[Set]>,
+    /// 64 minus log2 of the number of sets: the hash's top bits pick the set.
+    shift: u32,
 }
 
 impl std::fmt::Debug for HitTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HitTable").field("slots", &self.slots.len()).finish()
+        f.debug_struct("HitTable").field("slots", &(self.sets.len() * 2)).finish()
     }
 }
 
+/// The key as one word, if both ids fit 32 bits.
+#[inline]
+fn packed(key: &PermKey) -> Option<u64> {
+    let (user, repo) = (u32::try_from(key.user.0).ok()?, u32::try_from(key.repo.0).ok()?);
+    Some(u64::from(user) << 32 | u64::from(repo))
+}
+
 impl HitTable {
-    /// A table with about one slot per entry of a cache of `capacity` (a power of two, at most
-    /// 2^18 slots: 16 MiB).
+    /// A table with about one slot per entry of a cache of `capacity` (at least 64 slots, at
+    /// most 2^18: 8 MiB).
     pub(crate) fn new(capacity: u64) -> Self {
         let slots = usize::try_from(capacity).unwrap_or(usize::MAX).clamp(64, 1 << 18).next_power_of_two();
-        Self { slots: (0..slots).map(|_| Slot::default()).collect(), mask: slots / 2 - 1 }
+        let sets = slots / 2;
+        Self { sets: (0..sets).map(|_| Set::default()).collect(), shift: 64 - sets.trailing_zeros() }
     }
 
-    fn set(&self, key: &PermKey) -> usize {
-        // Fx-style multiply of both ids; the high bits pick the set.
-        let h = (key.user.0 ^ key.repo.0.rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        ((h >> 24) as usize & self.mask) * 2
+    /// The key's set (Fibonacci hashing: a multiply, the top bits).
+    #[inline]
+    fn set(&self, packed: u64) -> &Set {
+        let i = packed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift;
+        &self.sets[usize::try_from(i).unwrap_or(0) & (self.sets.len() - 1)]
     }
 
     /// The slot's contents for `key`, read consistently, if a slot of its set holds it.
+    #[inline]
     pub(crate) fn get(&self, key: &PermKey) -> Option<Hit> {
-        let set = self.set(key);
-        for slot in &self.slots[set..set + 2] {
-            if let Some(hit) = read(slot, key) {
-                return Some(hit);
-            }
-        }
-        None
+        let packed = packed(key)?;
+        let set = &self.set(packed).0;
+        read(&set[..WORDS], packed).or_else(|| read(&set[WORDS..], packed))
     }
 
     /// Writes `hit` for `key`: into the slot that holds the key, or an empty one, or the second
-    /// of its set (the first is kept). A slot being written by another thread is left alone.
+    /// of its set (the first is kept). A slot being written by another thread is left alone, and
+    /// so is a hit that does not fit (ids or epoch beyond 32 bits).
     pub(crate) fn put(&self, key: &PermKey, hit: Hit) {
-        let set = self.set(key);
-        let pair = &self.slots[set..set + 2];
-        let holds = |s: &Slot| {
-            s.0[USER].load(Ordering::Relaxed) == key.user.0 && s.0[REPO].load(Ordering::Relaxed) == key.repo.0
+        let Some(packed) = packed(key) else { return };
+        let set = &self.set(packed).0;
+        let (first, second) = set.split_at(WORDS);
+        let holds = |s: &[AtomicU64]| s[KEY].load(Ordering::Relaxed) == packed;
+        let empty = |s: &[AtomicU64]| s[META].load(Ordering::Relaxed) & 0xff == 0;
+        let slot = if holds(first) {
+            first
+        } else if holds(second) || !empty(first) {
+            second
+        } else {
+            first
         };
-        let empty = |s: &Slot| s.0[FACT].load(Ordering::Relaxed) == 0;
-        let slot = pair.iter().find(|s| holds(s)).or_else(|| pair.iter().find(|s| empty(s))).unwrap_or(&pair[1]);
-        write(slot, |w| {
-            w[USER].store(key.user.0, Ordering::Relaxed);
-            w[REPO].store(key.repo.0, Ordering::Relaxed);
+        let meta = u64::from(hit.epoch) << EPOCH_SHIFT | hit.fact.encode();
+        write(slot, meta, |w| {
+            w[KEY].store(packed, Ordering::Relaxed);
             w[COORDS].store(hit.coords_fp, Ordering::Relaxed);
             w[CONFIRMED].store(hit.confirmed_at.0, Ordering::Relaxed);
-            w[EPOCH].store(hit.epoch, Ordering::Relaxed);
-            w[FACT].store(hit.fact.encode(), Ordering::Relaxed);
         });
     }
 
     /// Empties the slot that holds `key`, if any.
     pub(crate) fn remove(&self, key: &PermKey) {
-        let set = self.set(key);
-        for slot in &self.slots[set..set + 2] {
-            if read(slot, key).is_some() {
-                write(slot, |w| w[FACT].store(0, Ordering::Relaxed));
+        let Some(packed) = packed(key) else { return };
+        let set = &self.set(packed).0;
+        for slot in [&set[..WORDS], &set[WORDS..]] {
+            if read(slot, packed).is_some() {
+                write(slot, 0, |_| {});
             }
         }
     }
 }
 
-/// A consistent read of `slot`, if it holds `key` and a fact.
-fn read(slot: &Slot, key: &PermKey) -> Option<Hit> {
-    let w = &slot.0;
-    let before = w[VERSION].load(Ordering::Acquire);
-    if before & 1 == 1 {
+/// A consistent read of `slot`, if it holds `packed` and a fact.
+#[inline]
+fn read(w: &[AtomicU64], packed: u64) -> Option<Hit> {
+    let before = w[META].load(Ordering::Acquire);
+    if before & VERSION_ONE != 0 {
         return None;
     }
-    let (user, repo) = (w[USER].load(Ordering::Relaxed), w[REPO].load(Ordering::Relaxed));
+    let key = w[KEY].load(Ordering::Relaxed);
     let coords_fp = w[COORDS].load(Ordering::Relaxed);
     let confirmed_at = w[CONFIRMED].load(Ordering::Relaxed);
-    let epoch = w[EPOCH].load(Ordering::Relaxed);
-    let fact = w[FACT].load(Ordering::Relaxed);
-    // Orders the loads above before the version is read again.
+    // Orders the loads above before the meta word is read again.
     fence(Ordering::Acquire);
-    if w[VERSION].load(Ordering::Relaxed) != before || user != key.user.0 || repo != key.repo.0 {
+    if w[META].load(Ordering::Relaxed) != before || key != packed {
         return None;
     }
-    let fact = InlineFact::decode(fact)?;
+    let fact = InlineFact::decode(before & 0xff)?;
+    let epoch = (before >> EPOCH_SHIFT) as u32;
     Some(Hit { coords_fp, confirmed_at: Timestamp(confirmed_at), epoch, fact })
 }
 
-/// Runs `f` on the slot's words under its version: odd while `f` runs, even and higher after.
-fn write(slot: &Slot, f: impl FnOnce(&[AtomicU64; WORDS])) {
-    let w = &slot.0;
-    let v = w[VERSION].load(Ordering::Relaxed);
-    if v & 1 == 1 || w[VERSION].compare_exchange(v, v + 1, Ordering::Acquire, Ordering::Relaxed).is_err() {
+/// Runs `f` on the slot's words under its version (odd while `f` runs), then stores `meta`
+/// (fact and epoch) with the version even and higher.
+fn write(w: &[AtomicU64], meta: u64, f: impl FnOnce(&[AtomicU64])) {
+    let current = w[META].load(Ordering::Relaxed);
+    let busy = current.wrapping_add(VERSION_ONE);
+    if current & VERSION_ONE != 0
+        || w[META].compare_exchange(current, busy, Ordering::Acquire, Ordering::Relaxed).is_err()
+    {
         return;
     }
     // Orders the odd version before the stores `f` makes.
     fence(Ordering::Release);
     f(w);
-    w[VERSION].store(v + 2, Ordering::Release);
+    let version = busy.wrapping_add(VERSION_ONE) & !(VERSION_ONE - 1);
+    w[META].store(version | (meta & (VERSION_ONE - 1)), Ordering::Release);
 }
 
 #[cfg(test)]
@@ -253,8 +291,9 @@ mod tests {
         let t = HitTable::new(64);
         // Keys that share a set.
         let first = key(1, 1);
+        let set_of = |k: &PermKey| std::ptr::from_ref(t.set(packed(k).unwrap()));
         let mates: Vec<PermKey> =
-            (2..10_000).map(|u| key(u, 1)).filter(|k| t.set(k) == t.set(&first)).take(2).collect();
+            (2..10_000).map(|u| key(u, 1)).filter(|k| set_of(k) == set_of(&first)).take(2).collect();
         t.put(&first, hit(InlineFact::NoRole));
         for k in &mates {
             t.put(k, hit(InlineFact::RepoNotFound));
@@ -272,9 +311,11 @@ mod tests {
             for w in 0..2u64 {
                 let t = t.clone();
                 s.spawn(move || {
-                    for i in 0..20_000u64 {
-                        let v = w * 1_000_000 + i;
-                        t.put(&k, Hit { coords_fp: v, confirmed_at: Timestamp(v), epoch: v, fact: InlineFact::NoRole });
+                    for i in 0..20_000u32 {
+                        let v = w as u32 * 1_000_000 + i;
+                        let fact = if i % 2 == 0 { InlineFact::NoRole } else { InlineFact::Role(Role::Admin) };
+                        let hit = Hit { coords_fp: v.into(), confirmed_at: Timestamp(v.into()), epoch: v, fact };
+                        t.put(&k, hit);
                     }
                 });
             }
@@ -282,10 +323,44 @@ mod tests {
             s.spawn(move || {
                 for _ in 0..50_000 {
                     if let Some(h) = t.get(&k) {
-                        assert!(h.coords_fp == h.confirmed_at.0 && h.epoch == h.coords_fp, "torn read: {h:?}");
+                        let whole = h.coords_fp == h.confirmed_at.0 && u64::from(h.epoch) == h.coords_fp;
+                        let fact = if h.epoch % 2 == 0 { InlineFact::NoRole } else { InlineFact::Role(Role::Admin) };
+                        assert!(whole && h.fact == fact, "torn read: {h:?}");
                     }
                 }
             });
         });
+    }
+
+    #[test]
+    fn ids_beyond_32_bits_are_never_copied_here_and_never_alias() {
+        let t = HitTable::new(1024);
+        let wide = key(1 << 32 | 5, 6);
+        t.put(&wide, hit(InlineFact::Role(Role::Admin)));
+        assert_eq!(t.get(&wide), None, "not copied");
+        assert_eq!(t.get(&key(5, 6)), None, "the low bits alone name another key");
+        t.put(&key(5, 6), hit(InlineFact::NoRole));
+        assert_eq!(t.get(&key(5, 6 | 1 << 32)), None);
+        assert_eq!(t.get(&key(5, 6)), Some(hit(InlineFact::NoRole)));
+    }
+
+    #[test]
+    fn a_slot_is_believed_only_at_its_own_epoch() {
+        let h = Hit { epoch: 7, ..hit(InlineFact::NoRole) };
+        assert!(h.at_epoch(7));
+        assert!(!h.at_epoch(8));
+        assert!(!h.at_epoch(7 + (1 << 32)), "an epoch past 32 bits matches no slot");
+    }
+
+    #[test]
+    fn the_version_survives_its_wrap() {
+        let t = HitTable::new(64);
+        let k = key(3, 4);
+        let slot = &t.set(packed(&k).unwrap()).0[..WORDS];
+        // The highest even version.
+        slot[META].store(!VERSION_ONE & !(VERSION_ONE - 1), Ordering::Relaxed);
+        t.put(&k, hit(InlineFact::NoRole));
+        assert_eq!(t.get(&k), Some(hit(InlineFact::NoRole)));
+        assert_eq!(slot[META].load(Ordering::Relaxed) >> VERSION_SHIFT, 0, "wrapped to an even version");
     }
 }

@@ -201,7 +201,7 @@ pub enum Consistency {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Age {
     /// Its lifetime.
-    Ordinary,
+    Ordinary = 0,
     /// At most `strict_max_age` (`deploy`, `delete`).
     Strict,
     /// None: revalidate first.
@@ -211,6 +211,7 @@ pub(crate) enum Age {
 impl CacheConfig {
     /// The oldest fact `strict` (deploy/delete) or ordinary checks accept: a positive fact (a
     /// role; a repository found) lives `role_ttl`, a negative one `no_role_ttl`.
+    #[inline]
     pub(crate) fn max_age(&self, positive: bool, age: Age) -> Duration {
         let ttl = if positive { self.role_ttl } else { self.no_role_ttl };
         match age {
@@ -312,6 +313,7 @@ pub(crate) struct Epochs {
 }
 
 impl Epochs {
+    #[inline]
     pub(crate) fn current(&self) -> u64 {
         self.current.load(Ordering::Acquire)
     }
@@ -389,7 +391,21 @@ struct Stripe(AtomicU64);
 static NEXT_STRIPE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 thread_local! {
-    static STRIPE: usize = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
+    /// The thread's stripe, chosen at its first hit (`STRIPES` until then).
+    static STRIPE: std::cell::Cell<usize> = const { std::cell::Cell::new(STRIPES) };
+}
+
+/// The calling thread's stripe.
+#[inline]
+fn stripe() -> usize {
+    STRIPE.with(|s| {
+        let mut stripe = s.get();
+        if stripe == STRIPES {
+            stripe = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
+            s.set(stripe);
+        }
+        stripe
+    })
 }
 
 /// The read side of the permission cache: what hits are served from.
@@ -430,6 +446,7 @@ impl FactMap {
 
     /// Runs `f` on the inline copy of the key's fact, if the hit table holds one; counts a hit
     /// when `f` answers.
+    #[inline]
     pub(crate) fn with_inline<R>(&self, key: &PermKey, f: impl FnOnce(&Hit) -> Option<R>) -> Option<R> {
         let answer = self.table.get(key).as_ref().and_then(f);
         if answer.is_some() {
@@ -445,15 +462,16 @@ impl FactMap {
         let entry = map.get(key)?;
         let answer = f(entry)?;
         self.count_hit();
-        if let Some(fact) = InlineFact::of(&entry.fact) {
+        if let (Some(fact), Ok(epoch)) = (InlineFact::of(&entry.fact), u32::try_from(epoch)) {
             let hit = Hit { coords_fp: entry.coords_fp, confirmed_at: entry.confirmed_at, epoch, fact };
             self.table.put(key, hit);
         }
         Some(answer)
     }
 
+    #[inline]
     fn count_hit(&self) {
-        let stripe = &self.hits[STRIPE.with(|s| *s)].0;
+        let stripe = &self.hits[stripe()].0;
         stripe.store(stripe.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
 

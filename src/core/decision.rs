@@ -129,12 +129,15 @@ pub struct Decision {
     outcome: Outcome,
     reason: Reason,
     source: Source,
-    age: Duration,
+    /// The facts' age, in milliseconds (the clock's resolution).
+    age_ms: u64,
 }
 
 impl Decision {
-    pub(crate) fn new(outcome: Outcome, reason: Reason, source: Source, age: Duration) -> Self {
-        Self { outcome, reason, source, age }
+    /// `age_ms`: how old the facts are, in milliseconds.
+    #[inline]
+    pub(crate) fn new(outcome: Outcome, reason: Reason, source: Source, age_ms: u64) -> Self {
+        Self { outcome, reason, source, age_ms }
     }
 
     /// Allow or deny.
@@ -159,7 +162,7 @@ impl Decision {
 
     /// How old the facts are: time since GitHub last confirmed them (zero for [`Source::Store`]).
     pub fn age(&self) -> Duration {
-        self.age
+        Duration::from_millis(self.age_ms)
     }
 }
 
@@ -171,7 +174,7 @@ impl Serialize for Decision {
         st.serialize_field("decision", &self.outcome)?;
         st.serialize_field("reason", &self.reason)?;
         st.serialize_field("source", &self.source)?;
-        st.serialize_field("age_ms", &u64::try_from(self.age.as_millis()).unwrap_or(u64::MAX))?;
+        st.serialize_field("age_ms", &self.age_ms)?;
         st.end()
     }
 }
@@ -190,6 +193,7 @@ pub(crate) enum Fact {
 }
 
 /// The policy's verdict for a GitHub user: pure, no I/O, no clock.
+#[inline]
 pub(crate) fn decide_github(need: Need, deployed: RepoId, visibility: Visibility, fact: &Fact) -> (Outcome, Reason) {
     let public_view = need.open_on_public && visibility == Visibility::Public;
     let no_access = |detail| (Outcome::Deny, Reason::NoAccess { detail });
@@ -197,21 +201,24 @@ pub(crate) fn decide_github(need: Need, deployed: RepoId, visibility: Visibility
         Fact::Replaced { current } => (Outcome::Deny, Reason::RepoReplaced { deployed, current: *current }),
         Fact::RepoNotFound => no_access(NoAccessDetail::RepositoryNotFound),
         Fact::LoginMismatch => no_access(NoAccessDetail::LoginMismatch),
-        Fact::Role(grant) => {
-            let required = need.required;
-            match grant {
-                Some(g) => {
-                    let outcome = if g.role >= required { Outcome::Allow } else { Outcome::Deny };
-                    // A public app is open to anyone; say so rather than "your role is too low".
-                    if outcome == Outcome::Deny && public_view {
-                        return (Outcome::Allow, Reason::PublicApp);
-                    }
-                    (outcome, Reason::GithubRole { role: g.role, role_name: g.name.clone(), required })
-                }
-                None if public_view => (Outcome::Allow, Reason::PublicApp),
-                None => no_access(NoAccessDetail::NoRole),
-            }
-        }
+        Fact::Role(Some(g)) => decide_role(need, visibility, g.role, g.name.clone()),
+        Fact::Role(None) if public_view => (Outcome::Allow, Reason::PublicApp),
+        Fact::Role(None) => no_access(NoAccessDetail::NoRole),
+    }
+}
+
+/// The policy's verdict for a user whose role on the app's repository is `role` (named
+/// `role_name`).
+#[inline]
+pub(crate) fn decide_role(need: Need, visibility: Visibility, role: Role, role_name: RoleName) -> (Outcome, Reason) {
+    let required = need.required;
+    if role >= required {
+        (Outcome::Allow, Reason::GithubRole { role, role_name, required })
+    } else if need.open_on_public && visibility == Visibility::Public {
+        // A public app is open to anyone; say so rather than "your role is too low".
+        (Outcome::Allow, Reason::PublicApp)
+    } else {
+        (Outcome::Deny, Reason::GithubRole { role, role_name, required })
     }
 }
 

@@ -292,6 +292,7 @@ impl Policy {
         }
     }
 
+    #[inline]
     pub(crate) fn need(&self, cap: Capability) -> Need {
         Need {
             required: self.required(cap),

@@ -11,8 +11,15 @@ pub struct Timestamp(pub u64);
 
 impl Timestamp {
     /// Time elapsed from `earlier` to `self`, zero if `earlier` is later.
+    #[inline]
     pub fn since(self, earlier: Timestamp) -> Duration {
         Duration::from_millis(self.0.saturating_sub(earlier.0))
+    }
+
+    /// Milliseconds elapsed from `earlier` to `self`, zero if `earlier` is later.
+    #[inline]
+    pub(crate) fn millis_since(self, earlier: Timestamp) -> u64 {
+        self.0.saturating_sub(earlier.0)
     }
 
     /// `self + d`, saturating.
