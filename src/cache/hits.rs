@@ -4,10 +4,10 @@
 //! Each slot holds one (user, repository) fact in four machine words, inline (no pointer to
 //! follow); two slots make a set, and a set is one cache line, chosen by the key's hash, so a
 //! hit costs one line and the table stays small enough (8 MiB at most) that its lines and pages
-//! stay in the processor's caches. A slot is read optimistically: its meta word (a version, the
-//! invalidation epoch it was written at and the fact) is read before and after the other words,
-//! and the read counts only if the version was even and the word unchanged (a sequence lock,
-//! made of atomics alone). A slot is believed only if it names the key, the coordinates the fact
+//! stay in the processor's caches. A slot is read optimistically: its meta word (a 40-bit
+//! version, part of the invalidation epoch it was written at, and the fact) is read before and
+//! after the other words, and the read counts only if the version was even and the word
+//! unchanged (a sequence lock, made of atomics alone). A slot is believed only if it names the key, the coordinates the fact
 //! was verified at, and the invalidation epoch that is current now: any invalidation since it
 //! was written (a webhook, a replica's message, a lost feed) sends every hit back to the front
 //! map, which writes the slot anew. Its lifetime is judged on every read exactly as the front
@@ -43,11 +43,16 @@ const KEY: usize = 1;
 const COORDS: usize = 2;
 const CONFIRMED: usize = 3;
 
-/// The meta word: the fact in bits 0..8, the epoch in 8..40, the version in 40..64 (odd while
-/// the slot is being written).
+/// The meta word: the fact in bits 0..8, the epoch's low 16 bits in 8..24, and the version in
+/// 24..64 (odd while the slot is being written; 40 bits, so that it comes back to a value a
+/// reader saw only after 2^39 writes to the slot).
 const EPOCH_SHIFT: u32 = 8;
-const VERSION_SHIFT: u32 = 40;
+const EPOCH_LOW_BITS: u32 = 16;
+const VERSION_SHIFT: u32 = 24;
 const VERSION_ONE: u64 = 1 << VERSION_SHIFT;
+/// The confirmation word: the time in bits 0..48 (milliseconds since the Unix epoch, good until
+/// the year 10889), the epoch's high 16 bits in 48..64.
+const TIME_BITS: u32 = 48;
 
 /// Two slots: one cache line.
 #[repr(align(64))]
@@ -177,7 +182,7 @@ impl HitTable {
 
     /// Writes `hit` for `key`: into the slot that holds the key, or an empty one, or the second
     /// of its set (the first is kept). A slot being written by another thread is left alone, and
-    /// so is a hit that does not fit (ids or epoch beyond 32 bits).
+    /// so is a hit that does not fit (ids beyond 32 bits, a time beyond 48).
     pub(crate) fn put(&self, key: &PermKey, hit: Hit) {
         let Some(packed) = packed(key) else { return };
         let set = &self.set(packed).0;
@@ -191,11 +196,16 @@ impl HitTable {
         } else {
             first
         };
-        let meta = u64::from(hit.epoch) << EPOCH_SHIFT | hit.fact.encode();
+        if hit.confirmed_at.0 >> TIME_BITS != 0 {
+            return;
+        }
+        let epoch = u64::from(hit.epoch);
+        let meta = (epoch & ((1 << EPOCH_LOW_BITS) - 1)) << EPOCH_SHIFT | hit.fact.encode();
+        let confirmed = (epoch >> EPOCH_LOW_BITS) << TIME_BITS | hit.confirmed_at.0;
         write(slot, meta, |w| {
             w[KEY].store(packed, Ordering::Relaxed);
             w[COORDS].store(hit.coords_fp, Ordering::Relaxed);
-            w[CONFIRMED].store(hit.confirmed_at.0, Ordering::Relaxed);
+            w[CONFIRMED].store(confirmed, Ordering::Relaxed);
         });
     }
 
@@ -220,15 +230,17 @@ fn read(w: &[AtomicU64], packed: u64) -> Option<Hit> {
     }
     let key = w[KEY].load(Ordering::Relaxed);
     let coords_fp = w[COORDS].load(Ordering::Relaxed);
-    let confirmed_at = w[CONFIRMED].load(Ordering::Relaxed);
+    let confirmed = w[CONFIRMED].load(Ordering::Relaxed);
     // Orders the loads above before the meta word is read again.
     fence(Ordering::Acquire);
     if w[META].load(Ordering::Relaxed) != before || key != packed {
         return None;
     }
     let fact = InlineFact::decode(before & 0xff)?;
-    let epoch = (before >> EPOCH_SHIFT) as u32;
-    Some(Hit { coords_fp, confirmed_at: Timestamp(confirmed_at), epoch, fact })
+    let low = (before >> EPOCH_SHIFT) & ((1 << EPOCH_LOW_BITS) - 1);
+    let epoch = u32::try_from((confirmed >> TIME_BITS) << EPOCH_LOW_BITS | low).ok()?;
+    let confirmed_at = Timestamp(confirmed & ((1 << TIME_BITS) - 1));
+    Some(Hit { coords_fp, confirmed_at, epoch, fact })
 }
 
 /// Runs `f` on the slot's words under its version (odd while `f` runs), then stores `meta`
@@ -357,10 +369,35 @@ mod tests {
         let t = HitTable::new(64);
         let k = key(3, 4);
         let slot = &t.set(packed(&k).unwrap()).0[..WORDS];
-        // The highest even version.
+        // The highest even version: 2^39 writes from where it started.
         slot[META].store(!VERSION_ONE & !(VERSION_ONE - 1), Ordering::Relaxed);
         t.put(&k, hit(InlineFact::NoRole));
         assert_eq!(t.get(&k), Some(hit(InlineFact::NoRole)));
         assert_eq!(slot[META].load(Ordering::Relaxed) >> VERSION_SHIFT, 0, "wrapped to an even version");
+    }
+
+    #[test]
+    fn the_whole_epoch_and_time_come_back_and_a_time_beyond_48_bits_is_not_copied() {
+        let t = HitTable::new(64);
+        let h = Hit { epoch: 0xABCD_1234, confirmed_at: Timestamp((1 << 48) - 1), ..hit(InlineFact::NoRole) };
+        t.put(&key(1, 2), h);
+        assert_eq!(t.get(&key(1, 2)), Some(h));
+        t.put(&key(3, 4), Hit { confirmed_at: Timestamp(1 << 48), ..h });
+        assert_eq!(t.get(&key(3, 4)), None);
+    }
+
+    #[test]
+    fn the_meta_word_does_not_come_back_within_2_pow_23_writes() {
+        // A reader stalled between its two reads of the meta word must not see it come back to
+        // the value it first read while other writes landed (a 24-bit version would, here).
+        let t = HitTable::new(64);
+        let k = key(7, 8);
+        t.put(&k, hit(InlineFact::NoRole));
+        let slot = &t.set(packed(&k).unwrap()).0[..WORDS];
+        let first = slot[META].load(Ordering::Relaxed);
+        for _ in 0..1 << 23 {
+            t.put(&k, hit(InlineFact::NoRole));
+        }
+        assert_ne!(slot[META].load(Ordering::Relaxed), first);
     }
 }

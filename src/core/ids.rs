@@ -1,7 +1,7 @@
 //! Identities: numeric GitHub ids, repository coordinates, apps.
 
 use std::fmt;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -124,11 +124,11 @@ impl RepoCoords {
     }
 
     /// A fingerprint of the lowercased coordinates, used to tie a cached fact to the coordinates
-    /// it was verified at.
+    /// it was verified at: SipHash under keys drawn at random once per process, so that nobody
+    /// can choose a repository name whose fingerprint equals another's.
     pub(crate) fn fingerprint(&self) -> u64 {
-        let mut h = rustc_hash::FxHasher::default();
-        self.hash(&mut h);
-        h.finish()
+        static KEYS: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+        KEYS.get_or_init(std::hash::RandomState::new).hash_one(self)
     }
 }
 
@@ -242,5 +242,33 @@ pub struct SupportId(pub u64);
 impl fmt::Display for SupportId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn coords(s: &str) -> RepoCoords {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn a_fingerprint_ignores_case_and_tells_coordinates_apart() {
+        assert_eq!(coords("Acme/Dashboard").fingerprint(), coords("acme/dashboard").fingerprint());
+        assert_ne!(coords("acme/dashboard").fingerprint(), coords("acme/dashboard2").fingerprint());
+        assert_ne!(coords("acme/dashboard").fingerprint(), coords("acmed/ashboard").fingerprint());
+    }
+
+    #[test]
+    fn a_fingerprint_is_keyed_not_a_public_function_of_the_name() {
+        // An unkeyed hash (FxHash, or SipHash under fixed keys) lets anyone compute fingerprints
+        // offline and search for a name that collides with another's.
+        let c = coords("acme/dashboard");
+        let unkeyed = [
+            std::hash::BuildHasherDefault::<rustc_hash::FxHasher>::default().hash_one(&c),
+            std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default().hash_one(&c),
+        ];
+        assert!(!unkeyed.contains(&c.fingerprint()));
     }
 }
