@@ -335,10 +335,11 @@ impl Facts {
 
     /// Learns which repository answers at each of `coords` from one listing of the
     /// installation's repositories (a request per 100 of them), when any of them has no usable
-    /// entry: a listing of apps then asks only for the user's roles. Coordinates the listing does
-    /// not name (renamed, out of reach) are looked up one by one later, as ever. An entry learnt
-    /// here is no older than the listing, and an invalidation that matches it during the listing
-    /// undoes it.
+    /// entry: a listing of apps then asks only for the user's roles. The listing goes past its
+    /// first page only if it costs no more requests than looking up the coordinates it is for one
+    /// by one. Coordinates it does not name (renamed, out of reach, on a page not read) are
+    /// looked up one by one later, as ever. An entry learnt here is no older than the listing,
+    /// and an invalidation that matches it during the listing undoes it.
     pub(crate) async fn learn_repos(&self, coords: &[RepoCoords]) -> Result<(), CheckError> {
         let now = self.clock.now();
         let mut missing = Vec::new();
@@ -351,7 +352,7 @@ impl Facts {
             return Ok(());
         }
         let start_epoch = self.epochs.current();
-        let listed = self.github.installation_repos().await?;
+        let listed = self.github.installation_repos(missing.len()).await?;
         let confirmed_at = self.clock.now();
         for r in listed.into_iter().filter(|r| missing.contains(&&r.coords)) {
             let entry = RepoEntry {

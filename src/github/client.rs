@@ -291,11 +291,15 @@ impl OctocrabGithub {
     /// requests; a clone would mint its own), or one carrying the user's token.
     /// Every page of a repository listing at `route` (100 a page, following the `link` header's
     /// next page); an error rather than a partial listing past [`MAX_REPO_PAGES`].
+    /// Every page of a listing of repositories; `page_of` decodes a page and the total it
+    /// announces, if it does. With `max_pages`, a listing whose total needs more pages stops after
+    /// the first (the caller must accept a partial listing).
     async fn list_repos(
         &self,
         octo: &Octocrab,
         route: &str,
-        page_of: impl Fn(&str, &Bytes) -> Result<Vec<WireListedRepo>, GithubError>,
+        max_pages: Option<usize>,
+        page_of: impl Fn(&str, &Bytes) -> Result<(Vec<WireListedRepo>, Option<u64>), GithubError>,
     ) -> Result<Vec<ListedRepo>, GithubError> {
         let mut listed = Vec::new();
         for page in 1..=MAX_REPO_PAGES {
@@ -309,7 +313,10 @@ impl OctocrabGithub {
                     });
                 }
             };
-            for r in page_of(&path, &body)? {
+            let (repos, total) = page_of(&path, &body)?;
+            let pages = total.map(|t| usize::try_from(t.div_ceil(100)).unwrap_or(usize::MAX));
+            let over_budget = matches!((max_pages, pages), (Some(max), Some(pages)) if pages > max);
+            for r in repos {
                 let coords = r
                     .full_name
                     .parse::<RepoCoords>()
@@ -317,7 +324,7 @@ impl OctocrabGithub {
                 let role = r.permissions.map(|p| p.grant());
                 listed.push(ListedRepo { id: RepoId(r.id), owner: OwnerId(r.owner.id), coords, role });
             }
-            if !more {
+            if !more || over_budget {
                 return Ok(listed);
             }
         }
@@ -504,13 +511,17 @@ impl GithubApi for OctocrabGithub {
 
     async fn user_repos(&self, token: &GithubToken) -> Result<Vec<ListedRepo>, GithubError> {
         let octo = self.octo_for(Some(token))?;
-        self.list_repos(&octo, "/user/repos", |path, body| decode::<Vec<WireListedRepo>>(path, body)).await
+        // Never partial: a repository missing from it would read as no role.
+        self.list_repos(&octo, "/user/repos", None, |path, body| {
+            decode::<Vec<WireListedRepo>>(path, body).map(|repos| (repos, None))
+        })
+        .await
     }
 
-    async fn installation_repos(&self) -> Result<Vec<ListedRepo>, GithubError> {
+    async fn installation_repos(&self, max_requests: usize) -> Result<Vec<ListedRepo>, GithubError> {
         let octo = self.octo_for(None)?;
-        self.list_repos(&octo, "/installation/repositories", |path, body| {
-            decode::<WireInstallationRepos>(path, body).map(|page| page.repositories)
+        self.list_repos(&octo, "/installation/repositories", Some(max_requests), |path, body| {
+            decode::<WireInstallationRepos>(path, body).map(|page| (page.repositories, page.total_count))
         })
         .await
     }

@@ -176,9 +176,11 @@ pub(crate) trait GithubApi: Send + Sync + std::fmt::Debug {
     /// role on, with their role.
     async fn user_repos(&self, token: &GithubToken) -> Result<Vec<ListedRepo>, GithubError>;
 
-    /// `GET /installation/repositories`, every page: the repositories the installation can see
-    /// (no role: `role` is `None`). Installation and App mode only.
-    async fn installation_repos(&self) -> Result<Vec<ListedRepo>, GithubError>;
+    /// `GET /installation/repositories`: the repositories the installation can see (no role:
+    /// `role` is `None`). Installation and App mode only. Every page when they take at most
+    /// `max_requests` requests in all (as the first page's `total_count` tells), otherwise the
+    /// first page alone: a caller learns what it names and looks the rest up one by one.
+    async fn installation_repos(&self, max_requests: usize) -> Result<Vec<ListedRepo>, GithubError>;
 
     /// `GET /users/{login}`: the user with this login now, by id; `None` for 404, an
     /// organization, or a string that is not a login.

@@ -31,6 +31,9 @@ pub(super) struct WireListedRepo {
 /// One page of `GET /installation/repositories`.
 #[derive(Debug, Deserialize)]
 pub(super) struct WireInstallationRepos {
+    /// How many repositories the installation can see, over all pages.
+    #[serde(default)]
+    pub(super) total_count: Option<u64>,
     pub(super) repositories: Vec<WireListedRepo>,
 }
 

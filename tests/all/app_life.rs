@@ -215,19 +215,27 @@ async fn apps_for_lists_what_each_check_allows() {
 /// A world of 100 private repositories of one organization, one app on each: `dev` has the
 /// organization's base `read` on all of them and `write` on the first 60.
 fn hundred_apps() -> ghauthz::world::World {
+    big_org(100, |_| true)
+}
+
+/// A world of `repos` private repositories `big/r<i>` (ids from 1000) of one organization, an
+/// app `app<i>` on each for which `app_on(i)`: `dev` has the organization's base `read` on all
+/// of them and `write` on the first 60.
+fn big_org(repos: usize, app_on: impl Fn(usize) -> bool) -> ghauthz::world::World {
     let mut text = String::from(
         "version = 1\nnow = \"2026-11-22T10:00:00Z\"\n[[users]]\nid = 1\nlogin = \"dev\"\n\
          [[orgs]]\nid = 500\nlogin = \"big\"\nmembers = [\"dev\"]\nbase_permission = \"read\"\n",
     );
-    for i in 0..100 {
+    for i in 0..repos {
         let roles = if i < 60 { "roles = { dev = \"write\" }\n" } else { "" };
-        text.push_str(&format!(
-            "[[repos]]\nid = {}\nowner = \"big\"\nname = \"r{i}\"\nprivate = true\n{roles}\
-             [[apps]]\nid = \"app{i:03}\"\nrepo = \"big/r{i}\"\nrepo_id = {}\nbranch = \"main\"\nmain_file = \"a.py\"\n\
-             visibility = \"private\"\ndeployed_by = \"dev\"\n",
-            1000 + i,
-            1000 + i
-        ));
+        let id = 1000 + i;
+        text.push_str(&format!("[[repos]]\nid = {id}\nowner = \"big\"\nname = \"r{i}\"\nprivate = true\n{roles}"));
+        if app_on(i) {
+            text.push_str(&format!(
+                "[[apps]]\nid = \"app{i:03}\"\nrepo = \"big/r{i}\"\nrepo_id = {id}\nbranch = \"main\"\n\
+                 main_file = \"a.py\"\nvisibility = \"private\"\ndeployed_by = \"dev\"\n"
+            ));
+        }
     }
     ghauthz::world::World::from_toml_str(&text, ".").unwrap()
 }
@@ -267,4 +275,31 @@ async fn a_listing_of_a_hundred_apps_costs_what_it_should() {
     let editable = env.authz.apps_for(&dev, Capability::Edit).await.unwrap();
     assert_eq!(editable.len(), 60);
     assert_eq!(env.mock.total_requests(), 1, "one page of 100: {:?}", env.mock.request_counts());
+}
+
+/// An installation that sees far more repositories than the apps listed: the listing stops at
+/// its first page (its `total_count` says 10 pages, more than looking up the 3 apps' repositories
+/// one by one would cost), learns the one app repository it names, and the other two are looked
+/// up alone.
+#[tokio::test]
+async fn a_listing_of_a_few_apps_in_a_large_installation_reads_one_page_of_it() {
+    let world = big_org(1000, |i| [5, 500, 999].contains(&i));
+    let opts = common::Opts { store: Some(seeded(&world).await), ..Default::default() };
+    let env = common::env_with(world.clone(), opts).await;
+    let view: Vec<String> = env
+        .authz
+        .apps_for(&env.user("dev"), Capability::View)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.id().to_string())
+        .collect();
+    assert_eq!(view, ["app005"], "write on the first 60 only");
+    assert_eq!(env.mock.requests("/installation/repositories"), 1, "{:?}", env.mock.request_counts());
+    assert_eq!(
+        env.mock.total_requests(),
+        1 + 2 + 3,
+        "a page, two repositories, three roles: {:?}",
+        env.mock.request_counts()
+    );
 }
