@@ -611,7 +611,7 @@ impl AuthorizerBuilder {
     /// Authorizers that share a store hear one another's invalidations and every change to apps and
     /// grants through the store's change feed (see [`crate::store`]): a
     /// [`PgStore`](crate::store::PgStore)'s `LISTEN/NOTIFY`, typically within milliseconds; an
-    /// [`SqliteStore`](crate::store::SqliteStore)'s change log, within 100 ms, from any process on
+    /// [`SqliteStore`](crate::store::SqliteStore)'s change log, within 25 ms, from any process on
     /// the file; a shared [`MemoryStore`](crate::store::MemoryStore) at once. A change made through
     /// an authorizer holds there before the call that made it returns. When the feed drops, the
     /// authorizer forgets everything it cached, at once and again once it listens anew, since it

@@ -41,7 +41,7 @@ pub(crate) use sessions::Sessions;
 /// |---|---|---|
 /// | a GitHub role | `role_ttl` (5 min) after GitHub confirmed it; `deploy`/`delete`: `strict_max_age` (60 s) | an [`Invalidation`] that matches it (webhooks, [`Authorizer::invalidate`](crate::Authorizer::invalidate)) |
 /// | no role, a missing or replaced repository | `no_role_ttl` (1 min) | the same |
-/// | an app record, a viewer grant | `record_ttl` (5 min) after it was read, and only while the store's change feed is heard | a change to the app or its grants, here or on any authorizer sharing the store (Postgres: milliseconds; SQLite: within 100 ms) |
+/// | an app record, a viewer grant | `record_ttl` (5 min) after it was read, and only while the store's change feed is heard | a change to the app or its grants, here or on any authorizer sharing the store (Postgres: milliseconds; SQLite: within 25 ms) |
 /// | a verified session | until its `exp` | new session keys |
 ///
 /// Lifetimes are counted on the authorizer's clock from the moment the fact was confirmed;

@@ -9,7 +9,7 @@
 //! ([`CacheConfig::record_ttl`](crate::CacheConfig::record_ttl), 5 minutes by default) after
 //! it was read from the store. A change made through this authorizer is applied here before the
 //! call that made it returns; a change made elsewhere is applied when the feed brings it (Postgres
-//! `NOTIFY`: milliseconds; the SQLite change log: within 100 ms, its polling interval). While the
+//! `NOTIFY`: milliseconds; the SQLite change log: within 25 ms, its polling interval). While the
 //! feed is down nothing here is served: every check reads the store.
 //!
 //! # Concurrent calls

@@ -12,7 +12,7 @@
 //! a [`Change`] in the same transaction as the write, and [`Store::publish`] carries GitHub-fact
 //! invalidations between replicas. The in-memory store tells the authorizers built on it at
 //! once; SQLite keeps a change log (a sequence-numbered table) that every authorizer on the file
-//! polls every 100 ms, so that a command run by another process reaches a running service;
+//! polls every 25 ms, so that a command run by another process reaches a running service;
 //! Postgres sends `NOTIFY` on a channel of the schema's own. A subscriber that may have missed a
 //! message hears [`FeedEvent::Lost`] and, once it hears everything again, [`FeedEvent::Listening`].
 

@@ -35,7 +35,7 @@ const SCHEMA_VERSION: u32 = 6;
 const WAIT: Duration = Duration::from_secs(2);
 
 /// How often a subscriber reads the change log.
-const POLL: Duration = Duration::from_millis(100);
+const POLL: Duration = Duration::from_millis(25);
 
 /// How long the change log keeps a change (default). A subscriber that has not read it by then
 /// finds the log pruned past its position and forgets everything it cached.
@@ -56,7 +56,7 @@ const PER_POLL: i64 = 1000;
 /// Every change to an app or a grant, and every [`publish`](super::Store::publish)ed
 /// invalidation, is written to a change log in the transaction that makes it. Each
 /// [`subscribe`](super::Store::subscribe)r, in this process or another, reads the log every
-/// 100 ms, so that `ghauthz viewers remove --db FILE` reaches a service running on the same file
+/// 25 ms, so that `ghauthz viewers remove --db FILE` reaches a service running on the same file
 /// within that. The log keeps a change for 10 minutes ([`SqliteStore::change_retention`]); a
 /// subscriber that falls further behind hears [`FeedEvent::Lost`] and starts again from the end.
 #[derive(Debug, Clone)]
