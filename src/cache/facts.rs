@@ -45,7 +45,9 @@ pub(crate) struct Facts {
     backoff: moka::sync::Cache<PermKey, Backoff>,
     pub(crate) counters: Counters,
     generation: AtomicU64,
-    /// `cfg.max_age`, in milliseconds, by [`Age`] and by whether the fact is positive.
+    /// `cfg.max_age` in whole milliseconds, rounded up (a fact's age, counted in whole
+    /// milliseconds, is below it exactly when it is below `max_age`), by [`Age`] and by whether
+    /// the fact is positive.
     max_age_ms: [[u64; 2]; 3],
 }
 
@@ -93,7 +95,9 @@ impl Facts {
             counters: Counters::default(),
             generation: AtomicU64::new(0),
             max_age_ms: [Age::Ordinary, Age::Strict, Age::Fresh].map(|age| {
-                [false, true].map(|positive| u64::try_from(cfg.max_age(positive, age).as_millis()).unwrap_or(u64::MAX))
+                [false, true].map(|positive| {
+                    u64::try_from(cfg.max_age(positive, age).as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
+                })
             }),
             cfg,
         }
@@ -125,7 +129,7 @@ impl Facts {
             let positive = matches!(hit.fact, InlineFact::Role(_));
             let fresh = hit.at_epoch(epoch)
                 && hit.coords_fp == app.coords_fingerprint()
-                && age_ms < self.max_age_ms[age as usize][usize::from(positive)];
+                && age_ms < self.max_age_ms(positive, age);
             fresh.then(|| {
                 let (outcome, reason) = match hit.fact {
                     InlineFact::Role(role) => decide_role(need, app.visibility(), role, RoleName::Standard(role)),
@@ -170,14 +174,20 @@ impl Facts {
         }
     }
 
+    /// The oldest, in milliseconds, a `positive` (or negative) fact may be for `age`.
+    #[inline]
+    fn max_age_ms(&self, positive: bool, age: Age) -> u64 {
+        self.max_age_ms[age as usize][usize::from(positive)]
+    }
+
     fn usable(&self, key: &PermKey, entry: &FactCore, app: &App, now: Timestamp, age: Age) -> bool {
         entry.coords_fp == app.coords_fingerprint()
-            && now.since(entry.confirmed_at) < self.cfg.max_age(matches!(entry.fact, Fact::Role(Some(_))), age)
+            && now.millis_since(entry.confirmed_at) < self.max_age_ms(matches!(entry.fact, Fact::Role(Some(_))), age)
             && self.epochs.still_valid(&entry.seen_epoch, |inv| entry.matches(key, inv))
     }
 
     fn repo_usable(&self, entry: &RepoEntry, now: Timestamp, age: Age) -> bool {
-        now.since(entry.confirmed_at) < self.cfg.max_age(entry.found.is_some(), age)
+        now.millis_since(entry.confirmed_at) < self.max_age_ms(entry.found.is_some(), age)
             && self.epochs.still_valid(&entry.seen_epoch, |inv| entry.matches(inv))
     }
 

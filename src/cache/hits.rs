@@ -7,16 +7,17 @@
 //! stay in the processor's caches. A slot is read optimistically: its meta word (a 40-bit
 //! version, part of the invalidation epoch it was written at, and the fact) is read before and
 //! after the other words, and the read counts only if the version was even and the word
-//! unchanged (a sequence lock, made of atomics alone). A slot is believed only if it names the key, the coordinates the fact
-//! was verified at, and the invalidation epoch that is current now: any invalidation since it
-//! was written (a webhook, a replica's message, a lost feed) sends every hit back to the front
-//! map, which writes the slot anew. Its lifetime is judged on every read exactly as the front
-//! map's is.
+//! unchanged (a sequence lock, made of atomics alone). A slot is believed only if it names the
+//! key, the coordinates the fact was verified at, and the invalidation epoch that is current
+//! now: any invalidation since it was written (a webhook, a replica's message, a lost feed)
+//! sends every hit back to the front map, which writes the slot anew. Its lifetime is judged on
+//! every read exactly as the front map's is.
 //!
-//! To fit a line, a slot holds the user and repository ids in one word and the epoch in 32 bits:
-//! a key whose ids do not both fit 32 bits (GitHub's ids are far below that today) is never
-//! copied here, and once 2^32 invalidations have been recorded the table is no longer believed.
-//! Both fall back to the front map: slower, never wrong.
+//! To fit a line, a slot holds the user and repository ids in one word, the epoch in 32 bits and
+//! the confirmation time in 48: a key whose ids do not both fit 32 bits (GitHub's ids are far
+//! below that today) or a time past the year 10889 is never copied here, and once 2^32
+//! invalidations have been recorded the table is no longer believed. All fall back to the front
+//! map: slower, never wrong.
 //!
 //! # Staleness
 //!
@@ -185,6 +186,9 @@ impl HitTable {
     /// so is a hit that does not fit (ids beyond 32 bits, a time beyond 48).
     pub(crate) fn put(&self, key: &PermKey, hit: Hit) {
         let Some(packed) = packed(key) else { return };
+        if hit.confirmed_at.0 >> TIME_BITS != 0 {
+            return;
+        }
         let set = &self.set(packed).0;
         let (first, second) = set.split_at(WORDS);
         let holds = |s: &[AtomicU64]| s[KEY].load(Ordering::Relaxed) == packed;
@@ -196,9 +200,6 @@ impl HitTable {
         } else {
             first
         };
-        if hit.confirmed_at.0 >> TIME_BITS != 0 {
-            return;
-        }
         let epoch = u64::from(hit.epoch);
         let meta = (epoch & ((1 << EPOCH_LOW_BITS) - 1)) << EPOCH_SHIFT | hit.fact.encode();
         let confirmed = (epoch >> EPOCH_LOW_BITS) << TIME_BITS | hit.confirmed_at.0;

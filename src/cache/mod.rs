@@ -211,7 +211,6 @@ pub(crate) enum Age {
 impl CacheConfig {
     /// The oldest fact `strict` (deploy/delete) or ordinary checks accept: a positive fact (a
     /// role; a repository found) lives `role_ttl`, a negative one `no_role_ttl`.
-    #[inline]
     pub(crate) fn max_age(&self, positive: bool, age: Age) -> Duration {
         let ttl = if positive { self.role_ttl } else { self.no_role_ttl };
         match age {

@@ -11,7 +11,6 @@ pub struct Timestamp(pub u64);
 
 impl Timestamp {
     /// Time elapsed from `earlier` to `self`, zero if `earlier` is later.
-    #[inline]
     pub fn since(self, earlier: Timestamp) -> Duration {
         Duration::from_millis(self.0.saturating_sub(earlier.0))
     }

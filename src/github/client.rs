@@ -287,13 +287,10 @@ impl OctocrabGithub {
         }
     }
 
-    /// The client to send with: the shared one (whose installation token is cached across
-    /// requests; a clone would mint its own), or one carrying the user's token.
     /// Every page of a repository listing at `route` (100 a page, following the `link` header's
-    /// next page); an error rather than a partial listing past [`MAX_REPO_PAGES`].
-    /// Every page of a listing of repositories; `page_of` decodes a page and the total it
-    /// announces, if it does. With `max_pages`, a listing whose total needs more pages stops after
-    /// the first (the caller must accept a partial listing).
+    /// next page); an error rather than a partial listing past [`MAX_REPO_PAGES`]. `page_of`
+    /// decodes a page and the total it announces, if it does. With `max_pages`, a listing whose
+    /// total needs more pages stops after the first (the caller must accept a partial listing).
     async fn list_repos(
         &self,
         octo: &Octocrab,
@@ -303,7 +300,7 @@ impl OctocrabGithub {
     ) -> Result<Vec<ListedRepo>, GithubError> {
         let mut listed = Vec::new();
         for page in 1..=MAX_REPO_PAGES {
-            let path = format!("{route}?per_page=100&page={page}");
+            let path = format!("{route}?per_page={REPOS_PER_PAGE}&page={page}");
             let (body, more) = match self.get(octo, &path, None).await? {
                 Answer::Ok { body, more, .. } => (body, more),
                 _ => {
@@ -314,7 +311,7 @@ impl OctocrabGithub {
                 }
             };
             let (repos, total) = page_of(&path, &body)?;
-            let pages = total.map(|t| usize::try_from(t.div_ceil(100)).unwrap_or(usize::MAX));
+            let pages = total.map(|t| usize::try_from(t.div_ceil(REPOS_PER_PAGE)).unwrap_or(usize::MAX));
             let over_budget = matches!((max_pages, pages), (Some(max), Some(pages)) if pages > max);
             for r in repos {
                 let coords = r
@@ -331,10 +328,12 @@ impl OctocrabGithub {
         // Fail closed rather than answer from a partial listing.
         Err(GithubError::Protocol {
             route: format!("GET {route}"),
-            detail: format!("more than {} repositories", MAX_REPO_PAGES * 100),
+            detail: format!("more than {} repositories", MAX_REPO_PAGES as u64 * REPOS_PER_PAGE),
         })
     }
 
+    /// The client to send with: the shared one (whose installation token is cached across
+    /// requests; a clone would mint its own), or one carrying the user's token.
     fn octo_for(&self, user_token: Option<&GithubToken>) -> Result<Cow<'_, Octocrab>, GithubError> {
         match user_token {
             Some(t) => self
@@ -423,8 +422,11 @@ fn decode<T: serde::de::DeserializeOwned>(path: &str, body: &[u8]) -> Result<T, 
     serde_json::from_slice(body).map_err(|e| GithubError::Protocol { route: path.into(), detail: e.to_string() })
 }
 
-/// The most pages of a repository listing read (100 repositories each).
+/// The most pages of a repository listing read.
 const MAX_REPO_PAGES: usize = 100;
+
+/// Repositories asked for per page of a listing (GitHub's most).
+const REPOS_PER_PAGE: u64 = 100;
 
 /// A GitHub login as the per-login routes accept it; anything else cannot name a GitHub user.
 fn valid_login(login: &str) -> bool {
