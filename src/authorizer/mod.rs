@@ -14,7 +14,7 @@ use crate::cache::{Age, CacheConfig, CacheStats, Consistency, Counters, Facts, P
 use crate::clock::SystemClock;
 use crate::core::decision::{Decision, NoAccessDetail, Outcome, Reason, Source, decide_anonymous};
 use crate::core::email::{Email, EmailError};
-use crate::core::ids::{App, AppId, GithubUser, RepoCoords, UserId};
+use crate::core::ids::{App, AppId, AppView, GithubUser, RepoCoords, UserId};
 use crate::core::invalidation::Invalidation;
 use crate::core::policy::{Capability, Need, Policy, Visibility};
 use crate::core::secret::{GithubToken, WebhookSecret};
@@ -1186,6 +1186,14 @@ impl Authorizer {
         let inner = &*self.inner;
         let need = inner.policy.need(cap);
         let now = inner.clock.now();
+        // A GitHub user's first look: the app table's copy, then the hit table.
+        if let Principal::GithubUser { user, .. } = principal {
+            if let Some(view) = inner.records.app_view(app, now) {
+                if !(need.open_on_public && view.visibility == Visibility::Public) {
+                    return self.cached_fact(user, view, need, now);
+                }
+            }
+        }
         inner
             .records
             .with_app(app, now, |app, stamp| self.cached_need(principal, app, need, Some(stamp), now))
@@ -1420,7 +1428,7 @@ impl Authorizer {
         };
         let (entry, source) = self.inner.facts.load(key, app, user, token, age).await?;
         let now = self.inner.clock.now();
-        Ok(self.inner.facts.decision(&entry.core, app, need, source, now))
+        Ok(self.inner.facts.decision(&entry.core, app.view(), need, source, now))
     }
 
     /// The answer if it needs no request: anonymous and public-view checks, and cache hits that are
@@ -1466,12 +1474,18 @@ impl Authorizer {
     ) -> Option<Decision> {
         match principal {
             Principal::GithubUser { user, .. } if !(need.open_on_public && app.visibility() == Visibility::Public) => {
-                let key = PermKey { user: user.id, repo: app.repo_id() };
-                self.inner.facts.cached(&key, app, need, if need.strict { Age::Strict } else { Age::Ordinary }, now)
+                self.cached_fact(user, app.view(), need, now)
             }
             Principal::Viewer(session) => self.cached_viewer(session, app, need, stamp, now),
             _ => self.cached_without_fact(principal, app, need),
         }
+    }
+
+    /// A GitHub user's decision from the cached fact about `app`'s repository, if it is fresh.
+    #[inline]
+    fn cached_fact(&self, user: &GithubUser, app: AppView, need: Need, now: Timestamp) -> Option<Decision> {
+        let key = PermKey { user: user.id, repo: app.repo_id };
+        self.inner.facts.cached(&key, app, need, if need.strict { Age::Strict } else { Age::Ordinary }, now)
     }
 
     /// What `cached_need` decides for a principal that needs no fact: kept out of line, as the

@@ -23,7 +23,7 @@ use super::{
     Age, Backoff, CacheConfig, Counters, Epochs, FactCore, FactMap, InlineFact, PermEntry, PermKey, RepoEntry,
 };
 use crate::core::decision::{Decision, Fact, Source, decide_github, decide_role};
-use crate::core::ids::{App, GithubUser, RepoCoords, RepoId};
+use crate::core::ids::{App, AppView, GithubUser, RepoCoords, RepoId};
 use crate::core::invalidation::Invalidation;
 use crate::core::policy::{Need, RoleName};
 use crate::core::secret::GithubToken;
@@ -120,20 +120,19 @@ impl Facts {
 
     /// The hit path: the decision if the key's fact is in memory and fresh enough for `age`.
     #[inline]
-    pub(crate) fn cached(&self, key: &PermKey, app: &App, need: Need, age: Age, now: Timestamp) -> Option<Decision> {
+    pub(crate) fn cached(&self, key: &PermKey, app: AppView, need: Need, age: Age, now: Timestamp) -> Option<Decision> {
         // Read before either look: a slot is believed only if no invalidation came since it was
         // written, and the front map's entry is copied there stamped with it.
         let epoch = self.epochs.current();
         let inline = self.front.with_inline(key, |hit| {
             let age_ms = now.millis_since(hit.confirmed_at);
             let positive = matches!(hit.fact, InlineFact::Role(_));
-            let fresh = hit.at_epoch(epoch)
-                && hit.coords_fp == app.coords_fingerprint()
-                && age_ms < self.max_age_ms(positive, age);
+            let fresh =
+                hit.at_epoch(epoch) && hit.coords_fp == app.coords_fp && age_ms < self.max_age_ms(positive, age);
             fresh.then(|| {
                 let (outcome, reason) = match hit.fact {
-                    InlineFact::Role(role) => decide_role(need, app.visibility(), role, RoleName::Standard(role)),
-                    fact => decide_github(need, app.repo_id(), app.visibility(), &fact.fact()),
+                    InlineFact::Role(role) => decide_role(need, app.visibility, role, RoleName::Standard(role)),
+                    fact => decide_github(need, app.repo_id, app.visibility, &fact.fact()),
                 };
                 Decision::new(outcome, reason, Source::Cache, age_ms)
             })
@@ -149,7 +148,7 @@ impl Facts {
     fn cached_front(
         &self,
         key: &PermKey,
-        app: &App,
+        app: AppView,
         need: Need,
         age: Age,
         now: Timestamp,
@@ -180,8 +179,8 @@ impl Facts {
         self.max_age_ms[age as usize][usize::from(positive)]
     }
 
-    fn usable(&self, key: &PermKey, entry: &FactCore, app: &App, now: Timestamp, age: Age) -> bool {
-        entry.coords_fp == app.coords_fingerprint()
+    fn usable(&self, key: &PermKey, entry: &FactCore, app: AppView, now: Timestamp, age: Age) -> bool {
+        entry.coords_fp == app.coords_fp
             && now.millis_since(entry.confirmed_at) < self.max_age_ms(matches!(entry.fact, Fact::Role(Some(_))), age)
             && self.epochs.still_valid(&entry.seen_epoch, |inv| entry.matches(key, inv))
     }
@@ -191,8 +190,15 @@ impl Facts {
             && self.epochs.still_valid(&entry.seen_epoch, |inv| entry.matches(inv))
     }
 
-    pub(crate) fn decision(&self, entry: &FactCore, app: &App, need: Need, source: Source, now: Timestamp) -> Decision {
-        let (outcome, reason) = decide_github(need, app.repo_id(), app.visibility(), &entry.fact);
+    pub(crate) fn decision(
+        &self,
+        entry: &FactCore,
+        app: AppView,
+        need: Need,
+        source: Source,
+        now: Timestamp,
+    ) -> Decision {
+        let (outcome, reason) = decide_github(need, app.repo_id, app.visibility, &entry.fact);
         let age = if source == Source::Github { 0 } else { now.millis_since(entry.confirmed_at) };
         Decision::new(outcome, reason, source, age)
     }
@@ -212,7 +218,7 @@ impl Facts {
         token: Option<&GithubToken>,
         age: Age,
     ) -> Result<Loaded, CheckError> {
-        let fresh = |c: &PermEntry| self.usable(&key, &c.core, app, self.clock.now(), age);
+        let fresh = |c: &PermEntry| self.usable(&key, &c.core, app.view(), self.clock.now(), age);
         let fetch = |current: Option<Arc<PermEntry>>| async move {
             let now = self.clock.now();
             if let Some(b) = self.backoff.get(&key).filter(|b| b.until > now) {

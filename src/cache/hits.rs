@@ -50,7 +50,7 @@ const CONFIRMED: usize = 3;
 const EPOCH_SHIFT: u32 = 8;
 const EPOCH_LOW_BITS: u32 = 16;
 const VERSION_SHIFT: u32 = 24;
-const VERSION_ONE: u64 = 1 << VERSION_SHIFT;
+pub(super) const VERSION_ONE: u64 = 1 << VERSION_SHIFT;
 /// The confirmation word: the time in bits 0..48 (milliseconds since the Unix epoch, good until
 /// the year 10889), the epoch's high 16 bits in 48..64.
 const TIME_BITS: u32 = 48;
@@ -244,9 +244,11 @@ fn read(w: &[AtomicU64], packed: u64) -> Option<Hit> {
     Some(Hit { coords_fp, confirmed_at, epoch, fact })
 }
 
-/// Runs `f` on the slot's words under its version (odd while `f` runs), then stores `meta`
-/// (fact and epoch) with the version even and higher.
-fn write(w: &[AtomicU64], meta: u64, f: impl FnOnce(&[AtomicU64])) {
+/// Runs `f` on the slot's words under its version (odd while `f` runs), then stores the low 24
+/// bits of `meta` (here the fact and epoch; the app table's slots keep their own fields there)
+/// with the version even and higher. The slot's first word is its meta word. A slot being
+/// written by another thread is left alone.
+pub(super) fn write(w: &[AtomicU64], meta: u64, f: impl FnOnce(&[AtomicU64])) {
     let current = w[META].load(Ordering::Relaxed);
     let busy = current.wrapping_add(VERSION_ONE);
     if current & VERSION_ONE != 0

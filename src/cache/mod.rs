@@ -1,5 +1,5 @@
-//! The cache: GitHub facts (this module), apps and grants ([`records`]), verified sessions
-//! ([`sessions`]).
+//! The cache: GitHub facts (this module), apps and grants ([`records`], with inline copies of
+//! the apps in [`apps`] for a GitHub user's check by id), verified sessions ([`sessions`]).
 //!
 //! moka owns capacity, real-time expiry and per-key coalesced loading ([`facts`]). Freshness is
 //! judged on the injected clock from the moment GitHub last confirmed a fact. Hits are served
@@ -23,6 +23,7 @@ use crate::core::ids::{OwnerId, RepoId, UserId};
 use crate::core::invalidation::Invalidation;
 use crate::core::time::Timestamp;
 
+mod apps;
 mod facts;
 mod hits;
 mod records;

@@ -27,9 +27,11 @@ use rustc_hash::FxBuildHasher;
 
 use std::sync::Arc;
 
-use crate::core::ids::{App, AppId, GrantId};
+use crate::core::ids::{App, AppId, AppView, GrantId};
 use crate::core::support::SupportWindow;
 use crate::core::time::Timestamp;
+
+use super::apps::AppTable;
 
 /// An app record as it was read from the store.
 #[derive(Debug)]
@@ -57,8 +59,13 @@ pub(crate) struct Records {
     grants: papaya::HashMap<GrantId, u64, FxBuildHasher>,
     /// An app's support windows, with the stamp of the app entry they were read under.
     windows: papaya::HashMap<AppId, (u64, Arc<[SupportWindow]>), foldhash::fast::RandomState>,
+    /// Inline copies of the apps served, for a GitHub user's check by id.
+    inline: AppTable,
     capacity: usize,
     ttl: std::time::Duration,
+    /// `ttl` in milliseconds, rounded up (a whole-millisecond age is within it exactly when it is
+    /// within `ttl`).
+    ttl_ms: u64,
 }
 
 impl std::fmt::Debug for Records {
@@ -88,8 +95,10 @@ impl Records {
                 .hasher(foldhash::fast::RandomState::default())
                 .resize_mode(papaya::ResizeMode::Blocking)
                 .build(),
+            inline: AppTable::new(usize::try_from(capacity).unwrap_or(usize::MAX)),
             capacity: usize::try_from(capacity).unwrap_or(usize::MAX).max(1),
             ttl,
+            ttl_ms: u64::try_from(ttl.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX),
         }
     }
 
@@ -98,15 +107,31 @@ impl Records {
         self.live.load(Ordering::Acquire)
     }
 
-    /// Runs `f` on the app and its entry's stamp, if it is cached and may be served at `now`.
+    /// Runs `f` on the app and its entry's stamp, if it is cached and may be served at `now`; the
+    /// app is copied into the app table.
     pub(crate) fn with_app<R>(&self, id: &AppId, now: Timestamp, f: impl FnOnce(&App, u64) -> R) -> Option<R> {
         if !self.is_live() {
             return None;
         }
+        // Read before the map: a change applied after this moves the epoch past the copy's.
+        let epoch = self.epoch.load(Ordering::SeqCst);
         let apps = self.apps.pin();
         let entry = apps.get(id)?;
         let servable = entry.confirmed.load(Ordering::Acquire) && now.since(entry.loaded_at) < self.ttl;
+        if servable {
+            self.inline.put(&entry.app, epoch, entry.loaded_at);
+        }
         servable.then(|| f(&entry.app, entry.stamp))
+    }
+
+    /// What a GitHub user's check needs of the app, from the app table: no lock, no guard, no
+    /// read-modify-write. `None` when the table cannot answer; [`Records::with_app`] may.
+    #[inline]
+    pub(crate) fn app_view(&self, id: &AppId, now: Timestamp) -> Option<AppView> {
+        if !self.is_live() {
+            return None;
+        }
+        self.inline.get(id, self.epoch.load(Ordering::SeqCst), now, self.ttl_ms)
     }
 
     /// Whether `grant` was found live under the app entry stamped `stamp`.
@@ -178,6 +203,9 @@ impl Records {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.apps.pin().remove(id);
         self.windows.pin().remove(id);
+        // Again once the entry is gone: a copy made from it, at whatever epoch it read, is now
+        // behind.
+        self.epoch.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Forgets every app and grant.
@@ -186,6 +214,8 @@ impl Records {
         self.apps.pin().clear();
         self.grants.pin().clear();
         self.windows.pin().clear();
+        // As in `forget_app`: no copy survives.
+        self.epoch.fetch_add(1, Ordering::SeqCst);
     }
 
     /// The feed is heard from now on (`true`), or no longer (`false`); either way, what was
@@ -198,5 +228,56 @@ impl Records {
         if live {
             self.live.store(true, Ordering::SeqCst);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ids::RepoId;
+    use crate::core::policy::Visibility;
+
+    fn live_with(app: &App) -> Records {
+        let records = Records::new(1024, std::time::Duration::from_secs(60));
+        records.set_live(true);
+        let started = records.begin();
+        assert!(records.remember_app(app.clone(), started, Timestamp(0)).is_some());
+        records
+    }
+
+    fn dash() -> App {
+        App::new(AppId("dash".into()), "acme/dashboard".parse().unwrap(), RepoId(7), Visibility::Private)
+    }
+
+    #[test]
+    fn the_app_table_answers_once_the_map_served_the_app_and_never_while_deaf() {
+        let app = dash();
+        let records = live_with(&app);
+        assert_eq!(records.app_view(app.id(), Timestamp(1)), None, "not copied before the map served it");
+        assert!(records.with_app(app.id(), Timestamp(1), |_, _| ()).is_some());
+        assert_eq!(records.app_view(app.id(), Timestamp(1)), Some(app.view()));
+        assert_eq!(records.app_view(app.id(), Timestamp(60_000)), None, "past the record lifetime");
+        records.set_live(false);
+        assert_eq!(records.app_view(app.id(), Timestamp(1)), None);
+        records.set_live(true);
+        assert_eq!(
+            records.app_view(app.id(), Timestamp(1)),
+            None,
+            "what was copied before the feed was lost is behind"
+        );
+    }
+
+    /// A copy made while a change was being applied (after the change moved the epoch, before it
+    /// removed the entry from the map) is behind once the change is applied.
+    #[test]
+    fn a_copy_made_while_an_app_is_forgotten_does_not_outlive_it() {
+        let app = dash();
+        let records = live_with(&app);
+        records.forget_app(&AppId("other".into()));
+        let mid_change = records.epoch.load(Ordering::SeqCst) + 1;
+        records.inline.put(&app, mid_change, Timestamp(0));
+        records.forget_app(app.id());
+        assert_eq!(records.app_view(app.id(), Timestamp(1)), None);
+        assert!(records.with_app(app.id(), Timestamp(1), |_, _| ()).is_none());
     }
 }

@@ -232,6 +232,21 @@ impl App {
     pub(crate) fn coords_fingerprint(&self) -> u64 {
         self.inner.coords_fp
     }
+
+    /// What a GitHub user's check needs of the app.
+    #[inline]
+    pub(crate) fn view(&self) -> AppView {
+        AppView { repo_id: self.repo_id(), visibility: self.visibility(), coords_fp: self.coords_fingerprint() }
+    }
+}
+
+/// What a GitHub user's check needs of an app: the repository recorded at deploy time, the
+/// coordinates' fingerprint and the visibility. Small enough to be copied out of a cache line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AppView {
+    pub(crate) repo_id: RepoId,
+    pub(crate) visibility: Visibility,
+    pub(crate) coords_fp: u64,
 }
 
 /// A support window's id: never reused.
