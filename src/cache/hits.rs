@@ -26,8 +26,10 @@
 //! no role, 60 s for `deploy` and `delete`, by default).
 //!
 //! The slot is only a copy: moka still owns expiry, capacity and loading. An entry moka evicts
-//! has its slot cleared by the same eviction listener that clears the front map, and a fact
-//! that does not fit a word (a custom role's name, a replaced repository) is never copied here.
+//! or replaces has its slots emptied once the front map has let it go (by the same eviction
+//! listener), a copy written while that happens is emptied by its own writer (which reads the
+//! map again after writing), and a fact that does not fit a word (a custom role's name, a
+//! replaced repository) is never copied here.
 
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 
@@ -210,14 +212,37 @@ impl HitTable {
         });
     }
 
-    /// Empties the slot that holds `key`, if any.
+    /// Empties the slots that hold `key`. Never skipped: a write in progress on a slot (three
+    /// stores) is waited out.
     pub(crate) fn remove(&self, key: &PermKey) {
         let Some(packed) = packed(key) else { return };
         let set = &self.set(packed).0;
         for slot in [&set[..WORDS], &set[WORDS..]] {
-            if read(slot, packed).is_some() {
-                write(slot, 0, |_| {});
+            clear(slot, packed);
+        }
+    }
+}
+
+/// Empties `slot` if it holds `packed`, waiting out another thread's write.
+fn clear(slot: &[AtomicU64], packed: u64) {
+    for spins in 0u32.. {
+        let meta = slot[META].load(Ordering::Acquire);
+        if meta & VERSION_ONE == 0 {
+            let key = slot[KEY].load(Ordering::Relaxed);
+            // Orders the key's load before the meta word is read again.
+            fence(Ordering::Acquire);
+            if slot[META].load(Ordering::Relaxed) == meta && (key != packed || meta & 0xff == 0) {
+                return;
             }
+            // The slot holds the key (or changed meanwhile): empty it, unless a write got in.
+            if slot[META].load(Ordering::Relaxed) == meta && write(slot, 0, |_| {}) {
+                return;
+            }
+        }
+        if spins < 64 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
         }
     }
 }
@@ -247,20 +272,21 @@ fn read(w: &[AtomicU64], packed: u64) -> Option<Hit> {
 /// Runs `f` on the slot's words under its version (odd while `f` runs), then stores the low 24
 /// bits of `meta` (here the fact and epoch; the app table's slots keep their own fields there)
 /// with the version even and higher. The slot's first word is its meta word. A slot being
-/// written by another thread is left alone.
-pub(super) fn write(w: &[AtomicU64], meta: u64, f: impl FnOnce(&[AtomicU64])) {
+/// written by another thread is left alone: `false`.
+pub(super) fn write(w: &[AtomicU64], meta: u64, f: impl FnOnce(&[AtomicU64])) -> bool {
     let current = w[META].load(Ordering::Relaxed);
     let busy = current.wrapping_add(VERSION_ONE);
     if current & VERSION_ONE != 0
         || w[META].compare_exchange(current, busy, Ordering::Acquire, Ordering::Relaxed).is_err()
     {
-        return;
+        return false;
     }
     // Orders the odd version before the stores `f` makes.
     fence(Ordering::Release);
     f(w);
     let version = busy.wrapping_add(VERSION_ONE) & !(VERSION_ONE - 1);
     w[META].store(version | (meta & (VERSION_ONE - 1)), Ordering::Release);
+    true
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 //! a fetch that was in flight when the invalidation happened.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering, fence};
 use std::time::Duration;
 
 use parking_lot::RwLock;
@@ -457,6 +457,12 @@ impl FactMap {
 
     /// Runs `f` on the entry; counts a hit when `f` answers. An answered entry whose fact fits
     /// a word is copied into the hit table, stamped with `epoch` (read before `f` judged it).
+    ///
+    /// The copy never outlives the entry: whoever replaces or removes an entry changes the map,
+    /// then empties the key's slots ([`FactMap::insert`], [`FactMap::remove_generation`]); a copy
+    /// is written, then the map is read again, and the slot emptied if the entry is no longer
+    /// the one copied. With a sequentially consistent fence between the two steps on each side,
+    /// one of them sees the other.
     pub(crate) fn with<R>(&self, key: &PermKey, epoch: u64, f: impl FnOnce(&FactCore) -> Option<R>) -> Option<R> {
         let map = self.map.pin();
         let entry = map.get(key)?;
@@ -465,6 +471,10 @@ impl FactMap {
         if let (Some(fact), Ok(epoch)) = (InlineFact::of(&entry.fact), u32::try_from(epoch)) {
             let hit = Hit { coords_fp: entry.coords_fp, confirmed_at: entry.confirmed_at, epoch, fact };
             self.table.put(key, hit);
+            fence(Ordering::SeqCst);
+            if map.get(key).map(|e| e.generation) != Some(entry.generation) {
+                self.table.remove(key);
+            }
         }
         Some(answer)
     }
@@ -475,15 +485,20 @@ impl FactMap {
         stripe.store(stripe.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
 
+    /// Puts `entry` in the map, and empties the key's slots in the hit table, which copied the
+    /// entry it replaces.
     pub(crate) fn insert(&self, key: PermKey, entry: FactCore) {
         self.map.pin().insert(key, entry);
+        fence(Ordering::SeqCst);
+        self.table.remove(&key);
     }
 
-    /// Removes the entry if it is still generation `generation` (a newer one stays), and the
+    /// Removes the entry if it is still generation `generation` (a newer one stays), then the
     /// key's inline copy whatever it holds.
     pub(crate) fn remove_generation(&self, key: &PermKey, generation: u64) {
-        self.table.remove(key);
         let _ = self.map.pin().remove_if(key, |_, e| e.generation == generation);
+        fence(Ordering::SeqCst);
+        self.table.remove(key);
     }
 
     pub(crate) fn retain(&self, keep: impl Fn(&PermKey, &FactCore) -> bool) {
@@ -532,6 +547,65 @@ mod tests {
         assert_eq!(seen.load(Ordering::Relaxed), 1, "a clean scan moves the entry forward");
         epochs.record(Invalidation::User(UserId(1)));
         assert!(!epochs.still_valid(&seen, |inv| *inv == Invalidation::User(UserId(1))));
+    }
+
+    /// Readers copy the entry into the hit table while it is replaced: once the replacement is
+    /// done and the readers are still, the table holds the new entry or nothing, never the old.
+    #[test]
+    fn a_copy_racing_a_replacement_does_not_outlive_it() {
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicBool;
+
+        let map = Arc::new(FactMap::new(1024));
+        let key = PermKey { user: UserId(1), repo: RepoId(2) };
+        let core = |generation: u64| FactCore {
+            fact: Fact::Role(None),
+            confirmed_at: Timestamp(generation),
+            coords_fp: 7,
+            owner: None,
+            generation,
+            seen_epoch: AtomicU64::new(0),
+        };
+        map.insert(key, core(0));
+        // `paused`: the readers are asked to stop; `idle`: how many have.
+        let (paused, idle, stop) =
+            (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (map, paused, idle, stop) = (map.clone(), paused.clone(), idle.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::SeqCst) {
+                        if paused.load(Ordering::SeqCst) {
+                            idle.fetch_add(1, Ordering::SeqCst);
+                            while paused.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) {
+                                std::hint::spin_loop();
+                            }
+                            idle.fetch_sub(1, Ordering::SeqCst);
+                        }
+                        map.with(&key, 0, |_| Some(()));
+                    }
+                })
+            })
+            .collect();
+        let mut stale = 0;
+        for generation in 1..=20_000u64 {
+            map.insert(key, core(generation));
+            // What moka's eviction listener does for the entry replaced.
+            map.remove_generation(&key, generation - 1);
+            paused.store(true, Ordering::SeqCst);
+            while idle.load(Ordering::SeqCst) != 2 {
+                std::hint::spin_loop();
+            }
+            if map.table.get(&key).is_some_and(|hit| hit.confirmed_at != Timestamp(generation)) {
+                stale += 1;
+            }
+            paused.store(false, Ordering::SeqCst);
+        }
+        stop.store(true, Ordering::SeqCst);
+        for r in readers {
+            r.join().unwrap();
+        }
+        assert_eq!(stale, 0, "replacements after which the table still held the entry replaced");
     }
 
     #[test]
