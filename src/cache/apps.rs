@@ -12,10 +12,13 @@
 //!
 //! # Staleness
 //!
-//! None beyond the records' map: the caller serves a slot only while the store's feed is heard,
-//! and a slot is believed only at the change epoch it was copied at (a change applied to any app
-//! or grant, or the feed lost or found, moves the epoch) and within the record lifetime
-//! (`record_ttl`, 5 minutes by default) counted from the store read.
+//! No more than the records' map: the caller serves a slot only while the store's feed is heard;
+//! a slot is believed only at the change epoch it was copied at (a change applied to any app or
+//! grant, or the feed lost or found, moves the epoch) and within the record lifetime
+//! (`record_ttl`, 5 minutes by default) counted from the store read; and an app read from the
+//! store anew empties its slot (a copy written while that happens is emptied by its writer, which
+//! looks at the map again). An app the map let go to stay within its capacity may still be
+//! served from here, as fresh as it was, until its lifetime ends or the epoch moves.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering, fence};
@@ -24,7 +27,7 @@ use crate::core::ids::{App, AppId, AppView, RepoId};
 use crate::core::policy::Visibility;
 use crate::core::time::Timestamp;
 
-use super::hits::{VERSION_ONE, write};
+use super::hits::{VERSION_ONE, clear, write};
 
 /// Words per slot, and their places.
 const WORDS: usize = 8;
@@ -96,7 +99,8 @@ impl AppTable {
 
     #[inline]
     fn slot(&self, id: &AppId) -> &[AtomicU64] {
-        let i = usize::try_from(self.hasher.hash_one(id.0.as_str())).unwrap_or(0) & (self.slots.len() - 1);
+        let mask = (self.slots.len() - 1) as u64;
+        let i = usize::try_from(self.hasher.hash_one(id.0.as_str()) & mask).unwrap_or(0);
         &self.slots[i].0
     }
 
@@ -105,35 +109,24 @@ impl AppTable {
     #[inline]
     pub(crate) fn get(&self, id: &AppId, epoch: u64, now: Timestamp, ttl_ms: u64) -> Option<AppView> {
         let packed = Packed::of(id)?;
-        let w = self.slot(id);
-        let before = w[META].load(Ordering::Acquire);
-        if before & VERSION_ONE != 0 || before & LEN_MASK != packed.len {
-            return None;
-        }
-        let copied_at = w[EPOCH].load(Ordering::Relaxed);
-        let repo = w[REPO].load(Ordering::Relaxed);
-        let coords_fp = w[COORDS].load(Ordering::Relaxed);
-        let loaded_at = w[LOADED].load(Ordering::Relaxed);
-        let words =
-            [w[ID].load(Ordering::Relaxed), w[ID + 1].load(Ordering::Relaxed), w[ID + 2].load(Ordering::Relaxed)];
-        // Orders the loads above before the meta word is read again.
-        fence(Ordering::Acquire);
-        let believed = w[META].load(Ordering::Relaxed) == before
-            && words == packed.words
-            && copied_at == epoch
-            && now.millis_since(Timestamp(loaded_at)) < ttl_ms;
-        let visibility = if before & PUBLIC != 0 { Visibility::Public } else { Visibility::Private };
-        believed.then_some(AppView { repo_id: RepoId(repo), visibility, coords_fp })
+        let copy = read(self.slot(id))?;
+        let believed = copy.id == packed && copy.epoch == epoch && now.millis_since(copy.loaded_at) < ttl_ms;
+        believed.then_some(copy.view)
     }
 
     /// Copies `app`, read from the store at `loaded_at`, into its slot, stamped with `epoch` (the
-    /// records' epoch read before the app was looked up). A slot being written by another thread
-    /// is left alone, and so is an app whose id does not fit.
+    /// records' epoch read before the app was looked up), unless the slot holds that already. A
+    /// slot being written by another thread is left alone, and so is an app whose id does not
+    /// fit.
     pub(crate) fn put(&self, app: &App, epoch: u64, loaded_at: Timestamp) {
         let Some(packed) = Packed::of(app.id()) else { return };
-        let view = app.view();
+        let (w, view) = (self.slot(app.id()), app.view());
+        let copy = Held { id: packed, epoch, view, loaded_at };
+        if read(w) == Some(copy) {
+            return;
+        }
         let public = if view.visibility == Visibility::Public { PUBLIC } else { 0 };
-        write(self.slot(app.id()), public | packed.len, |w| {
+        write(w, public | packed.len, |w| {
             w[EPOCH].store(epoch, Ordering::Relaxed);
             w[REPO].store(view.repo_id.0, Ordering::Relaxed);
             w[COORDS].store(view.coords_fp, Ordering::Relaxed);
@@ -143,6 +136,53 @@ impl AppTable {
             }
         });
     }
+
+    /// Empties the slot that holds the app with this id, if any (waiting out a write in
+    /// progress: never skipped).
+    pub(crate) fn remove(&self, id: &AppId) {
+        let Some(packed) = Packed::of(id) else { return };
+        clear(self.slot(id), |meta, w| meta & LEN_MASK == packed.len && id_words(w) == packed.words);
+    }
+}
+
+/// What a slot holds, read consistently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Held {
+    id: Packed,
+    epoch: u64,
+    view: AppView,
+    loaded_at: Timestamp,
+}
+
+#[inline]
+fn id_words(w: &[AtomicU64]) -> [u64; 3] {
+    [w[ID].load(Ordering::Relaxed), w[ID + 1].load(Ordering::Relaxed), w[ID + 2].load(Ordering::Relaxed)]
+}
+
+/// A consistent read of the slot, if it holds an app.
+#[inline]
+fn read(w: &[AtomicU64]) -> Option<Held> {
+    let before = w[META].load(Ordering::Acquire);
+    if before & VERSION_ONE != 0 || before & LEN_MASK == 0 {
+        return None;
+    }
+    let epoch = w[EPOCH].load(Ordering::Relaxed);
+    let repo = w[REPO].load(Ordering::Relaxed);
+    let coords_fp = w[COORDS].load(Ordering::Relaxed);
+    let loaded_at = w[LOADED].load(Ordering::Relaxed);
+    let words = id_words(w);
+    // Orders the loads above before the meta word is read again.
+    fence(Ordering::Acquire);
+    if w[META].load(Ordering::Relaxed) != before {
+        return None;
+    }
+    let visibility = if before & PUBLIC != 0 { Visibility::Public } else { Visibility::Private };
+    Some(Held {
+        id: Packed { len: before & LEN_MASK, words },
+        epoch,
+        view: AppView { repo_id: RepoId(repo), visibility, coords_fp },
+        loaded_at: Timestamp(loaded_at),
+    })
 }
 
 #[cfg(test)]
@@ -184,6 +224,21 @@ mod tests {
                 assert_eq!(got, (m == n).then_some(n as u64), "{id:?} written, {other:?} read");
             }
         }
+    }
+
+    #[test]
+    fn a_copy_already_held_is_not_written_again() {
+        let t = AppTable::new(64);
+        let a = app("dash", 7, Visibility::Private);
+        t.put(&a, 3, Timestamp(1_000));
+        let meta = |t: &AppTable| t.slot(a.id())[META].load(Ordering::Relaxed);
+        let before = meta(&t);
+        t.put(&a, 3, Timestamp(1_000));
+        assert_eq!(meta(&t), before, "the same copy: no write, readers keep their line");
+        t.put(&a, 3, Timestamp(1_001));
+        assert_ne!(meta(&t), before, "a newer read of the app is written");
+        t.remove(a.id());
+        assert_eq!(t.get(a.id(), 3, Timestamp(1_001), 10), None);
     }
 
     #[test]

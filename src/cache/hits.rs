@@ -218,29 +218,29 @@ impl HitTable {
         let Some(packed) = packed(key) else { return };
         let set = &self.set(packed).0;
         for slot in [&set[..WORDS], &set[WORDS..]] {
-            clear(slot, packed);
+            clear(slot, |meta, w| meta & 0xff != 0 && w[KEY].load(Ordering::Relaxed) == packed);
         }
     }
 }
 
-/// Empties `slot` if it holds `packed`, waiting out another thread's write.
-fn clear(slot: &[AtomicU64], packed: u64) {
-    for spins in 0u32.. {
+/// Empties `slot` if `holds` says (of its meta word and its words, read consistently) that it
+/// holds what is to go, waiting out another thread's write: never skipped. Shared with the app
+/// table.
+pub(super) fn clear(slot: &[AtomicU64], holds: impl Fn(u64, &[AtomicU64]) -> bool) {
+    let mut spins = 0u32;
+    loop {
         let meta = slot[META].load(Ordering::Acquire);
         if meta & VERSION_ONE == 0 {
-            let key = slot[KEY].load(Ordering::Relaxed);
-            // Orders the key's load before the meta word is read again.
+            let held = holds(meta, slot);
+            // Orders the loads `holds` made before the meta word is read again.
             fence(Ordering::Acquire);
-            if slot[META].load(Ordering::Relaxed) == meta && (key != packed || meta & 0xff == 0) {
-                return;
-            }
-            // The slot holds the key (or changed meanwhile): empty it, unless a write got in.
-            if slot[META].load(Ordering::Relaxed) == meta && write(slot, 0, |_| {}) {
+            if slot[META].load(Ordering::Relaxed) == meta && (!held || write(slot, 0, |_| {})) {
                 return;
             }
         }
         if spins < 64 {
             std::hint::spin_loop();
+            spins += 1;
         } else {
             std::thread::yield_now();
         }

@@ -21,7 +21,7 @@
 //! entry it was checked under, taken before the store was read, so forgetting the app forgets
 //! them.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 
 use rustc_hash::FxBuildHasher;
 
@@ -119,7 +119,13 @@ impl Records {
         let entry = apps.get(id)?;
         let servable = entry.confirmed.load(Ordering::Acquire) && now.since(entry.loaded_at) < self.ttl;
         if servable {
+            // Whoever replaces the entry changes the map, then empties the slot (`remember_app`);
+            // this writes the slot, then reads the map again: one of the two sees the other.
             self.inline.put(&entry.app, epoch, entry.loaded_at);
+            fence(Ordering::SeqCst);
+            if apps.get(id).map(|e| e.stamp) != Some(entry.stamp) {
+                self.inline.remove(id);
+            }
         }
         servable.then(|| f(&entry.app, entry.stamp))
     }
@@ -175,6 +181,10 @@ impl Records {
         let stamp = self.stamps.fetch_add(1, Ordering::Relaxed);
         let id = app.id().clone();
         apps.insert(id.clone(), AppEntry { app, stamp, loaded_at: now, confirmed: AtomicBool::new(false) });
+        // Pairs with the fence in `forget_app` and `forget_all` (one of the two sides sees the
+        // other's write), and in `with_app` (a copy of the entry this replaced is emptied).
+        fence(Ordering::SeqCst);
+        self.inline.remove(&id);
         if self.epoch.load(Ordering::SeqCst) != started {
             // A change was applied while this was inserted: it may have missed the insert.
             apps.remove_if(&id, |_, e| e.stamp == stamp).ok();
@@ -201,6 +211,7 @@ impl Records {
     /// Forgets the app and, with it, its grants and support windows.
     pub(crate) fn forget_app(&self, id: &AppId) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         self.apps.pin().remove(id);
         self.windows.pin().remove(id);
         // Again once the entry is gone: a copy made from it, at whatever epoch it read, is now
@@ -211,6 +222,7 @@ impl Records {
     /// Forgets every app and grant.
     pub(crate) fn forget_all(&self) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         self.apps.pin().clear();
         self.grants.pin().clear();
         self.windows.pin().clear();
@@ -265,6 +277,71 @@ mod tests {
             None,
             "what was copied before the feed was lost is behind"
         );
+    }
+
+    /// An app read from the store anew (a reload, or a `Fresh` check) replaces the copy at once,
+    /// at the same epoch: the table never serves the older read.
+    #[test]
+    fn an_app_read_anew_empties_its_copy() {
+        let app = dash();
+        let records = live_with(&app);
+        assert!(records.with_app(app.id(), Timestamp(1), |_, _| ()).is_some());
+        let public = App::new(app.id().clone(), app.coords().clone(), app.repo_id(), Visibility::Public);
+        let started = records.begin();
+        assert!(records.remember_app(public.clone(), started, Timestamp(2)).is_some());
+        assert_eq!(records.app_view(app.id(), Timestamp(3)), None, "the older copy is gone");
+        assert!(records.with_app(app.id(), Timestamp(3), |_, _| ()).is_some());
+        assert_eq!(records.app_view(app.id(), Timestamp(3)), Some(public.view()));
+    }
+
+    /// Readers copy the app into the table while it is read anew, again and again: once a
+    /// reload is done and the readers are still, the table holds the newest read or nothing.
+    #[test]
+    fn a_copy_racing_a_reload_does_not_outlive_it() {
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicBool;
+
+        let first = dash();
+        let records = Arc::new(live_with(&first));
+        let (paused, idle, stop) =
+            (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (records, paused, idle, stop, id) =
+                    (records.clone(), paused.clone(), idle.clone(), stop.clone(), first.id().clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::SeqCst) {
+                        if paused.load(Ordering::SeqCst) {
+                            idle.fetch_add(1, Ordering::SeqCst);
+                            while paused.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) {
+                                std::hint::spin_loop();
+                            }
+                            idle.fetch_sub(1, Ordering::SeqCst);
+                        }
+                        records.with_app(&id, Timestamp(0), |_, _| ());
+                    }
+                })
+            })
+            .collect();
+        let mut stale = 0;
+        for n in 1..=20_000u64 {
+            let read = App::new(first.id().clone(), first.coords().clone(), RepoId(n), Visibility::Private);
+            let started = records.begin();
+            assert!(records.remember_app(read, started, Timestamp(0)).is_some());
+            paused.store(true, Ordering::SeqCst);
+            while idle.load(Ordering::SeqCst) != 2 {
+                std::hint::spin_loop();
+            }
+            if records.app_view(first.id(), Timestamp(0)).is_some_and(|v| v.repo_id != RepoId(n)) {
+                stale += 1;
+            }
+            paused.store(false, Ordering::SeqCst);
+        }
+        stop.store(true, Ordering::SeqCst);
+        for r in readers {
+            r.join().unwrap();
+        }
+        assert_eq!(stale, 0, "reloads after which the table still held an older read");
     }
 
     /// A copy made while a change was being applied (after the change moved the epoch, before it
