@@ -1066,7 +1066,11 @@ impl Authorizer {
     /// # fn main() {}
     /// ```
     pub async fn check(&self, principal: &Principal, app: &App, cap: Capability) -> Result<Decision, CheckError> {
-        self.check_need(principal, app, self.inner.policy.need(cap), Consistency::Cached).await
+        if let Some(decision) = self.check_cached(principal, app, cap) {
+            return Ok(decision);
+        }
+        // Boxed, as in `check_app_with`.
+        Box::pin(self.check_need(principal, app, self.inner.policy.need(cap), Consistency::Cached)).await
     }
 
     /// [`Authorizer::check`] for the app with this id; `unknown_app` (a denial) when there is none.
@@ -1145,6 +1149,19 @@ impl Authorizer {
                 return Ok(decision);
             }
         }
+        // Boxed: the hit's future stays a few words instead of carrying the slow path's state.
+        Box::pin(self.check_app_uncached(principal, app, cap, consistency)).await
+    }
+
+    /// [`Authorizer::check_app_with`] past the hit: the app from the store if need be, then the
+    /// check.
+    async fn check_app_uncached(
+        &self,
+        principal: &Principal,
+        app: &AppId,
+        cap: Capability,
+        consistency: Consistency,
+    ) -> Result<Decision, CheckError> {
         match self.app_with(app, consistency).await? {
             Some(app) => self.check_need(principal, &app, self.inner.policy.need(cap), consistency).await,
             None if matches!(principal, Principal::Support { .. }) => {
@@ -1290,6 +1307,19 @@ impl Authorizer {
                 return Ok(decision);
             }
         }
+        // Boxed, as in `check_app_with`.
+        Box::pin(self.check_session_uncached(token, app, cap, consistency)).await
+    }
+
+    /// [`Authorizer::check_session_with`] past the hit: the token verified, the app and the
+    /// grant from the store if need be.
+    async fn check_session_uncached(
+        &self,
+        token: &str,
+        app: &AppId,
+        cap: Capability,
+        consistency: Consistency,
+    ) -> Result<Decision, CheckError> {
         let session = match self.verify_session_with(token, consistency) {
             Ok(session) => session,
             Err(error) => return Ok(store_decision(Outcome::Deny, Reason::SessionInvalid { error })),

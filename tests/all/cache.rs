@@ -271,3 +271,20 @@ async fn a_fresh_check_revalidates_the_cached_fact_first() {
     assert!(authz.stats().revalidated_not_modified >= 1, "conditionally: a 304");
     assert_eq!(authz.check_app(&carol, &dash, Capability::Edit).await.unwrap().source(), Source::Cache);
 }
+
+/// The futures a hit is served through stay a few words: the slow path's state (the store, GitHub,
+/// the audit) is boxed, and allocated only on a miss. A future of thousands of bytes costs its
+/// copy on every check.
+#[tokio::test]
+async fn the_futures_of_the_request_path_are_small() {
+    let env = common::env(common::fixture("acme.toml")).await;
+    let (carol, dash, id) = (env.user("carol"), env.app("dash"), ghauthz::AppId("dash".into()));
+    let sizes = [
+        ("check", std::mem::size_of_val(&env.authz.check(&carol, &dash, Capability::View))),
+        ("check_app", std::mem::size_of_val(&env.authz.check_app(&carol, &id, Capability::View))),
+        ("check_session", std::mem::size_of_val(&env.authz.check_session("t", &id, Capability::View))),
+    ];
+    for (name, size) in sizes {
+        assert!(size <= 256, "{name}'s future is {size} bytes");
+    }
+}
