@@ -137,8 +137,8 @@ impl AppTable {
         });
     }
 
-    /// Empties the slot that holds the app with this id, if any (waiting out a write in
-    /// progress: never skipped).
+    /// Empties the slot that holds the app with this id, if any (see [`clear`] for a slot being
+    /// written meanwhile).
     pub(crate) fn remove(&self, id: &AppId) {
         let Some(packed) = Packed::of(id) else { return };
         clear(self.slot(id), |meta, w| meta & LEN_MASK == packed.len && id_words(w) == packed.words);

@@ -212,8 +212,7 @@ impl HitTable {
         });
     }
 
-    /// Empties the slots that hold `key`. Never skipped: a write in progress on a slot (three
-    /// stores) is waited out.
+    /// Empties the slots that hold `key` (see [`clear`] for a slot being written meanwhile).
     pub(crate) fn remove(&self, key: &PermKey) {
         let Some(packed) = packed(key) else { return };
         let set = &self.set(packed).0;
@@ -224,26 +223,23 @@ impl HitTable {
 }
 
 /// Empties `slot` if `holds` says (of its meta word and its words, read consistently) that it
-/// holds what is to go, waiting out another thread's write: never skipped. Shared with the app
-/// table.
+/// holds what is to go. Shared with the app table.
+///
+/// A slot being written, or written first by another thread, is left as it is: every writer of
+/// a slot reads its map again after writing, behind a sequentially consistent fence, and
+/// empties the slot itself if what it copied has moved on. The caller's own change to the map
+/// (made before its fence and this call) is then seen by that writer, since its write comes
+/// later than what this call read.
 pub(super) fn clear(slot: &[AtomicU64], holds: impl Fn(u64, &[AtomicU64]) -> bool) {
-    let mut spins = 0u32;
-    loop {
-        let meta = slot[META].load(Ordering::Acquire);
-        if meta & VERSION_ONE == 0 {
-            let held = holds(meta, slot);
-            // Orders the loads `holds` made before the meta word is read again.
-            fence(Ordering::Acquire);
-            if slot[META].load(Ordering::Relaxed) == meta && (!held || write(slot, 0, |_| {})) {
-                return;
-            }
-        }
-        if spins < 64 {
-            std::hint::spin_loop();
-            spins += 1;
-        } else {
-            std::thread::yield_now();
-        }
+    let meta = slot[META].load(Ordering::Acquire);
+    if meta & VERSION_ONE != 0 {
+        return;
+    }
+    let held = holds(meta, slot);
+    // Orders the loads `holds` made before the meta word is read again.
+    fence(Ordering::Acquire);
+    if held && slot[META].load(Ordering::Relaxed) == meta {
+        let _ = write_over(slot, meta, 0, |_| {});
     }
 }
 
@@ -272,9 +268,15 @@ fn read(w: &[AtomicU64], packed: u64) -> Option<Hit> {
 /// Runs `f` on the slot's words under its version (odd while `f` runs), then stores the low 24
 /// bits of `meta` (here the fact and epoch; the app table's slots keep their own fields there)
 /// with the version even and higher. The slot's first word is its meta word. A slot being
-/// written by another thread is left alone: `false`.
+/// written by another thread is left alone: `false`. A writer must read its map again after
+/// writing (behind a sequentially consistent fence) and empty the slot if what it copied has
+/// moved on: [`clear`] relies on it.
 pub(super) fn write(w: &[AtomicU64], meta: u64, f: impl FnOnce(&[AtomicU64])) -> bool {
-    let current = w[META].load(Ordering::Relaxed);
+    write_over(w, w[META].load(Ordering::Relaxed), meta, f)
+}
+
+/// [`write`], if the meta word is still `current`.
+fn write_over(w: &[AtomicU64], current: u64, meta: u64, f: impl FnOnce(&[AtomicU64])) -> bool {
     let busy = current.wrapping_add(VERSION_ONE);
     if current & VERSION_ONE != 0
         || w[META].compare_exchange(current, busy, Ordering::Acquire, Ordering::Relaxed).is_err()

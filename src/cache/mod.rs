@@ -458,11 +458,12 @@ impl FactMap {
     /// Runs `f` on the entry; counts a hit when `f` answers. An answered entry whose fact fits
     /// a word is copied into the hit table, stamped with `epoch` (read before `f` judged it).
     ///
-    /// The copy never outlives the entry: whoever replaces or removes an entry changes the map,
-    /// then empties the key's slots ([`FactMap::insert`], [`FactMap::remove_generation`]); a copy
-    /// is written, then the map is read again, and the slot emptied if the entry is no longer
-    /// the one copied. With a sequentially consistent fence between the two steps on each side,
-    /// one of them sees the other.
+    /// The copy never outlives the entry: whoever replaces an entry or evicts it changes the
+    /// map, then empties the key's slots ([`FactMap::insert`], [`FactMap::remove_generation`]); a
+    /// copy is written, then the map is read again, and the slot emptied if the entry is no
+    /// longer the one copied. With a sequentially consistent fence between the two steps on each
+    /// side, one of them sees the other. An invalidation ([`FactMap::retain`]) empties no slot:
+    /// it moves the epoch, and a slot is believed only at the epoch it was written at.
     pub(crate) fn with<R>(&self, key: &PermKey, epoch: u64, f: impl FnOnce(&FactCore) -> Option<R>) -> Option<R> {
         let map = self.map.pin();
         let entry = map.get(key)?;

@@ -169,7 +169,15 @@ impl Records {
     /// Remembers an app read from the store after [`Records::begin`] returned `started`, unless a
     /// change was applied since; returns its stamp if it stays.
     pub(crate) fn remember_app(&self, app: App, started: u64, now: Timestamp) -> Option<u64> {
-        if !self.is_live() || self.epoch.load(Ordering::SeqCst) != started {
+        if !self.is_live() {
+            return None;
+        }
+        if self.epoch.load(Ordering::SeqCst) != started {
+            // A change was applied since the read began, so this read is not kept; nor is the
+            // entry (and its copy) that it would have replaced, which may be older than it.
+            self.apps.pin().remove(app.id());
+            fence(Ordering::SeqCst);
+            self.inline.remove(app.id());
             return None;
         }
         let apps = self.apps.pin();
@@ -342,6 +350,22 @@ mod tests {
             r.join().unwrap();
         }
         assert_eq!(stale, 0, "reloads after which the table still held an older read");
+    }
+
+    /// A read that raced a change (to any app) is not kept, and neither is the older entry it
+    /// would have replaced, nor that entry's copy made after the change.
+    #[test]
+    fn a_read_that_raced_a_change_leaves_no_older_read_behind() {
+        let app = dash();
+        let records = live_with(&app);
+        let started = records.begin();
+        records.forget_app(&AppId("other".into()));
+        assert!(records.with_app(app.id(), Timestamp(1), |_, _| ()).is_some());
+        assert_eq!(records.app_view(app.id(), Timestamp(1)), Some(app.view()), "copied after the change");
+        let public = App::new(app.id().clone(), app.coords().clone(), app.repo_id(), Visibility::Public);
+        assert_eq!(records.remember_app(public, started, Timestamp(2)), None);
+        assert_eq!(records.app_view(app.id(), Timestamp(3)), None);
+        assert!(records.with_app(app.id(), Timestamp(3), |_, _| ()).is_none(), "read the store again");
     }
 
     /// A copy made while a change was being applied (after the change moved the epoch, before it
