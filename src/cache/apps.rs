@@ -27,11 +27,11 @@ use crate::core::ids::{App, AppId, AppView, RepoId};
 use crate::core::policy::Visibility;
 use crate::core::time::Timestamp;
 
-use super::hits::{VERSION_ONE, clear, write};
+use super::hits::{META, VERSION_ONE, clear, write};
 
-/// Words per slot, and their places.
+/// Words per slot, and their places (the meta word first, where the shared sequence lock keeps
+/// it).
 const WORDS: usize = 8;
-const META: usize = 0;
 const EPOCH: usize = 1;
 const REPO: usize = 2;
 const COORDS: usize = 3;

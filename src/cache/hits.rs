@@ -41,7 +41,7 @@ use super::PermKey;
 
 /// Words per slot, and their places.
 const WORDS: usize = 4;
-const META: usize = 0;
+pub(super) const META: usize = 0;
 const KEY: usize = 1;
 const COORDS: usize = 2;
 const CONFIRMED: usize = 3;

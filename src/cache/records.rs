@@ -62,9 +62,8 @@ pub(crate) struct Records {
     /// Inline copies of the apps served, for a GitHub user's check by id.
     inline: AppTable,
     capacity: usize,
-    ttl: std::time::Duration,
-    /// `ttl` in milliseconds, rounded up (a whole-millisecond age is within it exactly when it is
-    /// within `ttl`).
+    /// The record lifetime in milliseconds, rounded up (a whole-millisecond age is within it
+    /// exactly when it is within the lifetime given).
     ttl_ms: u64,
 }
 
@@ -97,7 +96,6 @@ impl Records {
                 .build(),
             inline: AppTable::new(usize::try_from(capacity).unwrap_or(usize::MAX)),
             capacity: usize::try_from(capacity).unwrap_or(usize::MAX).max(1),
-            ttl,
             ttl_ms: u64::try_from(ttl.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX),
         }
     }
@@ -117,7 +115,7 @@ impl Records {
         let epoch = self.epoch.load(Ordering::SeqCst);
         let apps = self.apps.pin();
         let entry = apps.get(id)?;
-        let servable = entry.confirmed.load(Ordering::Acquire) && now.since(entry.loaded_at) < self.ttl;
+        let servable = entry.confirmed.load(Ordering::Acquire) && now.millis_since(entry.loaded_at) < self.ttl_ms;
         if servable {
             // Whoever replaces the entry changes the map, then empties the slot (`remember_app`);
             // this writes the slot, then reads the map again: one of the two sees the other.
