@@ -535,6 +535,51 @@ impl Counters {
     }
 }
 
+/// Test support for a copy racing a change: two threads `copy` into a table while round after
+/// round `change` replaces what they copy; after each round, with the copiers held still,
+/// `stale` says whether the table kept what the round replaced. How many rounds it did.
+#[cfg(test)]
+fn rounds_left_stale(
+    rounds: u64,
+    copy: impl Fn() + Sync,
+    mut change: impl FnMut(u64),
+    stale: impl Fn(u64) -> bool,
+) -> u64 {
+    use std::sync::atomic::AtomicBool;
+
+    const COPIERS: u64 = 2;
+    // `paused`: the copiers are asked to stop; `idle`: how many have.
+    let (paused, idle, stop) = (AtomicBool::new(false), AtomicU64::new(0), AtomicBool::new(false));
+    std::thread::scope(|s| {
+        for _ in 0..COPIERS {
+            s.spawn(|| {
+                while !stop.load(Ordering::SeqCst) {
+                    if paused.load(Ordering::SeqCst) {
+                        idle.fetch_add(1, Ordering::SeqCst);
+                        while paused.load(Ordering::SeqCst) {
+                            std::hint::spin_loop();
+                        }
+                        idle.fetch_sub(1, Ordering::SeqCst);
+                    }
+                    copy();
+                }
+            });
+        }
+        let mut count = 0;
+        for round in 1..=rounds {
+            change(round);
+            paused.store(true, Ordering::SeqCst);
+            while idle.load(Ordering::SeqCst) != COPIERS {
+                std::hint::spin_loop();
+            }
+            count += u64::from(stale(round));
+            paused.store(false, Ordering::SeqCst);
+        }
+        stop.store(true, Ordering::SeqCst);
+        count
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -554,10 +599,7 @@ mod tests {
     /// done and the readers are still, the table holds the new entry or nothing, never the old.
     #[test]
     fn a_copy_racing_a_replacement_does_not_outlive_it() {
-        use std::sync::Arc;
-        use std::sync::atomic::AtomicBool;
-
-        let map = Arc::new(FactMap::new(1024));
+        let map = FactMap::new(1024);
         let key = PermKey { user: UserId(1), repo: RepoId(2) };
         let core = |generation: u64| FactCore {
             fact: Fact::Role(None),
@@ -568,44 +610,18 @@ mod tests {
             seen_epoch: AtomicU64::new(0),
         };
         map.insert(key, core(0));
-        // `paused`: the readers are asked to stop; `idle`: how many have.
-        let (paused, idle, stop) =
-            (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
-        let readers: Vec<_> = (0..2)
-            .map(|_| {
-                let (map, paused, idle, stop) = (map.clone(), paused.clone(), idle.clone(), stop.clone());
-                std::thread::spawn(move || {
-                    while !stop.load(Ordering::SeqCst) {
-                        if paused.load(Ordering::SeqCst) {
-                            idle.fetch_add(1, Ordering::SeqCst);
-                            while paused.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) {
-                                std::hint::spin_loop();
-                            }
-                            idle.fetch_sub(1, Ordering::SeqCst);
-                        }
-                        map.with(&key, 0, |_| Some(()));
-                    }
-                })
-            })
-            .collect();
-        let mut stale = 0;
-        for generation in 1..=20_000u64 {
-            map.insert(key, core(generation));
-            // What moka's eviction listener does for the entry replaced.
-            map.remove_generation(&key, generation - 1);
-            paused.store(true, Ordering::SeqCst);
-            while idle.load(Ordering::SeqCst) != 2 {
-                std::hint::spin_loop();
-            }
-            if map.table.get(&key).is_some_and(|hit| hit.confirmed_at != Timestamp(generation)) {
-                stale += 1;
-            }
-            paused.store(false, Ordering::SeqCst);
-        }
-        stop.store(true, Ordering::SeqCst);
-        for r in readers {
-            r.join().unwrap();
-        }
+        let stale = rounds_left_stale(
+            20_000,
+            || {
+                map.with(&key, 0, |_| Some(()));
+            },
+            |generation| {
+                map.insert(key, core(generation));
+                // What moka's eviction listener does for the entry replaced.
+                map.remove_generation(&key, generation - 1);
+            },
+            |generation| map.table.get(&key).is_some_and(|hit| hit.confirmed_at != Timestamp(generation)),
+        );
         assert_eq!(stale, 0, "replacements after which the table still held the entry replaced");
     }
 

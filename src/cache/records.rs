@@ -304,49 +304,20 @@ mod tests {
     /// reload is done and the readers are still, the table holds the newest read or nothing.
     #[test]
     fn a_copy_racing_a_reload_does_not_outlive_it() {
-        use std::sync::Arc;
-        use std::sync::atomic::AtomicBool;
-
         let first = dash();
-        let records = Arc::new(live_with(&first));
-        let (paused, idle, stop) =
-            (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
-        let readers: Vec<_> = (0..2)
-            .map(|_| {
-                let (records, paused, idle, stop, id) =
-                    (records.clone(), paused.clone(), idle.clone(), stop.clone(), first.id().clone());
-                std::thread::spawn(move || {
-                    while !stop.load(Ordering::SeqCst) {
-                        if paused.load(Ordering::SeqCst) {
-                            idle.fetch_add(1, Ordering::SeqCst);
-                            while paused.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) {
-                                std::hint::spin_loop();
-                            }
-                            idle.fetch_sub(1, Ordering::SeqCst);
-                        }
-                        records.with_app(&id, Timestamp(0), |_, _| ());
-                    }
-                })
-            })
-            .collect();
-        let mut stale = 0;
-        for n in 1..=20_000u64 {
-            let read = App::new(first.id().clone(), first.coords().clone(), RepoId(n), Visibility::Private);
-            let started = records.begin();
-            assert!(records.remember_app(read, started, Timestamp(0)).is_some());
-            paused.store(true, Ordering::SeqCst);
-            while idle.load(Ordering::SeqCst) != 2 {
-                std::hint::spin_loop();
-            }
-            if records.app_view(first.id(), Timestamp(0)).is_some_and(|v| v.repo_id != RepoId(n)) {
-                stale += 1;
-            }
-            paused.store(false, Ordering::SeqCst);
-        }
-        stop.store(true, Ordering::SeqCst);
-        for r in readers {
-            r.join().unwrap();
-        }
+        let records = live_with(&first);
+        let read = |n| App::new(first.id().clone(), first.coords().clone(), RepoId(n), Visibility::Private);
+        let stale = super::super::rounds_left_stale(
+            20_000,
+            || {
+                records.with_app(first.id(), Timestamp(0), |_, _| ());
+            },
+            |n| {
+                let started = records.begin();
+                assert!(records.remember_app(read(n), started, Timestamp(0)).is_some());
+            },
+            |n| records.app_view(first.id(), Timestamp(0)).is_some_and(|v| v.repo_id != RepoId(n)),
+        );
         assert_eq!(stale, 0, "reloads after which the table still held an older read");
     }
 
