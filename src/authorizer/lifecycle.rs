@@ -9,6 +9,7 @@ use crate::core::policy::{Capability, Need, Visibility};
 use crate::error::CheckError;
 use crate::store::{
     Actor, AppRecord, AuditAction, AuditEvent, AuditFilter, AuditOutcome, Change, DeployOutcome, StoreError,
+    StoreFailure,
 };
 
 /// The longest app id, branch or main file a deployment may name, in bytes.
@@ -363,7 +364,11 @@ impl Authorizer {
                         (None, Some(other)) => Fact::Replaced { current: other.id },
                         (None, None) => Fact::Role(None),
                     };
-                    let (outcome, _) = decide_github(need, app.repo_id(), app.visibility(), &fact);
+                    let (outcome, reason) = decide_github(need, app.repo_id(), app.visibility(), &fact);
+                    if cap.is_destructive() {
+                        let decision = Decision::new(outcome, reason, Source::Github, 0);
+                        self.record_check(actor_of(principal), app.id(), cap, &decision).await?;
+                    }
                     if outcome == Outcome::Allow {
                         allowed.push(app);
                     }
@@ -390,14 +395,22 @@ impl Authorizer {
                 (app, decision)
             });
         }
-        // Every check runs to its end (none is cancelled half way, coalesced loads included);
-        // the first failure is answered once they all have.
+        // The first failure is answered once every check has ended. Dropping the listing aborts
+        // the checks still running; a load another caller waits on goes on for that caller.
         let mut failed = None;
         while let Some(joined) = checks.join_next().await {
             let (app, decision) = match joined {
                 Ok(done) => done,
-                // A check that panicked panics here, as it would have without the task.
-                Err(e) => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => match e.try_into_panic() {
+                    // A check that panicked panics here, as it would have without the task.
+                    Ok(panic) => std::panic::resume_unwind(panic),
+                    // Cancelled by the runtime shutting down: this app could not be decided.
+                    Err(e) => {
+                        let why = StoreFailure::caused_by("a listing's check was cancelled", e);
+                        failed = failed.or(Some(CheckError::Store(StoreError::Unavailable(why))));
+                        continue;
+                    }
+                },
             };
             match decision {
                 Ok(d) if d.is_allowed() => allowed.push(app),
@@ -553,6 +566,46 @@ impl Authorizer {
         }
         self.record(&event, None).await?;
         Err(ManageError::Denied { app, decision })
+    }
+
+    /// [`Authorizer::check_need`] for `cap`, recorded when `cap` is `deploy` or `delete` (DESIGN:
+    /// every deploy and delete check is on record, allowed or denied; a support agent's checks
+    /// are recorded by its own path). What the public checks call past their hit.
+    pub(super) async fn check_recorded(
+        &self,
+        principal: &Principal,
+        app: &App,
+        cap: Capability,
+        consistency: Consistency,
+    ) -> Result<Decision, CheckError> {
+        let decision = self.check_need(principal, app, self.inner.policy.need(cap), consistency).await?;
+        if !matches!(principal, Principal::Support { .. }) {
+            self.record_check(actor_of(principal), app.id(), cap, &decision).await?;
+        }
+        Ok(decision)
+    }
+
+    /// Records `decision` on `cap` for `who` if `cap` is `deploy` or `delete`: the capability and
+    /// the reason's kind, and a viewer's address (gone with the app). An id that could never be an
+    /// app's is not written.
+    pub(super) async fn record_check(
+        &self,
+        (actor, email): (Actor, Option<&crate::core::email::Email>),
+        app: &AppId,
+        cap: Capability,
+        decision: &Decision,
+    ) -> Result<(), CheckError> {
+        if !cap.is_destructive() || refused_field(&app.0) {
+            return Ok(());
+        }
+        let outcome = if decision.is_allowed() { AuditOutcome::Allowed } else { AuditOutcome::Denied };
+        let mut event = AuditEvent::new(self.inner.clock.now(), &actor, app, AuditAction::Check)
+            .with_outcome(outcome)
+            .with_detail(format!("{}: {}", cap.as_str(), decision.reason().kind()));
+        if let Some(email) = email {
+            event = event.with_email(email);
+        }
+        self.record(&event, None).await
     }
 
     /// Appends `event`; see [`Store::record`](crate::store::Store::record).

@@ -1070,7 +1070,7 @@ impl Authorizer {
             return Ok(decision);
         }
         // Boxed, as in `check_app_with`.
-        Box::pin(self.check_need(principal, app, self.inner.policy.need(cap), Consistency::Cached)).await
+        Box::pin(self.check_recorded(principal, app, cap, Consistency::Cached)).await
     }
 
     /// [`Authorizer::check`] for the app with this id; `unknown_app` (a denial) when there is none.
@@ -1163,13 +1163,17 @@ impl Authorizer {
         consistency: Consistency,
     ) -> Result<Decision, CheckError> {
         match self.app_with(app, consistency).await? {
-            Some(app) => self.check_need(principal, &app, self.inner.policy.need(cap), consistency).await,
+            Some(app) => self.check_recorded(principal, &app, cap, consistency).await,
             None if matches!(principal, Principal::Support { .. }) => {
                 let decision = unknown_app();
                 self.audit_support_check(principal, app, cap, &decision).await?;
                 Ok(decision)
             }
-            None => Ok(unknown_app()),
+            None => {
+                let decision = unknown_app();
+                self.record_check(lifecycle::actor_of(principal), app, cap, &decision).await?;
+                Ok(decision)
+            }
         }
     }
 
@@ -1200,6 +1204,9 @@ impl Authorizer {
     /// # fn main() {}
     /// ```
     pub fn check_app_cached(&self, principal: &Principal, app: &AppId, cap: Capability) -> Option<Decision> {
+        if cap.is_destructive() {
+            return None; // recorded: never answered from memory alone
+        }
         let inner = &*self.inner;
         let need = inner.policy.need(cap);
         let now = inner.clock.now();
@@ -1322,12 +1329,18 @@ impl Authorizer {
     ) -> Result<Decision, CheckError> {
         let session = match self.verify_session_with(token, consistency) {
             Ok(session) => session,
-            Err(error) => return Ok(store_decision(Outcome::Deny, Reason::SessionInvalid { error })),
+            Err(error) => {
+                let decision = store_decision(Outcome::Deny, Reason::SessionInvalid { error });
+                self.record_check((Actor::Viewer, None), app, cap, &decision).await?;
+                return Ok(decision);
+            }
         };
-        match self.app_with(app, consistency).await? {
-            Some(app) => self.check_viewer(&session, &app, self.inner.policy.need(cap), consistency).await,
-            None => Ok(unknown_app()),
-        }
+        let decision = match self.app_with(app, consistency).await? {
+            Some(app) => self.check_viewer(&session, &app, self.inner.policy.need(cap), consistency).await?,
+            None => unknown_app(),
+        };
+        self.record_check((Actor::Viewer, Some(session.email())), app, cap, &decision).await?;
+        Ok(decision)
     }
 
     /// [`Authorizer::check_session`] if the token was verified before and the app and the grant are
@@ -1358,6 +1371,9 @@ impl Authorizer {
     /// # fn main() {}
     /// ```
     pub fn check_session_cached(&self, token: &str, app: &AppId, cap: Capability) -> Option<Decision> {
+        if cap.is_destructive() {
+            return None; // recorded: never answered from memory alone
+        }
         let inner = &*self.inner;
         let need = inner.policy.need(cap);
         let now = inner.clock.now();
@@ -1489,6 +1505,9 @@ impl Authorizer {
     /// ```
     #[inline]
     pub fn check_cached(&self, principal: &Principal, app: &App, cap: Capability) -> Option<Decision> {
+        if cap.is_destructive() {
+            return None; // recorded: never answered from memory alone
+        }
         self.cached_need(principal, app, self.inner.policy.need(cap), None, self.inner.clock.now())
     }
 
@@ -1991,9 +2010,9 @@ impl Authorizer {
         records.iter().map(|r| r.app().map_err(|e| CheckError::Store(e.into()))).collect()
     }
 
-    /// The audit log, oldest first: viewers added and removed (and by whom), links issued and
-    /// redeemed. It holds viewers' addresses, so deleting an app deletes its entries; show it only
-    /// to those who may see its viewers.
+    /// The audit log, oldest first: every entry [`Authorizer::audit`] can return. It holds
+    /// viewers' addresses while their apps exist (deleting an app keeps its entries without
+    /// them); show it only to those who may see its viewers.
     ///
     /// # Errors
     ///
@@ -2189,8 +2208,11 @@ impl Authorizer {
         Ok(deleted?)
     }
 
+    /// Who may change the app with this id. The app is read from the store, not the cache: a
+    /// change is judged on the app as it is now (an id deleted and deployed elsewhere since is
+    /// judged on its new repository).
     async fn authorize_app(&self, by: &ChangedBy, id: &AppId, need: Need) -> Result<Actor, ManageError> {
-        let app = self.app(id).await?.ok_or_else(|| ManageError::UnknownApp(id.clone()))?;
+        let app = self.app_with(id, Consistency::Fresh).await?.ok_or_else(|| ManageError::UnknownApp(id.clone()))?;
         match by {
             ChangedBy::Operator => Ok(Actor::Operator),
             ChangedBy::Principal(principal) => {

@@ -183,8 +183,9 @@ impl Authorizer {
         Ok(window)
     }
 
-    /// Revokes every support window of `app` still open (with `agent`, every one that admits that
-    /// agent: its own and those for any agent, so that the agent is cut off),
+    /// Revokes every support window of `app` not revoked yet (with `agent`, every one that admits
+    /// that agent: its own and those for any agent, so that the agent is cut off; an ended one
+    /// too, so that a replica whose clock runs behind cannot still take it for open),
     /// on this replica before the call returns, and on every other replica as soon as the store's
     /// change feed brings it (as a viewer's removal does). `by` needs
     /// `edit`, or is the operator. Returns how many were revoked; audited
@@ -214,9 +215,13 @@ impl Authorizer {
     ///
     /// # Errors
     ///
-    /// [`ManageError::UnknownApp`], [`ManageError::Denied`] (audited), or
+    /// [`ManageError::InvalidSupport`] for an `agent` that is not an agent's name (nothing asked
+    /// or written), [`ManageError::UnknownApp`], [`ManageError::Denied`] (audited), or
     /// [`ManageError::Check`] when GitHub or the store failed.
     pub async fn revoke_support(&self, by: &ChangedBy, app: &AppId, agent: Option<&str>) -> Result<u32, ManageError> {
+        if agent.is_some_and(|a| !valid_agent_name(a)) {
+            return Err(ManageError::InvalidSupport("agent"));
+        }
         let need = self.inner.policy.need(Capability::Edit);
         let actor = self.authorize_audited(by, app, need, AuditAction::SupportRevoked).await?;
         let now = self.inner.clock.now();

@@ -63,9 +63,15 @@ pub struct SupportWindow {
 
 impl SupportWindow {
     /// Whether it is open at `now`: opened, not ended, never revoked (a revocation closes it
-    /// at once, whatever the revoking replica's clock said).
+    /// at once, whatever the revoking replica's clock said). A window never lasts more than
+    /// [`MAX_SUPPORT_WINDOW`]: one stored with a later end ends that long after it opened.
     pub fn is_open_at(&self, now: Timestamp) -> bool {
-        self.opened_at <= now && now < self.ends_at && self.revoked_at.is_none()
+        self.opened_at <= now && now < self.ends() && self.revoked_at.is_none()
+    }
+
+    /// When it ends on its own: `ends_at`, at most [`MAX_SUPPORT_WINDOW`] after it opened.
+    fn ends(&self) -> Timestamp {
+        self.ends_at.min(self.opened_at.plus(MAX_SUPPORT_WINDOW))
     }
 
     /// Whether it admits `agent`.
@@ -94,10 +100,10 @@ pub(crate) fn decide_support(
             .filter(|w| {
                 valid_agent_name(agent) && w.is_open_at(now) && w.admits(agent) && w.capabilities.contains(&cap)
             })
-            .max_by_key(|w| w.ends_at)
+            .max_by_key(|w| w.ends())
     });
     match granting {
-        Some(w) => (Outcome::Allow, Reason::SupportWindow { window: w.id, ends_at: w.ends_at }),
+        Some(w) => (Outcome::Allow, Reason::SupportWindow { window: w.id, ends_at: w.ends() }),
         None => (Outcome::Deny, Reason::NoAccess { detail: NoAccessDetail::NoSupportWindow }),
     }
 }
@@ -122,6 +128,14 @@ mod tests {
 
     fn allowed(windows: &[SupportWindow], agent: &str, cap: Capability, now: u64) -> bool {
         decide_support(windows, agent, Some(cap), Visibility::Private, Timestamp(now)).0 == Outcome::Allow
+    }
+
+    #[test]
+    fn a_window_stored_longer_than_seven_days_ends_after_seven() {
+        let week = u64::try_from(MAX_SUPPORT_WINDOW.as_millis()).unwrap();
+        let long = [SupportWindow { ends_at: Timestamp(1_000 + 2 * week), ..window(None, &[Capability::View], None) }];
+        assert!(allowed(&long, "a7", Capability::View, 1_000 + week - 1));
+        assert!(!allowed(&long, "a7", Capability::View, 1_000 + week), "no window outlasts seven days");
     }
 
     #[test]

@@ -137,7 +137,7 @@ impl Store for MemoryStore {
     ) -> Result<u32, StoreError> {
         let mut s = self.state.lock();
         let mut revoked = 0u32;
-        for w in s.support.iter_mut().filter(|w| &w.app == app && w.revoked_at.is_none() && w.ends_at > at) {
+        for w in s.support.iter_mut().filter(|w| &w.app == app && w.revoked_at.is_none()) {
             if agent.is_none_or(|a| w.admits(a)) {
                 w.revoked_at = Some(at);
                 revoked = revoked.saturating_add(1);

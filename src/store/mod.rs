@@ -131,10 +131,12 @@ pub enum AuditAction {
     SupportRevoked,
     /// A support agent's check, allowed or denied.
     SupportCheck,
+    /// Anyone else's `deploy` or `delete` check, allowed or denied.
+    Check,
 }
 
 impl AuditAction {
-    const ALL: [AuditAction; 11] = [
+    const ALL: [AuditAction; 12] = [
         AuditAction::ViewerAdded,
         AuditAction::ViewerRemoved,
         AuditAction::LinkIssued,
@@ -146,6 +148,7 @@ impl AuditAction {
         AuditAction::SupportGranted,
         AuditAction::SupportRevoked,
         AuditAction::SupportCheck,
+        AuditAction::Check,
     ];
 
     /// The action's name.
@@ -162,6 +165,7 @@ impl AuditAction {
             AuditAction::SupportGranted => "support_granted",
             AuditAction::SupportRevoked => "support_revoked",
             AuditAction::SupportCheck => "support_check",
+            AuditAction::Check => "check",
         }
     }
 
@@ -351,9 +355,12 @@ pub enum DeployOutcome {
 
 impl AppRecord {
     /// Whether `other` is deployed from the same place: owner, repository, branch and main file.
+    /// The owner and repository are compared as GitHub compares them, ignoring ASCII case; the
+    /// branch and main file exactly.
     pub fn same_coordinates(&self, other: &AppRecord) -> bool {
-        (&self.owner, &self.repo, &self.branch, &self.main_file)
-            == (&other.owner, &other.repo, &other.branch, &other.main_file)
+        self.owner.eq_ignore_ascii_case(&other.owner)
+            && self.repo.eq_ignore_ascii_case(&other.repo)
+            && (&self.branch, &self.main_file) == (&other.branch, &other.main_file)
     }
 
     /// Where it is deployed from, as the audit log says it: `owner/repo@branch:main_file`.
@@ -784,9 +791,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// (nothing is written then).
     async fn open_support(&self, window: &SupportWindow, event: &AuditEvent) -> Result<Option<SupportId>, StoreError>;
 
-    /// Revokes, at `at`, every window of `app` still open then that admits `agent` (its own,
-    /// and those for any agent; every open window when `None`) and, if any was, records `event`
-    /// and announces [`Change::App`]; atomically. Returns how many were revoked.
+    /// Revokes, at `at`, every window of `app` not revoked yet that admits `agent` (its own,
+    /// and those for any agent; every one when `None`) and, if any was, records `event` and
+    /// announces [`Change::App`]; atomically. Returns how many were revoked. A window that has
+    /// ended by `at` is revoked too: a replica whose clock runs behind the caller's would still
+    /// see it open.
     async fn revoke_support(
         &self,
         app: &AppId,

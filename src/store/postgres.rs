@@ -390,6 +390,7 @@ async fn listen(pool: PgPool, channel: String, heartbeat: Duration, tx: mpsc::Se
 impl Backend for PgStore {
     type Db = Postgres;
     const FOR_UPDATE: &'static str = " FOR UPDATE";
+    const FOR_KEY_SHARE: &'static str = " FOR KEY SHARE";
     // Row locks (`FOR UPDATE`) order what must be ordered.
     const WRITE_LOCK: Option<&'static str> = None;
 

@@ -82,6 +82,11 @@ pub(super) trait Backend: Send + Sync + std::fmt::Debug + 'static {
     /// row locks; empty for SQLite, whose writers are serialized anyway).
     const FOR_UPDATE: &'static str;
 
+    /// Appended to a `SELECT` whose rows must not be deleted (nor their key changed) until the
+    /// transaction ends, without holding other readers back (Postgres `FOR KEY SHARE`; empty for
+    /// SQLite).
+    const FOR_KEY_SHARE: &'static str;
+
     /// A statement run first in a transaction that reads before it writes, so that what it read
     /// cannot go stale before the write (SQLite takes its write lock with it; `None` where row
     /// locks do the job).
@@ -155,11 +160,15 @@ where
         owner: Option<UserId>,
     ) -> Result<(), StoreError> {
         let owner = owner.map(|u| to_i64(u.0, "user id")).transpose()?;
-        sqlx::query(
+        // The app's row is held (key share) while an entry with an address is written: a deletion
+        // either finds the entry written and clears its address, or waits, and the entry finds no
+        // app and is dropped.
+        sqlx::query(&format!(
             "INSERT INTO audit (at, actor, app_id, action, email, outcome, detail, owner_id)
              SELECT $1, $2, $3, $4, $5, $6, $7, COALESCE((SELECT deployed_by FROM apps WHERE id = $3), $8)
-             WHERE $5 IS NULL OR EXISTS (SELECT 1 FROM apps WHERE id = $3)",
-        )
+             WHERE $5 IS NULL OR EXISTS (SELECT 1 FROM apps WHERE id = $3{})",
+            B::FOR_KEY_SHARE
+        ))
         .bind(to_i64(event.at.0, "time")?)
         .bind(&event.actor)
         .bind(&event.app.0)
@@ -306,7 +315,7 @@ where
     }
 
     async fn open_support(&self, window: &SupportWindow, event: &AuditEvent) -> Result<Option<SupportId>, StoreError> {
-        let mut tx = self.pool().begin().await.map_err(unavailable)?;
+        let mut tx = Sql::begin_then_lock(self).await?;
         let exists: Option<String> = sqlx::query_scalar(&format!("SELECT id FROM apps WHERE id = $1{}", B::FOR_UPDATE))
             .bind(&window.app.0)
             .fetch_optional(&mut *tx)
@@ -347,8 +356,7 @@ where
         let mut tx = self.pool().begin().await.map_err(unavailable)?;
         let done = sqlx::query(
             "UPDATE support_windows SET revoked_at = $2
-             WHERE app_id = $1 AND revoked_at IS NULL AND ends_at > $2
-               AND ($3 IS NULL OR agent = $3 OR agent IS NULL)",
+             WHERE app_id = $1 AND revoked_at IS NULL AND ($3 IS NULL OR agent = $3 OR agent IS NULL)",
         )
         .bind(&app.0)
         .bind(at)
@@ -535,7 +543,7 @@ where
         visibility: Visibility,
         event: &AuditEvent,
     ) -> Result<Option<bool>, StoreError> {
-        let mut tx = self.pool().begin().await.map_err(unavailable)?;
+        let mut tx = Sql::begin_then_lock(self).await?;
         let current: Option<String> =
             sqlx::query_scalar(&format!("SELECT visibility FROM apps WHERE id = $1{}", B::FOR_UPDATE))
                 .bind(&app.0)
@@ -680,7 +688,7 @@ where
     }
 
     async fn delete_app(&self, app: &AppId, event: &AuditEvent) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin().await.map_err(unavailable)?;
+        let mut tx = Sql::begin_then_lock(self).await?;
         let Some(r) = Sql::purge(self, &mut tx, app).await? else {
             tx.rollback().await.map_err(unavailable)?;
             return Ok(false);
@@ -704,7 +712,7 @@ where
 
     async fn delete_account(&self, user: UserId) -> Result<Vec<AppId>, StoreError> {
         let by = to_i64(user.0, "user id")?;
-        let mut tx = self.pool().begin().await.map_err(unavailable)?;
+        let mut tx = Sql::begin_then_lock(self).await?;
         let ids: Vec<String> =
             sqlx::query_scalar(&format!("SELECT id FROM apps WHERE deployed_by = $1{}", B::FOR_UPDATE))
                 .bind(by)

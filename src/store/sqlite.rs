@@ -89,6 +89,9 @@ impl SqliteStore {
     }
 
     async fn connect(opts: SqliteConnectOptions) -> Result<SqliteStore, StoreError> {
+        // Deleted rows are overwritten with zeros, not left in free pages: a deleted address or
+        // support reason is gone from the file once the write-ahead log is checkpointed.
+        let opts = opts.pragma("secure_delete", "ON");
         let file = opts.get_filename();
         if file != Path::new(":memory:") && !file.as_os_str().is_empty() {
             create_owner_only(file)?;
@@ -293,6 +296,7 @@ impl Backend for SqliteStore {
     type Db = Sqlite;
     // SQLite has no row locks; its writers are serialized.
     const FOR_UPDATE: &'static str = "";
+    const FOR_KEY_SHARE: &'static str = "";
     // A transaction that reads before it writes takes the write lock first, so that what it
     // read cannot go stale before its write.
     const WRITE_LOCK: Option<&'static str> = Some("UPDATE meta SET value = value WHERE key = 'schema_version'");

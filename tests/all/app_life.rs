@@ -60,6 +60,9 @@ async fn deploy_records_the_id_github_reports(store: Arc<dyn Store>) {
     assert_eq!(store.app(&id("new")).await.unwrap(), Some(app.clone()), "unchanged");
     let again = authz.deploy_app(&erin, &deployment("new", "acme/dashboard")).await.unwrap();
     assert_eq!(again, app);
+    // GitHub's names ignore case: the same repository spelled otherwise is a redeploy too.
+    let again = authz.deploy_app(&erin, &deployment("new", "ACME/Dashboard")).await.unwrap();
+    assert_eq!(again, app, "the record keeps its spelling");
 
     // A repository GitHub does not have, and bad input.
     let err = authz.deploy_app(&erin, &deployment("ghost", "acme/nothing-here")).await.unwrap_err();
@@ -155,6 +158,59 @@ async fn the_audit_filters(store: Arc<dyn Store>) {
     assert_eq!(dash[0].action, AuditAction::ViewerRemoved);
 }
 
+/// Every deploy and delete check is on record, allowed or denied, whoever asks and however:
+/// by app, by id, by session, for an unknown id, in a listing. Other checks are not.
+async fn deploy_and_delete_checks_are_on_record(store: Arc<dyn Store>) {
+    let v = common::viewers_on(store.clone()).await;
+    let (erin, bob) =
+        (Principal::github(v.world.user("erin").unwrap()), Principal::github(v.world.user("bob").unwrap()));
+    let entries = || async { store.audit(&AuditFilter::new()).await.unwrap() };
+    let seen = |e: &AuditEvent| (e.app.0.clone(), e.action, e.outcome, e.actor.clone(), e.detail.clone().unwrap());
+    let entry = |app: &str, outcome, actor: &str, detail: &str| {
+        (app.to_owned(), AuditAction::Check, outcome, actor.to_owned(), detail.to_owned())
+    };
+
+    let before = entries().await.len();
+    for _ in 0..2 {
+        assert!(v.authz.check_app(&erin, &id("dash"), Capability::Edit).await.unwrap().is_allowed());
+    }
+    assert_eq!(entries().await.len(), before, "an edit check is not recorded");
+
+    assert!(v.authz.check_app(&erin, &id("dash"), Capability::Deploy).await.unwrap().is_allowed());
+    assert_eq!(seen(&entries().await[0]), entry("dash", AuditOutcome::Allowed, "github:5", "deploy: github_role"));
+    assert!(v.authz.check_app_cached(&erin, &id("dash"), Capability::Deploy).is_none(), "never a silent hit");
+    assert!(v.authz.check_app(&erin, &id("dash"), Capability::Deploy).await.unwrap().is_allowed());
+    assert_eq!(seen(&entries().await[0]), entry("dash", AuditOutcome::Allowed, "github:5", "deploy: github_role"));
+    assert_eq!(entries().await.len(), before + 2, "each check once");
+
+    let dash = v.authz.app(&id("dash")).await.unwrap().unwrap();
+    assert!(!v.authz.check(&bob, &dash, Capability::Delete).await.unwrap().is_allowed());
+    assert_eq!(seen(&entries().await[0]), entry("dash", AuditOutcome::Denied, "github:2", "delete: github_role"));
+    assert!(!v.authz.check_app(&bob, &id("nope"), Capability::Delete).await.unwrap().is_allowed());
+    assert_eq!(seen(&entries().await[0]), entry("nope", AuditOutcome::Denied, "github:2", "delete: unknown_app"));
+
+    let link = v.authz.issue_link(&id("dash"), "dana@example.com").await.unwrap();
+    let token = v.authz.redeem_link(link.token.expose_secret(), None).await.unwrap().token;
+    let d = v.authz.check_session(token.expose_secret(), &id("dash"), Capability::Deploy).await.unwrap();
+    assert!(!d.is_allowed());
+    let e = &entries().await[0];
+    assert_eq!(seen(e), entry("dash", AuditOutcome::Denied, "viewer", "deploy: no_access"));
+    assert_eq!(
+        e.email.as_ref().map(|m| m.as_str()),
+        Some("dana@example.com"),
+        "the viewer's address, gone with the app"
+    );
+
+    let before = entries().await.len();
+    let deployable = v.authz.apps_for(&erin, Capability::Deploy).await.unwrap();
+    let listed = entries().await;
+    assert_eq!(listed.len(), before + v.authz.apps().await.unwrap().len(), "a listing records each app's check");
+    let new = &listed[..listed.len() - before];
+    assert!(new.iter().all(|e| e.action == AuditAction::Check && e.actor == "github:5"));
+    assert_eq!(new.iter().filter(|e| e.outcome == AuditOutcome::Allowed).count(), deployable.len());
+    assert!(!deployable.is_empty());
+}
+
 macro_rules! suite {
     ($backend:ident, $kind:expr) => {
         mod $backend {
@@ -164,6 +220,12 @@ macro_rules! suite {
             async fn deploy_records_the_id_github_reports() {
                 let Some((store, _guard)) = common::store_of($kind).await else { return };
                 super::deploy_records_the_id_github_reports(store).await;
+            }
+
+            #[tokio::test]
+            async fn deploy_and_delete_checks_are_on_record() {
+                let Some((store, _guard)) = common::store_of($kind).await else { return };
+                super::deploy_and_delete_checks_are_on_record(store).await;
             }
 
             #[tokio::test]
@@ -215,13 +277,13 @@ async fn apps_for_lists_what_each_check_allows() {
 /// A world of 100 private repositories of one organization, one app on each: `dev` has the
 /// organization's base `read` on all of them and `write` on the first 60.
 fn hundred_apps() -> ghauthz::world::World {
-    big_org(100, |_| true)
+    big_org(100, |_| 1)
 }
 
-/// A world of `repos` private repositories `big/r<i>` (ids from 1000) of one organization, an
-/// app `app<i>` on each for which `app_on(i)`: `dev` has the organization's base `read` on all
-/// of them and `write` on the first 60.
-fn big_org(repos: usize, app_on: impl Fn(usize) -> bool) -> ghauthz::world::World {
+/// A world of `repos` private repositories `big/r<i>` (ids from 1000) of one organization, and
+/// `apps_on(i)` apps on each (`app<i>` on branch `main`, then `app<i>-<k>` on branch `b<k>`):
+/// `dev` has the organization's base `read` on all of them and `write` on the first 60.
+fn big_org(repos: usize, apps_on: impl Fn(usize) -> usize) -> ghauthz::world::World {
     let mut text = String::from(
         "version = 1\nnow = \"2026-11-22T10:00:00Z\"\n[[users]]\nid = 1\nlogin = \"dev\"\n\
          [[orgs]]\nid = 500\nlogin = \"big\"\nmembers = [\"dev\"]\nbase_permission = \"read\"\n",
@@ -230,9 +292,14 @@ fn big_org(repos: usize, app_on: impl Fn(usize) -> bool) -> ghauthz::world::Worl
         let roles = if i < 60 { "roles = { dev = \"write\" }\n" } else { "" };
         let id = 1000 + i;
         text.push_str(&format!("[[repos]]\nid = {id}\nowner = \"big\"\nname = \"r{i}\"\nprivate = true\n{roles}"));
-        if app_on(i) {
+        for k in 0..apps_on(i) {
+            let (app, branch) = if k == 0 {
+                (format!("app{i:03}"), "main".to_owned())
+            } else {
+                (format!("app{i:03}-{k}"), format!("b{k}"))
+            };
             text.push_str(&format!(
-                "[[apps]]\nid = \"app{i:03}\"\nrepo = \"big/r{i}\"\nrepo_id = {id}\nbranch = \"main\"\n\
+                "[[apps]]\nid = \"{app}\"\nrepo = \"big/r{i}\"\nrepo_id = {id}\nbranch = \"{branch}\"\n\
                  main_file = \"a.py\"\nvisibility = \"private\"\ndeployed_by = \"dev\"\n"
             ));
         }
@@ -277,13 +344,40 @@ async fn a_listing_of_a_hundred_apps_costs_what_it_should() {
     assert_eq!(env.mock.total_requests(), 1, "one page of 100: {:?}", env.mock.request_counts());
 }
 
+/// Apps that share a repository share its requests: 100 apps, two on each of 50 repositories,
+/// cost one page and 50 roles cold, nothing warm, and one page in user-token mode.
+#[tokio::test]
+async fn a_listing_asks_once_per_repository_not_once_per_app() {
+    let world = big_org(50, |_| 2);
+    let opts = common::Opts { store: Some(seeded(&world).await), ..Default::default() };
+    let env = common::env_with(world.clone(), opts).await;
+    let dev = env.user("dev");
+    let editable = env.authz.apps_for(&dev, Capability::Edit).await.unwrap();
+    assert_eq!(editable.len(), 100);
+    assert!(editable.iter().any(|a| a.id().to_string() == "app049-1"), "both apps of a repository are listed");
+    let cold = env.mock.total_requests();
+    assert_eq!(cold, 1 + 50, "{:?}", env.mock.request_counts());
+    assert_eq!(env.authz.apps_for(&dev, Capability::Edit).await.unwrap().len(), 100);
+    assert_eq!(env.mock.total_requests(), cold, "warm: nothing asked");
+
+    let opts = common::Opts {
+        store: Some(seeded(&world).await),
+        github: Box::new(|m| m.user_token_config()),
+        ..Default::default()
+    };
+    let env = common::env_with(world.clone(), opts).await;
+    let dev = Principal::github_with_token(world.user("dev").unwrap(), env.mock.user_token("dev"));
+    assert_eq!(env.authz.apps_for(&dev, Capability::Edit).await.unwrap().len(), 100);
+    assert_eq!(env.mock.total_requests(), 1, "{:?}", env.mock.request_counts());
+}
+
 /// An installation that sees far more repositories than the apps listed: the listing stops at
 /// its first page (its `total_count` says 10 pages, more than looking up the 3 apps' repositories
 /// one by one would cost), learns the one app repository it names, and the other two are looked
 /// up alone.
 #[tokio::test]
 async fn a_listing_of_a_few_apps_in_a_large_installation_reads_one_page_of_it() {
-    let world = big_org(1000, |i| [5, 500, 999].contains(&i));
+    let world = big_org(1000, |i| usize::from([5, 500, 999].contains(&i)));
     let opts = common::Opts { store: Some(seeded(&world).await), ..Default::default() };
     let env = common::env_with(world.clone(), opts).await;
     let view: Vec<String> = env
@@ -302,4 +396,23 @@ async fn a_listing_of_a_few_apps_in_a_large_installation_reads_one_page_of_it() 
         "a page, two repositories, three roles: {:?}",
         env.mock.request_counts()
     );
+}
+
+/// A change is judged on the app as the store holds it now, not on a cached copy: an id deleted
+/// and deployed from another repository since is judged on the new one, even before this
+/// replica has heard of the change.
+#[tokio::test]
+async fn a_change_is_judged_on_the_app_as_it_is_now() {
+    let store: Arc<dyn Store> = Arc::new(ghauthz::store::MemoryStore::new());
+    let v = common::viewers_on(store.clone()).await;
+    let erin = ChangedBy::Principal(Principal::github(v.world.user("erin").unwrap())); // admin on acme/dashboard only
+    assert_eq!(v.authz.app(&id("dash")).await.unwrap().unwrap().repo_id(), RepoId(101), "cached");
+    let event = |action| AuditEvent::new(v.clock.now(), &ghauthz::store::Actor::Operator, &id("dash"), action);
+    assert!(store.delete_app(&id("dash"), &event(AuditAction::Delete)).await.unwrap());
+    let mut elsewhere = store.app(&id("notes")).await.unwrap().unwrap(); // alice/notes
+    elsewhere.id = id("dash");
+    store.deploy_app(&elsewhere, &event(AuditAction::Deploy)).await.unwrap();
+    let err = v.authz.delete_app(&erin, &id("dash")).await.unwrap_err();
+    assert_eq!(err.kind(), "denied", "judged on alice/notes, where erin has no role");
+    assert_eq!(store.app(&id("dash")).await.unwrap(), Some(elsewhere));
 }

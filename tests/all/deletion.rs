@@ -160,6 +160,18 @@ async fn a_scan_of_every_table_finds_no_trace_of_a_deleted_app() {
     assert!(before.iter().any(|r| r.contains("eve@example.com")), "the scan sees addresses");
     authz.delete_app(&ChangedBy::Operator, &id("dash")).await.unwrap();
     store.close().await;
+    // Once the log is checkpointed into the file (and emptied), the file's bytes hold no deleted
+    // address or reason, not even in free pages.
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&pool).await.unwrap();
+    pool.close().await;
+    for file in [path.clone(), path.with_file_name("db-wal")] {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        for needle in ["dana@example.com", "eve@example.com", "reason-canary"] {
+            let found = bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+            assert!(!found, "{needle} left in the bytes of {}", file.display());
+        }
+    }
     let kept: Vec<String> = dump(&path).await.into_iter().filter(|r| r.starts_with("deleted_apps|")).collect();
     assert_eq!(kept, ["deleted_apps|'acme'|'dashboard'|'main'|'streamlit_app.py'|5"]);
     let after = dump(&path).await;
@@ -233,4 +245,46 @@ async fn a_scan_of_every_postgres_table_finds_no_trace_of_a_deleted_app() {
     for needle in ["\"dash\"", "github:5", "\"dashboard\""] {
         assert!(after.iter().all(|r| !r.contains(needle)), "{needle} left after the account's deletion in {after:#?}");
     }
+}
+
+/// An entry with an address written while its app is being deleted does not keep the address:
+/// it waits for the deletion (the app's row is held), then finds no app and is dropped.
+#[tokio::test]
+async fn an_address_written_during_a_deletion_does_not_outlive_it() {
+    let Some(url) = common::pg_url() else { return };
+    let schema = common::fresh_schema();
+    let store =
+        ghauthz::store::PgStore::connect_with(ghauthz::store::PgStoreOptions::new(&url).schema(&schema)).await.unwrap();
+    let store = Arc::new(store);
+    let (_authz, _world, _mock) = authz_on(store.clone()).await;
+    assert!(store.app(&id("dash")).await.unwrap().is_some());
+
+    // A deletion half done, as `delete_app` does it: the row locked, the addresses cleared.
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let mut deletion = pool.begin().await.unwrap();
+    for statement in [
+        format!("SET LOCAL search_path TO \"{schema}\""),
+        "SELECT id FROM apps WHERE id = 'dash' FOR UPDATE".into(),
+        "UPDATE audit SET email = NULL WHERE app_id = 'dash'".into(),
+    ] {
+        sqlx::query(&statement).execute(&mut *deletion).await.unwrap();
+    }
+    let email = ghauthz::Email::parse("eve@example.com").unwrap();
+    let event = ghauthz::store::AuditEvent::new(
+        ghauthz::Timestamp(1),
+        &ghauthz::store::Actor::Viewer,
+        &id("dash"),
+        AuditAction::GoogleSignIn,
+    )
+    .with_email(&email);
+    let writer = store.clone();
+    let write = tokio::spawn(async move { writer.record(&event, None).await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!write.is_finished(), "the entry waits for the deletion");
+    sqlx::query("DELETE FROM apps WHERE id = 'dash'").execute(&mut *deletion).await.unwrap();
+    deletion.commit().await.unwrap();
+    write.await.unwrap().unwrap();
+    let entries = store.audit(&AuditFilter::new().for_app(id("dash"))).await.unwrap();
+    assert!(entries.iter().all(|e| e.email.is_none()), "an address outlived its app: {entries:?}");
+    pool.close().await;
 }

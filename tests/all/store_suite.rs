@@ -175,6 +175,37 @@ async fn a_viewer_for_a_missing_app_is_refused(store: &dyn Store) {
 }
 
 /// One test of the suite on one backend; skipped (said on stderr) where the backend is absent.
+/// Writes that read before they write (a visibility change, a deletion) do not fail when other
+/// writers commit between their read and their write: they wait their turn.
+async fn writes_that_read_first_wait_for_other_writers(store: &dyn Store) {
+    let dash = AppId("dash".into());
+    store.put_app(&app("dash", 1)).await.unwrap();
+    let event = |app: &AppId, action| ghauthz::store::AuditEvent::new(T, &Actor::Operator, app, action);
+    let flips = async {
+        for i in 0..40 {
+            let to = if i % 2 == 0 { Visibility::Public } else { Visibility::Private };
+            store.set_visibility(&dash, to, &event(&dash, AuditAction::Visibility)).await?;
+        }
+        Ok::<_, StoreError>(())
+    };
+    let records = async {
+        for _ in 0..120 {
+            store.record(&event(&dash, AuditAction::SupportCheck), None).await?;
+        }
+        Ok(())
+    };
+    let deletions = async {
+        for i in 0..20 {
+            let other = app(&format!("x{i}"), 2);
+            store.put_app(&other).await?;
+            assert!(store.delete_app(&other.id, &event(&other.id, AuditAction::Delete)).await?);
+        }
+        Ok(())
+    };
+    let done = tokio::try_join!(flips, records, deletions);
+    assert!(done.is_ok(), "{done:?}");
+}
+
 macro_rules! case {
     ($kind:expr, $name:ident) => {
         #[tokio::test]
@@ -198,6 +229,7 @@ macro_rules! suite {
             case!($kind, link_records_round_trip);
             case!($kind, a_viewer_for_a_missing_app_is_refused);
             case!($kind, an_ended_grant_never_comes_back);
+            case!($kind, writes_that_read_first_wait_for_other_writers);
         }
     };
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::common;
 
+use ghauthz::Clock as _;
 use ghauthz::store::{AuditAction, AuditFilter, AuditOutcome, Store};
 use ghauthz::{AppId, Authorizer, Capability, ChangedBy, Principal, SupportGrant};
 
@@ -82,7 +83,7 @@ async fn a_window_opens_exactly_what_it_grants_until_it_ends(store: Arc<dyn Stor
     assert_eq!((reason["kind"].as_str(), reason["window"].as_u64()), (Some("support_window"), Some(second.id.0)));
     assert_eq!(v.authz.support_windows(&by("carol"), &id("dash")).await.unwrap().len(), 2);
     // Revoked on A: denied on A at its next check, and on B within a second.
-    assert_eq!(v.authz.revoke_support(&by("carol"), &id("dash"), None).await.unwrap(), 1, "the open one");
+    assert_eq!(v.authz.revoke_support(&by("carol"), &id("dash"), None).await.unwrap(), 2, "the ended one too");
     assert!(!may(&v.authz, "a7", Capability::View).await);
     assert!(!may(&v.authz, "b8", Capability::Edit).await);
     on_b_within_a_second("b8", Capability::Edit, false).await;
@@ -145,6 +146,32 @@ async fn revocations_cut_the_agent_off(store: Arc<dyn Store>) {
     assert!(allowed(&v.authz, "a7", Capability::View).await);
     assert_eq!(v.authz.revoke_support(&ChangedBy::Operator, &id("dash"), Some("a7")).await.unwrap(), 1);
     assert!(!allowed(&v.authz, "a7", Capability::View).await, "a window for any agent admitted a7: revoked");
+
+    // An agent's name is checked on revocation as on a grant: nothing else reaches the log.
+    v.authz.grant_support(&ChangedBy::Operator, &id("dash"), &SupportGrant::new("ticket 3")).await.unwrap();
+    let before = store.audit(&AuditFilter::new()).await.unwrap().len();
+    let err = v.authz.revoke_support(&ChangedBy::Operator, &id("dash"), Some("dana@example.com")).await.unwrap_err();
+    assert_eq!(err.kind(), "invalid_support");
+    assert_eq!(store.audit(&AuditFilter::new()).await.unwrap().len(), before, "nothing written");
+    assert!(allowed(&v.authz, "a7", Capability::View).await, "nothing revoked");
+}
+
+/// A revocation closes a window on every replica whatever the revoker's clock says: a replica
+/// whose clock runs behind still took a window the revoker saw ended for open.
+async fn a_revocation_does_not_depend_on_the_revokers_clock(store: Arc<dyn Store>) {
+    let v = common::viewers_on(store.clone()).await;
+    let behind = ghauthz::ManualClock::new(v.clock.now());
+    let b = Authorizer::builder(v.mock.github_config()).clock(Arc::new(behind)).store(store.clone()).build().unwrap();
+    let grant = SupportGrant::new("ticket 5").with_duration(Duration::from_secs(600));
+    v.authz.grant_support(&ChangedBy::Operator, &id("dash"), &grant).await.unwrap();
+    v.clock.advance(Duration::from_secs(601));
+    assert!(!allowed(&v.authz, "a7", Capability::View).await, "ended on A's clock");
+    assert!(allowed(&b, "a7", Capability::View).await, "open on B's");
+    assert_eq!(v.authz.revoke_support(&ChangedBy::Operator, &id("dash"), None).await.unwrap(), 1);
+    common::wait_until_async("B hears the revocation", Duration::from_secs(1), || async {
+        !allowed(&b, "a7", Capability::View).await
+    })
+    .await;
 }
 
 macro_rules! suite {
@@ -162,6 +189,12 @@ macro_rules! suite {
             async fn a_window_ends_on_its_own() {
                 let Some((store, _guard)) = common::store_of($kind).await else { return };
                 super::a_window_ends_on_its_own(store).await;
+            }
+
+            #[tokio::test]
+            async fn a_revocation_does_not_depend_on_the_revokers_clock() {
+                let Some((store, _guard)) = common::store_of($kind).await else { return };
+                super::a_revocation_does_not_depend_on_the_revokers_clock(store).await;
             }
 
             #[tokio::test]
