@@ -99,7 +99,7 @@ impl SqliteStore {
         // The migrations run first, on a connection of their own that waits up to 30 s for
         // another process's migrations (a call waits 2 s): opening the store while another opens
         // it waits for it, from its first statement on.
-        let mut migrating = opts.clone().busy_timeout(MIGRATION_WAIT).connect().await.map_err(unavailable)?;
+        let mut migrating = connect_waiting(&opts.clone().busy_timeout(MIGRATION_WAIT)).await?;
         if let Err(e) = migrate(&mut migrating).await {
             let _ = migrating.close().await;
             return Err(e);
@@ -146,6 +146,29 @@ fn wall_ms() -> i64 {
 
 /// How long opening a store waits for another process's migrations: 30 s.
 const MIGRATION_WAIT: Duration = Duration::from_secs(30);
+
+/// A first connection to the file, waiting up to [`MIGRATION_WAIT`] while it is busy. Opening a
+/// connection turns a new file to write-ahead logging, which needs the file to itself: SQLite
+/// answers "database is locked" at once, without its busy wait, while another process does the
+/// same, so the attempt is repeated here.
+async fn connect_waiting(opts: &SqliteConnectOptions) -> Result<SqliteConnection, StoreError> {
+    let give_up = tokio::time::Instant::now() + MIGRATION_WAIT;
+    loop {
+        match opts.connect().await {
+            Ok(conn) => return Ok(conn),
+            Err(e) if is_busy(&e) && tokio::time::Instant::now() < give_up => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => return Err(unavailable(e)),
+        }
+    }
+}
+
+/// Whether SQLite answered `SQLITE_BUSY` (or one of its extended codes).
+fn is_busy(e: &sqlx::Error) -> bool {
+    let code = e.as_database_error().and_then(|d| d.code()).and_then(|c| c.parse::<i32>().ok());
+    code.is_some_and(|c| c & 0xff == 5)
+}
 
 /// Brings the store to [`SCHEMA_VERSION`] on `conn`: the idempotent first script, then each later
 /// migration once, under SQLite's write lock (`BEGIN IMMEDIATE`), so that processes opening one

@@ -50,6 +50,9 @@ enum Caller {
     Anonymous,
     Installation,
     User(UserId),
+    /// A token that is neither the installation's nor a declared user's: 401, as GitHub
+    /// answers a bad token.
+    Refused,
 }
 
 impl MockGithub {
@@ -230,7 +233,8 @@ impl MockState {
         match token.strip_prefix("user:").and_then(|login| self.world().user(login)) {
             Some(u) => Caller::User(u.id),
             None if token.is_empty() => Caller::Anonymous,
-            None => Caller::Installation,
+            None if token == INSTALLATION_TOKEN => Caller::Installation,
+            None => Caller::Refused,
         }
     }
 
@@ -252,7 +256,7 @@ impl MockState {
             _ if !repo.private => true,
             Caller::Installation => true,
             Caller::User(u) => self.world().effective_role(u, repo).is_some(),
-            Caller::Anonymous => false,
+            Caller::Anonymous | Caller::Refused => false,
         }
     }
 }
@@ -320,6 +324,10 @@ async fn answer(state: &MockState, method: Method, uri: Uri, headers: HeaderMap)
         return respond(StatusCode::NOT_FOUND, state.spend(), &[], Some(&not_found()));
     }
     let caller = state.caller(&headers);
+    if caller == Caller::Refused {
+        let body = json!({"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"});
+        return respond(StatusCode::UNAUTHORIZED, state.spend(), &[], Some(&body));
+    }
     let world = state.world();
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let (repo, rest) = match segs.as_slice() {

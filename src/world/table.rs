@@ -477,16 +477,30 @@ impl DecisionTable {
             Who::Viewer(email) => match authz.session_for(case.app.id(), email).await {
                 Ok(Some(session)) => authz.check(&Principal::Viewer(session), &case.app, cap).await,
                 Ok(None) => authz.invited_viewer(&case.app, email, cap).await,
-                Err(refusal) => return self.result(case, cap, allow, Err(format!("error:{}", refusal.kind()))),
+                Err(refusal) => {
+                    return self.result(
+                        case,
+                        cap,
+                        allow,
+                        Err((format!("error:{}", refusal.kind()), refusal.to_string())),
+                    );
+                }
             },
             Who::Support(agent) => authz.check(&Principal::support(agent.clone()), &case.app, cap).await,
         };
-        let got = decided.map_err(|e| format!("error:{}", e.kind()));
+        let got = decided.map_err(|e| (format!("error:{}", e.kind()), e.to_string()));
         self.result(case, cap, allow, got)
     }
 
-    /// The result of one check: `got` is the decision, or what stopped it.
-    fn result(&self, case: &Case, cap: Capability, allow: bool, got: Result<crate::Decision, String>) -> CaseResult {
+    /// The result of one check: `got` is the decision, or what stopped it (`error:<kind>` and
+    /// the error's message).
+    fn result(
+        &self,
+        case: &Case,
+        cap: Capability,
+        allow: bool,
+        got: Result<crate::Decision, (String, String)>,
+    ) -> CaseResult {
         let outcome = if allow { "allow" } else { "deny" };
         let want = match &case.reason {
             Some(r) => format!("{outcome}:{r}"),
@@ -499,7 +513,7 @@ impl DecisionTable {
                 let why = if agrees { String::new() } else { serde_json::to_string(d.reason()).unwrap_or_default() };
                 (agrees, got, why)
             }
-            Err(error) => (false, error, "could not decide".to_owned()),
+            Err((error, message)) => (false, error, format!("could not decide: {message}")),
         };
         CaseResult {
             case: case.name.clone(),

@@ -40,6 +40,11 @@ impl Cmd {
         self
     }
 
+    fn args(mut self, more: &[&str]) -> Self {
+        self.args.extend(more.iter().map(|a| (*a).to_owned()));
+        self
+    }
+
     fn envs(mut self, env: &[(&str, &str)]) -> Self {
         self.env.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         self
@@ -591,7 +596,7 @@ fn apps_deploy_show_visibility_list_and_audit() {
     let r = run_with(&g, &[&deploy[..], &["--github-user", "erin", "--visibility", "public"]].concat());
     assert_eq!(r.code, 0, "{}", r.stderr);
     let want = serde_json::json!({"app": "new", "repo": "acme/dashboard", "repo_id": 101, "branch": "main",
-        "main_file": "a.py", "visibility": "public", "deployed_by": "erin"});
+        "main_file": "a.py", "visibility": "public", "deployed_by": "github:5"});
     assert_eq!(r.json(), want);
     assert_eq!(run_with(&g, &["apps", "show", "--app", "new"]).json(), want, "the next command finds it in the store");
     let r = run_with(&g, &["check", "--app", "new", "--action", "view", "--anonymous"]);
@@ -734,7 +739,10 @@ fn mock_github_serves_a_world_until_terminated() {
     let status = child.wait().unwrap();
     let mut rest = String::new();
     out.read_to_string(&mut rest).unwrap();
-    assert_eq!((status.code(), rest.trim()), (Some(0), r#"{"stopped":true}"#));
+    assert_eq!((status.code(), rest.as_str()), (Some(0), ""), "one JSON object on stdout, the first line");
+    let mut said = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut said).unwrap();
+    assert_eq!(said, "ghauthz: mock GitHub stopped\n");
 }
 
 #[test]
@@ -886,6 +894,15 @@ fn live_mode_against_a_mock_github_process() {
         Cmd::new(&["check", "--app", "x", "--action", "view", "--anonymous", "--github-api", &mock.api, "--db", &db])
             .run();
     assert!(r.json()["message"].as_str().unwrap().contains("GITHUB_TOKEN"), "{}", r.stdout);
+    assert!(r.stderr.starts_with("ghauthz: live mode needs GitHub credentials"), "said on stderr too: {}", r.stderr);
+    // A token GitHub refuses is a configuration error: could not decide, and said so.
+    let r =
+        Cmd::new(&["check", "--app", "live0", "--action", "edit", "--github-user", "carol", "--github-api", &mock.api])
+            .args(&["--db", &db])
+            .envs(&[("GITHUB_TOKEN", "ghs_not_the_installation")])
+            .run();
+    assert_eq!((r.code, r.json()["error"].as_str()), (3, Some("github_credentials")), "{}", r.stdout);
+    assert!(r.stderr.starts_with("ghauthz: "), "{}", r.stderr);
     let r = Cmd::new(&["check", "--app", "x", "--action", "view", "--anonymous", "--github-api", &mock.api])
         .envs(&[("GITHUB_TOKEN", &mock.token)])
         .run();

@@ -104,6 +104,24 @@ reason = "github_role"
     );
 }
 
+/// A check that cannot decide fails, and says why.
+#[tokio::test]
+async fn a_check_that_cannot_decide_is_a_failure_that_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("table.toml");
+    let world = common::fixture_path("worlds/faults.toml");
+    let text = format!(
+        "version = 1\nworld = {world:?}\n[[case]]\nprincipal = \"github:carol\"\napp = \"busy\"\nallow = [\"view\"]\n",
+        world = world.to_str().unwrap()
+    );
+    std::fs::write(&path, text).unwrap();
+    let report = DecisionTable::load(&path).unwrap().run().await.unwrap();
+    assert_eq!((report.passed, report.failed), (0, 1));
+    let failure = report.failures().next().unwrap();
+    assert_eq!(failure.got, "error:rate_limited");
+    assert!(failure.reason.starts_with("could not decide: github"), "{failure:?}");
+}
+
 #[test]
 fn bad_tables_are_refused_with_line_and_field() {
     for (text, line, field) in [

@@ -137,8 +137,8 @@ pub(crate) enum SupportCommand {
         /// The app's id.
         #[arg(long)]
         app: String,
-        /// How long it stays open, in hours (at most 168).
-        #[arg(long, value_name = "H", default_value_t = 24)]
+        /// How long it stays open, in hours (1 to 168).
+        #[arg(long, value_name = "H")]
         hours: u64,
         /// Why (shown to whoever lists the windows).
         #[arg(long)]

@@ -225,13 +225,6 @@ impl Ctx {
             },
         }
     }
-
-    /// How a GitHub user id is written: the world's login where the world knows it, else
-    /// `github:<id>`.
-    pub(crate) fn login_of(&self, id: ghauthz::UserId) -> String {
-        let known = self.world.as_ref().and_then(|w| w.users().iter().find(|u| u.id == id).map(|u| u.login.clone()));
-        known.unwrap_or_else(|| format!("github:{id}"))
-    }
 }
 
 pub(crate) async fn changed_by(ctx: &Ctx, login: Option<&str>) -> Result<ChangedBy, Outcome> {

@@ -12,19 +12,17 @@ use clap::Parser as _;
 use clap::error::ErrorKind;
 
 use crate::cli::Cli;
-use crate::output::{Exit, Outcome, Stream, say, usage_message};
+use crate::output::{Exit, Outcome, usage_message};
 
 fn main() -> Outcome {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
-            return Outcome { exit: Exit::Done, stdout: e.to_string() };
+            return Outcome::text(Exit::Done, e.to_string());
         }
         Err(e) => {
             // Never clap's own message: it repeats what was typed, which may be a token.
-            let message = usage_message(&e);
-            say(Stream::Err, &format!("ghauthz: {message}; see `ghauthz --help`\n"));
-            return Outcome::error(Exit::Usage, "usage", message);
+            return Outcome::error(Exit::Usage, "usage", usage_message(&e));
         }
     };
     match tokio::runtime::Builder::new_current_thread().enable_all().build() {

@@ -24,27 +24,57 @@ pub(crate) enum Exit {
     Unavailable = 3,
 }
 
-/// A command's result: what to print on stdout, and the exit code.
+/// A command's result: what to print on stdout, the line for stderr, and the exit code.
 pub(crate) struct Outcome {
     pub(crate) exit: Exit,
     pub(crate) stdout: String,
+    /// Said on stderr as `ghauthz: <diagnostic>`.
+    diagnostic: Option<String>,
 }
 
 impl Outcome {
+    /// `text` as it is (help, version, the `explain` table), nothing on stderr.
+    pub(crate) fn text(exit: Exit, text: String) -> Self {
+        Self { exit, stdout: text, diagnostic: None }
+    }
+
+    /// `v` on stdout. A failure that is not an answer (bad usage or input, exit 1; could not
+    /// decide, exit 3) also says its message on stderr; a denial (exit 2) is an answer and says
+    /// nothing there.
     pub(crate) fn json(exit: Exit, v: &Value) -> Self {
-        Self { exit, stdout: v.to_string() }
+        let diagnostic = match exit {
+            Exit::Usage | Exit::Unavailable => v.get("message").and_then(Value::as_str).map(|message| {
+                if v.get("error").and_then(Value::as_str) == Some("usage") {
+                    format!("{message}; see `ghauthz --help`")
+                } else {
+                    message.to_owned()
+                }
+            }),
+            Exit::Done | Exit::Denied => None,
+        };
+        Self { exit, stdout: v.to_string(), diagnostic }
     }
 
     pub(crate) fn error(exit: Exit, kind: &str, message: impl std::fmt::Display) -> Self {
         Self::json(exit, &json!({"error": kind, "message": message.to_string()}))
+    }
+
+    /// The same, saying `diagnostic` on stderr instead.
+    pub(crate) fn saying(self, diagnostic: String) -> Self {
+        Self { diagnostic: Some(diagnostic), ..self }
     }
 }
 
 impl Termination for Outcome {
     /// Prints what the command says and exits with its code.
     fn report(self) -> ExitCode {
-        let end = if self.stdout.ends_with('\n') { "" } else { "\n" };
-        say(Stream::Out, &format!("{}{end}", self.stdout));
+        if let Some(diagnostic) = &self.diagnostic {
+            say(Stream::Err, &format!("ghauthz: {diagnostic}\n"));
+        }
+        if !self.stdout.is_empty() {
+            let end = if self.stdout.ends_with('\n') { "" } else { "\n" };
+            say(Stream::Out, &format!("{}{end}", self.stdout));
+        }
         ExitCode::from(self.exit as u8)
     }
 }

@@ -17,7 +17,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: AppsCommand) -> Outcome {
             };
             let deployment = Deployment::new(AppId(app), repo, branch, main_file).with_visibility(visibility);
             match ctx.authz.deploy_app(&Principal::github(user), &deployment).await {
-                Ok(record) => Outcome::json(Exit::Done, &record_json(ctx, &record)),
+                Ok(record) => Outcome::json(Exit::Done, &record_json(&record)),
                 Err(e) => manage_error(&e),
             }
         }
@@ -33,7 +33,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: AppsCommand) -> Outcome {
         }
         AppsCommand::List { .. } => list(ctx, |_| true).await,
         AppsCommand::Show { app } => match ctx.authz.app_record(&AppId(app.clone())).await {
-            Ok(Some(record)) => Outcome::json(Exit::Done, &record_json(ctx, &record)),
+            Ok(Some(record)) => Outcome::json(Exit::Done, &record_json(&record)),
             Ok(None) => Outcome::error(Exit::Denied, "unknown_app", format!("no app `{app}`")),
             Err(e) => Outcome::json(Exit::Unavailable, &crate::output::error_json(&e)),
         },
@@ -67,7 +67,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: AppsCommand) -> Outcome {
 async fn list(ctx: &Ctx, shown: impl Fn(&AppId) -> bool) -> Outcome {
     match ctx.authz.app_records().await {
         Ok(records) => {
-            let listed: Vec<Value> = records.iter().filter(|r| shown(&r.id)).map(|r| record_json(ctx, r)).collect();
+            let listed: Vec<Value> = records.iter().filter(|r| shown(&r.id)).map(record_json).collect();
             Outcome::json(Exit::Done, &json!({ "apps": listed }))
         }
         Err(e) => Outcome::json(Exit::Unavailable, &crate::output::error_json(&e)),
@@ -76,7 +76,7 @@ async fn list(ctx: &Ctx, shown: impl Fn(&AppId) -> bool) -> Outcome {
 
 /// An app's record as `apps deploy`, `list` and `show` print it; the deployer by login where the
 /// world knows the id, else `github:<id>`.
-fn record_json(ctx: &Ctx, r: &AppRecord) -> Value {
+fn record_json(r: &AppRecord) -> Value {
     json!({
         "app": r.id.0,
         "repo": format!("{}/{}", r.owner, r.repo),
@@ -84,6 +84,8 @@ fn record_json(ctx: &Ctx, r: &AppRecord) -> Value {
         "branch": r.branch,
         "main_file": r.main_file,
         "visibility": r.visibility.as_str(),
-        "deployed_by": ctx.login_of(r.deployed_by),
+        // The identity recorded, in the audit log's form, in world and live mode alike: a login
+        // can be renamed and reused.
+        "deployed_by": format!("github:{}", r.deployed_by),
     })
 }

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::cli::CheckArgs;
 use crate::context::{Ctx, principal_of};
-use crate::output::{Exit, Outcome, Stream, decision_json, error_json, google_error, say};
+use crate::output::{Exit, Outcome, decision_json, error_json, google_error};
 
 /// One decision: for a Google ID token, sign in and then check with the session.
 pub(crate) async fn run(ctx: &Ctx, args: &CheckArgs) -> Outcome {
@@ -57,10 +57,7 @@ pub(crate) async fn decide(
             let exit = if d.is_allowed() { Exit::Done } else { Exit::Denied };
             Outcome::json(exit, &decision_json(&app.0, cap, &principal.label(), &d))
         }
-        Err(e) => {
-            say(Stream::Err, &format!("ghauthz: could not decide: {e}\n"));
-            Outcome::json(Exit::Unavailable, &error_json(&e))
-        }
+        Err(e) => Outcome::json(Exit::Unavailable, &error_json(&e)).saying(format!("could not decide: {e}")),
     }
 }
 

@@ -72,7 +72,7 @@ pub(crate) async fn explain(ctx: &Ctx, args: &ExplainArgs) -> Outcome {
         })
         .collect::<Vec<_>>()
         .join("\n");
-    Outcome { exit, stdout: text }
+    Outcome::text(exit, text)
 }
 
 pub(crate) fn cell(row: &ExplainRow) -> String {

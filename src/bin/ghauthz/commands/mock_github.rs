@@ -12,7 +12,7 @@ use crate::input::parse_now;
 use crate::output::{Exit, Outcome, Stream, say};
 
 /// Serves until SIGINT or SIGTERM: prints `{"github_api", "google_jwks", "token"}` on its first
-/// line once listening, then `{"stopped": true}` when it stops.
+/// line once listening, its one JSON object; when it stops it says so on stderr and exits 0.
 pub(crate) async fn run(g: &Global, args: &MockGithubArgs) -> Outcome {
     // It serves a world on a clock: no store, keys, policy or live GitHub to name.
     if let Some(flag) = g.given().into_iter().find(|f| !matches!(*f, "--world" | "--now")) {
@@ -45,11 +45,12 @@ pub(crate) async fn run(g: &Global, args: &MockGithubArgs) -> Outcome {
         "token": mock.installation_token(),
     });
     say(Stream::Out, &format!("{ready}\n"));
+    // The one JSON object is out: what follows goes to stderr only.
     if let Err(e) = stopped().await {
-        return Outcome::error(Exit::Unavailable, "runtime", format!("cannot wait for a signal: {e}"));
+        return Outcome::text(Exit::Unavailable, String::new()).saying(format!("cannot wait for a signal: {e}"));
     }
     drop(mock);
-    Outcome::json(Exit::Done, &json!({"stopped": true}))
+    Outcome::text(Exit::Done, String::new()).saying("mock GitHub stopped".to_owned())
 }
 
 /// Until SIGINT or (on Unix) SIGTERM.

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use ghauthz::{AppId, Capability, SupportGrant, SupportWindow};
+use ghauthz::{
+    AppId, Capability, MAX_AGENT_NAME, MAX_SUPPORT_REASON, MAX_SUPPORT_WINDOW, ManageError, SupportGrant, SupportWindow,
+};
 use serde_json::{Value, json};
 
 use crate::cli::SupportCommand;
@@ -25,7 +27,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: SupportCommand) -> Outcome {
             }
             match ctx.authz.grant_support(&by, &AppId(app), &grant).await {
                 Ok(window) => Outcome::json(Exit::Done, &window_json(&window)),
-                Err(e) => manage_error(&e),
+                Err(e) => refused(&e),
             }
         }
         SupportCommand::Revoke { app, agent, github_user } => {
@@ -35,7 +37,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: SupportCommand) -> Outcome {
             };
             match ctx.authz.revoke_support(&by, &AppId(app.clone()), agent.as_deref()).await {
                 Ok(revoked) => Outcome::json(Exit::Done, &json!({"app": app, "revoked": revoked})),
-                Err(e) => manage_error(&e),
+                Err(e) => refused(&e),
             }
         }
         SupportCommand::List { app, github_user } => {
@@ -52,6 +54,21 @@ pub(crate) async fn run(ctx: &Ctx, cmd: SupportCommand) -> Outcome {
             }
         }
     }
+}
+
+/// A refusal; a refused field is named by the option that gave it.
+fn refused(e: &ManageError) -> Outcome {
+    let ManageError::InvalidSupport(field) = e else { return manage_error(e) };
+    let why = match *field {
+        "capabilities" => "`--capability` must be `view` or `edit`".to_owned(),
+        "duration" => format!("`--hours` must be 1 to {}", MAX_SUPPORT_WINDOW.as_secs() / 3600),
+        "agent" => format!("`--agent` must be 1 to {MAX_AGENT_NAME} bytes of ASCII letters, digits, `.`, `_` and `-`"),
+        "reason" => {
+            format!("`--reason` must be 1 to {MAX_SUPPORT_REASON} bytes, not blank, with no control character")
+        }
+        other => format!("`{other}` is refused"),
+    };
+    Outcome::error(Exit::Usage, e.kind(), format!("invalid support grant: {why}"))
 }
 
 fn window_json(w: &SupportWindow) -> Value {
