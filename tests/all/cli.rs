@@ -582,8 +582,19 @@ fn apps_and_accounts_delete() {
     let r = run_with(&g, &["accounts", "delete", "--github-user", "carol"]);
     assert_eq!(r.code, 0);
     assert_eq!(r.json()["deleted_apps"], serde_json::json!(["analytics", "site"]));
+    assert_eq!(r.json()["github_id"], 3, "the identity deleted, as the store holds it");
     let r = run_with(&g, &["apps", "delete", "--app", "site"]);
     assert_eq!((r.code, r.json()["error"].as_str()), (2, Some("unknown_app")));
+    // By id: an account the world (or GitHub) no longer knows by login.
+    let r = run_with(&g, &["accounts", "delete", "--github-id", "1"]);
+    assert_eq!(
+        (r.code, &r.json()["deleted_apps"], &r.json()["github_user"]),
+        (0, &serde_json::json!(["notes"]), &serde_json::Value::Null)
+    );
+    let r = run_with(&g, &["accounts", "delete"]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("usage")), "one of the two");
+    let r = run_with(&g, &["accounts", "delete", "--github-id", "1", "--github-user", "alice"]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("usage")), "not both");
 }
 
 #[test]

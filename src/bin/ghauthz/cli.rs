@@ -295,10 +295,15 @@ pub(crate) enum AppsCommand {
 #[derive(Debug, Subcommand)]
 pub(crate) enum AccountsCommand {
     /// Delete an account and every app it deployed.
+    #[command(group(clap::ArgGroup::new("account").required(true).args(["github_user", "github_id"])))]
     Delete {
-        /// The account, by login.
+        /// The account, by login (resolved to its id now: in the world, or on GitHub).
         #[arg(long, value_name = "LOGIN")]
-        github_user: String,
+        github_user: Option<String>,
+        /// The account, by its numeric GitHub id (for an account GitHub no longer has, or whose
+        /// login has since been taken by someone else).
+        #[arg(long, value_name = "ID")]
+        github_id: Option<u64>,
     },
 }
 

@@ -1,5 +1,6 @@
 //! `ghauthz accounts delete`.
 
+use ghauthz::UserId;
 use serde_json::json;
 
 use crate::cli::AccountsCommand;
@@ -7,13 +8,19 @@ use crate::context::Ctx;
 use crate::output::{Exit, Outcome, error_json};
 
 pub(crate) async fn run(ctx: &Ctx, cmd: AccountsCommand) -> Outcome {
-    let AccountsCommand::Delete { github_user } = cmd;
-    let user = match ctx.user(&github_user).await {
-        Ok(user) => user,
-        Err(e) => return e,
+    let AccountsCommand::Delete { github_user, github_id } = cmd;
+    let id = match (&github_user, github_id) {
+        (_, Some(id)) => UserId(id),
+        (Some(login), None) => match ctx.user(login).await {
+            Ok(user) => user.id,
+            Err(e) => return e,
+        },
+        (None, None) => return Outcome::error(Exit::Usage, "usage", "`--github-user` or `--github-id` is needed"),
     };
-    match ctx.authz.delete_account(user.id).await {
-        Ok(apps) => Outcome::json(Exit::Done, &json!({"github_user": github_user, "deleted_apps": apps})),
+    match ctx.authz.delete_account(id).await {
+        Ok(apps) => {
+            Outcome::json(Exit::Done, &json!({"github_user": github_user, "github_id": id.0, "deleted_apps": apps}))
+        }
         Err(e) => Outcome::json(Exit::Unavailable, &error_json(&e)),
     }
 }
