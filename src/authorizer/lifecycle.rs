@@ -97,11 +97,13 @@ fn not_a_github_user(principal: &Principal) -> Decision {
     Decision::new(Outcome::Deny, Reason::NoAccess { detail }, Source::Store, 0)
 }
 
-/// Who a principal is in the audit log, and the address that goes with a viewer.
-pub(super) fn actor_of(principal: &Principal) -> (Actor, Option<&crate::core::email::Email>) {
+/// Who a principal is in the audit log of `app`, and the address that goes with a viewer signed
+/// in to that app (a session for another app writes no address here: the address is not this
+/// app's, and this app's deletion is not what would clear it).
+pub(super) fn actor_of<'a>(principal: &'a Principal, app: &AppId) -> (Actor, Option<&'a crate::core::email::Email>) {
     match principal {
         Principal::GithubUser { user, .. } => (Actor::Github(user.id), None),
-        Principal::Viewer(session) => (Actor::Viewer, Some(session.email())),
+        Principal::Viewer(session) => (Actor::Viewer, (session.app() == app).then(|| session.email())),
         Principal::Support { agent } => (Actor::Support(audited_agent(agent).to_owned()), None),
         Principal::Anonymous => (Actor::Anonymous, None),
     }
@@ -167,7 +169,7 @@ impl Authorizer {
         let Principal::GithubUser { user, token } = by else {
             let decision = not_a_github_user(by);
             // No address goes with it: the entry belongs to no app that its deletion would clear.
-            let (actor, _) = actor_of(by);
+            let (actor, _) = actor_of(by, id);
             let event = AuditEvent::new(self.inner.clock.now(), &actor, id, AuditAction::Deploy)
                 .with_outcome(AuditOutcome::Denied)
                 .with_detail(decision.reason().kind());
@@ -367,7 +369,7 @@ impl Authorizer {
                     let (outcome, reason) = decide_github(need, app.repo_id(), app.visibility(), &fact);
                     if cap.is_destructive() {
                         let decision = Decision::new(outcome, reason, Source::Github, 0);
-                        self.record_check(actor_of(principal), app.id(), cap, &decision).await?;
+                        self.record_check(actor_of(principal, app.id()), app.id(), cap, &decision).await?;
                     }
                     if outcome == Outcome::Allow {
                         allowed.push(app);
@@ -557,7 +559,7 @@ impl Authorizer {
         };
         let (app, decision) = refused;
         let ChangedBy::Principal(principal) = by else { return Err(ManageError::Denied { app, decision }) };
-        let (actor, email) = actor_of(principal);
+        let (actor, email) = actor_of(principal, &app);
         let mut event = AuditEvent::new(self.inner.clock.now(), &actor, &app, action)
             .with_outcome(AuditOutcome::Denied)
             .with_detail(decision.reason().kind());
@@ -578,16 +580,21 @@ impl Authorizer {
         cap: Capability,
         consistency: Consistency,
     ) -> Result<Decision, CheckError> {
+        if cap.is_destructive() && refused_field(&app.id().0) {
+            // An id `deploy_app` refuses (empty, overlong, a control character) cannot be put on
+            // record: such an app is never deployed or deleted through a check.
+            return Ok(super::unknown_app());
+        }
         let decision = self.check_need(principal, app, self.inner.policy.need(cap), consistency).await?;
         if !matches!(principal, Principal::Support { .. }) {
-            self.record_check(actor_of(principal), app.id(), cap, &decision).await?;
+            self.record_check(actor_of(principal, app.id()), app.id(), cap, &decision).await?;
         }
         Ok(decision)
     }
 
     /// Records `decision` on `cap` for `who` if `cap` is `deploy` or `delete`: the capability and
     /// the reason's kind, and a viewer's address (gone with the app). An id that could never be an
-    /// app's is not written.
+    /// app's is not written (`check_recorded` denies such an app).
     pub(super) async fn record_check(
         &self,
         (actor, email): (Actor, Option<&crate::core::email::Email>),

@@ -1171,7 +1171,11 @@ impl Authorizer {
             }
             None => {
                 let decision = unknown_app();
-                self.record_check(lifecycle::actor_of(principal), app, cap, &decision).await?;
+                // An id no app has is on record for a GitHub user only: anyone else (nobody signed
+                // in, a session) could fill the log with ids of their choosing.
+                if let Principal::GithubUser { user, .. } = principal {
+                    self.record_check((Actor::Github(user.id), None), app, cap, &decision).await?;
+                }
                 Ok(decision)
             }
         }
@@ -1331,15 +1335,18 @@ impl Authorizer {
             Ok(session) => session,
             Err(error) => {
                 let decision = store_decision(Outcome::Deny, Reason::SessionInvalid { error });
-                self.record_check((Actor::Viewer, None), app, cap, &decision).await?;
+                // On record for an app that exists (a token that does not verify names nobody, so
+                // an id no app has is not written: it could be any text).
+                if cap.is_destructive() && self.app_with(app, consistency).await?.is_some() {
+                    self.record_check((Actor::Viewer, None), app, cap, &decision).await?;
+                }
                 return Ok(decision);
             }
         };
-        let decision = match self.app_with(app, consistency).await? {
-            Some(app) => self.check_viewer(&session, &app, self.inner.policy.need(cap), consistency).await?,
-            None => unknown_app(),
-        };
-        self.record_check((Actor::Viewer, Some(session.email())), app, cap, &decision).await?;
+        let Some(found) = self.app_with(app, consistency).await? else { return Ok(unknown_app()) };
+        let decision = self.check_viewer(&session, &found, self.inner.policy.need(cap), consistency).await?;
+        let email = (session.app() == app).then(|| session.email());
+        self.record_check((Actor::Viewer, email), app, cap, &decision).await?;
         Ok(decision)
     }
 

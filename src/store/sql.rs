@@ -160,14 +160,19 @@ where
         owner: Option<UserId>,
     ) -> Result<(), StoreError> {
         let owner = owner.map(|u| to_i64(u.0, "user id")).transpose()?;
-        // The app's row is held (key share) while an entry with an address is written: a deletion
-        // either finds the entry written and clears its address, or waits, and the entry finds no
-        // app and is dropped.
+        // An entry with an address is written only while its app exists, and holds the app's row
+        // (key share) meanwhile: a deletion either finds the entry written and clears its address,
+        // or waits, and the entry then finds no app and is dropped. A transaction that writes such
+        // an entry after other rows of the app takes the app's row first (as a deletion does), so
+        // that the two cannot wait on each other.
+        let only_while_the_app_exists = match event.email {
+            Some(_) => format!("WHERE EXISTS (SELECT 1 FROM apps WHERE id = $3{})", B::FOR_KEY_SHARE),
+            None => String::new(),
+        };
         sqlx::query(&format!(
             "INSERT INTO audit (at, actor, app_id, action, email, outcome, detail, owner_id)
              SELECT $1, $2, $3, $4, $5, $6, $7, COALESCE((SELECT deployed_by FROM apps WHERE id = $3), $8)
-             WHERE $5 IS NULL OR EXISTS (SELECT 1 FROM apps WHERE id = $3{})",
-            B::FOR_KEY_SHARE
+             {only_while_the_app_exists}"
         ))
         .bind(to_i64(event.at.0, "time")?)
         .bind(&event.actor)
@@ -422,12 +427,14 @@ where
         at: Timestamp,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await.map_err(unavailable)?;
-        let done = sqlx::query("DELETE FROM viewers WHERE app_id = $1 AND email = $2")
-            .bind(&app.0)
-            .bind(email.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        // The app's row first, as a deletion takes it, then the viewer's (see `audit`).
+        let statement = format!(
+            "DELETE FROM viewers WHERE app_id = $1 AND email = $2
+               AND EXISTS (SELECT 1 FROM apps WHERE id = $1{})",
+            B::FOR_KEY_SHARE
+        );
+        let done =
+            sqlx::query(&statement).bind(&app.0).bind(email.as_str()).execute(&mut *tx).await.map_err(unavailable)?;
         let removed = B::rows_affected(&done) == 1;
         if removed {
             let event = AuditEvent::new(at, actor, app, AuditAction::ViewerRemoved).with_email(email);
@@ -654,18 +661,22 @@ where
             // One conditional write: of any number of racing redemptions, exactly one finds
             // `used_at` still empty (SQLite serializes writers; in Postgres the others wait on
             // the row's lock and re-read it once the first commits).
-            let row: Option<(String, String)> = sqlx::query_as(
+            // The app's row is taken before the link's, as a deletion takes them (see `audit`).
+            let statement = format!(
                 "UPDATE links SET used_at = $1, used_by = $3
                  WHERE hash = $2 AND used_at IS NULL AND expires_at > $1
+                   AND EXISTS (SELECT 1 FROM apps a WHERE a.id = links.app_id{})
                    AND EXISTS (SELECT 1 FROM viewers v WHERE v.id = links.grant_id)
                  RETURNING app_id, email",
-            )
-            .bind(to_i64(now.0, "time")?)
-            .bind(&hash[..])
-            .bind(&redemption.attempt()[..])
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+                B::FOR_KEY_SHARE
+            );
+            let row: Option<(String, String)> = sqlx::query_as(&statement)
+                .bind(to_i64(now.0, "time")?)
+                .bind(&hash[..])
+                .bind(&redemption.attempt()[..])
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
             let Some((app, email)) = row else {
                 tx.rollback().await.map_err(unavailable)?;
                 return Ok(None);

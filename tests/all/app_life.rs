@@ -195,11 +195,25 @@ async fn deploy_and_delete_checks_are_on_record(store: Arc<dyn Store>) {
     assert!(!d.is_allowed());
     let e = &entries().await[0];
     assert_eq!(seen(e), entry("dash", AuditOutcome::Denied, "viewer", "deploy: no_access"));
-    assert_eq!(
-        e.email.as_ref().map(|m| m.as_str()),
-        Some("dana@example.com"),
-        "the viewer's address, gone with the app"
-    );
+    assert_eq!(e.email.as_ref().map(|m| m.as_str()), Some("dana@example.com"), "the viewer's address");
+    // Her session on another app: on record there, without her address (it is not that app's).
+    let site = v.authz.app(&id("site")).await.unwrap().unwrap();
+    let session = v.authz.verify_session(token.expose_secret()).unwrap();
+    assert!(!v.authz.check(&Principal::Viewer(session), &site, Capability::Delete).await.unwrap().is_allowed());
+    let e = &entries().await[0];
+    assert_eq!((e.app.0.as_str(), e.actor.as_str(), e.email.as_ref()), ("site", "viewer", None));
+    // A token that does not verify, and nobody signed in: on record for an app that exists...
+    assert!(!v.authz.check_session("not-a-token", &id("dash"), Capability::Deploy).await.unwrap().is_allowed());
+    assert_eq!(seen(&entries().await[0]), entry("dash", AuditOutcome::Denied, "viewer", "deploy: session_invalid"));
+    assert!(!v.authz.check_app(&Principal::Anonymous, &id("dash"), Capability::Delete).await.unwrap().is_allowed());
+    assert_eq!(seen(&entries().await[0]), entry("dash", AuditOutcome::Denied, "anonymous", "delete: no_access"));
+    // ...but an id no app has is on record for a GitHub user only: anyone else could fill the
+    // log with text of their choosing.
+    let before = entries().await.len();
+    v.authz.check_app(&Principal::Anonymous, &id("dana@example.com"), Capability::Delete).await.unwrap();
+    v.authz.check_session("not-a-token", &id("nope"), Capability::Deploy).await.unwrap();
+    v.authz.check_session(token.expose_secret(), &id("nope"), Capability::Deploy).await.unwrap();
+    assert_eq!(entries().await.len(), before);
 
     let before = entries().await.len();
     let deployable = v.authz.apps_for(&erin, Capability::Deploy).await.unwrap();
@@ -209,6 +223,11 @@ async fn deploy_and_delete_checks_are_on_record(store: Arc<dyn Store>) {
     assert!(new.iter().all(|e| e.action == AuditAction::Check && e.actor == "github:5"));
     assert_eq!(new.iter().filter(|e| e.outcome == AuditOutcome::Allowed).count(), deployable.len());
     assert!(!deployable.is_empty());
+
+    // The app's deletion takes the viewer's address from its entries.
+    v.authz.delete_app(&ChangedBy::Principal(erin), &id("dash")).await.unwrap();
+    let left = store.audit(&AuditFilter::new().for_app(id("dash"))).await.unwrap();
+    assert!(left.iter().any(|e| e.action == AuditAction::Check) && left.iter().all(|e| e.email.is_none()));
 }
 
 macro_rules! suite {
@@ -369,6 +388,12 @@ async fn a_listing_asks_once_per_repository_not_once_per_app() {
     let dev = Principal::github_with_token(world.user("dev").unwrap(), env.mock.user_token("dev"));
     assert_eq!(env.authz.apps_for(&dev, Capability::Edit).await.unwrap().len(), 100);
     assert_eq!(env.mock.total_requests(), 1, "{:?}", env.mock.request_counts());
+    // A listing for `delete` puts each app's check on record, in this mode too.
+    assert!(env.authz.apps_for(&dev, Capability::Delete).await.unwrap().is_empty(), "write does not delete");
+    let checks = env.authz.audit(&AuditFilter::new()).await.unwrap();
+    let checks: Vec<_> = checks.iter().filter(|e| e.action == AuditAction::Check).collect();
+    assert_eq!(checks.len(), 100);
+    assert!(checks.iter().all(|e| e.outcome == AuditOutcome::Denied && e.actor == "github:1"));
 }
 
 /// An installation that sees far more repositories than the apps listed: the listing stops at

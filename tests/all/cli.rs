@@ -914,6 +914,7 @@ fn live_mode_against_a_mock_github_process() {
             .run();
     assert_eq!((r.code, r.json()["error"].as_str()), (3, Some("github_credentials")), "{}", r.stdout);
     assert!(r.stderr.starts_with("ghauthz: "), "{}", r.stderr);
+    assert!(!r.stdout.contains("ghs_not") && !r.stderr.contains("ghs_not"), "the token is never repeated");
     let r = Cmd::new(&["check", "--app", "x", "--action", "view", "--anonymous", "--github-api", &mock.api])
         .envs(&[("GITHUB_TOKEN", &mock.token)])
         .run();

@@ -165,12 +165,9 @@ async fn a_scan_of_every_table_finds_no_trace_of_a_deleted_app() {
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
     sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&pool).await.unwrap();
     pool.close().await;
-    for file in [path.clone(), path.with_file_name("db-wal")] {
-        let bytes = std::fs::read(&file).unwrap_or_default();
-        for needle in ["dana@example.com", "eve@example.com", "reason-canary"] {
-            let found = bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
-            assert!(!found, "{needle} left in the bytes of {}", file.display());
-        }
+    let bytes = std::fs::read(&path).unwrap();
+    for needle in ["dana@example.com", "eve@example.com", "reason-canary"] {
+        assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle} left in the file's bytes");
     }
     let kept: Vec<String> = dump(&path).await.into_iter().filter(|r| r.starts_with("deleted_apps|")).collect();
     assert_eq!(kept, ["deleted_apps|'acme'|'dashboard'|'main'|'streamlit_app.py'|5"]);
@@ -247,28 +244,51 @@ async fn a_scan_of_every_postgres_table_finds_no_trace_of_a_deleted_app() {
     }
 }
 
+/// A Postgres store of its own, with the acme world's apps: the store, an authorizer on it, the
+/// world's mock, a pool of raw connections and the schema. `None` without Postgres.
+async fn pg_world() -> Option<(Arc<dyn Store>, Authorizer, MockGithub, sqlx::PgPool, String)> {
+    let url = common::pg_url()?;
+    let schema = common::fresh_schema();
+    let store =
+        ghauthz::store::PgStore::connect_with(ghauthz::store::PgStoreOptions::new(&url).schema(&schema)).await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(store);
+    let (authz, _world, mock) = authz_on(store.clone()).await;
+    assert!(store.app(&id("dash")).await.unwrap().is_some());
+    Some((store, authz, mock, sqlx::PgPool::connect(&url).await.unwrap(), schema))
+}
+
+/// A deletion of `dash` half done, as `delete_app` does it: the app's row locked.
+async fn half_deleted(pool: &sqlx::PgPool, schema: &str) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut deletion = pool.begin().await.unwrap();
+    for statement in
+        [format!("SET LOCAL search_path TO \"{schema}\""), "SELECT id FROM apps WHERE id = 'dash' FOR UPDATE".into()]
+    {
+        sqlx::query(&statement).execute(&mut *deletion).await.unwrap();
+    }
+    deletion
+}
+
+/// The rest of `half_deleted`'s deletion, as `delete_app` does it; each statement must not wait
+/// on the writer started meanwhile (it would wait on the deletion in turn: a deadlock, which
+/// Postgres breaks by failing one of the two).
+async fn finish_deletion(mut deletion: sqlx::Transaction<'static, sqlx::Postgres>) {
+    for statement in [
+        "DELETE FROM links WHERE app_id = 'dash'",
+        "DELETE FROM viewers WHERE app_id = 'dash'",
+        "UPDATE audit SET email = NULL WHERE app_id = 'dash'",
+        "DELETE FROM apps WHERE id = 'dash'",
+    ] {
+        sqlx::query(statement).execute(&mut *deletion).await.unwrap();
+    }
+    deletion.commit().await.unwrap();
+}
+
 /// An entry with an address written while its app is being deleted does not keep the address:
 /// it waits for the deletion (the app's row is held), then finds no app and is dropped.
 #[tokio::test]
 async fn an_address_written_during_a_deletion_does_not_outlive_it() {
-    let Some(url) = common::pg_url() else { return };
-    let schema = common::fresh_schema();
-    let store =
-        ghauthz::store::PgStore::connect_with(ghauthz::store::PgStoreOptions::new(&url).schema(&schema)).await.unwrap();
-    let store = Arc::new(store);
-    let (_authz, _world, _mock) = authz_on(store.clone()).await;
-    assert!(store.app(&id("dash")).await.unwrap().is_some());
-
-    // A deletion half done, as `delete_app` does it: the row locked, the addresses cleared.
-    let pool = sqlx::PgPool::connect(&url).await.unwrap();
-    let mut deletion = pool.begin().await.unwrap();
-    for statement in [
-        format!("SET LOCAL search_path TO \"{schema}\""),
-        "SELECT id FROM apps WHERE id = 'dash' FOR UPDATE".into(),
-        "UPDATE audit SET email = NULL WHERE app_id = 'dash'".into(),
-    ] {
-        sqlx::query(&statement).execute(&mut *deletion).await.unwrap();
-    }
+    let Some((store, _authz, _mock, pool, schema)) = pg_world().await else { return };
+    let deletion = half_deleted(&pool, &schema).await;
     let email = ghauthz::Email::parse("eve@example.com").unwrap();
     let event = ghauthz::store::AuditEvent::new(
         ghauthz::Timestamp(1),
@@ -281,10 +301,30 @@ async fn an_address_written_during_a_deletion_does_not_outlive_it() {
     let write = tokio::spawn(async move { writer.record(&event, None).await });
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(!write.is_finished(), "the entry waits for the deletion");
-    sqlx::query("DELETE FROM apps WHERE id = 'dash'").execute(&mut *deletion).await.unwrap();
-    deletion.commit().await.unwrap();
+    finish_deletion(deletion).await;
     write.await.unwrap().unwrap();
     let entries = store.audit(&AuditFilter::new().for_app(id("dash"))).await.unwrap();
     assert!(entries.iter().all(|e| e.email.is_none()), "an address outlived its app: {entries:?}");
+    pool.close().await;
+}
+
+/// A viewer removed, or a link redeemed, while the app is being deleted waits for the deletion
+/// instead of holding a row the deletion needs (which would deadlock), then finds nothing to do.
+#[tokio::test]
+async fn a_removal_or_a_redemption_during_a_deletion_waits_for_it() {
+    let Some((store, authz, _mock, pool, schema)) = pg_world().await else { return };
+    let link = authz.issue_link(&id("dash"), "dana@example.com").await.unwrap();
+    let deletion = half_deleted(&pool, &schema).await;
+    let removal = tokio::spawn(async move {
+        let dana = ghauthz::Email::parse("dana@example.com").unwrap();
+        store.remove_viewer(&id("dash"), &dana, &ghauthz::store::Actor::Operator, ghauthz::Timestamp(1)).await
+    });
+    let redemption = tokio::spawn(async move { authz.redeem_link(link.token.expose_secret(), None).await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!removal.is_finished() && !redemption.is_finished(), "both wait for the deletion");
+    finish_deletion(deletion).await;
+    assert!(!removal.await.unwrap().unwrap(), "the deletion took the viewer");
+    let refused = redemption.await.unwrap().unwrap_err();
+    assert!(!matches!(refused, LinkError::SignIn(_)), "refused, not failed: {refused:?}");
     pool.close().await;
 }

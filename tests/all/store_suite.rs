@@ -174,7 +174,6 @@ async fn a_viewer_for_a_missing_app_is_refused(store: &dyn Store) {
     assert!(store.viewers(&AppId("ghost".into())).await.unwrap().is_empty());
 }
 
-/// One test of the suite on one backend; skipped (said on stderr) where the backend is absent.
 /// Writes that read before they write (a visibility change, a deletion) do not fail when other
 /// writers commit between their read and their write: they wait their turn.
 async fn writes_that_read_first_wait_for_other_writers(store: &dyn Store) {
@@ -206,6 +205,7 @@ async fn writes_that_read_first_wait_for_other_writers(store: &dyn Store) {
     assert!(done.is_ok(), "{done:?}");
 }
 
+/// One test of the suite on one backend; skipped (said on stderr) where the backend is absent.
 macro_rules! case {
     ($kind:expr, $name:ident) => {
         #[tokio::test]

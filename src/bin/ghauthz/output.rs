@@ -69,7 +69,13 @@ impl Termination for Outcome {
     /// Prints what the command says and exits with its code.
     fn report(self) -> ExitCode {
         if let Some(diagnostic) = &self.diagnostic {
-            say(Stream::Err, &format!("ghauthz: {diagnostic}\n"));
+            // Messages can carry text from outside (a login, GitHub's own message): no control
+            // character reaches the terminal.
+            let mut shown = String::with_capacity(diagnostic.len());
+            for c in diagnostic.chars() {
+                if c.is_control() { shown.extend(c.escape_default()) } else { shown.push(c) }
+            }
+            say(Stream::Err, &format!("ghauthz: {shown}\n"));
         }
         if !self.stdout.is_empty() {
             let end = if self.stdout.ends_with('\n') { "" } else { "\n" };
