@@ -391,8 +391,12 @@ impl Backend for PgStore {
     type Db = Postgres;
     const FOR_UPDATE: &'static str = " FOR UPDATE";
     const FOR_KEY_SHARE: &'static str = " FOR KEY SHARE";
-    // Row locks (`FOR UPDATE`) order what must be ordered.
+    // Row locks (`FOR UPDATE`) order what must be ordered; an advisory lock per identity orders
+    // its deploys against its account's deletion (there is no row to lock for an app not yet
+    // written).
     const WRITE_LOCK: Option<&'static str> = None;
+    const ACCOUNT_LOCK: Option<&'static str> =
+        Some("SELECT pg_advisory_xact_lock(hashtextextended('ghauthz account ' || $1::text, 0))");
 
     fn pool(&self) -> &Pool<Postgres> {
         &self.pool

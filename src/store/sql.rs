@@ -92,6 +92,12 @@ pub(super) trait Backend: Send + Sync + std::fmt::Debug + 'static {
     /// locks do the job).
     const WRITE_LOCK: Option<&'static str>;
 
+    /// A statement, taking one GitHub identity's id as `$1`, that holds that identity's lock until
+    /// the transaction ends: an account's deletion and a deploy by that identity take it, so
+    /// that a deploy is never half seen by the deletion (`None` where `WRITE_LOCK` already
+    /// serializes every writer).
+    const ACCOUNT_LOCK: Option<&'static str>;
+
     /// The pool every operation runs on.
     fn pool(&self) -> &Pool<Self::Db>;
 
@@ -266,6 +272,14 @@ where
             visibility: visibility_from(&get_s("visibility")?)?,
             deployed_by: UserId(to_u64(get_i("deployed_by")?, "user id")?),
         })
+    }
+
+    /// Takes `user`'s account lock in `tx` ([`Backend::ACCOUNT_LOCK`]).
+    async fn lock_account(tx: &mut Transaction<'_, B::Db>, user: UserId) -> Result<(), StoreError> {
+        if let Some(statement) = B::ACCOUNT_LOCK {
+            sqlx::query(statement).bind(to_i64(user.0, "user id")?).execute(&mut **tx).await.map_err(unavailable)?;
+        }
+        Ok(())
     }
 
     async fn begin_then_lock(store: &B) -> Result<Transaction<'static, B::Db>, StoreError> {
@@ -508,6 +522,7 @@ where
         // SQLite: one writer at a time. Postgres: a racing insert of the same id waits for the
         // first to commit, then does nothing, and the row lock below orders the rest.
         let mut tx = Sql::begin_then_lock(self).await?;
+        Sql::<B>::lock_account(&mut tx, app.deployed_by).await?;
         let done = sqlx::query(
             "INSERT INTO apps (id, owner, repo, repo_id, branch, main_file, visibility, deployed_by)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
@@ -724,6 +739,10 @@ where
     async fn delete_account(&self, user: UserId) -> Result<Vec<AppId>, StoreError> {
         let by = to_i64(user.0, "user id")?;
         let mut tx = Sql::begin_then_lock(self).await?;
+        // A deploy by this identity waits until the deletion ends (or the deletion for the
+        // deploy): otherwise an app committed after the deletion's first read would outlive it,
+        // without its deploy entry.
+        Sql::<B>::lock_account(&mut tx, user).await?;
         let ids: Vec<String> =
             sqlx::query_scalar(&format!("SELECT id FROM apps WHERE deployed_by = $1{}", B::FOR_UPDATE))
                 .bind(by)

@@ -323,6 +323,7 @@ impl Backend for SqliteStore {
     // A transaction that reads before it writes takes the write lock first, so that what it
     // read cannot go stale before its write.
     const WRITE_LOCK: Option<&'static str> = Some("UPDATE meta SET value = value WHERE key = 'schema_version'");
+    const ACCOUNT_LOCK: Option<&'static str> = None;
 
     fn pool(&self) -> &Pool<Sqlite> {
         &self.pool

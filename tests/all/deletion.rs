@@ -328,3 +328,32 @@ async fn a_removal_or_a_redemption_during_a_deletion_waits_for_it() {
     assert!(!matches!(refused, LinkError::SignIn(_)), "refused, not failed: {refused:?}");
     pool.close().await;
 }
+
+/// A deploy by an identity whose account is being deleted waits for the deletion (Postgres; the
+/// SQLite store has one writer at a time): an app committed while the deletion runs would
+/// otherwise outlive it, and lose its deploy entry to it.
+#[tokio::test]
+async fn a_deploy_waits_for_its_deployers_account_deletion() {
+    let Some((store, _authz, _mock, pool, _schema)) = pg_world().await else { return };
+    let mut deletion = pool.begin().await.unwrap();
+    // What `delete_account` holds for erin (5) from its start to its end.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('ghauthz account ' || $1::text, 0))")
+        .bind(5_i64)
+        .execute(&mut *deletion)
+        .await
+        .unwrap();
+    let mut record = store.app(&id("dash")).await.unwrap().unwrap();
+    record.id = id("fresh");
+    let event = ghauthz::store::AuditEvent::new(
+        ghauthz::Timestamp(1),
+        &ghauthz::store::Actor::Github(UserId(5)),
+        &id("fresh"),
+        AuditAction::Deploy,
+    );
+    let deploy = tokio::spawn(async move { store.deploy_app(&record, &event).await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!deploy.is_finished(), "the deploy waits for the account's deletion");
+    deletion.commit().await.unwrap();
+    assert!(deploy.await.unwrap().is_ok());
+    pool.close().await;
+}
