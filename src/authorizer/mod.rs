@@ -2208,7 +2208,7 @@ impl Authorizer {
     /// # fn main() {}
     /// ```
     pub async fn delete_account(&self, user: UserId) -> Result<Vec<AppId>, CheckError> {
-        let deleted = self.inner.store.delete_account(user).await;
+        let deleted = self.inner.store.delete_account(user, self.inner.clock.now()).await;
         // Its apps went, and so did the support windows it opened on other apps (which the
         // store does not name here): forget every app, as a rare deletion may.
         self.inner.apply_change(&Change::All);

@@ -143,8 +143,8 @@ impl Store for Bounded {
         self.within(self.inner.delete_app(app, event)).await
     }
 
-    async fn delete_account(&self, user: UserId) -> Result<Vec<AppId>, StoreError> {
-        self.within(self.inner.delete_account(user)).await
+    async fn delete_account(&self, user: UserId, at: Timestamp) -> Result<Vec<AppId>, StoreError> {
+        self.within(self.inner.delete_account(user, at)).await
     }
 
     async fn deleted_apps(&self) -> Result<Vec<DeletedApp>, StoreError> {

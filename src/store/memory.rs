@@ -295,7 +295,7 @@ impl Store for MemoryStore {
         Ok(true)
     }
 
-    async fn delete_account(&self, user: UserId) -> Result<Vec<AppId>, StoreError> {
+    async fn delete_account(&self, user: UserId, at: Timestamp) -> Result<Vec<AppId>, StoreError> {
         let mut s = self.state.lock();
         let ids: Vec<AppId> = s.apps.values().filter(|a| a.deployed_by == user).map(|a| a.id.clone()).collect();
         for id in &ids {
@@ -308,6 +308,7 @@ impl Store for MemoryStore {
             s.support.iter().filter(|w| w.granted_by == label).map(|w| w.app.clone()).collect();
         s.support.retain(|w| w.granted_by != label);
         for app in &opened_on {
+            s.audit(super::window_gone(app, user, at), None);
             s.changed(app);
         }
         for (e, _) in s.audit.iter_mut().filter(|(e, _)| e.actor == label) {

@@ -135,6 +135,13 @@ pub enum AuditAction {
     Check,
 }
 
+/// The entry an app gets when the account that opened support windows on it is deleted (the
+/// windows go with the account): written as `user`'s, which the deletion then replaces with
+/// [`DELETED_ACCOUNT`].
+pub(crate) fn window_gone(app: &AppId, user: UserId, at: Timestamp) -> AuditEvent {
+    AuditEvent::new(at, &Actor::Github(user), app, AuditAction::SupportRevoked).with_detail("account deleted")
+}
+
 impl AuditAction {
     const ALL: [AuditAction; 12] = [
         AuditAction::ViewerAdded,
@@ -876,9 +883,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Deletes every app `user` deployed, as [`Store::delete_app`] does (support windows
     /// included), every [`DeletedApp`] record of theirs, every support window they opened and
     /// every audit entry that belongs to them, and puts
-    /// [`DELETED_ACCOUNT`] in place of `github:<user>` in the entries left; atomically. Returns
-    /// the ids of the apps deleted.
-    async fn delete_account(&self, user: UserId) -> Result<Vec<AppId>, StoreError>;
+    /// [`DELETED_ACCOUNT`] in place of `github:<user>` in the entries left; atomically. Each
+    /// other app that loses a window records it at `at` ([`AuditAction::SupportRevoked`] by
+    /// [`DELETED_ACCOUNT`], detail `account deleted`). Returns the ids of the apps deleted.
+    async fn delete_account(&self, user: UserId, at: Timestamp) -> Result<Vec<AppId>, StoreError>;
 
     /// The records kept of deleted apps.
     async fn deleted_apps(&self) -> Result<Vec<DeletedApp>, StoreError>;

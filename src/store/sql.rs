@@ -736,7 +736,7 @@ where
         Ok(true)
     }
 
-    async fn delete_account(&self, user: UserId) -> Result<Vec<AppId>, StoreError> {
+    async fn delete_account(&self, user: UserId, at: Timestamp) -> Result<Vec<AppId>, StoreError> {
         let by = to_i64(user.0, "user id")?;
         let mut tx = Sql::begin_then_lock(self).await?;
         // A deploy by this identity waits until the deletion ends (or the deletion for the
@@ -768,6 +768,7 @@ where
         opened_on.sort();
         opened_on.dedup();
         for app in &opened_on {
+            Sql::<B>::audit(&mut tx, &super::window_gone(app, user, at), None).await?;
             Sql::changed(self, &mut tx, app).await?;
         }
         sqlx::query("UPDATE audit SET actor = $2 WHERE actor = $1")

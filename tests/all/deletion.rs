@@ -180,7 +180,7 @@ async fn a_scan_of_every_table_finds_no_trace_of_a_deleted_app() {
         "only the audit keeps the app's id: {after:#?}"
     );
     let reopened = Arc::new(SqliteStore::open(&path).await.unwrap());
-    reopened.delete_account(UserId(5)).await.unwrap();
+    reopened.delete_account(UserId(5), ghauthz::Timestamp(0)).await.unwrap();
     reopened.close().await;
     let after = dump(&path).await;
     for needle in ["'dash'", "'github:5'", "'acme'|'dashboard'"] {
@@ -237,7 +237,7 @@ async fn a_scan_of_every_postgres_table_finds_no_trace_of_a_deleted_app() {
             r#"deleted_apps|{"owner":"acme","repo":"dashboard","branch":"main","main_file":"streamlit_app.py","deployed_by":5}"#
         ]
     );
-    store.delete_account(UserId(5)).await.unwrap();
+    store.delete_account(UserId(5), ghauthz::Timestamp(0)).await.unwrap();
     let after = pg_dump(&url, &schema).await;
     for needle in ["\"dash\"", "github:5", "\"dashboard\""] {
         assert!(after.iter().all(|r| !r.contains(needle)), "{needle} left after the account's deletion in {after:#?}");

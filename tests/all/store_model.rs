@@ -172,7 +172,7 @@ async fn apply(store: &dyn Store, op: &Op, now: &mut Timestamp) -> Seen {
             Seen::Audit(store.audit(&filter.limit(limit)).await.unwrap())
         }
         Op::DeleteAccount { by } => {
-            let mut ids = store.delete_account(UserId(by)).await.unwrap();
+            let mut ids = store.delete_account(UserId(by), ghauthz::Timestamp(0)).await.unwrap();
             ids.sort();
             Seen::Apps(ids)
         }

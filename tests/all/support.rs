@@ -135,6 +135,13 @@ async fn revocations_cut_the_agent_off(store: Arc<dyn Store>) {
     assert!(allowed(&v.authz, "a7", Capability::View).await, "from memory now");
     v.authz.delete_account(ghauthz::UserId(3)).await.unwrap();
     assert!(!allowed(&v.authz, "a7", Capability::View).await, "gone with the account that opened it");
+    // The app's own log says so: the window went, by an account deleted since.
+    let log = store.audit(&AuditFilter::new().for_app(id("dash"))).await.unwrap();
+    let last = log.iter().find(|e| e.action != AuditAction::SupportCheck).unwrap();
+    assert_eq!(
+        (last.action, last.actor.as_str(), last.detail.as_deref()),
+        (AuditAction::SupportRevoked, ghauthz::store::DELETED_ACCOUNT, Some("account deleted"))
+    );
 
     // A check of an id no app has is on record too.
     let d = v.authz.check_app(&Principal::support("a7"), &id("nope"), Capability::View).await.unwrap();
