@@ -354,6 +354,9 @@ impl Authorizer {
             Principal::GithubUser { token: Some(token), .. } if self.inner.facts.user_token_mode() => {
                 let listed = self.inner.facts.user_repos(token).await?;
                 for app in apps {
+                    if cap.is_destructive() && refused_field(&app.id().0) {
+                        continue; // never allowed by a check (`check_recorded`)
+                    }
                     let by_id = listed.iter().find(|r| r.id == app.repo_id());
                     let at_coords = listed.iter().find(|r| r.coords == *app.coords());
                     let fact = match (by_id, at_coords) {
@@ -580,9 +583,10 @@ impl Authorizer {
         cap: Capability,
         consistency: Consistency,
     ) -> Result<Decision, CheckError> {
-        if cap.is_destructive() && refused_field(&app.id().0) {
-            // An id `deploy_app` refuses (empty, overlong, a control character) cannot be put on
-            // record: such an app is never deployed or deleted through a check.
+        if cap.is_destructive() && refused_field(&app.id().0) && !matches!(principal, Principal::Support { .. }) {
+            // An id `deploy_app` refuses (empty, overlong, a control character) is not written as
+            // a check's entry: such an app is never deployed or deleted through a check. (A
+            // support agent's check is on record whatever the id, and denied all the same.)
             return Ok(super::unknown_app());
         }
         let decision = self.check_need(principal, app, self.inner.policy.need(cap), consistency).await?;

@@ -306,9 +306,17 @@ impl Store for MemoryStore {
         let label = Actor::Github(user).label();
         let opened_on: BTreeSet<AppId> =
             s.support.iter().filter(|w| w.granted_by == label).map(|w| w.app.clone()).collect();
+        let still_open: BTreeSet<AppId> = s
+            .support
+            .iter()
+            .filter(|w| w.granted_by == label && super::still_open(w, at))
+            .map(|w| w.app.clone())
+            .collect();
         s.support.retain(|w| w.granted_by != label);
-        for app in &opened_on {
+        for app in &still_open {
             s.audit(super::window_gone(app, user, at), None);
+        }
+        for app in &opened_on {
             s.changed(app);
         }
         for (e, _) in s.audit.iter_mut().filter(|(e, _)| e.actor == label) {

@@ -102,6 +102,17 @@ impl Actor {
             Actor::Support(agent) => format!("support:{agent}"),
         }
     }
+
+    /// The GitHub user a label names (`github:<id>`), if it names one.
+    pub(crate) fn github_of(label: &str) -> Option<UserId> {
+        label.strip_prefix("github:")?.parse().ok().map(UserId)
+    }
+}
+
+/// Whether a support window still stood at `at` when its opener's account was deleted (an entry
+/// says it went): not revoked, opened, not ended. As the SQL stores judge it.
+pub(crate) fn still_open(w: &SupportWindow, at: Timestamp) -> bool {
+    w.revoked_at.is_none() && w.opened_at <= at && w.ends_at > at
 }
 
 /// What an audit entry records: a change of state, or a check the log must keep (deploy, delete).

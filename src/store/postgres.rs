@@ -395,8 +395,9 @@ impl Backend for PgStore {
     // its deploys against its account's deletion (there is no row to lock for an app not yet
     // written).
     const WRITE_LOCK: Option<&'static str> = None;
-    const ACCOUNT_LOCK: Option<&'static str> =
-        Some("SELECT pg_advisory_xact_lock(hashtextextended('ghauthz account ' || $1::text, 0))");
+    const ACCOUNT_LOCK: Option<&'static str> = Some(
+        "SELECT pg_advisory_xact_lock(hashtextextended('ghauthz account ' || current_schema() || ' ' || $1::text, 0))",
+    );
 
     fn pool(&self) -> &Pool<Postgres> {
         &self.pool

@@ -335,6 +335,10 @@ where
 
     async fn open_support(&self, window: &SupportWindow, event: &AuditEvent) -> Result<Option<SupportId>, StoreError> {
         let mut tx = Sql::begin_then_lock(self).await?;
+        if let Some(granter) = Actor::github_of(&window.granted_by) {
+            // A window opened by an identity waits for that account's deletion to end.
+            Sql::<B>::lock_account(&mut tx, granter).await?;
+        }
         let exists: Option<String> = sqlx::query_scalar(&format!("SELECT id FROM apps WHERE id = $1{}", B::FOR_UPDATE))
             .bind(&window.app.0)
             .fetch_optional(&mut *tx)
@@ -514,6 +518,10 @@ where
 
     async fn record(&self, event: &AuditEvent, owner: Option<UserId>) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await.map_err(unavailable)?;
+        if let Some(owner) = owner {
+            // An entry that belongs to an identity waits for that account's deletion to end.
+            Sql::<B>::lock_account(&mut tx, owner).await?;
+        }
         Sql::<B>::audit(&mut tx, event, owner).await?;
         tx.commit().await.map_err(unavailable)
     }
@@ -597,6 +605,12 @@ where
         // Issues for one (app, address) queue on the lock: the count below cannot go stale
         // before the insert, and a grant removed meanwhile is seen as removed.
         let mut tx = Sql::begin_then_lock(self).await?;
+        // The app's row first, as a deletion takes it, then the grant's (see `audit`).
+        sqlx::query(&format!("SELECT id FROM apps WHERE id = $1{}", B::FOR_KEY_SHARE))
+            .bind(&link.app.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
         let grant: Option<i64> =
             sqlx::query_scalar(&format!("SELECT id FROM viewers WHERE app_id = $1 AND email = $2{}", B::FOR_UPDATE))
                 .bind(&link.app.0)
@@ -758,17 +772,27 @@ where
             sqlx::query(statement).bind(by).execute(&mut *tx).await.map_err(unavailable)?;
         }
         // The windows it opened on other people's apps go too, and every replica hears it.
-        let opened_on: Vec<String> =
-            sqlx::query_scalar("DELETE FROM support_windows WHERE granted_by = $1 RETURNING app_id")
-                .bind(Actor::Github(user).label())
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        let mut opened_on: Vec<AppId> = opened_on.into_iter().map(AppId).collect();
+        let opened_on: Vec<(String, i64)> = sqlx::query_as(
+            "DELETE FROM support_windows WHERE granted_by = $1
+             RETURNING app_id,
+               CAST(CASE WHEN revoked_at IS NULL AND opened_at <= $2 AND ends_at > $2 THEN 1 ELSE 0 END AS BIGINT)",
+        )
+        .bind(Actor::Github(user).label())
+        .bind(to_i64(at.0, "time")?)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let mut still_open: Vec<AppId> =
+            opened_on.iter().filter(|(_, open)| *open == 1).map(|(app, _)| AppId(app.clone())).collect();
+        still_open.sort();
+        still_open.dedup();
+        let mut opened_on: Vec<AppId> = opened_on.into_iter().map(|(app, _)| AppId(app)).collect();
         opened_on.sort();
         opened_on.dedup();
-        for app in &opened_on {
+        for app in &still_open {
             Sql::<B>::audit(&mut tx, &super::window_gone(app, user, at), None).await?;
+        }
+        for app in &opened_on {
             Sql::changed(self, &mut tx, app).await?;
         }
         sqlx::query("UPDATE audit SET actor = $2 WHERE actor = $1")

@@ -202,6 +202,14 @@ async fn deploy_and_delete_checks_are_on_record(store: Arc<dyn Store>) {
     assert!(!v.authz.check(&Principal::Viewer(session), &site, Capability::Delete).await.unwrap().is_allowed());
     let e = &entries().await[0];
     assert_eq!((e.app.0.as_str(), e.actor.as_str(), e.email.as_ref()), ("site", "viewer", None));
+    assert!(!v.authz.check_session(token.expose_secret(), &id("site"), Capability::Deploy).await.unwrap().is_allowed());
+    let e = &entries().await[0];
+    assert_eq!((e.app.0.as_str(), e.actor.as_str(), e.email.as_ref()), ("site", "viewer", None), "by token too");
+    let session = v.authz.verify_session(token.expose_secret()).unwrap();
+    let by_her = ChangedBy::Principal(Principal::Viewer(session));
+    assert_eq!(v.authz.set_visibility(&by_her, &id("site"), Visibility::Private).await.unwrap_err().kind(), "denied");
+    let e = &entries().await[0];
+    assert_eq!((e.app.0.as_str(), e.action, e.email.as_ref()), ("site", AuditAction::Visibility, None), "refused");
     // A token that does not verify, and nobody signed in: on record for an app that exists...
     assert!(!v.authz.check_session("not-a-token", &id("dash"), Capability::Deploy).await.unwrap().is_allowed());
     assert_eq!(seen(&entries().await[0]), entry("dash", AuditOutcome::Denied, "viewer", "deploy: session_invalid"));
@@ -440,4 +448,25 @@ async fn a_change_is_judged_on_the_app_as_it_is_now() {
     let err = v.authz.delete_app(&erin, &id("dash")).await.unwrap_err();
     assert_eq!(err.kind(), "denied", "judged on alice/notes, where erin has no role");
     assert_eq!(store.app(&id("dash")).await.unwrap(), Some(elsewhere));
+}
+
+/// An app whose id `deploy_app` would refuse is never allowed `deploy` or `delete` by a check
+/// (such a check is not written as an entry), while a support agent's check of it is on record.
+#[tokio::test]
+async fn an_app_with_an_id_deploy_refuses_is_never_deployed_by_a_check() {
+    let store: Arc<dyn Store> = Arc::new(ghauthz::store::MemoryStore::new());
+    let v = common::viewers_on(store.clone()).await;
+    let long = "x".repeat(300);
+    let record = store.app(&id("dash")).await.unwrap().unwrap(); // acme/dashboard: erin is admin
+    store.put_app(&ghauthz::store::AppRecord { id: id(&long), ..record }).await.unwrap();
+    let erin = Principal::github(v.world.user("erin").unwrap());
+    let before = store.audit(&AuditFilter::new()).await.unwrap().len();
+    assert!(v.authz.check_app(&erin, &id(&long), Capability::Edit).await.unwrap().is_allowed(), "edit as usual");
+    for cap in [Capability::Deploy, Capability::Delete] {
+        let d = v.authz.check_app(&erin, &id(&long), cap).await.unwrap();
+        assert_eq!((d.is_allowed(), d.reason().kind()), (false, "unknown_app"));
+    }
+    assert_eq!(store.audit(&AuditFilter::new()).await.unwrap().len(), before);
+    v.authz.check_app(&Principal::support("a7"), &id(&long), Capability::Deploy).await.unwrap();
+    assert_eq!(store.audit(&AuditFilter::new()).await.unwrap().len(), before + 1, "a support check is on record");
 }

@@ -1557,3 +1557,25 @@ fn usage_errors_say_what_and_where_without_the_argument() {
         assert!(!r.stdout.contains(canary) && !r.stderr.contains(canary), "{args:?}: {}{}", r.stdout, r.stderr);
     }
 }
+
+/// A diagnostic carries what was typed where a message names it (an unknown login): no control
+/// character, nor one that reorders the line, reaches the terminal as it is.
+#[test]
+fn diagnostics_on_stderr_show_control_characters_escaped() {
+    let login = "eve\u{1b}[31m\u{202e}x";
+    let r = ghauthz(&[
+        "check",
+        "--world",
+        &world("acme.toml"),
+        "--app",
+        "dash",
+        "--action",
+        "view",
+        "--github-user",
+        login,
+    ]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("unknown_user")));
+    assert!(r.stderr.starts_with("ghauthz: "), "{}", r.stderr);
+    assert!(!r.stderr.contains('\u{1b}') && !r.stderr.contains('\u{202e}'), "{:?}", r.stderr);
+    assert!(r.stderr.contains("\\u{1b}[31m\\u{202e}x"), "{:?}", r.stderr);
+}

@@ -308,7 +308,7 @@ async fn an_address_written_during_a_deletion_does_not_outlive_it() {
     pool.close().await;
 }
 
-/// A viewer removed, or a link redeemed, while the app is being deleted waits for the deletion
+/// A viewer removed, a link issued or a link redeemed while the app is being deleted waits for the deletion
 /// instead of holding a row the deletion needs (which would deadlock), then finds nothing to do.
 #[tokio::test]
 async fn a_removal_or_a_redemption_during_a_deletion_waits_for_it() {
@@ -319,29 +319,43 @@ async fn a_removal_or_a_redemption_during_a_deletion_waits_for_it() {
         let dana = ghauthz::Email::parse("dana@example.com").unwrap();
         store.remove_viewer(&id("dash"), &dana, &ghauthz::store::Actor::Operator, ghauthz::Timestamp(1)).await
     });
+    let issuer = authz.clone();
+    let issue = tokio::spawn(async move { issuer.issue_link(&id("dash"), "dana@example.com").await });
     let redemption = tokio::spawn(async move { authz.redeem_link(link.token.expose_secret(), None).await });
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(!removal.is_finished() && !redemption.is_finished(), "both wait for the deletion");
+    assert!(!removal.is_finished() && !issue.is_finished() && !redemption.is_finished(), "all wait for the deletion");
     finish_deletion(deletion).await;
     assert!(!removal.await.unwrap().unwrap(), "the deletion took the viewer");
-    let refused = redemption.await.unwrap().unwrap_err();
-    assert!(!matches!(refused, LinkError::SignIn(_)), "refused, not failed: {refused:?}");
+    for refused in [issue.await.unwrap().map(|_| ()), redemption.await.unwrap().map(|_| ())] {
+        let refused = refused.unwrap_err();
+        assert!(
+            !matches!(refused, LinkError::SignIn(ghauthz::SignInRefusal::Store(_))),
+            "refused, not failed: {refused:?}"
+        );
+    }
     pool.close().await;
 }
 
 /// A deploy by an identity whose account is being deleted waits for the deletion (Postgres; the
 /// SQLite store has one writer at a time): an app committed while the deletion runs would
-/// otherwise outlive it, and lose its deploy entry to it.
+/// otherwise outlive it, and lose its deploy entry to it. So does another deletion of it.
 #[tokio::test]
 async fn a_deploy_waits_for_its_deployers_account_deletion() {
-    let Some((store, _authz, _mock, pool, _schema)) = pg_world().await else { return };
-    let mut deletion = pool.begin().await.unwrap();
-    // What `delete_account` holds for erin (5) from its start to its end.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('ghauthz account ' || $1::text, 0))")
+    let Some((store, _authz, _mock, pool, schema)) = pg_world().await else { return };
+    // What `delete_account` holds for erin (5) from its start to its end, in this store's schema.
+    let hold = || async {
+        let mut deletion = pool.begin().await.unwrap();
+        sqlx::query(&format!("SET LOCAL search_path TO \"{schema}\"")).execute(&mut *deletion).await.unwrap();
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(hashtextextended('ghauthz account ' || current_schema() || ' ' || $1::text, 0))",
+        )
         .bind(5_i64)
         .execute(&mut *deletion)
         .await
         .unwrap();
+        deletion
+    };
+    let wait = || tokio::time::sleep(std::time::Duration::from_millis(300));
     let mut record = store.app(&id("dash")).await.unwrap().unwrap();
     record.id = id("fresh");
     let event = ghauthz::store::AuditEvent::new(
@@ -350,10 +364,28 @@ async fn a_deploy_waits_for_its_deployers_account_deletion() {
         &id("fresh"),
         AuditAction::Deploy,
     );
-    let deploy = tokio::spawn(async move { store.deploy_app(&record, &event).await });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let deletion = hold().await;
+    let deploy = {
+        let store = store.clone();
+        tokio::spawn(async move { store.deploy_app(&record, &event).await })
+    };
+    wait().await;
     assert!(!deploy.is_finished(), "the deploy waits for the account's deletion");
     deletion.commit().await.unwrap();
     assert!(deploy.await.unwrap().is_ok());
+
+    let deletion = hold().await;
+    let second = {
+        let store = store.clone();
+        tokio::spawn(async move { store.delete_account(UserId(5), ghauthz::Timestamp(1)).await })
+    };
+    wait().await;
+    assert!(!second.is_finished(), "an account's deletions take turns");
+    deletion.commit().await.unwrap();
+    assert_eq!(
+        second.await.unwrap().unwrap(),
+        [id("dash"), id("fresh"), id("legacy")],
+        "erin's, the fresh one included"
+    );
     pool.close().await;
 }

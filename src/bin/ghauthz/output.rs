@@ -70,10 +70,11 @@ impl Termination for Outcome {
     fn report(self) -> ExitCode {
         if let Some(diagnostic) = &self.diagnostic {
             // Messages can carry text from outside (a login, GitHub's own message): no control
-            // character reaches the terminal.
+            // character, and nothing that reorders or breaks the line, reaches the terminal.
             let mut shown = String::with_capacity(diagnostic.len());
             for c in diagnostic.chars() {
-                if c.is_control() { shown.extend(c.escape_default()) } else { shown.push(c) }
+                let moves = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}');
+                if c.is_control() || moves { shown.extend(c.escape_default()) } else { shown.push(c) }
             }
             say(Stream::Err, &format!("ghauthz: {shown}\n"));
         }
