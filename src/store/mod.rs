@@ -104,6 +104,10 @@ impl Actor {
     }
 
     /// The GitHub user a label names (`github:<id>`), if it names one.
+    #[cfg_attr(
+        not(any(feature = "sqlite", feature = "postgres")),
+        expect(dead_code, reason = "only the SQL stores lock an identity's account")
+    )]
     pub(crate) fn github_of(label: &str) -> Option<UserId> {
         label.strip_prefix("github:")?.parse().ok().map(UserId)
     }
