@@ -103,10 +103,18 @@ fn not_a_github_user(principal: &Principal) -> Decision {
 pub(super) fn actor_of<'a>(principal: &'a Principal, app: &AppId) -> (Actor, Option<&'a crate::core::email::Email>) {
     match principal {
         Principal::GithubUser { user, .. } => (Actor::Github(user.id), None),
-        Principal::Viewer(session) => (Actor::Viewer, (session.app() == app).then(|| session.email())),
+        Principal::Viewer(session) => viewer_on(session, app),
         Principal::Support { agent } => (Actor::Support(audited_agent(agent).to_owned()), None),
         Principal::Anonymous => (Actor::Anonymous, None),
     }
+}
+
+/// A viewer in the audit log of `app`: the session's address only if the session is for `app`.
+pub(super) fn viewer_on<'a>(
+    session: &'a crate::core::session::Session,
+    app: &AppId,
+) -> (Actor, Option<&'a crate::core::email::Email>) {
+    (Actor::Viewer, (session.app() == app).then(|| session.email()))
 }
 
 /// An agent's name as the audit log writes it: a name that is not an agent's name (it could be

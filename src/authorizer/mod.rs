@@ -1345,8 +1345,7 @@ impl Authorizer {
         };
         let Some(found) = self.app_with(app, consistency).await? else { return Ok(unknown_app()) };
         let decision = self.check_viewer(&session, &found, self.inner.policy.need(cap), consistency).await?;
-        let email = (session.app() == app).then(|| session.email());
-        self.record_check((Actor::Viewer, email), app, cap, &decision).await?;
+        self.record_check(lifecycle::viewer_on(&session, app), app, cap, &decision).await?;
         Ok(decision)
     }
 

@@ -899,8 +899,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// included), every [`DeletedApp`] record of theirs, every support window they opened and
     /// every audit entry that belongs to them, and puts
     /// [`DELETED_ACCOUNT`] in place of `github:<user>` in the entries left; atomically. Each
-    /// other app that loses a window records it at `at` ([`AuditAction::SupportRevoked`] by
-    /// [`DELETED_ACCOUNT`], detail `account deleted`). Returns the ids of the apps deleted.
+    /// other app that loses a window still open at `at` records it
+    /// ([`AuditAction::SupportRevoked`] by [`DELETED_ACCOUNT`], detail `account deleted`).
+    /// Returns the ids of the apps deleted.
     async fn delete_account(&self, user: UserId, at: Timestamp) -> Result<Vec<AppId>, StoreError>;
 
     /// The records kept of deleted apps.

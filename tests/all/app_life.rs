@@ -340,6 +340,18 @@ async fn seeded(world: &ghauthz::world::World) -> Arc<dyn Store> {
     store
 }
 
+/// `world` seeded into a fresh store, checked in user-token mode, and `dev` with their token.
+async fn in_user_token_mode(world: &ghauthz::world::World) -> (common::Env, Principal) {
+    let opts = common::Opts {
+        store: Some(seeded(world).await),
+        github: Box::new(|m| m.user_token_config()),
+        ..Default::default()
+    };
+    let env = common::env_with(world.clone(), opts).await;
+    let dev = Principal::github_with_token(world.user("dev").unwrap(), env.mock.user_token("dev"));
+    (env, dev)
+}
+
 /// What a listing of 100 apps on 100 repositories costs: installation mode asks one page of the
 /// installation's repositories (which repository answers where, shared by every user) and the
 /// user's role on each repository, and nothing when warm; user-token mode asks one page of
@@ -359,13 +371,7 @@ async fn a_listing_of_a_hundred_apps_costs_what_it_should() {
     assert_eq!(env.authz.apps_for(&dev, Capability::View).await.unwrap().len(), 60);
     assert_eq!(env.mock.total_requests(), cold, "warm: nothing asked");
 
-    let opts = common::Opts {
-        store: Some(seeded(&world).await),
-        github: Box::new(|m| m.user_token_config()),
-        ..Default::default()
-    };
-    let env = common::env_with(world.clone(), opts).await;
-    let dev = Principal::github_with_token(world.user("dev").unwrap(), env.mock.user_token("dev"));
+    let (env, dev) = in_user_token_mode(&world).await;
     let editable = env.authz.apps_for(&dev, Capability::Edit).await.unwrap();
     assert_eq!(editable.len(), 60);
     assert_eq!(env.mock.total_requests(), 1, "one page of 100: {:?}", env.mock.request_counts());
@@ -387,13 +393,7 @@ async fn a_listing_asks_once_per_repository_not_once_per_app() {
     assert_eq!(env.authz.apps_for(&dev, Capability::Edit).await.unwrap().len(), 100);
     assert_eq!(env.mock.total_requests(), cold, "warm: nothing asked");
 
-    let opts = common::Opts {
-        store: Some(seeded(&world).await),
-        github: Box::new(|m| m.user_token_config()),
-        ..Default::default()
-    };
-    let env = common::env_with(world.clone(), opts).await;
-    let dev = Principal::github_with_token(world.user("dev").unwrap(), env.mock.user_token("dev"));
+    let (env, dev) = in_user_token_mode(&world).await;
     assert_eq!(env.authz.apps_for(&dev, Capability::Edit).await.unwrap().len(), 100);
     assert_eq!(env.mock.total_requests(), 1, "{:?}", env.mock.request_counts());
     // A listing for `delete` puts each app's check on record, in this mode too.
