@@ -166,4 +166,8 @@ impl Store for Bounded {
     fn subscribe(&self) -> Option<mpsc::Receiver<FeedEvent>> {
         self.inner.subscribe()
     }
+
+    async fn close(&self) {
+        self.inner.close().await;
+    }
 }

@@ -893,6 +893,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// entries, records `event`, and announces [`Change::App`], keeping one [`DeletedApp`]
     /// record (one per distinct record: deleting a redeployed app again adds nothing);
     /// atomically. `false` if there was no such app (nothing is written then).
+    ///
+    /// When it returns `Ok`, nothing it deleted is left in any file of the store: an SQLite
+    /// store overwrites deleted rows with zeros and folds its write-ahead log into the database
+    /// file, then empties the log, before it answers (Postgres keeps dead row versions until
+    /// `VACUUM`: see docs/store.md).
     async fn delete_app(&self, app: &AppId, event: &AuditEvent) -> Result<bool, StoreError>;
 
     /// Deletes every app `user` deployed, as [`Store::delete_app`] does (support windows
@@ -901,7 +906,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// [`DELETED_ACCOUNT`] in place of `github:<user>` in the entries left; atomically. Each
     /// other app that loses a window still open at `at` records it
     /// ([`AuditAction::SupportRevoked`] by [`DELETED_ACCOUNT`], detail `account deleted`).
-    /// Returns the ids of the apps deleted.
+    /// Returns the ids of the apps deleted. Like [`Store::delete_app`], it leaves nothing it
+    /// deleted in the store's files when it returns `Ok`.
     async fn delete_account(&self, user: UserId, at: Timestamp) -> Result<Vec<AppId>, StoreError>;
 
     /// The records kept of deleted apps.
@@ -932,4 +938,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn subscribe(&self) -> Option<tokio::sync::mpsc::Receiver<FeedEvent>> {
         None
     }
+
+    /// Closes the store: waits for its connections to be returned and closes them, so that
+    /// everything written is in the store's files and nothing else (an SQLite store folds its
+    /// write-ahead log into the database file and removes it). Calls made afterwards fail
+    /// [`StoreError::Unavailable`]. A store without connections (the default) has nothing to do.
+    async fn close(&self) {}
 }

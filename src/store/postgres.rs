@@ -229,6 +229,9 @@ impl PgStore {
     /// Closes the pool (waits for connections to be returned), which also ends subscriptions.
     pub async fn close(&self) {
         self.pool.close().await;
+        // `Pool::close` waits until every connection is back in the pool, but does not close
+        // those that came back during its last wait; a second call closes them.
+        self.pool.close().await;
     }
 
     /// The `LISTEN/NOTIFY` channel invalidations travel on.
@@ -432,6 +435,10 @@ impl Backend for PgStore {
                 .map_err(unavailable)?;
         }
         Ok(())
+    }
+
+    async fn close(&self) {
+        PgStore::close(self).await;
     }
 
     fn subscribe(&self) -> Option<mpsc::Receiver<FeedEvent>> {

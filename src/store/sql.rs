@@ -110,6 +110,22 @@ pub(super) trait Backend: Send + Sync + std::fmt::Debug + 'static {
 
     /// [`Store::subscribe`] for this backend.
     fn subscribe(&self) -> Option<mpsc::Receiver<FeedEvent>>;
+
+    /// Inside an account's deletion, removes every trace of what it deletes from what the
+    /// backend keeps beside the tables (SQLite: the change log's bodies name apps and users).
+    async fn forget_history(&self, tx: &mut Transaction<'_, Self::Db>) -> Result<(), StoreError> {
+        let _ = tx;
+        Ok(())
+    }
+
+    /// [`Store::close`] for this backend.
+    async fn close(&self);
+
+    /// After a deletion has committed: makes sure nothing it deleted is left in the backend's
+    /// files (SQLite: its write-ahead log folded into the database file, then emptied).
+    async fn erase(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// The shared operations' helpers, for backend `B` (see [`Backend`]).
@@ -747,6 +763,7 @@ where
         .map_err(unavailable)?;
         Sql::<B>::audit(&mut tx, event, Some(r.deployed_by)).await?;
         tx.commit().await.map_err(unavailable)?;
+        self.erase().await?;
         Ok(true)
     }
 
@@ -801,7 +818,9 @@ where
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
+        self.forget_history(&mut tx).await?;
         tx.commit().await.map_err(unavailable)?;
+        self.erase().await?;
         Ok(ids)
     }
 
@@ -884,5 +903,9 @@ where
 
     fn subscribe(&self) -> Option<mpsc::Receiver<FeedEvent>> {
         Backend::subscribe(self)
+    }
+
+    async fn close(&self) {
+        Backend::close(self).await;
     }
 }

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{
@@ -59,10 +60,45 @@ const PER_POLL: i64 = 1000;
 /// 25 ms, so that `ghauthz viewers remove --db FILE` reaches a service running on the same file
 /// within that. The log keeps a change for 10 minutes ([`SqliteStore::change_retention`]); a
 /// subscriber that falls further behind hears [`FeedEvent::Lost`] and starts again from the end.
+///
+/// # Deletion
+///
+/// Deleted rows are overwritten with zeros (`secure_delete`), and a deletion
+/// ([`delete_app`](super::Store::delete_app), [`delete_account`](super::Store::delete_account))
+/// folds the write-ahead log into the database file and empties it
+/// (`wal_checkpoint(TRUNCATE)`) before it answers: when it returns, nothing it deleted is left
+/// in the database file, its `-wal` or its `-shm`. An account's deletion also rewrites the
+/// change log's unread entries, which name apps and users, as "forget everything". If another
+/// connection keeps the log busy for longer than 2 s, the deletion answers
+/// [`StoreError::Unavailable`] (it is committed; the log is emptied when the store closes).
+///
+/// # Closing
+///
+/// [`close`](super::Store::close) closes every connection, which folds the log into the file
+/// and removes it. Dropping the last clone closes the pool too: at once in a Tokio runtime,
+/// otherwise as its connections are dropped.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
     retention: Duration,
+    _close_on_drop: Arc<CloseOnDrop>,
+}
+
+/// Closes the pool when the last [`SqliteStore`] that shares it is dropped.
+#[derive(Debug)]
+struct CloseOnDrop(SqlitePool);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        let pool = self.0.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move { pool.close().await });
+            }
+            // Marks the pool closed; its connections close as they are dropped.
+            Err(_) => drop(pool.close()),
+        }
+    }
 }
 
 impl SqliteStore {
@@ -107,7 +143,8 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new().max_connections(4).acquire_timeout(WAIT).connect_with(opts).await;
         // Closed once the pool holds a connection, so that a store in memory outlives it.
         let _ = migrating.close().await;
-        Ok(SqliteStore { pool: pool.map_err(unavailable)?, retention: CHANGE_RETENTION })
+        let pool = pool.map_err(unavailable)?;
+        Ok(SqliteStore { _close_on_drop: Arc::new(CloseOnDrop(pool.clone())), pool, retention: CHANGE_RETENTION })
     }
 
     /// How long the change log keeps a change before a subscriber that has not read it must
@@ -117,8 +154,16 @@ impl SqliteStore {
         self
     }
 
-    /// Closes the pool (waits for connections to be returned).
+    /// Closes the store: folds the write-ahead log into the database file and empties it, then
+    /// closes every connection (waiting for each to be returned), the last of which removes the
+    /// log.
     pub async fn close(&self) {
+        if !self.pool.is_closed() {
+            let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await;
+        }
+        self.pool.close().await;
+        // `Pool::close` waits until every connection is back in the pool, but does not close
+        // those that came back during its last wait; a second call closes them.
         self.pool.close().await;
     }
 }
@@ -364,9 +409,47 @@ impl Backend for SqliteStore {
         Ok(())
     }
 
+    async fn close(&self) {
+        SqliteStore::close(self).await;
+    }
+
     fn subscribe(&self) -> Option<mpsc::Receiver<FeedEvent>> {
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(follow_log(self.pool.clone(), tx));
         Some(rx)
+    }
+
+    /// Every entry of the change log says "forget everything" from now on: the entries name
+    /// apps and users, and a subscriber that has not read one yet then forgets more than it had
+    /// to, never less.
+    async fn forget_history(&self, tx: &mut Transaction<'_, Sqlite>) -> Result<(), StoreError> {
+        let all = Broadcast {
+            origin: 0,
+            invalidations: vec![crate::core::invalidation::Invalidation::All],
+            changes: vec![super::Change::All],
+        };
+        let body = serde_json::to_string(&all).map_err(|e| corrupt(e.to_string()))?;
+        sqlx::query("UPDATE changes SET body = $1").bind(body).execute(&mut **tx).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Folds the write-ahead log into the database file and truncates it, waiting up to
+    /// [`WAIT`] for readers of older snapshots.
+    async fn erase(&self) -> Result<(), StoreError> {
+        let give_up = tokio::time::Instant::now() + WAIT;
+        loop {
+            let (busy, _, _): (i64, i64, i64) =
+                sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&self.pool).await.map_err(unavailable)?;
+            if busy == 0 {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= give_up {
+                return Err(StoreError::Unavailable(StoreFailure::new(
+                    "the deletion is committed, but the write-ahead log stayed busy: what it deleted leaves the \
+                     store's files when the log is next emptied (at the latest when the store closes)",
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }

@@ -570,6 +570,78 @@ fn sixty_four_processes_redeeming_one_link_succeed_once() {
     assert_eq!(codes.get("already_used"), Some(&63), "{codes:?}");
 }
 
+/// When `apps delete` or `accounts delete` exits, nothing it deleted is readable in any file of
+/// the store. Repeated: whether the write-ahead log was left behind used to depend on how the
+/// process's exit raced its connections' closing.
+#[test]
+fn deletions_leave_nothing_readable_in_the_store_files() {
+    for round in 0..6 {
+        let (_dir, g) = link_env();
+        let db = std::path::PathBuf::from(&g[3]);
+        let address = format!("canary{round}@example.org");
+        let (reason_dash, reason_fresh) = (format!("reason-dash-{round}"), format!("reason-fresh-{round}"));
+        let (branch, main_file, app) =
+            (format!("branch-canary-{round}"), format!("main-canary-{round}.py"), format!("fresh-canary-{round}"));
+        for args in [
+            vec!["viewers", "add", "--app", "dash", "--email", &address],
+            vec!["link", "issue", "--app", "dash", "--email", &address],
+            vec![
+                "support",
+                "grant",
+                "--app",
+                "dash",
+                "--hours",
+                "2",
+                "--reason",
+                &reason_dash,
+                "--github-user",
+                "carol",
+            ],
+            vec![
+                "apps",
+                "deploy",
+                "--app",
+                &app,
+                "--repo",
+                "acme/dashboard",
+                "--branch",
+                &branch,
+                "--main-file",
+                &main_file,
+                "--github-user",
+                "erin",
+            ],
+            vec!["support", "grant", "--app", &app, "--hours", "2", "--reason", &reason_fresh, "--github-user", "erin"],
+        ] {
+            let r = run_with(&g, &args);
+            assert_eq!(r.code, 0, "{args:?}: {}{}", r.stdout, r.stderr);
+        }
+        let left = |needles: &[&str]| {
+            let needles: Vec<&[u8]> = needles.iter().map(|n| n.as_bytes()).collect();
+            common::left_in_store_files(&db, &needles)
+        };
+        let seen: std::collections::BTreeSet<String> =
+            left(&[&address, &reason_dash, &branch, &app]).into_iter().map(|(_, n)| n).collect();
+        assert_eq!(seen.len(), 4, "the scan sees what was planted: {seen:?}");
+
+        let r = run_with(&g, &["apps", "delete", "--app", "dash", "--github-user", "erin"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(
+            left(&[&address, "dana@example.com", &reason_dash]),
+            [],
+            "round {round}: what `apps delete` deleted is still in the files"
+        );
+
+        let r = run_with(&g, &["accounts", "delete", "--github-user", "erin"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(
+            left(&[&reason_fresh, &branch, &main_file, &app, "github:5", "dash"]),
+            [],
+            "round {round}: what `accounts delete` deleted is still in the files"
+        );
+    }
+}
+
 #[test]
 fn apps_and_accounts_delete() {
     let (_dir, g) = link_env();

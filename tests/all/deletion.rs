@@ -389,3 +389,70 @@ async fn a_deploy_waits_for_its_deployers_account_deletion() {
     );
     pool.close().await;
 }
+
+/// When `delete_app` or `delete_account` returns, nothing it deleted is readable in any file of
+/// the SQLite store (database, `-wal`, `-shm`), while the store stays open: the deletion folds
+/// the write-ahead log into the file and empties it before it answers. Repeated, since what is
+/// left in the log otherwise depends on when SQLite happened to checkpoint.
+#[tokio::test]
+async fn a_deletion_leaves_nothing_readable_in_the_store_files_when_it_returns() {
+    // An identity whose id has bytes of its own (SQLite stores it as 6 or 8 big-endian bytes).
+    let stranger = UserId(0x71B2_C3D4_E5F6);
+    let stranger_bytes = &stranger.0.to_be_bytes()[2..];
+    let stranger_label = format!("github:{}", stranger.0);
+    for round in 0..10 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let store = Arc::new(SqliteStore::open(&path).await.unwrap());
+        let (authz, world, _mock) = authz_on(store.clone()).await;
+        let erin = Principal::github(world.user("erin").unwrap());
+        let address = format!("canary{round}@example.org");
+        let (reason_dash, reason_fresh) = (format!("reason-dash-{round}"), format!("reason-fresh-{round}"));
+        let (branch, main_file, fresh) =
+            (format!("branch-canary-{round}"), format!("main-canary-{round}.py"), format!("fresh-canary-{round}"));
+        authz.add_viewer(&ChangedBy::Operator, &id("dash"), &address).await.unwrap();
+        authz.issue_link(&id("dash"), &address).await.unwrap();
+        authz.grant_support(&ChangedBy::Operator, &id("dash"), &SupportGrant::new(&reason_dash)).await.unwrap();
+        let coords = ghauthz::RepoCoords::new("acme", "dashboard").unwrap();
+        let deployment = ghauthz::Deployment::new(id(&fresh), coords, &branch, &main_file);
+        authz.deploy_app(&erin, &deployment).await.unwrap();
+        let by_erin = ChangedBy::Principal(erin.clone());
+        authz.grant_support(&by_erin, &id(&fresh), &SupportGrant::new(&reason_fresh)).await.unwrap();
+        // An app of the stranger's, written through the store.
+        let mut record = store.app(&id("dash")).await.unwrap().unwrap();
+        (record.id, record.owner, record.repo, record.branch, record.deployed_by) =
+            (id("strangers"), "stranger-owner".into(), "stranger-repo".into(), "stranger-branch".into(), stranger);
+        let event = ghauthz::store::AuditEvent::new(
+            ghauthz::Timestamp(1),
+            &ghauthz::store::Actor::Github(stranger),
+            &id("strangers"),
+            AuditAction::Deploy,
+        );
+        store.deploy_app(&record, &event).await.unwrap();
+        let left = |needles: &[&[u8]]| common::left_in_store_files(&path, needles);
+        let planted: Vec<&[u8]> = vec![
+            address.as_bytes(),
+            reason_dash.as_bytes(),
+            reason_fresh.as_bytes(),
+            branch.as_bytes(),
+            stranger_bytes,
+            stranger_label.as_bytes(),
+        ];
+        let seen: std::collections::BTreeSet<String> = left(&planted).into_iter().map(|(_, n)| n).collect();
+        assert_eq!(seen.len(), planted.len(), "the scan sees what was planted");
+
+        authz.delete_app(&ChangedBy::Operator, &id("dash")).await.unwrap();
+        let gone: [&[u8]; 3] = [address.as_bytes(), b"dana@example.com", reason_dash.as_bytes()];
+        assert_eq!(left(&gone), [], "round {round}: an app's deletion left what it deleted in the files");
+
+        assert_eq!(authz.delete_account(UserId(5)).await.unwrap(), [id(&fresh), id("legacy")]);
+        let gone: [&[u8]; 6] =
+            [reason_fresh.as_bytes(), branch.as_bytes(), main_file.as_bytes(), fresh.as_bytes(), b"github:5", b"dash"];
+        assert_eq!(left(&gone), [], "round {round}: an account's deletion left what it deleted in the files");
+
+        assert_eq!(store.delete_account(stranger, ghauthz::Timestamp(2)).await.unwrap(), [id("strangers")]);
+        let gone: [&[u8]; 4] = [stranger_bytes, stranger_label.as_bytes(), b"stranger-", b"strangers"];
+        assert_eq!(left(&gone), [], "round {round}: the stranger's deletion left what it deleted in the files");
+        drop(authz);
+    }
+}

@@ -280,3 +280,20 @@ pub fn webhook_signature(secret: &str, body: &[u8]) -> String {
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
+
+/// Which of `needles` are readable in the raw bytes of the SQLite store at `db` (the database
+/// file, its `-wal` and its `-shm`), as `(file, needle)` pairs.
+pub fn left_in_store_files(db: &std::path::Path, needles: &[&[u8]]) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = db.as_os_str().to_owned();
+        file.push(suffix);
+        let Ok(bytes) = std::fs::read(&file) else { continue };
+        for needle in needles {
+            if bytes.windows(needle.len()).any(|w| w == *needle) {
+                found.push((PathBuf::from(&file).display().to_string(), String::from_utf8_lossy(needle).into_owned()));
+            }
+        }
+    }
+    found
+}

@@ -21,6 +21,8 @@ pub(crate) struct Ctx {
     pub(crate) authz: Authorizer,
     /// The world, in world mode.
     pub(crate) world: Option<World>,
+    /// The store the authorizer works on, closed by [`Ctx::close`].
+    store: Arc<dyn Store>,
     _mock: Option<MockGithub>,
 }
 
@@ -90,18 +92,27 @@ async fn world_ctx(g: &Global, path: &Path, needs: Needs) -> Result<Ctx, Outcome
         p.push(".keys");
         PathBuf::from(p)
     });
-    let mock = MockGithub::start_with_clock(world.clone(), clock.clone())
-        .await
-        .map_err(|e| Outcome::error(Exit::Unavailable, "mock_github", e))?;
-    // A store that was never seeded gets the world's apps and viewers, once; from then on the
-    // store alone says which apps and viewers exist.
-    store
-        .seed_once(&world.app_records(), clock.now())
-        .await
-        .map_err(|e| Outcome::error(Exit::Unavailable, e.kind(), &e))?;
-    let authz = Authorizer::builder(mock.github_config()).clock(clock);
-    let authz = finish(g, authz, store, Some(&keys_path), mock.google_config(), needs)?;
-    Ok(Ctx { authz, world: Some(world), _mock: Some(mock) })
+    let started = async {
+        let mock = MockGithub::start_with_clock(world.clone(), clock.clone())
+            .await
+            .map_err(|e| Outcome::error(Exit::Unavailable, "mock_github", e))?;
+        // A store that was never seeded gets the world's apps and viewers, once; from then on the
+        // store alone says which apps and viewers exist.
+        store
+            .seed_once(&world.app_records(), clock.now())
+            .await
+            .map_err(|e| Outcome::error(Exit::Unavailable, e.kind(), &e))?;
+        let authz = Authorizer::builder(mock.github_config()).clock(clock);
+        let authz = finish(g, authz, store.clone(), Some(&keys_path), mock.google_config(), needs)?;
+        Ok((authz, mock))
+    };
+    match started.await {
+        Ok((authz, mock)) => Ok(Ctx { authz, world: Some(world), store, _mock: Some(mock) }),
+        Err(e) => {
+            close(store).await;
+            Err(e)
+        }
+    }
 }
 
 async fn live_ctx(g: &Global, needs: Needs) -> Result<Ctx, Outcome> {
@@ -160,8 +171,19 @@ async fn live_ctx(g: &Global, needs: Needs) -> Result<Ctx, Outcome> {
     };
     let store = open_store(location).await?;
     let authz = Authorizer::builder(GithubConfig::new(auth).with_api_base(base));
-    let authz = finish(g, authz, store, g.keys.as_deref(), google, needs)?;
-    Ok(Ctx { authz, world: None, _mock: None })
+    match finish(g, authz, store.clone(), g.keys.as_deref(), google, needs) {
+        Ok(authz) => Ok(Ctx { authz, world: None, store, _mock: None }),
+        Err(e) => {
+            close(store).await;
+            Err(e)
+        }
+    }
+}
+
+/// Closes `store`, bounded, so that a connection some task still holds cannot keep the command
+/// alive.
+async fn close(store: Arc<dyn Store>) {
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), store.close()).await;
 }
 
 async fn open_store(location: &str) -> Result<Arc<dyn Store>, Outcome> {
@@ -212,6 +234,15 @@ fn finish(
 }
 
 impl Ctx {
+    /// Closes the store, whatever the command's outcome: everything written is then in the
+    /// store's files and nothing else (an SQLite store's write-ahead log is folded in and
+    /// removed).
+    pub(crate) async fn close(self) {
+        let Ctx { authz, store, .. } = self;
+        drop(authz);
+        close(store).await;
+    }
+
     /// The GitHub user with this login: declared in the world (world mode), or as GitHub says
     /// now (live mode).
     pub(crate) async fn user(&self, login: &str) -> Result<GithubUser, Outcome> {

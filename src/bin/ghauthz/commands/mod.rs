@@ -58,7 +58,7 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         Ok(ctx) => ctx,
         Err(e) => return e,
     };
-    match cli.command {
+    let outcome = match cli.command {
         Command::Check(args) => check::run(&ctx, &args).await,
         Command::Explain(args) => explain::explain(&ctx, &args).await,
         Command::Viewers(cmd) => viewers::viewers(&ctx, cmd).await,
@@ -71,5 +71,7 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         Command::Test(args) => test::run(&cli.global, &args).await,
         Command::Accounts(cmd) => accounts::run(&ctx, cmd).await,
         Command::Webhook(args) => webhook::webhook(&ctx, &args).await,
-    }
+    };
+    ctx.close().await;
+    outcome
 }
