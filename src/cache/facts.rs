@@ -221,6 +221,10 @@ impl Facts {
         let fresh = |c: &PermEntry| self.usable(&key, &c.core, app.view(), self.clock.now(), age);
         let fetch = |current: Option<Arc<PermEntry>>| async move {
             let now = self.clock.now();
+            // The caller's mistake, not GitHub's failure: refused without backing off.
+            if token.is_some_and(|t| !t.is_well_formed()) {
+                return Err(GithubError::MalformedToken.into());
+            }
             if let Some(b) = self.backoff.get(&key).filter(|b| b.until > now) {
                 let retry_after = Some(Duration::from_secs(b.until.since(now).as_secs().max(1)));
                 return Err(GithubError::Unavailable { cause: UnavailableCause::BackingOff, retry_after }.into());

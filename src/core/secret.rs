@@ -46,6 +46,20 @@ impl GithubToken {
     pub fn new(token: String) -> Self {
         Self(token)
     }
+
+    /// Whether the token can be sent at all: not empty, and only visible ASCII (no space, no
+    /// control character such as CR or LF, nothing beyond ASCII), as every token GitHub issues
+    /// is. A token that is not is refused before any request, never sent.
+    ///
+    /// ```
+    /// use ghauthz::GithubToken;
+    /// assert!(GithubToken::new("ghs_abc".into()).is_well_formed());
+    /// assert!(!GithubToken::new("ghs_abc\r\nX-Evil: 1".into()).is_well_formed());
+    /// assert!(!GithubToken::new(String::new()).is_well_formed());
+    /// ```
+    pub fn is_well_formed(&self) -> bool {
+        !self.0.is_empty() && self.0.bytes().all(|b| b.is_ascii_graphic())
+    }
 }
 
 #[cfg(test)]

@@ -206,6 +206,10 @@ impl OctocrabGithub {
         let err = |e: octocrab::Error| ClientBuildError(e.to_string());
         let builder = Octocrab::builder().base_uri(cfg.api_base.as_str()).map_err(err)?;
         let octo = match &cfg.auth {
+            // octocrab panics on a token that cannot be a header value: refused here instead.
+            GithubAuth::Token(t) if !t.is_well_formed() => {
+                return Err(ClientBuildError(GithubError::MalformedToken.to_string()));
+            }
             GithubAuth::Token(t) => builder.personal_token(t.expose_secret().to_owned()).build().map_err(err)?,
             GithubAuth::App { app_id, key, installation_id } => builder
                 .app(octocrab::models::AppId(*app_id), key.expose_secret().clone())
@@ -336,6 +340,7 @@ impl OctocrabGithub {
     /// requests; a clone would mint its own), or one carrying the user's token.
     fn octo_for(&self, user_token: Option<&GithubToken>) -> Result<Cow<'_, Octocrab>, GithubError> {
         match user_token {
+            Some(t) if !t.is_well_formed() => Err(GithubError::MalformedToken),
             Some(t) => self
                 .octo
                 .user_access_token(t.expose_secret().to_owned())

@@ -72,6 +72,10 @@ pub enum GithubError {
         /// GitHub's message.
         message: String,
     },
+    /// A token that no request can carry (empty, or holding a space, a control character or
+    /// anything beyond ASCII): refused before anything is sent. Its value is not repeated.
+    #[error("the github token is empty or holds a character no token has (a space, a control character, non-ASCII)")]
+    MalformedToken,
     /// GitHub answered something this client does not understand.
     #[error("unexpected answer from github for `{route}`: {detail}")]
     Protocol {
@@ -84,7 +88,7 @@ pub enum GithubError {
 
 impl GithubError {
     /// A stable name: `rate_limited` (primary or secondary limit), `unavailable` (5xx, timeouts,
-    /// connection failures), `github_credentials`, `github_protocol`.
+    /// connection failures), `github_credentials`, `github_protocol`, `malformed_token`.
     pub fn kind(&self) -> &'static str {
         match self {
             GithubError::Unavailable {
@@ -94,6 +98,7 @@ impl GithubError {
             GithubError::Unavailable { .. } => "unavailable",
             GithubError::Credentials { .. } => "github_credentials",
             GithubError::Protocol { .. } => "github_protocol",
+            GithubError::MalformedToken => "malformed_token",
         }
     }
 

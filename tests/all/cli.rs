@@ -987,6 +987,28 @@ fn live_mode_against_a_mock_github_process() {
     assert_eq!((r.code, r.json()["error"].as_str()), (3, Some("github_credentials")), "{}", r.stdout);
     assert!(r.stderr.starts_with("ghauthz: "), "{}", r.stderr);
     assert!(!r.stdout.contains("ghs_not") && !r.stderr.contains("ghs_not"), "the token is never repeated");
+    // A token no header can carry is refused before anything is sent (it used to panic inside
+    // the GitHub client: exit 101, no JSON).
+    let check = ["check", "--app", "live0", "--action", "edit", "--github-user", "carol", "--github-api", &mock.api];
+    for token in ["ghs_sec\rret", "ghs_sec\nret", "ghs_sec\tret", "ghs_sec ret", "ghs_sec\u{7f}ret", "ghs_s\u{e9}cret"]
+    {
+        let r = Cmd::new(&check).args(&["--db", &db]).envs(&[("GITHUB_TOKEN", token)]).run();
+        assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("usage")), "{token:?}: {}{}", r.stdout, r.stderr);
+        assert!(r.json()["message"].as_str().unwrap().contains("GITHUB_TOKEN"), "{}", r.stdout);
+        assert!(!r.stdout.contains("ghs_s") && !r.stderr.contains("ghs_s"), "the token is never repeated");
+    }
+    let not_utf8 = {
+        use std::os::unix::ffi::OsStrExt as _;
+        std::ffi::OsStr::from_bytes(b"ghs_sec\xffret").to_owned()
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_ghauthz"))
+        .args(check)
+        .args(["--db", &db])
+        .env("GITHUB_TOKEN", &not_utf8)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((out.status.code(), v["error"].as_str()), (Some(1), Some("usage")), "{v}");
     let r = Cmd::new(&["check", "--app", "x", "--action", "view", "--anonymous", "--github-api", &mock.api])
         .envs(&[("GITHUB_TOKEN", &mock.token)])
         .run();

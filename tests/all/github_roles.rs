@@ -180,3 +180,29 @@ async fn github_app_mode_mints_an_installation_token() {
     assert_eq!(env.mock.requests("/app/installations/7/access_tokens"), 1, "the installation token is reused");
     assert!(ghauthz::AppPrivateKey::from_pem(b"not a key").is_err());
 }
+
+/// A token no HTTP header can carry is refused before anything is sent, never passed to the
+/// client (which panics on it), whether it is the installation's or a user's own.
+#[tokio::test]
+async fn a_token_no_header_can_carry_is_refused_before_it_is_sent() {
+    let mock = ghauthz::world::MockGithub::start(common::fixture("acme.toml")).await.unwrap();
+    for bad in ["ghs_a\r\nX-Injected: 1", "ghs_a\nb", "ghs_a\u{0}b", "ghs a", "", "ghs_\u{e9}"] {
+        let cfg = ghauthz::GithubConfig::new(ghauthz::GithubAuth::Token(ghauthz::GithubToken::new(bad.into())))
+            .with_api_base(mock.base_url());
+        let err = ghauthz::Authorizer::builder(cfg).build().unwrap_err();
+        assert_eq!(err.kind(), "github_client", "{bad:?}");
+        assert!(!err.to_string().contains("ghs_"), "the token is not repeated: {err}");
+    }
+    assert_eq!(mock.total_requests(), 0, "nothing was sent");
+
+    let opts = common::Opts { github: Box::new(|m| m.user_token_config()), ..Default::default() };
+    let env = common::env_with(common::fixture("acme.toml"), opts).await;
+    let bob = env.world.user("bob").unwrap();
+    let before = env.mock.total_requests();
+    for bad in ["user:bob\r\n", "user:bob\rx", "user: bob"] {
+        let with_token = Principal::github_with_token(bob.clone(), ghauthz::GithubToken::new(bad.into()));
+        let err = env.authz.check(&with_token, &env.app("dash"), Capability::Edit).await.unwrap_err();
+        assert_eq!(err.kind(), "malformed_token", "{bad:?}: {err:?}");
+    }
+    assert_eq!(env.mock.total_requests(), before, "nothing was sent");
+}

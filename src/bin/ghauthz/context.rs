@@ -146,7 +146,18 @@ async fn live_ctx(g: &Global, needs: Needs) -> Result<Ctx, Outcome> {
                     "`GITHUB_TOKEN` is longer than {MAX_TOKEN} bytes (its value is not repeated)"
                 )));
             }
-            Ok(token) if !token.trim().is_empty() => GithubAuth::Token(GithubToken::new(token.trim().to_owned())),
+            Ok(token) if !token.trim().is_empty() => {
+                let token = GithubToken::new(token.trim().to_owned());
+                if !token.is_well_formed() {
+                    return Err(usage(
+                        "`GITHUB_TOKEN` holds a character no token has: a space, a control character (CR, LF, ...) or non-ASCII (its value is not repeated)",
+                    ));
+                }
+                GithubAuth::Token(token)
+            }
+            Err(std::env::VarError::NotUnicode(_)) => {
+                return Err(usage("`GITHUB_TOKEN` is not UTF-8 (its value is not repeated)"));
+            }
             _ => {
                 return Err(usage(
                     "live mode needs GitHub credentials: `GITHUB_TOKEN`, or a GitHub App with `--app-id`, `--app-key` and `--installation`",
