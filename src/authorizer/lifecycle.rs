@@ -566,6 +566,22 @@ impl Authorizer {
     ) -> Result<Actor, ManageError> {
         let refused = match self.authorize_app(by, app, need).await {
             Err(ManageError::Denied { app, decision }) => (app, decision),
+            Err(ManageError::UnknownApp(id)) => {
+                // Refused for an id no app has: on record for a GitHub user, as a check of such
+                // an id is (anyone else could fill the log with ids of their choosing), unless
+                // the id is one `deploy_app` refuses.
+                let github_user = match by {
+                    ChangedBy::Principal(Principal::GithubUser { user, .. }) if !refused_field(&id.0) => Some(user),
+                    _ => None,
+                };
+                if let Some(user) = github_user {
+                    let event = AuditEvent::new(self.inner.clock.now(), &Actor::Github(user.id), &id, action)
+                        .with_outcome(AuditOutcome::Denied)
+                        .with_detail(super::unknown_app().reason().kind());
+                    self.record(&event, None).await?;
+                }
+                return Err(ManageError::UnknownApp(id));
+            }
             other => return other,
         };
         let (app, decision) = refused;

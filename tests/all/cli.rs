@@ -642,6 +642,37 @@ fn deletions_leave_nothing_readable_in_the_store_files() {
     }
 }
 
+/// docs/cli.md: every delete and visibility change is on record, allowed or refused, an id no
+/// app has included (for a GitHub user, as a check of it is).
+#[test]
+fn a_refused_delete_or_visibility_change_of_an_unknown_id_is_on_record() {
+    let (_dir, g) = link_env();
+    let r = run_with(&g, &["apps", "delete", "--app", "nosuch", "--github-user", "carol"]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (2, Some("unknown_app")));
+    let r = run_with(&g, &["apps", "visibility", "--app", "nosuch", "--visibility", "public", "--github-user", "erin"]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (2, Some("unknown_app")));
+    let events = run_with(&g, &["audit", "--app", "nosuch"]).json()["events"].clone();
+    let seen: Vec<(&str, &str, &str, &str)> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let f = |k: &str| e[k].as_str().unwrap_or("");
+            (f("action"), f("actor"), f("outcome"), f("detail"))
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [("visibility", "github:5", "denied", "unknown_app"), ("delete", "github:3", "denied", "unknown_app")],
+        "newest first"
+    );
+    // The operator's refusal of an unknown id, and any refusal of an id no app could have, are
+    // not written.
+    let r = run_with(&g, &["apps", "delete", "--app", "other"]);
+    assert_eq!(r.code, 2);
+    assert_eq!(run_with(&g, &["audit", "--app", "other"]).json()["events"], serde_json::json!([]));
+}
+
 #[test]
 fn apps_and_accounts_delete() {
     let (_dir, g) = link_env();
