@@ -215,7 +215,9 @@ impl TableReport {
     }
 }
 
-/// `s` with XML's five special characters escaped, and other control characters dropped.
+/// `s` with XML's five special characters escaped, and dropped: control characters, and every
+/// other character outside XML 1.0's `Char` production (U+FFFE and U+FFFF; Rust's `char` holds
+/// no surrogate).
 fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -225,7 +227,7 @@ fn escape(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
-            c if c.is_control() => {}
+            c if c.is_control() || matches!(c, '\u{FFFE}' | '\u{FFFF}') => {}
             c => out.push(c),
         }
     }

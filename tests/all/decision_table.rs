@@ -195,3 +195,19 @@ allow = ["view", "deploy"]
     let suites = doc.root_element();
     assert_eq!((suites.attribute("tests"), suites.attribute("failures")), (Some("2"), Some("1")));
 }
+
+/// The report is well-formed XML whatever the case names hold: characters outside XML 1.0's
+/// `Char` production (U+FFFE, U+FFFF, control characters) are dropped.
+#[tokio::test]
+async fn junit_output_is_well_formed_whatever_a_case_name_holds() {
+    let (_dir, path) = table(
+        "version = 1\nworld = \"acme.toml\"\n\n[[case]]\nname = \"a\\uFFFEb\\uFFFFc\\u0001d\\u0085e\\u00e9\\U0001F600\"\n\
+         principal = \"github:carol\"\napp = \"dash\"\nallow = [\"view\", \"deploy\"]\n",
+    );
+    let report = DecisionTable::load(&path).unwrap().run().await.unwrap();
+    let xml = report.to_junit("t\u{FFFF}able");
+    let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("not well-formed ({e}): {xml:?}"));
+    let names: Vec<_> =
+        doc.descendants().filter(|n| n.has_tag_name("testcase")).map(|c| c.attribute("classname")).collect();
+    assert_eq!(names, [Some("abcde\u{e9}\u{1F600}"); 2]);
+}
