@@ -36,7 +36,7 @@ pub use authorizer::{
     SupportGrant, ViewerChange,
 };
 pub use cache::{CacheConfig, CacheStats, Consistency};
-pub use clock::SystemClock;
+pub use clock::{SystemClock, TimeError};
 pub use error::CheckError;
 pub use github::{ClientBuildError, GithubAuth, GithubConfig, GithubError, UnavailableCause};
 pub use google::{GoogleConfig, GoogleError, GoogleIdentity};

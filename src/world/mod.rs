@@ -113,10 +113,9 @@ fn from_toml<T: serde::de::DeserializeOwned>(text: &str, file: Option<&Path>) ->
     })
 }
 
-/// An RFC 3339 time at or after 1970, or why not (the text is the file's own).
+/// An RFC 3339 time from 1970 to the end of year 9999, or why not (the text is not repeated).
 fn timestamp(s: &str) -> Result<Timestamp, String> {
-    let t = chrono::DateTime::parse_from_rfc3339(s).map_err(|e| format!("`{s}` is not an RFC 3339 time: {e}"))?;
-    u64::try_from(t.timestamp_millis()).map(Timestamp).map_err(|_| "before 1970".to_owned())
+    Timestamp::parse_rfc3339(s).map_err(|e| format!("expected an RFC 3339 time from 1970 to year 9999: {e}"))
 }
 
 fn position(text: &str, offset: usize) -> (usize, usize) {

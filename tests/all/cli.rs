@@ -255,6 +255,32 @@ fn bad_usage_exits_1_with_json() {
     }
 }
 
+/// A time past year 9999 (an offset can carry the last day past it) would be written as
+/// `+10000-...`, which is not RFC 3339: refused on the way in, from an option or a world file.
+#[test]
+fn times_after_year_9999_are_refused_on_the_way_in() {
+    let w = world("acme.toml");
+    for now in ["9999-12-31T23:00:00-02:00", "9999-12-31T23:59:59.999-00:01"] {
+        let r = ghauthz(&["check", "--world", &w, "--now", now, "--app", "dash", "--action", "view", "--anonymous"]);
+        assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("usage")), "{now}: {}", r.stdout);
+        assert!(r.json()["message"].as_str().unwrap().contains("after year 9999"), "{}", r.stdout);
+        let r = ghauthz(&["audit", "--world", &w, "--since", now]);
+        assert_eq!(r.code, 1, "{now}: {}", r.stdout);
+    }
+    let r = ghauthz(&["check", "--world", &w, "--now", "9999-12-31T23:59:59Z", "--app", "dash", "--action", "view"]);
+    assert_eq!(r.code, 1, "the last second is taken; --anonymous is missing: {}", r.stdout);
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(common::fixture_path("worlds/acme.toml"))
+        .unwrap()
+        .replace("now = \"2026-11-22T10:00:00Z\"", "now = \"9999-12-31T23:00:00-02:00\"");
+    let path = dir.path().join("late.toml");
+    std::fs::write(&path, text.replace("../keys/", &format!("{}/", common::fixture_path("keys").display()))).unwrap();
+    let r = ghauthz(&["check", "--world", path.to_str().unwrap(), "--app", "dash", "--action", "view", "--anonymous"]);
+    assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("bad_world")), "{}", r.stdout);
+    assert!(r.json()["message"].as_str().unwrap().contains("`now`: expected an RFC 3339 time"), "{}", r.stdout);
+    assert!(!r.stdout.contains("9999-12-31T23:00:00-02:00"), "the value is not repeated: {}", r.stdout);
+}
+
 #[test]
 fn malformed_world_exits_1_with_line_and_field() {
     let bad = common::fixture_path("worlds/broken/unknown-login.toml").display().to_string();
@@ -696,6 +722,14 @@ fn apps_and_accounts_delete() {
     );
     let r = run_with(&g, &["accounts", "delete"]);
     assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("usage")), "one of the two");
+    // An id no store can hold is bad input, not a store failure.
+    for id in ["9223372036854775808", "18446744073709551615", "18446744073709551616", "-1"] {
+        let r = run_with(&g, &["accounts", "delete", "--github-id", id]);
+        assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("usage")), "{id}: {}", r.stdout);
+        assert!(r.json()["message"].as_str().unwrap().contains("--github-id"), "{id}: {}", r.stdout);
+    }
+    let r = run_with(&g, &["accounts", "delete", "--github-id", "9223372036854775807"]);
+    assert_eq!((r.code, &r.json()["deleted_apps"]), (0, &serde_json::json!([])), "the largest id a store holds");
     let r = run_with(&g, &["accounts", "delete", "--github-id", "1", "--github-user", "alice"]);
     assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("usage")), "not both");
 }
@@ -807,6 +841,18 @@ fn support_windows_from_the_command_line() {
         &["support", "grant", "--app", "dash", "--hours", "200", "--reason", "x", "--github-user", "carol"],
     );
     assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("invalid_support")), "at most 7 days");
+    // A negative number is a bad value for its option, which is named (the value is not).
+    let grant = ["support", "grant", "--app", "dash", "--reason", "x", "--github-user", "carol", "--hours", "-1"];
+    for (option, args) in [("--hours", &grant[..]), ("--limit", &["audit", "--app", "dash", "--limit", "-5"][..])] {
+        let r = run_with(&g, args);
+        assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("usage")), "{option}: {}", r.stdout);
+        let message = r.json()["message"].as_str().unwrap().to_owned();
+        assert!(
+            message.contains(option) && !message.contains('-') || message.contains(&format!("`{option}")),
+            "{message}"
+        );
+        assert!(!message.contains("-1") && !message.contains("-5"), "{message}");
+    }
     let r = run_with(&g, &["support", "list", "--app", "dash", "--github-user", "carol"]);
     assert_eq!(r.json()["windows"].as_array().unwrap().len(), 1);
     let r = run_with(&g, &["support", "revoke", "--app", "dash", "--agent", "a7"]);

@@ -36,13 +36,13 @@ pub(crate) struct Global {
     #[arg(long, global = true, value_name = "URL")]
     pub(crate) github_api: Option<String>,
     /// Live mode, as a GitHub App: its id (with `--app-key` and `--installation`).
-    #[arg(long, global = true, value_name = "ID")]
+    #[arg(long, global = true, value_name = "ID", allow_negative_numbers = true)]
     pub(crate) app_id: Option<u64>,
     /// Live mode, as a GitHub App: its private key (PEM).
     #[arg(long, global = true, value_name = "FILE")]
     pub(crate) app_key: Option<PathBuf>,
     /// Live mode, as a GitHub App: the installation to act as.
-    #[arg(long, global = true, value_name = "ID")]
+    #[arg(long, global = true, value_name = "ID", allow_negative_numbers = true)]
     pub(crate) installation: Option<u64>,
     /// Live mode: Google's JWKS (default Google's own).
     #[arg(long, global = true, value_name = "URL")]
@@ -138,7 +138,7 @@ pub(crate) enum SupportCommand {
         #[arg(long)]
         app: String,
         /// How long it stays open, in hours (1 to 168).
-        #[arg(long, value_name = "H")]
+        #[arg(long, value_name = "H", allow_negative_numbers = true)]
         hours: u64,
         /// Why (shown to whoever lists the windows).
         #[arg(long)]
@@ -186,7 +186,7 @@ pub(crate) struct AuditArgs {
     #[arg(long, value_name = "RFC3339", value_parser = crate::input::parse_time)]
     pub(crate) since: Option<Timestamp>,
     /// At most this many entries (the newest).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub(crate) limit: Option<u32>,
 }
 
@@ -302,7 +302,7 @@ pub(crate) enum AccountsCommand {
         github_user: Option<String>,
         /// The account, by its numeric GitHub id (for an account GitHub no longer has, or whose
         /// login has since been taken by someone else).
-        #[arg(long, value_name = "ID")]
+        #[arg(long, value_name = "ID", allow_negative_numbers = true)]
         github_id: Option<u64>,
     },
 }

@@ -70,8 +70,7 @@ pub(crate) fn policy_error(
 
 /// An RFC 3339 time at or after 1970 (`--since`, `--now`); the error does not repeat it.
 pub(crate) fn parse_time(s: &str) -> Result<Timestamp, String> {
-    let t = chrono::DateTime::parse_from_rfc3339(s).map_err(|e| format!("not an RFC 3339 time: {e}"))?;
-    u64::try_from(t.timestamp_millis()).map(Timestamp).map_err(|_| "before 1970".to_owned())
+    Timestamp::parse_rfc3339(s).map_err(|e| e.to_string())
 }
 
 /// `--now`: an RFC 3339 time at or after 1970.

@@ -214,7 +214,5 @@ pub(crate) fn manage_error(e: &ManageError) -> Outcome {
 }
 
 pub(crate) fn rfc3339(t: Timestamp) -> String {
-    chrono::DateTime::from_timestamp_millis(i64::try_from(t.0).unwrap_or(i64::MAX))
-        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_default()
+    t.to_rfc3339()
 }

@@ -10,6 +10,14 @@ use crate::output::{Exit, Outcome, error_json};
 pub(crate) async fn run(ctx: &Ctx, cmd: AccountsCommand) -> Outcome {
     let AccountsCommand::Delete { github_user, github_id } = cmd;
     let id = match (&github_user, github_id) {
+        // No store holds an id beyond a signed 64-bit integer (GitHub's ids are far below it).
+        (_, Some(id)) if i64::try_from(id).is_err() => {
+            return Outcome::error(
+                Exit::Usage,
+                "usage",
+                format!("`--github-id`: at most {} (no store holds more)", i64::MAX),
+            );
+        }
         (_, Some(id)) => UserId(id),
         (Some(login), None) => match ctx.user(login).await {
             Ok(user) => user.id,
