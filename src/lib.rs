@@ -15,6 +15,7 @@ mod webhook;
 pub mod world;
 
 pub use crate::core::decision::{Decision, NoAccessDetail, Outcome, Reason, Source};
+pub use crate::core::deployment::{MAX_DEPLOY_FIELD, valid_app_id, valid_branch, valid_main_file};
 pub use crate::core::email::{Email, EmailError, MAX_EMAIL_LEN};
 pub use crate::core::ids::{
     App, AppId, GithubUser, GrantId, InvalidRepoCoords, OwnerId, RepoCoords, RepoId, SupportId, UserId,
@@ -32,8 +33,8 @@ pub use crate::core::support::{
 };
 pub use crate::core::time::{Clock, ManualClock, Timestamp};
 pub use authorizer::{
-    Authorizer, AuthorizerBuilder, BuildError, ChangedBy, Deployment, MAX_DEPLOY_FIELD, ManageError, Principal,
-    SupportGrant, ViewerChange,
+    Authorizer, AuthorizerBuilder, BuildError, ChangedBy, Deployment, ManageError, Principal, SupportGrant,
+    ViewerChange,
 };
 pub use cache::{CacheConfig, CacheStats, Consistency};
 pub use clock::{SystemClock, TimeError};

@@ -4,6 +4,7 @@
 use super::{Authorizer, ChangedBy, ManageError, Principal};
 use crate::cache::{Age, Consistency};
 use crate::core::decision::{Decision, Fact, NoAccessDetail, Outcome, Reason, Source, decide_github};
+use crate::core::deployment::{MAX_DEPLOY_FIELD, valid_app_id, valid_branch, valid_main_file};
 use crate::core::ids::{App, AppId, RepoCoords, UserId};
 use crate::core::policy::{Capability, Need, Visibility};
 use crate::error::CheckError;
@@ -11,9 +12,6 @@ use crate::store::{
     Actor, AppRecord, AuditAction, AuditEvent, AuditFilter, AuditOutcome, Change, DeployOutcome, StoreError,
     StoreFailure,
 };
-
-/// The longest app id, branch or main file a deployment may name, in bytes.
-pub const MAX_DEPLOY_FIELD: usize = 255;
 
 /// What [`Authorizer::deploy_app`] is asked to deploy: an app id, the repository's coordinates,
 /// the branch and main file, and the visibility (private unless set).
@@ -71,17 +69,25 @@ impl Deployment {
         self.visibility
     }
 
-    /// The first field that is empty, too long or holds a control character.
+    /// The first field that breaks its rule.
     fn invalid_field(&self) -> Option<&'static str> {
-        [("app", self.app.0.as_str()), ("branch", &self.branch), ("main_file", &self.main_file)]
-            .into_iter()
-            .find(|(_, value)| refused_field(value))
-            .map(|(name, _)| name)
+        if !valid_app_id(&self.app.0) {
+            Some("app")
+        } else if !valid_branch(&self.branch) {
+            Some("branch")
+        } else if !valid_main_file(&self.main_file) {
+            Some("main_file")
+        } else {
+            None
+        }
     }
 }
 
-/// Whether `s` is no app id, branch or main file a deployment may name: empty, longer than
-/// [`MAX_DEPLOY_FIELD`] bytes, or holding a control character.
+/// Whether `s` is an app id no entry is written for: empty, longer than [`MAX_DEPLOY_FIELD`]
+/// bytes, or holding a control character. An app stored before deployments kept to the app-id
+/// alphabet ([`valid_app_id`]) may have an id outside it: it is checked, listed, changed,
+/// deleted and audited as any other, unless its id is refused here. An id no app has is recorded
+/// only within the alphabet, since only such an id can become an app's.
 pub(super) fn refused_field(s: &str) -> bool {
     s.is_empty() || s.len() > MAX_DEPLOY_FIELD || s.chars().any(char::is_control)
 }
@@ -157,8 +163,9 @@ impl Authorizer {
     ///
     /// # Errors
     ///
-    /// - [`ManageError::InvalidDeployment`]: an empty, overlong (over [`MAX_DEPLOY_FIELD`] bytes)
-    ///   or control-character app id, branch or main file; nothing is asked or written.
+    /// - [`ManageError::InvalidDeployment`]: an app id outside [`valid_app_id`]'s alphabet, a
+    ///   branch git would refuse ([`valid_branch`]) or a main file outside the repository
+    ///   ([`valid_main_file`]); nothing is asked or written.
     /// - [`ManageError::RepoNotFound`]: GitHub has no repository there that may be seen (audited).
     /// - [`ManageError::Denied`]: `by` may not deploy it; the decision says why (audited).
     /// - [`ManageError::AppExists`]: an app with this id is deployed from other coordinates, or
@@ -568,10 +575,10 @@ impl Authorizer {
             Err(ManageError::Denied { app, decision }) => (app, decision),
             Err(ManageError::UnknownApp(id)) => {
                 // Refused for an id no app has: on record for a GitHub user, as a check of such
-                // an id is (anyone else could fill the log with ids of their choosing), unless
-                // the id is one `deploy_app` refuses.
+                // an id is (anyone else could fill the log with ids of their choosing), if the id
+                // could become an app's.
                 let github_user = match by {
-                    ChangedBy::Principal(Principal::GithubUser { user, .. }) if !refused_field(&id.0) => Some(user),
+                    ChangedBy::Principal(Principal::GithubUser { user, .. }) if valid_app_id(&id.0) => Some(user),
                     _ => None,
                 };
                 if let Some(user) = github_user {

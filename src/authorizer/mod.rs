@@ -3,7 +3,7 @@
 mod lifecycle;
 mod support;
 
-pub use lifecycle::{Deployment, MAX_DEPLOY_FIELD};
+pub use lifecycle::Deployment;
 pub use support::SupportGrant;
 
 use std::sync::atomic::Ordering;
@@ -229,9 +229,10 @@ pub enum ManageError {
     /// may have been written before the store failed; retrying is safe.
     #[error(transparent)]
     Check(#[from] CheckError),
-    /// A deployment's `app`, `branch` or `main_file` (named) is empty, longer than
-    /// [`MAX_DEPLOY_FIELD`] bytes, or holds a control character; nothing was asked or written.
-    #[error("invalid deployment: `{0}` is empty, too long or holds a control character")]
+    /// A deployment's `app`, `branch` or `main_file` (named) breaks its rule
+    /// ([`valid_app_id`](crate::valid_app_id), [`valid_branch`](crate::valid_branch),
+    /// [`valid_main_file`](crate::valid_main_file)); nothing was asked or written.
+    #[error("invalid deployment: {}", deployment_rule(.0))]
     InvalidDeployment(&'static str),
     /// GitHub has no repository at the deployment's coordinates that may be seen.
     #[error("no repository `{0}` on GitHub")]
@@ -244,6 +245,20 @@ pub enum ManageError {
     /// or control-character reason. Nothing was asked or written.
     #[error("invalid support grant: `{0}` is refused")]
     InvalidSupport(&'static str),
+}
+
+/// The rule a deployment's field breaks, for [`ManageError::InvalidDeployment`]'s message (the
+/// value is not repeated).
+fn deployment_rule(field: &str) -> &'static str {
+    match field {
+        "app" => "an app id is 1 to 255 ASCII letters, digits, `-`, `_` and `.`, starting with a letter or a digit",
+        "branch" => "`branch` is not a branch name git accepts (git check-ref-format), or is longer than 255 bytes",
+        "main_file" => {
+            "`main_file` is not a relative path inside the repository (no leading `/`, no `.`, `..` or empty \
+             component, no `\\`, control or invisible character), or is longer than 255 bytes"
+        }
+        _ => "a field breaks its rule",
+    }
 }
 
 impl ManageError {
@@ -1171,10 +1186,13 @@ impl Authorizer {
             }
             None => {
                 let decision = unknown_app();
-                // An id no app has is on record for a GitHub user only: anyone else (nobody signed
-                // in, a session) could fill the log with ids of their choosing.
+                // An id no app has is on record for a GitHub user only (anyone else, nobody signed
+                // in or a session, could fill the log with ids of their choosing), and only if it
+                // could become an app's.
                 if let Principal::GithubUser { user, .. } = principal {
-                    self.record_check((Actor::Github(user.id), None), app, cap, &decision).await?;
+                    if crate::core::deployment::valid_app_id(&app.0) {
+                        self.record_check((Actor::Github(user.id), None), app, cap, &decision).await?;
+                    }
                 }
                 Ok(decision)
             }

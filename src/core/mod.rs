@@ -4,6 +4,7 @@
 //! nothing outside itself (a test reads these files and fails on an import from outside).
 
 pub(crate) mod decision;
+pub(crate) mod deployment;
 pub(crate) mod email;
 pub(crate) mod ids;
 pub(crate) mod invalidation;

@@ -232,8 +232,8 @@ struct AppSpec {
     id: Spanned<String>,
     repo: Spanned<String>,
     repo_id: Spanned<u64>,
-    branch: String,
-    main_file: String,
+    branch: Spanned<String>,
+    main_file: Spanned<String>,
     visibility: Visibility,
     deployed_by: Spanned<String>,
     #[serde(default)]
@@ -726,11 +726,30 @@ impl Checker<'_> {
                 self.err(Some(a.repo.span()), format!("apps[{i}].repo"), e.to_string())
             })?;
             let id = a.id.get_ref();
-            if id.is_empty() || apps.iter().any(|x| x.app.id().0 == *id) {
+            // A world's apps are deployments: the same rules hold (the value is not repeated).
+            if !crate::core::deployment::valid_app_id(id) {
                 return Err(self.err(
                     Some(a.id.span()),
                     format!("apps[{i}].id"),
-                    format!("app id `{id}` is empty or declared twice"),
+                    "expected an app id: 1 to 255 ASCII letters, digits, `-`, `_` and `.`, starting with a letter or a digit",
+                ));
+            }
+            if apps.iter().any(|x| x.app.id().0 == *id) {
+                return Err(self.err(Some(a.id.span()), format!("apps[{i}].id"), "the app id is declared twice"));
+            }
+            if !crate::core::deployment::valid_branch(a.branch.get_ref()) {
+                return Err(self.err(
+                    Some(a.branch.span()),
+                    format!("apps[{i}].branch"),
+                    "expected a branch name git accepts (git check-ref-format), at most 255 bytes",
+                ));
+            }
+            if !crate::core::deployment::valid_main_file(a.main_file.get_ref()) {
+                return Err(self.err(
+                    Some(a.main_file.span()),
+                    format!("apps[{i}].main_file"),
+                    "expected a relative path inside the repository (no leading `/`, no `.`, `..` or empty component, \
+                     no `\\`, control or invisible character), at most 255 bytes",
                 ));
             }
             let deployed_by = logins.id(self, &a.deployed_by, format!("apps[{i}].deployed_by"))?;
@@ -745,8 +764,8 @@ impl Checker<'_> {
             }
             apps.push(WorldApp {
                 app: App::new(AppId(id.clone()), coords, RepoId(repo_id), a.visibility),
-                branch: a.branch.clone(),
-                main_file: a.main_file.clone(),
+                branch: a.branch.get_ref().clone(),
+                main_file: a.main_file.get_ref().clone(),
                 deployed_by,
                 viewers,
             });

@@ -470,3 +470,54 @@ async fn an_app_with_an_id_deploy_refuses_is_never_deployed_by_a_check() {
     v.authz.check_app(&Principal::support("a7"), &id(&long), Capability::Deploy).await.unwrap();
     assert_eq!(store.audit(&AuditFilter::new()).await.unwrap().len(), before + 1, "a support check is on record");
 }
+
+/// A new deployment's id keeps to the app-id alphabet, its branch is one git accepts and its
+/// main file lies inside the repository: nothing else is asked of GitHub or written. An app
+/// stored before (an id outside the alphabet) is still checked and deleted as any other.
+#[tokio::test]
+async fn deployments_name_plain_ids_real_branches_and_files_inside_the_repository() {
+    let store: Arc<dyn Store> = Arc::new(ghauthz::store::MemoryStore::new());
+    let v = common::viewers_on(store.clone()).await;
+    let erin = Principal::github(v.world.user("erin").unwrap());
+    let before = v.mock.total_requests();
+    let coords = || "acme/dashboard".parse::<RepoCoords>().unwrap();
+    let ids = ["da\u{202e}sh", "da\u{200b}sh", "\u{2066}dash", "\u{feff}dash", "d\u{430}sh", "da sh", "-dash", ""];
+    for bad in ids {
+        let d = Deployment::new(id(bad), coords(), "main", "app.py");
+        assert_eq!(v.authz.deploy_app(&erin, &d).await.unwrap_err(), ManageError::InvalidDeployment("app"), "{bad:?}");
+    }
+    for bad in ["/etc/passwd", "../../x", "src/../../x", "a\0b", "a\u{1}b", "./app.py", "src/", "a\\b", "a\u{202e}b"] {
+        let d = Deployment::new(id("fine"), coords(), "main", bad);
+        let err = v.authz.deploy_app(&erin, &d).await.unwrap_err();
+        assert_eq!(err, ManageError::InvalidDeployment("main_file"), "{bad:?}");
+        assert!(!err.to_string().contains(bad), "the value is not repeated: {err}");
+    }
+    for bad in [
+        "a..b", "-x", "x.lock", ".x", "a/.b", "a/", "/a", "a//b", "a b", "a~1", "a^", "a:b", "a?", "a*", "a[b", "@",
+        "a@{1}", "a.",
+    ] {
+        let d = Deployment::new(id("fine"), coords(), bad, "app.py");
+        assert_eq!(
+            v.authz.deploy_app(&erin, &d).await.unwrap_err(),
+            ManageError::InvalidDeployment("branch"),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(v.mock.total_requests(), before, "nothing was asked of GitHub");
+    assert!(store.audit(&AuditFilter::new().for_app(id("fine"))).await.unwrap().is_empty(), "nor written");
+    let ok = Deployment::new(id("fine-1.v2_x"), coords(), "feature/new-ui", "pages/données.py");
+    v.authz.deploy_app(&erin, &ok).await.unwrap();
+
+    // An app stored with an id outside the alphabet is still an app.
+    let mut legacy = store.app(&id("dash")).await.unwrap().unwrap();
+    legacy.id = id("da\u{202e}sh");
+    store.put_app(&legacy).await.unwrap();
+    let d = v.authz.check_app(&erin, &legacy.id, Capability::Delete).await.unwrap();
+    assert!(d.is_allowed(), "{d:?}");
+    v.authz.delete_app(&ChangedBy::Principal(erin.clone()), &legacy.id).await.unwrap();
+    assert_eq!(store.app(&legacy.id).await.unwrap(), None);
+    // A refusal about an id outside the alphabet that no app has is not written.
+    let err = v.authz.delete_app(&ChangedBy::Principal(erin.clone()), &id("ghost\u{202e}")).await.unwrap_err();
+    assert_eq!(err.kind(), "unknown_app");
+    assert!(store.audit(&AuditFilter::new().for_app(id("ghost\u{202e}"))).await.unwrap().is_empty());
+}

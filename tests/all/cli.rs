@@ -699,6 +699,42 @@ fn a_refused_delete_or_visibility_change_of_an_unknown_id_is_on_record() {
     assert_eq!(run_with(&g, &["audit", "--app", "other"]).json()["events"], serde_json::json!([]));
 }
 
+/// `apps deploy` refuses an id that could pass for another, a branch git refuses and a main
+/// file outside the repository, naming the field and never the value.
+#[test]
+fn apps_deploy_refuses_spoofed_ids_and_files_outside_the_repository() {
+    let (_dir, g) = link_env();
+    let deploy = |app: &str, branch: &str, main_file: &str| {
+        let args = ["apps", "deploy", "--app", app, "--repo", "acme/dashboard", "--branch", branch, "--main-file"];
+        run_with(&g, &[&args[..], &[main_file, "--github-user", "erin"]].concat())
+    };
+    for (app, branch, main_file, field) in [
+        ("da\u{202e}sh", "main", "app.py", "app id"),
+        ("\u{feff}dash", "main", "app.py", "app id"),
+        ("da\u{200b}sh", "main", "app.py", "app id"),
+        ("x", "main", "/etc/passwd", "main_file"),
+        ("x", "main", "../../x", "main_file"),
+        ("x", "main", "src/../../x", "main_file"),
+        ("x", "a..b", "app.py", "branch"),
+        ("x", "a.lock", "app.py", "branch"),
+    ] {
+        let r = deploy(app, branch, main_file);
+        assert_eq!(
+            (r.code, r.json()["error"].as_str()),
+            (1, Some("invalid_deployment")),
+            "{app:?} {branch:?} {main_file:?}"
+        );
+        let message = r.json()["message"].as_str().unwrap().to_owned();
+        assert!(message.contains(field), "{message}");
+        for value in [app, branch, main_file].into_iter().filter(|v| v.len() > 3 && *v != "main") {
+            assert!(!r.stdout.contains(value) && !r.stderr.contains(value), "{value:?} repeated: {}", r.stdout);
+        }
+    }
+    assert_eq!(run_with(&g, &["audit", "--app", "x"]).json()["events"], serde_json::json!([]), "nothing written");
+    let r = deploy("fine-1", "feature/ui", "pages/app.py");
+    assert_eq!(r.code, 0, "{}", r.stdout);
+}
+
 #[test]
 fn apps_and_accounts_delete() {
     let (_dir, g) = link_env();
