@@ -222,3 +222,31 @@ macro_rules! suite {
 suite!(memory, common::Backend::Memory);
 suite!(sqlite, common::Backend::Sqlite);
 suite!(postgres, common::Backend::Postgres);
+
+/// One rule for an agent's name, said the same everywhere: the code refuses `@` (a name is never
+/// an address, which would outlive its app in the audit log), and no document a user reads
+/// allows it.
+#[test]
+fn an_agents_name_follows_one_rule_in_the_code_and_every_document() {
+    for name in ["a7", "ops.team_1-x", &"a".repeat(64)] {
+        assert!(ghauthz::valid_agent_name(name), "{name}");
+    }
+    for name in ["ops@example.com", "a@b", "", "a b", &"a".repeat(65), "\u{430}gent"] {
+        assert!(!ghauthz::valid_agent_name(name), "{name}");
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut docs: Vec<_> = std::fs::read_dir(root.join("docs")).unwrap().map(|e| e.unwrap().path()).collect();
+    docs.extend(["README.md", "SECURITY.md"].map(|f| root.join(f)));
+    for doc in docs {
+        let text = std::fs::read_to_string(&doc).unwrap();
+        // Paragraph by paragraph: a statement of the alphabet names its characters in one place.
+        for paragraph in text.split("\n\n").filter(|p| p.contains("agent") && p.contains("ASCII letters")) {
+            assert!(
+                paragraph.contains("no `@`"),
+                "{}: an agent's name rule without `no @`: {paragraph}",
+                doc.display()
+            );
+            assert!(!paragraph.contains("and `@`"), "{}: allows `@`: {paragraph}", doc.display());
+        }
+    }
+}
