@@ -104,13 +104,78 @@ fn from_toml<T: serde::de::DeserializeOwned>(text: &str, file: Option<&Path>) ->
         field,
         message: message.to_owned(),
     };
-    let de = toml::Deserializer::parse(text).map_err(|e| refused(e.span(), None, e.message()))?;
+    let de = toml::Deserializer::parse(text).map_err(|e| refused(e.span(), None, &without_values(e.message())))?;
     serde_path_to_error::deserialize(de).map_err(|e| {
         // `toml::Spanned` shows up in paths under private field names; they are not fields.
-        let path = e.path().to_string().split(".$__serde_spanned").next().unwrap_or(".").to_owned();
+        let mut path = e.path().to_string().split(".$__serde_spanned").next().unwrap_or(".").to_owned();
         let inner = e.into_inner();
-        refused(inner.span(), (path != ".").then_some(path), inner.message())
+        // An unknown key ends the path: it is what was typed, so the field named is its table.
+        if inner.message().starts_with("unknown field `") {
+            path = path.rsplit_once('.').map_or_else(|| ".".to_owned(), |(table, _)| table.to_owned());
+        }
+        refused(inner.span(), (path != ".").then_some(path), &without_values(inner.message()))
     })
+}
+
+/// What a world error says of a repository name that breaks the rule (the name is not repeated).
+const REPO_NAME_RULE: &str = "expected 1 to 100 ASCII letters, digits, `-`, `_` and `.`, and neither `.` nor `..`";
+
+/// A parser's message (serde's, toml's, serde_json's) without the values it quotes: `invalid
+/// type: string "ghp_...", expected u32` is said `invalid type: a string, expected u32`, and
+/// `unknown variant `x`, expected one of ...` `unknown variant, expected one of ...`. Nothing a
+/// file holds is repeated, since it could be a secret (DESIGN §10); what was expected is said.
+pub(crate) fn without_values(message: &str) -> String {
+    /// serde's `Unexpected` kinds, longest first, as its messages write them.
+    const KINDS: [&str; 18] = [
+        "floating point",
+        "newtype variant",
+        "newtype struct",
+        "tuple variant",
+        "struct variant",
+        "unit variant",
+        "unit value",
+        "Option value",
+        "byte array",
+        "character",
+        "boolean",
+        "integer",
+        "string",
+        "sequence",
+        "bytes",
+        "map",
+        "enum",
+        "unit",
+    ];
+    let message = message.trim_end();
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            let kind = KINDS.iter().find(|k| rest.starts_with(*k)).map_or("a value", |k| k);
+            // What was expected is written last, by the program, never by the file.
+            let expected = rest.rfind(", expected ").map_or("", |at| &rest[at..]);
+            return format!("{prefix}{}{kind}{expected}", if kind == "a value" { "" } else { "a " });
+        }
+    }
+    for (prefix, what) in [("unknown variant `", "unknown variant"), ("unknown field `", "unknown field")] {
+        if message.starts_with(prefix) {
+            let expected = message.rfind("`, expected ").map_or("", |at| &message[at + 1..]);
+            return format!("{what}{expected}");
+        }
+    }
+    // Any other message is the parser's own words; a quoted part may still be the file's.
+    let mut out = String::with_capacity(message.len());
+    let mut quoted = false;
+    for c in message.chars() {
+        match c {
+            '`' | '"' if !quoted => {
+                quoted = true;
+                out.push_str("`…`");
+            }
+            '`' | '"' => quoted = false,
+            _ if quoted => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// An RFC 3339 time from 1970 to the end of year 9999, or why not (the text is not repeated).
@@ -403,9 +468,10 @@ struct Logins<'w> {
 impl Logins<'_> {
     /// The id of the user a login (any case) names.
     fn id(&self, ck: &Checker<'_>, s: &Spanned<String>, field: String) -> Result<UserId, WorldError> {
-        self.by_login.get(&s.get_ref().to_ascii_lowercase()).map(|&i| self.users[i].id).ok_or_else(|| {
-            ck.err(Some(s.span()), field, format!("unknown login `{}`: declare it under [[users]]", s.get_ref()))
-        })
+        self.by_login
+            .get(&s.get_ref().to_ascii_lowercase())
+            .map(|&i| self.users[i].id)
+            .ok_or_else(|| ck.err(Some(s.span()), field, "an undeclared login: declare it under [[users]]"))
     }
 }
 
@@ -456,15 +522,11 @@ impl Checker<'_> {
                 return Err(self.err(
                     Some(u.login.span()),
                     format!("users[{i}].login"),
-                    format!("`{login}` is not a GitHub login"),
+                    "expected a GitHub login: ASCII letters, digits, `-` and `_`",
                 ));
             }
             if by_login.insert(login.to_ascii_lowercase(), users.len()).is_some() {
-                return Err(self.err(
-                    Some(u.login.span()),
-                    format!("users[{i}].login"),
-                    format!("login `{login}` declared twice"),
-                ));
+                return Err(self.err(Some(u.login.span()), format!("users[{i}].login"), "the login is declared twice"));
             }
             self.store_id(&u.id, format!("users[{i}].id"))?;
             if !ids.insert(*u.id.get_ref()) {
@@ -493,11 +555,7 @@ impl Checker<'_> {
             if logins.by_login.contains_key(&login.to_ascii_lowercase())
                 || org_by_login.contains_key(&login.to_ascii_lowercase())
             {
-                return Err(self.err(
-                    Some(o.login.span()),
-                    format!("orgs[{i}].login"),
-                    format!("login `{login}` is already taken"),
-                ));
+                return Err(self.err(Some(o.login.span()), format!("orgs[{i}].login"), "the login is already taken"));
             }
             self.store_id(&o.id, format!("orgs[{i}].id"))?;
             if !ids.insert(*o.id.get_ref()) {
@@ -529,11 +587,11 @@ impl Checker<'_> {
                 Some(s) => match s.get_ref().as_str() {
                     "none" => None,
                     "read" | "write" | "admin" => Role::parse(s.get_ref()),
-                    other => {
+                    _ => {
                         return Err(self.err(
                             Some(s.span()),
                             format!("orgs[{i}].base_permission"),
-                            format!("`{other}`: expected none, read, write or admin"),
+                            "expected none, read, write or admin",
                         ));
                     }
                 },
@@ -577,7 +635,7 @@ impl Checker<'_> {
                 (logins.id(self, &r.owner, format!("repos[{i}].owner"))?.0, false)
             };
             RepoCoords::new(owner, r.name.get_ref())
-                .map_err(|e| self.err(Some(r.name.span()), format!("repos[{i}].name"), e.to_string()))?;
+                .map_err(|_| self.err(Some(r.name.span()), format!("repos[{i}].name"), REPO_NAME_RULE))?;
             self.store_id(&r.id, format!("repos[{i}].id"))?;
             if repos.iter().any(|x| x.id.0 == *r.id.get_ref()) {
                 return Err(self.err(
@@ -597,7 +655,7 @@ impl Checker<'_> {
                 return Err(self.err(
                     Some(r.name.span()),
                     format!("repos[{i}].name"),
-                    format!("`{owner}/{}` is declared twice", r.name.get_ref()),
+                    "the repository is declared twice under its owner",
                 ));
             }
             for (j, old) in r.renamed_from.iter().enumerate() {
@@ -605,7 +663,7 @@ impl Checker<'_> {
                     return Err(self.err(
                         Some(old.span()),
                         format!("repos[{i}].renamed_from[{j}]"),
-                        format!("`{owner}/{}` already names a repository", old.get_ref()),
+                        "the earlier name already names a repository of the same owner",
                     ));
                 }
             }
@@ -616,7 +674,7 @@ impl Checker<'_> {
                         self.err(
                             Some(role.span()),
                             format!("repos[{i}].roles.{login}"),
-                            format!("unknown login `{login}`: declare it under [[users]]"),
+                            "an undeclared login: declare it under [[users]]",
                         )
                     })?;
                 let grant = parse_world_role(role.get_ref())
@@ -651,7 +709,7 @@ impl Checker<'_> {
                         return Err(self.err(
                             span,
                             format!("orgs[{i}].teams[{t}].repos.{name}"),
-                            format!("no repository `{}/{name}`", org.login),
+                            "names no repository of the organization",
                         ));
                     }
                 }
@@ -704,8 +762,9 @@ impl Checker<'_> {
                 };
                 let text = read_bounded(&jwks, MAX_JWKS_FILE)
                     .map_err(|e| fail(format!("cannot read `{}`: {e}", jwks.display())))?;
-                serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(&text)
-                    .map_err(|e| fail(format!("`{}` is not a JWKS: {e}", jwks.display())))?;
+                serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(&text).map_err(|e| {
+                    fail(format!("`{}` is not a JWKS: {}", jwks.display(), without_values(&e.to_string())))
+                })?;
                 Some(WorldGoogle {
                     client_ids: g.client_ids.clone(),
                     jwks,
@@ -722,8 +781,8 @@ impl Checker<'_> {
         let mut apps: Vec<WorldApp> = Vec::new();
         for (i, a) in wf.apps.iter().enumerate() {
             let repo_id = self.store_id(&a.repo_id, format!("apps[{i}].repo_id"))?;
-            let coords: RepoCoords = a.repo.get_ref().parse().map_err(|e: crate::core::ids::InvalidRepoCoords| {
-                self.err(Some(a.repo.span()), format!("apps[{i}].repo"), e.to_string())
+            let coords: RepoCoords = a.repo.get_ref().parse().map_err(|_: crate::core::ids::InvalidRepoCoords| {
+                self.err(Some(a.repo.span()), format!("apps[{i}].repo"), "expected `owner/name`, each 1 to 100 ASCII letters, digits, `-`, `_` and `.`, and neither `.` nor `..`")
             })?;
             let id = a.id.get_ref();
             // A world's apps are deployments: the same rules hold (the value is not repeated).
@@ -778,22 +837,22 @@ impl Checker<'_> {
 fn parse_world_role(s: &str) -> Result<RoleGrant, String> {
     if let Some(rest) = s.strip_prefix("custom:") {
         let (name, base) =
-            rest.rsplit_once(':').ok_or_else(|| format!("custom role `{s}` needs the form `custom:<name>:<base>`"))?;
+            rest.rsplit_once(':').ok_or_else(|| "a custom role needs the form `custom:<name>:<base>`".to_owned())?;
         let base = match base {
             "read" | "triage" | "write" | "maintain" => Role::parse(base),
             _ => None,
         }
-        .ok_or_else(|| format!("custom role base `{base}` must be read, triage, write or maintain"))?;
+        .ok_or_else(|| "a custom role's base must be read, triage, write or maintain".to_owned())?;
         if name.is_empty() || Role::parse(name).is_some() {
-            return Err(format!("custom role name `{name}` must be non-empty and not a standard role"));
+            return Err("a custom role's name must be non-empty and not a standard role".to_owned());
         }
         return Ok(RoleGrant { role: base, name: RoleName::Custom(name.into()) });
     }
     match s {
         "read" | "triage" | "write" | "maintain" | "admin" => {
-            Role::parse(s).map(RoleGrant::standard).ok_or_else(|| format!("unknown role `{s}`"))
+            Role::parse(s).map(RoleGrant::standard).ok_or_else(|| "unknown role".to_owned())
         }
-        _ => Err(format!("unknown role `{s}`: expected admin, maintain, write, triage, read or custom:<name>:<base>")),
+        _ => Err("unknown role: expected admin, maintain, write, triage, read or custom:<name>:<base>".to_owned()),
     }
 }
 

@@ -256,7 +256,9 @@ impl Loader<'_> {
     }
 
     fn capability(&self, s: &Spanned<String>, field: String) -> Result<Capability, TableError> {
-        s.get_ref().parse::<Capability>().map_err(|e| self.err(Some(s.span()), field, e.to_string()))
+        s.get_ref()
+            .parse::<Capability>()
+            .map_err(|_| self.err(Some(s.span()), field, "expected view, edit, deploy or delete"))
     }
 }
 
@@ -292,7 +294,11 @@ impl DecisionTable {
                 toml::from_str(&text).map_err(|e| {
                     let at = e.span().map(|s| position(&text, s.start));
                     let at = at.map_or_else(String::new, |(line, col)| format!(" at {line}:{col}"));
-                    ld.err(Some(p.span()), "policy", format!("the policy file is refused{at}: {}", e.message()))
+                    ld.err(
+                        Some(p.span()),
+                        "policy",
+                        format!("the policy file is refused{at}: {}", super::without_values(e.message())),
+                    )
                 })?
             }
         };
@@ -308,27 +314,28 @@ impl DecisionTable {
 
     fn case(ld: &Loader<'_>, world: &World, i: usize, c: &CaseSpec) -> Result<Case, TableError> {
         let p = &c.principal;
-        let who = match p.get_ref().split_once(':') {
-            None if p.get_ref() == "anonymous" => Who::Anonymous,
-            Some(("github", login)) => Who::Github(world.user(login).ok_or_else(|| {
-                ld.err(Some(p.span()), format!("case[{i}].principal"), format!("no user `{login}` in the world"))
-            })?),
-            Some(("viewer", email)) => Who::Viewer(
-                Email::parse(email)
-                    .map_err(|e| ld.err(Some(p.span()), format!("case[{i}].principal"), e.to_string()))?,
-            ),
-            Some(("support", agent)) if valid_agent_name(agent) => Who::Support(agent.to_owned()),
-            _ => {
-                return Err(ld.err(
-                    Some(p.span()),
-                    format!("case[{i}].principal"),
-                    "expected github:LOGIN, anonymous, viewer:EMAIL or support:AGENT",
-                ));
-            }
-        };
-        let app = world.app(c.app.get_ref()).ok_or_else(|| {
-            ld.err(Some(c.app.span()), format!("case[{i}].app"), format!("no app `{}` in the world", c.app.get_ref()))
-        })?;
+        let who =
+            match p.get_ref().split_once(':') {
+                None if p.get_ref() == "anonymous" => Who::Anonymous,
+                Some(("github", login)) => Who::Github(world.user(login).ok_or_else(|| {
+                    ld.err(Some(p.span()), format!("case[{i}].principal"), "names no user of the world")
+                })?),
+                Some(("viewer", email)) => Who::Viewer(
+                    Email::parse(email)
+                        .map_err(|e| ld.err(Some(p.span()), format!("case[{i}].principal"), e.to_string()))?,
+                ),
+                Some(("support", agent)) if valid_agent_name(agent) => Who::Support(agent.to_owned()),
+                _ => {
+                    return Err(ld.err(
+                        Some(p.span()),
+                        format!("case[{i}].principal"),
+                        "expected github:LOGIN, anonymous, viewer:EMAIL or support:AGENT",
+                    ));
+                }
+            };
+        let app = world
+            .app(c.app.get_ref())
+            .ok_or_else(|| ld.err(Some(c.app.span()), format!("case[{i}].app"), "names no app of the world"))?;
         let mut checks = Vec::new();
         for (list, allowed, key) in [(&c.allow, true, "allow"), (&c.deny, false, "deny")] {
             for (j, s) in list.iter().enumerate() {
@@ -355,7 +362,7 @@ impl DecisionTable {
                 return Err(ld.err(
                     Some(r.span()),
                     format!("case[{i}].reason"),
-                    format!("unknown reason kind `{}`: expected one of {}", r.get_ref(), REASON_KINDS.join(", ")),
+                    format!("unknown reason kind: expected one of {}", REASON_KINDS.join(", ")),
                 ));
             }
         }
@@ -370,13 +377,9 @@ impl DecisionTable {
     }
 
     fn window(ld: &Loader<'_>, world: &World, i: usize, w: &SupportSpec) -> Result<Window, TableError> {
-        let app = world.app(w.app.get_ref()).ok_or_else(|| {
-            ld.err(
-                Some(w.app.span()),
-                format!("support[{i}].app"),
-                format!("no app `{}` in the world", w.app.get_ref()),
-            )
-        })?;
+        let app = world
+            .app(w.app.get_ref())
+            .ok_or_else(|| ld.err(Some(w.app.span()), format!("support[{i}].app"), "names no app of the world"))?;
         if let Some(agent) = w.agent.as_ref().filter(|a| !valid_agent_name(a.get_ref())) {
             return Err(ld.err(Some(agent.span()), format!("support[{i}].agent"), "not an agent's name"));
         }

@@ -157,14 +157,14 @@ fn bad_tables_are_refused_with_line_and_field() {
             5,
             "support[0].capabilities[0]",
         ),
-        ("version = 1\nworld = \"acme.toml\"\nsurprise = 1\n", 3, "surprise"),
+        ("version = 1\nworld = \"acme.toml\"\nsurprise = 1\n", 3, "unknown field, expected one of `version`"),
     ] {
         let (_dir, path) = table(text);
         let err = DecisionTable::load(&path).unwrap_err();
         let detail = err.detail();
         assert_eq!(err.kind(), "bad_table");
         assert_eq!(detail.position.map(|p| p.0), Some(line), "{text}: {err}");
-        // An unknown key is named in the message; every other refusal names its field.
+        // Every refusal names its field, or says what it expected; none repeats what was typed.
         let named = detail.field.as_deref().is_some_and(|f| f.contains(field)) || detail.message.contains(field);
         assert!(named, "{text}: {err}");
     }
@@ -210,4 +210,36 @@ async fn junit_output_is_well_formed_whatever_a_case_name_holds() {
     let names: Vec<_> =
         doc.descendants().filter(|n| n.has_tag_name("testcase")).map(|c| c.attribute("classname")).collect();
     assert_eq!(names, [Some("abcde\u{e9}\u{1F600}"); 2]);
+}
+
+/// A table's malformed value is never repeated in its error (`version = "ghp_..."` used to give
+/// `invalid type: string "ghp_..."`): the file, line, column, field and expected type are.
+#[test]
+fn a_malformed_value_in_a_table_is_never_repeated() {
+    let secret = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
+    for text in [
+        format!("version = \"{secret}\"\nworld = \"acme.toml\"\n"),
+        format!("version = 1\nworld = \"acme.toml\"\nnow = \"{secret}\"\n"),
+        format!(
+            "version = 1\nworld = \"acme.toml\"\n[[case]]\nprincipal = \"github:{secret}\"\napp = \"dash\"\nallow = [\"view\"]\n"
+        ),
+        format!(
+            "version = 1\nworld = \"acme.toml\"\n[[case]]\nprincipal = \"anonymous\"\napp = \"{secret}\"\nallow = [\"view\"]\n"
+        ),
+        format!(
+            "version = 1\nworld = \"acme.toml\"\n[[case]]\nprincipal = \"anonymous\"\napp = \"dash\"\nallow = [\"{secret}\"]\n"
+        ),
+        format!(
+            "version = 1\nworld = \"acme.toml\"\n[[case]]\nprincipal = \"anonymous\"\napp = \"dash\"\ndeny = [\"view\"]\nreason = \"{secret}\"\n"
+        ),
+    ] {
+        let (_dir, path) = table(&text);
+        let err = DecisionTable::load(&path).unwrap_err();
+        let shown = err.to_string();
+        assert!(!shown.contains(secret) && !shown.contains("ghp_"), "{text}: repeated in {shown}");
+        assert!(err.detail().position.is_some() && err.detail().field.is_some(), "{text}: {shown}");
+    }
+    let (_dir, path) = table(&format!("version = \"{secret}\"\nworld = \"acme.toml\"\n"));
+    let shown = DecisionTable::load(&path).unwrap_err().to_string();
+    assert!(shown.contains(":1:11: `version`: invalid type: a string, expected u32"), "{shown}");
 }
