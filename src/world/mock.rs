@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{FaultStatus, World, WorldRepo, glob};
+use super::{FaultStatus, World, WorldRepo, glob, shapes};
 use crate::clock::SystemClock;
 use crate::core::ids::UserId;
 use crate::core::policy::Role;
@@ -42,6 +42,10 @@ struct MockState {
     fault_hits: Mutex<Vec<u64>>,
     limit: Mutex<(u64, Timestamp)>,
     delay: Mutex<Duration>,
+    /// Answers given, for `x-github-request-id`.
+    served: std::sync::atomic::AtomicU64,
+    /// The port served, for `x-github-request-id`.
+    addr_port: u16,
 }
 
 /// Who a request is from, by its `Authorization` header.
@@ -86,6 +90,8 @@ impl MockGithub {
             fault_hits: Mutex::new(vec![0; faults]),
             limit: Mutex::new((RATE_LIMIT, reset)),
             delay: Mutex::new(Duration::ZERO),
+            served: std::sync::atomic::AtomicU64::new(0),
+            addr_port: addr.port(),
         });
         let router = axum::Router::new().fallback(handle).with_state(state.clone());
         let task = tokio::spawn(async move {
@@ -227,9 +233,21 @@ impl MockState {
         *l
     }
 
+    /// Who sent the request: by its `Authorization` header, whose scheme (`Bearer` or `token`)
+    /// is matched without regard to case, as GitHub does (RFC 9110 §11.1). A header that is not
+    /// visible ASCII (not UTF-8, say), an unknown scheme or an unknown token is refused.
     fn caller(&self, headers: &HeaderMap) -> Caller {
-        let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) else { return Caller::Anonymous };
-        let token = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("token ")).unwrap_or("");
+        let Some(value) = headers.get("authorization") else { return Caller::Anonymous };
+        let Ok(auth) = value.to_str() else { return Caller::Refused };
+        let auth = auth.trim();
+        if auth.is_empty() {
+            return Caller::Anonymous;
+        }
+        let (scheme, token) = auth.split_once(' ').unwrap_or((auth, ""));
+        if !scheme.eq_ignore_ascii_case("bearer") && !scheme.eq_ignore_ascii_case("token") {
+            return Caller::Refused;
+        }
+        let token = token.trim();
         match token.strip_prefix("user:").and_then(|login| self.world().user(login)) {
             Some(u) => Caller::User(u.id),
             None if token.is_empty() => Caller::Anonymous,
@@ -286,9 +304,13 @@ fn not_found() -> Value {
     json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest", "status": "404"})
 }
 
-fn etag_of(body: &Value) -> String {
-    let digest = Sha256::digest(body.to_string().as_bytes());
-    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+/// The ETag of `body` as fetched by `caller`: tied to the token, as GitHub's are, so that a 304
+/// is answered only to the token that fetched the tag.
+fn etag_of(body: &Value, caller: Caller) -> String {
+    let mut hash = Sha256::new();
+    hash.update(format!("{caller:?}\n").as_bytes());
+    hash.update(body.to_string().as_bytes());
+    let hex: String = hash.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
     format!("\"{hex}\"")
 }
 
@@ -300,7 +322,13 @@ fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
 }
 
 async fn handle(State(state): State<Arc<MockState>>, method: Method, uri: Uri, headers: HeaderMap) -> Response<Body> {
-    let response = answer(&state, method, uri, headers).await;
+    let mut response = answer(&state, method, uri, headers).await;
+    // Every answer names its request, as GitHub's do (`x-github-request-id`).
+    let n = state.served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let id = format!("C0DE:{:04X}:{:X}:{:X}:6756A1B2", state.addr_port, n, n.wrapping_mul(2_654_435_761) & 0xFF_FFFF);
+    if let Ok(id) = axum::http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-github-request-id", id);
+    }
     let delay = *state.delay.lock();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -325,36 +353,67 @@ async fn answer(state: &MockState, method: Method, uri: Uri, headers: HeaderMap)
     }
     let caller = state.caller(&headers);
     if caller == Caller::Refused {
-        let body = json!({"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"});
-        return respond(StatusCode::UNAUTHORIZED, state.spend(), &[], Some(&body));
+        return error(state, StatusCode::UNAUTHORIZED, "Bad credentials");
     }
     let world = state.world();
+    let query = uri.query().unwrap_or("");
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let (repo, rest) = match segs.as_slice() {
+        ["rate_limit"] => {
+            // As on GitHub, asking costs nothing.
+            let (remaining, reset) = state.current_limit();
+            let body = shapes::rate_limit(RATE_LIMIT, remaining, reset.as_secs());
+            return respond(StatusCode::OK, (remaining, reset), &[], Some(&body));
+        }
         ["users", login] => {
-            let Some(body) = account_json(&world, login) else {
-                return respond(StatusCode::NOT_FOUND, state.spend(), &[], Some(&not_found()));
+            let Some(account) = account_by_login(&world, login) else { return missing(state) };
+            let body = shapes::public_user(&state.base, account, public_repos(&world, account));
+            return ok_or_not_modified(state, &headers, &body, &[]);
+        }
+        ["user", id] if *id != "repos" => {
+            let Some(account) = id.parse::<u64>().ok().and_then(|id| account_by_id(&world, id)) else {
+                return missing(state);
             };
+            let body = shapes::public_user(&state.base, account, public_repos(&world, account));
+            return ok_or_not_modified(state, &headers, &body, &[]);
+        }
+        ["user"] => {
+            let user = match caller {
+                Caller::User(user) => user,
+                Caller::Installation => {
+                    return error(state, StatusCode::FORBIDDEN, "Resource not accessible by integration");
+                }
+                _ => return error(state, StatusCode::UNAUTHORIZED, "Requires authentication"),
+            };
+            let Some(account) = account_by_id(&world, user.0) else { return missing(state) };
+            let owned = |private: bool| {
+                world.repos().iter().filter(|r| r.owner_id == user.0 && !r.owner_is_org && r.private == private).count()
+            };
+            let body = shapes::private_user(&state.base, account, owned(false), owned(true));
             return ok_or_not_modified(state, &headers, &body, &[]);
         }
         ["installation", "repositories"] => {
             if caller != Caller::Installation {
-                let body = json!({"message": "A JSON web token could not be decoded", "documentation_url": "https://docs.github.com/rest"});
-                return respond(StatusCode::UNAUTHORIZED, state.spend(), &[], Some(&body));
+                return error(state, StatusCode::UNAUTHORIZED, "A JSON web token could not be decoded");
             }
-            let (body, link) = installation_repos(state, &world, uri.query().unwrap_or(""));
-            let link: Vec<(&str, String)> = link.into_iter().map(|l| ("link", l)).collect();
+            let all: Vec<&WorldRepo> = world.repos().iter().collect();
+            let total = all.len();
+            let (items, link) =
+                paged(state, "/installation/repositories", query, all, |r| repo_json(state, &world, r, caller, false));
+            let body = json!({"total_count": total, "repository_selection": "all", "repositories": items});
             return ok_or_not_modified(state, &headers, &body, &link);
         }
         ["user", "repos"] => {
             let Caller::User(user) = caller else {
-                let body =
-                    json!({"message": "Requires authentication", "documentation_url": "https://docs.github.com/rest"});
-                return respond(StatusCode::UNAUTHORIZED, state.spend(), &[], Some(&body));
+                return error(state, StatusCode::UNAUTHORIZED, "Requires authentication");
             };
-            let (body, link) = user_repos(state, &world, user, uri.query().unwrap_or(""));
-            let link: Vec<(&str, String)> = link.into_iter().map(|l| ("link", l)).collect();
-            return ok_or_not_modified(state, &headers, &body, &link);
+            // GitHub's default order: by full name, ascending.
+            let mut mine: Vec<&WorldRepo> =
+                world.repos().iter().filter(|r| world.effective_role(user, r).is_some()).collect();
+            mine.sort_by_cached_key(|r| (format!("{}/{}", r.owner, r.name).to_ascii_lowercase(), r.id));
+            let (items, link) =
+                paged(state, "/user/repos", query, mine, |r| repo_json(state, &world, r, caller, false));
+            return ok_or_not_modified(state, &headers, &Value::Array(items), &link);
         }
         ["repos", owner, name, rest @ ..] => {
             let found =
@@ -377,34 +436,44 @@ async fn answer(state: &MockState, method: Method, uri: Uri, headers: HeaderMap)
                     Some(&body),
                 );
             } else {
-                return respond(StatusCode::NOT_FOUND, state.spend(), &[], Some(&not_found()));
+                return missing(state);
             }
         }
         ["repositories", id, rest @ ..] => match world.repos().iter().find(|r| r.id.0.to_string() == *id) {
             Some(r) => (r, rest),
-            None => return respond(StatusCode::NOT_FOUND, state.spend(), &[], Some(&not_found())),
+            None => return missing(state),
         },
-        _ => return respond(StatusCode::NOT_FOUND, state.spend(), &[], Some(&not_found())),
+        _ => return missing(state),
     };
     if !state.can_see(caller, repo) {
-        return respond(StatusCode::NOT_FOUND, state.spend(), &[], Some(&not_found()));
+        return missing(state);
     }
-    let body = match rest {
-        [] => repo_json(state, repo, caller),
+    match rest {
+        [] => ok_or_not_modified(state, &headers, &repo_json(state, &world, repo, caller, true), &[]),
+        ["collaborators"] => roster(state, &world, repo, caller, query, &headers),
         ["collaborators", login, "permission"] => {
             if caller == Caller::Anonymous {
-                let body =
-                    json!({"message": "Requires authentication", "documentation_url": "https://docs.github.com/rest"});
-                return respond(StatusCode::UNAUTHORIZED, state.spend(), &[], Some(&body));
+                return error(state, StatusCode::UNAUTHORIZED, "Requires authentication");
             }
             match world.user(login) {
-                Some(user) => permission_json(state, repo, user.id, &user.login),
-                None => return respond(StatusCode::NOT_FOUND, state.spend(), &[], Some(&not_found())),
+                Some(user) => ok_or_not_modified(state, &headers, &permission_json(state, &world, repo, user.id), &[]),
+                None => missing(state),
             }
         }
-        _ => return respond(StatusCode::NOT_FOUND, state.spend(), &[], Some(&not_found())),
-    };
-    ok_or_not_modified(state, &headers, &body, &[])
+        _ => missing(state),
+    }
+}
+
+/// A GitHub error answer: `message`, the documentation's address and the status, spending one.
+fn error(state: &MockState, status: StatusCode, message: &str) -> Response<Body> {
+    let body =
+        json!({"message": message, "documentation_url": "https://docs.github.com/rest", "status": status.as_str()});
+    respond(status, state.spend(), &[], Some(&body))
+}
+
+/// 404, as GitHub answers a route or an object the caller may not see.
+fn missing(state: &MockState) -> Response<Body> {
+    respond(StatusCode::NOT_FOUND, state.spend(), &[], Some(&not_found()))
 }
 
 /// 200 with `body` and its ETag, or 304 when the request's `If-None-Match` matches it.
@@ -414,7 +483,7 @@ fn ok_or_not_modified(
     body: &Value,
     extra: &[(&str, String)],
 ) -> Response<Body> {
-    let etag = etag_of(body);
+    let etag = etag_of(body, state.caller(headers));
     if if_none_match(headers, &etag) {
         return respond(StatusCode::NOT_MODIFIED, state.current_limit(), &[("etag", etag)], None);
     }
@@ -423,63 +492,136 @@ fn ok_or_not_modified(
     respond(StatusCode::OK, state.spend(), &headers, Some(body))
 }
 
-/// `GET /users/{login}`: a user (or an organization) of the world, by login.
-fn account_json(world: &World, login: &str) -> Option<Value> {
-    if let Some(user) = world.user(login) {
-        return Some(json!({"login": user.login, "id": user.id.0, "type": "User", "site_admin": false}));
+/// The world's user or organization with this login (without regard to case).
+fn account_by_login<'w>(world: &'w World, login: &str) -> Option<shapes::Account<'w>> {
+    if let Some(u) = world.users().iter().find(|u| u.login.eq_ignore_ascii_case(login)) {
+        return Some(shapes::Account { login: &u.login, id: u.id.0, organization: false });
     }
     let org = world.orgs().iter().find(|o| o.login.eq_ignore_ascii_case(login))?;
-    Some(json!({"login": org.login, "id": org.id, "type": "Organization", "site_admin": false}))
+    Some(shapes::Account { login: &org.login, id: org.id, organization: true })
 }
 
-/// `GET /user/repos?per_page=N&page=K`: the repositories `user` has a role on, by id, each with
-/// its `permissions`.
-fn user_repos(state: &MockState, world: &World, user: UserId, query: &str) -> (Value, Option<String>) {
-    let mine: Vec<&WorldRepo> = world.repos().iter().filter(|r| world.effective_role(user, r).is_some()).collect();
-    let (items, link) = paged(state, "/user/repos", query, mine, Caller::User(user));
-    (Value::Array(items), link)
+/// The world's user or organization with this numeric id.
+fn account_by_id(world: &World, id: u64) -> Option<shapes::Account<'_>> {
+    if let Some(u) = world.users().iter().find(|u| u.id.0 == id) {
+        return Some(shapes::Account { login: &u.login, id, organization: false });
+    }
+    let org = world.orgs().iter().find(|o| o.id == id)?;
+    Some(shapes::Account { login: &org.login, id, organization: true })
 }
 
-/// `GET /installation/repositories?per_page=N&page=K`: every repository of the world (the
-/// installation sees them all), by id, as `{"total_count", "repositories"}`.
-fn installation_repos(state: &MockState, world: &World, query: &str) -> (Value, Option<String>) {
-    let all: Vec<&WorldRepo> = world.repos().iter().collect();
-    let total = all.len();
-    let (items, link) = paged(state, "/installation/repositories", query, all, Caller::Installation);
-    (json!({"total_count": total, "repositories": items}), link)
+/// How many public repositories `account` owns.
+fn public_repos(world: &World, account: shapes::Account<'_>) -> usize {
+    world
+        .repos()
+        .iter()
+        .filter(|r| r.owner_id == account.id && r.owner_is_org == account.organization && !r.private)
+        .count()
 }
 
-/// One page of `repos`, by id, as GitHub pages (30 a page by default, at most 100, pages from
-/// 1), with the `link` header naming the next and last pages when there are more.
-fn paged(
+/// The account that owns `repo`.
+fn owner_of<'r>(repo: &'r WorldRepo) -> shapes::Account<'r> {
+    shapes::Account { login: &repo.owner, id: repo.owner_id, organization: repo.owner_is_org }
+}
+
+/// The value of query parameter `name`, if given.
+fn param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v)
+}
+
+/// One page of `items` as GitHub pages (30 a page by default, at most 100, pages from 1), and
+/// the `link` header naming every relation that applies (`first` and `prev` after the first
+/// page, `next` and `last` before the last), keeping the request's other parameters.
+fn paged<T>(
     state: &MockState,
     route: &str,
     query: &str,
-    mut repos: Vec<&WorldRepo>,
-    caller: Caller,
-) -> (Vec<Value>, Option<String>) {
-    let param = |name: &str| {
-        query
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .find(|(k, _)| *k == name)
-            .and_then(|(_, v)| v.parse::<usize>().ok())
-    };
-    let per_page = param("per_page").unwrap_or(30).clamp(1, 100);
-    let page = param("page").unwrap_or(1).max(1);
-    repos.sort_by_key(|r| r.id);
-    let last = repos.len().div_ceil(per_page).max(1);
-    let items = repos
-        .iter()
-        .skip((page - 1).saturating_mul(per_page))
-        .take(per_page)
-        .map(|r| repo_json(state, r, caller))
+    items: Vec<T>,
+    mut shape: impl FnMut(T) -> Value,
+) -> (Vec<Value>, Vec<(&'static str, String)>) {
+    let number = |name: &str| param(query, name).and_then(|v| v.parse::<usize>().ok());
+    let per_page = number("per_page").unwrap_or(30).clamp(1, 100);
+    let page = number("page").unwrap_or(1).max(1);
+    let last = items.len().div_ceil(per_page).max(1);
+    let shown = items.into_iter().skip((page - 1).saturating_mul(per_page)).take(per_page).map(&mut shape).collect();
+    let kept: String = query
+        .split('&')
+        .filter(|kv| !kv.is_empty() && !kv.starts_with("page=") && !kv.starts_with("per_page="))
+        .map(|kv| format!("{kv}&"))
         .collect();
-    let link = (page < last).then(|| {
-        let url = |p: usize| format!("<{}{route}?per_page={per_page}&page={p}>", state.base);
-        format!("{}; rel=\"next\", {}; rel=\"last\"", url(page + 1), url(last))
+    let url = |p: usize| format!("<{}{route}?{kept}per_page={per_page}&page={p}>", state.base);
+    let mut relations = Vec::new();
+    if page > 1 {
+        relations.push(format!("{}; rel=\"prev\"", url((page - 1).min(last))));
+    }
+    if page < last {
+        relations.push(format!("{}; rel=\"next\"", url(page + 1)));
+        relations.push(format!("{}; rel=\"last\"", url(last)));
+    }
+    if page > 1 {
+        relations.push(format!("{}; rel=\"first\"", url(1)));
+    }
+    let link = if relations.is_empty() { Vec::new() } else { vec![("link", relations.join(", "))] };
+    (shown, link)
+}
+
+/// `GET /repos/{owner}/{name}/collaborators`: the repository's roster, every user with an
+/// effective role, by id, each with its `permissions` and `role_name`; `permission=P` keeps the
+/// users whose hash has `P` true, `affiliation=direct` those with a direct role and
+/// `affiliation=outside` those of them who are not members of the owning organization. The
+/// installation may ask, and a user with push access; anyone else is refused.
+fn roster(
+    state: &MockState,
+    world: &World,
+    repo: &WorldRepo,
+    caller: Caller,
+    query: &str,
+    headers: &HeaderMap,
+) -> Response<Body> {
+    match caller {
+        Caller::Installation => {}
+        Caller::User(u) if world.effective_role(u, repo).is_some_and(|g| g.role >= Role::Write) => {}
+        Caller::User(_) => {
+            return error(state, StatusCode::FORBIDDEN, "Must have push access to view repository collaborators.");
+        }
+        Caller::Anonymous | Caller::Refused => {
+            return error(state, StatusCode::UNAUTHORIZED, "Requires authentication");
+        }
+    }
+    let least = match param(query, "permission") {
+        None => None,
+        Some("pull") => Some(Role::Read),
+        Some("triage") => Some(Role::Triage),
+        Some("push") => Some(Role::Write),
+        Some("maintain") => Some(Role::Maintain),
+        Some("admin") => Some(Role::Admin),
+        Some(_) => return error(state, StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed"),
+    };
+    let affiliation = param(query, "affiliation").unwrap_or("all");
+    if !matches!(affiliation, "all" | "direct" | "outside") {
+        return error(state, StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
+    }
+    let org = world.orgs().iter().find(|o| repo.owner_is_org && o.id == repo.owner_id);
+    let mut users: Vec<_> = world
+        .users()
+        .iter()
+        .filter_map(|u| world.effective_role(u.id, repo).map(|g| (u, g)))
+        .filter(|(_, g)| least.is_none_or(|least| g.role >= least))
+        .filter(|(u, _)| match affiliation {
+            "all" => true,
+            direct => {
+                let member = org.is_some_and(|o| o.members.contains(&u.id) || o.owners.contains(&u.id));
+                repo.roles.contains_key(&u.id) && (direct == "direct" || !member)
+            }
+        })
+        .collect();
+    users.sort_by_key(|(u, _)| u.id);
+    let route = format!("/repos/{}/{}/collaborators", repo.owner, repo.name);
+    let (items, link) = paged(state, &route, query, users, |(u, g)| {
+        let account = shapes::Account { login: &u.login, id: u.id.0, organization: false };
+        shapes::collaborator(&state.base, account, Some(g.role), g.name.as_str())
     });
-    (items, link)
+    ok_or_not_modified(state, headers, &Value::Array(items), &link)
 }
 
 /// Where the mock serves the world's Google JWKS.
@@ -511,8 +653,9 @@ fn installation_token(state: &MockState, path: &str, headers: &HeaderMap) -> Res
     let jwt = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| t.split('.').count() == 3 && t.starts_with("eyJ"));
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .is_some_and(|(_, t)| t.split('.').count() == 3 && t.starts_with("eyJ"));
     if !jwt {
         let body = json!({"message": "A JSON web token could not be decoded", "documentation_url": "https://docs.github.com/rest"});
         return respond(StatusCode::UNAUTHORIZED, state.spend(), &[], Some(&body));
@@ -561,46 +704,21 @@ async fn fault_response(state: &MockState, status: FaultStatus, retry_after: Opt
     }
 }
 
-fn owner_json(state: &MockState, repo: &WorldRepo) -> Value {
-    json!({
-        "login": repo.owner,
-        "id": repo.owner_id,
-        "type": if repo.owner_is_org { "Organization" } else { "User" },
-        "url": format!("{}/users/{}", state.base, repo.owner),
-        "site_admin": false
-    })
+/// The repository object (`full-repository` for `GET /repos/{owner}/{name}`, `repository` in
+/// listings); for a user caller with the user's `permissions` (all false without a role).
+fn repo_json(state: &MockState, world: &World, repo: &WorldRepo, caller: Caller, full: bool) -> Value {
+    let permissions = match caller {
+        Caller::User(u) => Some(shapes::permissions(world.effective_role(u, repo).map(|g| g.role))),
+        _ => None,
+    };
+    shapes::repository(&state.base, repo, owner_of(repo), permissions, full)
 }
 
-fn repo_json(state: &MockState, repo: &WorldRepo, caller: Caller) -> Value {
-    let mut v = json!({
-        "id": repo.id.0,
-        "node_id": format!("R_{}", repo.id.0),
-        "name": repo.name,
-        "full_name": format!("{}/{}", repo.owner, repo.name),
-        "owner": owner_json(state, repo),
-        "private": repo.private,
-        "visibility": if repo.private { "private" } else { "public" },
-        "archived": repo.archived,
-        "html_url": format!("https://github.com/{}/{}", repo.owner, repo.name),
-        "url": format!("{}/repos/{}/{}", state.base, repo.owner, repo.name),
-        "default_branch": "main"
-    });
-    if let Caller::User(u) = caller {
-        let role = state.world().effective_role(u, repo).map(|g| g.role);
-        let at_least = |r: Role| role.is_some_and(|have| have >= r);
-        v["permissions"] = json!({
-            "admin": at_least(Role::Admin),
-            "maintain": at_least(Role::Maintain),
-            "push": at_least(Role::Write),
-            "triage": at_least(Role::Triage),
-            "pull": at_least(Role::Read)
-        });
-    }
-    v
-}
-
-fn permission_json(state: &MockState, repo: &WorldRepo, user: UserId, login: &str) -> Value {
-    let (permission, role_name) = match state.world().effective_role(user, repo) {
+/// `GET .../collaborators/{login}/permission`: the legacy base role, the role's name, and the
+/// user as a `collaborator` with its `permissions`.
+fn permission_json(state: &MockState, world: &World, repo: &WorldRepo, user: UserId) -> Value {
+    let grant = world.effective_role(user, repo);
+    let (permission, role_name) = match &grant {
         Some(g) => {
             let legacy = match g.role {
                 Role::Admin => "admin",
@@ -612,9 +730,16 @@ fn permission_json(state: &MockState, repo: &WorldRepo, user: UserId, login: &st
         None if repo.private => ("none".to_owned(), String::new()),
         None => ("read".to_owned(), "read".to_owned()),
     };
+    let role = match &grant {
+        Some(g) => Some(g.role),
+        None if repo.private => None,
+        None => Some(Role::Read),
+    };
+    let login = world.users().iter().find(|u| u.id == user).map_or("", |u| u.login.as_str());
+    let account = shapes::Account { login, id: user.0, organization: false };
     json!({
         "permission": permission,
         "role_name": role_name,
-        "user": {"login": login, "id": user.0, "type": "User", "site_admin": false}
+        "user": shapes::collaborator(&state.base, account, role, &role_name)
     })
 }

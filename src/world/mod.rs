@@ -38,6 +38,7 @@
 
 mod glob;
 mod mock;
+mod shapes;
 mod table;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -18,6 +18,7 @@ mod fuzz;
 mod github_roles;
 mod google;
 mod links;
+mod mock_github;
 mod replicas;
 mod store_model;
 mod store_suite;
