@@ -26,14 +26,14 @@ pub fn valid_app_id(id: &str) -> bool {
 /// than [`MAX_DEPLOY_FIELD`] bytes and holding no invisible formatting character:
 ///
 /// - no control character, space, `~`, `^`, `:`, `?`, `*`, `[` or `\`;
-/// - no `..`, no `@{`, and not `@` alone;
+/// - no `..`, no `@{`, and not `@` or `HEAD` alone;
 /// - no empty component (`a//b`, a leading or trailing `/`), none that starts with `.` or ends
 ///   with `.lock`, and no `.` at the end;
 /// - not starting with `-`.
 ///
 /// ```
 /// assert!(ghauthz::valid_branch("feature/new-ui"));
-/// for refused in ["", "a..b", "-x", "a b", "x.lock", ".x", "a/", "a//b", "@", "a@{1}", "a\u{200b}b"] {
+/// for refused in ["", "a..b", "-x", "a b", "x.lock", ".x", "a/", "a//b", "@", "HEAD", "a@{1}", "a\u{200b}b"] {
 ///     assert!(!ghauthz::valid_branch(refused), "{refused:?}");
 /// }
 /// ```
@@ -46,6 +46,7 @@ pub fn valid_branch(branch: &str) -> bool {
         && !branch.contains("..")
         && !branch.contains("@{")
         && branch != "@"
+        && branch != "HEAD"
         && !branch.starts_with('-')
         && !branch.ends_with('.')
         && branch.split('/').all(|part| !part.is_empty() && !part.starts_with('.') && !part.ends_with(".lock"))
@@ -69,27 +70,42 @@ pub fn valid_main_file(path: &str) -> bool {
         && path.split('/').all(|part| !matches!(part, "" | "." | ".."))
 }
 
-/// A character that changes how text around it reads without showing itself: Unicode's format
-/// characters (bidi embeddings, overrides and isolates, zero-width characters, the byte order
-/// mark, tags), the line and paragraph separators, and the noncharacters U+FFFE and U+FFFF.
+/// A character that changes how text around it reads, or passes for a plain space, without
+/// showing itself: Unicode's format characters (bidi embeddings, overrides and isolates,
+/// zero-width characters, the byte order mark, prepended concatenation marks, tags), every space
+/// but U+0020 (no-break, ideographic, the en and em spaces, ...), the line and paragraph
+/// separators, the blank braille pattern, the object replacement character and the
+/// noncharacters U+FFFE and U+FFFF.
 fn invisible(c: char) -> bool {
     matches!(
         c,
-        '\u{00AD}'
+        '\u{00A0}'
+            | '\u{00AD}'
             | '\u{034F}'
+            | '\u{0600}'..='\u{0605}'
             | '\u{061C}'
+            | '\u{06DD}'
+            | '\u{070F}'
+            | '\u{0890}'..='\u{0891}'
+            | '\u{08E2}'
             | '\u{115F}'..='\u{1160}'
+            | '\u{1680}'
             | '\u{17B4}'..='\u{17B5}'
             | '\u{180B}'..='\u{180F}'
-            | '\u{200B}'..='\u{200F}'
-            | '\u{2028}'..='\u{202E}'
-            | '\u{2060}'..='\u{206F}'
+            | '\u{2000}'..='\u{200F}'
+            | '\u{2028}'..='\u{202F}'
+            | '\u{205F}'..='\u{206F}'
+            | '\u{2800}'
+            | '\u{3000}'
             | '\u{3164}'
             | '\u{FE00}'..='\u{FE0F}'
             | '\u{FEFF}'
             | '\u{FFA0}'
-            | '\u{FFF0}'..='\u{FFFB}'
+            | '\u{FFF0}'..='\u{FFFC}'
             | '\u{FFFE}'..='\u{FFFF}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
             | '\u{1BCA0}'..='\u{1BCA3}'
             | '\u{1D173}'..='\u{1D17A}'
             | '\u{E0000}'..='\u{E0FFF}'
@@ -102,7 +118,9 @@ mod tests {
 
     #[test]
     fn every_format_character_a_spoof_uses_is_refused_everywhere() {
-        for c in ['\u{202E}', '\u{200B}', '\u{2066}', '\u{FEFF}', '\u{200D}', '\u{2069}', '\u{E0041}', '\u{00AD}'] {
+        let spoofs = ['\u{202E}', '\u{200B}', '\u{2066}', '\u{FEFF}', '\u{200D}', '\u{2069}', '\u{E0041}', '\u{00AD}'];
+        let spaces = ['\u{00A0}', '\u{1680}', '\u{2002}', '\u{200A}', '\u{202F}', '\u{205F}', '\u{3000}', '\u{2800}'];
+        for c in spoofs.into_iter().chain(spaces).chain(['\u{0600}', '\u{FFFC}', '\u{13430}']) {
             let s = format!("a{c}b");
             assert!(!valid_app_id(&s) && !valid_branch(&s) && !valid_main_file(&s), "{c:?}");
         }

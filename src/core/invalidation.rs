@@ -40,6 +40,16 @@ pub enum Invalidation {
     All,
 }
 
+impl Invalidation {
+    /// The user it is about, if it names one.
+    pub(crate) fn user(&self) -> Option<UserId> {
+        match self {
+            Invalidation::User(u) | Invalidation::UserOnRepo(u, _) | Invalidation::UserInOwner(u, _) => Some(*u),
+            Invalidation::Repo(_) | Invalidation::Owner(_) | Invalidation::All => None,
+        }
+    }
+}
+
 /// How an [`Invalidation`] is written: `{"kind": "...", "user": .., "repo": .., "owner": ..}`.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

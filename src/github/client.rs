@@ -12,9 +12,7 @@ use http_body_util::{BodyExt, Limited};
 use octocrab::Octocrab;
 use parking_lot::Mutex;
 
-use super::wire::{
-    WireInstallationRepos, WireListedRepo, WireMessage, WirePermission, WireRepo, WireUser, grant_from_permission,
-};
+use super::wire::{WireInstallationRepos, WireListedRepo, WireMessage, WirePermission, WireRepo, WireUser};
 use super::{
     Fetched, GithubApi, GithubError, ListedRepo, PermissionInfo, PermissionTarget, RepoInfo, UnavailableCause,
 };
@@ -504,10 +502,7 @@ impl GithubApi for OctocrabGithub {
         match self.get(&self.octo, &path, etag).await? {
             Answer::Ok { body, etag, .. } => {
                 let p: WirePermission = decode(&path, &body)?;
-                let info = PermissionInfo {
-                    user: p.user.map(|u| UserId(u.id)),
-                    grant: grant_from_permission(&p.permission, p.role_name.as_deref()),
-                };
+                let info = PermissionInfo { user: p.user.as_ref().map(|u| UserId(u.id)), grant: p.grant() };
                 Ok(Fetched::Fresh { value: Some(info), etag })
             }
             Answer::NotModified => Ok(Fetched::NotModified),

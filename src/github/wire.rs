@@ -16,6 +16,10 @@ pub(super) struct WirePermission {
 #[derive(Debug, Deserialize)]
 pub(super) struct WireAccount {
     pub(super) id: u64,
+    /// On the permission route's `user` (and a roster's entries): the base-role hash on the
+    /// repository.
+    #[serde(default)]
+    pub(super) permissions: Option<WirePermissions>,
 }
 
 /// One repository of `GET /user/repos`.
@@ -101,6 +105,25 @@ pub(super) fn grant_from_permission(permission: &str, role_name: Option<&str>) -
     }
 }
 
+impl WirePermission {
+    /// The user's role from the permission route. Where GitHub sends the `user`'s `permissions`
+    /// hash, the role is read from it, which is exact (a custom role based on `maintain` is
+    /// `maintain`, one based on `triage` is `triage`; the legacy `permission` says `write` and
+    /// `read` for them), named by `role_name`; otherwise from the legacy `permission`, refined by
+    /// `role_name` ([`grant_from_permission`]). Where the hash and `permission` disagree on the
+    /// base role, the lower of the two is taken (fail closed).
+    pub(super) fn grant(&self) -> Option<RoleGrant> {
+        let legacy_grant = grant_from_permission(&self.permission, self.role_name.as_deref());
+        let Some(hash) = self.user.as_ref().and_then(|u| u.permissions.as_ref()) else { return legacy_grant };
+        let (exact, named) = (hash.grant()?.role, legacy_grant?);
+        let role = if legacy(exact) == legacy(named.role) { exact } else { exact.min(named.role) };
+        Some(match named.name {
+            RoleName::Custom(name) => RoleGrant { role, name: RoleName::Custom(name) },
+            RoleName::Standard(_) => RoleGrant::standard(role),
+        })
+    }
+}
+
 impl WirePermissions {
     /// The highest role the `permissions` object grants.
     pub(super) fn grant(&self) -> Option<RoleGrant> {
@@ -154,5 +177,29 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.permissions.unwrap().grant().unwrap().role, Role::Write);
+    }
+
+    #[test]
+    fn the_permissions_hash_makes_a_custom_role_exact() {
+        let answer = |permission: &str, role_name: &str, hash: &str| -> WirePermission {
+            serde_json::from_str(&format!(
+                r#"{{"permission":"{permission}","role_name":"{role_name}","user":{{"login":"t","id":10,"permissions":{hash}}}}}"#
+            ))
+            .unwrap()
+        };
+        let maintain = r#"{"admin":false,"maintain":true,"push":true,"triage":true,"pull":true}"#;
+        let triage = r#"{"admin":false,"maintain":false,"push":false,"triage":true,"pull":true}"#;
+        let none = r#"{"admin":false,"maintain":false,"push":false,"triage":false,"pull":false}"#;
+        let g = answer("write", "deployer", maintain).grant().unwrap();
+        assert_eq!((g.role, g.name.as_str()), (Role::Maintain, "deployer"), "custom on maintain");
+        let g = answer("read", "labeler", triage).grant().unwrap();
+        assert_eq!((g.role, g.name.as_str()), (Role::Triage, "labeler"), "custom on triage");
+        assert_eq!(answer("write", "maintain", maintain).grant().unwrap().role, Role::Maintain);
+        assert_eq!(answer("none", "", none).grant(), None);
+        // A hash above what `permission` says is not believed beyond it.
+        assert_eq!(answer("read", "read", maintain).grant().unwrap().role, Role::Read);
+        // Without the hash, the legacy pair decides.
+        let p: WirePermission = serde_json::from_str(r#"{"permission":"write","role_name":"deployer"}"#).unwrap();
+        assert_eq!(p.grant().unwrap().role, Role::Write);
     }
 }

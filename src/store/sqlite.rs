@@ -12,6 +12,7 @@ use sqlx::{ConnectOptions as _, Connection as _, Executor as _, Pool, Sqlite, Tr
 
 use super::sql::{Backend, corrupt, unavailable};
 use super::{Broadcast, FeedEvent, StoreError, StoreFailure};
+use crate::core::ids::{AppId, UserId};
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
@@ -67,8 +68,9 @@ const PER_POLL: i64 = 1000;
 /// ([`delete_app`](super::Store::delete_app), [`delete_account`](super::Store::delete_account))
 /// folds the write-ahead log into the database file and empties it
 /// (`wal_checkpoint(TRUNCATE)`) before it answers: when it returns, nothing it deleted is left
-/// in the database file, its `-wal` or its `-shm`. An account's deletion also rewrites the
-/// change log's unread entries, which name apps and users, as "forget everything". If another
+/// in the database file, its `-wal` or its `-shm`. An account's deletion also rewrites every
+/// entry of the change log that names its apps or its identity as "forget" (every app and
+/// grant, every fact). If another
 /// connection keeps the log busy for longer than 2 s, the deletion answers
 /// [`StoreError::Unavailable`] (it is committed; the log is emptied when the store closes).
 ///
@@ -90,13 +92,12 @@ struct CloseOnDrop(SqlitePool);
 
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
-        let pool = self.0.clone();
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move { pool.close().await });
-            }
-            // Marks the pool closed; its connections close as they are dropped.
-            Err(_) => drop(pool.close()),
+        // Marks the pool closed at once (no connection is handed out again; idle ones close as
+        // they are dropped), then, in a runtime, closes them.
+        drop(self.0.close());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let pool = self.0.clone();
+            runtime.spawn(async move { pool.close().await });
         }
     }
 }
@@ -419,37 +420,79 @@ impl Backend for SqliteStore {
         Some(rx)
     }
 
-    /// Every entry of the change log says "forget everything" from now on: the entries name
-    /// apps and users, and a subscriber that has not read one yet then forgets more than it had
-    /// to, never less.
-    async fn forget_history(&self, tx: &mut Transaction<'_, Sqlite>) -> Result<(), StoreError> {
-        let all = Broadcast {
-            origin: 0,
-            invalidations: vec![crate::core::invalidation::Invalidation::All],
-            changes: vec![super::Change::All],
-        };
-        let body = serde_json::to_string(&all).map_err(|e| corrupt(e.to_string()))?;
-        sqlx::query("UPDATE changes SET body = $1").bind(body).execute(&mut **tx).await.map_err(unavailable)?;
+    /// Rewrites each entry of the change log that names `user` or one of `apps`: the changes
+    /// it carries become "forget every app and grant", and its invalidations, if one names the
+    /// user, "forget every fact". A subscriber that has not read such an entry yet then forgets
+    /// more than it had to, never less; an entry that cannot be read is rewritten whole.
+    async fn forget_history(
+        &self,
+        tx: &mut Transaction<'_, Sqlite>,
+        user: UserId,
+        apps: &[AppId],
+    ) -> Result<(), StoreError> {
+        use crate::core::invalidation::Invalidation;
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT seq, body FROM changes").fetch_all(&mut **tx).await.map_err(unavailable)?;
+        for (seq, body) in rows {
+            let rewritten = match serde_json::from_str::<Broadcast>(&body) {
+                Ok(mut b) => {
+                    let names_user = b.invalidations.iter().any(|i| i.user() == Some(user));
+                    let names_app =
+                        b.changes.iter().any(|c| matches!(c, super::Change::App { app } if apps.contains(app)));
+                    if !names_user && !names_app {
+                        continue;
+                    }
+                    if names_user {
+                        b.invalidations = vec![Invalidation::All];
+                    }
+                    if names_app {
+                        b.changes = vec![super::Change::All];
+                    }
+                    b
+                }
+                Err(_) => {
+                    Broadcast { origin: 0, invalidations: vec![Invalidation::All], changes: vec![super::Change::All] }
+                }
+            };
+            let body = serde_json::to_string(&rewritten).map_err(|e| corrupt(e.to_string()))?;
+            sqlx::query("UPDATE changes SET body = $1 WHERE seq = $2")
+                .bind(body)
+                .bind(seq)
+                .execute(&mut **tx)
+                .await
+                .map_err(unavailable)?;
+        }
         Ok(())
     }
 
     /// Folds the write-ahead log into the database file and truncates it, waiting up to
-    /// [`WAIT`] for readers of older snapshots.
+    /// [`WAIT`] in all for readers of older snapshots (each attempt waits at most 100 ms for a
+    /// lock, so that the whole stays within an authorizer's store bound).
     async fn erase(&self) -> Result<(), StoreError> {
         let give_up = tokio::time::Instant::now() + WAIT;
-        loop {
-            let (busy, _, _): (i64, i64, i64) =
-                sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&self.pool).await.map_err(unavailable)?;
-            if busy == 0 {
-                return Ok(());
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        conn.execute("PRAGMA busy_timeout = 100").await.map_err(unavailable)?;
+        let erased = loop {
+            let answer: Result<(i64, i64, i64), _> =
+                sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&mut *conn).await;
+            match answer {
+                Ok((0, _, _)) => break Ok(()),
+                Err(e) if !is_busy(&e) => break Err(unavailable(e)),
+                _ if tokio::time::Instant::now() >= give_up => {
+                    break Err(StoreError::Unavailable(StoreFailure::new(
+                        "the deletion is committed, but another connection kept the write-ahead log busy: what it \
+                         deleted leaves the store's files when the log is next emptied (the next deletion, or the \
+                         store's closing)",
+                    )));
+                }
+                _ => tokio::time::sleep(Duration::from_millis(10)).await,
             }
-            if tokio::time::Instant::now() >= give_up {
-                return Err(StoreError::Unavailable(StoreFailure::new(
-                    "the deletion is committed, but the write-ahead log stayed busy: what it deleted leaves the \
-                     store's files when the log is next emptied (at the latest when the store closes)",
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let restored = conn.execute(format!("PRAGMA busy_timeout = {}", WAIT.as_millis()).as_str()).await;
+        if restored.is_err() {
+            // A connection that would wait otherwise than the others is not returned to the pool.
+            conn.detach();
         }
+        erased
     }
 }

@@ -304,14 +304,26 @@ fn not_found() -> Value {
     json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest", "status": "404"})
 }
 
-/// The ETag of `body` as fetched by `caller`: tied to the token, as GitHub's are, so that a 304
-/// is answered only to the token that fetched the tag.
-fn etag_of(body: &Value, caller: Caller) -> String {
+/// The ETag of `body` as fetched with `token` (the `Authorization` header's token, empty for an
+/// anonymous caller): tied to the token, as GitHub's are, so that a 304 is answered only to the
+/// token that fetched the tag.
+fn etag_of(body: &Value, token: &[u8]) -> String {
     let mut hash = Sha256::new();
-    hash.update(format!("{caller:?}\n").as_bytes());
+    hash.update((token.len() as u64).to_be_bytes());
+    hash.update(token);
     hash.update(body.to_string().as_bytes());
     let hex: String = hash.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
     format!("\"{hex}\"")
+}
+
+/// The token of the request's `Authorization` header (after its scheme), as sent.
+fn token_of(headers: &HeaderMap) -> &[u8] {
+    let value = headers.get("authorization").map_or(&b""[..], |v| v.as_bytes());
+    let value = value.trim_ascii();
+    match value.iter().position(|b| *b == b' ') {
+        Some(at) => value[at + 1..].trim_ascii(),
+        None => &b""[..],
+    }
 }
 
 fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
@@ -483,7 +495,7 @@ fn ok_or_not_modified(
     body: &Value,
     extra: &[(&str, String)],
 ) -> Response<Body> {
-    let etag = etag_of(body, state.caller(headers));
+    let etag = etag_of(body, token_of(headers));
     if if_none_match(headers, &etag) {
         return respond(StatusCode::NOT_MODIFIED, state.current_limit(), &[("etag", etag)], None);
     }

@@ -108,12 +108,26 @@ fn from_toml<T: serde::de::DeserializeOwned>(text: &str, file: Option<&Path>) ->
     let de = toml::Deserializer::parse(text).map_err(|e| refused(e.span(), None, &without_values(e.message())))?;
     serde_path_to_error::deserialize(de).map_err(|e| {
         // `toml::Spanned` shows up in paths under private field names; they are not fields.
-        let mut path = e.path().to_string().split(".$__serde_spanned").next().unwrap_or(".").to_owned();
-        let inner = e.into_inner();
         // An unknown key ends the path: it is what was typed, so the field named is its table.
-        if inner.message().starts_with("unknown field `") {
-            path = path.rsplit_once('.').map_or_else(|| ".".to_owned(), |(table, _)| table.to_owned());
+        let mut segments: Vec<serde_path_to_error::Segment> = e.path().iter().cloned().collect();
+        if e.inner().message().starts_with("unknown field `") {
+            segments.pop();
         }
+        let path = segments.iter().fold(String::new(), |mut path, segment| {
+            match segment {
+                serde_path_to_error::Segment::Seq { index } => path.push_str(&format!("[{index}]")),
+                serde_path_to_error::Segment::Map { key } | serde_path_to_error::Segment::Enum { variant: key } => {
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(key);
+                }
+                _ => path.push_str(".?"),
+            }
+            path
+        });
+        let path = path.split(".$__serde_spanned").next().filter(|p| !p.is_empty()).unwrap_or(".").to_owned();
+        let inner = e.into_inner();
         refused(inner.span(), (path != ".").then_some(path), &without_values(inner.message()))
     })
 }
@@ -155,6 +169,10 @@ pub(crate) fn without_values(message: &str) -> String {
             let expected = rest.rfind(", expected ").map_or("", |at| &rest[at..]);
             return format!("{prefix}{}{kind}{expected}", if kind == "a value" { "" } else { "a " });
         }
+    }
+    // A missing or duplicated field is named by the program, not the file: kept.
+    if message.starts_with("missing field `") || message.starts_with("duplicate field `") {
+        return message.to_owned();
     }
     for (prefix, what) in [("unknown variant `", "unknown variant"), ("unknown field `", "unknown field")] {
         if message.starts_with(prefix) {
@@ -728,15 +746,11 @@ impl Checker<'_> {
             let status = match f.status.get_ref() {
                 FaultStatusSpec::Code(c @ (500 | 502 | 503 | 403 | 429)) => FaultStatus::Http(*c),
                 FaultStatusSpec::Word(w) if w == "timeout" => FaultStatus::Timeout,
-                other => {
-                    let shown = match other {
-                        FaultStatusSpec::Code(c) => c.to_string(),
-                        FaultStatusSpec::Word(w) => format!("\"{w}\""),
-                    };
+                _ => {
                     return Err(self.err(
                         Some(f.status.span()),
                         format!("faults[{i}].status"),
-                        format!("{shown}: expected 500, 502, 503, 403, 429 or \"timeout\""),
+                        "expected 500, 502, 503, 403, 429 or \"timeout\"",
                     ));
                 }
             };

@@ -492,10 +492,12 @@ async fn deployments_name_plain_ids_real_branches_and_files_inside_the_repositor
         assert_eq!(err, ManageError::InvalidDeployment("main_file"), "{bad:?}");
         assert!(!err.to_string().contains(bad), "the value is not repeated: {err}");
     }
-    for bad in [
+    let git_refuses = [
         "a..b", "-x", "x.lock", ".x", "a/.b", "a/", "/a", "a//b", "a b", "a~1", "a^", "a:b", "a?", "a*", "a[b", "@",
-        "a@{1}", "a.",
-    ] {
+        "HEAD", "a@{1}", "a.",
+    ];
+    let spaces = ["main\u{a0}", "main\u{3000}", "ma\u{2002}in", "main\u{2800}"];
+    for bad in git_refuses.into_iter().chain(spaces) {
         let d = Deployment::new(id("fine"), coords(), bad, "app.py");
         assert_eq!(
             v.authz.deploy_app(&erin, &d).await.unwrap_err(),

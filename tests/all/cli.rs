@@ -883,10 +883,7 @@ fn support_windows_from_the_command_line() {
         let r = run_with(&g, args);
         assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("usage")), "{option}: {}", r.stdout);
         let message = r.json()["message"].as_str().unwrap().to_owned();
-        assert!(
-            message.contains(option) && !message.contains('-') || message.contains(&format!("`{option}")),
-            "{message}"
-        );
+        assert!(message.contains(&format!("`{option}")), "{message}");
         assert!(!message.contains("-1") && !message.contains("-5"), "{message}");
     }
     let r = run_with(&g, &["support", "list", "--app", "dash", "--github-user", "carol"]);

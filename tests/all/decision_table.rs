@@ -9,18 +9,18 @@ use ghauthz::world::DecisionTable;
 use ghauthz::{Capability, Reason};
 
 /// The role and role name each GitHub-role decision of `default.toml` reports: (login, app,
-/// role, role name). A custom role decides as its legacy permission (see the table's comments).
+/// role, role name). A custom role decides as its base role, read from the `permissions` hash.
 const ROLES: [(&str, &str, &str, &str); 24] = [
     ("u-admin", "private", "admin", "admin"),
     ("u-org-owner", "private", "admin", "admin"),
     ("u-maintain", "private", "maintain", "maintain"),
     ("u-team-maintain", "private", "maintain", "maintain"),
     ("u-write", "private", "write", "write"),
-    ("u-custom-maintain", "private", "write", "deployer"),
+    ("u-custom-maintain", "private", "maintain", "deployer"),
     ("u-custom-write", "private", "write", "release-manager"),
     ("u-triage", "private", "triage", "triage"),
     ("u-read", "private", "read", "read"),
-    ("u-custom-triage", "private", "read", "labeler"),
+    ("u-custom-triage", "private", "triage", "labeler"),
     ("u-custom-read", "private", "read", "reader"),
     ("u-base-write", "base", "write", "write"),
     ("u-admin", "public", "admin", "admin"),
@@ -28,11 +28,11 @@ const ROLES: [(&str, &str, &str, &str); 24] = [
     ("u-maintain", "public", "maintain", "maintain"),
     ("u-team-maintain", "public", "maintain", "maintain"),
     ("u-write", "public", "write", "write"),
-    ("u-custom-maintain", "public", "write", "deployer"),
+    ("u-custom-maintain", "public", "maintain", "deployer"),
     ("u-custom-write", "public", "write", "release-manager"),
     ("u-triage", "public", "triage", "triage"),
     ("u-read", "public", "read", "read"),
-    ("u-custom-triage", "public", "read", "labeler"),
+    ("u-custom-triage", "public", "triage", "labeler"),
     ("u-custom-read", "public", "read", "reader"),
     ("u-none", "public", "read", "read"),
 ];

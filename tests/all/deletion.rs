@@ -9,7 +9,7 @@ use std::sync::Arc;
 use ghauthz::store::{AuditAction, AuditFilter, AuditOutcome, DELETED_ACCOUNT, DeletedApp, SqliteStore, Store};
 use ghauthz::world::MockGithub;
 use ghauthz::{AppId, Authorizer, Capability, ChangedBy, LinkError, ManageError, Principal, SupportGrant, UserId};
-use sqlx::Row;
+use sqlx::{Connection as _, Row};
 
 async fn authz_on(store: Arc<dyn Store>) -> (Authorizer, ghauthz::world::World, MockGithub) {
     let v = common::viewers_on(store).await;
@@ -435,6 +435,8 @@ async fn a_deletion_leaves_nothing_readable_in_the_store_files_when_it_returns()
             reason_dash.as_bytes(),
             reason_fresh.as_bytes(),
             branch.as_bytes(),
+            main_file.as_bytes(),
+            fresh.as_bytes(),
             stranger_bytes,
             stranger_label.as_bytes(),
         ];
@@ -455,4 +457,42 @@ async fn a_deletion_leaves_nothing_readable_in_the_store_files_when_it_returns()
         assert_eq!(left(&gone), [], "round {round}: the stranger's deletion left what it deleted in the files");
         drop(authz);
     }
+}
+
+/// A deletion that cannot empty the write-ahead log (another connection keeps reading an older
+/// snapshot) is committed but does not answer `Ok`: it says so, within the store's bound, and
+/// what it deleted leaves the files when the log is next emptied, here at the store's closing.
+#[tokio::test]
+async fn a_deletion_that_cannot_empty_the_log_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let store = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let (authz, _world, _mock) = authz_on(store.clone()).await;
+    authz.add_viewer(&ChangedBy::Operator, &id("dash"), "busy-canary@example.org").await.unwrap();
+    // A reader in another process's place: a read transaction held open across the deletion.
+    let mut reader = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut reader).await.unwrap();
+    let _: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM apps").fetch_one(&mut reader).await.unwrap();
+    let started = std::time::Instant::now();
+    let err = store
+        .delete_app(
+            &id("dash"),
+            &ghauthz::store::AuditEvent::new(
+                ghauthz::Timestamp(1),
+                &ghauthz::store::Actor::Operator,
+                &id("dash"),
+                AuditAction::Delete,
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("committed"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(4), "within the store's bound: {:?}", started.elapsed());
+    assert_eq!(store.app(&id("dash")).await.unwrap(), None, "the deletion is committed");
+    sqlx::query("COMMIT").execute(&mut reader).await.unwrap();
+    reader.close().await.unwrap();
+    drop(authz);
+    store.close().await;
+    let left = common::left_in_store_files(&path, &[b"busy-canary@example.org"]);
+    assert_eq!(left, [], "gone once the log is emptied");
 }

@@ -201,6 +201,17 @@ fn a_malformed_value_is_never_repeated() {
         (format!("version = 1\nnow = \"{secret}\"\n"), "now", "expected an RFC 3339 time"),
         (format!("version = 1\n{secret} = 1\n"), "", "unknown field, expected"),
         (format!("version = 1\nnow = \"{secret}\n"), "", ""),
+        (
+            format!("version = 1\n[[faults]]\npath = \"/x\"\nstatus = \"{secret}\"\n"),
+            "faults[0].status",
+            "expected 500",
+        ),
+        (format!("version = 1\n\"{secret}.more\" = 1\n"), "", "unknown field, expected"),
+        (
+            format!("version = 1\n[[users]]\n\"{secret}.x\" = 1\nid = 1\nlogin = \"a\"\n"),
+            "users[0]",
+            "unknown field, expected",
+        ),
     ] {
         let e = err(&text);
         let shown = e.to_string();
@@ -211,4 +222,11 @@ fn a_malformed_value_is_never_repeated() {
         }
         assert!(e.message.contains(expected), "{text}: {shown}");
     }
+}
+
+/// A missing field is named: the name is the program's, not the file's.
+#[test]
+fn a_missing_field_is_named() {
+    let e = err("version = 1\n[[users]]\nid = 1\n");
+    assert!(e.message.contains("missing field `login`"), "{e}");
 }

@@ -75,13 +75,14 @@ async fn world_ctx(g: &Global, path: &Path, needs: Needs) -> Result<Ctx, Outcome
         return Err(usage(format!("`{flag}` is a live-mode option: it is refused with `--world`")));
     }
     let world = World::load(path).map_err(|e| Outcome::error(Exit::Usage, e.kind(), &e))?;
-    let store: Arc<dyn Store> = match g.db.as_deref() {
-        None => Arc::new(MemoryStore::new()),
-        Some(location) => open_store(location).await?,
-    };
     let now = match &g.now {
         Some(s) => Some(parse_now(s).map_err(usage)?),
         None => world.now(),
+    };
+    // Opened last: from here every way out closes it.
+    let store: Arc<dyn Store> = match g.db.as_deref() {
+        None => Arc::new(MemoryStore::new()),
+        Some(location) => open_store(location).await?,
     };
     let clock: Arc<dyn Clock> = match now {
         Some(t) => Arc::new(ManualClock::new(t)),
