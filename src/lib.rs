@@ -39,7 +39,9 @@ pub use authorizer::{
 pub use cache::{CacheConfig, CacheStats, Consistency};
 pub use clock::{SystemClock, TimeError};
 pub use error::CheckError;
-pub use github::{ClientBuildError, GithubAuth, GithubConfig, GithubError, UnavailableCause};
+pub use github::{
+    ClientBuildError, DEFAULT_MAX_IN_FLIGHT, GithubAuth, GithubBudget, GithubConfig, GithubError, UnavailableCause,
+};
 pub use google::{GoogleConfig, GoogleError, GoogleIdentity};
 pub use viewer::{
     GoogleSignInError, IssuedLink, IssuedSession, KeysFileError, LinkConfig, LinkError, LinkInfo, MAX_KEYS_FILE,

@@ -2498,6 +2498,7 @@ impl Authorizer {
             invalidations_received: c.received.load(Ordering::Relaxed),
             resyncs: c.resyncs.load(Ordering::Relaxed),
             feed_listening: self.inner.records.is_live(),
+            github_budget: self.inner.facts.github_budget(),
         }
     }
 }

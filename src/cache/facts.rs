@@ -108,6 +108,11 @@ impl Facts {
         self.github.user_token_mode()
     }
 
+    /// The shared credentials' budget, as GitHub's last answer said it.
+    pub(crate) fn github_budget(&self) -> Option<crate::github::GithubBudget> {
+        self.github.budget()
+    }
+
     /// Checks answered from memory.
     pub(crate) fn hits(&self) -> u64 {
         self.front.hits()

@@ -247,6 +247,9 @@ pub struct CacheStats {
     /// Whether the store's change feed is heard now, so that apps and grants are served from
     /// memory (never, for a store without a feed).
     pub feed_listening: bool,
+    /// The installation's (or the token's) rate-limit budget, as GitHub's last answer said it:
+    /// `None` before the first answer, and in user-token mode, where each user spends their own.
+    pub github_budget: Option<crate::github::GithubBudget>,
 }
 
 /// Key of the permission cache: (GitHub user id, repository id), never a joined string.

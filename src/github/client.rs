@@ -11,6 +11,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 use octocrab::Octocrab;
 use parking_lot::Mutex;
+use sha2::Digest as _;
 
 use super::wire::{WireInstallationRepos, WireListedRepo, WireMessage, WirePermission, WireRepo, WireUser};
 use super::{
@@ -67,7 +68,16 @@ pub struct GithubConfig {
     /// Longest wait a check will spend on a retry; a longer `retry-after` fails the check at
     /// once. Default 1 s.
     pub(crate) max_inline_wait: Duration,
+    /// Most requests in flight at once per token. Default [`DEFAULT_MAX_IN_FLIGHT`].
+    pub(crate) max_in_flight: usize,
 }
+
+/// Requests in flight at once per token, by default: 16. GitHub allows at most 100 concurrent
+/// requests, counted across everything that uses the token (every replica of the control plane,
+/// and anything else the installation runs), and answers bursts with secondary rate limits; 16
+/// leaves room for six replicas under that ceiling, and a check waits for a slot rather than
+/// spending the budget on a limit's refusal.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 16;
 
 impl GithubConfig {
     /// Time allowed for one request, body included. Default 8 s (GitHub gives up at 10 s).
@@ -95,6 +105,18 @@ impl GithubConfig {
     pub fn with_max_inline_wait(mut self, max_inline_wait: Duration) -> Self {
         self.max_inline_wait = max_inline_wait;
         self
+    }
+
+    /// Most requests in flight at once per token (the installation's, or each user's own);
+    /// a request beyond waits for one to end. Default [`DEFAULT_MAX_IN_FLIGHT`] (16); at least 1.
+    pub fn with_max_in_flight(mut self, max_in_flight: usize) -> Self {
+        self.max_in_flight = max_in_flight.max(1);
+        self
+    }
+
+    /// Most requests in flight at once per token.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight
     }
 
     /// The REST API's base URL. Default `https://api.github.com`.
@@ -148,6 +170,7 @@ impl GithubConfig {
             max_retries: 1,
             retry_backoff: Duration::from_millis(250),
             max_inline_wait: Duration::from_secs(1),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         }
     }
 
@@ -197,6 +220,33 @@ pub(crate) struct OctocrabGithub {
     clock: Arc<dyn Clock>,
     /// While a rate limit on the shared credentials lasts, no request is sent.
     gate: Mutex<Option<Timestamp>>,
+    /// The shared credentials' requests in flight.
+    in_flight: Arc<tokio::sync::Semaphore>,
+    /// Each user token's requests in flight, by a hash of the token (user-token mode).
+    user_in_flight: moka::sync::Cache<[u8; 32], Arc<tokio::sync::Semaphore>>,
+    /// The shared credentials' budget, as GitHub's last answer said it.
+    budget: Mutex<Option<GithubBudget>>,
+}
+
+/// A token's rate-limit budget, as GitHub's last answer to it said (`x-ratelimit-limit`,
+/// `x-ratelimit-remaining`, `x-ratelimit-reset`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GithubBudget {
+    /// Requests the token may make in its window.
+    pub limit: u64,
+    /// Requests left in the window.
+    pub remaining: u64,
+    /// When the window starts again.
+    pub reset: Timestamp,
+}
+
+/// What a request is sent with: a client carrying its credentials, the bound on that token's
+/// requests in flight, and whether the credentials are the shared ones.
+struct Sender<'a> {
+    octo: Cow<'a, Octocrab>,
+    in_flight: Arc<tokio::sync::Semaphore>,
+    shared: bool,
 }
 
 impl OctocrabGithub {
@@ -217,7 +267,10 @@ impl OctocrabGithub {
                 .map_err(err)?,
             GithubAuth::UserTokens => builder.build().map_err(err)?,
         };
-        Ok(Self { octo, cfg, clock, gate: Mutex::new(None) })
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(cfg.max_in_flight));
+        let user_in_flight =
+            moka::sync::Cache::builder().max_capacity(100_000).time_to_idle(Duration::from_secs(3600)).build();
+        Ok(Self { octo, cfg, clock, gate: Mutex::new(None), in_flight, user_in_flight, budget: Mutex::new(None) })
     }
 
     fn shared_credentials(&self) -> bool {
@@ -238,7 +291,14 @@ impl OctocrabGithub {
         }
     }
 
-    async fn send_once(&self, octo: &Octocrab, path: &str, etag: Option<&str>) -> Result<Answer, GithubError> {
+    async fn send_once(&self, sender: &Sender<'_>, path: &str, etag: Option<&str>) -> Result<Answer, GithubError> {
+        // A slot of the token's: released when the answer is read (or the request given up).
+        let _slot = sender
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|_| GithubError::Protocol { route: path.to_owned(), detail: "the client is closed".into() })?;
+        let octo: &Octocrab = &sender.octo;
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static("application/vnd.github+json"));
         headers.insert("x-github-api-version", HeaderValue::from_static("2022-11-28"));
@@ -258,16 +318,32 @@ impl OctocrabGithub {
         match tokio::time::timeout(self.cfg.request_timeout, exchange).await {
             Err(_) => Err(unavailable(UnavailableCause::Timeout, None)),
             Ok(Err(e)) => Err(e),
-            Ok(Ok((status, headers, body))) => classify(path, status, &headers, body, self.clock.now()),
+            Ok(Ok((status, headers, body))) => {
+                if sender.shared {
+                    self.note_budget(&headers);
+                }
+                classify(path, status, &headers, body, self.clock.now())
+            }
+        }
+    }
+
+    /// Keeps the budget GitHub's answer to the shared credentials states.
+    fn note_budget(&self, headers: &HeaderMap) {
+        let number = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        if let (Some(limit), Some(remaining), Some(reset)) =
+            (number("x-ratelimit-limit"), number("x-ratelimit-remaining"), number("x-ratelimit-reset"))
+        {
+            let reset = Timestamp(reset.saturating_mul(1000));
+            *self.budget.lock() = Some(GithubBudget { limit, remaining, reset });
         }
     }
 
     /// One GET with the retry rules of [`GithubConfig`].
-    async fn get(&self, octo: &Octocrab, path: &str, etag: Option<&str>) -> Result<Answer, GithubError> {
+    async fn get(&self, sender: &Sender<'_>, path: &str, etag: Option<&str>) -> Result<Answer, GithubError> {
         self.gate_check()?;
         let mut attempt = 0u32;
         loop {
-            let err = match self.send_once(octo, path, etag).await {
+            let err = match self.send_once(sender, path, etag).await {
                 Ok(answer) => return Ok(answer),
                 Err(e) => e,
             };
@@ -295,7 +371,7 @@ impl OctocrabGithub {
     /// total needs more pages stops after the first (the caller must accept a partial listing).
     async fn list_repos(
         &self,
-        octo: &Octocrab,
+        sender: &Sender<'_>,
         route: &str,
         max_pages: Option<usize>,
         page_of: impl Fn(&str, &Bytes) -> Result<(Vec<WireListedRepo>, Option<u64>), GithubError>,
@@ -303,7 +379,7 @@ impl OctocrabGithub {
         let mut listed = Vec::new();
         for page in 1..=MAX_REPO_PAGES {
             let path = format!("{route}?per_page={REPOS_PER_PAGE}&page={page}");
-            let (body, more) = match self.get(octo, &path, None).await? {
+            let (body, more) = match self.get(sender, &path, None).await? {
                 Answer::Ok { body, more, .. } => (body, more),
                 _ => {
                     return Err(GithubError::Protocol {
@@ -334,17 +410,23 @@ impl OctocrabGithub {
         })
     }
 
-    /// The client to send with: the shared one (whose installation token is cached across
-    /// requests; a clone would mint its own), or one carrying the user's token.
-    fn octo_for(&self, user_token: Option<&GithubToken>) -> Result<Cow<'_, Octocrab>, GithubError> {
+    /// What to send with: the shared client (whose installation token is cached across
+    /// requests; a clone would mint its own) and its slots, or one carrying the user's token and
+    /// that token's slots.
+    fn sender(&self, user_token: Option<&GithubToken>) -> Result<Sender<'_>, GithubError> {
         match user_token {
             Some(t) if !t.is_well_formed() => Err(GithubError::MalformedToken),
-            Some(t) => self
-                .octo
-                .user_access_token(t.expose_secret().to_owned())
-                .map(Cow::Owned)
-                .map_err(|e| GithubError::Protocol { route: "(client)".into(), detail: e.to_string() }),
-            None => Ok(Cow::Borrowed(&self.octo)),
+            Some(t) => {
+                let octo = self
+                    .octo
+                    .user_access_token(t.expose_secret().to_owned())
+                    .map_err(|e| GithubError::Protocol { route: "(client)".into(), detail: e.to_string() })?;
+                let key: [u8; 32] = sha2::Sha256::digest(t.expose_secret().as_bytes()).into();
+                let slots = self.cfg.max_in_flight;
+                let in_flight = self.user_in_flight.get_with(key, || Arc::new(tokio::sync::Semaphore::new(slots)));
+                Ok(Sender { octo: Cow::Owned(octo), in_flight, shared: false })
+            }
+            None => Ok(Sender { octo: Cow::Borrowed(&self.octo), in_flight: self.in_flight.clone(), shared: true }),
         }
     }
 }
@@ -452,20 +534,24 @@ fn redirect_path(route: &str, location: &str) -> Result<String, GithubError> {
 
 #[async_trait]
 impl GithubApi for OctocrabGithub {
+    fn budget(&self) -> Option<GithubBudget> {
+        *self.budget.lock()
+    }
+
     async fn repository(
         &self,
         coords: &RepoCoords,
         user_token: Option<&GithubToken>,
         etag: Option<&str>,
     ) -> Result<Fetched<Option<RepoInfo>>, GithubError> {
-        let octo = self.octo_for(user_token)?;
+        let sender = self.sender(user_token)?;
         let mut path = format!("/repos/{}/{}", coords.owner(), coords.name());
-        let mut answer = self.get(&octo, &path, etag).await?;
+        let mut answer = self.get(&sender, &path, etag).await?;
         let mut redirected = false;
         if let Answer::Moved { location } = &answer {
             path = redirect_path(&path, location)?;
             redirected = true;
-            answer = self.get(&octo, &path, etag).await?;
+            answer = self.get(&sender, &path, etag).await?;
         }
         match answer {
             Answer::Ok { body, etag, .. } => {
@@ -499,7 +585,7 @@ impl GithubApi for OctocrabGithub {
             }
             PermissionTarget::Id(id) => format!("/repositories/{id}/collaborators/{login}/permission"),
         };
-        match self.get(&self.octo, &path, etag).await? {
+        match self.get(&self.sender(None)?, &path, etag).await? {
             Answer::Ok { body, etag, .. } => {
                 let p: WirePermission = decode(&path, &body)?;
                 let info = PermissionInfo { user: p.user.as_ref().map(|u| UserId(u.id)), grant: p.grant() };
@@ -512,17 +598,17 @@ impl GithubApi for OctocrabGithub {
     }
 
     async fn user_repos(&self, token: &GithubToken) -> Result<Vec<ListedRepo>, GithubError> {
-        let octo = self.octo_for(Some(token))?;
+        let sender = self.sender(Some(token))?;
         // Never partial: a repository missing from it would read as no role.
-        self.list_repos(&octo, "/user/repos", None, |path, body| {
+        self.list_repos(&sender, "/user/repos", None, |path, body| {
             decode::<Vec<WireListedRepo>>(path, body).map(|repos| (repos, None))
         })
         .await
     }
 
     async fn installation_repos(&self, max_requests: usize) -> Result<Vec<ListedRepo>, GithubError> {
-        let octo = self.octo_for(None)?;
-        self.list_repos(&octo, "/installation/repositories", Some(max_requests), |path, body| {
+        let sender = self.sender(None)?;
+        self.list_repos(&sender, "/installation/repositories", Some(max_requests), |path, body| {
             decode::<WireInstallationRepos>(path, body).map(|page| (page.repositories, page.total_count))
         })
         .await
@@ -532,9 +618,9 @@ impl GithubApi for OctocrabGithub {
         if !valid_login(login) {
             return Ok(None);
         }
-        let octo = self.octo_for(None)?;
+        let sender = self.sender(None)?;
         let path = format!("/users/{login}");
-        match self.get(&octo, &path, None).await? {
+        match self.get(&sender, &path, None).await? {
             Answer::Ok { body, .. } => {
                 let user: WireUser = decode(&path, &body)?;
                 Ok((user.kind != "Organization").then(|| GithubUser::new(UserId(user.id), &user.login)))

@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub(crate) use client::OctocrabGithub;
-pub use client::{ClientBuildError, GithubAuth, GithubConfig};
+pub use client::{ClientBuildError, DEFAULT_MAX_IN_FLIGHT, GithubAuth, GithubBudget, GithubConfig};
 
 use crate::core::ids::{GithubUser, OwnerId, RepoCoords, RepoId, UserId};
 use crate::core::policy::RoleGrant;
@@ -193,4 +193,10 @@ pub(crate) trait GithubApi: Send + Sync + std::fmt::Debug {
 
     /// Whether checks must carry the user's own token (user-token mode).
     fn user_token_mode(&self) -> bool;
+
+    /// The shared credentials' budget, as GitHub's last answer said it (none yet, or in
+    /// user-token mode, where each user's budget is their own).
+    fn budget(&self) -> Option<GithubBudget> {
+        None
+    }
 }

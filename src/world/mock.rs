@@ -46,6 +46,9 @@ struct MockState {
     served: std::sync::atomic::AtomicU64,
     /// The port served, for `x-github-request-id`.
     addr_port: u16,
+    /// Requests being answered now, and the most there ever were at once.
+    in_flight: std::sync::atomic::AtomicU64,
+    most_in_flight: std::sync::atomic::AtomicU64,
 }
 
 /// Who a request is from, by its `Authorization` header.
@@ -92,6 +95,8 @@ impl MockGithub {
             delay: Mutex::new(Duration::ZERO),
             served: std::sync::atomic::AtomicU64::new(0),
             addr_port: addr.port(),
+            in_flight: std::sync::atomic::AtomicU64::new(0),
+            most_in_flight: std::sync::atomic::AtomicU64::new(0),
         });
         let router = axum::Router::new().fallback(handle).with_state(state.clone());
         let task = tokio::spawn(async move {
@@ -198,6 +203,12 @@ impl MockGithub {
     /// while something else happens.
     pub fn set_response_delay(&self, delay: Duration) {
         *self.state.delay.lock() = delay;
+    }
+
+    /// The most requests it was ever answering at once (a request counts from its arrival until
+    /// its answer, delay included, is handed back).
+    pub fn most_in_flight(&self) -> u64 {
+        self.state.most_in_flight.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// What `x-ratelimit-remaining` says now.
@@ -334,6 +345,17 @@ fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
 }
 
 async fn handle(State(state): State<Arc<MockState>>, method: Method, uri: Uri, headers: HeaderMap) -> Response<Body> {
+    use std::sync::atomic::Ordering::SeqCst;
+    /// Counts the request out when its answer is handed back, or the client goes away.
+    struct Answering<'a>(&'a std::sync::atomic::AtomicU64);
+    impl Drop for Answering<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, SeqCst);
+        }
+    }
+    let now_in_flight = state.in_flight.fetch_add(1, SeqCst) + 1;
+    state.most_in_flight.fetch_max(now_in_flight, SeqCst);
+    let _answering = Answering(&state.in_flight);
     let mut response = answer(&state, method, uri, headers).await;
     // Every answer names its request, as GitHub's do (`x-github-request-id`).
     let n = state.served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

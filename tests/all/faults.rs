@@ -176,3 +176,40 @@ async fn the_flaky_fixture_recovers_after_its_two_failures() {
     env.advance_secs(6);
     assert!(env.authz.check(&carol, &flaky, Capability::Edit).await.unwrap().is_allowed());
 }
+
+/// At most `max_in_flight` requests are in flight at once per token: the others wait their
+/// turn, and every check is still answered. Eight users' first checks at once (eight keys,
+/// nothing coalesces) against a GitHub that holds each answer 200 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_per_token_are_bounded() {
+    for (bound, most) in [(2, 2), (100, 8)] {
+        let opts = common::Opts {
+            github: Box::new(move |m| m.github_config().with_max_in_flight(bound)),
+            ..Default::default()
+        };
+        let env = common::env_with(common::fixture("acme.toml"), opts).await;
+        // The repository's identity first, so that only the eight roles are asked at once.
+        env.authz.check(&env.user("zed"), &env.app("dash"), Capability::Edit).await.unwrap();
+        env.mock.set_response_delay(Duration::from_millis(200));
+        let logins = ["alice", "bob", "carol", "dave", "erin", "frank", "olga", "mallory"];
+        let checks = logins.map(|login| {
+            let (authz, user, app) = (env.authz.clone(), env.user(login), env.app("dash"));
+            tokio::spawn(async move { authz.check(&user, &app, Capability::Edit).await })
+        });
+        for check in checks {
+            check.await.unwrap().unwrap();
+        }
+        assert_eq!(env.mock.most_in_flight(), most, "bound {bound}");
+    }
+}
+
+/// `stats()` says the installation's budget as GitHub's last answer said it.
+#[tokio::test]
+async fn stats_say_the_budget_github_last_stated() {
+    let env = common::env(common::fixture("acme.toml")).await;
+    assert_eq!(env.authz.stats().github_budget, None, "nothing asked yet");
+    env.authz.check(&env.user("carol"), &env.app("dash"), Capability::Edit).await.unwrap();
+    let budget = env.authz.stats().github_budget.expect("a budget");
+    assert_eq!((budget.limit, budget.remaining), (5000, env.mock.rate_limit_remaining()));
+    assert!(budget.reset > env.mock.clock().now(), "{budget:?}");
+}
