@@ -42,6 +42,7 @@ pub enum Invalidation {
 
 impl Invalidation {
     /// The user it is about, if it names one.
+    #[cfg_attr(not(feature = "sqlite"), expect(dead_code, reason = "only the SQLite store rewrites its history"))]
     pub(crate) fn user(&self) -> Option<UserId> {
         match self {
             Invalidation::User(u) | Invalidation::UserOnRepo(u, _) | Invalidation::UserInOwner(u, _) => Some(*u),
