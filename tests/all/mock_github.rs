@@ -376,3 +376,164 @@ async fn an_etag_answers_304_only_to_the_token_that_fetched_it() {
         assert_ne!(a.header("etag"), Some(tag.as_str()));
     }
 }
+
+mod differential {
+    //! The roster and the permission route agree, for every (user, repository) of random worlds:
+    //! teams, base permissions, owners, direct and custom roles, public and private
+    //! repositories. A roster entry's `permissions` hash and `role_name` are the permission
+    //! route's, a user is on the unfiltered roster exactly when the world gives them a role,
+    //! and `permission=push` keeps exactly those whose hash has `push`.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    const ROLES: [&str; 9] = [
+        "admin",
+        "maintain",
+        "write",
+        "triage",
+        "read",
+        "custom:c-maintain:maintain",
+        "custom:c-write:write",
+        "custom:c-triage:triage",
+        "custom:c-read:read",
+    ];
+    const USERS: usize = 6;
+    const REPOS: usize = 4;
+
+    #[derive(Debug, Clone)]
+    struct Spec {
+        owners: Vec<bool>,
+        members: Vec<bool>,
+        base: &'static str,
+        teams: Vec<(Vec<bool>, Vec<Option<usize>>)>,
+        repos: Vec<(bool, bool, Vec<Option<usize>>)>,
+    }
+
+    fn spec() -> impl Strategy<Value = Spec> {
+        let flags = || proptest::collection::vec(any::<bool>(), USERS);
+        let grants = |n| proptest::collection::vec(proptest::option::weighted(0.4, 0..ROLES.len()), n);
+        (
+            flags(),
+            flags(),
+            prop_oneof![Just("none"), Just("read"), Just("write"), Just("admin")],
+            proptest::collection::vec((flags(), grants(REPOS)), 0..3),
+            proptest::collection::vec((any::<bool>(), any::<bool>(), grants(USERS)), REPOS),
+        )
+            .prop_map(|(owners, members, base, teams, repos)| Spec { owners, members, base, teams, repos })
+    }
+
+    /// The world, as a world file says it: users u0..u5 (u0 owns the user-owned repositories),
+    /// the organization `org`, and repositories r0..r3.
+    fn world_text(s: &Spec) -> String {
+        let pick = |flags: &[bool]| -> String {
+            flags
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| **f)
+                .map(|(i, _)| format!("\"u{i}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut t = String::from("version = 1\n");
+        for i in 0..USERS {
+            t.push_str(&format!("[[users]]\nid = {}\nlogin = \"u{i}\"\n", i + 1));
+        }
+        t.push_str(&format!(
+            "[[orgs]]\nid = 5000\nlogin = \"org\"\nowners = [{}]\nmembers = [{}]\nbase_permission = \"{}\"\n",
+            pick(&s.owners),
+            pick(&s.members),
+            s.base
+        ));
+        for (k, (members, grants)) in s.teams.iter().enumerate() {
+            let repos: Vec<String> = grants
+                .iter()
+                .enumerate()
+                .filter(|(r, g)| g.is_some() && s.repos[*r].0)
+                .map(|(r, g)| format!("r{r} = \"{}\"", ROLES[g.unwrap_or(0)]))
+                .collect();
+            t.push_str(&format!(
+                "[[orgs.teams]]\nid = {}\nslug = \"t{k}\"\nmembers = [{}]\nrepos = {{ {} }}\n",
+                7000 + k,
+                pick(members),
+                repos.join(", ")
+            ));
+        }
+        for (r, (in_org, private, grants)) in s.repos.iter().enumerate() {
+            let roles: Vec<String> =
+                grants.iter().enumerate().filter_map(|(u, g)| g.map(|g| format!("u{u} = \"{}\"", ROLES[g]))).collect();
+            t.push_str(&format!(
+                "[[repos]]\nid = {}\nowner = \"{}\"\nname = \"r{r}\"\nprivate = {private}\nroles = {{ {} }}\n",
+                100 + r,
+                if *in_org { "org" } else { "u0" },
+                roles.join(", ")
+            ));
+        }
+        t
+    }
+
+    fn agree(s: &Spec) -> Result<(), TestCaseError> {
+        let text = world_text(s);
+        let world = ghauthz::world::World::from_toml_str(&text, ".")
+            .map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let mock = rt.block_on(MockGithub::start(world.clone())).unwrap();
+        let install = Some(mock.installation_token());
+        for repo in world.repos() {
+            let base = format!("/repos/{}/{}", repo.owner, repo.name);
+            let roster = get(&mock, &format!("{base}/collaborators?per_page=100"), install).json();
+            let pushers = get(&mock, &format!("{base}/collaborators?permission=push&per_page=100"), install).json();
+            let ids = |list: &Value| -> Vec<u64> {
+                list.as_array().unwrap().iter().map(|c| c["id"].as_u64().unwrap()).collect()
+            };
+            let mut pushing = Vec::new();
+            for user in world.users() {
+                let route = get(&mock, &format!("{base}/collaborators/{}/permission", user.login), install).json();
+                let entry = roster.as_array().unwrap().iter().find(|c| c["id"] == user.id.0);
+                let role = world.effective_role(user.id, repo);
+                prop_assert_eq!(
+                    entry.is_some(),
+                    role.is_some(),
+                    "{} on {}: on the roster\n{}",
+                    user.login,
+                    repo.name,
+                    text
+                );
+                if let Some(entry) = entry {
+                    prop_assert_eq!(
+                        &entry["permissions"],
+                        &route["user"]["permissions"],
+                        "{} on {}\n{}",
+                        user.login,
+                        repo.name,
+                        text
+                    );
+                    prop_assert_eq!(
+                        &entry["role_name"],
+                        &route["role_name"],
+                        "{} on {}\n{}",
+                        user.login,
+                        repo.name,
+                        text
+                    );
+                    if entry["permissions"]["push"] == true {
+                        pushing.push(user.id.0);
+                    }
+                }
+            }
+            prop_assert_eq!(ids(&pushers), pushing, "permission=push on {}\n{}", repo.name, text);
+        }
+        drop(mock);
+        rt.shutdown_background();
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_roster_agrees_with_the_permission_route(s in spec()) {
+            agree(&s)?;
+        }
+    }
+}
