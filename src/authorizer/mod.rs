@@ -801,6 +801,7 @@ impl AuthorizerBuilder {
         // 0 is the origin of the store's own announcements.
         let replica = u64::from_le_bytes(replica) | 1;
         let cfg = self.cache;
+        let least = self.policy.least_role();
         let store: Arc<dyn Store> = Arc::new(Bounded::new(self.store, self.store_timeout));
         let feed = store.subscribe();
         let inner = Arc::new(Inner {
@@ -808,7 +809,7 @@ impl AuthorizerBuilder {
             clock: self.clock.clone(),
             records: Records::new(cfg.capacity, cfg.record_ttl),
             sessions: Sessions::new(cfg.session_capacity),
-            facts: Facts::new(cfg, self.clock, github),
+            facts: Facts::new(cfg, self.clock, github, least),
             store,
             signin,
             replica,
@@ -2498,6 +2499,8 @@ impl Authorizer {
             invalidations_received: c.received.load(Ordering::Relaxed),
             resyncs: c.resyncs.load(Ordering::Relaxed),
             feed_listening: self.inner.records.is_live(),
+            roster_requests: c.roster_requests.load(Ordering::Relaxed),
+            roster_fallbacks: c.roster_fallbacks.load(Ordering::Relaxed),
             github_budget: self.inner.facts.github_budget(),
         }
     }

@@ -21,15 +21,16 @@ use moka::ops::compute::Op;
 
 use super::{
     Age, Backoff, CacheConfig, Counters, Epochs, FactCore, FactMap, InlineFact, PermEntry, PermKey, RepoEntry,
+    RosterEntry,
 };
 use crate::core::decision::{Decision, Fact, Source, decide_github, decide_role};
-use crate::core::ids::{App, AppView, GithubUser, RepoCoords, RepoId};
+use crate::core::ids::{App, AppView, GithubUser, OwnerId, RepoCoords, RepoId};
 use crate::core::invalidation::Invalidation;
-use crate::core::policy::{Need, RoleName};
+use crate::core::policy::{Need, Role, RoleName};
 use crate::core::secret::GithubToken;
 use crate::core::time::{Clock, Timestamp};
 use crate::error::CheckError;
-use crate::github::{Fetched, GithubApi, GithubError, PermissionTarget, UnavailableCause};
+use crate::github::{Fetched, GithubApi, GithubError, PermissionTarget, Roster, UnavailableCause};
 
 /// The GitHub-fact cache: moka for capacity, expiry and coalesced loading, the front map and the
 /// hit table for hits, the epoch log for invalidation.
@@ -40,6 +41,10 @@ pub(crate) struct Facts {
     github: Arc<dyn GithubApi>,
     perms: moka::future::Cache<PermKey, Arc<PermEntry>>,
     repos: moka::future::Cache<RepoCoords, Arc<RepoEntry>>,
+    /// Rosters by repository (installation and App mode, with `cfg.rosters`).
+    rosters: moka::future::Cache<RepoId, Arc<RosterEntry>>,
+    /// The lowest role the policy grants anything to: what a roster lists.
+    least: Role,
     front: Arc<FactMap>,
     epochs: Epochs,
     backoff: moka::sync::Cache<PermKey, Backoff>,
@@ -63,7 +68,7 @@ enum Conditional<'c, C, T> {
 type Loaded = (Arc<PermEntry>, Source);
 
 impl Facts {
-    pub(crate) fn new(cfg: CacheConfig, clock: Arc<dyn Clock>, github: Arc<dyn GithubApi>) -> Self {
+    pub(crate) fn new(cfg: CacheConfig, clock: Arc<dyn Clock>, github: Arc<dyn GithubApi>, least: Role) -> Self {
         let front = Arc::new(FactMap::new(cfg.capacity));
         let listener_front = front.clone();
         let keep = cfg.role_ttl.max(cfg.no_role_ttl) + cfg.keep_for_revalidation;
@@ -80,6 +85,11 @@ impl Facts {
             .time_to_live(keep)
             .support_invalidation_closures()
             .build();
+        let rosters = moka::future::Cache::builder()
+            .max_capacity((cfg.capacity / 4).max(1024))
+            .time_to_live(keep)
+            .support_invalidation_closures()
+            .build();
         let backoff = moka::sync::Cache::builder()
             .max_capacity(cfg.capacity.max(1024))
             .time_to_live(Duration::from_secs(3600))
@@ -89,6 +99,8 @@ impl Facts {
             github,
             perms,
             repos,
+            rosters,
+            least,
             front,
             epochs: Epochs::default(),
             backoff,
@@ -171,10 +183,12 @@ impl Facts {
         if inv == Invalidation::All {
             self.perms.invalidate_all();
             self.repos.invalidate_all();
+            self.rosters.invalidate_all();
         } else {
             // Memory only: the epoch log already keeps these from being served.
             let _ = self.perms.invalidate_entries_if(move |k, e| e.core.matches(k, &inv));
             let _ = self.repos.invalidate_entries_if(move |_, e| e.matches(&inv));
+            let _ = self.rosters.invalidate_entries_if(move |_, e| e.matches(&inv));
         }
     }
 
@@ -188,6 +202,13 @@ impl Facts {
         entry.coords_fp == app.coords_fp
             && now.millis_since(entry.confirmed_at) < self.max_age_ms(matches!(entry.fact, Fact::Role(Some(_))), age)
             && self.epochs.still_valid(&entry.seen_epoch, |inv| entry.matches(key, inv))
+    }
+
+    /// A roster answers "no role" for every user absent from it: it is served no longer than
+    /// a negative fact.
+    fn roster_usable(&self, entry: &RosterEntry, now: Timestamp, age: Age) -> bool {
+        now.millis_since(entry.confirmed_at) < self.max_age_ms(false, age)
+            && self.epochs.still_valid(&entry.seen_epoch, |inv| entry.matches(inv))
     }
 
     fn repo_usable(&self, entry: &RepoEntry, now: Timestamp, age: Age) -> bool {
@@ -295,13 +316,23 @@ impl Facts {
                         (Fact::Replaced { current: id }, repo.confirmed_at, Some(owner), None, None)
                     }
                     Some((id, owner)) => {
-                        let reuse = current.filter(|c| matches!(c.core.fact, Fact::Role(_) | Fact::LoginMismatch));
-                        let etag = reuse.and_then(|c| c.perm_etag.as_deref());
                         let target = if repo.renamed {
                             PermissionTarget::Id(id)
                         } else {
                             PermissionTarget::Coords(app.coords())
                         };
+                        let roster = match self.cfg.rosters {
+                            true => Some(self.roster(id, owner, target, age).await?),
+                            false => None,
+                        };
+                        if let Some((roster, roles)) = roster.as_ref().and_then(|r| r.roles.as_ref().map(|m| (r, m))) {
+                            // Absent from the roster: no role the policy counts.
+                            let fact = Fact::Role(roles.get(&user.id).cloned());
+                            let confirmed_at = roster.confirmed_at.min(repo.confirmed_at);
+                            return Ok(self.entry(fact, confirmed_at, app, Some(owner), start_epoch, None, None));
+                        }
+                        let reuse = current.filter(|c| matches!(c.core.fact, Fact::Role(_) | Fact::LoginMismatch));
+                        let etag = reuse.and_then(|c| c.perm_etag.as_deref());
                         let answer = self.github.permission(target, &user.login, etag).await?;
                         let now = self.clock.now();
                         let (fact, perm_etag) = match self.conditional(reuse, etag, answer)? {
@@ -317,7 +348,22 @@ impl Facts {
                 }
             }
         };
-        Ok(PermEntry {
+        Ok(self.entry(fact, confirmed_at, app, owner, start_epoch, perm_etag, repo_etag))
+    }
+
+    /// A new entry for `app`'s key, fetched from `start_epoch` on.
+    #[expect(clippy::too_many_arguments, reason = "the parts of one entry, each named at its one call site")]
+    fn entry(
+        &self,
+        fact: Fact,
+        confirmed_at: Timestamp,
+        app: &App,
+        owner: Option<OwnerId>,
+        start_epoch: u64,
+        perm_etag: Option<String>,
+        repo_etag: Option<String>,
+    ) -> PermEntry {
+        PermEntry {
             core: FactCore {
                 fact,
                 confirmed_at,
@@ -328,7 +374,51 @@ impl Facts {
             },
             perm_etag,
             repo_etag,
-        })
+        }
+    }
+
+    /// The roster of repository `repo` (owned by `owner`, asked at `target`), shared by all its
+    /// users and coalesced: revalidated with its ETag once it is older than a negative fact may
+    /// be for `age`.
+    async fn roster(
+        &self,
+        repo: RepoId,
+        owner: OwnerId,
+        target: PermissionTarget<'_>,
+        age: Age,
+    ) -> Result<Arc<RosterEntry>, CheckError> {
+        let fresh = |c: &RosterEntry| self.roster_usable(c, self.clock.now(), age);
+        let fetch = |current: Option<Arc<RosterEntry>>| async move {
+            let start_epoch = self.epochs.current();
+            let etag = current.as_ref().filter(|c| c.roles.is_some()).and_then(|c| c.etag.as_deref());
+            Counters::bump(&self.counters.roster_requests);
+            let answer = self.github.roster(target, self.least, self.cfg.roster_max_pages, etag).await?;
+            let confirmed_at = self.clock.now();
+            let seen_epoch = AtomicU64::new(start_epoch);
+            Ok(match self.conditional(current.as_deref(), etag, answer)? {
+                Conditional::Unchanged(cur) => RosterEntry {
+                    repo,
+                    owner,
+                    roles: cur.roles.clone(),
+                    confirmed_at,
+                    etag: cur.etag.clone(),
+                    seen_epoch,
+                },
+                Conditional::New(Roster::Listed(listed), etag) => RosterEntry {
+                    repo,
+                    owner,
+                    roles: Some(listed.into_iter().collect()),
+                    confirmed_at,
+                    etag,
+                    seen_epoch,
+                },
+                Conditional::New(Roster::Refused | Roster::TooLarge, _) => {
+                    Counters::bump(&self.counters.roster_fallbacks);
+                    RosterEntry { repo, owner, roles: None, confirmed_at, etag: None, seen_epoch }
+                }
+            })
+        };
+        coalesced(&self.rosters, repo, fresh, fetch, |_: &RosterEntry| {}).await.map(|(entry, _)| entry)
     }
 
     /// Sorts a conditional answer into "what we hold is current" or a new body.

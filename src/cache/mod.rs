@@ -72,6 +72,10 @@ pub struct CacheConfig {
     pub(crate) record_ttl: Duration,
     /// Most verified sessions remembered. Default 100,000.
     pub(crate) session_capacity: u64,
+    /// Whether installation and App mode answer from repository rosters. Default off.
+    pub(crate) rosters: bool,
+    /// Most pages (of 100) a roster may take before its repository is asked per user. Default 10.
+    pub(crate) roster_max_pages: usize,
 }
 
 impl CacheConfig {
@@ -124,6 +128,35 @@ impl CacheConfig {
     pub fn with_session_capacity(mut self, session_capacity: u64) -> Self {
         self.session_capacity = session_capacity;
         self
+    }
+
+    /// In installation and App mode, answer every user's check on a repository from one roster
+    /// (`GET /repos/{owner}/{repo}/collaborators?affiliation=all&permission=P`, P the lowest role
+    /// the policy grants anything to), instead of one permission request per user. A user absent
+    /// from it holds no role the policy counts. A repository whose roster is refused (a GitHub
+    /// App without the organization `members` permission), or would take more than
+    /// [`CacheConfig::with_roster_max_pages`] pages, is asked per user. Default off (per user);
+    /// user-token mode always asks with the user's own token.
+    pub fn with_rosters(mut self, rosters: bool) -> Self {
+        self.rosters = rosters;
+        self
+    }
+
+    /// Most pages (of 100 users) a roster may take before its repository is asked per user
+    /// instead. Default 10; at least 1.
+    pub fn with_roster_max_pages(mut self, pages: usize) -> Self {
+        self.roster_max_pages = pages.max(1);
+        self
+    }
+
+    /// Whether installation and App mode answer from repository rosters.
+    pub fn rosters(&self) -> bool {
+        self.rosters
+    }
+
+    /// Most pages a roster may take.
+    pub fn roster_max_pages(&self) -> usize {
+        self.roster_max_pages
     }
 
     /// Lifetime of "has a role". Default 5 minutes.
@@ -181,6 +214,8 @@ impl Default for CacheConfig {
             error_backoff: Duration::from_secs(5),
             record_ttl: Duration::from_secs(300),
             session_capacity: 100_000,
+            rosters: false,
+            roster_max_pages: 10,
         }
     }
 }
@@ -247,6 +282,10 @@ pub struct CacheStats {
     /// Whether the store's change feed is heard now, so that apps and grants are served from
     /// memory (never, for a store without a feed).
     pub feed_listening: bool,
+    /// Rosters asked of GitHub, revalidations included ([`CacheConfig::with_rosters`]).
+    pub roster_requests: u64,
+    /// Rosters refused or too large, whose repositories were asked per user instead.
+    pub roster_fallbacks: u64,
     /// The installation's (or the token's) rate-limit budget, as GitHub's last answer said it:
     /// `None` before the first answer, and in user-token mode, where each user spends their own.
     pub github_budget: Option<crate::github::GithubBudget>,
@@ -304,6 +343,30 @@ pub(crate) struct RepoEntry {
     pub(crate) confirmed_at: Timestamp,
     pub(crate) etag: Option<String>,
     pub(crate) seen_epoch: AtomicU64,
+}
+
+/// One cached roster of a repository (installation and App mode), shared by all its users.
+#[derive(Debug)]
+pub(crate) struct RosterEntry {
+    pub(crate) repo: RepoId,
+    pub(crate) owner: OwnerId,
+    /// Every user with a role the policy counts; `None`: the repository is asked per user.
+    pub(crate) roles: Option<std::collections::HashMap<UserId, crate::core::policy::RoleGrant>>,
+    pub(crate) confirmed_at: Timestamp,
+    pub(crate) etag: Option<String>,
+    pub(crate) seen_epoch: AtomicU64,
+}
+
+impl RosterEntry {
+    /// Whether `inv` may change what the roster says. Any user's invalidation does: the user
+    /// may have joined or left it.
+    pub(crate) fn matches(&self, inv: &Invalidation) -> bool {
+        match inv {
+            Invalidation::All | Invalidation::User(_) => true,
+            Invalidation::UserOnRepo(_, r) | Invalidation::Repo(r) => *r == self.repo,
+            Invalidation::UserInOwner(_, o) | Invalidation::Owner(o) => *o == self.owner,
+        }
+    }
 }
 
 const LOG_CAPACITY: usize = 1024;
@@ -530,6 +593,10 @@ pub(crate) struct Counters {
     pub(crate) upstream_errors: AtomicU64,
     pub(crate) received: AtomicU64,
     pub(crate) resyncs: AtomicU64,
+    /// Rosters asked of GitHub (a revalidation included).
+    pub(crate) roster_requests: AtomicU64,
+    /// Rosters GitHub refused or that were too large: their repositories are asked per user.
+    pub(crate) roster_fallbacks: AtomicU64,
 }
 
 impl Counters {

@@ -282,6 +282,12 @@ impl Policy {
         self.sharing.unwrap_or(self.edit)
     }
 
+    /// The lowest role the policy grants anything to: a user below it may do nothing a GitHub
+    /// role decides.
+    pub(crate) fn least_role(&self) -> Role {
+        [self.view, self.edit, self.deploy, self.delete, self.sharing()].into_iter().min().unwrap_or(Role::Admin)
+    }
+
     /// The least role `cap` needs.
     pub fn required(&self, cap: Capability) -> Role {
         match cap {

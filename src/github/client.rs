@@ -13,11 +13,14 @@ use octocrab::Octocrab;
 use parking_lot::Mutex;
 use sha2::Digest as _;
 
-use super::wire::{WireInstallationRepos, WireListedRepo, WireMessage, WirePermission, WireRepo, WireUser};
+use super::wire::{
+    WireCollaborator, WireInstallationRepos, WireListedRepo, WireMessage, WirePermission, WireRepo, WireUser,
+};
 use super::{
-    Fetched, GithubApi, GithubError, ListedRepo, PermissionInfo, PermissionTarget, RepoInfo, UnavailableCause,
+    Fetched, GithubApi, GithubError, ListedRepo, PermissionInfo, PermissionTarget, RepoInfo, Roster, UnavailableCause,
 };
 use crate::core::ids::{GithubUser, OwnerId, RepoCoords, RepoId, UserId};
+use crate::core::policy::Role;
 use crate::core::secret::{AppPrivateKey, GithubToken};
 use crate::core::time::{Clock, Timestamp};
 
@@ -595,6 +598,56 @@ impl GithubApi for OctocrabGithub {
             Answer::NotFound => Ok(Fetched::Fresh { value: None, etag: None }),
             Answer::Moved { .. } => Err(GithubError::Protocol { route: path, detail: "unexpected redirect".into() }),
         }
+    }
+
+    async fn roster(
+        &self,
+        repo: PermissionTarget<'_>,
+        least: Role,
+        max_pages: usize,
+        etag: Option<&str>,
+    ) -> Result<Fetched<Roster>, GithubError> {
+        let sender = self.sender(None)?;
+        let base = match repo {
+            PermissionTarget::Coords(c) => format!("/repos/{}/{}/collaborators", c.owner(), c.name()),
+            PermissionTarget::Id(id) => format!("/repositories/{id}/collaborators"),
+        };
+        let permission = match least {
+            Role::Admin => "admin",
+            Role::Maintain => "maintain",
+            Role::Write => "push",
+            Role::Triage => "triage",
+            Role::Read => "pull",
+        };
+        let mut listed = Vec::new();
+        for page in 1..=max_pages.max(1) {
+            let path = format!("{base}?affiliation=all&permission={permission}&per_page=100&page={page}");
+            let sent = if page == 1 { etag } else { None };
+            let answer = match self.get(&sender, &path, sent).await {
+                // Refused to these credentials (no `members` permission): ask per user.
+                Err(GithubError::Credentials { status: 403, .. }) => {
+                    return Ok(Fetched::Fresh { value: Roster::Refused, etag: None });
+                }
+                other => other?,
+            };
+            match answer {
+                Answer::NotModified if page == 1 && sent.is_some() => return Ok(Fetched::NotModified),
+                Answer::Ok { body, etag, more } => {
+                    let entries: Vec<WireCollaborator> = decode(&path, &body)?;
+                    listed.extend(entries.iter().filter_map(|e| e.grant().map(|g| (UserId(e.id), g))));
+                    if !more {
+                        // A one-page roster may be revalidated by its ETag; a longer one is not.
+                        let etag = if page == 1 { etag } else { None };
+                        return Ok(Fetched::Fresh { value: Roster::Listed(listed), etag });
+                    }
+                }
+                Answer::NotFound => return Ok(Fetched::Fresh { value: Roster::Refused, etag: None }),
+                Answer::NotModified | Answer::Moved { .. } => {
+                    return Err(GithubError::Protocol { route: path, detail: "unexpected status".into() });
+                }
+            }
+        }
+        Ok(Fetched::Fresh { value: Roster::TooLarge, etag: None })
     }
 
     async fn user_repos(&self, token: &GithubToken) -> Result<Vec<ListedRepo>, GithubError> {

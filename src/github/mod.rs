@@ -15,7 +15,7 @@ pub(crate) use client::OctocrabGithub;
 pub use client::{ClientBuildError, DEFAULT_MAX_IN_FLIGHT, GithubAuth, GithubBudget, GithubConfig};
 
 use crate::core::ids::{GithubUser, OwnerId, RepoCoords, RepoId, UserId};
-use crate::core::policy::RoleGrant;
+use crate::core::policy::{Role, RoleGrant};
 use crate::core::secret::GithubToken;
 
 /// Why GitHub could not answer now. Never an allow, never a cached "no access".
@@ -148,6 +148,19 @@ pub(crate) struct PermissionInfo {
     pub(crate) grant: Option<RoleGrant>,
 }
 
+/// A repository's roster (`GET /repos/{owner}/{repo}/collaborators`), as far as it answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Roster {
+    /// Every user with at least the role asked for, with their role. A user absent from it holds
+    /// no such role.
+    Listed(Vec<(UserId, RoleGrant)>),
+    /// GitHub refused the route (a GitHub App without the organization `members` permission) or
+    /// does not show it: ask per user.
+    Refused,
+    /// It takes more pages than allowed: ask per user.
+    TooLarge,
+}
+
 /// Which route a permission question goes to.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum PermissionTarget<'a> {
@@ -176,6 +189,17 @@ pub(crate) trait GithubApi: Send + Sync + std::fmt::Debug {
         login: &str,
         etag: Option<&str>,
     ) -> Result<Fetched<Option<PermissionInfo>>, GithubError>;
+
+    /// `GET /repos/{owner}/{name}/collaborators?affiliation=all&permission=P` (or the same under
+    /// `/repositories/{id}`), every page up to `max_pages`: every user with at least `least`.
+    /// Conditional on `etag` (a one-page roster's); a roster of more pages is fetched whole.
+    async fn roster(
+        &self,
+        repo: PermissionTarget<'_>,
+        least: Role,
+        max_pages: usize,
+        etag: Option<&str>,
+    ) -> Result<Fetched<Roster>, GithubError>;
 
     /// `GET /user/repos` with the user's token, every page: the repositories the user has a
     /// role on, with their role.

@@ -22,6 +22,30 @@ pub(super) struct WireAccount {
     pub(super) permissions: Option<WirePermissions>,
 }
 
+/// One entry of a roster (`GET /repos/{owner}/{repo}/collaborators`).
+#[derive(Debug, Deserialize)]
+pub(super) struct WireCollaborator {
+    pub(super) id: u64,
+    #[serde(default)]
+    pub(super) permissions: Option<WirePermissions>,
+    #[serde(default)]
+    pub(super) role_name: Option<String>,
+}
+
+impl WireCollaborator {
+    /// The entry's role: the highest its `permissions` hash grants (exact), named by its
+    /// `role_name` where that names a custom role; none without a hash.
+    pub(super) fn grant(&self) -> Option<RoleGrant> {
+        let role = self.permissions.as_ref()?.grant()?.role;
+        Some(match self.role_name.as_deref().filter(|n| !n.is_empty() && Role::parse(n).is_none()) {
+            Some(custom) if !matches!(custom, "pull" | "push") => {
+                RoleGrant { role, name: RoleName::Custom(custom.into()) }
+            }
+            _ => RoleGrant::standard(role),
+        })
+    }
+}
+
 /// One repository of `GET /user/repos`.
 #[derive(Debug, Deserialize)]
 pub(super) struct WireListedRepo {

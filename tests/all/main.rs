@@ -20,6 +20,7 @@ mod google;
 mod links;
 mod mock_github;
 mod replicas;
+mod rosters;
 mod store_model;
 mod store_suite;
 mod support;

@@ -1,0 +1,110 @@
+//! Repository rosters (`CacheConfig::with_rosters`): one paged roster answers every user's check
+//! on a repository in installation and App mode, with the decisions per-user lookups give.
+#![cfg(feature = "world")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
+
+use crate::common;
+
+use ghauthz::{CacheConfig, Capability, Invalidation, RepoId};
+
+async fn env(world: ghauthz::world::World, rosters: bool) -> common::Env {
+    let opts = common::Opts { cache: CacheConfig::default().with_rosters(rosters), ..Default::default() };
+    common::env_with(world, opts).await
+}
+
+/// Every decision of every user on every app, for every capability, is the same from rosters as
+/// from per-user lookups (allowed or not), on the example world and on the one of every role.
+#[tokio::test]
+async fn rosters_decide_as_per_user_lookups_do() {
+    for name in ["acme.toml", "roles.toml"] {
+        let world = common::fixture(name);
+        let (rosters, per_user) = (env(world.clone(), true).await, env(world.clone(), false).await);
+        for app in world.apps() {
+            for user in world.users() {
+                for cap in [Capability::View, Capability::Edit, Capability::Deploy, Capability::Delete] {
+                    let (p, a) = (rosters.user(&user.login), rosters.app(&app.app.id().0));
+                    let from_roster = rosters.authz.check(&p, &a, cap).await.unwrap();
+                    let per = per_user.authz.check(&p, &a, cap).await.unwrap();
+                    assert_eq!(
+                        from_roster.is_allowed(),
+                        per.is_allowed(),
+                        "{name}: {} on {} {cap:?}: {from_roster:?} / {per:?}",
+                        user.login,
+                        app.app.id().0
+                    );
+                }
+            }
+        }
+        assert_eq!(rosters.mock.requests_matching("/**/permission"), 0, "{name}: no per-user lookup");
+        assert_eq!(rosters.authz.stats().roster_fallbacks, 0);
+    }
+}
+
+/// One roster request answers every user of a repository, cold; none warm.
+#[tokio::test]
+async fn one_roster_answers_every_user_of_a_repository() {
+    let env = env(common::fixture("acme.toml"), true).await;
+    let dash = env.app("dash");
+    let logins: Vec<String> = env.world.users().iter().map(|u| u.login.clone()).collect();
+    for login in &logins {
+        env.authz.check(&env.user(login), &dash, Capability::Edit).await.unwrap();
+    }
+    assert_eq!(env.mock.requests("/repos/acme/dashboard/collaborators"), 1, "{:?}", env.mock.request_counts());
+    assert_eq!(env.mock.requests("/repos/acme/dashboard"), 1, "the repository's identity, once");
+    assert_eq!(env.authz.stats().roster_requests, 1);
+    // `deploy` rests on a fact no older than 60 s: past it, the roster is revalidated, for free.
+    env.advance_secs(61);
+    let spent = env.mock.rate_limit_remaining();
+    let d = env.authz.check(&env.user("erin"), &dash, Capability::Deploy).await.unwrap();
+    assert!(d.is_allowed(), "{d:?}");
+    assert_eq!(env.mock.requests("/repos/acme/dashboard/collaborators"), 2);
+    assert_eq!(env.mock.rate_limit_remaining(), spent, "304s: nothing charged");
+    assert!(env.authz.stats().revalidated_not_modified >= 1);
+}
+
+/// An invalidation that names the repository, or a user, drops its roster: a role taken away on
+/// GitHub counts at the next check.
+#[tokio::test]
+async fn an_invalidation_drops_the_roster() {
+    let env = env(common::fixture("acme.toml"), true).await;
+    let (carol, dash) = (env.user("carol"), env.app("dash"));
+    assert!(env.authz.check(&carol, &dash, Capability::Edit).await.unwrap().is_allowed());
+    env.mock.set_world(common::acme_without_carol_on_dashboard());
+    assert!(env.authz.check(&carol, &dash, Capability::Edit).await.unwrap().is_allowed(), "cached");
+    let carol_id = env.world.user("carol").unwrap().id;
+    env.authz.invalidate_local(Invalidation::UserOnRepo(carol_id, RepoId(101)));
+    let d = env.authz.check(&carol, &dash, Capability::Edit).await.unwrap();
+    assert!(!d.is_allowed(), "the next check: {d:?}");
+    assert_eq!(env.mock.requests("/repos/acme/dashboard/collaborators"), 2);
+}
+
+/// A roster that would take more pages than allowed is not read whole: its repository is asked
+/// per user, and the stats say so.
+#[tokio::test]
+async fn a_roster_too_large_falls_back_to_per_user_lookups() {
+    let mut text = String::from("version = 1\nnow = \"2026-11-22T10:00:00Z\"\n");
+    for i in 0..150 {
+        text.push_str(&format!("[[users]]\nid = {}\nlogin = \"u{i}\"\n", i + 1));
+    }
+    let members: Vec<String> = (0..150).map(|i| format!("\"u{i}\"")).collect();
+    text.push_str(&format!(
+        "[[orgs]]\nid = 5000\nlogin = \"big\"\nmembers = [{}]\nbase_permission = \"write\"\n",
+        members.join(", ")
+    ));
+    text.push_str("[[repos]]\nid = 300\nowner = \"big\"\nname = \"r\"\nprivate = true\n");
+    text.push_str(
+        "[[apps]]\nid = \"a\"\nrepo = \"big/r\"\nrepo_id = 300\nbranch = \"main\"\nmain_file = \"a.py\"\nvisibility = \"private\"\ndeployed_by = \"u0\"\n",
+    );
+    let world = ghauthz::world::World::from_toml_str(&text, ".").unwrap();
+    let opts = common::Opts {
+        cache: CacheConfig::default().with_rosters(true).with_roster_max_pages(1),
+        ..Default::default()
+    };
+    let env = common::env_with(world, opts).await;
+    for login in ["u0", "u149"] {
+        let d = env.authz.check(&env.user(login), &env.app("a"), Capability::Edit).await.unwrap();
+        assert!(d.is_allowed(), "{login}: {d:?}");
+    }
+    assert_eq!(env.authz.stats().roster_fallbacks, 1);
+    assert_eq!(env.mock.requests_matching("/repos/big/r/collaborators/*/permission"), 2, "asked per user");
+}
