@@ -49,6 +49,8 @@ struct MockState {
     /// Requests being answered now, and the most there ever were at once.
     in_flight: std::sync::atomic::AtomicU64,
     most_in_flight: std::sync::atomic::AtomicU64,
+    /// Answers charged against the budget since the start (a 304 is not).
+    charged: std::sync::atomic::AtomicU64,
 }
 
 /// Who a request is from, by its `Authorization` header.
@@ -97,6 +99,7 @@ impl MockGithub {
             addr_port: addr.port(),
             in_flight: std::sync::atomic::AtomicU64::new(0),
             most_in_flight: std::sync::atomic::AtomicU64::new(0),
+            charged: std::sync::atomic::AtomicU64::new(0),
         });
         let router = axum::Router::new().fallback(handle).with_state(state.clone());
         let task = tokio::spawn(async move {
@@ -211,6 +214,12 @@ impl MockGithub {
         self.state.most_in_flight.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// Answers charged against the rate limit since the mock started, every window together (a
+    /// 304, a fault's answer, `GET /rate_limit` and the JWKS are not).
+    pub fn charged_requests(&self) -> u64 {
+        self.state.charged.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// What `x-ratelimit-remaining` says now.
     pub fn rate_limit_remaining(&self) -> u64 {
         self.state.current_limit().0
@@ -238,6 +247,7 @@ impl MockState {
     }
 
     fn spend(&self) -> (u64, Timestamp) {
+        self.charged.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.current_limit();
         let mut l = self.limit.lock();
         l.0 = l.0.saturating_sub(1);
