@@ -377,7 +377,7 @@ async fn an_etag_answers_304_only_to_the_token_that_fetched_it() {
     }
 }
 
-mod differential {
+pub(crate) mod differential {
     //! The roster and the permission route agree, for every (user, repository) of random worlds:
     //! teams, base permissions, owners, direct and custom roles, public and private
     //! repositories. A roster entry's `permissions` hash and `role_name` are the permission
@@ -402,7 +402,7 @@ mod differential {
     const REPOS: usize = 4;
 
     #[derive(Debug, Clone)]
-    struct Spec {
+    pub(crate) struct Spec {
         owners: Vec<bool>,
         members: Vec<bool>,
         base: &'static str,
@@ -410,7 +410,7 @@ mod differential {
         repos: Vec<(bool, bool, Vec<Option<usize>>)>,
     }
 
-    fn spec() -> impl Strategy<Value = Spec> {
+    pub(crate) fn spec() -> impl Strategy<Value = Spec> {
         let flags = || proptest::collection::vec(any::<bool>(), USERS);
         let grants = |n| proptest::collection::vec(proptest::option::weighted(0.4, 0..ROLES.len()), n);
         (
@@ -425,7 +425,7 @@ mod differential {
 
     /// The world, as a world file says it: users u0..u5 (u0 owns the user-owned repositories),
     /// the organization `org`, and repositories r0..r3.
-    fn world_text(s: &Spec) -> String {
+    pub(crate) fn world_text(s: &Spec) -> String {
         let pick = |flags: &[bool]| -> String {
             flags
                 .iter()

@@ -108,3 +108,63 @@ async fn a_roster_too_large_falls_back_to_per_user_lookups() {
     assert_eq!(env.authz.stats().roster_fallbacks, 1);
     assert_eq!(env.mock.requests_matching("/repos/big/r/collaborators/*/permission"), 2, "asked per user");
 }
+
+mod differential {
+    //! On random worlds (teams, base permissions, owners, direct and custom roles, public and
+    //! private repositories), a check from the roster decides as a check from the permission
+    //! route, for every user, repository and capability; where the user holds a role the policy
+    //! counts, both name the same role.
+
+    use super::*;
+    use crate::mock_github::differential::{spec, world_text};
+    use ghauthz::{App, AppId, Reason, Visibility};
+    use proptest::prelude::*;
+
+    fn agree(text: &str) -> Result<(), TestCaseError> {
+        let world = ghauthz::world::World::from_toml_str(text, ".").map_err(|e| TestCaseError::fail(format!("{e}")))?;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let (rosters, per_user) = (env(world.clone(), true).await, env(world.clone(), false).await);
+            for repo in world.repos() {
+                let coords: ghauthz::RepoCoords = format!("{}/{}", repo.owner, repo.name).parse().unwrap();
+                for visibility in [Visibility::Private, Visibility::Public] {
+                    let app = App::new(AppId(format!("{}-app", repo.name)), coords.clone(), repo.id, visibility);
+                    for user in world.users() {
+                        let p = rosters.user(&user.login);
+                        for cap in [Capability::View, Capability::Edit, Capability::Deploy, Capability::Delete] {
+                            let a = rosters.authz.check(&p, &app, cap).await.unwrap();
+                            let b = per_user.authz.check(&p, &app, cap).await.unwrap();
+                            prop_assert_eq!(
+                                a.is_allowed(),
+                                b.is_allowed(),
+                                "{} on {} {:?} {:?}\n{}",
+                                user.login,
+                                coords,
+                                visibility,
+                                cap,
+                                text
+                            );
+                            if let (Reason::GithubRole { role, role_name, .. }, true) = (a.reason(), a.is_allowed()) {
+                                let Reason::GithubRole { role: r2, role_name: n2, .. } = b.reason() else {
+                                    return Err(TestCaseError::fail(format!("{:?} / {:?}", a.reason(), b.reason())));
+                                };
+                                prop_assert_eq!((role, role_name), (r2, n2), "{} on {}", user.login, coords);
+                            }
+                        }
+                    }
+                }
+            }
+            prop_assert_eq!(rosters.mock.requests_matching("/**/permission"), 0, "no per-user lookup");
+            Ok(())
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        #[test]
+        fn rosters_decide_as_the_permission_route_on_random_worlds(s in spec()) {
+            agree(&world_text(&s))?;
+        }
+    }
+}
