@@ -92,6 +92,17 @@ pub(super) fn refused_field(s: &str) -> bool {
     s.is_empty() || s.len() > MAX_DEPLOY_FIELD || s.chars().any(char::is_control)
 }
 
+/// Who the audit log names for something `principal` was refused about `id`, an id no app has:
+/// a GitHub user only (anyone else, nobody signed in or a session, could fill the log with ids
+/// of their choosing), and only if the id could become an app's ([`valid_app_id`]); `None`:
+/// nothing is written.
+pub(super) fn unknown_id_actor(principal: &Principal, id: &AppId) -> Option<Actor> {
+    match principal {
+        Principal::GithubUser { user, .. } if valid_app_id(&id.0) => Some(Actor::Github(user.id)),
+        _ => None,
+    }
+}
+
 /// The decision for a principal that is not a GitHub user: only GitHub users deploy, change
 /// visibility or delete.
 fn not_a_github_user(principal: &Principal) -> Decision {
@@ -574,15 +585,13 @@ impl Authorizer {
         let refused = match self.authorize_app(by, app, need).await {
             Err(ManageError::Denied { app, decision }) => (app, decision),
             Err(ManageError::UnknownApp(id)) => {
-                // Refused for an id no app has: on record for a GitHub user, as a check of such
-                // an id is (anyone else could fill the log with ids of their choosing), if the id
-                // could become an app's.
-                let github_user = match by {
-                    ChangedBy::Principal(Principal::GithubUser { user, .. }) if valid_app_id(&id.0) => Some(user),
-                    _ => None,
+                // Refused for an id no app has: on record as a check of such an id is.
+                let actor = match by {
+                    ChangedBy::Principal(principal) => unknown_id_actor(principal, &id),
+                    ChangedBy::Operator => None,
                 };
-                if let Some(user) = github_user {
-                    let event = AuditEvent::new(self.inner.clock.now(), &Actor::Github(user.id), &id, action)
+                if let Some(actor) = actor {
+                    let event = AuditEvent::new(self.inner.clock.now(), &actor, &id, action)
                         .with_outcome(AuditOutcome::Denied)
                         .with_detail(super::unknown_app().reason().kind());
                     self.record(&event, None).await?;

@@ -249,16 +249,15 @@ pub enum ManageError {
 
 /// The rule a deployment's field breaks, for [`ManageError::InvalidDeployment`]'s message (the
 /// value is not repeated).
-fn deployment_rule(field: &str) -> &'static str {
-    match field {
-        "app" => "an app id is 1 to 255 ASCII letters, digits, `-`, `_` and `.`, starting with a letter or a digit",
-        "branch" => "`branch` is not a branch name git accepts (git check-ref-format), or is longer than 255 bytes",
-        "main_file" => {
-            "`main_file` is not a relative path inside the repository (no leading `/`, no `.`, `..` or empty \
-             component, no `\\`, control or invisible character), or is longer than 255 bytes"
-        }
-        _ => "a field breaks its rule",
-    }
+fn deployment_rule(field: &str) -> String {
+    use crate::core::deployment::{APP_ID_RULE, BRANCH_RULE, MAIN_FILE_RULE};
+    let rule = match field {
+        "app" => APP_ID_RULE,
+        "branch" => BRANCH_RULE,
+        "main_file" => MAIN_FILE_RULE,
+        _ => "what the field's rule says",
+    };
+    format!("`{field}`: expected {rule}")
 }
 
 impl ManageError {
@@ -1187,13 +1186,8 @@ impl Authorizer {
             }
             None => {
                 let decision = unknown_app();
-                // An id no app has is on record for a GitHub user only (anyone else, nobody signed
-                // in or a session, could fill the log with ids of their choosing), and only if it
-                // could become an app's.
-                if let Principal::GithubUser { user, .. } = principal {
-                    if crate::core::deployment::valid_app_id(&app.0) {
-                        self.record_check((Actor::Github(user.id), None), app, cap, &decision).await?;
-                    }
+                if let Some(actor) = lifecycle::unknown_id_actor(principal, app) {
+                    self.record_check((actor, None), app, cap, &decision).await?;
                 }
                 Ok(decision)
             }

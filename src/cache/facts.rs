@@ -394,29 +394,15 @@ impl Facts {
             Counters::bump(&self.counters.roster_requests);
             let answer = self.github.roster(target, self.least, self.cfg.roster_max_pages, etag).await?;
             let confirmed_at = self.clock.now();
-            let seen_epoch = AtomicU64::new(start_epoch);
-            Ok(match self.conditional(current.as_deref(), etag, answer)? {
-                Conditional::Unchanged(cur) => RosterEntry {
-                    repo,
-                    owner,
-                    roles: cur.roles.clone(),
-                    confirmed_at,
-                    etag: cur.etag.clone(),
-                    seen_epoch,
-                },
-                Conditional::New(Roster::Listed(listed), etag) => RosterEntry {
-                    repo,
-                    owner,
-                    roles: Some(listed.into_iter().collect()),
-                    confirmed_at,
-                    etag,
-                    seen_epoch,
-                },
+            let (roles, etag) = match self.conditional(current.as_deref(), etag, answer)? {
+                Conditional::Unchanged(cur) => (cur.roles.clone(), cur.etag.clone()),
+                Conditional::New(Roster::Listed(listed), etag) => (Some(listed.into_iter().collect()), etag),
                 Conditional::New(Roster::Refused | Roster::TooLarge, _) => {
                     Counters::bump(&self.counters.roster_fallbacks);
-                    RosterEntry { repo, owner, roles: None, confirmed_at, etag: None, seen_epoch }
+                    (None, None)
                 }
-            })
+            };
+            Ok(RosterEntry { repo, owner, roles, confirmed_at, etag, seen_epoch: AtomicU64::new(start_epoch) })
         };
         coalesced(&self.rosters, repo, fresh, fetch, |_: &RosterEntry| {}).await.map(|(entry, _)| entry)
     }

@@ -5,6 +5,17 @@
 /// The longest app id, branch or main file a deployment may name, in bytes.
 pub const MAX_DEPLOY_FIELD: usize = 255;
 
+/// What an app id must be, as errors say it (never with the value).
+pub(crate) const APP_ID_RULE: &str =
+    "an app id: 1 to 255 ASCII letters, digits, `-`, `_` and `.`, starting with a letter or a digit";
+
+/// What a branch must be, as errors say it.
+pub(crate) const BRANCH_RULE: &str = "a branch name git accepts (git check-ref-format), at most 255 bytes";
+
+/// What a main file must be, as errors say it.
+pub(crate) const MAIN_FILE_RULE: &str = "a relative path inside the repository (no leading `/`, no `.`, `..` or \
+     empty component, no `\\`, control or invisible character), at most 255 bytes";
+
 /// Whether `id` may be a new app's id: 1 to [`MAX_DEPLOY_FIELD`] ASCII letters, digits, `-`, `_`
 /// and `.`, starting with a letter or a digit. Nothing else (no space, no non-ASCII letter that
 /// looks like an ASCII one, no invisible or direction-changing character), so that one id cannot

@@ -332,7 +332,7 @@ impl OctocrabGithub {
 
     /// Keeps the budget GitHub's answer to the shared credentials states.
     fn note_budget(&self, headers: &HeaderMap) {
-        let number = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        let number = |name: &str| header(headers, name).and_then(|v| v.parse::<u64>().ok());
         if let (Some(limit), Some(remaining), Some(reset)) =
             (number("x-ratelimit-limit"), number("x-ratelimit-remaining"), number("x-ratelimit-reset"))
         {

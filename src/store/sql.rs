@@ -111,9 +111,10 @@ pub(super) trait Backend: Send + Sync + std::fmt::Debug + 'static {
     /// [`Store::subscribe`] for this backend.
     fn subscribe(&self) -> Option<mpsc::Receiver<FeedEvent>>;
 
-    /// Inside the deletion of `user`'s account, which deletes `apps`, removes every trace of them
-    /// from what the backend keeps beside the tables (SQLite: the change log's bodies name apps
-    /// and users).
+    /// Inside the deletion of `user`'s account, which deletes `apps`, before the audit entries
+    /// that belong to it go: removes every trace of the account, of `apps` and of the apps those
+    /// entries name, from what the backend keeps beside the tables (SQLite: the change log's
+    /// bodies name apps and users).
     async fn forget_history(
         &self,
         tx: &mut Transaction<'_, Self::Db>,
@@ -791,18 +792,8 @@ where
         for id in &ids {
             Sql::purge(self, &mut tx, id).await?;
         }
-        // Every app whose entries go with the account, those deleted before included: the
-        // backend's history forgets them too.
-        let mut forgotten: Vec<AppId> =
-            sqlx::query_scalar::<_, String>("SELECT DISTINCT app_id FROM audit WHERE owner_id = $1")
-                .bind(by)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(unavailable)?
-                .into_iter()
-                .map(AppId)
-                .collect();
-        forgotten.extend(ids.iter().cloned());
+        // Before its entries go: they name its apps deleted earlier, which the history forgets too.
+        self.forget_history(&mut tx, user, &ids).await?;
         for statement in ["DELETE FROM deleted_apps WHERE deployed_by = $1", "DELETE FROM audit WHERE owner_id = $1"] {
             sqlx::query(statement).bind(by).execute(&mut *tx).await.map_err(unavailable)?;
         }
@@ -836,7 +827,6 @@ where
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-        self.forget_history(&mut tx, user, &forgotten).await?;
         tx.commit().await.map_err(unavailable)?;
         self.erase().await?;
         Ok(ids)

@@ -10,7 +10,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{ConnectOptions as _, Connection as _, Executor as _, Pool, Sqlite, Transaction};
 
-use super::sql::{Backend, corrupt, unavailable};
+use super::sql::{Backend, corrupt, to_i64, unavailable};
 use super::{Broadcast, FeedEvent, StoreError, StoreFailure};
 use crate::core::ids::{AppId, UserId};
 use async_trait::async_trait;
@@ -420,10 +420,11 @@ impl Backend for SqliteStore {
         Some(rx)
     }
 
-    /// Rewrites each entry of the change log that names `user` or one of `apps`: the changes
-    /// it carries become "forget every app and grant", and its invalidations, if one names the
-    /// user, "forget every fact". A subscriber that has not read such an entry yet then forgets
-    /// more than it had to, never less; an entry that cannot be read is rewritten whole.
+    /// Rewrites each entry of the change log that names `user`, one of `apps` or an app of the
+    /// user's audit entries (those deleted earlier included): the changes it carries become
+    /// "forget every app and grant", and its invalidations, if one names the user, "forget every
+    /// fact". A subscriber that has not read such an entry yet then forgets more than it had
+    /// to, never less; an entry that cannot be read is rewritten whole.
     async fn forget_history(
         &self,
         tx: &mut Transaction<'_, Sqlite>,
@@ -431,6 +432,13 @@ impl Backend for SqliteStore {
         apps: &[AppId],
     ) -> Result<(), StoreError> {
         use crate::core::invalidation::Invalidation;
+        let mut apps: Vec<AppId> = apps.to_vec();
+        let audited: Vec<String> = sqlx::query_scalar("SELECT DISTINCT app_id FROM audit WHERE owner_id = $1")
+            .bind(to_i64(user.0, "user id")?)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(unavailable)?;
+        apps.extend(audited.into_iter().map(AppId));
         let rows: Vec<(i64, String)> =
             sqlx::query_as("SELECT seq, body FROM changes").fetch_all(&mut **tx).await.map_err(unavailable)?;
         for (seq, body) in rows {

@@ -254,21 +254,19 @@ impl MockState {
         *l
     }
 
-    /// Who sent the request: by its `Authorization` header, whose scheme (`Bearer` or `token`)
-    /// is matched without regard to case, as GitHub does (RFC 9110 §11.1). A header that is not
-    /// visible ASCII (not UTF-8, say), an unknown scheme or an unknown token is refused.
+    /// Who sent the request: by its `Authorization` header ([`authorization`]), whose scheme
+    /// (`Bearer` or `token`) is matched without regard to case, as GitHub does (RFC 9110
+    /// §11.1). A header that is not visible ASCII (not UTF-8, say), an unknown scheme or an
+    /// unknown token is refused.
     fn caller(&self, headers: &HeaderMap) -> Caller {
-        let Some(value) = headers.get("authorization") else { return Caller::Anonymous };
-        let Ok(auth) = value.to_str() else { return Caller::Refused };
-        let auth = auth.trim();
-        if auth.is_empty() {
-            return Caller::Anonymous;
-        }
-        let (scheme, token) = auth.split_once(' ').unwrap_or((auth, ""));
+        let (scheme, token) = match authorization(headers) {
+            Err(NotAscii) => return Caller::Refused,
+            Ok(None) => return Caller::Anonymous,
+            Ok(Some(parts)) => parts,
+        };
         if !scheme.eq_ignore_ascii_case("bearer") && !scheme.eq_ignore_ascii_case("token") {
             return Caller::Refused;
         }
-        let token = token.trim();
         match token.strip_prefix("user:").and_then(|login| self.world().user(login)) {
             Some(u) => Caller::User(u.id),
             None if token.is_empty() => Caller::Anonymous,
@@ -337,14 +335,19 @@ fn etag_of(body: &Value, token: &[u8]) -> String {
     format!("\"{hex}\"")
 }
 
-/// The token of the request's `Authorization` header (after its scheme), as sent.
-fn token_of(headers: &HeaderMap) -> &[u8] {
-    let value = headers.get("authorization").map_or(&b""[..], |v| v.as_bytes());
-    let value = value.trim_ascii();
-    match value.iter().position(|b| *b == b' ') {
-        Some(at) => value[at + 1..].trim_ascii(),
-        None => &b""[..],
+/// An `Authorization` header that is not visible ASCII.
+struct NotAscii;
+
+/// The request's `Authorization` header as (scheme, token), both trimmed (the token empty when
+/// the header has a scheme alone); `None` without one, or with an empty one.
+fn authorization(headers: &HeaderMap) -> Result<Option<(&str, &str)>, NotAscii> {
+    let Some(value) = headers.get("authorization") else { return Ok(None) };
+    let value = value.to_str().map_err(|_| NotAscii)?.trim();
+    if value.is_empty() {
+        return Ok(None);
     }
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    Ok(Some((scheme, token.trim())))
 }
 
 fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
@@ -527,7 +530,9 @@ fn ok_or_not_modified(
     body: &Value,
     extra: &[(&str, String)],
 ) -> Response<Body> {
-    let etag = etag_of(body, token_of(headers));
+    // Only callers that are not refused get this far: their header is visible ASCII.
+    let token = authorization(headers).ok().flatten().map_or("", |(_, token)| token);
+    let etag = etag_of(body, token.as_bytes());
     if if_none_match(headers, &etag) {
         return respond(StatusCode::NOT_MODIFIED, state.current_limit(), &[("etag", etag)], None);
     }
@@ -694,10 +699,9 @@ fn installation_token(state: &MockState, path: &str, headers: &HeaderMap) -> Res
     if !matches!(segs.as_slice(), ["app", "installations", id, "access_tokens"] if id.parse::<u64>().is_ok()) {
         return respond(StatusCode::NOT_FOUND, state.spend(), &[], Some(&not_found()));
     }
-    let jwt = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
+    let jwt = authorization(headers)
+        .ok()
+        .flatten()
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .is_some_and(|(_, t)| t.split('.').count() == 3 && t.starts_with("eyJ"));
     if !jwt {

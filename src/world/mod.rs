@@ -805,7 +805,7 @@ impl Checker<'_> {
                 return Err(self.err(
                     Some(a.id.span()),
                     format!("apps[{i}].id"),
-                    "expected an app id: 1 to 255 ASCII letters, digits, `-`, `_` and `.`, starting with a letter or a digit",
+                    format!("expected {}", crate::core::deployment::APP_ID_RULE),
                 ));
             }
             if apps.iter().any(|x| x.app.id().0 == *id) {
@@ -815,15 +815,14 @@ impl Checker<'_> {
                 return Err(self.err(
                     Some(a.branch.span()),
                     format!("apps[{i}].branch"),
-                    "expected a branch name git accepts (git check-ref-format), at most 255 bytes",
+                    format!("expected {}", crate::core::deployment::BRANCH_RULE),
                 ));
             }
             if !crate::core::deployment::valid_main_file(a.main_file.get_ref()) {
                 return Err(self.err(
                     Some(a.main_file.span()),
                     format!("apps[{i}].main_file"),
-                    "expected a relative path inside the repository (no leading `/`, no `.`, `..` or empty component, \
-                     no `\\`, control or invisible character), at most 255 bytes",
+                    format!("expected {}", crate::core::deployment::MAIN_FILE_RULE),
                 ));
             }
             let deployed_by = logins.id(self, &a.deployed_by, format!("apps[{i}].deployed_by"))?;
