@@ -14,7 +14,7 @@ mod webhook;
 #[cfg(feature = "world")]
 pub mod world;
 
-pub use crate::core::decision::{Decision, NoAccessDetail, Outcome, Reason, Source};
+pub use crate::core::decision::{Decision, Lookup, NoAccessDetail, Outcome, Reason, Source};
 pub use crate::core::deployment::{MAX_DEPLOY_FIELD, valid_app_id, valid_branch, valid_main_file};
 pub use crate::core::email::{Email, EmailError, MAX_EMAIL_LEN};
 pub use crate::core::ids::{

@@ -397,7 +397,7 @@ impl Authorizer {
                     };
                     let (outcome, reason) = decide_github(need, app.repo_id(), app.visibility(), &fact);
                     if cap.is_destructive() {
-                        let decision = Decision::new(outcome, reason, Source::Github, 0);
+                        let decision = Decision::github(outcome, reason, Source::Github, 0, fact.lookup());
                         self.record_check(actor_of(principal, app.id()), app.id(), cap, &decision).await?;
                     }
                     if outcome == Outcome::Allow {

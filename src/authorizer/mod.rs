@@ -1070,12 +1070,19 @@ impl Authorizer {
     /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
     /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
     /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
-    /// use ghauthz::{Capability, Principal, Reason, Role};
+    /// use ghauthz::{Capability, Lookup, NoAccessDetail, Principal, Reason, Role};
     /// let dash = world.app("dash").unwrap(); // private, on acme/dashboard
-    /// let dave = Principal::github(world.user("dave").unwrap()); // triage there
+    /// let carol = Principal::github(world.user("carol").unwrap()); // write there
+    /// let d = authz.check(&carol, &dash, Capability::Edit).await.unwrap();
+    /// assert!(d.is_allowed());
+    /// assert!(matches!(d.reason(), Reason::GithubRole { role: Role::Write, required: Role::Write, .. }));
+    /// // Answered from the repository's roster, which lists `write` and up ...
+    /// assert_eq!(d.lookup(), Some(Lookup::Roster));
+    /// // ... and which answers for dave (triage there) without another request.
+    /// let dave = Principal::github(world.user("dave").unwrap());
     /// let d = authz.check(&dave, &dash, Capability::View).await.unwrap();
     /// assert!(!d.is_allowed());
-    /// assert!(matches!(d.reason(), Reason::GithubRole { role: Role::Triage, required: Role::Write, .. }));
+    /// assert_eq!(d.reason(), &Reason::NoAccess { detail: NoAccessDetail::NotOnRoster });
     /// # }
     /// # #[cfg(not(feature = "world"))]
     /// # fn main() {}

@@ -20,8 +20,7 @@ use std::time::Duration;
 use moka::ops::compute::Op;
 
 use super::{
-    Age, Backoff, CacheConfig, Counters, Epochs, FactCore, FactMap, InlineFact, PermEntry, PermKey, RepoEntry,
-    RosterEntry,
+    Age, Backoff, CacheConfig, Counters, Epochs, FactCore, FactMap, PermEntry, PermKey, RepoEntry, RosterEntry,
 };
 use crate::core::decision::{Decision, Fact, Source, decide_github, decide_role};
 use crate::core::ids::{App, AppView, GithubUser, OwnerId, RepoCoords, RepoId};
@@ -143,15 +142,15 @@ impl Facts {
         let epoch = self.epochs.current();
         let inline = self.front.with_inline(key, |hit| {
             let age_ms = now.millis_since(hit.confirmed_at);
-            let positive = matches!(hit.fact, InlineFact::Role(_));
+            let role = hit.fact.role();
             let fresh =
-                hit.at_epoch(epoch) && hit.coords_fp == app.coords_fp && age_ms < self.max_age_ms(positive, age);
+                hit.at_epoch(epoch) && hit.coords_fp == app.coords_fp && age_ms < self.max_age_ms(role.is_some(), age);
             fresh.then(|| {
-                let (outcome, reason) = match hit.fact {
-                    InlineFact::Role(role) => decide_role(need, app.visibility, role, RoleName::Standard(role)),
-                    fact => decide_github(need, app.repo_id, app.visibility, &fact.fact()),
+                let (outcome, reason) = match role {
+                    Some(role) => decide_role(need, app.visibility, role, RoleName::Standard(role)),
+                    None => decide_github(need, app.repo_id, app.visibility, &hit.fact.fact()),
                 };
-                Decision::new(outcome, reason, Source::Cache, age_ms)
+                Decision::github(outcome, reason, Source::Cache, age_ms, hit.fact.lookup())
             })
         });
         if inline.is_some() {
@@ -180,15 +179,17 @@ impl Facts {
     pub(crate) fn invalidate(&self, inv: Invalidation) {
         self.epochs.record(inv);
         self.front.retain(|k, e| !e.matches(k, &inv));
+        // Rosters stay in memory: the epoch log keeps them from being served, and their ETags
+        // make the next fetch a conditional request. An invalidation that names a user makes
+        // every roster it may touch (all of an organization's, for a `membership` delivery)
+        // unusable, and most of them have not changed: their revalidations are free 304s.
         if inv == Invalidation::All {
             self.perms.invalidate_all();
             self.repos.invalidate_all();
-            self.rosters.invalidate_all();
         } else {
             // Memory only: the epoch log already keeps these from being served.
             let _ = self.perms.invalidate_entries_if(move |k, e| e.core.matches(k, &inv));
             let _ = self.repos.invalidate_entries_if(move |_, e| e.matches(&inv));
-            let _ = self.rosters.invalidate_entries_if(move |_, e| e.matches(&inv));
         }
     }
 
@@ -200,7 +201,7 @@ impl Facts {
 
     fn usable(&self, key: &PermKey, entry: &FactCore, app: AppView, now: Timestamp, age: Age) -> bool {
         entry.coords_fp == app.coords_fp
-            && now.millis_since(entry.confirmed_at) < self.max_age_ms(matches!(entry.fact, Fact::Role(Some(_))), age)
+            && now.millis_since(entry.confirmed_at) < self.max_age_ms(entry.fact.is_positive(), age)
             && self.epochs.still_valid(&entry.seen_epoch, |inv| entry.matches(key, inv))
     }
 
@@ -226,7 +227,7 @@ impl Facts {
     ) -> Decision {
         let (outcome, reason) = decide_github(need, app.repo_id, app.visibility, &entry.fact);
         let age = if source == Source::Github { 0 } else { now.millis_since(entry.confirmed_at) };
-        Decision::new(outcome, reason, source, age)
+        Decision::github(outcome, reason, source, age, entry.fact.lookup())
     }
 
     fn note_failure(&self, key: PermKey, err: &CheckError, now: Timestamp) {
@@ -327,7 +328,7 @@ impl Facts {
                         };
                         if let Some((roster, roles)) = roster.as_ref().and_then(|r| r.roles.as_ref().map(|m| (r, m))) {
                             // Absent from the roster: no role the policy counts.
-                            let fact = Fact::Role(roles.get(&user.id).cloned());
+                            let fact = Fact::Rostered(roles.get(&user.id).cloned());
                             let confirmed_at = roster.confirmed_at.min(repo.confirmed_at);
                             return Ok(self.entry(fact, confirmed_at, app, Some(owner), start_epoch, None, None));
                         }

@@ -33,7 +33,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 
-use crate::core::decision::Fact;
+use crate::core::decision::{Fact, Lookup};
 use crate::core::policy::{Role, RoleGrant, RoleName};
 use crate::core::time::Timestamp;
 
@@ -91,6 +91,10 @@ pub(crate) enum InlineFact {
     RepoNotFound,
     /// The login answered for another user id.
     LoginMismatch,
+    /// Absent from the repository's roster.
+    NotOnRoster,
+    /// A standard role, as the repository's roster lists it.
+    RosterRole(Role),
 }
 
 impl InlineFact {
@@ -101,9 +105,32 @@ impl InlineFact {
             Fact::Role(Some(RoleGrant { role, name: RoleName::Standard(named) })) if role == named => {
                 Some(InlineFact::Role(*role))
             }
+            Fact::Rostered(None) => Some(InlineFact::NotOnRoster),
+            Fact::Rostered(Some(RoleGrant { role, name: RoleName::Standard(named) })) if role == named => {
+                Some(InlineFact::RosterRole(*role))
+            }
             Fact::RepoNotFound => Some(InlineFact::RepoNotFound),
             Fact::LoginMismatch => Some(InlineFact::LoginMismatch),
-            Fact::Role(Some(_)) | Fact::Replaced { .. } => None,
+            Fact::Role(Some(_)) | Fact::Rostered(Some(_)) | Fact::Replaced { .. } => None,
+        }
+    }
+
+    /// Which lookup says so.
+    #[inline]
+    pub(crate) fn lookup(self) -> Lookup {
+        match self {
+            InlineFact::NotOnRoster | InlineFact::RosterRole(_) => Lookup::Roster,
+            InlineFact::NoRole | InlineFact::Role(_) | InlineFact::LoginMismatch => Lookup::User,
+            InlineFact::RepoNotFound => Lookup::Repository,
+        }
+    }
+
+    /// The standard role it names, if any.
+    #[inline]
+    pub(crate) fn role(self) -> Option<Role> {
+        match self {
+            InlineFact::Role(r) | InlineFact::RosterRole(r) => Some(r),
+            _ => None,
         }
     }
 
@@ -112,7 +139,9 @@ impl InlineFact {
             InlineFact::NoRole => 1,
             InlineFact::RepoNotFound => 2,
             InlineFact::LoginMismatch => 3,
+            InlineFact::NotOnRoster => 4,
             InlineFact::Role(r) => 16 + Role::ALL.iter().position(|x| *x == r).unwrap_or(0) as u64,
+            InlineFact::RosterRole(r) => 32 + Role::ALL.iter().position(|x| *x == r).unwrap_or(0) as u64,
         }
     }
 
@@ -122,7 +151,9 @@ impl InlineFact {
             1 => Some(InlineFact::NoRole),
             2 => Some(InlineFact::RepoNotFound),
             3 => Some(InlineFact::LoginMismatch),
-            w if w >= 16 => Role::ALL.get(usize::try_from(w - 16).ok()?).map(|r| InlineFact::Role(*r)),
+            4 => Some(InlineFact::NotOnRoster),
+            w @ 16..32 => Role::ALL.get(usize::try_from(w - 16).ok()?).map(|r| InlineFact::Role(*r)),
+            w if w >= 32 => Role::ALL.get(usize::try_from(w - 32).ok()?).map(|r| InlineFact::RosterRole(*r)),
             _ => None,
         }
     }
@@ -135,6 +166,8 @@ impl InlineFact {
             InlineFact::Role(r) => Fact::Role(Some(RoleGrant::standard(r))),
             InlineFact::RepoNotFound => Fact::RepoNotFound,
             InlineFact::LoginMismatch => Fact::LoginMismatch,
+            InlineFact::NotOnRoster => Fact::Rostered(None),
+            InlineFact::RosterRole(r) => Fact::Rostered(Some(RoleGrant::standard(r))),
         }
     }
 }
@@ -316,15 +349,20 @@ mod tests {
 
     #[test]
     fn every_inline_fact_round_trips_and_custom_roles_do_not_fit() {
-        for f in [InlineFact::NoRole, InlineFact::RepoNotFound, InlineFact::LoginMismatch]
+        for f in [InlineFact::NoRole, InlineFact::RepoNotFound, InlineFact::LoginMismatch, InlineFact::NotOnRoster]
             .into_iter()
             .chain(Role::ALL.iter().map(|r| InlineFact::Role(*r)))
+            .chain(Role::ALL.iter().map(|r| InlineFact::RosterRole(*r)))
         {
             assert_eq!(InlineFact::decode(f.encode()), Some(f));
             assert_eq!(InlineFact::of(&f.fact()), Some(f));
+            assert_eq!(f.lookup(), f.fact().lookup());
         }
         let custom = Fact::Role(Some(RoleGrant { role: Role::Write, name: RoleName::Custom("release".into()) }));
         assert_eq!(InlineFact::of(&custom), None);
+        let rostered_custom =
+            Fact::Rostered(Some(RoleGrant { role: Role::Write, name: RoleName::Custom("release".into()) }));
+        assert_eq!(InlineFact::of(&rostered_custom), None);
         assert_eq!(InlineFact::of(&Fact::Replaced { current: RepoId(9) }), None);
         assert_eq!(InlineFact::decode(0), None, "an empty slot");
     }

@@ -72,7 +72,7 @@ pub struct CacheConfig {
     pub(crate) record_ttl: Duration,
     /// Most verified sessions remembered. Default 100,000.
     pub(crate) session_capacity: u64,
-    /// Whether installation and App mode answer from repository rosters. Default off.
+    /// Whether installation and App mode answer from repository rosters. Default on.
     pub(crate) rosters: bool,
     /// Most pages (of 100) a roster may take before its repository is asked per user. Default 10.
     pub(crate) roster_max_pages: usize,
@@ -135,8 +135,8 @@ impl CacheConfig {
     /// the policy grants anything to), instead of one permission request per user. A user absent
     /// from it holds no role the policy counts. A repository whose roster is refused (a GitHub
     /// App without the organization `members` permission), or would take more than
-    /// [`CacheConfig::with_roster_max_pages`] pages, is asked per user. Default off (per user);
-    /// user-token mode always asks with the user's own token.
+    /// [`CacheConfig::with_roster_max_pages`] pages, is asked per user. Default on; `false`
+    /// asks per user everywhere. User-token mode always asks with the user's own token.
     pub fn with_rosters(mut self, rosters: bool) -> Self {
         self.rosters = rosters;
         self
@@ -214,7 +214,7 @@ impl Default for CacheConfig {
             error_backoff: Duration::from_secs(5),
             record_ttl: Duration::from_secs(300),
             session_capacity: 100_000,
-            rosters: false,
+            rosters: true,
             roster_max_pages: 10,
         }
     }

@@ -28,6 +28,10 @@ pub enum NoAccessDetail {
     Anonymous,
     /// GitHub says the user has no role on the repository.
     NoRole,
+    /// The repository's roster, which lists the users holding at least the least role the
+    /// policy grants anything to (`write` under the default policy), does not list the user:
+    /// they hold no role the policy counts (perhaps `read` or `triage`).
+    NotOnRoster,
     /// No repository answers at the app's coordinates (deleted, or out of the credentials' reach).
     RepositoryNotFound,
     /// GitHub says the login belongs to another user id now (renamed and reused): the control
@@ -121,6 +125,21 @@ pub enum Source {
     Store,
 }
 
+/// Which GitHub lookup the facts behind a decision came from ([`Decision::lookup`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Lookup {
+    /// The repository's roster, shared by every user of the repository.
+    Roster,
+    /// A lookup of this user alone: the permission route (installation and App mode, where the
+    /// repository's roster is refused, too large, or not used) or the repository read with the
+    /// user's own token (user-token mode).
+    User,
+    /// The repository itself: nothing, or another repository, answers at the app's coordinates.
+    Repository,
+}
+
 /// The answer to "may this principal do this to this app?".
 ///
 /// Never a bare bool: it carries the [`Reason`], the [`Source`] of its facts and their age.
@@ -131,13 +150,21 @@ pub struct Decision {
     source: Source,
     /// The facts' age, in milliseconds (the clock's resolution).
     age_ms: u64,
+    /// Which GitHub lookup the facts came from, where a GitHub fact decided.
+    lookup: Option<Lookup>,
 }
 
 impl Decision {
     /// `age_ms`: how old the facts are, in milliseconds.
     #[inline]
     pub(crate) fn new(outcome: Outcome, reason: Reason, source: Source, age_ms: u64) -> Self {
-        Self { outcome, reason, source, age_ms }
+        Self { outcome, reason, source, age_ms, lookup: None }
+    }
+
+    /// The decision a GitHub fact gave, which says which lookup it came from.
+    #[inline]
+    pub(crate) fn github(outcome: Outcome, reason: Reason, source: Source, age_ms: u64, lookup: Lookup) -> Self {
+        Self { outcome, reason, source, age_ms, lookup: Some(lookup) }
     }
 
     /// Allow or deny.
@@ -164,17 +191,29 @@ impl Decision {
     pub fn age(&self) -> Duration {
         Duration::from_millis(self.age_ms)
     }
+
+    /// Which GitHub lookup the facts came from: the repository's roster, a lookup of this user
+    /// alone, or the repository itself. `None` where no GitHub fact decided (an app record, a
+    /// viewer's grant, a support window, nobody signed in).
+    pub fn lookup(&self) -> Option<Lookup> {
+        self.lookup
+    }
 }
 
-/// As JSON: `{"decision": "allow", "reason": {"kind": ...}, "source": "cache", "age_ms": 1200}`.
+/// As JSON: `{"decision": "allow", "reason": {"kind": ...}, "source": "cache", "age_ms": 1200,
+/// "lookup": "roster"}`, `lookup` only where a GitHub fact decided.
 impl Serialize for Decision {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("Decision", 4)?;
+        let mut st = s.serialize_struct("Decision", 5)?;
         st.serialize_field("decision", &self.outcome)?;
         st.serialize_field("reason", &self.reason)?;
         st.serialize_field("source", &self.source)?;
         st.serialize_field("age_ms", &self.age_ms)?;
+        match &self.lookup {
+            Some(lookup) => st.serialize_field("lookup", lookup)?,
+            None => st.skip_field("lookup")?,
+        }
         st.end()
     }
 }
@@ -182,14 +221,35 @@ impl Serialize for Decision {
 /// What is known of a GitHub user and an app's repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Fact {
-    /// The user's effective role, or none.
+    /// The user's effective role, or none, from a lookup of this user.
     Role(Option<RoleGrant>),
+    /// The user's role as the repository's roster lists it, or none: absent from it, the user
+    /// holds no role the policy counts.
+    Rostered(Option<RoleGrant>),
     /// Another repository now answers at the app's coordinates.
     Replaced { current: RepoId },
     /// Nothing answers at the app's coordinates.
     RepoNotFound,
     /// The login answered for another user id.
     LoginMismatch,
+}
+
+impl Fact {
+    /// Whether the fact lives as "has a role" (else as a negative fact).
+    #[inline]
+    pub(crate) fn is_positive(&self) -> bool {
+        matches!(self, Fact::Role(Some(_)) | Fact::Rostered(Some(_)))
+    }
+
+    /// Which lookup says so.
+    #[inline]
+    pub(crate) fn lookup(&self) -> Lookup {
+        match self {
+            Fact::Rostered(_) => Lookup::Roster,
+            Fact::Role(_) | Fact::LoginMismatch => Lookup::User,
+            Fact::Replaced { .. } | Fact::RepoNotFound => Lookup::Repository,
+        }
+    }
 }
 
 /// The policy's verdict for a GitHub user: pure, no I/O, no clock.
@@ -201,9 +261,10 @@ pub(crate) fn decide_github(need: Need, deployed: RepoId, visibility: Visibility
         Fact::Replaced { current } => (Outcome::Deny, Reason::RepoReplaced { deployed, current: *current }),
         Fact::RepoNotFound => no_access(NoAccessDetail::RepositoryNotFound),
         Fact::LoginMismatch => no_access(NoAccessDetail::LoginMismatch),
-        Fact::Role(Some(g)) => decide_role(need, visibility, g.role, g.name.clone()),
-        Fact::Role(None) if public_view => (Outcome::Allow, Reason::PublicApp),
+        Fact::Role(Some(g)) | Fact::Rostered(Some(g)) => decide_role(need, visibility, g.role, g.name.clone()),
+        Fact::Role(None) | Fact::Rostered(None) if public_view => (Outcome::Allow, Reason::PublicApp),
         Fact::Role(None) => no_access(NoAccessDetail::NoRole),
+        Fact::Rostered(None) => no_access(NoAccessDetail::NotOnRoster),
     }
 }
 

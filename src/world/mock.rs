@@ -387,7 +387,7 @@ async fn answer(state: &MockState, method: Method, uri: Uri, headers: HeaderMap)
     let path = uri.path().to_owned();
     *state.counts.lock().entry(path.clone()).or_insert(0) += 1;
     if let Some((status, retry_after)) = state.fault(&path) {
-        return fault_response(state, status, retry_after).await;
+        return fault_response(state, status, retry_after, is_roster(&path)).await;
     }
     if method == Method::POST {
         return installation_token(state, &path, &headers);
@@ -719,7 +719,21 @@ fn installation_token(state: &MockState, path: &str, headers: &HeaderMap) -> Res
     respond(StatusCode::CREATED, state.spend(), &[], Some(&body))
 }
 
-async fn fault_response(state: &MockState, status: FaultStatus, retry_after: Option<u64>) -> Response<Body> {
+/// Whether `path` is a repository's roster (`/repos/{owner}/{name}/collaborators`, or by id).
+fn is_roster(path: &str) -> bool {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    matches!(parts.as_slice(), ["repos", _, _, "collaborators"] | ["repositories", _, "collaborators"])
+}
+
+/// The answer of a `[[faults]]` entry. A 403 on a roster is GitHub's refusal to credentials
+/// without the organization `members` permission (the budget untouched); elsewhere it is the
+/// primary rate limit.
+async fn fault_response(
+    state: &MockState,
+    status: FaultStatus,
+    retry_after: Option<u64>,
+    roster: bool,
+) -> Response<Body> {
     let mut extra = Vec::new();
     if let Some(s) = retry_after {
         extra.push(("retry-after", s.to_string()));
@@ -729,6 +743,14 @@ async fn fault_response(state: &MockState, status: FaultStatus, retry_after: Opt
             // Hang until the client gives up (bounded, so that nothing outlives a test run).
             tokio::time::sleep(Duration::from_secs(120)).await;
             respond(StatusCode::GATEWAY_TIMEOUT, state.current_limit(), &extra, None)
+        }
+        FaultStatus::Http(403) if roster => {
+            let body = json!({
+                "message": "Resource not accessible by integration",
+                "documentation_url": "https://docs.github.com/rest/collaborators/collaborators#list-repository-collaborators",
+                "status": "403"
+            });
+            respond(StatusCode::FORBIDDEN, state.spend(), &extra, Some(&body))
         }
         FaultStatus::Http(403) => {
             let reset = state.clock.now().plus(Duration::from_secs(retry_after.unwrap_or(60)));

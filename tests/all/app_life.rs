@@ -108,12 +108,13 @@ async fn visibility_and_delete_go_through_the_policy(store: Arc<dyn Store>) {
     let v = common::viewers_on(store.clone()).await;
     let by = |login: &str| ChangedBy::Principal(Principal::github(v.world.user(login).unwrap()));
     let dash = id("dash");
-    // dave has triage: no sharing, no delete; both refusals are on record.
+    // dave has triage (not on the roster, which lists `write` and up): no sharing, no delete;
+    // both refusals are on record.
     assert_eq!(v.authz.set_visibility(&by("dave"), &dash, Visibility::Public).await.unwrap_err().kind(), "denied");
     let e = last_entry(&*store, "dash").await;
     assert_eq!(
         (e.action, e.outcome, e.detail.as_deref()),
-        (AuditAction::Visibility, AuditOutcome::Denied, Some("github_role"))
+        (AuditAction::Visibility, AuditOutcome::Denied, Some("no_access"))
     );
     // carol has write: sharing, so she may publish it.
     assert!(v.authz.set_visibility(&by("carol"), &dash, Visibility::Public).await.unwrap());

@@ -8,12 +8,19 @@ use std::time::Duration;
 
 use ghauthz::{Capability, Invalidation, OwnerId, RepoId, Source, UserId};
 
-const DASH_PERM: &str = "/repos/acme/dashboard/collaborators/carol/permission";
+/// The roster every user's check on the dashboard repository is answered from.
+const DASH_ROSTER: &str = "/repos/acme/dashboard/collaborators";
 const DASH_REPO: &str = "/repos/acme/dashboard";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_misses_on_one_key_make_one_request() {
     let env = common::env(common::fixture("acme.toml")).await;
+    concurrent_misses(&env, DASH_ROSTER).await;
+    let env = common::env_with(common::fixture("acme.toml"), common::per_user()).await;
+    concurrent_misses(&env, "/repos/acme/dashboard/collaborators/carol/permission").await;
+}
+
+async fn concurrent_misses(env: &common::Env, path: &str) {
     let (carol, dash) = (env.user("carol"), env.app("dash"));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..100 {
@@ -25,7 +32,7 @@ async fn concurrent_misses_on_one_key_make_one_request() {
         allowed += usize::from(r.unwrap().unwrap().is_allowed());
     }
     assert_eq!(allowed, 100);
-    assert_eq!(env.mock.requests(DASH_PERM), 1, "one permission request for 100 concurrent misses");
+    assert_eq!(env.mock.requests(path), 1, "one request for 100 concurrent misses");
     assert_eq!(env.mock.requests(DASH_REPO), 1, "one repository lookup");
     let stats = env.authz.stats();
     assert_eq!(stats.misses, 1);
@@ -42,7 +49,7 @@ async fn a_dropped_waiter_cancels_nothing_for_the_others() {
     // ...leaves the key usable for everyone else.
     let d = env.authz.check(&carol, &dash, Capability::View).await.unwrap();
     assert!(d.is_allowed());
-    assert!(env.mock.requests(DASH_PERM) <= 2);
+    assert!(env.mock.requests(DASH_ROSTER) <= 2);
 }
 
 #[tokio::test]
@@ -58,13 +65,13 @@ async fn lifetime_counts_from_the_fetch_and_hits_do_not_extend_it() {
         assert_eq!(d.source(), Source::Cache, "minute {minute}");
         assert_eq!(d.age(), Duration::from_secs(60 * minute));
     }
-    assert_eq!(env.mock.requests(DASH_PERM), 1);
+    assert_eq!(env.mock.requests(DASH_ROSTER), 1);
     env.advance_secs(61); // 5 min 1 s after the fetch, however often it was read
     let d = env.authz.check(&carol, &dash, Capability::View).await.unwrap();
     assert_eq!(d.source(), Source::Github, "an expired fact is revalidated");
     assert!(d.is_allowed());
-    assert_eq!(env.mock.requests(DASH_PERM), 2);
-    assert_eq!(env.authz.stats().revalidated_not_modified, 2, "repository and permission both answered 304");
+    assert_eq!(env.mock.requests(DASH_ROSTER), 2);
+    assert_eq!(env.authz.stats().revalidated_not_modified, 2, "repository and roster both answered 304");
     assert_eq!(env.mock.rate_limit_remaining(), remaining, "a 304 spends no rate limit");
     let again = env.authz.check(&carol, &dash, Capability::View).await.unwrap();
     assert_eq!((again.source(), again.age()), (Source::Cache, Duration::ZERO), "the 304 renewed the fact");
@@ -85,7 +92,6 @@ async fn no_role_lives_one_minute() {
 async fn deploy_revalidates_a_two_minute_old_fact_first() {
     let env = common::env(common::fixture("acme.toml")).await;
     let (erin, dash) = (env.user("erin"), env.app("dash"));
-    const PERM: &str = "/repos/acme/dashboard/collaborators/erin/permission";
     env.authz.check(&erin, &dash, Capability::View).await.unwrap();
     env.advance_secs(120);
     let view = env.authz.check(&erin, &dash, Capability::View).await.unwrap();
@@ -94,7 +100,7 @@ async fn deploy_revalidates_a_two_minute_old_fact_first() {
     let deploy = env.authz.check(&erin, &dash, Capability::Deploy).await.unwrap();
     assert!(deploy.is_allowed());
     assert_eq!((deploy.source(), deploy.age()), (Source::Github, Duration::ZERO));
-    assert_eq!(env.mock.requests(PERM), 2, "a conditional request before deciding");
+    assert_eq!(env.mock.requests(DASH_ROSTER), 2, "a conditional request before deciding");
     assert_eq!(env.authz.stats().revalidated_not_modified, 2);
     assert_eq!(env.mock.rate_limit_remaining(), remaining);
     // Within 60 s, deploy answers from the cache.
@@ -124,7 +130,7 @@ async fn invalidation_by_user_sends_that_user_upstream_and_no_one_else() {
     env.authz.invalidate_local(Invalidation::User(UserId(3)));
     let d = env.authz.check(&carol, &dash, Capability::Edit).await.unwrap();
     assert_eq!((d.source(), d.is_allowed()), (Source::Github, false), "effective for the next check");
-    assert_eq!(env.mock.requests(DASH_PERM), 2);
+    assert_eq!(env.mock.requests(DASH_ROSTER), 2);
     assert_eq!(env.authz.check(&erin, &dash, Capability::Edit).await.unwrap().source(), Source::Cache);
 }
 
@@ -264,10 +270,10 @@ async fn a_fresh_check_revalidates_the_cached_fact_first() {
     let (carol, dash) = (ghauthz::Principal::github(world.user("carol").unwrap()), AppId("dash".into()));
     assert_eq!(authz.check_app(&carol, &dash, Capability::Edit).await.unwrap().source(), Source::Github);
     assert_eq!(authz.check_app(&carol, &dash, Capability::Edit).await.unwrap().source(), Source::Cache);
-    let requests = mock.requests(DASH_PERM);
+    let requests = mock.requests(DASH_ROSTER);
     let fresh = authz.check_app_with(&carol, &dash, Capability::Edit, Consistency::Fresh).await.unwrap();
     assert_eq!((fresh.is_allowed(), fresh.source()), (true, Source::Github));
-    assert_eq!(mock.requests(DASH_PERM), requests + 1, "asked GitHub");
+    assert_eq!(mock.requests(DASH_ROSTER), requests + 1, "asked GitHub");
     assert!(authz.stats().revalidated_not_modified >= 1, "conditionally: a 304");
     assert_eq!(authz.check_app(&carol, &dash, Capability::Edit).await.unwrap().source(), Source::Cache);
 }

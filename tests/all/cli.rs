@@ -125,10 +125,12 @@ fn check_deny_exits_2_with_the_reason() {
     ]);
     assert_eq!(r.code, 2);
     let v = r.json();
+    // The dashboard's roster lists `write` and up: dave (triage) is not on it.
     assert_eq!(
-        (v["decision"].as_str(), v["reason"]["kind"].as_str(), v["reason"]["role"].as_str()),
-        (Some("deny"), Some("github_role"), Some("triage"))
+        (v["decision"].as_str(), v["reason"]["kind"].as_str(), v["reason"]["detail"].as_str()),
+        (Some("deny"), Some("no_access"), Some("not_on_roster"))
     );
+    assert_eq!(v["lookup"], "roster");
     let r = ghauthz(&[
         "check",
         "--world",
@@ -401,8 +403,8 @@ fn viewer_changes_are_authorized() {
         "dave",
     ]);
     assert_eq!(
-        (r.code, r.json()["error"].as_str(), r.json()["reason"]["role"].as_str()),
-        (2, Some("denied"), Some("triage"))
+        (r.code, r.json()["error"].as_str(), r.json()["reason"]["detail"].as_str()),
+        (2, Some("denied"), Some("not_on_roster"))
     );
     let r = ghauthz(&["viewers", "add", "--world", &w, "--db", &db, "--app", "dash", "--email", "eve@@example.com"]);
     assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("invalid_email")));

@@ -48,14 +48,26 @@ async fn the_default_policy_table_passes() {
 
 #[tokio::test]
 async fn github_role_decisions_report_the_role_and_its_name() {
-    let env = common::env(common::fixture("roles.toml")).await;
-    for (login, app, role, role_name) in ROLES {
-        // `edit` is decided by the role on every app (`view` of a public app is `public_app`).
-        let d = env.authz.check(&env.user(login), &env.app(app), Capability::Edit).await.unwrap();
-        let Reason::GithubRole { role: got, role_name: got_name, .. } = d.reason() else {
-            panic!("{login} on {app}: {:?}", d.reason())
-        };
-        assert_eq!((got.as_str(), got_name.as_str()), (role, role_name), "{login} on {app}");
+    // Per user, and from rosters under a policy that counts `read` (so that they list it).
+    let counts_read: ghauthz::Policy = toml::from_str(r#"view = "read""#).unwrap();
+    for (rosters, policy) in [(false, ghauthz::Policy::default()), (true, counts_read)] {
+        let cache = ghauthz::CacheConfig::default().with_rosters(rosters);
+        let env =
+            common::env_with(common::fixture("roles.toml"), common::Opts { cache, policy, ..Default::default() }).await;
+        for (login, app, role, role_name) in ROLES {
+            // `edit` is decided by the role on every app (`view` of a public app is `public_app`).
+            let d = env.authz.check(&env.user(login), &env.app(app), Capability::Edit).await.unwrap();
+            if rosters && login == "u-none" {
+                // GitHub answers `read` for anyone on a public repository; its roster lists
+                // only those granted a role.
+                assert_eq!(d.reason(), &Reason::NoAccess { detail: ghauthz::NoAccessDetail::NotOnRoster });
+                continue;
+            }
+            let Reason::GithubRole { role: got, role_name: got_name, .. } = d.reason() else {
+                panic!("{login} on {app} (rosters {rosters}): {:?}", d.reason())
+            };
+            assert_eq!((got.as_str(), got_name.as_str()), (role, role_name), "{login} on {app} (rosters {rosters})");
+        }
     }
 }
 

@@ -185,10 +185,11 @@ async fn requests_in_flight_per_token_are_bounded() {
     for (bound, most) in [(2, 2), (100, 8)] {
         let opts = common::Opts {
             github: Box::new(move |m| m.github_config().with_max_in_flight(bound)),
-            ..Default::default()
+            ..common::per_user()
         };
         let env = common::env_with(common::fixture("acme.toml"), opts).await;
-        // The repository's identity first, so that only the eight roles are asked at once.
+        // Per user, eight keys; the repository's identity first, so that only the eight roles
+        // are asked at once.
         env.authz.check(&env.user("zed"), &env.app("dash"), Capability::Edit).await.unwrap();
         env.mock.set_response_delay(Duration::from_millis(200));
         let logins = ["alice", "bob", "carol", "dave", "erin", "frank", "olga", "mallory"];

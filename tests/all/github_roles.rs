@@ -4,7 +4,9 @@
 
 use crate::common;
 
-use ghauthz::{Capability, GithubUser, NoAccessDetail, Policy, Principal, Reason, Role, Source, UserId};
+use ghauthz::{
+    CacheConfig, Capability, GithubUser, Lookup, NoAccessDetail, Policy, Principal, Reason, Role, Source, UserId,
+};
 
 #[tokio::test]
 async fn org_owner_without_a_direct_role_deploys() {
@@ -42,31 +44,59 @@ async fn custom_role_on_write_edits_and_reports_its_name() {
 
 #[tokio::test]
 async fn triage_cannot_view_a_private_app() {
+    // From the roster, which lists `write` and up: dave is not on it.
     let env = common::env(common::fixture("acme.toml")).await;
     let d = env.authz.check(&env.user("dave"), &env.app("dash"), Capability::View).await.unwrap();
     assert!(!d.is_allowed());
+    assert_eq!(d.reason(), &Reason::NoAccess { detail: NoAccessDetail::NotOnRoster });
+    assert_eq!(d.lookup(), Some(Lookup::Roster));
+    // Asked alone, GitHub names his role.
+    let env = common::env_with(common::fixture("acme.toml"), common::per_user()).await;
+    let d = env.authz.check(&env.user("dave"), &env.app("dash"), Capability::View).await.unwrap();
+    assert!(!d.is_allowed());
     assert!(matches!(d.reason(), Reason::GithubRole { role: Role::Triage, required: Role::Write, .. }));
+    assert_eq!(d.lookup(), Some(Lookup::User));
 }
 
 #[tokio::test]
 async fn owner_of_a_user_owned_repository_is_admin_and_others_are_not() {
-    let env = common::env(common::fixture("acme.toml")).await;
-    let notes = env.app("notes");
-    assert!(env.authz.check(&env.user("alice"), &notes, Capability::Delete).await.unwrap().is_allowed());
-    let bob = env.authz.check(&env.user("bob"), &notes, Capability::View).await.unwrap();
-    assert!(matches!(bob.reason(), Reason::GithubRole { role: Role::Read, .. }) && !bob.is_allowed());
-    let zed = env.authz.check(&env.user("zed"), &notes, Capability::View).await.unwrap();
-    assert_eq!(zed.reason(), &Reason::NoAccess { detail: NoAccessDetail::NoRole });
+    for rosters in [true, false] {
+        let opts = common::Opts { cache: CacheConfig::default().with_rosters(rosters), ..Default::default() };
+        let env = common::env_with(common::fixture("acme.toml"), opts).await;
+        let notes = env.app("notes");
+        assert!(env.authz.check(&env.user("alice"), &notes, Capability::Delete).await.unwrap().is_allowed());
+        let bob = env.authz.check(&env.user("bob"), &notes, Capability::View).await.unwrap();
+        let zed = env.authz.check(&env.user("zed"), &notes, Capability::View).await.unwrap();
+        assert!(!bob.is_allowed() && !zed.is_allowed());
+        if rosters {
+            // Neither is on the roster, which lists `write` and up.
+            assert_eq!(bob.reason(), &Reason::NoAccess { detail: NoAccessDetail::NotOnRoster });
+            assert_eq!(zed.reason(), &Reason::NoAccess { detail: NoAccessDetail::NotOnRoster });
+        } else {
+            assert!(matches!(bob.reason(), Reason::GithubRole { role: Role::Read, .. }));
+            assert_eq!(zed.reason(), &Reason::NoAccess { detail: NoAccessDetail::NoRole });
+        }
+    }
 }
 
+/// A policy that grants something to `read` has its rosters list `read` and up.
 #[tokio::test]
 async fn base_permission_reaches_members_only() {
-    let env = common::env(common::fixture("acme.toml")).await;
-    let dash = env.app("dash");
-    let mallory = env.authz.check(&env.user("mallory"), &dash, Capability::View).await.unwrap();
-    assert!(matches!(mallory.reason(), Reason::GithubRole { role: Role::Read, .. }));
-    let zed = env.authz.check(&env.user("zed"), &dash, Capability::View).await.unwrap();
-    assert_eq!(zed.reason().kind(), "no_access");
+    let policy: Policy = toml::from_str(r#"view = "read""#).unwrap();
+    for rosters in [true, false] {
+        let cache = CacheConfig::default().with_rosters(rosters);
+        let opts = common::Opts { cache, policy: policy.clone(), ..Default::default() };
+        let env = common::env_with(common::fixture("acme.toml"), opts).await;
+        let dash = env.app("dash");
+        let mallory = env.authz.check(&env.user("mallory"), &dash, Capability::View).await.unwrap();
+        assert!(mallory.is_allowed(), "{mallory:?}");
+        assert!(matches!(mallory.reason(), Reason::GithubRole { role: Role::Read, .. }));
+        let zed = env.authz.check(&env.user("zed"), &dash, Capability::View).await.unwrap();
+        assert_eq!(zed.reason().kind(), "no_access");
+        assert!(!zed.is_allowed());
+        let lookup = if rosters { Lookup::Roster } else { Lookup::User };
+        assert_eq!((mallory.lookup(), zed.lookup()), (Some(lookup), Some(lookup)));
+    }
 }
 
 #[tokio::test]
@@ -87,7 +117,12 @@ async fn a_renamed_repository_is_followed() {
     assert_eq!(d.source(), Source::Github);
     assert_eq!(env.mock.requests("/repos/acme/analytics"), 1, "the old name answers 301");
     assert_eq!(env.mock.requests("/repositories/103"), 1, "the redirect is followed");
-    assert_eq!(env.mock.requests("/repositories/103/collaborators/carol/permission"), 1, "and the id route is asked");
+    assert_eq!(env.mock.requests("/repositories/103/collaborators"), 1, "and the id route is asked");
+    assert_eq!((d.lookup(), env.authz.stats().roster_requests), (Some(Lookup::Roster), 1));
+    let env = common::env_with(common::fixture("acme.toml"), common::per_user()).await;
+    let d = env.authz.check(&env.user("carol"), &env.app("analytics"), Capability::Edit).await.unwrap();
+    assert!(d.is_allowed(), "{d:?}");
+    assert_eq!(env.mock.requests("/repositories/103/collaborators/carol/permission"), 1, "per user too");
 }
 
 #[tokio::test]
@@ -117,20 +152,27 @@ async fn public_apps_are_open_without_asking_github() {
 
 #[tokio::test]
 async fn a_login_that_now_belongs_to_someone_else_fails_closed() {
-    let env = common::env(common::fixture("acme.toml")).await;
     // The control plane still knows user 999 as "erin", but GitHub says "erin" is user 5.
     let stale = Principal::github(GithubUser::new(UserId(999), "erin"));
+    let env = common::env_with(common::fixture("acme.toml"), common::per_user()).await;
     let d = env.authz.check(&stale, &env.app("dash"), Capability::Delete).await.unwrap();
     assert!(!d.is_allowed());
     assert_eq!(d.reason(), &Reason::NoAccess { detail: NoAccessDetail::LoginMismatch });
+    // A roster names users by id: user 999 is not on it, whatever the login.
+    let env = common::env(common::fixture("acme.toml")).await;
+    let d = env.authz.check(&stale, &env.app("dash"), Capability::Delete).await.unwrap();
+    assert_eq!((d.is_allowed(), d.reason()), (false, &Reason::NoAccess { detail: NoAccessDetail::NotOnRoster }));
 }
 
 #[tokio::test]
 async fn an_unknown_login_has_no_access() {
-    let env = common::env(common::fixture("acme.toml")).await;
     let ghost = Principal::github(GithubUser::new(UserId(4242), "ghost"));
+    let env = common::env_with(common::fixture("acme.toml"), common::per_user()).await;
     let d = env.authz.check(&ghost, &env.app("dash"), Capability::View).await.unwrap();
     assert_eq!(d.reason(), &Reason::NoAccess { detail: NoAccessDetail::NoRole });
+    let env = common::env(common::fixture("acme.toml")).await;
+    let d = env.authz.check(&ghost, &env.app("dash"), Capability::View).await.unwrap();
+    assert_eq!(d.reason(), &Reason::NoAccess { detail: NoAccessDetail::NotOnRoster });
 }
 
 #[tokio::test]

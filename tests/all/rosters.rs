@@ -5,7 +5,7 @@
 
 use crate::common;
 
-use ghauthz::{App, CacheConfig, Capability, Invalidation, Reason, RepoId};
+use ghauthz::{App, CacheConfig, Capability, Invalidation, Lookup, Reason, RepoId};
 
 async fn env(world: ghauthz::world::World, rosters: bool) -> common::Env {
     let opts = common::Opts { cache: CacheConfig::default().with_rosters(rosters), ..Default::default() };
@@ -122,6 +122,73 @@ async fn a_roster_too_large_falls_back_to_per_user_lookups() {
     }
     assert_eq!(env.authz.stats().roster_fallbacks, 1);
     assert_eq!(env.mock.requests_matching("/repos/big/r/collaborators/*/permission"), 2, "asked per user");
+    let d = env.authz.check(&env.user("u7"), &env.app("a"), Capability::Edit).await.unwrap();
+    assert_eq!(d.lookup(), Some(Lookup::User), "the decision says so");
+}
+
+/// A roster refused to the credentials (GitHub's 403 to an App without the organization
+/// `members` permission) makes its repository ask per user, deciding as before; other
+/// repositories keep their rosters.
+#[tokio::test]
+async fn a_refused_roster_falls_back_to_per_user_lookups() {
+    let world =
+        common::acme_with(|t| t + "\n[[faults]]\npath = \"/repos/acme/dashboard/collaborators\"\nstatus = 403\n");
+    let env = env(world.clone(), true).await;
+    let (carol, dave) = (env.user("carol"), env.user("dave"));
+    let d = env.authz.check(&carol, &env.app("dash"), Capability::Edit).await.unwrap();
+    assert!(d.is_allowed(), "{d:?}");
+    assert_eq!(d.lookup(), Some(Lookup::User));
+    let d = env.authz.check(&dave, &env.app("dash"), Capability::View).await.unwrap();
+    assert!(matches!(d.reason(), Reason::GithubRole { role: ghauthz::Role::Triage, .. }), "{d:?}");
+    assert_eq!(env.mock.requests_matching("/repos/acme/dashboard/collaborators/*/permission"), 2);
+    assert_eq!(env.authz.stats().roster_fallbacks, 1, "asked once, remembered as refused");
+    // Another repository's roster still answers.
+    let d = env.authz.check(&env.user("alice"), &env.app("notes"), Capability::Edit).await.unwrap();
+    assert_eq!((d.is_allowed(), d.lookup()), (true, Some(Lookup::Roster)));
+}
+
+/// An invalidation that names a user keeps the rosters it makes unusable: their ETags make the
+/// next fetch conditional, and a roster that did not change costs nothing.
+#[tokio::test]
+async fn a_roster_an_invalidation_touched_is_revalidated_for_free() {
+    let env = env(common::fixture("acme.toml"), true).await;
+    let (erin, dash) = (env.user("erin"), env.app("dash"));
+    env.authz.check(&erin, &dash, Capability::Edit).await.unwrap();
+    let spent = env.mock.rate_limit_remaining();
+    // Another user left the organization: every acme roster is suspect, none changed here.
+    let mallory = env.world.user("mallory").unwrap().id;
+    env.authz.invalidate_local(Invalidation::UserInOwner(mallory, ghauthz::OwnerId(5000)));
+    let d = env.authz.check(&env.user("carol"), &dash, Capability::Edit).await.unwrap();
+    assert_eq!((d.is_allowed(), d.source()), (true, ghauthz::Source::Github));
+    assert_eq!(env.mock.requests("/repos/acme/dashboard/collaborators"), 2, "asked again");
+    assert_eq!(env.mock.rate_limit_remaining(), spent, "a 304: nothing charged");
+}
+
+/// `apps_for` from rosters: cold, one listing of the installation's repositories and one roster
+/// per repository with apps; for the next users, nothing.
+#[tokio::test]
+async fn apps_for_asks_one_roster_per_repository_and_nothing_warm() {
+    use ghauthz::store::Store as _;
+    let world = common::fixture("acme.toml");
+    let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    store.seed_once(&world.app_records(), ghauthz::Timestamp(0)).await.unwrap();
+    let env = common::env_with(world, common::Opts { store: Some(store), ..Default::default() }).await;
+    let carol = env.user("carol");
+    let editable = env.authz.apps_for(&carol, Capability::Edit).await.unwrap();
+    let ids: Vec<&str> = editable.iter().map(|a| a.id().0.as_str()).collect();
+    assert_eq!(ids, ["analytics", "dash", "site"]);
+    let repos =
+        env.world.apps().iter().map(|a| a.app.repo_id()).collect::<std::collections::BTreeSet<_>>().len() as u64;
+    let counts = env.mock.request_counts();
+    let rosters = env.mock.requests_matching("/**/collaborators");
+    assert!(rosters <= repos, "{rosters} rosters for {repos} repositories: {counts:?}");
+    assert_eq!(env.mock.requests_matching("/**/permission"), 0, "no per-user lookup: {counts:?}");
+    let cold = env.mock.total_requests();
+    assert!(cold <= repos + 1 + 2, "{cold} requests: {counts:?}");
+    for login in ["alice", "bob", "dave", "erin", "olga", "zed"] {
+        env.authz.apps_for(&env.user(login), Capability::View).await.unwrap();
+    }
+    assert_eq!(env.mock.total_requests(), cold, "warm: nothing asked");
 }
 
 mod differential {

@@ -139,6 +139,11 @@ pub async fn env(world: World) -> Env {
     env_with(world, Opts::default()).await
 }
 
+/// Options that ask GitHub per user, never from a repository's roster.
+pub fn per_user() -> Opts {
+    Opts { cache: CacheConfig::default().with_rosters(false), ..Default::default() }
+}
+
 pub async fn env_with(world: World, opts: Opts) -> Env {
     let clock = ManualClock::new(world.now().unwrap_or(Timestamp(1_795_000_000_000)));
     let mock = MockGithub::start_with_clock(world.clone(), Arc::new(clock.clone())).await.expect("mock starts");
