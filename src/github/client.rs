@@ -30,6 +30,8 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(8);
 const MAX_BODY: usize = 1 << 20;
 /// What GitHub asks for when a secondary rate limit names no time.
 const SECONDARY_DEFAULT_WAIT: Duration = Duration::from_secs(60);
+/// How long before it expires an App's installation token is replaced.
+const TOKEN_RENEWAL: Duration = Duration::from_secs(300);
 
 /// How the client authenticates to GitHub.
 #[derive(Debug, Clone)]
@@ -229,6 +231,8 @@ pub(crate) struct OctocrabGithub {
     user_in_flight: moka::sync::Cache<[u8; 32], Arc<tokio::sync::Semaphore>>,
     /// The shared credentials' budget, as GitHub's last answer said it.
     budget: Mutex<Option<GithubBudget>>,
+    /// Held while an App's installation token is looked at, and renewed if it must be.
+    renewing: tokio::sync::Mutex<()>,
 }
 
 /// A token's rate-limit budget, as GitHub's last answer to it said (`x-ratelimit-limit`,
@@ -273,7 +277,16 @@ impl OctocrabGithub {
         let in_flight = Arc::new(tokio::sync::Semaphore::new(cfg.max_in_flight));
         let user_in_flight =
             moka::sync::Cache::builder().max_capacity(100_000).time_to_idle(Duration::from_secs(3600)).build();
-        Ok(Self { octo, cfg, clock, gate: Mutex::new(None), in_flight, user_in_flight, budget: Mutex::new(None) })
+        Ok(Self {
+            octo,
+            cfg,
+            clock,
+            gate: Mutex::new(None),
+            in_flight,
+            user_in_flight,
+            budget: Mutex::new(None),
+            renewing: tokio::sync::Mutex::new(()),
+        })
     }
 
     fn shared_credentials(&self) -> bool {
@@ -309,6 +322,9 @@ impl OctocrabGithub {
             headers.insert(IF_NONE_MATCH, tag);
         }
         let exchange = async {
+            if sender.shared && matches!(self.cfg.auth, GithubAuth::App { .. }) {
+                self.renew_installation_token(octo).await?;
+            }
             let resp = octo._get_with_headers(path, Some(headers)).await.map_err(|e| transport_error(&e))?;
             let (parts, body) = resp.into_parts();
             let body = Limited::new(body, MAX_BODY)
@@ -328,6 +344,16 @@ impl OctocrabGithub {
                 classify(path, status, &headers, body, self.clock.now())
             }
         }
+    }
+
+    /// App mode: keeps the installation token for its hour, and mints the next one
+    /// [`TOKEN_RENEWAL`] before it expires (octocrab alone would wait until 30 s before). One
+    /// caller mints; the others wait for it and use its token. A token kept this long keeps its
+    /// ETags worth asking with: GitHub ties them to the token.
+    async fn renew_installation_token(&self, octo: &Octocrab) -> Result<(), GithubError> {
+        let _one = self.renewing.lock().await;
+        let buffer = chrono::Duration::from_std(TOKEN_RENEWAL).unwrap_or(chrono::Duration::minutes(5));
+        octo.installation_token_with_buffer(buffer).await.map(drop).map_err(|e| transport_error(&e))
     }
 
     /// Keeps the budget GitHub's answer to the shared credentials states.

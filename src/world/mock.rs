@@ -42,6 +42,8 @@ struct MockState {
     fault_hits: Mutex<Vec<u64>>,
     limit: Mutex<(u64, Timestamp)>,
     delay: Mutex<Duration>,
+    /// How long the installation tokens it mints are valid (real time). Default one hour.
+    token_lifetime: Mutex<Duration>,
     /// Answers given, for `x-github-request-id`.
     served: std::sync::atomic::AtomicU64,
     /// The port served, for `x-github-request-id`.
@@ -95,6 +97,7 @@ impl MockGithub {
             fault_hits: Mutex::new(vec![0; faults]),
             limit: Mutex::new((RATE_LIMIT, reset)),
             delay: Mutex::new(Duration::ZERO),
+            token_lifetime: Mutex::new(Duration::from_secs(3600)),
             served: std::sync::atomic::AtomicU64::new(0),
             addr_port: addr.port(),
             in_flight: std::sync::atomic::AtomicU64::new(0),
@@ -206,6 +209,12 @@ impl MockGithub {
     /// while something else happens.
     pub fn set_response_delay(&self, delay: Duration) {
         *self.state.delay.lock() = delay;
+    }
+
+    /// How long the installation tokens minted from now on are valid, by the real clock (against
+    /// which clients read `expires_at`). Default one hour, as on GitHub.
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        *self.state.token_lifetime.lock() = lifetime;
     }
 
     /// The most requests it was ever answering at once (a request counts from its arrival until
@@ -709,7 +718,8 @@ fn installation_token(state: &MockState, path: &str, headers: &HeaderMap) -> Res
         return respond(StatusCode::UNAUTHORIZED, state.spend(), &[], Some(&body));
     }
     // The token's expiry is read against the real clock by the client.
-    let expires = chrono::Utc::now() + chrono::Duration::hours(1);
+    let lifetime = chrono::Duration::from_std(*state.token_lifetime.lock()).unwrap_or(chrono::Duration::hours(1));
+    let expires = chrono::Utc::now() + lifetime;
     let body = json!({
         "token": INSTALLATION_TOKEN,
         "expires_at": expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),

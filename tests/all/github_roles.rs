@@ -223,6 +223,29 @@ async fn github_app_mode_mints_an_installation_token() {
     assert!(ghauthz::AppPrivateKey::from_pem(b"not a key").is_err());
 }
 
+/// An App's installation token is kept while it has more than 5 minutes to live, and replaced
+/// before that: a token that expires in 10 minutes serves every request; one that expires in 4
+/// is replaced before each.
+#[tokio::test]
+async fn github_app_mode_renews_its_token_minutes_before_it_expires() {
+    let pem = std::fs::read(common::fixture_path("keys/github-app-test.pem")).unwrap();
+    let key = ghauthz::AppPrivateKey::from_pem(&pem).unwrap();
+    for (minutes, renewed_each_time) in [(10, false), (4, true)] {
+        let key = key.clone();
+        let opts = common::Opts { github: Box::new(move |m| m.app_config(42, key.clone(), 7)), ..Default::default() };
+        let env = common::env_with(common::fixture("acme.toml"), opts).await;
+        env.mock.set_token_lifetime(std::time::Duration::from_secs(60 * minutes));
+        for (login, app) in [("erin", "dash"), ("alice", "notes"), ("carol", "site")] {
+            env.authz.check(&env.user(login), &env.app(app), Capability::Edit).await.unwrap();
+        }
+        let minted = env.mock.requests("/app/installations/7/access_tokens");
+        let asked = env.mock.total_requests() - minted;
+        assert!(asked >= 3, "{:?}", env.mock.request_counts());
+        let want = if renewed_each_time { asked } else { 1 };
+        assert_eq!(minted, want, "a token good for {minutes} minutes, {asked} requests");
+    }
+}
+
 /// A token no HTTP header can carry is refused before anything is sent, never passed to the
 /// client (which panics on it), whether it is the installation's or a user's own.
 #[tokio::test]
