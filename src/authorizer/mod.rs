@@ -976,6 +976,7 @@ async fn follow_feed(inner: Weak<Inner>, mut feed: tokio::sync::mpsc::Receiver<F
             }
             FeedEvent::Lost => {
                 inner.records.set_live(false);
+                inner.facts.webhooks_unheard();
                 inner.invalidate_local(Invalidation::All);
                 Counters::bump(&inner.facts.counters.resyncs);
             }
@@ -2424,6 +2425,7 @@ impl Authorizer {
         let broadcast = Broadcast::invalidations(inner.replica, invalidations);
         let recorded = inner.store.record_delivery(delivery.id(), inner.clock.now(), &broadcast).await;
         if recorded == Ok(false) {
+            inner.facts.webhook_heard(inner.clock.now());
             inner.webhooks.count_duplicate();
             return Ok(WebhookOutcome::Duplicate);
         }
@@ -2432,6 +2434,7 @@ impl Authorizer {
             inner.invalidate_local(*inv);
         }
         recorded.map_err(WebhookError::Store)?;
+        inner.facts.webhook_heard(inner.clock.now());
         inner.webhooks.count_applied();
         Ok(WebhookOutcome::Applied(broadcast.invalidations))
     }

@@ -53,6 +53,21 @@ pub(crate) struct Facts {
     /// milliseconds, is below it exactly when it is below `max_age`), by [`Age`] and by whether
     /// the fact is positive.
     max_age_ms: [[u64; 2]; 3],
+    /// The same, while webhooks are heard ([`CacheConfig::with_lifetimes_while_webhooks_heard`]).
+    heard_max_age_ms: Option<[[u64; 2]; 3]>,
+    /// Until when (milliseconds on the clock) webhooks count as heard: `heard_within` after the
+    /// last delivery applied here; 0 when none was, or the change feed was lost since.
+    heard_until: AtomicU64,
+}
+
+/// `cfg.max_age` in whole milliseconds, rounded up, by [`Age`] and by whether the fact is
+/// positive.
+fn max_ages(cfg: &CacheConfig) -> [[u64; 2]; 3] {
+    [Age::Ordinary, Age::Strict, Age::Fresh].map(|age| {
+        [false, true].map(|positive| {
+            u64::try_from(cfg.max_age(positive, age).as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
+        })
+    })
 }
 
 /// A conditional request's outcome.
@@ -70,7 +85,8 @@ impl Facts {
     pub(crate) fn new(cfg: CacheConfig, clock: Arc<dyn Clock>, github: Arc<dyn GithubApi>, least: Role) -> Self {
         let front = Arc::new(FactMap::new(cfg.capacity));
         let listener_front = front.clone();
-        let keep = cfg.role_ttl.max(cfg.no_role_ttl) + cfg.keep_for_revalidation;
+        let (heard_role, heard_no_role) = cfg.heard_lifetimes.unwrap_or_default();
+        let keep = cfg.role_ttl.max(cfg.no_role_ttl).max(heard_role).max(heard_no_role) + cfg.keep_for_revalidation;
         let perms = moka::future::Cache::builder()
             .max_capacity(cfg.capacity)
             .time_to_live(keep)
@@ -105,11 +121,11 @@ impl Facts {
             backoff,
             counters: Counters::default(),
             generation: AtomicU64::new(0),
-            max_age_ms: [Age::Ordinary, Age::Strict, Age::Fresh].map(|age| {
-                [false, true].map(|positive| {
-                    u64::try_from(cfg.max_age(positive, age).as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
-                })
-            }),
+            max_age_ms: max_ages(&cfg),
+            heard_max_age_ms: cfg
+                .heard_lifetimes
+                .map(|(role_ttl, no_role_ttl)| max_ages(&CacheConfig { role_ttl, no_role_ttl, ..cfg.clone() })),
+            heard_until: AtomicU64::new(0),
             cfg,
         }
     }
@@ -143,8 +159,9 @@ impl Facts {
         let inline = self.front.with_inline(key, |hit| {
             let age_ms = now.millis_since(hit.confirmed_at);
             let role = hit.fact.role();
-            let fresh =
-                hit.at_epoch(epoch) && hit.coords_fp == app.coords_fp && age_ms < self.max_age_ms(role.is_some(), age);
+            let fresh = hit.at_epoch(epoch)
+                && hit.coords_fp == app.coords_fp
+                && age_ms < self.max_age_ms(role.is_some(), age, now);
             fresh.then(|| {
                 let (outcome, reason) = match role {
                     Some(role) => decide_role(need, app.visibility, role, RoleName::Standard(role)),
@@ -195,25 +212,45 @@ impl Facts {
 
     /// The oldest, in milliseconds, a `positive` (or negative) fact may be for `age`.
     #[inline]
-    fn max_age_ms(&self, positive: bool, age: Age) -> u64 {
-        self.max_age_ms[age as usize][usize::from(positive)]
+    fn max_age_ms(&self, positive: bool, age: Age, now: Timestamp) -> u64 {
+        match &self.heard_max_age_ms {
+            Some(heard) if now.0 < self.heard_until.load(Ordering::Relaxed) => {
+                heard[age as usize][usize::from(positive)]
+            }
+            _ => self.max_age_ms[age as usize][usize::from(positive)],
+        }
+    }
+
+    /// A verified delivery was applied at `now`: the lifetimes while webhooks are heard apply
+    /// until `heard_within` after it.
+    pub(crate) fn webhook_heard(&self, now: Timestamp) {
+        if self.heard_max_age_ms.is_some() {
+            let until = now.plus(self.cfg.heard_within).0;
+            self.heard_until.fetch_max(until, Ordering::Relaxed);
+        }
+    }
+
+    /// Deliveries to other replicas no longer reach this one (the change feed was lost): the
+    /// ordinary lifetimes apply until the next delivery here.
+    pub(crate) fn webhooks_unheard(&self) {
+        self.heard_until.store(0, Ordering::Relaxed);
     }
 
     fn usable(&self, key: &PermKey, entry: &FactCore, app: AppView, now: Timestamp, age: Age) -> bool {
         entry.coords_fp == app.coords_fp
-            && now.millis_since(entry.confirmed_at) < self.max_age_ms(entry.fact.is_positive(), age)
+            && now.millis_since(entry.confirmed_at) < self.max_age_ms(entry.fact.is_positive(), age, now)
             && self.epochs.still_valid(&entry.seen_epoch, |inv| entry.matches(key, inv))
     }
 
     /// A roster answers "no role" for every user absent from it: it is served no longer than
     /// a negative fact.
     fn roster_usable(&self, entry: &RosterEntry, now: Timestamp, age: Age) -> bool {
-        now.millis_since(entry.confirmed_at) < self.max_age_ms(false, age)
+        now.millis_since(entry.confirmed_at) < self.max_age_ms(false, age, now)
             && self.epochs.still_valid(&entry.seen_epoch, |inv| entry.matches(inv))
     }
 
     fn repo_usable(&self, entry: &RepoEntry, now: Timestamp, age: Age) -> bool {
-        now.millis_since(entry.confirmed_at) < self.max_age_ms(entry.found.is_some(), age)
+        now.millis_since(entry.confirmed_at) < self.max_age_ms(entry.found.is_some(), age, now)
             && self.epochs.still_valid(&entry.seen_epoch, |inv| entry.matches(inv))
     }
 

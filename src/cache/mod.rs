@@ -41,7 +41,8 @@ pub(crate) use sessions::Sessions;
 /// | what | served at most | forgotten at once on |
 /// |---|---|---|
 /// | a GitHub role | `role_ttl` (5 min) after GitHub confirmed it; `deploy`/`delete`: `strict_max_age` (60 s) | an [`Invalidation`] that matches it (webhooks, [`Authorizer::invalidate`](crate::Authorizer::invalidate)) |
-/// | no role, a missing or replaced repository | `no_role_ttl` (1 min) | the same |
+/// | no role, a missing or replaced repository, a repository's roster | `no_role_ttl` (1 min) | the same |
+/// | either, while webhooks are heard, with [`CacheConfig::with_lifetimes_while_webhooks_heard`] | the longer lifetimes given there | the same |
 /// | an app record, a viewer grant | `record_ttl` (5 min) after it was read, and only while the store's change feed is heard | a change to the app or its grants, here or on any authorizer sharing the store (Postgres: milliseconds; SQLite: within 25 ms) |
 /// | a verified session | until its `exp` | new session keys |
 ///
@@ -76,6 +77,10 @@ pub struct CacheConfig {
     pub(crate) rosters: bool,
     /// Most pages (of 100) a roster may take before its repository is asked per user. Default 10.
     pub(crate) roster_max_pages: usize,
+    /// Lifetimes of "has a role" and "no role" while webhooks are heard. Default none.
+    pub(crate) heard_lifetimes: Option<(Duration, Duration)>,
+    /// How recent a delivery must be for webhooks to count as heard. Default 1 hour.
+    pub(crate) heard_within: Duration,
 }
 
 impl CacheConfig {
@@ -149,6 +154,41 @@ impl CacheConfig {
         self
     }
 
+    /// Opt-in: while webhooks are heard, a role lives `role_ttl` and "no role" (a roster
+    /// included) `no_role_ttl`, instead of [`CacheConfig::with_role_ttl`]'s and
+    /// [`CacheConfig::with_no_role_ttl`]'s. Webhooks are heard while a verified delivery was
+    /// applied on this authorizer within [`CacheConfig::with_webhooks_heard_within`] (1 hour by
+    /// default), and the store's change feed has not been lost since (deliveries to other
+    /// replicas reach this one through it). `deploy` and `delete` still rest on a fact no older
+    /// than `strict_max_age`.
+    ///
+    /// The longer lifetimes are the bound on every change GitHub sends no webhook for (an
+    /// organization's base permission, member and owner, custom-role edits, organization roles,
+    /// enterprise grants, team re-parenting: docs/webhooks.md) and on a delivery GitHub failed
+    /// to make. Each is at least the ordinary lifetime.
+    pub fn with_lifetimes_while_webhooks_heard(mut self, role_ttl: Duration, no_role_ttl: Duration) -> Self {
+        self.heard_lifetimes = Some((role_ttl.max(self.role_ttl), no_role_ttl.max(self.no_role_ttl)));
+        self
+    }
+
+    /// How recent the last delivery must be for webhooks to count as heard. Default 1 hour. A
+    /// quiet organization sends none for hours: the ordinary lifetimes then apply, which is
+    /// never less safe.
+    pub fn with_webhooks_heard_within(mut self, within: Duration) -> Self {
+        self.heard_within = within;
+        self
+    }
+
+    /// The lifetimes of "has a role" and "no role" while webhooks are heard, if set.
+    pub fn lifetimes_while_webhooks_heard(&self) -> Option<(Duration, Duration)> {
+        self.heard_lifetimes
+    }
+
+    /// How recent the last delivery must be for webhooks to count as heard.
+    pub fn webhooks_heard_within(&self) -> Duration {
+        self.heard_within
+    }
+
     /// Whether installation and App mode answer from repository rosters.
     pub fn rosters(&self) -> bool {
         self.rosters
@@ -216,6 +256,8 @@ impl Default for CacheConfig {
             session_capacity: 100_000,
             rosters: true,
             roster_max_pages: 10,
+            heard_lifetimes: None,
+            heard_within: Duration::from_secs(3600),
         }
     }
 }

@@ -430,3 +430,42 @@ fn kind(inv: &Invalidation) -> &'static str {
         _ => "all",
     }
 }
+
+/// Opt-in: while webhooks are heard (a delivery applied within the last hour), facts live the
+/// longer lifetimes; before the first delivery and an hour after the last, the ordinary ones.
+#[tokio::test]
+async fn longer_lifetimes_apply_only_while_webhooks_are_heard() {
+    use ghauthz::{CacheConfig, Source};
+    use std::time::Duration;
+    let minutes = |m: u64| Duration::from_secs(60 * m);
+    let cache = CacheConfig::default().with_lifetimes_while_webhooks_heard(minutes(30), minutes(10));
+    let opts = common::Opts { webhook_secret: Some(SECRET), cache, ..Default::default() };
+    let env = common::env_with(common::fixture("acme.toml"), opts).await;
+    let (carol, zed, dash) = (env.user("carol"), env.user("zed"), env.app("dash"));
+    let source = |p: ghauthz::Principal| {
+        let (authz, dash) = (env.authz.clone(), dash.clone());
+        async move { authz.check(&p, &dash, Capability::View).await.unwrap().source() }
+    };
+    // Nothing heard yet: a role lives 5 minutes.
+    assert_eq!(source(carol.clone()).await, Source::Github);
+    env.advance_secs(301);
+    assert_eq!(source(carol.clone()).await, Source::Github, "the ordinary lifetime");
+    // A ping is heard: the role fetched now lives 30 minutes, "no role" 10.
+    let ping = br#"{"zen":"Keep it logically awesome.","hook_id":1}"#;
+    env.authz.handle_webhook(&signed("ping", "p-1", ping), ping).await.unwrap();
+    assert_eq!(source(zed.clone()).await, Source::Github);
+    env.advance_secs(9 * 60);
+    assert_eq!((source(carol.clone()).await, source(zed.clone()).await), (Source::Cache, Source::Cache));
+    env.advance_secs(2 * 60);
+    assert_eq!(source(zed.clone()).await, Source::Github, "no role: 10 minutes");
+    env.advance_secs(18 * 60);
+    assert_eq!(source(carol.clone()).await, Source::Cache, "29 minutes old");
+    let d = env.authz.check(&carol, &dash, Capability::Deploy).await.unwrap();
+    assert_eq!(d.source(), Source::Github, "deploy still rests on a fact at most 60 s old");
+    // 59 minutes after the delivery, a role fetched lives 30 minutes ...
+    env.advance_secs(30 * 60);
+    assert_eq!(source(carol.clone()).await, Source::Github, "30 minutes old: fetched again");
+    // ... until an hour after the delivery: nothing heard since, the ordinary lifetimes again.
+    env.advance_secs(6 * 60);
+    assert_eq!(source(carol.clone()).await, Source::Github, "6 minutes old, 5 minutes again");
+}
