@@ -956,6 +956,7 @@ async fn follow_feed(inner: Weak<Inner>, mut feed: tokio::sync::mpsc::Receiver<F
         fn drop(&mut self) {
             if let Some(inner) = self.0.upgrade() {
                 inner.records.set_live(false);
+                inner.facts.webhooks_unheard();
             }
         }
     }
@@ -2425,7 +2426,6 @@ impl Authorizer {
         let broadcast = Broadcast::invalidations(inner.replica, invalidations);
         let recorded = inner.store.record_delivery(delivery.id(), inner.clock.now(), &broadcast).await;
         if recorded == Ok(false) {
-            inner.facts.webhook_heard(inner.clock.now());
             inner.webhooks.count_duplicate();
             return Ok(WebhookOutcome::Duplicate);
         }
@@ -2434,7 +2434,14 @@ impl Authorizer {
             inner.invalidate_local(*inv);
         }
         recorded.map_err(WebhookError::Store)?;
-        inner.facts.webhook_heard(inner.clock.now());
+        // Heard only while deliveries to other replicas reach this one: the feed is heard before
+        // and after (a feed lost in between has reset what this sets, or resets it now).
+        if inner.records.is_live() {
+            inner.facts.webhook_heard(inner.clock.now());
+            if !inner.records.is_live() {
+                inner.facts.webhooks_unheard();
+            }
+        }
         inner.webhooks.count_applied();
         Ok(WebhookOutcome::Applied(broadcast.invalidations))
     }

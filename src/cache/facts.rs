@@ -58,6 +58,11 @@ pub(crate) struct Facts {
     /// Until when (milliseconds on the clock) webhooks count as heard: `heard_within` after the
     /// last delivery applied here; 0 when none was, or the change feed was lost since.
     heard_until: AtomicU64,
+    /// Since when (milliseconds on the clock) webhooks have been heard without a break: only
+    /// facts confirmed since then get the longer lifetimes.
+    heard_since: AtomicU64,
+    /// Orders `webhook_heard` and `webhooks_unheard`.
+    heard_lock: parking_lot::Mutex<()>,
 }
 
 /// `cfg.max_age` in whole milliseconds, rounded up, by [`Age`] and by whether the fact is
@@ -122,10 +127,14 @@ impl Facts {
             counters: Counters::default(),
             generation: AtomicU64::new(0),
             max_age_ms: max_ages(&cfg),
-            heard_max_age_ms: cfg
-                .heard_lifetimes
-                .map(|(role_ttl, no_role_ttl)| max_ages(&CacheConfig { role_ttl, no_role_ttl, ..cfg.clone() })),
+            heard_max_age_ms: cfg.heard_lifetimes.map(|(role_ttl, no_role_ttl)| {
+                // Never shorter than the ordinary lifetimes.
+                let (role_ttl, no_role_ttl) = (role_ttl.max(cfg.role_ttl), no_role_ttl.max(cfg.no_role_ttl));
+                max_ages(&CacheConfig { role_ttl, no_role_ttl, ..cfg.clone() })
+            }),
             heard_until: AtomicU64::new(0),
+            heard_since: AtomicU64::new(u64::MAX),
+            heard_lock: parking_lot::Mutex::new(()),
             cfg,
         }
     }
@@ -161,7 +170,7 @@ impl Facts {
             let role = hit.fact.role();
             let fresh = hit.at_epoch(epoch)
                 && hit.coords_fp == app.coords_fp
-                && age_ms < self.max_age_ms(role.is_some(), age, now);
+                && age_ms < self.max_age_ms(role.is_some(), age, now, hit.confirmed_at);
             fresh.then(|| {
                 let (outcome, reason) = match role {
                     Some(role) => decide_role(need, app.visibility, role, RoleName::Standard(role)),
@@ -210,11 +219,16 @@ impl Facts {
         }
     }
 
-    /// The oldest, in milliseconds, a `positive` (or negative) fact may be for `age`.
+    /// The oldest, in milliseconds, a `positive` (or negative) fact confirmed at `confirmed`
+    /// may be for `age` at `now`: the longer lifetimes while webhooks are heard, for a fact
+    /// confirmed since they have been.
     #[inline]
-    fn max_age_ms(&self, positive: bool, age: Age, now: Timestamp) -> u64 {
+    fn max_age_ms(&self, positive: bool, age: Age, now: Timestamp, confirmed: Timestamp) -> u64 {
         match &self.heard_max_age_ms {
-            Some(heard) if now.0 < self.heard_until.load(Ordering::Relaxed) => {
+            Some(heard)
+                if now.0 < self.heard_until.load(Ordering::Acquire)
+                    && confirmed.0 >= self.heard_since.load(Ordering::Acquire) =>
+            {
                 heard[age as usize][usize::from(positive)]
             }
             _ => self.max_age_ms[age as usize][usize::from(positive)],
@@ -222,35 +236,46 @@ impl Facts {
     }
 
     /// A verified delivery was applied at `now`: the lifetimes while webhooks are heard apply
-    /// until `heard_within` after it.
+    /// until `heard_within` after it, to facts confirmed since webhooks have been heard without
+    /// a break.
     pub(crate) fn webhook_heard(&self, now: Timestamp) {
-        if self.heard_max_age_ms.is_some() {
-            let until = now.plus(self.cfg.heard_within).0;
-            self.heard_until.fetch_max(until, Ordering::Relaxed);
+        if self.heard_max_age_ms.is_none() {
+            return;
         }
+        let until = now.plus(self.cfg.heard_within).0;
+        let _one = self.heard_lock.lock();
+        if self.heard_until.load(Ordering::Acquire) <= now.0 {
+            // Not heard until now: facts confirmed before keep the ordinary lifetimes.
+            self.heard_since.store(now.0, Ordering::Release);
+        }
+        self.heard_until.fetch_max(until, Ordering::AcqRel);
     }
 
-    /// Deliveries to other replicas no longer reach this one (the change feed was lost): the
-    /// ordinary lifetimes apply until the next delivery here.
+    /// Deliveries to other replicas no longer reach this one (the change feed was lost or ended):
+    /// the ordinary lifetimes apply until the next delivery here.
     pub(crate) fn webhooks_unheard(&self) {
-        self.heard_until.store(0, Ordering::Relaxed);
+        let _one = self.heard_lock.lock();
+        self.heard_until.store(0, Ordering::Release);
     }
 
     fn usable(&self, key: &PermKey, entry: &FactCore, app: AppView, now: Timestamp, age: Age) -> bool {
         entry.coords_fp == app.coords_fp
-            && now.millis_since(entry.confirmed_at) < self.max_age_ms(entry.fact.is_positive(), age, now)
+            && now.millis_since(entry.confirmed_at)
+                < self.max_age_ms(entry.fact.is_positive(), age, now, entry.confirmed_at)
             && self.epochs.still_valid(&entry.seen_epoch, |inv| entry.matches(key, inv))
     }
 
-    /// A roster answers "no role" for every user absent from it: it is served no longer than
-    /// a negative fact.
+    /// A roster answers "no role" for every user absent from it, and a role for those on it: it
+    /// is served no longer than either fact.
     fn roster_usable(&self, entry: &RosterEntry, now: Timestamp, age: Age) -> bool {
-        now.millis_since(entry.confirmed_at) < self.max_age_ms(false, age, now)
+        // Whichever lifetime is shorter: it answers both "no role" and "has a role".
+        let max = |positive| self.max_age_ms(positive, age, now, entry.confirmed_at);
+        now.millis_since(entry.confirmed_at) < max(false).min(max(true))
             && self.epochs.still_valid(&entry.seen_epoch, |inv| entry.matches(inv))
     }
 
     fn repo_usable(&self, entry: &RepoEntry, now: Timestamp, age: Age) -> bool {
-        now.millis_since(entry.confirmed_at) < self.max_age_ms(entry.found.is_some(), age, now)
+        now.millis_since(entry.confirmed_at) < self.max_age_ms(entry.found.is_some(), age, now, entry.confirmed_at)
             && self.epochs.still_valid(&entry.seen_epoch, |inv| entry.matches(inv))
     }
 
@@ -308,6 +333,8 @@ impl Facts {
         if source != Source::Github {
             Counters::bump(&self.counters.coalesced);
         }
+        // Built from a roster already in memory: nothing was asked of GitHub.
+        let source = if source == Source::Github && !entry.asked { Source::Cache } else { source };
         Ok((entry, source))
     }
 
@@ -363,11 +390,15 @@ impl Facts {
                             true => Some(self.roster(id, owner, target, age).await?),
                             false => None,
                         };
-                        if let Some((roster, roles)) = roster.as_ref().and_then(|r| r.roles.as_ref().map(|m| (r, m))) {
+                        if let Some((roster, roles, asked)) =
+                            roster.as_ref().and_then(|(r, source)| r.roles.as_ref().map(|m| (r, m, *source)))
+                        {
                             // Absent from the roster: no role the policy counts.
                             let fact = Fact::Rostered(roles.get(&user.id).cloned());
                             let confirmed_at = roster.confirmed_at.min(repo.confirmed_at);
-                            return Ok(self.entry(fact, confirmed_at, app, Some(owner), start_epoch, None, None));
+                            let mut entry = self.entry(fact, confirmed_at, app, Some(owner), start_epoch, None, None);
+                            entry.asked = asked == Source::Github;
+                            return Ok(entry);
                         }
                         let reuse = current.filter(|c| matches!(c.core.fact, Fact::Role(_) | Fact::LoginMismatch));
                         let etag = reuse.and_then(|c| c.perm_etag.as_deref());
@@ -412,6 +443,7 @@ impl Facts {
             },
             perm_etag,
             repo_etag,
+            asked: true,
         }
     }
 
@@ -424,7 +456,7 @@ impl Facts {
         owner: OwnerId,
         target: PermissionTarget<'_>,
         age: Age,
-    ) -> Result<Arc<RosterEntry>, CheckError> {
+    ) -> Result<(Arc<RosterEntry>, Source), CheckError> {
         let fresh = |c: &RosterEntry| self.roster_usable(c, self.clock.now(), age);
         let fetch = |current: Option<Arc<RosterEntry>>| async move {
             let start_epoch = self.epochs.current();
@@ -442,7 +474,7 @@ impl Facts {
             };
             Ok(RosterEntry { repo, owner, roles, confirmed_at, etag, seen_epoch: AtomicU64::new(start_epoch) })
         };
-        coalesced(&self.rosters, repo, fresh, fetch, |_: &RosterEntry| {}).await.map(|(entry, _)| entry)
+        coalesced(&self.rosters, repo, fresh, fetch, |_: &RosterEntry| {}).await
     }
 
     /// Sorts a conditional answer into "what we hold is current" or a new body.

@@ -373,6 +373,8 @@ pub(crate) struct PermEntry {
     pub(crate) core: FactCore,
     pub(crate) perm_etag: Option<String>,
     pub(crate) repo_etag: Option<String>,
+    /// Whether building it asked GitHub (not so for one built from a roster in memory).
+    pub(crate) asked: bool,
 }
 
 /// One cached answer to "which repository is at these coordinates?" (shared by all users).

@@ -662,8 +662,10 @@ impl GithubApi for OctocrabGithub {
                     let entries: Vec<WireCollaborator> = decode(&path, &body)?;
                     listed.extend(entries.iter().filter_map(|e| e.grant().map(|g| (UserId(e.id), g))));
                     if !more {
-                        // A one-page roster may be revalidated by its ETag; a longer one is not.
-                        let etag = if page == 1 { etag } else { None };
+                        // A one-page roster may be revalidated by its ETag; a longer one is not,
+                        // nor a full first page (a user added onto a second page would leave it
+                        // unchanged).
+                        let etag = if page == 1 && entries.len() < 100 { etag } else { None };
                         return Ok(Fetched::Fresh { value: Roster::Listed(listed), etag });
                     }
                 }

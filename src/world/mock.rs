@@ -736,8 +736,8 @@ fn is_roster(path: &str) -> bool {
 }
 
 /// The answer of a `[[faults]]` entry. A 403 on a roster is GitHub's refusal to credentials
-/// without the organization `members` permission (the budget untouched); elsewhere it is the
-/// primary rate limit.
+/// without the organization `members` permission (charged, the budget not exhausted); elsewhere
+/// it is the primary rate limit.
 async fn fault_response(
     state: &MockState,
     status: FaultStatus,

@@ -446,16 +446,24 @@ async fn longer_lifetimes_apply_only_while_webhooks_are_heard() {
         let (authz, dash) = (env.authz.clone(), dash.clone());
         async move { authz.check(&p, &dash, Capability::View).await.unwrap().source() }
     };
+    let erin = env.user("erin");
     // Nothing heard yet: a role lives 5 minutes.
     assert_eq!(source(carol.clone()).await, Source::Github);
-    env.advance_secs(301);
+    env.advance_secs(200);
+    assert_eq!(source(erin.clone()).await, Source::Github, "erin's role, confirmed before anything is heard");
+    env.advance_secs(101);
     assert_eq!(source(carol.clone()).await, Source::Github, "the ordinary lifetime");
     // A ping is heard: the role fetched now lives 30 minutes, "no role" 10.
     let ping = br#"{"zen":"Keep it logically awesome.","hook_id":1}"#;
     env.authz.handle_webhook(&signed("ping", "p-1", ping), ping).await.unwrap();
-    assert_eq!(source(zed.clone()).await, Source::Github);
+    // zed's "no role", from the roster carol's check just fetched.
+    assert_eq!(source(zed.clone()).await, Source::Cache);
     env.advance_secs(9 * 60);
     assert_eq!((source(carol.clone()).await, source(zed.clone()).await), (Source::Cache, Source::Cache));
+    // erin's role was confirmed before anything was heard: past its ordinary lifetime, it is
+    // answered anew, from the roster fetched at the ping (9 minutes old), not kept (10:41 old).
+    let d = env.authz.check(&erin, &dash, Capability::View).await.unwrap();
+    assert_eq!(d.age(), Duration::from_secs(9 * 60), "confirmed before: the ordinary lifetime");
     env.advance_secs(2 * 60);
     assert_eq!(source(zed.clone()).await, Source::Github, "no role: 10 minutes");
     env.advance_secs(18 * 60);
