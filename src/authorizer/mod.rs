@@ -2515,6 +2515,34 @@ impl Authorizer {
             github_budget: self.inner.facts.github_budget(),
         }
     }
+
+    /// In user-token mode, a user's own rate-limit budget as GitHub's last answer to `token`
+    /// stated it: `None` before that token's first answer, once it has gone unused for an hour,
+    /// and in installation and App mode (see [`CacheStats::github_budget`]). Kept by a hash of
+    /// the token, never the token.
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
+    /// # let world = ghauthz::world::World::load(path).unwrap();
+    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
+    /// # let authz = ghauthz::Authorizer::builder(mock.user_token_config()).build().unwrap();
+    /// use ghauthz::{Capability, Principal};
+    /// let token = mock.user_token("carol");
+    /// assert_eq!(authz.github_budget_for(&token), None, "nothing asked yet");
+    /// let carol = Principal::github_with_token(world.user("carol").unwrap(), token.clone());
+    /// authz.check(&carol, &world.app("dash").unwrap(), Capability::Edit).await.unwrap();
+    /// let budget = authz.github_budget_for(&token).unwrap();
+    /// assert!(budget.remaining < budget.limit);
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
+    pub fn github_budget_for(&self, token: &GithubToken) -> Option<crate::github::GithubBudget> {
+        self.inner.facts.github_budget_for(token)
+    }
 }
 
 impl Inner {

@@ -149,6 +149,11 @@ impl Facts {
         self.github.budget()
     }
 
+    /// A user token's own budget, as GitHub's last answer to it said.
+    pub(crate) fn github_budget_for(&self, token: &GithubToken) -> Option<crate::github::GithubBudget> {
+        self.github.user_budget(token)
+    }
+
     /// Checks answered from memory.
     pub(crate) fn hits(&self) -> u64 {
         self.front.hits()

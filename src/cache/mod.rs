@@ -329,7 +329,8 @@ pub struct CacheStats {
     /// Rosters refused or too large, whose repositories were asked per user instead.
     pub roster_fallbacks: u64,
     /// The installation's (or the token's) rate-limit budget, as GitHub's last answer said it:
-    /// `None` before the first answer, and in user-token mode, where each user spends their own.
+    /// `None` before the first answer, and in user-token mode, where each user spends their own
+    /// ([`Authorizer::github_budget_for`](crate::Authorizer::github_budget_for)).
     pub github_budget: Option<crate::github::GithubBudget>,
 }
 

@@ -231,6 +231,8 @@ pub(crate) struct OctocrabGithub {
     user_in_flight: moka::sync::Cache<[u8; 32], Arc<tokio::sync::Semaphore>>,
     /// The shared credentials' budget, as GitHub's last answer said it.
     budget: Mutex<Option<GithubBudget>>,
+    /// Each user token's budget, by a hash of the token (user-token mode).
+    user_budgets: moka::sync::Cache<[u8; 32], GithubBudget>,
     /// Held while an App's installation token is looked at, and renewed if it must be.
     renewing: tokio::sync::Mutex<()>,
 }
@@ -254,6 +256,8 @@ struct Sender<'a> {
     octo: Cow<'a, Octocrab>,
     in_flight: Arc<tokio::sync::Semaphore>,
     shared: bool,
+    /// A hash of the user's token, when it is one.
+    user_key: Option<[u8; 32]>,
 }
 
 impl OctocrabGithub {
@@ -285,6 +289,10 @@ impl OctocrabGithub {
             in_flight,
             user_in_flight,
             budget: Mutex::new(None),
+            user_budgets: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(Duration::from_secs(3600))
+                .build(),
             renewing: tokio::sync::Mutex::new(()),
         })
     }
@@ -338,8 +346,11 @@ impl OctocrabGithub {
             Err(_) => Err(unavailable(UnavailableCause::Timeout, None)),
             Ok(Err(e)) => Err(e),
             Ok(Ok((status, headers, body))) => {
-                if sender.shared {
-                    self.note_budget(&headers);
+                // Keeps the budget the answer states, the shared credentials' or the user's own.
+                match (read_budget(&headers), sender.user_key) {
+                    (Some(b), _) if sender.shared => *self.budget.lock() = Some(b),
+                    (Some(b), Some(key)) => self.user_budgets.insert(key, b),
+                    _ => {}
                 }
                 classify(path, status, &headers, body, self.clock.now())
             }
@@ -354,17 +365,6 @@ impl OctocrabGithub {
         let _one = self.renewing.lock().await;
         let buffer = chrono::Duration::from_std(TOKEN_RENEWAL).unwrap_or(chrono::Duration::minutes(5));
         octo.installation_token_with_buffer(buffer).await.map(drop).map_err(|e| transport_error(&e))
-    }
-
-    /// Keeps the budget GitHub's answer to the shared credentials states.
-    fn note_budget(&self, headers: &HeaderMap) {
-        let number = |name: &str| header(headers, name).and_then(|v| v.parse::<u64>().ok());
-        if let (Some(limit), Some(remaining), Some(reset)) =
-            (number("x-ratelimit-limit"), number("x-ratelimit-remaining"), number("x-ratelimit-reset"))
-        {
-            let reset = Timestamp(reset.saturating_mul(1000));
-            *self.budget.lock() = Some(GithubBudget { limit, remaining, reset });
-        }
     }
 
     /// One GET with the retry rules of [`GithubConfig`].
@@ -450,14 +450,32 @@ impl OctocrabGithub {
                     .octo
                     .user_access_token(t.expose_secret().to_owned())
                     .map_err(|e| GithubError::Protocol { route: "(client)".into(), detail: e.to_string() })?;
-                let key: [u8; 32] = sha2::Sha256::digest(t.expose_secret().as_bytes()).into();
+                let key = token_key(t);
                 let slots = self.cfg.max_in_flight;
                 let in_flight = self.user_in_flight.get_with(key, || Arc::new(tokio::sync::Semaphore::new(slots)));
-                Ok(Sender { octo: Cow::Owned(octo), in_flight, shared: false })
+                Ok(Sender { octo: Cow::Owned(octo), in_flight, shared: false, user_key: Some(key) })
             }
-            None => Ok(Sender { octo: Cow::Borrowed(&self.octo), in_flight: self.in_flight.clone(), shared: true }),
+            None => Ok(Sender {
+                octo: Cow::Borrowed(&self.octo),
+                in_flight: self.in_flight.clone(),
+                shared: true,
+                user_key: None,
+            }),
         }
     }
+}
+
+/// The budget an answer states (`x-ratelimit-limit`, `-remaining`, `-reset`), if it states it.
+fn read_budget(headers: &HeaderMap) -> Option<GithubBudget> {
+    let number = |name: &str| header(headers, name).and_then(|v| v.parse::<u64>().ok());
+    let (limit, remaining, reset) =
+        (number("x-ratelimit-limit")?, number("x-ratelimit-remaining")?, number("x-ratelimit-reset")?);
+    Some(GithubBudget { limit, remaining, reset: Timestamp(reset.saturating_mul(1000)) })
+}
+
+/// A user token's key in the client's per-token tables: a hash, never the token.
+fn token_key(token: &GithubToken) -> [u8; 32] {
+    sha2::Sha256::digest(token.expose_secret().as_bytes()).into()
 }
 
 /// An error octocrab raised before we saw a response: minting an installation token failed, or
@@ -565,6 +583,10 @@ fn redirect_path(route: &str, location: &str) -> Result<String, GithubError> {
 impl GithubApi for OctocrabGithub {
     fn budget(&self) -> Option<GithubBudget> {
         *self.budget.lock()
+    }
+
+    fn user_budget(&self, token: &GithubToken) -> Option<GithubBudget> {
+        self.user_budgets.get(&token_key(token))
     }
 
     async fn repository(

@@ -223,4 +223,10 @@ pub(crate) trait GithubApi: Send + Sync + std::fmt::Debug {
     fn budget(&self) -> Option<GithubBudget> {
         None
     }
+
+    /// A user token's own budget, as GitHub's last answer to it said (user-token mode; none
+    /// before the token's first answer, or once it has not been used for an hour).
+    fn user_budget(&self, _token: &GithubToken) -> Option<GithubBudget> {
+        None
+    }
 }

@@ -48,8 +48,19 @@ impl Cluster {
     /// A replica with a pool of its own, listening to the others, whose store calls answer
     /// within `store_timeout`.
     async fn replica_on(&self, opts: PgStoreOptions, store_timeout: Duration) -> Authorizer {
+        self.replica_with(opts, store_timeout, ghauthz::CacheConfig::default()).await
+    }
+
+    /// [`Cluster::replica_on`], with `cache`.
+    async fn replica_with(
+        &self,
+        opts: PgStoreOptions,
+        store_timeout: Duration,
+        cache: ghauthz::CacheConfig,
+    ) -> Authorizer {
         let store = PgStore::connect_with(opts).await.unwrap();
         let authz = Authorizer::builder(self.mock.github_config())
+            .cache(cache)
             .clock(Arc::new(self.clock.clone()))
             .store(Arc::new(store))
             .sessions(self.keys.clone(), SessionConfig::default())
@@ -532,6 +543,37 @@ async fn a_deaf_replica_reads_the_store_at_every_check_until_it_listens_again() 
     proxy.deafen(false);
     common::wait_until("A listens again", Duration::from_secs(15), || a.stats().feed_listening).await;
     assert!(!a.check_app(&viewer, &dash(), Capability::View).await.unwrap().is_allowed());
+}
+
+/// The longer lifetimes while webhooks are heard need the feed too: a delivery applied while the
+/// replica is deaf (deliveries to the others would not reach it) leaves the ordinary lifetimes;
+/// once it listens again, a delivery turns them on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_not_heard_by_a_deaf_replica() {
+    let Some(c) = Cluster::new().await else { return };
+    let proxy = proxy().await;
+    let opts = PgStoreOptions::new(proxy.url()).schema(c.opts.schema_name().unwrap());
+    let minutes = |m: u64| Duration::from_secs(60 * m);
+    let cache = ghauthz::CacheConfig::default().with_lifetimes_while_webhooks_heard(minutes(30), minutes(10));
+    let a = c.replica_with(opts, Duration::from_secs(5), cache).await;
+    let (carol, app) = (c.user("carol"), c.world.app("dash").unwrap());
+    let ping = br#"{"zen":"Design for failure.","hook_id":1}"#;
+    let source_after_six_minutes = || async {
+        assert_eq!(a.check(&carol, &app, Capability::Edit).await.unwrap().source(), Source::Github);
+        c.clock.advance(minutes(6));
+        a.check(&carol, &app, Capability::Edit).await.unwrap().source()
+    };
+
+    proxy.deafen(true);
+    common::wait_until("A hears its feed is lost", Duration::from_secs(5), || !a.stats().feed_listening).await;
+    let outcome = a.handle_webhook(&signed_delivery("ping", "deaf-1", ping), ping).await.unwrap();
+    assert!(matches!(outcome, WebhookOutcome::Applied(_)), "{outcome:?}");
+    assert_eq!(source_after_six_minutes().await, Source::Github, "deaf: the ordinary 5 minutes");
+
+    proxy.deafen(false);
+    common::wait_until("A listens again", Duration::from_secs(15), || a.stats().feed_listening).await;
+    a.handle_webhook(&signed_delivery("ping", "heard-1", ping), ping).await.unwrap();
+    assert_eq!(source_after_six_minutes().await, Source::Cache, "heard: 30 minutes");
 }
 
 /// A connection of the test's own in the cluster's schema, to hold locks with.
