@@ -297,11 +297,23 @@ fn max_age(headers: &http::HeaderMap) -> Duration {
         .map_or(Duration::ZERO, Duration::from_secs)
 }
 
+/// Why the Google sign-in client (its HTTP client, for Google's keys) could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the google sign-in client")]
+pub struct GoogleBuildError(#[source] Box<dyn std::error::Error + Send + Sync>);
+
+impl GoogleBuildError {
+    /// A stable name: `google_client`.
+    pub fn kind(&self) -> &'static str {
+        "google_client"
+    }
+}
+
 impl GoogleVerifier {
-    pub(crate) fn new(cfg: GoogleConfig, clock: Arc<dyn Clock>) -> Result<Self, String> {
+    pub(crate) fn new(cfg: GoogleConfig, clock: Arc<dyn Clock>) -> Result<Self, GoogleBuildError> {
         // octocrab's client is a plain hyper + rustls client for any host (it adds credentials
         // only for api.github.com, and it has none here).
-        let http = octocrab::Octocrab::builder().build().map_err(|e| e.to_string())?;
+        let http = octocrab::Octocrab::builder().build().map_err(|e| GoogleBuildError(Box::new(e)))?;
         Ok(Self { cfg, clock, http, keys: tokio::sync::RwLock::new(None), fetching: tokio::sync::Mutex::new(None) })
     }
 

@@ -42,7 +42,7 @@ pub use error::CheckError;
 pub use github::{
     ClientBuildError, DEFAULT_MAX_IN_FLIGHT, GithubAuth, GithubBudget, GithubConfig, GithubError, UnavailableCause,
 };
-pub use google::{GoogleConfig, GoogleError, GoogleIdentity};
+pub use google::{GoogleBuildError, GoogleConfig, GoogleError, GoogleIdentity};
 pub use viewer::{
     GoogleSignInError, IssuedLink, IssuedSession, KeysFileError, LinkConfig, LinkError, LinkInfo, MAX_KEYS_FILE,
     SessionConfig, SessionKeys, SignInRefusal,

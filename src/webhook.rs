@@ -116,6 +116,7 @@ impl WebhookOutcome {
 
 /// Webhook counters, since the authorizer was built.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WebhookStats {
     /// Deliveries applied.
     pub applied: u64,

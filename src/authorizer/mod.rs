@@ -17,12 +17,12 @@ use crate::core::email::{Email, EmailError};
 use crate::core::ids::{App, AppId, AppView, GithubUser, RepoCoords, UserId};
 use crate::core::invalidation::Invalidation;
 use crate::core::policy::{Capability, Need, Policy, Visibility};
-use crate::core::secret::{GithubToken, WebhookSecret};
+use crate::core::secret::{GithubToken, RandomnessUnavailable, WebhookSecret};
 use crate::core::session::{Session, SessionError};
 use crate::core::time::{Clock, Timestamp};
 use crate::error::CheckError;
 use crate::github::{ClientBuildError, GithubConfig, OctocrabGithub};
-use crate::google::{GoogleConfig, GoogleIdentity, GoogleVerifier};
+use crate::google::{GoogleBuildError, GoogleConfig, GoogleIdentity, GoogleVerifier};
 use crate::store::{Actor, Bounded, Broadcast, Change, FeedEvent, MemoryStore, Store, StoreError};
 use crate::viewer::{
     GoogleSignInError, IssuedLink, IssuedSession, LinkConfig, LinkError, LinkInfo, SessionConfig, SessionKeys, SignIn,
@@ -304,21 +304,28 @@ impl ManageError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
-    /// The GitHub client, or the Google client (which shares its HTTP stack), could not be built
-    /// from its configuration.
+    /// The GitHub client could not be built from its configuration.
     #[error(transparent)]
     Github(#[from] ClientBuildError),
+    /// The Google sign-in client could not be built.
+    #[error(transparent)]
+    Google(#[from] GoogleBuildError),
     /// Called outside a Tokio runtime: the GitHub client's connection pool, and the task that
     /// follows a shared store's change feed, need one.
     #[error("an authorizer must be built inside a tokio runtime")]
     NoRuntime,
-    /// The system's random source failed: no default session key, or no replica id, could be drawn.
+    /// The system's random source failed: no default session key could be drawn.
     #[error("no session key could be generated")]
-    Keys,
+    Keys(#[source] RandomnessUnavailable),
+    /// The system's random source failed: no replica id (which tells this authorizer's
+    /// messages on the change feed from the others') could be drawn.
+    #[error("no replica id could be drawn")]
+    ReplicaId(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl BuildError {
-    /// A stable name, for logs and JSON: `github_client`, `no_runtime`, `no_randomness`.
+    /// A stable name, for logs and JSON: `github_client`, `google_client`, `no_runtime`,
+    /// `no_randomness`.
     ///
     /// ```
     /// use ghauthz::{Authorizer, GithubAuth, GithubConfig, GithubToken};
@@ -329,8 +336,9 @@ impl BuildError {
     pub fn kind(&self) -> &'static str {
         match self {
             BuildError::Github(_) => "github_client",
+            BuildError::Google(_) => "google_client",
             BuildError::NoRuntime => "no_runtime",
-            BuildError::Keys => "no_randomness",
+            BuildError::Keys(_) | BuildError::ReplicaId(_) => "no_randomness",
         }
     }
 }
@@ -767,8 +775,9 @@ impl AuthorizerBuilder {
     ///
     /// # Errors
     ///
-    /// [`BuildError::NoRuntime`] outside a Tokio runtime; [`BuildError::Github`] if the GitHub or
-    /// the Google client cannot be built from its configuration; [`BuildError::Keys`] if the
+    /// [`BuildError::NoRuntime`] outside a Tokio runtime; [`BuildError::Github`] or
+    /// [`BuildError::Google`] if the GitHub or the Google client cannot be built from its
+    /// configuration; [`BuildError::Keys`] or [`BuildError::ReplicaId`] if the
     /// system's random source fails.
     ///
     /// ```
@@ -786,17 +795,14 @@ impl AuthorizerBuilder {
         let github = Arc::new(OctocrabGithub::new(self.github, self.clock.clone())?);
         let keys = match self.keys {
             Some(k) => k,
-            None => SessionKeys::generate().map_err(|_| BuildError::Keys)?,
+            None => SessionKeys::generate().map_err(BuildError::Keys)?,
         };
-        let google = self
-            .google
-            .map(|g| GoogleVerifier::new(g, self.clock.clone()))
-            .transpose()
-            .map_err(|e| BuildError::Github(ClientBuildError::new(e)))?;
+        let google =
+            self.google.map(|g| GoogleVerifier::new(g, self.clock.clone())).transpose().map_err(BuildError::Google)?;
         let signin =
             SignIn { links: self.links, keys: parking_lot::RwLock::new(keys), sessions: self.sessions, google };
         let mut replica = [0u8; 8];
-        getrandom::getrandom(&mut replica).map_err(|_| BuildError::Keys)?;
+        getrandom::getrandom(&mut replica).map_err(|e| BuildError::ReplicaId(Box::new(e)))?;
         // 0 is the origin of the store's own announcements.
         let replica = u64::from_le_bytes(replica) | 1;
         let cfg = self.cache;
@@ -828,7 +834,7 @@ impl AuthorizerBuilder {
                 }
             }
             let task = tokio::spawn(follow_feed(Arc::downgrade(&inner), rx));
-            let _ = inner.feed.set(task.abort_handle());
+            let _ = inner.feed.set(tokio_util::task::AbortOnDropHandle::new(task));
         }
         Ok(Authorizer { inner })
     }
@@ -934,16 +940,8 @@ struct Inner {
     sessions: Sessions,
     webhooks: Webhooks,
     /// The task that applies other replicas' invalidations (set once the authorizer exists,
-    /// so that the task can never find it not yet built).
-    feed: std::sync::OnceLock<tokio::task::AbortHandle>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        if let Some(feed) = self.feed.get() {
-            feed.abort();
-        }
-    }
+    /// so that the task can never find it not yet built), aborted when the authorizer goes.
+    feed: std::sync::OnceLock<tokio_util::task::AbortOnDropHandle<()>>,
 }
 
 /// Applies what the store's feed brings, for as long as the authorizer lives. A feed that ends

@@ -301,10 +301,12 @@ impl CacheConfig {
 
 /// Counters, since the authorizer was built.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CacheStats {
     /// Checks answered from the cache.
     pub hits: u64,
-    /// Checks that found no entry and asked GitHub.
+    /// Checks that found no entry for their (user, repository) and loaded one: from GitHub, or
+    /// from the repository's roster already in memory (the decision says `source: cache` then).
     pub misses: u64,
     /// Conditional requests answered 304 (nothing spent).
     pub revalidated_not_modified: u64,
@@ -494,10 +496,10 @@ impl RepoEntry {
 
 const STRIPES: usize = 64;
 
-/// A hit counter on its own cache lines.
-#[repr(align(128))]
+/// A hit counter on its own cache lines (128 bytes, so that the adjacent-line prefetcher does not
+/// pair two stripes either).
 #[derive(Debug, Default)]
-struct Stripe(AtomicU64);
+struct Stripe(crossbeam_utils::CachePadded<AtomicU64>);
 
 static NEXT_STRIPE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -523,8 +525,10 @@ fn stripe() -> usize {
 ///
 /// A lock-free map (`papaya`): a read takes no lock and executes no fence, so concurrent hits
 /// do not contend and successive hits overlap their memory accesses. Hits are counted per thread
-/// stripe with a plain load and store for the same reason: exact while at most 64 threads hit at
-/// once, an undercount beyond.
+/// stripe with a plain load and store for the same reason. A thread takes the next of the 64
+/// stripes at its first hit, so no two of the first 64 threads to hit share one; later threads
+/// share stripes with earlier ones, and two threads hitting at once on one stripe may lose an
+/// increment: the count is exact until a 65th thread hits, and may undercount after.
 pub(crate) struct FactMap {
     map: papaya::HashMap<PermKey, FactCore, FxBuildHasher>,
     /// Inline copies of the map's facts, for the first look.

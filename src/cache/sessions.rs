@@ -64,13 +64,13 @@ impl Sessions {
         }
     }
 
-    /// Runs `f` on the session `token` verified to, if it is remembered and still valid at `now`.
     /// The slot of `token`: a keyed hash of its tail, where the signature is.
     fn key(&self, token: &str) -> u64 {
         let bytes = token.as_bytes();
         self.hasher.hash_one(&bytes[bytes.len().saturating_sub(64)..])
     }
 
+    /// Runs `f` on the session `token` verified to, if it is remembered and still valid at `now`.
     pub(crate) fn with<R>(&self, token: &str, now: Timestamp, f: impl FnOnce(&Session) -> R) -> Option<R> {
         let key = self.key(token);
         let map = self.map.pin();

@@ -196,10 +196,6 @@ impl ClientBuildError {
     pub fn kind(&self) -> &'static str {
         "github_client"
     }
-
-    pub(crate) fn new(message: String) -> Self {
-        Self(message)
-    }
 }
 
 /// A GET's answer, classified.
