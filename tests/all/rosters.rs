@@ -126,6 +126,37 @@ async fn a_roster_too_large_falls_back_to_per_user_lookups() {
     assert_eq!(d.lookup(), Some(Lookup::User), "the decision says so");
 }
 
+/// A roster whose first page is full is never revalidated by that page's ETag: a user added
+/// onto a second page leaves the first page as it was, and would otherwise go unseen.
+#[tokio::test]
+async fn a_full_first_page_is_fetched_anew_not_revalidated() {
+    let world = |members: usize| {
+        let mut text = String::from("version = 1\nnow = \"2026-11-22T10:00:00Z\"\n");
+        for i in 0..101 {
+            text.push_str(&format!("[[users]]\nid = {}\nlogin = \"u{i}\"\n", i + 1));
+        }
+        let listed: Vec<String> = (0..members).map(|i| format!("\"u{i}\"")).collect();
+        text.push_str(&format!(
+            "[[orgs]]\nid = 5000\nlogin = \"big\"\nmembers = [{}]\nbase_permission = \"write\"\n",
+            listed.join(", ")
+        ));
+        text.push_str("[[repos]]\nid = 300\nowner = \"big\"\nname = \"r\"\nprivate = true\n");
+        text.push_str(
+            "[[apps]]\nid = \"a\"\nrepo = \"big/r\"\nrepo_id = 300\nbranch = \"main\"\nmain_file = \"a.py\"\nvisibility = \"private\"\ndeployed_by = \"u0\"\n",
+        );
+        ghauthz::world::World::from_toml_str(&text, ".").unwrap()
+    };
+    let env = env(world(100), true).await;
+    assert!(env.authz.check(&env.user("u0"), &env.app("a"), Capability::Edit).await.unwrap().is_allowed());
+    let d = env.authz.check(&env.user("u100"), &env.app("a"), Capability::Edit).await.unwrap();
+    assert!(!d.is_allowed(), "not a member yet: {d:?}");
+    // u100 joins, and sorts onto the roster's second page.
+    env.mock.set_world(world(101));
+    env.advance_secs(61);
+    let d = env.authz.check(&env.user("u100"), &env.app("a"), Capability::Edit).await.unwrap();
+    assert!(d.is_allowed(), "the new member is seen: {d:?}");
+}
+
 /// A roster refused to the credentials (GitHub's 403 to an App without the organization
 /// `members` permission) makes its repository ask per user, deciding as before; other
 /// repositories keep their rosters.
