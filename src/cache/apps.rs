@@ -21,13 +21,13 @@
 //! served from here, as fresh as it was, until its lifetime ends or the epoch moves.
 
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::core::ids::{App, AppId, AppView, RepoId};
 use crate::core::policy::Visibility;
 use crate::core::time::Timestamp;
 
-use super::hits::{META, VERSION_ONE, clear, write};
+use super::seqlock::{Slot, Written};
 
 /// Words per slot, and their places (the meta word first, where the shared sequence lock keeps
 /// it).
@@ -48,7 +48,7 @@ const PUBLIC: u64 = 1 << 5;
 /// One slot: one cache line.
 #[repr(align(64))]
 #[derive(Debug, Default)]
-struct Slot([AtomicU64; WORDS]);
+struct Line([AtomicU64; WORDS]);
 
 /// An id as a slot holds it: its length, and its bytes (zero-padded) in three words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +79,7 @@ impl Packed {
 
 /// The table: a power of two of one-line slots, one app each.
 pub(crate) struct AppTable {
-    slots: Box<[Slot]>,
+    slots: Box<[Line]>,
     hasher: foldhash::fast::RandomState,
 }
 
@@ -94,7 +94,7 @@ impl AppTable {
     /// 2^14: 1 MiB).
     pub(crate) fn new(capacity: usize) -> Self {
         let slots = capacity.clamp(64, 1 << 14).next_power_of_two();
-        Self { slots: (0..slots).map(|_| Slot::default()).collect(), hasher: foldhash::fast::RandomState::default() }
+        Self { slots: (0..slots).map(|_| Line::default()).collect(), hasher: foldhash::fast::RandomState::default() }
     }
 
     #[inline]
@@ -118,15 +118,15 @@ impl AppTable {
     /// records' epoch read before the app was looked up), unless the slot holds that already. A
     /// slot being written by another thread is left alone, and so is an app whose id does not
     /// fit.
-    pub(crate) fn put(&self, app: &App, epoch: u64, loaded_at: Timestamp) {
-        let Some(packed) = Packed::of(app.id()) else { return };
+    pub(crate) fn put(&self, app: &App, epoch: u64, loaded_at: Timestamp) -> Option<Written<'_>> {
+        let packed = Packed::of(app.id())?;
         let (w, view) = (self.slot(app.id()), app.view());
         let copy = Held { id: packed, epoch, view, loaded_at };
         if read(w) == Some(copy) {
-            return;
+            return None;
         }
         let public = if view.visibility == Visibility::Public { PUBLIC } else { 0 };
-        write(w, public | packed.len, |w| {
+        Slot::new(w).write(public | packed.len, |w| {
             w[EPOCH].store(epoch, Ordering::Relaxed);
             w[REPO].store(view.repo_id.0, Ordering::Relaxed);
             w[COORDS].store(view.coords_fp, Ordering::Relaxed);
@@ -134,14 +134,14 @@ impl AppTable {
             for (i, word) in packed.words.iter().enumerate() {
                 w[ID + i].store(*word, Ordering::Relaxed);
             }
-        });
+        })
     }
 
     /// Empties the slot that holds the app with this id, if any (see [`clear`] for a slot being
     /// written meanwhile).
     pub(crate) fn remove(&self, id: &AppId) {
         let Some(packed) = Packed::of(id) else { return };
-        clear(self.slot(id), |meta, w| meta & LEN_MASK == packed.len && id_words(w) == packed.words);
+        Slot::new(self.slot(id)).clear(|meta, w| meta & LEN_MASK == packed.len && id_words(w) == packed.words);
     }
 }
 
@@ -162,8 +162,10 @@ fn id_words(w: &[AtomicU64]) -> [u64; 3] {
 /// A consistent read of the slot, if it holds an app.
 #[inline]
 fn read(w: &[AtomicU64]) -> Option<Held> {
-    let before = w[META].load(Ordering::Acquire);
-    if before & VERSION_ONE != 0 || before & LEN_MASK == 0 {
+    let slot = Slot::new(w);
+    let guard = slot.optimistic_read()?;
+    let before = guard.meta();
+    if before & LEN_MASK == 0 {
         return None;
     }
     let epoch = w[EPOCH].load(Ordering::Relaxed);
@@ -171,9 +173,7 @@ fn read(w: &[AtomicU64]) -> Option<Held> {
     let coords_fp = w[COORDS].load(Ordering::Relaxed);
     let loaded_at = w[LOADED].load(Ordering::Relaxed);
     let words = id_words(w);
-    // Orders the loads above before the meta word is read again.
-    fence(Ordering::Acquire);
-    if w[META].load(Ordering::Relaxed) != before {
+    if !slot.validate_read(guard) {
         return None;
     }
     let visibility = if before & PUBLIC != 0 { Visibility::Public } else { Visibility::Private };
@@ -188,6 +188,7 @@ fn read(w: &[AtomicU64]) -> Option<Held> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::seqlock::META;
     use crate::core::ids::RepoCoords;
 
     fn app(id: &str, repo: u64, visibility: Visibility) -> App {
@@ -199,13 +200,17 @@ mod tests {
     fn a_slot_answers_for_its_own_id_epoch_and_lifetime_only() {
         let t = AppTable::new(64);
         let a = app("dash", 7, Visibility::Private);
-        t.put(&a, 3, Timestamp(1_000));
+        if let Some(w) = t.put(&a, 3, Timestamp(1_000)) {
+            w.confirm(|| true);
+        }
         let id = AppId("dash".into());
         assert_eq!(t.get(&id, 3, Timestamp(1_500), 1_000), Some(a.view()));
         assert_eq!(t.get(&id, 4, Timestamp(1_500), 1_000), None, "a change applied since");
         assert_eq!(t.get(&id, 3, Timestamp(2_000), 1_000), None, "past the record lifetime");
         assert_eq!(t.get(&AppId("dasH".into()), 3, Timestamp(1_500), 1_000), None);
-        t.put(&app("dash", 7, Visibility::Public), 4, Timestamp(1_000));
+        if let Some(w) = t.put(&app("dash", 7, Visibility::Public), 4, Timestamp(1_000)) {
+            w.confirm(|| true);
+        }
         assert_eq!(t.get(&id, 4, Timestamp(1_500), 1_000).map(|v| v.visibility), Some(Visibility::Public));
     }
 
@@ -213,12 +218,14 @@ mod tests {
     /// another, whatever their length or bytes in common.
     #[test]
     fn ids_that_share_a_slot_are_never_taken_for_one_another() {
-        let t = AppTable { slots: vec![Slot::default()].into_boxed_slice(), hasher: Default::default() };
+        let t = AppTable { slots: vec![Line::default()].into_boxed_slice(), hasher: Default::default() };
         let ids =
             ["a", "a\0", "ab", "abcdefgh", "abcdefghi", "abcdefgh\0", "x".repeat(24).as_str(), "x".repeat(23).as_str()]
                 .map(String::from);
         for (n, id) in ids.iter().enumerate() {
-            t.put(&app(id, n as u64, Visibility::Private), 1, Timestamp(0));
+            if let Some(w) = t.put(&app(id, n as u64, Visibility::Private), 1, Timestamp(0)) {
+                w.confirm(|| true);
+            }
             for (m, other) in ids.iter().enumerate() {
                 let got = t.get(&AppId(other.clone()), 1, Timestamp(0), 10).map(|v| v.repo_id.0);
                 assert_eq!(got, (m == n).then_some(n as u64), "{id:?} written, {other:?} read");
@@ -230,12 +237,18 @@ mod tests {
     fn a_copy_already_held_is_not_written_again() {
         let t = AppTable::new(64);
         let a = app("dash", 7, Visibility::Private);
-        t.put(&a, 3, Timestamp(1_000));
+        if let Some(w) = t.put(&a, 3, Timestamp(1_000)) {
+            w.confirm(|| true);
+        }
         let meta = |t: &AppTable| t.slot(a.id())[META].load(Ordering::Relaxed);
         let before = meta(&t);
-        t.put(&a, 3, Timestamp(1_000));
+        if let Some(w) = t.put(&a, 3, Timestamp(1_000)) {
+            w.confirm(|| true);
+        }
         assert_eq!(meta(&t), before, "the same copy: no write, readers keep their line");
-        t.put(&a, 3, Timestamp(1_001));
+        if let Some(w) = t.put(&a, 3, Timestamp(1_001)) {
+            w.confirm(|| true);
+        }
         assert_ne!(meta(&t), before, "a newer read of the app is written");
         t.remove(a.id());
         assert_eq!(t.get(a.id(), 3, Timestamp(1_001), 10), None);
@@ -245,7 +258,9 @@ mod tests {
     fn an_id_longer_than_a_slot_holds_is_never_copied() {
         let t = AppTable::new(64);
         let long = "y".repeat(ID_BYTES + 1);
-        t.put(&app(&long, 1, Visibility::Private), 1, Timestamp(0));
+        if let Some(w) = t.put(&app(&long, 1, Visibility::Private), 1, Timestamp(0)) {
+            w.confirm(|| true);
+        }
         assert_eq!(t.get(&AppId(long.clone()), 1, Timestamp(0), 10), None);
         assert_eq!(t.get(&AppId(long[..ID_BYTES].into()), 1, Timestamp(0), 10), None);
     }
@@ -263,7 +278,9 @@ mod tests {
                 while !stop.load(Ordering::Relaxed) {
                     let n = usize::try_from(i % 4).unwrap();
                     // Epoch and load time move with the repository id: a torn read mixes them.
-                    t.put(&apps[n], 100 + i % 4, Timestamp(100 + i % 4));
+                    if let Some(w) = t.put(&apps[n], 100 + i % 4, Timestamp(100 + i % 4)) {
+                        w.confirm(|| true);
+                    }
                     i += 1;
                 }
             })

@@ -7,7 +7,7 @@
 //! stay in the processor's caches. A slot is read optimistically: its meta word (a 40-bit
 //! version, part of the invalidation epoch it was written at, and the fact) is read before and
 //! after the other words, and the read counts only if the version was even and the word
-//! unchanged (a sequence lock, made of atomics alone). A slot is believed only if it names the
+//! unchanged (a sequence lock, made of atomics alone: [`super::seqlock`]). A slot is believed only if it names the
 //! key, the coordinates the fact was verified at, and the invalidation epoch that is current
 //! now: any invalidation since it was written (a webhook, a replica's message, a lost feed)
 //! sends every hit back to the front map, which writes the slot anew. Its lifetime is judged on
@@ -27,32 +27,30 @@
 //!
 //! The slot is only a copy: moka still owns expiry, capacity and loading. An entry moka evicts
 //! or replaces has its slots emptied once the front map has let it go (by the same eviction
-//! listener), a copy written while that happens is emptied by its own writer (which reads the
-//! map again after writing), and a fact that does not fit a word (a custom role's name, a
+//! listener), a copy written while that happens is emptied by its own writer (its
+//! [`Written`](super::seqlock::Written) is confirmed against the map), and a fact that does not
+//! fit a word (a custom role's name, a
 //! replaced repository) is never copied here.
 
-use std::sync::atomic::{AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::core::decision::{Fact, Lookup};
 use crate::core::policy::{Role, RoleGrant, RoleName};
 use crate::core::time::Timestamp;
 
 use super::PermKey;
+use super::seqlock::{META, Slot, Written};
 
-/// Words per slot, and their places.
+/// Words per slot, and their places (the meta word is [`META`]).
 const WORDS: usize = 4;
-pub(super) const META: usize = 0;
 const KEY: usize = 1;
 const COORDS: usize = 2;
 const CONFIRMED: usize = 3;
 
-/// The meta word: the fact in bits 0..8, the epoch's low 16 bits in 8..24, and the version in
-/// 24..64 (odd while the slot is being written; 40 bits, so that it comes back to a value a
-/// reader saw only after 2^39 writes to the slot).
+/// The meta word's own bits ([`super::seqlock`]): the fact in bits 0..8, the epoch's low 16 bits
+/// in 8..24.
 const EPOCH_SHIFT: u32 = 8;
 const EPOCH_LOW_BITS: u32 = 16;
-const VERSION_SHIFT: u32 = 24;
-pub(super) const VERSION_ONE: u64 = 1 << VERSION_SHIFT;
 /// The confirmation word: the time in bits 0..48 (milliseconds since the Unix epoch, good until
 /// the year 10889), the epoch's high 16 bits in 48..64.
 const TIME_BITS: u32 = 48;
@@ -217,12 +215,13 @@ impl HitTable {
     }
 
     /// Writes `hit` for `key`: into the slot that holds the key, or an empty one, or the second
-    /// of its set (the first is kept). A slot being written by another thread is left alone, and
-    /// so is a hit that does not fit (ids beyond 32 bits, a time beyond 48).
-    pub(crate) fn put(&self, key: &PermKey, hit: Hit) {
-        let Some(packed) = packed(key) else { return };
+    /// of its set (the first is kept); the copy must then be confirmed against the map. A slot
+    /// being written by another thread is left alone, and so is a hit that does not fit (ids
+    /// beyond 32 bits, a time beyond 48): `None`.
+    pub(crate) fn put(&self, key: &PermKey, hit: Hit) -> Option<Written<'_>> {
+        let packed = packed(key)?;
         if hit.confirmed_at.0 >> TIME_BITS != 0 {
-            return;
+            return None;
         }
         let set = &self.set(packed).0;
         let (first, second) = set.split_at(WORDS);
@@ -236,61 +235,37 @@ impl HitTable {
             first
         };
         let epoch = u64::from(hit.epoch);
-        let meta = (epoch & ((1 << EPOCH_LOW_BITS) - 1)) << EPOCH_SHIFT | hit.fact.encode();
+        let own = (epoch & ((1 << EPOCH_LOW_BITS) - 1)) << EPOCH_SHIFT | hit.fact.encode();
         let confirmed = (epoch >> EPOCH_LOW_BITS) << TIME_BITS | hit.confirmed_at.0;
-        write(slot, meta, |w| {
+        Slot::new(slot).write(own, |w| {
             w[KEY].store(packed, Ordering::Relaxed);
             w[COORDS].store(hit.coords_fp, Ordering::Relaxed);
             w[CONFIRMED].store(confirmed, Ordering::Relaxed);
-        });
+        })
     }
 
-    /// Empties the slots that hold `key` (see [`clear`] for a slot being written meanwhile).
+    /// Empties the slots that hold `key` ([`Slot::clear`]).
     pub(crate) fn remove(&self, key: &PermKey) {
         let Some(packed) = packed(key) else { return };
         let set = &self.set(packed).0;
         for slot in [&set[..WORDS], &set[WORDS..]] {
-            clear(slot, |meta, w| meta & 0xff != 0 && w[KEY].load(Ordering::Relaxed) == packed);
+            Slot::new(slot).clear(|meta, w| meta & 0xff != 0 && w[KEY].load(Ordering::Relaxed) == packed);
         }
-    }
-}
-
-/// Empties `slot` if `holds` says (of its meta word and its words, read consistently) that it
-/// holds what is to go. Shared with the app table.
-///
-/// A slot being written, or written first by another thread, is left as it is: every writer of
-/// a slot reads its map again after writing, behind a sequentially consistent fence, and
-/// empties the slot itself if what it copied has moved on. The caller's own change to the map
-/// (made before its fence and this call) is then seen by that writer, since its write comes
-/// later than what this call read.
-pub(super) fn clear(slot: &[AtomicU64], holds: impl Fn(u64, &[AtomicU64]) -> bool) {
-    let meta = slot[META].load(Ordering::Acquire);
-    if meta & VERSION_ONE != 0 {
-        return;
-    }
-    let held = holds(meta, slot);
-    // Orders the loads `holds` made before the meta word is read again.
-    fence(Ordering::Acquire);
-    if held && slot[META].load(Ordering::Relaxed) == meta {
-        let _ = write_over(slot, meta, 0, |_| {});
     }
 }
 
 /// A consistent read of `slot`, if it holds `packed` and a fact.
 #[inline]
 fn read(w: &[AtomicU64], packed: u64) -> Option<Hit> {
-    let before = w[META].load(Ordering::Acquire);
-    if before & VERSION_ONE != 0 {
-        return None;
-    }
+    let slot = Slot::new(w);
+    let guard = slot.optimistic_read()?;
     let key = w[KEY].load(Ordering::Relaxed);
     let coords_fp = w[COORDS].load(Ordering::Relaxed);
     let confirmed = w[CONFIRMED].load(Ordering::Relaxed);
-    // Orders the loads above before the meta word is read again.
-    fence(Ordering::Acquire);
-    if w[META].load(Ordering::Relaxed) != before || key != packed {
+    if !slot.validate_read(guard) || key != packed {
         return None;
     }
+    let before = guard.meta();
     let fact = InlineFact::decode(before & 0xff)?;
     let low = (before >> EPOCH_SHIFT) & ((1 << EPOCH_LOW_BITS) - 1);
     let epoch = u32::try_from((confirmed >> TIME_BITS) << EPOCH_LOW_BITS | low).ok()?;
@@ -298,35 +273,10 @@ fn read(w: &[AtomicU64], packed: u64) -> Option<Hit> {
     Some(Hit { coords_fp, confirmed_at, epoch, fact })
 }
 
-/// Runs `f` on the slot's words under its version (odd while `f` runs), then stores the low 24
-/// bits of `meta` (here the fact and epoch; the app table's slots keep their own fields there)
-/// with the version even and higher. The slot's first word is its meta word. A slot being
-/// written by another thread is left alone: `false`. A writer must read its map again after
-/// writing (behind a sequentially consistent fence) and empty the slot if what it copied has
-/// moved on: [`clear`] relies on it.
-pub(super) fn write(w: &[AtomicU64], meta: u64, f: impl FnOnce(&[AtomicU64])) -> bool {
-    write_over(w, w[META].load(Ordering::Relaxed), meta, f)
-}
-
-/// [`write`], if the meta word is still `current`.
-fn write_over(w: &[AtomicU64], current: u64, meta: u64, f: impl FnOnce(&[AtomicU64])) -> bool {
-    let busy = current.wrapping_add(VERSION_ONE);
-    if current & VERSION_ONE != 0
-        || w[META].compare_exchange(current, busy, Ordering::Acquire, Ordering::Relaxed).is_err()
-    {
-        return false;
-    }
-    // Orders the odd version before the stores `f` makes.
-    fence(Ordering::Release);
-    f(w);
-    let version = busy.wrapping_add(VERSION_ONE) & !(VERSION_ONE - 1);
-    w[META].store(version | (meta & (VERSION_ONE - 1)), Ordering::Release);
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::seqlock::{VERSION_ONE, VERSION_SHIFT};
     use crate::core::ids::{RepoId, UserId};
 
     fn key(u: u64, r: u64) -> PermKey {
@@ -337,10 +287,39 @@ mod tests {
         Hit { coords_fp: 7, confirmed_at: Timestamp(1_000), epoch: 3, fact }
     }
 
+    /// Puts `hit`, its map unchanged (the copy confirmed).
+    trait PutConfirmed {
+        fn put_confirmed(&self, key: &PermKey, hit: Hit);
+    }
+
+    impl PutConfirmed for HitTable {
+        fn put_confirmed(&self, key: &PermKey, hit: Hit) {
+            if let Some(written) = self.put(key, hit) {
+                written.confirm(|| true);
+            }
+        }
+    }
+
+    /// A copy written after its entry was replaced (the replacer's clear came first and found
+    /// nothing) is emptied by its confirmation; left unconfirmed, it would be served.
+    #[test]
+    fn a_copy_confirmed_against_a_replaced_entry_is_emptied() {
+        let t = HitTable::new(64);
+        let k = key(1, 2);
+        // The entry the copier read is replaced, and the slot cleared, before the copy lands.
+        t.remove(&k);
+        let generation_now = 2;
+        let copied_generation = 1;
+        t.put(&k, hit(InlineFact::Role(Role::Admin))).unwrap().confirm(|| generation_now == copied_generation);
+        assert_eq!(t.get(&k), None, "the confirmation emptied the stale copy");
+        t.put(&k, hit(InlineFact::Role(Role::Admin))).unwrap().unconfirmed();
+        assert!(t.get(&k).is_some(), "unconfirmed, the stale copy stays: what the confirmation is for");
+    }
+
     #[test]
     fn a_slot_returns_what_was_put_for_its_key_only() {
         let t = HitTable::new(1024);
-        t.put(&key(1, 2), hit(InlineFact::Role(Role::Write)));
+        t.put_confirmed(&key(1, 2), hit(InlineFact::Role(Role::Write)));
         assert_eq!(t.get(&key(1, 2)), Some(hit(InlineFact::Role(Role::Write))));
         assert_eq!(t.get(&key(2, 1)), None);
         t.remove(&key(1, 2));
@@ -375,9 +354,9 @@ mod tests {
         let set_of = |k: &PermKey| std::ptr::from_ref(t.set(packed(k).unwrap()));
         let mates: Vec<PermKey> =
             (2..10_000).map(|u| key(u, 1)).filter(|k| set_of(k) == set_of(&first)).take(2).collect();
-        t.put(&first, hit(InlineFact::NoRole));
+        t.put_confirmed(&first, hit(InlineFact::NoRole));
         for k in &mates {
-            t.put(k, hit(InlineFact::RepoNotFound));
+            t.put_confirmed(k, hit(InlineFact::RepoNotFound));
         }
         assert_eq!(t.get(&first), Some(hit(InlineFact::NoRole)));
         assert_eq!(t.get(&mates[0]), None, "displaced");
@@ -396,7 +375,7 @@ mod tests {
                         let v = w as u32 * 1_000_000 + i;
                         let fact = if i % 2 == 0 { InlineFact::NoRole } else { InlineFact::Role(Role::Admin) };
                         let hit = Hit { coords_fp: v.into(), confirmed_at: Timestamp(v.into()), epoch: v, fact };
-                        t.put(&k, hit);
+                        t.put_confirmed(&k, hit);
                     }
                 });
             }
@@ -417,10 +396,10 @@ mod tests {
     fn ids_beyond_32_bits_are_never_copied_here_and_never_alias() {
         let t = HitTable::new(1024);
         let wide = key(1 << 32 | 5, 6);
-        t.put(&wide, hit(InlineFact::Role(Role::Admin)));
+        t.put_confirmed(&wide, hit(InlineFact::Role(Role::Admin)));
         assert_eq!(t.get(&wide), None, "not copied");
         assert_eq!(t.get(&key(5, 6)), None, "the low bits alone name another key");
-        t.put(&key(5, 6), hit(InlineFact::NoRole));
+        t.put_confirmed(&key(5, 6), hit(InlineFact::NoRole));
         assert_eq!(t.get(&key(5, 6 | 1 << 32)), None);
         assert_eq!(t.get(&key(5, 6)), Some(hit(InlineFact::NoRole)));
     }
@@ -440,7 +419,7 @@ mod tests {
         let slot = &t.set(packed(&k).unwrap()).0[..WORDS];
         // The highest even version: 2^39 writes from where it started.
         slot[META].store(!VERSION_ONE & !(VERSION_ONE - 1), Ordering::Relaxed);
-        t.put(&k, hit(InlineFact::NoRole));
+        t.put_confirmed(&k, hit(InlineFact::NoRole));
         assert_eq!(t.get(&k), Some(hit(InlineFact::NoRole)));
         assert_eq!(slot[META].load(Ordering::Relaxed) >> VERSION_SHIFT, 0, "wrapped to an even version");
     }
@@ -449,9 +428,9 @@ mod tests {
     fn the_whole_epoch_and_time_come_back_and_a_time_beyond_48_bits_is_not_copied() {
         let t = HitTable::new(64);
         let h = Hit { epoch: 0xABCD_1234, confirmed_at: Timestamp((1 << 48) - 1), ..hit(InlineFact::NoRole) };
-        t.put(&key(1, 2), h);
+        t.put_confirmed(&key(1, 2), h);
         assert_eq!(t.get(&key(1, 2)), Some(h));
-        t.put(&key(3, 4), Hit { confirmed_at: Timestamp(1 << 48), ..h });
+        t.put_confirmed(&key(3, 4), Hit { confirmed_at: Timestamp(1 << 48), ..h });
         assert_eq!(t.get(&key(3, 4)), None);
     }
 
@@ -461,11 +440,11 @@ mod tests {
         // the value it first read while other writes landed (a 24-bit version would, here).
         let t = HitTable::new(64);
         let k = key(7, 8);
-        t.put(&k, hit(InlineFact::NoRole));
+        t.put_confirmed(&k, hit(InlineFact::NoRole));
         let slot = &t.set(packed(&k).unwrap()).0[..WORDS];
         let first = slot[META].load(Ordering::Relaxed);
         for _ in 0..1 << 23 {
-            t.put(&k, hit(InlineFact::NoRole));
+            t.put_confirmed(&k, hit(InlineFact::NoRole));
         }
         assert_ne!(slot[META].load(Ordering::Relaxed), first);
     }

@@ -27,7 +27,13 @@ mod apps;
 mod facts;
 mod hits;
 mod records;
+mod seqlock;
 mod sessions;
+
+/// The atomics [`seqlock`] is built on (loom's, in the loom model that includes its file).
+mod sync {
+    pub(crate) use std::sync::atomic::{AtomicU64, Ordering, fence};
+}
 
 pub(crate) use facts::Facts;
 pub(crate) use hits::{Hit, InlineFact};
@@ -586,10 +592,8 @@ impl FactMap {
         self.count_hit();
         if let (Some(fact), Ok(epoch)) = (InlineFact::of(&entry.fact), u32::try_from(epoch)) {
             let hit = Hit { coords_fp: entry.coords_fp, confirmed_at: entry.confirmed_at, epoch, fact };
-            self.table.put(key, hit);
-            fence(Ordering::SeqCst);
-            if map.get(key).map(|e| e.generation) != Some(entry.generation) {
-                self.table.remove(key);
+            if let Some(written) = self.table.put(key, hit) {
+                written.confirm(|| map.get(key).map(|e| e.generation) == Some(entry.generation));
             }
         }
         Some(answer)

@@ -119,10 +119,8 @@ impl Records {
         if servable {
             // Whoever replaces the entry changes the map, then empties the slot (`remember_app`);
             // this writes the slot, then reads the map again: one of the two sees the other.
-            self.inline.put(&entry.app, epoch, entry.loaded_at);
-            fence(Ordering::SeqCst);
-            if apps.get(id).map(|e| e.stamp) != Some(entry.stamp) {
-                self.inline.remove(id);
+            if let Some(written) = self.inline.put(&entry.app, epoch, entry.loaded_at) {
+                written.confirm(|| apps.get(id).map(|e| e.stamp) == Some(entry.stamp));
             }
         }
         servable.then(|| f(&entry.app, entry.stamp))
