@@ -152,7 +152,7 @@ impl Records {
     pub(crate) fn remember_windows(&self, id: &AppId, stamp: u64, windows: Arc<[SupportWindow]>) {
         let cached = self.windows.pin();
         if cached.len() >= self.capacity {
-            cached.clear();
+            self.make_room_for_grants();
         }
         cached.insert(id.clone(), (stamp, windows));
     }
@@ -178,9 +178,7 @@ impl Records {
         }
         let apps = self.apps.pin();
         if apps.len() >= self.capacity {
-            apps.clear();
-            self.grants.pin().clear();
-            self.windows.pin().clear();
+            self.make_room(now);
         }
         let stamp = self.stamps.fetch_add(1, Ordering::Relaxed);
         let id = app.id().clone();
@@ -207,9 +205,42 @@ impl Records {
     pub(crate) fn remember_grant(&self, grant: GrantId, stamp: u64) {
         let grants = self.grants.pin();
         if grants.len() >= self.capacity {
-            grants.clear();
+            self.make_room_for_grants();
         }
         grants.insert(grant, stamp);
+    }
+
+    /// Makes room for apps, never by forgetting them all at once (a full cache must not turn
+    /// into a burst of store reads): what may no longer be served goes first (read more than
+    /// the record lifetime before `now`), then, if that is not enough, the older half of the
+    /// rest (by load), and with them the grants and windows remembered under them. An app
+    /// dropped here is read from the store again at its next check; nothing it said changes.
+    fn make_room(&self, now: Timestamp) {
+        let apps = self.apps.pin();
+        apps.retain(|_, e| now.millis_since(e.loaded_at) < self.ttl_ms);
+        if apps.len() >= self.capacity {
+            let middle = middle(apps.iter().map(|(_, e)| e.stamp));
+            apps.retain(|_, e| e.stamp > middle);
+        }
+        self.make_room_for_grants();
+    }
+
+    /// Drops the grants and windows remembered under app entries no longer held; if the grants
+    /// or windows still fill the cache, the older half of them (by the stamp they were
+    /// remembered under).
+    fn make_room_for_grants(&self) {
+        let held: std::collections::HashSet<u64> = self.apps.pin().iter().map(|(_, e)| e.stamp).collect();
+        let (grants, windows) = (self.grants.pin(), self.windows.pin());
+        grants.retain(|_, stamp| held.contains(stamp));
+        windows.retain(|_, (stamp, _)| held.contains(stamp));
+        if grants.len() >= self.capacity {
+            let middle = middle(grants.iter().map(|(_, stamp)| *stamp));
+            grants.retain(|_, stamp| *stamp > middle);
+        }
+        if windows.len() >= self.capacity {
+            let middle = middle(windows.iter().map(|(_, (stamp, _))| *stamp));
+            windows.retain(|_, (stamp, _)| *stamp > middle);
+        }
     }
 
     /// Forgets the app and, with it, its grants and support windows.
@@ -245,6 +276,13 @@ impl Records {
             self.live.store(true, Ordering::SeqCst);
         }
     }
+}
+
+/// The stamp halfway between the lowest and the highest of `stamps` (loads are stamped in
+/// order, so those at or below it are the older half, about).
+fn middle(stamps: impl Iterator<Item = u64>) -> u64 {
+    let (low, high) = stamps.fold((u64::MAX, 0), |(l, h), s| (l.min(s), h.max(s)));
+    if low > high { 0 } else { low + (high - low) / 2 }
 }
 
 #[cfg(test)]
@@ -285,6 +323,28 @@ mod tests {
 
     /// An app read from the store anew (a reload, or a `Fresh` check) replaces the copy at once,
     /// at the same epoch: the table never serves the older read.
+    /// A full cache drops the older half of its apps, not all of them: the most recent reads
+    /// are still served, with their grants.
+    #[test]
+    fn a_full_cache_keeps_its_newest_reads() {
+        let records = Records::new(8, std::time::Duration::from_secs(60));
+        records.set_live(true);
+        let app = |n: usize| {
+            App::new(AppId(format!("a{n}")), "acme/dashboard".parse().unwrap(), RepoId(n as u64), Visibility::Private)
+        };
+        let mut stamps = Vec::new();
+        for n in 0..9 {
+            let started = records.begin();
+            stamps.push(records.remember_app(app(n), started, Timestamp(0)).unwrap());
+            records.remember_grant(GrantId(n as u64), stamps[n]);
+        }
+        let served = |n: usize| records.with_app(app(n).id(), Timestamp(1), |_, _| ()).is_some();
+        assert!((5..9).all(served), "the newest reads stay");
+        assert!(!served(0), "the oldest went");
+        assert!(records.grant_live(GrantId(8), stamps[8]) && records.grant_live(GrantId(5), stamps[5]));
+        assert!(!records.grant_live(GrantId(0), stamps[0]), "with its app");
+    }
+
     #[test]
     fn an_app_read_anew_empties_its_copy() {
         let app = dash();

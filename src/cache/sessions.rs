@@ -16,7 +16,7 @@
 //! or past the session's `exp`, nor after the session keys change
 //! ([`Authorizer::set_session_keys`](crate::Authorizer::set_session_keys)): a token signed by a
 //! retired key is refused at once. The table holds at most its capacity: when full, expired
-//! entries go, and if that is not enough, all of them.
+//! entries go, and if that is not enough, the half that expires soonest.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -94,9 +94,20 @@ impl Sessions {
         let key = self.key(token);
         let map = self.map.pin();
         if map.len() >= self.capacity {
+            // Never all at once (each would be verified again): the expired first, then the
+            // half that expires soonest.
             map.retain(|_, e| e.session.expires_at() > now);
             if map.len() >= self.capacity {
-                map.clear();
+                let (soonest, latest) = map.iter().fold((u64::MAX, 0), |(lo, hi), (_, e)| {
+                    let at = e.session.expires_at().0;
+                    (lo.min(at), hi.max(at))
+                });
+                let middle = if soonest > latest { 0 } else { soonest + (latest - soonest) / 2 };
+                map.retain(|_, e| e.session.expires_at().0 > middle);
+                if map.len() >= self.capacity {
+                    // All expire within the same millisecond.
+                    map.clear();
+                }
             }
         }
         map.insert(key, Entry { token: token.as_bytes().into(), session, keys_epoch: started });
@@ -106,5 +117,36 @@ impl Sessions {
     pub(crate) fn keys_changed(&self) {
         self.keys_epoch.fetch_add(1, Ordering::SeqCst);
         self.map.pin().clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::email::Email;
+    use crate::core::ids::{AppId, GrantId};
+    use crate::core::session::Via;
+
+    fn session(n: u64) -> Session {
+        Session {
+            app: AppId("dash".into()),
+            email: Email::parse("dana@example.com").unwrap(),
+            grant: GrantId(n),
+            via: Via::EmailLink,
+            expires_at: Timestamp(1_000 + n),
+        }
+    }
+
+    /// A full table forgets the sessions that expire soonest, not every one.
+    #[test]
+    fn a_full_table_keeps_the_sessions_that_expire_latest() {
+        let sessions = Sessions::new(8);
+        let token = |n: u64| format!("token-{n:064}");
+        for n in 0..9 {
+            sessions.remember(&token(n), session(n), sessions.begin(), Timestamp(0));
+        }
+        let held = |n: u64| sessions.with(&token(n), Timestamp(0), |s| s.grant()).is_some();
+        assert!((5..9).all(held), "the latest stay");
+        assert!(!held(0), "the soonest went");
     }
 }
