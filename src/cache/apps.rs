@@ -118,6 +118,7 @@ impl AppTable {
     /// records' epoch read before the app was looked up), unless the slot holds that already. A
     /// slot being written by another thread is left alone, and so is an app whose id does not
     /// fit.
+    #[must_use = "a copy must be confirmed against its map (`Written::confirm`)"]
     pub(crate) fn put(&self, app: &App, epoch: u64, loaded_at: Timestamp) -> Option<Written<'_>> {
         let packed = Packed::of(app.id())?;
         let (w, view) = (self.slot(app.id()), app.view());
@@ -137,8 +138,8 @@ impl AppTable {
         })
     }
 
-    /// Empties the slot that holds the app with this id, if any (see [`clear`] for a slot being
-    /// written meanwhile).
+    /// Empties the slot that holds the app with this id, if any (see [`Slot::clear`] for a slot
+    /// being written meanwhile).
     pub(crate) fn remove(&self, id: &AppId) {
         let Some(packed) = Packed::of(id) else { return };
         Slot::new(self.slot(id)).clear(|meta, w| meta & LEN_MASK == packed.len && id_words(w) == packed.words);

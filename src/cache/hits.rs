@@ -218,6 +218,7 @@ impl HitTable {
     /// of its set (the first is kept); the copy must then be confirmed against the map. A slot
     /// being written by another thread is left alone, and so is a hit that does not fit (ids
     /// beyond 32 bits, a time beyond 48): `None`.
+    #[must_use = "a copy must be confirmed against its map (`Written::confirm`)"]
     pub(crate) fn put(&self, key: &PermKey, hit: Hit) -> Option<Written<'_>> {
         let packed = packed(key)?;
         if hit.confirmed_at.0 >> TIME_BITS != 0 {

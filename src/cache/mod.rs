@@ -581,8 +581,9 @@ impl FactMap {
     ///
     /// The copy never outlives the entry: whoever replaces an entry or evicts it changes the
     /// map, then empties the key's slots ([`FactMap::insert`], [`FactMap::remove_generation`]); a
-    /// copy is written, then the map is read again, and the slot emptied if the entry is no
-    /// longer the one copied. With a sequentially consistent fence between the two steps on each
+    /// copy is written, then confirmed against the map ([`seqlock::Written::confirm`]): the map
+    /// is read again, and the copy emptied (unless already overwritten) if the entry is no longer
+    /// the one copied. With a sequentially consistent fence between the two steps on each
     /// side, one of them sees the other. An invalidation ([`FactMap::retain`]) empties no slot:
     /// it moves the epoch, and a slot is believed only at the epoch it was written at.
     pub(crate) fn with<R>(&self, key: &PermKey, epoch: u64, f: impl FnOnce(&FactCore) -> Option<R>) -> Option<R> {

@@ -8,16 +8,22 @@
 //! [`Slot::validate_read`]) counts only if the version was even and the meta word did not move.
 //!
 //! A slot holds a *copy* of an entry of a map. That the copy never outlives its entry is a rule
-//! of two steps on each side, and the types carry it:
-//! - whoever replaces or removes an entry changes the map, then calls [`Slot::clear`];
+//! of two steps on each side:
+//! - whoever replaces or removes an entry in a way no epoch records changes the map, executes a
+//!   sequentially consistent fence, then calls [`Slot::clear`] (the fence is the caller's: the
+//!   hit table's `FactMap::insert` and `remove_generation`, the records' `remember_app`);
 //! - whoever copies an entry gets a [`Written`] from [`Slot::write`], which must be confirmed
 //!   ([`Written::confirm`]) against the map: a sequentially consistent fence, the map read again,
-//!   and the copy emptied if its entry has moved on.
+//!   and the copy emptied if its entry has moved on. The type carries this half.
+//!
+//! (A change that moves an epoch the copy is stamped with, such as an invalidation or a record
+//! forgotten, needs no clear: a copy is believed only at its own epoch.)
 //!
 //! With a sequentially consistent fence between the two steps on each side, one side sees the
 //! other's change: either the remover's clear finds the copy, or the copier's confirmation finds
-//! the map changed. `tests/loom_seqlock.rs` checks this under every interleaving and memory
-//! ordering loom explores, and that it fails without the confirmation.
+//! the map changed. `tests/loom_seqlock.rs` checks this for one and for two copiers against one
+//! remover, under the interleavings and memory orderings loom explores, and that it fails
+//! without the confirmation.
 //!
 //! The module takes its atomics from `super::sync`, so that the loom model can include this very
 //! file with loom's atomics in their place.
@@ -84,6 +90,7 @@ impl<'a> Slot<'a> {
     /// Writes the slot: `f` stores the words (relaxed stores) while the version is odd, then
     /// the meta word takes `own` (its low 24 bits) with an even, higher version. `None` when
     /// another thread is writing the slot: it is left to them.
+    #[must_use = "a copy must be confirmed against its map (`Written::confirm`)"]
     pub(crate) fn write(self, own: u64, f: impl FnOnce(&[AtomicU64])) -> Option<Written<'a>> {
         let current = self.0[META].load(Ordering::Relaxed);
         self.write_over(current, own, f).map(|meta| Written { slot: self, meta })
@@ -121,8 +128,10 @@ impl<'a> Slot<'a> {
 
 impl Written<'_> {
     /// Confirms the copy against its map: behind a sequentially consistent fence,
-    /// `still_current` reads the map again; if the entry copied has moved on, the copy is
-    /// emptied (unless another write has replaced it since, whose writer confirms its own).
+    /// `still_current` reads the map again; if the entry copied has moved on, this copy is
+    /// emptied, unless a later write has replaced it already. That later write came after what
+    /// the remover's clear read of the slot, so either the clear empties it or its own writer's
+    /// confirmation sees the change.
     pub(crate) fn confirm(self, still_current: impl FnOnce() -> bool) {
         fence(Ordering::SeqCst);
         if !still_current() {
