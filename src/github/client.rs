@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::header::{ACCEPT, IF_NONE_MATCH, LOCATION, RETRY_AFTER};
-use http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use octocrab::Octocrab;
 use parking_lot::Mutex;
@@ -179,7 +179,10 @@ impl GithubConfig {
         }
     }
 
-    /// The same, against another base URL (GitHub Enterprise Server, or a mock).
+    /// The same, against another base URL (GitHub Enterprise Server's
+    /// `https://HOST/api/v3`, or a mock). It must be an `http` or `https` URL with a host, or
+    /// building the authorizer fails (`BuildError::Github`). A renamed repository's redirect is
+    /// followed only to `/repositories/{id}` under this base, never to another host.
     pub fn with_api_base(mut self, base: impl Into<String>) -> Self {
         self.api_base = base.into();
         self
@@ -217,6 +220,8 @@ enum Answer {
 #[derive(Debug)]
 pub(crate) struct OctocrabGithub {
     octo: Octocrab,
+    /// The API's base URL, which redirects are held to.
+    base: url::Url,
     cfg: GithubConfig,
     clock: Arc<dyn Clock>,
     /// While a rate limit on the shared credentials lasts, no request is sent.
@@ -259,6 +264,10 @@ struct Sender<'a> {
 impl OctocrabGithub {
     pub(crate) fn new(cfg: GithubConfig, clock: Arc<dyn Clock>) -> Result<Self, ClientBuildError> {
         let err = |e: octocrab::Error| ClientBuildError(e.to_string());
+        let base = url::Url::parse(&cfg.api_base)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "https" | "http") && u.has_host())
+            .ok_or_else(|| ClientBuildError("the API base is not an http(s) URL".into()))?;
         let builder = Octocrab::builder().base_uri(cfg.api_base.as_str()).map_err(err)?;
         let octo = match &cfg.auth {
             // octocrab panics on a token that cannot be a header value: refused here instead.
@@ -279,6 +288,7 @@ impl OctocrabGithub {
             moka::sync::Cache::builder().max_capacity(100_000).time_to_idle(Duration::from_secs(3600)).build();
         Ok(Self {
             octo,
+            base,
             cfg,
             clock,
             gate: Mutex::new(None),
@@ -561,18 +571,24 @@ fn valid_login(login: &str) -> bool {
     !login.is_empty() && login.len() <= 64 && login.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// The path of a redirect target on the same API: only `/repositories/{id}...` is followed, and
-/// only ever against our own base URL (never to another host).
-fn redirect_path(route: &str, location: &str) -> Result<String, GithubError> {
-    let uri: Uri = location
-        .parse()
-        .map_err(|_| GithubError::Protocol { route: route.into(), detail: "unparsable redirect location".into() })?;
-    let path = uri.path();
-    if path.starts_with("/repositories/") {
-        Ok(uri.path_and_query().map_or(path, |pq| pq.as_str()).to_owned())
-    } else {
-        Err(GithubError::Protocol { route: route.into(), detail: "redirect outside /repositories/".into() })
+/// The path, relative to `base`, of a redirect target on the same API: only
+/// `/repositories/{id}...` under `base` (scheme, host and port included; a GitHub Enterprise
+/// base's `/api/v3` prefix too) is followed, never another host or route.
+fn redirect_path(base: &url::Url, route: &str, location: &str) -> Result<String, GithubError> {
+    let protocol = |detail: &str| GithubError::Protocol { route: route.into(), detail: detail.into() };
+    let target = base.join(location).map_err(|_| protocol("unparsable redirect location"))?;
+    if target.origin() != base.origin() {
+        return Err(protocol("redirect to another host"));
     }
+    let rest = target
+        .path()
+        .strip_prefix(base.path().trim_end_matches('/'))
+        .filter(|rest| rest.starts_with("/repositories/"))
+        .ok_or_else(|| protocol("redirect outside /repositories/"))?;
+    Ok(match target.query() {
+        Some(query) => format!("{rest}?{query}"),
+        None => rest.to_owned(),
+    })
 }
 
 #[async_trait]
@@ -596,7 +612,7 @@ impl GithubApi for OctocrabGithub {
         let mut answer = self.get(&sender, &path, etag).await?;
         let mut redirected = false;
         if let Answer::Moved { location } = &answer {
-            path = redirect_path(&path, location)?;
+            path = redirect_path(&self.base, &path, location)?;
             redirected = true;
             answer = self.get(&sender, &path, etag).await?;
         }
@@ -792,8 +808,28 @@ mod tests {
 
     #[test]
     fn redirects_stay_on_our_base() {
-        assert_eq!(redirect_path("/r", "https://api.github.com/repositories/42").unwrap(), "/repositories/42");
-        assert!(redirect_path("/r", "https://evil.example/steal").is_err());
+        let github: url::Url = "https://api.github.com".parse().unwrap();
+        let follow = |base: &url::Url, location: &str| redirect_path(base, "/r", location);
+        assert_eq!(follow(&github, "https://api.github.com/repositories/42").unwrap(), "/repositories/42");
+        assert_eq!(
+            follow(&github, "https://api.github.com/repositories/42/collaborators?page=2").unwrap(),
+            "/repositories/42/collaborators?page=2"
+        );
+        assert_eq!(follow(&github, "/repositories/42").unwrap(), "/repositories/42", "a relative location");
+        for elsewhere in [
+            "https://evil.example/repositories/42",
+            "http://api.github.com/repositories/42",
+            "https://api.github.com:8443/repositories/42",
+            "https://api.github.com/user/repos",
+            "https://api.github.com/repositories/../user",
+            "//evil.example/repositories/42",
+        ] {
+            assert!(follow(&github, elsewhere).is_err(), "{elsewhere}");
+        }
+        // GitHub Enterprise Server: the API lives under /api/v3.
+        let ghes: url::Url = "https://ghe.example.com/api/v3".parse().unwrap();
+        assert_eq!(follow(&ghes, "https://ghe.example.com/api/v3/repositories/7").unwrap(), "/repositories/7");
+        assert!(follow(&ghes, "https://ghe.example.com/repositories/7").is_err(), "outside the API's prefix");
     }
 
     #[test]

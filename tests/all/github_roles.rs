@@ -271,3 +271,15 @@ async fn a_token_no_header_can_carry_is_refused_before_it_is_sent() {
     }
     assert_eq!(env.mock.total_requests(), before, "nothing was sent");
 }
+
+/// An API base that is no http(s) URL is refused when the authorizer is built, not at the first
+/// check.
+#[tokio::test]
+async fn an_api_base_that_is_no_url_is_refused_at_build() {
+    for base in ["not a url", "ftp://ghe.example.com/api/v3", "https://", "/api/v3"] {
+        let cfg = ghauthz::GithubConfig::new(ghauthz::GithubAuth::Token(ghauthz::GithubToken::new("ghs_x".into())))
+            .with_api_base(base);
+        let err = ghauthz::Authorizer::builder(cfg).build().unwrap_err();
+        assert_eq!(err.kind(), "github_client", "{base}");
+    }
+}
