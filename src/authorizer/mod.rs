@@ -953,8 +953,7 @@ async fn follow_feed(inner: Weak<Inner>, mut feed: tokio::sync::mpsc::Receiver<F
     impl Drop for Deaf {
         fn drop(&mut self) {
             if let Some(inner) = self.0.upgrade() {
-                inner.records.set_live(false);
-                inner.facts.webhooks_unheard();
+                inner.deafen();
             }
         }
     }
@@ -974,8 +973,7 @@ async fn follow_feed(inner: Weak<Inner>, mut feed: tokio::sync::mpsc::Receiver<F
                 }
             }
             FeedEvent::Lost => {
-                inner.records.set_live(false);
-                inner.facts.webhooks_unheard();
+                inner.deafen();
                 inner.invalidate_local(Invalidation::All);
                 Counters::bump(&inner.facts.counters.resyncs);
             }
@@ -2549,6 +2547,13 @@ impl Inner {
             Change::App { app } => self.records.forget_app(app),
             Change::All => self.records.forget_all(),
         }
+    }
+
+    /// The change feed is no longer heard: no app or grant is served from memory, and webhooks
+    /// delivered to other replicas no longer reach this one (so none counts as heard).
+    fn deafen(&self) {
+        self.records.set_live(false);
+        self.facts.webhooks_unheard();
     }
 
     fn invalidate_local(&self, inv: Invalidation) {

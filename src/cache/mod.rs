@@ -30,6 +30,14 @@ mod records;
 mod seqlock;
 mod sessions;
 
+/// The value halfway between the lowest and the highest of `values` (0 for none): what a full
+/// table keeps above, to drop about half of what it holds (the older half, for values that grow
+/// with age, such as load stamps or expiry times).
+fn middle(values: impl Iterator<Item = u64>) -> u64 {
+    let (low, high) = values.fold((u64::MAX, 0), |(l, h), v| (l.min(v), h.max(v)));
+    if low > high { 0 } else { low + (high - low) / 2 }
+}
+
 /// The atomics [`seqlock`] is built on (loom's, in the loom model that includes its file).
 mod sync {
     pub(crate) use std::sync::atomic::{AtomicU64, Ordering, fence};

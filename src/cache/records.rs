@@ -32,6 +32,7 @@ use crate::core::support::SupportWindow;
 use crate::core::time::Timestamp;
 
 use super::apps::AppTable;
+use super::middle;
 
 /// An app record as it was read from the store.
 #[derive(Debug)]
@@ -276,13 +277,6 @@ impl Records {
             self.live.store(true, Ordering::SeqCst);
         }
     }
-}
-
-/// The stamp halfway between the lowest and the highest of `stamps` (loads are stamped in
-/// order, so those at or below it are the older half, about).
-fn middle(stamps: impl Iterator<Item = u64>) -> u64 {
-    let (low, high) = stamps.fold((u64::MAX, 0), |(l, h), s| (l.min(s), h.max(s)));
-    if low > high { 0 } else { low + (high - low) / 2 }
 }
 
 #[cfg(test)]

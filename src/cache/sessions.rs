@@ -98,11 +98,7 @@ impl Sessions {
             // half that expires soonest.
             map.retain(|_, e| e.session.expires_at() > now);
             if map.len() >= self.capacity {
-                let (soonest, latest) = map.iter().fold((u64::MAX, 0), |(lo, hi), (_, e)| {
-                    let at = e.session.expires_at().0;
-                    (lo.min(at), hi.max(at))
-                });
-                let middle = if soonest > latest { 0 } else { soonest + (latest - soonest) / 2 };
+                let middle = super::middle(map.iter().map(|(_, e)| e.session.expires_at().0));
                 map.retain(|_, e| e.session.expires_at().0 > middle);
                 if map.len() >= self.capacity {
                     // All expire within the same millisecond.

@@ -252,12 +252,10 @@ pub struct GithubBudget {
 }
 
 /// What a request is sent with: a client carrying its credentials, the bound on that token's
-/// requests in flight, and whether the credentials are the shared ones.
+/// requests in flight, and, for a user's own token, its hash (`None`: the shared credentials).
 struct Sender<'a> {
     octo: Cow<'a, Octocrab>,
     in_flight: Arc<tokio::sync::Semaphore>,
-    shared: bool,
-    /// A hash of the user's token, when it is one.
     user_key: Option<[u8; 32]>,
 }
 
@@ -336,7 +334,7 @@ impl OctocrabGithub {
             headers.insert(IF_NONE_MATCH, tag);
         }
         let exchange = async {
-            if sender.shared && matches!(self.cfg.auth, GithubAuth::App { .. }) {
+            if sender.user_key.is_none() && matches!(self.cfg.auth, GithubAuth::App { .. }) {
                 self.renew_installation_token(octo).await?;
             }
             let resp = octo._get_with_headers(path, Some(headers)).await.map_err(|e| transport_error(&e))?;
@@ -354,9 +352,9 @@ impl OctocrabGithub {
             Ok(Ok((status, headers, body))) => {
                 // Keeps the budget the answer states, the shared credentials' or the user's own.
                 match (read_budget(&headers), sender.user_key) {
-                    (Some(b), _) if sender.shared => *self.budget.lock() = Some(b),
+                    (Some(b), None) => *self.budget.lock() = Some(b),
                     (Some(b), Some(key)) => self.user_budgets.insert(key, b),
-                    _ => {}
+                    (None, _) => {}
                 }
                 classify(path, status, &headers, body, self.clock.now())
             }
@@ -459,14 +457,9 @@ impl OctocrabGithub {
                 let key = token_key(t);
                 let slots = self.cfg.max_in_flight;
                 let in_flight = self.user_in_flight.get_with(key, || Arc::new(tokio::sync::Semaphore::new(slots)));
-                Ok(Sender { octo: Cow::Owned(octo), in_flight, shared: false, user_key: Some(key) })
+                Ok(Sender { octo: Cow::Owned(octo), in_flight, user_key: Some(key) })
             }
-            None => Ok(Sender {
-                octo: Cow::Borrowed(&self.octo),
-                in_flight: self.in_flight.clone(),
-                shared: true,
-                user_key: None,
-            }),
+            None => Ok(Sender { octo: Cow::Borrowed(&self.octo), in_flight: self.in_flight.clone(), user_key: None }),
         }
     }
 }
@@ -642,12 +635,7 @@ impl GithubApi for OctocrabGithub {
         if !valid_login(login) {
             return Ok(Fetched::Fresh { value: None, etag: None });
         }
-        let path = match repo {
-            PermissionTarget::Coords(c) => {
-                format!("/repos/{}/{}/collaborators/{login}/permission", c.owner(), c.name())
-            }
-            PermissionTarget::Id(id) => format!("/repositories/{id}/collaborators/{login}/permission"),
-        };
+        let path = repo.path(&format!("/collaborators/{login}/permission"));
         match self.get(&self.sender(None)?, &path, etag).await? {
             Answer::Ok { body, etag, .. } => {
                 let p: WirePermission = decode(&path, &body)?;
@@ -668,10 +656,7 @@ impl GithubApi for OctocrabGithub {
         etag: Option<&str>,
     ) -> Result<Fetched<Roster>, GithubError> {
         let sender = self.sender(None)?;
-        let base = match repo {
-            PermissionTarget::Coords(c) => format!("/repos/{}/{}/collaborators", c.owner(), c.name()),
-            PermissionTarget::Id(id) => format!("/repositories/{id}/collaborators"),
-        };
+        let base = repo.path("/collaborators");
         let permission = match least {
             Role::Admin => "admin",
             Role::Maintain => "maintain",

@@ -170,6 +170,16 @@ pub(crate) enum PermissionTarget<'a> {
     Id(RepoId),
 }
 
+impl PermissionTarget<'_> {
+    /// The path of the route `rest` (`/collaborators...`) on this repository.
+    pub(crate) fn path(&self, rest: &str) -> String {
+        match self {
+            PermissionTarget::Coords(c) => format!("/repos/{}/{}{rest}", c.owner(), c.name()),
+            PermissionTarget::Id(id) => format!("/repositories/{id}{rest}"),
+        }
+    }
+}
+
 /// The GitHub routes the authorizer needs. A trait so that tests and other clients can swap it.
 #[async_trait]
 pub(crate) trait GithubApi: Send + Sync + std::fmt::Debug {
@@ -192,7 +202,8 @@ pub(crate) trait GithubApi: Send + Sync + std::fmt::Debug {
 
     /// `GET /repos/{owner}/{name}/collaborators?affiliation=all&permission=P` (or the same under
     /// `/repositories/{id}`), every page up to `max_pages`: every user with at least `least`.
-    /// Conditional on `etag` (a one-page roster's); a roster of more pages is fetched whole.
+    /// Conditional on `etag` (that of a roster of one page not full); any other roster is
+    /// fetched whole.
     async fn roster(
         &self,
         repo: PermissionTarget<'_>,

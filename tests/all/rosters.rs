@@ -93,24 +93,31 @@ async fn an_invalidation_drops_the_roster() {
     assert_eq!(env.mock.requests("/repos/acme/dashboard/collaborators"), 2);
 }
 
-/// A roster that would take more pages than allowed is not read whole: its repository is asked
-/// per user, and the stats say so.
-#[tokio::test]
-async fn a_roster_too_large_falls_back_to_per_user_lookups() {
+/// `users` users `u0..`, the first `members` of them members of the organization `big`, whose
+/// base permission (`write`) gives each a role on its one private repository `big/r`, whose app
+/// is `a`.
+fn big_world(users: usize, members: usize) -> ghauthz::world::World {
     let mut text = String::from("version = 1\nnow = \"2026-11-22T10:00:00Z\"\n");
-    for i in 0..150 {
+    for i in 0..users {
         text.push_str(&format!("[[users]]\nid = {}\nlogin = \"u{i}\"\n", i + 1));
     }
-    let members: Vec<String> = (0..150).map(|i| format!("\"u{i}\"")).collect();
+    let listed: Vec<String> = (0..members).map(|i| format!("\"u{i}\"")).collect();
     text.push_str(&format!(
         "[[orgs]]\nid = 5000\nlogin = \"big\"\nmembers = [{}]\nbase_permission = \"write\"\n",
-        members.join(", ")
+        listed.join(", ")
     ));
     text.push_str("[[repos]]\nid = 300\nowner = \"big\"\nname = \"r\"\nprivate = true\n");
     text.push_str(
         "[[apps]]\nid = \"a\"\nrepo = \"big/r\"\nrepo_id = 300\nbranch = \"main\"\nmain_file = \"a.py\"\nvisibility = \"private\"\ndeployed_by = \"u0\"\n",
     );
-    let world = ghauthz::world::World::from_toml_str(&text, ".").unwrap();
+    ghauthz::world::World::from_toml_str(&text, ".").unwrap()
+}
+
+/// A roster that would take more pages than allowed is not read whole: its repository is asked
+/// per user, and the stats say so.
+#[tokio::test]
+async fn a_roster_too_large_falls_back_to_per_user_lookups() {
+    let world = big_world(150, 150);
     let opts = common::Opts {
         cache: CacheConfig::default().with_rosters(true).with_roster_max_pages(1),
         ..Default::default()
@@ -130,28 +137,12 @@ async fn a_roster_too_large_falls_back_to_per_user_lookups() {
 /// onto a second page leaves the first page as it was, and would otherwise go unseen.
 #[tokio::test]
 async fn a_full_first_page_is_fetched_anew_not_revalidated() {
-    let world = |members: usize| {
-        let mut text = String::from("version = 1\nnow = \"2026-11-22T10:00:00Z\"\n");
-        for i in 0..101 {
-            text.push_str(&format!("[[users]]\nid = {}\nlogin = \"u{i}\"\n", i + 1));
-        }
-        let listed: Vec<String> = (0..members).map(|i| format!("\"u{i}\"")).collect();
-        text.push_str(&format!(
-            "[[orgs]]\nid = 5000\nlogin = \"big\"\nmembers = [{}]\nbase_permission = \"write\"\n",
-            listed.join(", ")
-        ));
-        text.push_str("[[repos]]\nid = 300\nowner = \"big\"\nname = \"r\"\nprivate = true\n");
-        text.push_str(
-            "[[apps]]\nid = \"a\"\nrepo = \"big/r\"\nrepo_id = 300\nbranch = \"main\"\nmain_file = \"a.py\"\nvisibility = \"private\"\ndeployed_by = \"u0\"\n",
-        );
-        ghauthz::world::World::from_toml_str(&text, ".").unwrap()
-    };
-    let env = env(world(100), true).await;
+    let env = env(big_world(101, 100), true).await;
     assert!(env.authz.check(&env.user("u0"), &env.app("a"), Capability::Edit).await.unwrap().is_allowed());
     let d = env.authz.check(&env.user("u100"), &env.app("a"), Capability::Edit).await.unwrap();
     assert!(!d.is_allowed(), "not a member yet: {d:?}");
     // u100 joins, and sorts onto the roster's second page.
-    env.mock.set_world(world(101));
+    env.mock.set_world(big_world(101, 101));
     env.advance_secs(61);
     let d = env.authz.check(&env.user("u100"), &env.app("a"), Capability::Edit).await.unwrap();
     assert!(d.is_allowed(), "the new member is seen: {d:?}");
