@@ -22,16 +22,21 @@ pub enum CheckError {
         /// The user's login.
         login: String,
     },
+    /// The decision asked for a fact this kind of check does not gather: a defect in the
+    /// library, never expected. Could not decide (so: denied).
+    #[error("the check did not gather what its decision needs")]
+    Undecided,
 }
 
 impl CheckError {
     /// A stable name: [`GithubError::kind`] or [`StoreError::kind`] for what failed below, or
-    /// `missing_user_token`.
+    /// `missing_user_token` or `undecided`.
     pub fn kind(&self) -> &'static str {
         match self {
             CheckError::Github(e) => e.kind(),
             CheckError::Store(e) => e.kind(),
             CheckError::MissingUserToken { .. } => "missing_user_token",
+            CheckError::Undecided => "undecided",
         }
     }
 
@@ -47,7 +52,7 @@ impl CheckError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             CheckError::Github(e) => e.retry_after(),
-            CheckError::Store(_) | CheckError::MissingUserToken { .. } => None,
+            CheckError::Store(_) | CheckError::MissingUserToken { .. } | CheckError::Undecided => None,
         }
     }
 }

@@ -24,6 +24,7 @@ pub use crate::core::invalidation::Invalidation;
 pub use crate::core::policy::{
     Capability, Policy, Role, RoleGrant, RoleName, UnknownCapability, UnknownVisibility, Visibility,
 };
+pub use crate::core::principal::Principal;
 pub use crate::core::secret::{
     AppPrivateKey, GithubToken, InvalidKey, LinkToken, RandomnessUnavailable, SessionKey, SessionToken, WebhookSecret,
 };
@@ -33,8 +34,7 @@ pub use crate::core::support::{
 };
 pub use crate::core::time::{Clock, ManualClock, Timestamp};
 pub use authorizer::{
-    Authorizer, AuthorizerBuilder, BuildError, ChangedBy, Deployment, ManageError, Principal, SupportGrant,
-    ViewerChange,
+    Authorizer, AuthorizerBuilder, BuildError, ChangedBy, Deployment, ManageError, SupportGrant, ViewerChange,
 };
 pub use cache::{CacheConfig, CacheStats, Consistency};
 pub use clock::{SystemClock, TimeError};

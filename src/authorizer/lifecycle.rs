@@ -3,15 +3,18 @@
 
 use super::{Authorizer, ChangedBy, ManageError, Principal};
 use crate::cache::{Age, Consistency};
-use crate::core::decision::{Decision, Fact, NoAccessDetail, Outcome, Reason, Source, decide_github};
-use crate::core::deployment::{MAX_DEPLOY_FIELD, valid_app_id, valid_branch, valid_main_file};
+use crate::core::check::{AppSeen, Asked, Audited, Facts, Seen, Subject, audit_entry, decide};
+use crate::core::decision::{Fact, Source};
+use crate::core::deployment::{valid_app_id, valid_branch, valid_main_file};
 use crate::core::ids::{App, AppId, RepoCoords, UserId};
-use crate::core::policy::{Capability, Need, Visibility};
+use crate::core::policy::{Capability, Visibility};
 use crate::error::CheckError;
 use crate::store::{
-    Actor, AppRecord, AuditAction, AuditEvent, AuditFilter, AuditOutcome, Change, DeployOutcome, StoreError,
-    StoreFailure,
+    Actor, AppRecord, AuditAction, AuditEvent, AuditFilter, Change, DeployOutcome, StoreError, StoreFailure,
 };
+
+/// What a deploy asks.
+const DEPLOY: Asked = Asked::Capability(Capability::Deploy);
 
 /// What [`Authorizer::deploy_app`] is asked to deploy: an app id, the repository's coordinates,
 /// the branch and main file, and the visibility (private unless set).
@@ -83,63 +86,6 @@ impl Deployment {
     }
 }
 
-/// Whether `s` is an app id no entry is written for: empty, longer than [`MAX_DEPLOY_FIELD`]
-/// bytes, or holding a control character. An app stored before deployments kept to the app-id
-/// alphabet ([`valid_app_id`]) may have an id outside it: it is checked, listed, changed,
-/// deleted and audited as any other, unless its id is refused here. An id no app has is recorded
-/// only within the alphabet, since only such an id can become an app's.
-pub(super) fn refused_field(s: &str) -> bool {
-    s.is_empty() || s.len() > MAX_DEPLOY_FIELD || s.chars().any(char::is_control)
-}
-
-/// Who the audit log names for something `principal` was refused about `id`, an id no app has:
-/// a GitHub user only (anyone else, nobody signed in or a session, could fill the log with ids
-/// of their choosing), and only if the id could become an app's ([`valid_app_id`]); `None`:
-/// nothing is written.
-pub(super) fn unknown_id_actor(principal: &Principal, id: &AppId) -> Option<Actor> {
-    match principal {
-        Principal::GithubUser { user, .. } if valid_app_id(&id.0) => Some(Actor::Github(user.id)),
-        _ => None,
-    }
-}
-
-/// The decision for a principal that is not a GitHub user: only GitHub users deploy, change
-/// visibility or delete.
-fn not_a_github_user(principal: &Principal) -> Decision {
-    let detail = match principal {
-        Principal::Viewer(_) => NoAccessDetail::ViewOnly,
-        Principal::Support { .. } => NoAccessDetail::NoSupportWindow,
-        _ => NoAccessDetail::Anonymous,
-    };
-    Decision::new(Outcome::Deny, Reason::NoAccess { detail }, Source::Store, 0)
-}
-
-/// Who a principal is in the audit log of `app`, and the address that goes with a viewer signed
-/// in to that app (a session for another app writes no address here: the address is not this
-/// app's, and this app's deletion is not what would clear it).
-pub(super) fn actor_of<'a>(principal: &'a Principal, app: &AppId) -> (Actor, Option<&'a crate::core::email::Email>) {
-    match principal {
-        Principal::GithubUser { user, .. } => (Actor::Github(user.id), None),
-        Principal::Viewer(session) => viewer_on(session, app),
-        Principal::Support { agent } => (Actor::Support(audited_agent(agent).to_owned()), None),
-        Principal::Anonymous => (Actor::Anonymous, None),
-    }
-}
-
-/// A viewer in the audit log of `app`: the session's address only if the session is for `app`.
-pub(super) fn viewer_on<'a>(
-    session: &'a crate::core::session::Session,
-    app: &AppId,
-) -> (Actor, Option<&'a crate::core::email::Email>) {
-    (Actor::Viewer, (session.app() == app).then(|| session.email()))
-}
-
-/// An agent's name as the audit log writes it: a name that is not an agent's name (it could be
-/// anything, an address included) is written as `invalid-name`.
-pub(super) fn audited_agent(agent: &str) -> &str {
-    if crate::core::support::valid_agent_name(agent) { agent } else { "invalid-name" }
-}
-
 impl Authorizer {
     /// Deploys an app: `by` must hold `deploy` on the repository at the deployment's coordinates,
     /// judged on a fact no older than the cache's `strict_max_age` (60 s by default), and the app
@@ -193,33 +139,35 @@ impl Authorizer {
         }
         let id = deployment.app();
         let Principal::GithubUser { user, token } = by else {
-            let decision = not_a_github_user(by);
-            // No address goes with it: the entry belongs to no app that its deletion would clear.
-            let (actor, _) = actor_of(by, id);
-            let event = AuditEvent::new(self.inner.clock.now(), &actor, id, AuditAction::Deploy)
-                .with_outcome(AuditOutcome::Denied)
-                .with_detail(decision.reason().kind());
-            self.record(&event, None).await?;
+            // Only GitHub users deploy: anyone else is refused before anything is looked up.
+            let (subject, seen) = (Subject::of(by), AppSeen::Changing(id));
+            let decision = decide(&self.inner.policy, subject, &Facts::of(seen), DEPLOY, self.inner.clock.now())
+                .map_err(|_| CheckError::Undecided)?;
+            self.record_decision(subject, seen, Audited::Refusal(AuditAction::Deploy, &decision)).await?;
             return Err(ManageError::Denied { app: id.clone(), decision: Box::new(decision) });
         };
         let actor = Actor::Github(user.id);
         let event = |at| AuditEvent::new(at, &actor, id, AuditAction::Deploy);
-        let refuse =
-            |detail: &str| event(self.inner.clock.now()).with_outcome(AuditOutcome::Denied).with_detail(detail);
+        // A refusal's entry is the user's until the app exists: their account's deletion clears it.
+        let refuse = |on| async move {
+            match audit_entry(Subject::of(by), AppSeen::Changing(id), on, self.inner.clock.now()) {
+                Some(entry) => self.record(&entry, Some(user.id)).await,
+                None => Ok(()),
+            }
+        };
         let token = match (self.inner.facts.user_token_mode(), token) {
             (true, None) => return Err(CheckError::MissingUserToken { login: user.login.clone() }.into()),
             (true, Some(t)) => Some(t),
             (false, _) => None,
         };
         let Some(repo_id) = self.inner.facts.repository_id(deployment.repo(), token, Age::Strict).await? else {
-            self.record(&refuse("repo_not_found"), Some(user.id)).await?;
+            refuse(Audited::DeployRefused("repo_not_found")).await?;
             return Err(ManageError::RepoNotFound(deployment.repo().clone()));
         };
         let app = App::new(id.clone(), deployment.repo().clone(), repo_id, deployment.visibility());
-        let decision =
-            self.check_need(by, &app, self.inner.policy.need(Capability::Deploy), Consistency::Cached).await?;
+        let decision = self.decide_gathering(by, &app, DEPLOY, Consistency::Cached).await?;
         if !decision.is_allowed() {
-            self.record(&refuse(decision.reason().kind()), Some(user.id)).await?;
+            refuse(Audited::Refusal(AuditAction::Deploy, &decision)).await?;
             return Err(ManageError::Denied { app: id.clone(), decision: Box::new(decision) });
         }
         let record = AppRecord {
@@ -240,7 +188,7 @@ impl Authorizer {
             DeployOutcome::Deployed => Ok(record),
             DeployOutcome::Redeployed(record) => Ok(record),
             DeployOutcome::Exists(_) => {
-                self.record(&refuse("app_exists"), Some(user.id)).await?;
+                refuse(Audited::DeployRefused("app_exists")).await?;
                 Err(ManageError::AppExists(id.clone()))
             }
         }
@@ -282,7 +230,7 @@ impl Authorizer {
         app: &AppId,
         visibility: Visibility,
     ) -> Result<bool, ManageError> {
-        let actor = self.authorize_audited(by, app, self.inner.policy.sharing_need(), AuditAction::Visibility).await?;
+        let actor = self.authorize_app(by, app, Asked::Sharing, Some(AuditAction::Visibility)).await?;
         let event = AuditEvent::new(self.inner.clock.now(), &actor, app, AuditAction::Visibility)
             .with_detail(visibility.as_str());
         let changed = self.inner.store.set_visibility(app, visibility, &event).await;
@@ -323,8 +271,8 @@ impl Authorizer {
     /// [`ManageError::Check`] when GitHub or the store failed (the deletion may have been
     /// written; retrying is safe).
     pub async fn delete_app(&self, by: &ChangedBy, app: &AppId) -> Result<(), ManageError> {
-        let need = self.inner.policy.need(Capability::Delete);
-        let actor = self.authorize_audited(by, app, need, AuditAction::Delete).await?;
+        let actor =
+            self.authorize_app(by, app, Asked::Capability(Capability::Delete), Some(AuditAction::Delete)).await?;
         let event = AuditEvent::new(self.inner.clock.now(), &actor, app, AuditAction::Delete);
         let deleted = self.inner.store.delete_app(app, &event).await;
         self.inner.apply_change(&Change::App { app: app.clone() });
@@ -373,16 +321,13 @@ impl Authorizer {
     /// answered in part.
     pub async fn apps_for(&self, principal: &Principal, cap: Capability) -> Result<Vec<App>, CheckError> {
         let apps = self.apps().await?;
-        let need = self.inner.policy.need(cap);
+        let asked = Asked::Capability(cap);
         let mut unsure = Vec::new();
         let mut allowed = Vec::new();
         match principal {
             Principal::GithubUser { token: Some(token), .. } if self.inner.facts.user_token_mode() => {
                 let listed = self.inner.facts.user_repos(token).await?;
                 for app in apps {
-                    if cap.is_destructive() && refused_field(&app.id().0) {
-                        continue; // never allowed by a check (`check_recorded`)
-                    }
                     let by_id = listed.iter().find(|r| r.id == app.repo_id());
                     let at_coords = listed.iter().find(|r| r.coords == *app.coords());
                     let fact = match (by_id, at_coords) {
@@ -395,12 +340,12 @@ impl Authorizer {
                         (None, Some(other)) => Fact::Replaced { current: other.id },
                         (None, None) => Fact::Role(None),
                     };
-                    let (outcome, reason) = decide_github(need, app.repo_id(), app.visibility(), &fact);
-                    if cap.is_destructive() {
-                        let decision = Decision::github(outcome, reason, Source::Github, 0, fact.lookup());
-                        self.record_check(actor_of(principal, app.id()), app.id(), cap, &decision).await?;
-                    }
-                    if outcome == Outcome::Allow {
+                    let (subject, seen) = (Subject::of(principal), AppSeen::Known(app.id(), app.view()));
+                    let facts = Facts::of(seen).with_github(Seen::now(&fact, Source::Github));
+                    let decision = decide(&self.inner.policy, subject, &facts, asked, self.inner.clock.now())
+                        .map_err(|_| CheckError::Undecided)?;
+                    self.record_decision(subject, seen, Audited::Check(asked, &decision)).await?;
+                    if decision.is_allowed() {
                         allowed.push(app);
                     }
                 }
@@ -573,94 +518,8 @@ impl Authorizer {
         self.inner.store.audit(filter).await
     }
 
-    /// Who may act, as [`Authorizer::authorize_app`] decides, with a refusal recorded as
-    /// `action` denied.
-    pub(super) async fn authorize_audited(
-        &self,
-        by: &ChangedBy,
-        app: &AppId,
-        need: Need,
-        action: AuditAction,
-    ) -> Result<Actor, ManageError> {
-        let refused = match self.authorize_app(by, app, need).await {
-            Err(ManageError::Denied { app, decision }) => (app, decision),
-            Err(ManageError::UnknownApp(id)) => {
-                // Refused for an id no app has: on record as a check of such an id is.
-                let actor = match by {
-                    ChangedBy::Principal(principal) => unknown_id_actor(principal, &id),
-                    ChangedBy::Operator => None,
-                };
-                if let Some(actor) = actor {
-                    let event = AuditEvent::new(self.inner.clock.now(), &actor, &id, action)
-                        .with_outcome(AuditOutcome::Denied)
-                        .with_detail(super::unknown_app().reason().kind());
-                    self.record(&event, None).await?;
-                }
-                return Err(ManageError::UnknownApp(id));
-            }
-            other => return other,
-        };
-        let (app, decision) = refused;
-        let ChangedBy::Principal(principal) = by else { return Err(ManageError::Denied { app, decision }) };
-        let (actor, email) = actor_of(principal, &app);
-        let mut event = AuditEvent::new(self.inner.clock.now(), &actor, &app, action)
-            .with_outcome(AuditOutcome::Denied)
-            .with_detail(decision.reason().kind());
-        if let Some(email) = email {
-            event = event.with_email(email);
-        }
-        self.record(&event, None).await?;
-        Err(ManageError::Denied { app, decision })
-    }
-
-    /// [`Authorizer::check_need`] for `cap`, recorded when `cap` is `deploy` or `delete` (DESIGN:
-    /// every deploy and delete check is on record, allowed or denied; a support agent's checks
-    /// are recorded by its own path). What the public checks call past their hit.
-    pub(super) async fn check_recorded(
-        &self,
-        principal: &Principal,
-        app: &App,
-        cap: Capability,
-        consistency: Consistency,
-    ) -> Result<Decision, CheckError> {
-        if cap.is_destructive() && refused_field(&app.id().0) && !matches!(principal, Principal::Support { .. }) {
-            // An id `deploy_app` refuses (empty, overlong, a control character) is not written as
-            // a check's entry: such an app is never deployed or deleted through a check. (A
-            // support agent's check is on record whatever the id, and denied all the same.)
-            return Ok(super::unknown_app());
-        }
-        let decision = self.check_need(principal, app, self.inner.policy.need(cap), consistency).await?;
-        if !matches!(principal, Principal::Support { .. }) {
-            self.record_check(actor_of(principal, app.id()), app.id(), cap, &decision).await?;
-        }
-        Ok(decision)
-    }
-
-    /// Records `decision` on `cap` for `who` if `cap` is `deploy` or `delete`: the capability and
-    /// the reason's kind, and a viewer's address (gone with the app). An id that could never be an
-    /// app's is not written (`check_recorded` denies such an app).
-    pub(super) async fn record_check(
-        &self,
-        (actor, email): (Actor, Option<&crate::core::email::Email>),
-        app: &AppId,
-        cap: Capability,
-        decision: &Decision,
-    ) -> Result<(), CheckError> {
-        if !cap.is_destructive() || refused_field(&app.0) {
-            return Ok(());
-        }
-        let outcome = if decision.is_allowed() { AuditOutcome::Allowed } else { AuditOutcome::Denied };
-        let mut event = AuditEvent::new(self.inner.clock.now(), &actor, app, AuditAction::Check)
-            .with_outcome(outcome)
-            .with_detail(format!("{}: {}", cap.as_str(), decision.reason().kind()));
-        if let Some(email) = email {
-            event = event.with_email(email);
-        }
-        self.record(&event, None).await
-    }
-
     /// Appends `event`; see [`Store::record`](crate::store::Store::record).
-    async fn record(&self, event: &AuditEvent, owner: Option<UserId>) -> Result<(), CheckError> {
+    pub(super) async fn record(&self, event: &AuditEvent, owner: Option<UserId>) -> Result<(), CheckError> {
         Ok(self.inner.store.record(event, owner).await?)
     }
 }

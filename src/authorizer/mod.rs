@@ -1,5 +1,6 @@
 //! The facade: policy, clock, GitHub and the cache, wired together.
 
+mod checks;
 mod lifecycle;
 mod support;
 
@@ -10,169 +11,26 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use crate::cache::{Age, CacheConfig, CacheStats, Consistency, Counters, Facts, PermKey, Records, Sessions};
+use crate::cache::{CacheConfig, CacheStats, Consistency, Counters, Facts, Records, Sessions};
 use crate::clock::SystemClock;
-use crate::core::decision::{Decision, NoAccessDetail, Outcome, Reason, Source, decide_anonymous};
+use crate::core::check::{AppSeen, Asked, Audited, Facts as Gathered, Missing, Subject, decide};
+use crate::core::decision::Decision;
 use crate::core::email::{Email, EmailError};
-use crate::core::ids::{App, AppId, AppView, GithubUser, RepoCoords, UserId};
+use crate::core::ids::{App, AppId, RepoCoords, UserId};
 use crate::core::invalidation::Invalidation;
-use crate::core::policy::{Capability, Need, Policy, Visibility};
+use crate::core::policy::Policy;
+use crate::core::principal::Principal;
 use crate::core::secret::{GithubToken, RandomnessUnavailable, WebhookSecret};
 use crate::core::session::{Session, SessionError};
-use crate::core::time::{Clock, Timestamp};
+use crate::core::time::Clock;
 use crate::error::CheckError;
 use crate::github::{ClientBuildError, GithubConfig, OctocrabGithub};
 use crate::google::{GoogleBuildError, GoogleConfig, GoogleIdentity, GoogleVerifier};
-use crate::store::{Actor, Bounded, Broadcast, Change, FeedEvent, MemoryStore, Store, StoreError};
+use crate::store::{Actor, AuditAction, Bounded, Broadcast, Change, FeedEvent, MemoryStore, Store, StoreError};
 use crate::viewer::{
     GoogleSignInError, IssuedLink, IssuedSession, LinkConfig, LinkError, LinkInfo, SessionConfig, SessionKeys, SignIn,
 };
 use crate::webhook::{VerifiedDelivery, WebhookError, WebhookOutcome, WebhookStats, WebhookVerifier, Webhooks};
-
-/// Who is asking: nobody, an invited viewer with a verified session, or a GitHub user.
-///
-/// Every check takes one. A GitHub user is decided by their role on the app's repository (asked of
-/// GitHub, then cached); a viewer by their session and the grant it was minted under (read from the
-/// store, then cached); nobody by the app's visibility alone, without any request.
-///
-/// ```
-/// # #[cfg(feature = "world")]
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() {
-/// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
-/// # let world = ghauthz::world::World::load(path).unwrap();
-/// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-/// # use ghauthz::store::Store as _;
-/// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
-/// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
-/// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
-/// use ghauthz::{Capability, Principal};
-/// let site = world.app("site").unwrap(); // public
-/// let dash = world.app("dash").unwrap(); // private
-/// assert!(authz.check(&Principal::Anonymous, &site, Capability::View).await.unwrap().is_allowed());
-/// let d = authz.check(&Principal::Anonymous, &dash, Capability::View).await.unwrap();
-/// assert_eq!(d.reason().kind(), "no_access");
-/// # }
-/// # #[cfg(not(feature = "world"))]
-/// # fn main() {}
-/// ```
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum Principal {
-    /// Nobody signed in: may view public apps, and nothing else. Decided without any request.
-    Anonymous,
-    /// An invited viewer whose session token verified ([`Authorizer::verify_session`]): may view
-    /// the one app the session is for, while the grant it was minted under stands. Only a verified
-    /// [`Session`] fits here; to check a raw token, use [`Authorizer::check_session`].
-    Viewer(Session),
-    /// A GitHub-authenticated user, decided by their role on the app's repository; in user-token
-    /// mode ([`GithubAuth::UserTokens`](crate::GithubAuth::UserTokens)), with their own token.
-    GithubUser {
-        /// Who the user is: the stable id decides, and the login addresses GitHub's per-login
-        /// routes (a login renamed and reused by someone else fails closed).
-        user: GithubUser,
-        /// The user's own token, which GitHub is asked with in user-token mode; ignored otherwise.
-        /// A check in user-token mode that must ask GitHub without it fails with
-        /// [`CheckError::MissingUserToken`].
-        token: Option<GithubToken>,
-    },
-    /// A member of the platform's support staff, authenticated by the control plane: allowed
-    /// only what an open support window on the app grants them ([`Authorizer::grant_support`]),
-    /// never `deploy` or `delete`, and every check is audited. Build it with
-    /// [`Principal::support`].
-    Support {
-        /// The agent's name (see [`valid_agent_name`](crate::valid_agent_name)); a name that is
-        /// not one is denied.
-        agent: String,
-    },
-}
-
-impl Principal {
-    /// A support agent, by name.
-    ///
-    /// ```
-    /// use ghauthz::Principal;
-    /// assert_eq!(Principal::support("a7").label(), "support:a7");
-    /// ```
-    pub fn support(agent: impl Into<String>) -> Self {
-        Principal::Support { agent: agent.into() }
-    }
-
-    /// A GitHub user, for installation-token and GitHub App mode, where the authorizer asks GitHub
-    /// with its own credentials.
-    ///
-    /// ```
-    /// # #[cfg(feature = "world")]
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
-    /// # let world = ghauthz::world::World::load(path).unwrap();
-    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
-    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
-    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
-    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
-    /// use ghauthz::{Capability, Principal};
-    /// let carol = Principal::github(world.user("carol").unwrap()); // direct write on acme/dashboard
-    /// let dash = world.app("dash").unwrap();
-    /// assert!(authz.check(&carol, &dash, Capability::Edit).await.unwrap().is_allowed());
-    /// assert!(!authz.check(&carol, &dash, Capability::Deploy).await.unwrap().is_allowed());
-    /// # }
-    /// # #[cfg(not(feature = "world"))]
-    /// # fn main() {}
-    /// ```
-    pub fn github(user: GithubUser) -> Self {
-        Principal::GithubUser { user, token: None }
-    }
-
-    /// A GitHub user with their own token, for user-token mode
-    /// ([`GithubAuth::UserTokens`](crate::GithubAuth::UserTokens)), where GitHub is asked with the
-    /// user's token rather than the service's.
-    ///
-    /// # Security
-    ///
-    /// The token is sent to GitHub only, never logged, and its `Debug` is redacted.
-    ///
-    /// ```
-    /// # #[cfg(feature = "world")]
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
-    /// # let world = ghauthz::world::World::load(path).unwrap();
-    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// use ghauthz::{Authorizer, Capability, Principal};
-    /// let authz = Authorizer::builder(mock.user_token_config()).build().unwrap();
-    /// let (bob, dash) = (world.user("bob").unwrap(), world.app("dash").unwrap());
-    /// let without = authz.check(&Principal::github(bob.clone()), &dash, Capability::Edit).await;
-    /// assert_eq!(without.unwrap_err().kind(), "missing_user_token");
-    /// let with = Principal::github_with_token(bob, mock.user_token("bob"));
-    /// assert!(authz.check(&with, &dash, Capability::Edit).await.unwrap().is_allowed());
-    /// # }
-    /// # #[cfg(not(feature = "world"))]
-    /// # fn main() {}
-    /// ```
-    pub fn github_with_token(user: GithubUser, token: GithubToken) -> Self {
-        Principal::GithubUser { user, token: Some(token) }
-    }
-
-    /// How the principal is written in output (the CLI's `explain`, an audit trail of the caller's
-    /// own): `anonymous`, `viewer:<email>`, `github:<login>` or `support:<agent>`. A viewer's label holds their
-    /// address: personal data.
-    ///
-    /// ```
-    /// use ghauthz::{GithubUser, Principal, UserId};
-    /// assert_eq!(Principal::github(GithubUser::new(UserId(2), "bob")).label(), "github:bob");
-    /// assert_eq!(Principal::Anonymous.label(), "anonymous");
-    /// ```
-    pub fn label(&self) -> String {
-        match self {
-            Principal::Anonymous => "anonymous".to_owned(),
-            Principal::Viewer(s) => format!("viewer:{}", s.email()),
-            Principal::GithubUser { user, .. } => format!("github:{}", user.login),
-            Principal::Support { agent } => format!("support:{agent}"),
-        }
-    }
-}
 
 /// Who changes an app's viewers or deletes the app: the operator, or a principal the policy must
 /// allow. The audit log ([`Authorizer::audit_log`]) records which: `operator` or `github:<id>`.
@@ -1044,591 +902,6 @@ impl Authorizer {
         &self.inner.policy
     }
 
-    /// May `principal` do `cap` to `app`? The app is given whole ([`Authorizer::check_app`] takes
-    /// an id). Answers from the cache when it can (see [`Authorizer::check_cached`]), otherwise
-    /// asks GitHub (for a GitHub user) or the store (for a viewer); an anonymous check never asks.
-    ///
-    /// # Errors
-    ///
-    /// [`CheckError`] means "could not decide": treat it as a denial, and ask again after
-    /// [`CheckError::retry_after`]. [`CheckError::Github`] when GitHub is unavailable, rate
-    /// limited, refuses the credentials or answers unexpectedly; [`CheckError::Store`] when a
-    /// viewer's grant cannot be read; [`CheckError::MissingUserToken`] in user-token mode, when
-    /// GitHub must be asked and the principal carries no token. A denial is never an error: it is a
-    /// [`Decision`].
-    ///
-    /// ```
-    /// # #[cfg(feature = "world")]
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
-    /// # let world = ghauthz::world::World::load(path).unwrap();
-    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
-    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
-    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
-    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
-    /// use ghauthz::{Capability, Lookup, NoAccessDetail, Principal, Reason, Role};
-    /// let dash = world.app("dash").unwrap(); // private, on acme/dashboard
-    /// let carol = Principal::github(world.user("carol").unwrap()); // write there
-    /// let d = authz.check(&carol, &dash, Capability::Edit).await.unwrap();
-    /// assert!(d.is_allowed());
-    /// assert!(matches!(d.reason(), Reason::GithubRole { role: Role::Write, required: Role::Write, .. }));
-    /// // Answered from the repository's roster, which lists `write` and up ...
-    /// assert_eq!(d.lookup(), Some(Lookup::Roster));
-    /// // ... and which answers for dave (triage there) without another request.
-    /// let dave = Principal::github(world.user("dave").unwrap());
-    /// let d = authz.check(&dave, &dash, Capability::View).await.unwrap();
-    /// assert!(!d.is_allowed());
-    /// assert_eq!(d.reason(), &Reason::NoAccess { detail: NoAccessDetail::NotOnRoster });
-    /// # }
-    /// # #[cfg(not(feature = "world"))]
-    /// # fn main() {}
-    /// ```
-    pub async fn check(&self, principal: &Principal, app: &App, cap: Capability) -> Result<Decision, CheckError> {
-        if let Some(decision) = self.check_cached(principal, app, cap) {
-            return Ok(decision);
-        }
-        // Boxed, as in `check_app_with`.
-        Box::pin(self.check_recorded(principal, app, cap, Consistency::Cached)).await
-    }
-
-    /// [`Authorizer::check`] for the app with this id; `unknown_app` (a denial) when there is none.
-    /// What a control plane calls on every request: on a hit, the app record and the GitHub fact
-    /// (or the viewer's grant) all come from memory ([`CacheConfig`]'s `# Staleness`).
-    ///
-    /// # Errors
-    ///
-    /// As [`Authorizer::check`], and [`CheckError::Store`] when the app's record cannot be read
-    /// (the store unavailable, or a record that is not an app).
-    ///
-    /// ```
-    /// # #[cfg(feature = "world")]
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
-    /// # let world = ghauthz::world::World::load(path).unwrap();
-    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
-    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
-    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
-    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
-    /// use ghauthz::{AppId, Capability, Principal};
-    /// let erin = Principal::github(world.user("erin").unwrap()); // admin on acme/dashboard
-    /// assert!(authz.check_app(&erin, &AppId("dash".into()), Capability::Deploy).await.unwrap().is_allowed());
-    /// let d = authz.check_app(&erin, &AppId("gone".into()), Capability::View).await.unwrap();
-    /// assert_eq!((d.is_allowed(), d.reason().kind()), (false, "unknown_app"));
-    /// # }
-    /// # #[cfg(not(feature = "world"))]
-    /// # fn main() {}
-    /// ```
-    pub async fn check_app(&self, principal: &Principal, app: &AppId, cap: Capability) -> Result<Decision, CheckError> {
-        self.check_app_with(principal, app, cap, Consistency::Cached).await
-    }
-
-    /// [`Authorizer::check_app`] with the facts as old as `consistency` allows:
-    /// [`Consistency::Fresh`] reads the app and the grant from the store and revalidates the GitHub
-    /// fact first (a conditional request, which spends no rate limit when nothing changed), for a
-    /// decision that must rest on nothing cached.
-    ///
-    /// # Errors
-    ///
-    /// As [`Authorizer::check_app`].
-    ///
-    /// ```
-    /// # #[cfg(feature = "world")]
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
-    /// # let world = ghauthz::world::World::load(path).unwrap();
-    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
-    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
-    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
-    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
-    /// use ghauthz::{AppId, Capability, Consistency, Principal, Source};
-    /// let (carol, dash) = (Principal::github(world.user("carol").unwrap()), AppId("dash".into()));
-    /// authz.check_app(&carol, &dash, Capability::Edit).await.unwrap(); // asks GitHub, caches
-    /// let cached = authz.check_app_with(&carol, &dash, Capability::Edit, Consistency::Cached).await.unwrap();
-    /// assert_eq!(cached.source(), Source::Cache);
-    /// let fresh = authz.check_app_with(&carol, &dash, Capability::Edit, Consistency::Fresh).await.unwrap();
-    /// assert_eq!(fresh.source(), Source::Github);
-    /// # }
-    /// # #[cfg(not(feature = "world"))]
-    /// # fn main() {}
-    /// ```
-    pub async fn check_app_with(
-        &self,
-        principal: &Principal,
-        app: &AppId,
-        cap: Capability,
-        consistency: Consistency,
-    ) -> Result<Decision, CheckError> {
-        if consistency == Consistency::Cached {
-            if let Some(decision) = self.check_app_cached(principal, app, cap) {
-                return Ok(decision);
-            }
-        }
-        // Boxed: the hit's future stays a few words instead of carrying the slow path's state.
-        Box::pin(self.check_app_uncached(principal, app, cap, consistency)).await
-    }
-
-    /// [`Authorizer::check_app_with`] past the hit: the app from the store if need be, then the
-    /// check.
-    async fn check_app_uncached(
-        &self,
-        principal: &Principal,
-        app: &AppId,
-        cap: Capability,
-        consistency: Consistency,
-    ) -> Result<Decision, CheckError> {
-        match self.app_with(app, consistency).await? {
-            Some(app) => self.check_recorded(principal, &app, cap, consistency).await,
-            None if matches!(principal, Principal::Support { .. }) => {
-                let decision = unknown_app();
-                self.audit_support_check(principal, app, cap, &decision).await?;
-                Ok(decision)
-            }
-            None => {
-                let decision = unknown_app();
-                if let Some(actor) = lifecycle::unknown_id_actor(principal, app) {
-                    self.record_check((actor, None), app, cap, &decision).await?;
-                }
-                Ok(decision)
-            }
-        }
-    }
-
-    /// [`Authorizer::check_app`] if it needs neither GitHub nor the store: synchronous, lock-free
-    /// and allocation-free on a hit, for a path that cannot await. `None` means `check_app` would
-    /// ask: call it then.
-    ///
-    /// ```
-    /// # #[cfg(feature = "world")]
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
-    /// # let world = ghauthz::world::World::load(path).unwrap();
-    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
-    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
-    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
-    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
-    /// use ghauthz::{AppId, Capability, Principal, Source};
-    /// let (erin, dash) = (Principal::github(world.user("erin").unwrap()), AppId("dash".into()));
-    /// assert!(authz.check_app_cached(&erin, &dash, Capability::Edit).is_none()); // nothing cached yet
-    /// authz.check_app(&erin, &dash, Capability::Edit).await.unwrap();
-    /// let hit = authz.check_app_cached(&erin, &dash, Capability::Edit).unwrap();
-    /// assert!(hit.is_allowed());
-    /// assert_eq!(hit.source(), Source::Cache);
-    /// # }
-    /// # #[cfg(not(feature = "world"))]
-    /// # fn main() {}
-    /// ```
-    pub fn check_app_cached(&self, principal: &Principal, app: &AppId, cap: Capability) -> Option<Decision> {
-        if cap.is_destructive() {
-            return None; // recorded: never answered from memory alone
-        }
-        let inner = &*self.inner;
-        let need = inner.policy.need(cap);
-        let now = inner.clock.now();
-        // A GitHub user's first look: the app table's copy, then the hit table.
-        if let Principal::GithubUser { user, .. } = principal {
-            if let Some(view) = inner.records.app_view(app, now) {
-                if !(need.open_on_public && view.visibility == Visibility::Public) {
-                    return self.cached_fact(user, view, need, now);
-                }
-            }
-        }
-        inner
-            .records
-            .with_app(app, now, |app, stamp| self.cached_need(principal, app, need, Some(stamp), now))
-            .flatten()
-    }
-
-    /// May the viewer holding session `token` do `cap` to the app with this id? A token that does
-    /// not verify is a denial (`session_invalid`, with its [`SessionError`]); an unknown app is
-    /// `unknown_app`. A viewer may only `view`, only the app the session is for, and only while the
-    /// grant it was minted under stands. On a hit nothing is verified again
-    /// ([`Authorizer::verify_session`]) and nothing is read from the store.
-    ///
-    /// # Errors
-    ///
-    /// [`CheckError::Store`] when the app or the grant cannot be read. A bad token is a denial, not
-    /// an error.
-    ///
-    /// # Security
-    ///
-    /// A token is verified in full (signature under a listed key, issuer, audience, expiry on the
-    /// authorizer's clock) the first time; after that it is confirmed by comparing it whole, in
-    /// constant time. Tokens are never logged.
-    ///
-    /// ```
-    /// # #[cfg(feature = "world")]
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
-    /// # let world = ghauthz::world::World::load(path).unwrap();
-    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
-    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
-    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
-    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
-    /// use ghauthz::{AppId, Capability, Reason, Via};
-    /// let dash = AppId("dash".into());
-    /// let link = authz.issue_link(&dash, "dana@example.com").await.unwrap(); // dana is invited to dash
-    /// let token = authz.redeem_link(link.token.expose_secret(), Some(&dash)).await.unwrap().token;
-    /// let token = token.expose_secret();
-    /// let d = authz.check_session(token, &dash, Capability::View).await.unwrap();
-    /// assert_eq!(d.reason(), &Reason::ViewerGrant { via: Via::EmailLink });
-    /// let forged = authz.check_session("eyJhbGciOiJub25lIn0.e30.", &dash, Capability::View).await.unwrap();
-    /// assert_eq!(forged.reason().kind(), "session_invalid");
-    /// # }
-    /// # #[cfg(not(feature = "world"))]
-    /// # fn main() {}
-    /// ```
-    pub async fn check_session(&self, token: &str, app: &AppId, cap: Capability) -> Result<Decision, CheckError> {
-        self.check_session_with(token, app, cap, Consistency::Cached).await
-    }
-
-    /// [`Authorizer::check_session`] with the facts as old as `consistency` allows:
-    /// [`Consistency::Fresh`] verifies the token in full and reads the app and the grant from the
-    /// store, for a decision that must rest on nothing cached.
-    ///
-    /// # Errors
-    ///
-    /// As [`Authorizer::check_session`].
-    ///
-    /// ```
-    /// # #[cfg(feature = "world")]
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
-    /// # let world = ghauthz::world::World::load(path).unwrap();
-    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
-    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
-    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
-    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
-    /// use ghauthz::{AppId, Capability, Consistency, Source};
-    /// let dash = AppId("dash".into());
-    /// let link = authz.issue_link(&dash, "dana@example.com").await.unwrap(); // dana is invited to dash
-    /// let token = authz.redeem_link(link.token.expose_secret(), Some(&dash)).await.unwrap().token;
-    /// let token = token.expose_secret();
-    /// authz.check_session(token, &dash, Capability::View).await.unwrap(); // verifies, reads, caches
-    /// let cached = authz.check_session_with(token, &dash, Capability::View, Consistency::Cached).await.unwrap();
-    /// assert_eq!(cached.source(), Source::Cache);
-    /// let fresh = authz.check_session_with(token, &dash, Capability::View, Consistency::Fresh).await.unwrap();
-    /// assert_eq!(fresh.source(), Source::Store);
-    /// # }
-    /// # #[cfg(not(feature = "world"))]
-    /// # fn main() {}
-    /// ```
-    pub async fn check_session_with(
-        &self,
-        token: &str,
-        app: &AppId,
-        cap: Capability,
-        consistency: Consistency,
-    ) -> Result<Decision, CheckError> {
-        if consistency == Consistency::Cached {
-            if let Some(decision) = self.check_session_cached(token, app, cap) {
-                return Ok(decision);
-            }
-        }
-        // Boxed, as in `check_app_with`.
-        Box::pin(self.check_session_uncached(token, app, cap, consistency)).await
-    }
-
-    /// [`Authorizer::check_session_with`] past the hit: the token verified, the app and the
-    /// grant from the store if need be.
-    async fn check_session_uncached(
-        &self,
-        token: &str,
-        app: &AppId,
-        cap: Capability,
-        consistency: Consistency,
-    ) -> Result<Decision, CheckError> {
-        let session = match self.verify_session_with(token, consistency) {
-            Ok(session) => session,
-            Err(error) => {
-                let decision = store_decision(Outcome::Deny, Reason::SessionInvalid { error });
-                // On record for an app that exists (a token that does not verify names nobody, so
-                // an id no app has is not written: it could be any text).
-                if cap.is_destructive() && self.app_with(app, consistency).await?.is_some() {
-                    self.record_check((Actor::Viewer, None), app, cap, &decision).await?;
-                }
-                return Ok(decision);
-            }
-        };
-        let Some(found) = self.app_with(app, consistency).await? else { return Ok(unknown_app()) };
-        let decision = self.check_viewer(&session, &found, self.inner.policy.need(cap), consistency).await?;
-        self.record_check(lifecycle::viewer_on(&session, app), app, cap, &decision).await?;
-        Ok(decision)
-    }
-
-    /// [`Authorizer::check_session`] if the token was verified before and the app and the grant are
-    /// cached: synchronous, lock-free and allocation-free. `None` means `check_session` would
-    /// verify or read: call it then.
-    ///
-    /// ```
-    /// # #[cfg(feature = "world")]
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
-    /// # let world = ghauthz::world::World::load(path).unwrap();
-    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
-    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
-    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
-    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
-    /// use ghauthz::{AppId, Capability};
-    /// let dash = AppId("dash".into());
-    /// let link = authz.issue_link(&dash, "dana@example.com").await.unwrap(); // dana is invited to dash
-    /// let token = authz.redeem_link(link.token.expose_secret(), Some(&dash)).await.unwrap().token;
-    /// let token = token.expose_secret();
-    /// assert!(authz.check_session_cached(token, &dash, Capability::View).is_none()); // never verified here
-    /// authz.check_session(token, &dash, Capability::View).await.unwrap();
-    /// assert!(authz.check_session_cached(token, &dash, Capability::View).unwrap().is_allowed());
-    /// # }
-    /// # #[cfg(not(feature = "world"))]
-    /// # fn main() {}
-    /// ```
-    pub fn check_session_cached(&self, token: &str, app: &AppId, cap: Capability) -> Option<Decision> {
-        if cap.is_destructive() {
-            return None; // recorded: never answered from memory alone
-        }
-        let inner = &*self.inner;
-        let need = inner.policy.need(cap);
-        let now = inner.clock.now();
-        inner
-            .sessions
-            .with(token, now, |session| {
-                inner.records.with_app(app, now, |app, stamp| self.cached_viewer(session, app, need, Some(stamp), now))
-            })
-            .flatten()
-            .flatten()
-    }
-
-    /// The app with this id, from the cache or the store; `None` if there is none. What to pass to
-    /// [`Authorizer::check`] when the app is needed whole (its coordinates, its visibility).
-    ///
-    /// # Errors
-    ///
-    /// [`CheckError::Store`] if the store cannot answer, or holds a record that is not an app.
-    ///
-    /// ```
-    /// # #[cfg(feature = "world")]
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
-    /// # let world = ghauthz::world::World::load(path).unwrap();
-    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
-    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
-    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
-    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
-    /// use ghauthz::AppId;
-    /// let dash = authz.app(&AppId("dash".into())).await.unwrap().unwrap();
-    /// assert_eq!(dash.coords().to_string(), "acme/dashboard");
-    /// assert!(authz.app(&AppId("nope".into())).await.unwrap().is_none());
-    /// # }
-    /// # #[cfg(not(feature = "world"))]
-    /// # fn main() {}
-    /// ```
-    pub async fn app(&self, id: &AppId) -> Result<Option<App>, CheckError> {
-        self.app_with(id, Consistency::Cached).await
-    }
-
-    async fn app_with(&self, id: &AppId, consistency: Consistency) -> Result<Option<App>, CheckError> {
-        let inner = &*self.inner;
-        if consistency == Consistency::Cached {
-            if let Some(app) = inner.records.with_app(id, inner.clock.now(), |app, _| app.clone()) {
-                return Ok(Some(app));
-            }
-        }
-        Ok(self.load_app(id).await?.map(|(app, _)| app))
-    }
-
-    /// Reads the app from the store, and remembers it; with its cache stamp if it stayed.
-    async fn load_app(&self, id: &AppId) -> Result<Option<(App, Option<u64>)>, CheckError> {
-        let inner = &*self.inner;
-        let started = inner.records.begin();
-        let Some(record) = inner.store.app(id).await? else { return Ok(None) };
-        let app = record.app().map_err(|e| CheckError::Store(e.into()))?;
-        let stamp = inner.records.remember_app(app.clone(), started, inner.clock.now());
-        Ok(Some((app, stamp)))
-    }
-
-    async fn check_need(
-        &self,
-        principal: &Principal,
-        app: &App,
-        need: Need,
-        consistency: Consistency,
-    ) -> Result<Decision, CheckError> {
-        match principal {
-            Principal::Viewer(session) => return self.check_viewer(session, app, need, consistency).await,
-            Principal::Support { agent } => return self.check_support(agent, app, need, consistency).await,
-            _ => {}
-        }
-        let now = self.inner.clock.now();
-        if consistency == Consistency::Cached {
-            if let Some(decision) = self.cached_need(principal, app, need, None, now) {
-                return Ok(decision);
-            }
-        }
-        let Principal::GithubUser { user, token } = principal else {
-            // Anonymous checks always answer without a request.
-            return Ok(self.anonymous(app, need));
-        };
-        if need.open_on_public && app.visibility() == Visibility::Public && consistency == Consistency::Fresh {
-            return Ok(self.anonymous(app, need));
-        }
-        let key = PermKey { user: user.id, repo: app.repo_id() };
-        let token = match (self.inner.facts.user_token_mode(), token) {
-            (true, None) => return Err(CheckError::MissingUserToken { login: user.login.clone() }),
-            (true, Some(t)) => Some(t),
-            (false, _) => None,
-        };
-        let age = match consistency {
-            Consistency::Fresh => Age::Fresh,
-            Consistency::Cached if need.strict => Age::Strict,
-            Consistency::Cached => Age::Ordinary,
-        };
-        let (entry, source) = self.inner.facts.load(key, app, user, token, age).await?;
-        let now = self.inner.clock.now();
-        Ok(self.inner.facts.decision(&entry.core, app.view(), need, source, now))
-    }
-
-    /// The answer if it needs no request: anonymous and public-view checks, and cache hits that are
-    /// fresh enough for `cap` (`deploy` and `delete` take facts no older than `strict_max_age`).
-    /// Synchronous, allocation-free on a hit; `None` means [`Authorizer::check`] would ask GitHub
-    /// (or, for a viewer, the store).
-    ///
-    /// ```
-    /// # #[cfg(feature = "world")]
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
-    /// # let world = ghauthz::world::World::load(path).unwrap();
-    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
-    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
-    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
-    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
-    /// use ghauthz::{Capability, Principal};
-    /// let (bob, dash) = (Principal::github(world.user("bob").unwrap()), world.app("dash").unwrap());
-    /// assert!(authz.check_cached(&Principal::Anonymous, &dash, Capability::View).is_some()); // never asks
-    /// assert!(authz.check_cached(&bob, &dash, Capability::Edit).is_none());
-    /// authz.check(&bob, &dash, Capability::Edit).await.unwrap();
-    /// assert!(authz.check_cached(&bob, &dash, Capability::Edit).unwrap().is_allowed());
-    /// # }
-    /// # #[cfg(not(feature = "world"))]
-    /// # fn main() {}
-    /// ```
-    #[inline]
-    pub fn check_cached(&self, principal: &Principal, app: &App, cap: Capability) -> Option<Decision> {
-        if cap.is_destructive() {
-            return None; // recorded: never answered from memory alone
-        }
-        self.cached_need(principal, app, self.inner.policy.need(cap), None, self.inner.clock.now())
-    }
-
-    /// `stamp`: the cache stamp of the app's record, where the caller already looked it up.
-    #[inline]
-    fn cached_need(
-        &self,
-        principal: &Principal,
-        app: &App,
-        need: Need,
-        stamp: Option<u64>,
-        now: Timestamp,
-    ) -> Option<Decision> {
-        match principal {
-            Principal::GithubUser { user, .. } if !(need.open_on_public && app.visibility() == Visibility::Public) => {
-                self.cached_fact(user, app.view(), need, now)
-            }
-            Principal::Viewer(session) => self.cached_viewer(session, app, need, stamp, now),
-            _ => self.cached_without_fact(principal, app, need),
-        }
-    }
-
-    /// A GitHub user's decision from the cached fact about `app`'s repository, if it is fresh.
-    #[inline]
-    fn cached_fact(&self, user: &GithubUser, app: AppView, need: Need, now: Timestamp) -> Option<Decision> {
-        let key = PermKey { user: user.id, repo: app.repo_id };
-        self.inner.facts.cached(&key, app, need, if need.strict { Age::Strict } else { Age::Ordinary }, now)
-    }
-
-    /// What `cached_need` decides for a principal that needs no fact: kept out of line, as the
-    /// viewer's path is, so that the GitHub user's hit stays short.
-    #[inline(never)]
-    fn cached_without_fact(&self, principal: &Principal, app: &App, need: Need) -> Option<Decision> {
-        match principal {
-            Principal::Anonymous | Principal::GithubUser { .. } => Some(self.anonymous(app, need)),
-            // Every support check is audited: never answered from memory alone; a viewer is
-            // decided by `cached_viewer`.
-            Principal::Support { .. } | Principal::Viewer(_) => None,
-        }
-    }
-
-    /// What a viewer's session decides without the store: everything but a private app's grant,
-    /// which must be cached (under the app's cache `stamp`).
-    #[inline(never)]
-    fn cached_viewer(
-        &self,
-        session: &Session,
-        app: &App,
-        need: Need,
-        stamp: Option<u64>,
-        now: Timestamp,
-    ) -> Option<Decision> {
-        if let Some(decision) = viewer_without_grant(session, app, need, now) {
-            return Some(decision);
-        }
-        let records = &self.inner.records;
-        let stamp = stamp.or_else(|| records.with_app(app.id(), now, |_, stamp| stamp))?;
-        records.grant_live(session.grant(), stamp).then(|| granted(session, Source::Cache))
-    }
-
-    /// A viewer: the session must be for this app and unexpired, the action `view`, and the grant
-    /// it was minted under must still be the one that invites its address (from the cache while
-    /// the store's feed is heard, otherwise read from the store now).
-    async fn check_viewer(
-        &self,
-        session: &Session,
-        app: &App,
-        need: Need,
-        consistency: Consistency,
-    ) -> Result<Decision, CheckError> {
-        let inner = &*self.inner;
-        let now = inner.clock.now();
-        if let Some(decision) = viewer_without_grant(session, app, need, now) {
-            return Ok(decision);
-        }
-        let mut stamp = None;
-        if consistency == Consistency::Cached {
-            // The app's stamp is taken before the grant is read, so that a removal applied after
-            // the read forgets what the read found.
-            stamp = match inner.records.with_app(app.id(), now, |_, stamp| stamp) {
-                Some(stamp) if inner.records.grant_live(session.grant(), stamp) => {
-                    return Ok(granted(session, Source::Cache));
-                }
-                Some(stamp) => Some(stamp),
-                None => self.load_app(app.id()).await?.and_then(|(_, stamp)| stamp),
-            };
-        }
-        if inner.store.grant(app.id(), session.email()).await? == Some(session.grant()) {
-            if let Some(stamp) = stamp {
-                inner.records.remember_grant(session.grant(), stamp);
-            }
-            Ok(granted(session, Source::Store))
-        } else {
-            Ok(store_decision(Outcome::Deny, Reason::NotInvited))
-        }
-    }
-
     /// Issues a single-use sign-in link to `app` for an invited address, rate-limited per (app,
     /// address) ([`AuthorizerBuilder::links`]). Send it to [`IssuedLink::email`], the stored
     /// address, never to what a requester typed; it works until [`IssuedLink::expires_at`].
@@ -1963,46 +1236,17 @@ impl Authorizer {
         self.inner.sessions.keys_changed();
     }
 
-    /// A session for `email` on `app` under the grant the store holds now, as a redeemed link
-    /// would mint it (world mode: decision tables check a signed-in viewer through the real
-    /// path); `None` when the address is not invited.
+    /// The session a redeemed link would give `email` on `app` now, under the grant the store
+    /// holds (its token is not signed: the check does not read it) (world mode: `explain` and decision tables check a signed-in viewer through
+    /// the production path).
     #[cfg(feature = "world")]
-    pub(crate) async fn session_for(
-        &self,
-        app: &AppId,
-        email: &Email,
-    ) -> Result<Option<Session>, crate::viewer::SignInRefusal> {
-        let grant = self.inner.store.grant(app, email).await.map_err(crate::viewer::SignInRefusal::Store)?;
-        let Some(grant) = grant else { return Ok(None) };
-        let now = self.inner.clock.now();
-        let issued = self.inner.signin.mint(now, app, email, grant, crate::core::session::Via::EmailLink)?;
-        Ok(Some(issued.session))
-    }
-
-    /// What `email` may do to `app` once signed in (by an emailed link): what `explain` shows
-    /// for an invited viewer. The policy's verdict on the grant the store holds now; no session
-    /// is made.
-    #[cfg(feature = "world")]
-    pub(crate) async fn invited_viewer(
-        &self,
-        app: &App,
-        email: &Email,
-        cap: Capability,
-    ) -> Result<Decision, CheckError> {
-        if let Some(decision) = viewer_need(app, self.inner.policy.need(cap)) {
-            return Ok(decision);
-        }
-        Ok(match self.inner.store.grant(app.id(), email).await? {
-            Some(_) => {
-                store_decision(Outcome::Allow, Reason::ViewerGrant { via: crate::core::session::Via::EmailLink })
-            }
-            None => store_decision(Outcome::Deny, Reason::NotInvited),
-        })
-    }
-
-    fn anonymous(&self, app: &App, need: Need) -> Decision {
-        let (outcome, reason) = decide_anonymous(app.visibility(), need);
-        Decision::new(outcome, reason, Source::Store, 0)
+    pub(crate) async fn session_for(&self, app: &AppId, email: &Email) -> Result<Session, StoreError> {
+        // An address the store does not invite gets the session of a viewer whose invitation was
+        // since removed: one under a grant id no store issues (they count from 1).
+        let grant = self.inner.store.grant(app, email).await?.unwrap_or(crate::core::ids::GrantId(0));
+        let expires_at = self.inner.clock.now().plus(self.inner.signin.sessions.ttl);
+        let via = crate::core::session::Via::EmailLink;
+        Ok(Session { app: app.clone(), email: email.clone(), grant, via, expires_at })
     }
 
     /// Every app in the store, ordered by id (read from the store each time, for listings).
@@ -2183,13 +1427,13 @@ impl Authorizer {
     /// # fn main() {}
     /// ```
     pub async fn viewers(&self, by: &ChangedBy, app: &AppId) -> Result<Vec<Email>, ManageError> {
-        self.authorize_app(by, app, self.inner.policy.sharing_need()).await?;
+        self.authorize_app(by, app, Asked::Sharing, None).await?;
         Ok(self.inner.store.viewers(app).await.map_err(CheckError::from)?)
     }
 
     async fn authorize_sharing(&self, by: &ChangedBy, app: &AppId, email: &str) -> Result<(Email, Actor), ManageError> {
         let email = Email::parse(email)?;
-        let actor = self.authorize_app(by, app, self.inner.policy.sharing_need()).await?;
+        let actor = self.authorize_app(by, app, Asked::Sharing, None).await?;
         Ok((email, actor))
     }
 
@@ -2232,20 +1476,54 @@ impl Authorizer {
         Ok(deleted?)
     }
 
-    /// Who may change the app with this id. The app is read from the store, not the cache: a
-    /// change is judged on the app as it is now (an id deleted and deployed elsewhere since is
-    /// judged on its new repository).
-    async fn authorize_app(&self, by: &ChangedBy, id: &AppId, need: Need) -> Result<Actor, ManageError> {
-        let app = self.app_with(id, Consistency::Fresh).await?.ok_or_else(|| ManageError::UnknownApp(id.clone()))?;
-        match by {
-            ChangedBy::Operator => Ok(Actor::Operator),
-            ChangedBy::Principal(principal) => {
-                let decision = self.check_need(principal, &app, need, Consistency::Cached).await?;
-                match principal {
-                    Principal::GithubUser { user, .. } if decision.is_allowed() => Ok(Actor::Github(user.id)),
-                    _ => Err(ManageError::Denied { app: id.clone(), decision: Box::new(decision) }),
+    /// Who may change the app with this id as `asked`: the operator, or a GitHub user the policy
+    /// allows; anyone else is refused before anything is looked up. The app is read from the
+    /// store, not the cache: a change is judged on the app as it is now (an id deleted and
+    /// deployed elsewhere since is judged on its new repository). A refusal is on record as
+    /// `action` denied, where an action is given; a support agent's attempt is on record as its
+    /// checks are.
+    async fn authorize_app(
+        &self,
+        by: &ChangedBy,
+        id: &AppId,
+        asked: Asked,
+        action: Option<AuditAction>,
+    ) -> Result<Actor, ManageError> {
+        let app = self.app_with(id, Consistency::Fresh).await?;
+        let ChangedBy::Principal(principal) = by else {
+            return app.map(|_| Actor::Operator).ok_or_else(|| ManageError::UnknownApp(id.clone()));
+        };
+        let (policy, subject, now) = (&self.inner.policy, Subject::of(principal), self.inner.clock.now());
+        let (seen, decision) = match &app {
+            None => {
+                let seen = AppSeen::Unknown(id);
+                (seen, decide(policy, subject, &Gathered::of(seen), asked, now))
+            }
+            Some(app) => {
+                let seen = AppSeen::Known(id, app.view());
+                match decide(policy, subject, &Gathered::of(AppSeen::Changing(id)), asked, now) {
+                    Err(Missing::App) => {
+                        (seen, Ok(self.decide_gathering(principal, app, asked, Consistency::Cached).await?))
+                    }
+                    refused => {
+                        let refused = refused.map_err(|_| CheckError::Undecided)?;
+                        if let Subject::Support(_) = subject {
+                            // On record as every support agent's check is.
+                            self.record_decision(subject, seen, Audited::Check(asked, &refused)).await?;
+                        }
+                        (seen, Ok(refused))
+                    }
                 }
             }
+        };
+        let decision = decision.map_err(|_| CheckError::Undecided)?;
+        if let (Some(action), false) = (action, decision.is_allowed()) {
+            self.record_decision(subject, seen, Audited::Refusal(action, &decision)).await?;
+        }
+        match (principal, app) {
+            (_, None) => Err(ManageError::UnknownApp(id.clone())),
+            (Principal::GithubUser { user, .. }, Some(_)) if decision.is_allowed() => Ok(Actor::Github(user.id)),
+            _ => Err(ManageError::Denied { app: id.clone(), decision: Box::new(decision) }),
         }
     }
 
@@ -2559,42 +1837,4 @@ impl Inner {
     fn invalidate_local(&self, inv: Invalidation) {
         self.facts.invalidate(inv);
     }
-}
-
-fn store_decision(outcome: Outcome, reason: Reason) -> Decision {
-    Decision::new(outcome, reason, Source::Store, 0)
-}
-
-/// A viewer allowed by their grant, known from `source`.
-fn granted(session: &Session, source: Source) -> Decision {
-    Decision::new(Outcome::Allow, Reason::ViewerGrant { via: session.via() }, source, 0)
-}
-
-fn unknown_app() -> Decision {
-    store_decision(Outcome::Deny, Reason::UnknownApp)
-}
-
-/// What a viewer's session decides on its own, before any grant: refused if expired or for
-/// another app, denied for anything but `view`, allowed on a public app.
-fn viewer_without_grant(session: &Session, app: &App, need: Need, now: Timestamp) -> Option<Decision> {
-    let invalid = |error| Some(store_decision(Outcome::Deny, Reason::SessionInvalid { error }));
-    if session.expires_at() <= now {
-        return invalid(SessionError::Expired);
-    }
-    if session.app() != app.id() {
-        return invalid(SessionError::WrongApp);
-    }
-    viewer_need(app, need)
-}
-
-/// What any viewer's capability decides before a grant: denied for anything but `view`,
-/// allowed on a public app.
-fn viewer_need(app: &App, need: Need) -> Option<Decision> {
-    if !need.open_on_public {
-        return Some(store_decision(Outcome::Deny, Reason::NoAccess { detail: NoAccessDetail::ViewOnly }));
-    }
-    if app.visibility() == Visibility::Public {
-        return Some(store_decision(Outcome::Allow, Reason::PublicApp));
-    }
-    None
 }

@@ -2,19 +2,20 @@
 //! platform's support staff; a support agent's every check is decided over the app's windows and
 //! audited.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Authorizer, ChangedBy, ManageError};
-use crate::cache::Consistency;
-use crate::core::decision::Decision;
-use crate::core::ids::{App, AppId, SupportId};
-use crate::core::policy::{Capability, Need};
+use crate::core::check::Asked;
+use crate::core::ids::{AppId, SupportId};
+use crate::core::policy::Capability;
 use crate::core::support::{
-    DEFAULT_SUPPORT_WINDOW, MAX_SUPPORT_REASON, MAX_SUPPORT_WINDOW, SupportWindow, decide_support, valid_agent_name,
+    DEFAULT_SUPPORT_WINDOW, MAX_SUPPORT_REASON, MAX_SUPPORT_WINDOW, SupportWindow, valid_agent_name,
 };
 use crate::error::CheckError;
-use crate::store::{Actor, AuditAction, AuditEvent, AuditOutcome, Change};
+use crate::store::{AuditAction, AuditEvent, Change};
+
+/// What managing support windows asks: the policy's `edit`.
+const EDIT: Asked = Asked::Capability(Capability::Edit);
 
 /// What [`Authorizer::grant_support`] is asked to open: the capabilities (`view` unless set;
 /// `view` and `edit` only), how long (24 hours unless set; at most [`MAX_SUPPORT_WINDOW`]), for
@@ -159,8 +160,7 @@ impl Authorizer {
         if let Some(field) = grant.invalid_field() {
             return Err(ManageError::InvalidSupport(field));
         }
-        let need = self.inner.policy.need(Capability::Edit);
-        let actor = self.authorize_audited(by, app, need, AuditAction::SupportGranted).await?;
+        let actor = self.authorize_app(by, app, EDIT, Some(AuditAction::SupportGranted)).await?;
         let now = self.inner.clock.now();
         let mut window = SupportWindow {
             id: SupportId(0),
@@ -222,8 +222,7 @@ impl Authorizer {
         if agent.is_some_and(|a| !valid_agent_name(a)) {
             return Err(ManageError::InvalidSupport("agent"));
         }
-        let need = self.inner.policy.need(Capability::Edit);
-        let actor = self.authorize_audited(by, app, need, AuditAction::SupportRevoked).await?;
+        let actor = self.authorize_app(by, app, EDIT, Some(AuditAction::SupportRevoked)).await?;
         let now = self.inner.clock.now();
         let event = AuditEvent::new(now, &actor, app, AuditAction::SupportRevoked)
             .with_detail(format!("agent {}", agent.unwrap_or("any")));
@@ -261,79 +260,7 @@ impl Authorizer {
     /// [`ManageError::UnknownApp`], [`ManageError::Denied`], or [`ManageError::Check`] when
     /// GitHub or the store failed.
     pub async fn support_windows(&self, by: &ChangedBy, app: &AppId) -> Result<Vec<SupportWindow>, ManageError> {
-        self.authorize_app(by, app, self.inner.policy.need(Capability::Edit)).await?;
+        self.authorize_app(by, app, EDIT, None).await?;
         Ok(self.inner.store.support_windows(app).await.map_err(CheckError::from)?)
-    }
-
-    /// A support agent's check: decided over the app's windows (cached as viewer grants are,
-    /// read from the store when not cached or when `consistency` is fresh), and audited
-    /// ([`AuditAction::SupportCheck`]) before it is answered; a check that cannot be audited is
-    /// not answered.
-    pub(super) async fn check_support(
-        &self,
-        agent: &str,
-        app: &App,
-        need: Need,
-        consistency: Consistency,
-    ) -> Result<Decision, CheckError> {
-        let records = &self.inner.records;
-        // Taken before the store is read: a change applied meanwhile forgets the app entry, and
-        // windows remembered under its stamp are never served.
-        let stamp = match consistency {
-            Consistency::Cached => records.with_app(app.id(), self.inner.clock.now(), |_, stamp| stamp),
-            Consistency::Fresh => None,
-        };
-        let mut source = crate::core::decision::Source::Cache;
-        let windows = match stamp.and_then(|s| records.windows(app.id(), s)) {
-            Some(windows) => windows,
-            None => {
-                source = crate::core::decision::Source::Store;
-                let windows: Arc<[SupportWindow]> = self.inner.store.support_windows(app.id()).await?.into();
-                if let Some(stamp) = stamp {
-                    records.remember_windows(app.id(), stamp, windows.clone());
-                }
-                windows
-            }
-        };
-        let now = self.inner.clock.now();
-        let (outcome, reason) = decide_support(&windows, agent, need.capability, app.visibility(), now);
-        let decision = Decision::new(outcome, reason, source, 0);
-        let asked = need.capability.map_or("sharing", |c| c.as_str());
-        self.record_support_check(agent, app.id(), asked, &decision).await?;
-        Ok(decision)
-    }
-
-    /// Records a support agent's check of `app` for `asked`, allowed or denied: the agent, the
-    /// id, what was asked and the reason's kind, nothing personal.
-    async fn record_support_check(
-        &self,
-        agent: &str,
-        app: &AppId,
-        asked: &str,
-        decision: &Decision,
-    ) -> Result<(), CheckError> {
-        let actor = Actor::Support(super::lifecycle::audited_agent(agent).to_owned());
-        let outcome = if decision.is_allowed() { AuditOutcome::Allowed } else { AuditOutcome::Denied };
-        let event = AuditEvent::new(self.inner.clock.now(), &actor, app, AuditAction::SupportCheck)
-            .with_outcome(outcome)
-            .with_detail(format!("{asked}: {}", decision.reason().kind()));
-        Ok(self.inner.store.record(&event, None).await?)
-    }
-
-    /// Audits a support agent's check of an app id no app has (`unknown_app`): the entry names
-    /// the agent and the id, nothing personal. An id no app could have (empty, over
-    /// [`MAX_DEPLOY_FIELD`](crate::MAX_DEPLOY_FIELD) bytes, control characters) is not written.
-    pub(super) async fn audit_support_check(
-        &self,
-        principal: &super::Principal,
-        app: &AppId,
-        cap: Capability,
-        decision: &Decision,
-    ) -> Result<(), CheckError> {
-        let super::Principal::Support { agent } = principal else { return Ok(()) };
-        if super::lifecycle::refused_field(&app.0) {
-            return Ok(());
-        }
-        self.record_support_check(agent, app, cap.as_str(), decision).await
     }
 }

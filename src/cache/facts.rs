@@ -22,10 +22,11 @@ use moka::ops::compute::Op;
 use super::{
     Age, Backoff, CacheConfig, Counters, Epochs, FactCore, FactMap, PermEntry, PermKey, RepoEntry, RosterEntry,
 };
-use crate::core::decision::{Decision, Fact, Source, decide_github, decide_role};
+use crate::core::check::Seen;
+use crate::core::decision::{Fact, Source};
 use crate::core::ids::{App, AppView, GithubUser, OwnerId, RepoCoords, RepoId};
 use crate::core::invalidation::Invalidation;
-use crate::core::policy::{Need, Role, RoleName};
+use crate::core::policy::Role;
 use crate::core::secret::GithubToken;
 use crate::core::time::{Clock, Timestamp};
 use crate::error::CheckError;
@@ -164,45 +165,46 @@ impl Facts {
         self.perms.entry_count()
     }
 
-    /// The hit path: the decision if the key's fact is in memory and fresh enough for `age`.
+    /// The hit path: `decide` over the key's fact, if the fact is in memory and fresh enough for
+    /// `age` (and still about the repository at the app's coordinates).
     #[inline]
-    pub(crate) fn cached(&self, key: &PermKey, app: AppView, need: Need, age: Age, now: Timestamp) -> Option<Decision> {
+    pub(crate) fn cached<R>(
+        &self,
+        key: &PermKey,
+        app: AppView,
+        age: Age,
+        now: Timestamp,
+        decide: impl Fn(Seen<&Fact>) -> R,
+    ) -> Option<R> {
         // Read before either look: a slot is believed only if no invalidation came since it was
         // written, and the front map's entry is copied there stamped with it.
         let epoch = self.epochs.current();
         let inline = self.front.with_inline(key, |hit| {
             let age_ms = now.millis_since(hit.confirmed_at);
-            let role = hit.fact.role();
             let fresh = hit.at_epoch(epoch)
                 && hit.coords_fp == app.coords_fp
-                && age_ms < self.max_age_ms(role.is_some(), age, now, hit.confirmed_at);
-            fresh.then(|| {
-                let (outcome, reason) = match role {
-                    Some(role) => decide_role(need, app.visibility, role, RoleName::Standard(role)),
-                    None => decide_github(need, app.repo_id, app.visibility, &hit.fact.fact()),
-                };
-                Decision::github(outcome, reason, Source::Cache, age_ms, hit.fact.lookup())
-            })
+                && age_ms < self.max_age_ms(hit.fact.role().is_some(), age, now, hit.confirmed_at);
+            fresh.then(|| decide(Seen::cached(&hit.fact.fact(), age_ms)))
         });
         if inline.is_some() {
             return inline;
         }
-        self.cached_front(key, app, need, age, now, epoch)
+        self.cached_front(key, app, age, now, epoch, &decide)
     }
 
     /// The hit path's second look: the front map.
     #[inline(never)]
-    fn cached_front(
+    fn cached_front<R>(
         &self,
         key: &PermKey,
         app: AppView,
-        need: Need,
         age: Age,
         now: Timestamp,
         epoch: u64,
-    ) -> Option<Decision> {
+        decide: &impl Fn(Seen<&Fact>) -> R,
+    ) -> Option<R> {
         self.front.with(key, epoch, |entry| {
-            self.usable(key, entry, app, now, age).then(|| self.decision(entry, app, need, Source::Cache, now))
+            self.usable(key, entry, app, now, age).then(|| decide(Self::seen(entry, Source::Cache, now)))
         })
     }
 
@@ -284,17 +286,10 @@ impl Facts {
             && self.epochs.still_valid(&entry.seen_epoch, |inv| entry.matches(inv))
     }
 
-    pub(crate) fn decision(
-        &self,
-        entry: &FactCore,
-        app: AppView,
-        need: Need,
-        source: Source,
-        now: Timestamp,
-    ) -> Decision {
-        let (outcome, reason) = decide_github(need, app.repo_id, app.visibility, &entry.fact);
-        let age = if source == Source::Github { 0 } else { now.millis_since(entry.confirmed_at) };
-        Decision::github(outcome, reason, source, age, entry.fact.lookup())
+    /// The entry's fact, from `source`: as old as its confirmation, or new if asked just now.
+    pub(crate) fn seen(entry: &FactCore, source: Source, now: Timestamp) -> Seen<&Fact> {
+        let age_ms = if source == Source::Github { 0 } else { now.millis_since(entry.confirmed_at) };
+        Seen { value: &entry.fact, source, age_ms }
     }
 
     fn note_failure(&self, key: PermKey, err: &CheckError, now: Timestamp) {

@@ -34,7 +34,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::core::decision::{Fact, Lookup};
+use crate::core::decision::Fact;
 use crate::core::policy::{Role, RoleGrant, RoleName};
 use crate::core::time::Timestamp;
 
@@ -110,16 +110,6 @@ impl InlineFact {
             Fact::RepoNotFound => Some(InlineFact::RepoNotFound),
             Fact::LoginMismatch => Some(InlineFact::LoginMismatch),
             Fact::Role(Some(_)) | Fact::Rostered(Some(_)) | Fact::Replaced { .. } => None,
-        }
-    }
-
-    /// Which lookup says so.
-    #[inline]
-    pub(crate) fn lookup(self) -> Lookup {
-        match self {
-            InlineFact::NotOnRoster | InlineFact::RosterRole(_) => Lookup::Roster,
-            InlineFact::NoRole | InlineFact::Role(_) | InlineFact::LoginMismatch => Lookup::User,
-            InlineFact::RepoNotFound => Lookup::Repository,
         }
     }
 
@@ -336,7 +326,6 @@ mod tests {
         {
             assert_eq!(InlineFact::decode(f.encode()), Some(f));
             assert_eq!(InlineFact::of(&f.fact()), Some(f));
-            assert_eq!(f.lookup(), f.fact().lookup());
         }
         let custom = Fact::Role(Some(RoleGrant { role: Role::Write, name: RoleName::Custom("release".into()) }));
         assert_eq!(InlineFact::of(&custom), None);

@@ -57,9 +57,9 @@ pub(crate) struct Records {
     /// deploys, so they must not be able to aim them at one another).
     apps: papaya::HashMap<AppId, AppEntry, foldhash::fast::RandomState>,
     /// A live grant, with the stamp of the app entry it was checked under.
-    grants: papaya::HashMap<GrantId, u64, FxBuildHasher>,
+    grants: papaya::HashMap<GrantId, (u64, Timestamp), FxBuildHasher>,
     /// An app's support windows, with the stamp of the app entry they were read under.
-    windows: papaya::HashMap<AppId, (u64, Arc<[SupportWindow]>), foldhash::fast::RandomState>,
+    windows: papaya::HashMap<AppId, (u64, Timestamp, Arc<[SupportWindow]>), foldhash::fast::RandomState>,
     /// Inline copies of the apps served, for a GitHub user's check by id.
     inline: AppTable,
     capacity: usize,
@@ -137,25 +137,27 @@ impl Records {
         self.inline.get(id, self.epoch.load(Ordering::SeqCst), now, self.ttl_ms)
     }
 
-    /// Whether `grant` was found live under the app entry stamped `stamp`.
-    pub(crate) fn grant_live(&self, grant: GrantId, stamp: u64) -> bool {
-        self.grants.pin().get(&grant) == Some(&stamp)
+    /// When `grant` was read live from the store, if it was under the app entry stamped `stamp`.
+    #[inline]
+    pub(crate) fn grant_live(&self, grant: GrantId, stamp: u64) -> Option<Timestamp> {
+        self.grants.pin().get(&grant).filter(|(s, _)| *s == stamp).map(|(_, read_at)| *read_at)
     }
 
-    /// The app's support windows, if they were read under the app entry stamped `stamp`.
-    pub(crate) fn windows(&self, id: &AppId, stamp: u64) -> Option<Arc<[SupportWindow]>> {
+    /// The app's support windows and when they were read, if they were read under the app entry
+    /// stamped `stamp`.
+    pub(crate) fn windows(&self, id: &AppId, stamp: u64) -> Option<(Arc<[SupportWindow]>, Timestamp)> {
         let windows = self.windows.pin();
-        windows.get(id).filter(|(s, _)| *s == stamp).map(|(_, w)| w.clone())
+        windows.get(id).filter(|(s, _, _)| *s == stamp).map(|(_, read_at, w)| (w.clone(), *read_at))
     }
 
-    /// Remembers the app's support windows, read under the app entry stamped `stamp` (taken
-    /// before the store was read).
-    pub(crate) fn remember_windows(&self, id: &AppId, stamp: u64, windows: Arc<[SupportWindow]>) {
+    /// Remembers the app's support windows, read at `read_at` under the app entry stamped `stamp`
+    /// (taken before the store was read).
+    pub(crate) fn remember_windows(&self, id: &AppId, stamp: u64, read_at: Timestamp, windows: Arc<[SupportWindow]>) {
         let cached = self.windows.pin();
         if cached.len() >= self.capacity {
             self.make_room_for_grants();
         }
-        cached.insert(id.clone(), (stamp, windows));
+        cached.insert(id.clone(), (stamp, read_at, windows));
     }
 
     /// The epoch to pass to [`Records::remember_app`], read before the store is.
@@ -201,14 +203,14 @@ impl Records {
         Some(stamp)
     }
 
-    /// Remembers that `grant` is live under the app entry stamped `stamp` (taken before the
-    /// store was read).
-    pub(crate) fn remember_grant(&self, grant: GrantId, stamp: u64) {
+    /// Remembers that `grant` was read live at `read_at`, under the app entry stamped `stamp`
+    /// (taken before the store was read).
+    pub(crate) fn remember_grant(&self, grant: GrantId, stamp: u64, read_at: Timestamp) {
         let grants = self.grants.pin();
         if grants.len() >= self.capacity {
             self.make_room_for_grants();
         }
-        grants.insert(grant, stamp);
+        grants.insert(grant, (stamp, read_at));
     }
 
     /// Makes room for apps, never by forgetting them all at once (a full cache must not turn
@@ -232,15 +234,15 @@ impl Records {
     fn make_room_for_grants(&self) {
         let held: std::collections::HashSet<u64> = self.apps.pin().iter().map(|(_, e)| e.stamp).collect();
         let (grants, windows) = (self.grants.pin(), self.windows.pin());
-        grants.retain(|_, stamp| held.contains(stamp));
-        windows.retain(|_, (stamp, _)| held.contains(stamp));
+        grants.retain(|_, (stamp, _)| held.contains(stamp));
+        windows.retain(|_, (stamp, _, _)| held.contains(stamp));
         if grants.len() >= self.capacity {
-            let middle = middle(grants.iter().map(|(_, stamp)| *stamp));
-            grants.retain(|_, stamp| *stamp > middle);
+            let middle = middle(grants.iter().map(|(_, (stamp, _))| *stamp));
+            grants.retain(|_, (stamp, _)| *stamp > middle);
         }
         if windows.len() >= self.capacity {
-            let middle = middle(windows.iter().map(|(_, (stamp, _))| *stamp));
-            windows.retain(|_, (stamp, _)| *stamp > middle);
+            let middle = middle(windows.iter().map(|(_, (stamp, _, _))| *stamp));
+            windows.retain(|_, (stamp, _, _)| *stamp > middle);
         }
     }
 
@@ -328,13 +330,15 @@ mod tests {
         for n in 0..9 {
             let started = records.begin();
             stamps.push(records.remember_app(app(n), started, Timestamp(0)).unwrap());
-            records.remember_grant(GrantId(n as u64), stamps[n]);
+            records.remember_grant(GrantId(n as u64), stamps[n], Timestamp(0));
         }
         let served = |n: usize| records.with_app(app(n).id(), Timestamp(1), |_, _| ()).is_some();
         assert!((5..9).all(served), "the newest reads stay");
         assert!(!served(0), "the oldest went");
-        assert!(records.grant_live(GrantId(8), stamps[8]) && records.grant_live(GrantId(5), stamps[5]));
-        assert!(!records.grant_live(GrantId(0), stamps[0]), "with its app");
+        assert!(
+            records.grant_live(GrantId(8), stamps[8]).is_some() && records.grant_live(GrantId(5), stamps[5]).is_some()
+        );
+        assert!(records.grant_live(GrantId(0), stamps[0]).is_none(), "with its app");
     }
 
     /// An app read from the store anew (a reload, or a `Fresh` check) replaces the copy at once,

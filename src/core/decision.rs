@@ -271,7 +271,7 @@ pub(crate) fn decide_github(need: Need, deployed: RepoId, visibility: Visibility
 /// The policy's verdict for a user whose role on the app's repository is `role` (named
 /// `role_name`).
 #[inline]
-pub(crate) fn decide_role(need: Need, visibility: Visibility, role: Role, role_name: RoleName) -> (Outcome, Reason) {
+fn decide_role(need: Need, visibility: Visibility, role: Role, role_name: RoleName) -> (Outcome, Reason) {
     let required = need.required;
     if role >= required {
         (Outcome::Allow, Reason::GithubRole { role, role_name, required })
@@ -280,15 +280,6 @@ pub(crate) fn decide_role(need: Need, visibility: Visibility, role: Role, role_n
         (Outcome::Allow, Reason::PublicApp)
     } else {
         (Outcome::Deny, Reason::GithubRole { role, role_name, required })
-    }
-}
-
-/// The policy's verdict for nobody signed in.
-pub(crate) fn decide_anonymous(visibility: Visibility, need: Need) -> (Outcome, Reason) {
-    if need.open_on_public && visibility == Visibility::Public {
-        (Outcome::Allow, Reason::PublicApp)
-    } else {
-        (Outcome::Deny, Reason::NoAccess { detail: NoAccessDetail::Anonymous })
     }
 }
 
@@ -335,15 +326,6 @@ mod tests {
         let (o, r) = decide_github(Policy::default().need(Capability::View), RepoId(1), Visibility::Public, &fact);
         assert_eq!(o, Outcome::Deny);
         assert_eq!(r, Reason::RepoReplaced { deployed: RepoId(1), current: RepoId(2) });
-    }
-
-    #[test]
-    fn anonymous_sees_only_public_apps() {
-        let p = Policy::default();
-        assert_eq!(decide_anonymous(Visibility::Public, p.need(Capability::View)).0, Outcome::Allow);
-        assert_eq!(decide_anonymous(Visibility::Public, p.need(Capability::Edit)).0, Outcome::Deny);
-        assert_eq!(decide_anonymous(Visibility::Private, p.need(Capability::View)).0, Outcome::Deny);
-        assert_eq!(decide_anonymous(Visibility::Public, p.sharing_need()).0, Outcome::Deny);
     }
 
     #[test]

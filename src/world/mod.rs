@@ -994,8 +994,8 @@ impl World {
     }
 
     /// Nobody signed in, then every declared user: the principals `explain` covers.
-    pub fn principals(&self) -> Vec<crate::authorizer::Principal> {
-        use crate::authorizer::Principal;
+    pub fn principals(&self) -> Vec<crate::core::principal::Principal> {
+        use crate::core::principal::Principal;
         std::iter::once(Principal::Anonymous)
             .chain(self.inner.users.iter().map(|u| Principal::github(GithubUser::new(u.id, u.login.clone()))))
             .collect()
@@ -1061,7 +1061,7 @@ pub struct ExplainRow {
 pub async fn explain(
     authz: &crate::Authorizer,
     apps: &[App],
-    principals: &[crate::authorizer::Principal],
+    principals: &[crate::core::principal::Principal],
     viewers: &[Email],
 ) -> Vec<ExplainRow> {
     use crate::core::policy::Capability;
@@ -1075,7 +1075,10 @@ pub async fn explain(
         }
         for email in viewers {
             for cap in Capability::ALL {
-                let result = authz.invited_viewer(app, email, cap).await;
+                let result = match authz.session_for(app.id(), email).await {
+                    Ok(session) => authz.check(&crate::core::principal::Principal::Viewer(session), app, cap).await,
+                    Err(e) => Err(crate::error::CheckError::Store(e)),
+                };
                 rows.push(ExplainRow {
                     app: app.id().clone(),
                     principal: format!("viewer:{email}"),

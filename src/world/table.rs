@@ -11,11 +11,12 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::{MAX_WORLD_FILE, MockGithub, World, WorldError, from_toml, position, read_bounded, timestamp};
-use crate::authorizer::{Authorizer, ChangedBy, Principal, SupportGrant};
+use crate::authorizer::{Authorizer, ChangedBy, SupportGrant};
 use crate::clock::SystemClock;
 use crate::core::email::Email;
 use crate::core::ids::{App, AppId, GithubUser};
 use crate::core::policy::{Capability, Policy};
+use crate::core::principal::Principal;
 use crate::core::support::{MAX_SUPPORT_WINDOW, valid_agent_name};
 use crate::core::time::{Clock, ManualClock, Timestamp};
 use crate::store::{MemoryStore, Store as _};
@@ -477,19 +478,11 @@ impl DecisionTable {
         let decided = match &case.who {
             Who::Github(user) => authz.check(&Principal::github(user.clone()), &case.app, cap).await,
             Who::Anonymous => authz.check(&Principal::Anonymous, &case.app, cap).await,
-            // Signed in as a redeemed link would sign it in, and checked as any session is; an
-            // address not invited has no session to check, and is decided from the store.
+            // Signed in as a redeemed link would sign it in, and checked as any session is (an
+            // address not invited, as a viewer whose invitation was removed).
             Who::Viewer(email) => match authz.session_for(case.app.id(), email).await {
-                Ok(Some(session)) => authz.check(&Principal::Viewer(session), &case.app, cap).await,
-                Ok(None) => authz.invited_viewer(&case.app, email, cap).await,
-                Err(refusal) => {
-                    return self.result(
-                        case,
-                        cap,
-                        allow,
-                        Err((format!("error:{}", refusal.kind()), refusal.to_string())),
-                    );
-                }
+                Ok(session) => authz.check(&Principal::Viewer(session), &case.app, cap).await,
+                Err(e) => Err(crate::error::CheckError::Store(e)),
             },
             Who::Support(agent) => authz.check(&Principal::support(agent.clone()), &case.app, cap).await,
         };

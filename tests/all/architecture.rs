@@ -131,3 +131,36 @@ fn no_module_depends_on_itself_around_a_cycle() {
     }
     assert!(graph.get("core::decision").is_some_and(|d| d.contains("core::policy")), "the graph was read: {graph:?}");
 }
+
+/// Gather, decide, record (DESIGN §6): no `Decision` is made, and no entry recording a decision
+/// is composed, outside the core's `decide` and `audit_entry`. A check's facts are gathered
+/// elsewhere; the policy's verdicts and the audit log's rules live in `core::check` alone (with
+/// the verdict helpers it calls in `core::decision` and `core::support`).
+#[test]
+fn only_the_core_decides_and_composes_what_the_audit_log_receives_of_a_decision() {
+    let deciders = ["core::check", "core::decision", "core::support"];
+    let makers = ["Decision::new(", "Decision::github(", "decide_github(", "decide_support(", "Decision {"];
+    // A refusal, a check's entry and a support check's entry: what only `audit_entry` writes
+    // (the store reads them back, and lists every action and outcome).
+    let composers = ["AuditOutcome::Denied", "AuditAction::Check", "AuditAction::SupportCheck"];
+    let mut outside = Vec::new();
+    for (module, path) in modules() {
+        let code = code(&path);
+        for maker in makers.iter().filter(|m| code.contains(**m)) {
+            if !deciders.contains(&module.as_str()) {
+                outside.push(format!("{module} makes a decision (`{maker}`)"));
+            }
+        }
+        for composer in composers.iter().filter(|c| code.contains(**c)) {
+            if !matches!(module.as_str(), "core::check" | "core::audit") && !module.starts_with("store") {
+                outside.push(format!("{module} composes an entry of a decision (`{composer}`)"));
+            }
+        }
+    }
+    assert!(outside.is_empty(), "only the core decides, and says what the audit log receives: {outside:#?}");
+    let check = code(&modules().into_iter().find(|(m, _)| m == "core::check").unwrap().1);
+    assert!(
+        check.contains("pub(crate) fn decide(") && check.contains("pub(crate) fn audit_entry("),
+        "the two were read"
+    );
+}

@@ -107,3 +107,33 @@ async fn checks_resolve_apps_through_the_store() {
     let d = env.authz.check_app(&erin, &AppId("gone".into()), ghauthz::Capability::View).await.unwrap();
     assert_eq!((d.is_allowed(), d.reason().kind()), (false, "unknown_app"));
 }
+
+/// A decision reports its facts' true age: a viewer's grant, read from the store and then
+/// served from memory, is as old as that read (not zero), and a support agent's windows too.
+#[tokio::test]
+async fn cached_grants_and_windows_report_their_age() {
+    use ghauthz::{Consistency, Source, SupportGrant};
+    let store: std::sync::Arc<dyn ghauthz::store::Store> = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
+    let v = common::viewers_on(store).await;
+    let dash = dash();
+    let link = v.authz.issue_link(&dash, "dana@example.com").await.unwrap();
+    let token = v.authz.redeem_link(link.token.expose_secret(), Some(&dash)).await.unwrap().token;
+    let token = token.expose_secret();
+    let read = v.authz.check_session(token, &dash, Capability::View).await.unwrap();
+    assert_eq!((read.source(), read.age()), (Source::Store, std::time::Duration::ZERO));
+    v.clock.advance(std::time::Duration::from_millis(4_250));
+    let hit = v.authz.check_session_cached(token, &dash, Capability::View).unwrap();
+    assert_eq!((hit.source(), hit.age().as_millis()), (Source::Cache, 4_250), "the grant's age, on a hit");
+    let slow = v.authz.check_session_with(token, &dash, Capability::View, Consistency::Cached).await.unwrap();
+    assert_eq!(slow.age().as_millis(), 4_250);
+    let fresh = v.authz.check_session_with(token, &dash, Capability::View, Consistency::Fresh).await.unwrap();
+    assert_eq!((fresh.source(), fresh.age().as_millis()), (Source::Store, 0));
+
+    v.authz.grant_support(&ChangedBy::Operator, &dash, &SupportGrant::new("ticket 7")).await.unwrap();
+    let agent = Principal::support("a7");
+    let read = v.authz.check_app(&agent, &dash, Capability::View).await.unwrap();
+    assert_eq!((read.is_allowed(), read.source()), (true, Source::Store));
+    v.clock.advance(std::time::Duration::from_millis(900));
+    let cached = v.authz.check_app(&agent, &dash, Capability::View).await.unwrap();
+    assert_eq!((cached.source(), cached.age().as_millis()), (Source::Cache, 900), "the windows' age");
+}
