@@ -3,6 +3,7 @@
 
 mod authorizer;
 mod cache;
+mod class;
 mod clock;
 mod core;
 mod error;
@@ -37,6 +38,7 @@ pub use authorizer::{
     Authorizer, AuthorizerBuilder, BuildError, ChangedBy, Deployment, ManageError, SupportGrant, ViewerChange,
 };
 pub use cache::{CacheConfig, CacheStats, Consistency};
+pub use class::ErrorClass;
 pub use clock::{SystemClock, TimeError};
 pub use error::CheckError;
 pub use github::{

@@ -4,41 +4,36 @@
 
 use std::sync::Arc;
 
-use super::{Authorizer, Principal};
+use super::Authorizer;
 use crate::cache::{Age, Consistency, Facts as FactCache, PermKey};
 use crate::core::check::{AppSeen, Asked, Audited, Facts, Missing, Seen, Subject, audit_entry, decide};
 use crate::core::decision::{Decision, Source};
 use crate::core::ids::{App, AppId};
 use crate::core::policy::Capability;
+use crate::core::principal::Principal;
 use crate::core::support::SupportWindow;
 use crate::core::time::Timestamp;
 use crate::error::CheckError;
 
 impl Authorizer {
-    /// May `principal` do `cap` to `app`? The app is given whole ([`Authorizer::check_app`] takes
-    /// an id). Answers from the cache when it can (see [`Authorizer::check_cached`]), otherwise
+    /// May `principal` do `cap` to `app`? The app is given whole ([`Authorizer::check_app`](crate::Authorizer::check_app) takes
+    /// an id). Answers from the cache when it can (see [`Authorizer::check_cached`](crate::Authorizer::check_cached)), otherwise
     /// asks GitHub (for a GitHub user) or the store (for a viewer); an anonymous check never asks.
     ///
     /// # Errors
     ///
-    /// [`CheckError`] means "could not decide": treat it as a denial, and ask again after
-    /// [`CheckError::retry_after`]. [`CheckError::Github`] when GitHub is unavailable, rate
-    /// limited, refuses the credentials or answers unexpectedly; [`CheckError::Store`] when a
-    /// viewer's grant cannot be read; [`CheckError::MissingUserToken`] in user-token mode, when
+    /// [`CheckError`](crate::CheckError) means "could not decide": treat it as a denial, and ask again after
+    /// [`CheckError::retry_after`](crate::CheckError::retry_after). [`CheckError::Github`](crate::CheckError::Github) when GitHub is unavailable, rate
+    /// limited, refuses the credentials or answers unexpectedly; [`CheckError::Store`](crate::CheckError::Store) when a
+    /// viewer's grant cannot be read; [`CheckError::MissingUserToken`](crate::CheckError::MissingUserToken) in user-token mode, when
     /// GitHub must be asked and the principal carries no token. A denial is never an error: it is a
-    /// [`Decision`].
+    /// [`Decision`](crate::Decision).
     ///
     /// ```
     /// # #[cfg(feature = "world")]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
-    /// # let world = ghauthz::world::World::load(path).unwrap();
-    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
-    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
-    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
-    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
     /// use ghauthz::{Capability, Lookup, NoAccessDetail, Principal, Reason, Role};
     /// let dash = world.app("dash").unwrap(); // private, on acme/dashboard
     /// let carol = Principal::github(world.user("carol").unwrap()); // write there
@@ -64,26 +59,20 @@ impl Authorizer {
         Box::pin(self.check_recorded(principal, app, cap, Consistency::Cached)).await
     }
 
-    /// [`Authorizer::check`] for the app with this id; `unknown_app` (a denial) when there is none.
+    /// [`Authorizer::check`](crate::Authorizer::check) for the app with this id; `unknown_app` (a denial) when there is none.
     /// What a control plane calls on every request: on a hit, the app record and the GitHub fact
-    /// (or the viewer's grant) all come from memory ([`CacheConfig`]'s `# Staleness`).
+    /// (or the viewer's grant) all come from memory ([`CacheConfig`](crate::CacheConfig)'s `# Staleness`).
     ///
     /// # Errors
     ///
-    /// As [`Authorizer::check`], and [`CheckError::Store`] when the app's record cannot be read
+    /// As [`Authorizer::check`](crate::Authorizer::check), and [`CheckError::Store`](crate::CheckError::Store) when the app's record cannot be read
     /// (the store unavailable, or a record that is not an app).
     ///
     /// ```
     /// # #[cfg(feature = "world")]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
-    /// # let world = ghauthz::world::World::load(path).unwrap();
-    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
-    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
-    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
-    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
     /// use ghauthz::{AppId, Capability, Principal};
     /// let erin = Principal::github(world.user("erin").unwrap()); // admin on acme/dashboard
     /// assert!(authz.check_app(&erin, &AppId("dash".into()), Capability::Deploy).await.unwrap().is_allowed());
@@ -97,26 +86,20 @@ impl Authorizer {
         self.check_app_with(principal, app, cap, Consistency::Cached).await
     }
 
-    /// [`Authorizer::check_app`] with the facts as old as `consistency` allows:
-    /// [`Consistency::Fresh`] reads the app and the grant from the store and revalidates the GitHub
+    /// [`Authorizer::check_app`](crate::Authorizer::check_app) with the facts as old as `consistency` allows:
+    /// [`Consistency::Fresh`](crate::Consistency::Fresh) reads the app and the grant from the store and revalidates the GitHub
     /// fact first (a conditional request, which spends no rate limit when nothing changed), for a
     /// decision that must rest on nothing cached.
     ///
     /// # Errors
     ///
-    /// As [`Authorizer::check_app`].
+    /// As [`Authorizer::check_app`](crate::Authorizer::check_app).
     ///
     /// ```
     /// # #[cfg(feature = "world")]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
-    /// # let world = ghauthz::world::World::load(path).unwrap();
-    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
-    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
-    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
-    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
     /// use ghauthz::{AppId, Capability, Consistency, Principal, Source};
     /// let (carol, dash) = (Principal::github(world.user("carol").unwrap()), AppId("dash".into()));
     /// authz.check_app(&carol, &dash, Capability::Edit).await.unwrap(); // asks GitHub, caches
@@ -144,7 +127,7 @@ impl Authorizer {
         Box::pin(self.check_app_uncached(principal, app, cap, consistency)).await
     }
 
-    /// [`Authorizer::check_app_with`] past the hit: the app from the store if need be, then the
+    /// [`Authorizer::check_app_with`](crate::Authorizer::check_app_with) past the hit: the app from the store if need be, then the
     /// check.
     async fn check_app_uncached(
         &self,
@@ -162,7 +145,7 @@ impl Authorizer {
         }
     }
 
-    /// [`Authorizer::check_app`] if it needs neither GitHub nor the store: synchronous, lock-free
+    /// [`Authorizer::check_app`](crate::Authorizer::check_app) if it needs neither GitHub nor the store: synchronous, lock-free
     /// and allocation-free on a hit, for a path that cannot await. `None` means `check_app` would
     /// ask: call it then.
     ///
@@ -170,13 +153,7 @@ impl Authorizer {
     /// # #[cfg(feature = "world")]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
-    /// # let world = ghauthz::world::World::load(path).unwrap();
-    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
-    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
-    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
-    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
     /// use ghauthz::{AppId, Capability, Principal, Source};
     /// let (erin, dash) = (Principal::github(world.user("erin").unwrap()), AppId("dash".into()));
     /// assert!(authz.check_app_cached(&erin, &dash, Capability::Edit).is_none()); // nothing cached yet
@@ -196,11 +173,12 @@ impl Authorizer {
         let (subject, asked, now) = (Subject::of(principal), Asked::Capability(cap), inner.clock.now());
         // A GitHub user's first look: the app table's copy, then the hit table.
         if let Subject::Github(_) = subject {
-            if let Some(view) = inner.records.app_view(id, now) {
+            if let Some(view) = inner.cache.records.app_view(id, now) {
                 return self.decide_in_memory(subject, AppSeen::Known(id, view), None, asked, now);
             }
         }
         inner
+            .cache
             .records
             .with_app(id, now, |app, stamp| {
                 self.decide_in_memory(subject, AppSeen::Known(app.id(), app.view()), Some(stamp), asked, now)
@@ -209,14 +187,14 @@ impl Authorizer {
     }
 
     /// May the viewer holding session `token` do `cap` to the app with this id? A token that does
-    /// not verify is a denial (`session_invalid`, with its [`SessionError`]); an unknown app is
+    /// not verify is a denial (`session_invalid`, with its [`SessionError`](crate::SessionError)); an unknown app is
     /// `unknown_app`. A viewer may only `view`, only the app the session is for, and only while the
     /// grant it was minted under stands. On a hit nothing is verified again
-    /// ([`Authorizer::verify_session`]) and nothing is read from the store.
+    /// ([`Authorizer::verify_session`](crate::Authorizer::verify_session)) and nothing is read from the store.
     ///
     /// # Errors
     ///
-    /// [`CheckError::Store`] when the app or the grant cannot be read. A bad token is a denial, not
+    /// [`CheckError::Store`](crate::CheckError::Store) when the app or the grant cannot be read. A bad token is a denial, not
     /// an error.
     ///
     /// # Security
@@ -229,13 +207,7 @@ impl Authorizer {
     /// # #[cfg(feature = "world")]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
-    /// # let world = ghauthz::world::World::load(path).unwrap();
-    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
-    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
-    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
-    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
     /// use ghauthz::{AppId, Capability, Reason, Via};
     /// let dash = AppId("dash".into());
     /// let link = authz.issue_link(&dash, "dana@example.com").await.unwrap(); // dana is invited to dash
@@ -253,25 +225,19 @@ impl Authorizer {
         self.check_session_with(token, app, cap, Consistency::Cached).await
     }
 
-    /// [`Authorizer::check_session`] with the facts as old as `consistency` allows:
-    /// [`Consistency::Fresh`] verifies the token in full and reads the app and the grant from the
+    /// [`Authorizer::check_session`](crate::Authorizer::check_session) with the facts as old as `consistency` allows:
+    /// [`Consistency::Fresh`](crate::Consistency::Fresh) verifies the token in full and reads the app and the grant from the
     /// store, for a decision that must rest on nothing cached.
     ///
     /// # Errors
     ///
-    /// As [`Authorizer::check_session`].
+    /// As [`Authorizer::check_session`](crate::Authorizer::check_session).
     ///
     /// ```
     /// # #[cfg(feature = "world")]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
-    /// # let world = ghauthz::world::World::load(path).unwrap();
-    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
-    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
-    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
-    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
     /// use ghauthz::{AppId, Capability, Consistency, Source};
     /// let dash = AppId("dash".into());
     /// let link = authz.issue_link(&dash, "dana@example.com").await.unwrap(); // dana is invited to dash
@@ -302,7 +268,7 @@ impl Authorizer {
         Box::pin(self.check_session_uncached(token, app, cap, consistency)).await
     }
 
-    /// [`Authorizer::check_session_with`] past the hit: the token verified, the app and the
+    /// [`Authorizer::check_session_with`](crate::Authorizer::check_session_with) past the hit: the token verified, the app and the
     /// grant from the store if need be.
     async fn check_session_uncached(
         &self,
@@ -334,7 +300,7 @@ impl Authorizer {
         }
     }
 
-    /// [`Authorizer::check_session`] if the token was verified before and the app and the grant are
+    /// [`Authorizer::check_session`](crate::Authorizer::check_session) if the token was verified before and the app and the grant are
     /// cached: synchronous, lock-free and allocation-free. `None` means `check_session` would
     /// verify or read: call it then.
     ///
@@ -342,13 +308,7 @@ impl Authorizer {
     /// # #[cfg(feature = "world")]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
-    /// # let world = ghauthz::world::World::load(path).unwrap();
-    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
-    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
-    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
-    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
     /// use ghauthz::{AppId, Capability};
     /// let dash = AppId("dash".into());
     /// let link = authz.issue_link(&dash, "dana@example.com").await.unwrap(); // dana is invited to dash
@@ -368,9 +328,10 @@ impl Authorizer {
         let inner = &*self.inner;
         let (asked, now) = (Asked::Capability(cap), inner.clock.now());
         inner
+            .cache
             .sessions
             .with(token, now, |session| {
-                inner.records.with_app(app, now, |app, stamp| {
+                inner.cache.records.with_app(app, now, |app, stamp| {
                     let seen = AppSeen::Known(app.id(), app.view());
                     self.decide_in_memory(Subject::Viewer(session), seen, Some(stamp), asked, now)
                 })
@@ -380,23 +341,17 @@ impl Authorizer {
     }
 
     /// The app with this id, from the cache or the store; `None` if there is none. What to pass to
-    /// [`Authorizer::check`] when the app is needed whole (its coordinates, its visibility).
+    /// [`Authorizer::check`](crate::Authorizer::check) when the app is needed whole (its coordinates, its visibility).
     ///
     /// # Errors
     ///
-    /// [`CheckError::Store`] if the store cannot answer, or holds a record that is not an app.
+    /// [`CheckError::Store`](crate::CheckError::Store) if the store cannot answer, or holds a record that is not an app.
     ///
     /// ```
     /// # #[cfg(feature = "world")]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
-    /// # let world = ghauthz::world::World::load(path).unwrap();
-    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
-    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
-    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
-    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
     /// use ghauthz::AppId;
     /// let dash = authz.app(&AppId("dash".into())).await.unwrap().unwrap();
     /// assert_eq!(dash.coords().to_string(), "acme/dashboard");
@@ -412,7 +367,7 @@ impl Authorizer {
     pub(super) async fn app_with(&self, id: &AppId, consistency: Consistency) -> Result<Option<App>, CheckError> {
         let inner = &*self.inner;
         if consistency == Consistency::Cached {
-            if let Some(app) = inner.records.with_app(id, inner.clock.now(), |app, _| app.clone()) {
+            if let Some(app) = inner.cache.records.with_app(id, inner.clock.now(), |app, _| app.clone()) {
                 return Ok(Some(app));
             }
         }
@@ -422,29 +377,23 @@ impl Authorizer {
     /// Reads the app from the store, and remembers it; with its cache stamp if it stayed.
     async fn load_app(&self, id: &AppId) -> Result<Option<(App, Option<u64>)>, CheckError> {
         let inner = &*self.inner;
-        let started = inner.records.begin();
+        let started = inner.cache.records.begin();
         let Some(record) = inner.store.app(id).await? else { return Ok(None) };
         let app = record.app().map_err(|e| CheckError::Store(e.into()))?;
-        let stamp = inner.records.remember_app(app.clone(), started, inner.clock.now());
+        let stamp = inner.cache.records.remember_app(app.clone(), started, inner.clock.now());
         Ok(Some((app, stamp)))
     }
 
     /// The answer if it needs no request: anonymous and public-view checks, and cache hits that are
     /// fresh enough for `cap` (`deploy` and `delete` take facts no older than `strict_max_age`).
-    /// Synchronous, allocation-free on a hit; `None` means [`Authorizer::check`] would ask GitHub
+    /// Synchronous, allocation-free on a hit; `None` means [`Authorizer::check`](crate::Authorizer::check) would ask GitHub
     /// (or, for a viewer, the store).
     ///
     /// ```
     /// # #[cfg(feature = "world")]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
-    /// # let world = ghauthz::world::World::load(path).unwrap();
-    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
-    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
-    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
-    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
     /// use ghauthz::{Capability, Principal};
     /// let (bob, dash) = (Principal::github(world.user("bob").unwrap()), world.app("dash").unwrap());
     /// assert!(authz.check_cached(&Principal::Anonymous, &dash, Capability::View).is_some()); // never asks
@@ -487,7 +436,7 @@ impl Authorizer {
                 let (Subject::Github(user), AppSeen::Known(_, view)) = (subject, app) else { return None };
                 let key = PermKey { user: user.id, repo: view.repo_id };
                 let decide = |fact: Seen<&_>| decide(policy, subject, &facts.with_github(fact), asked, now).ok();
-                self.inner.facts.cached(&key, view, age_for(asked, Consistency::Cached), now, decide).flatten()
+                self.inner.cache.facts.cached(&key, view, age_for(asked, Consistency::Cached), now, decide).flatten()
             }
             Err(Missing::Grant) => self.grant_in_memory(subject, &facts, stamp, asked, now),
             Err(Missing::App | Missing::Windows) => None,
@@ -506,7 +455,7 @@ impl Authorizer {
         now: Timestamp,
     ) -> Option<Decision> {
         let Subject::Viewer(session) = subject else { return None };
-        let records = &self.inner.records;
+        let records = &self.inner.cache.records;
         let stamp = stamp.or_else(|| records.with_app(facts.app.id(), now, |_, stamp| stamp))?;
         let read_at = records.grant_live(session.grant(), stamp)?;
         let grant = Seen::cached(true, now.millis_since(read_at));
@@ -577,12 +526,13 @@ impl Authorizer {
         let decision = match (missing, principal) {
             (Missing::Github, Principal::GithubUser { user, token }) => {
                 let key = PermKey { user: user.id, repo: app.repo_id() };
-                let token = match (inner.facts.user_token_mode(), token) {
+                let token = match (inner.cache.facts.user_token_mode(), token) {
                     (true, None) => return Err(CheckError::MissingUserToken { login: user.login.clone() }),
                     (true, Some(t)) => Some(t),
                     (false, _) => None,
                 };
-                let (entry, source) = inner.facts.load(key, app, user, token, age_for(asked, consistency)).await?;
+                let (entry, source) =
+                    inner.cache.facts.load(key, app, user, token, age_for(asked, consistency)).await?;
                 let now = inner.clock.now();
                 decide(
                     &inner.policy,
@@ -620,8 +570,8 @@ impl Authorizer {
         if consistency == Consistency::Cached {
             // The app's stamp is taken before the grant is read, so that a removal applied after
             // the read forgets what the read found.
-            stamp = match inner.records.with_app(app.id(), now, |_, stamp| stamp) {
-                Some(stamp) => match inner.records.grant_live(session.grant(), stamp) {
+            stamp = match inner.cache.records.with_app(app.id(), now, |_, stamp| stamp) {
+                Some(stamp) => match inner.cache.records.grant_live(session.grant(), stamp) {
                     Some(read_at) => return Ok(Seen::cached(true, now.millis_since(read_at))),
                     None => Some(stamp),
                 },
@@ -630,7 +580,7 @@ impl Authorizer {
         }
         let standing = inner.store.grant(app.id(), session.email()).await? == Some(session.grant());
         if let (true, Some(stamp)) = (standing, stamp) {
-            inner.records.remember_grant(session.grant(), stamp, now);
+            inner.cache.records.remember_grant(session.grant(), stamp, now);
         }
         Ok(Seen::now(standing, Source::Store))
     }
@@ -642,7 +592,7 @@ impl Authorizer {
         app: &App,
         consistency: Consistency,
     ) -> Result<(Arc<[SupportWindow]>, Source, u64), CheckError> {
-        let (records, now) = (&self.inner.records, self.inner.clock.now());
+        let (records, now) = (&self.inner.cache.records, self.inner.clock.now());
         // Taken before the store is read: a change applied meanwhile forgets the app entry, and
         // windows remembered under its stamp are never served.
         let stamp = match consistency {

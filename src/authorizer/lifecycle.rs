@@ -1,22 +1,21 @@
 //! The app's life through the facade: deploy, visibility, delete, and the audit log that records
 //! each step, allowed or refused.
 
-use super::{Authorizer, ChangedBy, ManageError, Principal};
+use super::{Authorizer, ChangedBy, ManageError};
 use crate::cache::{Age, Consistency};
 use crate::core::check::{AppSeen, Asked, Audited, Facts, Seen, Subject, audit_entry, decide};
 use crate::core::decision::{Fact, Source};
 use crate::core::deployment::{valid_app_id, valid_branch, valid_main_file};
 use crate::core::ids::{App, AppId, RepoCoords, UserId};
 use crate::core::policy::{Capability, Visibility};
+use crate::core::principal::Principal;
 use crate::error::CheckError;
-use crate::store::{
-    Actor, AppRecord, AuditAction, AuditEvent, AuditFilter, Change, DeployOutcome, StoreError, StoreFailure,
-};
+use crate::store::{Actor, AppRecord, AuditAction, AuditEvent, Change, DeployOutcome, StoreError, StoreFailure};
 
 /// What a deploy asks.
 const DEPLOY: Asked = Asked::Capability(Capability::Deploy);
 
-/// What [`Authorizer::deploy_app`] is asked to deploy: an app id, the repository's coordinates,
+/// What [`Authorizer::deploy_app`](crate::Authorizer::deploy_app) is asked to deploy: an app id, the repository's coordinates,
 /// the branch and main file, and the visibility (private unless set).
 ///
 /// ```
@@ -87,6 +86,29 @@ impl Deployment {
 }
 
 impl Authorizer {
+    /// Every app in the store, ordered by id (read from the store each time, for listings).
+    ///
+    /// # Errors
+    ///
+    /// [`CheckError::Store`](crate::CheckError::Store) if the store cannot answer, or holds a record that is not an app.
+    ///
+    /// ```
+    /// # #[cfg(feature = "world")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
+    /// let apps = authz.apps().await.unwrap();
+    /// let ids: Vec<String> = apps.iter().map(|a| a.id().to_string()).collect();
+    /// assert_eq!(ids, ["analytics", "dash", "legacy", "notes", "site"]);
+    /// # }
+    /// # #[cfg(not(feature = "world"))]
+    /// # fn main() {}
+    /// ```
+    pub async fn apps(&self) -> Result<Vec<App>, CheckError> {
+        let records = self.app_records().await?;
+        records.iter().map(|r| r.app().map_err(|e| CheckError::Store(e.into()))).collect()
+    }
+
     /// Deploys an app: `by` must hold `deploy` on the repository at the deployment's coordinates,
     /// judged on a fact no older than the cache's `strict_max_age` (60 s by default), and the app
     /// is recorded with the repository id GitHub reports now (a renamed repository is followed
@@ -155,12 +177,12 @@ impl Authorizer {
                 None => Ok(()),
             }
         };
-        let token = match (self.inner.facts.user_token_mode(), token) {
+        let token = match (self.inner.cache.facts.user_token_mode(), token) {
             (true, None) => return Err(CheckError::MissingUserToken { login: user.login.clone() }.into()),
             (true, Some(t)) => Some(t),
             (false, _) => None,
         };
-        let Some(repo_id) = self.inner.facts.repository_id(deployment.repo(), token, Age::Strict).await? else {
+        let Some(repo_id) = self.inner.cache.facts.repository_id(deployment.repo(), token, Age::Strict).await? else {
             refuse(Audited::DeployRefused("repo_not_found")).await?;
             return Err(ManageError::RepoNotFound(deployment.repo().clone()));
         };
@@ -183,7 +205,7 @@ impl Authorizer {
         let deployed = event(self.inner.clock.now()).with_detail(record.coordinates());
         let outcome = self.inner.store.deploy_app(&record, &deployed).await;
         // Forgotten here even if the store failed: the deploy may have committed.
-        self.inner.apply_change(&Change::App { app: id.clone() });
+        self.inner.cache.apply_change(&Change::App { app: id.clone() });
         match outcome.map_err(CheckError::from)? {
             DeployOutcome::Deployed => Ok(record),
             DeployOutcome::Redeployed(record) => Ok(record),
@@ -203,13 +225,7 @@ impl Authorizer {
     /// # #[cfg(feature = "world")]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
-    /// # let world = ghauthz::world::World::load(path).unwrap();
-    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
-    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
-    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
-    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
     /// use ghauthz::{AppId, ChangedBy, Principal, Visibility};
     /// let dash = AppId("dash".into());
     /// assert!(authz.set_visibility(&ChangedBy::Operator, &dash, Visibility::Public).await.unwrap());
@@ -234,7 +250,7 @@ impl Authorizer {
         let event = AuditEvent::new(self.inner.clock.now(), &actor, app, AuditAction::Visibility)
             .with_detail(visibility.as_str());
         let changed = self.inner.store.set_visibility(app, visibility, &event).await;
-        self.inner.apply_change(&Change::App { app: app.clone() });
+        self.inner.cache.apply_change(&Change::App { app: app.clone() });
         changed.map_err(CheckError::from)?.ok_or_else(|| ManageError::UnknownApp(app.clone()))
     }
 
@@ -249,13 +265,7 @@ impl Authorizer {
     /// # #[cfg(feature = "world")]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
-    /// # let world = ghauthz::world::World::load(path).unwrap();
-    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
-    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
-    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
-    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
     /// use ghauthz::{AppId, ChangedBy, Principal};
     /// let erin = ChangedBy::Principal(Principal::github(world.user("erin").unwrap())); // admin
     /// authz.delete_app(&erin, &AppId("dash".into())).await.unwrap();
@@ -275,7 +285,7 @@ impl Authorizer {
             self.authorize_app(by, app, Asked::Capability(Capability::Delete), Some(AuditAction::Delete)).await?;
         let event = AuditEvent::new(self.inner.clock.now(), &actor, app, AuditAction::Delete);
         let deleted = self.inner.store.delete_app(app, &event).await;
-        self.inner.apply_change(&Change::App { app: app.clone() });
+        self.inner.cache.apply_change(&Change::App { app: app.clone() });
         match deleted.map_err(CheckError::from)? {
             true => Ok(()),
             false => Err(ManageError::UnknownApp(app.clone())),
@@ -283,7 +293,7 @@ impl Authorizer {
     }
 
     /// The apps `principal` may `cap`, ordered by id: a dashboard's list. Each app is decided
-    /// as [`Authorizer::check_app`] decides it, so a listing warms the cache for the checks that
+    /// as [`Authorizer::check_app`](crate::Authorizer::check_app) decides it, so a listing warms the cache for the checks that
     /// follow:
     ///
     /// - installation or App mode: one listing of the installation's repositories (a request
@@ -298,13 +308,7 @@ impl Authorizer {
     /// # #[cfg(feature = "world")]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
-    /// # let world = ghauthz::world::World::load(path).unwrap();
-    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
-    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
-    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
-    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
     /// use ghauthz::{Capability, Principal};
     /// let carol = Principal::github(world.user("carol").unwrap());
     /// let editable: Vec<String> =
@@ -317,7 +321,7 @@ impl Authorizer {
     ///
     /// # Errors
     ///
-    /// [`CheckError`] when GitHub or the store cannot answer for some app: a listing is never
+    /// [`CheckError`](crate::CheckError) when GitHub or the store cannot answer for some app: a listing is never
     /// answered in part.
     pub async fn apps_for(&self, principal: &Principal, cap: Capability) -> Result<Vec<App>, CheckError> {
         let apps = self.apps().await?;
@@ -325,8 +329,8 @@ impl Authorizer {
         let mut unsure = Vec::new();
         let mut allowed = Vec::new();
         match principal {
-            Principal::GithubUser { token: Some(token), .. } if self.inner.facts.user_token_mode() => {
-                let listed = self.inner.facts.user_repos(token).await?;
+            Principal::GithubUser { token: Some(token), .. } if self.inner.cache.facts.user_token_mode() => {
+                let listed = self.inner.cache.facts.user_repos(token).await?;
                 for app in apps {
                     let by_id = listed.iter().find(|r| r.id == app.repo_id());
                     let at_coords = listed.iter().find(|r| r.coords == *app.coords());
@@ -350,11 +354,11 @@ impl Authorizer {
                     }
                 }
             }
-            Principal::GithubUser { .. } if !self.inner.facts.user_token_mode() => {
+            Principal::GithubUser { .. } if !self.inner.cache.facts.user_token_mode() => {
                 // Which repository answers at each app's coordinates, from the installation's
                 // listing; without it (a token that may not list), each is looked up alone.
                 let coords: Vec<RepoCoords> = apps.iter().map(|a| a.coords().clone()).collect();
-                if let Err(e) = self.inner.facts.learn_repos(&coords).await {
+                if let Err(e) = self.inner.cache.facts.learn_repos(&coords).await {
                     tracing::debug!(error = %e, "installation repositories not listed: each is looked up");
                 }
                 unsure = apps;
@@ -423,9 +427,9 @@ impl Authorizer {
     ///
     /// # Errors
     ///
-    /// [`CheckError::Github`] when GitHub cannot answer.
+    /// [`CheckError::Github`](crate::CheckError::Github) when GitHub cannot answer.
     pub async fn github_user(&self, login: &str) -> Result<Option<crate::core::ids::GithubUser>, CheckError> {
-        self.inner.facts.user(login).await
+        self.inner.cache.facts.user(login).await
     }
 
     /// The app's record as the store holds it (coordinates, repository id, branch, main file,
@@ -435,13 +439,7 @@ impl Authorizer {
     /// # #[cfg(feature = "world")]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
-    /// # let world = ghauthz::world::World::load(path).unwrap();
-    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
-    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
-    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
-    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
     /// let dash = authz.app_record(&ghauthz::AppId("dash".into())).await.unwrap().unwrap();
     /// assert_eq!((dash.branch.as_str(), dash.main_file.as_str()), ("main", "streamlit_app.py"));
     /// # }
@@ -451,25 +449,19 @@ impl Authorizer {
     ///
     /// # Errors
     ///
-    /// [`CheckError::Store`] when the store fails.
+    /// [`CheckError::Store`](crate::CheckError::Store) when the store fails.
     pub async fn app_record(&self, id: &AppId) -> Result<Option<AppRecord>, CheckError> {
         Ok(self.inner.store.app(id).await?)
     }
 
     /// Every app's record as the store holds it, ordered by id, in one read (for listings that
-    /// show branches and main files; [`Authorizer::apps`] gives the apps as checks take them).
+    /// show branches and main files; [`Authorizer::apps`](crate::Authorizer::apps) gives the apps as checks take them).
     ///
     /// ```
     /// # #[cfg(feature = "world")]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
-    /// # let world = ghauthz::world::World::load(path).unwrap();
-    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
-    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
-    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
-    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
     /// let ids: Vec<String> = authz.app_records().await.unwrap().into_iter().map(|r| r.id.0).collect();
     /// assert_eq!(ids, ["analytics", "dash", "legacy", "notes", "site"]);
     /// # }
@@ -479,43 +471,9 @@ impl Authorizer {
     ///
     /// # Errors
     ///
-    /// [`CheckError::Store`] when the store fails.
+    /// [`CheckError::Store`](crate::CheckError::Store) when the store fails.
     pub async fn app_records(&self) -> Result<Vec<AppRecord>, CheckError> {
         Ok(self.inner.store.apps().await?)
-    }
-
-    /// The audit entries `filter` asks for, newest first: every change of state (deploy,
-    /// visibility, delete, viewers, links, sign-ins) and every deploy and delete decision, each
-    /// with who, what, when and its outcome.
-    ///
-    /// ```
-    /// # #[cfg(feature = "world")]
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
-    /// # let world = ghauthz::world::World::load(path).unwrap();
-    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
-    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
-    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
-    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
-    /// use ghauthz::store::{AuditAction, AuditFilter, AuditOutcome};
-    /// use ghauthz::{AppId, ChangedBy, Principal};
-    /// let dash = AppId("dash".into());
-    /// let dave = ChangedBy::Principal(Principal::github(world.user("dave").unwrap())); // triage
-    /// authz.delete_app(&dave, &dash).await.unwrap_err();
-    /// let newest = authz.audit(&AuditFilter::new().for_app(dash).limit(1)).await.unwrap();
-    /// assert_eq!((newest[0].action, newest[0].outcome), (AuditAction::Delete, AuditOutcome::Denied));
-    /// # }
-    /// # #[cfg(not(feature = "world"))]
-    /// # fn main() {}
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError`] when the store fails.
-    pub async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
-        self.inner.store.audit(filter).await
     }
 
     /// Appends `event`; see [`Store::record`](crate::store::Store::record).

@@ -17,7 +17,7 @@ use crate::store::{AuditAction, AuditEvent, Change};
 /// What managing support windows asks: the policy's `edit`.
 const EDIT: Asked = Asked::Capability(Capability::Edit);
 
-/// What [`Authorizer::grant_support`] is asked to open: the capabilities (`view` unless set;
+/// What [`Authorizer::grant_support`](crate::Authorizer::grant_support) is asked to open: the capabilities (`view` unless set;
 /// `view` and `edit` only), how long (24 hours unless set; at most [`MAX_SUPPORT_WINDOW`]), for
 /// one agent or any, and why.
 ///
@@ -120,13 +120,7 @@ impl Authorizer {
     /// # #[cfg(feature = "world")]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
-    /// # let world = ghauthz::world::World::load(path).unwrap();
-    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
-    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
-    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
-    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
     /// use ghauthz::{AppId, Capability, ChangedBy, Principal, SupportGrant};
     /// let dash = AppId("dash".into());
     /// let agent = Principal::support("a7");
@@ -178,7 +172,7 @@ impl Authorizer {
             format!("{} for {}s, agent {}", caps.join(","), grant.duration.as_secs(), grant.agent().unwrap_or("any"));
         let event = AuditEvent::new(now, &actor, app, AuditAction::SupportGranted).with_detail(detail);
         let opened = self.inner.store.open_support(&window, &event).await;
-        self.inner.apply_change(&Change::App { app: app.clone() });
+        self.inner.cache.apply_change(&Change::App { app: app.clone() });
         window.id = opened.map_err(CheckError::from)?.ok_or_else(|| ManageError::UnknownApp(app.clone()))?;
         Ok(window)
     }
@@ -195,13 +189,7 @@ impl Authorizer {
     /// # #[cfg(feature = "world")]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
-    /// # let world = ghauthz::world::World::load(path).unwrap();
-    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
-    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
-    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
-    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
     /// use ghauthz::{AppId, Capability, ChangedBy, Principal, SupportGrant};
     /// let dash = AppId("dash".into());
     /// authz.grant_support(&ChangedBy::Operator, &dash, &SupportGrant::new("ticket 4711")).await.unwrap();
@@ -227,7 +215,7 @@ impl Authorizer {
         let event = AuditEvent::new(now, &actor, app, AuditAction::SupportRevoked)
             .with_detail(format!("agent {}", agent.unwrap_or("any")));
         let revoked = self.inner.store.revoke_support(app, agent, now, &event).await;
-        self.inner.apply_change(&Change::App { app: app.clone() });
+        self.inner.cache.apply_change(&Change::App { app: app.clone() });
         Ok(revoked.map_err(CheckError::from)?)
     }
 
@@ -238,13 +226,7 @@ impl Authorizer {
     /// # #[cfg(feature = "world")]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
-    /// # let world = ghauthz::world::World::load(path).unwrap();
-    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
-    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
-    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
-    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
     /// use ghauthz::{AppId, ChangedBy, SupportGrant};
     /// let dash = AppId("dash".into());
     /// authz.grant_support(&ChangedBy::Operator, &dash, &SupportGrant::new("ticket 4711")).await.unwrap();

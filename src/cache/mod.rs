@@ -25,6 +25,7 @@ use crate::core::time::Timestamp;
 
 mod apps;
 mod facts;
+mod feed;
 mod hits;
 mod records;
 mod seqlock;
@@ -44,6 +45,7 @@ mod sync {
 }
 
 pub(crate) use facts::Facts;
+pub(crate) use feed::{Caches, follow};
 pub(crate) use hits::{Hit, InlineFact};
 pub(crate) use records::Records;
 pub(crate) use sessions::Sessions;

@@ -15,13 +15,7 @@ use crate::core::session::Session;
 /// # #[cfg(feature = "world")]
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
-/// # let world = ghauthz::world::World::load(path).unwrap();
-/// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-/// # use ghauthz::store::Store as _;
-/// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
-/// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
-/// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+/// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
 /// use ghauthz::{Capability, Principal};
 /// let site = world.app("site").unwrap(); // public
 /// let dash = world.app("dash").unwrap(); // private
@@ -37,9 +31,9 @@ use crate::core::session::Session;
 pub enum Principal {
     /// Nobody signed in: may view public apps, and nothing else. Decided without any request.
     Anonymous,
-    /// An invited viewer whose session token verified ([`Authorizer::verify_session`]): may view
+    /// An invited viewer whose session token verified ([`Authorizer::verify_session`](crate::Authorizer::verify_session)): may view
     /// the one app the session is for, while the grant it was minted under stands. Only a verified
-    /// [`Session`] fits here; to check a raw token, use [`Authorizer::check_session`].
+    /// [`Session`] fits here; to check a raw token, use [`Authorizer::check_session`](crate::Authorizer::check_session).
     Viewer(Session),
     /// A GitHub-authenticated user, decided by their role on the app's repository; in user-token
     /// mode ([`GithubAuth::UserTokens`](crate::GithubAuth::UserTokens)), with their own token.
@@ -49,13 +43,13 @@ pub enum Principal {
         user: GithubUser,
         /// The user's own token, which GitHub is asked with in user-token mode; ignored otherwise.
         /// A check in user-token mode that must ask GitHub without it fails with
-        /// [`CheckError::MissingUserToken`].
+        /// [`CheckError::MissingUserToken`](crate::CheckError::MissingUserToken).
         token: Option<GithubToken>,
     },
     /// A member of the platform's support staff, authenticated by the control plane: allowed
-    /// only what an open support window on the app grants them ([`Authorizer::grant_support`]),
+    /// only what an open support window on the app grants them ([`Authorizer::grant_support`](crate::Authorizer::grant_support)),
     /// never `deploy` or `delete`, and every check is audited. Build it with
-    /// [`Principal::support`].
+    /// [`Principal::support`](crate::Principal::support).
     Support {
         /// The agent's name (see [`valid_agent_name`](crate::valid_agent_name)); a name that is
         /// not one is denied.
@@ -81,13 +75,7 @@ impl Principal {
     /// # #[cfg(feature = "world")]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
-    /// # let world = ghauthz::world::World::load(path).unwrap();
-    /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
-    /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
-    /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
-    /// # let authz = ghauthz::Authorizer::builder(mock.github_config()).store(store).build().unwrap();
+    /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
     /// use ghauthz::{Capability, Principal};
     /// let carol = Principal::github(world.user("carol").unwrap()); // direct write on acme/dashboard
     /// let dash = world.app("dash").unwrap();

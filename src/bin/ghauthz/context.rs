@@ -201,7 +201,7 @@ async fn close(store: Arc<dyn Store>) {
 async fn open_store(location: &str) -> Result<Arc<dyn Store>, Outcome> {
     ghauthz::store::open(location).await.map_err(|e| match e {
         ghauthz::store::StoreError::InvalidConfig(_) => usage(format!("`--db`: {e}")),
-        e => Outcome::error(Exit::Unavailable, e.kind(), &e),
+        e => Outcome::error(e.class().into(), e.kind(), &e),
     })
 }
 
@@ -242,7 +242,7 @@ fn finish(
         Some((secret, None)) => authz.webhook_secret(secret),
         None => authz,
     };
-    authz.build().map_err(|e| Outcome::error(Exit::Unavailable, e.kind(), &e))
+    authz.build().map_err(|e| Outcome::error(e.class().into(), e.kind(), &e))
 }
 
 impl Ctx {
@@ -264,7 +264,7 @@ impl Ctx {
             None => match self.authz.github_user(login).await {
                 Ok(Some(user)) => Ok(user),
                 Ok(None) => Err(unknown("on GitHub")),
-                Err(e) => Err(Outcome::json(Exit::Unavailable, &error_json(&e))),
+                Err(e) => Err(Outcome::json(e.class().into(), &error_json(&e))),
             },
         }
     }

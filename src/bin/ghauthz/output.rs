@@ -6,8 +6,7 @@
 use std::process::{ExitCode, Termination};
 
 use ghauthz::{
-    Capability, CheckError, Decision, GoogleError, GoogleSignInError, IssuedSession, LinkError, ManageError,
-    SignInRefusal, Timestamp,
+    Capability, CheckError, Decision, ErrorClass, GoogleSignInError, IssuedSession, LinkError, ManageError, Timestamp,
 };
 use serde_json::{Value, json};
 
@@ -22,6 +21,17 @@ pub(crate) enum Exit {
     Denied = 2,
     /// Could not decide: unavailable or rate limited.
     Unavailable = 3,
+}
+
+/// The library's table: each error's class is its exit code.
+impl From<ErrorClass> for Exit {
+    fn from(class: ErrorClass) -> Self {
+        match class {
+            ErrorClass::Usage => Exit::Usage,
+            ErrorClass::Denied => Exit::Denied,
+            _ => Exit::Unavailable,
+        }
+    }
 }
 
 /// A command's result: what to print on stdout, the line for stderr, and the exit code.
@@ -176,40 +186,25 @@ pub(crate) fn session_json(s: &IssuedSession) -> Outcome {
 }
 
 pub(crate) fn google_error(e: &GoogleSignInError) -> Outcome {
-    let exit = match e {
-        GoogleSignInError::SignIn(SignInRefusal::Store(_) | SignInRefusal::NoRandomness(_))
-        | GoogleSignInError::Token(GoogleError::KeysUnavailable(_)) => Exit::Unavailable,
-        GoogleSignInError::NotConfigured => Exit::Usage,
-        _ => Exit::Denied,
-    };
-    Outcome::json(exit, &json!({"error": e.kind(), "message": e.to_string()}))
+    Outcome::json(e.class().into(), &json!({"error": e.kind(), "message": e.to_string()}))
 }
 
 pub(crate) fn link_error(e: &LinkError) -> Outcome {
-    let exit = match e {
-        LinkError::SignIn(SignInRefusal::Store(_) | SignInRefusal::NoRandomness(_)) => Exit::Unavailable,
-        LinkError::InvalidEmail(_) => Exit::Usage,
-        _ => Exit::Denied,
-    };
     let mut v = json!({"error": e.kind(), "message": e.to_string()});
     if let LinkError::RateLimited { retry_after } = e {
         v["retry_after"] = json!(retry_after.as_secs());
     }
-    Outcome::json(exit, &v)
+    Outcome::json(e.class().into(), &v)
 }
 
 pub(crate) fn manage_error(e: &ManageError) -> Outcome {
     match e {
-        ManageError::UnknownApp(_) => Outcome::error(Exit::Denied, e.kind(), e),
-        ManageError::InvalidEmail(_) => Outcome::error(Exit::Usage, e.kind(), e),
         ManageError::Denied { decision, .. } => Outcome::json(
-            Exit::Denied,
+            e.class().into(),
             &json!({"error": e.kind(), "message": e.to_string(), "reason": decision.reason()}),
         ),
-        ManageError::Check(c) => Outcome::json(Exit::Unavailable, &error_json(c)),
-        ManageError::InvalidDeployment(_) | ManageError::InvalidSupport(_) => Outcome::error(Exit::Usage, e.kind(), e),
-        ManageError::RepoNotFound(_) | ManageError::AppExists(_) => Outcome::error(Exit::Denied, e.kind(), e),
-        _ => Outcome::error(Exit::Unavailable, e.kind(), e),
+        ManageError::Check(c) => Outcome::json(c.class().into(), &error_json(c)),
+        _ => Outcome::error(e.class().into(), e.kind(), e),
     }
 }
 

@@ -29,6 +29,6 @@ pub(crate) async fn run(ctx: &Ctx, cmd: AccountsCommand) -> Outcome {
         Ok(apps) => {
             Outcome::json(Exit::Done, &json!({"github_user": github_user, "github_id": id.0, "deleted_apps": apps}))
         }
-        Err(e) => Outcome::json(Exit::Unavailable, &error_json(&e)),
+        Err(e) => Outcome::json(e.class().into(), &error_json(&e)),
     }
 }

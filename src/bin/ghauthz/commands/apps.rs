@@ -28,14 +28,14 @@ pub(crate) async fn run(ctx: &Ctx, cmd: AppsCommand) -> Outcome {
             };
             match ctx.authz.apps_for(&Principal::github(user), cap).await {
                 Ok(apps) => list(ctx, |id| apps.iter().any(|a| a.id() == id)).await,
-                Err(e) => Outcome::json(Exit::Unavailable, &crate::output::error_json(&e)),
+                Err(e) => Outcome::json(e.class().into(), &crate::output::error_json(&e)),
             }
         }
         AppsCommand::List { .. } => list(ctx, |_| true).await,
         AppsCommand::Show { app } => match ctx.authz.app_record(&AppId(app.clone())).await {
             Ok(Some(record)) => Outcome::json(Exit::Done, &record_json(&record)),
             Ok(None) => Outcome::error(Exit::Denied, "unknown_app", format!("no app `{app}`")),
-            Err(e) => Outcome::json(Exit::Unavailable, &crate::output::error_json(&e)),
+            Err(e) => Outcome::json(e.class().into(), &crate::output::error_json(&e)),
         },
         AppsCommand::Visibility { app, visibility, github_user } => {
             let by = match changed_by(ctx, github_user.as_deref()).await {
@@ -70,7 +70,7 @@ async fn list(ctx: &Ctx, shown: impl Fn(&AppId) -> bool) -> Outcome {
             let listed: Vec<Value> = records.iter().filter(|r| shown(&r.id)).map(record_json).collect();
             Outcome::json(Exit::Done, &json!({ "apps": listed }))
         }
-        Err(e) => Outcome::json(Exit::Unavailable, &crate::output::error_json(&e)),
+        Err(e) => Outcome::json(e.class().into(), &crate::output::error_json(&e)),
     }
 }
 

@@ -37,6 +37,6 @@ pub(crate) async fn run(ctx: &Ctx, args: &AuditArgs) -> Outcome {
                 .collect();
             Outcome::json(Exit::Done, &json!({ "events": events }))
         }
-        Err(e) => Outcome::error(Exit::Unavailable, e.kind(), &e),
+        Err(e) => Outcome::error(e.class().into(), e.kind(), &e),
     }
 }

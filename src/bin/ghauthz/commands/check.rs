@@ -57,7 +57,7 @@ pub(crate) async fn decide(
             let exit = if d.is_allowed() { Exit::Done } else { Exit::Denied };
             Outcome::json(exit, &decision_json(&app.0, cap, &principal.label(), &d))
         }
-        Err(e) => Outcome::json(Exit::Unavailable, &error_json(&e)).saying(format!("could not decide: {e}")),
+        Err(e) => Outcome::json(e.class().into(), &error_json(&e)).saying(format!("could not decide: {e}")),
     }
 }
 

@@ -12,7 +12,7 @@ pub(crate) async fn explain(ctx: &Ctx, args: &ExplainArgs) -> Outcome {
     // Every app is read once: the addresses invited anywhere are explained on each app shown.
     let all = match ctx.authz.apps().await {
         Ok(all) => all,
-        Err(e) => return Outcome::json(Exit::Unavailable, &error_json(&e)),
+        Err(e) => return Outcome::json(e.class().into(), &error_json(&e)),
     };
     let apps = match apps_to_explain(&all, args.app.as_deref()) {
         Ok(apps) => apps,
@@ -20,7 +20,7 @@ pub(crate) async fn explain(ctx: &Ctx, args: &ExplainArgs) -> Outcome {
     };
     let viewers = match invited_anywhere(&ctx.authz, &all).await {
         Ok(v) => v,
-        Err(e) => return Outcome::json(Exit::Unavailable, &error_json(&e)),
+        Err(e) => return Outcome::json(e.class().into(), &error_json(&e)),
     };
     // Live mode knows no users but those named: it explains nobody signed in and the viewers.
     let principals = ctx.world.as_ref().map_or_else(|| vec![ghauthz::Principal::Anonymous], |w| w.principals());

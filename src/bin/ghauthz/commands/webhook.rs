@@ -1,6 +1,6 @@
 //! `ghauthz webhook`.
 
-use ghauthz::{WebhookError, WebhookOutcome};
+use ghauthz::WebhookOutcome;
 use serde_json::{Value, json};
 
 use crate::cli::WebhookArgs;
@@ -55,13 +55,6 @@ pub(crate) async fn webhook(ctx: &Ctx, args: &WebhookArgs) -> Outcome {
             Outcome::json(Exit::Done, &with(head, json!({"applied": [], "duplicate": true})))
         }
         Ok(_) => Outcome::json(Exit::Done, &with(head, json!({"applied": [], "ignored": "unknown_event"}))),
-        Err(e @ WebhookError::Store(_)) => Outcome::error(Exit::Unavailable, e.kind(), &e),
-        Err(
-            e @ (WebhookError::MissingSignature
-            | WebhookError::Sha1Only
-            | WebhookError::MalformedSignature
-            | WebhookError::BadSignature),
-        ) => Outcome::error(Exit::Denied, e.kind(), &e),
-        Err(e) => Outcome::error(Exit::Usage, e.kind(), &e),
+        Err(e) => Outcome::error(e.class().into(), e.kind(), &e),
     }
 }
