@@ -2,11 +2,9 @@
 
 use super::Authorizer;
 use crate::cache::Consistency;
-use crate::core::email::Email;
 use crate::core::ids::AppId;
 use crate::core::session::{Session, SessionError};
 use crate::google::GoogleIdentity;
-use crate::store::StoreError;
 use crate::viewer::{GoogleSignInError, IssuedLink, IssuedSession, LinkError, LinkInfo, SessionKeys};
 
 impl Authorizer {
@@ -324,7 +322,11 @@ impl Authorizer {
     /// holds (its token is not signed: the check does not read it) (world mode: `explain` and decision tables check a signed-in viewer through
     /// the production path).
     #[cfg(feature = "world")]
-    pub(crate) async fn session_for(&self, app: &AppId, email: &Email) -> Result<Session, StoreError> {
+    pub(crate) async fn session_for(
+        &self,
+        app: &AppId,
+        email: &crate::core::email::Email,
+    ) -> Result<Session, crate::store::StoreError> {
         // An address the store does not invite gets the session of a viewer whose invitation was
         // since removed: one under a grant id no store issues (they count from 1).
         let grant = self.inner.store.grant(app, email).await?.unwrap_or(crate::core::ids::GrantId(0));
