@@ -18,6 +18,7 @@
 //! checks an hour).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "bench code: a failure stops the run")]
 
+use ghauthz::CheckRequest;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -164,7 +165,7 @@ async fn run(world: &World, checks: usize, rosters: bool) -> Run {
             clock.advance(Duration::from_nanos(u64::try_from(step).unwrap()));
         }
         let (u, r) = (users.draw(&mut rng), apps.draw(&mut rng));
-        match authz.check_app(&principals[u], &AppId(format!("a{r}")), Capability::View).await {
+        match authz.check(&CheckRequest::new(&principals[u], &AppId(format!("a{r}")), Capability::View)).await {
             Ok(d) => assert_eq!(d.is_allowed(), may_view(world, u, r), "u{u} on r{r}: {d:?}"),
             Err(_) => undecided += 1,
         }
@@ -219,7 +220,7 @@ async fn churn(spec: &Spec, webhook: bool) -> Churn {
     let mut touched = std::collections::HashSet::new();
     let check = |u: usize, r: usize| {
         let (authz, p) = (authz.clone(), principals[u].clone());
-        async move { authz.check_app(&p, &AppId(format!("a{r}")), Capability::View).await }
+        async move { authz.check(&CheckRequest::new(&p, &AppId(format!("a{r}")), Capability::View)).await }
     };
     // An hour of traffic and changes, then as long as the last changes take to show (at most
     // ten minutes).

@@ -11,6 +11,7 @@
 //! and the ratios, read back from criterion's own estimates.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
+use ghauthz::CheckRequest;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -67,7 +68,10 @@ fn setup() -> Fixture {
             tasks.spawn(async move {
                 for u in (chunk..USERS).step_by(16) {
                     for app in &apps {
-                        let d = authz.check(&principals[u], app, Capability::View).await.expect("warm-up check");
+                        let d = authz
+                            .check(&CheckRequest::new(&principals[u], app, Capability::View))
+                            .await
+                            .expect("warm-up check");
                         assert!(d.is_allowed());
                     }
                 }
@@ -88,7 +92,10 @@ fn setup() -> Fixture {
         .collect();
     let resident = common::uniform_keys(KEYS, RESIDENT_USERS, REPOS);
     for &(u, r) in keys.iter().chain(&resident) {
-        assert!(authz.check_cached(&principals[u], &apps[r], Capability::View).is_some(), "all keys are hits");
+        assert!(
+            authz.check_cached(&CheckRequest::new(&principals[u], &apps[r], Capability::View)).is_some(),
+            "all keys are hits"
+        );
     }
     Fixture { principals, apps, authz, keys, resident, map, chain: chain(TABLE_BYTES / 64), rt, _mock: mock }
 }
@@ -117,7 +124,7 @@ fn map_key(keys: &[(usize, usize)], i: usize) -> (u64, u64) {
 
 fn cached(f: &Fixture, keys: &[(usize, usize)], i: usize) -> Option<ghauthz::Decision> {
     let (u, r) = keys[i % KEYS];
-    f.authz.check_cached(&f.principals[u], &f.apps[r], Capability::View)
+    f.authz.check_cached(&CheckRequest::new(&f.principals[u], &f.apps[r], Capability::View))
 }
 
 fn benches(c: &mut Criterion, f: &Arc<Fixture>) {
@@ -172,7 +179,9 @@ fn benches(c: &mut Criterion, f: &Arc<Fixture>) {
                 let start = Instant::now();
                 for i in 0..iters as usize {
                     let (u, r) = f.keys[i % KEYS];
-                    black_box(f.authz.check(&f.principals[u], &f.apps[r], Capability::View).await.ok());
+                    black_box(
+                        f.authz.check(&CheckRequest::new(&f.principals[u], &f.apps[r], Capability::View)).await.ok(),
+                    );
                 }
                 start.elapsed()
             })

@@ -5,6 +5,7 @@
 //! world,postgres --bench replicas` (without the variable it says it was skipped).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "bench code: a failure stops the run")]
 
+use ghauthz::CheckRequest;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -81,8 +82,8 @@ fn main() {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     // Untimed: B caches carol's fact again.
-                    b.check(&carol, &dash_app, Capability::Edit).await.unwrap();
-                    assert!(b.check_cached(&carol, &dash_app, Capability::Edit).is_some());
+                    b.check(&CheckRequest::new(&carol, &dash_app, Capability::Edit)).await.unwrap();
+                    assert!(b.check_cached(&CheckRequest::new(&carol, &dash_app, Capability::Edit)).is_some());
                     delivery += 1;
                     let mut h = http::HeaderMap::new();
                     h.insert("x-github-event", "member".parse().unwrap());
@@ -90,7 +91,7 @@ fn main() {
                     h.insert("x-hub-signature-256", signature.parse().unwrap());
                     let start = Instant::now();
                     a.handle_webhook(&h, &body).await.unwrap();
-                    while b.check_cached(&carol, &dash_app, Capability::Edit).is_some() {
+                    while b.check_cached(&CheckRequest::new(&carol, &dash_app, Capability::Edit)).is_some() {
                         tokio::task::yield_now().await;
                     }
                     total += start.elapsed();

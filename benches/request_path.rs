@@ -12,6 +12,7 @@
 //! printed are the medians and the ratios, read back from criterion's own estimates.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "bench code: a failure stops the run")]
 
+use ghauthz::CheckRequest;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -118,7 +119,7 @@ fn setup() -> Fixture {
     rt.block_on(async {
         for p in &principals {
             for app in &apps {
-                atomic_clock.check(p, app, Capability::View).await.unwrap();
+                atomic_clock.check(&CheckRequest::new(p, app, Capability::View)).await.unwrap();
             }
         }
     });
@@ -148,7 +149,13 @@ async fn warm(authz: &Authorizer, other: &Authorizer, principals: &[Principal], 
         tasks.spawn(async move {
             for u in (chunk..USERS).step_by(16) {
                 for id in &ids {
-                    assert!(authz.check_app(&principals[u], id, Capability::View).await.unwrap().is_allowed());
+                    assert!(
+                        authz
+                            .check(&CheckRequest::new(&principals[u], id, Capability::View))
+                            .await
+                            .unwrap()
+                            .is_allowed()
+                    );
                 }
             }
         });
@@ -165,7 +172,7 @@ async fn warm(authz: &Authorizer, other: &Authorizer, principals: &[Principal], 
                 authz.redeem_link(link.token.expose_secret(), None).await.unwrap().token.expose_secret().to_owned();
             for a in [authz, other] {
                 for _ in 0..2 {
-                    assert!(a.check_session(&token, id, Capability::View).await.unwrap().is_allowed());
+                    assert!(a.check(&CheckRequest::session(&token, id, Capability::View)).await.unwrap().is_allowed());
                 }
             }
             row.push(token);
@@ -174,7 +181,7 @@ async fn warm(authz: &Authorizer, other: &Authorizer, principals: &[Principal], 
     }
     for (u, p) in principals.iter().enumerate() {
         for (r, id) in ids.iter().enumerate() {
-            assert!(authz.check_app_cached(p, id, Capability::View).is_some(), "({u}, {r}) is a hit");
+            assert!(authz.check_cached(&CheckRequest::new(p, id, Capability::View)).is_some(), "({u}, {r}) is a hit");
         }
     }
     tokens
@@ -199,7 +206,7 @@ fn benches(c: &mut Criterion, f: &Fixture) {
             b.iter_custom(|iters| {
                 common::on_threads(threads, iters, |i| {
                     let (u, r) = key(i);
-                    black_box(memory.check_cached(&f.principals[u], &f.apps[r], Capability::View));
+                    black_box(memory.check_cached(&CheckRequest::new(&f.principals[u], &f.apps[r], Capability::View)));
                 })
             })
         });
@@ -208,7 +215,11 @@ fn benches(c: &mut Criterion, f: &Fixture) {
                 b.iter_custom(|iters| {
                     common::on_threads(threads, iters, |i| {
                         let (u, r) = key(i);
-                        black_box(s.authz.check_app_cached(&f.principals[u], &f.ids[r], Capability::View));
+                        black_box(s.authz.check_cached(&CheckRequest::new(
+                            &f.principals[u],
+                            &f.ids[r],
+                            Capability::View,
+                        )));
                     })
                 })
             });
@@ -216,7 +227,11 @@ fn benches(c: &mut Criterion, f: &Fixture) {
                 b.iter_custom(|iters| {
                     common::on_threads(threads, iters, |i| {
                         let (u, r) = key(i);
-                        black_box(s.authz.check_session_cached(&s.tokens[r][u % VIEWERS], &f.ids[r], Capability::View));
+                        black_box(s.authz.check_cached(&CheckRequest::session(
+                            &s.tokens[r][u % VIEWERS],
+                            &f.ids[r],
+                            Capability::View,
+                        )));
                     })
                 })
             });
@@ -227,7 +242,11 @@ fn benches(c: &mut Criterion, f: &Fixture) {
         b.iter_custom(|iters| {
             common::on_threads(1, iters, |i| {
                 let (u, r) = key(i);
-                black_box(f.atomic_clock.check_cached(&f.principals[u], &f.apps[r], Capability::View));
+                black_box(f.atomic_clock.check_cached(&CheckRequest::new(
+                    &f.principals[u],
+                    &f.apps[r],
+                    Capability::View,
+                )));
             })
         })
     });
@@ -238,7 +257,9 @@ fn benches(c: &mut Criterion, f: &Fixture) {
                 let start = Instant::now();
                 for i in 0..iters as usize {
                     let (u, r) = key(i);
-                    black_box(memory.check(&f.principals[u], &f.apps[r], Capability::View).await.ok());
+                    black_box(
+                        memory.check(&CheckRequest::new(&f.principals[u], &f.apps[r], Capability::View)).await.ok(),
+                    );
                 }
                 start.elapsed()
             })
@@ -251,7 +272,9 @@ fn benches(c: &mut Criterion, f: &Fixture) {
                     let start = Instant::now();
                     for i in 0..iters as usize {
                         let (u, r) = key(i);
-                        black_box(s.authz.check_app(&f.principals[u], &f.ids[r], Capability::View).await.ok());
+                        black_box(
+                            s.authz.check(&CheckRequest::new(&f.principals[u], &f.ids[r], Capability::View)).await.ok(),
+                        );
                     }
                     start.elapsed()
                 })
@@ -264,7 +287,10 @@ fn benches(c: &mut Criterion, f: &Fixture) {
                     for i in 0..iters as usize {
                         let (u, r) = key(i);
                         black_box(
-                            s.authz.check_session(&s.tokens[r][u % VIEWERS], &f.ids[r], Capability::View).await.ok(),
+                            s.authz
+                                .check(&CheckRequest::session(&s.tokens[r][u % VIEWERS], &f.ids[r], Capability::View))
+                                .await
+                                .ok(),
                         );
                     }
                     start.elapsed()
@@ -284,8 +310,12 @@ fn revocations(f: &Fixture, s: &OnStore) -> Vec<Duration> {
             let mut i = 0usize;
             while !stop.load(Ordering::Relaxed) {
                 let (u, r) = f.keys[i % KEYS];
-                black_box(s.other.check_session_cached(&s.tokens[r][u % (VIEWERS - 1)], &f.ids[r], Capability::View));
-                black_box(s.other.check_app_cached(&f.principals[u], &f.ids[r], Capability::View));
+                black_box(s.other.check_cached(&CheckRequest::session(
+                    &s.tokens[r][u % (VIEWERS - 1)],
+                    &f.ids[r],
+                    Capability::View,
+                )));
+                black_box(s.other.check_cached(&CheckRequest::new(&f.principals[u], &f.ids[r], Capability::View)));
                 i += 1;
             }
         });
@@ -293,12 +323,16 @@ fn revocations(f: &Fixture, s: &OnStore) -> Vec<Duration> {
         for r in 0..REVOCATIONS.min(REPOS) {
             let token = &s.tokens[r][VIEWERS - 1];
             let id = &f.ids[r];
-            assert!(s.other.check_session_cached(token, id, Capability::View).is_some_and(|d| d.is_allowed()));
+            assert!(
+                s.other
+                    .check_cached(&CheckRequest::session(token, id, Capability::View))
+                    .is_some_and(|d| d.is_allowed())
+            );
             let email = format!("v{}.a{r}@example.com", VIEWERS - 1);
             let start = Instant::now();
             f.rt.block_on(s.authz.remove_viewer(&ChangedBy::Operator, id, &email)).unwrap();
             loop {
-                let denied = f.rt.block_on(s.other.check_session(token, id, Capability::View)).unwrap();
+                let denied = f.rt.block_on(s.other.check(&CheckRequest::session(token, id, Capability::View))).unwrap();
                 if !denied.is_allowed() {
                     break;
                 }

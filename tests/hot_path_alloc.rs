@@ -5,6 +5,7 @@
 
 mod common;
 
+use ghauthz::CheckRequest;
 use std::hint::black_box;
 
 use ghauthz::Capability;
@@ -20,15 +21,15 @@ fn a_cache_hit_allocates_nothing() {
     let (carol, rick, dash) = (env.user("carol"), env.user("rick"), env.app("dash"));
     // carol's check fetches the repository's roster; rick's is answered from it.
     for (p, source) in [(&carol, ghauthz::Source::Github), (&rick, ghauthz::Source::Cache)] {
-        let first = rt.block_on(env.authz.check(p, &dash, Capability::Edit)).unwrap();
+        let first = rt.block_on(env.authz.check(&CheckRequest::new(p, &dash, Capability::Edit))).unwrap();
         assert_eq!((first.is_allowed(), first.source()), (true, source));
     }
 
     let before = dhat::HeapStats::get();
     for _ in 0..1000 {
         // rick's decision carries a custom role name: shared, not copied.
-        black_box(env.authz.check_cached(black_box(&carol), &dash, Capability::Edit).unwrap());
-        black_box(env.authz.check_cached(black_box(&rick), &dash, Capability::Edit).unwrap());
+        black_box(env.authz.check_cached(&CheckRequest::new(black_box(&carol), &dash, Capability::Edit)).unwrap());
+        black_box(env.authz.check_cached(&CheckRequest::new(black_box(&rick), &dash, Capability::Edit)).unwrap());
     }
     let sync_blocks = dhat::HeapStats::get().total_blocks - before.total_blocks;
 
@@ -37,7 +38,7 @@ fn a_cache_hit_allocates_nothing() {
         let before = dhat::HeapStats::get();
         rt.block_on(async {
             for _ in 0..hits {
-                black_box(env.authz.check(&carol, &dash, Capability::View).await.unwrap());
+                black_box(env.authz.check(&CheckRequest::new(&carol, &dash, Capability::View)).await.unwrap());
             }
         });
         dhat::HeapStats::get().total_blocks - before.total_blocks
@@ -55,16 +56,17 @@ fn a_cache_hit_allocates_nothing() {
         let link = a.issue_link(&dash, "dana@example.com").await.unwrap();
         let token = a.redeem_link(link.token.expose_secret(), None).await.unwrap().token.expose_secret().to_owned();
         for _ in 0..2 {
-            assert!(a.check_app(&carol, &dash, Capability::Edit).await.unwrap().is_allowed());
-            assert!(a.check_session(&token, &dash, Capability::View).await.unwrap().is_allowed());
+            assert!(a.check(&CheckRequest::new(&carol, &dash, Capability::Edit)).await.unwrap().is_allowed());
+            assert!(a.check(&CheckRequest::session(&token, &dash, Capability::View)).await.unwrap().is_allowed());
         }
         token
     });
     let before = dhat::HeapStats::get();
     for _ in 0..1000 {
-        let by_id = a.check_app_cached(black_box(&carol), black_box(&dash), Capability::Edit).unwrap();
+        let by_id = a.check_cached(&CheckRequest::new(black_box(&carol), black_box(&dash), Capability::Edit)).unwrap();
         assert_eq!(by_id.source(), ghauthz::Source::Cache);
-        let viewer = a.check_session_cached(black_box(&token), black_box(&dash), Capability::View).unwrap();
+        let viewer =
+            a.check_cached(&CheckRequest::session(black_box(&token), black_box(&dash), Capability::View)).unwrap();
         assert!(viewer.is_allowed());
     }
     let request_path_blocks = dhat::HeapStats::get().total_blocks - before.total_blocks;
@@ -72,8 +74,8 @@ fn a_cache_hit_allocates_nothing() {
         let before = dhat::HeapStats::get();
         rt.block_on(async {
             for _ in 0..hits {
-                black_box(a.check_app(&carol, &dash, Capability::Edit).await.unwrap());
-                black_box(a.check_session(&token, &dash, Capability::View).await.unwrap());
+                black_box(a.check(&CheckRequest::new(&carol, &dash, Capability::Edit)).await.unwrap());
+                black_box(a.check(&CheckRequest::session(&token, &dash, Capability::View)).await.unwrap());
             }
         });
         dhat::HeapStats::get().total_blocks - before.total_blocks

@@ -9,6 +9,7 @@
 
 mod common;
 
+use ghauthz::CheckRequest;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,8 +61,8 @@ async fn postgres_stopped_mid_run_fails_closed_and_the_store_recovers_when_it_re
     let session = authz.redeem_link(link.token.expose_secret(), None).await.unwrap();
     let viewer = Principal::Viewer(authz.verify_session(session.token.expose_secret()).unwrap());
     let carol = Principal::github(world.user("carol").unwrap());
-    assert!(authz.check_app(&viewer, &dash, Capability::View).await.unwrap().is_allowed());
-    authz.check_app(&carol, &dash, Capability::Edit).await.unwrap();
+    assert!(authz.check(&CheckRequest::new(&viewer, &dash, Capability::View)).await.unwrap().is_allowed());
+    authz.check(&CheckRequest::new(&carol, &dash, Capability::Edit)).await.unwrap();
     let resyncs = authz.stats().resyncs;
 
     let _restart = StartOnDrop(ctl.clone());
@@ -69,11 +70,14 @@ async fn postgres_stopped_mid_run_fails_closed_and_the_store_recovers_when_it_re
     // Deaf, the authorizer serves no cached app or grant: every check reads the store.
     common::wait_until("the feed notices", Duration::from_secs(10), || authz.stats().resyncs > resyncs).await;
     assert!(!authz.stats().feed_listening);
-    let err = authz.check_app(&viewer, &dash, Capability::View).await.unwrap_err();
+    let err = authz.check(&CheckRequest::new(&viewer, &dash, Capability::View)).await.unwrap_err();
     assert!(matches!(err, CheckError::Store(_)) && err.is_unavailable(), "{err:?}");
-    let err = authz.check_app(&carol, &dash, Capability::Edit).await.unwrap_err();
+    let err = authz.check(&CheckRequest::new(&carol, &dash, Capability::Edit)).await.unwrap_err();
     assert!(err.is_unavailable(), "the app cannot be read: {err:?}");
-    assert!(authz.check_cached(&carol, &world.app("dash").unwrap(), Capability::Edit).is_none(), "forgot");
+    assert!(
+        authz.check_cached(&CheckRequest::new(&carol, &world.app("dash").unwrap(), Capability::Edit)).is_none(),
+        "forgot"
+    );
 
     pg_ctl(&ctl, "start");
     let d = common::check_until_available(&authz, &viewer, &dash, Capability::View, Duration::from_secs(30)).await;

@@ -4,36 +4,11 @@ use super::Authorizer;
 use crate::store::{AuditEvent, AuditFilter, StoreError};
 
 impl Authorizer {
-    /// The audit log, oldest first: every entry [`Authorizer::audit`](crate::Authorizer::audit) can return. It holds
-    /// viewers' addresses while their apps exist (deleting an app keeps its entries without
-    /// them); show it only to those who may see its viewers.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError`] if the store cannot answer (unavailable, or an entry it cannot read).
-    ///
-    /// ```
-    /// # #[cfg(feature = "world")]
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
-    /// use ghauthz::store::AuditAction;
-    /// use ghauthz::{AppId, ChangedBy};
-    /// authz.add_viewer(&ChangedBy::Operator, &AppId("dash".into()), "eve@example.com").await.unwrap();
-    /// let last = authz.audit_log().await.unwrap().pop().unwrap();
-    /// assert_eq!((last.action, last.actor.as_str()), (AuditAction::ViewerAdded, "operator"));
-    /// assert_eq!(last.email.unwrap().as_str(), "eve@example.com");
-    /// # }
-    /// # #[cfg(not(feature = "world"))]
-    /// # fn main() {}
-    /// ```
-    pub async fn audit_log(&self) -> Result<Vec<crate::store::AuditEvent>, StoreError> {
-        self.inner.store.audit_log().await
-    }
-
     /// The audit entries `filter` asks for, newest first: every change of state (deploy,
     /// visibility, delete, viewers, links, sign-ins) and every deploy and delete decision, each
-    /// with who, what, when and its outcome.
+    /// with who, what, when and its outcome. The log holds viewers' addresses while their apps
+    /// exist (deleting an app keeps its entries without them): show it only to those who may
+    /// see its viewers.
     ///
     /// ```
     /// # #[cfg(feature = "world")]

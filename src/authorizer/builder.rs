@@ -78,6 +78,7 @@ impl BuildError {
 /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
 /// use std::time::Duration;
 /// use ghauthz::{AppId, Authorizer, Capability, Policy, Principal, Role};
+/// use ghauthz::CheckRequest;
 /// let authz = Authorizer::builder(mock.github_config())
 ///     .store(store) // acme.toml's apps
 ///     .policy(Policy::default().with(Capability::Deploy, Role::Maintain))
@@ -85,7 +86,7 @@ impl BuildError {
 ///     .build()
 ///     .unwrap();
 /// let bob = Principal::github(world.user("bob").unwrap()); // maintain, through a team
-/// assert!(authz.check_app(&bob, &AppId("dash".into()), Capability::Deploy).await.unwrap().is_allowed());
+/// assert!(authz.check(&CheckRequest::new(&bob, &AppId("dash".into()), Capability::Deploy)).await.unwrap().is_allowed());
 /// # }
 /// # #[cfg(not(feature = "world"))]
 /// # fn main() {}
@@ -132,13 +133,14 @@ impl AuthorizerBuilder {
     /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
     /// use std::time::Duration;
     /// use ghauthz::{AppId, Authorizer, Capability, Principal};
+    /// use ghauthz::CheckRequest;
     /// let authz = Authorizer::builder(mock.github_config())
     ///     .store(store)
     ///     .store_timeout(Duration::from_millis(500)) // a check waits at most 0.5 s per store call
     ///     .build()
     ///     .unwrap();
     /// let erin = Principal::github(world.user("erin").unwrap()); // admin on acme/dashboard
-    /// assert!(authz.check_app(&erin, &AppId("dash".into()), Capability::Deploy).await.unwrap().is_allowed());
+    /// assert!(authz.check(&CheckRequest::new(&erin, &AppId("dash".into()), Capability::Deploy)).await.unwrap().is_allowed());
     /// # }
     /// # #[cfg(not(feature = "world"))]
     /// # fn main() {}
@@ -367,11 +369,12 @@ impl AuthorizerBuilder {
     /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
     /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
     /// use ghauthz::{AppId, Authorizer, Capability, Principal};
+    /// use ghauthz::CheckRequest;
     /// let (erin, dash) = (Principal::github(world.user("erin").unwrap()), AppId("dash".into()));
     /// let seeded = Authorizer::builder(mock.github_config()).store(store).build().unwrap();
-    /// assert!(seeded.check_app(&erin, &dash, Capability::Deploy).await.unwrap().is_allowed());
+    /// assert!(seeded.check(&CheckRequest::new(&erin, &dash, Capability::Deploy)).await.unwrap().is_allowed());
     /// let empty = Authorizer::builder(mock.github_config()).build().unwrap(); // a MemoryStore of its own
-    /// let d = empty.check_app(&erin, &dash, Capability::Deploy).await.unwrap();
+    /// let d = empty.check(&CheckRequest::new(&erin, &dash, Capability::Deploy)).await.unwrap();
     /// assert_eq!(d.reason().kind(), "unknown_app");
     /// # }
     /// # #[cfg(not(feature = "world"))]
@@ -397,12 +400,13 @@ impl AuthorizerBuilder {
     /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
     /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
     /// use ghauthz::{Authorizer, Capability, Policy, Principal, Role};
+    /// use ghauthz::CheckRequest;
     /// let (bob, dash) = (Principal::github(world.user("bob").unwrap()), world.app("dash").unwrap()); // maintain
     /// let strict = Authorizer::builder(mock.github_config()).build().unwrap();
-    /// assert!(!strict.check(&bob, &dash, Capability::Deploy).await.unwrap().is_allowed());
+    /// assert!(!strict.check(&CheckRequest::new(&bob, &dash, Capability::Deploy)).await.unwrap().is_allowed());
     /// let policy = Policy::default().with(Capability::Deploy, Role::Maintain);
     /// let relaxed = Authorizer::builder(mock.github_config()).policy(policy).build().unwrap();
-    /// assert!(relaxed.check(&bob, &dash, Capability::Deploy).await.unwrap().is_allowed());
+    /// assert!(relaxed.check(&CheckRequest::new(&bob, &dash, Capability::Deploy)).await.unwrap().is_allowed());
     /// # }
     /// # #[cfg(not(feature = "world"))]
     /// # fn main() {}
@@ -427,6 +431,7 @@ impl AuthorizerBuilder {
     /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
     /// use std::{sync::Arc, time::Duration};
     /// use ghauthz::{Authorizer, CacheConfig, Capability, ManualClock, Principal, Source};
+    /// use ghauthz::CheckRequest;
     /// let clock = ManualClock::new(world.now().unwrap());
     /// let authz = Authorizer::builder(mock.github_config())
     ///     .cache(CacheConfig::default().with_role_ttl(Duration::from_secs(30)))
@@ -434,11 +439,11 @@ impl AuthorizerBuilder {
     ///     .build()
     ///     .unwrap();
     /// let (carol, dash) = (Principal::github(world.user("carol").unwrap()), world.app("dash").unwrap());
-    /// assert_eq!(authz.check(&carol, &dash, Capability::Edit).await.unwrap().source(), Source::Github);
+    /// assert_eq!(authz.check(&CheckRequest::new(&carol, &dash, Capability::Edit)).await.unwrap().source(), Source::Github);
     /// clock.advance(Duration::from_secs(20));
-    /// assert_eq!(authz.check(&carol, &dash, Capability::Edit).await.unwrap().source(), Source::Cache);
+    /// assert_eq!(authz.check(&CheckRequest::new(&carol, &dash, Capability::Edit)).await.unwrap().source(), Source::Cache);
     /// clock.advance(Duration::from_secs(11)); // past the 30 s lifetime: the next check asks again
-    /// assert!(authz.check_cached(&carol, &dash, Capability::Edit).is_none());
+    /// assert!(authz.check_cached(&CheckRequest::new(&carol, &dash, Capability::Edit)).is_none());
     /// # }
     /// # #[cfg(not(feature = "world"))]
     /// # fn main() {}

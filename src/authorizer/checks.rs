@@ -2,6 +2,7 @@
 //! memory on a hit; from GitHub or the store past it), lets the core's `decide` make the
 //! decision, and writes what the core's `audit_entry` says the audit log receives.
 
+use std::fmt;
 use std::sync::Arc;
 
 use super::Authorizer;
@@ -15,329 +16,308 @@ use crate::core::support::SupportWindow;
 use crate::core::time::Timestamp;
 use crate::error::CheckError;
 
+/// One question for [`Authorizer::check`]: who asks (a [`Principal`], or a viewer's session
+/// token), of which app (by id, as a control plane's request path knows it, or given whole), for
+/// which [`Capability`], on facts how old ([`Consistency`]: cached unless made
+/// [`fresh`](CheckRequest::fresh)).
+///
+/// ```
+/// use ghauthz::{AppId, Capability, CheckRequest, Consistency, Principal};
+/// let dash = AppId("dash".into());
+/// let req = CheckRequest::new(&Principal::Anonymous, &dash, Capability::View);
+/// assert_eq!((req.capability(), req.consistency()), (Capability::View, Consistency::Cached));
+/// let token = "eyJ..."; // a viewer's session token, as the control plane's cookie holds it
+/// let req = CheckRequest::session(token, &dash, Capability::View).fresh();
+/// assert_eq!(req.consistency(), Consistency::Fresh);
+/// assert!(!format!("{req:?}").contains(token), "a token is never printed");
+/// ```
+#[derive(Clone, Copy)]
+pub struct CheckRequest<'a> {
+    who: Who<'a>,
+    app: AppRef<'a>,
+    cap: Capability,
+    consistency: Consistency,
+}
+
+/// Who asks.
+#[derive(Clone, Copy)]
+enum Who<'a> {
+    Principal(&'a Principal),
+    /// A viewer's session token: verified by the check (once, then remembered).
+    Session(&'a str),
+}
+
+/// The app a [`CheckRequest`] is about: by id (read from the cache or the store), or given whole
+/// (as [`Authorizer::app`] returned it). Made from `&AppId` or `&App`.
+#[derive(Debug, Clone, Copy)]
+pub enum AppRef<'a> {
+    /// The app with this id; `unknown_app` (a denial) when there is none.
+    Id(&'a AppId),
+    /// The app itself, as its record said.
+    App(&'a App),
+}
+
+impl<'a> From<&'a AppId> for AppRef<'a> {
+    fn from(id: &'a AppId) -> Self {
+        AppRef::Id(id)
+    }
+}
+
+impl<'a> From<&'a App> for AppRef<'a> {
+    fn from(app: &'a App) -> Self {
+        AppRef::App(app)
+    }
+}
+
+impl<'a> AppRef<'a> {
+    /// The app's id.
+    pub fn id(self) -> &'a AppId {
+        match self {
+            AppRef::Id(id) => id,
+            AppRef::App(app) => app.id(),
+        }
+    }
+}
+
+impl<'a> CheckRequest<'a> {
+    /// May `principal` do `cap` to `app` (an `&AppId` or an `&App`)?
+    #[inline]
+    pub fn new(principal: &'a Principal, app: impl Into<AppRef<'a>>, cap: Capability) -> Self {
+        CheckRequest { who: Who::Principal(principal), app: app.into(), cap, consistency: Consistency::Cached }
+    }
+
+    /// May the viewer holding session `token` do `cap` to `app`? A token that does not verify is
+    /// a denial (`session_invalid`, with its [`SessionError`](crate::SessionError)), never an
+    /// error.
+    #[inline]
+    pub fn session(token: &'a str, app: impl Into<AppRef<'a>>, cap: Capability) -> Self {
+        CheckRequest { who: Who::Session(token), app: app.into(), cap, consistency: Consistency::Cached }
+    }
+
+    /// The same request, resting on nothing cached ([`Consistency::Fresh`]): the app and any
+    /// grant read from the store, a session verified in full, GitHub's fact revalidated (a
+    /// conditional request, which spends no rate limit when nothing changed).
+    #[inline]
+    pub fn fresh(self) -> Self {
+        self.with_consistency(Consistency::Fresh)
+    }
+
+    /// The same request, with facts as old as `consistency` allows.
+    #[inline]
+    pub fn with_consistency(self, consistency: Consistency) -> Self {
+        CheckRequest { consistency, ..self }
+    }
+
+    /// The capability asked for.
+    pub fn capability(&self) -> Capability {
+        self.cap
+    }
+
+    /// How old the facts may be.
+    pub fn consistency(&self) -> Consistency {
+        self.consistency
+    }
+
+    /// The app asked about.
+    pub fn app(&self) -> AppRef<'a> {
+        self.app
+    }
+
+    /// The principal asking; `None` for a session token (which names nobody until verified).
+    pub fn principal(&self) -> Option<&'a Principal> {
+        match self.who {
+            Who::Principal(p) => Some(p),
+            Who::Session(_) => None,
+        }
+    }
+}
+
+/// Shows the principal's label and never the session token.
+impl fmt::Debug for CheckRequest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let who = match self.who {
+            Who::Principal(p) => p.label(),
+            Who::Session(_) => "session token (redacted)".to_owned(),
+        };
+        f.debug_struct("CheckRequest")
+            .field("who", &who)
+            .field("app", &self.app.id())
+            .field("capability", &self.cap)
+            .field("consistency", &self.consistency)
+            .finish()
+    }
+}
+
 impl Authorizer {
-    /// May `principal` do `cap` to `app`? The app is given whole ([`Authorizer::check_app`](crate::Authorizer::check_app) takes
-    /// an id). Answers from the cache when it can (see [`Authorizer::check_cached`](crate::Authorizer::check_cached)), otherwise
-    /// asks GitHub (for a GitHub user) or the store (for a viewer); an anonymous check never asks.
+    /// Answers `request`: may this principal (or the viewer holding this session token) do this
+    /// to this app? From memory when the facts there are fresh enough (see
+    /// [`Authorizer::check_cached`]), otherwise asking GitHub (for a GitHub user's role) or the
+    /// store (for the app, a viewer's grant, a support agent's windows); nobody signed in is
+    /// decided without asking anything. `deploy` and `delete` are decided on facts no older than
+    /// `strict_max_age`, and are on record in the audit log, allowed or denied, as is every
+    /// support agent's check; a check that cannot be recorded is not answered.
     ///
     /// # Errors
     ///
-    /// [`CheckError`](crate::CheckError) means "could not decide": treat it as a denial, and ask again after
-    /// [`CheckError::retry_after`](crate::CheckError::retry_after). [`CheckError::Github`](crate::CheckError::Github) when GitHub is unavailable, rate
-    /// limited, refuses the credentials or answers unexpectedly; [`CheckError::Store`](crate::CheckError::Store) when a
-    /// viewer's grant cannot be read; [`CheckError::MissingUserToken`](crate::CheckError::MissingUserToken) in user-token mode, when
-    /// GitHub must be asked and the principal carries no token. A denial is never an error: it is a
-    /// [`Decision`](crate::Decision).
+    /// [`CheckError`] means "could not decide": treat it as a denial, and ask again after
+    /// [`CheckError::retry_after`]. [`CheckError::Github`] when GitHub is unavailable, rate
+    /// limited, refuses the credentials or answers unexpectedly; [`CheckError::Store`] when the
+    /// app, a grant or the windows cannot be read, or the audit log written;
+    /// [`CheckError::MissingUserToken`] in user-token mode, when GitHub must be asked and the
+    /// principal carries no token. A denial is never an error: it is a [`Decision`].
+    ///
+    /// # Security
+    ///
+    /// A session token is verified in full (signature under a listed key, issuer, audience,
+    /// expiry on the authorizer's clock) the first time; after that it is confirmed by comparing
+    /// it whole, in constant time. Tokens are never logged.
     ///
     /// ```
     /// # #[cfg(feature = "world")]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
     /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
-    /// use ghauthz::{Capability, Lookup, NoAccessDetail, Principal, Reason, Role};
-    /// let dash = world.app("dash").unwrap(); // private, on acme/dashboard
+    /// use ghauthz::{AppId, Capability, CheckRequest, Lookup, NoAccessDetail, Principal, Reason, Role, Source, Via};
+    /// let dash = AppId("dash".into()); // private, on acme/dashboard
     /// let carol = Principal::github(world.user("carol").unwrap()); // write there
-    /// let d = authz.check(&carol, &dash, Capability::Edit).await.unwrap();
+    /// let d = authz.check(&CheckRequest::new(&carol, &dash, Capability::Edit)).await.unwrap();
     /// assert!(d.is_allowed());
     /// assert!(matches!(d.reason(), Reason::GithubRole { role: Role::Write, required: Role::Write, .. }));
     /// // Answered from the repository's roster, which lists `write` and up ...
     /// assert_eq!(d.lookup(), Some(Lookup::Roster));
     /// // ... and which answers for dave (triage there) without another request.
     /// let dave = Principal::github(world.user("dave").unwrap());
-    /// let d = authz.check(&dave, &dash, Capability::View).await.unwrap();
-    /// assert!(!d.is_allowed());
+    /// let d = authz.check(&CheckRequest::new(&dave, &dash, Capability::View)).await.unwrap();
     /// assert_eq!(d.reason(), &Reason::NoAccess { detail: NoAccessDetail::NotOnRoster });
+    /// // Fresh: revalidated with GitHub rather than answered from memory.
+    /// let d = authz.check(&CheckRequest::new(&carol, &dash, Capability::Edit).fresh()).await.unwrap();
+    /// assert_eq!(d.source(), Source::Github);
+    /// // A viewer's session, as a redeemed link mints it (dana is invited to dash).
+    /// let link = authz.issue_link(&dash, "dana@example.com").await.unwrap();
+    /// let token = authz.redeem_link(link.token.expose_secret(), Some(&dash)).await.unwrap().token;
+    /// let req = CheckRequest::session(token.expose_secret(), &dash, Capability::View);
+    /// assert_eq!(authz.check(&req).await.unwrap().reason(), &Reason::ViewerGrant { via: Via::EmailLink });
+    /// let forged = CheckRequest::session("eyJhbGciOiJub25lIn0.e30.", &dash, Capability::View);
+    /// assert_eq!(authz.check(&forged).await.unwrap().reason().kind(), "session_invalid");
+    /// let gone = authz.check(&CheckRequest::new(&carol, &AppId("gone".into()), Capability::View)).await.unwrap();
+    /// assert_eq!(gone.reason().kind(), "unknown_app");
     /// # }
     /// # #[cfg(not(feature = "world"))]
     /// # fn main() {}
     /// ```
-    pub async fn check(&self, principal: &Principal, app: &App, cap: Capability) -> Result<Decision, CheckError> {
-        if let Some(decision) = self.check_cached(principal, app, cap) {
-            return Ok(decision);
-        }
-        // Boxed, as in `check_app_with`.
-        Box::pin(self.check_recorded(principal, app, cap, Consistency::Cached)).await
-    }
-
-    /// [`Authorizer::check`](crate::Authorizer::check) for the app with this id; `unknown_app` (a denial) when there is none.
-    /// What a control plane calls on every request: on a hit, the app record and the GitHub fact
-    /// (or the viewer's grant) all come from memory ([`CacheConfig`](crate::CacheConfig)'s `# Staleness`).
-    ///
-    /// # Errors
-    ///
-    /// As [`Authorizer::check`](crate::Authorizer::check), and [`CheckError::Store`](crate::CheckError::Store) when the app's record cannot be read
-    /// (the store unavailable, or a record that is not an app).
-    ///
-    /// ```
-    /// # #[cfg(feature = "world")]
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
-    /// use ghauthz::{AppId, Capability, Principal};
-    /// let erin = Principal::github(world.user("erin").unwrap()); // admin on acme/dashboard
-    /// assert!(authz.check_app(&erin, &AppId("dash".into()), Capability::Deploy).await.unwrap().is_allowed());
-    /// let d = authz.check_app(&erin, &AppId("gone".into()), Capability::View).await.unwrap();
-    /// assert_eq!((d.is_allowed(), d.reason().kind()), (false, "unknown_app"));
-    /// # }
-    /// # #[cfg(not(feature = "world"))]
-    /// # fn main() {}
-    /// ```
-    pub async fn check_app(&self, principal: &Principal, app: &AppId, cap: Capability) -> Result<Decision, CheckError> {
-        self.check_app_with(principal, app, cap, Consistency::Cached).await
-    }
-
-    /// [`Authorizer::check_app`](crate::Authorizer::check_app) with the facts as old as `consistency` allows:
-    /// [`Consistency::Fresh`](crate::Consistency::Fresh) reads the app and the grant from the store and revalidates the GitHub
-    /// fact first (a conditional request, which spends no rate limit when nothing changed), for a
-    /// decision that must rest on nothing cached.
-    ///
-    /// # Errors
-    ///
-    /// As [`Authorizer::check_app`](crate::Authorizer::check_app).
-    ///
-    /// ```
-    /// # #[cfg(feature = "world")]
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
-    /// use ghauthz::{AppId, Capability, Consistency, Principal, Source};
-    /// let (carol, dash) = (Principal::github(world.user("carol").unwrap()), AppId("dash".into()));
-    /// authz.check_app(&carol, &dash, Capability::Edit).await.unwrap(); // asks GitHub, caches
-    /// let cached = authz.check_app_with(&carol, &dash, Capability::Edit, Consistency::Cached).await.unwrap();
-    /// assert_eq!(cached.source(), Source::Cache);
-    /// let fresh = authz.check_app_with(&carol, &dash, Capability::Edit, Consistency::Fresh).await.unwrap();
-    /// assert_eq!(fresh.source(), Source::Github);
-    /// # }
-    /// # #[cfg(not(feature = "world"))]
-    /// # fn main() {}
-    /// ```
-    pub async fn check_app_with(
-        &self,
-        principal: &Principal,
-        app: &AppId,
-        cap: Capability,
-        consistency: Consistency,
-    ) -> Result<Decision, CheckError> {
-        if consistency == Consistency::Cached {
-            if let Some(decision) = self.check_app_cached(principal, app, cap) {
+    pub async fn check(&self, request: &CheckRequest<'_>) -> Result<Decision, CheckError> {
+        if request.consistency == Consistency::Cached {
+            if let Some(decision) = self.check_cached(request) {
                 return Ok(decision);
             }
         }
         // Boxed: the hit's future stays a few words instead of carrying the slow path's state.
-        Box::pin(self.check_app_uncached(principal, app, cap, consistency)).await
+        Box::pin(self.check_uncached(request)).await
     }
 
-    /// [`Authorizer::check_app_with`](crate::Authorizer::check_app_with) past the hit: the app from the store if need be, then the
-    /// check.
-    async fn check_app_uncached(
-        &self,
-        principal: &Principal,
-        id: &AppId,
-        cap: Capability,
-        consistency: Consistency,
-    ) -> Result<Decision, CheckError> {
-        match self.app_with(id, consistency).await? {
-            Some(app) => self.check_recorded(principal, &app, cap, consistency).await,
-            None => {
-                let facts = Facts::of(AppSeen::Unknown(id));
-                self.recorded(Subject::of(principal), &facts, Asked::Capability(cap)).await
-            }
-        }
-    }
-
-    /// [`Authorizer::check_app`](crate::Authorizer::check_app) if it needs neither GitHub nor the store: synchronous, lock-free
-    /// and allocation-free on a hit, for a path that cannot await. `None` means `check_app` would
-    /// ask: call it then.
+    /// [`Authorizer::check`] if it needs neither GitHub nor the store: synchronous, lock-free
+    /// and allocation-free on a hit, for a path that cannot await. `None` means `check` would
+    /// ask (or record: `deploy`, `delete` and support agents' checks are never answered from
+    /// memory alone, nor is a fresh request): call it then. Nobody signed in is always answered.
     ///
     /// ```
     /// # #[cfg(feature = "world")]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
     /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
-    /// use ghauthz::{AppId, Capability, Principal, Source};
+    /// use ghauthz::{AppId, Capability, CheckRequest, Principal, Source};
     /// let (erin, dash) = (Principal::github(world.user("erin").unwrap()), AppId("dash".into()));
-    /// assert!(authz.check_app_cached(&erin, &dash, Capability::Edit).is_none()); // nothing cached yet
-    /// authz.check_app(&erin, &dash, Capability::Edit).await.unwrap();
-    /// let hit = authz.check_app_cached(&erin, &dash, Capability::Edit).unwrap();
-    /// assert!(hit.is_allowed());
-    /// assert_eq!(hit.source(), Source::Cache);
+    /// let req = CheckRequest::new(&erin, &dash, Capability::Edit);
+    /// assert!(authz.check_cached(&req).is_none()); // nothing cached yet
+    /// authz.check(&req).await.unwrap();
+    /// let hit = authz.check_cached(&req).unwrap();
+    /// assert_eq!((hit.is_allowed(), hit.source()), (true, Source::Cache));
     /// # }
     /// # #[cfg(not(feature = "world"))]
     /// # fn main() {}
     /// ```
-    pub fn check_app_cached(&self, principal: &Principal, id: &AppId, cap: Capability) -> Option<Decision> {
-        if cap.is_destructive() {
-            return None; // recorded: never answered from memory alone
-        }
-        let inner = &*self.inner;
-        let (subject, asked, now) = (Subject::of(principal), Asked::Capability(cap), inner.clock.now());
-        // A GitHub user's first look: the app table's copy, then the hit table.
-        if let Subject::Github(_) = subject {
-            if let Some(view) = inner.cache.records.app_view(id, now) {
-                return self.decide_in_memory(subject, AppSeen::Known(id, view), None, asked, now);
-            }
-        }
-        inner
-            .cache
-            .records
-            .with_app(id, now, |app, stamp| {
-                self.decide_in_memory(subject, AppSeen::Known(app.id(), app.view()), Some(stamp), asked, now)
-            })
-            .flatten()
-    }
-
-    /// May the viewer holding session `token` do `cap` to the app with this id? A token that does
-    /// not verify is a denial (`session_invalid`, with its [`SessionError`](crate::SessionError)); an unknown app is
-    /// `unknown_app`. A viewer may only `view`, only the app the session is for, and only while the
-    /// grant it was minted under stands. On a hit nothing is verified again
-    /// ([`Authorizer::verify_session`](crate::Authorizer::verify_session)) and nothing is read from the store.
-    ///
-    /// # Errors
-    ///
-    /// [`CheckError::Store`](crate::CheckError::Store) when the app or the grant cannot be read. A bad token is a denial, not
-    /// an error.
-    ///
-    /// # Security
-    ///
-    /// A token is verified in full (signature under a listed key, issuer, audience, expiry on the
-    /// authorizer's clock) the first time; after that it is confirmed by comparing it whole, in
-    /// constant time. Tokens are never logged.
-    ///
-    /// ```
-    /// # #[cfg(feature = "world")]
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
-    /// use ghauthz::{AppId, Capability, Reason, Via};
-    /// let dash = AppId("dash".into());
-    /// let link = authz.issue_link(&dash, "dana@example.com").await.unwrap(); // dana is invited to dash
-    /// let token = authz.redeem_link(link.token.expose_secret(), Some(&dash)).await.unwrap().token;
-    /// let token = token.expose_secret();
-    /// let d = authz.check_session(token, &dash, Capability::View).await.unwrap();
-    /// assert_eq!(d.reason(), &Reason::ViewerGrant { via: Via::EmailLink });
-    /// let forged = authz.check_session("eyJhbGciOiJub25lIn0.e30.", &dash, Capability::View).await.unwrap();
-    /// assert_eq!(forged.reason().kind(), "session_invalid");
-    /// # }
-    /// # #[cfg(not(feature = "world"))]
-    /// # fn main() {}
-    /// ```
-    pub async fn check_session(&self, token: &str, app: &AppId, cap: Capability) -> Result<Decision, CheckError> {
-        self.check_session_with(token, app, cap, Consistency::Cached).await
-    }
-
-    /// [`Authorizer::check_session`](crate::Authorizer::check_session) with the facts as old as `consistency` allows:
-    /// [`Consistency::Fresh`](crate::Consistency::Fresh) verifies the token in full and reads the app and the grant from the
-    /// store, for a decision that must rest on nothing cached.
-    ///
-    /// # Errors
-    ///
-    /// As [`Authorizer::check_session`](crate::Authorizer::check_session).
-    ///
-    /// ```
-    /// # #[cfg(feature = "world")]
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
-    /// use ghauthz::{AppId, Capability, Consistency, Source};
-    /// let dash = AppId("dash".into());
-    /// let link = authz.issue_link(&dash, "dana@example.com").await.unwrap(); // dana is invited to dash
-    /// let token = authz.redeem_link(link.token.expose_secret(), Some(&dash)).await.unwrap().token;
-    /// let token = token.expose_secret();
-    /// authz.check_session(token, &dash, Capability::View).await.unwrap(); // verifies, reads, caches
-    /// let cached = authz.check_session_with(token, &dash, Capability::View, Consistency::Cached).await.unwrap();
-    /// assert_eq!(cached.source(), Source::Cache);
-    /// let fresh = authz.check_session_with(token, &dash, Capability::View, Consistency::Fresh).await.unwrap();
-    /// assert_eq!(fresh.source(), Source::Store);
-    /// # }
-    /// # #[cfg(not(feature = "world"))]
-    /// # fn main() {}
-    /// ```
-    pub async fn check_session_with(
-        &self,
-        token: &str,
-        app: &AppId,
-        cap: Capability,
-        consistency: Consistency,
-    ) -> Result<Decision, CheckError> {
-        if consistency == Consistency::Cached {
-            if let Some(decision) = self.check_session_cached(token, app, cap) {
-                return Ok(decision);
-            }
-        }
-        // Boxed, as in `check_app_with`.
-        Box::pin(self.check_session_uncached(token, app, cap, consistency)).await
-    }
-
-    /// [`Authorizer::check_session_with`](crate::Authorizer::check_session_with) past the hit: the token verified, the app and the
-    /// grant from the store if need be.
-    async fn check_session_uncached(
-        &self,
-        token: &str,
-        id: &AppId,
-        cap: Capability,
-        consistency: Consistency,
-    ) -> Result<Decision, CheckError> {
-        let asked = Asked::Capability(cap);
-        match self.verify_session_with(token, consistency) {
-            Ok(session) => match self.app_with(id, consistency).await? {
-                Some(app) => self.check_recorded(&Principal::Viewer(session), &app, cap, consistency).await,
-                None => self.recorded(Subject::Viewer(&session), &Facts::of(AppSeen::Unknown(id)), asked).await,
-            },
-            Err(error) => {
-                // The app is looked up only where the refusal may be on record (`deploy` and
-                // `delete` of an app that exists): a token that does not verify names nobody,
-                // and an id no app has could be any text.
-                let app = match asked.is_destructive() {
-                    true => self.app_with(id, consistency).await?,
-                    false => None,
-                };
-                let seen = match &app {
-                    Some(app) => AppSeen::Known(app.id(), app.view()),
-                    None => AppSeen::Unknown(id),
-                };
-                self.recorded(Subject::RefusedSession(error), &Facts::of(seen), asked).await
-            }
-        }
-    }
-
-    /// [`Authorizer::check_session`](crate::Authorizer::check_session) if the token was verified before and the app and the grant are
-    /// cached: synchronous, lock-free and allocation-free. `None` means `check_session` would
-    /// verify or read: call it then.
-    ///
-    /// ```
-    /// # #[cfg(feature = "world")]
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
-    /// use ghauthz::{AppId, Capability};
-    /// let dash = AppId("dash".into());
-    /// let link = authz.issue_link(&dash, "dana@example.com").await.unwrap(); // dana is invited to dash
-    /// let token = authz.redeem_link(link.token.expose_secret(), Some(&dash)).await.unwrap().token;
-    /// let token = token.expose_secret();
-    /// assert!(authz.check_session_cached(token, &dash, Capability::View).is_none()); // never verified here
-    /// authz.check_session(token, &dash, Capability::View).await.unwrap();
-    /// assert!(authz.check_session_cached(token, &dash, Capability::View).unwrap().is_allowed());
-    /// # }
-    /// # #[cfg(not(feature = "world"))]
-    /// # fn main() {}
-    /// ```
-    pub fn check_session_cached(&self, token: &str, app: &AppId, cap: Capability) -> Option<Decision> {
-        if cap.is_destructive() {
-            return None; // recorded: never answered from memory alone
+    #[inline]
+    pub fn check_cached(&self, request: &CheckRequest<'_>) -> Option<Decision> {
+        let CheckRequest { who, app, cap, consistency } = *request;
+        if cap.is_destructive() || consistency == Consistency::Fresh {
+            return None; // recorded, or resting on nothing cached: never answered from memory
         }
         let inner = &*self.inner;
         let (asked, now) = (Asked::Capability(cap), inner.clock.now());
-        inner
-            .cache
+        match (who, app) {
+            (Who::Principal(principal), AppRef::App(app)) => {
+                self.decide_in_memory(Subject::of(principal), AppSeen::Known(app.id(), app.view()), None, asked, now)
+            }
+            (Who::Principal(principal), AppRef::Id(id)) => {
+                let subject = Subject::of(principal);
+                // A GitHub user's first look: the app table's copy, then the hit table.
+                if let Subject::Github(_) = subject {
+                    if let Some(view) = inner.cache.records.app_view(id, now) {
+                        return self.decide_in_memory(subject, AppSeen::Known(id, view), None, asked, now);
+                    }
+                }
+                inner
+                    .cache
+                    .records
+                    .with_app(id, now, |app, stamp| {
+                        self.decide_in_memory(subject, AppSeen::Known(app.id(), app.view()), Some(stamp), asked, now)
+                    })
+                    .flatten()
+            }
+            (Who::Session(token), app) => self.session_in_memory(token, app.id(), asked, now),
+        }
+    }
+
+    /// A viewer's session check from memory: the token verified before, the app and the grant
+    /// cached. Kept out of line, so that the GitHub user's hit stays short.
+    #[inline(never)]
+    fn session_in_memory(&self, token: &str, id: &AppId, asked: Asked, now: Timestamp) -> Option<Decision> {
+        let cache = &self.inner.cache;
+        cache
             .sessions
             .with(token, now, |session| {
-                inner.cache.records.with_app(app, now, |app, stamp| {
+                cache.records.with_app(id, now, |app, stamp| {
                     let seen = AppSeen::Known(app.id(), app.view());
                     self.decide_in_memory(Subject::Viewer(session), seen, Some(stamp), asked, now)
                 })
             })
             .flatten()
             .flatten()
+    }
+
+    /// [`Authorizer::check`] past the hit: the token verified, the app from the store if need
+    /// be, then the check, on record where it must be.
+    async fn check_uncached(&self, request: &CheckRequest<'_>) -> Result<Decision, CheckError> {
+        let CheckRequest { who, app, cap, consistency } = *request;
+        let asked = Asked::Capability(cap);
+        let principal = match who {
+            Who::Principal(principal) => std::borrow::Cow::Borrowed(principal),
+            Who::Session(token) => match self.verify_session_with(token, consistency) {
+                Ok(session) => std::borrow::Cow::Owned(Principal::Viewer(session)),
+                Err(error) => {
+                    // The app is looked up only where the refusal may be on record (`deploy`
+                    // and `delete` of an app that exists): a token that does not verify names
+                    // nobody, and an id no app has could be any text.
+                    let found = match (asked.is_destructive(), app) {
+                        (false, _) => None,
+                        (true, AppRef::App(app)) => Some(app.clone()),
+                        (true, AppRef::Id(id)) => self.app_with(id, consistency).await?,
+                    };
+                    let seen = match &found {
+                        Some(app) => AppSeen::Known(app.id(), app.view()),
+                        None => AppSeen::Unknown(app.id()),
+                    };
+                    return self.recorded(Subject::RefusedSession(error), &Facts::of(seen), asked).await;
+                }
+            },
+        };
+        match app {
+            AppRef::App(app) => self.check_recorded(&principal, app, cap, consistency).await,
+            AppRef::Id(id) => match self.app_with(id, consistency).await? {
+                Some(app) => self.check_recorded(&principal, &app, cap, consistency).await,
+                None => self.recorded(Subject::of(&principal), &Facts::of(AppSeen::Unknown(id)), asked).await,
+            },
+        }
     }
 
     /// The app with this id, from the cache or the store; `None` if there is none. What to pass to
@@ -382,35 +362,6 @@ impl Authorizer {
         let app = record.app().map_err(|e| CheckError::Store(e.into()))?;
         let stamp = inner.cache.records.remember_app(app.clone(), started, inner.clock.now());
         Ok(Some((app, stamp)))
-    }
-
-    /// The answer if it needs no request: anonymous and public-view checks, and cache hits that are
-    /// fresh enough for `cap` (`deploy` and `delete` take facts no older than `strict_max_age`).
-    /// Synchronous, allocation-free on a hit; `None` means [`Authorizer::check`](crate::Authorizer::check) would ask GitHub
-    /// (or, for a viewer, the store).
-    ///
-    /// ```
-    /// # #[cfg(feature = "world")]
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
-    /// use ghauthz::{Capability, Principal};
-    /// let (bob, dash) = (Principal::github(world.user("bob").unwrap()), world.app("dash").unwrap());
-    /// assert!(authz.check_cached(&Principal::Anonymous, &dash, Capability::View).is_some()); // never asks
-    /// assert!(authz.check_cached(&bob, &dash, Capability::Edit).is_none());
-    /// authz.check(&bob, &dash, Capability::Edit).await.unwrap();
-    /// assert!(authz.check_cached(&bob, &dash, Capability::Edit).unwrap().is_allowed());
-    /// # }
-    /// # #[cfg(not(feature = "world"))]
-    /// # fn main() {}
-    /// ```
-    #[inline]
-    pub fn check_cached(&self, principal: &Principal, app: &App, cap: Capability) -> Option<Decision> {
-        if cap.is_destructive() {
-            return None; // recorded: never answered from memory alone
-        }
-        let seen = AppSeen::Known(app.id(), app.view());
-        self.decide_in_memory(Subject::of(principal), seen, None, Asked::Capability(cap), self.inner.clock.now())
     }
 
     /// The decision from what memory holds: `None` where a fact it needs is not there (or not

@@ -1,6 +1,7 @@
 //! The app's life through the facade: deploy, visibility, delete, and the audit log that records
 //! each step, allowed or refused.
 
+use super::checks::CheckRequest;
 use super::{Authorizer, ChangedBy, ManageError};
 use crate::cache::{Age, Consistency};
 use crate::core::check::{AppSeen, Asked, Audited, Facts, Seen, Subject, audit_entry, decide};
@@ -293,7 +294,7 @@ impl Authorizer {
     }
 
     /// The apps `principal` may `cap`, ordered by id: a dashboard's list. Each app is decided
-    /// as [`Authorizer::check_app`](crate::Authorizer::check_app) decides it, so a listing warms the cache for the checks that
+    /// as [`Authorizer::check`](crate::Authorizer::check) decides it, so a listing warms the cache for the checks that
     /// follow:
     ///
     /// - installation or App mode: one listing of the installation's repositories (a request
@@ -371,7 +372,7 @@ impl Authorizer {
             let (authz, principal, limit) = (self.clone(), principal.clone(), limit.clone());
             checks.spawn(async move {
                 let _turn = limit.acquire_owned().await;
-                let decision = authz.check(&principal, &app, cap).await;
+                let decision = authz.check(&CheckRequest::new(&principal, &app, cap)).await;
                 (app, decision)
             });
         }

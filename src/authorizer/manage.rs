@@ -11,7 +11,7 @@ use crate::error::CheckError;
 use crate::store::{Actor, AuditAction, Change};
 
 /// Who changes an app's viewers or deletes the app: the operator, or a principal the policy must
-/// allow. The audit log ([`Authorizer::audit_log`](crate::Authorizer::audit_log)) records which: `operator` or `github:<id>`.
+/// allow. The audit log ([`Authorizer::audit`](crate::Authorizer::audit)) records which: `operator` or `github:<id>`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum ChangedBy {

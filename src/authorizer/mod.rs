@@ -10,6 +10,7 @@ mod support;
 mod webhooks;
 
 pub use builder::{AuthorizerBuilder, BuildError};
+pub use checks::{AppRef, CheckRequest};
 pub use lifecycle::Deployment;
 pub use manage::{ChangedBy, ManageError, ViewerChange};
 pub use support::SupportGrant;
@@ -42,17 +43,19 @@ use crate::webhook::Webhooks;
 ///
 /// # Checking
 ///
-/// [`Authorizer::check`](crate::Authorizer::check) answers "may this [`Principal`](crate::Principal) do this [`Capability`](crate::Capability) to this [`App`](crate::App)?"
-/// with a [`Decision`](crate::Decision) that carries its [`Reason`](crate::Reason) and its [`Source`](crate::Source); the [`Policy`]
-/// ([`Authorizer::policy`](crate::Authorizer::policy)) says which GitHub role each capability needs.
-/// [`Authorizer::check_cached`](crate::Authorizer::check_cached) answers from memory alone, or not at all.
+/// [`Authorizer::check`] answers a [`CheckRequest`]: "may this [`Principal`](crate::Principal)
+/// (or the viewer holding this session token) do this [`Capability`](crate::Capability) to this
+/// app?", with a [`Decision`](crate::Decision) that carries its [`Reason`](crate::Reason), the
+/// [`Source`](crate::Source) of its facts and their age; the [`Policy`] ([`Authorizer::policy`])
+/// says which GitHub role each capability needs. [`Authorizer::check_cached`] answers from memory
+/// alone, or not at all.
 ///
 /// # The request path
 ///
-/// What a control plane calls on every page load takes an app's **id**: [`Authorizer::check_app`](crate::Authorizer::check_app)
-/// for a GitHub user (or anybody), [`Authorizer::check_session`](crate::Authorizer::check_session) for a viewer's session token.
-/// Their `_cached` forms are synchronous and allocation-free on a hit; their `_with` forms take
-/// [`Consistency::Fresh`](crate::Consistency::Fresh) to rest on nothing cached.
+/// What a control plane calls on every page load takes an app's **id**:
+/// `CheckRequest::new(&principal, &app_id, cap)`, or `CheckRequest::session(token, &app_id, cap)`
+/// for a viewer's session token. [`Authorizer::check_cached`] is synchronous and allocation-free
+/// on a hit; [`CheckRequest::fresh`] rests on nothing cached.
 ///
 /// # Viewers and sign-in
 ///
@@ -67,7 +70,7 @@ use crate::webhook::Webhooks;
 /// [`Authorizer::add_viewer`](crate::Authorizer::add_viewer), [`Authorizer::remove_viewer`](crate::Authorizer::remove_viewer) and [`Authorizer::viewers`](crate::Authorizer::viewers) need the
 /// policy's `sharing` role, [`Authorizer::delete_app`](crate::Authorizer::delete_app) the `delete` capability;
 /// [`Authorizer::delete_account`](crate::Authorizer::delete_account) serves the account holder's own request. [`Authorizer::apps`](crate::Authorizer::apps),
-/// [`Authorizer::app`](crate::Authorizer::app) and [`Authorizer::audit_log`](crate::Authorizer::audit_log) read the store.
+/// [`Authorizer::app`](crate::Authorizer::app) and [`Authorizer::audit`](crate::Authorizer::audit) read the store.
 ///
 /// # Webhooks and replicas
 ///
@@ -159,9 +162,10 @@ impl Authorizer {
     /// # async fn main() {
     /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
     /// use ghauthz::{Capability, Principal};
+    /// use ghauthz::CheckRequest;
     /// let (bob, dash) = (Principal::github(world.user("bob").unwrap()), world.app("dash").unwrap());
-    /// authz.check(&bob, &dash, Capability::Edit).await.unwrap(); // a miss: asks GitHub
-    /// authz.check(&bob, &dash, Capability::View).await.unwrap(); // the same fact: a hit
+    /// authz.check(&CheckRequest::new(&bob, &dash, Capability::Edit)).await.unwrap(); // a miss: asks GitHub
+    /// authz.check(&CheckRequest::new(&bob, &dash, Capability::View)).await.unwrap(); // the same fact: a hit
     /// let stats = authz.stats();
     /// assert_eq!((stats.misses, stats.hits), (1, 1));
     /// assert!(stats.feed_listening, "a MemoryStore's feed is heard at once");
@@ -187,10 +191,11 @@ impl Authorizer {
     /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
     /// # let authz = ghauthz::Authorizer::builder(mock.user_token_config()).build().unwrap();
     /// use ghauthz::{Capability, Principal};
+    /// use ghauthz::CheckRequest;
     /// let token = mock.user_token("carol");
     /// assert_eq!(authz.github_budget_for(&token), None, "nothing asked yet");
     /// let carol = Principal::github_with_token(world.user("carol").unwrap(), token.clone());
-    /// authz.check(&carol, &world.app("dash").unwrap(), Capability::Edit).await.unwrap();
+    /// authz.check(&CheckRequest::new(&carol, &world.app("dash").unwrap(), Capability::Edit)).await.unwrap();
     /// let budget = authz.github_budget_for(&token).unwrap();
     /// assert!(budget.remaining < budget.limit);
     /// # }

@@ -246,6 +246,7 @@ impl Authorizer {
     /// # async fn main() {
     /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
     /// use ghauthz::{AppId, Capability, Principal, SessionError};
+    /// use ghauthz::CheckRequest;
     /// let dash = AppId("dash".into());
     /// let link = authz.issue_link(&dash, "dana@example.com").await.unwrap(); // dana is invited to dash
     /// let token = authz.redeem_link(link.token.expose_secret(), Some(&dash)).await.unwrap().token;
@@ -253,7 +254,7 @@ impl Authorizer {
     /// let session = authz.verify_session(token).unwrap();
     /// assert_eq!(session.email().as_str(), "dana@example.com");
     /// let viewer = Principal::Viewer(session);
-    /// assert!(authz.check_app(&viewer, &dash, Capability::View).await.unwrap().is_allowed());
+    /// assert!(authz.check(&CheckRequest::new(&viewer, &dash, Capability::View)).await.unwrap().is_allowed());
     /// assert_eq!(authz.verify_session("not-a-session").unwrap_err(), SessionError::Invalid);
     /// # }
     /// # #[cfg(not(feature = "world"))]

@@ -122,13 +122,14 @@ impl Authorizer {
     /// # async fn main() {
     /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
     /// use ghauthz::{AppId, Capability, ChangedBy, Principal, SupportGrant};
+    /// use ghauthz::CheckRequest;
     /// let dash = AppId("dash".into());
     /// let agent = Principal::support("a7");
-    /// assert!(!authz.check_app(&agent, &dash, Capability::View).await.unwrap().is_allowed());
+    /// assert!(!authz.check(&CheckRequest::new(&agent, &dash, Capability::View)).await.unwrap().is_allowed());
     /// let carol = ChangedBy::Principal(Principal::github(world.user("carol").unwrap())); // write
     /// authz.grant_support(&carol, &dash, &SupportGrant::new("ticket 4711").for_agent("a7")).await.unwrap();
-    /// assert!(authz.check_app(&agent, &dash, Capability::View).await.unwrap().is_allowed());
-    /// assert!(!authz.check_app(&agent, &dash, Capability::Deploy).await.unwrap().is_allowed());
+    /// assert!(authz.check(&CheckRequest::new(&agent, &dash, Capability::View)).await.unwrap().is_allowed());
+    /// assert!(!authz.check(&CheckRequest::new(&agent, &dash, Capability::Deploy)).await.unwrap().is_allowed());
     /// # }
     /// # #[cfg(not(feature = "world"))]
     /// # fn main() {}
@@ -191,10 +192,11 @@ impl Authorizer {
     /// # async fn main() {
     /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
     /// use ghauthz::{AppId, Capability, ChangedBy, Principal, SupportGrant};
+    /// use ghauthz::CheckRequest;
     /// let dash = AppId("dash".into());
     /// authz.grant_support(&ChangedBy::Operator, &dash, &SupportGrant::new("ticket 4711")).await.unwrap();
     /// assert_eq!(authz.revoke_support(&ChangedBy::Operator, &dash, None).await.unwrap(), 1);
-    /// let d = authz.check_app(&Principal::support("a7"), &dash, Capability::View).await.unwrap();
+    /// let d = authz.check(&CheckRequest::new(&Principal::support("a7"), &dash, Capability::View)).await.unwrap();
     /// assert!(!d.is_allowed());
     /// # }
     /// # #[cfg(not(feature = "world"))]

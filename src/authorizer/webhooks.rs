@@ -20,11 +20,12 @@ impl Authorizer {
     /// # async fn main() {
     /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
     /// use ghauthz::{Capability, Invalidation, Principal};
+    /// use ghauthz::CheckRequest;
     /// let (bob, dash) = (world.user("bob").unwrap(), world.app("dash").unwrap());
     /// let principal = Principal::github(bob.clone());
-    /// authz.check(&principal, &dash, Capability::Edit).await.unwrap(); // asks GitHub, caches
+    /// authz.check(&CheckRequest::new(&principal, &dash, Capability::Edit)).await.unwrap(); // asks GitHub, caches
     /// authz.invalidate(Invalidation::UserOnRepo(bob.id, dash.repo_id())).await.unwrap();
-    /// assert!(authz.check_cached(&principal, &dash, Capability::Edit).is_none()); // asks again
+    /// assert!(authz.check_cached(&CheckRequest::new(&principal, &dash, Capability::Edit)).is_none()); // asks again
     /// # }
     /// # #[cfg(not(feature = "world"))]
     /// # fn main() {}
@@ -45,10 +46,11 @@ impl Authorizer {
     /// # async fn main() {
     /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
     /// use ghauthz::{Capability, Invalidation, Principal};
+    /// use ghauthz::CheckRequest;
     /// let (carol, dash) = (Principal::github(world.user("carol").unwrap()), world.app("dash").unwrap());
-    /// authz.check(&carol, &dash, Capability::Edit).await.unwrap();
+    /// authz.check(&CheckRequest::new(&carol, &dash, Capability::Edit)).await.unwrap();
     /// authz.invalidate_local(Invalidation::Repo(dash.repo_id())); // every user's fact on acme/dashboard
-    /// assert!(authz.check_cached(&carol, &dash, Capability::Edit).is_none());
+    /// assert!(authz.check_cached(&CheckRequest::new(&carol, &dash, Capability::Edit)).is_none());
     /// # }
     /// # #[cfg(not(feature = "world"))]
     /// # fn main() {}

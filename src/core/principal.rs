@@ -17,10 +17,11 @@ use crate::core::session::Session;
 /// # async fn main() {
 /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
 /// use ghauthz::{Capability, Principal};
+/// use ghauthz::CheckRequest;
 /// let site = world.app("site").unwrap(); // public
 /// let dash = world.app("dash").unwrap(); // private
-/// assert!(authz.check(&Principal::Anonymous, &site, Capability::View).await.unwrap().is_allowed());
-/// let d = authz.check(&Principal::Anonymous, &dash, Capability::View).await.unwrap();
+/// assert!(authz.check(&CheckRequest::new(&Principal::Anonymous, &site, Capability::View)).await.unwrap().is_allowed());
+/// let d = authz.check(&CheckRequest::new(&Principal::Anonymous, &dash, Capability::View)).await.unwrap();
 /// assert_eq!(d.reason().kind(), "no_access");
 /// # }
 /// # #[cfg(not(feature = "world"))]
@@ -33,7 +34,7 @@ pub enum Principal {
     Anonymous,
     /// An invited viewer whose session token verified ([`Authorizer::verify_session`](crate::Authorizer::verify_session)): may view
     /// the one app the session is for, while the grant it was minted under stands. Only a verified
-    /// [`Session`] fits here; to check a raw token, use [`Authorizer::check_session`](crate::Authorizer::check_session).
+    /// [`Session`] fits here; to check a raw token, use [`CheckRequest::session`](crate::CheckRequest::session).
     Viewer(Session),
     /// A GitHub-authenticated user, decided by their role on the app's repository; in user-token
     /// mode ([`GithubAuth::UserTokens`](crate::GithubAuth::UserTokens)), with their own token.
@@ -77,10 +78,11 @@ impl Principal {
     /// # async fn main() {
     /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
     /// use ghauthz::{Capability, Principal};
+    /// use ghauthz::CheckRequest;
     /// let carol = Principal::github(world.user("carol").unwrap()); // direct write on acme/dashboard
     /// let dash = world.app("dash").unwrap();
-    /// assert!(authz.check(&carol, &dash, Capability::Edit).await.unwrap().is_allowed());
-    /// assert!(!authz.check(&carol, &dash, Capability::Deploy).await.unwrap().is_allowed());
+    /// assert!(authz.check(&CheckRequest::new(&carol, &dash, Capability::Edit)).await.unwrap().is_allowed());
+    /// assert!(!authz.check(&CheckRequest::new(&carol, &dash, Capability::Deploy)).await.unwrap().is_allowed());
     /// # }
     /// # #[cfg(not(feature = "world"))]
     /// # fn main() {}
@@ -105,12 +107,13 @@ impl Principal {
     /// # let world = ghauthz::world::World::load(path).unwrap();
     /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
     /// use ghauthz::{Authorizer, Capability, Principal};
+    /// use ghauthz::CheckRequest;
     /// let authz = Authorizer::builder(mock.user_token_config()).build().unwrap();
     /// let (bob, dash) = (world.user("bob").unwrap(), world.app("dash").unwrap());
-    /// let without = authz.check(&Principal::github(bob.clone()), &dash, Capability::Edit).await;
+    /// let without = authz.check(&CheckRequest::new(&Principal::github(bob.clone()), &dash, Capability::Edit)).await;
     /// assert_eq!(without.unwrap_err().kind(), "missing_user_token");
     /// let with = Principal::github_with_token(bob, mock.user_token("bob"));
-    /// assert!(authz.check(&with, &dash, Capability::Edit).await.unwrap().is_allowed());
+    /// assert!(authz.check(&CheckRequest::new(&with, &dash, Capability::Edit)).await.unwrap().is_allowed());
     /// # }
     /// # #[cfg(not(feature = "world"))]
     /// # fn main() {}

@@ -7,6 +7,7 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! use ghauthz::world::{MockGithub, World};
+//! use ghauthz::CheckRequest;
 //! use ghauthz::{Authorizer, Capability, Principal};
 //!
 //! let world = World::from_toml_str(r#"
@@ -31,7 +32,7 @@
 //! let mock = MockGithub::start(world.clone()).await.unwrap();
 //! let authz = Authorizer::builder(mock.github_config()).build().unwrap();
 //! let alice = Principal::github(world.user("alice").unwrap());
-//! let decision = authz.check(&alice, &world.app("notes").unwrap(), Capability::Delete).await.unwrap();
+//! let decision = authz.check(&ghauthz::CheckRequest::new(&alice, &world.app("notes").unwrap(), Capability::Delete)).await.unwrap();
 //! assert!(decision.is_allowed()); // the owner of a user-owned repository is admin
 //! # }
 //! ```
@@ -1069,14 +1070,22 @@ pub async fn explain(
     for app in apps {
         for p in principals {
             for cap in Capability::ALL {
-                let result = authz.check(p, app, cap).await;
+                let result = authz.check(&crate::authorizer::CheckRequest::new(p, app, cap)).await;
                 rows.push(ExplainRow { app: app.id().clone(), principal: p.label(), action: cap, result });
             }
         }
         for email in viewers {
             for cap in Capability::ALL {
                 let result = match authz.session_for(app.id(), email).await {
-                    Ok(session) => authz.check(&crate::core::principal::Principal::Viewer(session), app, cap).await,
+                    Ok(session) => {
+                        authz
+                            .check(&crate::authorizer::CheckRequest::new(
+                                &crate::core::principal::Principal::Viewer(session),
+                                app,
+                                cap,
+                            ))
+                            .await
+                    }
                     Err(e) => Err(crate::error::CheckError::Store(e)),
                 };
                 rows.push(ExplainRow {

@@ -2,6 +2,7 @@
 //! the same path as every check (the world's mock GitHub, the real client, the cache, the
 //! policy). `ghauthz test FILE` runs them; so can a Rust test, through [`DecisionTable`].
 
+use crate::authorizer::CheckRequest;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -476,15 +477,19 @@ impl DecisionTable {
 
     async fn check(&self, authz: &Authorizer, case: &Case, cap: Capability, allow: bool) -> CaseResult {
         let decided = match &case.who {
-            Who::Github(user) => authz.check(&Principal::github(user.clone()), &case.app, cap).await,
-            Who::Anonymous => authz.check(&Principal::Anonymous, &case.app, cap).await,
+            Who::Github(user) => {
+                authz.check(&CheckRequest::new(&Principal::github(user.clone()), &case.app, cap)).await
+            }
+            Who::Anonymous => authz.check(&CheckRequest::new(&Principal::Anonymous, &case.app, cap)).await,
             // Signed in as a redeemed link would sign it in, and checked as any session is (an
             // address not invited, as a viewer whose invitation was removed).
             Who::Viewer(email) => match authz.session_for(case.app.id(), email).await {
-                Ok(session) => authz.check(&Principal::Viewer(session), &case.app, cap).await,
+                Ok(session) => authz.check(&CheckRequest::new(&Principal::Viewer(session), &case.app, cap)).await,
                 Err(e) => Err(crate::error::CheckError::Store(e)),
             },
-            Who::Support(agent) => authz.check(&Principal::support(agent.clone()), &case.app, cap).await,
+            Who::Support(agent) => {
+                authz.check(&CheckRequest::new(&Principal::support(agent.clone()), &case.app, cap)).await
+            }
         };
         let got = decided.map_err(|e| (format!("error:{}", e.kind()), e.to_string()));
         self.result(case, cap, allow, got)

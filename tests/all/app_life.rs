@@ -2,15 +2,14 @@
 #![cfg(all(feature = "world", feature = "sqlite", feature = "postgres"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
+use ghauthz::CheckRequest;
 use std::sync::Arc;
 
 use crate::common;
 
 use ghauthz::Clock as _;
 use ghauthz::store::{AuditAction, AuditEvent, AuditFilter, AuditOutcome, Store};
-use ghauthz::{
-    AppId, Capability, ChangedBy, Consistency, Deployment, ManageError, Principal, RepoCoords, RepoId, Visibility,
-};
+use ghauthz::{AppId, Capability, ChangedBy, Deployment, ManageError, Principal, RepoCoords, RepoId, Visibility};
 
 fn id(s: &str) -> AppId {
     AppId(s.into())
@@ -37,7 +36,7 @@ async fn deploy_records_the_id_github_reports(store: Arc<dyn Store>) {
         (e.action, e.outcome, e.actor.as_str(), e.detail.as_deref()),
         (AuditAction::Deploy, AuditOutcome::Allowed, "github:5", Some("acme/dashboard@main:app.py"))
     );
-    let d = authz.check_app(&erin, &id("new"), Capability::Deploy).await.unwrap();
+    let d = authz.check(&CheckRequest::new(&erin, &id("new"), Capability::Deploy)).await.unwrap();
     assert!(d.is_allowed(), "the deployed app is checked like any other: {d:?}");
 
     // A maintainer may not deploy: refused, nothing recorded, the refusal audited.
@@ -88,7 +87,7 @@ async fn a_renamed_repository_is_recorded_under_its_id(store: Arc<dyn Store>) {
     // acme/analytics was renamed to analytics-v2 (id 103): GitHub answers 301.
     let app = v.authz.deploy_app(&olga, &deployment("stats", "acme/analytics")).await.unwrap();
     assert_eq!(app.repo_id, RepoId(103));
-    let d = v.authz.check_app(&olga, &id("stats"), Capability::Edit).await.unwrap();
+    let d = v.authz.check(&CheckRequest::new(&olga, &id("stats"), Capability::Edit)).await.unwrap();
     assert!(d.is_allowed(), "{d:?}");
 
     // Someone creates a new acme/analytics: the app's coordinates now name another repository.
@@ -96,7 +95,7 @@ async fn a_renamed_repository_is_recorded_under_its_id(store: Arc<dyn Store>) {
         text.replace("renamed_from = [\"analytics\"]\n", "")
             + "\n[[repos]]\nid = 999\nowner = \"acme\"\nname = \"analytics\"\nprivate = true\n"
     }));
-    let d = v.authz.check_app_with(&olga, &id("stats"), Capability::View, Consistency::Fresh).await.unwrap();
+    let d = v.authz.check(&CheckRequest::new(&olga, &id("stats"), Capability::View).fresh()).await.unwrap();
     assert_eq!(d.reason().kind(), "repo_replaced", "{d:?}");
     // The new repository's admin cannot take the app over by deploying it again.
     let err = v.authz.deploy_app(&olga, &deployment("stats", "acme/analytics")).await.unwrap_err();
@@ -127,7 +126,7 @@ async fn visibility_and_delete_go_through_the_policy(store: Arc<dyn Store>) {
         (e.action, e.actor.as_str(), e.detail.as_deref()),
         (AuditAction::Visibility, "github:3", Some("public"))
     );
-    let d = v.authz.check_app(&Principal::Anonymous, &dash, Capability::View).await.unwrap();
+    let d = v.authz.check(&CheckRequest::new(&Principal::Anonymous, &dash, Capability::View)).await.unwrap();
     assert!(d.is_allowed(), "public at once on this replica: {d:?}");
 
     assert_eq!(v.authz.delete_app(&by("carol"), &dash).await.unwrap_err().kind(), "denied", "write cannot delete");
@@ -173,26 +172,30 @@ async fn deploy_and_delete_checks_are_on_record(store: Arc<dyn Store>) {
 
     let before = entries().await.len();
     for _ in 0..2 {
-        assert!(v.authz.check_app(&erin, &id("dash"), Capability::Edit).await.unwrap().is_allowed());
+        assert!(v.authz.check(&CheckRequest::new(&erin, &id("dash"), Capability::Edit)).await.unwrap().is_allowed());
     }
     assert_eq!(entries().await.len(), before, "an edit check is not recorded");
 
-    assert!(v.authz.check_app(&erin, &id("dash"), Capability::Deploy).await.unwrap().is_allowed());
+    assert!(v.authz.check(&CheckRequest::new(&erin, &id("dash"), Capability::Deploy)).await.unwrap().is_allowed());
     assert_eq!(seen(&entries().await[0]), entry("dash", AuditOutcome::Allowed, "github:5", "deploy: github_role"));
-    assert!(v.authz.check_app_cached(&erin, &id("dash"), Capability::Deploy).is_none(), "never a silent hit");
-    assert!(v.authz.check_app(&erin, &id("dash"), Capability::Deploy).await.unwrap().is_allowed());
+    assert!(
+        v.authz.check_cached(&CheckRequest::new(&erin, &id("dash"), Capability::Deploy)).is_none(),
+        "never a silent hit"
+    );
+    assert!(v.authz.check(&CheckRequest::new(&erin, &id("dash"), Capability::Deploy)).await.unwrap().is_allowed());
     assert_eq!(seen(&entries().await[0]), entry("dash", AuditOutcome::Allowed, "github:5", "deploy: github_role"));
     assert_eq!(entries().await.len(), before + 2, "each check once");
 
     let dash = v.authz.app(&id("dash")).await.unwrap().unwrap();
-    assert!(!v.authz.check(&bob, &dash, Capability::Delete).await.unwrap().is_allowed());
+    assert!(!v.authz.check(&CheckRequest::new(&bob, &dash, Capability::Delete)).await.unwrap().is_allowed());
     assert_eq!(seen(&entries().await[0]), entry("dash", AuditOutcome::Denied, "github:2", "delete: github_role"));
-    assert!(!v.authz.check_app(&bob, &id("nope"), Capability::Delete).await.unwrap().is_allowed());
+    assert!(!v.authz.check(&CheckRequest::new(&bob, &id("nope"), Capability::Delete)).await.unwrap().is_allowed());
     assert_eq!(seen(&entries().await[0]), entry("nope", AuditOutcome::Denied, "github:2", "delete: unknown_app"));
 
     let link = v.authz.issue_link(&id("dash"), "dana@example.com").await.unwrap();
     let token = v.authz.redeem_link(link.token.expose_secret(), None).await.unwrap().token;
-    let d = v.authz.check_session(token.expose_secret(), &id("dash"), Capability::Deploy).await.unwrap();
+    let d =
+        v.authz.check(&CheckRequest::session(token.expose_secret(), &id("dash"), Capability::Deploy)).await.unwrap();
     assert!(!d.is_allowed());
     let e = &entries().await[0];
     assert_eq!(seen(e), entry("dash", AuditOutcome::Denied, "viewer", "deploy: no_access"));
@@ -200,10 +203,22 @@ async fn deploy_and_delete_checks_are_on_record(store: Arc<dyn Store>) {
     // Her session on another app: on record there, without her address (it is not that app's).
     let site = v.authz.app(&id("site")).await.unwrap().unwrap();
     let session = v.authz.verify_session(token.expose_secret()).unwrap();
-    assert!(!v.authz.check(&Principal::Viewer(session), &site, Capability::Delete).await.unwrap().is_allowed());
+    assert!(
+        !v.authz
+            .check(&CheckRequest::new(&Principal::Viewer(session), &site, Capability::Delete))
+            .await
+            .unwrap()
+            .is_allowed()
+    );
     let e = &entries().await[0];
     assert_eq!((e.app.0.as_str(), e.actor.as_str(), e.email.as_ref()), ("site", "viewer", None));
-    assert!(!v.authz.check_session(token.expose_secret(), &id("site"), Capability::Deploy).await.unwrap().is_allowed());
+    assert!(
+        !v.authz
+            .check(&CheckRequest::session(token.expose_secret(), &id("site"), Capability::Deploy))
+            .await
+            .unwrap()
+            .is_allowed()
+    );
     let e = &entries().await[0];
     assert_eq!((e.app.0.as_str(), e.actor.as_str(), e.email.as_ref()), ("site", "viewer", None), "by token too");
     let session = v.authz.verify_session(token.expose_secret()).unwrap();
@@ -212,16 +227,31 @@ async fn deploy_and_delete_checks_are_on_record(store: Arc<dyn Store>) {
     let e = &entries().await[0];
     assert_eq!((e.app.0.as_str(), e.action, e.email.as_ref()), ("site", AuditAction::Visibility, None), "refused");
     // A token that does not verify, and nobody signed in: on record for an app that exists...
-    assert!(!v.authz.check_session("not-a-token", &id("dash"), Capability::Deploy).await.unwrap().is_allowed());
+    assert!(
+        !v.authz
+            .check(&CheckRequest::session("not-a-token", &id("dash"), Capability::Deploy))
+            .await
+            .unwrap()
+            .is_allowed()
+    );
     assert_eq!(seen(&entries().await[0]), entry("dash", AuditOutcome::Denied, "viewer", "deploy: session_invalid"));
-    assert!(!v.authz.check_app(&Principal::Anonymous, &id("dash"), Capability::Delete).await.unwrap().is_allowed());
+    assert!(
+        !v.authz
+            .check(&CheckRequest::new(&Principal::Anonymous, &id("dash"), Capability::Delete))
+            .await
+            .unwrap()
+            .is_allowed()
+    );
     assert_eq!(seen(&entries().await[0]), entry("dash", AuditOutcome::Denied, "anonymous", "delete: no_access"));
     // ...but an id no app has is on record for a GitHub user only: anyone else could fill the
     // log with text of their choosing.
     let before = entries().await.len();
-    v.authz.check_app(&Principal::Anonymous, &id("dana@example.com"), Capability::Delete).await.unwrap();
-    v.authz.check_session("not-a-token", &id("nope"), Capability::Deploy).await.unwrap();
-    v.authz.check_session(token.expose_secret(), &id("nope"), Capability::Deploy).await.unwrap();
+    v.authz
+        .check(&CheckRequest::new(&Principal::Anonymous, &id("dana@example.com"), Capability::Delete))
+        .await
+        .unwrap();
+    v.authz.check(&CheckRequest::session("not-a-token", &id("nope"), Capability::Deploy)).await.unwrap();
+    v.authz.check(&CheckRequest::session(token.expose_secret(), &id("nope"), Capability::Deploy)).await.unwrap();
     assert_eq!(entries().await.len(), before);
 
     let before = entries().await.len();
@@ -293,7 +323,7 @@ async fn apps_for_lists_what_each_check_allows() {
                 v.authz.apps_for(&user, cap).await.unwrap().iter().map(|a| a.id().clone()).collect();
             let mut checked = Vec::new();
             for app in &apps {
-                if v.authz.check(&user, app, cap).await.unwrap().is_allowed() {
+                if v.authz.check(&CheckRequest::new(&user, app, cap)).await.unwrap().is_allowed() {
                     checked.push(app.id().clone());
                 }
             }
@@ -462,13 +492,16 @@ async fn an_app_with_an_id_deploy_refuses_is_never_deployed_by_a_check() {
     store.put_app(&ghauthz::store::AppRecord { id: id(&long), ..record }).await.unwrap();
     let erin = Principal::github(v.world.user("erin").unwrap());
     let before = store.audit(&AuditFilter::new()).await.unwrap().len();
-    assert!(v.authz.check_app(&erin, &id(&long), Capability::Edit).await.unwrap().is_allowed(), "edit as usual");
+    assert!(
+        v.authz.check(&CheckRequest::new(&erin, &id(&long), Capability::Edit)).await.unwrap().is_allowed(),
+        "edit as usual"
+    );
     for cap in [Capability::Deploy, Capability::Delete] {
-        let d = v.authz.check_app(&erin, &id(&long), cap).await.unwrap();
+        let d = v.authz.check(&CheckRequest::new(&erin, &id(&long), cap)).await.unwrap();
         assert_eq!((d.is_allowed(), d.reason().kind()), (false, "unknown_app"));
     }
     assert_eq!(store.audit(&AuditFilter::new()).await.unwrap().len(), before);
-    v.authz.check_app(&Principal::support("a7"), &id(&long), Capability::Deploy).await.unwrap();
+    v.authz.check(&CheckRequest::new(&Principal::support("a7"), &id(&long), Capability::Deploy)).await.unwrap();
     assert_eq!(store.audit(&AuditFilter::new()).await.unwrap().len(), before + 1, "a support check is on record");
 }
 
@@ -515,7 +548,7 @@ async fn deployments_name_plain_ids_real_branches_and_files_inside_the_repositor
     let mut legacy = store.app(&id("dash")).await.unwrap().unwrap();
     legacy.id = id("da\u{202e}sh");
     store.put_app(&legacy).await.unwrap();
-    let d = v.authz.check_app(&erin, &legacy.id, Capability::Delete).await.unwrap();
+    let d = v.authz.check(&CheckRequest::new(&erin, &legacy.id, Capability::Delete)).await.unwrap();
     assert!(d.is_allowed(), "{d:?}");
     v.authz.delete_app(&ChangedBy::Principal(erin.clone()), &legacy.id).await.unwrap();
     assert_eq!(store.app(&legacy.id).await.unwrap(), None);

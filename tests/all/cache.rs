@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
 use crate::common;
+use ghauthz::CheckRequest;
 
 use std::time::Duration;
 
@@ -25,7 +26,7 @@ async fn concurrent_misses(env: &common::Env, path: &str) {
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..100 {
         let (authz, carol, dash) = (env.authz.clone(), carol.clone(), dash.clone());
-        tasks.spawn(async move { authz.check(&carol, &dash, Capability::View).await });
+        tasks.spawn(async move { authz.check(&CheckRequest::new(&carol, &dash, Capability::View)).await });
     }
     let mut allowed = 0;
     while let Some(r) = tasks.join_next().await {
@@ -44,10 +45,14 @@ async fn a_dropped_waiter_cancels_nothing_for_the_others() {
     let env = common::env(common::fixture("acme.toml")).await;
     let (carol, dash) = (env.user("carol"), env.app("dash"));
     // A check dropped before it finishes...
-    let dropped = tokio::time::timeout(Duration::from_nanos(1), env.authz.check(&carol, &dash, Capability::View)).await;
+    let dropped = tokio::time::timeout(
+        Duration::from_nanos(1),
+        env.authz.check(&CheckRequest::new(&carol, &dash, Capability::View)),
+    )
+    .await;
     drop(dropped);
     // ...leaves the key usable for everyone else.
-    let d = env.authz.check(&carol, &dash, Capability::View).await.unwrap();
+    let d = env.authz.check(&CheckRequest::new(&carol, &dash, Capability::View)).await.unwrap();
     assert!(d.is_allowed());
     assert!(env.mock.requests(DASH_ROSTER) <= 2);
 }
@@ -56,24 +61,24 @@ async fn a_dropped_waiter_cancels_nothing_for_the_others() {
 async fn lifetime_counts_from_the_fetch_and_hits_do_not_extend_it() {
     let env = common::env(common::fixture("acme.toml")).await;
     let (carol, dash) = (env.user("carol"), env.app("dash"));
-    let first = env.authz.check(&carol, &dash, Capability::View).await.unwrap();
+    let first = env.authz.check(&CheckRequest::new(&carol, &dash, Capability::View)).await.unwrap();
     assert_eq!(first.source(), Source::Github);
     let remaining = env.mock.rate_limit_remaining();
     for minute in 1..=4 {
         env.advance_secs(60);
-        let d = env.authz.check(&carol, &dash, Capability::View).await.unwrap();
+        let d = env.authz.check(&CheckRequest::new(&carol, &dash, Capability::View)).await.unwrap();
         assert_eq!(d.source(), Source::Cache, "minute {minute}");
         assert_eq!(d.age(), Duration::from_secs(60 * minute));
     }
     assert_eq!(env.mock.requests(DASH_ROSTER), 1);
     env.advance_secs(61); // 5 min 1 s after the fetch, however often it was read
-    let d = env.authz.check(&carol, &dash, Capability::View).await.unwrap();
+    let d = env.authz.check(&CheckRequest::new(&carol, &dash, Capability::View)).await.unwrap();
     assert_eq!(d.source(), Source::Github, "an expired fact is revalidated");
     assert!(d.is_allowed());
     assert_eq!(env.mock.requests(DASH_ROSTER), 2);
     assert_eq!(env.authz.stats().revalidated_not_modified, 2, "repository and roster both answered 304");
     assert_eq!(env.mock.rate_limit_remaining(), remaining, "a 304 spends no rate limit");
-    let again = env.authz.check(&carol, &dash, Capability::View).await.unwrap();
+    let again = env.authz.check(&CheckRequest::new(&carol, &dash, Capability::View)).await.unwrap();
     assert_eq!((again.source(), again.age()), (Source::Cache, Duration::ZERO), "the 304 renewed the fact");
 }
 
@@ -81,23 +86,29 @@ async fn lifetime_counts_from_the_fetch_and_hits_do_not_extend_it() {
 async fn no_role_lives_one_minute() {
     let env = common::env(common::fixture("acme.toml")).await;
     let (zed, dash) = (env.user("zed"), env.app("dash"));
-    env.authz.check(&zed, &dash, Capability::View).await.unwrap();
+    env.authz.check(&CheckRequest::new(&zed, &dash, Capability::View)).await.unwrap();
     env.advance_secs(59);
-    assert_eq!(env.authz.check(&zed, &dash, Capability::View).await.unwrap().source(), Source::Cache);
+    assert_eq!(
+        env.authz.check(&CheckRequest::new(&zed, &dash, Capability::View)).await.unwrap().source(),
+        Source::Cache
+    );
     env.advance_secs(2);
-    assert_eq!(env.authz.check(&zed, &dash, Capability::View).await.unwrap().source(), Source::Github);
+    assert_eq!(
+        env.authz.check(&CheckRequest::new(&zed, &dash, Capability::View)).await.unwrap().source(),
+        Source::Github
+    );
 }
 
 #[tokio::test]
 async fn deploy_revalidates_a_two_minute_old_fact_first() {
     let env = common::env(common::fixture("acme.toml")).await;
     let (erin, dash) = (env.user("erin"), env.app("dash"));
-    env.authz.check(&erin, &dash, Capability::View).await.unwrap();
+    env.authz.check(&CheckRequest::new(&erin, &dash, Capability::View)).await.unwrap();
     env.advance_secs(120);
-    let view = env.authz.check(&erin, &dash, Capability::View).await.unwrap();
+    let view = env.authz.check(&CheckRequest::new(&erin, &dash, Capability::View)).await.unwrap();
     assert_eq!((view.source(), view.age()), (Source::Cache, Duration::from_secs(120)));
     let remaining = env.mock.rate_limit_remaining();
-    let deploy = env.authz.check(&erin, &dash, Capability::Deploy).await.unwrap();
+    let deploy = env.authz.check(&CheckRequest::new(&erin, &dash, Capability::Deploy)).await.unwrap();
     assert!(deploy.is_allowed());
     assert_eq!((deploy.source(), deploy.age()), (Source::Github, Duration::ZERO));
     assert_eq!(env.mock.requests(DASH_ROSTER), 2, "a conditional request before deciding");
@@ -105,17 +116,20 @@ async fn deploy_revalidates_a_two_minute_old_fact_first() {
     assert_eq!(env.mock.rate_limit_remaining(), remaining);
     // Within 60 s, deploy answers from the cache.
     env.advance_secs(30);
-    assert_eq!(env.authz.check(&erin, &dash, Capability::Delete).await.unwrap().source(), Source::Cache);
+    assert_eq!(
+        env.authz.check(&CheckRequest::new(&erin, &dash, Capability::Delete)).await.unwrap().source(),
+        Source::Cache
+    );
 }
 
 #[tokio::test]
 async fn revalidation_sees_a_removed_role() {
     let env = common::env(common::fixture("acme.toml")).await;
     let (carol, dash) = (env.user("carol"), env.app("dash"));
-    assert!(env.authz.check(&carol, &dash, Capability::Edit).await.unwrap().is_allowed());
+    assert!(env.authz.check(&CheckRequest::new(&carol, &dash, Capability::Edit)).await.unwrap().is_allowed());
     env.mock.set_world(common::acme_without_carol_on_dashboard());
     env.advance_secs(301);
-    let d = env.authz.check(&carol, &dash, Capability::Edit).await.unwrap();
+    let d = env.authz.check(&CheckRequest::new(&carol, &dash, Capability::Edit)).await.unwrap();
     assert!(!d.is_allowed(), "{d:?}");
     assert_eq!(env.authz.stats().revalidated_modified, 1, "the permission body changed");
 }
@@ -124,14 +138,17 @@ async fn revalidation_sees_a_removed_role() {
 async fn invalidation_by_user_sends_that_user_upstream_and_no_one_else() {
     let env = common::env(common::fixture("acme.toml")).await;
     let (carol, erin, dash) = (env.user("carol"), env.user("erin"), env.app("dash"));
-    env.authz.check(&carol, &dash, Capability::Edit).await.unwrap();
-    env.authz.check(&erin, &dash, Capability::Edit).await.unwrap();
+    env.authz.check(&CheckRequest::new(&carol, &dash, Capability::Edit)).await.unwrap();
+    env.authz.check(&CheckRequest::new(&erin, &dash, Capability::Edit)).await.unwrap();
     env.mock.set_world(common::acme_without_carol_on_dashboard());
     env.authz.invalidate_local(Invalidation::User(UserId(3)));
-    let d = env.authz.check(&carol, &dash, Capability::Edit).await.unwrap();
+    let d = env.authz.check(&CheckRequest::new(&carol, &dash, Capability::Edit)).await.unwrap();
     assert_eq!((d.source(), d.is_allowed()), (Source::Github, false), "effective for the next check");
     assert_eq!(env.mock.requests(DASH_ROSTER), 2);
-    assert_eq!(env.authz.check(&erin, &dash, Capability::Edit).await.unwrap().source(), Source::Cache);
+    assert_eq!(
+        env.authz.check(&CheckRequest::new(&erin, &dash, Capability::Edit)).await.unwrap().source(),
+        Source::Cache
+    );
 }
 
 #[tokio::test]
@@ -140,13 +157,13 @@ async fn invalidation_by_repository_and_owner_and_all() {
     let (carol, alice) = (env.user("carol"), env.user("alice"));
     let (dash, notes) = (env.app("dash"), env.app("notes"));
     let warm = || async {
-        env.authz.check(&carol, &dash, Capability::Edit).await.unwrap();
-        env.authz.check(&alice, &notes, Capability::Edit).await.unwrap();
+        env.authz.check(&CheckRequest::new(&carol, &dash, Capability::Edit)).await.unwrap();
+        env.authz.check(&CheckRequest::new(&alice, &notes, Capability::Edit)).await.unwrap();
     };
     let sources = || async {
         (
-            env.authz.check(&carol, &dash, Capability::Edit).await.unwrap().source(),
-            env.authz.check(&alice, &notes, Capability::Edit).await.unwrap().source(),
+            env.authz.check(&CheckRequest::new(&carol, &dash, Capability::Edit)).await.unwrap().source(),
+            env.authz.check(&CheckRequest::new(&alice, &notes, Capability::Edit)).await.unwrap().source(),
         )
     };
     warm().await;
@@ -165,10 +182,10 @@ async fn an_app_moved_to_other_coordinates_does_not_reuse_the_old_fact() {
     let env = common::env(common::fixture("acme.toml")).await;
     let carol = env.user("carol");
     let dash = env.app("dash");
-    env.authz.check(&carol, &dash, Capability::View).await.unwrap();
+    env.authz.check(&CheckRequest::new(&carol, &dash, Capability::View)).await.unwrap();
     // Same repository id, other coordinates: the fact was verified at acme/dashboard only.
     let moved = ghauthz::App::new(dash.id().clone(), "acme/legacy".parse().unwrap(), RepoId(101), dash.visibility());
-    let d = env.authz.check(&carol, &moved, Capability::View).await.unwrap();
+    let d = env.authz.check(&CheckRequest::new(&carol, &moved, Capability::View)).await.unwrap();
     assert_eq!((d.source(), d.reason().kind()), (Source::Github, "repo_replaced"));
 }
 
@@ -177,13 +194,13 @@ async fn hits_are_counted() {
     let env = common::env(common::fixture("acme.toml")).await;
     let (carol, dash) = (env.user("carol"), env.app("dash"));
     for _ in 0..5 {
-        env.authz.check(&carol, &dash, Capability::View).await.unwrap();
+        env.authz.check(&CheckRequest::new(&carol, &dash, Capability::View)).await.unwrap();
     }
     let s = env.authz.stats();
     assert_eq!((s.misses, s.hits), (1, 4));
-    assert!(env.authz.check_cached(&carol, &dash, Capability::View).is_some());
+    assert!(env.authz.check_cached(&CheckRequest::new(&carol, &dash, Capability::View)).is_some());
     assert!(
-        env.authz.check_cached(&env.user("erin"), &dash, Capability::View).is_none(),
+        env.authz.check_cached(&CheckRequest::new(&env.user("erin"), &dash, Capability::View)).is_none(),
         "a miss is not answered synchronously"
     );
 }
@@ -193,11 +210,11 @@ async fn an_invalidation_during_a_request_keeps_its_answer_out_of_the_cache() {
     let env = common::env(common::fixture("acme.toml")).await;
     let (carol, dash) = (env.user("carol"), env.app("dash"));
     // Warm the shared repository lookup so that carol's check sends one request only.
-    env.authz.check(&env.user("erin"), &dash, Capability::View).await.unwrap();
+    env.authz.check(&CheckRequest::new(&env.user("erin"), &dash, Capability::View)).await.unwrap();
     env.mock.set_response_delay(Duration::from_millis(300));
     let in_flight = {
         let (authz, carol, dash) = (env.authz.clone(), carol.clone(), dash.clone());
-        tokio::spawn(async move { authz.check(&carol, &dash, Capability::Edit).await })
+        tokio::spawn(async move { authz.check(&CheckRequest::new(&carol, &dash, Capability::Edit)).await })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
     // The role is removed on GitHub and the webhook arrives while the old answer is in flight.
@@ -206,7 +223,7 @@ async fn an_invalidation_during_a_request_keeps_its_answer_out_of_the_cache() {
     let old = in_flight.await.unwrap().unwrap();
     assert!(old.is_allowed(), "the check that started before the invalidation gets its answer");
     env.mock.set_response_delay(Duration::ZERO);
-    let next = env.authz.check(&carol, &dash, Capability::Edit).await.unwrap();
+    let next = env.authz.check(&CheckRequest::new(&carol, &dash, Capability::Edit)).await.unwrap();
     assert_eq!((next.source(), next.is_allowed()), (Source::Github, false), "but no later check is served it");
 }
 
@@ -217,7 +234,7 @@ async fn capacity_bounds_what_is_served() {
     use std::sync::Arc;
 
     use ghauthz::store::Store as _;
-    use ghauthz::{AppId, Clock as _, Consistency};
+    use ghauthz::{AppId, Clock as _};
     const CAPACITY: u64 = 4;
     let world = common::fixture("acme.toml");
     let clock = ghauthz::ManualClock::new(world.now().unwrap());
@@ -238,16 +255,17 @@ async fn capacity_bounds_what_is_served() {
         .collect();
     // Every check twice, so that each fact is copied to the hit table too.
     for (p, a) in &pairs {
-        authz.check(p, a, Capability::Edit).await.unwrap();
-        authz.check_cached(p, a, Capability::Edit);
+        authz.check(&CheckRequest::new(p, a, Capability::Edit)).await.unwrap();
+        authz.check_cached(&CheckRequest::new(p, a, Capability::Edit));
     }
     // moka keeps to its capacity when it catches up with its writes: make enough of them, on one
     // key, without any invalidation (which would retire every hit-table slot on its own).
     let (carol, dash) = (ghauthz::Principal::github(world.user("carol").unwrap()), AppId("dash".into()));
     for _ in 0..1000 {
-        authz.check_app_with(&carol, &dash, Capability::Edit, Consistency::Fresh).await.unwrap();
+        authz.check(&CheckRequest::new(&carol, &dash, Capability::Edit).fresh()).await.unwrap();
     }
-    let served = pairs.iter().filter(|(p, a)| authz.check_cached(p, a, Capability::Edit).is_some()).count();
+    let served =
+        pairs.iter().filter(|(p, a)| authz.check_cached(&CheckRequest::new(p, a, Capability::Edit)).is_some()).count();
     let entries = authz.stats().entries;
     assert!(entries <= CAPACITY, "{entries} entries");
     assert!(served as u64 <= CAPACITY, "{served} of {} pairs served from a cache of {CAPACITY}", pairs.len());
@@ -260,7 +278,7 @@ async fn a_fresh_check_revalidates_the_cached_fact_first() {
     use std::sync::Arc;
 
     use ghauthz::store::Store as _;
-    use ghauthz::{AppId, Clock as _, Consistency};
+    use ghauthz::{AppId, Clock as _};
     let world = common::fixture("acme.toml");
     let clock = ghauthz::ManualClock::new(world.now().unwrap());
     let mock = ghauthz::world::MockGithub::start_with_clock(world.clone(), Arc::new(clock.clone())).await.unwrap();
@@ -268,14 +286,17 @@ async fn a_fresh_check_revalidates_the_cached_fact_first() {
     store.seed_once(&world.app_records(), clock.now()).await.unwrap();
     let authz = ghauthz::Authorizer::builder(mock.github_config()).clock(Arc::new(clock)).store(store).build().unwrap();
     let (carol, dash) = (ghauthz::Principal::github(world.user("carol").unwrap()), AppId("dash".into()));
-    assert_eq!(authz.check_app(&carol, &dash, Capability::Edit).await.unwrap().source(), Source::Github);
-    assert_eq!(authz.check_app(&carol, &dash, Capability::Edit).await.unwrap().source(), Source::Cache);
+    assert_eq!(
+        authz.check(&CheckRequest::new(&carol, &dash, Capability::Edit)).await.unwrap().source(),
+        Source::Github
+    );
+    assert_eq!(authz.check(&CheckRequest::new(&carol, &dash, Capability::Edit)).await.unwrap().source(), Source::Cache);
     let requests = mock.requests(DASH_ROSTER);
-    let fresh = authz.check_app_with(&carol, &dash, Capability::Edit, Consistency::Fresh).await.unwrap();
+    let fresh = authz.check(&CheckRequest::new(&carol, &dash, Capability::Edit).fresh()).await.unwrap();
     assert_eq!((fresh.is_allowed(), fresh.source()), (true, Source::Github));
     assert_eq!(mock.requests(DASH_ROSTER), requests + 1, "asked GitHub");
     assert!(authz.stats().revalidated_not_modified >= 1, "conditionally: a 304");
-    assert_eq!(authz.check_app(&carol, &dash, Capability::Edit).await.unwrap().source(), Source::Cache);
+    assert_eq!(authz.check(&CheckRequest::new(&carol, &dash, Capability::Edit)).await.unwrap().source(), Source::Cache);
 }
 
 /// The futures a hit is served through stay a few words: the slow path's state (the store, GitHub,
@@ -286,9 +307,9 @@ async fn the_futures_of_the_request_path_are_small() {
     let env = common::env(common::fixture("acme.toml")).await;
     let (carol, dash, id) = (env.user("carol"), env.app("dash"), ghauthz::AppId("dash".into()));
     let sizes = [
-        ("check", std::mem::size_of_val(&env.authz.check(&carol, &dash, Capability::View))),
-        ("check_app", std::mem::size_of_val(&env.authz.check_app(&carol, &id, Capability::View))),
-        ("check_session", std::mem::size_of_val(&env.authz.check_session("t", &id, Capability::View))),
+        ("check", std::mem::size_of_val(&env.authz.check(&CheckRequest::new(&carol, &dash, Capability::View)))),
+        ("check_app", std::mem::size_of_val(&env.authz.check(&CheckRequest::new(&carol, &id, Capability::View)))),
+        ("check_session", std::mem::size_of_val(&env.authz.check(&CheckRequest::session("t", &id, Capability::View)))),
     ];
     for (name, size) in sizes {
         assert!(size <= 256, "{name}'s future is {size} bytes");

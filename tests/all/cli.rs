@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
 use crate::common;
+use ghauthz::CheckRequest;
 
 use std::process::Command;
 
@@ -1325,7 +1326,7 @@ async fn a_viewer_removed_by_another_process_is_denied_by_a_running_service_with
     let link = service.issue_link(&dash, "dana@example.com").await.unwrap();
     let session = service.redeem_link(link.token.expose_secret(), None).await.unwrap().token.expose_secret().to_owned();
     for source in [Source::Store, Source::Cache] {
-        let d = service.check_session(&session, &dash, Capability::View).await.unwrap();
+        let d = service.check(&CheckRequest::session(&session, &dash, Capability::View)).await.unwrap();
         assert_eq!((d.is_allowed(), d.source()), (true, source));
     }
 
@@ -1352,7 +1353,7 @@ async fn a_viewer_removed_by_another_process_is_denied_by_a_running_service_with
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_eq!(r.json()["removed"], true);
     let waited = common::wait_until_async("the service denies the removed viewer", Duration::from_secs(1), || async {
-        !service.check_session(&session, &dash, Capability::View).await.unwrap().is_allowed()
+        !service.check(&CheckRequest::session(&session, &dash, Capability::View)).await.unwrap().is_allowed()
     })
     .await;
     eprintln!("denied {waited:?} after the other process's removal returned");

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
 use crate::common;
+use ghauthz::CheckRequest;
 
 use ghauthz::world::DecisionTable;
 use ghauthz::{Capability, Reason};
@@ -56,7 +57,8 @@ async fn github_role_decisions_report_the_role_and_its_name() {
             common::env_with(common::fixture("roles.toml"), common::Opts { cache, policy, ..Default::default() }).await;
         for (login, app, role, role_name) in ROLES {
             // `edit` is decided by the role on every app (`view` of a public app is `public_app`).
-            let d = env.authz.check(&env.user(login), &env.app(app), Capability::Edit).await.unwrap();
+            let d =
+                env.authz.check(&CheckRequest::new(&env.user(login), &env.app(app), Capability::Edit)).await.unwrap();
             if rosters && login == "u-none" {
                 // GitHub answers `read` for anyone on a public repository; its roster lists
                 // only those granted a role.

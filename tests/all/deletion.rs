@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
 use crate::common;
+use ghauthz::CheckRequest;
 
 use std::sync::Arc;
 
@@ -49,7 +50,7 @@ async fn deleting_an_app_keeps_only_its_coordinates(store: Arc<dyn Store>) {
     assert!(audit.iter().any(|e| e.action == AuditAction::LinkRedeemed), "the app's history stays, without addresses");
     assert_eq!(authz.inspect_link(&unused).await.unwrap_err(), LinkError::Invalid, "outstanding links are gone");
     let viewer = Principal::Viewer(authz.verify_session(&session).unwrap());
-    let d = authz.check_app(&viewer, &id("dash"), Capability::View).await.unwrap();
+    let d = authz.check(&CheckRequest::new(&viewer, &id("dash"), Capability::View)).await.unwrap();
     assert_eq!((d.is_allowed(), d.reason().kind()), (false, "unknown_app"), "sessions open nothing");
     assert_eq!(
         store.deleted_apps().await.unwrap(),

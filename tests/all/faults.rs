@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
 use crate::common;
+use ghauthz::CheckRequest;
 
 use std::time::Duration;
 
@@ -69,7 +70,7 @@ async fn run(case: Case) {
     let (dave, app) = (env.user("dave"), env.app("flaky"));
     let what = case.status;
 
-    let err = env.authz.check(&dave, &app, Capability::View).await.unwrap_err();
+    let err = env.authz.check(&CheckRequest::new(&dave, &app, Capability::View)).await.unwrap_err();
     let CheckError::Github(GithubError::Unavailable { cause, retry_after }) = &err else { panic!("{what}: {err:?}") };
     assert_eq!(*cause, case.cause, "{what}");
     if case.want_retry_after.is_some() {
@@ -81,16 +82,19 @@ async fn run(case: Case) {
 
     // While backing off: no request, still unavailable, and no cached denial.
     for _ in 0..10 {
-        let again = env.authz.check(&dave, &app, Capability::View).await.unwrap_err();
+        let again = env.authz.check(&CheckRequest::new(&dave, &app, Capability::View)).await.unwrap_err();
         assert!(again.is_unavailable(), "{what}: {again:?}");
         assert!(again.retry_after().is_some(), "{what}: backing off says until when");
     }
     assert_eq!(env.mock.total_requests(), sent, "{what}: no request while backing off");
-    assert!(env.authz.check_cached(&dave, &app, Capability::View).is_none(), "{what}: nothing cached");
+    assert!(
+        env.authz.check_cached(&CheckRequest::new(&dave, &app, Capability::View)).is_none(),
+        "{what}: nothing cached"
+    );
 
     // The fault has cleared; once the wait is over the next check succeeds.
     env.advance_secs(case.want_retry_after.map_or(6, |d| d.as_secs() + 1));
-    let d = env.authz.check(&dave, &app, Capability::View).await.unwrap();
+    let d = env.authz.check(&CheckRequest::new(&dave, &app, Capability::View)).await.unwrap();
     assert_eq!((d.is_allowed(), d.source()), (true, Source::Github), "{what}");
 }
 
@@ -111,7 +115,7 @@ async fn bad_gateway_is_unavailable_then_recovers() {
 #[tokio::test]
 async fn a_single_5xx_is_retried_within_the_check() {
     let env = common::env(fault_world("503", None, 1)).await;
-    let d = env.authz.check(&env.user("dave"), &env.app("flaky"), Capability::View).await.unwrap();
+    let d = env.authz.check(&CheckRequest::new(&env.user("dave"), &env.app("flaky"), Capability::View)).await.unwrap();
     assert!(d.is_allowed());
     assert_eq!(env.mock.requests("/repos/carol/flaky"), 2);
 }
@@ -159,11 +163,11 @@ async fn secondary_rate_limit_honours_retry_after() {
 async fn a_rate_limit_holds_back_every_key_on_the_same_credentials() {
     let env = common::env(common::fixture("faults.toml")).await;
     let carol = env.user("carol");
-    let err = env.authz.check(&carol, &env.app("busy"), Capability::View).await.unwrap_err();
+    let err = env.authz.check(&CheckRequest::new(&carol, &env.app("busy"), Capability::View)).await.unwrap_err();
     assert_eq!(err.retry_after(), Some(Duration::from_secs(120)));
     let before = env.mock.total_requests();
     // Another repository, untouched by the fault: still not asked while the limit lasts.
-    let other = env.authz.check(&carol, &env.app("flaky"), Capability::View).await.unwrap_err();
+    let other = env.authz.check(&CheckRequest::new(&carol, &env.app("flaky"), Capability::View)).await.unwrap_err();
     assert!(other.is_unavailable());
     assert_eq!(env.mock.total_requests(), before);
 }
@@ -172,9 +176,9 @@ async fn a_rate_limit_holds_back_every_key_on_the_same_credentials() {
 async fn the_flaky_fixture_recovers_after_its_two_failures() {
     let env = common::env(common::fixture("faults.toml")).await;
     let (carol, flaky) = (env.user("carol"), env.app("flaky"));
-    assert!(env.authz.check(&carol, &flaky, Capability::Edit).await.unwrap_err().is_unavailable());
+    assert!(env.authz.check(&CheckRequest::new(&carol, &flaky, Capability::Edit)).await.unwrap_err().is_unavailable());
     env.advance_secs(6);
-    assert!(env.authz.check(&carol, &flaky, Capability::Edit).await.unwrap().is_allowed());
+    assert!(env.authz.check(&CheckRequest::new(&carol, &flaky, Capability::Edit)).await.unwrap().is_allowed());
 }
 
 /// At most `max_in_flight` requests are in flight at once per token: the others wait their
@@ -190,12 +194,12 @@ async fn requests_in_flight_per_token_are_bounded() {
         let env = common::env_with(common::fixture("acme.toml"), opts).await;
         // Per user, eight keys; the repository's identity first, so that only the eight roles
         // are asked at once.
-        env.authz.check(&env.user("zed"), &env.app("dash"), Capability::Edit).await.unwrap();
+        env.authz.check(&CheckRequest::new(&env.user("zed"), &env.app("dash"), Capability::Edit)).await.unwrap();
         env.mock.set_response_delay(Duration::from_millis(200));
         let logins = ["alice", "bob", "carol", "dave", "erin", "frank", "olga", "mallory"];
         let checks = logins.map(|login| {
             let (authz, user, app) = (env.authz.clone(), env.user(login), env.app("dash"));
-            tokio::spawn(async move { authz.check(&user, &app, Capability::Edit).await })
+            tokio::spawn(async move { authz.check(&CheckRequest::new(&user, &app, Capability::Edit)).await })
         });
         for check in checks {
             check.await.unwrap().unwrap();
@@ -209,7 +213,7 @@ async fn requests_in_flight_per_token_are_bounded() {
 async fn stats_say_the_budget_github_last_stated() {
     let env = common::env(common::fixture("acme.toml")).await;
     assert_eq!(env.authz.stats().github_budget, None, "nothing asked yet");
-    env.authz.check(&env.user("carol"), &env.app("dash"), Capability::Edit).await.unwrap();
+    env.authz.check(&CheckRequest::new(&env.user("carol"), &env.app("dash"), Capability::Edit)).await.unwrap();
     let budget = env.authz.stats().github_budget.expect("a budget");
     assert_eq!((budget.limit, budget.remaining), (5000, env.mock.rate_limit_remaining()));
     assert!(budget.reset > env.mock.clock().now(), "{budget:?}");

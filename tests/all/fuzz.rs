@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
 use crate::common;
+use ghauthz::CheckRequest;
 
 use std::sync::{Arc, LazyLock};
 
@@ -77,7 +78,7 @@ proptest! {
         let s = &*SHARED;
         let err = s.env.authz.verify_session(&token).unwrap_err();
         prop_assert!(SESSION_KINDS.contains(&err.kind()), "{err:?}");
-        prop_assert!(s.env.authz.check_session_cached(&token, &dash(), ghauthz::Capability::View).is_none());
+        prop_assert!(s.env.authz.check_cached(&CheckRequest::session(&token, &dash(), ghauthz::Capability::View)).is_none());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
 use crate::common;
+use ghauthz::CheckRequest;
 
 use std::sync::Arc;
 
@@ -63,7 +64,7 @@ async fn a_token_signed_as_google_signs_in_an_invited_viewer() {
         let issued = env.authz.google_sign_in(&AppId("dash".into()), &token).await.unwrap();
         assert_eq!((issued.session.via(), issued.session.email().as_str()), (Via::Google, "dana@example.com"));
         let viewer = Principal::Viewer(env.authz.verify_session(issued.token.expose_secret()).unwrap());
-        let d = env.authz.check_app(&viewer, &AppId("dash".into()), Capability::View).await.unwrap();
+        let d = env.authz.check(&CheckRequest::new(&viewer, &AppId("dash".into()), Capability::View)).await.unwrap();
         assert_eq!(d.reason(), &Reason::ViewerGrant { via: Via::Google });
     }
     assert_eq!(env.mock.requests(JWKS), 1, "the JWKS is cached for its max-age");

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
 use crate::common;
+use ghauthz::CheckRequest;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,11 +53,11 @@ async fn a_removed_grant_revokes_its_links_and_sessions(env: common::Viewers) {
     let second = a.issue_link(&dash(), "dana@example.com").await.unwrap().token.expose_secret().to_owned();
     let session = a.redeem_link(&first, None).await.unwrap();
     let viewer = Principal::Viewer(a.verify_session(session.token.expose_secret()).unwrap());
-    let d = a.check_app(&viewer, &dash(), Capability::View).await.unwrap();
+    let d = a.check(&CheckRequest::new(&viewer, &dash(), Capability::View)).await.unwrap();
     assert_eq!(d.reason(), &Reason::ViewerGrant { via: Via::EmailLink });
     a.remove_viewer(&ChangedBy::Operator, &dash(), "dana@example.com").await.unwrap();
     assert_eq!(a.redeem_link(&second, None).await.unwrap_err(), LinkError::Revoked);
-    let d = a.check_app(&viewer, &dash(), Capability::View).await.unwrap();
+    let d = a.check(&CheckRequest::new(&viewer, &dash(), Capability::View)).await.unwrap();
     assert_eq!((d.is_allowed(), d.reason()), (false, &Reason::NotInvited), "the next check after removal is denied");
 }
 
@@ -67,21 +68,22 @@ async fn a_reinvitation_is_a_new_grant_that_needs_a_new_link(env: common::Viewer
     let old_link = a.issue_link(&dash(), "dana@example.com").await.unwrap().token.expose_secret().to_owned();
     let redeemed = a.issue_link(&dash(), "dana@example.com").await.unwrap().token.expose_secret().to_owned();
     let old_session = a.redeem_link(&redeemed, None).await.unwrap().token.expose_secret().to_owned();
-    assert!(a.check_session(&old_session, &dash(), Capability::View).await.unwrap().is_allowed());
+    assert!(a.check(&CheckRequest::session(&old_session, &dash(), Capability::View)).await.unwrap().is_allowed());
     a.remove_viewer(&ChangedBy::Operator, &dash(), "dana@example.com").await.unwrap();
     a.add_viewer(&ChangedBy::Operator, &dash(), "dana@example.com").await.unwrap();
     assert_eq!(a.inspect_link(&old_link).await.unwrap_err(), LinkError::Revoked);
     assert_eq!(a.redeem_link(&old_link, None).await.unwrap_err(), LinkError::Revoked);
     for _ in 0..2 {
-        let d = a.check_session(&old_session, &dash(), Capability::View).await.unwrap();
+        let d = a.check(&CheckRequest::session(&old_session, &dash(), Capability::View)).await.unwrap();
         assert_eq!((d.is_allowed(), d.reason()), (false, &Reason::NotInvited), "the old session opens nothing");
     }
     let old = Principal::Viewer(a.verify_session(&old_session).unwrap());
-    assert!(!a.check_app(&old, &dash(), Capability::View).await.unwrap().is_allowed());
+    assert!(!a.check(&CheckRequest::new(&old, &dash(), Capability::View)).await.unwrap().is_allowed());
     let new_link = a.issue_link(&dash(), "dana@example.com").await.unwrap().token.expose_secret().to_owned();
     let new_session = a.redeem_link(&new_link, None).await.unwrap();
     assert_ne!(new_session.session.grant(), a.verify_session(&old_session).unwrap().grant(), "a new grant");
-    let d = a.check_session(new_session.token.expose_secret(), &dash(), Capability::View).await.unwrap();
+    let d =
+        a.check(&CheckRequest::session(new_session.token.expose_secret(), &dash(), Capability::View)).await.unwrap();
     assert_eq!(d.reason(), &Reason::ViewerGrant { via: Via::EmailLink }, "a new link does");
 }
 
@@ -111,15 +113,15 @@ async fn viewers_only_view_their_own_app(env: common::Viewers) {
     let token = a.issue_link(&dash(), "dana@example.com").await.unwrap().token.expose_secret().to_owned();
     let session = a.redeem_link(&token, None).await.unwrap();
     let viewer = Principal::Viewer(a.verify_session(session.token.expose_secret()).unwrap());
-    assert!(a.check_app(&viewer, &dash(), Capability::View).await.unwrap().is_allowed());
+    assert!(a.check(&CheckRequest::new(&viewer, &dash(), Capability::View)).await.unwrap().is_allowed());
     for cap in [Capability::Edit, Capability::Deploy, Capability::Delete] {
-        assert!(!a.check_app(&viewer, &dash(), cap).await.unwrap().is_allowed(), "{cap}");
+        assert!(!a.check(&CheckRequest::new(&viewer, &dash(), cap)).await.unwrap().is_allowed(), "{cap}");
     }
-    let other = a.check_app(&viewer, &AppId("notes".into()), Capability::View).await.unwrap();
+    let other = a.check(&CheckRequest::new(&viewer, &AppId("notes".into()), Capability::View)).await.unwrap();
     assert_eq!(other.reason(), &Reason::SessionInvalid { error: SessionError::WrongApp });
     env.clock.advance(Duration::from_secs(3600));
     assert_eq!(a.verify_session(session.token.expose_secret()).unwrap_err(), SessionError::Expired);
-    let d = a.check_app(&viewer, &dash(), Capability::View).await.unwrap();
+    let d = a.check(&CheckRequest::new(&viewer, &dash(), Capability::View)).await.unwrap();
     assert_eq!(d.reason(), &Reason::SessionInvalid { error: SessionError::Expired }, "a held session expires too");
 }
 
@@ -242,9 +244,9 @@ async fn a_remembered_session_is_refused_once_expired_retired_or_tampered() {
     let link = a.issue_link(&dash(), "dana@example.com").await.unwrap().token.expose_secret().to_owned();
     let token = a.redeem_link(&link, None).await.unwrap().token.expose_secret().to_owned();
     for _ in 0..2 {
-        assert!(a.check_session(&token, &dash(), Capability::View).await.unwrap().is_allowed());
+        assert!(a.check(&CheckRequest::session(&token, &dash(), Capability::View)).await.unwrap().is_allowed());
     }
-    let hit = a.check_session_cached(&token, &dash(), Capability::View).expect("remembered");
+    let hit = a.check_cached(&CheckRequest::session(&token, &dash(), Capability::View)).expect("remembered");
     assert_eq!(hit.source(), ghauthz::Source::Cache);
     let refused = |d: ghauthz::Decision| match d.reason() {
         Reason::SessionInvalid { error } => *error,
@@ -256,27 +258,39 @@ async fn a_remembered_session_is_refused_once_expired_retired_or_tampered() {
     tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).unwrap();
     for bad in [tampered.as_str(), &token[..token.len() - 1], &token[..token.len() / 2]] {
-        assert!(a.check_session_cached(bad, &dash(), Capability::View).is_none(), "never a hit");
-        let d = a.check_session(bad, &dash(), Capability::View).await.unwrap();
+        assert!(a.check_cached(&CheckRequest::session(bad, &dash(), Capability::View)).is_none(), "never a hit");
+        let d = a.check(&CheckRequest::session(bad, &dash(), Capability::View)).await.unwrap();
         assert_eq!(refused(d), SessionError::Invalid);
-        assert!(a.check_session_cached(bad, &dash(), Capability::View).is_none(), "never remembered");
+        assert!(a.check_cached(&CheckRequest::session(bad, &dash(), Capability::View)).is_none(), "never remembered");
     }
     // Retired: refused at once, although it was remembered.
     keys.rotate().unwrap();
     a.set_session_keys(keys.clone());
-    assert!(a.check_session(&token, &dash(), Capability::View).await.unwrap().is_allowed(), "rotation keeps it");
+    assert!(
+        a.check(&CheckRequest::session(&token, &dash(), Capability::View)).await.unwrap().is_allowed(),
+        "rotation keeps it"
+    );
     keys.retire(&old_kid);
     a.set_session_keys(keys.clone());
-    assert!(a.check_session_cached(&token, &dash(), Capability::View).is_none());
-    assert_eq!(refused(a.check_session(&token, &dash(), Capability::View).await.unwrap()), SessionError::RetiredKey);
+    assert!(a.check_cached(&CheckRequest::session(&token, &dash(), Capability::View)).is_none());
+    assert_eq!(
+        refused(a.check(&CheckRequest::session(&token, &dash(), Capability::View)).await.unwrap()),
+        SessionError::RetiredKey
+    );
     // Expired: a new session, remembered, then the clock passes its `exp`.
     let link = a.issue_link(&dash(), "dana@example.com").await.unwrap().token.expose_secret().to_owned();
     let token = a.redeem_link(&link, None).await.unwrap().token.expose_secret().to_owned();
-    assert!(a.check_session(&token, &dash(), Capability::View).await.unwrap().is_allowed());
-    assert!(a.check_session_cached(&token, &dash(), Capability::View).is_some());
+    assert!(a.check(&CheckRequest::session(&token, &dash(), Capability::View)).await.unwrap().is_allowed());
+    assert!(a.check_cached(&CheckRequest::session(&token, &dash(), Capability::View)).is_some());
     env.clock.advance(Duration::from_secs(3600));
-    assert!(a.check_session_cached(&token, &dash(), Capability::View).is_none(), "not served at its exp");
-    assert_eq!(refused(a.check_session(&token, &dash(), Capability::View).await.unwrap()), SessionError::Expired);
+    assert!(
+        a.check_cached(&CheckRequest::session(&token, &dash(), Capability::View)).is_none(),
+        "not served at its exp"
+    );
+    assert_eq!(
+        refused(a.check(&CheckRequest::session(&token, &dash(), Capability::View)).await.unwrap()),
+        SessionError::Expired
+    );
 }
 
 /// Another process holds an SQLite store's write lock for 4 s: a redemption waits for it no

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
 use crate::common;
+use ghauthz::CheckRequest;
 
 use std::io::BufRead;
 use std::str::FromStr;
@@ -106,8 +107,8 @@ async fn a_member_removal_delivered_to_one_replica_reaches_the_other_within_a_se
     let (a, b) = (c.replica().await, c.replica().await);
     let (carol, erin, app) = (c.user("carol"), c.user("erin"), c.world.app("dash").unwrap());
     for who in [&carol, &erin] {
-        b.check(who, &app, Capability::Edit).await.unwrap();
-        assert_eq!(b.check(who, &app, Capability::Edit).await.unwrap().source(), Source::Cache);
+        b.check(&CheckRequest::new(who, &app, Capability::Edit)).await.unwrap();
+        assert_eq!(b.check(&CheckRequest::new(who, &app, Capability::Edit)).await.unwrap().source(), Source::Cache);
     }
     // GitHub removes carol from acme/dashboard and tells replica A.
     c.mock.set_world(common::acme_without_carol_on_dashboard());
@@ -116,13 +117,17 @@ async fn a_member_removal_delivered_to_one_replica_reaches_the_other_within_a_se
     let outcome = a.handle_webhook(&signed_delivery("member", "r-1", &body), &body).await.unwrap();
     assert_eq!(outcome.applied(), [Invalidation::UserOnRepo(UserId(3), ghauthz::RepoId(101))]);
     let waited = common::wait_until("B drops carol's fact", Duration::from_secs(1), || {
-        b.check_cached(&carol, &app, Capability::Edit).is_none()
+        b.check_cached(&CheckRequest::new(&carol, &app, Capability::Edit)).is_none()
     })
     .await;
     eprintln!("B dropped the fact {waited:?} after A's delivery returned, {:?} after it began", delivered.elapsed());
-    let d = b.check(&carol, &app, Capability::Edit).await.unwrap();
+    let d = b.check(&CheckRequest::new(&carol, &app, Capability::Edit)).await.unwrap();
     assert_eq!((d.source(), d.is_allowed()), (Source::Github, false), "B's next check goes to GitHub");
-    assert_eq!(b.check(&erin, &app, Capability::Edit).await.unwrap().source(), Source::Cache, "and no one else's");
+    assert_eq!(
+        b.check(&CheckRequest::new(&erin, &app, Capability::Edit)).await.unwrap().source(),
+        Source::Cache,
+        "and no one else's"
+    );
     assert_eq!(b.stats().invalidations_received, 1);
     // The same delivery redelivered to B: already seen, by the shared store.
     assert_eq!(
@@ -137,13 +142,16 @@ async fn an_invalidation_made_on_one_replica_reaches_the_others_and_not_itself_t
     let (a, b, third) = (c.replica().await, c.replica().await, c.replica().await);
     let (alice, notes) = (c.user("alice"), c.world.app("notes").unwrap());
     for r in [&a, &b, &third] {
-        r.check(&alice, &notes, Capability::Edit).await.unwrap();
+        r.check(&CheckRequest::new(&alice, &notes, Capability::Edit)).await.unwrap();
     }
     a.invalidate(Invalidation::Owner(ghauthz::OwnerId(1))).await.unwrap();
-    assert!(a.check_cached(&alice, &notes, Capability::Edit).is_none(), "at once on the replica that made it");
+    assert!(
+        a.check_cached(&CheckRequest::new(&alice, &notes, Capability::Edit)).is_none(),
+        "at once on the replica that made it"
+    );
     for r in [&b, &third] {
         common::wait_until("the others drop it", Duration::from_secs(1), || {
-            r.check_cached(&alice, &notes, Capability::Edit).is_none()
+            r.check_cached(&CheckRequest::new(&alice, &notes, Capability::Edit)).is_none()
         })
         .await;
     }
@@ -157,26 +165,26 @@ async fn a_viewer_removed_on_one_replica_is_denied_on_the_others_next_check() {
     let viewer = dana_signed_in(&a, &b).await;
     let (erin, viewer_on_a) = (c.user("erin"), dana_signed_in(&a, &a).await);
     for replica in [&a, &b] {
-        replica.check_app(&erin, &dash(), Capability::View).await.unwrap();
+        replica.check(&CheckRequest::new(&erin, &dash(), Capability::View)).await.unwrap();
     }
-    assert!(a.check_app(&viewer_on_a, &dash(), Capability::View).await.unwrap().is_allowed());
-    let d = b.check_app(&viewer, &dash(), Capability::View).await.unwrap();
+    assert!(a.check(&CheckRequest::new(&viewer_on_a, &dash(), Capability::View)).await.unwrap().is_allowed());
+    let d = b.check(&CheckRequest::new(&viewer, &dash(), Capability::View)).await.unwrap();
     assert_eq!((d.is_allowed(), d.source()), (true, Source::Store), "B reads the grant once");
-    let d = b.check_app(&viewer, &dash(), Capability::View).await.unwrap();
+    let d = b.check(&CheckRequest::new(&viewer, &dash(), Capability::View)).await.unwrap();
     assert_eq!((d.is_allowed(), d.source()), (true, Source::Cache), "B serves the grant from memory");
     a.remove_viewer(&ChangedBy::Operator, &dash(), "dana@example.com").await.unwrap();
-    let d = a.check_app(&viewer_on_a, &dash(), Capability::View).await.unwrap();
+    let d = a.check(&CheckRequest::new(&viewer_on_a, &dash(), Capability::View)).await.unwrap();
     assert_eq!((d.is_allowed(), d.reason()), (false, &Reason::NotInvited), "A's very next check");
     let waited = common::wait_until_async("B denies the removed viewer", Duration::from_secs(1), || async {
-        !b.check_app(&viewer, &dash(), Capability::View).await.unwrap().is_allowed()
+        !b.check(&CheckRequest::new(&viewer, &dash(), Capability::View)).await.unwrap().is_allowed()
     })
     .await;
     eprintln!("B denied the removed viewer {waited:?} after A's removal returned");
     a.delete_app(&ChangedBy::Operator, &dash()).await.unwrap();
-    let d = a.check_app(&erin, &dash(), Capability::View).await.unwrap();
+    let d = a.check(&CheckRequest::new(&erin, &dash(), Capability::View)).await.unwrap();
     assert_eq!(d.reason(), &Reason::UnknownApp, "A's very next check");
     common::wait_until_async("B forgets the deleted app", Duration::from_secs(1), || async {
-        b.check_app(&erin, &dash(), Capability::View).await.unwrap().reason() == &Reason::UnknownApp
+        b.check(&CheckRequest::new(&erin, &dash(), Capability::View)).await.unwrap().reason() == &Reason::UnknownApp
     })
     .await;
 }
@@ -277,8 +285,13 @@ async fn sixty_four_redemptions_from_four_processes_succeed_once() {
         assert!(ch.wait().unwrap().success());
     }
     assert_eq!((ok, used), (1, 63), "exactly one of 64 redemptions in 4 processes succeeds");
-    let redeemed =
-        a.audit_log().await.unwrap().iter().filter(|e| e.action == ghauthz::store::AuditAction::LinkRedeemed).count();
+    let redeemed = a
+        .audit(&ghauthz::store::AuditFilter::new())
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.action == ghauthz::store::AuditAction::LinkRedeemed)
+        .count();
     assert_eq!(redeemed, 1, "and it alone is audited");
 }
 
@@ -418,17 +431,17 @@ async fn postgres_going_away_fails_closed_and_the_replica_heals_without_a_restar
     let b = c.replica().await;
     let (carol, app) = (c.user("carol"), c.world.app("dash").unwrap());
     let viewer = dana_signed_in(&a, &a).await;
-    assert!(a.check_app(&viewer, &dash(), Capability::View).await.unwrap().is_allowed());
-    a.check(&carol, &app, Capability::Edit).await.unwrap();
+    assert!(a.check(&CheckRequest::new(&viewer, &dash(), Capability::View)).await.unwrap().is_allowed());
+    a.check(&CheckRequest::new(&carol, &app, Capability::Edit)).await.unwrap();
     let resyncs = a.stats().resyncs;
 
     proxy.cut();
     // A's feed dropped: it may miss messages, so it forgot what it cached and reads the store.
     common::wait_until("A notices the lost feed", Duration::from_secs(5), || a.stats().resyncs > resyncs).await;
-    assert!(a.check_cached(&carol, &app, Capability::Edit).is_none());
+    assert!(a.check_cached(&CheckRequest::new(&carol, &app, Capability::Edit)).is_none());
     for (what, result) in [
-        ("a viewer's check", a.check_app(&viewer, &dash(), Capability::View).await),
-        ("a check that reads the app", a.check_app(&carol, &dash(), Capability::Edit).await),
+        ("a viewer's check", a.check(&CheckRequest::new(&viewer, &dash(), Capability::View)).await),
+        ("a check that reads the app", a.check(&CheckRequest::new(&carol, &dash(), Capability::Edit)).await),
     ] {
         let err = result.unwrap_err();
         assert!(matches!(err, CheckError::Store(_)) && err.is_unavailable(), "{what}: {err:?}");
@@ -440,11 +453,11 @@ async fn postgres_going_away_fails_closed_and_the_replica_heals_without_a_restar
     assert!(d.is_allowed(), "the store came back without a restart");
     // The feed listens again (and forgot once more); invalidations from B reach A anew.
     common::wait_until("A listens again", Duration::from_secs(15), || a.stats().resyncs >= resyncs + 2).await;
-    a.check(&carol, &app, Capability::Edit).await.unwrap();
-    assert!(a.check_cached(&carol, &app, Capability::Edit).is_some());
+    a.check(&CheckRequest::new(&carol, &app, Capability::Edit)).await.unwrap();
+    assert!(a.check_cached(&CheckRequest::new(&carol, &app, Capability::Edit)).is_some());
     b.invalidate(Invalidation::User(UserId(3))).await.unwrap();
     common::wait_until("B's invalidation reaches A", Duration::from_secs(1), || {
-        a.check_cached(&carol, &app, Capability::Edit).is_none()
+        a.check_cached(&CheckRequest::new(&carol, &app, Capability::Edit)).is_none()
     })
     .await;
 }
@@ -461,28 +474,28 @@ async fn a_silent_partition_fails_closed_within_the_bound_and_the_feed_is_taken_
     let b = c.replica().await;
     let (carol, app) = (c.user("carol"), c.world.app("dash").unwrap());
     let viewer = dana_signed_in(&a, &a).await;
-    a.check(&carol, &app, Capability::Edit).await.unwrap();
+    a.check(&CheckRequest::new(&carol, &app, Capability::Edit)).await.unwrap();
     let resyncs = a.stats().resyncs;
 
     // Nothing passes and nothing is closed: without bounds, a call would wait forever.
     proxy.freeze();
     let asked = Instant::now();
-    let err = a.check_app(&viewer, &dash(), Capability::View).await.unwrap_err();
+    let err = a.check(&CheckRequest::new(&viewer, &dash(), Capability::View)).await.unwrap_err();
     assert!(err.is_unavailable(), "{err:?}");
     assert!(asked.elapsed() < Duration::from_secs(3), "answered within the store timeout: {:?}", asked.elapsed());
     // The feed hears not even its own heartbeat: taken for lost, the cache is forgotten.
     common::wait_until("A takes its silent feed for lost", Duration::from_secs(3), || a.stats().resyncs > resyncs)
         .await;
-    assert!(a.check_cached(&carol, &app, Capability::Edit).is_none());
+    assert!(a.check_cached(&CheckRequest::new(&carol, &app, Capability::Edit)).is_none());
 
     proxy.restore();
     let d = common::check_until_available(&a, &viewer, &dash(), Capability::View, Duration::from_secs(15)).await;
     assert!(d.is_allowed());
     common::wait_until("A listens again", Duration::from_secs(15), || a.stats().resyncs >= resyncs + 2).await;
-    a.check(&carol, &app, Capability::Edit).await.unwrap();
+    a.check(&CheckRequest::new(&carol, &app, Capability::Edit)).await.unwrap();
     b.invalidate(Invalidation::User(UserId(3))).await.unwrap();
     common::wait_until("B's invalidation reaches A", Duration::from_secs(1), || {
-        a.check_cached(&carol, &app, Capability::Edit).is_none()
+        a.check_cached(&CheckRequest::new(&carol, &app, Capability::Edit)).is_none()
     })
     .await;
 }
@@ -500,7 +513,9 @@ async fn a_store_call_that_does_not_answer_is_unavailable_within_the_bound() {
     let mut held = locker.begin().await.unwrap();
     sqlx::query("LOCK TABLE viewers IN ACCESS EXCLUSIVE MODE").execute(&mut *held).await.unwrap();
     let asked = Instant::now();
-    let answer = tokio::time::timeout(Duration::from_secs(10), a.check_app(&viewer, &dash(), Capability::View)).await;
+    let answer =
+        tokio::time::timeout(Duration::from_secs(10), a.check(&CheckRequest::new(&viewer, &dash(), Capability::View)))
+            .await;
     let err = answer.expect("the check answers, bounded").unwrap_err();
     assert!(matches!(err, CheckError::Store(_)) && err.is_unavailable(), "{err:?}");
     assert!(
@@ -509,7 +524,7 @@ async fn a_store_call_that_does_not_answer_is_unavailable_within_the_bound() {
         asked.elapsed()
     );
     held.rollback().await.unwrap();
-    assert!(a.check_app(&viewer, &dash(), Capability::View).await.unwrap().is_allowed());
+    assert!(a.check(&CheckRequest::new(&viewer, &dash(), Capability::View)).await.unwrap().is_allowed());
 }
 
 /// A replica whose change feed is cut while its store stays reachable serves no cached app or
@@ -525,24 +540,24 @@ async fn a_deaf_replica_reads_the_store_at_every_check_until_it_listens_again() 
     let b = c.replica().await;
     let viewer = dana_signed_in(&b, &a).await;
     for source in [Source::Store, Source::Cache] {
-        let d = a.check_app(&viewer, &dash(), Capability::View).await.unwrap();
+        let d = a.check(&CheckRequest::new(&viewer, &dash(), Capability::View)).await.unwrap();
         assert_eq!((d.is_allowed(), d.source()), (true, source));
     }
 
     proxy.deafen(true);
     common::wait_until("A hears its feed is lost", Duration::from_secs(5), || !a.stats().feed_listening).await;
     for _ in 0..2 {
-        let d = a.check_app(&viewer, &dash(), Capability::View).await.unwrap();
+        let d = a.check(&CheckRequest::new(&viewer, &dash(), Capability::View)).await.unwrap();
         assert_eq!((d.is_allowed(), d.source()), (true, Source::Store), "deaf: read from the store, not kept");
     }
     b.remove_viewer(&ChangedBy::Operator, &dash(), "dana@example.com").await.unwrap();
-    let d = a.check_app(&viewer, &dash(), Capability::View).await.unwrap();
+    let d = a.check(&CheckRequest::new(&viewer, &dash(), Capability::View)).await.unwrap();
     assert_eq!((d.is_allowed(), d.reason()), (false, &Reason::NotInvited), "honoured at A's next check");
     assert!(!a.stats().feed_listening, "A was deaf throughout");
 
     proxy.deafen(false);
     common::wait_until("A listens again", Duration::from_secs(15), || a.stats().feed_listening).await;
-    assert!(!a.check_app(&viewer, &dash(), Capability::View).await.unwrap().is_allowed());
+    assert!(!a.check(&CheckRequest::new(&viewer, &dash(), Capability::View)).await.unwrap().is_allowed());
 }
 
 /// The longer lifetimes while webhooks are heard need the feed too: a delivery applied while the
@@ -559,9 +574,9 @@ async fn webhooks_are_not_heard_by_a_deaf_replica() {
     let (carol, app) = (c.user("carol"), c.world.app("dash").unwrap());
     let ping = br#"{"zen":"Design for failure.","hook_id":1}"#;
     let source_after_six_minutes = || async {
-        assert_eq!(a.check(&carol, &app, Capability::Edit).await.unwrap().source(), Source::Github);
+        assert_eq!(a.check(&CheckRequest::new(&carol, &app, Capability::Edit)).await.unwrap().source(), Source::Github);
         c.clock.advance(minutes(6));
-        a.check(&carol, &app, Capability::Edit).await.unwrap().source()
+        a.check(&CheckRequest::new(&carol, &app, Capability::Edit)).await.unwrap().source()
     };
 
     proxy.deafen(true);

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
 use crate::common;
+use ghauthz::CheckRequest;
 
 use ghauthz::{App, CacheConfig, Capability, Invalidation, Lookup, Reason, RepoId};
 
@@ -23,8 +24,8 @@ async fn disagreements(world: &ghauthz::world::World, apps: &[App]) -> Vec<Strin
         for user in world.users() {
             let p = rosters.user(&user.login);
             for cap in [Capability::View, Capability::Edit, Capability::Deploy, Capability::Delete] {
-                let a = rosters.authz.check(&p, app, cap).await.unwrap();
-                let b = per_user.authz.check(&p, app, cap).await.unwrap();
+                let a = rosters.authz.check(&CheckRequest::new(&p, app, cap)).await.unwrap();
+                let b = per_user.authz.check(&CheckRequest::new(&p, app, cap)).await.unwrap();
                 let role = |r: &Reason| match r {
                     Reason::GithubRole { role, role_name, .. } => Some((*role, role_name.clone())),
                     _ => None,
@@ -62,7 +63,7 @@ async fn one_roster_answers_every_user_of_a_repository() {
     let dash = env.app("dash");
     let logins: Vec<String> = env.world.users().iter().map(|u| u.login.clone()).collect();
     for login in &logins {
-        env.authz.check(&env.user(login), &dash, Capability::Edit).await.unwrap();
+        env.authz.check(&CheckRequest::new(&env.user(login), &dash, Capability::Edit)).await.unwrap();
     }
     assert_eq!(env.mock.requests("/repos/acme/dashboard/collaborators"), 1, "{:?}", env.mock.request_counts());
     assert_eq!(env.mock.requests("/repos/acme/dashboard"), 1, "the repository's identity, once");
@@ -70,7 +71,7 @@ async fn one_roster_answers_every_user_of_a_repository() {
     // `deploy` rests on a fact no older than 60 s: past it, the roster is revalidated, for free.
     env.advance_secs(61);
     let spent = env.mock.rate_limit_remaining();
-    let d = env.authz.check(&env.user("erin"), &dash, Capability::Deploy).await.unwrap();
+    let d = env.authz.check(&CheckRequest::new(&env.user("erin"), &dash, Capability::Deploy)).await.unwrap();
     assert!(d.is_allowed(), "{d:?}");
     assert_eq!(env.mock.requests("/repos/acme/dashboard/collaborators"), 2);
     assert_eq!(env.mock.rate_limit_remaining(), spent, "304s: nothing charged");
@@ -83,12 +84,12 @@ async fn one_roster_answers_every_user_of_a_repository() {
 async fn an_invalidation_drops_the_roster() {
     let env = env(common::fixture("acme.toml"), true).await;
     let (carol, dash) = (env.user("carol"), env.app("dash"));
-    assert!(env.authz.check(&carol, &dash, Capability::Edit).await.unwrap().is_allowed());
+    assert!(env.authz.check(&CheckRequest::new(&carol, &dash, Capability::Edit)).await.unwrap().is_allowed());
     env.mock.set_world(common::acme_without_carol_on_dashboard());
-    assert!(env.authz.check(&carol, &dash, Capability::Edit).await.unwrap().is_allowed(), "cached");
+    assert!(env.authz.check(&CheckRequest::new(&carol, &dash, Capability::Edit)).await.unwrap().is_allowed(), "cached");
     let carol_id = env.world.user("carol").unwrap().id;
     env.authz.invalidate_local(Invalidation::UserOnRepo(carol_id, RepoId(101)));
-    let d = env.authz.check(&carol, &dash, Capability::Edit).await.unwrap();
+    let d = env.authz.check(&CheckRequest::new(&carol, &dash, Capability::Edit)).await.unwrap();
     assert!(!d.is_allowed(), "the next check: {d:?}");
     assert_eq!(env.mock.requests("/repos/acme/dashboard/collaborators"), 2);
 }
@@ -124,12 +125,12 @@ async fn a_roster_too_large_falls_back_to_per_user_lookups() {
     };
     let env = common::env_with(world, opts).await;
     for login in ["u0", "u149"] {
-        let d = env.authz.check(&env.user(login), &env.app("a"), Capability::Edit).await.unwrap();
+        let d = env.authz.check(&CheckRequest::new(&env.user(login), &env.app("a"), Capability::Edit)).await.unwrap();
         assert!(d.is_allowed(), "{login}: {d:?}");
     }
     assert_eq!(env.authz.stats().roster_fallbacks, 1);
     assert_eq!(env.mock.requests_matching("/repos/big/r/collaborators/*/permission"), 2, "asked per user");
-    let d = env.authz.check(&env.user("u7"), &env.app("a"), Capability::Edit).await.unwrap();
+    let d = env.authz.check(&CheckRequest::new(&env.user("u7"), &env.app("a"), Capability::Edit)).await.unwrap();
     assert_eq!(d.lookup(), Some(Lookup::User), "the decision says so");
 }
 
@@ -138,13 +139,19 @@ async fn a_roster_too_large_falls_back_to_per_user_lookups() {
 #[tokio::test]
 async fn a_full_first_page_is_fetched_anew_not_revalidated() {
     let env = env(big_world(101, 100), true).await;
-    assert!(env.authz.check(&env.user("u0"), &env.app("a"), Capability::Edit).await.unwrap().is_allowed());
-    let d = env.authz.check(&env.user("u100"), &env.app("a"), Capability::Edit).await.unwrap();
+    assert!(
+        env.authz
+            .check(&CheckRequest::new(&env.user("u0"), &env.app("a"), Capability::Edit))
+            .await
+            .unwrap()
+            .is_allowed()
+    );
+    let d = env.authz.check(&CheckRequest::new(&env.user("u100"), &env.app("a"), Capability::Edit)).await.unwrap();
     assert!(!d.is_allowed(), "not a member yet: {d:?}");
     // u100 joins, and sorts onto the roster's second page.
     env.mock.set_world(big_world(101, 101));
     env.advance_secs(61);
-    let d = env.authz.check(&env.user("u100"), &env.app("a"), Capability::Edit).await.unwrap();
+    let d = env.authz.check(&CheckRequest::new(&env.user("u100"), &env.app("a"), Capability::Edit)).await.unwrap();
     assert!(d.is_allowed(), "the new member is seen: {d:?}");
 }
 
@@ -157,15 +164,15 @@ async fn a_refused_roster_falls_back_to_per_user_lookups() {
         common::acme_with(|t| t + "\n[[faults]]\npath = \"/repos/acme/dashboard/collaborators\"\nstatus = 403\n");
     let env = env(world.clone(), true).await;
     let (carol, dave) = (env.user("carol"), env.user("dave"));
-    let d = env.authz.check(&carol, &env.app("dash"), Capability::Edit).await.unwrap();
+    let d = env.authz.check(&CheckRequest::new(&carol, &env.app("dash"), Capability::Edit)).await.unwrap();
     assert!(d.is_allowed(), "{d:?}");
     assert_eq!(d.lookup(), Some(Lookup::User));
-    let d = env.authz.check(&dave, &env.app("dash"), Capability::View).await.unwrap();
+    let d = env.authz.check(&CheckRequest::new(&dave, &env.app("dash"), Capability::View)).await.unwrap();
     assert!(matches!(d.reason(), Reason::GithubRole { role: ghauthz::Role::Triage, .. }), "{d:?}");
     assert_eq!(env.mock.requests_matching("/repos/acme/dashboard/collaborators/*/permission"), 2);
     assert_eq!(env.authz.stats().roster_fallbacks, 1, "asked once, remembered as refused");
     // Another repository's roster still answers.
-    let d = env.authz.check(&env.user("alice"), &env.app("notes"), Capability::Edit).await.unwrap();
+    let d = env.authz.check(&CheckRequest::new(&env.user("alice"), &env.app("notes"), Capability::Edit)).await.unwrap();
     assert_eq!((d.is_allowed(), d.lookup()), (true, Some(Lookup::Roster)));
 }
 
@@ -175,12 +182,12 @@ async fn a_refused_roster_falls_back_to_per_user_lookups() {
 async fn a_roster_an_invalidation_touched_is_revalidated_for_free() {
     let env = env(common::fixture("acme.toml"), true).await;
     let (erin, dash) = (env.user("erin"), env.app("dash"));
-    env.authz.check(&erin, &dash, Capability::Edit).await.unwrap();
+    env.authz.check(&CheckRequest::new(&erin, &dash, Capability::Edit)).await.unwrap();
     let spent = env.mock.rate_limit_remaining();
     // Another user left the organization: every acme roster is suspect, none changed here.
     let mallory = env.world.user("mallory").unwrap().id;
     env.authz.invalidate_local(Invalidation::UserInOwner(mallory, ghauthz::OwnerId(5000)));
-    let d = env.authz.check(&env.user("carol"), &dash, Capability::Edit).await.unwrap();
+    let d = env.authz.check(&CheckRequest::new(&env.user("carol"), &dash, Capability::Edit)).await.unwrap();
     assert_eq!((d.is_allowed(), d.source()), (true, ghauthz::Source::Github));
     assert_eq!(env.mock.requests("/repos/acme/dashboard/collaborators"), 2, "asked again");
     assert_eq!(env.mock.rate_limit_remaining(), spent, "a 304: nothing charged");

@@ -3,6 +3,7 @@
 #![cfg(all(feature = "world", feature = "sqlite", feature = "postgres"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
+use ghauthz::CheckRequest;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -275,20 +276,19 @@ fn change() -> impl Strategy<Value = Change> {
 /// Every session on every app, and nobody on every app, on both authorizers: cached and fresh
 /// decisions must be the same.
 async fn compare(authz: &[ghauthz::Authorizer; 2], tokens: &[String]) -> Result<(), TestCaseError> {
-    use ghauthz::{Capability, Consistency, Principal};
+    use ghauthz::{Capability, Principal};
     for a in authz {
         for i in 0..APPS {
             let mut seen = Vec::new();
             for t in tokens {
-                let cached = a.check_session(t, &app_id(i), Capability::View).await.unwrap();
-                let fresh = a.check_session_with(t, &app_id(i), Capability::View, Consistency::Fresh).await.unwrap();
+                let cached = a.check(&CheckRequest::session(t, &app_id(i), Capability::View)).await.unwrap();
+                let fresh = a.check(&CheckRequest::session(t, &app_id(i), Capability::View).fresh()).await.unwrap();
                 seen.push((cached.is_allowed(), cached.reason().kind(), fresh.is_allowed(), fresh.reason().kind()));
             }
-            let cached = a.check_app(&Principal::Anonymous, &app_id(i), Capability::View).await.unwrap();
-            let fresh = a
-                .check_app_with(&Principal::Anonymous, &app_id(i), Capability::View, Consistency::Fresh)
-                .await
-                .unwrap();
+            let cached =
+                a.check(&CheckRequest::new(&Principal::Anonymous, &app_id(i), Capability::View)).await.unwrap();
+            let fresh =
+                a.check(&CheckRequest::new(&Principal::Anonymous, &app_id(i), Capability::View).fresh()).await.unwrap();
             seen.push((cached.is_allowed(), cached.reason().kind(), fresh.is_allowed(), fresh.reason().kind()));
             for (c, ck, f, fk) in seen {
                 prop_assert_eq!((c, ck), (f, fk), "app{}: cached and fresh disagree", i);
@@ -350,11 +350,14 @@ async fn cached_agrees_with_fresh(
             Change::Check { on } => {
                 for t in &tokens {
                     for i in 0..APPS {
-                        authz[on].check_session(t, &app_id(i), Capability::View).await.unwrap();
+                        authz[on].check(&CheckRequest::session(t, &app_id(i), Capability::View)).await.unwrap();
                     }
                 }
                 for i in 0..APPS {
-                    authz[on].check_app(&Principal::Anonymous, &app_id(i), Capability::View).await.unwrap();
+                    authz[on]
+                        .check(&CheckRequest::new(&Principal::Anonymous, &app_id(i), Capability::View))
+                        .await
+                        .unwrap();
                 }
             }
             Change::Drain => {

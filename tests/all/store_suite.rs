@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
 use crate::common;
+use ghauthz::CheckRequest;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -354,7 +355,10 @@ async fn migrated_store_keeps_everything_and_revokes_the_stale_link(store: Arc<d
     assert_eq!(a.redeem_link(FRANK_BEFORE_REMOVAL[which], None).await.unwrap_err(), LinkError::Revoked);
     let session = a.redeem_link(DANA_OUTSTANDING[which], Some(&dash)).await.unwrap();
     assert!(
-        a.check_session(session.token.expose_secret(), &dash, ghauthz::Capability::View).await.unwrap().is_allowed()
+        a.check(&CheckRequest::session(session.token.expose_secret(), &dash, ghauthz::Capability::View))
+            .await
+            .unwrap()
+            .is_allowed()
     );
     let frank = a.issue_link(&dash, "frank@example.com").await.unwrap();
     a.redeem_link(frank.token.expose_secret(), None).await.unwrap();
@@ -409,7 +413,7 @@ async fn an_sqlite_follower_behind_the_logs_retention_forgets_everything() {
     let link = a.issue_link(&dash, "dana@example.com").await.unwrap();
     let token = a.redeem_link(link.token.expose_secret(), None).await.unwrap().token.expose_secret().to_owned();
     for source in [Source::Store, Source::Cache] {
-        assert_eq!(a.check_session(&token, &dash, Capability::View).await.unwrap().source(), source);
+        assert_eq!(a.check(&CheckRequest::session(&token, &dash, Capability::View)).await.unwrap().source(), source);
     }
     let resyncs = a.stats().resyncs;
     // Another process keeps no change at all: a burst of changes to another app, each pruning
@@ -424,7 +428,7 @@ async fn an_sqlite_follower_behind_the_logs_retention_forgets_everything() {
         a.stats().resyncs >= resyncs + 2 && a.stats().feed_listening
     })
     .await;
-    let d = a.check_session(&token, &dash, Capability::View).await.unwrap();
+    let d = a.check(&CheckRequest::session(&token, &dash, Capability::View)).await.unwrap();
     assert_eq!((d.is_allowed(), d.source()), (true, Source::Store), "dash's grant was forgotten too");
 }
 

@@ -4,6 +4,7 @@
 #![cfg(all(feature = "world", feature = "sqlite", feature = "postgres"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
+use ghauthz::CheckRequest;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ fn id(s: &str) -> AppId {
 }
 
 async fn allowed(authz: &Authorizer, agent: &str, cap: Capability) -> bool {
-    authz.check_app(&Principal::support(agent), &id("dash"), cap).await.unwrap().is_allowed()
+    authz.check(&CheckRequest::new(&Principal::support(agent), &id("dash"), cap)).await.unwrap().is_allowed()
 }
 
 async fn a_window_opens_exactly_what_it_grants_until_it_ends(store: Arc<dyn Store>) {
@@ -78,7 +79,7 @@ async fn a_window_opens_exactly_what_it_grants_until_it_ends(store: Arc<dyn Stor
     // one, for any agent, still admits a7.
     v.clock.advance(Duration::from_secs(3600));
     made.set(made.get() + 1);
-    let d = b.check_app(&Principal::support("a7"), &id("dash"), Capability::View).await.unwrap();
+    let d = b.check(&CheckRequest::new(&Principal::support("a7"), &id("dash"), Capability::View)).await.unwrap();
     let reason = serde_json::to_value(d.reason()).unwrap();
     assert_eq!((reason["kind"].as_str(), reason["window"].as_u64()), (Some("support_window"), Some(second.id.0)));
     assert_eq!(v.authz.support_windows(&by("carol"), &id("dash")).await.unwrap().len(), 2);
@@ -144,7 +145,7 @@ async fn revocations_cut_the_agent_off(store: Arc<dyn Store>) {
     );
 
     // A check of an id no app has is on record too.
-    let d = v.authz.check_app(&Principal::support("a7"), &id("nope"), Capability::View).await.unwrap();
+    let d = v.authz.check(&CheckRequest::new(&Principal::support("a7"), &id("nope"), Capability::View)).await.unwrap();
     assert_eq!(d.reason().kind(), "unknown_app");
     let nope = store.audit(&AuditFilter::new().for_app(id("nope"))).await.unwrap();
     assert_eq!((nope.len(), nope[0].action, nope[0].actor.as_str()), (1, AuditAction::SupportCheck, "support:a7"));

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
 use crate::common;
+use ghauthz::CheckRequest;
 
 use std::sync::Arc;
 
@@ -42,8 +43,8 @@ async fn a_writer_manages_viewers_and_is_audited() {
     assert!(!again.changed);
     let removed = env.authz.remove_viewer(&by(&env, "erin"), &dash(), "EVE@example.com").await.unwrap();
     assert!(removed.changed);
-    let log = env.authz.audit_log().await.unwrap();
-    let tail: Vec<(AuditAction, &str)> = log.iter().rev().take(2).map(|e| (e.action, e.actor.as_str())).collect();
+    let log = env.authz.audit(&ghauthz::store::AuditFilter::new().limit(2)).await.unwrap();
+    let tail: Vec<(AuditAction, &str)> = log.iter().map(|e| (e.action, e.actor.as_str())).collect();
     assert_eq!(tail, [(AuditAction::ViewerRemoved, "github:5"), (AuditAction::ViewerAdded, "github:3")]);
 }
 
@@ -102,9 +103,9 @@ async fn bad_input_gets_typed_errors() {
 async fn checks_resolve_apps_through_the_store() {
     let (env, _dir) = env_with(Policy::default()).await;
     let erin = Principal::github(env.world.user("erin").unwrap());
-    let d = env.authz.check_app(&erin, &dash(), ghauthz::Capability::Deploy).await.unwrap();
+    let d = env.authz.check(&CheckRequest::new(&erin, &dash(), ghauthz::Capability::Deploy)).await.unwrap();
     assert!(d.is_allowed());
-    let d = env.authz.check_app(&erin, &AppId("gone".into()), ghauthz::Capability::View).await.unwrap();
+    let d = env.authz.check(&CheckRequest::new(&erin, &AppId("gone".into()), ghauthz::Capability::View)).await.unwrap();
     assert_eq!((d.is_allowed(), d.reason().kind()), (false, "unknown_app"));
 }
 
@@ -119,21 +120,25 @@ async fn cached_grants_and_windows_report_their_age() {
     let link = v.authz.issue_link(&dash, "dana@example.com").await.unwrap();
     let token = v.authz.redeem_link(link.token.expose_secret(), Some(&dash)).await.unwrap().token;
     let token = token.expose_secret();
-    let read = v.authz.check_session(token, &dash, Capability::View).await.unwrap();
+    let read = v.authz.check(&CheckRequest::session(token, &dash, Capability::View)).await.unwrap();
     assert_eq!((read.source(), read.age()), (Source::Store, std::time::Duration::ZERO));
     v.clock.advance(std::time::Duration::from_millis(4_250));
-    let hit = v.authz.check_session_cached(token, &dash, Capability::View).unwrap();
+    let hit = v.authz.check_cached(&CheckRequest::session(token, &dash, Capability::View)).unwrap();
     assert_eq!((hit.source(), hit.age().as_millis()), (Source::Cache, 4_250), "the grant's age, on a hit");
-    let slow = v.authz.check_session_with(token, &dash, Capability::View, Consistency::Cached).await.unwrap();
+    let slow = v
+        .authz
+        .check(&CheckRequest::session(token, &dash, Capability::View).with_consistency(Consistency::Cached))
+        .await
+        .unwrap();
     assert_eq!(slow.age().as_millis(), 4_250);
-    let fresh = v.authz.check_session_with(token, &dash, Capability::View, Consistency::Fresh).await.unwrap();
+    let fresh = v.authz.check(&CheckRequest::session(token, &dash, Capability::View).fresh()).await.unwrap();
     assert_eq!((fresh.source(), fresh.age().as_millis()), (Source::Store, 0));
 
     v.authz.grant_support(&ChangedBy::Operator, &dash, &SupportGrant::new("ticket 7")).await.unwrap();
     let agent = Principal::support("a7");
-    let read = v.authz.check_app(&agent, &dash, Capability::View).await.unwrap();
+    let read = v.authz.check(&CheckRequest::new(&agent, &dash, Capability::View)).await.unwrap();
     assert_eq!((read.is_allowed(), read.source()), (true, Source::Store));
     v.clock.advance(std::time::Duration::from_millis(900));
-    let cached = v.authz.check_app(&agent, &dash, Capability::View).await.unwrap();
+    let cached = v.authz.check(&CheckRequest::new(&agent, &dash, Capability::View)).await.unwrap();
     assert_eq!((cached.source(), cached.age().as_millis()), (Source::Cache, 900), "the windows' age");
 }

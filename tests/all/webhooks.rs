@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
 use crate::common;
+use ghauthz::CheckRequest;
 
 use std::collections::BTreeSet;
 
@@ -39,7 +40,7 @@ async fn env() -> common::Env {
 async fn warm(env: &common::Env) {
     for user in env.world.users() {
         for app in env.world.apps() {
-            env.authz.check(&env.user(&user.login), &app.app, Capability::Edit).await.unwrap();
+            env.authz.check(&CheckRequest::new(&env.user(&user.login), &app.app, Capability::Edit)).await.unwrap();
         }
     }
 }
@@ -49,7 +50,8 @@ fn cached(env: &common::Env) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for user in env.world.users() {
         for app in env.world.apps() {
-            if env.authz.check_cached(&env.user(&user.login), &app.app, Capability::Edit).is_some() {
+            if env.authz.check_cached(&CheckRequest::new(&env.user(&user.login), &app.app, Capability::Edit)).is_some()
+            {
                 out.insert(format!("{}/{}", user.login, app.app.id()));
             }
         }
@@ -208,12 +210,12 @@ async fn each_fixture_event_invalidates_what_it_should_and_no_more() {
 async fn a_dropped_fact_is_fetched_anew_on_the_next_check() {
     let env = env().await;
     let (carol, dash) = (env.user("carol"), env.app("dash"));
-    assert!(env.authz.check(&carol, &dash, Capability::Edit).await.unwrap().is_allowed());
+    assert!(env.authz.check(&CheckRequest::new(&carol, &dash, Capability::Edit)).await.unwrap().is_allowed());
     // GitHub removes carol from the repository, then tells us.
     env.mock.set_world(common::acme_without_carol_on_dashboard());
     let body = std::fs::read(common::fixture_path("webhooks/member_removed.json")).unwrap();
     env.authz.handle_webhook(&signed("member", "d-9", &body), &body).await.unwrap();
-    let d = env.authz.check(&carol, &dash, Capability::Edit).await.unwrap();
+    let d = env.authz.check(&CheckRequest::new(&carol, &dash, Capability::Edit)).await.unwrap();
     assert_eq!((d.source(), d.is_allowed()), (ghauthz::Source::Github, false));
 }
 
@@ -444,7 +446,7 @@ async fn longer_lifetimes_apply_only_while_webhooks_are_heard() {
     let (carol, zed, dash) = (env.user("carol"), env.user("zed"), env.app("dash"));
     let source = |p: ghauthz::Principal| {
         let (authz, dash) = (env.authz.clone(), dash.clone());
-        async move { authz.check(&p, &dash, Capability::View).await.unwrap().source() }
+        async move { authz.check(&CheckRequest::new(&p, &dash, Capability::View)).await.unwrap().source() }
     };
     let erin = env.user("erin");
     // Nothing heard yet: a role lives 5 minutes.
@@ -462,13 +464,13 @@ async fn longer_lifetimes_apply_only_while_webhooks_are_heard() {
     assert_eq!((source(carol.clone()).await, source(zed.clone()).await), (Source::Cache, Source::Cache));
     // erin's role was confirmed before anything was heard: past its ordinary lifetime, it is
     // answered anew, from the roster fetched at the ping (9 minutes old), not kept (10:41 old).
-    let d = env.authz.check(&erin, &dash, Capability::View).await.unwrap();
+    let d = env.authz.check(&CheckRequest::new(&erin, &dash, Capability::View)).await.unwrap();
     assert_eq!(d.age(), Duration::from_secs(9 * 60), "confirmed before: the ordinary lifetime");
     env.advance_secs(2 * 60);
     assert_eq!(source(zed.clone()).await, Source::Github, "no role: 10 minutes");
     env.advance_secs(18 * 60);
     assert_eq!(source(carol.clone()).await, Source::Cache, "29 minutes old");
-    let d = env.authz.check(&carol, &dash, Capability::Deploy).await.unwrap();
+    let d = env.authz.check(&CheckRequest::new(&carol, &dash, Capability::Deploy)).await.unwrap();
     assert_eq!(d.source(), Source::Github, "deploy still rests on a fact at most 60 s old");
     // 59 minutes after the delivery, a role fetched lives 30 minutes ...
     env.advance_secs(30 * 60);

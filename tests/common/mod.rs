@@ -1,6 +1,7 @@
 //! Shared set-up: a world, its mock GitHub, and an authorizer on a manual clock.
 #![allow(dead_code, unreachable_pub, reason = "each test file uses a different part")]
 
+use ghauthz::CheckRequest;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -83,7 +84,7 @@ pub async fn check_until_available(
 ) -> ghauthz::Decision {
     let start = std::time::Instant::now();
     loop {
-        match authz.check_app(principal, app, cap).await {
+        match authz.check(&CheckRequest::new(principal, app, cap)).await {
             Ok(d) => return d,
             Err(e) => {
                 assert!(e.is_unavailable(), "{e:?}");

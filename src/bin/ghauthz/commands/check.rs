@@ -1,6 +1,6 @@
 //! `ghauthz check`.
 
-use ghauthz::{AppId, Authorizer, Capability, Consistency, Principal, Reason, SessionError};
+use ghauthz::{AppId, Authorizer, Capability, CheckRequest, Consistency, Principal, Reason, SessionError};
 use serde_json::json;
 
 use crate::cli::CheckArgs;
@@ -52,7 +52,7 @@ pub(crate) async fn decide(
     cap: Capability,
     consistency: Consistency,
 ) -> Outcome {
-    match authz.check_app_with(principal, app, cap, consistency).await {
+    match authz.check(&CheckRequest::new(principal, app, cap).with_consistency(consistency)).await {
         Ok(d) => {
             let exit = if d.is_allowed() { Exit::Done } else { Exit::Denied };
             Outcome::json(exit, &decision_json(&app.0, cap, &principal.label(), &d))
