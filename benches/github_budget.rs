@@ -22,7 +22,7 @@ use ghauthz::CheckRequest;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ghauthz::store::{MemoryStore, Store as _};
+use ghauthz::store::{MemoryStore, prelude::*};
 use ghauthz::world::{MockGithub, World};
 use ghauthz::{AppId, Authorizer, CacheConfig, Capability, Clock as _, ManualClock, Principal, Role, WebhookSecret};
 

@@ -6,12 +6,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "bench code: a failure stops the run")]
 
 use ghauthz::CheckRequest;
+use ghauthz::store::prelude::*;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use ghauthz::store::{IssueLimit, PgStore, PgStoreOptions, Store};
+use ghauthz::store::{IssueLimit, PgStore, PgStoreOptions};
 use ghauthz::world::{MockGithub, World};
 use ghauthz::{AppId, Authorizer, Capability, Clock, LinkConfig, ManualClock, Principal, WebhookSecret};
 use hmac::Mac;

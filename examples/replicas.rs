@@ -6,6 +6,7 @@
 //! cargo run --example replicas --features world,sqlite
 //! ```
 
+use ghauthz::store::prelude::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

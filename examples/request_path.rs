@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use ghauthz::store::{MemoryStore, Store as _};
+use ghauthz::store::{MemoryStore, prelude::*};
 use ghauthz::world::{MockGithub, World};
 use ghauthz::{AppId, Authorizer, Capability, CheckRequest, Clock as _, ErrorClass, Principal, SystemClock};
 

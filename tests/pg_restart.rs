@@ -10,10 +10,11 @@
 mod common;
 
 use ghauthz::CheckRequest;
+use ghauthz::store::prelude::*;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ghauthz::store::{PgStore, PgStoreOptions, Store};
+use ghauthz::store::{PgStore, PgStoreOptions};
 use ghauthz::world::MockGithub;
 use ghauthz::{AppId, Authorizer, Capability, CheckError, Clock, ManualClock, Principal};
 

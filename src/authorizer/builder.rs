@@ -73,7 +73,7 @@ impl BuildError {
 /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
 /// # let world = ghauthz::world::World::load(path).unwrap();
 /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-/// # use ghauthz::store::Store as _;
+/// # use ghauthz::store::prelude::*;
 /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
 /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
 /// use std::time::Duration;
@@ -128,7 +128,7 @@ impl AuthorizerBuilder {
     /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
     /// # let world = ghauthz::world::World::load(path).unwrap();
     /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
+    /// # use ghauthz::store::prelude::*;
     /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
     /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
     /// use std::time::Duration;
@@ -277,7 +277,7 @@ impl AuthorizerBuilder {
     /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
     /// # let world = ghauthz::world::World::load(path).unwrap();
     /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
+    /// # use ghauthz::store::prelude::*;
     /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
     /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
     /// use std::time::Duration;
@@ -316,7 +316,7 @@ impl AuthorizerBuilder {
     /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
     /// # let world = ghauthz::world::World::load(path).unwrap();
     /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
+    /// # use ghauthz::store::prelude::*;
     /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
     /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
     /// use std::time::Duration;
@@ -342,8 +342,8 @@ impl AuthorizerBuilder {
     }
 
     /// Where apps, viewer grants, links and the audit log live (default: a fresh [`MemoryStore`],
-    /// empty and this authorizer's alone). The control plane records its apps there
-    /// ([`Store::put_app`]); checks by app id read them.
+    /// empty and this authorizer's alone). The control plane deploys its apps there
+    /// ([`Authorizer::deploy_app`]); checks by app id read them.
     ///
     /// # Replicas
     ///
@@ -365,7 +365,7 @@ impl AuthorizerBuilder {
     /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
     /// # let world = ghauthz::world::World::load(path).unwrap();
     /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
+    /// # use ghauthz::store::prelude::*;
     /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
     /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
     /// use ghauthz::{AppId, Authorizer, Capability, Principal};
@@ -396,7 +396,7 @@ impl AuthorizerBuilder {
     /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
     /// # let world = ghauthz::world::World::load(path).unwrap();
     /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
+    /// # use ghauthz::store::prelude::*;
     /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
     /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
     /// use ghauthz::{Authorizer, Capability, Policy, Principal, Role};
@@ -426,7 +426,7 @@ impl AuthorizerBuilder {
     /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
     /// # let world = ghauthz::world::World::load(path).unwrap();
     /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
+    /// # use ghauthz::store::prelude::*;
     /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
     /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
     /// use std::{sync::Arc, time::Duration};
@@ -464,7 +464,7 @@ impl AuthorizerBuilder {
     /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
     /// # let world = ghauthz::world::World::load(path).unwrap();
     /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
+    /// # use ghauthz::store::prelude::*;
     /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
     /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
     /// use std::{sync::Arc, time::Duration};
@@ -489,7 +489,7 @@ impl AuthorizerBuilder {
     }
 
     /// Builds the authorizer. Sends nothing: the first check that misses asks GitHub. Must be
-    /// called inside a Tokio runtime. If the store is shared by replicas ([`Store::subscribe`]),
+    /// called inside a Tokio runtime. If the store is shared by replicas ([`ChangeFeed::subscribe`](crate::store::ChangeFeed::subscribe)),
     /// the authorizer starts listening to their invalidations, in a task that ends when the last
     /// clone of the authorizer is dropped.
     ///

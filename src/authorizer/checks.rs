@@ -376,21 +376,26 @@ impl Authorizer {
         asked: Asked,
         now: Timestamp,
     ) -> Option<Decision> {
-        if let Subject::Support(_) = subject {
-            return None; // every support check is on record: never answered from memory alone
-        }
         let policy = &self.inner.policy;
         let facts = Facts::of(app);
-        match decide(policy, subject, &facts, asked, now) {
-            Ok(decision) => Some(decision),
-            Err(Missing::Github) => {
-                let (Subject::Github(user), AppSeen::Known(_, view)) = (subject, app) else { return None };
+        match (subject, app) {
+            // Every support check is on record: never answered from memory alone.
+            (Subject::Support(_), _) => return None,
+            // A GitHub user's hit: the fact first, so that the common case decides once.
+            (Subject::Github(user), AppSeen::Known(_, view)) => {
                 let key = PermKey { user: user.id, repo: view.repo_id };
                 let decide = |fact: Seen<&_>| decide(policy, subject, &facts.with_github(fact), asked, now).ok();
-                self.inner.cache.facts.cached(&key, view, age_for(asked, Consistency::Cached), now, decide).flatten()
+                let age = age_for(asked, Consistency::Cached);
+                if let Some(decision) = self.inner.cache.facts.cached(&key, view, age, now, decide).flatten() {
+                    return Some(decision);
+                }
             }
+            _ => {}
+        }
+        match decide(policy, subject, &facts, asked, now) {
+            Ok(decision) => Some(decision),
             Err(Missing::Grant) => self.grant_in_memory(subject, &facts, stamp, asked, now),
-            Err(Missing::App | Missing::Windows) => None,
+            Err(Missing::App | Missing::Github | Missing::Windows) => None,
         }
     }
 

@@ -477,7 +477,7 @@ impl Authorizer {
         Ok(self.inner.store.apps().await?)
     }
 
-    /// Appends `event`; see [`Store::record`](crate::store::Store::record).
+    /// Appends `event`; see [`AuditStore::record`](crate::store::AuditStore::record).
     pub(super) async fn record(&self, event: &AuditEvent, owner: Option<UserId>) -> Result<(), CheckError> {
         Ok(self.inner.store.record(event, owner).await?)
     }

@@ -138,7 +138,7 @@ impl Authorizer {
     /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
     /// # let world = ghauthz::world::World::load(path).unwrap();
     /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
+    /// # use ghauthz::store::prelude::*;
     /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
     /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
     /// # let google_id_token = |email: &str| {
@@ -193,7 +193,7 @@ impl Authorizer {
     /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
     /// # let world = ghauthz::world::World::load(path).unwrap();
     /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
+    /// # use ghauthz::store::prelude::*;
     /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
     /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
     /// # let google_id_token = |email: &str| {
@@ -289,7 +289,7 @@ impl Authorizer {
     /// # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
     /// # let world = ghauthz::world::World::load(path).unwrap();
     /// # let mock = ghauthz::world::MockGithub::start(world.clone()).await.unwrap();
-    /// # use ghauthz::store::Store as _;
+    /// # use ghauthz::store::prelude::*;
     /// # let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
     /// # store.seed_once(&world.app_records(), ghauthz::Clock::now(&ghauthz::SystemClock)).await.unwrap();
     /// use ghauthz::{AppId, Authorizer, SessionConfig, SessionError, SessionKeys};

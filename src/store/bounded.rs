@@ -8,8 +8,9 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use super::{
-    Actor, AppRecord, AuditEvent, AuditFilter, Broadcast, DeletedApp, DeployOutcome, FeedEvent, IssueLimit,
-    IssueOutcome, LinkRecord, Redemption, Store, StoreError, SupportId, SupportWindow,
+    Actor, AppRecord, AppStore, AuditEvent, AuditFilter, AuditStore, Broadcast, ChangeFeed, DeletedApp, DeployOutcome,
+    FeedEvent, IssueLimit, IssueOutcome, LinkRecord, LinkStore, Redemption, Store, StoreError, SupportId, SupportStore,
+    SupportWindow, ViewerStore,
 };
 use crate::core::email::Email;
 use crate::core::ids::{AppId, GrantId, UserId};
@@ -48,9 +49,9 @@ impl Bounded {
 }
 
 #[async_trait]
-impl Store for Bounded {
-    async fn put_app(&self, app: &AppRecord) -> Result<(), StoreError> {
-        self.within(self.inner.put_app(app)).await
+impl AppStore for Bounded {
+    async fn seed_app(&self, app: &AppRecord) -> Result<(), StoreError> {
+        self.within(self.inner.seed_app(app)).await
     }
 
     async fn app(&self, id: &AppId) -> Result<Option<AppRecord>, StoreError> {
@@ -61,24 +62,38 @@ impl Store for Bounded {
         self.within(self.inner.apps()).await
     }
 
-    async fn open_support(&self, window: &SupportWindow, event: &AuditEvent) -> Result<Option<SupportId>, StoreError> {
-        self.within(self.inner.open_support(window, event)).await
+    async fn deploy_app(&self, app: &AppRecord, event: &AuditEvent) -> Result<DeployOutcome, StoreError> {
+        self.within(self.inner.deploy_app(app, event)).await
     }
 
-    async fn revoke_support(
+    async fn set_visibility(
         &self,
         app: &AppId,
-        agent: Option<&str>,
-        at: Timestamp,
+        visibility: Visibility,
         event: &AuditEvent,
-    ) -> Result<u32, StoreError> {
-        self.within(self.inner.revoke_support(app, agent, at, event)).await
+    ) -> Result<Option<bool>, StoreError> {
+        self.within(self.inner.set_visibility(app, visibility, event)).await
     }
 
-    async fn support_windows(&self, app: &AppId) -> Result<Vec<SupportWindow>, StoreError> {
-        self.within(self.inner.support_windows(app)).await
+    async fn delete_app(&self, app: &AppId, event: &AuditEvent) -> Result<bool, StoreError> {
+        self.within(self.inner.delete_app(app, event)).await
     }
 
+    async fn delete_account(&self, user: UserId, at: Timestamp) -> Result<Vec<AppId>, StoreError> {
+        self.within(self.inner.delete_account(user, at)).await
+    }
+
+    async fn deleted_apps(&self) -> Result<Vec<DeletedApp>, StoreError> {
+        self.within(self.inner.deleted_apps()).await
+    }
+
+    async fn seed_once(&self, apps: &[(AppRecord, Vec<Email>)], at: Timestamp) -> Result<bool, StoreError> {
+        self.within(self.inner.seed_once(apps, at)).await
+    }
+}
+
+#[async_trait]
+impl ViewerStore for Bounded {
     async fn add_viewer(&self, app: &AppId, email: &Email, actor: &Actor, at: Timestamp) -> Result<bool, StoreError> {
         self.within(self.inner.add_viewer(app, email, actor, at)).await
     }
@@ -100,28 +115,10 @@ impl Store for Bounded {
     async fn grant(&self, app: &AppId, email: &Email) -> Result<Option<GrantId>, StoreError> {
         self.within(self.inner.grant(app, email)).await
     }
+}
 
-    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
-        self.within(self.inner.audit(filter)).await
-    }
-
-    async fn record(&self, event: &AuditEvent, owner: Option<UserId>) -> Result<(), StoreError> {
-        self.within(self.inner.record(event, owner)).await
-    }
-
-    async fn deploy_app(&self, app: &AppRecord, event: &AuditEvent) -> Result<DeployOutcome, StoreError> {
-        self.within(self.inner.deploy_app(app, event)).await
-    }
-
-    async fn set_visibility(
-        &self,
-        app: &AppId,
-        visibility: Visibility,
-        event: &AuditEvent,
-    ) -> Result<Option<bool>, StoreError> {
-        self.within(self.inner.set_visibility(app, visibility, event)).await
-    }
-
+#[async_trait]
+impl LinkStore for Bounded {
     async fn issue_link(&self, link: &LinkRecord, limit: IssueLimit) -> Result<IssueOutcome, StoreError> {
         self.within(self.inner.issue_link(link, limit)).await
     }
@@ -138,23 +135,42 @@ impl Store for Bounded {
         let redemption = redemption.clone().within(self.limit);
         self.within_limit(self.limit.saturating_mul(3), self.inner.use_link(&redemption)).await
     }
+}
 
-    async fn delete_app(&self, app: &AppId, event: &AuditEvent) -> Result<bool, StoreError> {
-        self.within(self.inner.delete_app(app, event)).await
+#[async_trait]
+impl SupportStore for Bounded {
+    async fn open_support(&self, window: &SupportWindow, event: &AuditEvent) -> Result<Option<SupportId>, StoreError> {
+        self.within(self.inner.open_support(window, event)).await
     }
 
-    async fn delete_account(&self, user: UserId, at: Timestamp) -> Result<Vec<AppId>, StoreError> {
-        self.within(self.inner.delete_account(user, at)).await
+    async fn revoke_support(
+        &self,
+        app: &AppId,
+        agent: Option<&str>,
+        at: Timestamp,
+        event: &AuditEvent,
+    ) -> Result<u32, StoreError> {
+        self.within(self.inner.revoke_support(app, agent, at, event)).await
     }
 
-    async fn deleted_apps(&self) -> Result<Vec<DeletedApp>, StoreError> {
-        self.within(self.inner.deleted_apps()).await
+    async fn support_windows(&self, app: &AppId) -> Result<Vec<SupportWindow>, StoreError> {
+        self.within(self.inner.support_windows(app)).await
+    }
+}
+
+#[async_trait]
+impl AuditStore for Bounded {
+    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
+        self.within(self.inner.audit(filter)).await
     }
 
-    async fn seed_once(&self, apps: &[(AppRecord, Vec<Email>)], at: Timestamp) -> Result<bool, StoreError> {
-        self.within(self.inner.seed_once(apps, at)).await
+    async fn record(&self, event: &AuditEvent, owner: Option<UserId>) -> Result<(), StoreError> {
+        self.within(self.inner.record(event, owner)).await
     }
+}
 
+#[async_trait]
+impl ChangeFeed for Bounded {
     async fn record_delivery(&self, id: &str, at: Timestamp, broadcast: &Broadcast) -> Result<bool, StoreError> {
         self.within(self.inner.record_delivery(id, at, broadcast)).await
     }

@@ -8,9 +8,9 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use super::{
-    Actor, AppRecord, AuditAction, AuditEvent, AuditFilter, Broadcast, Change, DELETED_ACCOUNT, DELIVERY_RETENTION,
-    DeletedApp, DeployOutcome, FeedEvent, IssueLimit, IssueOutcome, LinkRecord, Redemption, Store, StoreError,
-    SupportId, SupportWindow,
+    Actor, AppRecord, AppStore, AuditAction, AuditEvent, AuditFilter, AuditStore, Broadcast, Change, ChangeFeed,
+    DELETED_ACCOUNT, DELIVERY_RETENTION, DeletedApp, DeployOutcome, FeedEvent, IssueLimit, IssueOutcome, LinkRecord,
+    LinkStore, Redemption, StoreError, SupportId, SupportStore, SupportWindow, ViewerStore,
 };
 use crate::core::email::Email;
 use crate::core::ids::{AppId, GrantId, UserId};
@@ -99,8 +99,8 @@ impl State {
 }
 
 #[async_trait]
-impl Store for MemoryStore {
-    async fn put_app(&self, app: &AppRecord) -> Result<(), StoreError> {
+impl AppStore for MemoryStore {
+    async fn seed_app(&self, app: &AppRecord) -> Result<(), StoreError> {
         let mut s = self.state.lock();
         s.apps.insert(app.id.clone(), app.clone());
         s.changed(&app.id);
@@ -113,92 +113,6 @@ impl Store for MemoryStore {
 
     async fn apps(&self) -> Result<Vec<AppRecord>, StoreError> {
         Ok(self.state.lock().apps.values().cloned().collect())
-    }
-
-    async fn open_support(&self, window: &SupportWindow, event: &AuditEvent) -> Result<Option<SupportId>, StoreError> {
-        let mut s = self.state.lock();
-        if !s.apps.contains_key(&window.app) {
-            return Ok(None);
-        }
-        s.last_support += 1;
-        let id = SupportId(s.last_support);
-        s.support.push(SupportWindow { id, ..window.clone() });
-        s.audit(event.clone(), None);
-        s.changed(&window.app);
-        Ok(Some(id))
-    }
-
-    async fn revoke_support(
-        &self,
-        app: &AppId,
-        agent: Option<&str>,
-        at: Timestamp,
-        event: &AuditEvent,
-    ) -> Result<u32, StoreError> {
-        let mut s = self.state.lock();
-        let mut revoked = 0u32;
-        for w in s.support.iter_mut().filter(|w| &w.app == app && w.revoked_at.is_none()) {
-            if agent.is_none_or(|a| w.admits(a)) {
-                w.revoked_at = Some(at);
-                revoked = revoked.saturating_add(1);
-            }
-        }
-        if revoked > 0 {
-            s.audit(event.clone(), None);
-            s.changed(app);
-        }
-        Ok(revoked)
-    }
-
-    async fn support_windows(&self, app: &AppId) -> Result<Vec<SupportWindow>, StoreError> {
-        Ok(self.state.lock().support.iter().filter(|w| &w.app == app).cloned().collect())
-    }
-
-    async fn add_viewer(&self, app: &AppId, email: &Email, actor: &Actor, at: Timestamp) -> Result<bool, StoreError> {
-        let mut s = self.state.lock();
-        if !s.apps.contains_key(app) {
-            return Err(StoreError::Corrupt(format!("viewer for missing app `{app}`").into()));
-        }
-        let added = s.insert_viewer(app, email);
-        if added {
-            s.audit(AuditEvent::new(at, actor, app, AuditAction::ViewerAdded).with_email(email), None);
-        }
-        Ok(added)
-    }
-
-    async fn remove_viewer(
-        &self,
-        app: &AppId,
-        email: &Email,
-        actor: &Actor,
-        at: Timestamp,
-    ) -> Result<bool, StoreError> {
-        let mut s = self.state.lock();
-        let removed = s.viewers.remove(&(app.clone(), email.clone())).is_some();
-        if removed {
-            s.audit(AuditEvent::new(at, actor, app, AuditAction::ViewerRemoved).with_email(email), None);
-            s.changed(app);
-        }
-        Ok(removed)
-    }
-
-    async fn viewers(&self, app: &AppId) -> Result<Vec<Email>, StoreError> {
-        Ok(self.state.lock().viewers.keys().filter(|(a, _)| a == app).map(|(_, e)| e.clone()).collect())
-    }
-
-    async fn grant(&self, app: &AppId, email: &Email) -> Result<Option<GrantId>, StoreError> {
-        Ok(self.state.lock().viewers.get(&(app.clone(), email.clone())).copied())
-    }
-
-    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
-        let s = self.state.lock();
-        let admitted = s.audit.iter().rev().map(|(e, _)| e).filter(|e| filter.admits(e));
-        Ok(admitted.take(filter.max().map_or(usize::MAX, |n| n as usize)).cloned().collect())
-    }
-
-    async fn record(&self, event: &AuditEvent, owner: Option<UserId>) -> Result<(), StoreError> {
-        self.state.lock().audit(event.clone(), owner);
-        Ok(())
     }
 
     async fn deploy_app(&self, app: &AppRecord, event: &AuditEvent) -> Result<DeployOutcome, StoreError> {
@@ -233,52 +147,6 @@ impl Store for MemoryStore {
         s.audit(event.clone(), None);
         s.changed(app);
         Ok(Some(true))
-    }
-
-    async fn issue_link(&self, link: &LinkRecord, limit: IssueLimit) -> Result<IssueOutcome, StoreError> {
-        let mut s = self.state.lock();
-        let Some(grant) = s.viewers.get(&(link.app.clone(), link.email.clone())).copied() else {
-            return Ok(IssueOutcome::NotInvited);
-        };
-        let since = link.issued_at.minus(limit.window);
-        let recent: Vec<Timestamp> = s
-            .links
-            .values()
-            .filter(|l| l.app == link.app && l.email == link.email && l.issued_at > since)
-            .map(|l| l.issued_at)
-            .collect();
-        if recent.len() >= limit.max as usize {
-            let oldest = recent.iter().min().copied().unwrap_or(link.issued_at);
-            return Ok(IssueOutcome::RateLimited { retry_at: oldest.plus(limit.window) });
-        }
-        s.links.insert(link.hash, LinkRecord { grant: Some(grant), ..link.clone() });
-        let event = AuditEvent::new(link.issued_at, &Actor::Operator, &link.app, AuditAction::LinkIssued);
-        s.audit(event.with_email(&link.email), None);
-        Ok(IssueOutcome::Issued)
-    }
-
-    async fn link(&self, hash: &[u8; 32]) -> Result<Option<LinkRecord>, StoreError> {
-        Ok(self.state.lock().links.get(hash).cloned())
-    }
-
-    async fn use_link(&self, redemption: &Redemption) -> Result<bool, StoreError> {
-        // Decided and written at once, under one lock: no commit can go unanswered.
-        let (hash, now) = (redemption.hash(), redemption.at());
-        let mut s = self.state.lock();
-        let Some(link) = s.links.get(hash).cloned() else { return Ok(false) };
-        let granted =
-            link.grant.is_some() && s.viewers.get(&(link.app.clone(), link.email.clone())).copied() == link.grant;
-        if link.used_at.is_some() || link.expires_at <= now || !granted {
-            return Ok(false);
-        }
-        if let Some(l) = s.links.get_mut(hash) {
-            l.used_at = Some(now);
-        }
-        s.audit(
-            AuditEvent::new(now, &Actor::Operator, &link.app, AuditAction::LinkRedeemed).with_email(&link.email),
-            None,
-        );
-        Ok(true)
     }
 
     async fn delete_app(&self, app: &AppId, event: &AuditEvent) -> Result<bool, StoreError> {
@@ -349,7 +217,154 @@ impl Store for MemoryStore {
         }
         Ok(true)
     }
+}
 
+#[async_trait]
+impl ViewerStore for MemoryStore {
+    async fn add_viewer(&self, app: &AppId, email: &Email, actor: &Actor, at: Timestamp) -> Result<bool, StoreError> {
+        let mut s = self.state.lock();
+        if !s.apps.contains_key(app) {
+            return Err(StoreError::Corrupt(format!("viewer for missing app `{app}`").into()));
+        }
+        let added = s.insert_viewer(app, email);
+        if added {
+            s.audit(AuditEvent::new(at, actor, app, AuditAction::ViewerAdded).with_email(email), None);
+        }
+        Ok(added)
+    }
+
+    async fn remove_viewer(
+        &self,
+        app: &AppId,
+        email: &Email,
+        actor: &Actor,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut s = self.state.lock();
+        let removed = s.viewers.remove(&(app.clone(), email.clone())).is_some();
+        if removed {
+            s.audit(AuditEvent::new(at, actor, app, AuditAction::ViewerRemoved).with_email(email), None);
+            s.changed(app);
+        }
+        Ok(removed)
+    }
+
+    async fn viewers(&self, app: &AppId) -> Result<Vec<Email>, StoreError> {
+        Ok(self.state.lock().viewers.keys().filter(|(a, _)| a == app).map(|(_, e)| e.clone()).collect())
+    }
+
+    async fn grant(&self, app: &AppId, email: &Email) -> Result<Option<GrantId>, StoreError> {
+        Ok(self.state.lock().viewers.get(&(app.clone(), email.clone())).copied())
+    }
+}
+
+#[async_trait]
+impl LinkStore for MemoryStore {
+    async fn issue_link(&self, link: &LinkRecord, limit: IssueLimit) -> Result<IssueOutcome, StoreError> {
+        let mut s = self.state.lock();
+        let Some(grant) = s.viewers.get(&(link.app.clone(), link.email.clone())).copied() else {
+            return Ok(IssueOutcome::NotInvited);
+        };
+        let since = link.issued_at.minus(limit.window);
+        let recent: Vec<Timestamp> = s
+            .links
+            .values()
+            .filter(|l| l.app == link.app && l.email == link.email && l.issued_at > since)
+            .map(|l| l.issued_at)
+            .collect();
+        if recent.len() >= limit.max as usize {
+            let oldest = recent.iter().min().copied().unwrap_or(link.issued_at);
+            return Ok(IssueOutcome::RateLimited { retry_at: oldest.plus(limit.window) });
+        }
+        s.links.insert(link.hash, LinkRecord { grant: Some(grant), ..link.clone() });
+        let event = AuditEvent::new(link.issued_at, &Actor::Operator, &link.app, AuditAction::LinkIssued);
+        s.audit(event.with_email(&link.email), None);
+        Ok(IssueOutcome::Issued)
+    }
+
+    async fn link(&self, hash: &[u8; 32]) -> Result<Option<LinkRecord>, StoreError> {
+        Ok(self.state.lock().links.get(hash).cloned())
+    }
+
+    async fn use_link(&self, redemption: &Redemption) -> Result<bool, StoreError> {
+        // Decided and written at once, under one lock: no commit can go unanswered.
+        let (hash, now) = (redemption.hash(), redemption.at());
+        let mut s = self.state.lock();
+        let Some(link) = s.links.get(hash).cloned() else { return Ok(false) };
+        let granted =
+            link.grant.is_some() && s.viewers.get(&(link.app.clone(), link.email.clone())).copied() == link.grant;
+        if link.used_at.is_some() || link.expires_at <= now || !granted {
+            return Ok(false);
+        }
+        if let Some(l) = s.links.get_mut(hash) {
+            l.used_at = Some(now);
+        }
+        s.audit(
+            AuditEvent::new(now, &Actor::Operator, &link.app, AuditAction::LinkRedeemed).with_email(&link.email),
+            None,
+        );
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl SupportStore for MemoryStore {
+    async fn open_support(&self, window: &SupportWindow, event: &AuditEvent) -> Result<Option<SupportId>, StoreError> {
+        let mut s = self.state.lock();
+        if !s.apps.contains_key(&window.app) {
+            return Ok(None);
+        }
+        s.last_support += 1;
+        let id = SupportId(s.last_support);
+        s.support.push(SupportWindow { id, ..window.clone() });
+        s.audit(event.clone(), None);
+        s.changed(&window.app);
+        Ok(Some(id))
+    }
+
+    async fn revoke_support(
+        &self,
+        app: &AppId,
+        agent: Option<&str>,
+        at: Timestamp,
+        event: &AuditEvent,
+    ) -> Result<u32, StoreError> {
+        let mut s = self.state.lock();
+        let mut revoked = 0u32;
+        for w in s.support.iter_mut().filter(|w| &w.app == app && w.revoked_at.is_none()) {
+            if agent.is_none_or(|a| w.admits(a)) {
+                w.revoked_at = Some(at);
+                revoked = revoked.saturating_add(1);
+            }
+        }
+        if revoked > 0 {
+            s.audit(event.clone(), None);
+            s.changed(app);
+        }
+        Ok(revoked)
+    }
+
+    async fn support_windows(&self, app: &AppId) -> Result<Vec<SupportWindow>, StoreError> {
+        Ok(self.state.lock().support.iter().filter(|w| &w.app == app).cloned().collect())
+    }
+}
+
+#[async_trait]
+impl AuditStore for MemoryStore {
+    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
+        let s = self.state.lock();
+        let admitted = s.audit.iter().rev().map(|(e, _)| e).filter(|e| filter.admits(e));
+        Ok(admitted.take(filter.max().map_or(usize::MAX, |n| n as usize)).cloned().collect())
+    }
+
+    async fn record(&self, event: &AuditEvent, owner: Option<UserId>) -> Result<(), StoreError> {
+        self.state.lock().audit(event.clone(), owner);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ChangeFeed for MemoryStore {
     async fn record_delivery(&self, id: &str, at: Timestamp, broadcast: &Broadcast) -> Result<bool, StoreError> {
         let mut s = self.state.lock();
         let horizon = at.minus(DELIVERY_RETENTION);

@@ -8,8 +8,8 @@
 //! # The change feed
 //!
 //! Authorizers cache apps and viewer grants, so every store that several authorizers share tells
-//! them what changed ([`Store::subscribe`]): each write that changes an app or ends a grant sends
-//! a [`Change`] in the same transaction as the write, and [`Store::publish`] carries GitHub-fact
+//! them what changed ([`ChangeFeed::subscribe`]): each write that changes an app or ends a grant sends
+//! a [`Change`] in the same transaction as the write, and [`ChangeFeed::publish`] carries GitHub-fact
 //! invalidations between replicas. The in-memory store tells the authorizers built on it at
 //! once; SQLite keeps a change log (a sequence-numbered table) that every authorizer on the file
 //! polls every 25 ms, so that a command run by another process reaches a running service;
@@ -88,7 +88,7 @@ pub(crate) fn window_gone(app: &AppId, user: UserId, at: Timestamp) -> AuditEven
     AuditEvent::new(at, &Actor::Github(user), app, AuditAction::SupportRevoked).with_detail("account deleted")
 }
 
-/// Which audit entries [`Store::audit`] returns: newest first, optionally of one app, since a
+/// Which audit entries [`AuditStore::audit`] returns: newest first, optionally of one app, since a
 /// time, and at most so many.
 ///
 /// ```
@@ -150,7 +150,7 @@ impl AuditFilter {
     }
 }
 
-/// What [`Store::deploy_app`] did.
+/// What [`AppStore::deploy_app`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DeployOutcome {
@@ -211,13 +211,13 @@ pub struct LinkRecord {
     pub expires_at: Timestamp,
     /// When it was used up, if it was.
     pub used_at: Option<Timestamp>,
-    /// The grant it was issued under: set by [`Store::issue_link`] (ignored when passed to it);
+    /// The grant it was issued under: set by [`LinkStore::issue_link`] (ignored when passed to it);
     /// `None` for a link kept from before grants had ids whose grant cannot be told, which is
     /// treated as revoked.
     pub grant: Option<GrantId>,
 }
 
-/// What [`Store::issue_link`] did.
+/// What [`LinkStore::issue_link`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum IssueOutcome {
@@ -266,7 +266,7 @@ impl IssueLimit {
     }
 }
 
-/// One attempt to use a link up ([`Store::use_link`]).
+/// One attempt to use a link up ([`LinkStore::use_link`]).
 ///
 /// # Time bounds
 ///
@@ -567,7 +567,7 @@ impl Broadcast {
     }
 }
 
-/// What a subscriber hears ([`Store::subscribe`]).
+/// What a subscriber hears ([`ChangeFeed::subscribe`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FeedEvent {
@@ -585,11 +585,25 @@ pub enum FeedEvent {
 /// How long a webhook delivery id is remembered. GitHub redelivers for up to three days.
 pub const DELIVERY_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// Where state lives. Implementations must make each method atomic.
+/// Keeps outside implementations out: the store traits are the library's own, so that an
+/// operation can be added to one of them without breaking anyone's code.
+#[allow(unreachable_pub, reason = "the sealed-trait pattern: named by the store traits, nameable by nobody outside")]
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::MemoryStore {}
+    impl Sealed for super::Bounded {}
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    impl<B: super::sql::Backend> Sealed for B {}
+}
+
+/// The apps: what is deployed, and what deleting an app or an account removes. Implementations make each method atomic.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug {
-    /// Inserts an app, or replaces the one with the same id, announcing [`Change::App`].
-    async fn put_app(&self, app: &AppRecord) -> Result<(), StoreError>;
+pub trait AppStore: sealed::Sealed + Send + Sync + std::fmt::Debug {
+    /// Inserts an app, or replaces the one with the same id, announcing [`Change::App`]: with no
+    /// GitHub check and no audit entry, for tests and migrations only (bringing apps over from
+    /// another system). A control plane deploys with
+    /// [`Authorizer::deploy_app`](crate::Authorizer::deploy_app), which checks GitHub and audits.
+    async fn seed_app(&self, app: &AppRecord) -> Result<(), StoreError>;
 
     /// The app with this id.
     async fn app(&self, id: &AppId) -> Result<Option<AppRecord>, StoreError>;
@@ -597,6 +611,91 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Every app, ordered by id.
     async fn apps(&self) -> Result<Vec<AppRecord>, StoreError>;
 
+    /// Records the app `app` deployed, with `event`, and announces [`Change::App`]; atomically.
+    /// An app with the same id, coordinates and repository is redeployed (only `event` is
+    /// written); any other app with that id is left as it is ([`DeployOutcome::Exists`], nothing
+    /// written).
+    async fn deploy_app(&self, app: &AppRecord, event: &AuditEvent) -> Result<DeployOutcome, StoreError>;
+
+    /// Sets the app's visibility and, if it changed, records `event` and announces
+    /// [`Change::App`]; atomically. `None` if there is no such app, else whether it changed.
+    async fn set_visibility(
+        &self,
+        app: &AppId,
+        visibility: Visibility,
+        event: &AuditEvent,
+    ) -> Result<Option<bool>, StoreError>;
+
+    /// Deletes the app, its viewer grants, its support windows and its links, removes every
+    /// address from its audit
+    /// entries, records `event`, and announces [`Change::App`], keeping one [`DeletedApp`]
+    /// record (one per distinct record: deleting a redeployed app again adds nothing);
+    /// atomically. `false` if there was no such app (nothing is written then).
+    ///
+    /// When it returns `Ok`, nothing it deleted is left in any file of the store: an SQLite
+    /// store overwrites deleted rows with zeros and folds its write-ahead log into the database
+    /// file, then empties the log, before it answers (Postgres keeps dead row versions until
+    /// `VACUUM`: see docs/store.md).
+    async fn delete_app(&self, app: &AppId, event: &AuditEvent) -> Result<bool, StoreError>;
+
+    /// Deletes every app `user` deployed, as [`AppStore::delete_app`] does (support windows
+    /// included), every [`DeletedApp`] record of theirs, every support window they opened and
+    /// every audit entry that belongs to them, and puts
+    /// [`DELETED_ACCOUNT`] in place of `github:<user>` in the entries left; atomically. Each
+    /// other app that loses a window still open at `at` records it
+    /// ([`AuditAction::SupportRevoked`] by [`DELETED_ACCOUNT`], detail `account deleted`).
+    /// Returns the ids of the apps deleted. Like [`AppStore::delete_app`], it leaves nothing it
+    /// deleted in the store's files when it returns `Ok`.
+    async fn delete_account(&self, user: UserId, at: Timestamp) -> Result<Vec<AppId>, StoreError>;
+
+    /// The records kept of deleted apps.
+    async fn deleted_apps(&self) -> Result<Vec<DeletedApp>, StoreError>;
+
+    /// Inserts `apps` with their viewers if, and only if, this store was never seeded; atomically
+    /// with recording that it was. Returns whether it seeded.
+    async fn seed_once(&self, apps: &[(AppRecord, Vec<Email>)], at: Timestamp) -> Result<bool, StoreError>;
+}
+
+/// The invited viewers of each app, and the grants that invite them. Implementations make each method atomic.
+#[async_trait]
+pub trait ViewerStore: sealed::Sealed + Send + Sync + std::fmt::Debug {
+    /// Adds a viewer grant, with a new [`GrantId`] never used before, and audits it; `false` if
+    /// the address was invited already (nothing is written then). The app must exist.
+    async fn add_viewer(&self, app: &AppId, email: &Email, actor: &Actor, at: Timestamp) -> Result<bool, StoreError>;
+
+    /// Ends a viewer grant for good and audits it, announcing [`Change::App`]; `false` if there
+    /// was none (nothing is written then).
+    async fn remove_viewer(&self, app: &AppId, email: &Email, actor: &Actor, at: Timestamp)
+    -> Result<bool, StoreError>;
+
+    /// The app's viewers, ordered.
+    async fn viewers(&self, app: &AppId) -> Result<Vec<Email>, StoreError>;
+
+    /// The grant that invites `email` to `app` now, if there is one.
+    async fn grant(&self, app: &AppId, email: &Email) -> Result<Option<GrantId>, StoreError>;
+}
+
+/// Single-use sign-in links, stored by their token's hash. Implementations make each method atomic.
+#[async_trait]
+pub trait LinkStore: sealed::Sealed + Send + Sync + std::fmt::Debug {
+    /// Stores `link` if its address is invited to its app and fewer than `limit.max` links were
+    /// issued for the pair within `limit.window` before `link.issued_at`; atomically.
+    async fn issue_link(&self, link: &LinkRecord, limit: IssueLimit) -> Result<IssueOutcome, StoreError>;
+
+    /// The link whose token hashes to `hash`.
+    async fn link(&self, hash: &[u8; 32]) -> Result<Option<LinkRecord>, StoreError>;
+
+    /// Uses the link up if it is unused, unexpired at [`Redemption::at`], and the grant it was
+    /// issued under still exists; true for exactly one caller, however many race (threads,
+    /// processes, replicas). Keeps to the attempt's [time bounds](Redemption#time-bounds): an
+    /// attempt answered [`StoreError::Unavailable`] has not used the link, unless its commit
+    /// stayed unanswered past [`Redemption::answer_by`].
+    async fn use_link(&self, redemption: &Redemption) -> Result<bool, StoreError>;
+}
+
+/// Support windows, opened by an app's developers for the platform's support staff. Implementations make each method atomic.
+#[async_trait]
+pub trait SupportStore: sealed::Sealed + Send + Sync + std::fmt::Debug {
     /// Opens `window` on its app (its `id` is assigned here, the one passed is ignored) and
     /// records `event`, announcing [`Change::App`]; atomically. `None` if there is no such app
     /// (nothing is written then).
@@ -617,22 +716,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Every support window of `app`, open or not, ordered by id.
     async fn support_windows(&self, app: &AppId) -> Result<Vec<SupportWindow>, StoreError>;
+}
 
-    /// Adds a viewer grant, with a new [`GrantId`] never used before, and audits it; `false` if
-    /// the address was invited already (nothing is written then). The app must exist.
-    async fn add_viewer(&self, app: &AppId, email: &Email, actor: &Actor, at: Timestamp) -> Result<bool, StoreError>;
-
-    /// Ends a viewer grant for good and audits it, announcing [`Change::App`]; `false` if there
-    /// was none (nothing is written then).
-    async fn remove_viewer(&self, app: &AppId, email: &Email, actor: &Actor, at: Timestamp)
-    -> Result<bool, StoreError>;
-
-    /// The app's viewers, ordered.
-    async fn viewers(&self, app: &AppId) -> Result<Vec<Email>, StoreError>;
-
-    /// The grant that invites `email` to `app` now, if there is one.
-    async fn grant(&self, app: &AppId, email: &Email) -> Result<Option<GrantId>, StoreError>;
-
+/// The append-only audit log. Implementations make each method atomic.
+#[async_trait]
+pub trait AuditStore: sealed::Sealed + Send + Sync + std::fmt::Debug {
     /// The audit entries `filter` asks for, newest first.
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError>;
 
@@ -647,67 +735,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// deployer or, if there is no such app, to `owner`. An entry with an address is written
     /// only while its app exists (and dropped otherwise), so that no address outlives the app.
     async fn record(&self, event: &AuditEvent, owner: Option<UserId>) -> Result<(), StoreError>;
+}
 
-    /// Records the app `app` deployed, with `event`, and announces [`Change::App`]; atomically.
-    /// An app with the same id, coordinates and repository is redeployed (only `event` is
-    /// written); any other app with that id is left as it is ([`DeployOutcome::Exists`], nothing
-    /// written).
-    async fn deploy_app(&self, app: &AppRecord, event: &AuditEvent) -> Result<DeployOutcome, StoreError>;
-
-    /// Sets the app's visibility and, if it changed, records `event` and announces
-    /// [`Change::App`]; atomically. `None` if there is no such app, else whether it changed.
-    async fn set_visibility(
-        &self,
-        app: &AppId,
-        visibility: Visibility,
-        event: &AuditEvent,
-    ) -> Result<Option<bool>, StoreError>;
-
-    /// Stores `link` if its address is invited to its app and fewer than `limit.max` links were
-    /// issued for the pair within `limit.window` before `link.issued_at`; atomically.
-    async fn issue_link(&self, link: &LinkRecord, limit: IssueLimit) -> Result<IssueOutcome, StoreError>;
-
-    /// The link whose token hashes to `hash`.
-    async fn link(&self, hash: &[u8; 32]) -> Result<Option<LinkRecord>, StoreError>;
-
-    /// Uses the link up if it is unused, unexpired at [`Redemption::at`], and the grant it was
-    /// issued under still exists; true for exactly one caller, however many race (threads,
-    /// processes, replicas). Keeps to the attempt's [time bounds](Redemption#time-bounds): an
-    /// attempt answered [`StoreError::Unavailable`] has not used the link, unless its commit
-    /// stayed unanswered past [`Redemption::answer_by`].
-    async fn use_link(&self, redemption: &Redemption) -> Result<bool, StoreError>;
-
-    /// Deletes the app, its viewer grants, its support windows and its links, removes every
-    /// address from its audit
-    /// entries, records `event`, and announces [`Change::App`], keeping one [`DeletedApp`]
-    /// record (one per distinct record: deleting a redeployed app again adds nothing);
-    /// atomically. `false` if there was no such app (nothing is written then).
-    ///
-    /// When it returns `Ok`, nothing it deleted is left in any file of the store: an SQLite
-    /// store overwrites deleted rows with zeros and folds its write-ahead log into the database
-    /// file, then empties the log, before it answers (Postgres keeps dead row versions until
-    /// `VACUUM`: see docs/store.md).
-    async fn delete_app(&self, app: &AppId, event: &AuditEvent) -> Result<bool, StoreError>;
-
-    /// Deletes every app `user` deployed, as [`Store::delete_app`] does (support windows
-    /// included), every [`DeletedApp`] record of theirs, every support window they opened and
-    /// every audit entry that belongs to them, and puts
-    /// [`DELETED_ACCOUNT`] in place of `github:<user>` in the entries left; atomically. Each
-    /// other app that loses a window still open at `at` records it
-    /// ([`AuditAction::SupportRevoked`] by [`DELETED_ACCOUNT`], detail `account deleted`).
-    /// Returns the ids of the apps deleted. Like [`Store::delete_app`], it leaves nothing it
-    /// deleted in the store's files when it returns `Ok`.
-    async fn delete_account(&self, user: UserId, at: Timestamp) -> Result<Vec<AppId>, StoreError>;
-
-    /// The records kept of deleted apps.
-    async fn deleted_apps(&self) -> Result<Vec<DeletedApp>, StoreError>;
-
-    /// Inserts `apps` with their viewers if, and only if, this store was never seeded; atomically
-    /// with recording that it was. Returns whether it seeded.
-    async fn seed_once(&self, apps: &[(AppRecord, Vec<Email>)], at: Timestamp) -> Result<bool, StoreError>;
-
+/// What tells the authorizers sharing the store what changed: webhook deliveries recorded once, replicas' invalidations, the subscription, and closing the store. Implementations make each method atomic.
+#[async_trait]
+pub trait ChangeFeed: sealed::Sealed + Send + Sync + std::fmt::Debug {
     /// Records webhook delivery `id` as seen at `at` and, if it was not seen before, publishes
-    /// `broadcast` ([`Store::publish`]), atomically: a delivery is never marked seen without its
+    /// `broadcast` ([`ChangeFeed::publish`]), atomically: a delivery is never marked seen without its
     /// invalidations reaching the other replicas. Returns whether the id was new. Ids seen more
     /// than [`DELIVERY_RETENTION`] before `at` are forgotten.
     async fn record_delivery(&self, id: &str, at: Timestamp, broadcast: &Broadcast) -> Result<bool, StoreError>;
@@ -733,4 +767,23 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// write-ahead log into the database file and removes it). Calls made afterwards fail
     /// [`StoreError::Unavailable`]. A store without connections (the default) has nothing to do.
     async fn close(&self) {}
+}
+
+/// Where state lives: every narrow store trait at once, implemented by [`MemoryStore`],
+/// [`SqliteStore`] (feature `sqlite`) and
+/// [`PgStore`] (feature `postgres`), and by nothing outside the library
+/// (the traits are sealed). An authorizer takes an `Arc<dyn Store>`; methods of every narrow
+/// trait can be called on it. To call them on a store's own type, bring the traits into scope
+/// with `use ghauthz::store::prelude::*`.
+pub trait Store: AppStore + ViewerStore + LinkStore + SupportStore + AuditStore + ChangeFeed {}
+
+impl<T: AppStore + ViewerStore + LinkStore + SupportStore + AuditStore + ChangeFeed + ?Sized> Store for T {}
+
+/// The store traits, to call their methods on a store's own type
+/// (`use ghauthz::store::prelude::*`).
+pub mod prelude {
+    pub use super::{
+        AppStore as _, AuditStore as _, ChangeFeed as _, LinkStore as _, Store as _, SupportStore as _,
+        ViewerStore as _,
+    };
 }

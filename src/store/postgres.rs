@@ -155,8 +155,8 @@ impl PgStoreOptions {
 ///
 /// # Replicas
 ///
-/// [`Store::publish`](super::Store::publish) sends a `NOTIFY` on the schema's channel;
-/// [`Store::subscribe`](super::Store::subscribe) listens on it from a connection of its own.
+/// [`ChangeFeed::publish`](super::ChangeFeed::publish) sends a `NOTIFY` on the schema's channel;
+/// [`ChangeFeed::subscribe`](super::ChangeFeed::subscribe) listens on it from a connection of its own.
 /// Every change to an app or a grant is sent on the same channel, in the transaction that makes
 /// it. When the listening connection drops, the subscriber hears [`FeedEvent::Lost`] at once,
 /// reconnects with backoff, and hears [`FeedEvent::Listening`] once it listens anew (messages

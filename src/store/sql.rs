@@ -12,9 +12,9 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 use tokio::sync::mpsc;
 
 use super::{
-    Actor, AppRecord, AuditAction, AuditEvent, AuditFilter, AuditOutcome, Broadcast, Change, DELETED_ACCOUNT,
-    DELIVERY_RETENTION, DeletedApp, DeployOutcome, FeedEvent, IssueLimit, IssueOutcome, LinkRecord, Redemption, Store,
-    StoreError, StoreFailure, SupportId, SupportWindow,
+    Actor, AppRecord, AppStore, AuditAction, AuditEvent, AuditFilter, AuditOutcome, AuditStore, Broadcast, Change,
+    ChangeFeed, DELETED_ACCOUNT, DELIVERY_RETENTION, DeletedApp, DeployOutcome, FeedEvent, IssueLimit, IssueOutcome,
+    LinkRecord, LinkStore, Redemption, StoreError, StoreFailure, SupportId, SupportStore, SupportWindow, ViewerStore,
 };
 use crate::core::email::Email;
 use crate::core::ids::{AppId, GrantId, RepoId, UserId};
@@ -108,7 +108,7 @@ pub(super) trait Backend: Send + Sync + std::fmt::Debug + 'static {
     /// message goes out if, and only if, the transaction commits.
     async fn announce(&self, tx: &mut Transaction<'_, Self::Db>, broadcast: &Broadcast) -> Result<(), StoreError>;
 
-    /// [`Store::subscribe`] for this backend.
+    /// [`ChangeFeed::subscribe`] for this backend.
     fn subscribe(&self) -> Option<mpsc::Receiver<FeedEvent>>;
 
     /// Inside the deletion of `user`'s account, which deletes `apps`, before the audit entries
@@ -125,7 +125,7 @@ pub(super) trait Backend: Send + Sync + std::fmt::Debug + 'static {
         Ok(())
     }
 
-    /// [`Store::close`] for this backend.
+    /// [`ChangeFeed::close`] for this backend.
     async fn close(&self);
 
     /// After a deletion has committed: makes sure nothing it deleted is left in the backend's
@@ -314,22 +314,31 @@ where
     }
 }
 
-#[async_trait]
-impl<B: Backend> Store for B
-where
-    for<'c> &'c mut <B::Db as Database>::Connection: Executor<'c, Database = B::Db>,
-    for<'q> <B::Db as Database>::Arguments<'q>: IntoArguments<'q, B::Db>,
-    for<'q> String: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
-    for<'q> &'q str: Encode<'q, B::Db> + Type<B::Db>,
-    for<'q> i64: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
-    for<'q> &'q [u8]: Encode<'q, B::Db> + Type<B::Db>,
-    for<'q> Vec<u8>: Decode<'q, B::Db> + Type<B::Db>,
-    for<'q> Option<&'q str>: Encode<'q, B::Db> + Type<B::Db>,
-    for<'q> Option<i64>: Encode<'q, B::Db> + Type<B::Db>,
-    for<'q> &'q str: ColumnIndex<<B::Db as Database>::Row>,
-    usize: ColumnIndex<<B::Db as Database>::Row>,
-{
-    async fn put_app(&self, app: &AppRecord) -> Result<(), StoreError> {
+/// Implements one store trait for every SQL backend, under the bounds the shared SQL needs.
+macro_rules! sql_store {
+    ($trait:ident { $($body:tt)* }) => {
+        #[async_trait]
+        impl<B: Backend> $trait for B
+        where
+            for<'c> &'c mut <B::Db as Database>::Connection: Executor<'c, Database = B::Db>,
+            for<'q> <B::Db as Database>::Arguments<'q>: IntoArguments<'q, B::Db>,
+            for<'q> String: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
+            for<'q> &'q str: Encode<'q, B::Db> + Type<B::Db>,
+            for<'q> i64: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
+            for<'q> &'q [u8]: Encode<'q, B::Db> + Type<B::Db>,
+            for<'q> Vec<u8>: Decode<'q, B::Db> + Type<B::Db>,
+            for<'q> Option<&'q str>: Encode<'q, B::Db> + Type<B::Db>,
+            for<'q> Option<i64>: Encode<'q, B::Db> + Type<B::Db>,
+            for<'q> &'q str: ColumnIndex<<B::Db as Database>::Row>,
+            usize: ColumnIndex<<B::Db as Database>::Row>,
+        {
+            $($body)*
+        }
+    };
+}
+
+sql_store! { AppStore {
+    async fn seed_app(&self, app: &AppRecord) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await.map_err(unavailable)?;
         Sql::<B>::insert_app(&mut tx, app).await?;
         Sql::changed(self, &mut tx, &app.id).await?;
@@ -354,199 +363,6 @@ where
         let mut apps = rows.iter().map(Sql::<B>::app_from_row).collect::<Result<Vec<_>, _>>()?;
         apps.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(apps)
-    }
-
-    async fn open_support(&self, window: &SupportWindow, event: &AuditEvent) -> Result<Option<SupportId>, StoreError> {
-        let mut tx = Sql::begin_then_lock(self).await?;
-        if let Some(granter) = Actor::github_of(&window.granted_by) {
-            // A window opened by an identity waits for that account's deletion to end.
-            Sql::<B>::lock_account(&mut tx, granter).await?;
-        }
-        let exists: Option<String> = sqlx::query_scalar(&format!("SELECT id FROM apps WHERE id = $1{}", B::FOR_UPDATE))
-            .bind(&window.app.0)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        if exists.is_none() {
-            tx.rollback().await.map_err(unavailable)?;
-            return Ok(None);
-        }
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO support_windows (app_id, agent, capabilities, opened_at, ends_at, reason, granted_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-        )
-        .bind(&window.app.0)
-        .bind(window.agent.as_deref())
-        .bind(capabilities_text(&window.capabilities))
-        .bind(to_i64(window.opened_at.0, "time")?)
-        .bind(to_i64(window.ends_at.0, "time")?)
-        .bind(&window.reason)
-        .bind(&window.granted_by)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        Sql::<B>::audit(&mut tx, event, None).await?;
-        Sql::changed(self, &mut tx, &window.app).await?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(Some(SupportId(to_u64(id, "support window id")?)))
-    }
-
-    async fn revoke_support(
-        &self,
-        app: &AppId,
-        agent: Option<&str>,
-        at: Timestamp,
-        event: &AuditEvent,
-    ) -> Result<u32, StoreError> {
-        let at = to_i64(at.0, "time")?;
-        let mut tx = self.pool().begin().await.map_err(unavailable)?;
-        let done = sqlx::query(
-            "UPDATE support_windows SET revoked_at = $2
-             WHERE app_id = $1 AND revoked_at IS NULL AND ($3 IS NULL OR agent = $3 OR agent IS NULL)",
-        )
-        .bind(&app.0)
-        .bind(at)
-        .bind(agent)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        let revoked = u32::try_from(B::rows_affected(&done)).unwrap_or(u32::MAX);
-        if revoked > 0 {
-            Sql::<B>::audit(&mut tx, event, None).await?;
-            Sql::changed(self, &mut tx, app).await?;
-        }
-        tx.commit().await.map_err(unavailable)?;
-        Ok(revoked)
-    }
-
-    async fn support_windows(&self, app: &AppId) -> Result<Vec<SupportWindow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, agent, capabilities, opened_at, ends_at, reason, granted_by, revoked_at
-             FROM support_windows WHERE app_id = $1 ORDER BY id",
-        )
-        .bind(&app.0)
-        .fetch_all(self.pool())
-        .await
-        .map_err(unavailable)?;
-        rows.iter()
-            .map(|row| {
-                let time = |c: &str| -> Result<Timestamp, StoreError> {
-                    Ok(Timestamp(to_u64(row.try_get(c).map_err(unavailable)?, "time")?))
-                };
-                let revoked_at: Option<i64> = row.try_get("revoked_at").map_err(unavailable)?;
-                Ok(SupportWindow {
-                    id: SupportId(to_u64(row.try_get("id").map_err(unavailable)?, "support window id")?),
-                    app: app.clone(),
-                    agent: row.try_get("agent").map_err(unavailable)?,
-                    capabilities: capabilities_from(&row.try_get::<String, _>("capabilities").map_err(unavailable)?)?,
-                    opened_at: time("opened_at")?,
-                    ends_at: time("ends_at")?,
-                    reason: row.try_get("reason").map_err(unavailable)?,
-                    granted_by: row.try_get("granted_by").map_err(unavailable)?,
-                    revoked_at: revoked_at.map(|t| to_u64(t, "time").map(Timestamp)).transpose()?,
-                })
-            })
-            .collect()
-    }
-
-    async fn add_viewer(&self, app: &AppId, email: &Email, actor: &Actor, at: Timestamp) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin().await.map_err(unavailable)?;
-        let added = Sql::<B>::insert_viewer(&mut tx, app, email, at).await?;
-        if added {
-            let event = AuditEvent::new(at, actor, app, AuditAction::ViewerAdded).with_email(email);
-            Sql::<B>::audit(&mut tx, &event, None).await?;
-        }
-        tx.commit().await.map_err(unavailable)?;
-        Ok(added)
-    }
-
-    async fn remove_viewer(
-        &self,
-        app: &AppId,
-        email: &Email,
-        actor: &Actor,
-        at: Timestamp,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin().await.map_err(unavailable)?;
-        // The app's row first, as a deletion takes it, then the viewer's (see `audit`).
-        let statement = format!(
-            "DELETE FROM viewers WHERE app_id = $1 AND email = $2
-               AND EXISTS (SELECT 1 FROM apps WHERE id = $1{})",
-            B::FOR_KEY_SHARE
-        );
-        let done =
-            sqlx::query(&statement).bind(&app.0).bind(email.as_str()).execute(&mut *tx).await.map_err(unavailable)?;
-        let removed = B::rows_affected(&done) == 1;
-        if removed {
-            let event = AuditEvent::new(at, actor, app, AuditAction::ViewerRemoved).with_email(email);
-            Sql::<B>::audit(&mut tx, &event, None).await?;
-            Sql::changed(self, &mut tx, app).await?;
-        }
-        tx.commit().await.map_err(unavailable)?;
-        Ok(removed)
-    }
-
-    async fn viewers(&self, app: &AppId) -> Result<Vec<Email>, StoreError> {
-        let rows: Vec<String> = sqlx::query_scalar("SELECT email FROM viewers WHERE app_id = $1")
-            .bind(&app.0)
-            .fetch_all(self.pool())
-            .await
-            .map_err(unavailable)?;
-        let mut emails = rows.into_iter().map(email_from).collect::<Result<Vec<_>, _>>()?;
-        emails.sort();
-        Ok(emails)
-    }
-
-    async fn grant(&self, app: &AppId, email: &Email) -> Result<Option<GrantId>, StoreError> {
-        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM viewers WHERE app_id = $1 AND email = $2")
-            .bind(&app.0)
-            .bind(email.as_str())
-            .fetch_optional(self.pool())
-            .await
-            .map_err(unavailable)?;
-        id.map(|id| to_u64(id, "grant id").map(GrantId)).transpose()
-    }
-
-    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
-        let since = filter.from().map(|t| to_i64(t.0, "time")).transpose()?.unwrap_or(i64::MIN);
-        let rows = sqlx::query(
-            "SELECT at, actor, app_id, action, email, outcome, detail FROM audit
-             WHERE ($1 IS NULL OR app_id = $1) AND at >= $2 ORDER BY seq DESC LIMIT $3",
-        )
-        .bind(filter.app().map(|a| a.0.as_str()))
-        .bind(since)
-        .bind(filter.max().map_or(i64::MAX, i64::from))
-        .fetch_all(self.pool())
-        .await
-        .map_err(unavailable)?;
-        rows.iter()
-            .map(|row| {
-                let get_s = |c: &str| row.try_get::<String, _>(c).map_err(unavailable);
-                let get_o = |c: &str| row.try_get::<Option<String>, _>(c).map_err(unavailable);
-                let action = get_s("action")?;
-                let outcome = get_s("outcome")?;
-                Ok(AuditEvent {
-                    at: Timestamp(to_u64(row.try_get("at").map_err(unavailable)?, "time")?),
-                    actor: get_s("actor")?,
-                    app: AppId(get_s("app_id")?),
-                    action: AuditAction::parse(&action).ok_or_else(|| corrupt(format!("audit action `{action}`")))?,
-                    outcome: AuditOutcome::parse(&outcome)
-                        .ok_or_else(|| corrupt(format!("audit outcome `{outcome}`")))?,
-                    email: get_o("email")?.map(email_from).transpose()?,
-                    detail: get_o("detail")?,
-                })
-            })
-            .collect()
-    }
-
-    async fn record(&self, event: &AuditEvent, owner: Option<UserId>) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await.map_err(unavailable)?;
-        if let Some(owner) = owner {
-            // An entry that belongs to an identity waits for that account's deletion to end.
-            Sql::<B>::lock_account(&mut tx, owner).await?;
-        }
-        Sql::<B>::audit(&mut tx, event, owner).await?;
-        tx.commit().await.map_err(unavailable)
     }
 
     async fn deploy_app(&self, app: &AppRecord, event: &AuditEvent) -> Result<DeployOutcome, StoreError> {
@@ -621,133 +437,6 @@ where
         Sql::changed(self, &mut tx, app).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(Some(true))
-    }
-
-    async fn issue_link(&self, link: &LinkRecord, limit: IssueLimit) -> Result<IssueOutcome, StoreError> {
-        let issued_at = to_i64(link.issued_at.0, "time")?;
-        // Issues for one (app, address) queue on the lock: the count below cannot go stale
-        // before the insert, and a grant removed meanwhile is seen as removed.
-        let mut tx = Sql::begin_then_lock(self).await?;
-        // The app's row first, as a deletion takes it, then the grant's (see `audit`).
-        sqlx::query(&format!("SELECT id FROM apps WHERE id = $1{}", B::FOR_KEY_SHARE))
-            .bind(&link.app.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        let grant: Option<i64> =
-            sqlx::query_scalar(&format!("SELECT id FROM viewers WHERE app_id = $1 AND email = $2{}", B::FOR_UPDATE))
-                .bind(&link.app.0)
-                .bind(link.email.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        let Some(grant) = grant else {
-            tx.rollback().await.map_err(unavailable)?;
-            return Ok(IssueOutcome::NotInvited);
-        };
-        let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
-            "SELECT COUNT(*), MIN(issued_at) FROM links WHERE app_id = $1 AND email = $2 AND issued_at > $3",
-        )
-        .bind(&link.app.0)
-        .bind(link.email.as_str())
-        .bind(to_i64(link.issued_at.minus(limit.window).0, "time")?)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        if count >= i64::from(limit.max) {
-            let oldest = Timestamp(to_u64(oldest.unwrap_or(issued_at), "time")?);
-            tx.rollback().await.map_err(unavailable)?;
-            return Ok(IssueOutcome::RateLimited { retry_at: oldest.plus(limit.window) });
-        }
-        sqlx::query(
-            "INSERT INTO links (hash, app_id, email, issued_at, expires_at, used_at, grant_id)
-             VALUES ($1, $2, $3, $4, $5, NULL, $6)",
-        )
-        .bind(&link.hash[..])
-        .bind(&link.app.0)
-        .bind(link.email.as_str())
-        .bind(issued_at)
-        .bind(to_i64(link.expires_at.0, "time")?)
-        .bind(grant)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        let event = AuditEvent::new(link.issued_at, &Actor::Operator, &link.app, AuditAction::LinkIssued)
-            .with_email(&link.email);
-        Sql::<B>::audit(&mut tx, &event, None).await?;
-        tx.commit().await.map_err(unavailable)?;
-        Ok(IssueOutcome::Issued)
-    }
-
-    async fn link(&self, hash: &[u8; 32]) -> Result<Option<LinkRecord>, StoreError> {
-        let row =
-            sqlx::query("SELECT app_id, email, issued_at, expires_at, used_at, grant_id FROM links WHERE hash = $1")
-                .bind(&hash[..])
-                .fetch_optional(self.pool())
-                .await
-                .map_err(unavailable)?;
-        let Some(row) = row else { return Ok(None) };
-        let time = |c: &str| -> Result<Timestamp, StoreError> {
-            Ok(Timestamp(to_u64(row.try_get(c).map_err(unavailable)?, "time")?))
-        };
-        let used_at: Option<i64> = row.try_get("used_at").map_err(unavailable)?;
-        let grant: Option<i64> = row.try_get("grant_id").map_err(unavailable)?;
-        Ok(Some(LinkRecord {
-            hash: *hash,
-            app: AppId(row.try_get("app_id").map_err(unavailable)?),
-            email: email_from(row.try_get("email").map_err(unavailable)?)?,
-            issued_at: time("issued_at")?,
-            expires_at: time("expires_at")?,
-            used_at: used_at.map(|t| to_u64(t, "time").map(Timestamp)).transpose()?,
-            grant: grant.map(|g| to_u64(g, "grant id").map(GrantId)).transpose()?,
-        }))
-    }
-
-    async fn use_link(&self, redemption: &Redemption) -> Result<bool, StoreError> {
-        let (hash, now) = (redemption.hash(), redemption.at());
-        let late = || StoreError::Unavailable("the link's use was not written in time: it stays unused".into());
-        // Until the use is written, giving up drops the transaction, which rolls it back: the
-        // link stays unused.
-        let written = tokio::time::timeout_at(redemption.decide_by(), async {
-            let mut tx = self.pool().begin().await.map_err(unavailable)?;
-            // One conditional write: of any number of racing redemptions, exactly one finds
-            // `used_at` still empty (SQLite serializes writers; in Postgres the others wait on
-            // the row's lock and re-read it once the first commits).
-            // The app's row is taken before the link's, as a deletion takes them (see `audit`).
-            let statement = format!(
-                "UPDATE links SET used_at = $1, used_by = $3
-                 WHERE hash = $2 AND used_at IS NULL AND expires_at > $1
-                   AND EXISTS (SELECT 1 FROM apps a WHERE a.id = links.app_id{})
-                   AND EXISTS (SELECT 1 FROM viewers v WHERE v.id = links.grant_id)
-                 RETURNING app_id, email",
-                B::FOR_KEY_SHARE
-            );
-            let row: Option<(String, String)> = sqlx::query_as(&statement)
-                .bind(to_i64(now.0, "time")?)
-                .bind(&hash[..])
-                .bind(&redemption.attempt()[..])
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-            let Some((app, email)) = row else {
-                tx.rollback().await.map_err(unavailable)?;
-                return Ok(None);
-            };
-            let email = email_from(email)?;
-            let event =
-                AuditEvent::new(now, &Actor::Operator, &AppId(app), AuditAction::LinkRedeemed).with_email(&email);
-            Sql::<B>::audit(&mut tx, &event, None).await?;
-            Ok::<_, StoreError>(Some(tx))
-        })
-        .await
-        .map_err(|_| late())?;
-        let Some(tx) = written? else { return Ok(false) };
-        // Decided: from here the commit is awaited, never abandoned while it may land.
-        match tokio::time::timeout_at(redemption.answer_by(), tx.commit()).await {
-            Ok(Ok(())) => Ok(true),
-            Ok(Err(_)) => Sql::used_by(self, redemption).await,
-            Err(_) => Err(StoreError::Unavailable(UNANSWERED_COMMIT.into())),
-        }
     }
 
     async fn delete_app(&self, app: &AppId, event: &AuditEvent) -> Result<bool, StoreError> {
@@ -879,7 +568,337 @@ where
         tx.commit().await.map_err(unavailable)?;
         Ok(claimed)
     }
+}}
 
+sql_store! { ViewerStore {
+    async fn add_viewer(&self, app: &AppId, email: &Email, actor: &Actor, at: Timestamp) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await.map_err(unavailable)?;
+        let added = Sql::<B>::insert_viewer(&mut tx, app, email, at).await?;
+        if added {
+            let event = AuditEvent::new(at, actor, app, AuditAction::ViewerAdded).with_email(email);
+            Sql::<B>::audit(&mut tx, &event, None).await?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(added)
+    }
+
+    async fn remove_viewer(
+        &self,
+        app: &AppId,
+        email: &Email,
+        actor: &Actor,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await.map_err(unavailable)?;
+        // The app's row first, as a deletion takes it, then the viewer's (see `audit`).
+        let statement = format!(
+            "DELETE FROM viewers WHERE app_id = $1 AND email = $2
+               AND EXISTS (SELECT 1 FROM apps WHERE id = $1{})",
+            B::FOR_KEY_SHARE
+        );
+        let done =
+            sqlx::query(&statement).bind(&app.0).bind(email.as_str()).execute(&mut *tx).await.map_err(unavailable)?;
+        let removed = B::rows_affected(&done) == 1;
+        if removed {
+            let event = AuditEvent::new(at, actor, app, AuditAction::ViewerRemoved).with_email(email);
+            Sql::<B>::audit(&mut tx, &event, None).await?;
+            Sql::changed(self, &mut tx, app).await?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(removed)
+    }
+
+    async fn viewers(&self, app: &AppId) -> Result<Vec<Email>, StoreError> {
+        let rows: Vec<String> = sqlx::query_scalar("SELECT email FROM viewers WHERE app_id = $1")
+            .bind(&app.0)
+            .fetch_all(self.pool())
+            .await
+            .map_err(unavailable)?;
+        let mut emails = rows.into_iter().map(email_from).collect::<Result<Vec<_>, _>>()?;
+        emails.sort();
+        Ok(emails)
+    }
+
+    async fn grant(&self, app: &AppId, email: &Email) -> Result<Option<GrantId>, StoreError> {
+        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM viewers WHERE app_id = $1 AND email = $2")
+            .bind(&app.0)
+            .bind(email.as_str())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(unavailable)?;
+        id.map(|id| to_u64(id, "grant id").map(GrantId)).transpose()
+    }
+}}
+
+sql_store! { LinkStore {
+    async fn issue_link(&self, link: &LinkRecord, limit: IssueLimit) -> Result<IssueOutcome, StoreError> {
+        let issued_at = to_i64(link.issued_at.0, "time")?;
+        // Issues for one (app, address) queue on the lock: the count below cannot go stale
+        // before the insert, and a grant removed meanwhile is seen as removed.
+        let mut tx = Sql::begin_then_lock(self).await?;
+        // The app's row first, as a deletion takes it, then the grant's (see `audit`).
+        sqlx::query(&format!("SELECT id FROM apps WHERE id = $1{}", B::FOR_KEY_SHARE))
+            .bind(&link.app.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let grant: Option<i64> =
+            sqlx::query_scalar(&format!("SELECT id FROM viewers WHERE app_id = $1 AND email = $2{}", B::FOR_UPDATE))
+                .bind(&link.app.0)
+                .bind(link.email.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        let Some(grant) = grant else {
+            tx.rollback().await.map_err(unavailable)?;
+            return Ok(IssueOutcome::NotInvited);
+        };
+        let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), MIN(issued_at) FROM links WHERE app_id = $1 AND email = $2 AND issued_at > $3",
+        )
+        .bind(&link.app.0)
+        .bind(link.email.as_str())
+        .bind(to_i64(link.issued_at.minus(limit.window).0, "time")?)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        if count >= i64::from(limit.max) {
+            let oldest = Timestamp(to_u64(oldest.unwrap_or(issued_at), "time")?);
+            tx.rollback().await.map_err(unavailable)?;
+            return Ok(IssueOutcome::RateLimited { retry_at: oldest.plus(limit.window) });
+        }
+        sqlx::query(
+            "INSERT INTO links (hash, app_id, email, issued_at, expires_at, used_at, grant_id)
+             VALUES ($1, $2, $3, $4, $5, NULL, $6)",
+        )
+        .bind(&link.hash[..])
+        .bind(&link.app.0)
+        .bind(link.email.as_str())
+        .bind(issued_at)
+        .bind(to_i64(link.expires_at.0, "time")?)
+        .bind(grant)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let event = AuditEvent::new(link.issued_at, &Actor::Operator, &link.app, AuditAction::LinkIssued)
+            .with_email(&link.email);
+        Sql::<B>::audit(&mut tx, &event, None).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(IssueOutcome::Issued)
+    }
+
+    async fn link(&self, hash: &[u8; 32]) -> Result<Option<LinkRecord>, StoreError> {
+        let row =
+            sqlx::query("SELECT app_id, email, issued_at, expires_at, used_at, grant_id FROM links WHERE hash = $1")
+                .bind(&hash[..])
+                .fetch_optional(self.pool())
+                .await
+                .map_err(unavailable)?;
+        let Some(row) = row else { return Ok(None) };
+        let time = |c: &str| -> Result<Timestamp, StoreError> {
+            Ok(Timestamp(to_u64(row.try_get(c).map_err(unavailable)?, "time")?))
+        };
+        let used_at: Option<i64> = row.try_get("used_at").map_err(unavailable)?;
+        let grant: Option<i64> = row.try_get("grant_id").map_err(unavailable)?;
+        Ok(Some(LinkRecord {
+            hash: *hash,
+            app: AppId(row.try_get("app_id").map_err(unavailable)?),
+            email: email_from(row.try_get("email").map_err(unavailable)?)?,
+            issued_at: time("issued_at")?,
+            expires_at: time("expires_at")?,
+            used_at: used_at.map(|t| to_u64(t, "time").map(Timestamp)).transpose()?,
+            grant: grant.map(|g| to_u64(g, "grant id").map(GrantId)).transpose()?,
+        }))
+    }
+
+    async fn use_link(&self, redemption: &Redemption) -> Result<bool, StoreError> {
+        let (hash, now) = (redemption.hash(), redemption.at());
+        let late = || StoreError::Unavailable("the link's use was not written in time: it stays unused".into());
+        // Until the use is written, giving up drops the transaction, which rolls it back: the
+        // link stays unused.
+        let written = tokio::time::timeout_at(redemption.decide_by(), async {
+            let mut tx = self.pool().begin().await.map_err(unavailable)?;
+            // One conditional write: of any number of racing redemptions, exactly one finds
+            // `used_at` still empty (SQLite serializes writers; in Postgres the others wait on
+            // the row's lock and re-read it once the first commits).
+            // The app's row is taken before the link's, as a deletion takes them (see `audit`).
+            let statement = format!(
+                "UPDATE links SET used_at = $1, used_by = $3
+                 WHERE hash = $2 AND used_at IS NULL AND expires_at > $1
+                   AND EXISTS (SELECT 1 FROM apps a WHERE a.id = links.app_id{})
+                   AND EXISTS (SELECT 1 FROM viewers v WHERE v.id = links.grant_id)
+                 RETURNING app_id, email",
+                B::FOR_KEY_SHARE
+            );
+            let row: Option<(String, String)> = sqlx::query_as(&statement)
+                .bind(to_i64(now.0, "time")?)
+                .bind(&hash[..])
+                .bind(&redemption.attempt()[..])
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            let Some((app, email)) = row else {
+                tx.rollback().await.map_err(unavailable)?;
+                return Ok(None);
+            };
+            let email = email_from(email)?;
+            let event =
+                AuditEvent::new(now, &Actor::Operator, &AppId(app), AuditAction::LinkRedeemed).with_email(&email);
+            Sql::<B>::audit(&mut tx, &event, None).await?;
+            Ok::<_, StoreError>(Some(tx))
+        })
+        .await
+        .map_err(|_| late())?;
+        let Some(tx) = written? else { return Ok(false) };
+        // Decided: from here the commit is awaited, never abandoned while it may land.
+        match tokio::time::timeout_at(redemption.answer_by(), tx.commit()).await {
+            Ok(Ok(())) => Ok(true),
+            Ok(Err(_)) => Sql::used_by(self, redemption).await,
+            Err(_) => Err(StoreError::Unavailable(UNANSWERED_COMMIT.into())),
+        }
+    }
+}}
+
+sql_store! { SupportStore {
+    async fn open_support(&self, window: &SupportWindow, event: &AuditEvent) -> Result<Option<SupportId>, StoreError> {
+        let mut tx = Sql::begin_then_lock(self).await?;
+        if let Some(granter) = Actor::github_of(&window.granted_by) {
+            // A window opened by an identity waits for that account's deletion to end.
+            Sql::<B>::lock_account(&mut tx, granter).await?;
+        }
+        let exists: Option<String> = sqlx::query_scalar(&format!("SELECT id FROM apps WHERE id = $1{}", B::FOR_UPDATE))
+            .bind(&window.app.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if exists.is_none() {
+            tx.rollback().await.map_err(unavailable)?;
+            return Ok(None);
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO support_windows (app_id, agent, capabilities, opened_at, ends_at, reason, granted_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(&window.app.0)
+        .bind(window.agent.as_deref())
+        .bind(capabilities_text(&window.capabilities))
+        .bind(to_i64(window.opened_at.0, "time")?)
+        .bind(to_i64(window.ends_at.0, "time")?)
+        .bind(&window.reason)
+        .bind(&window.granted_by)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        Sql::<B>::audit(&mut tx, event, None).await?;
+        Sql::changed(self, &mut tx, &window.app).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Some(SupportId(to_u64(id, "support window id")?)))
+    }
+
+    async fn revoke_support(
+        &self,
+        app: &AppId,
+        agent: Option<&str>,
+        at: Timestamp,
+        event: &AuditEvent,
+    ) -> Result<u32, StoreError> {
+        let at = to_i64(at.0, "time")?;
+        let mut tx = self.pool().begin().await.map_err(unavailable)?;
+        let done = sqlx::query(
+            "UPDATE support_windows SET revoked_at = $2
+             WHERE app_id = $1 AND revoked_at IS NULL AND ($3 IS NULL OR agent = $3 OR agent IS NULL)",
+        )
+        .bind(&app.0)
+        .bind(at)
+        .bind(agent)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let revoked = u32::try_from(B::rows_affected(&done)).unwrap_or(u32::MAX);
+        if revoked > 0 {
+            Sql::<B>::audit(&mut tx, event, None).await?;
+            Sql::changed(self, &mut tx, app).await?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(revoked)
+    }
+
+    async fn support_windows(&self, app: &AppId) -> Result<Vec<SupportWindow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, agent, capabilities, opened_at, ends_at, reason, granted_by, revoked_at
+             FROM support_windows WHERE app_id = $1 ORDER BY id",
+        )
+        .bind(&app.0)
+        .fetch_all(self.pool())
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                let time = |c: &str| -> Result<Timestamp, StoreError> {
+                    Ok(Timestamp(to_u64(row.try_get(c).map_err(unavailable)?, "time")?))
+                };
+                let revoked_at: Option<i64> = row.try_get("revoked_at").map_err(unavailable)?;
+                Ok(SupportWindow {
+                    id: SupportId(to_u64(row.try_get("id").map_err(unavailable)?, "support window id")?),
+                    app: app.clone(),
+                    agent: row.try_get("agent").map_err(unavailable)?,
+                    capabilities: capabilities_from(&row.try_get::<String, _>("capabilities").map_err(unavailable)?)?,
+                    opened_at: time("opened_at")?,
+                    ends_at: time("ends_at")?,
+                    reason: row.try_get("reason").map_err(unavailable)?,
+                    granted_by: row.try_get("granted_by").map_err(unavailable)?,
+                    revoked_at: revoked_at.map(|t| to_u64(t, "time").map(Timestamp)).transpose()?,
+                })
+            })
+            .collect()
+    }
+}}
+
+sql_store! { AuditStore {
+    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
+        let since = filter.from().map(|t| to_i64(t.0, "time")).transpose()?.unwrap_or(i64::MIN);
+        let rows = sqlx::query(
+            "SELECT at, actor, app_id, action, email, outcome, detail FROM audit
+             WHERE ($1 IS NULL OR app_id = $1) AND at >= $2 ORDER BY seq DESC LIMIT $3",
+        )
+        .bind(filter.app().map(|a| a.0.as_str()))
+        .bind(since)
+        .bind(filter.max().map_or(i64::MAX, i64::from))
+        .fetch_all(self.pool())
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                let get_s = |c: &str| row.try_get::<String, _>(c).map_err(unavailable);
+                let get_o = |c: &str| row.try_get::<Option<String>, _>(c).map_err(unavailable);
+                let action = get_s("action")?;
+                let outcome = get_s("outcome")?;
+                Ok(AuditEvent {
+                    at: Timestamp(to_u64(row.try_get("at").map_err(unavailable)?, "time")?),
+                    actor: get_s("actor")?,
+                    app: AppId(get_s("app_id")?),
+                    action: AuditAction::parse(&action).ok_or_else(|| corrupt(format!("audit action `{action}`")))?,
+                    outcome: AuditOutcome::parse(&outcome)
+                        .ok_or_else(|| corrupt(format!("audit outcome `{outcome}`")))?,
+                    email: get_o("email")?.map(email_from).transpose()?,
+                    detail: get_o("detail")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn record(&self, event: &AuditEvent, owner: Option<UserId>) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await.map_err(unavailable)?;
+        if let Some(owner) = owner {
+            // An entry that belongs to an identity waits for that account's deletion to end.
+            Sql::<B>::lock_account(&mut tx, owner).await?;
+        }
+        Sql::<B>::audit(&mut tx, event, owner).await?;
+        tx.commit().await.map_err(unavailable)
+    }
+}}
+
+sql_store! { ChangeFeed {
     async fn record_delivery(&self, id: &str, at: Timestamp, broadcast: &Broadcast) -> Result<bool, StoreError> {
         let at_ms = to_i64(at.0, "time")?;
         let mut tx = self.pool().begin().await.map_err(unavailable)?;
@@ -916,4 +935,4 @@ where
     async fn close(&self) {
         Backend::close(self).await;
     }
-}
+}}

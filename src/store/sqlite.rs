@@ -55,9 +55,9 @@ const PER_POLL: i64 = 1000;
 ///
 /// # The change log
 ///
-/// Every change to an app or a grant, and every [`publish`](super::Store::publish)ed
+/// Every change to an app or a grant, and every [`publish`](super::ChangeFeed::publish)ed
 /// invalidation, is written to a change log in the transaction that makes it. Each
-/// [`subscribe`](super::Store::subscribe)r, in this process or another, reads the log every
+/// [`subscribe`](super::ChangeFeed::subscribe)r, in this process or another, reads the log every
 /// 25 ms, so that `ghauthz viewers remove --db FILE` reaches a service running on the same file
 /// within that. The log keeps a change for 10 minutes ([`SqliteStore::change_retention`]); a
 /// subscriber that falls further behind hears [`FeedEvent::Lost`] and starts again from the end.
@@ -65,7 +65,7 @@ const PER_POLL: i64 = 1000;
 /// # Deletion
 ///
 /// Deleted rows are overwritten with zeros (`secure_delete`), and a deletion
-/// ([`delete_app`](super::Store::delete_app), [`delete_account`](super::Store::delete_account))
+/// ([`delete_app`](super::AppStore::delete_app), [`delete_account`](super::AppStore::delete_account))
 /// folds the write-ahead log into the database file and empties it
 /// (`wal_checkpoint(TRUNCATE)`) before it answers: when it returns, nothing it deleted is left
 /// in the database file, its `-wal` or its `-shm`. An account's deletion also rewrites every
@@ -76,7 +76,7 @@ const PER_POLL: i64 = 1000;
 ///
 /// # Closing
 ///
-/// [`close`](super::Store::close) closes every connection, which folds the log into the file
+/// [`close`](super::ChangeFeed::close) closes every connection, which folds the log into the file
 /// and removes it. Dropping the last clone closes the pool too: at once in a Tokio runtime,
 /// otherwise as its connections are dropped.
 #[derive(Debug, Clone)]

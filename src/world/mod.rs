@@ -37,6 +37,9 @@
 //! # }
 //! ```
 
+#[doc(hidden)]
+pub mod doctest;
+mod explain;
 mod glob;
 mod mock;
 mod shapes;
@@ -51,6 +54,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use explain::{ExplainRow, explain};
 pub use mock::MockGithub;
 pub use table::{CaseResult, DecisionTable, TableError, TableReport};
 
@@ -1039,90 +1043,5 @@ impl World {
             offer(g.clone());
         }
         best
-    }
-}
-
-/// One line of [`explain`]: a principal, an app, a capability, and the decision (or why there is
-/// none).
-#[derive(Debug, Clone)]
-pub struct ExplainRow {
-    /// The app.
-    pub app: AppId,
-    /// The principal, as written in output (`github:<login>`, `anonymous`).
-    pub principal: String,
-    /// The capability.
-    pub action: crate::core::policy::Capability,
-    /// The decision, or why none could be made.
-    pub result: Result<crate::core::decision::Decision, crate::error::CheckError>,
-}
-
-/// The decision of every principal on every app and every capability, in the order given
-/// (apps, then principals, then `view`, `edit`, `deploy`, `delete`); then, for each app, every
-/// address in `viewers` as if that viewer had signed in to that app (`viewer:<address>`).
-pub async fn explain(
-    authz: &crate::Authorizer,
-    apps: &[App],
-    principals: &[crate::core::principal::Principal],
-    viewers: &[Email],
-) -> Vec<ExplainRow> {
-    use crate::core::policy::Capability;
-    let mut rows = Vec::new();
-    for app in apps {
-        for p in principals {
-            for cap in Capability::ALL {
-                let result = authz.check(&crate::authorizer::CheckRequest::new(p, app, cap)).await;
-                rows.push(ExplainRow { app: app.id().clone(), principal: p.label(), action: cap, result });
-            }
-        }
-        for email in viewers {
-            for cap in Capability::ALL {
-                let result = match authz.session_for(app.id(), email).await {
-                    Ok(session) => {
-                        authz
-                            .check(&crate::authorizer::CheckRequest::new(
-                                &crate::core::principal::Principal::Viewer(session),
-                                app,
-                                cap,
-                            ))
-                            .await
-                    }
-                    Err(e) => Err(crate::error::CheckError::Store(e)),
-                };
-                rows.push(ExplainRow {
-                    app: app.id().clone(),
-                    principal: format!("viewer:{email}"),
-                    action: cap,
-                    result,
-                });
-            }
-        }
-    }
-    rows
-}
-
-/// What the library's own examples start from, so that each shows what it is about.
-#[doc(hidden)]
-pub mod doctest {
-    use std::sync::Arc;
-
-    use super::{MockGithub, World};
-    use crate::store::{MemoryStore, Store as _};
-    use crate::{Authorizer, Clock as _, SystemClock};
-
-    /// `fixtures/worlds/acme.toml`, a mock GitHub serving it, and an authorizer over both with
-    /// the world's apps and viewers in an in-memory store.
-    ///
-    /// # Panics
-    ///
-    /// If the fixture does not load or the mock does not start: an example cannot go on.
-    #[allow(clippy::expect_used, reason = "an example's setup: nothing to do but stop")]
-    pub async fn acme() -> (World, MockGithub, Authorizer) {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/worlds/acme.toml");
-        let world = World::load(path).expect("acme.toml loads");
-        let mock = MockGithub::start(world.clone()).await.expect("the mock starts");
-        let store = Arc::new(MemoryStore::new());
-        store.seed_once(&world.app_records(), SystemClock.now()).await.expect("the store seeds");
-        let authz = Authorizer::builder(mock.github_config()).store(store).build().expect("the authorizer builds");
-        (world, mock, authz)
     }
 }

@@ -20,7 +20,7 @@ use crate::core::policy::{Capability, Policy};
 use crate::core::principal::Principal;
 use crate::core::support::{MAX_SUPPORT_WINDOW, valid_agent_name};
 use crate::core::time::{Clock, ManualClock, Timestamp};
-use crate::store::{MemoryStore, Store as _};
+use crate::store::{MemoryStore, prelude::*};
 
 /// The largest policy file a table may name, in bytes.
 const MAX_POLICY_FILE: u64 = 64 * 1024;

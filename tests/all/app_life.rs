@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failure stops the test")]
 
 use ghauthz::CheckRequest;
+use ghauthz::store::prelude::*;
 use std::sync::Arc;
 
 use crate::common;
@@ -489,7 +490,7 @@ async fn an_app_with_an_id_deploy_refuses_is_never_deployed_by_a_check() {
     let v = common::viewers_on(store.clone()).await;
     let long = "x".repeat(300);
     let record = store.app(&id("dash")).await.unwrap().unwrap(); // acme/dashboard: erin is admin
-    store.put_app(&ghauthz::store::AppRecord { id: id(&long), ..record }).await.unwrap();
+    store.seed_app(&ghauthz::store::AppRecord { id: id(&long), ..record }).await.unwrap();
     let erin = Principal::github(v.world.user("erin").unwrap());
     let before = store.audit(&AuditFilter::new()).await.unwrap().len();
     assert!(
@@ -547,7 +548,7 @@ async fn deployments_name_plain_ids_real_branches_and_files_inside_the_repositor
     // An app stored with an id outside the alphabet is still an app.
     let mut legacy = store.app(&id("dash")).await.unwrap().unwrap();
     legacy.id = id("da\u{202e}sh");
-    store.put_app(&legacy).await.unwrap();
+    store.seed_app(&legacy).await.unwrap();
     let d = v.authz.check(&CheckRequest::new(&erin, &legacy.id, Capability::Delete)).await.unwrap();
     assert!(d.is_allowed(), "{d:?}");
     v.authz.delete_app(&ChangedBy::Principal(erin.clone()), &legacy.id).await.unwrap();

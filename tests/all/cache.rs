@@ -233,7 +233,7 @@ async fn an_invalidation_during_a_request_keeps_its_answer_out_of_the_cache() {
 async fn capacity_bounds_what_is_served() {
     use std::sync::Arc;
 
-    use ghauthz::store::Store as _;
+    use ghauthz::store::prelude::*;
     use ghauthz::{AppId, Clock as _};
     const CAPACITY: u64 = 4;
     let world = common::fixture("acme.toml");
@@ -277,7 +277,7 @@ async fn capacity_bounds_what_is_served() {
 async fn a_fresh_check_revalidates_the_cached_fact_first() {
     use std::sync::Arc;
 
-    use ghauthz::store::Store as _;
+    use ghauthz::store::prelude::*;
     use ghauthz::{AppId, Clock as _};
     let world = common::fixture("acme.toml");
     let clock = ghauthz::ManualClock::new(world.now().unwrap());

@@ -1306,7 +1306,7 @@ async fn a_viewer_removed_by_another_process_is_denied_by_a_running_service_with
     use std::sync::Arc;
     use std::time::Duration;
 
-    use ghauthz::store::Store as _;
+    use ghauthz::store::prelude::*;
     use ghauthz::{AppId, Authorizer, Capability, Clock as _, ManualClock, Source};
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ghauthz.db");

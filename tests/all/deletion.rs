@@ -4,6 +4,7 @@
 
 use crate::common;
 use ghauthz::CheckRequest;
+use ghauthz::store::prelude::*;
 
 use std::sync::Arc;
 

@@ -7,6 +7,7 @@
 
 use crate::common;
 use ghauthz::CheckRequest;
+use ghauthz::store::prelude::*;
 
 use std::io::BufRead;
 use std::str::FromStr;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ghauthz::store::{PgStore, PgStoreOptions, Store, StoreError};
+use ghauthz::store::{PgStore, PgStoreOptions, StoreError};
 use ghauthz::world::{MockGithub, World};
 use ghauthz::{
     AppId, Authorizer, Capability, ChangedBy, CheckError, Clock, GithubAuth, GithubConfig, GithubToken, Invalidation,

@@ -197,7 +197,7 @@ async fn a_roster_an_invalidation_touched_is_revalidated_for_free() {
 /// per repository with apps; for the next users, nothing.
 #[tokio::test]
 async fn apps_for_asks_one_roster_per_repository_and_nothing_warm() {
-    use ghauthz::store::Store as _;
+    use ghauthz::store::prelude::*;
     let world = common::fixture("acme.toml");
     let store = std::sync::Arc::new(ghauthz::store::MemoryStore::new());
     store.seed_once(&world.app_records(), ghauthz::Timestamp(0)).await.unwrap();

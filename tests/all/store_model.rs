@@ -96,7 +96,7 @@ enum Seen {
 async fn apply(store: &dyn Store, op: &Op, now: &mut Timestamp) -> Seen {
     match *op {
         Op::PutApp { app, by } => {
-            store.put_app(&record(app, Visibility::Private, by)).await.unwrap();
+            store.seed_app(&record(app, Visibility::Private, by)).await.unwrap();
             Seen::Unit
         }
         Op::AddViewer { app, email: e } => {
@@ -329,7 +329,7 @@ async fn cached_agrees_with_fresh(
         match *change {
             Change::Deploy { app, public } => {
                 let visibility = if public { Visibility::Public } else { Visibility::Private };
-                store.put_app(&record(app, visibility, 1)).await.unwrap();
+                store.seed_app(&record(app, visibility, 1)).await.unwrap();
             }
             Change::Delete { app, on } => {
                 let _ = authz[on].delete_app(&ChangedBy::Operator, &app_id(app)).await;

@@ -4,6 +4,7 @@
 
 use crate::common;
 use ghauthz::CheckRequest;
+use ghauthz::store::prelude::*;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,12 +50,12 @@ fn new_link(hash: [u8; 32], app: &AppId, email: &Email) -> ghauthz::store::LinkR
 
 async fn apps_round_trip(store: &dyn Store) {
     assert_eq!(store.app(&AppId("dash".into())).await.unwrap(), None);
-    store.put_app(&app("dash", 1)).await.unwrap();
-    store.put_app(&app("alpha", 2)).await.unwrap();
+    store.seed_app(&app("dash", 1)).await.unwrap();
+    store.seed_app(&app("alpha", 2)).await.unwrap();
     assert_eq!(store.app(&AppId("dash".into())).await.unwrap(), Some(app("dash", 1)));
     let mut changed = app("dash", 1);
     changed.visibility = Visibility::Public;
-    store.put_app(&changed).await.unwrap();
+    store.seed_app(&changed).await.unwrap();
     assert_eq!(store.app(&AppId("dash".into())).await.unwrap(), Some(changed));
     let ids: Vec<String> = store.apps().await.unwrap().into_iter().map(|a| a.id.0).collect();
     assert_eq!(ids, ["alpha", "dash"]);
@@ -62,7 +63,7 @@ async fn apps_round_trip(store: &dyn Store) {
 
 async fn viewers_are_idempotent_and_audited(store: &dyn Store) {
     let dash = AppId("dash".into());
-    store.put_app(&app("dash", 1)).await.unwrap();
+    store.seed_app(&app("dash", 1)).await.unwrap();
     let dana = email("dana@example.com");
     assert!(store.add_viewer(&dash, &dana, &Actor::Operator, T).await.unwrap());
     assert!(!store.add_viewer(&dash, &dana, &Actor::Github(UserId(5)), T).await.unwrap(), "already there");
@@ -87,8 +88,8 @@ async fn viewers_are_idempotent_and_audited(store: &dyn Store) {
 }
 
 async fn viewers_of_one_app_are_not_another_apps(store: &dyn Store) {
-    store.put_app(&app("a", 1)).await.unwrap();
-    store.put_app(&app("b", 1)).await.unwrap();
+    store.seed_app(&app("a", 1)).await.unwrap();
+    store.seed_app(&app("b", 1)).await.unwrap();
     store.add_viewer(&AppId("a".into()), &email("dana@example.com"), &Actor::Operator, T).await.unwrap();
     assert!(store.grant(&AppId("b".into()), &email("dana@example.com")).await.unwrap().is_none());
     assert!(store.viewers(&AppId("b".into())).await.unwrap().is_empty());
@@ -114,7 +115,7 @@ async fn deliveries_are_recorded_once_and_forgotten_after_retention(store: &dyn 
 async fn link_records_round_trip(store: &dyn Store) {
     use ghauthz::store::{IssueLimit, IssueOutcome, LinkRecord};
     let dash = AppId("dash".into());
-    store.put_app(&app("dash", 1)).await.unwrap();
+    store.seed_app(&app("dash", 1)).await.unwrap();
     let dana = email("dana@example.com");
     let link = new_link([7; 32], &dash, &dana);
     let limit = IssueLimit::new(1, Duration::from_secs(60));
@@ -147,7 +148,7 @@ async fn link_records_round_trip(store: &dyn Store) {
 async fn an_ended_grant_never_comes_back(store: &dyn Store) {
     use ghauthz::store::{IssueLimit, IssueOutcome};
     let dash = AppId("dash".into());
-    store.put_app(&app("dash", 1)).await.unwrap();
+    store.seed_app(&app("dash", 1)).await.unwrap();
     let (dana, bo) = (email("dana@example.com"), email("bo@example.com"));
     store.add_viewer(&dash, &dana, &Actor::Operator, T).await.unwrap();
     store.add_viewer(&dash, &bo, &Actor::Operator, T).await.unwrap();
@@ -179,7 +180,7 @@ async fn a_viewer_for_a_missing_app_is_refused(store: &dyn Store) {
 /// writers commit between their read and their write: they wait their turn.
 async fn writes_that_read_first_wait_for_other_writers(store: &dyn Store) {
     let dash = AppId("dash".into());
-    store.put_app(&app("dash", 1)).await.unwrap();
+    store.seed_app(&app("dash", 1)).await.unwrap();
     let event = |app: &AppId, action| ghauthz::store::AuditEvent::new(T, &Actor::Operator, app, action);
     let flips = async {
         for i in 0..40 {
@@ -197,7 +198,7 @@ async fn writes_that_read_first_wait_for_other_writers(store: &dyn Store) {
     let deletions = async {
         for i in 0..20 {
             let other = app(&format!("x{i}"), 2);
-            store.put_app(&other).await?;
+            store.seed_app(&other).await?;
             assert!(store.delete_app(&other.id, &event(&other.id, AuditAction::Delete)).await?);
         }
         Ok(())
@@ -421,7 +422,7 @@ async fn an_sqlite_follower_behind_the_logs_retention_forgets_everything() {
     let other = SqliteStore::open(&path).await.unwrap().change_retention(Duration::ZERO);
     let notes = other.app(&AppId("notes".into())).await.unwrap().unwrap();
     for _ in 0..20 {
-        other.put_app(&notes).await.unwrap();
+        other.seed_app(&notes).await.unwrap();
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     common::wait_until("the follower finds itself behind, and listens again", Duration::from_secs(2), || {
