@@ -132,10 +132,13 @@ impl<'a> CheckRequest<'a> {
     }
 }
 
-/// Shows the principal's label and never the session token.
+/// Shows who asks without anything personal or secret: never a viewer's address, never the
+/// session token.
 impl fmt::Debug for CheckRequest<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let who = match self.who {
+            // A viewer's address is personal: `viewer` only.
+            Who::Principal(Principal::Viewer(_)) => "viewer".to_owned(),
             Who::Principal(p) => p.label(),
             Who::Session(_) => "session token (redacted)".to_owned(),
         };
@@ -298,10 +301,9 @@ impl Authorizer {
                     // The app is looked up only where the refusal may be on record (`deploy`
                     // and `delete` of an app that exists): a token that does not verify names
                     // nobody, and an id no app has could be any text.
-                    let found = match (asked.is_destructive(), app) {
-                        (false, _) => None,
-                        (true, AppRef::App(app)) => Some(app.clone()),
-                        (true, AppRef::Id(id)) => self.app_with(id, consistency).await?,
+                    let found = match asked.is_destructive() {
+                        false => None,
+                        true => self.app_with(app.id(), consistency).await?,
                     };
                     let seen = match &found {
                         Some(app) => AppSeen::Known(app.id(), app.view()),
@@ -312,10 +314,13 @@ impl Authorizer {
             },
         };
         match app {
-            AppRef::App(app) => self.check_recorded(&principal, app, cap, consistency).await,
-            AppRef::Id(id) => match self.app_with(id, consistency).await? {
+            // A fresh request rests on the app as the store holds it now, not as it was handed in.
+            AppRef::App(app) if consistency == Consistency::Cached => {
+                self.check_recorded(&principal, app, cap, consistency).await
+            }
+            AppRef::App(_) | AppRef::Id(_) => match self.app_with(app.id(), consistency).await? {
                 Some(app) => self.check_recorded(&principal, &app, cap, consistency).await,
-                None => self.recorded(Subject::of(&principal), &Facts::of(AppSeen::Unknown(id)), asked).await,
+                None => self.recorded(Subject::of(&principal), &Facts::of(AppSeen::Unknown(app.id())), asked).await,
             },
         }
     }
@@ -382,7 +387,7 @@ impl Authorizer {
             // Every support check is on record: never answered from memory alone.
             (Subject::Support(_), _) => return None,
             // A GitHub user's hit: the fact first, so that the common case decides once.
-            (Subject::Github(user), AppSeen::Known(_, view)) => {
+            (Subject::Github(user), AppSeen::Known(_, view) | AppSeen::Managed(_, view)) => {
                 let key = PermKey { user: user.id, repo: view.repo_id };
                 let decide = |fact: Seen<&_>| decide(policy, subject, &facts.with_github(fact), asked, now).ok();
                 let age = age_for(asked, Consistency::Cached);
@@ -429,10 +434,26 @@ impl Authorizer {
         consistency: Consistency,
     ) -> Result<Decision, CheckError> {
         let asked = Asked::Capability(cap);
-        let decision = self.decide_gathering(principal, app, asked, consistency).await?;
+        let decision = self.decide_gathering(principal, app, asked, consistency, false).await?;
         let seen = AppSeen::Known(app.id(), app.view());
         self.record_decision(Subject::of(principal), seen, Audited::Check(asked, &decision)).await?;
         Ok(decision)
+    }
+
+    /// The decision [`Authorizer::check`] makes, gathered the same way, and recorded nowhere:
+    /// for reports (`explain`, decision tables), which must not write the audit log (an
+    /// invited address would otherwise land on every app's entries).
+    #[cfg(feature = "world")]
+    pub(crate) async fn check_unrecorded(
+        &self,
+        principal: &Principal,
+        app: &App,
+        cap: Capability,
+    ) -> Result<Decision, CheckError> {
+        if let Some(decision) = self.check_cached(&CheckRequest::new(principal, app, cap)) {
+            return Ok(decision);
+        }
+        self.decide_gathering(principal, app, Asked::Capability(cap), Consistency::Cached, false).await
     }
 
     /// Decides from `facts` alone (no fact gathered), and records the decision as a check.
@@ -458,17 +479,23 @@ impl Authorizer {
 
     /// The decision for `principal` on `app`, gathering what it asks for: from memory unless
     /// `consistency` is fresh, else from GitHub (a GitHub user's role), or from the store (a
-    /// viewer's grant, a support agent's windows). Not recorded.
+    /// viewer's grant, a support agent's windows). Not recorded. `managed`: the app is being
+    /// changed by a GitHub user ([`AppSeen::Managed`]), not checked.
     pub(super) async fn decide_gathering(
         &self,
         principal: &Principal,
         app: &App,
         asked: Asked,
         consistency: Consistency,
+        managed: bool,
     ) -> Result<Decision, CheckError> {
         let inner = &*self.inner;
         let subject = Subject::of(principal);
-        let facts = Facts::of(AppSeen::Known(app.id(), app.view()));
+        let seen = match managed {
+            true => AppSeen::Managed(app.id(), app.view()),
+            false => AppSeen::Known(app.id(), app.view()),
+        };
+        let facts = Facts::of(seen);
         let now = inner.clock.now();
         let missing = match decide(&inner.policy, subject, &facts, asked, now) {
             Ok(decision) => return Ok(decision),

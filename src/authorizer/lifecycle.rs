@@ -188,7 +188,7 @@ impl Authorizer {
             return Err(ManageError::RepoNotFound(deployment.repo().clone()));
         };
         let app = App::new(id.clone(), deployment.repo().clone(), repo_id, deployment.visibility());
-        let decision = self.decide_gathering(by, &app, DEPLOY, Consistency::Cached).await?;
+        let decision = self.decide_gathering(by, &app, DEPLOY, Consistency::Cached, true).await?;
         if !decision.is_allowed() {
             refuse(Audited::Refusal(AuditAction::Deploy, &decision)).await?;
             return Err(ManageError::Denied { app: id.clone(), decision: Box::new(decision) });

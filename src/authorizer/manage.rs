@@ -299,7 +299,7 @@ impl Authorizer {
                 let seen = AppSeen::Known(id, app.view());
                 match decide(policy, subject, &Facts::of(AppSeen::Changing(id)), asked, now) {
                     Err(Missing::App) => {
-                        (seen, Ok(self.decide_gathering(principal, app, asked, Consistency::Cached).await?))
+                        (seen, Ok(self.decide_gathering(principal, app, asked, Consistency::Cached, true).await?))
                     }
                     refused => {
                         let refused = refused.map_err(|_| CheckError::Undecided)?;

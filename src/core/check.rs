@@ -90,15 +90,21 @@ pub(crate) enum AppSeen<'a> {
     Unknown(&'a AppId),
     /// An app to deploy, or to manage (its visibility, its viewers, its deletion, its support
     /// windows): only a GitHub user may, and their decision rests on the app itself
-    /// ([`Missing::App`]); anyone else is refused before anything is looked up.
+    /// ([`Missing::App`], then [`AppSeen::Managed`]); anyone else is refused before anything is
+    /// looked up.
     Changing(&'a AppId),
+    /// The app a GitHub user manages, as the store holds it: decided as [`AppSeen::Known`] is,
+    /// except that an id deploys refuse ([`refused_id`]) is no obstacle (an app stored before
+    /// the rule may still be changed and deleted; only checks never allow it `deploy` or
+    /// `delete`).
+    Managed(&'a AppId, AppView),
 }
 
 impl<'a> AppSeen<'a> {
     /// The app's id.
     pub(crate) fn id(self) -> &'a AppId {
         match self {
-            AppSeen::Known(id, _) | AppSeen::Unknown(id) | AppSeen::Changing(id) => id,
+            AppSeen::Known(id, _) | AppSeen::Managed(id, _) | AppSeen::Unknown(id) | AppSeen::Changing(id) => id,
         }
     }
 }
@@ -194,8 +200,9 @@ pub(crate) fn refused_id(id: &AppId) -> bool {
 /// viewing a public app).
 ///
 /// - No app: `unknown_app` (a refused session token: `session_invalid`).
-/// - `deploy` or `delete` of an app whose id deploys refuse ([`refused_id`]): `unknown_app`,
-///   except for a support agent, whose windows never grant either.
+/// - A check of `deploy` or `delete` on an app whose id deploys refuse ([`refused_id`]):
+///   `unknown_app`, except for a support agent, whose windows never grant either (managing such
+///   an app, [`AppSeen::Managed`], is decided as any other).
 /// - A GitHub user: their role against the policy ([`Facts::github`]); a public app's `view` is
 ///   open to anyone.
 /// - A viewer: a session for this app and unexpired, `view` only, and the grant it was minted
@@ -219,8 +226,9 @@ pub(crate) fn decide(
     if let Subject::RefusedSession(error) = subject {
         return record(Outcome::Deny, Reason::SessionInvalid { error });
     }
-    let (id, app) = match facts.app {
-        AppSeen::Known(id, app) => (id, app),
+    let (id, app, checked) = match facts.app {
+        AppSeen::Known(id, app) => (id, app, true),
+        AppSeen::Managed(id, app) => (id, app, false),
         AppSeen::Unknown(_) => return record(Outcome::Deny, Reason::UnknownApp),
         AppSeen::Changing(_) => {
             return match subject {
@@ -232,7 +240,7 @@ pub(crate) fn decide(
         }
     };
     let need = asked.need(policy);
-    if asked.is_destructive() && refused_id(id) && !matches!(subject, Subject::Support(_)) {
+    if checked && asked.is_destructive() && refused_id(id) && !matches!(subject, Subject::Support(_)) {
         // Such an app is never deployed or deleted through a check.
         return record(Outcome::Deny, Reason::UnknownApp);
     }
@@ -483,6 +491,14 @@ mod tests {
         let d = decide_on(Subject::Github(&user), &known, Capability::Delete).unwrap();
         assert_eq!(d.reason(), &Reason::UnknownApp, "an id deploys refuse is never deleted through a check");
         assert_eq!(decide_on(Subject::Github(&user), &known, Capability::Edit), Err(Missing::Github));
+        let managed = Facts::of(AppSeen::Managed(&odd, view(Visibility::Private)));
+        let admin = Fact::Role(Some(RoleGrant::standard(Role::Admin)));
+        let d = decide_on(
+            Subject::Github(&user),
+            &managed.with_github(Seen::now(&admin, Source::Github)),
+            Capability::Delete,
+        );
+        assert!(d.unwrap().is_allowed(), "an app stored under such an id may still be deleted by its admin");
     }
 
     #[test]

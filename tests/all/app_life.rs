@@ -553,6 +553,14 @@ async fn deployments_name_plain_ids_real_branches_and_files_inside_the_repositor
     assert!(d.is_allowed(), "{d:?}");
     v.authz.delete_app(&ChangedBy::Principal(erin.clone()), &legacy.id).await.unwrap();
     assert_eq!(store.app(&legacy.id).await.unwrap(), None);
+    // An app stored under an id deploys refuse (a control character) is never allowed `delete`
+    // through a check, but its admin may still delete it.
+    legacy.id = id("da\u{7}sh");
+    store.seed_app(&legacy).await.unwrap();
+    let d = v.authz.check(&CheckRequest::new(&erin, &legacy.id, Capability::Delete)).await.unwrap();
+    assert_eq!((d.is_allowed(), d.reason().kind()), (false, "unknown_app"));
+    v.authz.delete_app(&ChangedBy::Principal(erin.clone()), &legacy.id).await.unwrap();
+    assert_eq!(store.app(&legacy.id).await.unwrap(), None);
     // A refusal about an id outside the alphabet that no app has is not written.
     let err = v.authz.delete_app(&ChangedBy::Principal(erin.clone()), &id("ghost\u{202e}")).await.unwrap_err();
     assert_eq!(err.kind(), "unknown_app");

@@ -142,3 +142,49 @@ async fn cached_grants_and_windows_report_their_age() {
     let cached = v.authz.check(&CheckRequest::new(&agent, &dash, Capability::View)).await.unwrap();
     assert_eq!((cached.source(), cached.age().as_millis()), (Source::Cache, 900), "the windows' age");
 }
+
+/// `explain` is a report: it decides every principal, and every invited address as a signed-in
+/// viewer, as checks do, and writes nothing to the audit log (an address would otherwise land on
+/// the entries of apps it was never invited to).
+#[tokio::test]
+async fn explain_decides_as_checks_do_and_writes_nothing() {
+    use ghauthz::store::{AuditFilter, MemoryStore};
+    let store: Arc<dyn ghauthz::store::Store> = Arc::new(MemoryStore::new());
+    let v = common::viewers_on(store.clone()).await;
+    let apps = v.authz.apps().await.unwrap();
+    let before = store.audit(&AuditFilter::new()).await.unwrap().len();
+    let viewers = [ghauthz::Email::parse("dana@example.com").unwrap()];
+    let rows = ghauthz::world::explain(&v.authz, &apps, &v.world.principals(), &viewers).await;
+    let kind = |app: &str, who: &str, cap| {
+        let row = rows.iter().find(|r| r.app.0 == app && r.principal == who && r.action == cap).unwrap();
+        row.result.as_ref().unwrap().reason().kind()
+    };
+    assert_eq!(kind("dash", "viewer:dana@example.com", Capability::View), "viewer_grant");
+    assert_eq!(kind("analytics", "viewer:dana@example.com", Capability::View), "not_invited");
+    assert_eq!(kind("dash", "github:erin", Capability::Delete), "github_role");
+    assert_eq!(store.audit(&AuditFilter::new()).await.unwrap().len(), before, "a report writes nothing");
+}
+
+/// A fresh request rests on the app as the store holds it now, even when the caller hands in
+/// an `App` read earlier; and a request's `Debug` shows neither a viewer's address nor a token.
+#[tokio::test]
+async fn a_fresh_request_reads_the_app_anew_and_debug_shows_nothing_personal() {
+    use ghauthz::{CheckRequest, Visibility};
+    let store: Arc<dyn ghauthz::store::Store> = Arc::new(ghauthz::store::MemoryStore::new());
+    let v = common::viewers_on(store).await;
+    let stale = v.authz.app(&dash()).await.unwrap().unwrap(); // private
+    v.authz.set_visibility(&ChangedBy::Operator, &dash(), Visibility::Public).await.unwrap();
+    let anyone = Principal::Anonymous;
+    let cached = v.authz.check(&CheckRequest::new(&anyone, &stale, Capability::View)).await.unwrap();
+    assert!(!cached.is_allowed(), "the App handed in decides a cached request");
+    let fresh = v.authz.check(&CheckRequest::new(&anyone, &stale, Capability::View).fresh()).await.unwrap();
+    assert_eq!((fresh.is_allowed(), fresh.reason().kind()), (true, "public_app"), "the store's app decides");
+
+    let link = v.authz.issue_link(&dash(), "dana@example.com").await.unwrap();
+    let token = v.authz.redeem_link(link.token.expose_secret(), Some(&dash())).await.unwrap().token;
+    let viewer = Principal::Viewer(v.authz.verify_session(token.expose_secret()).unwrap());
+    let shown = format!("{:?}", CheckRequest::new(&viewer, &dash(), Capability::View));
+    assert!(!shown.contains("dana"), "{shown}");
+    let shown = format!("{:?}", CheckRequest::session(token.expose_secret(), &dash(), Capability::View));
+    assert!(!shown.contains(token.expose_secret()), "{shown}");
+}
