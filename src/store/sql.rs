@@ -135,23 +135,35 @@ pub(super) trait Backend: Send + Sync + std::fmt::Debug + 'static {
     }
 }
 
+/// An `impl` for every SQL backend `B`, under the bounds the shared SQL needs of its database:
+/// the helpers ([`Sql`]) and each store trait. `impl [Target] { .. }`, attributes first.
+macro_rules! sql_bounds {
+    ($(#[$attr:meta])* impl [$($target:tt)+] { $($body:tt)* }) => {
+        $(#[$attr])*
+        impl<B: Backend> $($target)+
+        where
+            for<'c> &'c mut <B::Db as Database>::Connection: Executor<'c, Database = B::Db>,
+            for<'q> <B::Db as Database>::Arguments<'q>: IntoArguments<'q, B::Db>,
+            for<'q> String: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
+            for<'q> &'q str: Encode<'q, B::Db> + Type<B::Db>,
+            for<'q> i64: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
+            for<'q> &'q [u8]: Encode<'q, B::Db> + Type<B::Db>,
+            for<'q> Vec<u8>: Decode<'q, B::Db> + Type<B::Db>,
+            for<'q> Option<&'q str>: Encode<'q, B::Db> + Type<B::Db>,
+            for<'q> Option<i64>: Encode<'q, B::Db> + Type<B::Db>,
+            for<'q> &'q str: ColumnIndex<<B::Db as Database>::Row>,
+            usize: ColumnIndex<<B::Db as Database>::Row>,
+        {
+            $($body)*
+        }
+    };
+}
+
 /// The shared operations' helpers, for backend `B` (see [`Backend`]).
 struct Sql<B>(PhantomData<B>);
 
-impl<B: Backend> Sql<B>
-where
-    for<'c> &'c mut <B::Db as Database>::Connection: Executor<'c, Database = B::Db>,
-    for<'q> <B::Db as Database>::Arguments<'q>: IntoArguments<'q, B::Db>,
-    for<'q> String: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
-    for<'q> &'q str: Encode<'q, B::Db> + Type<B::Db>,
-    for<'q> i64: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
-    for<'q> &'q [u8]: Encode<'q, B::Db> + Type<B::Db>,
-    for<'q> Vec<u8>: Decode<'q, B::Db> + Type<B::Db>,
-    for<'q> Option<&'q str>: Encode<'q, B::Db> + Type<B::Db>,
-    for<'q> Option<i64>: Encode<'q, B::Db> + Type<B::Db>,
-    for<'q> &'q str: ColumnIndex<<B::Db as Database>::Row>,
-    usize: ColumnIndex<<B::Db as Database>::Row>,
-{
+sql_bounds! {
+    impl [Sql<B>] {
     /// After a commit whose answer was lost: whether `redemption` itself used the link (`false`
     /// if another did), asked again until [`Redemption::answer_by`] while the store does not
     /// answer (a row lock held past the lock wait, no connection).
@@ -312,32 +324,11 @@ where
         }
         Ok(tx)
     }
-}
+}}
 
-/// Implements one store trait for every SQL backend, under the bounds the shared SQL needs.
-macro_rules! sql_store {
-    ($trait:ident { $($body:tt)* }) => {
-        #[async_trait]
-        impl<B: Backend> $trait for B
-        where
-            for<'c> &'c mut <B::Db as Database>::Connection: Executor<'c, Database = B::Db>,
-            for<'q> <B::Db as Database>::Arguments<'q>: IntoArguments<'q, B::Db>,
-            for<'q> String: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
-            for<'q> &'q str: Encode<'q, B::Db> + Type<B::Db>,
-            for<'q> i64: Encode<'q, B::Db> + Decode<'q, B::Db> + Type<B::Db>,
-            for<'q> &'q [u8]: Encode<'q, B::Db> + Type<B::Db>,
-            for<'q> Vec<u8>: Decode<'q, B::Db> + Type<B::Db>,
-            for<'q> Option<&'q str>: Encode<'q, B::Db> + Type<B::Db>,
-            for<'q> Option<i64>: Encode<'q, B::Db> + Type<B::Db>,
-            for<'q> &'q str: ColumnIndex<<B::Db as Database>::Row>,
-            usize: ColumnIndex<<B::Db as Database>::Row>,
-        {
-            $($body)*
-        }
-    };
-}
-
-sql_store! { AppStore {
+sql_bounds! {
+    #[async_trait]
+    impl [AppStore for B] {
     async fn seed_app(&self, app: &AppRecord) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await.map_err(unavailable)?;
         Sql::<B>::insert_app(&mut tx, app).await?;
@@ -570,7 +561,9 @@ sql_store! { AppStore {
     }
 }}
 
-sql_store! { ViewerStore {
+sql_bounds! {
+    #[async_trait]
+    impl [ViewerStore for B] {
     async fn add_viewer(&self, app: &AppId, email: &Email, actor: &Actor, at: Timestamp) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await.map_err(unavailable)?;
         let added = Sql::<B>::insert_viewer(&mut tx, app, email, at).await?;
@@ -630,7 +623,9 @@ sql_store! { ViewerStore {
     }
 }}
 
-sql_store! { LinkStore {
+sql_bounds! {
+    #[async_trait]
+    impl [LinkStore for B] {
     async fn issue_link(&self, link: &LinkRecord, limit: IssueLimit) -> Result<IssueOutcome, StoreError> {
         let issued_at = to_i64(link.issued_at.0, "time")?;
         // Issues for one (app, address) queue on the lock: the count below cannot go stale
@@ -759,7 +754,9 @@ sql_store! { LinkStore {
     }
 }}
 
-sql_store! { SupportStore {
+sql_bounds! {
+    #[async_trait]
+    impl [SupportStore for B] {
     async fn open_support(&self, window: &SupportWindow, event: &AuditEvent) -> Result<Option<SupportId>, StoreError> {
         let mut tx = Sql::begin_then_lock(self).await?;
         if let Some(granter) = Actor::github_of(&window.granted_by) {
@@ -854,7 +851,9 @@ sql_store! { SupportStore {
     }
 }}
 
-sql_store! { AuditStore {
+sql_bounds! {
+    #[async_trait]
+    impl [AuditStore for B] {
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
         let since = filter.from().map(|t| to_i64(t.0, "time")).transpose()?.unwrap_or(i64::MIN);
         let rows = sqlx::query(
@@ -898,7 +897,9 @@ sql_store! { AuditStore {
     }
 }}
 
-sql_store! { ChangeFeed {
+sql_bounds! {
+    #[async_trait]
+    impl [ChangeFeed for B] {
     async fn record_delivery(&self, id: &str, at: Timestamp, broadcast: &Broadcast) -> Result<bool, StoreError> {
         let at_ms = to_i64(at.0, "time")?;
         let mut tx = self.pool().begin().await.map_err(unavailable)?;
