@@ -15,6 +15,7 @@ use crate::core::principal::Principal;
 use crate::core::support::SupportWindow;
 use crate::core::time::Timestamp;
 use crate::error::CheckError;
+use crate::store::StoreError;
 
 /// One question for [`Authorizer::check`]: who asks (a [`Principal`], or a viewer's session
 /// token), of which app (by id, as a control plane's request path knows it, or given whole), for
@@ -330,7 +331,8 @@ impl Authorizer {
     ///
     /// # Errors
     ///
-    /// [`CheckError::Store`](crate::CheckError::Store) if the store cannot answer, or holds a record that is not an app.
+    /// [`StoreError`](crate::store::StoreError) if the store cannot answer, or holds a record
+    /// that is not an app.
     ///
     /// ```
     /// # #[cfg(feature = "world")]
@@ -345,11 +347,11 @@ impl Authorizer {
     /// # #[cfg(not(feature = "world"))]
     /// # fn main() {}
     /// ```
-    pub async fn app(&self, id: &AppId) -> Result<Option<App>, CheckError> {
+    pub async fn app(&self, id: &AppId) -> Result<Option<App>, StoreError> {
         self.app_with(id, Consistency::Cached).await
     }
 
-    pub(super) async fn app_with(&self, id: &AppId, consistency: Consistency) -> Result<Option<App>, CheckError> {
+    pub(super) async fn app_with(&self, id: &AppId, consistency: Consistency) -> Result<Option<App>, StoreError> {
         let inner = &*self.inner;
         if consistency == Consistency::Cached {
             if let Some(app) = inner.cache.records.with_app(id, inner.clock.now(), |app, _| app.clone()) {
@@ -360,11 +362,11 @@ impl Authorizer {
     }
 
     /// Reads the app from the store, and remembers it; with its cache stamp if it stayed.
-    async fn load_app(&self, id: &AppId) -> Result<Option<(App, Option<u64>)>, CheckError> {
+    async fn load_app(&self, id: &AppId) -> Result<Option<(App, Option<u64>)>, StoreError> {
         let inner = &*self.inner;
         let started = inner.cache.records.begin();
         let Some(record) = inner.store.app(id).await? else { return Ok(None) };
-        let app = record.app().map_err(|e| CheckError::Store(e.into()))?;
+        let app = record.app()?;
         let stamp = inner.cache.records.remember_app(app.clone(), started, inner.clock.now());
         Ok(Some((app, stamp)))
     }

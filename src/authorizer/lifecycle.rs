@@ -91,7 +91,7 @@ impl Authorizer {
     ///
     /// # Errors
     ///
-    /// [`CheckError::Store`](crate::CheckError::Store) if the store cannot answer, or holds a record that is not an app.
+    /// [`StoreError`] if the store cannot answer, or holds a record that is not an app.
     ///
     /// ```
     /// # #[cfg(feature = "world")]
@@ -105,9 +105,9 @@ impl Authorizer {
     /// # #[cfg(not(feature = "world"))]
     /// # fn main() {}
     /// ```
-    pub async fn apps(&self) -> Result<Vec<App>, CheckError> {
+    pub async fn apps(&self) -> Result<Vec<App>, StoreError> {
         let records = self.app_records().await?;
-        records.iter().map(|r| r.app().map_err(|e| CheckError::Store(e.into()))).collect()
+        records.iter().map(|r| r.app().map_err(StoreError::from)).collect()
     }
 
     /// Deploys an app: `by` must hold `deploy` on the repository at the deployment's coordinates,
@@ -450,9 +450,9 @@ impl Authorizer {
     ///
     /// # Errors
     ///
-    /// [`CheckError::Store`](crate::CheckError::Store) when the store fails.
-    pub async fn app_record(&self, id: &AppId) -> Result<Option<AppRecord>, CheckError> {
-        Ok(self.inner.store.app(id).await?)
+    /// [`StoreError`] when the store fails.
+    pub async fn app_record(&self, id: &AppId) -> Result<Option<AppRecord>, StoreError> {
+        self.inner.store.app(id).await
     }
 
     /// Every app's record as the store holds it, ordered by id, in one read (for listings that
@@ -472,9 +472,9 @@ impl Authorizer {
     ///
     /// # Errors
     ///
-    /// [`CheckError::Store`](crate::CheckError::Store) when the store fails.
-    pub async fn app_records(&self) -> Result<Vec<AppRecord>, CheckError> {
-        Ok(self.inner.store.apps().await?)
+    /// [`StoreError`] when the store fails.
+    pub async fn app_records(&self) -> Result<Vec<AppRecord>, StoreError> {
+        self.inner.store.apps().await
     }
 
     /// Appends `event`; see [`AuditStore::record`](crate::store::AuditStore::record).

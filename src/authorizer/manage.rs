@@ -285,7 +285,7 @@ impl Authorizer {
         asked: Asked,
         action: Option<AuditAction>,
     ) -> Result<Actor, ManageError> {
-        let app = self.app_with(id, Consistency::Fresh).await?;
+        let app = self.app_with(id, Consistency::Fresh).await.map_err(CheckError::from)?;
         let ChangedBy::Principal(principal) = by else {
             return app.map(|_| Actor::Operator).ok_or_else(|| ManageError::UnknownApp(id.clone()));
         };

@@ -35,7 +35,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: AppsCommand) -> Outcome {
         AppsCommand::Show { app } => match ctx.authz.app_record(&AppId(app.clone())).await {
             Ok(Some(record)) => Outcome::json(Exit::Done, &record_json(&record)),
             Ok(None) => Outcome::error(Exit::Denied, "unknown_app", format!("no app `{app}`")),
-            Err(e) => Outcome::json(e.class().into(), &crate::output::error_json(&e)),
+            Err(e) => Outcome::error(e.class().into(), e.kind(), &e),
         },
         AppsCommand::Visibility { app, visibility, github_user } => {
             let by = match changed_by(ctx, github_user.as_deref()).await {
@@ -70,7 +70,7 @@ async fn list(ctx: &Ctx, shown: impl Fn(&AppId) -> bool) -> Outcome {
             let listed: Vec<Value> = records.iter().filter(|r| shown(&r.id)).map(record_json).collect();
             Outcome::json(Exit::Done, &json!({ "apps": listed }))
         }
-        Err(e) => Outcome::json(e.class().into(), &crate::output::error_json(&e)),
+        Err(e) => Outcome::error(e.class().into(), e.kind(), &e),
     }
 }
 

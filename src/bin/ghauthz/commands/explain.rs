@@ -12,7 +12,7 @@ pub(crate) async fn explain(ctx: &Ctx, args: &ExplainArgs) -> Outcome {
     // Every app is read once: the addresses invited anywhere are explained on each app shown.
     let all = match ctx.authz.apps().await {
         Ok(all) => all,
-        Err(e) => return Outcome::json(e.class().into(), &error_json(&e)),
+        Err(e) => return Outcome::error(e.class().into(), e.kind(), &e),
     };
     let apps = match apps_to_explain(&all, args.app.as_deref()) {
         Ok(apps) => apps,
