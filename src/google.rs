@@ -67,20 +67,11 @@ impl<'de> serde::Deserialize<'de> for UniqueObject {
 pub struct GoogleConfig {
     /// Our OAuth client ids: the accepted `aud` values.
     pub(crate) client_ids: Vec<String>,
-    /// Google's JWKS. Default `https://www.googleapis.com/oauth2/v3/certs`.
     pub(crate) jwks_url: String,
-    /// Clock skew allowed on `exp` and `nbf`. Default 60 s.
     pub(crate) leeway: Duration,
-    /// Least time between two refetches caused by an unknown `kid`. Default 60 s.
     pub(crate) refetch_interval: Duration,
-    /// Time allowed for fetching the JWKS. Default 5 s.
     pub(crate) timeout: Duration,
-    /// Accept an address only where Google is authoritative for it: an `@gmail.com` address, or
-    /// one in the token's Workspace domain (`hd`, which Google sets only for its Workspace
-    /// accounts). Off by default, as Streamlit accepts any address Google verified.
     pub(crate) require_authoritative: bool,
-    /// Accept only this Workspace domain's accounts (`hd` equal to it, and the address in it);
-    /// implies [`GoogleConfig::require_authoritative`].
     pub(crate) hosted_domain: Option<String>,
 }
 
@@ -129,35 +120,32 @@ impl GoogleConfig {
         &self.client_ids
     }
 
-    /// Google's JWKS. Default `https://www.googleapis.com/oauth2/v3/certs`.
+    /// As set by [`GoogleConfig::with_jwks_url`].
     pub fn jwks_url(&self) -> &str {
         &self.jwks_url
     }
 
-    /// Clock skew allowed on `exp` and `nbf`. Default 60 s.
+    /// As set by [`GoogleConfig::with_leeway`].
     pub fn leeway(&self) -> Duration {
         self.leeway
     }
 
-    /// Least time between two refetches caused by an unknown `kid`. Default 60 s.
+    /// As set by [`GoogleConfig::with_refetch_interval`].
     pub fn refetch_interval(&self) -> Duration {
         self.refetch_interval
     }
 
-    /// Time allowed for fetching the JWKS. Default 5 s.
+    /// As set by [`GoogleConfig::with_timeout`].
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
 
-    /// Accept an address only where Google is authoritative for it: an `@gmail.com` address, or
-    /// one in the token's Workspace domain (`hd`, which Google sets only for its Workspace
-    /// accounts). Off by default, as Streamlit accepts any address Google verified.
+    /// As set by [`GoogleConfig::with_require_authoritative`].
     pub fn require_authoritative(&self) -> bool {
         self.require_authoritative
     }
 
-    /// Accept only this Workspace domain's accounts (`hd` equal to it, and the address in it);
-    /// implies [`GoogleConfig::require_authoritative`].
+    /// As set by [`GoogleConfig::with_hosted_domain`].
     pub fn hosted_domain(&self) -> Option<&str> {
         self.hosted_domain.as_deref()
     }

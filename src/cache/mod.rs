@@ -50,7 +50,8 @@ pub(crate) use hits::{Hit, InlineFact};
 pub(crate) use records::Records;
 pub(crate) use sessions::Sessions;
 
-/// Lifetimes and bounds of the cache.
+/// Lifetimes and bounds of the cache. Each setting is described once, at its setter (`with_...`,
+/// with its default); the getter of the same name returns it.
 ///
 /// # Staleness
 ///
@@ -70,32 +71,17 @@ pub(crate) use sessions::Sessions;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CacheConfig {
-    /// Lifetime of "has a role". Default 5 minutes.
     pub(crate) role_ttl: Duration,
-    /// Lifetime of "no role". Default 1 minute.
     pub(crate) no_role_ttl: Duration,
-    /// Oldest fact a `deploy` or `delete` may rest on. Default 60 s.
     pub(crate) strict_max_age: Duration,
-    /// Most (user, repository) entries held. Default 200,000.
     pub(crate) capacity: u64,
-    /// How long past its lifetime an entry is kept (real time) so that it can be revalidated
-    /// with a conditional request instead of fetched anew. Default 10 minutes.
     pub(crate) keep_for_revalidation: Duration,
-    /// How long a key is left alone after GitHub failed on it without saying when to come back.
-    /// Default 5 s.
     pub(crate) error_backoff: Duration,
-    /// Longest an app record or a viewer grant read from the store is served, even while the
-    /// change feed says nothing changed. Default 5 minutes.
     pub(crate) record_ttl: Duration,
-    /// Most verified sessions remembered. Default 100,000.
     pub(crate) session_capacity: u64,
-    /// Whether installation and App mode answer from repository rosters. Default on.
     pub(crate) rosters: bool,
-    /// Most pages (of 100) a roster may take before its repository is asked per user. Default 10.
     pub(crate) roster_max_pages: usize,
-    /// Lifetimes of "has a role" and "no role" while webhooks are heard. Default none.
     pub(crate) heard_lifetimes: Option<(Duration, Duration)>,
-    /// How recent a delivery must be for webhooks to count as heard. Default 1 hour.
     pub(crate) heard_within: Duration,
 }
 
@@ -195,65 +181,62 @@ impl CacheConfig {
         self
     }
 
-    /// The lifetimes of "has a role" and "no role" while webhooks are heard, if set.
+    /// As set by [`CacheConfig::with_lifetimes_while_webhooks_heard`].
     pub fn lifetimes_while_webhooks_heard(&self) -> Option<(Duration, Duration)> {
         self.heard_lifetimes
     }
 
-    /// How recent the last delivery must be for webhooks to count as heard.
+    /// As set by [`CacheConfig::with_webhooks_heard_within`].
     pub fn webhooks_heard_within(&self) -> Duration {
         self.heard_within
     }
 
-    /// Whether installation and App mode answer from repository rosters.
+    /// As set by [`CacheConfig::with_rosters`].
     pub fn rosters(&self) -> bool {
         self.rosters
     }
 
-    /// Most pages a roster may take.
+    /// As set by [`CacheConfig::with_roster_max_pages`].
     pub fn roster_max_pages(&self) -> usize {
         self.roster_max_pages
     }
 
-    /// Lifetime of "has a role". Default 5 minutes.
+    /// As set by [`CacheConfig::with_role_ttl`].
     pub fn role_ttl(&self) -> Duration {
         self.role_ttl
     }
 
-    /// Lifetime of "no role". Default 1 minute.
+    /// As set by [`CacheConfig::with_no_role_ttl`].
     pub fn no_role_ttl(&self) -> Duration {
         self.no_role_ttl
     }
 
-    /// Oldest fact a `deploy` or `delete` may rest on. Default 60 s.
+    /// As set by [`CacheConfig::with_strict_max_age`].
     pub fn strict_max_age(&self) -> Duration {
         self.strict_max_age
     }
 
-    /// Most (user, repository) entries held. Default 200,000.
+    /// As set by [`CacheConfig::with_capacity`].
     pub fn capacity(&self) -> u64 {
         self.capacity
     }
 
-    /// How long past its lifetime an entry is kept (real time) so that it can be revalidated
-    /// with a conditional request instead of fetched anew. Default 10 minutes.
+    /// As set by [`CacheConfig::with_keep_for_revalidation`].
     pub fn keep_for_revalidation(&self) -> Duration {
         self.keep_for_revalidation
     }
 
-    /// How long a key is left alone after GitHub failed on it without saying when to come back.
-    /// Default 5 s.
+    /// As set by [`CacheConfig::with_error_backoff`].
     pub fn error_backoff(&self) -> Duration {
         self.error_backoff
     }
 
-    /// Longest an app record or a viewer grant read from the store is served, even while the
-    /// change feed says nothing changed. Default 5 minutes.
+    /// As set by [`CacheConfig::with_record_ttl`].
     pub fn record_ttl(&self) -> Duration {
         self.record_ttl
     }
 
-    /// Most verified sessions remembered. Default 100,000.
+    /// As set by [`CacheConfig::with_session_capacity`].
     pub fn session_capacity(&self) -> u64 {
         self.session_capacity
     }

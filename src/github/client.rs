@@ -58,22 +58,13 @@ pub enum GithubAuth {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct GithubConfig {
-    /// The REST API's base URL. Default `https://api.github.com`.
     pub(crate) api_base: String,
     /// How the client authenticates (an installation token, a GitHub App, or users' own tokens).
     pub(crate) auth: GithubAuth,
-    /// Time allowed for one request, body included. Default 8 s (GitHub gives up at 10 s).
     pub(crate) request_timeout: Duration,
-    /// Retries of a 5xx or a failed connection within one check. Default 1. Rate limits and
-    /// timeouts are not retried within a check; the check fails with `retry_after` instead.
     pub(crate) max_retries: u32,
-    /// Wait before the first retry, doubled for each further one, unless GitHub sent
-    /// `retry-after`. Default 250 ms.
     pub(crate) retry_backoff: Duration,
-    /// Longest wait a check will spend on a retry; a longer `retry-after` fails the check at
-    /// once. Default 1 s.
     pub(crate) max_inline_wait: Duration,
-    /// Most requests in flight at once per token. Default [`DEFAULT_MAX_IN_FLIGHT`].
     pub(crate) max_in_flight: usize,
 }
 
@@ -119,12 +110,12 @@ impl GithubConfig {
         self
     }
 
-    /// Most requests in flight at once per token.
+    /// As set by [`GithubConfig::with_max_in_flight`].
     pub fn max_in_flight(&self) -> usize {
         self.max_in_flight
     }
 
-    /// The REST API's base URL. Default `https://api.github.com`.
+    /// As set by [`GithubConfig::with_api_base`].
     pub fn api_base(&self) -> &str {
         &self.api_base
     }
@@ -134,25 +125,22 @@ impl GithubConfig {
         &self.auth
     }
 
-    /// Time allowed for one request, body included. Default 8 s (GitHub gives up at 10 s).
+    /// As set by [`GithubConfig::with_request_timeout`].
     pub fn request_timeout(&self) -> Duration {
         self.request_timeout
     }
 
-    /// Retries of a 5xx or a failed connection within one check. Default 1. Rate limits and
-    /// timeouts are not retried within a check; the check fails with `retry_after` instead.
+    /// As set by [`GithubConfig::with_max_retries`].
     pub fn max_retries(&self) -> u32 {
         self.max_retries
     }
 
-    /// Wait before the first retry, doubled for each further one, unless GitHub sent
-    /// `retry-after`. Default 250 ms.
+    /// As set by [`GithubConfig::with_retry_backoff`].
     pub fn retry_backoff(&self) -> Duration {
         self.retry_backoff
     }
 
-    /// Longest wait a check will spend on a retry; a longer `retry-after` fails the check at
-    /// once. Default 1 s.
+    /// As set by [`GithubConfig::with_max_inline_wait`].
     pub fn max_inline_wait(&self) -> Duration {
         self.max_inline_wait
     }

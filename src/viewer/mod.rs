@@ -30,9 +30,7 @@ const AUDIENCE: &str = "ghauthz:viewer";
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LinkConfig {
-    /// How long a link works after it is issued. Default 15 minutes.
     pub(crate) ttl: Duration,
-    /// How many links one (app, address) may be issued. Default 5 per 15 minutes.
     pub(crate) issue_limit: IssueLimit,
 }
 
@@ -49,12 +47,12 @@ impl LinkConfig {
         self
     }
 
-    /// How long a link works after it is issued. Default 15 minutes.
+    /// As set by [`LinkConfig::with_ttl`].
     pub fn ttl(&self) -> Duration {
         self.ttl
     }
 
-    /// How many links one (app, address) may be issued. Default 5 per 15 minutes.
+    /// As set by [`LinkConfig::with_issue_limit`].
     pub fn issue_limit(&self) -> IssueLimit {
         self.issue_limit
     }
@@ -73,7 +71,6 @@ impl Default for LinkConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SessionConfig {
-    /// How long a session lasts. Default 1 hour.
     pub(crate) ttl: Duration,
 }
 
@@ -84,7 +81,7 @@ impl SessionConfig {
         self
     }
 
-    /// How long a session lasts. Default 1 hour.
+    /// As set by [`SessionConfig::with_ttl`].
     pub fn ttl(&self) -> Duration {
         self.ttl
     }
