@@ -343,9 +343,10 @@ pub(crate) fn audit_entry(
         Audited::DeployRefused(why) => (AuditAction::Deploy, AuditOutcome::Denied, why.to_owned()),
     };
     let (actor, email) = match (subject, known) {
-        (Subject::Github(user), _) if known || valid_app_id(&id.0) => (Actor::Github(user.id), None),
-        (_, false) => return None,
         (Subject::Github(user), true) => (Actor::Github(user.id), None),
+        // An id no app has: a GitHub user's, if the id could become an app's; nobody else's.
+        (Subject::Github(user), false) if valid_app_id(&id.0) => (Actor::Github(user.id), None),
+        (_, false) => return None,
         // A deploy's refusal belongs to no app whose deletion would clear an address.
         (Subject::Viewer(session), true) if matches!(app, AppSeen::Known(..)) => viewer_on(session, id),
         (Subject::Viewer(_) | Subject::RefusedSession(_), true) => (Actor::Viewer, None),
