@@ -49,7 +49,8 @@ enum Who<'a> {
 }
 
 /// The app a [`CheckRequest`] is about: by id (read from the cache or the store), or given whole
-/// (as [`Authorizer::app`] returned it). Made from `&AppId` or `&App`.
+/// (one the caller holds, or [`AppRecord::app`](crate::store::AppRecord::app) of a record
+/// [`Authorizer::app`] returned). Made from `&AppId` or `&App`.
 #[derive(Debug, Clone, Copy)]
 pub enum AppRef<'a> {
     /// The app with this id; `unknown_app` (a denial) when there is none.
@@ -326,31 +327,8 @@ impl Authorizer {
         }
     }
 
-    /// The app with this id, from the cache or the store; `None` if there is none. What to pass to
-    /// [`Authorizer::check`](crate::Authorizer::check) when the app is needed whole (its coordinates, its visibility).
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError`](crate::store::StoreError) if the store cannot answer, or holds a record
-    /// that is not an app.
-    ///
-    /// ```
-    /// # #[cfg(feature = "world")]
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
-    /// use ghauthz::AppId;
-    /// let dash = authz.app(&AppId("dash".into())).await.unwrap().unwrap();
-    /// assert_eq!(dash.coords().to_string(), "acme/dashboard");
-    /// assert!(authz.app(&AppId("nope".into())).await.unwrap().is_none());
-    /// # }
-    /// # #[cfg(not(feature = "world"))]
-    /// # fn main() {}
-    /// ```
-    pub async fn app(&self, id: &AppId) -> Result<Option<App>, StoreError> {
-        self.app_with(id, Consistency::Cached).await
-    }
-
+    /// The app with this id as checks take it, from memory while it is held, else from the
+    /// store (and remembered).
     pub(super) async fn app_with(&self, id: &AppId, consistency: Consistency) -> Result<Option<App>, StoreError> {
         let inner = &*self.inner;
         if consistency == Consistency::Cached {

@@ -87,29 +87,6 @@ impl Deployment {
 }
 
 impl Authorizer {
-    /// Every app in the store, ordered by id (read from the store each time, for listings).
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError`] if the store cannot answer, or holds a record that is not an app.
-    ///
-    /// ```
-    /// # #[cfg(feature = "world")]
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
-    /// let apps = authz.apps().await.unwrap();
-    /// let ids: Vec<String> = apps.iter().map(|a| a.id().to_string()).collect();
-    /// assert_eq!(ids, ["analytics", "dash", "legacy", "notes", "site"]);
-    /// # }
-    /// # #[cfg(not(feature = "world"))]
-    /// # fn main() {}
-    /// ```
-    pub async fn apps(&self) -> Result<Vec<App>, StoreError> {
-        let records = self.app_records().await?;
-        records.iter().map(|r| r.app().map_err(StoreError::from)).collect()
-    }
-
     /// Deploys an app: `by` must hold `deploy` on the repository at the deployment's coordinates,
     /// judged on a fact no older than the cache's `strict_max_age` (60 s by default), and the app
     /// is recorded with the repository id GitHub reports now (a renamed repository is followed
@@ -325,7 +302,8 @@ impl Authorizer {
     /// [`CheckError`](crate::CheckError) when GitHub or the store cannot answer for some app: a listing is never
     /// answered in part.
     pub async fn apps_for(&self, principal: &Principal, cap: Capability) -> Result<Vec<App>, CheckError> {
-        let apps = self.apps().await?;
+        let apps =
+            self.apps().await?.iter().map(|r| r.app().map_err(StoreError::from)).collect::<Result<Vec<_>, _>>()?;
         let asked = Asked::Capability(cap);
         let mut unsure = Vec::new();
         let mut allowed = Vec::new();
@@ -434,14 +412,16 @@ impl Authorizer {
     }
 
     /// The app's record as the store holds it (coordinates, repository id, branch, main file,
-    /// visibility, deployer), read from the store.
+    /// visibility, deployer), read from the store; [`AppRecord::app`] gives the [`App`] a
+    /// [`CheckRequest`](crate::CheckRequest) takes. A check by id needs neither: it reads the
+    /// app itself, from memory while it is held.
     ///
     /// ```
     /// # #[cfg(feature = "world")]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
     /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
-    /// let dash = authz.app_record(&ghauthz::AppId("dash".into())).await.unwrap().unwrap();
+    /// let dash = authz.app(&ghauthz::AppId("dash".into())).await.unwrap().unwrap();
     /// assert_eq!((dash.branch.as_str(), dash.main_file.as_str()), ("main", "streamlit_app.py"));
     /// # }
     /// # #[cfg(not(feature = "world"))]
@@ -451,19 +431,18 @@ impl Authorizer {
     /// # Errors
     ///
     /// [`StoreError`] when the store fails.
-    pub async fn app_record(&self, id: &AppId) -> Result<Option<AppRecord>, StoreError> {
+    pub async fn app(&self, id: &AppId) -> Result<Option<AppRecord>, StoreError> {
         self.inner.store.app(id).await
     }
 
-    /// Every app's record as the store holds it, ordered by id, in one read (for listings that
-    /// show branches and main files; [`Authorizer::apps`](crate::Authorizer::apps) gives the apps as checks take them).
+    /// Every app's record as the store holds it, ordered by id, in one read (for listings).
     ///
     /// ```
     /// # #[cfg(feature = "world")]
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
     /// # let (world, mock, authz) = ghauthz::world::doctest::acme().await;
-    /// let ids: Vec<String> = authz.app_records().await.unwrap().into_iter().map(|r| r.id.0).collect();
+    /// let ids: Vec<String> = authz.apps().await.unwrap().into_iter().map(|r| r.id.0).collect();
     /// assert_eq!(ids, ["analytics", "dash", "legacy", "notes", "site"]);
     /// # }
     /// # #[cfg(not(feature = "world"))]
@@ -473,7 +452,7 @@ impl Authorizer {
     /// # Errors
     ///
     /// [`StoreError`] when the store fails.
-    pub async fn app_records(&self) -> Result<Vec<AppRecord>, StoreError> {
+    pub async fn apps(&self) -> Result<Vec<AppRecord>, StoreError> {
         self.inner.store.apps().await
     }
 

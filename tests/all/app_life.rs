@@ -187,7 +187,7 @@ async fn deploy_and_delete_checks_are_on_record(store: Arc<dyn Store>) {
     assert_eq!(seen(&entries().await[0]), entry("dash", AuditOutcome::Allowed, "github:5", "deploy: github_role"));
     assert_eq!(entries().await.len(), before + 2, "each check once");
 
-    let dash = v.authz.app(&id("dash")).await.unwrap().unwrap();
+    let dash = v.authz.app(&id("dash")).await.unwrap().unwrap().app().unwrap();
     assert!(!v.authz.check(&CheckRequest::new(&bob, &dash, Capability::Delete)).await.unwrap().is_allowed());
     assert_eq!(seen(&entries().await[0]), entry("dash", AuditOutcome::Denied, "github:2", "delete: github_role"));
     assert!(!v.authz.check(&CheckRequest::new(&bob, &id("nope"), Capability::Delete)).await.unwrap().is_allowed());
@@ -202,7 +202,7 @@ async fn deploy_and_delete_checks_are_on_record(store: Arc<dyn Store>) {
     assert_eq!(seen(e), entry("dash", AuditOutcome::Denied, "viewer", "deploy: no_access"));
     assert_eq!(e.email.as_ref().map(|m| m.as_str()), Some("dana@example.com"), "the viewer's address");
     // Her session on another app: on record there, without her address (it is not that app's).
-    let site = v.authz.app(&id("site")).await.unwrap().unwrap();
+    let site = v.authz.app(&id("site")).await.unwrap().unwrap().app().unwrap();
     let session = v.authz.verify_session(token.expose_secret()).unwrap();
     assert!(
         !v.authz
@@ -316,7 +316,7 @@ suite!(postgres, common::Backend::Postgres);
 #[tokio::test]
 async fn apps_for_lists_what_each_check_allows() {
     let v = common::viewers_on(Arc::new(ghauthz::store::MemoryStore::new())).await;
-    let apps = v.authz.apps().await.unwrap();
+    let apps: Vec<_> = v.authz.apps().await.unwrap().iter().map(|r| r.app().unwrap()).collect();
     for login in ["alice", "bob", "carol", "dave", "erin", "olga", "frank"] {
         let user = Principal::github(v.world.user(login).unwrap());
         for cap in Capability::ALL {
@@ -470,8 +470,10 @@ async fn a_listing_of_a_few_apps_in_a_large_installation_reads_one_page_of_it() 
 async fn a_change_is_judged_on_the_app_as_it_is_now() {
     let store: Arc<dyn Store> = Arc::new(ghauthz::store::MemoryStore::new());
     let v = common::viewers_on(store.clone()).await;
-    let erin = ChangedBy::Principal(Principal::github(v.world.user("erin").unwrap())); // admin on acme/dashboard only
-    assert_eq!(v.authz.app(&id("dash")).await.unwrap().unwrap().repo_id(), RepoId(101), "cached");
+    let erin_user = Principal::github(v.world.user("erin").unwrap()); // admin on acme/dashboard only
+    let held = v.authz.check(&CheckRequest::new(&erin_user, &id("dash"), Capability::View)).await.unwrap();
+    assert!(held.is_allowed(), "the app is held in memory now");
+    let erin = ChangedBy::Principal(erin_user);
     let event = |action| AuditEvent::new(v.clock.now(), &ghauthz::store::Actor::Operator, &id("dash"), action);
     assert!(store.delete_app(&id("dash"), &event(AuditAction::Delete)).await.unwrap());
     let mut elsewhere = store.app(&id("notes")).await.unwrap().unwrap(); // alice/notes

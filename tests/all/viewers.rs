@@ -151,7 +151,7 @@ async fn explain_decides_as_checks_do_and_writes_nothing() {
     use ghauthz::store::{AuditFilter, MemoryStore};
     let store: Arc<dyn ghauthz::store::Store> = Arc::new(MemoryStore::new());
     let v = common::viewers_on(store.clone()).await;
-    let apps = v.authz.apps().await.unwrap();
+    let apps: Vec<_> = v.authz.apps().await.unwrap().iter().map(|r| r.app().unwrap()).collect();
     let before = store.audit(&AuditFilter::new()).await.unwrap().len();
     let viewers = [ghauthz::Email::parse("dana@example.com").unwrap()];
     let rows = ghauthz::world::explain(&v.authz, &apps, &v.world.principals(), &viewers).await;
@@ -172,7 +172,7 @@ async fn a_fresh_request_reads_the_app_anew_and_debug_shows_nothing_personal() {
     use ghauthz::{CheckRequest, Visibility};
     let store: Arc<dyn ghauthz::store::Store> = Arc::new(ghauthz::store::MemoryStore::new());
     let v = common::viewers_on(store).await;
-    let stale = v.authz.app(&dash()).await.unwrap().unwrap(); // private
+    let stale = v.authz.app(&dash()).await.unwrap().unwrap().app().unwrap(); // private
     v.authz.set_visibility(&ChangedBy::Operator, &dash(), Visibility::Public).await.unwrap();
     let anyone = Principal::Anonymous;
     let cached = v.authz.check(&CheckRequest::new(&anyone, &stale, Capability::View)).await.unwrap();

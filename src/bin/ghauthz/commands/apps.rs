@@ -32,7 +32,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: AppsCommand) -> Outcome {
             }
         }
         AppsCommand::List { .. } => list(ctx, |_| true).await,
-        AppsCommand::Show { app } => match ctx.authz.app_record(&AppId(app.clone())).await {
+        AppsCommand::Show { app } => match ctx.authz.app(&AppId(app.clone())).await {
             Ok(Some(record)) => Outcome::json(Exit::Done, &record_json(&record)),
             Ok(None) => Outcome::error(Exit::Denied, "unknown_app", format!("no app `{app}`")),
             Err(e) => Outcome::error(e.class().into(), e.kind(), &e),
@@ -65,7 +65,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: AppsCommand) -> Outcome {
 
 /// `{"apps": [...]}`: the records `shown` keeps, read at once, as `apps show` prints each.
 async fn list(ctx: &Ctx, shown: impl Fn(&AppId) -> bool) -> Outcome {
-    match ctx.authz.app_records().await {
+    match ctx.authz.apps().await {
         Ok(records) => {
             let listed: Vec<Value> = records.iter().filter(|r| shown(&r.id)).map(record_json).collect();
             Outcome::json(Exit::Done, &json!({ "apps": listed }))

@@ -10,7 +10,9 @@ use crate::output::{Exit, Outcome, decision_json, error_json};
 
 pub(crate) async fn explain(ctx: &Ctx, args: &ExplainArgs) -> Outcome {
     // Every app is read once: the addresses invited anywhere are explained on each app shown.
-    let all = match ctx.authz.apps().await {
+    let all = match ctx.authz.apps().await.and_then(|records| {
+        records.iter().map(|r| r.app().map_err(ghauthz::store::StoreError::from)).collect::<Result<Vec<App>, _>>()
+    }) {
         Ok(all) => all,
         Err(e) => return Outcome::error(e.class().into(), e.kind(), &e),
     };
