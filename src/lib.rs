@@ -9,6 +9,8 @@ mod core;
 mod error;
 mod github;
 mod google;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod store;
 mod viewer;
 mod webhook;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use super::Authorizer;
 use crate::cache::{Age, Consistency, Facts as FactCache, PermKey};
 use crate::core::check::{AppSeen, Asked, Audited, Facts, Missing, Seen, Subject, audit_entry, decide};
-use crate::core::decision::{Decision, Source};
-use crate::core::ids::{App, AppId};
+use crate::core::decision::{Decision, Fact, Source};
+use crate::core::ids::{App, AppId, UserId};
 use crate::core::policy::Capability;
 use crate::core::principal::Principal;
 use crate::core::support::SupportWindow;
@@ -46,6 +46,8 @@ enum Who<'a> {
     Principal(&'a Principal),
     /// A viewer's session token: verified by the check (once, then remembered).
     Session(&'a str),
+    /// A GitHub user known by id, and perhaps by the login the caller believes is theirs.
+    GithubId(UserId, Option<&'a str>),
 }
 
 /// The app a [`CheckRequest`] is about: by id (read from the cache or the store), or given whole
@@ -96,6 +98,19 @@ impl<'a> CheckRequest<'a> {
         CheckRequest { who: Who::Session(token), app: app.into(), cap, consistency: Consistency::Cached }
     }
 
+    /// May the GitHub user with this id do `cap` to `app`? For a caller that holds only an id
+    /// (an AuthZEN subject): the account's login is learnt from GitHub
+    /// (`GET /user/{account_id}`, remembered as long as a role is), and `login`, if given, must
+    /// be that account's (compared without regard to case), or the decision is a denial
+    /// (`no_access`, `login_mismatch`). An id no user has holds no role (`no_access`,
+    /// `no_role`). Answered by [`Authorizer::check`]; [`Authorizer::check_cached`] answers
+    /// `None`. In user-token mode, where checks carry each user's own token, build a
+    /// [`Principal`] instead.
+    #[inline]
+    pub fn github_id(id: UserId, login: Option<&'a str>, app: impl Into<AppRef<'a>>, cap: Capability) -> Self {
+        CheckRequest { who: Who::GithubId(id, login), app: app.into(), cap, consistency: Consistency::Cached }
+    }
+
     /// The same request, resting on nothing cached ([`Consistency::Fresh`]): the app and any
     /// grant read from the store, a session verified in full, GitHub's fact revalidated (a
     /// conditional request, which spends no rate limit when nothing changed).
@@ -125,11 +140,12 @@ impl<'a> CheckRequest<'a> {
         self.app
     }
 
-    /// The principal asking; `None` for a session token (which names nobody until verified).
+    /// The principal asking; `None` for a session token (which names nobody until verified)
+    /// and for a GitHub id (whose account is looked up by the check).
     pub fn principal(&self) -> Option<&'a Principal> {
         match self.who {
             Who::Principal(p) => Some(p),
-            Who::Session(_) => None,
+            Who::Session(_) | Who::GithubId(..) => None,
         }
     }
 }
@@ -143,6 +159,7 @@ impl fmt::Debug for CheckRequest<'_> {
             Who::Principal(Principal::Viewer(_)) => "viewer".to_owned(),
             Who::Principal(p) => p.label(),
             Who::Session(_) => "session token (redacted)".to_owned(),
+            Who::GithubId(id, _) => format!("github:{}", id.0),
         };
         f.debug_struct("CheckRequest")
             .field("who", &who)
@@ -211,6 +228,9 @@ impl Authorizer {
     /// # fn main() {}
     /// ```
     pub async fn check(&self, request: &CheckRequest<'_>) -> Result<Decision, CheckError> {
+        if let Who::GithubId(id, login) = request.who {
+            return Box::pin(self.check_github_id(id, login, request)).await;
+        }
         if request.consistency == Consistency::Cached {
             if let Some(decision) = self.check_cached(request) {
                 return Ok(decision);
@@ -270,7 +290,39 @@ impl Authorizer {
                     .flatten()
             }
             (Who::Session(token), app) => self.session_in_memory(token, app.id(), asked, now),
+            (Who::GithubId(..), _) => None,
         }
+    }
+
+    /// A check by GitHub id: the account looked up, then the check of that user; a login that
+    /// names another account, or an id no user has, decided on that fact.
+    async fn check_github_id(
+        &self,
+        id: UserId,
+        login: Option<&str>,
+        request: &CheckRequest<'_>,
+    ) -> Result<Decision, CheckError> {
+        let age = match request.consistency {
+            Consistency::Fresh => Age::Fresh,
+            Consistency::Cached => Age::Ordinary,
+        };
+        let (account, source, age_ms) = self.inner.cache.facts.account(id, age).await?;
+        let fact = match &account {
+            Some(user) if login.is_none_or(|l| l.eq_ignore_ascii_case(&user.login)) => {
+                let principal = Principal::github(user.clone());
+                return self.check(&CheckRequest { who: Who::Principal(&principal), ..*request }).await;
+            }
+            Some(_) => Fact::LoginMismatch,
+            None => Fact::Role(None),
+        };
+        let user = crate::core::ids::GithubUser::new(id, login.unwrap_or_default());
+        let found = self.app_with(request.app.id(), request.consistency).await?;
+        let seen = match &found {
+            Some(app) => AppSeen::Known(app.id(), app.view()),
+            None => AppSeen::Unknown(request.app.id()),
+        };
+        let facts = Facts::of(seen).with_github(Seen { value: &fact, source, age_ms });
+        self.recorded(Subject::Github(&user), &facts, Asked::Capability(request.cap)).await
     }
 
     /// A viewer's session check from memory: the token verified before, the app and the grant
@@ -297,6 +349,7 @@ impl Authorizer {
         let asked = Asked::Capability(cap);
         let principal = match who {
             Who::Principal(principal) => std::borrow::Cow::Borrowed(principal),
+            Who::GithubId(id, login) => return Box::pin(self.check_github_id(id, login, request)).await,
             Who::Session(token) => match self.verify_session_with(token, consistency) {
                 Ok(session) => std::borrow::Cow::Owned(Principal::Viewer(session)),
                 Err(error) => {

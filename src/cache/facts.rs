@@ -24,7 +24,7 @@ use super::{
 };
 use crate::core::check::Seen;
 use crate::core::decision::{Fact, Source};
-use crate::core::ids::{App, AppView, GithubUser, OwnerId, RepoCoords, RepoId};
+use crate::core::ids::{App, AppView, GithubUser, OwnerId, RepoCoords, RepoId, UserId};
 use crate::core::invalidation::Invalidation;
 use crate::core::policy::Role;
 use crate::core::secret::GithubToken;
@@ -43,6 +43,8 @@ pub(crate) struct Facts {
     repos: moka::future::Cache<RepoCoords, Arc<RepoEntry>>,
     /// Rosters by repository (installation and App mode, with `cfg.rosters`).
     rosters: moka::future::Cache<RepoId, Arc<RosterEntry>>,
+    /// GitHub accounts by id (`GET /user/{account_id}`), for a caller that holds only an id.
+    accounts: moka::future::Cache<UserId, Arc<AccountEntry>>,
     /// The lowest role the policy grants anything to: what a roster lists.
     least: Role,
     front: Arc<FactMap>,
@@ -64,6 +66,13 @@ pub(crate) struct Facts {
     heard_since: AtomicU64,
     /// Orders `webhook_heard` and `webhooks_unheard`.
     heard_lock: parking_lot::Mutex<()>,
+}
+
+/// A GitHub account as `GET /user/{account_id}` answered, and when.
+#[derive(Debug)]
+pub(crate) struct AccountEntry {
+    user: Option<GithubUser>,
+    fetched_at: Timestamp,
 }
 
 /// `cfg.max_age` in whole milliseconds, rounded up, by [`Age`] and by whether the fact is
@@ -111,6 +120,11 @@ impl Facts {
             .time_to_live(keep)
             .support_invalidation_closures()
             .build();
+        let accounts = moka::future::Cache::builder()
+            .max_capacity((cfg.capacity / 4).max(1024))
+            .time_to_live(keep)
+            .support_invalidation_closures()
+            .build();
         let backoff = moka::sync::Cache::builder()
             .max_capacity(cfg.capacity.max(1024))
             .time_to_live(Duration::from_secs(3600))
@@ -121,6 +135,7 @@ impl Facts {
             perms,
             repos,
             rosters,
+            accounts,
             least,
             front,
             epochs: Epochs::default(),
@@ -148,6 +163,11 @@ impl Facts {
     /// The shared credentials' budget, as GitHub's last answer said it.
     pub(crate) fn github_budget(&self) -> Option<crate::github::GithubBudget> {
         self.github.budget()
+    }
+
+    /// Whether GitHub's last answer to the shared credentials refused them.
+    pub(crate) fn github_credentials_refused(&self) -> bool {
+        self.github.credentials_refused()
     }
 
     /// A user token's own budget, as GitHub's last answer to it said.
@@ -216,6 +236,13 @@ impl Facts {
         // make the next fetch a conditional request. An invalidation that names a user makes
         // every roster it may touch (all of an organization's, for a `membership` delivery)
         // unusable, and most of them have not changed: their revalidations are free 304s.
+        match inv {
+            Invalidation::All => self.accounts.invalidate_all(),
+            Invalidation::User(id) | Invalidation::UserOnRepo(id, _) | Invalidation::UserInOwner(id, _) => {
+                let _ = self.accounts.invalidate_entries_if(move |k, _| *k == id);
+            }
+            Invalidation::Repo(_) | Invalidation::Owner(_) => {}
+        }
         if inv == Invalidation::All {
             self.perms.invalidate_all();
             self.repos.invalidate_all();
@@ -546,6 +573,34 @@ impl Facts {
     /// The GitHub user with `login` now (asked each time: logins are renamed and reused).
     pub(crate) async fn user(&self, login: &str) -> Result<Option<GithubUser>, CheckError> {
         Ok(self.github.user(login).await?)
+    }
+
+    /// The GitHub account with this id and its login now (`None`: no user has it), with where
+    /// it came from and its age: from memory while it is younger than the role lifetime (the
+    /// no-role lifetime for none), unless `age` is fresh; otherwise asked of GitHub, one request
+    /// for concurrent askers.
+    pub(crate) async fn account(&self, id: UserId, age: Age) -> Result<(Option<GithubUser>, Source, u64), CheckError> {
+        let now = self.clock.now();
+        if age != Age::Fresh {
+            if let Some(entry) = self.accounts.get(&id).await {
+                let since = now.millis_since(entry.fetched_at);
+                if since < self.max_age_ms(entry.user.is_some(), Age::Ordinary, now, entry.fetched_at) {
+                    return Ok((entry.user.clone(), Source::Cache, since));
+                }
+            }
+        }
+        self.accounts.invalidate(&id).await;
+        let github = self.github.clone();
+        let clock = self.clock.clone();
+        let entry = self
+            .accounts
+            .try_get_with(id, async move {
+                let user = github.account(id).await?;
+                Ok::<_, crate::github::GithubError>(Arc::new(AccountEntry { user, fetched_at: clock.now() }))
+            })
+            .await
+            .map_err(|e| CheckError::Github((*e).clone()))?;
+        Ok((entry.user.clone(), Source::Github, 0))
     }
 
     /// The id of the repository at `coords` now, a rename followed; `None` if GitHub has none

@@ -333,6 +333,10 @@ pub struct CacheStats {
     /// `None` before the first answer, and in user-token mode, where each user spends their own
     /// ([`Authorizer::github_budget_for`](crate::Authorizer::github_budget_for)).
     pub github_budget: Option<crate::github::GithubBudget>,
+    /// GitHub's last answer to the shared credentials (installation or App mode) was a 401:
+    /// they are refused, and every check that must ask GitHub fails until an answer says
+    /// otherwise.
+    pub github_credentials_refused: bool,
 }
 
 /// Key of the permission cache: (GitHub user id, repository id), never a joined string.

@@ -220,6 +220,8 @@ pub(crate) struct OctocrabGithub {
     user_in_flight: moka::sync::Cache<[u8; 32], Arc<tokio::sync::Semaphore>>,
     /// The shared credentials' budget, as GitHub's last answer said it.
     budget: Mutex<Option<GithubBudget>>,
+    /// GitHub's last answer to the shared credentials was a 401 (cleared by any other answer).
+    credentials_refused: std::sync::atomic::AtomicBool,
     /// Each user token's budget, by a hash of the token (user-token mode).
     user_budgets: moka::sync::Cache<[u8; 32], GithubBudget>,
     /// Held while an App's installation token is looked at, and renewed if it must be.
@@ -281,6 +283,7 @@ impl OctocrabGithub {
             in_flight,
             user_in_flight,
             budget: Mutex::new(None),
+            credentials_refused: std::sync::atomic::AtomicBool::new(false),
             user_budgets: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_idle(Duration::from_secs(3600))
@@ -364,10 +367,20 @@ impl OctocrabGithub {
         self.gate_check()?;
         let mut attempt = 0u32;
         loop {
+            let shared = self.shared_credentials();
             let err = match self.send_once(sender, path, etag).await {
-                Ok(answer) => return Ok(answer),
+                Ok(answer) => {
+                    if shared {
+                        self.credentials_refused.store(false, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    return Ok(answer);
+                }
                 Err(e) => e,
             };
+            if shared {
+                let refused = matches!(err, GithubError::Credentials { status: 401, .. });
+                self.credentials_refused.store(refused, std::sync::atomic::Ordering::Relaxed);
+            }
             let GithubError::Unavailable { cause, retry_after } = &err else { return Err(err) };
             if matches!(cause, UnavailableCause::RateLimited | UnavailableCause::SecondaryRateLimit)
                 && self.shared_credentials()
@@ -578,6 +591,10 @@ impl GithubApi for OctocrabGithub {
         *self.budget.lock()
     }
 
+    fn credentials_refused(&self) -> bool {
+        self.credentials_refused.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn user_budget(&self, token: &GithubToken) -> Option<GithubBudget> {
         self.user_budgets.get(&token_key(token))
     }
@@ -717,6 +734,28 @@ impl GithubApi for OctocrabGithub {
             Answer::NotModified | Answer::Moved { .. } => {
                 Err(GithubError::Protocol { route: path, detail: "unexpected status".into() })
             }
+        }
+    }
+
+    async fn account(&self, id: UserId) -> Result<Option<GithubUser>, GithubError> {
+        let sender = self.sender(None)?;
+        let path = format!("/user/{}", id.0);
+        match self.get(&sender, &path, None).await? {
+            Answer::Ok { body, .. } => {
+                let user: WireUser = decode(&path, &body)?;
+                if user.id != id.0 {
+                    return Err(GithubError::Protocol {
+                        route: "GET /user/{account_id}".into(),
+                        detail: "another id answered".into(),
+                    });
+                }
+                Ok((user.kind != "Organization").then(|| GithubUser::new(UserId(user.id), &user.login)))
+            }
+            Answer::NotFound => Ok(None),
+            Answer::NotModified | Answer::Moved { .. } => Err(GithubError::Protocol {
+                route: "GET /user/{account_id}".into(),
+                detail: "unexpected status".into(),
+            }),
         }
     }
 

@@ -226,6 +226,10 @@ pub(crate) trait GithubApi: Send + Sync + std::fmt::Debug {
     /// organization, or a string that is not a login.
     async fn user(&self, login: &str) -> Result<Option<GithubUser>, GithubError>;
 
+    /// `GET /user/{account_id}`: the user with this id and their login now; `None` for 404 or
+    /// an organization.
+    async fn account(&self, id: UserId) -> Result<Option<GithubUser>, GithubError>;
+
     /// Whether checks must carry the user's own token (user-token mode).
     fn user_token_mode(&self) -> bool;
 
@@ -233,6 +237,11 @@ pub(crate) trait GithubApi: Send + Sync + std::fmt::Debug {
     /// user-token mode, where each user's budget is their own).
     fn budget(&self) -> Option<GithubBudget> {
         None
+    }
+
+    /// Whether GitHub's last answer to the shared credentials refused them (401).
+    fn credentials_refused(&self) -> bool {
+        false
     }
 
     /// A user token's own budget, as GitHub's last answer to it said (user-token mode; none

@@ -17,6 +17,7 @@ mod faults;
 mod fuzz;
 mod github_roles;
 mod google;
+mod http_service;
 mod links;
 mod mock_github;
 mod replicas;

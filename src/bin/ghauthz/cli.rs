@@ -111,6 +111,27 @@ pub(crate) enum Command {
     Accounts(AccountsCommand),
     /// Verify and apply one GitHub webhook delivery (its body on standard input).
     Webhook(WebhookArgs),
+    /// Serve the HTTP surface: AuthZEN 1.0 decisions, GitHub's webhooks, health.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The address to listen on (port 0: any free port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub(crate) listen: std::net::SocketAddr,
+    /// The callers' keys: `SCOPE KEY` a line (scope `evaluate`, `search` or `all`), in a file
+    /// its owner alone may read; read again on SIGHUP. Required in live mode.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) api_keys: Option<PathBuf>,
+    /// The identifier published as `policy_decision_point` (default: the listen URL).
+    #[arg(long, value_name = "URL")]
+    pub(crate) public_url: Option<String>,
+    /// A file holding GitHub's webhook secret (as for `webhook`; given twice during a rotation).
+    /// Without one (and without `GHAUTHZ_WEBHOOK_SECRET`), `/webhooks/github` refuses every
+    /// delivery.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) webhook_secret_file: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -8,7 +8,6 @@ use anyhow::Context as _;
 
 use ghauthz::{Policy, Timestamp, WebhookSecret};
 
-use crate::cli::WebhookArgs;
 use crate::output::{Exit, Outcome};
 
 /// The most read of a policy file (64 KiB) and of a secret file (4 KiB).
@@ -81,7 +80,8 @@ pub(crate) fn parse_now(s: &str) -> Result<Timestamp, String> {
 
 /// The webhook's secret and, during a rotation, its previous one: from `--webhook-secret-file`
 /// (once or twice) or `GHAUTHZ_WEBHOOK_SECRET` and `GHAUTHZ_WEBHOOK_SECRET_PREVIOUS`.
-pub(crate) fn webhook_secret(args: &WebhookArgs) -> Result<(WebhookSecret, Option<WebhookSecret>), Outcome> {
+/// `None` when neither is given.
+pub(crate) fn webhook_secret(files: &[PathBuf]) -> Result<Option<(WebhookSecret, Option<WebhookSecret>)>, Outcome> {
     let usage = |m: String| Outcome::error(Exit::Usage, "usage", m);
     // `from` names where the secret came from, never what it holds.
     let secret = |text: String, from: &str| {
@@ -98,15 +98,13 @@ pub(crate) fn webhook_secret(args: &WebhookArgs) -> Result<(WebhookSecret, Optio
         Err(std::env::VarError::NotPresent) => Ok(None),
         Err(std::env::VarError::NotUnicode(_)) => Err(usage(format!("`{name}` is not UTF-8"))),
     };
-    match args.webhook_secret_file.as_slice() {
-        [] => {
-            let current = var("GHAUTHZ_WEBHOOK_SECRET")?.ok_or_else(|| {
-                usage("no webhook secret: pass `--webhook-secret-file` or set `GHAUTHZ_WEBHOOK_SECRET`".into())
-            })?;
-            Ok((current, var("GHAUTHZ_WEBHOOK_SECRET_PREVIOUS")?))
-        }
-        [current] => Ok((file(current)?, None)),
-        [current, previous] => Ok((file(current)?, Some(file(previous)?))),
+    match files {
+        [] => match var("GHAUTHZ_WEBHOOK_SECRET")? {
+            Some(current) => Ok(Some((current, var("GHAUTHZ_WEBHOOK_SECRET_PREVIOUS")?))),
+            None => Ok(None),
+        },
+        [current] => Ok(Some((file(current)?, None))),
+        [current, previous] => Ok(Some((file(current)?, Some(file(previous)?)))),
         _ => Err(usage("`--webhook-secret-file` at most twice: the current secret, then the previous one".into())),
     }
 }

@@ -7,6 +7,7 @@ use ghauthz::world::{MockGithub, World};
 use ghauthz::{Clock, ManualClock, SystemClock};
 use serde_json::json;
 
+use super::stopped;
 use crate::cli::{Global, MockGithubArgs};
 use crate::input::parse_now;
 use crate::output::{Exit, Outcome, Stream, say};
@@ -51,20 +52,4 @@ pub(crate) async fn run(g: &Global, args: &MockGithubArgs) -> Outcome {
     }
     drop(mock);
     Outcome::text(Exit::Done, String::new()).saying("mock GitHub stopped".to_owned())
-}
-
-/// Until SIGINT or (on Unix) SIGTERM.
-async fn stopped() -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r,
-            _ = term.recv() => Ok(()),
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await
-    }
 }

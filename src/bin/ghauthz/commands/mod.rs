@@ -8,6 +8,7 @@ mod explain;
 mod google;
 mod link;
 mod mock_github;
+mod serve;
 mod support;
 mod test;
 mod viewers;
@@ -19,7 +20,7 @@ use crate::input::webhook_secret;
 use crate::output::Outcome;
 
 /// Runs the command: only what it needs is read (the keys file only by commands that sign or
-/// verify viewer sessions, the webhook secret only by `webhook`).
+/// verify viewer sessions, the webhook secret only by `webhook` and `serve`).
 pub(crate) async fn run(cli: Cli) -> Outcome {
     // The mock serves a world; it needs no authorizer, store or keys.
     if let Command::MockGithub(args) = &cli.command {
@@ -30,13 +31,25 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         return test::run(&cli.global, args).await;
     }
     let needs_keys = match &cli.command {
-        Command::Link(_) | Command::Google(_) => true,
+        Command::Link(_) | Command::Google(_) | Command::Serve(_) => true,
         Command::Check(args) => args.viewer_session.is_some() || args.google_id_token.is_some(),
         _ => false,
     };
     let webhook_secret = match &cli.command {
-        Command::Webhook(args) => match webhook_secret(args) {
-            Ok(secret) => Some(secret),
+        Command::Webhook(args) => match webhook_secret(&args.webhook_secret_file) {
+            Ok(Some(secret)) => Some(secret),
+            Ok(None) => {
+                return Outcome::error(
+                    crate::output::Exit::Usage,
+                    "usage",
+                    "no webhook secret: pass `--webhook-secret-file` or set `GHAUTHZ_WEBHOOK_SECRET`",
+                );
+            }
+            Err(e) => return e,
+        },
+        // Optional for `serve`: without one, its webhook route refuses every delivery.
+        Command::Serve(args) => match webhook_secret(&args.webhook_secret_file) {
+            Ok(secret) => secret,
             Err(e) => return e,
         },
         _ => None,
@@ -71,7 +84,24 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         Command::Test(args) => test::run(&cli.global, &args).await,
         Command::Accounts(cmd) => accounts::run(&ctx, cmd).await,
         Command::Webhook(args) => webhook::webhook(&ctx, &args).await,
+        Command::Serve(args) => serve::run(&ctx, &args).await,
     };
     ctx.close().await;
     outcome
+}
+
+/// Until SIGINT or (on Unix) SIGTERM.
+pub(super) async fn stopped() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
 }

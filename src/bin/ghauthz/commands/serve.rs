@@ -1,0 +1,104 @@
+//! `ghauthz serve`: the HTTP surface (spec/http.md) until SIGINT or SIGTERM.
+
+use std::time::Duration;
+
+use ghauthz::http::{ApiKeys, Service};
+use serde_json::json;
+
+use super::stopped;
+use crate::cli::ServeArgs;
+use crate::context::Ctx;
+use crate::output::{Exit, Outcome, Stream, say};
+
+/// How long requests in flight may take to finish once a stop is asked for.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Serves until SIGINT or SIGTERM: prints `{"listening", "api_key"?}` on its first line once
+/// listening; then stops accepting, lets what is in flight finish (at most [`DRAIN`]) and exits 0.
+pub(crate) async fn run(ctx: &Ctx, args: &ServeArgs) -> Outcome {
+    let (keys, made) = match (&args.api_keys, ctx.world.is_some()) {
+        (Some(path), _) => match ApiKeys::load(path) {
+            Ok(keys) => (keys, None),
+            Err(e) => return Outcome::error(e.class().into(), e.kind(), format!("`--api-keys`: {e}")),
+        },
+        (None, true) => match ApiKeys::generate() {
+            Ok((keys, key)) => (keys, Some(key)),
+            Err(e) => return Outcome::error(e.class().into(), e.kind(), &e),
+        },
+        (None, false) => {
+            return Outcome::error(Exit::Usage, "usage", "live mode needs `--api-keys FILE`: nobody could call it");
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            return Outcome::error(Exit::Unavailable, "listen", format!("cannot listen on {}: {e}", args.listen));
+        }
+    };
+    let listening = match listener.local_addr() {
+        Ok(addr) => format!("http://{addr}"),
+        Err(e) => return Outcome::error(Exit::Unavailable, "listen", format!("cannot listen: {e}")),
+    };
+    let public = match args.public_url.as_deref().unwrap_or(&listening).parse::<url::Url>() {
+        Ok(url) if matches!(url.scheme(), "https" | "http") && url.host().is_some() => url,
+        // The value is not repeated.
+        _ => return Outcome::error(Exit::Usage, "usage", "`--public-url`: expected an http:// or https:// URL"),
+    };
+    let service = Service::new(ctx.authz.clone(), keys, public);
+    let mut first = json!({"listening": listening});
+    if let Some(key) = made {
+        first["api_key"] = json!(key);
+    }
+    say(Stream::Out, &format!("{first}\n"));
+    // The one JSON object is out: what follows goes to stderr only.
+    #[cfg(unix)]
+    let _rotation = args.api_keys.clone().map(|path| reload_on_hangup(service.clone(), path));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = axum::serve(listener, service.router()).with_graceful_shutdown({
+        let stop = stop.clone();
+        async move { stop.cancelled().await }
+    });
+    let mut server = std::pin::pin!(server.into_future());
+    let outcome = tokio::select! {
+        r = &mut server => r,
+        r = stopped() => {
+            if let Err(e) = r {
+                return Outcome::text(Exit::Unavailable, String::new()).saying(format!("cannot wait for a signal: {e}"));
+            }
+            stop.cancel();
+            match tokio::time::timeout(DRAIN, &mut server).await {
+                Ok(r) => r,
+                Err(_) => {
+                    say(Stream::Err, "requests still in flight after 10 s were dropped\n");
+                    Ok(())
+                }
+            }
+        }
+    };
+    match outcome {
+        Ok(()) => Outcome::text(Exit::Done, String::new()).saying("stopped".to_owned()),
+        Err(e) => Outcome::text(Exit::Unavailable, String::new()).saying(format!("the server failed: {e}")),
+    }
+}
+
+/// Reads the keys file again on each SIGHUP: the new keys replace the old at once; a file that
+/// cannot be taken leaves the old keys in place, and says why on stderr.
+#[cfg(unix)]
+fn reload_on_hangup(service: Service, path: std::path::PathBuf) -> tokio_util::task::AbortOnDropHandle<()> {
+    tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
+        let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            say(Stream::Err, "cannot listen for SIGHUP: the keys will not be read again\n");
+            return;
+        };
+        while hangup.recv().await.is_some() {
+            match ApiKeys::load(&path) {
+                Ok(keys) => {
+                    let n = keys.len();
+                    service.set_keys(keys);
+                    say(Stream::Err, &format!("keys read again: {n} held\n"));
+                }
+                Err(e) => say(Stream::Err, &format!("keys not replaced: {e}\n")),
+            }
+        }
+    }))
+}
