@@ -22,6 +22,7 @@ mod links;
 mod mock_github;
 mod replicas;
 mod rosters;
+mod serve_cli;
 mod store_model;
 mod store_suite;
 mod support;

@@ -30,6 +30,11 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
     if let Command::Test(args) = &cli.command {
         return test::run(&cli.global, args).await;
     }
+    if let Command::Serve(args) = &cli.command {
+        if args.api_keys.is_none() && cli.global.world.is_none() {
+            return serve::live_without_keys();
+        }
+    }
     let needs_keys = match &cli.command {
         Command::Link(_) | Command::Google(_) | Command::Serve(_) => true,
         Command::Check(args) => args.viewer_session.is_some() || args.google_id_token.is_some(),

@@ -25,9 +25,7 @@ pub(crate) async fn run(ctx: &Ctx, args: &ServeArgs) -> Outcome {
             Ok((keys, key)) => (keys, Some(key)),
             Err(e) => return Outcome::error(e.class().into(), e.kind(), &e),
         },
-        (None, false) => {
-            return Outcome::error(Exit::Usage, "usage", "live mode needs `--api-keys FILE`: nobody could call it");
-        }
+        (None, false) => return live_without_keys(),
     };
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
@@ -79,6 +77,11 @@ pub(crate) async fn run(ctx: &Ctx, args: &ServeArgs) -> Outcome {
         Ok(()) => Outcome::text(Exit::Done, String::new()).saying("stopped".to_owned()),
         Err(e) => Outcome::text(Exit::Unavailable, String::new()).saying(format!("the server failed: {e}")),
     }
+}
+
+/// Live mode without `--api-keys` would let nobody call it: refused, before anything is set up.
+pub(super) fn live_without_keys() -> Outcome {
+    Outcome::error(Exit::Usage, "usage", "live mode needs `--api-keys FILE`: nobody could call it")
 }
 
 /// Reads the keys file again on each SIGHUP: the new keys replace the old at once; a file that

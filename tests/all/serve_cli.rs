@@ -1,0 +1,227 @@
+//! `ghauthz serve` as a process: its first line, its keys file (permissions, rotation on
+//! SIGHUP), its stop on SIGTERM, and the AuthZEN decision files replayed against it over HTTP.
+#![cfg(feature = "cli")]
+
+use std::io::{BufRead as _, Read as _, Write as _};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::common;
+
+const KEY: &str = "first-key-0123456789abcdef0123456789abcdef";
+const NEW_KEY: &str = "second-key-0123456789abcdef0123456789abcde";
+
+/// `ghauthz serve` in a process of its own; killed when dropped if still running.
+struct Serve {
+    child: Child,
+    first: Value,
+    url: String,
+}
+
+impl Serve {
+    /// `ghauthz GLOBAL... serve --listen 127.0.0.1:0 OWN...`.
+    fn start(global: &[&str], own: &[&str]) -> Result<Serve, (i32, String)> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ghauthz"))
+            .args(global)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(own)
+            .env_remove("GHAUTHZ_WEBHOOK_SECRET")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let first: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        if first.get("listening").is_none() {
+            // A refusal: its JSON on stdout, as every command's; its message on stderr too.
+            let status = child.wait().unwrap();
+            let mut said = String::new();
+            child.stderr.take().unwrap().read_to_string(&mut said).unwrap();
+            return Err((status.code().unwrap_or(-1), format!("{line}{said}")));
+        }
+        let url = first["listening"].as_str().unwrap().to_owned();
+        Ok(Serve { child, first, url })
+    }
+
+    /// One POST on a connection of its own: the status and the body as JSON.
+    fn post(&self, path: &str, key: &str, body: &Value) -> (u16, Value) {
+        let host = self.url.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(host).unwrap();
+        let body = body.to_string();
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        let status = answer[9..12].parse().unwrap();
+        let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+
+    fn signal(&self, name: &str) {
+        assert!(
+            Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status().unwrap().success()
+        );
+    }
+
+    /// Sends SIGTERM and waits: the exit code and what was said on stderr.
+    fn stop(self) -> (Option<i32>, String) {
+        self.signal("TERM");
+        self.exited()
+    }
+
+    /// Waits for the process to exit: its code and what it said on stderr.
+    fn exited(mut self) -> (Option<i32>, String) {
+        let status = self.child.wait().unwrap();
+        let mut said = String::new();
+        self.child.stderr.take().unwrap().read_to_string(&mut said).unwrap();
+        (status.code(), said)
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn world(name: &str) -> String {
+    common::fixture_path(&format!("worlds/{name}")).display().to_string()
+}
+
+fn keys_file(dir: &std::path::Path, text: &str, mode: u32) -> String {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = dir.join("keys");
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path.display().to_string()
+}
+
+fn carol_edits_dash() -> Value {
+    json!({"subject": {"type": "github_user", "id": "3"}, "action": {"name": "edit"}, "resource": {"type": "app", "id": "dash"}})
+}
+
+/// World mode without keys: one key made for this run, on the first line; SIGTERM stops it,
+/// exit 0, nothing more on stdout.
+#[test]
+fn serve_prints_its_address_and_key_then_stops_on_sigterm() {
+    let serve = Serve::start(&["--world", &world("acme.toml")], &[]).unwrap();
+    let key = serve.first["api_key"].as_str().unwrap().to_owned();
+    assert_eq!(serve.first.as_object().unwrap().len(), 2, "{}", serve.first);
+    let (status, answer) = serve.post("/access/v1/evaluation", &key, &carol_edits_dash());
+    assert_eq!((status, answer["decision"].clone()), (200, json!(true)));
+    assert_eq!(serve.post("/access/v1/evaluation", KEY, &carol_edits_dash()).0, 401);
+    let (code, said) = serve.stop();
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.ends_with("ghauthz: stopped\n"), "{said}");
+}
+
+/// A request in flight when SIGTERM arrives is answered before the process exits; new
+/// connections are refused from then on.
+#[test]
+fn serve_drains_what_is_in_flight_on_sigterm() {
+    let serve = Serve::start(&["--world", &world("acme.toml")], &[]).unwrap();
+    let key = serve.first["api_key"].as_str().unwrap().to_owned();
+    let host = serve.url.trim_start_matches("http://").to_owned();
+    let body = carol_edits_dash().to_string();
+    let (head, tail) = body.split_at(body.len() / 2);
+    let mut s = std::net::TcpStream::connect(&host).unwrap();
+    write!(
+        s,
+        "POST /access/v1/evaluation HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{head}",
+        body.len()
+    )
+    .unwrap();
+    s.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    serve.signal("TERM");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(std::net::TcpStream::connect(&host).is_err(), "no new connection once stopping");
+    s.write_all(tail.as_bytes()).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"decision\":true"), "{answer}");
+    let (code, _) = serve.exited();
+    assert_eq!(code, Some(0));
+}
+
+/// The keys file: readable by its owner alone, read again on SIGHUP (the old key is refused
+/// from then on; a file that cannot be taken leaves the keys as they were).
+#[test]
+fn serve_takes_keys_from_an_owner_only_file_and_rotates_them_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = keys_file(dir.path(), &format!("# ops\nevaluate {KEY}\n"), 0o644);
+    let (code, said) = Serve::start(&["--world", &world("acme.toml")], &["--api-keys", &path]).err().unwrap();
+    assert_eq!(code, 1, "{said}");
+    assert!(said.contains("owner") && !said.contains(KEY), "{said}");
+
+    let path = keys_file(dir.path(), &format!("# ops\nevaluate {KEY}\n"), 0o600);
+    let serve = Serve::start(&["--world", &world("acme.toml")], &["--api-keys", &path]).unwrap();
+    assert!(serve.first.get("api_key").is_none(), "no key made when a file gives them");
+    assert_eq!(serve.post("/access/v1/evaluation", KEY, &carol_edits_dash()).0, 200);
+    assert_eq!(serve.post("/access/v1/evaluation", NEW_KEY, &carol_edits_dash()).0, 401);
+
+    keys_file(dir.path(), &format!("evaluate {NEW_KEY}\n"), 0o600);
+    serve.signal("HUP");
+    let rotated = (0..200).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(25));
+        serve.post("/access/v1/evaluation", NEW_KEY, &carol_edits_dash()).0 == 200
+    });
+    assert!(rotated, "the new key is taken after SIGHUP");
+    assert_eq!(serve.post("/access/v1/evaluation", KEY, &carol_edits_dash()).0, 401, "the old key is gone");
+
+    keys_file(dir.path(), "evaluate short\n", 0o600);
+    serve.signal("HUP");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(serve.post("/access/v1/evaluation", NEW_KEY, &carol_edits_dash()).0, 200, "a bad file changes nothing");
+    let (code, said) = serve.stop();
+    assert_eq!(code, Some(0));
+    assert!(said.contains("keys not replaced: keys file line 1") && !said.contains("short"), "{said}");
+}
+
+/// Live mode without keys would let nobody call it: it refuses to start.
+#[test]
+fn serve_in_live_mode_needs_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db.sqlite").display().to_string();
+    let keys = dir.path().join("session.keys").display().to_string();
+    let (code, said) = Serve::start(&["--db", &db, "--keys", &keys], &[]).err().unwrap();
+    assert_eq!(code, 1, "{said}");
+    assert!(said.contains("--api-keys"), "{said}");
+}
+
+/// The AuthZEN decision files (fixtures/authzen/, the interop runner's format) replayed against
+/// `serve` over each world they were written for.
+#[test]
+fn the_authzen_decision_files_pass_against_serve() {
+    for (file, w) in [("acme.json", "acme.toml"), ("roles.json", "roles.toml")] {
+        let serve = Serve::start(&["--world", &world(w)], &[]).unwrap();
+        let key = serve.first["api_key"].as_str().unwrap().to_owned();
+        let text = std::fs::read_to_string(common::fixture_path(&format!("authzen/{file}"))).unwrap();
+        let decisions: Value = serde_json::from_str(&text).unwrap();
+        let mut passed = 0;
+        for case in decisions["evaluation"].as_array().unwrap() {
+            let (status, answer) = serve.post("/access/v1/evaluation", &key, &case["request"]);
+            assert_eq!(status, 200);
+            assert_eq!(answer["decision"], case["expected"], "{file}: {} -> {answer}", case["request"]);
+            passed += 1;
+        }
+        for case in decisions["evaluations"].as_array().unwrap() {
+            let (status, answer) = serve.post("/access/v1/evaluations", &key, &case["request"]);
+            assert_eq!(status, 200);
+            let got: Vec<Value> =
+                answer["evaluations"].as_array().unwrap().iter().map(|e| json!({"decision": e["decision"]})).collect();
+            assert_eq!(Value::from(got), case["expected"], "{file}: {}", case["request"]);
+            passed += 1;
+        }
+        assert!(passed >= 30, "{file}: {passed}");
+        assert_eq!(serve.stop().0, Some(0));
+    }
+}
