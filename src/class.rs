@@ -51,7 +51,9 @@ impl CheckError {
         match self {
             CheckError::Github(e) => e.class(),
             CheckError::Store(e) => e.class(),
-            CheckError::MissingUserToken { .. } | CheckError::Undecided => ErrorClass::Unavailable,
+            CheckError::MissingUserToken { .. } | CheckError::Undecided | CheckError::NoRoster => {
+                ErrorClass::Unavailable
+            }
         }
     }
 }

@@ -26,17 +26,23 @@ pub enum CheckError {
     /// library, never expected. Could not decide (so: denied).
     #[error("the check did not gather what its decision needs")]
     Undecided,
+    /// GitHub does not list who holds a role on the repository (its roster is refused or too
+    /// large, rosters are off, or user-token mode): a search for who may act cannot be answered
+    /// whole, and is not answered in part.
+    #[error("github does not list who holds a role on this repository")]
+    NoRoster,
 }
 
 impl CheckError {
     /// A stable name: [`GithubError::kind`] or [`StoreError::kind`] for what failed below, or
-    /// `missing_user_token` or `undecided`.
+    /// `missing_user_token`, `undecided` or `no_roster`.
     pub fn kind(&self) -> &'static str {
         match self {
             CheckError::Github(e) => e.kind(),
             CheckError::Store(e) => e.kind(),
             CheckError::MissingUserToken { .. } => "missing_user_token",
             CheckError::Undecided => "undecided",
+            CheckError::NoRoster => "no_roster",
         }
     }
 
@@ -52,7 +58,10 @@ impl CheckError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             CheckError::Github(e) => e.retry_after(),
-            CheckError::Store(_) | CheckError::MissingUserToken { .. } | CheckError::Undecided => None,
+            CheckError::Store(_)
+            | CheckError::MissingUserToken { .. }
+            | CheckError::Undecided
+            | CheckError::NoRoster => None,
         }
     }
 }

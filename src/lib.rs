@@ -37,8 +37,8 @@ pub use crate::core::support::{
 };
 pub use crate::core::time::{Clock, ManualClock, Timestamp};
 pub use authorizer::{
-    AppRef, Authorizer, AuthorizerBuilder, BuildError, ChangedBy, CheckRequest, Deployment, ManageError, SupportGrant,
-    ViewerChange,
+    AppRef, Authorizer, AuthorizerBuilder, BuildError, ChangedBy, CheckRequest, Deployment, ManageError, Subjects,
+    SupportGrant, ViewerChange,
 };
 pub use cache::{CacheConfig, CacheStats, Consistency};
 pub use class::ErrorClass;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::Authorizer;
 use crate::cache::{Age, Consistency, Facts as FactCache, PermKey};
 use crate::core::check::{AppSeen, Asked, Audited, Facts, Missing, Seen, Subject, audit_entry, decide};
-use crate::core::decision::{Decision, Fact, Source};
+use crate::core::decision::{Decision, Source};
 use crate::core::ids::{App, AppId, UserId};
 use crate::core::policy::Capability;
 use crate::core::principal::Principal;
@@ -306,14 +306,13 @@ impl Authorizer {
             Consistency::Fresh => Age::Fresh,
             Consistency::Cached => Age::Ordinary,
         };
-        let (account, source, age_ms) = self.inner.cache.facts.account(id, age).await?;
-        let fact = match &account {
-            Some(user) if login.is_none_or(|l| l.eq_ignore_ascii_case(&user.login)) => {
-                let principal = Principal::github(user.clone());
+        let (found, source, age_ms) = self.github_account(id, login, age).await?;
+        let fact = match found {
+            Ok(user) => {
+                let principal = Principal::github(user);
                 return self.check(&CheckRequest { who: Who::Principal(&principal), ..*request }).await;
             }
-            Some(_) => Fact::LoginMismatch,
-            None => Fact::Role(None),
+            Err(fact) => fact,
         };
         let user = crate::core::ids::GithubUser::new(id, login.unwrap_or_default());
         let found = self.app_with(request.app.id(), request.consistency).await?;

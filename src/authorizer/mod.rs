@@ -5,6 +5,7 @@ mod builder;
 mod checks;
 mod lifecycle;
 mod manage;
+mod search;
 mod signin;
 mod support;
 mod webhooks;
@@ -13,6 +14,7 @@ pub use builder::{AuthorizerBuilder, BuildError};
 pub use checks::{AppRef, CheckRequest};
 pub use lifecycle::Deployment;
 pub use manage::{ChangedBy, ManageError, ViewerChange};
+pub use search::Subjects;
 pub use support::SupportGrant;
 
 use std::sync::Arc;

@@ -531,6 +531,34 @@ impl Facts {
         }
     }
 
+    /// Every user holding a role the policy counts on `app`'s repository, as its roster lists
+    /// them, with the roster's source and age; empty when no repository, or another one, answers
+    /// at the app's coordinates. `None` when GitHub does not list them: the roster is refused or
+    /// too large, rosters are off, or in user-token mode.
+    pub(crate) async fn roster_of(
+        &self,
+        app: &App,
+        age: Age,
+    ) -> Result<Option<(Vec<(UserId, crate::core::policy::RoleGrant)>, Source, u64)>, CheckError> {
+        if self.user_token_mode() || !self.cfg.rosters {
+            return Ok(None);
+        }
+        let repo = self.repo(app.coords(), age).await?;
+        let (id, owner) = match repo.found {
+            Some((id, owner)) if id == app.repo_id() => (id, owner),
+            _ => return Ok(Some((Vec::new(), Source::Github, 0))),
+        };
+        let target = if repo.renamed { PermissionTarget::Id(id) } else { PermissionTarget::Coords(app.coords()) };
+        let (entry, source) = self.roster(id, owner, target, age).await?;
+        let age_ms = self.clock.now().millis_since(entry.confirmed_at.min(repo.confirmed_at));
+        let source = if source == Source::Github { Source::Github } else { Source::Cache };
+        Ok(entry.roles.as_ref().map(|roles| {
+            let mut listed: Vec<_> = roles.iter().map(|(id, grant)| (*id, grant.clone())).collect();
+            listed.sort_by_key(|(id, _)| *id);
+            (listed, source, age_ms)
+        }))
+    }
+
     /// Learns which repository answers at each of `coords` from one listing of the
     /// installation's repositories (a request per 100 of them), when any of them has no usable
     /// entry: a listing of apps then asks only for the user's roles. The listing goes past its

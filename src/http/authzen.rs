@@ -280,5 +280,185 @@ pub(crate) async fn metadata(State(service): State<Service>) -> Response {
         "policy_decision_point": base,
         "access_evaluation_endpoint": format!("{base}/access/v1/evaluation"),
         "access_evaluations_endpoint": format!("{base}/access/v1/evaluations"),
+        "search_subject_endpoint": format!("{base}/access/v1/search/subject"),
+        "search_resource_endpoint": format!("{base}/access/v1/search/resource"),
+        "search_action_endpoint": format!("{base}/access/v1/search/action"),
     }))
+}
+
+/// The most results a search answers in one page, and the page size when none is asked.
+pub const MAX_PAGE: usize = 1000;
+
+/// A search's subject as a principal: `None` for one that names nobody (an id no user has, a
+/// login of another account, a session token that does not verify).
+async fn principal_of(service: &Service, who: Who<'_>) -> Result<Option<Principal>, WireError> {
+    match who {
+        Who::Github(id, login) => service.authz().github_principal(id, login).await.map_err(|e| undecided(&e)),
+        Who::Session(token) => Ok(service.authz().verify_session(token).ok().map(Principal::Viewer)),
+        Who::Principal(p) => Ok(Some(p)),
+    }
+}
+
+/// A search that found nothing because it asked of something this service does not know.
+fn unknown(kind: &'static str) -> (Vec<Value>, Option<Value>) {
+    (Vec::new(), Some(json!({"reason": {"kind": kind}})))
+}
+
+/// The capability `action` names, if it names one.
+fn capability(action: Option<&Value>) -> Result<Option<Capability>, WireError> {
+    let name = string(object(action, "action")?, "name", "action.name")?;
+    Ok(Capability::ALL.into_iter().find(|c| c.as_str() == name))
+}
+
+/// One page of `results`: `page.limit` (1 to 1,000; 1,000 when not given) from where
+/// `page.token` says, the token being one this service gave for the same request. The token
+/// is opaque: an offset and a digest of the request without its token.
+fn page(req: &Map<String, Value>, results: Vec<Value>, context: Option<Value>) -> Result<Value, WireError> {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let page = match req.get("page") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(p)) => Some(p),
+        Some(_) => return Err(WireError::bad_request("`page` must be an object")),
+    };
+    let limit = match page.and_then(|p| p.get("limit")) {
+        None | Some(Value::Null) => MAX_PAGE,
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(n) => usize::try_from(n).unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE),
+            None => return Err(WireError::bad_request("`page.limit` must be a non-negative integer")),
+        },
+        Some(_) => return Err(WireError::bad_request("`page.limit` must be a non-negative integer")),
+    };
+    let mut asked = req.clone();
+    if let Some(Value::Object(p)) = asked.get_mut("page") {
+        p.remove("token");
+    }
+    let digest = hex::encode(&sha2::Sha256::digest(Value::Object(asked).to_string().as_bytes())[..8]);
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let start = match page.and_then(|p| p.get("token")) {
+        None | Some(Value::Null) => 0,
+        Some(Value::String(t)) if t.is_empty() => 0,
+        Some(Value::String(t)) => {
+            let refused = || WireError::bad_request("`page.token` is not one this service gave for this request");
+            let text = b64.decode(t).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(refused)?;
+            let (offset, of) = text.split_once('.').ok_or_else(refused)?;
+            if of != digest {
+                return Err(refused());
+            }
+            offset.parse::<usize>().map_err(|_| refused())?
+        }
+        Some(_) => return Err(WireError::bad_request("`page.token` must be a string")),
+    };
+    let total = results.len();
+    let end = start.saturating_add(limit).min(total);
+    let shown: Vec<Value> = results.into_iter().skip(start).take(end.saturating_sub(start)).collect();
+    let next_token = if end < total { b64.encode(format!("{end}.{digest}")) } else { String::new() };
+    let mut answer =
+        json!({"page": {"next_token": next_token, "count": shown.len(), "total": total}, "results": shown});
+    if let Some(context) = context {
+        answer["context"] = context;
+    }
+    Ok(answer)
+}
+
+/// Runs a search route: the key's scope, the body, then `search`, then the page.
+async fn searching<F>(service: Service, headers: HeaderMap, body: Body, search: F) -> Response
+where
+    F: AsyncFnOnce(&Service, &Map<String, Value>) -> Result<(Vec<Value>, Option<Value>), WireError>,
+{
+    let answer = async {
+        admit(&service, &headers, Scope::Search)?;
+        let req = json_object(&headers, body).await?;
+        let (results, context) = search(&service, &req).await?;
+        page(&req, results, context)
+    };
+    match answer.await {
+        Ok(v) => ok(&v),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /access/v1/search/resource`: the apps the subject may do the action to, by id.
+pub(crate) async fn search_resource(State(service): State<Service>, headers: HeaderMap, body: Body) -> Response {
+    searching(service, headers, body, async |service: &Service, req: &Map<String, Value>| {
+        let who = subject(req.get("subject"))?;
+        let cap = capability(req.get("action"))?;
+        let kind = string(object(req.get("resource"), "resource")?, "type", "resource.type")?;
+        consistency(req.get("context"))?;
+        let who = match who {
+            Ok(who) => who,
+            Err(unknown_kind) => return Ok(unknown(unknown_kind)),
+        };
+        let Some(cap) = cap else { return Ok(unknown("unknown_action")) };
+        if kind != "app" {
+            return Ok(unknown("unknown_resource_type"));
+        }
+        let Some(principal) = principal_of(service, who).await? else { return Ok((Vec::new(), None)) };
+        let apps = service.authz().apps_for(&principal, cap).await.map_err(|e| undecided(&e))?;
+        Ok((apps.iter().map(|a| json!({"type": "app", "id": a.id().0})).collect(), None))
+    })
+    .await
+}
+
+/// `POST /access/v1/search/action`: the actions the subject may do to the app, in the order
+/// `view`, `edit`, `deploy`, `delete`. The facts are gathered once, by the strictest check
+/// (`delete`, then `deploy`: on record, as every such check is), and the others are answered
+/// from them.
+pub(crate) async fn search_action(State(service): State<Service>, headers: HeaderMap, body: Body) -> Response {
+    searching(service, headers, body, async |service: &Service, req: &Map<String, Value>| {
+        let who = subject(req.get("subject"))?;
+        let resource = object(req.get("resource"), "resource")?;
+        let (kind, id) = (string(resource, "type", "resource.type")?, string(resource, "id", "resource.id")?);
+        let consistency = consistency(req.get("context"))?;
+        let who = match who {
+            Ok(who) => who,
+            Err(unknown_kind) => return Ok(unknown(unknown_kind)),
+        };
+        if kind != "app" {
+            return Ok(unknown("unknown_resource_type"));
+        }
+        let app = AppId(id.to_owned());
+        let mut allowed = Vec::new();
+        for cap in Capability::ALL.into_iter().rev() {
+            let request = match &who {
+                Who::Github(id, login) => CheckRequest::github_id(*id, *login, &app, cap),
+                Who::Session(token) => CheckRequest::session(token, &app, cap),
+                Who::Principal(p) => CheckRequest::new(p, &app, cap),
+            }
+            .with_consistency(consistency);
+            if service.authz().check(&request).await.map_err(|e| undecided(&e))?.is_allowed() {
+                allowed.push(cap);
+            }
+        }
+        allowed.reverse();
+        Ok((allowed.iter().map(|c| json!({"name": c.as_str()})).collect(), None))
+    })
+    .await
+}
+
+/// `POST /access/v1/search/subject`: the GitHub users who may do the action to the app (from
+/// its repository's roster), and for `view` of a private app its invited viewers
+/// (`viewer_email`); `context.anyone` when anybody may. Where GitHub does not list who holds a
+/// role on the repository, 503: never a partial list.
+pub(crate) async fn search_subject(State(service): State<Service>, headers: HeaderMap, body: Body) -> Response {
+    searching(service, headers, body, async |service: &Service, req: &Map<String, Value>| {
+        let kind = string(object(req.get("subject"), "subject")?, "type", "subject.type")?;
+        let cap = capability(req.get("action"))?;
+        let resource = object(req.get("resource"), "resource")?;
+        let (resource_kind, id) = (string(resource, "type", "resource.type")?, string(resource, "id", "resource.id")?);
+        consistency(req.get("context"))?;
+        if kind != "github_user" {
+            return Ok(unknown("unknown_subject_type"));
+        }
+        let Some(cap) = cap else { return Ok(unknown("unknown_action")) };
+        if resource_kind != "app" {
+            return Ok(unknown("unknown_resource_type"));
+        }
+        let found = service.authz().subjects_for(&AppId(id.to_owned()), cap).await.map_err(|e| undecided(&e))?;
+        let mut results: Vec<Value> =
+            found.github_users.iter().map(|u| json!({"type": "github_user", "id": u.0.to_string()})).collect();
+        results.extend(found.viewers.iter().map(|e| json!({"type": "viewer_email", "id": e.as_str()})));
+        Ok((results, Some(json!({"anyone": found.anyone}))))
+    })
+    .await
 }

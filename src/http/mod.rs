@@ -6,6 +6,9 @@
 //! |---|---|---|
 //! | `POST /access/v1/evaluation` | a key with [`Scope::Evaluate`] | one decision |
 //! | `POST /access/v1/evaluations` | a key with [`Scope::Evaluate`] | a batch |
+//! | `POST /access/v1/search/subject` | a key with [`Scope::Search`] | who may do an action to an app |
+//! | `POST /access/v1/search/resource` | a key with [`Scope::Search`] | which apps a subject may do an action to |
+//! | `POST /access/v1/search/action` | a key with [`Scope::Search`] | which actions a subject may do to an app |
 //! | `GET /.well-known/authzen-configuration` | anyone | the metadata document |
 //! | `POST /webhooks/github` | GitHub (its signature) | one webhook delivery |
 //! | `GET /healthz` | anyone | 200 while the process serves |
@@ -60,7 +63,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 use tower_http::request_id::PropagateRequestIdLayer;
 
-pub use authzen::MAX_BATCH;
+pub use authzen::{MAX_BATCH, MAX_PAGE};
 pub use keys::{ApiKeys, ApiKeysError, MIN_KEY_LEN, Scope};
 pub use wire::MAX_BODY;
 
@@ -128,6 +131,9 @@ impl Service {
         Router::new()
             .route("/access/v1/evaluation", post(authzen::evaluation))
             .route("/access/v1/evaluations", post(authzen::evaluations))
+            .route("/access/v1/search/subject", post(authzen::search_subject))
+            .route("/access/v1/search/resource", post(authzen::search_resource))
+            .route("/access/v1/search/action", post(authzen::search_action))
             .route("/.well-known/authzen-configuration", get(authzen::metadata))
             .route("/webhooks/github", post(webhook))
             .route("/healthz", get(healthz))

@@ -649,3 +649,201 @@ async fn over_a_socket_with_a_real_client() {
     }
     server.abort();
 }
+
+async fn search(h: &Http, kind: &str, body: Value) -> (StatusCode, Value) {
+    let (status, _, answer) =
+        send(&h.service, post(&format!("/access/v1/search/{kind}"), Some(SEARCH), body.to_string())).await;
+    (status, answer)
+}
+
+fn ids(answer: &Value) -> Vec<String> {
+    answer["results"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect()
+}
+
+/// Resource search: the apps a subject may act on are the ones `apps_for` lists, each of which
+/// an evaluation allows; a subject that names nobody finds nothing.
+#[tokio::test]
+async fn a_resource_search_lists_what_each_evaluation_allows() {
+    let h = acme().await;
+    for user in h.world.users() {
+        for cap in Capability::ALL {
+            let body = json!({"subject": github(&h.world, &user.login), "action": {"name": cap.as_str()}, "resource": {"type": "app"}});
+            let (status, answer) = search(&h, "resource", body).await;
+            assert_eq!(status, StatusCode::OK);
+            let mut expected = Vec::new();
+            for app in ["analytics", "dash", "legacy", "notes", "site"] {
+                if evaluate(&h, ask(github(&h.world, &user.login), cap.as_str(), app)).await.2["decision"] == true {
+                    expected.push(app.to_owned());
+                }
+            }
+            assert_eq!(ids(&answer), expected, "{} {cap:?}", user.login);
+            assert_eq!(answer["page"], json!({"next_token": "", "count": expected.len(), "total": expected.len()}));
+        }
+    }
+    let mut wrong = github(&h.world, "erin");
+    wrong["properties"] = json!({"login": "carol"});
+    let (_, answer) =
+        search(&h, "resource", json!({"subject": wrong, "action": {"name": "view"}, "resource": {"type": "app"}}))
+            .await;
+    assert_eq!(ids(&answer), Vec::<String>::new(), "a login of another account names nobody");
+    let (_, answer) = search(
+        &h,
+        "resource",
+        json!({"subject": {"type": "anonymous", "id": ""}, "action": {"name": "view"}, "resource": {"type": "app"}}),
+    )
+    .await;
+    assert_eq!(ids(&answer), ["site"], "the public app");
+    let (_, answer) = search(
+        &h,
+        "resource",
+        json!({"subject": {"type": "user", "id": "x"}, "action": {"name": "view"}, "resource": {"type": "app"}}),
+    )
+    .await;
+    assert_eq!((ids(&answer).len(), answer["context"]["reason"]["kind"].clone()), (0, json!("unknown_subject_type")));
+}
+
+/// Pages: `page.limit` results at a time, an opaque token to the next, `""` at the end; a token
+/// is refused for another request.
+#[tokio::test]
+async fn search_results_come_in_pages() {
+    let h = acme().await;
+    let mut body = json!({"subject": github(&h.world, "olga"), "action": {"name": "view"}, "resource": {"type": "app"}, "page": {"limit": 2}});
+    let (_, all) = search(
+        &h,
+        "resource",
+        json!({"subject": github(&h.world, "olga"), "action": {"name": "view"}, "resource": {"type": "app"}}),
+    )
+    .await;
+    let every = ids(&all);
+    assert!(every.len() >= 3, "{every:?}");
+    let mut seen = Vec::new();
+    loop {
+        let (status, answer) = search(&h, "resource", body.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert!(answer["page"]["count"].as_u64().unwrap() <= 2);
+        assert_eq!(answer["page"]["total"], every.len());
+        seen.extend(ids(&answer));
+        let next = answer["page"]["next_token"].as_str().unwrap().to_owned();
+        if next.is_empty() {
+            break;
+        }
+        body["page"]["token"] = json!(next);
+        let mut changed = body.clone();
+        changed["action"]["name"] = json!("edit");
+        assert_eq!(search(&h, "resource", changed).await.0, StatusCode::BAD_REQUEST, "a token is for its own request");
+    }
+    assert_eq!(seen, every);
+    body["page"]["token"] = json!("bm90IG91cnM");
+    assert_eq!(search(&h, "resource", body.clone()).await.0, StatusCode::BAD_REQUEST);
+    body["page"] = json!({"limit": 5000, "properties": {"sort": "id"}});
+    let (_, answer) = search(&h, "resource", body).await;
+    assert_eq!(ids(&answer), every, "a limit over 1,000 is 1,000");
+}
+
+/// Action search: the actions each evaluation allows, in the order view, edit, deploy, delete.
+#[tokio::test]
+async fn an_action_search_lists_what_each_evaluation_allows() {
+    let h = acme().await;
+    for login in ["erin", "bob", "carol", "dave", "olga"] {
+        for app in ["dash", "site", "analytics"] {
+            let body = json!({"subject": github(&h.world, login), "resource": {"type": "app", "id": app}});
+            let (status, answer) = search(&h, "action", body).await;
+            assert_eq!(status, StatusCode::OK);
+            let names: Vec<String> =
+                answer["results"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_owned()).collect();
+            let mut expected = Vec::new();
+            for cap in Capability::ALL {
+                if evaluate(&h, ask(github(&h.world, login), cap.as_str(), app)).await.2["decision"] == true {
+                    expected.push(cap.as_str().to_owned());
+                }
+            }
+            assert_eq!(names, expected, "{login} {app}");
+        }
+    }
+}
+
+/// Subject search: the repository's roster decided for the action, the invited viewers for
+/// `view` of a private app, and `anyone` where nobody signed in may.
+#[tokio::test]
+async fn a_subject_search_lists_who_each_evaluation_allows() {
+    let h = acme().await;
+    for cap in Capability::ALL {
+        let body = json!({"subject": {"type": "github_user"}, "action": {"name": cap.as_str()}, "resource": {"type": "app", "id": "dash"}});
+        let (status, answer) = search(&h, "subject", body).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let users: Vec<String> = answer["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["type"] == "github_user")
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect();
+        let mut expected = Vec::new();
+        for user in h.world.users() {
+            if evaluate(&h, ask(github(&h.world, &user.login), cap.as_str(), "dash")).await.2["decision"] == true {
+                expected.push(user.id.0.to_string());
+            }
+        }
+        let sorted = |mut v: Vec<String>| {
+            v.sort();
+            v
+        };
+        assert_eq!(sorted(users), sorted(expected), "{cap:?}");
+        let viewers: Vec<&Value> =
+            answer["results"].as_array().unwrap().iter().filter(|r| r["type"] == "viewer_email").collect();
+        assert_eq!(viewers.is_empty(), cap != Capability::View, "{answer}");
+        assert_eq!(answer["context"]["anyone"], false);
+    }
+    let public = json!({"subject": {"type": "github_user"}, "action": {"name": "view"}, "resource": {"type": "app", "id": "site"}});
+    let (_, answer) = search(&h, "subject", public).await;
+    assert_eq!(answer["context"]["anyone"], true);
+    let nowhere = json!({"subject": {"type": "github_user"}, "action": {"name": "edit"}, "resource": {"type": "app", "id": "nope"}});
+    assert_eq!(ids(&search(&h, "subject", nowhere).await.1), Vec::<String>::new());
+}
+
+/// Where GitHub does not list who holds a role (rosters off here), a subject search is an
+/// error, never a partial list.
+#[tokio::test]
+async fn a_subject_search_without_a_roster_is_an_error_not_a_partial_list() {
+    let h = over("acme.toml", |m| m.github_config()).await;
+    let per_user = {
+        let world = common::fixture("acme.toml");
+        let clock = ManualClock::new(world.now().unwrap());
+        let store = Arc::new(MemoryStore::new());
+        store.seed_once(&world.app_records(), clock.now()).await.unwrap();
+        let authz = Authorizer::builder(h.mock.github_config())
+            .cache(ghauthz::CacheConfig::default().with_rosters(false))
+            .clock(Arc::new(clock))
+            .store(store)
+            .build()
+            .unwrap();
+        Service::new(authz, keys(), "https://pdp.example".parse().unwrap())
+    };
+    let body = json!({"subject": {"type": "github_user"}, "action": {"name": "edit"}, "resource": {"type": "app", "id": "dash"}});
+    let (status, _, answer) = send(&per_user, post("/access/v1/search/subject", Some(SEARCH), body.to_string())).await;
+    assert_eq!((status, answer["kind"].clone()), (StatusCode::SERVICE_UNAVAILABLE, json!("no_roster")));
+    assert!(answer.get("results").is_none());
+}
+
+/// Searches take a key with the `search` scope.
+#[tokio::test]
+async fn searches_need_the_search_scope() {
+    let h = acme().await;
+    let body = json!({"subject": github(&h.world, "carol"), "action": {"name": "view"}, "resource": {"type": "app"}})
+        .to_string();
+    for (key, status) in [(EVALUATE, StatusCode::FORBIDDEN), (SEARCH, StatusCode::OK), (ALL, StatusCode::OK)] {
+        assert_eq!(send(&h.service, post("/access/v1/search/resource", Some(key), body.clone())).await.0, status);
+    }
+}
+
+/// An action search gathers the facts once: it asks GitHub what one `delete` evaluation asks.
+#[tokio::test]
+async fn an_action_search_asks_github_what_one_check_asks() {
+    let one = acme().await;
+    evaluate(&one, ask(github(&one.world, "erin"), "delete", "dash")).await;
+    let h = acme().await;
+    let body = json!({"subject": github(&h.world, "erin"), "resource": {"type": "app", "id": "dash"}});
+    let (_, answer) = search(&h, "action", body).await;
+    assert_eq!(answer["results"].as_array().unwrap().len(), 4);
+    assert_eq!(h.mock.request_counts(), one.mock.request_counts());
+}
