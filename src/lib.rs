@@ -12,6 +12,7 @@ mod google;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod store;
+pub mod telemetry;
 mod viewer;
 mod webhook;
 #[cfg(feature = "world")]

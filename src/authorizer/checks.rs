@@ -16,6 +16,7 @@ use crate::core::support::SupportWindow;
 use crate::core::time::Timestamp;
 use crate::error::CheckError;
 use crate::store::StoreError;
+use crate::telemetry;
 
 /// One question for [`Authorizer::check`]: who asks (a [`Principal`], or a viewer's session
 /// token), of which app (by id, as a control plane's request path knows it, or given whole), for
@@ -233,11 +234,16 @@ impl Authorizer {
         }
         if request.consistency == Consistency::Cached {
             if let Some(decision) = self.check_cached(request) {
+                telemetry::cache_lookup(true);
+                telemetry::decision(request.cap, Some(decision.is_allowed()));
                 return Ok(decision);
             }
         }
+        telemetry::cache_lookup(false);
         // Boxed: the hit's future stays a few words instead of carrying the slow path's state.
-        Box::pin(self.check_uncached(request)).await
+        let decided = Box::pin(self.check_uncached(request)).await;
+        telemetry::decision(request.cap, decided.as_ref().ok().map(Decision::is_allowed));
+        decided
     }
 
     /// [`Authorizer::check`] if it needs neither GitHub nor the store: synchronous, lock-free

@@ -111,7 +111,12 @@ impl Authorizer {
     /// # fn main() {}
     /// ```
     pub async fn redeem_link(&self, token: &str, expected_app: Option<&AppId>) -> Result<IssuedSession, LinkError> {
-        self.inner.signin.redeem(&*self.inner.store, self.inner.clock.now(), token, expected_app).await
+        let redeemed = self.inner.signin.redeem(&*self.inner.store, self.inner.clock.now(), token, expected_app).await;
+        crate::telemetry::link_redemption(match &redeemed {
+            Ok(_) => "redeemed",
+            Err(e) => e.kind(),
+        });
+        redeemed
     }
 
     /// Verifies a Google ID token and, if its verified address is invited to `app`, mints a viewer

@@ -114,8 +114,21 @@ impl Authorizer {
     /// # fn main() {}
     /// ```
     pub async fn handle_webhook(&self, headers: &http::HeaderMap, body: &[u8]) -> Result<WebhookOutcome, WebhookError> {
-        let delivery = self.inner.webhooks.verify(headers, body)?;
-        self.apply_webhook(&delivery).await
+        let event = headers.get("x-github-event").and_then(|v| v.to_str().ok());
+        let applied = match self.inner.webhooks.verify(headers, body) {
+            Ok(delivery) => self.apply_webhook(&delivery).await,
+            Err(e) => Err(e),
+        };
+        crate::telemetry::webhook(
+            event,
+            match &applied {
+                Ok(WebhookOutcome::Applied(_)) => "applied",
+                Ok(WebhookOutcome::Duplicate) => "duplicate",
+                Ok(_) => "ignored",
+                Err(_) => "refused",
+            },
+        );
+        applied
     }
 
     /// Applies a verified delivery: turns it into the narrowest safe invalidations, records its id

@@ -278,6 +278,7 @@ impl Records {
         if live {
             self.live.store(true, Ordering::SeqCst);
         }
+        crate::telemetry::feed_listening(live);
     }
 }
 

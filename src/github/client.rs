@@ -338,11 +338,22 @@ impl OctocrabGithub {
             Ok::<_, GithubError>((parts.status, parts.headers, body))
         };
         match tokio::time::timeout(self.cfg.request_timeout, exchange).await {
-            Err(_) => Err(unavailable(UnavailableCause::Timeout, None)),
-            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                crate::telemetry::github_answer(None, None);
+                Err(unavailable(UnavailableCause::Timeout, None))
+            }
+            Ok(Err(e)) => {
+                crate::telemetry::github_answer(None, None);
+                Err(e)
+            }
             Ok(Ok((status, headers, body))) => {
+                let budget = read_budget(&headers);
+                crate::telemetry::github_answer(
+                    Some(status.as_u16()),
+                    budget.filter(|_| sender.user_key.is_none()).map(|b| b.remaining),
+                );
                 // Keeps the budget the answer states, the shared credentials' or the user's own.
-                match (read_budget(&headers), sender.user_key) {
+                match (budget, sender.user_key) {
                     (Some(b), None) => *self.budget.lock() = Some(b),
                     (Some(b), Some(key)) => self.user_budgets.insert(key, b),
                     (None, _) => {}

@@ -161,7 +161,11 @@ async fn evaluate(service: &Service, item: Item<'_>) -> Result<Value, WireError>
         Who::Principal(p) => CheckRequest::new(p, &app, cap),
     }
     .with_consistency(consistency);
-    match service.authz().check(&request).await {
+    let started = std::time::Instant::now();
+    let decided = service.authz().check(&request).await;
+    metrics::histogram!("ghauthz_decision_duration_seconds", "action" => cap.as_str())
+        .record(started.elapsed().as_secs_f64());
+    match decided {
         Ok(d) => Ok(decision_json(&d)),
         Err(e) => Err(undecided(&e)),
     }

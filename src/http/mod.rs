@@ -11,6 +11,7 @@
 //! | `POST /access/v1/search/action` | a key with [`Scope::Search`] | which actions a subject may do to an app |
 //! | `GET /.well-known/authzen-configuration` | anyone | the metadata document |
 //! | `POST /webhooks/github` | GitHub (its signature) | one webhook delivery |
+//! | `GET /metrics` | anyone on the listener | Prometheus text ([`Service::with_metrics`]) |
 //! | `GET /healthz` | anyone | 200 while the process serves |
 //! | `GET /readyz` | anyone | 200 when the store answers, the change feed is heard and GitHub has not refused the credentials; 503 naming what fails |
 //!
@@ -78,6 +79,8 @@ use wire::WireError;
 #[derive(Clone)]
 pub struct Service {
     inner: Arc<Inner>,
+    /// What `GET /metrics` answers, where it is served.
+    metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
 }
 
 struct Inner {
@@ -100,7 +103,16 @@ impl Service {
         public_url.set_query(None);
         public_url.set_fragment(None);
         let public_url = public_url.as_str().trim_end_matches('/').to_owned();
-        Service { inner: Arc::new(Inner { authz, keys: parking_lot::RwLock::new(Arc::new(keys)), public_url }) }
+        let inner = Inner { authz, keys: parking_lot::RwLock::new(Arc::new(keys)), public_url };
+        Service { inner: Arc::new(inner), metrics: None }
+    }
+
+    /// Serves `GET /metrics` to anyone who reaches the listener, answering what `render` returns
+    /// (Prometheus' text exposition, as `metrics-exporter-prometheus`'s handle renders it).
+    /// Without it there is no such route.
+    pub fn with_metrics(mut self, render: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        self.metrics = Some(Arc::new(render));
+        self
     }
 
     /// Replaces the keys callers may present (a rotation): requests from now on are let in by
@@ -128,7 +140,19 @@ impl Service {
     /// (both JSON), and each request is logged in one `tracing` line (method, route, status,
     /// time, request id: never a path's own text, a key, a token or an address).
     pub fn router(&self) -> Router {
-        Router::new()
+        let router = match &self.metrics {
+            Some(render) => {
+                let render = render.clone();
+                Router::new().route(
+                    "/metrics",
+                    get(move || async move {
+                        ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], render()).into_response()
+                    }),
+                )
+            }
+            None => Router::new(),
+        };
+        router
             .route("/access/v1/evaluation", post(authzen::evaluation))
             .route("/access/v1/evaluations", post(authzen::evaluations))
             .route("/access/v1/search/subject", post(authzen::search_subject))
@@ -153,6 +177,8 @@ async fn log(request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().map_or("(none)", |p| p.as_str()).to_owned();
     let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let response = next.run(request).await;
+    metrics::counter!("ghauthz_http_requests_total", "route" => route.clone(), "status" => response.status().as_str().to_owned())
+        .increment(1);
     tracing::info!(
         target: "ghauthz::http",
         %method,

@@ -225,3 +225,56 @@ fn the_authzen_decision_files_pass_against_serve() {
         assert_eq!(serve.stop().0, Some(0));
     }
 }
+
+/// `GET /metrics`: Prometheus text with what the library and the service counted, histograms
+/// with buckets.
+#[test]
+fn serve_exports_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("webhook-secret");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let serve =
+        Serve::start(&["--world", &world("acme.toml")], &["--webhook-secret-file", secret.to_str().unwrap()]).unwrap();
+    let key = serve.first["api_key"].as_str().unwrap().to_owned();
+    for _ in 0..3 {
+        assert_eq!(serve.post("/access/v1/evaluation", &key, &carol_edits_dash()).0, 200);
+    }
+    let dave = json!({"subject": {"type": "github_user", "id": "4"}, "action": {"name": "deploy"}, "resource": {"type": "app", "id": "dash"}});
+    assert_eq!(serve.post("/access/v1/evaluation", &key, &dave).1["decision"], false);
+    let body = br#"{"action":"edited","member":{"id":3},"repository":{"id":101}}"#;
+    let host = serve.url.trim_start_matches("http://").to_owned();
+    let mut s = std::net::TcpStream::connect(&host).unwrap();
+    write!(
+        s,
+        "POST /webhooks/github HTTP/1.1\r\nHost: {host}\r\nX-GitHub-Event: member\r\nX-GitHub-Delivery: d-1\r\nX-Hub-Signature-256: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        common::webhook_signature("s3cret", body),
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let mut s = std::net::TcpStream::connect(&host).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let value = |series: &str| -> f64 {
+        let line = text.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("no {series} in:\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(value(r#"ghauthz_decisions_total{action="edit",outcome="allow"}"#), 3.0);
+    assert_eq!(value(r#"ghauthz_decisions_total{action="deploy",outcome="deny"}"#), 1.0);
+    assert_eq!(value(r#"ghauthz_cache_lookups_total{result="hit"}"#), 2.0);
+    assert!(value(r#"ghauthz_github_requests_total{status="200"}"#) >= 3.0);
+    assert!(value("ghauthz_github_rate_limit_remaining") > 0.0);
+    assert_eq!(value("ghauthz_change_feed_listening"), 1.0);
+    assert_eq!(value(r#"ghauthz_webhook_deliveries_total{event="member",outcome="applied"}"#), 1.0);
+    assert_eq!(value(r#"ghauthz_decision_duration_seconds_count{action="edit"}"#), 3.0);
+    assert!(text.contains(r#"ghauthz_decision_duration_seconds_bucket{action="edit",le="0.001"}"#), "{text}");
+    assert!(text.contains("ghauthz_http_requests_total{route=\"/access/v1/evaluation\",status=\"200\"} 4"), "{text}");
+    assert!(!text.contains(&key), "no key in the metrics");
+    assert_eq!(serve.stop().0, Some(0));
+}

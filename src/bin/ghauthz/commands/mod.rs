@@ -30,9 +30,14 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
     if let Command::Test(args) = &cli.command {
         return test::run(&cli.global, args).await;
     }
+    let mut metrics = None;
     if let Command::Serve(args) = &cli.command {
         if args.api_keys.is_none() && cli.global.world.is_none() {
             return serve::live_without_keys();
+        }
+        match serve::prometheus() {
+            Ok(handle) => metrics = Some(handle),
+            Err(e) => return e,
         }
     }
     let needs_keys = match &cli.command {
@@ -89,7 +94,10 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         Command::Test(args) => test::run(&cli.global, &args).await,
         Command::Accounts(cmd) => accounts::run(&ctx, cmd).await,
         Command::Webhook(args) => webhook::webhook(&ctx, &args).await,
-        Command::Serve(args) => serve::run(&ctx, &args).await,
+        Command::Serve(args) => match metrics {
+            Some(metrics) => serve::run(&ctx, &args, metrics).await,
+            None => Outcome::error(crate::output::Exit::Unavailable, "metrics", "no metrics recorder"),
+        },
     };
     ctx.close().await;
     outcome

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use ghauthz::http::{ApiKeys, Service};
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
 use super::stopped;
@@ -15,7 +16,9 @@ const DRAIN: Duration = Duration::from_secs(10);
 
 /// Serves until SIGINT or SIGTERM: prints `{"listening", "api_key"?}` on its first line once
 /// listening; then stops accepting, lets what is in flight finish (at most [`DRAIN`]) and exits 0.
-pub(crate) async fn run(ctx: &Ctx, args: &ServeArgs) -> Outcome {
+/// `metrics`: the recorder, installed before the authorizer was built (so that what it reports
+/// from its start is counted).
+pub(crate) async fn run(ctx: &Ctx, args: &ServeArgs, metrics: PrometheusHandle) -> Outcome {
     let (keys, made) = match (&args.api_keys, ctx.world.is_some()) {
         (Some(path), _) => match ApiKeys::load(path) {
             Ok(keys) => (keys, None),
@@ -42,7 +45,17 @@ pub(crate) async fn run(ctx: &Ctx, args: &ServeArgs) -> Outcome {
         // The value is not repeated.
         _ => return Outcome::error(Exit::Usage, "usage", "`--public-url`: expected an http:// or https:// URL"),
     };
-    let service = Service::new(ctx.authz.clone(), keys, public);
+    let service = Service::new(ctx.authz.clone(), keys, public).with_metrics({
+        let handle = metrics.clone();
+        move || handle.render()
+    });
+    // Histograms are folded in on a schedule, not on every render.
+    let _upkeep = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            metrics.run_upkeep();
+        }
+    }));
     let mut first = json!({"listening": listening});
     if let Some(key) = made {
         first["api_key"] = json!(key);
@@ -77,6 +90,21 @@ pub(crate) async fn run(ctx: &Ctx, args: &ServeArgs) -> Outcome {
         Ok(()) => Outcome::text(Exit::Done, String::new()).saying("stopped".to_owned()),
         Err(e) => Outcome::text(Exit::Unavailable, String::new()).saying(format!("the server failed: {e}")),
     }
+}
+
+/// Histogram buckets for `_seconds` metrics: 50 µs to 2.5 s.
+const BUCKETS: &[f64] =
+    &[0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
+/// A Prometheus recorder for this process, histograms with buckets (not summaries).
+pub(super) fn prometheus() -> Result<PrometheusHandle, Outcome> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
+        .and_then(PrometheusBuilder::install_recorder)
+        .map_err(|e| Outcome::error(Exit::Unavailable, "metrics", format!("cannot set up metrics: {e}")))?;
+    ghauthz::telemetry::describe();
+    Ok(handle)
 }
 
 /// Live mode without `--api-keys` would let nobody call it: refused, before anything is set up.
