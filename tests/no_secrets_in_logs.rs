@@ -49,7 +49,32 @@ async fn issue_redeem_and_sign_in_log_no_token() {
     let id_token = common::google_token(v.clock.now().as_secs(), "dana@example.com");
     let google_session = authz.google_sign_in(&dash, &id_token).await.unwrap().token.expose_secret().to_owned();
 
+    // The HTTP surface's line per request: a session token as the subject, a key as the caller.
+    #[cfg(feature = "http")]
+    let key = {
+        use tower::ServiceExt as _;
+        let (keys, key) = ghauthz::http::ApiKeys::generate().unwrap();
+        let service = ghauthz::http::Service::new(authz.clone(), keys, "https://pdp.example".parse().unwrap());
+        let body = serde_json::json!({
+            "subject": {"type": "viewer_session", "id": session},
+            "action": {"name": "view"},
+            "resource": {"type": "app", "id": "dash"},
+        });
+        let request = http::Request::post("/access/v1/evaluation")
+            .header("authorization", format!("Bearer {key}"))
+            .header("content-type", "application/json")
+            .header("x-request-id", "req-7")
+            .body(axum::body::Body::from(body.to_string()))
+            .unwrap();
+        assert_eq!(service.router().oneshot(request).await.unwrap().status(), 200);
+        key
+    };
+    #[cfg(not(feature = "http"))]
+    let key = String::from("(no http)");
+
     let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    #[cfg(feature = "http")]
+    assert!(log.contains("route=\"/access/v1/evaluation\"") && log.contains("req-7"), "the request's line: {log}");
     for event in ["link issued", "link redeemed", "google sign-in"] {
         assert!(log.contains(event), "the capture works: `{event}` is logged");
     }
@@ -61,6 +86,8 @@ async fn issue_redeem_and_sign_in_log_no_token() {
         ("google id token", id_token.as_str()),
         ("google id token signature", id_token.rsplit('.').next().unwrap()),
         ("installation token", "ghs_world_installation"),
+        ("api key", key.as_str()),
+        ("viewer address", "dana@example.com"),
     ] {
         assert!(!log.contains(secret), "the {what} reached the log");
     }
