@@ -204,6 +204,8 @@ async fn webhook(State(service): State<Service>, headers: HeaderMap, body: Body)
         Ok(_) => wire::ok(&json!({"applied": 0, "ignored": true})),
         Err(e) => {
             let status = match e.class() {
+                // The service's own configuration, not the sender's mistake.
+                _ if matches!(e, crate::WebhookError::NotConfigured) => StatusCode::SERVICE_UNAVAILABLE,
                 crate::ErrorClass::Usage => StatusCode::BAD_REQUEST,
                 crate::ErrorClass::Denied => StatusCode::UNAUTHORIZED,
                 _ => StatusCode::SERVICE_UNAVAILABLE,

@@ -117,6 +117,17 @@ fn serve_prints_its_address_and_key_then_stops_on_sigterm() {
     let (status, answer) = serve.post("/access/v1/evaluation", &key, &carol_edits_dash());
     assert_eq!((status, answer["decision"].clone()), (200, json!(true)));
     assert_eq!(serve.post("/access/v1/evaluation", KEY, &carol_edits_dash()).0, 401);
+    // No webhook secret given: every delivery is refused, as the service's own lack.
+    let host = serve.url.trim_start_matches("http://").to_owned();
+    let mut s = std::net::TcpStream::connect(&host).unwrap();
+    write!(
+        s,
+        "POST /webhooks/github HTTP/1.1\r\nHost: {host}\r\nX-GitHub-Event: ping\r\nX-GitHub-Delivery: d-1\r\nX-Hub-Signature-256: sha256=00\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503") && answer.contains("not_configured"), "{answer}");
     let (code, said) = serve.stop();
     assert_eq!(code, Some(0), "{said}");
     assert!(said.ends_with("ghauthz: stopped\n"), "{said}");
