@@ -552,9 +552,11 @@ async fn webhook_deliveries_are_verified_then_applied() {
     let (status, headers, answer) = send(&h.service, delivery(forged, "d-2", body.to_vec())).await;
     assert_eq!((status, answer["kind"].clone()), (StatusCode::UNAUTHORIZED, json!("bad_signature")));
     assert!(headers.get("www-authenticate").is_none());
-    let unsigned = Request::post("/webhooks/github").header("content-type", "application/json").body(Body::from("{}")).unwrap();
+    let unsigned =
+        Request::post("/webhooks/github").header("content-type", "application/json").body(Body::from("{}")).unwrap();
     assert_eq!(send(&h.service, unsigned).await.0, StatusCode::UNAUTHORIZED, "the signature is checked first");
-    let (status, _, answer) = send(&h.service, delivery(common::webhook_signature(SECRET, body), "not a delivery id!", body.to_vec())).await;
+    let (status, _, answer) =
+        send(&h.service, delivery(common::webhook_signature(SECRET, body), "not a delivery id!", body.to_vec())).await;
     assert_eq!((status, answer["kind"].clone()), (StatusCode::BAD_REQUEST, json!("bad_request")));
     let huge = vec![b' '; ghauthz::MAX_WEBHOOK_BODY + 1];
     let (status, _, _) = send(&h.service, delivery(common::webhook_signature(SECRET, &huge), "d-3", huge)).await;
