@@ -32,6 +32,7 @@ use ghauthz::{
 use http_body_util::{BodyExt as _, Full};
 use serde_json::{Value, json};
 
+#[allow(dead_code, reason = "the helpers other benches use")]
 mod common;
 
 const USERS: usize = 200;
@@ -200,7 +201,8 @@ fn main() {
         for u in 0..USERS {
             let user = world.user(&format!("u{u}")).unwrap();
             for r in 0..REPOS {
-                let req = CheckRequest::github_id(user.id, None, &AppId(format!("a{r}")), Capability::Edit);
+                let id = AppId(format!("a{r}"));
+                let req = CheckRequest::github_id(user.id, None, &id, Capability::Edit);
                 assert!(authz.check(&req).await.unwrap().is_allowed());
             }
         }
