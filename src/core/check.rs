@@ -245,8 +245,11 @@ pub(crate) fn decide(
         return record(Outcome::Deny, Reason::UnknownApp);
     }
     let public_view = need.open_on_public && app.visibility == Visibility::Public;
+    // A login that names another account is refused whatever else: the caller does not know
+    // whom it asks about (gathered only where it must be, and for a check by GitHub id).
+    let login_refused = matches!(facts.github.map(|s| s.value), Some(Fact::LoginMismatch));
     match subject {
-        Subject::Github(_) if public_view => record(Outcome::Allow, Reason::PublicApp),
+        Subject::Github(_) if public_view && !login_refused => record(Outcome::Allow, Reason::PublicApp),
         Subject::Github(_) => {
             let seen = facts.github.ok_or(Missing::Github)?;
             let (outcome, reason) = decide_github(need, app.repo_id, app.visibility, seen.value);

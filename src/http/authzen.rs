@@ -24,6 +24,13 @@ use crate::error::CheckError;
 /// The most evaluations one batch holds.
 pub const MAX_BATCH: usize = 1000;
 
+/// The most evaluations of one batch in progress at once: a batch of new users cannot send a
+/// thousand requests to GitHub at the same moment.
+const BATCH_CONCURRENCY: usize = 32;
+
+/// The longest subject or resource id taken.
+pub const MAX_ID: usize = 4096;
+
 /// One evaluation, read from the wire.
 enum Item<'a> {
     /// A check to make.
@@ -48,9 +55,12 @@ fn object<'a>(value: Option<&'a Value>, name: &'static str) -> Result<&'a Map<St
     }
 }
 
-/// A required string member.
+/// A required string member, at most [`MAX_ID`] bytes.
 fn string<'a>(m: &'a Map<String, Value>, key: &str, name: &'static str) -> Result<&'a str, WireError> {
     match m.get(key) {
+        Some(Value::String(s)) if s.len() > MAX_ID => {
+            Err(WireError::bad_request(format!("`{name}` is longer than {MAX_ID} bytes")))
+        }
         Some(Value::String(s)) => Ok(s),
         Some(_) => Err(WireError::bad_request(format!("`{name}` must be a string"))),
         None => Err(WireError::bad_request(format!("`{name}` is required"))),
@@ -253,7 +263,12 @@ pub(crate) async fn evaluations(State(service): State<Service>, headers: HeaderM
             // Concurrently: the cache coalesces lookups the items share (one roster for a
             // repository, one account for a user).
             Semantic::ExecuteAll => {
-                futures_util::future::join_all(entries.iter().map(|e| batch_item(&service, &req, e))).await
+                use futures_util::StreamExt as _;
+                let items: Vec<_> = entries.iter().map(|e| batch_item(&service, &req, e)).collect();
+                futures_util::stream::iter(items)
+                    .buffered(BATCH_CONCURRENCY)
+                    .collect()
+                    .await
             }
             Semantic::DenyOnFirstDeny | Semantic::PermitOnFirstPermit => {
                 let stop_on = semantic == Semantic::PermitOnFirstPermit;

@@ -137,7 +137,11 @@ impl ApiKeys {
             if key.len() < MIN_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
                 return Err(bad("a key is at least 32 printable ASCII characters"));
             }
-            digests.push((digest(key), scope));
+            let d = digest(key);
+            if digests.iter().any(|(held, _)| *held == d) {
+                return Err(bad("the key is on an earlier line too"));
+            }
+            digests.push((d, scope));
         }
         if digests.is_empty() {
             return Err(ApiKeysError::Empty);
@@ -155,6 +159,12 @@ impl ApiKeys {
         use std::io::Read as _;
         let file = std::fs::File::open(path).map_err(ApiKeysError::Read)?;
         let meta = file.metadata().map_err(ApiKeysError::Read)?;
+        if !meta.is_file() {
+            return Err(ApiKeysError::Read(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file",
+            )));
+        }
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
@@ -243,6 +253,8 @@ mod tests {
             assert!(matches!(ApiKeys::parse(&text), Err(ApiKeysError::Line { line: 1, .. })), "{text:?}");
         }
         assert!(matches!(ApiKeys::parse("# nothing\n"), Err(ApiKeysError::Empty)));
+        let twice = format!("evaluate {K1}\nall {K1}\n");
+        assert!(matches!(ApiKeys::parse(&twice), Err(ApiKeysError::Line { line: 2, .. })), "a key is on one line");
     }
 
     #[cfg(unix)]

@@ -64,7 +64,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 use tower_http::request_id::PropagateRequestIdLayer;
 
-pub use authzen::{MAX_BATCH, MAX_PAGE};
+pub use authzen::{MAX_BATCH, MAX_ID, MAX_PAGE};
 pub use keys::{ApiKeys, ApiKeysError, MIN_KEY_LEN, Scope};
 pub use wire::MAX_BODY;
 
@@ -175,7 +175,13 @@ async fn log(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let route = request.extensions().get::<MatchedPath>().map_or("(none)", |p| p.as_str()).to_owned();
-    let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    // Echoed as sent; logged only when it is a plain identifier of at most 128 characters.
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 128 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)))
+        .map(str::to_owned);
     let response = next.run(request).await;
     metrics::counter!("ghauthz_http_requests_total", "route" => route.clone(), "status" => response.status().as_str().to_owned())
         .increment(1);
@@ -194,6 +200,16 @@ async fn log(request: Request, next: Next) -> Response {
 /// `POST /webhooks/github`: the delivery's signature is checked before anything else is done
 /// with it; at most GitHub's 25 MB are read.
 async fn webhook(State(service): State<Service>, headers: HeaderMap, body: Body) -> Response {
+    // Nothing is read of a delivery that cannot verify, or that says it is too large.
+    if !headers.contains_key("x-hub-signature-256") {
+        return WireError::new(StatusCode::UNAUTHORIZED, "bad_signature", "the delivery was not applied")
+            .into_response();
+    }
+    let declared = headers.get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > crate::webhook::MAX_WEBHOOK_BODY as u64) {
+        return WireError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the body is larger than GitHub sends")
+            .into_response();
+    }
     let Ok(body) = axum::body::to_bytes(body, crate::webhook::MAX_WEBHOOK_BODY).await else {
         return WireError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the body is larger than GitHub sends")
             .into_response();

@@ -130,6 +130,15 @@ async fn a_github_users_login_must_name_the_same_account() {
     let (_, _, answer) = evaluate(&h, ask(wrong, "edit", "dash")).await;
     assert_eq!(answer["decision"], false);
     assert_eq!(answer["context"]["reason"], json!({"kind": "no_access", "detail": "login_mismatch"}));
+    // Not even what anybody may: the caller does not know whom it asks about.
+    let mut wrong_on_public = carol();
+    wrong_on_public["properties"] = json!({"login": "erin"});
+    let (_, _, answer) = evaluate(&h, ask(wrong_on_public.clone(), "view", "site")).await;
+    assert_eq!(answer["decision"], false, "{answer}");
+    assert_eq!(answer["context"]["reason"], json!({"kind": "no_access", "detail": "login_mismatch"}));
+    let (_, answer) =
+        search(&h, "action", json!({"subject": wrong_on_public, "resource": {"type": "app", "id": "site"}})).await;
+    assert_eq!(answer["results"], json!([]), "an action search agrees");
     let nobody = json!({"type": "github_user", "id": "999999"});
     let (_, _, answer) = evaluate(&h, ask(nobody.clone(), "view", "dash")).await;
     assert_eq!(answer["context"]["reason"], json!({"kind": "no_access", "detail": "no_role"}));
@@ -255,6 +264,9 @@ async fn a_missing_or_ill_typed_field_is_400_and_no_value_is_repeated() {
     let mut body = good.clone();
     body["subject"]["properties"] = json!({"login": [marker]});
     cases.push((body, "subject.properties.login"));
+    let mut body = good.clone();
+    body["resource"]["id"] = json!("x".repeat(ghauthz::http::MAX_ID + 1));
+    cases.push((body, "resource.id"));
     for (body, field) in cases {
         let (status, _, answer) = evaluate(&h, body.clone()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
@@ -852,4 +864,29 @@ async fn an_action_search_asks_github_what_one_check_asks() {
     let (_, answer) = search(&h, "action", body).await;
     assert_eq!(answer["results"].as_array().unwrap().len(), 4);
     assert_eq!(h.mock.request_counts(), one.mock.request_counts());
+}
+
+/// A store that no longer answers, and the change feed it no longer carries, make the replica
+/// not ready, each named.
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn readiness_fails_with_the_store_and_its_feed() {
+    let world = common::fixture("acme.toml");
+    let clock = ManualClock::new(world.now().unwrap());
+    let mock = MockGithub::start_with_clock(world.clone(), Arc::new(clock.clone())).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(ghauthz::store::SqliteStore::open(dir.path().join("db")).await.unwrap());
+    store.seed_once(&world.app_records(), clock.now()).await.unwrap();
+    let authz = Authorizer::builder(mock.github_config()).clock(Arc::new(clock)).store(store.clone()).build().unwrap();
+    common::wait_until("the feed is heard", std::time::Duration::from_secs(5), || authz.stats().feed_listening).await;
+    let service = Service::new(authz.clone(), keys(), "https://pdp.example".parse().unwrap());
+    let readyz = || async { send(&service, Request::get("/readyz").body(Body::empty()).unwrap()).await };
+    assert_eq!(readyz().await.0, StatusCode::OK);
+    store.close().await;
+    common::wait_until("the feed is lost", std::time::Duration::from_secs(5), || !authz.stats().feed_listening).await;
+    let (status, _, answer) = readyz().await;
+    assert_eq!(
+        (status, answer),
+        (StatusCode::SERVICE_UNAVAILABLE, json!({"ready": false, "failing": ["store", "feed"]}))
+    );
 }

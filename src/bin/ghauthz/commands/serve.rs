@@ -56,14 +56,19 @@ pub(crate) async fn run(ctx: &Ctx, args: &ServeArgs, metrics: PrometheusHandle) 
             metrics.run_upkeep();
         }
     }));
+    // Taken before the first line: a SIGHUP from then on reads the keys again (or, without a
+    // keys file, is ignored), never ends the process.
+    #[cfg(unix)]
+    let _rotation = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(hangup) => on_hangup(service.clone(), args.api_keys.clone(), hangup),
+        Err(e) => return Outcome::error(Exit::Unavailable, "signal", format!("cannot listen for SIGHUP: {e}")),
+    };
     let mut first = json!({"listening": listening});
     if let Some(key) = made {
         first["api_key"] = json!(key);
     }
     say(Stream::Out, &format!("{first}\n"));
     // The one JSON object is out: what follows goes to stderr only.
-    #[cfg(unix)]
-    let _rotation = args.api_keys.clone().map(|path| reload_on_hangup(service.clone(), path));
     let stop = tokio_util::sync::CancellationToken::new();
     let server = axum::serve(listener, service.router()).with_graceful_shutdown({
         let stop = stop.clone();
@@ -112,23 +117,32 @@ pub(super) fn live_without_keys() -> Outcome {
     Outcome::error(Exit::Usage, "usage", "live mode needs `--api-keys FILE`: nobody could call it")
 }
 
-/// Reads the keys file again on each SIGHUP: the new keys replace the old at once; a file that
-/// cannot be taken leaves the old keys in place, and says why on stderr.
+/// Reads the keys file again on each SIGHUP: the new keys replace the old at once. A file that
+/// cannot be taken leaves no key accepted (fail closed), and says why on stderr.
 #[cfg(unix)]
-fn reload_on_hangup(service: Service, path: std::path::PathBuf) -> tokio_util::task::AbortOnDropHandle<()> {
+fn on_hangup(
+    service: Service,
+    path: Option<std::path::PathBuf>,
+    mut hangup: tokio::signal::unix::Signal,
+) -> tokio_util::task::AbortOnDropHandle<()> {
     tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
-        let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-            say(Stream::Err, "cannot listen for SIGHUP: the keys will not be read again\n");
-            return;
-        };
         while hangup.recv().await.is_some() {
-            match ApiKeys::load(&path) {
+            let Some(path) = &path else {
+                say(Stream::Err, "SIGHUP: no keys file to read again (the key of this run stays)\n");
+                continue;
+            };
+            match ApiKeys::load(path) {
                 Ok(keys) => {
                     let n = keys.len();
                     service.set_keys(keys);
                     say(Stream::Err, &format!("keys read again: {n} held\n"));
                 }
-                Err(e) => say(Stream::Err, &format!("keys not replaced: {e}\n")),
+                Err(e) => {
+                    // Fail closed: a key meant to be removed may still be in a file that cannot
+                    // be read; nobody is let in until the file is fixed and SIGHUP sent again.
+                    service.set_keys(ApiKeys::default());
+                    say(Stream::Err, &format!("keys not read: {e}; no key is accepted until the file is fixed\n"));
+                }
             }
         }
     }))
