@@ -265,10 +265,7 @@ pub(crate) async fn evaluations(State(service): State<Service>, headers: HeaderM
             Semantic::ExecuteAll => {
                 use futures_util::StreamExt as _;
                 let items: Vec<_> = entries.iter().map(|e| batch_item(&service, &req, e)).collect();
-                futures_util::stream::iter(items)
-                    .buffered(BATCH_CONCURRENCY)
-                    .collect()
-                    .await
+                futures_util::stream::iter(items).buffered(BATCH_CONCURRENCY).collect().await
             }
             Semantic::DenyOnFirstDeny | Semantic::PermitOnFirstPermit => {
                 let stop_on = semantic == Semantic::PermitOnFirstPermit;
