@@ -69,7 +69,7 @@ fn string<'a>(m: &'a Map<String, Value>, key: &str, name: &'static str) -> Resul
 
 /// The consistency `context` asks for: `cached` (the default) or `fresh`.
 fn consistency(context: Option<&Value>) -> Result<Consistency, WireError> {
-    let Some(context) = context else { return Ok(Consistency::Cached) };
+    let Some(context) = context.filter(|c| !c.is_null()) else { return Ok(Consistency::Cached) };
     let Value::Object(context) = context else {
         return Err(WireError::bad_request("`context` must be an object"));
     };
