@@ -63,6 +63,15 @@ impl Serve {
         (status, serde_json::from_str(body).unwrap_or(Value::Null))
     }
 
+    /// Sends SIGHUP, then asks an evaluation with `key` until it answers `status` (5 s at most).
+    fn hang_up_until(&self, key: &str, status: u16) -> bool {
+        self.signal("HUP");
+        (0..200).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(25));
+            self.post("/access/v1/evaluation", key, &carol_edits_dash()).0 == status
+        })
+    }
+
     fn signal(&self, name: &str) {
         assert!(
             Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status().unwrap().success()
@@ -190,29 +199,14 @@ fn serve_takes_keys_from_an_owner_only_file_and_rotates_them_on_sighup() {
     assert_eq!(serve.post("/access/v1/evaluation", NEW_KEY, &carol_edits_dash()).0, 401);
 
     keys_file(dir.path(), &format!("evaluate {NEW_KEY}\n"), 0o600);
-    serve.signal("HUP");
-    let rotated = (0..200).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(25));
-        serve.post("/access/v1/evaluation", NEW_KEY, &carol_edits_dash()).0 == 200
-    });
-    assert!(rotated, "the new key is taken after SIGHUP");
+    assert!(serve.hang_up_until(NEW_KEY, 200), "the new key is taken after SIGHUP");
     assert_eq!(serve.post("/access/v1/evaluation", KEY, &carol_edits_dash()).0, 401, "the old key is gone");
 
     // A file that cannot be taken: nobody is let in (a key meant to be removed may be in it).
     keys_file(dir.path(), "evaluate short\n", 0o600);
-    serve.signal("HUP");
-    let closed = (0..200).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(25));
-        serve.post("/access/v1/evaluation", NEW_KEY, &carol_edits_dash()).0 == 401
-    });
-    assert!(closed, "a bad file fails closed");
+    assert!(serve.hang_up_until(NEW_KEY, 401), "a bad file fails closed");
     keys_file(dir.path(), &format!("evaluate {NEW_KEY}\n"), 0o600);
-    serve.signal("HUP");
-    let reopened = (0..200).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(25));
-        serve.post("/access/v1/evaluation", NEW_KEY, &carol_edits_dash()).0 == 200
-    });
-    assert!(reopened, "the fixed file lets its keys in again");
+    assert!(serve.hang_up_until(NEW_KEY, 200), "the fixed file lets its keys in again");
     let (code, said) = serve.stop();
     assert_eq!(code, Some(0));
     assert!(said.contains("keys not read: keys file line 1") && !said.contains("short"), "{said}");
