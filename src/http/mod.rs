@@ -81,7 +81,12 @@ pub struct Service {
     inner: Arc<Inner>,
     /// What `GET /metrics` answers, where it is served.
     metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
+    /// The longest a request may take, its body read included.
+    request_timeout: std::time::Duration,
 }
+
+/// The longest a request may take by default ([`Service::with_request_timeout`]).
+pub const DEFAULT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 struct Inner {
     authz: Authorizer,
@@ -104,7 +109,15 @@ impl Service {
         public_url.set_fragment(None);
         let public_url = public_url.as_str().trim_end_matches('/').to_owned();
         let inner = Inner { authz, keys: parking_lot::RwLock::new(Arc::new(keys)), public_url };
-        Service { inner: Arc::new(inner), metrics: None }
+        Service { inner: Arc::new(inner), metrics: None, request_timeout: DEFAULT_REQUEST_TIMEOUT }
+    }
+
+    /// The longest a request may take, from its head's arrival to the answer, its body read
+    /// included (default [`DEFAULT_REQUEST_TIMEOUT`], 30 s): past it, 408 `timeout` (a client
+    /// that sends its body slowly holds a connection that long at most).
+    pub fn with_request_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.request_timeout = timeout;
+        self
     }
 
     /// Serves `GET /metrics` to anyone who reaches the listener, answering what `render` returns
@@ -164,9 +177,18 @@ impl Service {
             .route("/readyz", get(readyz))
             .fallback(|| async { wire::not_found() })
             .method_not_allowed_fallback(|| async { wire::method_not_allowed() })
+            .layer(axum::middleware::from_fn_with_state(self.request_timeout, bounded))
             .layer(axum::middleware::from_fn(log))
             .layer(PropagateRequestIdLayer::x_request_id())
             .with_state(self.clone())
+    }
+}
+
+/// The request answered within `limit`, or 408.
+async fn bounded(State(limit): State<std::time::Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => WireError::new(StatusCode::REQUEST_TIMEOUT, "timeout", "the request took too long").into_response(),
     }
 }
 

@@ -890,3 +890,18 @@ async fn readiness_fails_with_the_store_and_its_feed() {
         (StatusCode::SERVICE_UNAVAILABLE, json!({"ready": false, "failing": ["store", "feed"]}))
     );
 }
+
+/// A body that never finishes is answered 408 once the request timeout passes, not held open.
+#[tokio::test]
+async fn a_request_that_takes_too_long_is_answered_408() {
+    let h = acme().await;
+    let service = h.service.clone().with_request_timeout(std::time::Duration::from_millis(200));
+    let pending = futures_util::stream::pending::<Result<bytes::Bytes, std::io::Error>>();
+    let mut req = post("/access/v1/evaluation", Some(EVALUATE), Body::from_stream(pending));
+    req.headers_mut().insert("x-request-id", "slow-1".parse().unwrap());
+    let started = std::time::Instant::now();
+    let (status, headers, answer) = send(&service, req).await;
+    assert_eq!((status, answer["kind"].clone()), (StatusCode::REQUEST_TIMEOUT, json!("timeout")));
+    assert_eq!(headers.get("x-request-id").unwrap(), "slow-1");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
