@@ -94,13 +94,14 @@ struct Tally {
 }
 
 /// One kept-alive connection sending requests one after another until `stop`: as fast as
-/// answers come (`interval` `None`), or one every `interval` (an offered rate).
+/// answers come (`pace` `None`), or one for each permit `pace` is given (an offered rate, the
+/// permits handed out evenly by a pacing thread; a closed `pace` stops the connection).
 async fn connection(
     addr: std::net::SocketAddr,
     f: Arc<Fixture>,
     batch: usize,
     seed: usize,
-    interval: Option<Duration>,
+    pace: Option<Arc<tokio::sync::Semaphore>>,
     stop: Arc<AtomicBool>,
 ) -> Tally {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -110,11 +111,12 @@ async fn connection(
     tokio::spawn(conn);
     let mut t = Tally::default();
     let mut i = seed.wrapping_mul(7919);
-    let mut due = Instant::now() + interval.map_or(Duration::ZERO, |d| d.mul_f64((seed % 97) as f64 / 97.0));
     while !stop.load(Ordering::Relaxed) {
-        if let Some(interval) = interval {
-            tokio::time::sleep_until(due.into()).await;
-            due += interval;
+        if let Some(pace) = &pace {
+            match pace.acquire().await {
+                Ok(permit) => permit.forget(),
+                Err(_) => break,
+            }
         }
         let mut viewers = Vec::with_capacity(batch);
         let (path, body) = if batch == 1 {
@@ -142,9 +144,8 @@ async fn connection(
             .header("content-type", "application/json")
             .body(Full::new(body))
             .unwrap();
-        // Counted from the send: tokio's timer wakes on millisecond ticks, so the due time
-        // would add up to a millisecond of the generator's own lateness. The achieved rate
-        // (printed) shows whether the server kept up with the offered one.
+        // Counted from the send; the achieved rate (printed) shows whether the server kept up
+        // with the offered one.
         let sent = Instant::now();
         let sent_ns = Instant::now().duration_since(f.epoch).as_nanos() as u64;
         let response = match sender.send_request(request).await {
@@ -322,8 +323,28 @@ fn main() {
     ];
     for (batch, conns, offered) in loads {
         {
-            let interval = offered.map(|rate| Duration::from_secs_f64(conns as f64 / f64::from(rate)));
             let stop = Arc::new(AtomicBool::new(false));
+            // An offered rate: a thread hands out one permit every 1/rate s, round the
+            // connections, waking every 50 µs (tokio's timer wakes on millisecond ticks, which
+            // would send in bursts of 20).
+            let paces: Option<Vec<Arc<tokio::sync::Semaphore>>> =
+                offered.map(|_| (0..conns).map(|_| Arc::new(tokio::sync::Semaphore::new(0))).collect());
+            let pacer = offered.zip(paces.clone()).map(|(rate, paces)| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let start = Instant::now();
+                    let mut handed = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let due = (start.elapsed().as_secs_f64() * f64::from(rate)) as u64;
+                        while handed < due {
+                            paces[handed as usize % paces.len()].add_permits(1);
+                            handed += 1;
+                        }
+                        std::thread::sleep(Duration::from_micros(50));
+                    }
+                    paces.iter().for_each(|p| p.close());
+                })
+            });
             // The streams: a viewer removed every 10 ms, a signed delivery every 20 ms.
             let revocations = {
                 let (authz, f, stop) = (authz.clone(), f.clone(), stop.clone());
@@ -371,10 +392,16 @@ fn main() {
             };
             let started = Instant::now();
             let tasks: Vec<_> = (0..conns)
-                .map(|c| client_rt.spawn(connection(addr, f.clone(), batch, c * 131 + batch, interval, stop.clone())))
+                .map(|c| {
+                    let pace = paces.as_ref().map(|p| p[c].clone());
+                    client_rt.spawn(connection(addr, f.clone(), batch, c * 131 + batch, pace, stop.clone()))
+                })
                 .collect();
             std::thread::sleep(Duration::from_secs(seconds()));
             stop.store(true, Ordering::Relaxed);
+            if let Some(pacer) = pacer {
+                pacer.join().unwrap();
+            }
             let mut all = Tally::default();
             for t in tasks {
                 let t = client_rt.block_on(t).unwrap();
