@@ -322,10 +322,7 @@ impl Authorizer {
         };
         let user = crate::core::ids::GithubUser::new(id, login.unwrap_or_default());
         let found = self.app_with(request.app.id(), request.consistency).await?;
-        let seen = match &found {
-            Some(app) => AppSeen::Known(app.id(), app.view()),
-            None => AppSeen::Unknown(request.app.id()),
-        };
+        let seen = AppSeen::looked_up(found.as_ref(), request.app.id());
         let facts = Facts::of(seen).with_github(Seen { value: &fact, source, age_ms });
         self.recorded(Subject::Github(&user), &facts, Asked::Capability(request.cap)).await
     }
@@ -365,10 +362,7 @@ impl Authorizer {
                         false => None,
                         true => self.app_with(app.id(), consistency).await?,
                     };
-                    let seen = match &found {
-                        Some(app) => AppSeen::Known(app.id(), app.view()),
-                        None => AppSeen::Unknown(app.id()),
-                    };
+                    let seen = AppSeen::looked_up(found.as_ref(), app.id());
                     return self.recorded(Subject::RefusedSession(error), &Facts::of(seen), asked).await;
                 }
             },

@@ -408,11 +408,7 @@ impl Facts {
                         (Fact::Replaced { current: id }, repo.confirmed_at, Some(owner), None, None)
                     }
                     Some((id, owner)) => {
-                        let target = if repo.renamed {
-                            PermissionTarget::Id(id)
-                        } else {
-                            PermissionTarget::Coords(app.coords())
-                        };
+                        let target = PermissionTarget::of(app.coords(), id, repo.renamed);
                         let roster = match self.cfg.rosters {
                             true => Some(self.roster(id, owner, target, age).await?),
                             false => None,
@@ -548,10 +544,9 @@ impl Facts {
             Some((id, owner)) if id == app.repo_id() => (id, owner),
             _ => return Ok(Some((Vec::new(), Source::Github, 0))),
         };
-        let target = if repo.renamed { PermissionTarget::Id(id) } else { PermissionTarget::Coords(app.coords()) };
+        let target = PermissionTarget::of(app.coords(), id, repo.renamed);
         let (entry, source) = self.roster(id, owner, target, age).await?;
         let age_ms = self.clock.now().millis_since(entry.confirmed_at.min(repo.confirmed_at));
-        let source = if source == Source::Github { Source::Github } else { Source::Cache };
         Ok(entry.roles.as_ref().map(|roles| {
             let mut listed: Vec<_> = roles.iter().map(|(id, grant)| (*id, grant.clone())).collect();
             listed.sort_by_key(|(id, _)| *id);
@@ -608,27 +603,17 @@ impl Facts {
     /// no-role lifetime for none), unless `age` is fresh; otherwise asked of GitHub, one request
     /// for concurrent askers.
     pub(crate) async fn account(&self, id: UserId, age: Age) -> Result<(Option<GithubUser>, Source, u64), CheckError> {
-        let now = self.clock.now();
-        if age != Age::Fresh {
-            if let Some(entry) = self.accounts.get(&id).await {
-                let since = now.millis_since(entry.fetched_at);
-                if since < self.max_age_ms(entry.user.is_some(), Age::Ordinary, now, entry.fetched_at) {
-                    return Ok((entry.user.clone(), Source::Cache, since));
-                }
-            }
-        }
-        self.accounts.invalidate(&id).await;
-        let github = self.github.clone();
-        let clock = self.clock.clone();
-        let entry = self
-            .accounts
-            .try_get_with(id, async move {
-                let user = github.account(id).await?;
-                Ok::<_, crate::github::GithubError>(Arc::new(AccountEntry { user, fetched_at: clock.now() }))
-            })
-            .await
-            .map_err(|e| CheckError::Github((*e).clone()))?;
-        Ok((entry.user.clone(), Source::Github, 0))
+        let fresh = |e: &AccountEntry| {
+            let now = self.clock.now();
+            age != Age::Fresh
+                && now.millis_since(e.fetched_at) < self.max_age_ms(e.user.is_some(), Age::Ordinary, now, e.fetched_at)
+        };
+        let fetch = |_| async move {
+            let user = self.github.account(id).await?;
+            Ok(AccountEntry { user, fetched_at: self.clock.now() })
+        };
+        let (entry, source) = coalesced(&self.accounts, id, fresh, fetch, |_: &AccountEntry| {}).await?;
+        Ok((entry.user.clone(), source, self.clock.now().millis_since(entry.fetched_at)))
     }
 
     /// The id of the repository at `coords` now, a rename followed; `None` if GitHub has none

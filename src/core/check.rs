@@ -11,7 +11,7 @@ use crate::core::audit::{Actor, AuditAction, AuditEvent, AuditOutcome};
 use crate::core::decision::{Decision, Fact, NoAccessDetail, Outcome, Reason, Source, decide_github};
 use crate::core::deployment::{MAX_DEPLOY_FIELD, valid_app_id};
 use crate::core::email::Email;
-use crate::core::ids::{AppId, AppView, GithubUser};
+use crate::core::ids::{App, AppId, AppView, GithubUser};
 use crate::core::policy::{Capability, Need, Policy, Visibility};
 use crate::core::principal::Principal;
 use crate::core::session::{Session, SessionError};
@@ -101,6 +101,14 @@ pub(crate) enum AppSeen<'a> {
 }
 
 impl<'a> AppSeen<'a> {
+    /// The app looked up by `id`: [`AppSeen::Known`] if found, else [`AppSeen::Unknown`].
+    pub(crate) fn looked_up(found: Option<&'a App>, id: &'a AppId) -> Self {
+        match found {
+            Some(app) => AppSeen::Known(app.id(), app.view()),
+            None => AppSeen::Unknown(id),
+        }
+    }
+
     /// The app's id.
     pub(crate) fn id(self) -> &'a AppId {
         match self {

@@ -410,6 +410,22 @@ impl OctocrabGithub {
         }
     }
 
+    /// The user account a `GET` of `path` answers (`/users/{login}`, `/user/{account_id}`);
+    /// `None` for 404 or an organization.
+    async fn account_at(&self, path: &str) -> Result<Option<GithubUser>, GithubError> {
+        let sender = self.sender(None)?;
+        match self.get(&sender, path, None).await? {
+            Answer::Ok { body, .. } => {
+                let user: WireUser = decode(path, &body)?;
+                Ok((user.kind != "Organization").then(|| GithubUser::new(UserId(user.id), &user.login)))
+            }
+            Answer::NotFound => Ok(None),
+            Answer::NotModified | Answer::Moved { .. } => {
+                Err(GithubError::Protocol { route: path.into(), detail: "unexpected status".into() })
+            }
+        }
+    }
+
     /// Every page of a repository listing at `route` (100 a page, following the `link` header's
     /// next page); an error rather than a partial listing past [`MAX_REPO_PAGES`]. `page_of`
     /// decodes a page and the total it announces, if it does. With `max_pages`, a listing whose
@@ -734,39 +750,16 @@ impl GithubApi for OctocrabGithub {
         if !valid_login(login) {
             return Ok(None);
         }
-        let sender = self.sender(None)?;
-        let path = format!("/users/{login}");
-        match self.get(&sender, &path, None).await? {
-            Answer::Ok { body, .. } => {
-                let user: WireUser = decode(&path, &body)?;
-                Ok((user.kind != "Organization").then(|| GithubUser::new(UserId(user.id), &user.login)))
-            }
-            Answer::NotFound => Ok(None),
-            Answer::NotModified | Answer::Moved { .. } => {
-                Err(GithubError::Protocol { route: path, detail: "unexpected status".into() })
-            }
-        }
+        self.account_at(&format!("/users/{login}")).await
     }
 
     async fn account(&self, id: UserId) -> Result<Option<GithubUser>, GithubError> {
-        let sender = self.sender(None)?;
-        let path = format!("/user/{}", id.0);
-        match self.get(&sender, &path, None).await? {
-            Answer::Ok { body, .. } => {
-                let user: WireUser = decode(&path, &body)?;
-                if user.id != id.0 {
-                    return Err(GithubError::Protocol {
-                        route: "GET /user/{account_id}".into(),
-                        detail: "another id answered".into(),
-                    });
-                }
-                Ok((user.kind != "Organization").then(|| GithubUser::new(UserId(user.id), &user.login)))
-            }
-            Answer::NotFound => Ok(None),
-            Answer::NotModified | Answer::Moved { .. } => Err(GithubError::Protocol {
+        match self.account_at(&format!("/user/{}", id.0)).await? {
+            Some(user) if user.id != id => Err(GithubError::Protocol {
                 route: "GET /user/{account_id}".into(),
-                detail: "unexpected status".into(),
+                detail: "another id answered".into(),
             }),
+            found => Ok(found),
         }
     }
 

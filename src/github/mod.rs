@@ -170,7 +170,13 @@ pub(crate) enum PermissionTarget<'a> {
     Id(RepoId),
 }
 
-impl PermissionTarget<'_> {
+impl<'a> PermissionTarget<'a> {
+    /// The repository with id `id` at `coords`: by its id once it was `renamed` (so that no
+    /// request goes through the redirect), else at its coordinates.
+    pub(crate) fn of(coords: &'a RepoCoords, id: RepoId, renamed: bool) -> Self {
+        if renamed { PermissionTarget::Id(id) } else { PermissionTarget::Coords(coords) }
+    }
+
     /// The path of the route `rest` (`/collaborators...`) on this repository.
     pub(crate) fn path(&self, rest: &str) -> String {
         match self {

@@ -46,7 +46,19 @@ enum Who<'a> {
     Principal(Principal),
 }
 
-/// `field` of `parent` (an object), if present.
+impl Who<'_> {
+    /// The library's check request for this subject.
+    fn asks<'r>(&'r self, app: &'r AppId, cap: Capability, consistency: Consistency) -> CheckRequest<'r> {
+        match self {
+            Who::Github(id, login) => CheckRequest::github_id(*id, *login, app, cap),
+            Who::Session(token) => CheckRequest::session(token, app, cap),
+            Who::Principal(p) => CheckRequest::new(p, app, cap),
+        }
+        .with_consistency(consistency)
+    }
+}
+
+/// A required member that must be an object; `name` says which, in an error.
 fn object<'a>(value: Option<&'a Value>, name: &'static str) -> Result<&'a Map<String, Value>, WireError> {
     match value {
         Some(Value::Object(m)) => Ok(m),
@@ -165,12 +177,7 @@ async fn evaluate(service: &Service, item: Item<'_>) -> Result<Value, WireError>
         Item::Unknown(kind) => return Ok(json!({"decision": false, "context": {"reason": {"kind": kind}}})),
         Item::Check { who, app, cap, consistency } => (who, app, cap, consistency),
     };
-    let request = match &who {
-        Who::Github(id, login) => CheckRequest::github_id(*id, *login, &app, cap),
-        Who::Session(token) => CheckRequest::session(token, &app, cap),
-        Who::Principal(p) => CheckRequest::new(p, &app, cap),
-    }
-    .with_consistency(consistency);
+    let request = who.asks(&app, cap, consistency);
     let started = std::time::Instant::now();
     let decided = service.authz().check(&request).await;
     metrics::histogram!("ghauthz_decision_duration_seconds", "action" => cap.as_str())
@@ -436,12 +443,7 @@ pub(crate) async fn search_action(State(service): State<Service>, headers: Heade
         let app = AppId(id.to_owned());
         let mut allowed = Vec::new();
         for cap in Capability::ALL.into_iter().rev() {
-            let request = match &who {
-                Who::Github(id, login) => CheckRequest::github_id(*id, *login, &app, cap),
-                Who::Session(token) => CheckRequest::session(token, &app, cap),
-                Who::Principal(p) => CheckRequest::new(p, &app, cap),
-            }
-            .with_consistency(consistency);
+            let request = who.asks(&app, cap, consistency);
             if service.authz().check(&request).await.map_err(|e| undecided(&e))?.is_allowed() {
                 allowed.push(cap);
             }

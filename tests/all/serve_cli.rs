@@ -45,19 +45,30 @@ impl Serve {
         Ok(Serve { child, first, url })
     }
 
-    /// One POST on a connection of its own: the status and the body as JSON.
-    fn post(&self, path: &str, key: &str, body: &Value) -> (u16, Value) {
+    /// One request on a connection of its own, `headers` being `Name: value` lines: the whole
+    /// answer, head and body.
+    fn exchange(&self, method: &str, path: &str, headers: &[String], body: &[u8]) -> String {
         let host = self.url.trim_start_matches("http://");
         let mut s = std::net::TcpStream::connect(host).unwrap();
-        let body = body.to_string();
-        write!(
-            s,
-            "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+        for h in headers {
+            head += &format!("{h}\r\n");
+        }
+        if !body.is_empty() {
+            head += &format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len());
+        }
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(b"\r\n").unwrap();
+        s.write_all(body).unwrap();
         let mut answer = String::new();
         s.read_to_string(&mut answer).unwrap();
+        answer
+    }
+
+    /// One POST of JSON with a bearer key: the status and the body as JSON.
+    fn post(&self, path: &str, key: &str, body: &Value) -> (u16, Value) {
+        let answer =
+            self.exchange("POST", path, &[format!("Authorization: Bearer {key}")], body.to_string().as_bytes());
         let status = answer[9..12].parse().unwrap();
         let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
         (status, serde_json::from_str(body).unwrap_or(Value::Null))
@@ -124,11 +135,7 @@ fn serve_prints_its_address_and_key_then_stops_on_sigterm() {
         Serve::start(&["--world", &world("acme.toml")], &["--public-url", "https://authz.example/?x=1"]).unwrap();
     let key = serve.first["api_key"].as_str().unwrap().to_owned();
     assert_eq!(serve.first.as_object().unwrap().len(), 2, "{}", serve.first);
-    let host = serve.url.trim_start_matches("http://").to_owned();
-    let mut s = std::net::TcpStream::connect(&host).unwrap();
-    write!(s, "GET /.well-known/authzen-configuration HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut doc = String::new();
-    s.read_to_string(&mut doc).unwrap();
+    let doc = serve.exchange("GET", "/.well-known/authzen-configuration", &[], b"");
     assert!(doc.contains(r#""policy_decision_point":"https://authz.example""#), "{doc}");
     let refused = Serve::start(&["--world", &world("acme.toml")], &["--public-url", "ftp://x"]).err().unwrap();
     assert_eq!(refused.0, 1, "{}", refused.1);
@@ -138,14 +145,9 @@ fn serve_prints_its_address_and_key_then_stops_on_sigterm() {
     assert_eq!((status, answer["decision"].clone()), (200, json!(true)));
     assert_eq!(serve.post("/access/v1/evaluation", KEY, &carol_edits_dash()).0, 401);
     // No webhook secret given: every delivery is refused, as the service's own lack.
-    let mut s = std::net::TcpStream::connect(&host).unwrap();
-    write!(
-        s,
-        "POST /webhooks/github HTTP/1.1\r\nHost: {host}\r\nX-GitHub-Event: ping\r\nX-GitHub-Delivery: d-1\r\nX-Hub-Signature-256: sha256=00\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
+    let headers =
+        ["X-GitHub-Event: ping", "X-GitHub-Delivery: d-1", "X-Hub-Signature-256: sha256=00"].map(String::from);
+    let answer = serve.exchange("POST", "/webhooks/github", &headers, b"{}");
     assert!(answer.starts_with("HTTP/1.1 503") && answer.contains("not_configured"), "{answer}");
     let (code, said) = serve.stop();
     assert_eq!(code, Some(0), "{said}");
@@ -268,24 +270,15 @@ fn serve_exports_metrics() {
     let dave = json!({"subject": {"type": "github_user", "id": "4"}, "action": {"name": "deploy"}, "resource": {"type": "app", "id": "dash"}});
     assert_eq!(serve.post("/access/v1/evaluation", &key, &dave).1["decision"], false);
     let body = br#"{"action":"edited","member":{"id":3},"repository":{"id":101}}"#;
-    let host = serve.url.trim_start_matches("http://").to_owned();
-    let mut s = std::net::TcpStream::connect(&host).unwrap();
-    write!(
-        s,
-        "POST /webhooks/github HTTP/1.1\r\nHost: {host}\r\nX-GitHub-Event: member\r\nX-GitHub-Delivery: d-1\r\nX-Hub-Signature-256: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        common::webhook_signature("s3cret", body),
-        body.len()
-    )
-    .unwrap();
-    s.write_all(body).unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
+    let headers = [
+        "X-GitHub-Event: member".to_owned(),
+        "X-GitHub-Delivery: d-1".to_owned(),
+        format!("X-Hub-Signature-256: {}", common::webhook_signature("s3cret", body)),
+    ];
+    let answer = serve.exchange("POST", "/webhooks/github", &headers, body);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
-    let mut s = std::net::TcpStream::connect(&host).unwrap();
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
+    let text = serve.exchange("GET", "/metrics", &[], b"");
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     let value = |series: &str| -> f64 {
         let line = text.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("no {series} in:\n{text}"));
