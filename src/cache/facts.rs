@@ -608,6 +608,10 @@ impl Facts {
             age != Age::Fresh
                 && now.millis_since(e.fetched_at) < self.max_age_ms(e.user.is_some(), Age::Ordinary, now, e.fetched_at)
         };
+        // A usable entry is read without taking the key's lock; past it, one load per key.
+        if let Some(entry) = self.accounts.get(&id).await.filter(|e| fresh(e)) {
+            return Ok((entry.user.clone(), Source::Cache, self.clock.now().millis_since(entry.fetched_at)));
+        }
         let fetch = |_| async move {
             let user = self.github.account(id).await?;
             Ok(AccountEntry { user, fetched_at: self.clock.now() })
