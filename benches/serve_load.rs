@@ -194,7 +194,10 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 }
 
 fn main() {
-    let server_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    // The server's worker threads (`GHAUTHZ_BENCH_SERVER_THREADS`, default 2).
+    let server_threads = std::env::var("GHAUTHZ_BENCH_SERVER_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
+    let server_rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(server_threads).enable_all().build().unwrap();
     let world = common::world(USERS, REPOS, VIEWERS);
     let mock = server_rt.block_on(MockGithub::start(world.clone())).unwrap();
     let store = Arc::new(MemoryStore::new());
@@ -301,7 +304,7 @@ fn main() {
     let client_rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(client_threads).enable_all().build().unwrap();
     println!(
-        "serve_load: {USERS} users x {REPOS} repositories, {VIEWERS} viewers per app, warm cache; {} s per load; server 2 threads, load generator {client_threads}",
+        "serve_load: {USERS} users x {REPOS} repositories, {VIEWERS} viewers per app, warm cache; {} s per load; server {server_threads} threads, load generator {client_threads}",
         seconds()
     );
     println!("in process: check by Principal {in_process_ns:.0} ns, check by GitHub id {by_id_ns:.0} ns (one thread)");
