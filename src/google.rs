@@ -269,7 +269,7 @@ struct CachedKeys {
 /// Verifies Google ID tokens; caches Google's keys.
 #[derive(Debug)]
 pub(crate) struct GoogleVerifier {
-    cfg: GoogleConfig,
+    pub(crate) cfg: GoogleConfig,
     clock: Arc<dyn Clock>,
     http: octocrab::Octocrab,
     keys: tokio::sync::RwLock<Option<Arc<CachedKeys>>>,

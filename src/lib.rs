@@ -11,6 +11,7 @@ mod github;
 mod google;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod mail;
 pub mod store;
 pub mod telemetry;
 mod viewer;

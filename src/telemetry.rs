@@ -12,6 +12,8 @@
 //! | `ghauthz_webhook_deliveries_total` | `event` (one of [`WEBHOOK_EVENTS`](crate::WEBHOOK_EVENTS), else `other`), `outcome` (`applied`, `duplicate`, `ignored`, `refused`) |
 //! | `ghauthz_link_redemptions_total` | `outcome` (`redeemed`, or the refusal's kind) |
 //! | `ghauthz_change_feed_listening` (gauge) | 1 while the store's change feed is heard, 0 otherwise |
+//! | `ghauthz_link_mails_total` | `outcome` (`sent`, `failed`) |
+//! | `ghauthz_link_pages_total` | `event` (`opened`: a link's page shown; `redeemed`: its Continue button used; `unredeemed`: a page opened whose link expired unused, what a mail scanner's visit looks like) |
 //!
 //! `ghauthz serve` adds `ghauthz_decision_duration_seconds` (`action`) and
 //! `ghauthz_http_requests_total` (`route`, `status`).
@@ -36,6 +38,11 @@ pub fn describe() {
         describe_counter!("ghauthz_webhook_deliveries_total", "GitHub webhook deliveries, by event and outcome.");
         describe_counter!("ghauthz_link_redemptions_total", "Sign-in link redemptions, by outcome.");
         describe_gauge!("ghauthz_change_feed_listening", "1 while the store's change feed is heard.");
+        describe_counter!("ghauthz_link_mails_total", "Sign-in link messages, by outcome.");
+        describe_counter!(
+            "ghauthz_link_pages_total",
+            "Sign-in link pages: opened, redeemed, and opened but left to expire unused."
+        );
         #[cfg(feature = "http")]
         {
             metrics::describe_histogram!(
@@ -157,6 +164,20 @@ pub(crate) fn link_redemption(outcome: &'static str) {
     metrics::counter!("ghauthz_link_redemptions_total", "outcome" => outcome).increment(1);
     #[cfg(not(feature = "metrics"))]
     let _ = outcome;
+}
+
+/// A link's message, sent or not.
+pub(crate) fn link_mail(outcome: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("ghauthz_link_mails_total", "outcome" => outcome).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = outcome;
+}
+
+/// A link's page: `opened`, `redeemed` or `unredeemed`, by `n`.
+#[cfg(feature = "http")]
+pub(crate) fn link_page(event: &'static str, n: u64) {
+    metrics::counter!("ghauthz_link_pages_total", "event" => event).increment(n);
 }
 
 /// The store's change feed is heard, or no longer.

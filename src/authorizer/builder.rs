@@ -102,6 +102,7 @@ pub struct AuthorizerBuilder {
     sessions: SessionConfig,
     keys: Option<SessionKeys>,
     google: Option<GoogleConfig>,
+    mail: Option<crate::mail::MailConfig>,
     webhooks: Option<WebhookVerifier>,
     store_timeout: Duration,
 }
@@ -264,6 +265,15 @@ impl AuthorizerBuilder {
     /// ```
     pub fn google(mut self, google: GoogleConfig) -> Self {
         self.google = Some(google);
+        self
+    }
+
+    /// Sends sign-in links by email ([`MailConfig`](crate::mail::MailConfig): a
+    /// [`Mailer`](crate::mail::Mailer) and where the sign-in pages are served):
+    /// [`Authorizer::send_link`](crate::Authorizer::send_link) issues and sends in one call, and
+    /// the sign-in pages offer a new link in place of a used or expired one.
+    pub fn mail(mut self, mail: crate::mail::MailConfig) -> Self {
+        self.mail = Some(mail);
         self
     }
 
@@ -519,8 +529,13 @@ impl AuthorizerBuilder {
         };
         let google =
             self.google.map(|g| GoogleVerifier::new(g, self.clock.clone())).transpose().map_err(BuildError::Google)?;
-        let signin =
-            SignIn { links: self.links, keys: parking_lot::RwLock::new(keys), sessions: self.sessions, google };
+        let signin = SignIn {
+            links: self.links,
+            keys: parking_lot::RwLock::new(keys),
+            sessions: self.sessions,
+            google,
+            mail: self.mail,
+        };
         let mut replica = [0u8; 8];
         getrandom::getrandom(&mut replica).map_err(|e| BuildError::ReplicaId(Box::new(e)))?;
         // 0 is the origin of the store's own announcements.
@@ -581,6 +596,7 @@ impl Authorizer {
             sessions: SessionConfig::default(),
             keys: None,
             google: None,
+            mail: None,
             webhooks: None,
             store_timeout: Duration::from_secs(5),
         }

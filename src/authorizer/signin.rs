@@ -45,6 +45,67 @@ impl Authorizer {
         self.inner.signin.issue(&*self.inner.store, self.inner.clock.now(), app, email).await
     }
 
+    /// Issues a sign-in link, as [`Authorizer::issue_link`](crate::Authorizer::issue_link) does,
+    /// and sends it to the invitation's stored address with the mailer given to
+    /// [`AuthorizerBuilder::mail`](crate::AuthorizerBuilder::mail): one call. The token goes into
+    /// the message alone.
+    ///
+    /// # Errors
+    ///
+    /// [`SendLinkError`](crate::mail::SendLinkError): `NotConfigured` without a mailer; `Link`
+    /// with [`Authorizer::issue_link`](crate::Authorizer::issue_link)'s errors (nothing sent);
+    /// `Mail` if the link was issued but the message was not sent.
+    pub async fn send_link(
+        &self,
+        app: &AppId,
+        email: &str,
+    ) -> Result<crate::mail::SentLink, crate::mail::SendLinkError> {
+        self.inner.signin.send(&*self.inner.store, self.inner.clock.now(), app, email).await
+    }
+
+    /// Sends a new link in place of `token`, a link this service issued whether used, expired or
+    /// revoked, to the address that link was sent to (never another): what a link's page offers
+    /// when the link no longer works. Rate-limited as issuing is.
+    ///
+    /// # Errors
+    ///
+    /// As [`Authorizer::send_link`](crate::Authorizer::send_link); `Link(Invalid)` if `token` is
+    /// not a link this service issued (or one since deleted), `Link(SignIn(NotInvited))` if the
+    /// invitation was removed.
+    pub async fn send_link_again(&self, token: &str) -> Result<crate::mail::SentLink, crate::mail::SendLinkError> {
+        self.inner.signin.send_again(&*self.inner.store, self.inner.clock.now(), token).await
+    }
+
+    /// A MAC of `data` under the signing session key, labelled apart from sessions (for the
+    /// sign-in pages' pre-session cookie); `None` without a signing key.
+    #[cfg(feature = "http")]
+    pub(crate) fn page_mac(&self, data: &[u8]) -> Option<[u8; 32]> {
+        self.inner.signin.page_mac(data)
+    }
+
+    /// The authorizer's clock, read.
+    #[cfg(feature = "http")]
+    pub(crate) fn now(&self) -> crate::core::time::Timestamp {
+        self.inner.clock.now()
+    }
+
+    /// Whether `tag` is [`Authorizer::page_mac`] of `data` under any listed session key.
+    #[cfg(feature = "http")]
+    pub(crate) fn page_mac_holds(&self, data: &[u8], tag: &[u8]) -> bool {
+        self.inner.signin.page_mac_holds(data, tag)
+    }
+
+    /// Whether links can be sent ([`AuthorizerBuilder::mail`](crate::AuthorizerBuilder::mail)).
+    pub fn sends_links(&self) -> bool {
+        self.inner.signin.mail.is_some()
+    }
+
+    /// The Google client ids whose ID tokens are accepted ([`AuthorizerBuilder::google`](crate::AuthorizerBuilder::google));
+    /// none without Google sign-in.
+    pub fn google_client_ids(&self) -> &[String] {
+        self.inner.signin.google.as_ref().map_or(&[], |g| g.cfg.client_ids())
+    }
+
     /// Validates a link without using it up: what answering a GET may do (mail scanners fetch every
     /// link they see). Show a page whose button POSTs to [`Authorizer::redeem_link`](crate::Authorizer::redeem_link).
     ///

@@ -14,6 +14,7 @@
 //! | `GET /metrics` | anyone on the listener | Prometheus text ([`Service::with_metrics`]) |
 //! | `GET /healthz` | anyone | 200 while the process serves |
 //! | `GET /readyz` | anyone | 200 when the store answers, the change feed is heard and GitHub has not refused the credentials; 503 naming what fails |
+//! | `/auth/...` | browsers | the viewer's sign-in pages ([`web`], [`Service::with_pages`]) |
 //!
 //! Every handler builds the library's own [`CheckRequest`](crate::CheckRequest)s: nothing is
 //! decided here. The wire rules (`application/json` only, 1 MiB bodies, 400 never 422, unknown
@@ -49,6 +50,7 @@
 
 mod authzen;
 mod keys;
+pub mod web;
 mod wire;
 
 use std::sync::Arc;
@@ -83,6 +85,8 @@ pub struct Service {
     metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
     /// The longest a request may take, its body read included.
     request_timeout: std::time::Duration,
+    /// The viewer's sign-in pages, where mounted.
+    pages: Option<web::SignInPages>,
 }
 
 /// The longest a request may take by default ([`Service::with_request_timeout`]).
@@ -109,7 +113,7 @@ impl Service {
         public_url.set_fragment(None);
         let public_url = public_url.as_str().trim_end_matches('/').to_owned();
         let inner = Inner { authz, keys: parking_lot::RwLock::new(Arc::new(keys)), public_url };
-        Service { inner: Arc::new(inner), metrics: None, request_timeout: DEFAULT_REQUEST_TIMEOUT }
+        Service { inner: Arc::new(inner), metrics: None, request_timeout: DEFAULT_REQUEST_TIMEOUT, pages: None }
     }
 
     /// The longest a request may take, from its head's arrival to the answer, its body read
@@ -125,6 +129,13 @@ impl Service {
     /// Without it there is no such route.
     pub fn with_metrics(mut self, render: impl Fn() -> String + Send + Sync + 'static) -> Self {
         self.metrics = Some(Arc::new(render));
+        self
+    }
+
+    /// Serves the viewer's sign-in pages under `/auth/` ([`web::SignInPages`]) beside the
+    /// decision routes, with the same request log, timeout and `X-Request-ID`.
+    pub fn with_pages(mut self, pages: web::SignInPages) -> Self {
+        self.pages = Some(pages);
         self
     }
 
@@ -164,6 +175,10 @@ impl Service {
                 )
             }
             None => Router::new(),
+        };
+        let router = match &self.pages {
+            Some(pages) => router.merge(pages.router()),
+            None => router,
         };
         router
             .route("/access/v1/evaluation", post(authzen::evaluation))

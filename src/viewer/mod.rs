@@ -403,9 +403,83 @@ pub(crate) struct SignIn {
     pub(crate) keys: parking_lot::RwLock<SessionKeys>,
     pub(crate) sessions: SessionConfig,
     pub(crate) google: Option<GoogleVerifier>,
+    pub(crate) mail: Option<crate::mail::MailConfig>,
 }
 
+/// What a sign-in page's MAC covers is prefixed with this: nothing a session's JWT signs starts
+/// so (a JWT's signing input starts with its base64url header).
+const PAGE_MAC_LABEL: &[u8] = b"ghauthz-page-mac\0";
+
 impl SignIn {
+    /// A MAC of `data` under the signing session key (HMAC-SHA256, labelled apart from sessions):
+    /// what a sign-in page binds a cookie to, verifiable on every replica that holds the keys.
+    pub(crate) fn page_mac(&self, data: &[u8]) -> Option<[u8; 32]> {
+        use hmac::Mac as _;
+        let keys = self.keys.read();
+        let key = keys.signing()?;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key.secret).ok()?;
+        mac.update(PAGE_MAC_LABEL);
+        mac.update(data);
+        Some(mac.finalize().into_bytes().into())
+    }
+
+    /// Whether `tag` is the MAC of `data` under any listed session key, compared in constant time
+    /// against every key (so a rotation does not void a page opened a moment before).
+    pub(crate) fn page_mac_holds(&self, data: &[u8], tag: &[u8]) -> bool {
+        use hmac::Mac as _;
+        let keys = self.keys.read();
+        let mut holds = false;
+        for key in &keys.keys {
+            let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key.secret) else { continue };
+            mac.update(PAGE_MAC_LABEL);
+            mac.update(data);
+            holds |= mac.verify_slice(tag).is_ok();
+        }
+        holds
+    }
+
+    /// Issues a link and sends it to the invitation's stored address.
+    pub(crate) async fn send(
+        &self,
+        store: &dyn Store,
+        now: Timestamp,
+        app: &AppId,
+        email: &str,
+    ) -> Result<crate::mail::SentLink, crate::mail::SendLinkError> {
+        let mail = self.mail.as_ref().ok_or(crate::mail::SendLinkError::NotConfigured)?;
+        let link = self.issue(store, now, app, email).await?;
+        let message = crate::mail::LinkMail::new(
+            link.email.clone(),
+            link.app.clone(),
+            mail.link_url(link.token.expose_secret()),
+            link.expires_at,
+            self.links.ttl,
+            mail.texts.clone(),
+        );
+        let sent = mail.mailer.send_link(&message).await;
+        crate::telemetry::link_mail(if sent.is_ok() { "sent" } else { "failed" });
+        sent?;
+        Ok(crate::mail::SentLink { app: link.app, email: link.email, expires_at: link.expires_at })
+    }
+
+    /// Sends a new link in place of `token`, one this service issued (used, expired or revoked
+    /// alike), to the address it was sent to.
+    pub(crate) async fn send_again(
+        &self,
+        store: &dyn Store,
+        now: Timestamp,
+        token: &str,
+    ) -> Result<crate::mail::SentLink, crate::mail::SendLinkError> {
+        if self.mail.is_none() {
+            return Err(crate::mail::SendLinkError::NotConfigured);
+        }
+        if !well_formed_link(token) {
+            return Err(LinkError::Invalid.into());
+        }
+        let old = store.link(&link_hash(token)).await.map_err(LinkError::from)?.ok_or(LinkError::Invalid)?;
+        self.send(store, now, &old.app, old.email.as_str()).await
+    }
+
     pub(crate) async fn google_identity(&self, id_token: &str) -> Result<GoogleIdentity, GoogleSignInError> {
         let verifier = self.google.as_ref().ok_or(GoogleSignInError::NotConfigured)?;
         Ok(verifier.verify(id_token).await?)

@@ -27,5 +27,6 @@ mod store_model;
 mod store_suite;
 mod support;
 mod viewers;
+mod web_pages;
 mod webhooks;
 mod world_loader;

@@ -36,6 +36,8 @@ pub(crate) struct Needs {
     pub(crate) webhook: Option<(WebhookSecret, Option<WebhookSecret>)>,
     /// `google sign-in`'s own strictness: `--require-authoritative`, `--hosted-domain`.
     pub(crate) google_strict: (bool, Option<String>),
+    /// Where sign-in links are sent from, for `serve`.
+    pub(crate) mail: Option<ghauthz::mail::MailConfig>,
 }
 
 /// The GitHub API live mode talks to unless `--github-api` says otherwise.
@@ -240,6 +242,10 @@ fn finish(
     let authz = match needs.webhook {
         Some((secret, Some(previous))) => authz.webhook_secret(secret).previous_webhook_secret(previous),
         Some((secret, None)) => authz.webhook_secret(secret),
+        None => authz,
+    };
+    let authz = match needs.mail {
+        Some(mail) => authz.mail(mail),
         None => authz,
     };
     authz.build().map_err(|e| Outcome::error(e.class().into(), e.kind(), &e))

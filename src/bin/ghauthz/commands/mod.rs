@@ -76,7 +76,14 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         Command::Check(args) => args.google_id_token.is_some(),
         _ => false,
     };
-    let needs = Needs { keys: needs_keys, google: needs_google, webhook: webhook_secret, google_strict };
+    let mail = match &cli.command {
+        Command::Serve(args) => match serve::mail(args) {
+            Ok(mail) => mail,
+            Err(e) => return e,
+        },
+        _ => None,
+    };
+    let needs = Needs { keys: needs_keys, google: needs_google, webhook: webhook_secret, google_strict, mail };
     let ctx = match ctx(&cli.global, needs).await {
         Ok(ctx) => ctx,
         Err(e) => return e,

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
+use ghauthz::http::web::SignInPages;
 use ghauthz::http::{ApiKeys, Service};
+use ghauthz::mail::{MailConfig, SmtpConfig, SmtpMailer, SmtpSecurity};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
@@ -45,10 +47,20 @@ pub(crate) async fn run(ctx: &Ctx, args: &ServeArgs, metrics: PrometheusHandle) 
         // The value is not repeated.
         _ => return Outcome::error(Exit::Usage, "usage", "`--public-url`: expected an http:// or https:// URL"),
     };
-    let service = Service::new(ctx.authz.clone(), keys, public).with_metrics({
+    let service = Service::new(ctx.authz.clone(), keys, public.clone()).with_metrics({
         let handle = metrics.clone();
         move || handle.render()
     });
+    let service = match &args.app_url_template {
+        Some(template) => match SignInPages::new(ctx.authz.clone(), public, template) {
+            Ok(pages) => match ctx.authz.google_client_ids().first() {
+                Some(client_id) => service.with_pages(pages.with_google_button(client_id.clone())),
+                None => service.with_pages(pages),
+            },
+            Err(e) => return Outcome::error(Exit::Usage, "usage", format!("`--{}`: {e}", e.kind().replace('_', "-"))),
+        },
+        None => service,
+    };
     // Histograms are folded in on a schedule, not on every render.
     let _upkeep = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
         loop {
@@ -95,6 +107,48 @@ pub(crate) async fn run(ctx: &Ctx, args: &ServeArgs, metrics: PrometheusHandle) 
         Ok(()) => Outcome::text(Exit::Done, String::new()).saying("stopped".to_owned()),
         Err(e) => Outcome::text(Exit::Unavailable, String::new()).saying(format!("the server failed: {e}")),
     }
+}
+
+/// The largest SMTP password file read.
+const MAX_PASSWORD_FILE: u64 = 4096;
+
+/// The mailer `--smtp` asks for, if any, sending links that open the pages at `--public-url`.
+pub(super) fn mail(args: &ServeArgs) -> Result<Option<MailConfig>, Outcome> {
+    let usage = |m: &str| Outcome::error(Exit::Usage, "usage", m);
+    let Some(smtp) = &args.smtp else {
+        if args.mail_from.is_some() || args.smtp_user.is_some() {
+            return Err(usage("`--mail-from` and `--smtp-user` need `--smtp URL`"));
+        }
+        return Ok(None);
+    };
+    let (Some(from), Some(public)) = (&args.mail_from, &args.public_url) else {
+        return Err(usage("`--smtp` needs `--mail-from ADDRESS` and `--public-url URL` (where links point)"));
+    };
+    // The value is not repeated: it may hold credentials.
+    let bad_url = || usage("`--smtp`: expected smtps://HOST[:PORT], smtp+starttls://HOST[:PORT] or smtp://HOST[:PORT]");
+    let url: url::Url = smtp.parse().map_err(|_| bad_url())?;
+    let (security, default_port) = match url.scheme() {
+        "smtps" => (SmtpSecurity::Tls, 465),
+        "smtp+starttls" => (SmtpSecurity::StartTls, 587),
+        "smtp" => (SmtpSecurity::Plain, 25),
+        _ => return Err(bad_url()),
+    };
+    let host = url.host_str().ok_or_else(bad_url)?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(usage("`--smtp`: give credentials with `--smtp-user` and `--smtp-password-file`, not in the URL"));
+    }
+    let mut config = SmtpConfig::new(host, url.port().unwrap_or(default_port), security, from.clone());
+    if let (Some(user), Some(path)) = (&args.smtp_user, &args.smtp_password_file) {
+        let text = std::fs::File::open(path)
+            .and_then(|f| crate::input::read_limited(f, MAX_PASSWORD_FILE))
+            .map_err(|e| usage(&format!("`--smtp-password-file`: {e}")))?;
+        let text = String::from_utf8(text).map_err(|_| usage("`--smtp-password-file`: not UTF-8"))?;
+        let password = text.lines().next().unwrap_or_default().to_owned();
+        config = config.with_credentials(user.clone(), password);
+    }
+    let mailer = SmtpMailer::new(config).map_err(|e| Outcome::error(e.class().into(), e.kind(), &e))?;
+    let public: url::Url = public.parse().map_err(|_| usage("`--public-url`: expected an http:// or https:// URL"))?;
+    Ok(Some(MailConfig::new(std::sync::Arc::new(mailer), public)))
 }
 
 /// Histogram buckets for `_seconds` metrics: 50 µs to 2.5 s.
