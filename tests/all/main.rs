@@ -9,6 +9,7 @@ mod common;
 
 mod app_life;
 mod architecture;
+mod browser;
 mod cache;
 mod cli;
 mod decision_table;
@@ -19,6 +20,7 @@ mod github_roles;
 mod google;
 mod http_service;
 mod links;
+mod mail;
 mod mock_github;
 mod replicas;
 mod rosters;

@@ -20,12 +20,12 @@ use tower::ServiceExt as _;
 
 use crate::common;
 
-const PUBLIC: &str = "https://share.example";
+pub(crate) const PUBLIC: &str = "https://share.example";
 const APP_URL: &str = "https://share.example/apps/{app}/";
 
 /// Every message a [`Mailer`] was asked to send: to whom, for which app, and the link.
 #[derive(Default, Clone)]
-struct Outbox(Arc<Mutex<Vec<(String, String, String)>>>);
+pub(crate) struct Outbox(Arc<Mutex<Vec<(String, String, String)>>>);
 
 #[async_trait::async_trait]
 impl Mailer for Outbox {
@@ -37,29 +37,29 @@ impl Mailer for Outbox {
 }
 
 impl Outbox {
-    fn sent(&self) -> Vec<(String, String, String)> {
+    pub(crate) fn sent(&self) -> Vec<(String, String, String)> {
         self.0.lock().unwrap().clone()
     }
 
     /// The path of the last link sent (`/auth/link/...`).
-    fn last_path(&self) -> String {
+    pub(crate) fn last_path(&self) -> String {
         let (_, _, url) = self.sent().pop().expect("a link was sent");
         url.strip_prefix(PUBLIC).unwrap().to_owned()
     }
 }
 
-struct Web {
-    authz: Authorizer,
-    pages: SignInPages,
-    outbox: Outbox,
-    clock: ManualClock,
-    world: World,
-    mock: Option<MockGithub>,
+pub(crate) struct Web {
+    pub(crate) authz: Authorizer,
+    pub(crate) pages: SignInPages,
+    pub(crate) outbox: Outbox,
+    pub(crate) clock: ManualClock,
+    pub(crate) world: World,
+    pub(crate) mock: Option<MockGithub>,
 }
 
 /// An authorizer over acme.toml with Google sign-in and a mailer that records, on the world's
 /// clock, and its pages at [`PUBLIC`].
-async fn web_at(public: &str) -> Web {
+pub(crate) async fn web_at(public: &str) -> Web {
     let world = common::fixture("acme.toml");
     let clock = ManualClock::new(world.now().unwrap());
     let mock = MockGithub::start_with_clock(world.clone(), Arc::new(clock.clone())).await.unwrap();
@@ -86,12 +86,12 @@ async fn web() -> Web {
 }
 
 /// The app's id: the second segment of `/apps/{app}/...`.
-fn app_of(parts: &http::request::Parts) -> Option<AppId> {
+pub(crate) fn app_of(parts: &http::request::Parts) -> Option<AppId> {
     parts.uri.path().split('/').nth(2).filter(|s| !s.is_empty()).map(|s| AppId(s.to_owned()))
 }
 
 /// A control plane: its app pages behind the guard, the sign-in pages beside them.
-fn control_plane(pages: &SignInPages) -> Router {
+pub(crate) fn control_plane(pages: &SignInPages) -> Router {
     let guard: AppGuard = pages.guard(app_of);
     Router::new()
         .route(
