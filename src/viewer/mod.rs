@@ -408,11 +408,13 @@ pub(crate) struct SignIn {
 
 /// What a sign-in page's MAC covers is prefixed with this: nothing a session's JWT signs starts
 /// so (a JWT's signing input starts with its base64url header).
+#[cfg(any(feature = "http", test))]
 const PAGE_MAC_LABEL: &[u8] = b"ghauthz-page-mac\0";
 
 impl SignIn {
     /// A MAC of `data` under the signing session key (HMAC-SHA256, labelled apart from sessions):
     /// what a sign-in page binds a cookie to, verifiable on every replica that holds the keys.
+    #[cfg(any(feature = "http", test))]
     pub(crate) fn page_mac(&self, data: &[u8]) -> Option<[u8; 32]> {
         use hmac::Mac as _;
         let keys = self.keys.read();
@@ -425,6 +427,7 @@ impl SignIn {
 
     /// Whether `tag` is the MAC of `data` under any listed session key, compared in constant time
     /// against every key (so a rotation does not void a page opened a moment before).
+    #[cfg(any(feature = "http", test))]
     pub(crate) fn page_mac_holds(&self, data: &[u8], tag: &[u8]) -> bool {
         use hmac::Mac as _;
         let keys = self.keys.read();
@@ -660,7 +663,25 @@ mod tests {
             keys: parking_lot::RwLock::new(SessionKeys::generate().unwrap()),
             sessions: SessionConfig::default(),
             google: None,
+            mail: None,
         }
+    }
+
+    #[test]
+    fn a_pages_mac_holds_under_any_listed_key_and_for_its_own_data_alone() {
+        let s = signin();
+        let tag = s.page_mac(b"link-a").unwrap();
+        assert!(s.page_mac_holds(b"link-a", &tag));
+        assert!(!s.page_mac_holds(b"link-b", &tag), "bound to its data");
+        assert!(!s.page_mac_holds(b"link-a", &tag[..31]), "the whole tag");
+        let mut keys = s.keys.read().clone();
+        let old = keys.kids()[0].to_owned();
+        keys.rotate().unwrap();
+        *s.keys.write() = keys.clone();
+        assert!(s.page_mac_holds(b"link-a", &tag), "a rotation keeps an open page working");
+        keys.retire(&old);
+        *s.keys.write() = keys;
+        assert!(!s.page_mac_holds(b"link-a", &tag), "a retired key verifies nothing");
     }
 
     const NOW: Timestamp = Timestamp(1_795_000_000_000);

@@ -396,7 +396,8 @@ async fn googles_callback_needs_its_double_submit_token_in_cookie_and_body_alike
     let form = |csrf: &str, credential: &str, state: &str| {
         format!("credential={credential}&g_csrf_token={csrf}&state={state}")
     };
-    let cases: [(&str, Vec<(&str, &str)>, String, u16); 6] = [
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, String, u16);
+    let cases: [Case; 6] = [
         ("no cookie", vec![], form("abc", &token, "dash"), 400),
         ("no body token", vec![("cookie", "g_csrf_token=abc")], form("", &token, "dash"), 400),
         ("unequal", vec![("cookie", "g_csrf_token=abc")], form("abd", &token, "dash"), 400),

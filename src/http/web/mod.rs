@@ -543,7 +543,7 @@ async fn sign_in_send(
         Err(e) if e.class() == crate::ErrorClass::Unavailable => {
             pages.notice(StatusCode::SERVICE_UNAVAILABLE, Some(&app), &t.unavailable).into_response()
         }
-        _ => pages.notice(StatusCode::OK, Some(&app), &t.sent).into_response(),
+        _ => pages.notice(StatusCode::OK, Some(&app), &t.sign_in_sent.replace("{app}", &app.0)).into_response(),
     }
 }
 

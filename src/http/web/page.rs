@@ -32,6 +32,8 @@ pub struct PageTexts {
     pub send_new: String,
     /// After a new link was asked for (the same words whether or not one was sent).
     pub sent: String,
+    /// After a link was asked for on the sign-in page (the same words whether or not one was sent).
+    pub sign_in_sent: String,
     /// Where no link can be sent from here.
     pub ask_developer: String,
     /// The sign-in page: its heading.
@@ -77,6 +79,7 @@ impl Default for PageTexts {
             invalid: "This link is not valid. Check that you opened the whole link from your email.".into(),
             send_new: "Email me a new link".into(),
             sent: "If the address is invited, a new sign-in link is on its way to it.".into(),
+            sign_in_sent: "If that address is invited to {app}, a sign-in link is on its way to it.".into(),
             ask_developer: "Ask the app's developer to invite you again.".into(),
             sign_in_title: "Sign in to view {app}".into(),
             sign_in_body: "This app is private. Sign in with an address its developers invited.".into(),
