@@ -52,7 +52,7 @@ pub use github::{
 pub use google::{GoogleBuildError, GoogleConfig, GoogleError, GoogleIdentity};
 pub use viewer::{
     GoogleSignInError, IssuedLink, IssuedSession, KeysFileError, LinkConfig, LinkError, LinkInfo, MAX_KEYS_FILE,
-    SessionConfig, SessionKeys, SignInRefusal,
+    SendLinkError, SentLink, SessionConfig, SessionKeys, SignInRefusal,
 };
 pub use webhook::{
     MAX_WEBHOOK_BODY, VerifiedDelivery, WEBHOOK_EVENTS, WebhookError, WebhookOutcome, WebhookStats, WebhookVerifier,

@@ -1,7 +1,8 @@
 //! Sending a sign-in link by email: the message ([`LinkMail`]), the [`Mailer`] that delivers it,
 //! and, with the `smtp` feature, [`SmtpMailer`] over SMTP (lettre). Give the authorizer one with
 //! [`AuthorizerBuilder::mail`](crate::AuthorizerBuilder::mail) and
-//! [`Authorizer::send_link`](crate::Authorizer::send_link) issues and sends in one call.
+//! [`Authorizer::send_link`](crate::Authorizer::send_link) issues and sends in one call
+//! ([`SentLink`](crate::SentLink), or a [`SendLinkError`](crate::SendLinkError)).
 //!
 //! A link goes only ever to the stored address of the invitation it opens, never to an address
 //! a requester typed: [`LinkMail::to`] is that address, and nothing else is offered.
@@ -18,7 +19,6 @@ pub use smtp::{SmtpConfig, SmtpMailer, SmtpSecurity};
 use crate::core::email::Email;
 use crate::core::ids::AppId;
 use crate::core::time::Timestamp;
-use crate::viewer::LinkError;
 
 /// The message that carries one sign-in link: to the invitation's stored address, naming the app
 /// and when the link stops working. Its [`Debug`](std::fmt::Debug) leaves the link out.
@@ -243,53 +243,6 @@ impl MailConfig {
 
     pub(crate) fn link_url(&self, token: &str) -> String {
         format!("{}/auth/link/{token}", self.pages)
-    }
-}
-
-/// A link sent: to whom, for which app, until when. The token went into the message alone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SentLink {
-    /// The app.
-    pub app: AppId,
-    /// The stored address it was sent to.
-    pub email: Email,
-    /// When it stops working.
-    pub expires_at: Timestamp,
-}
-
-/// Why a link was not sent.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum SendLinkError {
-    /// The authorizer has no mailer ([`AuthorizerBuilder::mail`](crate::AuthorizerBuilder::mail)).
-    #[error("no mailer is configured")]
-    NotConfigured,
-    /// No link was issued (not invited, rate limited, an unknown or invalid link, the store).
-    #[error(transparent)]
-    Link(#[from] LinkError),
-    /// The link was issued but the message was not sent; the link works if it reaches the
-    /// address some other way, and another may be asked for.
-    #[error(transparent)]
-    Mail(#[from] MailError),
-}
-
-impl SendLinkError {
-    /// `mail_not_configured`, the [`LinkError`]'s kind, or the [`MailError`]'s.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SendLinkError::NotConfigured => "mail_not_configured",
-            SendLinkError::Link(e) => e.kind(),
-            SendLinkError::Mail(e) => e.kind(),
-        }
-    }
-
-    /// The class of what failed; no mailer configured is [`Usage`](crate::ErrorClass::Usage).
-    pub fn class(&self) -> crate::ErrorClass {
-        match self {
-            SendLinkError::NotConfigured => crate::ErrorClass::Usage,
-            SendLinkError::Link(e) => e.class(),
-            SendLinkError::Mail(e) => e.class(),
-        }
     }
 }
 

@@ -52,14 +52,10 @@ impl Authorizer {
     ///
     /// # Errors
     ///
-    /// [`SendLinkError`](crate::mail::SendLinkError): `NotConfigured` without a mailer; `Link`
+    /// [`SendLinkError`](crate::SendLinkError): `NotConfigured` without a mailer; `Link`
     /// with [`Authorizer::issue_link`](crate::Authorizer::issue_link)'s errors (nothing sent);
     /// `Mail` if the link was issued but the message was not sent.
-    pub async fn send_link(
-        &self,
-        app: &AppId,
-        email: &str,
-    ) -> Result<crate::mail::SentLink, crate::mail::SendLinkError> {
+    pub async fn send_link(&self, app: &AppId, email: &str) -> Result<crate::SentLink, crate::SendLinkError> {
         self.inner.signin.send(&*self.inner.store, self.inner.clock.now(), app, email).await
     }
 
@@ -72,7 +68,7 @@ impl Authorizer {
     /// As [`Authorizer::send_link`](crate::Authorizer::send_link); `Link(Invalid)` if `token` is
     /// not a link this service issued (or one since deleted), `Link(SignIn(NotInvited))` if the
     /// invitation was removed.
-    pub async fn send_link_again(&self, token: &str) -> Result<crate::mail::SentLink, crate::mail::SendLinkError> {
+    pub async fn send_link_again(&self, token: &str) -> Result<crate::SentLink, crate::SendLinkError> {
         self.inner.signin.send_again(&*self.inner.store, self.inner.clock.now(), token).await
     }
 

@@ -217,6 +217,53 @@ pub struct IssuedSession {
     pub session: Session,
 }
 
+/// A link sent: to whom, for which app, until when. The token went into the message alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentLink {
+    /// The app.
+    pub app: AppId,
+    /// The stored address it was sent to.
+    pub email: Email,
+    /// When it stops working.
+    pub expires_at: Timestamp,
+}
+
+/// Why a link was not sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendLinkError {
+    /// The authorizer has no mailer ([`AuthorizerBuilder::mail`](crate::AuthorizerBuilder::mail)).
+    #[error("no mailer is configured")]
+    NotConfigured,
+    /// No link was issued (not invited, rate limited, an unknown or invalid link, the store).
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    /// The link was issued but the message was not sent; the link works if it reaches the
+    /// address some other way, and another may be asked for.
+    #[error(transparent)]
+    Mail(#[from] crate::mail::MailError),
+}
+
+impl SendLinkError {
+    /// `mail_not_configured`, the [`LinkError`]'s kind, or the [`MailError`](crate::mail::MailError)'s.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SendLinkError::NotConfigured => "mail_not_configured",
+            SendLinkError::Link(e) => e.kind(),
+            SendLinkError::Mail(e) => e.kind(),
+        }
+    }
+
+    /// The class of what failed; no mailer configured is [`Usage`](crate::ErrorClass::Usage).
+    pub fn class(&self) -> crate::ErrorClass {
+        match self {
+            SendLinkError::NotConfigured => crate::ErrorClass::Usage,
+            SendLinkError::Link(e) => e.class(),
+            SendLinkError::Mail(e) => e.class(),
+        }
+    }
+}
+
 /// Why a link was refused. Never carries the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -448,8 +495,8 @@ impl SignIn {
         now: Timestamp,
         app: &AppId,
         email: &str,
-    ) -> Result<crate::mail::SentLink, crate::mail::SendLinkError> {
-        let mail = self.mail.as_ref().ok_or(crate::mail::SendLinkError::NotConfigured)?;
+    ) -> Result<SentLink, SendLinkError> {
+        let mail = self.mail.as_ref().ok_or(SendLinkError::NotConfigured)?;
         let link = self.issue(store, now, app, email).await?;
         let message = crate::mail::LinkMail::new(
             link.email.clone(),
@@ -462,7 +509,7 @@ impl SignIn {
         let sent = mail.mailer.send_link(&message).await;
         crate::telemetry::link_mail(if sent.is_ok() { "sent" } else { "failed" });
         sent?;
-        Ok(crate::mail::SentLink { app: link.app, email: link.email, expires_at: link.expires_at })
+        Ok(SentLink { app: link.app, email: link.email, expires_at: link.expires_at })
     }
 
     /// Sends a new link in place of `token`, one this service issued (used, expired or revoked
@@ -472,9 +519,9 @@ impl SignIn {
         store: &dyn Store,
         now: Timestamp,
         token: &str,
-    ) -> Result<crate::mail::SentLink, crate::mail::SendLinkError> {
+    ) -> Result<SentLink, SendLinkError> {
         if self.mail.is_none() {
-            return Err(crate::mail::SendLinkError::NotConfigured);
+            return Err(SendLinkError::NotConfigured);
         }
         if !well_formed_link(token) {
             return Err(LinkError::Invalid.into());

@@ -119,6 +119,37 @@ async fn text(client: &Client) -> String {
     client.find(Locator::Css("body")).await.unwrap().text().await.unwrap()
 }
 
+/// The page's text once it holds `needle` (after a click, the next page may take a moment to
+/// load): at most 10 s, then whatever it holds.
+async fn text_with(client: &Client, needle: &str) -> String {
+    let mut last = String::new();
+    for _ in 0..200 {
+        if let Ok(body) = client.find(Locator::Css("body")).await {
+            if let Ok(t) = body.text().await {
+                if t.contains(needle) {
+                    return t;
+                }
+                last = t;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    last
+}
+
+/// The URL once it is `want` (after a click): at most 10 s, then whatever it is.
+async fn url_becomes(client: &Client, want: &str) -> String {
+    let mut last = String::new();
+    for _ in 0..200 {
+        last = client.current_url().await.unwrap().to_string();
+        if last == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    last
+}
+
 fn encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
@@ -153,14 +184,15 @@ async fn the_viewers_way_in_works_in_a_real_browser() {
     // browser: refused, the link still usable.
     b.goto(&format!("{other}/post?to={}", encode(&url))).await.unwrap();
     b.find(Locator::Id("go")).await.unwrap().click().await.unwrap();
-    assert!(text(b).await.contains("did not come from this site"), "{}", text(b).await);
+    let refused = text_with(b, "did not come from this site").await;
+    assert!(refused.contains("did not come from this site"), "{refused}");
     screenshot(b, "cross-site-refused").await;
     assert!(w.authz.inspect_link(&token).await.is_ok(), "a cross-site POST used nothing up");
 
     // A person's click signs in and lands on the app's page.
     b.goto(&url).await.unwrap();
     b.find(Locator::Css("form button")).await.unwrap().click().await.unwrap();
-    assert_eq!(b.current_url().await.unwrap().as_str(), app_url);
+    assert_eq!(url_becomes(b, &app_url).await, app_url);
     assert_eq!(b.find(Locator::Id("app")).await.unwrap().text().await.unwrap(), "dash");
     assert!(text(b).await.contains("dana@example.com"));
     screenshot(b, "app-page").await;
@@ -179,7 +211,7 @@ async fn the_viewers_way_in_works_in_a_real_browser() {
     assert!(used.contains("already used") && used.contains("Email me a new link"), "{used}");
     screenshot(b, "link-used").await;
     b.find(Locator::Css("form button")).await.unwrap().click().await.unwrap();
-    assert!(text(b).await.contains("a new sign-in link is on its way"));
+    assert!(text_with(b, "a new sign-in link is on its way").await.contains("a new sign-in link is on its way"));
     assert_eq!(w.outbox.sent().last().unwrap().0, "dana@example.com");
 
     // Removed: the guard refuses her, with the reason.
@@ -210,7 +242,7 @@ async fn the_viewers_way_in_works_in_a_real_browser() {
         .await
         .unwrap();
     b.find(Locator::Id("go")).await.unwrap().click().await.unwrap();
-    assert_eq!(b.current_url().await.unwrap().as_str(), app_url, "{}", text(b).await);
+    assert_eq!(url_becomes(b, &app_url).await, app_url, "{}", text(b).await);
     assert!(text(b).await.contains("dana@example.com"));
     // Without the cookie's twin in the form: 400, no session.
     b.delete_all_cookies().await.unwrap();
@@ -219,7 +251,7 @@ async fn the_viewers_way_in_works_in_a_real_browser() {
         .await
         .unwrap();
     b.find(Locator::Id("go")).await.unwrap().click().await.unwrap();
-    assert!(text(b).await.contains("could not be verified"));
+    assert!(text_with(b, "could not be verified").await.contains("could not be verified"));
     screenshot(b, "google-refused").await;
     assert!(b.get_all_cookies().await.unwrap().iter().all(|c| c.name() != SESSION_COOKIE));
     driver.client.clone().close().await.unwrap();

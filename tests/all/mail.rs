@@ -12,7 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ghauthz::mail::{MailConfig, SendLinkError, SmtpConfig, SmtpMailer, SmtpSecurity};
+use ghauthz::SendLinkError;
+use ghauthz::mail::{MailConfig, SmtpConfig, SmtpMailer, SmtpSecurity};
 use ghauthz::store::MemoryStore;
 use ghauthz::store::prelude::*;
 use ghauthz::world::MockGithub;
@@ -24,10 +25,10 @@ use crate::common;
 const PYTHON_ENV: &str = "GHAUTHZ_TEST_SMTP_PYTHON";
 
 /// aiosmtpd on a port of its own, writing what arrives into a directory.
-struct Sink {
+pub(crate) struct Sink {
     child: Child,
     dir: tempfile::TempDir,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Drop for Sink {
@@ -39,7 +40,7 @@ impl Drop for Sink {
 
 impl Sink {
     /// `None` (skipped, said once) without `GHAUTHZ_TEST_SMTP_PYTHON`.
-    fn start(tls: Option<(&PathBuf, &PathBuf)>) -> Option<Sink> {
+    pub(crate) fn start(tls: Option<(&PathBuf, &PathBuf)>) -> Option<Sink> {
         let Ok(python) = std::env::var(PYTHON_ENV) else {
             static SAID: std::sync::Once = std::sync::Once::new();
             SAID.call_once(|| eprintln!("skipped: {PYTHON_ENV} is unset, so the SMTP tests do not run"));
@@ -61,7 +62,7 @@ impl Sink {
     }
 
     /// The messages that arrived, in order.
-    fn messages(&self) -> Vec<Value> {
+    pub(crate) fn messages(&self) -> Vec<Value> {
         let mut files: Vec<_> = std::fs::read_dir(self.dir.path())
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -88,7 +89,7 @@ async fn authz_with(smtp: SmtpConfig) -> (Authorizer, MockGithub) {
 }
 
 /// The token in the link a message carries.
-fn token_in(text: &str) -> String {
+pub(crate) fn token_in(text: &str) -> String {
     let start = text.find("https://share.example/auth/link/").expect("the link is in the message");
     let rest = &text[start + "https://share.example/auth/link/".len()..];
     rest.split(|c: char| c.is_whitespace()).next().unwrap().to_owned()

@@ -297,3 +297,108 @@ fn serve_exports_metrics() {
     assert!(!text.contains(&key), "no key in the metrics");
     assert_eq!(serve.stop().0, Some(0));
 }
+
+/// `--app-url-template` mounts the sign-in pages; a template, or a mail option, that cannot work
+/// is refused before listening.
+#[test]
+fn serve_mounts_the_sign_in_pages_with_an_app_url_template() {
+    let acme = world("acme.toml");
+    for own in [
+        vec!["--app-url-template", "https://apps.example/"],
+        vec!["--smtp", "smtp://127.0.0.1:2525"],
+        vec!["--smtp", "smtp://127.0.0.1:2525", "--mail-from", "a@example.com"],
+        vec![
+            "--smtp",
+            "smtp://mail.example.com:25",
+            "--mail-from",
+            "a@example.com",
+            "--public-url",
+            "https://x.example",
+        ],
+        vec![
+            "--smtp",
+            "smtps://user:pw@mail.example.com",
+            "--mail-from",
+            "a@example.com",
+            "--public-url",
+            "https://x.example",
+        ],
+        vec!["--mail-from", "a@example.com"],
+    ] {
+        let refused = Serve::start(&["--world", &acme], &own).err().unwrap_or_else(|| panic!("{own:?} was taken"));
+        assert_eq!(refused.0, 1, "{own:?}: {}", refused.1);
+        assert!(!refused.1.contains("pw@"), "the URL is not repeated: {}", refused.1);
+    }
+    let serve =
+        Serve::start(&["--world", &acme], &["--app-url-template", "https://share.example/apps/{app}/"]).unwrap();
+    let page = serve.exchange("GET", "/auth/sign-in/dash", &[], b"");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    let lower = page.to_ascii_lowercase();
+    assert!(lower.contains("referrer-policy: no-referrer") && lower.contains("x-frame-options: deny"), "{page}");
+    assert!(page.contains("g_id_signin"), "the world's Google client: the button shows: {page}");
+    assert!(!page.contains("type=\"email\""), "no mailer: no address field: {page}");
+    let head = serve.exchange("HEAD", "/auth/link/gl1_made-up", &[], b"");
+    assert!(head.starts_with("HTTP/1.1 200") && !lower_has_cookie(&head), "{head}");
+}
+
+fn lower_has_cookie(answer: &str) -> bool {
+    answer.to_ascii_lowercase().contains("set-cookie")
+}
+
+/// The whole way in through `serve`: a link asked for on the sign-in page goes out over SMTP (to
+/// aiosmtpd), and the link that arrived signs the browser in. Needs `GHAUTHZ_TEST_SMTP_PYTHON`.
+#[test]
+fn serve_sends_a_link_over_smtp_that_signs_in() {
+    let Some(sink) = crate::mail::Sink::start(None) else { return };
+    let smtp = format!("smtp://127.0.0.1:{}", sink.port);
+    let own = [
+        "--app-url-template",
+        "https://share.example/apps/{app}/",
+        "--public-url",
+        "https://share.example",
+        "--smtp",
+        &smtp,
+        "--mail-from",
+        "Apps <apps@example.com>",
+    ];
+    let serve = Serve::start(&["--world", &world("acme.toml")], &own).unwrap();
+    let origin = "Origin: https://share.example".to_owned();
+    let form = ["Content-Type: application/x-www-form-urlencoded".to_owned(), origin.clone()];
+    let asked = exchange_form(&serve, "/auth/sign-in/dash", &form, "email=Dana%40Example.com");
+    assert!(asked.starts_with("HTTP/1.1 200"), "{asked}");
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(messages[0]["rcpt_tos"], json!(["dana@example.com"]));
+    let token = crate::mail::token_in(messages[0]["text"].as_str().unwrap());
+    let page = serve.exchange("GET", &format!("/auth/link/{token}"), &[], b"");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    let pre = page
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: ").or_else(|| l.strip_prefix("Set-Cookie: ")))
+        .and_then(|c| c.split(';').next())
+        .unwrap()
+        .to_owned();
+    let done = serve.exchange("POST", &format!("/auth/link/{token}"), &[origin, format!("Cookie: {pre}")], b"");
+    assert!(done.starts_with("HTTP/1.1 303"), "{done}");
+    let lower = done.to_ascii_lowercase();
+    assert!(lower.contains("location: https://share.example/apps/dash/"), "{done}");
+    assert!(lower.contains("set-cookie: __host-ghauthz-session="), "{done}");
+}
+
+/// A POST of a form body on a connection of its own: the whole answer.
+fn exchange_form(serve: &Serve, path: &str, headers: &[String], body: &str) -> String {
+    let mut headers = headers.to_vec();
+    headers.push(format!("Content-Length: {}", body.len()));
+    let host = serve.url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    let mut head = format!("POST {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for h in &headers {
+        head += &format!("{h}\r\n");
+    }
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(b"\r\n").unwrap();
+    s.write_all(body.as_bytes()).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    answer
+}

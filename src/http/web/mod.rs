@@ -40,7 +40,7 @@ pub use page::PageTexts;
 use crate::authorizer::Authorizer;
 use crate::core::ids::AppId;
 use crate::core::time::Timestamp;
-use crate::mail::SendLinkError;
+use crate::viewer::SendLinkError;
 use crate::viewer::{GoogleSignInError, LinkError, SignInRefusal};
 use page::{GoogleButton, Page, form, para};
 
