@@ -402,3 +402,40 @@ fn exchange_form(serve: &Serve, path: &str, headers: &[String], body: &str) -> S
     s.read_to_string(&mut answer).unwrap();
     answer
 }
+
+/// A client that sends a request's head slowly holds its connection `--header-read-timeout` at
+/// most; past `--max-connections`, a connection waits until another ends.
+#[test]
+fn serve_bounds_slow_heads_and_the_number_of_connections() {
+    use std::time::{Duration, Instant};
+    let serve =
+        Serve::start(&["--world", &world("acme.toml")], &["--header-read-timeout", "1", "--max-connections", "1"])
+            .unwrap();
+    let host = serve.url.trim_start_matches("http://").to_owned();
+    // A head never finished: the connection is closed after about a second.
+    let mut slow = std::net::TcpStream::connect(&host).unwrap();
+    write!(slow, "GET /healthz HTTP/1.1\r\nHost: {host}\r\n").unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = Instant::now();
+    let mut answer = String::new();
+    let _ = slow.read_to_string(&mut answer);
+    assert!(started.elapsed() < Duration::from_secs(5), "closed within the bound: {:?}", started.elapsed());
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
+    // One connection held open: a second is not served until it ends.
+    let serve =
+        Serve::start(&["--world", &world("acme.toml")], &["--header-read-timeout", "30", "--max-connections", "1"])
+            .unwrap();
+    let host = serve.url.trim_start_matches("http://").to_owned();
+    let held = std::net::TcpStream::connect(&host).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut waiting = std::net::TcpStream::connect(&host).unwrap();
+    write!(waiting, "GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    waiting.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let mut first = [0u8; 1];
+    assert!(waiting.read(&mut first).is_err(), "not served while the one slot is held");
+    drop(held);
+    waiting.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut answer = String::new();
+    waiting.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "served once the slot is free: {answer}");
+}

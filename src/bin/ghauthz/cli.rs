@@ -132,6 +132,13 @@ pub(crate) struct ServeArgs {
     /// delivery.
     #[arg(long, value_name = "FILE")]
     pub(crate) webhook_secret_file: Vec<PathBuf>,
+    /// How long a connection may take to send a request's head (a slow client holds a
+    /// connection that long at most), in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub(crate) header_read_timeout: u64,
+    /// The most connections served at once; more wait to be accepted.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub(crate) max_connections: usize,
     /// The app's URL, `{app}` where its id goes (`https://{app}.apps.example`): mounts the
     /// viewer's sign-in pages under `/auth/`, which send signed-in viewers there.
     #[arg(long, value_name = "TEMPLATE")]
@@ -245,6 +252,13 @@ pub(crate) struct WebhookArgs {
     /// previous one (`GHAUTHZ_WEBHOOK_SECRET_PREVIOUS` without files).
     #[arg(long, value_name = "FILE")]
     pub(crate) webhook_secret_file: Vec<PathBuf>,
+    /// How long a connection may take to send a request's head (a slow client holds a
+    /// connection that long at most), in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub(crate) header_read_timeout: u64,
+    /// The most connections served at once; more wait to be accepted.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub(crate) max_connections: usize,
     /// The app's URL, `{app}` where its id goes (`https://{app}.apps.example`): mounts the
     /// viewer's sign-in pages under `/auth/`, which send signed-in viewers there.
     #[arg(long, value_name = "TEMPLATE")]

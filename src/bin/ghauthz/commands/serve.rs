@@ -81,32 +81,68 @@ pub(crate) async fn run(ctx: &Ctx, args: &ServeArgs, metrics: PrometheusHandle) 
     }
     say(Stream::Out, &format!("{first}\n"));
     // The one JSON object is out: what follows goes to stderr only.
-    let stop = tokio_util::sync::CancellationToken::new();
-    let server = axum::serve(listener, service.router()).with_graceful_shutdown({
-        let stop = stop.clone();
-        async move { stop.cancelled().await }
-    });
-    let mut server = std::pin::pin!(server.into_future());
-    let outcome = tokio::select! {
-        r = &mut server => r,
-        r = stopped() => {
-            if let Err(e) = r {
-                return Outcome::text(Exit::Unavailable, String::new()).saying(format!("cannot wait for a signal: {e}"));
-            }
-            stop.cancel();
-            match tokio::time::timeout(DRAIN, &mut server).await {
-                Ok(r) => r,
-                Err(_) => {
-                    say(Stream::Err, "requests still in flight after 10 s were dropped\n");
-                    Ok(())
-                }
-            }
-        }
+    let limits = Limits {
+        header_read_timeout: Duration::from_secs(args.header_read_timeout.max(1)),
+        max_connections: args.max_connections.max(1),
     };
+    let outcome = serve_until_stopped(listener, service.router(), limits).await;
     match outcome {
         Ok(()) => Outcome::text(Exit::Done, String::new()).saying("stopped".to_owned()),
-        Err(e) => Outcome::text(Exit::Unavailable, String::new()).saying(format!("the server failed: {e}")),
+        Err(e) => Outcome::text(Exit::Unavailable, String::new()).saying(e),
     }
+}
+
+/// What one connection may hold.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// The longest a request's head may take to arrive (hyper then answers 408 and closes).
+    header_read_timeout: Duration,
+    /// The most connections served at once.
+    max_connections: usize,
+}
+
+/// Accepts and serves connections (HTTP/1.1, keep-alive) until SIGINT or SIGTERM; then stops
+/// accepting, lets what is in flight finish (at most [`DRAIN`]) and returns.
+async fn serve_until_stopped(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    limits: Limits,
+) -> Result<(), String> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
+    let mut stop = std::pin::pin!(stopped());
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.map_err(|e| format!("the server failed: {e}"))?,
+            r = &mut stop => { r.map_err(|e| format!("cannot wait for a signal: {e}"))?; break; }
+        };
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                // A connection that failed before it was accepted (reset, out of descriptors for a
+                // moment): the next one is waited for.
+                Err(_) => { tokio::time::sleep(Duration::from_millis(10)).await; continue; }
+            },
+            r = &mut stop => { r.map_err(|e| format!("cannot wait for a signal: {e}"))?; break; }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            // A connection that ends in an I/O error or a malformed request is the client's.
+            let _ = connection.await;
+            drop(slot);
+        });
+    }
+    // No new connection from here on: the listener goes first.
+    drop(listener);
+    if tokio::time::timeout(DRAIN, graceful.shutdown()).await.is_err() {
+        say(Stream::Err, "requests still in flight after 10 s were dropped\n");
+    }
+    Ok(())
 }
 
 /// The largest SMTP password file read.
