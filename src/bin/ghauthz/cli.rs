@@ -252,31 +252,6 @@ pub(crate) struct WebhookArgs {
     /// previous one (`GHAUTHZ_WEBHOOK_SECRET_PREVIOUS` without files).
     #[arg(long, value_name = "FILE")]
     pub(crate) webhook_secret_file: Vec<PathBuf>,
-    /// How long a connection may take to send a request's head (a slow client holds a
-    /// connection that long at most), in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
-    pub(crate) header_read_timeout: u64,
-    /// The most connections served at once; more wait to be accepted.
-    #[arg(long, value_name = "N", default_value_t = 4096)]
-    pub(crate) max_connections: usize,
-    /// The app's URL, `{app}` where its id goes (`https://{app}.apps.example`): mounts the
-    /// viewer's sign-in pages under `/auth/`, which send signed-in viewers there.
-    #[arg(long, value_name = "TEMPLATE")]
-    pub(crate) app_url_template: Option<String>,
-    /// Sends sign-in links through this SMTP server: `smtps://HOST[:PORT]` (TLS, 465),
-    /// `smtp+starttls://HOST[:PORT]` (STARTTLS, 587), or `smtp://HOST[:PORT]` (plain, to this
-    /// machine only, 25). Needs `--mail-from` and `--public-url`.
-    #[arg(long, value_name = "URL")]
-    pub(crate) smtp: Option<String>,
-    /// The sender of sign-in links (`apps@example.com` or `Apps <apps@example.com>`).
-    #[arg(long, value_name = "ADDRESS")]
-    pub(crate) mail_from: Option<String>,
-    /// The SMTP user name; the password is read from `--smtp-password-file`.
-    #[arg(long, value_name = "USER", requires = "smtp_password_file")]
-    pub(crate) smtp_user: Option<String>,
-    /// A file holding the SMTP password (its first line).
-    #[arg(long, value_name = "FILE", requires = "smtp_user")]
-    pub(crate) smtp_password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
