@@ -55,13 +55,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// `s` with HTML's special characters escaped.
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
 /// An app's page: only reached through the guard.
 async fn app_page(access: Access) -> Html<String> {
     Html(format!(
         "<!doctype html><title>{app}</title><h1>{app}</h1><p>Signed in as {who}, by {why}.</p>\
          <form method=\"post\" action=\"/auth/logout\"><button>Sign out</button></form>",
-        app = access.app().0,
-        who = access.principal().label(),
+        app = escape(&access.app().0),
+        who = escape(&access.principal().label()),
         why = access.decision().reason().kind(),
     ))
 }

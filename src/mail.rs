@@ -21,7 +21,8 @@ use crate::core::ids::AppId;
 use crate::core::time::Timestamp;
 
 /// The message that carries one sign-in link: to the invitation's stored address, naming the app
-/// and when the link stops working. Its [`Debug`](std::fmt::Debug) leaves the link out.
+/// and when the link stops working. Its [`Debug`](std::fmt::Debug) leaves the link and the
+/// address out.
 pub struct LinkMail {
     to: Email,
     app: AppId,
@@ -33,8 +34,9 @@ pub struct LinkMail {
 
 impl std::fmt::Debug for LinkMail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Neither the link nor the address goes into logs.
         f.debug_struct("LinkMail")
-            .field("to", &self.to)
+            .field("to", &"[redacted]")
             .field("app", &self.app)
             .field("url", &"[redacted]")
             .field("expires_at", &self.expires_at)

@@ -307,6 +307,7 @@ fn serve_mounts_the_sign_in_pages_with_an_app_url_template() {
         vec!["--app-url-template", "https://apps.example/"],
         vec!["--smtp", "smtp://127.0.0.1:2525"],
         vec!["--smtp", "smtp://127.0.0.1:2525", "--mail-from", "a@example.com"],
+        vec!["--smtp", "smtp://127.0.0.1:2525", "--mail-from", "a@example.com", "--public-url", "https://x.example"],
         vec![
             "--smtp",
             "smtp://mail.example.com:25",
@@ -366,7 +367,13 @@ fn serve_sends_a_link_over_smtp_that_signs_in() {
     let form = ["Content-Type: application/x-www-form-urlencoded".to_owned(), origin.clone()];
     let asked = exchange_form(&serve, "/auth/sign-in/dash", &form, "email=Dana%40Example.com");
     assert!(asked.starts_with("HTTP/1.1 200"), "{asked}");
-    let messages = sink.messages();
+    let messages = (0..100)
+        .map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            sink.messages()
+        })
+        .find(|m| !m.is_empty())
+        .unwrap_or_default();
     assert_eq!(messages.len(), 1, "{messages:?}");
     assert_eq!(messages[0]["rcpt_tos"], json!(["dana@example.com"]));
     let token = crate::mail::token_in(messages[0]["text"].as_str().unwrap());

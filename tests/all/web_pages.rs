@@ -41,6 +41,12 @@ impl Outbox {
         self.0.lock().unwrap().clone()
     }
 
+    /// The messages once there are `n` (the pages send in the background): at most 5 s.
+    pub(crate) async fn wait_for(&self, n: usize) -> Vec<(String, String, String)> {
+        common::wait_until("the link is sent", Duration::from_secs(5), || self.sent().len() >= n).await;
+        self.sent()
+    }
+
     /// The path of the last link sent (`/auth/link/...`).
     pub(crate) fn last_path(&self) -> String {
         let (_, _, url) = self.sent().pop().expect("a link was sent");
@@ -102,6 +108,12 @@ pub(crate) fn control_plane(pages: &SignInPages) -> Router {
                     app = access.app().0,
                     who = access.principal().label()
                 ))
+            }),
+        )
+        .route(
+            "/apps/{app}/cookies",
+            get(|_: Access, headers: HeaderMap| async move {
+                headers.get("cookie").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
             }),
         )
         .layer(guard)
@@ -261,9 +273,16 @@ async fn the_session_cookie_opens_the_app_and_the_guard_refuses_once_the_viewer_
     let app = send(&router, get_req("/apps/dash/", &[("cookie", &session)])).await;
     assert_eq!(app.status, 200, "{}", app.body);
     assert!(app.body.contains("dana@example.com"), "{}", app.body);
-    // Her session is for dash alone: on notes she is sent to sign in there.
+    // Her session is for dash alone: on notes she is sent to sign in there; a public app opens
+    // to her as to anyone.
     let notes = send(&router, get_req("/apps/notes/", &[("cookie", &session)])).await;
     assert_eq!(notes.status, 303);
+    let site = send(&router, get_req("/apps/site/", &[("cookie", &session)])).await;
+    assert_eq!(site.status, 200, "{}", site.body);
+    // The app behind the guard never sees the sign-in cookies; its own cookies pass.
+    let cookies = format!("theme=dark; {session}; {pre}");
+    let seen = send(&router, get_req("/apps/dash/cookies", &[("cookie", &cookies)])).await;
+    assert_eq!((seen.status, seen.body.as_str()), (StatusCode::OK, "theme=dark"));
     // Removed: the next request is refused, with the reason, as a page or as JSON.
     w.authz.remove_viewer(&ChangedBy::Operator, &AppId("dash".into()), "dana@example.com").await.unwrap();
     let page = send(&router, get_req("/apps/dash/", &[("cookie", &session)])).await;
@@ -272,8 +291,12 @@ async fn the_session_cookie_opens_the_app_and_the_guard_refuses_once_the_viewer_
     let json = send(&router, get_req("/apps/dash/", &[("cookie", &session), ("accept", "application/json")])).await;
     assert_eq!(json.status, 403);
     assert!(json.body.contains("\"kind\":\"not_invited\""), "{}", json.body);
-    // No app in the path, or no such app: 404.
-    assert_eq!(send(&router, get_req("/apps/nope/", &[])).await.status, 404);
+    // No such app: nobody signed in is sent to sign in, as for a private app (the guard tells
+    // nobody which apps exist); a user the control plane signed in is told 404.
+    assert_eq!(send(&router, get_req("/apps/nope/", &[])).await.location(), "https://share.example/auth/sign-in/nope");
+    let mut req = get_req("/apps/nope/", &[]);
+    req.extensions_mut().insert(Principal::github(w.world.user("carol").unwrap()));
+    assert_eq!(send(&router, req).await.status, 404);
 }
 
 #[tokio::test]
@@ -318,6 +341,17 @@ async fn the_extractor_alone_asks_a_guard_in_the_extensions_and_refuses_without_
     let site = send(&with_guard, get_req("/apps/site/", &[])).await;
     assert_eq!((site.status, site.body.as_str()), (StatusCode::OK, "site"));
     assert_eq!(send(&with_guard, get_req("/apps/dash/", &[])).await.status, 303);
+    // A route that asks for more than the layer in front granted: the guard nearest it decides.
+    let editing = Router::new()
+        .route("/apps/{app}/", get(|access: Access| async move { format!("{:?}", access.capability()) }))
+        .layer(axum::Extension(w.pages.guard(app_of).requiring(ghauthz::Capability::Edit)))
+        .layer(w.pages.guard(app_of));
+    let public = send(&editing, get_req("/apps/site/", &[("accept", "application/json")])).await;
+    assert_eq!(public.status, 401, "anyone may view site, nobody signed in may edit it: {}", public.body);
+    let mut req = get_req("/apps/site/", &[]);
+    req.extensions_mut().insert(Principal::github(w.world.user("carol").unwrap()));
+    let carol = send(&editing, req).await;
+    assert_eq!((carol.status, carol.body.as_str()), (StatusCode::OK, "Edit"));
 }
 
 #[tokio::test]
@@ -336,7 +370,7 @@ async fn used_expired_revoked_and_unknown_links_each_say_which_and_a_new_one_goe
     let before = w.outbox.sent().len();
     let sent = send(&router, post_req(&renew, &[SAME_ORIGIN], "")).await;
     assert_eq!(sent.status, 200, "{}", sent.body);
-    let all = w.outbox.sent();
+    let all = w.outbox.wait_for(before + 1).await;
     assert_eq!(all.len(), before + 1);
     assert_eq!(all[before].0, "dana@example.com");
     // Revoked: the invitation was removed after the link was issued.
@@ -349,6 +383,7 @@ async fn used_expired_revoked_and_unknown_links_each_say_which_and_a_new_one_goe
     let n = w.outbox.sent().len();
     let answer = send(&router, post_req(&format!("{fresh}/renew"), &[SAME_ORIGIN], "")).await;
     assert_eq!((answer.status, answer.body.clone()), (sent.status, sent.body.clone()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(w.outbox.sent().len(), n);
     let unknown = send(&router, get_req("/auth/link/gl1_made-up", &[])).await;
     assert_eq!(unknown.status, 404);
@@ -372,7 +407,8 @@ async fn the_sign_in_page_sends_a_link_to_an_invited_address_and_says_the_same_f
     assert_eq!((stranger.status, &stranger.body), (invited.status, &invited.body), "not invited says the same");
     assert_eq!(no_app.status, 200, "{}", no_app.body);
     assert!(!stranger.body.contains("zed"), "the address is not repeated");
-    let sent = w.outbox.sent();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let sent = w.outbox.wait_for(1).await;
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!((sent[0].0.as_str(), sent[0].1.as_str()), ("dana@example.com", "dash"));
     let bad = send(&router, post_req("/auth/sign-in/dash", &[SAME_ORIGIN], "email=%3Cscript%3E")).await;
@@ -384,7 +420,11 @@ async fn the_sign_in_page_sends_a_link_to_an_invited_address_and_says_the_same_f
     )
     .await;
     assert_eq!(cross.status, 403);
-    assert_eq!(w.outbox.sent().len(), 1, "nothing sent for a cross-site POST");
+    // A script's `fetch` from a page of this origin is not a form.
+    let fetched = [SAME_ORIGIN, ("sec-fetch-mode", "cors")];
+    assert_eq!(send(&router, post_req("/auth/sign-in/dash", &fetched, "email=dana%40example.com")).await.status, 403);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(w.outbox.sent().len(), 1, "nothing sent for a cross-site POST or a fetch");
 }
 
 #[tokio::test]

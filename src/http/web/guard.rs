@@ -73,10 +73,12 @@ impl std::fmt::Debug for AppGuard {
     }
 }
 
-/// What the guard let through: the app, who asked, and the decision that allowed it.
+/// What the guard let through: the app, the capability asked, who asked, and the decision that
+/// allowed it.
 #[derive(Debug, Clone)]
 pub struct Access {
     app: AppId,
+    capability: Capability,
     principal: Principal,
     decision: Decision,
 }
@@ -85,6 +87,11 @@ impl Access {
     /// The app.
     pub fn app(&self) -> &AppId {
         &self.app
+    }
+
+    /// The capability the guard asked for.
+    pub fn capability(&self) -> Capability {
+        self.capability
     }
 
     /// Who was let in: the control plane's own GitHub user, a signed-in viewer, or nobody (a
@@ -127,60 +134,56 @@ impl AppGuard {
         };
         let authz = self.pages.authz();
         let given = parts.extensions.get::<Principal>();
-        let session = cookie(&parts.headers, SESSION_COOKIE).filter(|t| !t.is_empty());
+        let session = cookie(&parts.headers, SESSION_COOKIE)
+            .or_else(|| parts.extensions.get::<StrippedSession>().map(|s| s.0.as_str()))
+            .filter(|t| !t.is_empty());
         let anonymous = Principal::Anonymous;
         let request = match (given, session) {
             (Some(principal), _) => CheckRequest::new(principal, &app, self.capability),
             (None, Some(token)) => CheckRequest::session(token, &app, self.capability),
             (None, None) => CheckRequest::new(&anonymous, &app, self.capability),
         };
-        let decision = match authz.check(&request).await {
+        let mut decision = match authz.check(&request).await {
             Ok(d) => d,
-            Err(e) => {
-                let retry = e.retry_after().map(|d| d.as_secs().max(1));
-                let mut response = refusal(
-                    json,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    e.kind(),
-                    "Access could not be checked just now; try again in a moment.",
-                    None,
-                );
-                if let Some(s) = retry {
-                    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
-                }
-                return Err(response);
-            }
+            Err(e) => return Err(undecided(json, &e)),
         };
+        // A session that does not hold here (expired, retired, another app's) is nobody signed
+        // in: a public app still opens.
+        let mut session = session;
+        if given.is_none() && session.is_some() && matches!(decision.reason(), Reason::SessionInvalid { .. }) {
+            session = None;
+            decision = match authz.check(&CheckRequest::new(&anonymous, &app, self.capability)).await {
+                Ok(d) => d,
+                Err(e) => return Err(undecided(json, &e)),
+            };
+        }
         if decision.is_allowed() {
             let principal = match (given, session) {
                 (Some(p), _) => p.clone(),
                 (None, Some(token)) => authz.verify_session(token).map_or(Principal::Anonymous, Principal::Viewer),
                 (None, None) => Principal::Anonymous,
             };
-            return Ok(Access { app, principal, decision });
+            return Ok(Access { app, capability: self.capability, principal, decision });
         }
         let kind = decision.reason().kind();
         let reason = serde_json::to_value(decision.reason()).unwrap_or_else(|_| json!({"kind": kind}));
+        // Nobody signed in is sent to sign in, for an app that does not exist too: what the guard
+        // answers tells nobody which apps exist.
         let to_sign_in = given.is_none()
-            && matches!(
-                decision.reason(),
-                Reason::NoAccess { detail: NoAccessDetail::Anonymous } | Reason::SessionInvalid { .. }
-            );
+            && session.is_none()
+            && matches!(decision.reason(), Reason::NoAccess { detail: NoAccessDetail::Anonymous } | Reason::UnknownApp);
         if to_sign_in {
             let url = self.pages.sign_in_url(&app);
-            if json {
-                let mut response = (
-                    StatusCode::UNAUTHORIZED,
-                    axum::Json(json!({"kind": "sign_in_required", "reason": reason, "sign_in": url})),
-                )
-                    .into_response();
-                super::page::harden(response.headers_mut());
-                return Err(response);
-            }
-            let mut response = StatusCode::SEE_OTHER.into_response();
-            if let Ok(v) = HeaderValue::from_str(&url) {
-                response.headers_mut().insert(header::LOCATION, v);
-            }
+            let mut response = if json {
+                (StatusCode::UNAUTHORIZED, axum::Json(json!({"kind": "sign_in_required", "sign_in": url})))
+                    .into_response()
+            } else {
+                let mut r = StatusCode::SEE_OTHER.into_response();
+                if let Ok(v) = HeaderValue::from_str(&url) {
+                    r.headers_mut().insert(header::LOCATION, v);
+                }
+                r
+            };
             super::page::harden(response.headers_mut());
             return Err(response);
         }
@@ -189,6 +192,21 @@ impl AppGuard {
         }
         Err(refusal(json, StatusCode::FORBIDDEN, kind, &words(decision.reason()), Some(reason)))
     }
+}
+
+/// Could not decide: 503, with `Retry-After` where known.
+fn undecided(json: bool, e: &crate::CheckError) -> Response {
+    let mut response = refusal(
+        json,
+        StatusCode::SERVICE_UNAVAILABLE,
+        e.kind(),
+        "Access could not be checked just now; try again in a moment.",
+        None,
+    );
+    if let Some(s) = e.retry_after().map(|d| d.as_secs().max(1)) {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+    }
+    response
 }
 
 /// A denial's reason in a sentence of the guard's own (never a value the request carried).
@@ -274,6 +292,12 @@ where
             match guard.admit(&parts).await {
                 Ok(access) => {
                     parts.extensions.insert(access);
+                    // The app behind the guard never sees the viewer's session or pre-session
+                    // cookie (a guard further in finds the session where only the crate looks).
+                    if let Some(token) = cookie(&parts.headers, SESSION_COOKIE).map(str::to_owned) {
+                        parts.extensions.insert(StrippedSession(token));
+                    }
+                    without_our_cookies(&mut parts.headers);
                     inner.call(Request::from_parts(parts, body)).await
                 }
                 Err(refused) => Ok(refused),
@@ -282,17 +306,44 @@ where
     }
 }
 
-/// The [`Access`] the [`AppGuard`] in front of the route granted. Without one there (the route
-/// is not behind the guard), it looks for an `AppGuard` in the request's extensions
-/// (`.layer(axum::Extension(guard))`) and asks it; with neither it refuses with 500: never a pass.
+/// The session cookie a guard took out of the request, for a guard further in.
+#[derive(Clone)]
+struct StrippedSession(String);
+
+/// `headers` without the sign-in cookies (`Cookie` headers rebuilt from the others).
+fn without_our_cookies(headers: &mut axum::http::HeaderMap) {
+    let ours = |pair: &str| {
+        let name = pair.trim().split('=').next().unwrap_or_default();
+        name == SESSION_COOKIE || name == super::PRE_COOKIE
+    };
+    let kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter(|pair| !pair.trim().is_empty() && !ours(pair))
+        .map(|pair| pair.trim().to_owned())
+        .collect();
+    headers.remove(header::COOKIE);
+    if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
+        if !kept.is_empty() {
+            headers.insert(header::COOKIE, v);
+        }
+    }
+}
+
+/// The access a guard grants the request. An [`AppGuard`] in the request's extensions
+/// (`.layer(axum::Extension(guard))`, nearest the route) is asked, whatever a layer in front
+/// granted (it may ask for more, such as `edit`); else the [`Access`] the [`AppGuard`] layer in
+/// front of the route granted; with neither it refuses with 500: never a pass.
 impl<S: Send + Sync> FromRequestParts<S> for Access {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        if let Some(access) = parts.extensions.get::<Access>() {
-            return Ok(access.clone());
-        }
         let Some(guard) = parts.extensions.get::<AppGuard>().cloned() else {
+            if let Some(access) = parts.extensions.get::<Access>() {
+                return Ok(access.clone());
+            }
             return Err(refusal(
                 wants_json(parts),
                 StatusCode::INTERNAL_SERVER_ERROR,

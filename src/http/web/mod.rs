@@ -57,6 +57,9 @@ const MAX_FORM: usize = 16 * 1024;
 const MAX_TOKEN: usize = 256;
 /// How many opened, not yet redeemed, links are remembered for the `unredeemed` count.
 const MAX_OPENED: usize = 10_000;
+/// How many links the pages may be sending at once; past it, asking for one answers 503 (to
+/// anyone alike).
+const MAX_SENDING: usize = 64;
 
 /// The sign-in pages: where they are served, where apps are, the words, and Google's button.
 /// Cheap to clone.
@@ -93,6 +96,8 @@ struct Inner {
     texts: PageTexts,
     /// Links whose page was opened and not yet redeemed here, with when each expires.
     opened: parking_lot::Mutex<Opened>,
+    /// Slots for links being sent in the background.
+    sending: Arc<tokio::sync::Semaphore>,
 }
 
 struct Opened {
@@ -169,6 +174,7 @@ impl SignInPages {
             google: None,
             texts: PageTexts::default(),
             opened: parking_lot::Mutex::new(Opened::default()),
+            sending: Arc::new(tokio::sync::Semaphore::new(MAX_SENDING)),
         };
         Ok(SignInPages { inner: Arc::new(inner) })
     }
@@ -185,6 +191,7 @@ impl SignInPages {
                 google: i.google.clone(),
                 texts: i.texts.clone(),
                 opened: parking_lot::Mutex::new(Opened::default()),
+                sending: i.sending.clone(),
             });
         }
         Arc::get_mut(&mut self.inner).unwrap_or_else(|| unreachable!("just made unique"))
@@ -260,13 +267,35 @@ impl SignInPages {
         self.page(status, &title, &para(text))
     }
 
-    /// Whether the request came from a page of this site: `Sec-Fetch-Site: same-origin` where
-    /// the browser sends it, else an `Origin` equal to the public URL's. Neither: refused.
+    /// Whether the request is a form this site's own page submitted: `Sec-Fetch-Site:
+    /// same-origin` where the browser sends it (with `Sec-Fetch-Mode: navigate` where it sends that:
+    /// a script's `fetch` is not a form), else an `Origin` equal to the public URL's. Neither:
+    /// refused.
     fn same_origin(&self, headers: &HeaderMap) -> bool {
         match headers.get("sec-fetch-site") {
-            Some(site) => site.as_bytes() == b"same-origin",
+            Some(site) => {
+                site.as_bytes() == b"same-origin"
+                    && headers.get("sec-fetch-mode").is_none_or(|mode| mode.as_bytes() == b"navigate")
+            }
             None => headers.get(header::ORIGIN).is_some_and(|o| o.as_bytes() == self.inner.origin.as_bytes()),
         }
+    }
+
+    /// Runs `send` in the background, at most [`MAX_SENDING`] at once, so that the answer is the
+    /// same, and as quick, whether or not a message goes out (the time an SMTP exchange takes would
+    /// tell which addresses are invited). `false` when every slot is taken.
+    fn send_in_background<F>(&self, send: F) -> bool
+    where
+        F: std::future::Future<Output = Result<crate::SentLink, SendLinkError>> + Send + 'static,
+    {
+        let Ok(slot) = self.inner.sending.clone().try_acquire_owned() else { return false };
+        tokio::spawn(async move {
+            if let Err(e) = send.await {
+                tracing::info!(kind = e.kind(), "no link sent");
+            }
+            drop(slot);
+        });
+        true
     }
 
     fn cross_site(&self) -> Response {
@@ -470,19 +499,17 @@ async fn link_renew(State(pages): State<SignInPages>, Path(token): Path<String>,
         return pages.cross_site();
     }
     let t = &pages.inner.texts;
+    if !pages.inner.authz.sends_links() {
+        return pages.notice(StatusCode::NOT_FOUND, None, &t.ask_developer).into_response();
+    }
     if token.len() > MAX_TOKEN {
         return pages.link_refused(&LinkError::Invalid, "");
     }
-    match pages.inner.authz.send_link_again(&token).await {
-        Err(SendLinkError::NotConfigured) => {
-            pages.notice(StatusCode::NOT_FOUND, None, &t.ask_developer).into_response()
-        }
-        Err(SendLinkError::Link(LinkError::Invalid)) => pages.link_refused(&LinkError::Invalid, ""),
-        Err(e) if e.class() == crate::ErrorClass::Unavailable => {
-            pages.notice(StatusCode::SERVICE_UNAVAILABLE, None, &t.unavailable).into_response()
-        }
-        _ => pages.notice(StatusCode::OK, None, &t.sent).into_response(),
+    let authz = pages.inner.authz.clone();
+    if !pages.send_in_background(async move { authz.send_link_again(&token).await }) {
+        return pages.notice(StatusCode::SERVICE_UNAVAILABLE, None, &t.unavailable).into_response();
     }
+    pages.notice(StatusCode::OK, None, &t.sent).into_response()
 }
 
 /// `GET /auth/sign-in/{app}`: the address field (where links can be sent) and Google's button
@@ -533,18 +560,17 @@ async fn sign_in_send(
         return pages.notice(StatusCode::BAD_REQUEST, None, &t.bad_email).into_response();
     };
     let app = AppId(app);
-    match pages.inner.authz.send_link(&app, &form.email).await {
-        Err(SendLinkError::NotConfigured) => {
-            pages.notice(StatusCode::NOT_FOUND, Some(&app), &t.ask_developer).into_response()
-        }
-        Err(SendLinkError::Link(LinkError::InvalidEmail(_))) => {
-            pages.notice(StatusCode::BAD_REQUEST, Some(&app), &t.bad_email).into_response()
-        }
-        Err(e) if e.class() == crate::ErrorClass::Unavailable => {
-            pages.notice(StatusCode::SERVICE_UNAVAILABLE, Some(&app), &t.unavailable).into_response()
-        }
-        _ => pages.notice(StatusCode::OK, Some(&app), &t.sign_in_sent.replace("{app}", &app.0)).into_response(),
+    if !pages.inner.authz.sends_links() {
+        return pages.notice(StatusCode::NOT_FOUND, Some(&app), &t.ask_developer).into_response();
     }
+    if crate::Email::parse(&form.email).is_err() {
+        return pages.notice(StatusCode::BAD_REQUEST, Some(&app), &t.bad_email).into_response();
+    }
+    let (authz, to) = (pages.inner.authz.clone(), app.clone());
+    if !pages.send_in_background(async move { authz.send_link(&to, &form.email).await }) {
+        return pages.notice(StatusCode::SERVICE_UNAVAILABLE, Some(&app), &t.unavailable).into_response();
+    }
+    pages.notice(StatusCode::OK, Some(&app), &t.sign_in_sent.replace("{app}", &app.0)).into_response()
 }
 
 #[derive(serde::Deserialize)]

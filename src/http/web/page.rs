@@ -75,7 +75,7 @@ impl Default for PageTexts {
             continue_button: "Continue to {app}".into(),
             used: "This link was already used: each link works once.".into(),
             expired: "This link has expired: links work for a short time after they are sent.".into(),
-            revoked: "This invitation was withdrawn, or a newer link replaced this one.".into(),
+            revoked: "This invitation was withdrawn.".into(),
             invalid: "This link is not valid. Check that you opened the whole link from your email.".into(),
             send_new: "Email me a new link".into(),
             sent: "If the address is invited, a new sign-in link is on its way to it.".into(),

@@ -160,6 +160,9 @@ pub(super) fn mail(args: &ServeArgs) -> Result<Option<MailConfig>, Outcome> {
     let (Some(from), Some(public)) = (&args.mail_from, &args.public_url) else {
         return Err(usage("`--smtp` needs `--mail-from ADDRESS` and `--public-url URL` (where links point)"));
     };
+    if args.app_url_template.is_none() {
+        return Err(usage("`--smtp` needs `--app-url-template`: the links open the sign-in pages it mounts"));
+    }
     // The value is not repeated: it may hold credentials.
     let bad_url = || usage("`--smtp`: expected smtps://HOST[:PORT], smtp+starttls://HOST[:PORT] or smtp://HOST[:PORT]");
     let url: url::Url = smtp.parse().map_err(|_| bad_url())?;
@@ -175,11 +178,24 @@ pub(super) fn mail(args: &ServeArgs) -> Result<Option<MailConfig>, Outcome> {
     }
     let mut config = SmtpConfig::new(host, url.port().unwrap_or(default_port), security, from.clone());
     if let (Some(user), Some(path)) = (&args.smtp_user, &args.smtp_password_file) {
-        let text = std::fs::File::open(path)
-            .and_then(|f| crate::input::read_limited(f, MAX_PASSWORD_FILE))
+        let file = std::fs::File::open(path).map_err(|e| usage(&format!("`--smtp-password-file`: {e}")))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let meta = file.metadata().map_err(|e| usage(&format!("`--smtp-password-file`: {e}")))?;
+            if !meta.is_file() || meta.permissions().mode() & 0o077 != 0 {
+                return Err(usage(
+                    "`--smtp-password-file`: must be a regular file only its owner may read (chmod 600)",
+                ));
+            }
+        }
+        let text = crate::input::read_limited(file, MAX_PASSWORD_FILE)
             .map_err(|e| usage(&format!("`--smtp-password-file`: {e}")))?;
         let text = String::from_utf8(text).map_err(|_| usage("`--smtp-password-file`: not UTF-8"))?;
         let password = text.lines().next().unwrap_or_default().to_owned();
+        if password.is_empty() {
+            return Err(usage("`--smtp-password-file`: its first line is empty"));
+        }
         config = config.with_credentials(user.clone(), password);
     }
     let mailer = SmtpMailer::new(config).map_err(|e| Outcome::error(e.class().into(), e.kind(), &e))?;
