@@ -390,6 +390,16 @@ fn serve_sends_a_link_over_smtp_that_signs_in() {
     let lower = done.to_ascii_lowercase();
     assert!(lower.contains("location: https://share.example/apps/dash/"), "{done}");
     assert!(lower.contains("set-cookie: __host-ghauthz-session="), "{done}");
+    // Counted: the page opened, the link redeemed from it, the message sent.
+    let text = serve.exchange("GET", "/metrics", &[], b"");
+    for series in [
+        r#"ghauthz_link_pages_total{event="opened"} 1"#,
+        r#"ghauthz_link_pages_total{event="redeemed"} 1"#,
+        r#"ghauthz_link_mails_total{outcome="sent"} 1"#,
+        r#"ghauthz_link_redemptions_total{outcome="redeemed"} 1"#,
+    ] {
+        assert!(text.lines().any(|l| l == series), "no `{series}` in:\n{text}");
+    }
 }
 
 /// A POST of a form body on a connection of its own: the whole answer.

@@ -632,3 +632,59 @@ async fn logout(State(pages): State<SignInPages>, headers: HeaderMap) -> Respons
         Err(_) => page.into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A recorder that keeps the `ghauthz_link_pages_total` counts by `event`.
+    #[derive(Default)]
+    struct Counts(Arc<parking_lot::Mutex<HashMap<String, u64>>>);
+
+    struct Counter(Arc<parking_lot::Mutex<HashMap<String, u64>>>, String);
+
+    impl metrics::CounterFn for Counter {
+        fn increment(&self, value: u64) {
+            *self.0.lock().entry(self.1.clone()).or_default() += value;
+        }
+        fn absolute(&self, _: u64) {}
+    }
+
+    impl metrics::Recorder for Counts {
+        fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+        fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+        fn describe_histogram(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+        fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+            let event = key.labels().find(|l| l.key() == "event").map_or_else(String::new, |l| l.value().to_owned());
+            metrics::Counter::from_arc(Arc::new(Counter(self.0.clone(), format!("{}/{event}", key.name()))))
+        }
+        fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+            metrics::Gauge::noop()
+        }
+        fn register_histogram(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
+            metrics::Histogram::noop()
+        }
+    }
+
+    #[test]
+    fn an_opened_link_left_to_expire_is_counted_unredeemed_once_and_a_redeemed_one_never() {
+        let counts = Counts::default();
+        let seen = counts.0.clone();
+        metrics::with_local_recorder(&counts, || {
+            let mut opened = Opened::default();
+            let t = |s: u64| Timestamp(s * 1000);
+            opened.links.insert([1; 32], t(100)); // expires at 100 s
+            opened.links.insert([2; 32], t(500));
+            sweep(&mut opened, t(95));
+            sweep(&mut opened, t(101)); // within 10 s of the last sweep: not yet
+            assert_eq!(opened.links.len(), 2);
+            sweep(&mut opened, t(200));
+            assert_eq!(opened.links.len(), 1, "the expired one is forgotten");
+            opened.links.remove(&[2; 32]); // redeemed
+            sweep(&mut opened, t(1000));
+            sweep(&mut opened, t(2000));
+        });
+        let seen = seen.lock();
+        assert_eq!(seen.get("ghauthz_link_pages_total/unredeemed"), Some(&1), "{seen:?}");
+    }
+}
