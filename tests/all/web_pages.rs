@@ -496,6 +496,8 @@ async fn every_page_and_refusal_carries_the_hardening_headers() {
         get_req("/auth/style.css", &[]),
         get_req("/apps/dash/", &[]),
         get_req("/apps/nope/", &[]),
+        get_req("/auth/nothing/here", &[]),
+        post_req("/auth/link/gl1_x/renew/more", &[], ""),
     ];
     for req in requests {
         let what = format!("{} {}", req.method(), req.uri());

@@ -248,6 +248,8 @@ impl SignInPages {
             .route("/auth/google", post(google))
             .route("/auth/logout", post(logout))
             .route("/auth/style.css", get(style))
+            // Anything else under `/auth/`: the pages' own 404, with their headers.
+            .route("/auth/{*rest}", axum::routing::any(unknown_page))
             .layer(DefaultBodyLimit::max(MAX_FORM))
             .layer(axum::middleware::from_fn(hardened))
             .with_state(self.clone())
@@ -434,6 +436,10 @@ async fn hardened(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     page::harden(response.headers_mut());
     response
+}
+
+async fn unknown_page(State(pages): State<SignInPages>) -> Response {
+    pages.notice(StatusCode::NOT_FOUND, None, &pages.inner.texts.invalid).into_response()
 }
 
 async fn style() -> Response {
