@@ -53,13 +53,30 @@ struct MockState {
     most_in_flight: std::sync::atomic::AtomicU64,
     /// Answers charged against the budget since the start (a 304 is not).
     charged: std::sync::atomic::AtomicU64,
+    /// Tokens minted for the world's `[[installations]]`: the installation, and when the token
+    /// expires (the world's clock).
+    tokens: Mutex<std::collections::HashMap<String, (u64, Timestamp)>>,
+    /// Tokens minted so far (each token differs).
+    minted: std::sync::atomic::AtomicU64,
+    /// Each installation's own budget: what is left, and when it resets.
+    budgets: Mutex<BTreeMap<u64, (u64, Timestamp)>>,
+}
+
+tokio::task_local! {
+    /// Whose budget the request being answered spends: an installation's own, or (`None`) the
+    /// world's one budget.
+    static BUDGET: Option<u64>;
 }
 
 /// Who a request is from, by its `Authorization` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Caller {
     Anonymous,
-    Installation,
+    /// The installation's token: the world-wide one (`None`), or a token minted for one of the
+    /// world's `[[installations]]`.
+    Installation(Option<u64>),
+    /// A token of a suspended installation: 403.
+    Suspended,
     User(UserId),
     /// A token that is neither the installation's nor a declared user's: 401, as GitHub
     /// answers a bad token.
@@ -103,6 +120,9 @@ impl MockGithub {
             in_flight: std::sync::atomic::AtomicU64::new(0),
             most_in_flight: std::sync::atomic::AtomicU64::new(0),
             charged: std::sync::atomic::AtomicU64::new(0),
+            tokens: Mutex::new(std::collections::HashMap::new()),
+            minted: std::sync::atomic::AtomicU64::new(0),
+            budgets: Mutex::new(BTreeMap::new()),
         });
         let router = axum::Router::new().fallback(handle).with_state(state.clone());
         let task = tokio::spawn(async move {
@@ -229,9 +249,19 @@ impl MockGithub {
         self.state.charged.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// What `x-ratelimit-remaining` says now.
+    /// What `x-ratelimit-remaining` says now (the world's one budget).
     pub fn rate_limit_remaining(&self) -> u64 {
         self.state.current_limit().0
+    }
+
+    /// What `x-ratelimit-remaining` says now to the tokens of installation `id` (each of the
+    /// world's `[[installations]]` spends a budget of its own).
+    pub fn installation_rate_limit_remaining(&self, id: u64) -> u64 {
+        let now = self.state.clock.now();
+        match self.state.budgets.lock().get(&id) {
+            Some(&(left, reset)) if now < reset => left,
+            _ => RATE_LIMIT,
+        }
     }
 }
 
@@ -246,21 +276,46 @@ impl MockState {
         self.world.read().clone()
     }
 
+    /// The budget the request being answered spends ([`BUDGET`]), as it stands.
     fn current_limit(&self) -> (u64, Timestamp) {
-        let mut l = self.limit.lock();
-        let now = self.clock.now();
-        if now >= l.1 {
-            *l = (RATE_LIMIT, now.plus(WINDOW));
-        }
-        *l
+        self.with_budget(|l| *l)
     }
 
     fn spend(&self) -> (u64, Timestamp) {
         self.charged.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.current_limit();
-        let mut l = self.limit.lock();
-        l.0 = l.0.saturating_sub(1);
-        *l
+        self.with_budget(|l| {
+            l.0 = l.0.saturating_sub(1);
+            *l
+        })
+    }
+
+    /// `f` on the request's budget, renewed first if its window has passed.
+    fn with_budget<T>(&self, f: impl FnOnce(&mut (u64, Timestamp)) -> T) -> T {
+        let now = self.clock.now();
+        let renew = |l: &mut (u64, Timestamp)| {
+            if now >= l.1 {
+                *l = (RATE_LIMIT, now.plus(WINDOW));
+            }
+        };
+        match BUDGET.try_with(|b| *b).ok().flatten() {
+            Some(installation) => {
+                let mut budgets = self.budgets.lock();
+                let l = budgets.entry(installation).or_insert((RATE_LIMIT, now.plus(WINDOW)));
+                renew(l);
+                f(l)
+            }
+            None => {
+                let mut l = self.limit.lock();
+                renew(&mut l);
+                f(&mut l)
+            }
+        }
+    }
+
+    /// The budget an `Authorization` header spends: a minted installation token's own.
+    fn budget_of(&self, headers: &HeaderMap) -> Option<u64> {
+        let (_, token) = authorization(headers).ok().flatten()?;
+        self.tokens.lock().get(token).map(|(installation, _)| *installation)
     }
 
     /// Who sent the request: by its `Authorization` header ([`authorization`]), whose scheme
@@ -279,8 +334,15 @@ impl MockState {
         match token.strip_prefix("user:").and_then(|login| self.world().user(login)) {
             Some(u) => Caller::User(u.id),
             None if token.is_empty() => Caller::Anonymous,
-            None if token == INSTALLATION_TOKEN => Caller::Installation,
-            None => Caller::Refused,
+            None if token == INSTALLATION_TOKEN => Caller::Installation(None),
+            None => match self.tokens.lock().get(token).copied() {
+                Some((_, expires)) if self.clock.now() >= expires => Caller::Refused,
+                Some((id, _)) if self.world().installations().iter().any(|i| i.id == id && i.suspended) => {
+                    Caller::Suspended
+                }
+                Some((id, _)) => Caller::Installation(Some(id)),
+                None => Caller::Refused,
+            },
         }
     }
 
@@ -299,10 +361,12 @@ impl MockState {
 
     fn can_see(&self, caller: Caller, repo: &WorldRepo) -> bool {
         match caller {
+            // An installation's token sees its installation's repositories alone, public or not.
+            Caller::Installation(Some(id)) => self.world().installations().iter().any(|i| i.id == id && i.covers(repo)),
             _ if !repo.private => true,
-            Caller::Installation => true,
+            Caller::Installation(None) => true,
             Caller::User(u) => self.world().effective_role(u, repo).is_some(),
-            Caller::Anonymous | Caller::Refused => false,
+            Caller::Anonymous | Caller::Refused | Caller::Suspended => false,
         }
     }
 }
@@ -378,7 +442,8 @@ async fn handle(State(state): State<Arc<MockState>>, method: Method, uri: Uri, h
     let now_in_flight = state.in_flight.fetch_add(1, SeqCst) + 1;
     state.most_in_flight.fetch_max(now_in_flight, SeqCst);
     let _answering = Answering(&state.in_flight);
-    let mut response = answer(&state, method, uri, headers).await;
+    let budget = state.budget_of(&headers);
+    let mut response = BUDGET.scope(budget, answer(&state, method, uri, headers)).await;
     // Every answer names its request, as GitHub's do (`x-github-request-id`).
     let n = state.served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let id = format!("C0DE:{:04X}:{:X}:{:X}:6756A1B2", state.addr_port, n, n.wrapping_mul(2_654_435_761) & 0xFF_FFFF);
@@ -401,6 +466,9 @@ async fn answer(state: &MockState, method: Method, uri: Uri, headers: HeaderMap)
     if method == Method::POST {
         return installation_token(state, &path, &headers);
     }
+    if let Some(lookup) = installation_lookup(state, &path, &headers) {
+        return lookup;
+    }
     if path == GOOGLE_JWKS_PATH {
         return google_jwks(state);
     }
@@ -410,6 +478,9 @@ async fn answer(state: &MockState, method: Method, uri: Uri, headers: HeaderMap)
     let caller = state.caller(&headers);
     if caller == Caller::Refused {
         return error(state, StatusCode::UNAUTHORIZED, "Bad credentials");
+    }
+    if caller == Caller::Suspended {
+        return error(state, StatusCode::FORBIDDEN, "This installation has been suspended");
     }
     let world = state.world();
     let query = uri.query().unwrap_or("");
@@ -436,7 +507,7 @@ async fn answer(state: &MockState, method: Method, uri: Uri, headers: HeaderMap)
         ["user"] => {
             let user = match caller {
                 Caller::User(user) => user,
-                Caller::Installation => {
+                Caller::Installation(_) => {
                     return error(state, StatusCode::FORBIDDEN, "Resource not accessible by integration");
                 }
                 _ => return error(state, StatusCode::UNAUTHORIZED, "Requires authentication"),
@@ -449,14 +520,17 @@ async fn answer(state: &MockState, method: Method, uri: Uri, headers: HeaderMap)
             return ok_or_not_modified(state, &headers, &body, &[]);
         }
         ["installation", "repositories"] => {
-            if caller != Caller::Installation {
+            let Caller::Installation(installation) = caller else {
                 return error(state, StatusCode::UNAUTHORIZED, "A JSON web token could not be decoded");
-            }
-            let all: Vec<&WorldRepo> = world.repos().iter().collect();
+            };
+            let all: Vec<&WorldRepo> = world.repos().iter().filter(|r| state.can_see(caller, r)).collect();
             let total = all.len();
+            let selection = installation
+                .and_then(|id| world.installations().iter().find(|i| i.id == id))
+                .map_or("all", |i| if i.repositories.is_some() { "selected" } else { "all" });
             let (items, link) =
                 paged(state, "/installation/repositories", query, all, |r| repo_json(state, &world, r, caller, false));
-            let body = json!({"total_count": total, "repository_selection": "all", "repositories": items});
+            let body = json!({"total_count": total, "repository_selection": selection, "repositories": items});
             return ok_or_not_modified(state, &headers, &body, &link);
         }
         ["user", "repos"] => {
@@ -637,12 +711,12 @@ fn roster(
     headers: &HeaderMap,
 ) -> Response<Body> {
     match caller {
-        Caller::Installation => {}
+        Caller::Installation(_) => {}
         Caller::User(u) if world.effective_role(u, repo).is_some_and(|g| g.role >= Role::Write) => {}
         Caller::User(_) => {
             return error(state, StatusCode::FORBIDDEN, "Must have push access to view repository collaborators.");
         }
-        Caller::Anonymous | Caller::Refused => {
+        Caller::Anonymous | Caller::Refused | Caller::Suspended => {
             return error(state, StatusCode::UNAUTHORIZED, "Requires authentication");
         }
     }
@@ -708,25 +782,88 @@ fn installation_token(state: &MockState, path: &str, headers: &HeaderMap) -> Res
     if !matches!(segs.as_slice(), ["app", "installations", id, "access_tokens"] if id.parse::<u64>().is_ok()) {
         return respond(StatusCode::NOT_FOUND, state.spend(), &[], Some(&not_found()));
     }
-    let jwt = authorization(headers)
-        .ok()
-        .flatten()
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .is_some_and(|(_, t)| t.split('.').count() == 3 && t.starts_with("eyJ"));
-    if !jwt {
+    if !app_jwt(headers) {
         let body = json!({"message": "A JSON web token could not be decoded", "documentation_url": "https://docs.github.com/rest"});
         return respond(StatusCode::UNAUTHORIZED, state.spend(), &[], Some(&body));
     }
-    // The token's expiry is read against the real clock by the client.
-    let lifetime = chrono::Duration::from_std(*state.token_lifetime.lock()).unwrap_or(chrono::Duration::hours(1));
-    let expires = chrono::Utc::now() + lifetime;
+    let id: u64 = segs[2].parse().unwrap_or_default();
+    let world = state.world();
+    if world.installations().is_empty() {
+        // The token's expiry is read against the real clock by the client.
+        let lifetime = chrono::Duration::from_std(*state.token_lifetime.lock()).unwrap_or(chrono::Duration::hours(1));
+        let expires = chrono::Utc::now() + lifetime;
+        let body = json!({
+            "token": INSTALLATION_TOKEN,
+            "expires_at": expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "permissions": {"metadata": "read", "members": "read"},
+            "repository_selection": "all"
+        });
+        return respond(StatusCode::CREATED, state.spend(), &[], Some(&body));
+    }
+    let Some(installation) = world.installations().iter().find(|i| i.id == id) else {
+        return respond(StatusCode::NOT_FOUND, state.spend(), &[], Some(&not_found()));
+    };
+    if installation.suspended {
+        let body = json!({"message": "This installation has been suspended", "documentation_url": "https://docs.github.com/rest"});
+        return respond(StatusCode::FORBIDDEN, state.spend(), &[], Some(&body));
+    }
+    // A token of its own, different at every call, valid one hour by the world's clock.
+    let n = state.minted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let token = format!("ghs_inst{id}_{n:08}");
+    let expires = state.clock.now().plus(Duration::from_secs(3600));
+    state.tokens.lock().insert(token.clone(), (id, expires));
+    let expires_at = chrono::DateTime::from_timestamp((expires.0 / 1000) as i64, 0).unwrap_or_default();
     let body = json!({
-        "token": INSTALLATION_TOKEN,
-        "expires_at": expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "token": token,
+        "expires_at": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "permissions": {"metadata": "read", "members": "read"},
-        "repository_selection": "all"
+        "repository_selection": if installation.repositories.is_some() { "selected" } else { "all" },
     });
     respond(StatusCode::CREATED, state.spend(), &[], Some(&body))
+}
+
+/// Whether the request carries an App JWT (three dot-separated parts, `Bearer`).
+fn app_jwt(headers: &HeaderMap) -> bool {
+    authorization(headers)
+        .ok()
+        .flatten()
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .is_some_and(|(_, t)| t.split('.').count() == 3 && t.starts_with("eyJ"))
+}
+
+/// `GET /repos/{owner}/{repo}/installation`, `/orgs/{org}/installation` and
+/// `/users/{user}/installation` (App JWT): the installation that covers it, or 404. `None`: not
+/// one of these routes, or a world without `[[installations]]` (the routes are then unknown).
+fn installation_lookup(state: &MockState, path: &str, headers: &HeaderMap) -> Option<Response<Body>> {
+    let world = state.world();
+    if world.installations().is_empty() {
+        return None;
+    }
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let found = match segs.as_slice() {
+        ["repos", owner, name, "installation"] => world
+            .repos()
+            .iter()
+            .find(|r| r.owner.eq_ignore_ascii_case(owner) && r.name.eq_ignore_ascii_case(name))
+            .and_then(|r| world.installation_of(r)),
+        ["orgs", login, "installation"] => {
+            world.installations().iter().find(|i| i.account_is_org && i.account.eq_ignore_ascii_case(login))
+        }
+        ["users", login, "installation"] => {
+            world.installations().iter().find(|i| !i.account_is_org && i.account.eq_ignore_ascii_case(login))
+        }
+        _ => return None,
+    };
+    if !app_jwt(headers) {
+        let body = json!({"message": "A JSON web token could not be decoded", "documentation_url": "https://docs.github.com/rest"});
+        return Some(respond(StatusCode::UNAUTHORIZED, state.spend(), &[], Some(&body)));
+    }
+    let Some(i) = found else {
+        return Some(respond(StatusCode::NOT_FOUND, state.spend(), &[], Some(&not_found())));
+    };
+    let account = shapes::Account { login: &i.account, id: i.account_id, organization: i.account_is_org };
+    let body = shapes::installation(&state.base, i.id, account, i.repositories.is_some(), i.suspended);
+    Some(respond(StatusCode::OK, state.spend(), &[], Some(&body)))
 }
 
 /// Whether `path` is a repository's roster (`/repos/{owner}/{name}/collaborators`, or by id).

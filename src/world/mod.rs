@@ -236,6 +236,19 @@ struct WorldFile {
     google: Option<GoogleSpec>,
     #[serde(default)]
     apps: Vec<AppSpec>,
+    #[serde(default)]
+    installations: Vec<InstallationSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InstallationSpec {
+    id: Spanned<u64>,
+    account: Spanned<String>,
+    #[serde(default)]
+    repositories: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    suspended: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -340,6 +353,32 @@ pub struct WorldUser {
     pub id: UserId,
     /// Login, as written in the world (matched without regard to case).
     pub login: String,
+}
+
+/// An installation of the GitHub App on one account (spec/world.md, "Installations").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorldInstallation {
+    /// Numeric id.
+    pub id: u64,
+    /// The login of the user or organization it is installed on.
+    pub account: String,
+    /// The account's numeric id.
+    pub account_id: u64,
+    /// Whether the account is an organization.
+    pub account_is_org: bool,
+    /// The selected repositories' ids; `None`: every repository of the account.
+    pub repositories: Option<Vec<RepoId>>,
+    /// Whether it is suspended (its tokens answer 403).
+    pub suspended: bool,
+}
+
+impl WorldInstallation {
+    /// Whether the installation reaches `repo`.
+    pub fn covers(&self, repo: &WorldRepo) -> bool {
+        repo.owner_id == self.account_id
+            && repo.owner_is_org == self.account_is_org
+            && self.repositories.as_ref().is_none_or(|ids| ids.contains(&repo.id))
+    }
 }
 
 /// An organization.
@@ -466,6 +505,7 @@ struct WorldData {
     faults: Vec<WorldFault>,
     google: Option<WorldGoogle>,
     apps: Vec<WorldApp>,
+    installations: Vec<WorldInstallation>,
     by_login: HashMap<String, usize>,
 }
 
@@ -525,7 +565,9 @@ impl World {
         let faults = ck.faults(&wf)?;
         let google = ck.google(&wf, dir)?;
         let apps = ck.apps(&wf, &logins)?;
-        Ok(World { inner: Arc::new(WorldData { now, users, orgs, repos, faults, google, apps, by_login }) })
+        let installations = ck.installations(&wf, &users, &orgs, &repos)?;
+        let data = WorldData { now, users, orgs, repos, faults, google, apps, installations, by_login };
+        Ok(World { inner: Arc::new(data) })
     }
 
     /// The world's fixed clock, if it sets `now`.
@@ -554,6 +596,17 @@ impl World {
     /// The world's repositories, in file order.
     pub fn repos(&self) -> &[WorldRepo] {
         &self.inner.repos
+    }
+
+    /// The GitHub App's installations, in file order: none means one installation over every
+    /// repository (spec/world.md, "Installations").
+    pub fn installations(&self) -> &[WorldInstallation] {
+        &self.inner.installations
+    }
+
+    /// The installation that covers `repo`, if the world declares installations.
+    pub fn installation_of(&self, repo: &WorldRepo) -> Option<&WorldInstallation> {
+        self.inner.installations.iter().find(|i| i.covers(repo))
     }
 
     /// The failures the mock GitHub injects, in file order (the first that matches wins).

@@ -56,6 +56,30 @@ pub(super) fn simple_user(base: &str, a: Account<'_>) -> Value {
     })
 }
 
+/// GitHub's `installation`: the App's installation `id` on `account` (`selected` repositories or
+/// `all`), suspended or not.
+pub(super) fn installation(base: &str, id: u64, account: Account<'_>, selected: bool, suspended: bool) -> Value {
+    json!({
+        "id": id,
+        "app_id": 1,
+        "app_slug": "ghauthz-world",
+        "target_id": account.id,
+        "target_type": account.kind(),
+        "single_file_name": null,
+        "repository_selection": if selected { "selected" } else { "all" },
+        "access_tokens_url": format!("{base}/app/installations/{id}/access_tokens"),
+        "html_url": format!("{base}/settings/installations/{id}"),
+        "repositories_url": format!("{base}/installation/repositories"),
+        "events": ["installation", "installation_repositories", "member", "membership", "repository", "team"],
+        "account": simple_user(base, account),
+        "permissions": {"metadata": "read", "members": "read"},
+        "created_at": EPOCH,
+        "updated_at": EPOCH,
+        "suspended_by": if suspended { simple_user(base, account) } else { Value::Null },
+        "suspended_at": if suspended { json!(EPOCH) } else { Value::Null },
+    })
+}
+
 /// GitHub's `public-user`: `GET /users/{login}` and `GET /user/{id}` of an account.
 pub(super) fn public_user(base: &str, a: Account<'_>, public_repos: usize) -> Value {
     let mut v = simple_user(base, a);

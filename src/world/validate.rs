@@ -310,6 +310,82 @@ impl Checker<'_> {
         Ok(faults)
     }
 
+    /// The App's installations: a declared account each (at most one per account, as GitHub
+    /// installs an App once per account), unique positive ids, selected repositories of that
+    /// account.
+    pub(super) fn installations(
+        &self,
+        wf: &WorldFile,
+        users: &[WorldUser],
+        orgs: &[WorldOrg],
+        repos: &[WorldRepo],
+    ) -> Result<Vec<WorldInstallation>, WorldError> {
+        let mut out: Vec<WorldInstallation> = Vec::new();
+        for (i, spec) in wf.installations.iter().enumerate() {
+            let id = *spec.id.get_ref();
+            if id == 0 || out.iter().any(|o| o.id == id) {
+                return Err(self.err(
+                    Some(spec.id.span()),
+                    format!("installations[{i}].id"),
+                    "ids are unique and above 0",
+                ));
+            }
+            let login = spec.account.get_ref();
+            let account = orgs
+                .iter()
+                .find(|o| o.login.eq_ignore_ascii_case(login))
+                .map(|o| (o.login.clone(), o.id, true))
+                .or_else(|| {
+                    users.iter().find(|u| u.login.eq_ignore_ascii_case(login)).map(|u| (u.login.clone(), u.id.0, false))
+                });
+            let Some((account, account_id, account_is_org)) = account else {
+                return Err(self.err(
+                    Some(spec.account.span()),
+                    format!("installations[{i}].account"),
+                    "an undeclared account: declare it under [[users]] or [[orgs]]",
+                ));
+            };
+            if out.iter().any(|o| o.account_id == account_id && o.account_is_org == account_is_org) {
+                return Err(self.err(
+                    Some(spec.account.span()),
+                    format!("installations[{i}].account"),
+                    "an account has one installation at most",
+                ));
+            }
+            let repositories = match &spec.repositories {
+                None => None,
+                Some(names) => {
+                    let mut ids = Vec::new();
+                    for (j, name) in names.iter().enumerate() {
+                        let found = repos.iter().find(|r| {
+                            r.owner_id == account_id
+                                && r.owner_is_org == account_is_org
+                                && r.name.eq_ignore_ascii_case(name.get_ref())
+                        });
+                        let Some(repo) = found else {
+                            return Err(self.err(
+                                Some(name.span()),
+                                format!("installations[{i}].repositories[{j}]"),
+                                "not a repository of the installation's account",
+                            ));
+                        };
+                        ids.push(repo.id);
+                    }
+                    Some(ids)
+                }
+            };
+            out.push(WorldInstallation {
+                id,
+                account,
+                account_id,
+                account_is_org,
+                repositories,
+                suspended: spec.suspended,
+            });
+        }
+        Ok(out)
+    }
+
     pub(super) fn google(&self, wf: &WorldFile, dir: &Path) -> Result<Option<WorldGoogle>, WorldError> {
         Ok(match &wf.google {
             None => None,

@@ -537,3 +537,150 @@ pub(crate) mod differential {
         }
     }
 }
+
+/// acme.toml with three installations of the App: on acme (two repositories selected), on
+/// alice (all hers), and on carol (suspended).
+fn acme_installed() -> ghauthz::world::World {
+    common::acme_with(|t| {
+        t + r#"
+[[installations]]
+id = 401
+account = "acme"
+repositories = ["dashboard", "website"]
+
+[[installations]]
+id = 402
+account = "alice"
+
+[[installations]]
+id = 403
+account = "carol"
+suspended = true
+"#
+    })
+}
+
+const JWT: &str = "Bearer eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOjF9.c2ln";
+
+/// Each installation mints tokens of its own (a new one at every call, valid one hour by the
+/// world's clock) that see its repositories alone and spend its own budget; a suspended one is
+/// refused; the three lookups find the installation of a repository, an organization or a user;
+/// every answer validates against GitHub's schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn installations_mint_their_own_tokens_see_their_own_repositories_and_spend_their_own_budget() {
+    let schemas = Schemas::load();
+    let world = acme_installed();
+    let clock = ghauthz::ManualClock::new(world.now().unwrap());
+    let mock = MockGithub::start_with_clock(world, std::sync::Arc::new(clock.clone())).await.unwrap();
+    let mint = |id: u64| send(&mock, "POST", &format!("/app/installations/{id}/access_tokens"), Some(JWT.as_bytes()));
+    let first = mint(401);
+    schemas.check("POST /app/installations/{installation_id}/access_tokens", &first, "mint 401");
+    assert_eq!((first.status, first.json()["repository_selection"].as_str()), (201, Some("selected")));
+    let second = mint(401);
+    let (acme, acme2) =
+        (first.json()["token"].as_str().unwrap().to_owned(), second.json()["token"].as_str().unwrap().to_owned());
+    assert_ne!(acme, acme2, "a new token at every call");
+    let expires = chrono::DateTime::parse_from_rfc3339(first.json()["expires_at"].as_str().unwrap()).unwrap();
+    let now = ghauthz::Clock::now(&clock).as_secs() as i64;
+    assert_eq!(expires.timestamp() - now, 3600, "one hour by the world's clock");
+    let alice = mint(402).json()["token"].as_str().unwrap().to_owned();
+    let suspended = mint(403);
+    schemas.check("POST /app/installations/{installation_id}/access_tokens", &suspended, "mint 403");
+    assert_eq!(suspended.status, 403);
+    let unknown = mint(499);
+    schemas.check("POST /app/installations/{installation_id}/access_tokens", &unknown, "mint 499");
+    assert_eq!(unknown.status, 404);
+
+    // Its own repositories, private or public; any other answers 404, as on GitHub.
+    for (path, token, status) in [
+        ("/repos/acme/dashboard", &acme, 200),
+        ("/repos/acme/website", &acme, 200),
+        ("/repos/acme/legacy", &acme, 404),
+        ("/repos/alice/notes", &acme, 404),
+        ("/repos/alice/notes", &alice, 200),
+        ("/repos/acme/dashboard", &alice, 404),
+        ("/repos/acme/dashboard/collaborators", &acme, 200),
+        ("/repos/acme/dashboard/collaborators", &alice, 404),
+    ] {
+        let a = get(&mock, path, Some(token));
+        assert_eq!(a.status, status, "{path} with {}: {}", &token[..12], a.body);
+    }
+    let listed = get(&mock, "/installation/repositories", Some(&acme));
+    schemas.check("GET /installation/repositories", &listed, "acme's repositories");
+    let body = listed.json();
+    let names: Vec<&str> =
+        body["repositories"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["dashboard", "website"]);
+    assert_eq!(listed.json()["repository_selection"], "selected");
+
+    // Budgets: acme's requests spend acme's, not alice's; the answer says acme's.
+    let before = (mock.installation_rate_limit_remaining(401), mock.installation_rate_limit_remaining(402));
+    let a = get(&mock, "/repos/acme/dashboard", Some(&acme2));
+    assert_eq!(a.header("x-ratelimit-remaining").unwrap(), (before.0 - 1).to_string());
+    assert_eq!(mock.installation_rate_limit_remaining(401), before.0 - 1);
+    assert_eq!(mock.installation_rate_limit_remaining(402), before.1, "alice's budget untouched");
+
+    // Past its hour, a token answers 401; a new one works.
+    clock.advance(std::time::Duration::from_secs(3600));
+    assert_eq!(get(&mock, "/repos/acme/dashboard", Some(&acme)).status, 401);
+    let fresh = mint(401).json()["token"].as_str().unwrap().to_owned();
+    assert_eq!(get(&mock, "/repos/acme/dashboard", Some(&fresh)).status, 200);
+
+    // The lookups (App JWT): a repository's, an organization's, a user's installation.
+    for (operation, path, status, id) in [
+        ("GET /repos/{owner}/{repo}/installation", "/repos/acme/dashboard/installation", 200, Some(401)),
+        ("GET /repos/{owner}/{repo}/installation", "/repos/acme/legacy/installation", 404, None),
+        ("GET /repos/{owner}/{repo}/installation", "/repos/alice/notes/installation", 200, Some(402)),
+        ("GET /orgs/{org}/installation", "/orgs/acme/installation", 200, Some(401)),
+        ("GET /users/{username}/installation", "/users/alice/installation", 200, Some(402)),
+        ("GET /users/{username}/installation", "/users/carol/installation", 200, Some(403)),
+    ] {
+        let a = send(&mock, "GET", path, Some(JWT.as_bytes()));
+        assert_eq!(a.status, status, "{path}: {}", a.body);
+        if status == 200 {
+            schemas.check(operation, &a, path);
+            assert_eq!(a.json()["id"].as_u64(), id, "{path}");
+        }
+    }
+    let carol = send(&mock, "GET", "/users/carol/installation", Some(JWT.as_bytes())).json();
+    assert!(carol["suspended_at"].is_string(), "{carol}");
+    assert_eq!(
+        send(&mock, "GET", "/orgs/acme/installation", Some(format!("Bearer {fresh}").as_bytes())).status,
+        401,
+        "an installation token is not the App's JWT"
+    );
+}
+
+/// What a world may say of installations: a declared account, one installation per account,
+/// unique ids, repositories of that account.
+#[test]
+fn a_world_refuses_installations_that_cannot_be() {
+    let with = |extra: &str| {
+        let text = std::fs::read_to_string(common::fixture_path("worlds/acme.toml")).unwrap() + extra;
+        ghauthz::world::World::from_toml_str(&text, common::fixture_path("worlds"))
+    };
+    for (extra, field) in [
+        ("[[installations]]\nid = 1\naccount = \"nobody-here\"\n", "installations[0].account"),
+        ("[[installations]]\nid = 0\naccount = \"acme\"\n", "installations[0].id"),
+        (
+            "[[installations]]\nid = 1\naccount = \"acme\"\n[[installations]]\nid = 1\naccount = \"alice\"\n",
+            "installations[1].id",
+        ),
+        (
+            "[[installations]]\nid = 1\naccount = \"acme\"\n[[installations]]\nid = 2\naccount = \"ACME\"\n",
+            "installations[1].account",
+        ),
+        (
+            "[[installations]]\nid = 1\naccount = \"acme\"\nrepositories = [\"notes\"]\n",
+            "installations[0].repositories[0]",
+        ),
+    ] {
+        let err = with(extra).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some(field), "{extra}: {err}");
+    }
+    let world = with("[[installations]]\nid = 7\naccount = \"Acme\"\n").unwrap();
+    let dashboard = world.repos().iter().find(|r| r.name == "dashboard").unwrap();
+    assert_eq!(world.installation_of(dashboard).map(|i| i.id), Some(7));
+    let notes = world.repos().iter().find(|r| r.name == "notes").unwrap();
+    assert!(world.installation_of(notes).is_none(), "alice's repository: no installation covers it");
+}
