@@ -72,9 +72,59 @@ async fn issue_redeem_and_sign_in_log_no_token() {
     #[cfg(not(feature = "http"))]
     let key = String::from("(no http)");
 
+    // The sign-in pages: a link's page and its redemption, Google's callback, all through the
+    // service's router (one log line each): the link, the cookies and the ID token stay out.
+    #[cfg(feature = "http")]
+    let (page_link, page_session) = {
+        use tower::ServiceExt as _;
+        let pages = ghauthz::http::web::SignInPages::new(
+            authz.clone(),
+            "https://share.example".parse().unwrap(),
+            "https://share.example/apps/{app}/",
+        )
+        .unwrap();
+        let (keys, _) = ghauthz::http::ApiKeys::generate().unwrap();
+        let router = ghauthz::http::Service::new(authz.clone(), keys, "https://share.example".parse().unwrap())
+            .with_pages(pages)
+            .router();
+        let link = authz.issue_link(&dash, "dana@example.com").await.unwrap();
+        let token = link.token.expose_secret().to_owned();
+        let path = format!("/auth/link/{token}");
+        let page =
+            router.clone().oneshot(http::Request::get(&path).body(axum::body::Body::empty()).unwrap()).await.unwrap();
+        let pre = page.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+        let redeem = http::Request::post(&path)
+            .header("sec-fetch-site", "same-origin")
+            .header("cookie", &pre)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let signed = router.clone().oneshot(redeem).await.unwrap();
+        assert_eq!(signed.status(), 303);
+        let cookie = signed.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+        let form = format!("credential={id_token}&g_csrf_token=c5rf&state=dash");
+        let google = http::Request::post("/auth/google")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", "g_csrf_token=c5rf")
+            .body(axum::body::Body::from(form))
+            .unwrap();
+        assert_eq!(router.clone().oneshot(google).await.unwrap().status(), 303);
+        let form = "email=dana%40example.com";
+        let asked = http::Request::post("/auth/sign-in/dash")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("sec-fetch-site", "same-origin")
+            .body(axum::body::Body::from(form))
+            .unwrap();
+        router.oneshot(asked).await.unwrap();
+        (token, cookie.split_once('=').unwrap().1.to_owned())
+    };
+    #[cfg(not(feature = "http"))]
+    let (page_link, page_session) = (String::from("(no http)"), String::from("(no http)"));
+
     let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     #[cfg(feature = "http")]
     assert!(log.contains("route=\"/access/v1/evaluation\"") && log.contains("req-7"), "the request's line: {log}");
+    #[cfg(feature = "http")]
+    assert!(log.contains("route=\"/auth/link/{token}\""), "the page's line: {log}");
     for event in ["link issued", "link redeemed", "google sign-in"] {
         assert!(log.contains(event), "the capture works: `{event}` is logged");
     }
@@ -88,6 +138,8 @@ async fn issue_redeem_and_sign_in_log_no_token() {
         ("installation token", "ghs_world_installation"),
         ("api key", key.as_str()),
         ("viewer address", "dana@example.com"),
+        ("link token on its page", page_link.as_str()),
+        ("session cookie set by a page", page_session.as_str()),
     ] {
         assert!(!log.contains(secret), "the {what} reached the log");
     }
