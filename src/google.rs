@@ -226,6 +226,10 @@ pub enum GoogleError {
     /// `exp - iat` is more than 24 hours: not a lifetime Google gives.
     #[error("the token's lifetime is longer than 24 hours")]
     LifetimeTooLong,
+    /// The token's `nonce` is not the one the sign-in page gave this browser (a token minted
+    /// for another browser, or replayed).
+    #[error("the token's nonce is not this browser's")]
+    WrongNonce,
 }
 
 impl GoogleError {
@@ -245,6 +249,7 @@ impl GoogleError {
 pub struct GoogleIdentity {
     sub: String,
     email: Email,
+    nonce: Option<String>,
 }
 
 impl GoogleIdentity {
@@ -256,6 +261,11 @@ impl GoogleIdentity {
     /// The verified address.
     pub fn email(&self) -> &Email {
         &self.email
+    }
+
+    /// The token's `nonce` claim, as the page that showed Google's button set it.
+    pub fn nonce(&self) -> Option<&str> {
+        self.nonce.as_deref()
     }
 }
 
@@ -455,6 +465,10 @@ impl GoogleVerifier {
                 return Err(GoogleError::NotAuthoritative);
             }
         }
-        Ok(GoogleIdentity { sub: sub.to_owned(), email })
+        let nonce = match c.get("nonce") {
+            None => None,
+            Some(v) => Some(v.as_str().ok_or_else(|| bad("nonce"))?.to_owned()),
+        };
+        Ok(GoogleIdentity { sub: sub.to_owned(), email, nonce })
     }
 }

@@ -75,14 +75,15 @@ async fn issue_redeem_and_sign_in_log_no_token() {
     // The sign-in pages: a link's page and its redemption, Google's callback, all through the
     // service's router (one log line each): the link, the cookies and the ID token stay out.
     #[cfg(feature = "http")]
-    let (page_link, page_session) = {
+    let (page_link, page_session, page_id_token) = {
         use tower::ServiceExt as _;
         let pages = ghauthz::http::web::SignInPages::new(
             authz.clone(),
             "https://share.example".parse().unwrap(),
             "https://share.example/apps/{app}/",
         )
-        .unwrap();
+        .unwrap()
+        .with_google_button(common::GOOGLE_AUD);
         let (keys, _) = ghauthz::http::ApiKeys::generate().unwrap();
         let router = ghauthz::http::Service::new(authz.clone(), keys, "https://share.example".parse().unwrap())
             .with_pages(pages)
@@ -101,10 +102,20 @@ async fn issue_redeem_and_sign_in_log_no_token() {
         let signed = router.clone().oneshot(redeem).await.unwrap();
         assert_eq!(signed.status(), 303);
         let cookie = signed.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
-        let form = format!("credential={id_token}&g_csrf_token=c5rf&state=dash");
+        let sign_in = http::Request::get("/auth/sign-in/dash").body(axum::body::Body::empty()).unwrap();
+        let sign_in = router.clone().oneshot(sign_in).await.unwrap();
+        let nonce =
+            sign_in.headers().get("set-cookie").map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned());
+        let nonce = nonce.unwrap_or_default();
+        let bound = common::google_token_with_nonce(
+            v.clock.now().as_secs(),
+            "dana@example.com",
+            nonce.split_once('=').map_or("", |(_, n)| n),
+        );
+        let form = format!("credential={bound}&g_csrf_token=c5rf&state=dash");
         let google = http::Request::post("/auth/google")
             .header("content-type", "application/x-www-form-urlencoded")
-            .header("cookie", "g_csrf_token=c5rf")
+            .header("cookie", format!("g_csrf_token=c5rf; {nonce}"))
             .body(axum::body::Body::from(form))
             .unwrap();
         assert_eq!(router.clone().oneshot(google).await.unwrap().status(), 303);
@@ -115,10 +126,11 @@ async fn issue_redeem_and_sign_in_log_no_token() {
             .body(axum::body::Body::from(form))
             .unwrap();
         router.oneshot(asked).await.unwrap();
-        (token, cookie.split_once('=').unwrap().1.to_owned())
+        (token, cookie.split_once('=').unwrap().1.to_owned(), bound)
     };
     #[cfg(not(feature = "http"))]
-    let (page_link, page_session) = (String::from("(no http)"), String::from("(no http)"));
+    let (page_link, page_session, page_id_token) =
+        (String::from("(no http)"), String::from("(no http)"), String::from("(no http)"));
 
     let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     #[cfg(feature = "http")]
@@ -140,6 +152,7 @@ async fn issue_redeem_and_sign_in_log_no_token() {
         ("viewer address", "dana@example.com"),
         ("link token on its page", page_link.as_str()),
         ("session cookie set by a page", page_session.as_str()),
+        ("ID token posted to a page", page_id_token.as_str()),
     ] {
         assert!(!log.contains(secret), "the {what} reached the log");
     }

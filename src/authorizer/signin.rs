@@ -232,7 +232,26 @@ impl Authorizer {
     /// # fn main() {}
     /// ```
     pub async fn google_sign_in(&self, app: &AppId, id_token: &str) -> Result<IssuedSession, GoogleSignInError> {
-        self.inner.signin.google_sign_in(&*self.inner.store, self.inner.clock.now(), app, id_token).await
+        self.inner.signin.google_sign_in(&*self.inner.store, self.inner.clock.now(), app, id_token, None).await
+    }
+
+    /// [`Authorizer::google_sign_in`], holding the ID token to the `nonce` the page that showed
+    /// Google's button gave this browser (and Google signed into the token): a token minted for
+    /// another browser, or replayed from elsewhere, is refused.
+    ///
+    /// # Errors
+    ///
+    /// As [`Authorizer::google_sign_in`](crate::Authorizer::google_sign_in); `Token(WrongNonce)`
+    /// (kind `invalid`) when the token's `nonce` is not `nonce` (compared in constant time), or
+    /// `nonce` is empty.
+    pub async fn google_sign_in_with_nonce(
+        &self,
+        app: &AppId,
+        id_token: &str,
+        nonce: &str,
+    ) -> Result<IssuedSession, GoogleSignInError> {
+        let now = self.inner.clock.now();
+        self.inner.signin.google_sign_in(&*self.inner.store, now, app, id_token, Some(nonce)).await
     }
 
     /// Verifies a Google ID token alone: who Google says signed in, with no grant lookup and no

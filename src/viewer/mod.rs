@@ -541,8 +541,15 @@ impl SignIn {
         now: Timestamp,
         app: &AppId,
         id_token: &str,
+        nonce: Option<&str>,
     ) -> Result<IssuedSession, GoogleSignInError> {
         let identity = self.google_identity(id_token).await?;
+        if let Some(expected) = nonce {
+            let held = identity.nonce().unwrap_or_default();
+            if expected.is_empty() || !constant_time_eq::constant_time_eq(held.as_bytes(), expected.as_bytes()) {
+                return Err(GoogleError::WrongNonce.into());
+            }
+        }
         if store.app(app).await?.is_none() {
             return Err(SignInRefusal::UnknownApp(app.clone()).into());
         }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use fantoccini::{Client, ClientBuilder, Locator};
-use ghauthz::http::web::{PRE_COOKIE, SESSION_COOKIE};
+use ghauthz::http::web::{NONCE_COOKIE, PRE_COOKIE, SESSION_COOKIE};
 use ghauthz::{AppId, ChangedBy, Clock as _};
 
 use crate::common;
@@ -235,9 +235,14 @@ async fn the_viewers_way_in_works_in_a_real_browser() {
     b.delete_all_cookies().await.unwrap();
     // Google's library sets the cookie from script, on the page's host (a cookie is the
     // host's, whatever the port).
+    // The sign-in page gives the button a nonce (Google signs it into the token), and the
+    // browser the same in a cookie.
+    b.goto(&format!("{base}/auth/sign-in/dash")).await.unwrap();
+    let cookies = b.get_all_cookies().await.unwrap();
+    let nonce = cookies.iter().find(|c| c.name() == NONCE_COOKIE).expect("the nonce cookie").value().to_owned();
     b.goto(&format!("{other}/post")).await.unwrap();
     b.execute("document.cookie = 'g_csrf_token=f00dcafe1234; path=/'", vec![]).await.unwrap();
-    let id_token = common::google_token(w.clock.now().as_secs(), "dana@example.com");
+    let id_token = common::google_token_with_nonce(w.clock.now().as_secs(), "dana@example.com", &nonce);
     let fields = format!("credential={id_token}&g_csrf_token=f00dcafe1234&state=dash");
     b.goto(&format!("{other}/post?to={}&fields={}", encode(&format!("{base}/auth/google")), encode(&fields)))
         .await

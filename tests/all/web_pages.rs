@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
-use ghauthz::http::web::{Access, AppGuard, PRE_COOKIE, SESSION_COOKIE, SignInPages};
+use ghauthz::http::web::{Access, AppGuard, NONCE_COOKIE, PRE_COOKIE, SESSION_COOKIE, SignInPages};
 use ghauthz::mail::{LinkMail, MailConfig, MailError, Mailer};
 use ghauthz::store::MemoryStore;
 use ghauthz::store::prelude::*;
@@ -428,30 +428,48 @@ async fn the_sign_in_page_sends_a_link_to_an_invited_address_and_says_the_same_f
 }
 
 #[tokio::test]
-async fn googles_callback_needs_its_double_submit_token_in_cookie_and_body_alike() {
+async fn googles_callback_needs_its_double_submit_token_and_the_nonce_the_sign_in_page_gave() {
     let w = web().await;
     let router = control_plane(&w.pages);
     let now = w.clock.now().as_secs();
-    let token = common::google_token(now, "dana@example.com");
+    // The sign-in page gives Google's button a nonce, and the browser the same in a cookie.
+    let page = send(&router, get_req("/auth/sign-in/dash", &[])).await;
+    let nonce_cookie = page.cookie(NONCE_COOKIE).unwrap();
+    for flag in ["; Path=/", "; Secure", "; HttpOnly", "; SameSite=None", "; Max-Age=600"] {
+        assert!(nonce_cookie.contains(flag), "{nonce_cookie}");
+    }
+    let pair = page.cookie_pair(NONCE_COOKIE);
+    let nonce = pair.split_once('=').unwrap().1.to_owned();
+    assert!(page.body.contains(&format!("data-nonce=\"{nonce}\"")), "{}", page.body);
+    let token = common::google_token_with_nonce(now, "dana@example.com", &nonce);
     let form = |csrf: &str, credential: &str, state: &str| {
         format!("credential={credential}&g_csrf_token={csrf}&state={state}")
     };
+    let both = format!("g_csrf_token=abc; {pair}");
     type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, String, u16);
-    let cases: [Case; 6] = [
+    let cases: [Case; 9] = [
         ("no cookie", vec![], form("abc", &token, "dash"), 400),
-        ("no body token", vec![("cookie", "g_csrf_token=abc")], form("", &token, "dash"), 400),
-        ("unequal", vec![("cookie", "g_csrf_token=abc")], form("abd", &token, "dash"), 400),
-        ("no state", vec![("cookie", "g_csrf_token=abc")], form("abc", &token, ""), 400),
+        ("no body token", vec![("cookie", &both)], form("", &token, "dash"), 400),
+        ("unequal", vec![("cookie", &both)], form("abd", &token, "dash"), 400),
+        ("no state", vec![("cookie", &both)], form("abc", &token, ""), 400),
+        ("no nonce cookie", vec![("cookie", "g_csrf_token=abc")], form("abc", &token, "dash"), 400),
         (
-            "a forged ID token",
-            vec![("cookie", "g_csrf_token=abc")],
-            form("abc", "eyJhbGciOiJub25lIn0.e30.", "dash"),
+            "a token without the nonce",
+            vec![("cookie", &both)],
+            form("abc", &common::google_token(now, "dana@example.com"), "dash"),
             400,
         ),
         (
+            "another browser's nonce",
+            vec![("cookie", "g_csrf_token=abc; __Host-ghauthz-nonce=someone-elses")],
+            form("abc", &token, "dash"),
+            400,
+        ),
+        ("a forged ID token", vec![("cookie", &both)], form("abc", "eyJhbGciOiJub25lIn0.e30.", "dash"), 400),
+        (
             "not invited",
-            vec![("cookie", "g_csrf_token=abc")],
-            form("abc", &common::google_token(now, "zed@example.com"), "dash"),
+            vec![("cookie", &both)],
+            form("abc", &common::google_token_with_nonce(now, "zed@example.com", &nonce), "dash"),
             403,
         ),
     ];
@@ -461,10 +479,11 @@ async fn googles_callback_needs_its_double_submit_token_in_cookie_and_body_alike
         assert!(answer.cookie(SESSION_COOKIE).is_none(), "{what}");
     }
     // As Google posts it: cross-site (no same-origin rule here), the token in both places.
-    let headers = [("cookie", "g_csrf_token=abc"), ("sec-fetch-site", "cross-site")];
+    let headers = [("cookie", both.as_str()), ("sec-fetch-site", "cross-site")];
     let answer = send(&router, post_req("/auth/google", &headers, &form("abc", &token, "dash"))).await;
     assert_eq!(answer.status, 303, "{}", answer.body);
     assert_eq!(answer.location(), "https://share.example/apps/dash/");
+    assert!(answer.cookie(NONCE_COOKIE).unwrap().contains("Max-Age=0"), "the nonce is used up");
     let session = answer.cookie_pair(SESSION_COOKIE);
     assert_eq!(send(&router, get_req("/apps/dash/", &[("cookie", &session)])).await.status, 200);
 }

@@ -212,6 +212,14 @@ pub fn google_token(now: u64, email: &str) -> String {
     sign_google(&google_claims(now, email), "google-test", "test-key-1")
 }
 
+/// [`google_token`] carrying `nonce`, as Google signs the nonce its button was given.
+#[allow(dead_code, reason = "not every test binary signs in through the pages")]
+pub fn google_token_with_nonce(now: u64, email: &str, nonce: &str) -> String {
+    let mut claims = google_claims(now, email);
+    claims["nonce"] = serde_json::json!(nonce);
+    sign_google(&claims, "google-test", "test-key-1")
+}
+
 #[cfg(all(feature = "sqlite", feature = "postgres"))]
 /// The environment variable that names the Postgres the tests use (`.ci/run` sets it).
 pub const PG_ENV: &str = "GHAUTHZ_TEST_POSTGRES";

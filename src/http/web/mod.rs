@@ -48,6 +48,11 @@ use page::{GoogleButton, Page, form, para};
 pub const SESSION_COOKIE: &str = "__Host-ghauthz-session";
 /// The pre-session cookie a link's page sets, bound to that link.
 pub const PRE_COOKIE: &str = "__Host-ghauthz-pre";
+/// The cookie the sign-in page sets with the `nonce` it gives Google's button: Google's callback
+/// is taken only with an ID token carrying it.
+pub const NONCE_COOKIE: &str = "__Host-ghauthz-nonce";
+/// How long the sign-in page may be left open before Google's button is used.
+const NONCE_TTL: Duration = Duration::from_secs(10 * 60);
 /// How long a link's page may be left open before Continue: the pre-session cookie's lifetime
 /// (the link's own end, if sooner).
 pub const PRE_SESSION_TTL: Duration = Duration::from_secs(15 * 60);
@@ -391,6 +396,13 @@ impl SignInPages {
     }
 }
 
+/// 16 random bytes, base64url: a nonce for Google's button.
+fn random_nonce() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes)?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
 /// Counts as `unredeemed` the opened links that expired unused, and forgets them (at most every
 /// 10 s).
 fn sweep(opened: &mut Opened, now: Timestamp) {
@@ -531,14 +543,26 @@ async fn sign_in_page(State(pages): State<SignInPages>, Path(app): Path<String>)
         body.push_str(&form(None, &t.email_button, Some(&t.email_label)));
     }
     let google = pages.inner.google.as_ref().filter(|_| !pages.inner.authz.google_client_ids().is_empty());
+    let mut nonce_cookie = None;
     if let Some(button) = google {
-        body.push_str(&page::google_button(button, &app));
+        let Ok(nonce) = random_nonce() else {
+            return pages.notice(StatusCode::SERVICE_UNAVAILABLE, None, &t.unavailable).into_response();
+        };
+        body.push_str(&page::google_button(button, &app, &nonce));
+        // Sent back on Google's cross-site POST: `SameSite=None`, and `__Host-` so that no
+        // other host can set it.
+        let cookie =
+            format!("{NONCE_COOKIE}={nonce}; Path=/; Secure; HttpOnly; SameSite=None; Max-Age={}", NONCE_TTL.as_secs());
+        nonce_cookie = HeaderValue::from_str(&cookie).ok();
     }
     if !pages.inner.authz.sends_links() && google.is_none() {
         body.push_str(&para(&t.ask_developer));
     }
     let page = pages.page(StatusCode::OK, &t.sign_in_title.replace("{app}", &app), &body);
-    if google.is_some() { page.with_google() } else { page }.into_response()
+    match nonce_cookie {
+        Some(cookie) => page.with_google().with_header(header::SET_COOKIE, cookie).into_response(),
+        None => page.into_response(),
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -600,19 +624,28 @@ async fn google(
     let t = &pages.inner.texts;
     let bad = || pages.notice(StatusCode::BAD_REQUEST, None, &t.google_bad_request).into_response();
     let Ok(axum::Form(form)) = form else { return bad() };
-    let Some(cookie) = cookie(&headers, "g_csrf_token") else { return bad() };
-    if cookie.is_empty()
+    let Some(csrf) = cookie(&headers, "g_csrf_token") else { return bad() };
+    if csrf.is_empty()
         || form.g_csrf_token.is_empty()
-        || !constant_time_eq::constant_time_eq(cookie.as_bytes(), form.g_csrf_token.as_bytes())
+        || !constant_time_eq::constant_time_eq(csrf.as_bytes(), form.g_csrf_token.as_bytes())
     {
         return bad();
     }
     if !crate::valid_app_id(&form.state) || form.credential.is_empty() {
         return bad();
     }
+    // The nonce the sign-in page gave this browser, which Google signed into the token.
+    let Some(nonce) = cookie(&headers, NONCE_COOKIE).filter(|n| !n.is_empty()) else { return bad() };
     let app = AppId(form.state);
-    match pages.inner.authz.google_sign_in(&app, &form.credential).await {
-        Ok(issued) => pages.signed_in(&issued),
+    match pages.inner.authz.google_sign_in_with_nonce(&app, &form.credential, nonce).await {
+        Ok(issued) => {
+            let mut response = pages.signed_in(&issued);
+            let clear = format!("{NONCE_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=None; Max-Age=0");
+            if let Ok(v) = HeaderValue::from_str(&clear) {
+                response.headers_mut().append(header::SET_COOKIE, v);
+            }
+            response
+        }
         Err(GoogleSignInError::NotConfigured) => {
             pages.notice(StatusCode::NOT_FOUND, None, &t.ask_developer).into_response()
         }

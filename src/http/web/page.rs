@@ -225,15 +225,16 @@ pub(super) fn form(action: Option<&str>, button: &str, email_label: Option<&str>
 }
 
 /// Google's button (its library, loaded from Google; no inline script): posts to `login_uri` in
-/// redirect mode, with `state` naming the app.
-pub(super) fn google_button(button: &GoogleButton, app: &str) -> String {
+/// redirect mode, with `state` naming the app; Google signs `nonce` into the ID token.
+pub(super) fn google_button(button: &GoogleButton, app: &str, nonce: &str) -> String {
     format!(
         "<script src=\"https://accounts.google.com/gsi/client\" async></script>\n\
          <div id=\"g_id_onload\" data-client_id=\"{client}\" data-login_uri=\"{login}\" data-ux_mode=\"redirect\" \
-         data-auto_prompt=\"false\"></div>\n\
+         data-auto_prompt=\"false\" data-nonce=\"{nonce}\"></div>\n\
          <div class=\"g_id_signin\" data-type=\"standard\" data-state=\"{app}\"></div>\n",
         client = escape(&button.client_id),
         login = escape(&button.login_uri),
         app = escape(app),
+        nonce = escape(nonce),
     )
 }
