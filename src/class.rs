@@ -66,7 +66,9 @@ impl GithubError {
             GithubError::Unavailable { .. }
             | GithubError::Credentials { .. }
             | GithubError::MalformedToken
-            | GithubError::Protocol { .. } => ErrorClass::Unavailable,
+            | GithubError::Protocol { .. }
+            | GithubError::NotInstalled
+            | GithubError::InstallationSuspended { .. } => ErrorClass::Unavailable,
         }
     }
 }

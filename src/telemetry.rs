@@ -122,8 +122,10 @@ pub(crate) fn cache_lookup(hit: bool) {
     let _ = hit;
 }
 
-/// GitHub answered `status` (`None`: no answer), stating `remaining` requests left.
-pub(crate) fn github_answer(status: Option<u16>, remaining: Option<u64>) {
+/// GitHub answered `status` (`None`: no answer), stating `remaining` requests left to the
+/// credential asked with: installation `installation`'s (an App across its installations), or
+/// the one credential's.
+pub(crate) fn github_answer(status: Option<u16>, remaining: Option<u64>, installation: Option<u64>) {
     #[cfg(feature = "metrics")]
     {
         let status = match status {
@@ -138,12 +140,18 @@ pub(crate) fn github_answer(status: Option<u16>, remaining: Option<u64>) {
             None => "failed",
         };
         metrics::counter!("ghauthz_github_requests_total", "status" => status).increment(1);
-        if let Some(remaining) = remaining {
-            metrics::gauge!("ghauthz_github_rate_limit_remaining").set(remaining as f64);
+        match (remaining, installation) {
+            (Some(remaining), None) => metrics::gauge!("ghauthz_github_rate_limit_remaining").set(remaining as f64),
+            // An App across its installations: each installation's budget is its own.
+            (Some(remaining), Some(id)) => {
+                metrics::gauge!("ghauthz_github_rate_limit_remaining", "installation" => id.to_string())
+                    .set(remaining as f64);
+            }
+            (None, _) => {}
         }
     }
     #[cfg(not(feature = "metrics"))]
-    let _ = (status, remaining);
+    let _ = (status, remaining, installation);
 }
 
 /// A webhook delivery of `event`, and what came of it.

@@ -207,4 +207,12 @@ impl Authorizer {
     pub fn github_budget_for(&self, token: &GithubToken) -> Option<crate::github::GithubBudget> {
         self.inner.cache.facts.github_budget_for(token)
     }
+
+    /// A GitHub App across its installations ([`GithubAuth::App`](crate::GithubAuth::App)
+    /// without an installation): each installation in use and its own budget, as GitHub's last
+    /// answer to its token stated it, fewest remaining first. Empty in every other mode, where
+    /// [`CacheStats::github_budget`] holds the one budget.
+    pub fn github_installation_budgets(&self) -> Vec<(u64, crate::github::GithubBudget)> {
+        self.inner.cache.facts.github_installation_budgets()
+    }
 }

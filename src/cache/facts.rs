@@ -165,6 +165,11 @@ impl Facts {
         self.github.budget()
     }
 
+    /// Each installation in use and its budget (an App across its installations).
+    pub(crate) fn github_installation_budgets(&self) -> Vec<(u64, crate::github::GithubBudget)> {
+        self.github.installation_budgets()
+    }
+
     /// Whether GitHub's last answer to the shared credentials refused them.
     pub(crate) fn github_credentials_refused(&self) -> bool {
         self.github.credentials_refused()
@@ -243,6 +248,7 @@ impl Facts {
             }
             Invalidation::Repo(_) | Invalidation::Owner(_) => {}
         }
+        self.github.forget_installations(&inv);
         if inv == Invalidation::All {
             self.perms.invalidate_all();
             self.repos.invalidate_all();
@@ -403,6 +409,7 @@ impl Facts {
             None => {
                 let repo = self.repo(app.coords(), age).await?;
                 match repo.found {
+                    None if repo.not_installed => (Fact::NotInstalled, repo.confirmed_at, None, None, None),
                     None => (Fact::RepoNotFound, repo.confirmed_at, None, None, None),
                     Some((id, owner)) if id != app.repo_id() => {
                         (Fact::Replaced { current: id }, repo.confirmed_at, Some(owner), None, None)
@@ -573,11 +580,28 @@ impl Facts {
             return Ok(());
         }
         let start_epoch = self.epochs.current();
-        let listed = self.github.installation_repos(missing.len()).await?;
+        let listed = if self.github.installations_per_owner() {
+            // Each account's installation lists its own repositories.
+            let mut owners: Vec<&RepoCoords> = Vec::new();
+            for c in &missing {
+                if !owners.iter().any(|o| o.owner().eq_ignore_ascii_case(c.owner())) {
+                    owners.push(c);
+                }
+            }
+            let mut listed = Vec::new();
+            for owner in owners {
+                let of_owner = missing.iter().filter(|c| c.owner().eq_ignore_ascii_case(owner.owner())).count();
+                listed.extend(self.github.installation_repos(Some(owner), of_owner).await?);
+            }
+            listed
+        } else {
+            self.github.installation_repos(None, missing.len()).await?
+        };
         let confirmed_at = self.clock.now();
         for r in listed.into_iter().filter(|r| missing.contains(&&r.coords)) {
             let entry = RepoEntry {
                 found: Some((r.id, r.owner)),
+                not_installed: false,
                 renamed: false,
                 confirmed_at,
                 etag: None,
@@ -648,12 +672,26 @@ impl Facts {
         let fetch = |current: Option<Arc<RepoEntry>>| async move {
             let start_epoch = self.epochs.current();
             let etag = current.as_ref().and_then(|c| c.etag.as_deref());
-            let answer = self.github.repository(coords, None, etag).await?;
+            let answer = match self.github.repository(coords, None, etag).await {
+                // No installation of the App covers it: a fact, kept as long as "not found".
+                Err(GithubError::NotInstalled) => {
+                    return Ok(RepoEntry {
+                        found: None,
+                        not_installed: true,
+                        renamed: false,
+                        confirmed_at: self.clock.now(),
+                        etag: None,
+                        seen_epoch: AtomicU64::new(start_epoch),
+                    });
+                }
+                other => other?,
+            };
             let confirmed_at = self.clock.now();
             let seen_epoch = AtomicU64::new(start_epoch);
             Ok(match self.conditional(current.as_deref(), etag, answer)? {
                 Conditional::Unchanged(cur) => RepoEntry {
                     found: cur.found,
+                    not_installed: cur.not_installed,
                     renamed: cur.renamed,
                     confirmed_at,
                     etag: cur.etag.clone(),
@@ -661,6 +699,7 @@ impl Facts {
                 },
                 Conditional::New(info, etag) => RepoEntry {
                     found: info.as_ref().map(|i| (i.id, i.owner)),
+                    not_installed: false,
                     renamed: info.as_ref().is_some_and(|i| i.redirected),
                     confirmed_at,
                     etag,

@@ -87,6 +87,8 @@ pub(crate) enum InlineFact {
     Role(Role),
     /// Nothing at the app's coordinates.
     RepoNotFound,
+    /// No installation of the App covers the app's repository.
+    NotInstalled,
     /// The login answered for another user id.
     LoginMismatch,
     /// Absent from the repository's roster.
@@ -108,6 +110,7 @@ impl InlineFact {
                 Some(InlineFact::RosterRole(*role))
             }
             Fact::RepoNotFound => Some(InlineFact::RepoNotFound),
+            Fact::NotInstalled => Some(InlineFact::NotInstalled),
             Fact::LoginMismatch => Some(InlineFact::LoginMismatch),
             Fact::Role(Some(_)) | Fact::Rostered(Some(_)) | Fact::Replaced { .. } => None,
         }
@@ -128,6 +131,7 @@ impl InlineFact {
             InlineFact::RepoNotFound => 2,
             InlineFact::LoginMismatch => 3,
             InlineFact::NotOnRoster => 4,
+            InlineFact::NotInstalled => 5,
             InlineFact::Role(r) => 16 + Role::ALL.iter().position(|x| *x == r).unwrap_or(0) as u64,
             InlineFact::RosterRole(r) => 32 + Role::ALL.iter().position(|x| *x == r).unwrap_or(0) as u64,
         }
@@ -140,6 +144,7 @@ impl InlineFact {
             2 => Some(InlineFact::RepoNotFound),
             3 => Some(InlineFact::LoginMismatch),
             4 => Some(InlineFact::NotOnRoster),
+            5 => Some(InlineFact::NotInstalled),
             w @ 16..32 => Role::ALL.get(usize::try_from(w - 16).ok()?).map(|r| InlineFact::Role(*r)),
             w if w >= 32 => Role::ALL.get(usize::try_from(w - 32).ok()?).map(|r| InlineFact::RosterRole(*r)),
             _ => None,
@@ -153,6 +158,7 @@ impl InlineFact {
             InlineFact::NoRole => Fact::Role(None),
             InlineFact::Role(r) => Fact::Role(Some(RoleGrant::standard(r))),
             InlineFact::RepoNotFound => Fact::RepoNotFound,
+            InlineFact::NotInstalled => Fact::NotInstalled,
             InlineFact::LoginMismatch => Fact::LoginMismatch,
             InlineFact::NotOnRoster => Fact::Rostered(None),
             InlineFact::RosterRole(r) => Fact::Rostered(Some(RoleGrant::standard(r))),
@@ -319,10 +325,16 @@ mod tests {
 
     #[test]
     fn every_inline_fact_round_trips_and_custom_roles_do_not_fit() {
-        for f in [InlineFact::NoRole, InlineFact::RepoNotFound, InlineFact::LoginMismatch, InlineFact::NotOnRoster]
-            .into_iter()
-            .chain(Role::ALL.iter().map(|r| InlineFact::Role(*r)))
-            .chain(Role::ALL.iter().map(|r| InlineFact::RosterRole(*r)))
+        for f in [
+            InlineFact::NoRole,
+            InlineFact::RepoNotFound,
+            InlineFact::NotInstalled,
+            InlineFact::LoginMismatch,
+            InlineFact::NotOnRoster,
+        ]
+        .into_iter()
+        .chain(Role::ALL.iter().map(|r| InlineFact::Role(*r)))
+        .chain(Role::ALL.iter().map(|r| InlineFact::RosterRole(*r)))
         {
             assert_eq!(InlineFact::decode(f.encode()), Some(f));
             assert_eq!(InlineFact::of(&f.fact()), Some(f));

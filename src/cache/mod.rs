@@ -388,6 +388,8 @@ pub(crate) struct PermEntry {
 pub(crate) struct RepoEntry {
     /// `None`: nothing at the coordinates.
     pub(crate) found: Option<(RepoId, OwnerId)>,
+    /// Nothing at the coordinates because no installation of the App covers them.
+    pub(crate) not_installed: bool,
     /// The coordinates answered with a redirect: the repository was renamed since deploy.
     pub(crate) renamed: bool,
     pub(crate) confirmed_at: Timestamp,

@@ -34,6 +34,9 @@ pub enum NoAccessDetail {
     NotOnRoster,
     /// No repository answers at the app's coordinates (deleted, or out of the credentials' reach).
     RepositoryNotFound,
+    /// No installation of the GitHub App covers the app's repository (the App is not installed
+    /// on its account, or not given this repository), so GitHub was not asked about the user.
+    NoInstallation,
     /// GitHub says the login belongs to another user id now (renamed and reused): the control
     /// plane's login for this user is out of date.
     LoginMismatch,
@@ -230,6 +233,8 @@ pub(crate) enum Fact {
     Replaced { current: RepoId },
     /// Nothing answers at the app's coordinates.
     RepoNotFound,
+    /// No installation of the App covers the app's repository.
+    NotInstalled,
     /// The login answered for another user id.
     LoginMismatch,
 }
@@ -247,7 +252,7 @@ impl Fact {
         match self {
             Fact::Rostered(_) => Lookup::Roster,
             Fact::Role(_) | Fact::LoginMismatch => Lookup::User,
-            Fact::Replaced { .. } | Fact::RepoNotFound => Lookup::Repository,
+            Fact::Replaced { .. } | Fact::RepoNotFound | Fact::NotInstalled => Lookup::Repository,
         }
     }
 }
@@ -260,6 +265,7 @@ pub(crate) fn decide_github(need: Need, deployed: RepoId, visibility: Visibility
     match fact {
         Fact::Replaced { current } => (Outcome::Deny, Reason::RepoReplaced { deployed, current: *current }),
         Fact::RepoNotFound => no_access(NoAccessDetail::RepositoryNotFound),
+        Fact::NotInstalled => no_access(NoAccessDetail::NoInstallation),
         Fact::LoginMismatch => no_access(NoAccessDetail::LoginMismatch),
         Fact::Role(Some(g)) | Fact::Rostered(Some(g)) => decide_role(need, visibility, g.role, g.name.clone()),
         Fact::Role(None) | Fact::Rostered(None) if public_view => (Outcome::Allow, Reason::PublicApp),

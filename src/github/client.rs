@@ -1,6 +1,5 @@
 //! The octocrab-backed client: failure classification, retries, conditional requests.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +12,7 @@ use octocrab::Octocrab;
 use parking_lot::Mutex;
 use sha2::Digest as _;
 
+use super::installations::{Found, Installations, Reach};
 use super::wire::{
     WireCollaborator, WireInstallationRepos, WireListedRepo, WireMessage, WirePermission, WireRepo, WireUser,
 };
@@ -32,6 +32,8 @@ const MAX_BODY: usize = 1 << 20;
 const SECONDARY_DEFAULT_WAIT: Duration = Duration::from_secs(60);
 /// How long before it expires an App's installation token is replaced.
 const TOKEN_RENEWAL: Duration = Duration::from_secs(300);
+/// How long GitHub's installation tokens live.
+const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// How the client authenticates to GitHub.
 #[derive(Debug, Clone)]
@@ -40,14 +42,18 @@ pub enum GithubAuth {
     /// An installation token (or a token with equivalent reach), used on the
     /// collaborator-permission route for every user.
     Token(GithubToken),
-    /// A GitHub App installation; installation tokens are minted and renewed as needed.
+    /// A GitHub App; installation tokens are minted and renewed as needed.
     App {
         /// The App's id.
         app_id: u64,
         /// The App's private key.
         key: AppPrivateKey,
-        /// The installation to act as.
-        installation_id: u64,
+        /// The installation to act as, for every repository; `None`: across all of the App's
+        /// installations, each repository through the installation on its owner's account,
+        /// found with the App's JWT (`GET /repos/{owner}/{repo}/installation`) and kept for an
+        /// hour. Each installation then has its own token, budget, requests in flight and
+        /// rate-limit gate, so one customer's exhausted budget never holds up another's checks.
+        installation_id: Option<u64>,
     },
     /// User-token mode: each check carries the user's own token, and the role is read from
     /// `GET /repos/{owner}/{repo}`'s `permissions`.
@@ -207,25 +213,82 @@ enum Answer {
 
 #[derive(Debug)]
 pub(crate) struct OctocrabGithub {
-    octo: Octocrab,
     /// The API's base URL, which redirects are held to.
     base: url::Url,
     cfg: GithubConfig,
     clock: Arc<dyn Clock>,
-    /// While a rate limit on the shared credentials lasts, no request is sent.
-    gate: Mutex<Option<Timestamp>>,
-    /// The shared credentials' requests in flight.
-    in_flight: Arc<tokio::sync::Semaphore>,
+    /// The one credential every request goes with: a token, an App's fixed installation, or
+    /// (user-token mode) no credential, which users' own tokens are added to. `None` across an
+    /// App's installations.
+    shared: Option<Credential>,
+    /// An App across its installations.
+    installations: Option<super::installations::Installations>,
     /// Each user token's requests in flight, by a hash of the token (user-token mode).
     user_in_flight: moka::sync::Cache<[u8; 32], Arc<tokio::sync::Semaphore>>,
-    /// The shared credentials' budget, as GitHub's last answer said it.
-    budget: Mutex<Option<GithubBudget>>,
-    /// GitHub's last answer to the shared credentials was a 401 (cleared by any other answer).
-    credentials_refused: std::sync::atomic::AtomicBool,
     /// Each user token's budget, by a hash of the token (user-token mode).
     user_budgets: moka::sync::Cache<[u8; 32], GithubBudget>,
-    /// Held while an App's installation token is looked at, and renewed if it must be.
+}
+
+/// One credential's client and what is kept about it: its rate-limit gate, its requests in
+/// flight, its budget, whether GitHub refused it.
+#[derive(Debug)]
+pub(super) struct Credential {
+    pub(super) octo: Octocrab,
+    /// An App's installation (its token minted and renewed here), by id.
+    pub(super) installation: Option<u64>,
+    /// While a rate limit on it lasts, no request is sent.
+    gate: Mutex<Option<Timestamp>>,
+    in_flight: Arc<tokio::sync::Semaphore>,
+    /// As GitHub's last answer said it.
+    pub(super) budget: Mutex<Option<GithubBudget>>,
+    /// GitHub's last answer to it was a 401 (cleared by any other answer).
+    pub(super) refused: std::sync::atomic::AtomicBool,
+    /// GitHub's last answer to it said its installation is suspended (cleared by any other).
+    pub(super) suspended: std::sync::atomic::AtomicBool,
+    /// Held while an installation token is looked at, and renewed if it must be.
     renewing: tokio::sync::Mutex<()>,
+    /// When, by the authorizer's clock, the installation token in use was minted, and a hash
+    /// of it (never the token).
+    minted: Mutex<Option<(Timestamp, [u8; 32])>>,
+}
+
+impl Credential {
+    pub(super) fn new(octo: Octocrab, installation: Option<u64>, max_in_flight: usize) -> Self {
+        Self {
+            octo,
+            installation,
+            gate: Mutex::new(None),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(max_in_flight)),
+            budget: Mutex::new(None),
+            refused: std::sync::atomic::AtomicBool::new(false),
+            suspended: std::sync::atomic::AtomicBool::new(false),
+            renewing: tokio::sync::Mutex::new(()),
+            minted: Mutex::new(None),
+        }
+    }
+
+    /// Keeps the installation token for its hour, and mints the next one [`TOKEN_RENEWAL`]
+    /// before it expires (octocrab alone would wait until 30 s before): before its `expires_at`
+    /// by the system's clock, and before [`TOKEN_LIFETIME`] has passed since it was minted by
+    /// the authorizer's clock (`now`), whichever comes first. One caller mints; the others wait
+    /// for it and use its token. A token kept this long keeps its ETags worth asking with:
+    /// GitHub ties them to the token.
+    async fn renew_installation_token(&self, now: Timestamp) -> Result<(), GithubError> {
+        use octocrab::secrecy::ExposeSecret as _;
+        let _one = self.renewing.lock().await;
+        let keep = TOKEN_LIFETIME.saturating_sub(TOKEN_RENEWAL);
+        let due = self.minted.lock().is_none_or(|(at, _)| now.since(at) >= keep);
+        // A buffer longer than any token lives makes octocrab mint a new one.
+        let buffer = if due { TOKEN_LIFETIME.saturating_mul(24) } else { TOKEN_RENEWAL };
+        let buffer = chrono::Duration::from_std(buffer).unwrap_or(chrono::Duration::minutes(5));
+        let token = self.octo.installation_token_with_buffer(buffer).await.map_err(|e| transport_error(&e))?;
+        let digest: [u8; 32] = sha2::Sha256::digest(token.expose_secret().as_bytes()).into();
+        let mut minted = self.minted.lock();
+        if minted.is_none_or(|(_, kept)| kept != digest) {
+            *minted = Some((now, digest));
+        }
+        Ok(())
+    }
 }
 
 /// A token's rate-limit budget, as GitHub's last answer to it said (`x-ratelimit-limit`,
@@ -241,12 +304,41 @@ pub struct GithubBudget {
     pub reset: Timestamp,
 }
 
-/// What a request is sent with: a client carrying its credentials, the bound on that token's
-/// requests in flight, and, for a user's own token, its hash (`None`: the shared credentials).
-struct Sender<'a> {
-    octo: Cow<'a, Octocrab>,
-    in_flight: Arc<tokio::sync::Semaphore>,
-    user_key: Option<[u8; 32]>,
+/// What a request is sent with: the credential it spends, or a user's own token.
+pub(super) enum Sender<'a> {
+    /// The shared credential (or, in user-token mode, none).
+    Shared(&'a Credential),
+    /// One of an App's installations (borrowed from nowhere: the client keeps it too, and a
+    /// clone of its `Octocrab` would mint a token of its own).
+    Installation(Arc<Credential>),
+    /// A user's own token: a client carrying it, its requests in flight, and its hash.
+    User { octo: Box<Octocrab>, in_flight: Arc<tokio::sync::Semaphore>, key: [u8; 32] },
+}
+
+impl Sender<'_> {
+    fn credential(&self) -> Option<&Credential> {
+        match self {
+            Sender::Shared(c) => Some(c),
+            Sender::Installation(c) => Some(c),
+            Sender::User { .. } => None,
+        }
+    }
+
+    fn octo(&self) -> &Octocrab {
+        match self {
+            Sender::Shared(c) => &c.octo,
+            Sender::Installation(c) => &c.octo,
+            Sender::User { octo, .. } => octo,
+        }
+    }
+
+    fn in_flight(&self) -> &tokio::sync::Semaphore {
+        match self {
+            Sender::Shared(c) => &c.in_flight,
+            Sender::Installation(c) => &c.in_flight,
+            Sender::User { in_flight, .. } => in_flight,
+        }
+    }
 }
 
 impl OctocrabGithub {
@@ -257,38 +349,42 @@ impl OctocrabGithub {
             .filter(|u| matches!(u.scheme(), "https" | "http") && u.has_host())
             .ok_or_else(|| ClientBuildError("the API base is not an http(s) URL".into()))?;
         let builder = Octocrab::builder().base_uri(cfg.api_base.as_str()).map_err(err)?;
-        let octo = match &cfg.auth {
+        let slots = cfg.max_in_flight;
+        let (shared, installations) = match &cfg.auth {
             // octocrab panics on a token that cannot be a header value: refused here instead.
             GithubAuth::Token(t) if !t.is_well_formed() => {
                 return Err(ClientBuildError(GithubError::MalformedToken.to_string()));
             }
-            GithubAuth::Token(t) => builder.personal_token(t.expose_secret().to_owned()).build().map_err(err)?,
-            GithubAuth::App { app_id, key, installation_id } => builder
-                .app(octocrab::models::AppId(*app_id), key.expose_secret().clone())
-                .build()
-                .map_err(err)?
-                .installation(octocrab::models::InstallationId(*installation_id))
-                .map_err(err)?,
-            GithubAuth::UserTokens => builder.build().map_err(err)?,
+            GithubAuth::Token(t) => {
+                let octo = builder.personal_token(t.expose_secret().to_owned()).build().map_err(err)?;
+                (Some(Credential::new(octo, None, slots)), None)
+            }
+            GithubAuth::App { app_id, key, installation_id } => {
+                let app =
+                    builder.app(octocrab::models::AppId(*app_id), key.expose_secret().clone()).build().map_err(err)?;
+                match installation_id {
+                    Some(id) => {
+                        let octo = app.installation(octocrab::models::InstallationId(*id)).map_err(err)?;
+                        (Some(Credential::new(octo, Some(*id), slots)), None)
+                    }
+                    None => (None, Some(Installations::new(app, slots))),
+                }
+            }
+            GithubAuth::UserTokens => (Some(Credential::new(builder.build().map_err(err)?, None, slots)), None),
         };
-        let in_flight = Arc::new(tokio::sync::Semaphore::new(cfg.max_in_flight));
         let user_in_flight =
             moka::sync::Cache::builder().max_capacity(100_000).time_to_idle(Duration::from_secs(3600)).build();
         Ok(Self {
-            octo,
             base,
             cfg,
             clock,
-            gate: Mutex::new(None),
-            in_flight,
+            shared,
+            installations,
             user_in_flight,
-            budget: Mutex::new(None),
-            credentials_refused: std::sync::atomic::AtomicBool::new(false),
             user_budgets: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_idle(Duration::from_secs(3600))
                 .build(),
-            renewing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -296,12 +392,16 @@ impl OctocrabGithub {
         !matches!(self.cfg.auth, GithubAuth::UserTokens)
     }
 
-    fn gate_check(&self) -> Result<(), GithubError> {
-        if !self.shared_credentials() {
-            return Ok(());
-        }
+    /// The credential `sender` spends, where rate limits and refusals are kept (not a user's own
+    /// token, nor user-token mode's unauthenticated client).
+    fn kept<'s>(&self, sender: &'s Sender<'_>) -> Option<&'s Credential> {
+        sender.credential().filter(|_| self.shared_credentials())
+    }
+
+    fn gate_check(&self, sender: &Sender<'_>) -> Result<(), GithubError> {
+        let Some(credential) = self.kept(sender) else { return Ok(()) };
         let now = self.clock.now();
-        match *self.gate.lock() {
+        match *credential.gate.lock() {
             Some(until) if until > now => Err(GithubError::Unavailable {
                 cause: UnavailableCause::BackingOff,
                 retry_after: Some(round_up_secs(until.since(now))),
@@ -313,11 +413,11 @@ impl OctocrabGithub {
     async fn send_once(&self, sender: &Sender<'_>, path: &str, etag: Option<&str>) -> Result<Answer, GithubError> {
         // A slot of the token's: released when the answer is read (or the request given up).
         let _slot = sender
-            .in_flight
+            .in_flight()
             .acquire()
             .await
             .map_err(|_| GithubError::Protocol { route: path.to_owned(), detail: "the client is closed".into() })?;
-        let octo: &Octocrab = &sender.octo;
+        let octo = sender.octo();
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static("application/vnd.github+json"));
         headers.insert("x-github-api-version", HeaderValue::from_static("2022-11-28"));
@@ -325,8 +425,8 @@ impl OctocrabGithub {
             headers.insert(IF_NONE_MATCH, tag);
         }
         let exchange = async {
-            if sender.user_key.is_none() && matches!(self.cfg.auth, GithubAuth::App { .. }) {
-                self.renew_installation_token(octo).await?;
+            if let Some(credential) = sender.credential().filter(|c| c.installation.is_some()) {
+                credential.renew_installation_token(self.clock.now()).await.inspect_err(|e| self.minting_failed(e))?;
             }
             let resp = octo._get_with_headers(path, Some(headers)).await.map_err(|e| transport_error(&e))?;
             let (parts, body) = resp.into_parts();
@@ -337,25 +437,34 @@ impl OctocrabGithub {
                 .to_bytes();
             Ok::<_, GithubError>((parts.status, parts.headers, body))
         };
+        let installation = match sender {
+            Sender::Installation(c) => c.installation,
+            _ => None,
+        };
         match tokio::time::timeout(self.cfg.request_timeout, exchange).await {
             Err(_) => {
-                crate::telemetry::github_answer(None, None);
+                crate::telemetry::github_answer(None, None, installation);
                 Err(unavailable(UnavailableCause::Timeout, None))
             }
             Ok(Err(e)) => {
-                crate::telemetry::github_answer(None, None);
+                crate::telemetry::github_answer(None, None, installation);
                 Err(e)
             }
             Ok(Ok((status, headers, body))) => {
                 let budget = read_budget(&headers);
                 crate::telemetry::github_answer(
                     Some(status.as_u16()),
-                    budget.filter(|_| sender.user_key.is_none()).map(|b| b.remaining),
+                    budget.filter(|_| sender.credential().is_some()).map(|b| b.remaining),
+                    installation,
                 );
-                // Keeps the budget the answer states, the shared credentials' or the user's own.
-                match (budget, sender.user_key) {
-                    (Some(b), None) => *self.budget.lock() = Some(b),
-                    (Some(b), Some(key)) => self.user_budgets.insert(key, b),
+                // Keeps the budget the answer states, the credential's or the user's own.
+                match (budget, sender) {
+                    (Some(b), Sender::User { key, .. }) => self.user_budgets.insert(*key, b),
+                    (Some(b), _) => {
+                        if let Some(credential) = sender.credential() {
+                            *credential.budget.lock() = Some(b);
+                        }
+                    }
                     (None, _) => {}
                 }
                 classify(path, status, &headers, body, self.clock.now())
@@ -363,41 +472,47 @@ impl OctocrabGithub {
         }
     }
 
-    /// App mode: keeps the installation token for its hour, and mints the next one
-    /// [`TOKEN_RENEWAL`] before it expires (octocrab alone would wait until 30 s before). One
-    /// caller mints; the others wait for it and use its token. A token kept this long keeps its
-    /// ETags worth asking with: GitHub ties them to the token.
-    async fn renew_installation_token(&self, octo: &Octocrab) -> Result<(), GithubError> {
-        let _one = self.renewing.lock().await;
-        let buffer = chrono::Duration::from_std(TOKEN_RENEWAL).unwrap_or(chrono::Duration::minutes(5));
-        octo.installation_token_with_buffer(buffer).await.map(drop).map_err(|e| transport_error(&e))
+    /// Minting an installation token failed: a 401 is the App's own key refused.
+    fn minting_failed(&self, e: &GithubError) {
+        if let (Some(installations), GithubError::Credentials { status: 401, .. }) = (&self.installations, e) {
+            installations.app.refused.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// One GET with the retry rules of [`GithubConfig`].
     async fn get(&self, sender: &Sender<'_>, path: &str, etag: Option<&str>) -> Result<Answer, GithubError> {
-        self.gate_check()?;
+        self.gate_check(sender)?;
+        let kept = self.kept(sender);
         let mut attempt = 0u32;
         loop {
-            let shared = self.shared_credentials();
             let err = match self.send_once(sender, path, etag).await {
                 Ok(answer) => {
-                    if shared {
-                        self.credentials_refused.store(false, std::sync::atomic::Ordering::Relaxed);
+                    if let Some(credential) = kept {
+                        credential.refused.store(false, std::sync::atomic::Ordering::Relaxed);
+                        credential.suspended.store(false, std::sync::atomic::Ordering::Relaxed);
                     }
                     return Ok(answer);
                 }
-                Err(e) => e,
+                Err(e) => suspension(sender, e),
             };
-            if shared {
+            if let (GithubError::InstallationSuspended { installation_id }, Some(installations)) =
+                (&err, &self.installations)
+            {
+                // Found again (and then kept as suspended for a minute) on the next question.
+                installations.forget_installation(*installation_id);
+            }
+            if let Some(credential) = kept {
                 let refused = matches!(err, GithubError::Credentials { status: 401, .. });
-                self.credentials_refused.store(refused, std::sync::atomic::Ordering::Relaxed);
+                credential.refused.store(refused, std::sync::atomic::Ordering::Relaxed);
+                let suspended = matches!(err, GithubError::InstallationSuspended { .. });
+                credential.suspended.store(suspended, std::sync::atomic::Ordering::Relaxed);
             }
             let GithubError::Unavailable { cause, retry_after } = &err else { return Err(err) };
-            if matches!(cause, UnavailableCause::RateLimited | UnavailableCause::SecondaryRateLimit)
-                && self.shared_credentials()
+            if let Some(credential) =
+                kept.filter(|_| matches!(cause, UnavailableCause::RateLimited | UnavailableCause::SecondaryRateLimit))
             {
                 let until = self.clock.now().plus(retry_after.unwrap_or(SECONDARY_DEFAULT_WAIT));
-                *self.gate.lock() = Some(until);
+                *credential.gate.lock() = Some(until);
             }
             let transient = matches!(cause, UnavailableCause::ServerError(_) | UnavailableCause::Connection);
             let wait = retry_after.unwrap_or_else(|| self.cfg.retry_backoff.saturating_mul(1 << attempt.min(16)));
@@ -413,7 +528,7 @@ impl OctocrabGithub {
     /// The user account a `GET` of `path` answers (`/users/{login}`, `/user/{account_id}`);
     /// `None` for 404 or an organization.
     async fn account_at(&self, path: &str) -> Result<Option<GithubUser>, GithubError> {
-        let sender = self.sender(None)?;
+        let sender = self.account_sender().await?;
         match self.get(&sender, path, None).await? {
             Answer::Ok { body, .. } => {
                 let user: WireUser = decode(path, &body)?;
@@ -471,24 +586,116 @@ impl OctocrabGithub {
         })
     }
 
-    /// What to send with: the shared client (whose installation token is cached across
-    /// requests; a clone would mint its own) and its slots, or one carrying the user's token and
-    /// that token's slots.
-    fn sender(&self, user_token: Option<&GithubToken>) -> Result<Sender<'_>, GithubError> {
-        match user_token {
-            Some(t) if !t.is_well_formed() => Err(GithubError::MalformedToken),
-            Some(t) => {
-                let octo = self
-                    .octo
-                    .user_access_token(t.expose_secret().to_owned())
-                    .map_err(|e| GithubError::Protocol { route: "(client)".into(), detail: e.to_string() })?;
-                let key = token_key(t);
-                let slots = self.cfg.max_in_flight;
-                let in_flight = self.user_in_flight.get_with(key, || Arc::new(tokio::sync::Semaphore::new(slots)));
-                Ok(Sender { octo: Cow::Owned(octo), in_flight, user_key: Some(key) })
-            }
-            None => Ok(Sender { octo: Cow::Borrowed(&self.octo), in_flight: self.in_flight.clone(), user_key: None }),
+    /// What to send with a user's own token: a client carrying it, and that token's slots.
+    fn user_sender(&self, token: &GithubToken) -> Result<Sender<'_>, GithubError> {
+        if !token.is_well_formed() {
+            return Err(GithubError::MalformedToken);
         }
+        let base = match (&self.shared, &self.installations) {
+            (Some(shared), _) => &shared.octo,
+            (None, Some(installations)) => &installations.app.octo,
+            (None, None) => return Err(no_credential()),
+        };
+        let octo = base
+            .user_access_token(token.expose_secret().to_owned())
+            .map_err(|e| GithubError::Protocol { route: "(client)".into(), detail: e.to_string() })?;
+        let key = token_key(token);
+        let slots = self.cfg.max_in_flight;
+        let in_flight = self.user_in_flight.get_with(key, || Arc::new(tokio::sync::Semaphore::new(slots)));
+        Ok(Sender::User { octo: Box::new(octo), in_flight, key })
+    }
+
+    /// What to send a question about repository `coords` with: the shared credential, or (an App
+    /// across its installations) the credential of the installation that covers it, found first
+    /// if it must be. [`GithubError::NotInstalled`] when none covers it;
+    /// [`GithubError::InstallationSuspended`] when the one that does is suspended.
+    async fn repo_sender(&self, coords: &RepoCoords) -> Result<(Sender<'_>, Option<Arc<Found>>), GithubError> {
+        let Some(installations) = &self.installations else {
+            return self.shared.as_ref().map(|c| (Sender::Shared(c), None)).ok_or_else(no_credential);
+        };
+        let path = format!("/repos/{}/{}/installation", coords.owner(), coords.name());
+        match installations.reach(coords, self.find_installation(installations, path)).await? {
+            Reach::NotInstalled => Err(GithubError::NotInstalled),
+            Reach::Installed(found) if found.suspended => {
+                Err(GithubError::InstallationSuspended { installation_id: found.id })
+            }
+            Reach::Installed(found) => {
+                let credential = installations.credential(found.id)?;
+                Ok((Sender::Installation(credential), Some(found)))
+            }
+        }
+    }
+
+    /// `GET` of an installation lookup with the App's JWT: the installation, or none (404).
+    async fn find_installation(&self, installations: &Installations, path: String) -> Result<Reach, GithubError> {
+        let app = Sender::Shared(&installations.app);
+        match self.get(&app, &path, None).await? {
+            Answer::Ok { body, .. } => {
+                Ok(Reach::Installed(Arc::new(super::installations::found(decode(&path, &body)?))))
+            }
+            Answer::NotFound => Ok(Reach::NotInstalled),
+            Answer::NotModified | Answer::Moved { .. } => {
+                Err(GithubError::Protocol { route: path, detail: "unexpected status".into() })
+            }
+        }
+    }
+
+    /// A 404 to a question about `coords` from the installation `found` on its owner: when the
+    /// installation covers only selected repositories, whether it is because it does not select
+    /// this one ([`GithubError::NotInstalled`], kept) rather than because nothing is there.
+    async fn not_found(&self, coords: &RepoCoords, found: Option<&Found>) -> Result<(), GithubError> {
+        let (Some(installations), Some(found)) = (&self.installations, found) else { return Ok(()) };
+        if !found.selected {
+            return Ok(());
+        }
+        let path = format!("/repos/{}/{}/installation", coords.owner(), coords.name());
+        match self.find_installation(installations, path).await? {
+            Reach::NotInstalled => {
+                installations.not_covered(coords).await;
+                Err(GithubError::NotInstalled)
+            }
+            Reach::Installed(_) => Ok(()),
+        }
+    }
+
+    /// What to send a question about no repository with (an account, by login or id): the
+    /// shared credential, or (an App across its installations) the installation in use with the
+    /// most budget left, else the first of the App's installations that is not suspended.
+    async fn account_sender(&self) -> Result<Sender<'_>, GithubError> {
+        let Some(installations) = &self.installations else {
+            return self.shared.as_ref().map(Sender::Shared).ok_or_else(no_credential);
+        };
+        if let Some(credential) = installations.any_credential() {
+            return Ok(Sender::Installation(credential));
+        }
+        let path = "/app/installations?per_page=100";
+        let app = Sender::Shared(&installations.app);
+        let listed: Vec<super::wire::WireInstallation> = match self.get(&app, path, None).await? {
+            Answer::Ok { body, .. } => decode(path, &body)?,
+            _ => return Err(GithubError::Protocol { route: path.into(), detail: "unexpected status".into() }),
+        };
+        let found = listed
+            .into_iter()
+            .map(super::installations::found)
+            .find(|f| !f.suspended)
+            .ok_or(GithubError::NotInstalled)?;
+        Ok(Sender::Installation(installations.credential(found.id)?))
+    }
+}
+
+fn no_credential() -> GithubError {
+    GithubError::Protocol { route: "(client)".into(), detail: "no credential for this request".into() }
+}
+
+/// A refusal that says the installation is suspended, as such.
+fn suspension(sender: &Sender<'_>, e: GithubError) -> GithubError {
+    match (sender.credential().and_then(|c| c.installation), &e) {
+        (Some(installation_id), GithubError::Credentials { status: 403, message })
+            if message.to_ascii_lowercase().contains("suspended") =>
+        {
+            GithubError::InstallationSuspended { installation_id }
+        }
+        _ => e,
     }
 }
 
@@ -615,11 +822,39 @@ fn redirect_path(base: &url::Url, route: &str, location: &str) -> Result<String,
 #[async_trait]
 impl GithubApi for OctocrabGithub {
     fn budget(&self) -> Option<GithubBudget> {
-        *self.budget.lock()
+        self.shared.as_ref().and_then(|c| *c.budget.lock())
+    }
+
+    fn installation_budgets(&self) -> Vec<(u64, GithubBudget)> {
+        self.installations.as_ref().map(Installations::budgets).unwrap_or_default()
     }
 
     fn credentials_refused(&self) -> bool {
-        self.credentials_refused.load(std::sync::atomic::Ordering::Relaxed)
+        let credential = match (&self.shared, &self.installations) {
+            (Some(shared), _) => shared,
+            (None, Some(installations)) => &installations.app,
+            (None, None) => return false,
+        };
+        credential.refused.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn installations_per_owner(&self) -> bool {
+        self.installations.is_some()
+    }
+
+    fn forget_installations(&self, inv: &crate::core::invalidation::Invalidation) {
+        use crate::core::invalidation::Invalidation;
+        let Some(installations) = &self.installations else { return };
+        match inv {
+            // The account's installation itself may have changed (installed, removed, suspended,
+            // given other repositories).
+            Invalidation::Owner(owner) => installations.forget(Some(Some(*owner))),
+            Invalidation::All => installations.forget(None),
+            // The repository may have been given to its account's installation: forget every
+            // "none covers it" (which ones name it is not known by id).
+            Invalidation::Repo(_) => installations.forget(Some(None)),
+            Invalidation::User(_) | Invalidation::UserOnRepo(..) | Invalidation::UserInOwner(..) => {}
+        }
     }
 
     fn user_budget(&self, token: &GithubToken) -> Option<GithubBudget> {
@@ -632,7 +867,10 @@ impl GithubApi for OctocrabGithub {
         user_token: Option<&GithubToken>,
         etag: Option<&str>,
     ) -> Result<Fetched<Option<RepoInfo>>, GithubError> {
-        let sender = self.sender(user_token)?;
+        let (sender, found) = match user_token {
+            Some(token) => (self.user_sender(token)?, None),
+            None => self.repo_sender(coords).await?,
+        };
         let mut path = format!("/repos/{}/{}", coords.owner(), coords.name());
         let mut answer = self.get(&sender, &path, etag).await?;
         let mut redirected = false;
@@ -653,7 +891,10 @@ impl GithubApi for OctocrabGithub {
                 Ok(Fetched::Fresh { value: Some(info), etag })
             }
             Answer::NotModified => Ok(Fetched::NotModified),
-            Answer::NotFound => Ok(Fetched::Fresh { value: None, etag: None }),
+            Answer::NotFound => {
+                self.not_found(coords, found.as_deref()).await?;
+                Ok(Fetched::Fresh { value: None, etag: None })
+            }
             Answer::Moved { .. } => Err(GithubError::Protocol { route: path, detail: "redirected twice".into() }),
         }
     }
@@ -668,7 +909,8 @@ impl GithubApi for OctocrabGithub {
             return Ok(Fetched::Fresh { value: None, etag: None });
         }
         let path = repo.path(&format!("/collaborators/{login}/permission"));
-        match self.get(&self.sender(None)?, &path, etag).await? {
+        let (sender, _) = self.repo_sender(repo.coords()).await?;
+        match self.get(&sender, &path, etag).await? {
             Answer::Ok { body, etag, .. } => {
                 let p: WirePermission = decode(&path, &body)?;
                 let info = PermissionInfo { user: p.user.as_ref().map(|u| UserId(u.id)), grant: p.grant() };
@@ -687,7 +929,7 @@ impl GithubApi for OctocrabGithub {
         max_pages: usize,
         etag: Option<&str>,
     ) -> Result<Fetched<Roster>, GithubError> {
-        let sender = self.sender(None)?;
+        let (sender, _) = self.repo_sender(repo.coords()).await?;
         let base = repo.path("/collaborators");
         let permission = match least {
             Role::Admin => "admin",
@@ -730,7 +972,7 @@ impl GithubApi for OctocrabGithub {
     }
 
     async fn user_repos(&self, token: &GithubToken) -> Result<Vec<ListedRepo>, GithubError> {
-        let sender = self.sender(Some(token))?;
+        let sender = self.user_sender(token)?;
         // Never partial: a repository missing from it would read as no role.
         self.list_repos(&sender, "/user/repos", None, |path, body| {
             decode::<Vec<WireListedRepo>>(path, body).map(|repos| (repos, None))
@@ -738,8 +980,20 @@ impl GithubApi for OctocrabGithub {
         .await
     }
 
-    async fn installation_repos(&self, max_requests: usize) -> Result<Vec<ListedRepo>, GithubError> {
-        let sender = self.sender(None)?;
+    async fn installation_repos(
+        &self,
+        owner: Option<&RepoCoords>,
+        max_requests: usize,
+    ) -> Result<Vec<ListedRepo>, GithubError> {
+        let sender = match (&self.installations, owner) {
+            // Only an installation found already: an account none covers is looked up by
+            // repository, one by one, as ever.
+            (Some(installations), Some(coords)) => match installations.known(coords).await {
+                Some(found) if !found.suspended => Sender::Installation(installations.credential(found.id)?),
+                _ => return Ok(Vec::new()),
+            },
+            _ => self.shared.as_ref().map(Sender::Shared).ok_or_else(no_credential)?,
+        };
         self.list_repos(&sender, "/installation/repositories", Some(max_requests), |path, body| {
             decode::<WireInstallationRepos>(path, body).map(|page| (page.repositories, page.total_count))
         })

@@ -5,6 +5,7 @@
 //! roles parsed as open strings.
 
 mod client;
+mod installations;
 mod wire;
 
 use std::time::Duration;
@@ -72,6 +73,17 @@ pub enum GithubError {
         /// GitHub's message.
         message: String,
     },
+    /// No installation of the App covers the repository (an App across its installations).
+    /// Checks decide on it as a fact (`no_access`, detail `no_installation`).
+    #[error("no installation of the github app covers the repository")]
+    NotInstalled,
+    /// The installation that covers the repository is suspended: nothing is asked with it until
+    /// it is unsuspended.
+    #[error("the github app's installation {installation_id} is suspended")]
+    InstallationSuspended {
+        /// The installation.
+        installation_id: u64,
+    },
     /// A token that no request can carry (empty, or holding a space, a control character or
     /// anything beyond ASCII): refused before anything is sent. Its value is not repeated.
     #[error("the github token is empty or holds a character no token has (a space, a control character, non-ASCII)")]
@@ -88,7 +100,8 @@ pub enum GithubError {
 
 impl GithubError {
     /// A stable name: `rate_limited` (primary or secondary limit), `unavailable` (5xx, timeouts,
-    /// connection failures), `github_credentials`, `github_protocol`, `malformed_token`.
+    /// connection failures), `github_credentials`, `github_protocol`, `malformed_token`,
+    /// `not_installed`, `installation_suspended`.
     pub fn kind(&self) -> &'static str {
         match self {
             GithubError::Unavailable {
@@ -99,6 +112,8 @@ impl GithubError {
             GithubError::Credentials { .. } => "github_credentials",
             GithubError::Protocol { .. } => "github_protocol",
             GithubError::MalformedToken => "malformed_token",
+            GithubError::NotInstalled => "not_installed",
+            GithubError::InstallationSuspended { .. } => "installation_suspended",
         }
     }
 
@@ -166,22 +181,30 @@ pub(crate) enum Roster {
 pub(crate) enum PermissionTarget<'a> {
     /// `/repos/{owner}/{name}/...`: the coordinates answer directly.
     Coords(&'a RepoCoords),
-    /// `/repositories/{id}/...`: the repository was renamed; skip the redirect.
-    Id(RepoId),
+    /// `/repositories/{id}/...`: the repository (deployed at these coordinates) was renamed;
+    /// skip the redirect.
+    Id(&'a RepoCoords, RepoId),
 }
 
 impl<'a> PermissionTarget<'a> {
     /// The repository with id `id` at `coords`: by its id once it was `renamed` (so that no
     /// request goes through the redirect), else at its coordinates.
     pub(crate) fn of(coords: &'a RepoCoords, id: RepoId, renamed: bool) -> Self {
-        if renamed { PermissionTarget::Id(id) } else { PermissionTarget::Coords(coords) }
+        if renamed { PermissionTarget::Id(coords, id) } else { PermissionTarget::Coords(coords) }
+    }
+
+    /// The coordinates the question is about (whose owner's installation answers it).
+    pub(crate) fn coords(&self) -> &'a RepoCoords {
+        match self {
+            PermissionTarget::Coords(c) | PermissionTarget::Id(c, _) => c,
+        }
     }
 
     /// The path of the route `rest` (`/collaborators...`) on this repository.
     pub(crate) fn path(&self, rest: &str) -> String {
         match self {
             PermissionTarget::Coords(c) => format!("/repos/{}/{}{rest}", c.owner(), c.name()),
-            PermissionTarget::Id(id) => format!("/repositories/{id}{rest}"),
+            PermissionTarget::Id(_, id) => format!("/repositories/{id}{rest}"),
         }
     }
 }
@@ -226,7 +249,14 @@ pub(crate) trait GithubApi: Send + Sync + std::fmt::Debug {
     /// `role` is `None`). Installation and App mode only. Every page when they take at most
     /// `max_requests` requests in all (as the first page's `total_count` tells), otherwise the
     /// first page alone: a caller learns what it names and looks the rest up one by one.
-    async fn installation_repos(&self, max_requests: usize) -> Result<Vec<ListedRepo>, GithubError>;
+    ///
+    /// An App across its installations lists the installation on `owner`'s account (the owner
+    /// of these coordinates), if it was found already; otherwise nothing.
+    async fn installation_repos(
+        &self,
+        owner: Option<&RepoCoords>,
+        max_requests: usize,
+    ) -> Result<Vec<ListedRepo>, GithubError>;
 
     /// `GET /users/{login}`: the user with this login now, by id; `None` for 404, an
     /// organization, or a string that is not a login.
@@ -245,10 +275,27 @@ pub(crate) trait GithubApi: Send + Sync + std::fmt::Debug {
         None
     }
 
-    /// Whether GitHub's last answer to the shared credentials refused them (401).
+    /// Whether GitHub's last answer to the shared credentials refused them (401); for an App
+    /// across its installations, the App's own key.
     fn credentials_refused(&self) -> bool {
         false
     }
+
+    /// Each installation in use and its budget (an App across its installations), fewest
+    /// remaining first.
+    fn installation_budgets(&self) -> Vec<(u64, GithubBudget)> {
+        Vec::new()
+    }
+
+    /// Whether each account's repositories go through an installation of their own (an App
+    /// across its installations).
+    fn installations_per_owner(&self) -> bool {
+        false
+    }
+
+    /// Forgets what `inv` may have changed of which installation covers which repositories (an
+    /// `installation` or `installation_repositories` delivery, or a repository's own).
+    fn forget_installations(&self, _inv: &crate::core::invalidation::Invalidation) {}
 
     /// A user token's own budget, as GitHub's last answer to it said (user-token mode; none
     /// before the token's first answer, or once it has not been used for an hour).

@@ -227,3 +227,16 @@ mod tests {
         assert_eq!(p.grant().unwrap().role, Role::Write);
     }
 }
+
+/// An installation of the App (`GET /repos/{owner}/{repo}/installation`, `GET
+/// /app/installations`).
+#[derive(Debug, Deserialize)]
+pub(super) struct WireInstallation {
+    pub(super) id: u64,
+    pub(super) account: WireAccount,
+    /// `all` or `selected`.
+    #[serde(default)]
+    pub(super) repository_selection: String,
+    #[serde(default)]
+    pub(super) suspended_at: Option<String>,
+}

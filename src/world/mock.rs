@@ -166,13 +166,15 @@ impl MockGithub {
     }
 
     /// A client configuration for GitHub App mode against this mock: the client signs an App JWT
-    /// with `key` and exchanges it for an installation token.
+    /// with `key` and exchanges it for an installation token, of `installation_id`, or (`None`)
+    /// of whichever of the world's `[[installations]]` covers the repository asked about.
     pub fn app_config(
         &self,
         app_id: u64,
         key: crate::core::secret::AppPrivateKey,
-        installation_id: u64,
+        installation_id: impl Into<Option<u64>>,
     ) -> GithubConfig {
+        let installation_id = installation_id.into();
         GithubConfig::new(GithubAuth::App { app_id, key, installation_id }).with_api_base(self.base_url())
     }
 
@@ -807,12 +809,14 @@ fn installation_token(state: &MockState, path: &str, headers: &HeaderMap) -> Res
         let body = json!({"message": "This installation has been suspended", "documentation_url": "https://docs.github.com/rest"});
         return respond(StatusCode::FORBIDDEN, state.spend(), &[], Some(&body));
     }
-    // A token of its own, different at every call, valid one hour by the world's clock.
+    // A token of its own, different at every call, valid one hour by the world's clock. Its
+    // `expires_at` says the same hour against the real clock, which clients read it against
+    // (as GitHub's, and as the world-wide token's above).
     let n = state.minted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let token = format!("ghs_inst{id}_{n:08}");
     let expires = state.clock.now().plus(Duration::from_secs(3600));
     state.tokens.lock().insert(token.clone(), (id, expires));
-    let expires_at = chrono::DateTime::from_timestamp((expires.0 / 1000) as i64, 0).unwrap_or_default();
+    let expires_at = chrono::Utc::now() + chrono::Duration::hours(1);
     let body = json!({
         "token": token,
         "expires_at": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -832,14 +836,33 @@ fn app_jwt(headers: &HeaderMap) -> bool {
 }
 
 /// `GET /repos/{owner}/{repo}/installation`, `/orgs/{org}/installation` and
-/// `/users/{user}/installation` (App JWT): the installation that covers it, or 404. `None`: not
-/// one of these routes, or a world without `[[installations]]` (the routes are then unknown).
+/// `/users/{user}/installation` (App JWT): the installation that covers it, or 404; `GET
+/// /app/installations`: every installation, by id. `None`: not one of these routes, or a world
+/// without `[[installations]]` (the routes are then unknown).
 fn installation_lookup(state: &MockState, path: &str, headers: &HeaderMap) -> Option<Response<Body>> {
     let world = state.world();
     if world.installations().is_empty() {
         return None;
     }
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let refused = || {
+        let body = json!({"message": "A JSON web token could not be decoded", "documentation_url": "https://docs.github.com/rest"});
+        Some(respond(StatusCode::UNAUTHORIZED, state.spend(), &[], Some(&body)))
+    };
+    let shape = |i: &crate::world::WorldInstallation| {
+        let account = shapes::Account { login: &i.account, id: i.account_id, organization: i.account_is_org };
+        shapes::installation(&state.base, i.id, account, i.repositories.is_some(), i.suspended)
+    };
+    if segs.as_slice() == ["app", "installations"] {
+        if !app_jwt(headers) {
+            return refused();
+        }
+        // Every installation on one page (a world declares few).
+        let mut all: Vec<_> = world.installations().iter().collect();
+        all.sort_by_key(|i| i.id);
+        let body = Value::Array(all.into_iter().map(shape).collect());
+        return Some(respond(StatusCode::OK, state.spend(), &[], Some(&body)));
+    }
     let found = match segs.as_slice() {
         ["repos", owner, name, "installation"] => world
             .repos()
@@ -855,15 +878,12 @@ fn installation_lookup(state: &MockState, path: &str, headers: &HeaderMap) -> Op
         _ => return None,
     };
     if !app_jwt(headers) {
-        let body = json!({"message": "A JSON web token could not be decoded", "documentation_url": "https://docs.github.com/rest"});
-        return Some(respond(StatusCode::UNAUTHORIZED, state.spend(), &[], Some(&body)));
+        return refused();
     }
     let Some(i) = found else {
         return Some(respond(StatusCode::NOT_FOUND, state.spend(), &[], Some(&not_found())));
     };
-    let account = shapes::Account { login: &i.account, id: i.account_id, organization: i.account_is_org };
-    let body = shapes::installation(&state.base, i.id, account, i.repositories.is_some(), i.suspended);
-    Some(respond(StatusCode::OK, state.spend(), &[], Some(&body)))
+    Some(respond(StatusCode::OK, state.spend(), &[], Some(&shape(i))))
 }
 
 /// Whether `path` is a repository's roster (`/repos/{owner}/{name}/collaborators`, or by id).

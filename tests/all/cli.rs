@@ -988,9 +988,13 @@ struct MockProcess {
 
 impl MockProcess {
     fn start() -> Self {
+        Self::start_with(&world("acme.toml"))
+    }
+
+    fn start_with(world: &str) -> Self {
         use std::io::BufRead as _;
         let mut child = Command::new(env!("CARGO_BIN_EXE_ghauthz"))
-            .args(["mock-github", "--world", &world("acme.toml")])
+            .args(["mock-github", "--world", world])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -1008,6 +1012,61 @@ impl Drop for MockProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Live mode as a GitHub App without `--installation`: each repository through the installation
+/// on its owner's account; a repository none covers is denied as `no_installation`; a suspended
+/// installation's check could not be decided (exit 3) and says why.
+#[test]
+fn live_mode_as_an_app_across_its_installations() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys_dir = common::fixture_path("keys").display().to_string();
+    let text = std::fs::read_to_string(world("acme.toml")).unwrap().replace("\"../keys/", &format!("\"{keys_dir}/"))
+        + "\n[[installations]]\nid = 401\naccount = \"acme\"\nrepositories = [\"dashboard\"]\n\n[[installations]]\nid = 402\naccount = \"alice\"\nsuspended = true\n";
+    let world_file = dir.path().join("installed.toml");
+    std::fs::write(&world_file, text).unwrap();
+    let mock = MockProcess::start_with(&world_file.display().to_string());
+    let db = dir.path().join("live.db").display().to_string();
+    let app_key = common::fixture_path("keys/github-app-test.pem").display().to_string();
+    let live = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--github-api", &mock.api, "--db", &db, "--app-id", "42", "--app-key", &app_key]);
+        Cmd::new(&all).run()
+    };
+    let deploy = |app: &str, repo: &str| {
+        live(&[
+            "apps",
+            "deploy",
+            "--app",
+            app,
+            "--repo",
+            repo,
+            "--branch",
+            "main",
+            "--main-file",
+            "a.py",
+            "--github-user",
+            "erin",
+        ])
+    };
+    let r = deploy("dash", "acme/dashboard");
+    assert_eq!((r.code, r.json()["repo_id"].as_u64()), (0, Some(101)), "{}{}", r.stdout, r.stderr);
+    let r = live(&["check", "--app", "dash", "--action", "edit", "--github-user", "carol"]);
+    assert_eq!((r.code, r.json()["reason"]["kind"].as_str()), (0, Some("github_role")), "{}{}", r.stdout, r.stderr);
+    let r = live(&["check", "--app", "dash", "--action", "deploy", "--github-user", "carol"]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    // acme/website is not selected on acme's installation: it cannot even be deployed.
+    let r = deploy("site", "acme/website");
+    assert_eq!((r.code, r.json()["error"].as_str()), (2, Some("repo_not_found")), "{}{}", r.stdout, r.stderr);
+    // alice's installation is suspended: nothing can be decided there.
+    let r = deploy("notes", "alice/notes");
+    assert_eq!((r.code, r.json()["error"].as_str()), (3, Some("installation_suspended")), "{}{}", r.stdout, r.stderr);
+    // `--installation` alone is not an App.
+    let r = Cmd::new(&["check", "--app", "dash", "--action", "view", "--anonymous", "--github-api", &mock.api])
+        .args(&["--db", &db, "--installation", "401"])
+        .run();
+    assert_eq!((r.code, r.json()["error"].as_str()), (1, Some("usage")), "{}", r.stdout);
+    assert!(r.json()["message"].as_str().unwrap().contains("--app-id"), "{}", r.stdout);
 }
 
 /// Live mode end to end, against `ghauthz mock-github` in another process: with an installation

@@ -19,6 +19,7 @@ mod fuzz;
 mod github_roles;
 mod google;
 mod http_service;
+mod installations;
 mod links;
 mod mail;
 mod mock_github;

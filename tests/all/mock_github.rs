@@ -581,8 +581,8 @@ async fn installations_mint_their_own_tokens_see_their_own_repositories_and_spen
         (first.json()["token"].as_str().unwrap().to_owned(), second.json()["token"].as_str().unwrap().to_owned());
     assert_ne!(acme, acme2, "a new token at every call");
     let expires = chrono::DateTime::parse_from_rfc3339(first.json()["expires_at"].as_str().unwrap()).unwrap();
-    let now = ghauthz::Clock::now(&clock).as_secs() as i64;
-    assert_eq!(expires.timestamp() - now, 3600, "one hour by the world's clock");
+    let now = chrono::Utc::now().timestamp();
+    assert!((3590..=3600).contains(&(expires.timestamp() - now)), "one hour, read against the real clock");
     let alice = mint(402).json()["token"].as_str().unwrap().to_owned();
     let suspended = mint(403);
     schemas.check("POST /app/installations/{installation_id}/access_tokens", &suspended, "mint 403");
@@ -642,6 +642,19 @@ async fn installations_mint_their_own_tokens_see_their_own_repositories_and_spen
             assert_eq!(a.json()["id"].as_u64(), id, "{path}");
         }
     }
+    let all = send(&mock, "GET", "/app/installations", Some(JWT.as_bytes()));
+    assert_eq!(all.status, 200);
+    // GitHub's description inlines this route's `installation` with its account as
+    // `allOf: [simple-user, enterprise]`, which no account can be (its `installation` component,
+    // and every other route's, says `anyOf`): each item is checked against the component, as
+    // the repository lookup's 200 carries it.
+    for item in all.json().as_array().unwrap() {
+        let one = Answer { status: 200, headers: all.headers.clone(), body: item.to_string() };
+        schemas.check("GET /repos/{owner}/{repo}/installation", &one, "an item of GET /app/installations");
+    }
+    let ids: Vec<u64> = all.json().as_array().unwrap().iter().map(|i| i["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, [401, 402, 403]);
+    assert_eq!(get(&mock, "/app/installations", Some(&fresh)).status, 401, "the App's JWT only");
     let carol = send(&mock, "GET", "/users/carol/installation", Some(JWT.as_bytes())).json();
     assert!(carol["suspended_at"].is_string(), "{carol}");
     assert_eq!(

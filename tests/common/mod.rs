@@ -295,6 +295,16 @@ pub fn webhook_signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// The headers of a GitHub delivery of `event` signed with `secret`.
+pub fn webhook_headers(event: &str, delivery: &str, secret: &str, body: &[u8]) -> http::HeaderMap {
+    let mut h = http::HeaderMap::new();
+    h.insert("x-github-event", event.parse().expect("an event name"));
+    h.insert("x-github-delivery", delivery.parse().expect("a delivery id"));
+    h.insert("content-type", http::HeaderValue::from_static("application/json"));
+    h.insert("x-hub-signature-256", webhook_signature(secret, body).parse().expect("a signature"));
+    h
+}
+
 /// Which of `needles` are readable in the raw bytes of the SQLite store at `db` (the database
 /// file, its `-wal` and its `-shm`), as `(file, needle)` pairs.
 pub fn left_in_store_files(db: &std::path::Path, needles: &[&[u8]]) -> Vec<(String, String)> {

@@ -35,13 +35,15 @@ pub(crate) struct Global {
     /// Live mode: the GitHub REST API (default https://api.github.com).
     #[arg(long, global = true, value_name = "URL")]
     pub(crate) github_api: Option<String>,
-    /// Live mode, as a GitHub App: its id (with `--app-key` and `--installation`).
+    /// Live mode, as a GitHub App: its id (with `--app-key`; across all of its installations
+    /// unless `--installation` names one).
     #[arg(long, global = true, value_name = "ID", allow_negative_numbers = true)]
     pub(crate) app_id: Option<u64>,
     /// Live mode, as a GitHub App: its private key (PEM).
     #[arg(long, global = true, value_name = "FILE")]
     pub(crate) app_key: Option<PathBuf>,
-    /// Live mode, as a GitHub App: the installation to act as.
+    /// Live mode, as a GitHub App: the one installation to act as (default: each repository
+    /// through the installation on its owner's account).
     #[arg(long, global = true, value_name = "ID", allow_negative_numbers = true)]
     pub(crate) installation: Option<u64>,
     /// Live mode: Google's JWKS (default Google's own).

@@ -135,7 +135,8 @@ async fn live_ctx(g: &Global, needs: Needs) -> Result<Ctx, Outcome> {
         }
     }
     let auth = match (g.app_id, &g.app_key, g.installation) {
-        (Some(app_id), Some(key), Some(installation_id)) => {
+        // Without `--installation`: across all of the App's installations.
+        (Some(app_id), Some(key), installation_id) => {
             let pem = std::fs::File::open(key)
                 .and_then(|f| read_limited(f, MAX_APP_KEY))
                 .map_err(|e| usage(format!("`--app-key`: cannot read `{}`: {e}", key.display())))?;
@@ -163,11 +164,12 @@ async fn live_ctx(g: &Global, needs: Needs) -> Result<Ctx, Outcome> {
             }
             _ => {
                 return Err(usage(
-                    "live mode needs GitHub credentials: `GITHUB_TOKEN`, or a GitHub App with `--app-id`, `--app-key` and `--installation`",
+                    "live mode needs GitHub credentials: `GITHUB_TOKEN`, or a GitHub App with `--app-id` and `--app-key` (and `--installation` to act as one installation only)",
                 ));
             }
         },
-        _ => return Err(usage("a GitHub App needs all of `--app-id`, `--app-key` and `--installation`")),
+        (None, None, Some(_)) => return Err(usage("`--installation` needs `--app-id` and `--app-key`")),
+        _ => return Err(usage("a GitHub App needs both `--app-id` and `--app-key`")),
     };
     let google = match (g.google_client_id.is_empty(), &g.google_jwks) {
         (true, Some(_)) => return Err(usage("`--google-jwks` needs `--google-client-id`")),
