@@ -555,6 +555,10 @@ async fn answer(state: &MockState, method: Method, uri: Uri, headers: HeaderMap)
             } else if let Some(r) = world.repos().iter().find(|r| {
                 r.owner.eq_ignore_ascii_case(owner) && r.renamed_from.iter().any(|n| n.eq_ignore_ascii_case(name))
             }) {
+                // As on GitHub, a repository the caller cannot see is not there, renamed or not.
+                if !state.can_see(caller, r) {
+                    return missing(state);
+                }
                 let mut location = format!("{}/repositories/{}", state.base, r.id);
                 for s in rest {
                     location.push('/');

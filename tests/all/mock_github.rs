@@ -596,6 +596,9 @@ async fn installations_mint_their_own_tokens_see_their_own_repositories_and_spen
         ("/repos/acme/dashboard", &acme, 200),
         ("/repos/acme/website", &acme, 200),
         ("/repos/acme/legacy", &acme, 404),
+        // Renamed (acme/analytics is now analytics-v2) but not selected: no redirect to tell
+        // that it exists, or its id.
+        ("/repos/acme/analytics", &acme, 404),
         ("/repos/alice/notes", &acme, 404),
         ("/repos/alice/notes", &alice, 200),
         ("/repos/acme/dashboard", &alice, 404),

@@ -420,6 +420,21 @@ fn exchange_form(serve: &Serve, path: &str, headers: &[String], body: &str) -> S
     answer
 }
 
+/// The connection bounds take sane values only: zero, or past what a timer or a semaphore can
+/// hold, is a usage error, not a crash.
+#[test]
+fn serve_refuses_connection_bounds_out_of_range() {
+    for bad in [
+        ["--max-connections", "0"],
+        ["--max-connections", "18446744073709551615"],
+        ["--header-read-timeout", "0"],
+        ["--header-read-timeout", "18446744073709551615"],
+    ] {
+        let (code, said) = Serve::start(&["--world", &world("acme.toml")], &bad).err().unwrap();
+        assert_eq!(code, 1, "{bad:?}: {said}");
+    }
+}
+
 /// A client that sends a request's head slowly holds its connection `--header-read-timeout` at
 /// most; past `--max-connections`, a connection waits until another ends.
 #[test]

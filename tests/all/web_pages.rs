@@ -279,10 +279,14 @@ async fn the_session_cookie_opens_the_app_and_the_guard_refuses_once_the_viewer_
     assert_eq!(notes.status, 303);
     let site = send(&router, get_req("/apps/site/", &[("cookie", &session)])).await;
     assert_eq!(site.status, 200, "{}", site.body);
-    // The app behind the guard never sees the sign-in cookies; its own cookies pass.
-    let cookies = format!("theme=dark; {session}; {pre}");
-    let seen = send(&router, get_req("/apps/dash/cookies", &[("cookie", &cookies)])).await;
-    assert_eq!((seen.status, seen.body.as_str()), (StatusCode::OK, "theme=dark"));
+    // The app behind the guard never sees the sign-in cookies (the session, the pre-session
+    // cookie, Google's nonce and double-submit token), in one header or several; its own
+    // cookies pass, as sent.
+    let cookies = format!("theme=dark; {session}; {pre}; {NONCE_COOKIE}=n0nce");
+    let seen =
+        send(&router, get_req("/apps/dash/cookies", &[("cookie", &cookies), ("cookie", "g_csrf_token=c5rf; lang=fr")]))
+            .await;
+    assert_eq!((seen.status, seen.body.as_str()), (StatusCode::OK, "theme=dark; lang=fr"));
     // Removed: the next request is refused, with the reason, as a page or as JSON.
     w.authz.remove_viewer(&ChangedBy::Operator, &AppId("dash".into()), "dana@example.com").await.unwrap();
     let page = send(&router, get_req("/apps/dash/", &[("cookie", &session)])).await;

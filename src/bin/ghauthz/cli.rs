@@ -136,10 +136,10 @@ pub(crate) struct ServeArgs {
     pub(crate) webhook_secret_file: Vec<PathBuf>,
     /// How long a connection may take to send a request's head (a slow client holds a
     /// connection that long at most), in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub(crate) header_read_timeout: u64,
     /// The most connections served at once; more wait to be accepted.
-    #[arg(long, value_name = "N", default_value_t = 4096)]
+    #[arg(long, value_name = "N", default_value_t = 4096, value_parser = max_connections)]
     pub(crate) max_connections: usize,
     /// The app's URL, `{app}` where its id goes (`https://{app}.apps.example`): mounts the
     /// viewer's sign-in pages under `/auth/`, which send signed-in viewers there.
@@ -455,4 +455,12 @@ pub(crate) struct ExplainArgs {
     /// JSON instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+/// `--max-connections`: 1 to 1,000,000 (past that, a semaphore cannot hold them).
+fn max_connections(v: &str) -> Result<usize, String> {
+    match v.parse::<usize>() {
+        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+        _ => Err("a number of connections from 1 to 1000000".to_owned()),
+    }
 }

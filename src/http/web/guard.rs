@@ -310,22 +310,26 @@ where
 #[derive(Clone)]
 struct StrippedSession(String);
 
-/// `headers` without the sign-in cookies (`Cookie` headers rebuilt from the others).
+/// `headers` without the sign-in cookies (the session, the pre-session cookie, Google's
+/// nonce and its double-submit token): `Cookie` headers rebuilt from the others, byte for byte
+/// (a value beyond ASCII is kept as sent).
 fn without_our_cookies(headers: &mut axum::http::HeaderMap) {
-    let ours = |pair: &str| {
-        let name = pair.trim().split('=').next().unwrap_or_default();
-        name == SESSION_COOKIE || name == super::PRE_COOKIE
+    const OURS: [&[u8]; 4] =
+        [SESSION_COOKIE.as_bytes(), super::PRE_COOKIE.as_bytes(), super::NONCE_COOKIE.as_bytes(), b"g_csrf_token"];
+    let ours = |pair: &[u8]| {
+        let name = pair.split(|b| *b == b'=').next().unwrap_or_default();
+        OURS.contains(&name)
     };
-    let kept: Vec<String> = headers
+    let kept: Vec<Vec<u8>> = headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter(|pair| !pair.trim().is_empty() && !ours(pair))
-        .map(|pair| pair.trim().to_owned())
+        .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
+        .map(<[u8]>::trim_ascii)
+        .filter(|pair| !pair.is_empty() && !ours(pair))
+        .map(<[u8]>::to_vec)
         .collect();
     headers.remove(header::COOKIE);
-    if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
+    if let Ok(v) = HeaderValue::from_bytes(&kept.join(&b"; "[..])) {
         if !kept.is_empty() {
             headers.insert(header::COOKIE, v);
         }

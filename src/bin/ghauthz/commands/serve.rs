@@ -95,7 +95,7 @@ pub(crate) async fn run(ctx: &Ctx, args: &ServeArgs, metrics: PrometheusHandle) 
 /// What one connection may hold.
 #[derive(Debug, Clone, Copy)]
 struct Limits {
-    /// The longest a request's head may take to arrive (hyper then answers 408 and closes).
+    /// The longest a request's head may take to arrive (hyper then closes the connection).
     header_read_timeout: Duration,
     /// The most connections served at once.
     max_connections: usize,
