@@ -16,6 +16,9 @@
 //! (installation lookups and token mints, with its JWT), and the most any one installation
 //! spent of its hourly budget (5,000 on the mock).
 //!
+//! The store is in memory, shared by the authorizers; with `GHAUTHZ_BENCH_POSTGRES` set (a
+//! Postgres URL) and feature `postgres`, a Postgres store in a schema of its own.
+//!
 //! Run: `cargo bench --features world --bench platform_budget` (`-- --quick`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "bench code: a failure stops the run")]
 
@@ -23,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ghauthz::CheckRequest;
-use ghauthz::store::{MemoryStore, prelude::*};
+use ghauthz::store::{MemoryStore, Store, prelude::*};
 use ghauthz::world::{MockGithub, World};
 use ghauthz::{AppId, Authorizer, Capability, Clock as _, ManualClock, Principal, Role};
 
@@ -168,8 +171,7 @@ struct Run {
 async fn run(spec: &Spec, world: &World, checks: usize, replicas: usize) -> Run {
     let clock = ManualClock::new(world.now().unwrap());
     let mock = MockGithub::start_with_clock(world.clone(), Arc::new(clock.clone())).await.unwrap();
-    let store = Arc::new(MemoryStore::new());
-    store.seed_once(&world.app_records(), clock.now()).await.unwrap();
+    let store = shared_store(world, &clock).await;
     let pem = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/keys/github-app-test.pem")).unwrap();
     let key = ghauthz::AppPrivateKey::from_pem(&pem).unwrap();
     let authorizers: Vec<Authorizer> = (0..replicas)
@@ -211,6 +213,24 @@ async fn run(spec: &Spec, world: &World, checks: usize, replicas: usize) -> Run 
     let most_spent =
         (0..spec.orgs).map(|o| HOURLY - mock.installation_rate_limit_remaining(10_000 + o as u64)).max().unwrap_or(0);
     Run { requests: mock.total_requests(), charged: mock.charged_requests(), app_requests, most_spent }
+}
+
+/// One store for every authorizer of a run: Postgres where `GHAUTHZ_BENCH_POSTGRES` names one,
+/// else in memory; seeded with the world's apps.
+async fn shared_store(world: &World, clock: &ManualClock) -> Arc<dyn Store> {
+    #[cfg(feature = "postgres")]
+    if let Ok(url) = std::env::var("GHAUTHZ_BENCH_POSTGRES") {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static RUNS: AtomicU32 = AtomicU32::new(0);
+        let schema = format!("bench_{}_{}", std::process::id(), RUNS.fetch_add(1, Ordering::Relaxed));
+        let opts = ghauthz::store::PgStoreOptions::new(url).schema(schema);
+        let store = ghauthz::store::PgStore::connect_with(opts).await.unwrap();
+        store.seed_once(&world.app_records(), clock.now()).await.unwrap();
+        return Arc::new(store);
+    }
+    let store = MemoryStore::new();
+    store.seed_once(&world.app_records(), clock.now()).await.unwrap();
+    Arc::new(store)
 }
 
 fn main() {

@@ -547,7 +547,7 @@ impl AuthorizerBuilder {
         let cache = Caches {
             records: Records::new(cfg.capacity, cfg.record_ttl),
             sessions: Sessions::new(cfg.session_capacity),
-            facts: Facts::new(cfg, self.clock.clone(), github, least),
+            facts: Facts::new(cfg, self.clock.clone(), github, least, store.clone()),
             replica,
         };
         let inner = Arc::new(Inner {

@@ -32,6 +32,7 @@ impl Authorizer {
     /// ```
     pub async fn invalidate(&self, inv: Invalidation) -> Result<(), StoreError> {
         self.inner.cache.invalidate(inv);
+        self.inner.cache.facts.bar(inv);
         self.inner.store.publish(&Broadcast::invalidations(self.inner.cache.replica, vec![inv])).await
     }
 
@@ -57,6 +58,7 @@ impl Authorizer {
     /// ```
     pub fn invalidate_local(&self, inv: Invalidation) {
         self.inner.cache.invalidate(inv);
+        self.inner.cache.facts.bar(inv);
     }
 
     /// Verifies a GitHub webhook delivery (its headers and raw body, as received) and applies it
@@ -188,6 +190,7 @@ impl Authorizer {
         // New, or not known to be old: forgetting here is always safe.
         for inv in &broadcast.invalidations {
             inner.cache.invalidate(*inv);
+            inner.cache.facts.bar(*inv);
         }
         recorded.map_err(WebhookError::Store)?;
         // Heard only while deliveries to other replicas reach this one: the feed is heard before

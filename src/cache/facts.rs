@@ -31,6 +31,7 @@ use crate::core::secret::GithubToken;
 use crate::core::time::{Clock, Timestamp};
 use crate::error::CheckError;
 use crate::github::{Fetched, GithubApi, GithubError, PermissionTarget, Roster, UnavailableCause};
+use crate::store::{SharedRoster, Store};
 
 /// The GitHub-fact cache: moka for capacity, expiry and coalesced loading, the front map and the
 /// hit table for hits, the epoch log for invalidation.
@@ -47,6 +48,13 @@ pub(crate) struct Facts {
     accounts: moka::future::Cache<UserId, Arc<AccountEntry>>,
     /// The lowest role the policy grants anything to: what a roster lists.
     least: Role,
+    /// Where rosters are shared with the other replicas on the store
+    /// ([`CacheConfig::with_shared_rosters`]).
+    shared: Option<Arc<dyn Store>>,
+    /// Invalidations made here that the store may not have recorded (local ones, or ones it
+    /// refused), by scope, with when: a roster from the store whose fetch began no later than one
+    /// that covers it is not served.
+    barriers: parking_lot::Mutex<Barriers>,
     front: Arc<FactMap>,
     epochs: Epochs,
     backoff: moka::sync::Cache<PermKey, Backoff>,
@@ -67,6 +75,17 @@ pub(crate) struct Facts {
     /// Orders `webhook_heard` and `webhooks_unheard`.
     heard_lock: parking_lot::Mutex<()>,
 }
+
+/// When this replica last made an invalidation of each scope ([`Facts::bar`]).
+#[derive(Debug, Default)]
+struct Barriers {
+    all: Option<Timestamp>,
+    /// By scope (`owner`, `repo`) and id.
+    by_id: std::collections::HashMap<(&'static str, u64), Timestamp>,
+}
+
+/// How many scoped barriers are kept before the old ones are dropped.
+const MAX_BARRIERS: usize = 10_000;
 
 /// A GitHub account as `GET /user/{account_id}` answered, and when.
 #[derive(Debug)]
@@ -97,7 +116,13 @@ enum Conditional<'c, C, T> {
 type Loaded = (Arc<PermEntry>, Source);
 
 impl Facts {
-    pub(crate) fn new(cfg: CacheConfig, clock: Arc<dyn Clock>, github: Arc<dyn GithubApi>, least: Role) -> Self {
+    pub(crate) fn new(
+        cfg: CacheConfig,
+        clock: Arc<dyn Clock>,
+        github: Arc<dyn GithubApi>,
+        least: Role,
+        store: Arc<dyn Store>,
+    ) -> Self {
         let front = Arc::new(FactMap::new(cfg.capacity));
         let listener_front = front.clone();
         let (heard_role, heard_no_role) = cfg.heard_lifetimes.unwrap_or_default();
@@ -137,6 +162,8 @@ impl Facts {
             rosters,
             accounts,
             least,
+            shared: cfg.shared_rosters.then_some(store),
+            barriers: parking_lot::Mutex::new(Barriers::default()),
             front,
             epochs: Epochs::default(),
             backoff,
@@ -231,6 +258,42 @@ impl Facts {
         self.front.with(key, epoch, |entry| {
             self.usable(key, entry, app, now, age).then(|| decide(Self::seen(entry, Source::Cache, now)))
         })
+    }
+
+    /// `inv` was made on this replica, and the store may not have recorded it (a local
+    /// invalidation, or one the store refused): no roster shared through the store whose fetch
+    /// began no later than now, and which `inv` covers, is served here.
+    pub(crate) fn bar(&self, inv: Invalidation) {
+        if self.shared.is_none() {
+            return;
+        }
+        let now = self.clock.now();
+        let mut b = self.barriers.lock();
+        match crate::store::fact_scope(&inv) {
+            ("all", _) => b.all = Some(now),
+            (scope, id) => {
+                if b.by_id.len() >= MAX_BARRIERS {
+                    // Older than any roster the store keeps: they cover nothing servable.
+                    let horizon = now.minus(crate::store::SHARED_ROSTER_RETENTION);
+                    b.by_id.retain(|_, at| *at >= horizon);
+                    if b.by_id.len() >= MAX_BARRIERS {
+                        // Still full: one barrier over everything stands for them all.
+                        b.by_id.clear();
+                        b.all = Some(now);
+                    }
+                }
+                b.by_id.insert((scope, id), now);
+            }
+        }
+    }
+
+    /// Whether a barrier ([`Facts::bar`]) covers `roster`, taken from the store.
+    fn barred(&self, roster: &SharedRoster) -> bool {
+        let b = self.barriers.lock();
+        let covers = |at: Option<&Timestamp>| at.is_some_and(|at| *at >= roster.started_at);
+        covers(b.all.as_ref())
+            || covers(b.by_id.get(&("owner", roster.owner.0)))
+            || covers(b.by_id.get(&("repo", roster.repo.0)))
     }
 
     /// Forgets what `inv` names; effective for the next check.
@@ -490,6 +553,31 @@ impl Facts {
         let fresh = |c: &RosterEntry| self.roster_usable(c, self.clock.now(), age);
         let fetch = |current: Option<Arc<RosterEntry>>| async move {
             let start_epoch = self.epochs.current();
+            let started_at = self.clock.now();
+            // Another replica's, from the store, while within its lifetime and no invalidation
+            // that covers it came since its fetch began; else asked of GitHub and shared. Where
+            // the store does not answer, GitHub is asked and nothing is shared.
+            let mut seen = None;
+            if let Some(store) = &self.shared {
+                if let Ok(Some(kept)) = store.roster(repo).await {
+                    if kept.owner == owner && kept.least == self.least && !self.barred(&kept) {
+                        let entry = RosterEntry {
+                            repo,
+                            owner,
+                            roles: kept.roles.map(|roles| roles.into_iter().collect()),
+                            confirmed_at: kept.confirmed_at,
+                            etag: None,
+                            seen_epoch: AtomicU64::new(start_epoch),
+                            shared: true,
+                        };
+                        if self.roster_usable(&entry, self.clock.now(), age) {
+                            Counters::bump(&self.counters.rosters_shared);
+                            return Ok(entry);
+                        }
+                    }
+                }
+                seen = store.fact_epoch().await.ok();
+            }
             let etag = current.as_ref().filter(|c| c.roles.is_some()).and_then(|c| c.etag.as_deref());
             Counters::bump(&self.counters.roster_requests);
             let answer = self.github.roster(target, self.least, self.cfg.roster_max_pages, etag).await?;
@@ -502,9 +590,29 @@ impl Facts {
                     (None, None)
                 }
             };
-            Ok(RosterEntry { repo, owner, roles, confirmed_at, etag, seen_epoch: AtomicU64::new(start_epoch) })
+            if let (Some(store), Some(seen)) = (&self.shared, seen) {
+                let listed = roles.as_ref().map(|r: &std::collections::HashMap<_, _>| {
+                    r.iter().map(|(user, grant)| (*user, grant.clone())).collect()
+                });
+                let shared = SharedRoster::new(repo, owner, self.least, listed, (started_at, confirmed_at), seen);
+                if let Err(e) = store.put_roster(&shared).await {
+                    tracing::debug!(error = %e, "a roster could not be shared through the store");
+                }
+            }
+            Ok(RosterEntry {
+                repo,
+                owner,
+                roles,
+                confirmed_at,
+                etag,
+                seen_epoch: AtomicU64::new(start_epoch),
+                shared: false,
+            })
         };
-        coalesced(&self.rosters, repo, fresh, fetch, |_: &RosterEntry| {}).await
+        let (entry, source) = coalesced(&self.rosters, repo, fresh, fetch, |_: &RosterEntry| {}).await?;
+        // Taken from the store: GitHub was not asked.
+        let source = if source == Source::Github && entry.shared { Source::Cache } else { source };
+        Ok((entry, source))
     }
 
     /// Sorts a conditional answer into "what we hold is current" or a new body.

@@ -100,6 +100,7 @@ impl Caches {
             feed_listening: self.records.is_live(),
             roster_requests: c.roster_requests.load(Ordering::Relaxed),
             roster_fallbacks: c.roster_fallbacks.load(Ordering::Relaxed),
+            rosters_shared: c.rosters_shared.load(Ordering::Relaxed),
             github_budget: self.facts.github_budget(),
             github_credentials_refused: self.facts.github_credentials_refused(),
         }

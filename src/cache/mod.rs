@@ -80,6 +80,7 @@ pub struct CacheConfig {
     pub(crate) record_ttl: Duration,
     pub(crate) session_capacity: u64,
     pub(crate) rosters: bool,
+    pub(crate) shared_rosters: bool,
     pub(crate) roster_max_pages: usize,
     pub(crate) heard_lifetimes: Option<(Duration, Duration)>,
     pub(crate) heard_within: Duration,
@@ -146,6 +147,17 @@ impl CacheConfig {
     /// asks per user everywhere. User-token mode always asks with the user's own token.
     pub fn with_rosters(mut self, rosters: bool) -> Self {
         self.rosters = rosters;
+        self
+    }
+
+    /// Share rosters with the other authorizers on the same store: a roster fetched here is
+    /// written to the store with when GitHub confirmed it, and one another replica wrote is
+    /// taken from there, within its lifetime (counted from that confirmation) and while no
+    /// invalidation that covers it has been recorded since its fetch began, before GitHub is
+    /// asked. N replicas then spend about what one spends. Where the store does not answer,
+    /// GitHub is asked. Default on (with a store of one's own, nothing is gained or lost).
+    pub fn with_shared_rosters(mut self, shared: bool) -> Self {
+        self.shared_rosters = shared;
         self
     }
 
@@ -254,6 +266,7 @@ impl Default for CacheConfig {
             record_ttl: Duration::from_secs(300),
             session_capacity: 100_000,
             rosters: true,
+            shared_rosters: true,
             roster_max_pages: 10,
             heard_lifetimes: None,
             heard_within: Duration::from_secs(3600),
@@ -329,6 +342,9 @@ pub struct CacheStats {
     pub roster_requests: u64,
     /// Rosters refused or too large, whose repositories were asked per user instead.
     pub roster_fallbacks: u64,
+    /// Rosters taken from the store, where another replica sharing it had fetched them within
+    /// their lifetime, instead of asking GitHub.
+    pub rosters_shared: u64,
     /// The installation's (or the token's) rate-limit budget, as GitHub's last answer said it:
     /// `None` before the first answer, and in user-token mode, where each user spends their own
     /// ([`Authorizer::github_budget_for`](crate::Authorizer::github_budget_for)).
@@ -407,6 +423,8 @@ pub(crate) struct RosterEntry {
     pub(crate) confirmed_at: Timestamp,
     pub(crate) etag: Option<String>,
     pub(crate) seen_epoch: AtomicU64,
+    /// Taken from the store, as another replica fetched it.
+    pub(crate) shared: bool,
 }
 
 impl RosterEntry {
@@ -650,6 +668,7 @@ pub(crate) struct Counters {
     pub(crate) roster_requests: AtomicU64,
     /// Rosters GitHub refused or that were too large: their repositories are asked per user.
     pub(crate) roster_fallbacks: AtomicU64,
+    pub(crate) rosters_shared: AtomicU64,
 }
 
 impl Counters {

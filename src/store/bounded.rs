@@ -187,3 +187,18 @@ impl ChangeFeed for Bounded {
         self.inner.close().await;
     }
 }
+
+#[async_trait]
+impl super::FactStore for Bounded {
+    async fn fact_epoch(&self) -> Result<u64, StoreError> {
+        self.within(self.inner.fact_epoch()).await
+    }
+
+    async fn put_roster(&self, roster: &super::SharedRoster) -> Result<(), StoreError> {
+        self.within(self.inner.put_roster(roster)).await
+    }
+
+    async fn roster(&self, repo: crate::core::ids::RepoId) -> Result<Option<super::SharedRoster>, StoreError> {
+        self.within(self.inner.roster(repo)).await
+    }
+}

@@ -43,6 +43,11 @@ struct State {
     seeded: bool,
     support: Vec<SupportWindow>,
     last_support: u64,
+    /// Shared rosters by repository.
+    rosters: BTreeMap<crate::core::ids::RepoId, super::SharedRoster>,
+    /// Invalidations of stored facts: (seq, scope, id).
+    fact_invalidations: Vec<(u64, &'static str, u64)>,
+    last_fact_invalidation: u64,
 }
 
 impl MemoryStore {
@@ -56,6 +61,11 @@ impl State {
     /// Tells every subscriber; one that cannot keep up is cut off, which it hears as the end of
     /// its feed.
     fn announce(&mut self, broadcast: Broadcast) {
+        for inv in &broadcast.invalidations {
+            let (scope, id) = super::fact_scope(inv);
+            self.last_fact_invalidation += 1;
+            self.fact_invalidations.push((self.last_fact_invalidation, scope, id));
+        }
         self.subscribers.retain(|s| s.try_send(FeedEvent::Broadcast(broadcast.clone())).is_ok());
     }
 
@@ -171,6 +181,8 @@ impl AppStore for MemoryStore {
         }
         s.deleted.retain(|d| d.deployed_by != user);
         s.audit.retain(|(_, owner)| *owner != Some(user));
+        // Shared rosters may list the account: they are GitHub's facts kept a while.
+        s.rosters.clear();
         let label = Actor::Github(user).label();
         let opened_on: BTreeSet<AppId> =
             s.support.iter().filter(|w| w.granted_by == label).map(|w| w.app.clone()).collect();
@@ -392,4 +404,45 @@ impl ChangeFeed for MemoryStore {
         }
         Some(rx)
     }
+}
+
+#[async_trait]
+impl super::FactStore for MemoryStore {
+    async fn fact_epoch(&self) -> Result<u64, StoreError> {
+        Ok(self.state.lock().last_fact_invalidation)
+    }
+
+    async fn put_roster(&self, roster: &super::SharedRoster) -> Result<(), StoreError> {
+        let mut s = self.state.lock();
+        let horizon = roster.confirmed_at.minus(super::SHARED_ROSTER_RETENTION);
+        s.rosters.retain(|_, r| r.confirmed_at >= horizon);
+        if s.rosters.get(&roster.repo).is_none_or(|kept| kept.confirmed_at <= roster.confirmed_at) {
+            s.rosters.insert(roster.repo, roster.clone());
+        }
+        // The newest invalidations are kept; a roster fetched before the oldest kept is never
+        // served (see `stale`).
+        let keep_from = s.last_fact_invalidation.saturating_sub(super::KEPT_FACT_INVALIDATIONS);
+        s.fact_invalidations.retain(|(seq, _, _)| *seq > keep_from);
+        Ok(())
+    }
+
+    async fn roster(&self, repo: crate::core::ids::RepoId) -> Result<Option<super::SharedRoster>, StoreError> {
+        let s = self.state.lock();
+        Ok(s.rosters.get(&repo).filter(|r| !stale(&s.fact_invalidations, r)).cloned())
+    }
+}
+
+/// Whether an invalidation covering `roster` was recorded after its fetch began, or its fetch
+/// began before the oldest invalidation kept.
+fn stale(invalidations: &[(u64, &'static str, u64)], roster: &super::SharedRoster) -> bool {
+    let oldest = invalidations.first().map_or(0, |(seq, _, _)| seq.saturating_sub(1));
+    roster.seen < oldest
+        || invalidations.iter().any(|(seq, scope, id)| {
+            *seq > roster.seen
+                && match *scope {
+                    "owner" => *id == roster.owner.0,
+                    "repo" => *id == roster.repo.0,
+                    _ => true,
+                }
+        })
 }

@@ -42,8 +42,8 @@ use crate::core::invalidation::Invalidation;
 
 use crate::core::email::Email;
 pub use crate::core::ids::SupportId;
-use crate::core::ids::{App, AppId, GrantId, InvalidRepoCoords, RepoCoords, RepoId, UserId};
-use crate::core::policy::Visibility;
+use crate::core::ids::{App, AppId, GrantId, InvalidRepoCoords, OwnerId, RepoCoords, RepoId, UserId};
+use crate::core::policy::{Role, RoleGrant, Visibility};
 pub use crate::core::support::SupportWindow;
 use crate::core::time::Timestamp;
 
@@ -769,21 +769,140 @@ pub trait ChangeFeed: sealed::Sealed + Send + Sync + std::fmt::Debug {
     async fn close(&self) {}
 }
 
+/// A repository's roster as one replica fetched it from GitHub, shared through the store with the
+/// replicas on it ([`FactStore`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SharedRoster {
+    /// The repository.
+    pub repo: RepoId,
+    /// Its owner (an invalidation of the owner makes the roster stale).
+    pub owner: OwnerId,
+    /// The least role the roster was asked for: it lists every user with that role or more.
+    pub least: Role,
+    /// Every user it lists, with their role; `None` where GitHub refused the roster or it was
+    /// too large (the repository is asked per user).
+    pub roles: Option<Vec<(UserId, RoleGrant)>>,
+    /// When its fetch began, by the fetching replica's clock.
+    pub started_at: Timestamp,
+    /// When GitHub confirmed it: its lifetime counts from here.
+    pub confirmed_at: Timestamp,
+    /// The newest invalidation recorded when its fetch began ([`FactStore::fact_epoch`]): an
+    /// invalidation recorded after that, and covering the roster, makes it stale.
+    pub seen: u64,
+}
+
+impl SharedRoster {
+    /// A roster of `repo` (owned by `owner`) of every user with at least `least`, whose fetch
+    /// began at `started_at` (after invalidation `seen` was recorded) and which GitHub confirmed
+    /// at `confirmed_at`.
+    pub fn new(
+        repo: RepoId,
+        owner: OwnerId,
+        least: Role,
+        roles: Option<Vec<(UserId, RoleGrant)>>,
+        (started_at, confirmed_at): (Timestamp, Timestamp),
+        seen: u64,
+    ) -> Self {
+        Self { repo, owner, least, roles, started_at, confirmed_at, seen }
+    }
+
+    /// `roles` as the stores keep it: JSON, `[[user_id, role, custom_name_or_null], ...]`.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub(crate) fn roles_json(&self) -> Option<String> {
+        self.roles.as_ref().map(|roles| {
+            let rows: Vec<(u64, &str, Option<&str>)> = roles
+                .iter()
+                .map(|(user, grant)| {
+                    let custom = match &grant.name {
+                        crate::core::policy::RoleName::Custom(name) => Some(&**name),
+                        crate::core::policy::RoleName::Standard(_) => None,
+                    };
+                    (user.0, grant.role.as_str(), custom)
+                })
+                .collect();
+            serde_json::to_string(&rows).unwrap_or_default()
+        })
+    }
+
+    /// The roles [`SharedRoster::roles_json`] wrote.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub(crate) fn roles_from_json(json: &str) -> Result<Vec<(UserId, RoleGrant)>, StoreError> {
+        let rows: Vec<(u64, String, Option<String>)> =
+            serde_json::from_str(json).map_err(|_| StoreError::Corrupt("a shared roster's roles".into()))?;
+        rows.into_iter()
+            .map(|(user, role, custom)| {
+                let role = Role::parse(&role).ok_or_else(|| StoreError::Corrupt("a shared roster's role".into()))?;
+                let name = custom.map_or(crate::core::policy::RoleName::Standard(role), |c| {
+                    crate::core::policy::RoleName::Custom(c.into())
+                });
+                Ok((UserId(user), RoleGrant { role, name }))
+            })
+            .collect()
+    }
+}
+
+/// The scope of the stored facts an invalidation makes stale: every roster, an owner's, or one
+/// repository's.
+pub(crate) fn fact_scope(inv: &Invalidation) -> (&'static str, u64) {
+    match inv {
+        Invalidation::All | Invalidation::User(_) => ("all", 0),
+        Invalidation::Owner(o) | Invalidation::UserInOwner(_, o) => ("owner", o.0),
+        Invalidation::Repo(r) | Invalidation::UserOnRepo(_, r) => ("repo", r.0),
+    }
+}
+
+/// How many of the newest invalidations of stored facts are kept. A shared roster whose fetch
+/// began before the oldest one kept is never served: whether one since covers it is no longer
+/// known.
+pub(crate) const KEPT_FACT_INVALIDATIONS: u64 = 100_000;
+
+/// How long a shared roster is kept at most (none is served past its lifetime anyway).
+pub(crate) const SHARED_ROSTER_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// GitHub's facts one replica fetched, shared with the others on the store, so that N replicas
+/// spend about what one spends: repository rosters, and the invalidations that make them stale
+/// (every invalidation the store's feed carries, [`ChangeFeed::record_delivery`] and
+/// [`ChangeFeed::publish`], is recorded for this). The defaults keep nothing.
+#[async_trait]
+pub trait FactStore: sealed::Sealed + Send + Sync + std::fmt::Debug {
+    /// The newest invalidation recorded (0: none). A replica reads it before asking GitHub for
+    /// a fact it will share ([`SharedRoster::seen`]).
+    async fn fact_epoch(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
+    /// Keeps `roster` for the others, in place of one of the same repository confirmed no later
+    /// (an older `confirmed_at` never replaces a newer one).
+    async fn put_roster(&self, roster: &SharedRoster) -> Result<(), StoreError> {
+        let _ = roster;
+        Ok(())
+    }
+
+    /// The roster of `repo` a replica shared, unless an invalidation covering it was recorded
+    /// since its fetch began (or its fetch began before the oldest invalidation still kept).
+    /// Its lifetime is the caller's to check, from `confirmed_at`.
+    async fn roster(&self, repo: RepoId) -> Result<Option<SharedRoster>, StoreError> {
+        let _ = repo;
+        Ok(None)
+    }
+}
+
 /// Where state lives: every narrow store trait at once, implemented by [`MemoryStore`],
 /// [`SqliteStore`] (feature `sqlite`) and
 /// [`PgStore`] (feature `postgres`), and by nothing outside the library
 /// (the traits are sealed). An authorizer takes an `Arc<dyn Store>`; methods of every narrow
 /// trait can be called on it. To call them on a store's own type, bring the traits into scope
 /// with `use ghauthz::store::prelude::*`.
-pub trait Store: AppStore + ViewerStore + LinkStore + SupportStore + AuditStore + ChangeFeed {}
+pub trait Store: AppStore + ViewerStore + LinkStore + SupportStore + AuditStore + ChangeFeed + FactStore {}
 
-impl<T: AppStore + ViewerStore + LinkStore + SupportStore + AuditStore + ChangeFeed + ?Sized> Store for T {}
+impl<T: AppStore + ViewerStore + LinkStore + SupportStore + AuditStore + ChangeFeed + FactStore + ?Sized> Store for T {}
 
 /// The store traits, to call their methods on a store's own type
 /// (`use ghauthz::store::prelude::*`).
 pub mod prelude {
     pub use super::{
-        AppStore as _, AuditStore as _, ChangeFeed as _, LinkStore as _, Store as _, SupportStore as _,
+        AppStore as _, AuditStore as _, ChangeFeed as _, FactStore as _, LinkStore as _, Store as _, SupportStore as _,
         ViewerStore as _,
     };
 }

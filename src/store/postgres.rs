@@ -28,6 +28,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "redemption attempts", include_str!("../../migrations/postgres/0003_redemption_attempts.sql")),
     (4, "audit outcomes", include_str!("../../migrations/postgres/0004_audit_outcomes.sql")),
     (5, "support windows", include_str!("../../migrations/postgres/0005_support_windows.sql")),
+    (6, "shared rosters", include_str!("../../migrations/postgres/0006_shared_rosters.sql")),
 ];
 
 /// The embedded migrations, as sqlx's migrator takes them.

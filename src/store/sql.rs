@@ -309,6 +309,21 @@ sql_bounds! {
         })
     }
 
+    /// Records, inside `tx`, each invalidation `broadcast` carries against the shared facts
+    /// ([`FactStore`](super::FactStore)).
+    async fn record_invalidations(tx: &mut Transaction<'_, B::Db>, broadcast: &Broadcast) -> Result<(), StoreError> {
+        for inv in &broadcast.invalidations {
+            let (scope, id) = super::fact_scope(inv);
+            sqlx::query("INSERT INTO fact_invalidations (scope, id) VALUES ($1, $2)")
+                .bind(scope)
+                .bind(to_i64(id, "invalidated id")?)
+                .execute(&mut **tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
     /// Takes `user`'s account lock in `tx` ([`Backend::ACCOUNT_LOCK`]).
     async fn lock_account(tx: &mut Transaction<'_, B::Db>, user: UserId) -> Result<(), StoreError> {
         if let Some(statement) = B::ACCOUNT_LOCK {
@@ -477,6 +492,9 @@ sql_bounds! {
         for statement in ["DELETE FROM deleted_apps WHERE deployed_by = $1", "DELETE FROM audit WHERE owner_id = $1"] {
             sqlx::query(statement).bind(by).execute(&mut *tx).await.map_err(unavailable)?;
         }
+        // Shared rosters may list the account: they are GitHub's facts kept a while, fetched
+        // again when needed.
+        sqlx::query("DELETE FROM github_rosters").execute(&mut *tx).await.map_err(unavailable)?;
         // The windows it opened on other people's apps go too, and every replica hears it.
         let opened_on: Vec<(String, i64)> = sqlx::query_as(
             "DELETE FROM support_windows WHERE granted_by = $1
@@ -916,6 +934,7 @@ sql_bounds! {
             .map_err(unavailable)?;
         let new = B::rows_affected(&done) == 1;
         if new {
+            Sql::<B>::record_invalidations(&mut tx, broadcast).await?;
             self.announce(&mut tx, broadcast).await?;
         }
         tx.commit().await.map_err(unavailable)?;
@@ -925,6 +944,7 @@ sql_bounds! {
     async fn publish(&self, broadcast: &Broadcast) -> Result<(), StoreError> {
         // SQLite reads the log before it writes it: take the write lock first.
         let mut tx = Sql::begin_then_lock(self).await?;
+        Sql::<B>::record_invalidations(&mut tx, broadcast).await?;
         self.announce(&mut tx, broadcast).await?;
         tx.commit().await.map_err(unavailable)
     }
@@ -935,5 +955,82 @@ sql_bounds! {
 
     async fn close(&self) {
         Backend::close(self).await;
+    }
+}}
+
+sql_bounds! {
+    #[async_trait]
+    impl [super::FactStore for B] {
+    async fn fact_epoch(&self) -> Result<u64, StoreError> {
+        let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM fact_invalidations")
+            .fetch_one(self.pool())
+            .await
+            .map_err(unavailable)?;
+        to_u64(seq, "invalidation")
+    }
+
+    async fn put_roster(&self, roster: &super::SharedRoster) -> Result<(), StoreError> {
+        let mut tx = Sql::begin_then_lock(self).await?;
+        let horizon = roster.confirmed_at.minus(super::SHARED_ROSTER_RETENTION);
+        sqlx::query("DELETE FROM github_rosters WHERE confirmed_at < $1")
+            .bind(to_i64(horizon.0, "time")?)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        sqlx::query(
+            "INSERT INTO github_rosters (repo_id, owner_id, least_role, roles, started_at, confirmed_at, seen)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (repo_id) DO UPDATE SET owner_id = excluded.owner_id, least_role = excluded.least_role,
+                 roles = excluded.roles, started_at = excluded.started_at, confirmed_at = excluded.confirmed_at,
+                 seen = excluded.seen
+             WHERE github_rosters.confirmed_at <= excluded.confirmed_at",
+        )
+        .bind(to_i64(roster.repo.0, "repository id")?)
+        .bind(to_i64(roster.owner.0, "owner id")?)
+        .bind(roster.least.as_str())
+        .bind(roster.roles_json().as_deref())
+        .bind(to_i64(roster.started_at.0, "time")?)
+        .bind(to_i64(roster.confirmed_at.0, "time")?)
+        .bind(to_i64(roster.seen, "invalidation")?)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        // The newest invalidations are kept; a roster fetched before the oldest kept is never
+        // served (see `roster`).
+        sqlx::query("DELETE FROM fact_invalidations WHERE seq <= (SELECT MAX(seq) FROM fact_invalidations) - $1")
+            .bind(to_i64(super::KEPT_FACT_INVALIDATIONS, "count")?)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn roster(&self, repo: RepoId) -> Result<Option<super::SharedRoster>, StoreError> {
+        let row = sqlx::query(
+            "SELECT r.owner_id, r.least_role, r.roles, r.started_at, r.confirmed_at, r.seen FROM github_rosters r
+             WHERE r.repo_id = $1
+               AND r.seen >= (SELECT COALESCE(MIN(seq), 1) - 1 FROM fact_invalidations)
+               AND NOT EXISTS (
+                 SELECT 1 FROM fact_invalidations f WHERE f.seq > r.seen
+                     AND (f.scope = 'all' OR (f.scope = 'owner' AND f.id = r.owner_id)
+                          OR (f.scope = 'repo' AND f.id = r.repo_id)))",
+        )
+        .bind(to_i64(repo.0, "repository id")?)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(unavailable)?;
+        let Some(row) = row else { return Ok(None) };
+        let get_i = |c: &str| row.try_get::<i64, _>(c).map_err(unavailable);
+        let least: String = row.try_get("least_role").map_err(unavailable)?;
+        let roles: Option<String> = row.try_get("roles").map_err(unavailable)?;
+        Ok(Some(super::SharedRoster {
+            repo,
+            owner: crate::core::ids::OwnerId(to_u64(get_i("owner_id")?, "owner id")?),
+            least: crate::core::policy::Role::parse(&least).ok_or_else(|| corrupt("a shared roster's role"))?,
+            roles: roles.as_deref().map(super::SharedRoster::roles_from_json).transpose()?,
+            started_at: Timestamp(to_u64(get_i("started_at")?, "time")?),
+            confirmed_at: Timestamp(to_u64(get_i("confirmed_at")?, "time")?),
+            seen: to_u64(get_i("seen")?, "invalidation")?,
+        }))
     }
 }}

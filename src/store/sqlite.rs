@@ -25,10 +25,11 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (4, include_str!("../../migrations/sqlite/0004_redemption_attempts.sql")),
     (5, include_str!("../../migrations/sqlite/0005_audit_outcomes.sql")),
     (6, include_str!("../../migrations/sqlite/0006_support_windows.sql")),
+    (7, include_str!("../../migrations/sqlite/0007_shared_rosters.sql")),
 ];
 
 /// The schema version this build reads and writes.
-const SCHEMA_VERSION: u32 = 6;
+const SCHEMA_VERSION: u32 = 7;
 
 /// The longest a call waits for another writer's lock (SQLite's busy wait) or for a pooled
 /// connection before it answers *unavailable* by itself, having changed nothing: shorter than an

@@ -314,10 +314,12 @@ impl MockState {
         }
     }
 
-    /// The budget an `Authorization` header spends: a minted installation token's own.
+    /// The budget an `Authorization` header spends: a minted installation token's own, while it
+    /// is valid (an expired one's refusal is not charged to the installation).
     fn budget_of(&self, headers: &HeaderMap) -> Option<u64> {
         let (_, token) = authorization(headers).ok().flatten()?;
-        self.tokens.lock().get(token).map(|(installation, _)| *installation)
+        let now = self.clock.now();
+        self.tokens.lock().get(token).filter(|(_, expires)| now < *expires).map(|(installation, _)| *installation)
     }
 
     /// Who sent the request: by its `Authorization` header ([`authorization`]), whose scheme
@@ -818,8 +820,13 @@ fn installation_token(state: &MockState, path: &str, headers: &HeaderMap) -> Res
     // (as GitHub's, and as the world-wide token's above).
     let n = state.minted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let token = format!("ghs_inst{id}_{n:08}");
-    let expires = state.clock.now().plus(Duration::from_secs(3600));
-    state.tokens.lock().insert(token.clone(), (id, expires));
+    let now = state.clock.now();
+    let expires = now.plus(Duration::from_secs(3600));
+    let mut tokens = state.tokens.lock();
+    // An expired token is refused as an unknown one is: it need not be kept.
+    tokens.retain(|_, (_, until)| now < *until);
+    tokens.insert(token.clone(), (id, expires));
+    drop(tokens);
     let expires_at = chrono::Utc::now() + chrono::Duration::hours(1);
     let body = json!({
         "token": token,

@@ -625,9 +625,12 @@ async fn installations_mint_their_own_tokens_see_their_own_repositories_and_spen
 
     // Past its hour, a token answers 401; a new one works.
     clock.advance(std::time::Duration::from_secs(3600));
+    let left = mock.installation_rate_limit_remaining(401);
     assert_eq!(get(&mock, "/repos/acme/dashboard", Some(&acme)).status, 401);
+    assert_eq!(mock.installation_rate_limit_remaining(401), left, "an expired token's refusal is not charged");
     let fresh = mint(401).json()["token"].as_str().unwrap().to_owned();
     assert_eq!(get(&mock, "/repos/acme/dashboard", Some(&fresh)).status, 200);
+    assert_eq!(get(&mock, "/repos/acme/dashboard", Some(&acme)).status, 401, "still refused once forgotten");
 
     // The lookups (App JWT): a repository's, an organization's, a user's installation.
     for (operation, path, status, id) in [

@@ -102,6 +102,47 @@ async fn dana_signed_in(issuer: &Authorizer, on: &Authorizer) -> Principal {
     Principal::Viewer(on.verify_session(session.token.expose_secret()).unwrap())
 }
 
+/// A roster one replica fetched is served by another from the store, without asking GitHub for
+/// it. Once an invalidation that covers it is recorded (a delivery to the first replica), a
+/// replica that never held it does not serve it, whatever its feed has heard; past its lifetime
+/// it is asked again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_roster_fetched_on_one_replica_is_served_by_another_without_a_github_request() {
+    let Some(c) = Cluster::new().await else { return };
+    let (a, b) = (c.replica().await, c.replica().await);
+    let app = c.world.app("dash").unwrap();
+    let roster = "/repos/acme/dashboard/collaborators";
+    let check = |on: &Authorizer, login: &str| {
+        let (on, who, app) = (on.clone(), c.user(login), app.clone());
+        async move { on.check(&CheckRequest::new(&who, &app, Capability::Edit)).await.unwrap() }
+    };
+    assert!(check(&a, "carol").await.is_allowed());
+    assert_eq!(c.mock.requests(roster), 1);
+    let d = check(&b, "bob").await;
+    assert!(d.is_allowed(), "{d:?}");
+    assert_eq!(d.lookup(), Some(ghauthz::Lookup::Roster));
+    assert_eq!(c.mock.requests(roster), 1, "B took A's roster from the store: {:?}", c.mock.request_counts());
+    assert_eq!(b.stats().rosters_shared, 1);
+    assert!(!check(&b, "mallory").await.is_allowed(), "absent from the shared roster: no role the policy counts");
+    assert_eq!(c.mock.requests(roster), 1);
+
+    // GitHub removes carol from acme/dashboard and tells replica A. Replica C, new, holds
+    // nothing: the roster in the store is stale, so it asks GitHub.
+    c.mock.set_world(common::acme_without_carol_on_dashboard());
+    let body = std::fs::read(common::fixture_path("webhooks/member_removed.json")).unwrap();
+    a.handle_webhook(&signed_delivery("member", "s-1", &body), &body).await.unwrap();
+    let fresh = c.replica().await;
+    let d = check(&fresh, "carol").await;
+    assert!(!d.is_allowed(), "a stale shared roster is never served: {d:?}");
+    assert_eq!(c.mock.requests(roster), 2);
+    // Past its lifetime (a roster lives as long as "no role" does, 1 min), it is asked again.
+    c.clock.advance(Duration::from_secs(61));
+    let later = c.replica().await;
+    assert!(!check(&later, "carol").await.is_allowed());
+    assert_eq!(c.mock.requests(roster), 3);
+    assert_eq!(later.stats().rosters_shared, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_removal_delivered_to_one_replica_reaches_the_other_within_a_second() {
     let Some(c) = Cluster::new().await else { return };
@@ -570,7 +611,11 @@ async fn webhooks_are_not_heard_by_a_deaf_replica() {
     let proxy = proxy().await;
     let opts = PgStoreOptions::new(proxy.url()).schema(c.opts.schema_name().unwrap());
     let minutes = |m: u64| Duration::from_secs(60 * m);
-    let cache = ghauthz::CacheConfig::default().with_lifetimes_while_webhooks_heard(minutes(30), minutes(10));
+    // Rosters are not shared here: a roster kept in the store outlives the resyncs this test
+    // watches the in-memory lifetimes through.
+    let cache = ghauthz::CacheConfig::default()
+        .with_lifetimes_while_webhooks_heard(minutes(30), minutes(10))
+        .with_shared_rosters(false);
     let a = c.replica_with(opts, Duration::from_secs(5), cache).await;
     let (carol, app) = (c.user("carol"), c.world.app("dash").unwrap());
     let ping = br#"{"zen":"Design for failure.","hook_id":1}"#;

@@ -207,6 +207,68 @@ async fn writes_that_read_first_wait_for_other_writers(store: &dyn Store) {
     assert!(done.is_ok(), "{done:?}");
 }
 
+/// Shared rosters: kept by repository, a newer confirmation replacing an older one (never the
+/// reverse); an invalidation recorded through the feed (a delivery or a publish) after a
+/// roster's fetch began, and covering it (every roster, its owner's, its repository's), makes
+/// it stale; one covering another owner or repository does not, nor one from before its fetch.
+async fn shared_rosters_are_stale_once_an_invalidation_covers_them(store: &dyn Store) {
+    use ghauthz::store::SharedRoster;
+    use ghauthz::{OwnerId, Role, RoleGrant, RoleName};
+    let writer = RoleGrant::standard(Role::Write);
+    let custom = RoleGrant { role: Role::Maintain, name: RoleName::Custom("deployer".into()) };
+    let roles = vec![(UserId(3), writer.clone()), (UserId(10), custom)];
+    let seen = store.fact_epoch().await.unwrap();
+    let roster = |repo: u64, at: u64, roles: Option<Vec<(UserId, RoleGrant)>>, seen: u64| {
+        let at = T.plus(Duration::from_secs(at));
+        SharedRoster::new(RepoId(repo), OwnerId(5000), Role::Write, roles, (at, at), seen)
+    };
+    assert_eq!(store.roster(RepoId(101)).await.unwrap(), None);
+    store.put_roster(&roster(101, 10, Some(roles.clone()), seen)).await.unwrap();
+    store.put_roster(&roster(102, 10, None, seen)).await.unwrap();
+    assert_eq!(store.roster(RepoId(101)).await.unwrap(), Some(roster(101, 10, Some(roles.clone()), seen)));
+    assert_eq!(store.roster(RepoId(102)).await.unwrap(), Some(roster(102, 10, None, seen)), "refused, as such");
+    // An older confirmation never replaces a newer one; a newer one does.
+    store.put_roster(&roster(101, 5, Some(vec![]), seen)).await.unwrap();
+    assert_eq!(store.roster(RepoId(101)).await.unwrap().unwrap().roles, Some(roles.clone()));
+    store.put_roster(&roster(101, 20, Some(vec![(UserId(3), writer.clone())]), seen)).await.unwrap();
+    assert_eq!(store.roster(RepoId(101)).await.unwrap().unwrap().roles.unwrap().len(), 1);
+    // One confirmed at the same time (another replica's, fetched later) replaces it too.
+    store.put_roster(&roster(101, 20, Some(vec![]), seen + 1)).await.unwrap();
+    assert_eq!(store.roster(RepoId(101)).await.unwrap().unwrap().seen, seen + 1);
+    store.put_roster(&roster(101, 20, Some(vec![(UserId(3), writer.clone())]), seen)).await.unwrap();
+
+    // Invalidations of someone else's: nothing stale.
+    let other = [
+        Invalidation::Repo(RepoId(999)),
+        Invalidation::Owner(OwnerId(77)),
+        Invalidation::UserInOwner(UserId(3), OwnerId(77)),
+    ];
+    store.publish(&Broadcast::invalidations(7, other.to_vec())).await.unwrap();
+    assert!(store.fact_epoch().await.unwrap() > seen, "each invalidation is recorded");
+    assert!(store.roster(RepoId(101)).await.unwrap().is_some());
+    // Carol removed from 101, by a delivery: 101 is stale, 102 is not.
+    let removed = Broadcast::invalidations(7, vec![Invalidation::UserOnRepo(UserId(3), RepoId(101))]);
+    assert!(store.record_delivery("d-shared", T, &removed).await.unwrap());
+    assert_eq!(store.roster(RepoId(101)).await.unwrap(), None, "stale once a covering invalidation is recorded");
+    assert!(store.roster(RepoId(102)).await.unwrap().is_some());
+    // Fetched again from now on: served.
+    let now = store.fact_epoch().await.unwrap();
+    store.put_roster(&roster(101, 30, Some(vec![]), now)).await.unwrap();
+    assert_eq!(store.roster(RepoId(101)).await.unwrap().unwrap().roles, Some(vec![]));
+    // The owner's invalidation covers both; so does a user's everywhere.
+    store.publish(&Broadcast::invalidations(7, vec![Invalidation::Owner(OwnerId(5000))])).await.unwrap();
+    assert_eq!((store.roster(RepoId(101)).await.unwrap(), store.roster(RepoId(102)).await.unwrap()), (None, None));
+    let now = store.fact_epoch().await.unwrap();
+    store.put_roster(&roster(101, 40, Some(vec![]), now)).await.unwrap();
+    store.publish(&Broadcast::invalidations(7, vec![Invalidation::User(UserId(42))])).await.unwrap();
+    assert_eq!(store.roster(RepoId(101)).await.unwrap(), None);
+    // An account's deletion takes every shared roster with it (they may list the account).
+    let now = store.fact_epoch().await.unwrap();
+    store.put_roster(&roster(101, 50, Some(roles), now)).await.unwrap();
+    store.delete_account(UserId(3), T).await.unwrap();
+    assert_eq!(store.roster(RepoId(101)).await.unwrap(), None);
+}
+
 /// One test of the suite on one backend; skipped (said on stderr) where the backend is absent.
 macro_rules! case {
     ($kind:expr, $name:ident) => {
@@ -232,6 +294,7 @@ macro_rules! suite {
             case!($kind, a_viewer_for_a_missing_app_is_refused);
             case!($kind, an_ended_grant_never_comes_back);
             case!($kind, writes_that_read_first_wait_for_other_writers);
+            case!($kind, shared_rosters_are_stale_once_an_invalidation_covers_them);
         }
     };
 }
