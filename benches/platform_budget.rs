@@ -165,6 +165,8 @@ struct Run {
     app_requests: u64,
     /// The most one installation spent of its hourly budget.
     most_spent: u64,
+    /// Requests by route: repositories, rosters, the App's own, anything else.
+    routes: [u64; 4],
 }
 
 /// `checks` view checks over one virtual hour on `replicas` authorizers sharing one store.
@@ -210,9 +212,22 @@ async fn run(spec: &Spec, world: &World, checks: usize, replicas: usize) -> Run 
         .filter(|(path, _)| path.ends_with("/installation") || path.ends_with("/access_tokens"))
         .map(|(_, n)| *n)
         .sum();
+    let mut routes = [0u64; 4];
+    for (path, n) in &counts {
+        let kind = if path.ends_with("/installation") || path.ends_with("/access_tokens") {
+            2
+        } else if path.ends_with("/collaborators") {
+            1
+        } else if path.starts_with("/repos/") && path.matches('/').count() == 3 {
+            0
+        } else {
+            3
+        };
+        routes[kind] += n;
+    }
     let most_spent =
         (0..spec.orgs).map(|o| HOURLY - mock.installation_rate_limit_remaining(10_000 + o as u64)).max().unwrap_or(0);
-    Run { requests: mock.total_requests(), charged: mock.charged_requests(), app_requests, most_spent }
+    Run { requests: mock.total_requests(), charged: mock.charged_requests(), app_requests, most_spent, routes }
 }
 
 /// One store for every authorizer of a run: Postgres where `GHAUTHZ_BENCH_POSTGRES` names one,
@@ -258,6 +273,10 @@ fn main() {
             r.app_requests,
             r.most_spent,
             r.most_spent as f64 * 100.0 / HOURLY as f64
+        );
+        println!(
+            "{:>8}   by route: repositories {}, rosters {}, the App's own {}, other {}",
+            "", r.routes[0], r.routes[1], r.routes[2], r.routes[3]
         );
         per_k.push(k(r.requests));
     }

@@ -1,9 +1,11 @@
--- Repository rosters one replica fetched from GitHub, shared with the replicas on this store, and
+-- Repository rosters (and repository lookups) one replica fetched from GitHub, shared with the replicas on this store, and
 -- the invalidations that make them stale. A roster is served by another replica only while no
 -- invalidation that covers it (scope `all`, its owner, or its repository) has a `seq` above the
--- roster's `seen` (the newest `seq` when its fetch began), and only within its lifetime counted
--- from `confirmed_at`; `started_at` is when its fetch began (milliseconds since the Unix epoch). `roles` is JSON
--- (`[[user_id, role, custom_name_or_null], ...]`), NULL where the roster was refused or too large.
+-- roster's `seen` (the newest `seq` when its fetch began), only while `seen` is within the newest
+-- 100,000 (older invalidations are pruned), and only within its lifetime counted from
+-- `confirmed_at`. `started_at` is when its fetch began; times are milliseconds since the Unix
+-- epoch. `roles` is JSON (`[[user_id, role, custom_name_or_null], ...]`), NULL where the roster
+-- was refused or too large.
 CREATE TABLE github_rosters (
     repo_id      BIGINT PRIMARY KEY,
     owner_id     BIGINT NOT NULL,
@@ -13,6 +15,21 @@ CREATE TABLE github_rosters (
     confirmed_at BIGINT NOT NULL,
     seen         BIGINT NOT NULL
 );
+CREATE INDEX github_rosters_by_age ON github_rosters (confirmed_at);
+-- Which repository answers at some coordinates (lower case `owner/name`), likewise shared;
+-- `repo_id` and `owner_id` NULL where nothing answers (then any repository's or owner's
+-- invalidation makes it stale); `renamed` and `not_installed` are 0 or 1.
+CREATE TABLE github_repos (
+    coords        TEXT PRIMARY KEY,
+    repo_id       BIGINT,
+    owner_id      BIGINT,
+    renamed       BIGINT NOT NULL,
+    not_installed BIGINT NOT NULL,
+    started_at    BIGINT NOT NULL,
+    confirmed_at  BIGINT NOT NULL,
+    seen          BIGINT NOT NULL
+);
+CREATE INDEX github_repos_by_age ON github_repos (confirmed_at);
 CREATE TABLE fact_invalidations (
     seq   BIGSERIAL PRIMARY KEY,
     scope TEXT NOT NULL,

@@ -31,7 +31,7 @@ use crate::core::secret::GithubToken;
 use crate::core::time::{Clock, Timestamp};
 use crate::error::CheckError;
 use crate::github::{Fetched, GithubApi, GithubError, PermissionTarget, Roster, UnavailableCause};
-use crate::store::{SharedRoster, Store};
+use crate::store::{SharedRepo, SharedRoster, Store};
 
 /// The GitHub-fact cache: moka for capacity, expiry and coalesced loading, the front map and the
 /// hit table for hits, the epoch log for invalidation.
@@ -83,6 +83,10 @@ struct Barriers {
     /// By scope (`owner`, `repo`) and id.
     by_id: std::collections::HashMap<(&'static str, u64), Timestamp>,
 }
+
+/// How far the replicas' clocks are taken to differ at most: a roster another replica began to
+/// fetch up to this long after an invalidation made here (by its clock) is not served here.
+const CLOCK_SKEW: Duration = Duration::from_secs(5);
 
 /// How many scoped barriers are kept before the old ones are dropped.
 const MAX_BARRIERS: usize = 10_000;
@@ -269,8 +273,9 @@ impl Facts {
         }
         let now = self.clock.now();
         let mut b = self.barriers.lock();
+        // The latest stands, even if the clock stepped back.
         match crate::store::fact_scope(&inv) {
-            ("all", _) => b.all = Some(now),
+            ("all", _) => b.all = Some(b.all.map_or(now, |at| at.max(now))),
             (scope, id) => {
                 if b.by_id.len() >= MAX_BARRIERS {
                     // Older than any roster the store keeps: they cover nothing servable.
@@ -279,21 +284,32 @@ impl Facts {
                     if b.by_id.len() >= MAX_BARRIERS {
                         // Still full: one barrier over everything stands for them all.
                         b.by_id.clear();
-                        b.all = Some(now);
+                        b.all = Some(b.all.map_or(now, |at| at.max(now)));
                     }
                 }
-                b.by_id.insert((scope, id), now);
+                let at = b.by_id.entry((scope, id)).or_insert(now);
+                *at = (*at).max(now);
             }
         }
     }
 
-    /// Whether a barrier ([`Facts::bar`]) covers `roster`, taken from the store.
-    fn barred(&self, roster: &SharedRoster) -> bool {
+    /// Whether a barrier ([`Facts::bar`]) covers a fact taken from the store, about repository
+    /// `repo` of `owner`, whose fetch began at `started_at` (by the clock of the replica that
+    /// fetched it): made no earlier than [`CLOCK_SKEW`] before. A fact about no repository (none
+    /// was found) is covered by any barrier.
+    fn barred(&self, started_at: Timestamp, owner: Option<OwnerId>, repo: Option<RepoId>) -> bool {
         let b = self.barriers.lock();
-        let covers = |at: Option<&Timestamp>| at.is_some_and(|at| *at >= roster.started_at);
-        covers(b.all.as_ref())
-            || covers(b.by_id.get(&("owner", roster.owner.0)))
-            || covers(b.by_id.get(&("repo", roster.repo.0)))
+        let covers = |at: &Timestamp| at.plus(CLOCK_SKEW) >= started_at;
+        if b.all.as_ref().is_some_and(covers) {
+            return true;
+        }
+        match (owner, repo) {
+            (Some(owner), Some(repo)) => {
+                b.by_id.get(&("owner", owner.0)).is_some_and(covers)
+                    || b.by_id.get(&("repo", repo.0)).is_some_and(covers)
+            }
+            _ => b.by_id.values().any(covers),
+        }
     }
 
     /// Forgets what `inv` names; effective for the next check.
@@ -560,15 +576,23 @@ impl Facts {
             let mut seen = None;
             if let Some(store) = &self.shared {
                 if let Ok(Some(kept)) = store.roster(repo).await {
-                    if kept.owner == owner && kept.least == self.least && !self.barred(&kept) {
+                    if kept.owner == owner
+                        && kept.least == self.least
+                        && !self.barred(kept.started_at, Some(kept.owner), Some(kept.repo))
+                    {
+                        // This replica's own ETag is kept, with the roles it stands for, so that its
+                        // next revalidation may be a free 304 (an ETag is worth something only to
+                        // the token that fetched it).
+                        let own = current.as_ref().filter(|c| c.etag_roles.is_some());
                         let entry = RosterEntry {
                             repo,
                             owner,
                             roles: kept.roles.map(|roles| roles.into_iter().collect()),
                             confirmed_at: kept.confirmed_at,
-                            etag: None,
+                            etag: own.and_then(|c| c.etag.clone()),
                             seen_epoch: AtomicU64::new(start_epoch),
                             shared: true,
+                            etag_roles: own.and_then(|c| c.etag_roles.clone()),
                         };
                         if self.roster_usable(&entry, self.clock.now(), age) {
                             Counters::bump(&self.counters.rosters_shared);
@@ -578,12 +602,12 @@ impl Facts {
                 }
                 seen = store.fact_epoch().await.ok();
             }
-            let etag = current.as_ref().filter(|c| c.roles.is_some()).and_then(|c| c.etag.as_deref());
+            let etag = current.as_ref().filter(|c| c.etag_roles.is_some()).and_then(|c| c.etag.as_deref());
             Counters::bump(&self.counters.roster_requests);
             let answer = self.github.roster(target, self.least, self.cfg.roster_max_pages, etag).await?;
             let confirmed_at = self.clock.now();
             let (roles, etag) = match self.conditional(current.as_deref(), etag, answer)? {
-                Conditional::Unchanged(cur) => (cur.roles.clone(), cur.etag.clone()),
+                Conditional::Unchanged(cur) => (cur.etag_roles.clone(), cur.etag.clone()),
                 Conditional::New(Roster::Listed(listed), etag) => (Some(listed.into_iter().collect()), etag),
                 Conditional::New(Roster::Refused | Roster::TooLarge, _) => {
                     Counters::bump(&self.counters.roster_fallbacks);
@@ -599,6 +623,7 @@ impl Facts {
                     tracing::debug!(error = %e, "a roster could not be shared through the store");
                 }
             }
+            let etag_roles = etag.as_ref().and(roles.clone());
             Ok(RosterEntry {
                 repo,
                 owner,
@@ -607,6 +632,7 @@ impl Facts {
                 etag,
                 seen_epoch: AtomicU64::new(start_epoch),
                 shared: false,
+                etag_roles,
             })
         };
         let (entry, source) = coalesced(&self.rosters, repo, fresh, fetch, |_: &RosterEntry| {}).await?;
@@ -779,41 +805,78 @@ impl Facts {
         let fresh = |c: &RepoEntry| self.repo_usable(c, self.clock.now(), age);
         let fetch = |current: Option<Arc<RepoEntry>>| async move {
             let start_epoch = self.epochs.current();
-            let etag = current.as_ref().and_then(|c| c.etag.as_deref());
-            let answer = match self.github.repository(coords, None, etag).await {
-                // No installation of the App covers it: a fact, kept as long as "not found".
-                Err(GithubError::NotInstalled) => {
-                    return Ok(RepoEntry {
-                        found: None,
-                        not_installed: true,
-                        renamed: false,
-                        confirmed_at: self.clock.now(),
-                        etag: None,
-                        seen_epoch: AtomicU64::new(start_epoch),
-                    });
+            let started_at = self.clock.now();
+            // Another replica's answer, from the store, as rosters are ([`Facts::roster`]).
+            let mut seen = None;
+            if let Some(store) = &self.shared {
+                if let Ok(Some(kept)) = store.repo(coords).await {
+                    if !self.barred(kept.started_at, kept.found.map(|(_, owner)| owner), kept.found.map(|(id, _)| id)) {
+                        // This replica's own ETag is kept where it stands for the same answer.
+                        let same = |c: &&Arc<RepoEntry>| c.found == kept.found && c.renamed == kept.renamed;
+                        let entry = RepoEntry {
+                            found: kept.found,
+                            not_installed: kept.not_installed,
+                            renamed: kept.renamed,
+                            confirmed_at: kept.confirmed_at,
+                            etag: current.as_ref().filter(same).and_then(|c| c.etag.clone()),
+                            seen_epoch: AtomicU64::new(start_epoch),
+                        };
+                        if self.repo_usable(&entry, self.clock.now(), age) {
+                            Counters::bump(&self.counters.repos_shared);
+                            return Ok(entry);
+                        }
+                    }
                 }
-                other => other?,
+                seen = store.fact_epoch().await.ok();
+            }
+            let etag = current.as_ref().and_then(|c| c.etag.as_deref());
+            let entry = match self.github.repository(coords, None, etag).await {
+                // No installation of the App covers it: a fact, kept as long as "not found".
+                Err(GithubError::NotInstalled) => RepoEntry {
+                    found: None,
+                    not_installed: true,
+                    renamed: false,
+                    confirmed_at: self.clock.now(),
+                    etag: None,
+                    seen_epoch: AtomicU64::new(start_epoch),
+                },
+                answer => {
+                    let answer = answer?;
+                    let confirmed_at = self.clock.now();
+                    let seen_epoch = AtomicU64::new(start_epoch);
+                    match self.conditional(current.as_deref(), etag, answer)? {
+                        Conditional::Unchanged(cur) => RepoEntry {
+                            found: cur.found,
+                            not_installed: cur.not_installed,
+                            renamed: cur.renamed,
+                            confirmed_at,
+                            etag: cur.etag.clone(),
+                            seen_epoch,
+                        },
+                        Conditional::New(info, etag) => RepoEntry {
+                            found: info.as_ref().map(|i| (i.id, i.owner)),
+                            not_installed: false,
+                            renamed: info.as_ref().is_some_and(|i| i.redirected),
+                            confirmed_at,
+                            etag,
+                            seen_epoch,
+                        },
+                    }
+                }
             };
-            let confirmed_at = self.clock.now();
-            let seen_epoch = AtomicU64::new(start_epoch);
-            Ok(match self.conditional(current.as_deref(), etag, answer)? {
-                Conditional::Unchanged(cur) => RepoEntry {
-                    found: cur.found,
-                    not_installed: cur.not_installed,
-                    renamed: cur.renamed,
-                    confirmed_at,
-                    etag: cur.etag.clone(),
-                    seen_epoch,
-                },
-                Conditional::New(info, etag) => RepoEntry {
-                    found: info.as_ref().map(|i| (i.id, i.owner)),
-                    not_installed: false,
-                    renamed: info.as_ref().is_some_and(|i| i.redirected),
-                    confirmed_at,
-                    etag,
-                    seen_epoch,
-                },
-            })
+            if let (Some(store), Some(seen)) = (&self.shared, seen) {
+                let shared = SharedRepo::new(
+                    coords.clone(),
+                    entry.found,
+                    (entry.renamed, entry.not_installed),
+                    (started_at, entry.confirmed_at),
+                    seen,
+                );
+                if let Err(e) = store.put_repo(&shared).await {
+                    tracing::debug!(error = %e, "a repository lookup could not be shared through the store");
+                }
+            }
+            Ok(entry)
         };
         coalesced(&self.repos, coords.clone(), fresh, fetch, |_: &RepoEntry| {}).await.map(|(entry, _)| entry)
     }

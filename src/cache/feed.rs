@@ -101,6 +101,7 @@ impl Caches {
             roster_requests: c.roster_requests.load(Ordering::Relaxed),
             roster_fallbacks: c.roster_fallbacks.load(Ordering::Relaxed),
             rosters_shared: c.rosters_shared.load(Ordering::Relaxed),
+            repos_shared: c.repos_shared.load(Ordering::Relaxed),
             github_budget: self.facts.github_budget(),
             github_credentials_refused: self.facts.github_credentials_refused(),
         }

@@ -345,6 +345,9 @@ pub struct CacheStats {
     /// Rosters taken from the store, where another replica sharing it had fetched them within
     /// their lifetime, instead of asking GitHub.
     pub rosters_shared: u64,
+    /// Repository lookups ("which repository is at these coordinates") taken from the store,
+    /// likewise.
+    pub repos_shared: u64,
     /// The installation's (or the token's) rate-limit budget, as GitHub's last answer said it:
     /// `None` before the first answer, and in user-token mode, where each user spends their own
     /// ([`Authorizer::github_budget_for`](crate::Authorizer::github_budget_for)).
@@ -425,6 +428,9 @@ pub(crate) struct RosterEntry {
     pub(crate) seen_epoch: AtomicU64,
     /// Taken from the store, as another replica fetched it.
     pub(crate) shared: bool,
+    /// The roles `etag` stands for: what this replica last fetched itself (a 304 to `etag` says
+    /// these are current, whatever the store's copy says).
+    pub(crate) etag_roles: Option<std::collections::HashMap<UserId, crate::core::policy::RoleGrant>>,
 }
 
 impl RosterEntry {
@@ -669,6 +675,7 @@ pub(crate) struct Counters {
     /// Rosters GitHub refused or that were too large: their repositories are asked per user.
     pub(crate) roster_fallbacks: AtomicU64,
     pub(crate) rosters_shared: AtomicU64,
+    pub(crate) repos_shared: AtomicU64,
 }
 
 impl Counters {

@@ -101,6 +101,10 @@ impl Installations {
     where
         F: Future<Output = Result<Reach, GithubError>>,
     {
+        // "Its account's installation does not select it" first, then that installation.
+        if let Some(Reach::NotInstalled) = self.reach.get(&repo_key(coords)).await {
+            return Ok(Reach::NotInstalled);
+        }
         if let Some(found) = self.known(coords).await {
             return Ok(Reach::Installed(found));
         }

@@ -201,4 +201,12 @@ impl super::FactStore for Bounded {
     async fn roster(&self, repo: crate::core::ids::RepoId) -> Result<Option<super::SharedRoster>, StoreError> {
         self.within(self.inner.roster(repo)).await
     }
+
+    async fn put_repo(&self, repo: &super::SharedRepo) -> Result<(), StoreError> {
+        self.within(self.inner.put_repo(repo)).await
+    }
+
+    async fn repo(&self, coords: &crate::core::ids::RepoCoords) -> Result<Option<super::SharedRepo>, StoreError> {
+        self.within(self.inner.repo(coords)).await
+    }
 }

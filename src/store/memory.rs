@@ -45,6 +45,8 @@ struct State {
     last_support: u64,
     /// Shared rosters by repository.
     rosters: BTreeMap<crate::core::ids::RepoId, super::SharedRoster>,
+    /// Shared repository lookups by coordinates (lower case).
+    repos: BTreeMap<String, super::SharedRepo>,
     /// Invalidations of stored facts: (seq, scope, id).
     fact_invalidations: Vec<(u64, &'static str, u64)>,
     last_fact_invalidation: u64,
@@ -65,6 +67,12 @@ impl State {
             let (scope, id) = super::fact_scope(inv);
             self.last_fact_invalidation += 1;
             self.fact_invalidations.push((self.last_fact_invalidation, scope, id));
+        }
+        if !broadcast.invalidations.is_empty() {
+            // The newest are kept; a roster fetched before the oldest kept is never served.
+            let keep_from = self.last_fact_invalidation.saturating_sub(super::KEPT_FACT_INVALIDATIONS);
+            let first_kept = self.fact_invalidations.partition_point(|(seq, _, _)| *seq <= keep_from);
+            self.fact_invalidations.drain(..first_kept);
         }
         self.subscribers.retain(|s| s.try_send(FeedEvent::Broadcast(broadcast.clone())).is_ok());
     }
@@ -183,6 +191,7 @@ impl AppStore for MemoryStore {
         s.audit.retain(|(_, owner)| *owner != Some(user));
         // Shared rosters may list the account: they are GitHub's facts kept a while.
         s.rosters.clear();
+        s.repos.clear();
         let label = Actor::Github(user).label();
         let opened_on: BTreeSet<AppId> =
             s.support.iter().filter(|w| w.granted_by == label).map(|w| w.app.clone()).collect();
@@ -419,24 +428,51 @@ impl super::FactStore for MemoryStore {
         if s.rosters.get(&roster.repo).is_none_or(|kept| kept.confirmed_at <= roster.confirmed_at) {
             s.rosters.insert(roster.repo, roster.clone());
         }
-        // The newest invalidations are kept; a roster fetched before the oldest kept is never
-        // served (see `stale`).
-        let keep_from = s.last_fact_invalidation.saturating_sub(super::KEPT_FACT_INVALIDATIONS);
-        s.fact_invalidations.retain(|(seq, _, _)| *seq > keep_from);
         Ok(())
+    }
+
+    async fn put_repo(&self, repo: &super::SharedRepo) -> Result<(), StoreError> {
+        let mut s = self.state.lock();
+        let horizon = repo.confirmed_at.minus(super::SHARED_ROSTER_RETENTION);
+        s.repos.retain(|_, r| r.confirmed_at >= horizon);
+        let key = super::SharedRepo::key(&repo.coords);
+        if s.repos.get(&key).is_none_or(|kept| kept.confirmed_at <= repo.confirmed_at) {
+            s.repos.insert(key, repo.clone());
+        }
+        Ok(())
+    }
+
+    async fn repo(&self, coords: &crate::core::ids::RepoCoords) -> Result<Option<super::SharedRepo>, StoreError> {
+        let s = self.state.lock();
+        let last = s.last_fact_invalidation;
+        Ok(s.repos
+            .get(&super::SharedRepo::key(coords))
+            .filter(|r| {
+                r.seen >= last.saturating_sub(super::KEPT_FACT_INVALIDATIONS)
+                    && !s.fact_invalidations.iter().any(|(seq, scope, id)| {
+                        *seq > r.seen
+                            && match (r.found, *scope) {
+                                (None, _) | (_, "all") => true,
+                                (Some((_, owner)), "owner") => *id == owner.0,
+                                (Some((repo, _)), "repo") => *id == repo.0,
+                                _ => true,
+                            }
+                    })
+            })
+            .cloned())
     }
 
     async fn roster(&self, repo: crate::core::ids::RepoId) -> Result<Option<super::SharedRoster>, StoreError> {
         let s = self.state.lock();
-        Ok(s.rosters.get(&repo).filter(|r| !stale(&s.fact_invalidations, r)).cloned())
+        Ok(s.rosters.get(&repo).filter(|r| !stale(&s.fact_invalidations, s.last_fact_invalidation, r)).cloned())
     }
 }
 
 /// Whether an invalidation covering `roster` was recorded after its fetch began, or its fetch
-/// began before the oldest invalidation kept.
-fn stale(invalidations: &[(u64, &'static str, u64)], roster: &super::SharedRoster) -> bool {
-    let oldest = invalidations.first().map_or(0, |(seq, _, _)| seq.saturating_sub(1));
-    roster.seen < oldest
+/// began before the newest [`KEPT_FACT_INVALIDATIONS`](super::KEPT_FACT_INVALIDATIONS) of them
+/// (`last` the newest), whose older ones may be forgotten.
+fn stale(invalidations: &[(u64, &'static str, u64)], last: u64, roster: &super::SharedRoster) -> bool {
+    roster.seen < last.saturating_sub(super::KEPT_FACT_INVALIDATIONS)
         || invalidations.iter().any(|(seq, scope, id)| {
             *seq > roster.seen
                 && match *scope {

@@ -842,6 +842,46 @@ impl SharedRoster {
     }
 }
 
+/// Which repository answers at some coordinates, as one replica asked GitHub, shared through the
+/// store with the replicas on it ([`FactStore`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SharedRepo {
+    /// The coordinates asked about (compared without regard to case).
+    pub coords: RepoCoords,
+    /// The repository there and its owner; `None`: nothing there the credentials may see.
+    pub found: Option<(RepoId, OwnerId)>,
+    /// The coordinates answered with a redirect: the repository was renamed.
+    pub renamed: bool,
+    /// Nothing there because no installation of the App covers the coordinates.
+    pub not_installed: bool,
+    /// When its lookup began, by the asking replica's clock.
+    pub started_at: Timestamp,
+    /// When GitHub confirmed it: its lifetime counts from here.
+    pub confirmed_at: Timestamp,
+    /// The newest invalidation recorded when its lookup began ([`FactStore::fact_epoch`]).
+    pub seen: u64,
+}
+
+impl SharedRepo {
+    /// What GitHub answered at `coords` (`found`; `renamed`, `not_installed`), asked from
+    /// `started_at` (after invalidation `seen` was recorded) and confirmed at `confirmed_at`.
+    pub fn new(
+        coords: RepoCoords,
+        found: Option<(RepoId, OwnerId)>,
+        (renamed, not_installed): (bool, bool),
+        (started_at, confirmed_at): (Timestamp, Timestamp),
+        seen: u64,
+    ) -> Self {
+        Self { coords, found, renamed, not_installed, started_at, confirmed_at, seen }
+    }
+
+    /// The key the stores keep it under: the coordinates in lower case.
+    pub(crate) fn key(coords: &RepoCoords) -> String {
+        format!("{}/{}", coords.owner(), coords.name()).to_ascii_lowercase()
+    }
+}
+
 /// The scope of the stored facts an invalidation makes stale: every roster, an owner's, or one
 /// repository's.
 pub(crate) fn fact_scope(inv: &Invalidation) -> (&'static str, u64) {
@@ -853,8 +893,8 @@ pub(crate) fn fact_scope(inv: &Invalidation) -> (&'static str, u64) {
 }
 
 /// How many of the newest invalidations of stored facts are kept. A shared roster whose fetch
-/// began before the oldest one kept is never served: whether one since covers it is no longer
-/// known.
+/// began more than this many invalidations ago is never served: whether one since covers it may
+/// no longer be known.
 pub(crate) const KEPT_FACT_INVALIDATIONS: u64 = 100_000;
 
 /// How long a shared roster is kept at most (none is served past its lifetime anyway).
@@ -877,6 +917,20 @@ pub trait FactStore: sealed::Sealed + Send + Sync + std::fmt::Debug {
     async fn put_roster(&self, roster: &SharedRoster) -> Result<(), StoreError> {
         let _ = roster;
         Ok(())
+    }
+
+    /// Keeps `repo` for the others, in place of one of the same coordinates confirmed no later.
+    async fn put_repo(&self, repo: &SharedRepo) -> Result<(), StoreError> {
+        let _ = repo;
+        Ok(())
+    }
+
+    /// Which repository a replica found at `coords`, unless an invalidation covering it was
+    /// recorded since its lookup began (any repository's or owner's where nothing was found, as
+    /// one of them may have made it). Its lifetime is the caller's to check.
+    async fn repo(&self, coords: &RepoCoords) -> Result<Option<SharedRepo>, StoreError> {
+        let _ = coords;
+        Ok(None)
     }
 
     /// The roster of `repo` a replica shared, unless an invalidation covering it was recorded

@@ -321,6 +321,30 @@ sql_bounds! {
                 .await
                 .map_err(unavailable)?;
         }
+        if !broadcast.invalidations.is_empty() {
+            // The newest are kept; a roster fetched before the oldest kept is never served.
+            sqlx::query("DELETE FROM fact_invalidations WHERE seq <= (SELECT MAX(seq) FROM fact_invalidations) - $1")
+                .bind(to_i64(super::KEPT_FACT_INVALIDATIONS, "count")?)
+                .execute(&mut **tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes from shared-fact `table` (`github_rosters`, `github_repos`), inside `tx`, what
+    /// GitHub confirmed longer than the retention before `at`.
+    async fn forget_shared_before(
+        tx: &mut Transaction<'_, B::Db>,
+        table: &'static str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let horizon = at.minus(super::SHARED_ROSTER_RETENTION);
+        sqlx::query(&format!("DELETE FROM {table} WHERE confirmed_at < $1"))
+            .bind(to_i64(horizon.0, "time")?)
+            .execute(&mut **tx)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 
@@ -495,6 +519,7 @@ sql_bounds! {
         // Shared rosters may list the account: they are GitHub's facts kept a while, fetched
         // again when needed.
         sqlx::query("DELETE FROM github_rosters").execute(&mut *tx).await.map_err(unavailable)?;
+        sqlx::query("DELETE FROM github_repos").execute(&mut *tx).await.map_err(unavailable)?;
         // The windows it opened on other people's apps go too, and every replica hears it.
         let opened_on: Vec<(String, i64)> = sqlx::query_as(
             "DELETE FROM support_windows WHERE granted_by = $1
@@ -971,12 +996,7 @@ sql_bounds! {
 
     async fn put_roster(&self, roster: &super::SharedRoster) -> Result<(), StoreError> {
         let mut tx = Sql::begin_then_lock(self).await?;
-        let horizon = roster.confirmed_at.minus(super::SHARED_ROSTER_RETENTION);
-        sqlx::query("DELETE FROM github_rosters WHERE confirmed_at < $1")
-            .bind(to_i64(horizon.0, "time")?)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        Sql::<B>::forget_shared_before(&mut tx, "github_rosters", roster.confirmed_at).await?;
         sqlx::query(
             "INSERT INTO github_rosters (repo_id, owner_id, least_role, roles, started_at, confirmed_at, seen)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -995,27 +1015,89 @@ sql_bounds! {
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
-        // The newest invalidations are kept; a roster fetched before the oldest kept is never
-        // served (see `roster`).
-        sqlx::query("DELETE FROM fact_invalidations WHERE seq <= (SELECT MAX(seq) FROM fact_invalidations) - $1")
-            .bind(to_i64(super::KEPT_FACT_INVALIDATIONS, "count")?)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)
+    }
+
+    async fn put_repo(&self, repo: &super::SharedRepo) -> Result<(), StoreError> {
+        let mut tx = Sql::begin_then_lock(self).await?;
+        Sql::<B>::forget_shared_before(&mut tx, "github_repos", repo.confirmed_at).await?;
+        let (id, owner) = match repo.found {
+            Some((id, owner)) => (Some(to_i64(id.0, "repository id")?), Some(to_i64(owner.0, "owner id")?)),
+            None => (None, None),
+        };
+        sqlx::query(
+            "INSERT INTO github_repos (coords, repo_id, owner_id, renamed, not_installed, started_at, confirmed_at, seen)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (coords) DO UPDATE SET repo_id = excluded.repo_id, owner_id = excluded.owner_id,
+                 renamed = excluded.renamed, not_installed = excluded.not_installed,
+                 started_at = excluded.started_at, confirmed_at = excluded.confirmed_at, seen = excluded.seen
+             WHERE github_repos.confirmed_at <= excluded.confirmed_at",
+        )
+        .bind(super::SharedRepo::key(&repo.coords))
+        .bind(id)
+        .bind(owner)
+        .bind(i64::from(repo.renamed))
+        .bind(i64::from(repo.not_installed))
+        .bind(to_i64(repo.started_at.0, "time")?)
+        .bind(to_i64(repo.confirmed_at.0, "time")?)
+        .bind(to_i64(repo.seen, "invalidation")?)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn repo(&self, coords: &crate::core::ids::RepoCoords) -> Result<Option<super::SharedRepo>, StoreError> {
+        // Nothing found: any repository's or owner's invalidation may be the one that made it.
+        let row = sqlx::query(
+            "SELECT r.repo_id, r.owner_id, r.renamed, r.not_installed, r.started_at, r.confirmed_at, r.seen
+             FROM github_repos r
+             WHERE r.coords = $1
+               AND r.seen >= (SELECT COALESCE(MAX(seq), 0) FROM fact_invalidations) - $2
+               AND NOT EXISTS (
+                 SELECT 1 FROM fact_invalidations f WHERE f.seq > r.seen
+                     AND (f.scope = 'all' OR r.repo_id IS NULL
+                          OR (f.scope = 'owner' AND f.id = r.owner_id)
+                          OR (f.scope = 'repo' AND f.id = r.repo_id)))",
+        )
+        .bind(super::SharedRepo::key(coords))
+        .bind(to_i64(super::KEPT_FACT_INVALIDATIONS, "count")?)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(unavailable)?;
+        let Some(row) = row else { return Ok(None) };
+        let get_i = |c: &str| row.try_get::<i64, _>(c).map_err(unavailable);
+        let get_o = |c: &str| row.try_get::<Option<i64>, _>(c).map_err(unavailable);
+        let found = match (get_o("repo_id")?, get_o("owner_id")?) {
+            (Some(id), Some(owner)) => Some((
+                RepoId(to_u64(id, "repository id")?),
+                crate::core::ids::OwnerId(to_u64(owner, "owner id")?),
+            )),
+            _ => None,
+        };
+        Ok(Some(super::SharedRepo {
+            coords: coords.clone(),
+            found,
+            renamed: get_i("renamed")? != 0,
+            not_installed: get_i("not_installed")? != 0,
+            started_at: Timestamp(to_u64(get_i("started_at")?, "time")?),
+            confirmed_at: Timestamp(to_u64(get_i("confirmed_at")?, "time")?),
+            seen: to_u64(get_i("seen")?, "invalidation")?,
+        }))
     }
 
     async fn roster(&self, repo: RepoId) -> Result<Option<super::SharedRoster>, StoreError> {
         let row = sqlx::query(
             "SELECT r.owner_id, r.least_role, r.roles, r.started_at, r.confirmed_at, r.seen FROM github_rosters r
              WHERE r.repo_id = $1
-               AND r.seen >= (SELECT COALESCE(MIN(seq), 1) - 1 FROM fact_invalidations)
+               AND r.seen >= (SELECT COALESCE(MAX(seq), 0) FROM fact_invalidations) - $2
                AND NOT EXISTS (
                  SELECT 1 FROM fact_invalidations f WHERE f.seq > r.seen
                      AND (f.scope = 'all' OR (f.scope = 'owner' AND f.id = r.owner_id)
                           OR (f.scope = 'repo' AND f.id = r.repo_id)))",
         )
         .bind(to_i64(repo.0, "repository id")?)
+        .bind(to_i64(super::KEPT_FACT_INVALIDATIONS, "count")?)
         .fetch_optional(self.pool())
         .await
         .map_err(unavailable)?;

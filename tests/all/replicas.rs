@@ -122,7 +122,8 @@ async fn a_roster_fetched_on_one_replica_is_served_by_another_without_a_github_r
     assert!(d.is_allowed(), "{d:?}");
     assert_eq!(d.lookup(), Some(ghauthz::Lookup::Roster));
     assert_eq!(c.mock.requests(roster), 1, "B took A's roster from the store: {:?}", c.mock.request_counts());
-    assert_eq!(b.stats().rosters_shared, 1);
+    assert_eq!(c.mock.requests("/repos/acme/dashboard"), 1, "and which repository is there");
+    assert_eq!((b.stats().rosters_shared, b.stats().repos_shared), (1, 1));
     assert!(!check(&b, "mallory").await.is_allowed(), "absent from the shared roster: no role the policy counts");
     assert_eq!(c.mock.requests(roster), 1);
 

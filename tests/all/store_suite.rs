@@ -269,6 +269,37 @@ async fn shared_rosters_are_stale_once_an_invalidation_covers_them(store: &dyn S
     assert_eq!(store.roster(RepoId(101)).await.unwrap(), None);
 }
 
+/// Shared repository lookups: kept by coordinates (whatever their case); a repository found is
+/// made stale by its own or its owner's invalidation, nothing found by any repository's or
+/// owner's (one of them may have made it).
+async fn shared_repository_lookups_are_stale_once_an_invalidation_covers_them(store: &dyn Store) {
+    use ghauthz::store::SharedRepo;
+    use ghauthz::{OwnerId, RepoCoords};
+    let coords = |s: &str| s.parse::<RepoCoords>().unwrap();
+    let seen = store.fact_epoch().await.unwrap();
+    let found = |seen: u64| {
+        SharedRepo::new(coords("acme/dashboard"), Some((RepoId(101), OwnerId(5000))), (true, false), (T, T), seen)
+    };
+    let nothing = |seen: u64| SharedRepo::new(coords("acme/nope"), None, (false, true), (T, T), seen);
+    assert_eq!(store.repo(&coords("acme/dashboard")).await.unwrap(), None);
+    store.put_repo(&found(seen)).await.unwrap();
+    store.put_repo(&nothing(seen)).await.unwrap();
+    assert_eq!(store.repo(&coords("ACME/Dashboard")).await.unwrap(), Some(found(seen)), "any case");
+    assert_eq!(store.repo(&coords("acme/nope")).await.unwrap(), Some(nothing(seen)));
+    // Another repository's invalidation: the one found stands; "nothing there" does not.
+    store.publish(&Broadcast::invalidations(7, vec![Invalidation::Repo(RepoId(999))])).await.unwrap();
+    assert!(store.repo(&coords("acme/dashboard")).await.unwrap().is_some());
+    assert_eq!(store.repo(&coords("acme/nope")).await.unwrap(), None);
+    // Its owner's: stale.
+    store.publish(&Broadcast::invalidations(7, vec![Invalidation::Owner(OwnerId(5000))])).await.unwrap();
+    assert_eq!(store.repo(&coords("acme/dashboard")).await.unwrap(), None);
+    let now = store.fact_epoch().await.unwrap();
+    store.put_repo(&found(now)).await.unwrap();
+    assert!(store.repo(&coords("acme/dashboard")).await.unwrap().is_some(), "looked up again: served");
+    store.delete_account(UserId(3), T).await.unwrap();
+    assert_eq!(store.repo(&coords("acme/dashboard")).await.unwrap(), None, "an account's deletion takes them too");
+}
+
 /// One test of the suite on one backend; skipped (said on stderr) where the backend is absent.
 macro_rules! case {
     ($kind:expr, $name:ident) => {
@@ -295,6 +326,7 @@ macro_rules! suite {
             case!($kind, an_ended_grant_never_comes_back);
             case!($kind, writes_that_read_first_wait_for_other_writers);
             case!($kind, shared_rosters_are_stale_once_an_invalidation_covers_them);
+            case!($kind, shared_repository_lookups_are_stale_once_an_invalidation_covers_them);
         }
     };
 }
