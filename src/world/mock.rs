@@ -742,9 +742,23 @@ fn roster(
         return error(state, StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
     }
     let org = world.orgs().iter().find(|o| repo.owner_is_org && o.id == repo.owner_id);
+    // Only these can hold a role on it (`World::effective_role`'s sources): the organization's
+    // members, owners and team members, or the owning user; and its direct collaborators.
+    let candidates: std::collections::HashSet<UserId> = match org {
+        Some(o) => o
+            .members
+            .iter()
+            .chain(&o.owners)
+            .chain(o.teams.iter().flat_map(|t| &t.members))
+            .chain(repo.roles.keys())
+            .copied()
+            .collect(),
+        None => std::iter::once(UserId(repo.owner_id)).chain(repo.roles.keys().copied()).collect(),
+    };
     let mut users: Vec<_> = world
         .users()
         .iter()
+        .filter(|u| candidates.contains(&u.id))
         .filter_map(|u| world.effective_role(u.id, repo).map(|g| (u, g)))
         .filter(|(_, g)| least.is_none_or(|least| g.role >= least))
         .filter(|(u, _)| match affiliation {
