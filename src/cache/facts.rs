@@ -278,8 +278,8 @@ impl Facts {
             ("all", _) => b.all = Some(b.all.map_or(now, |at| at.max(now))),
             (scope, id) => {
                 if b.by_id.len() >= MAX_BARRIERS {
-                    // Older than any roster the store keeps: they cover nothing servable.
-                    let horizon = now.minus(crate::store::SHARED_ROSTER_RETENTION);
+                    // Older than any fact may live: they cover nothing servable.
+                    let horizon = now.minus(self.longest_lifetime()).minus(CLOCK_SKEW);
                     b.by_id.retain(|_, at| *at >= horizon);
                     if b.by_id.len() >= MAX_BARRIERS {
                         // Still full: one barrier over everything stands for them all.
@@ -291,6 +291,19 @@ impl Facts {
                 *at = (*at).max(now);
             }
         }
+    }
+
+    /// The longest any fact may be served, webhooks heard or not.
+    fn longest_lifetime(&self) -> Duration {
+        let most = |table: &[[u64; 2]; 3]| table.iter().flatten().copied().max().unwrap_or(0);
+        let ms = most(&self.max_age_ms).max(self.heard_max_age_ms.as_ref().map_or(0, most));
+        Duration::from_millis(ms)
+    }
+
+    /// Whether a fact from the store, confirmed at `confirmed_at` by another replica's clock, is
+    /// too far in this one's future to be believed (its age would read as less than it is).
+    fn confirmed_in_the_future(&self, confirmed_at: Timestamp) -> bool {
+        confirmed_at > self.clock.now().plus(CLOCK_SKEW)
     }
 
     /// Whether a barrier ([`Facts::bar`]) covers a fact taken from the store, about repository
@@ -578,6 +591,7 @@ impl Facts {
                 if let Ok(Some(kept)) = store.roster(repo).await {
                     if kept.owner == owner
                         && kept.least == self.least
+                        && !self.confirmed_in_the_future(kept.confirmed_at)
                         && !self.barred(kept.started_at, Some(kept.owner), Some(kept.repo))
                     {
                         // This replica's own ETag is kept, with the roles it stands for, so that its
@@ -649,6 +663,11 @@ impl Facts {
         answer: Fetched<T>,
     ) -> Result<Conditional<'c, C, T>, CheckError> {
         match answer {
+            Fetched::NotModified if sent_etag.is_none() => Err(GithubError::Protocol {
+                route: "(conditional)".into(),
+                detail: "304 to an unconditional request".into(),
+            }
+            .into()),
             Fetched::NotModified => {
                 Counters::bump(&self.counters.not_modified);
                 current.map(Conditional::Unchanged).ok_or_else(|| {
@@ -810,7 +829,13 @@ impl Facts {
             let mut seen = None;
             if let Some(store) = &self.shared {
                 if let Ok(Some(kept)) = store.repo(coords).await {
-                    if !self.barred(kept.started_at, kept.found.map(|(_, owner)| owner), kept.found.map(|(id, _)| id)) {
+                    if !self.confirmed_in_the_future(kept.confirmed_at)
+                        && !self.barred(
+                            kept.started_at,
+                            kept.found.map(|(_, owner)| owner),
+                            kept.found.map(|(id, _)| id),
+                        )
+                    {
                         // This replica's own ETag is kept where it stands for the same answer.
                         let same = |c: &&Arc<RepoEntry>| c.found == kept.found && c.renamed == kept.renamed;
                         let entry = RepoEntry {
