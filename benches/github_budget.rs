@@ -18,6 +18,10 @@
 //! checks an hour).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "bench code: a failure stops the run")]
 
+#[path = "common/draws.rs"]
+mod draws;
+
+use draws::{Rng, Zipf};
 use ghauthz::CheckRequest;
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,48 +79,6 @@ impl Spec {
             ));
         }
         World::from_toml_str(&t, ".").unwrap()
-    }
-}
-
-/// xorshift64*: a fixed sequence, the same in every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-/// Draws 0..n with probability proportional to 1 / (k + 1) (Zipf, s = 1).
-struct Zipf(Vec<f64>);
-
-impl Zipf {
-    fn new(n: usize) -> Self {
-        let mut sum = 0.0;
-        Zipf(
-            (0..n)
-                .map(|k| {
-                    sum += 1.0 / (k + 1) as f64;
-                    sum
-                })
-                .collect(),
-        )
-    }
-
-    fn draw(&self, rng: &mut Rng) -> usize {
-        let x = rng.unit() * self.0.last().copied().unwrap_or(0.0);
-        self.0.partition_point(|c| *c < x).min(self.0.len() - 1)
     }
 }
 

@@ -31,10 +31,7 @@ impl Authorizer {
     /// # fn main() {}
     /// ```
     pub async fn invalidate(&self, inv: Invalidation) -> Result<(), StoreError> {
-        // Barred first: a fetch that starts once the invalidation is recorded must not take a
-        // stored fact from before it.
-        self.inner.cache.facts.bar(inv);
-        self.inner.cache.invalidate(inv);
+        self.inner.cache.invalidate_here(inv);
         self.inner.store.publish(&Broadcast::invalidations(self.inner.cache.replica, vec![inv])).await
     }
 
@@ -59,8 +56,7 @@ impl Authorizer {
     /// # fn main() {}
     /// ```
     pub fn invalidate_local(&self, inv: Invalidation) {
-        self.inner.cache.facts.bar(inv);
-        self.inner.cache.invalidate(inv);
+        self.inner.cache.invalidate_here(inv);
     }
 
     /// Verifies a GitHub webhook delivery (its headers and raw body, as received) and applies it
@@ -191,8 +187,7 @@ impl Authorizer {
         }
         // New, or not known to be old: forgetting here is always safe.
         for inv in &broadcast.invalidations {
-            inner.cache.facts.bar(*inv);
-            inner.cache.invalidate(*inv);
+            inner.cache.invalidate_here(*inv);
         }
         recorded.map_err(WebhookError::Store)?;
         // Heard only while deliveries to other replicas reach this one: the feed is heard before

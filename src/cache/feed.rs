@@ -45,6 +45,15 @@ impl Caches {
         self.facts.invalidate(inv);
     }
 
+    /// [`Caches::invalidate`] for an invalidation made on this replica (which the store may not
+    /// record): facts shared through the store that it covers are barred first
+    /// ([`Facts::bar`](super::facts::Facts::bar)), so that no fetch starting once the cache
+    /// forgets takes one from before it.
+    pub(crate) fn invalidate_here(&self, inv: Invalidation) {
+        self.facts.bar(inv);
+        self.facts.invalidate(inv);
+    }
+
     /// What the feed said before anyone could ask (the in-memory store says `Listening` at
     /// once): nothing is cached yet, so there is nothing to forget.
     pub(crate) fn heard_before_start(&self, event: &FeedEvent) {

@@ -77,6 +77,23 @@ impl State {
         self.subscribers.retain(|s| s.try_send(FeedEvent::Broadcast(broadcast.clone())).is_ok());
     }
 
+    /// Whether a shared fact whose fetch began after invalidation `seen`, about repository
+    /// `found` (and its owner; `None`: nothing was found), is stale: an invalidation covering it
+    /// was recorded since (any, where nothing was found), or its fetch began before the newest
+    /// [`KEPT_FACT_INVALIDATIONS`](super::KEPT_FACT_INVALIDATIONS), whose older ones may be
+    /// forgotten.
+    fn stale(&self, seen: u64, found: Option<(crate::core::ids::RepoId, crate::core::ids::OwnerId)>) -> bool {
+        seen < self.last_fact_invalidation.saturating_sub(super::KEPT_FACT_INVALIDATIONS)
+            || self.fact_invalidations.iter().any(|(seq, scope, id)| {
+                *seq > seen
+                    && match (found, *scope) {
+                        (Some((_, owner)), "owner") => *id == owner.0,
+                        (Some((repo, _)), "repo") => *id == repo.0,
+                        _ => true,
+                    }
+            })
+    }
+
     fn changed(&mut self, app: &AppId) {
         self.announce(Broadcast::changes(vec![Change::App { app: app.clone() }]));
     }
@@ -444,41 +461,11 @@ impl super::FactStore for MemoryStore {
 
     async fn repo(&self, coords: &crate::core::ids::RepoCoords) -> Result<Option<super::SharedRepo>, StoreError> {
         let s = self.state.lock();
-        let last = s.last_fact_invalidation;
-        Ok(s.repos
-            .get(&super::SharedRepo::key(coords))
-            .filter(|r| {
-                r.seen >= last.saturating_sub(super::KEPT_FACT_INVALIDATIONS)
-                    && !s.fact_invalidations.iter().any(|(seq, scope, id)| {
-                        *seq > r.seen
-                            && match (r.found, *scope) {
-                                (None, _) | (_, "all") => true,
-                                (Some((_, owner)), "owner") => *id == owner.0,
-                                (Some((repo, _)), "repo") => *id == repo.0,
-                                _ => true,
-                            }
-                    })
-            })
-            .cloned())
+        Ok(s.repos.get(&super::SharedRepo::key(coords)).filter(|r| !s.stale(r.seen, r.found)).cloned())
     }
 
     async fn roster(&self, repo: crate::core::ids::RepoId) -> Result<Option<super::SharedRoster>, StoreError> {
         let s = self.state.lock();
-        Ok(s.rosters.get(&repo).filter(|r| !stale(&s.fact_invalidations, s.last_fact_invalidation, r)).cloned())
+        Ok(s.rosters.get(&repo).filter(|r| !s.stale(r.seen, Some((r.repo, r.owner)))).cloned())
     }
-}
-
-/// Whether an invalidation covering `roster` was recorded after its fetch began, or its fetch
-/// began before the newest [`KEPT_FACT_INVALIDATIONS`](super::KEPT_FACT_INVALIDATIONS) of them
-/// (`last` the newest), whose older ones may be forgotten.
-fn stale(invalidations: &[(u64, &'static str, u64)], last: u64, roster: &super::SharedRoster) -> bool {
-    roster.seen < last.saturating_sub(super::KEPT_FACT_INVALIDATIONS)
-        || invalidations.iter().any(|(seq, scope, id)| {
-            *seq > roster.seen
-                && match *scope {
-                    "owner" => *id == roster.owner.0,
-                    "repo" => *id == roster.repo.0,
-                    _ => true,
-                }
-        })
 }
