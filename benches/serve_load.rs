@@ -3,17 +3,21 @@
 //! kept-alive HTTP/1.1 connections, while viewer revocations and signed webhook deliveries
 //! stream in; beside it, the same checks made in process, in the same run.
 //!
-//! Scenario: 200 users × 50 repositories (10,000 (user, repository) pairs, uniform keys), one
-//! private app per repository, 10 invited viewers per app, each signed in; the cache warm. Each
-//! load: single evaluations, then batches of 10 evaluations, at 1, 8 and 64 connections, for
-//! `SECONDS` each, as fast as answers come; then single evaluations offered at 20,000 a second
-//! over 64 connections (the target's load). One request in five asks for a viewer's session, the rest for a GitHub user
-//! by id. Meanwhile a viewer is removed every 50 ms and a `member` webhook delivery arrives
-//! every 20 ms.
+//! Scenario: 200 users × 50 repositories (10,000 (user, repository) pairs, uniform keys), all
+//! 200 users writers of every repository (a roster of two pages), one private app per
+//! repository, 20 invited viewers per app, each signed in; the cache warm. Each load: single
+//! evaluations, then batches of 10 evaluations, at 1, 8 and 64 connections, for
+//! `GHAUTHZ_BENCH_SECONDS` each (default 3), as fast as answers come; then single evaluations
+//! offered at 20,000 a second over 64 connections (the target's load), five times. One request
+//! in five asks for a viewer's session, the rest for a GitHub user by id. Meanwhile a viewer is
+//! removed every 50 ms and a `member` webhook delivery arrives every 20 ms, each naming another
+//! (user, repository): the next check of that pair asks GitHub (the mock GitHub, in this
+//! process, on these cores) for the account and the roster again.
 //!
 //! Counted: throughput (evaluations a second), latency p50 / p99 / p99.9 per request, errors
-//! (anything but a 200, or a batch item with an error: must be 0), and stale allows: an allow
-//! for a viewer whose removal had returned before the request was sent (must be 0).
+//! (anything but a 200, or a batch item with an error, or a delivery not applied: must be 0),
+//! stale allows (an allow for a viewer whose removal had returned before the request was sent:
+//! must be 0), the viewers removed so far, and the deliveries applied during the load.
 //!
 //! Run: `cargo bench --features http,world --bench serve_load`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "bench code: a failure stops the run")]
@@ -38,7 +42,7 @@ mod common;
 
 const USERS: usize = 200;
 const REPOS: usize = 50;
-const VIEWERS: usize = 10;
+const VIEWERS: usize = 20;
 const SECRET: &str = "bench-webhook-secret";
 const KEY: &str = "bench-key-0123456789abcdef0123456789abcdef";
 
@@ -298,6 +302,24 @@ fn main() {
         start.elapsed().as_nanos() as f64 / n as f64
     });
 
+    // What a delivery costs the checks after it: the (user, repository) it names asked of
+    // GitHub again (here the account and the repository's two-page roster, from the mock in
+    // this process).
+    let refetch_us = server_rt.block_on(async {
+        let n = 200u64;
+        let start = Instant::now();
+        for k in 0..n {
+            let (user, repo) = (ghauthz::UserId(1000 + k % USERS as u64), k % REPOS as u64);
+            let inv = ghauthz::Invalidation::UserOnRepo(user, ghauthz::RepoId(10_000 + repo));
+            authz.invalidate(inv).await.unwrap();
+            let id = AppId(format!("a{repo}"));
+            assert!(
+                authz.check(&CheckRequest::github_id(user, None, &id, Capability::Edit)).await.unwrap().is_allowed()
+            );
+        }
+        start.elapsed().as_micros() as f64 / n as f64
+    });
+
     // The load generator's threads (`GHAUTHZ_BENCH_CLIENT_THREADS`, default 1): on a 2-core
     // machine they share the cores with the server's two.
     let client_threads = std::env::var("GHAUTHZ_BENCH_CLIENT_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
@@ -308,14 +330,15 @@ fn main() {
         seconds()
     );
     println!("in process: check by Principal {in_process_ns:.0} ns, check by GitHub id {by_id_ns:.0} ns (one thread)");
+    println!("in process: an invalidation and the check after it, its facts asked again: {refetch_us:.0} µs");
     println!(
-        "{:>6} {:>5} {:>8} {:>12} {:>9} {:>9} {:>9} {:>7} {:>6} {:>7}",
-        "batch", "conns", "offered", "evals/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", "stale", "revoked"
+        "{:>6} {:>5} {:>8} {:>12} {:>9} {:>9} {:>9} {:>7} {:>6} {:>7} {:>7}",
+        "batch", "conns", "offered", "evals/s", "p50 ms", "p99 ms", "p99.9 ms", "errors", "stale", "revoked", "applied"
     );
     let mut revoked_total = 0usize;
     let mut single_p50_ms = f64::NAN;
     // (batch, connections, offered evaluations a second: none for as fast as answers come)
-    let loads = [
+    let all_loads = [
         (1, 1, None),
         (1, 8, None),
         (1, 64, None),
@@ -324,7 +347,18 @@ fn main() {
         (10, 64, None),
         (1, 64, Some(20_000u32)),
     ];
-    for (batch, conns, offered) in loads {
+    // The target's load alone (`GHAUTHZ_BENCH_TARGET_ONLY`), run `GHAUTHZ_BENCH_REPEAT` times
+    // (default 5: its tail is judged over several runs, not one); without the revocation and
+    // delivery streams (`GHAUTHZ_BENCH_NO_STREAMS`), to see what they cost.
+    let target_only = std::env::var("GHAUTHZ_BENCH_TARGET_ONLY").is_ok();
+    let repeat: usize = std::env::var("GHAUTHZ_BENCH_REPEAT").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let streams = std::env::var("GHAUTHZ_BENCH_NO_STREAMS").is_err();
+    let loads: Vec<_> = all_loads
+        .into_iter()
+        .filter(|l| !target_only || l.2.is_some())
+        .flat_map(|l| std::iter::repeat_n(l, if l.2.is_some() { repeat } else { 1 }))
+        .collect();
+    for (run, (batch, conns, offered)) in loads.into_iter().enumerate() {
         {
             let stop = Arc::new(AtomicBool::new(false));
             // An offered rate: a thread hands out one permit every 1/rate s, round the
@@ -348,13 +382,13 @@ fn main() {
                     paces.iter().for_each(|p| p.close());
                 })
             });
-            // The streams: a viewer removed every 10 ms, a signed delivery every 20 ms.
+            // The streams: a viewer removed every 50 ms, a signed delivery every 20 ms.
             let revocations = {
                 let (authz, f, stop) = (authz.clone(), f.clone(), stop.clone());
                 let start = revoked_total;
                 server_rt.spawn(async move {
                     let mut n = start;
-                    while !stop.load(Ordering::Relaxed) && n < REPOS * VIEWERS {
+                    while streams && !stop.load(Ordering::Relaxed) && n < REPOS * VIEWERS {
                         let (r, v) = (n / VIEWERS, n % VIEWERS);
                         let email = format!("v{v}.a{r}@example.com");
                         authz.remove_viewer(&ChangedBy::Operator, &AppId(format!("a{r}")), &email).await.unwrap();
@@ -371,7 +405,8 @@ fn main() {
                     use tower::ServiceExt as _;
                     let mut n = 0u64;
                     let mut failed = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
+                    let mut applied = 0u64;
+                    while streams && !stop.load(Ordering::Relaxed) {
                         let body = format!(
                             r#"{{"action":"edited","member":{{"id":{}}},"repository":{{"id":{}}}}}"#,
                             1000 + n % USERS as u64,
@@ -379,18 +414,23 @@ fn main() {
                         );
                         let request = http::Request::post("/webhooks/github")
                             .header("x-github-event", "member")
-                            .header("x-github-delivery", format!("d-{batch}-{conns}-{n}"))
+                            .header("x-github-delivery", format!("d-{run}-{n}"))
                             .header("x-hub-signature-256", signature(body.as_bytes()))
                             .header("content-type", "application/json")
                             .body(axum::body::Body::from(body))
                             .unwrap();
-                        if service.router().oneshot(request).await.unwrap().status() != 200 {
-                            failed += 1;
+                        let response = service.router().oneshot(request).await.unwrap();
+                        let ok = response.status() == 200;
+                        let body = response.into_body().collect().await.unwrap().to_bytes();
+                        // Each delivery's id is new: every one is applied, none a duplicate.
+                        match serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["applied"].as_u64()) {
+                            Some(1) if ok => applied += 1,
+                            _ => failed += 1,
                         }
                         n += 1;
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
-                    (n, failed)
+                    (applied, failed)
                 })
             };
             let started = Instant::now();
@@ -415,13 +455,13 @@ fn main() {
             }
             let elapsed = started.elapsed().as_secs_f64();
             revoked_total = server_rt.block_on(revocations).unwrap();
-            let (_delivered, failed) = server_rt.block_on(deliveries).unwrap();
+            let (applied, failed) = server_rt.block_on(deliveries).unwrap();
             all.latencies_us.sort_unstable();
             if (batch, conns, offered) == (1, 1, None) {
                 single_p50_ms = percentile(&all.latencies_us, 0.50);
             }
             println!(
-                "{batch:>6} {conns:>5} {:>8} {:>12.0} {:>9.3} {:>9.3} {:>9.3} {:>7} {:>6} {:>7}",
+                "{batch:>6} {conns:>5} {:>8} {:>12.0} {:>9.3} {:>9.3} {:>9.3} {:>7} {:>6} {:>7} {:>7}",
                 offered.map_or("max".to_owned(), |r| r.to_string()),
                 all.evaluations as f64 / elapsed,
                 percentile(&all.latencies_us, 0.50),
@@ -430,6 +470,7 @@ fn main() {
                 all.errors + failed,
                 all.stale_allows,
                 revoked_total,
+                applied,
             );
         }
     }

@@ -321,7 +321,11 @@ impl Authorizer {
             Err(fact) => fact,
         };
         let user = crate::core::ids::GithubUser::new(id, login.unwrap_or_default());
-        let found = self.app_with(request.app.id(), request.consistency).await?;
+        // As any check: an app handed in is taken as it is, unless the request is fresh.
+        let found = match request.app {
+            AppRef::App(app) if request.consistency == Consistency::Cached => Some(app.clone()),
+            AppRef::App(_) | AppRef::Id(_) => self.app_with(request.app.id(), request.consistency).await?,
+        };
         let seen = AppSeen::looked_up(found.as_ref(), request.app.id());
         let facts = Facts::of(seen).with_github(Seen { value: &fact, source, age_ms });
         self.recorded(Subject::Github(&user), &facts, Asked::Capability(request.cap)).await

@@ -96,6 +96,20 @@ const MAX_BARRIERS: usize = 10_000;
 pub(crate) struct AccountEntry {
     user: Option<GithubUser>,
     fetched_at: Timestamp,
+    /// The invalidation epoch before it was asked for: one naming the account since then (or
+    /// while it was asked) makes it unusable.
+    seen_epoch: AtomicU64,
+}
+
+impl AccountEntry {
+    /// Whether `inv` may change what GitHub says of account `id`.
+    fn matches(id: UserId, inv: &Invalidation) -> bool {
+        match inv {
+            Invalidation::All => true,
+            Invalidation::User(u) | Invalidation::UserOnRepo(u, _) | Invalidation::UserInOwner(u, _) => *u == id,
+            Invalidation::Repo(_) | Invalidation::Owner(_) => false,
+        }
+    }
 }
 
 /// `cfg.max_age` in whole milliseconds, rounded up, by [`Age`] and by whether the fact is
@@ -134,26 +148,16 @@ impl Facts {
         let perms = moka::future::Cache::builder()
             .max_capacity(cfg.capacity)
             .time_to_live(keep)
-            .support_invalidation_closures()
             .eviction_listener(move |k: Arc<PermKey>, v: Arc<PermEntry>, _| {
                 listener_front.remove_generation(&k, v.core.generation);
             })
             .build();
-        let repos = moka::future::Cache::builder()
-            .max_capacity((cfg.capacity / 4).max(1024))
-            .time_to_live(keep)
-            .support_invalidation_closures()
-            .build();
-        let rosters = moka::future::Cache::builder()
-            .max_capacity((cfg.capacity / 4).max(1024))
-            .time_to_live(keep)
-            .support_invalidation_closures()
-            .build();
-        let accounts = moka::future::Cache::builder()
-            .max_capacity((cfg.capacity / 4).max(1024))
-            .time_to_live(keep)
-            .support_invalidation_closures()
-            .build();
+        let repos =
+            moka::future::Cache::builder().max_capacity((cfg.capacity / 4).max(1024)).time_to_live(keep).build();
+        let rosters =
+            moka::future::Cache::builder().max_capacity((cfg.capacity / 4).max(1024)).time_to_live(keep).build();
+        let accounts =
+            moka::future::Cache::builder().max_capacity((cfg.capacity / 4).max(1024)).time_to_live(keep).build();
         let backoff = moka::sync::Cache::builder()
             .max_capacity(cfg.capacity.max(1024))
             .time_to_live(Duration::from_secs(3600))
@@ -326,28 +330,20 @@ impl Facts {
     }
 
     /// Forgets what `inv` names; effective for the next check.
+    ///
+    /// Recording it in the epoch log is what forgets: every look at a cached fact (a
+    /// permission, a roster, a repository lookup, an account) checks the log, so an entry the
+    /// invalidation covers is never served again, and its next fetch replaces it (a conditional
+    /// request where it has an ETag: most of what an invalidation names has not changed, and
+    /// its revalidation is a free 304). The maps are not scanned: an invalidation costs the
+    /// same whatever the cache holds, and a delivery never holds up the checks around it.
     pub(crate) fn invalidate(&self, inv: Invalidation) {
         self.epochs.record(inv);
-        self.front.retain(|k, e| !e.matches(k, &inv));
-        // Rosters stay in memory: the epoch log keeps them from being served, and their ETags
-        // make the next fetch a conditional request. An invalidation that names a user makes
-        // every roster it may touch (all of an organization's, for a `membership` delivery)
-        // unusable, and most of them have not changed: their revalidations are free 304s.
-        match inv {
-            Invalidation::All => self.accounts.invalidate_all(),
-            Invalidation::User(id) | Invalidation::UserOnRepo(id, _) | Invalidation::UserInOwner(id, _) => {
-                let _ = self.accounts.invalidate_entries_if(move |k, _| *k == id);
-            }
-            Invalidation::Repo(_) | Invalidation::Owner(_) => {}
-        }
         self.github.forget_installations(&inv);
         if inv == Invalidation::All {
+            self.accounts.invalidate_all();
             self.perms.invalidate_all();
             self.repos.invalidate_all();
-        } else {
-            // Memory only: the epoch log already keeps these from being served.
-            let _ = self.perms.invalidate_entries_if(move |k, e| e.core.matches(k, &inv));
-            let _ = self.repos.invalidate_entries_if(move |_, e| e.matches(&inv));
         }
     }
 
@@ -784,14 +780,16 @@ impl Facts {
             let now = self.clock.now();
             age != Age::Fresh
                 && now.millis_since(e.fetched_at) < self.max_age_ms(e.user.is_some(), Age::Ordinary, now, e.fetched_at)
+                && self.epochs.still_valid(&e.seen_epoch, |inv| AccountEntry::matches(id, inv))
         };
         // A usable entry is read without taking the key's lock; past it, one load per key.
         if let Some(entry) = self.accounts.get(&id).await.filter(|e| fresh(e)) {
             return Ok((entry.user.clone(), Source::Cache, self.clock.now().millis_since(entry.fetched_at)));
         }
         let fetch = |_| async move {
+            let seen_epoch = AtomicU64::new(self.epochs.current());
             let user = self.github.account(id).await?;
-            Ok(AccountEntry { user, fetched_at: self.clock.now() })
+            Ok(AccountEntry { user, fetched_at: self.clock.now(), seen_epoch })
         };
         let (entry, source) = coalesced(&self.accounts, id, fresh, fetch, |_: &AccountEntry| {}).await?;
         Ok((entry.user.clone(), source, self.clock.now().millis_since(entry.fetched_at)))

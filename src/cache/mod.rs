@@ -607,8 +607,9 @@ impl FactMap {
     /// copy is written, then confirmed against the map ([`seqlock::Written::confirm`]): the map
     /// is read again, and the copy emptied (unless already overwritten) if the entry is no longer
     /// the one copied. With a sequentially consistent fence between the two steps on each
-    /// side, one of them sees the other. An invalidation ([`FactMap::retain`]) empties no slot:
-    /// it moves the epoch, and a slot is believed only at the epoch it was written at.
+    /// side, one of them sees the other. An invalidation empties no slot and removes no entry:
+    /// it moves the epoch, a slot is believed only at the epoch it was written at, and an entry
+    /// only if the epoch log shows nothing covering it since it was checked.
     pub(crate) fn with<R>(&self, key: &PermKey, epoch: u64, f: impl FnOnce(&FactCore) -> Option<R>) -> Option<R> {
         let map = self.map.pin();
         let entry = map.get(key)?;
@@ -643,10 +644,6 @@ impl FactMap {
         let _ = self.map.pin().remove_if(key, |_, e| e.generation == generation);
         fence(Ordering::SeqCst);
         self.table.remove(key);
-    }
-
-    pub(crate) fn retain(&self, keep: impl Fn(&PermKey, &FactCore) -> bool) {
-        self.map.pin().retain(|k, e| keep(k, e));
     }
 
     pub(crate) fn hits(&self) -> u64 {

@@ -211,6 +211,10 @@ enum Answer {
     },
 }
 
+/// Joins a roster's page ETags into the one validator the cache keeps: a header value never
+/// holds a line feed.
+const ROSTER_TAG_SEPARATOR: &str = "\n";
+
 #[derive(Debug)]
 pub(crate) struct OctocrabGithub {
     /// The API's base URL, which redirects are held to.
@@ -938,10 +942,16 @@ impl GithubApi for OctocrabGithub {
             Role::Triage => "triage",
             Role::Read => "pull",
         };
+        // Revalidated page by page, each page conditional on its own ETag: every page 304 is
+        // "unchanged". Any 200 after the first page starts the fetch over, whole (the pages
+        // before it were not kept).
+        let mut sent_tags: Vec<&str> = etag.map(|v| v.split(ROSTER_TAG_SEPARATOR).collect()).unwrap_or_default();
         let mut listed = Vec::new();
-        for page in 1..=max_pages.max(1) {
+        let mut tags: Vec<Option<String>> = Vec::new();
+        let mut page = 1;
+        while page <= max_pages.max(1) {
             let path = format!("{base}?affiliation=all&permission={permission}&per_page=100&page={page}");
-            let sent = if page == 1 { etag } else { None };
+            let sent = sent_tags.get(page - 1).copied();
             let answer = match self.get(&sender, &path, sent).await {
                 // Refused to these credentials (no `members` permission): ask per user.
                 Err(GithubError::Credentials { status: 403, .. }) => {
@@ -950,17 +960,34 @@ impl GithubApi for OctocrabGithub {
                 other => other?,
             };
             match answer {
-                Answer::NotModified if page == 1 && sent.is_some() => return Ok(Fetched::NotModified),
+                Answer::NotModified if sent.is_some() => {
+                    if page == sent_tags.len() {
+                        return Ok(Fetched::NotModified);
+                    }
+                    page += 1;
+                }
+                Answer::Ok { .. } if page > 1 && !sent_tags.is_empty() => {
+                    // Changed past the first page: start over from the first, unconditionally.
+                    sent_tags.clear();
+                    page = 1;
+                }
                 Answer::Ok { body, etag, more } => {
+                    sent_tags.clear();
                     let entries: Vec<WireCollaborator> = decode(&path, &body)?;
                     listed.extend(entries.iter().filter_map(|e| e.grant().map(|g| (UserId(e.id), g))));
+                    tags.push(etag);
                     if !more {
-                        // A one-page roster may be revalidated by its ETag; a longer one is not,
-                        // nor a full first page (a user added onto a second page would leave it
-                        // unchanged).
-                        let etag = if page == 1 && entries.len() < 100 { etag } else { None };
+                        // Revalidated later only if its last page is not full: then no change
+                        // leaves every page as it was (one added anywhere lands on the last page
+                        // or pushes an entry onto it). A full last page could gain a next page
+                        // and stay the same itself.
+                        let etag = match entries.len() < 100 {
+                            true => tags.into_iter().collect::<Option<Vec<_>>>().map(|t| t.join(ROSTER_TAG_SEPARATOR)),
+                            false => None,
+                        };
                         return Ok(Fetched::Fresh { value: Roster::Listed(listed), etag });
                     }
+                    page += 1;
                 }
                 Answer::NotFound => return Ok(Fetched::Fresh { value: Roster::Refused, etag: None }),
                 Answer::NotModified | Answer::Moved { .. } => {

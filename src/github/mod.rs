@@ -231,8 +231,9 @@ pub(crate) trait GithubApi: Send + Sync + std::fmt::Debug {
 
     /// `GET /repos/{owner}/{name}/collaborators?affiliation=all&permission=P` (or the same under
     /// `/repositories/{id}`), every page up to `max_pages`: every user with at least `least`.
-    /// Conditional on `etag` (that of a roster of one page not full); any other roster is
-    /// fetched whole.
+    /// Conditional on `etag`, a validator this method answered: each page is asked for again
+    /// conditional on its own ETag, and the roster is unchanged when every page is. Only a
+    /// roster whose last page is not full has one; any other is fetched whole.
     async fn roster(
         &self,
         repo: PermissionTarget<'_>,

@@ -60,6 +60,36 @@ struct MockState {
     minted: std::sync::atomic::AtomicU64,
     /// Each installation's own budget: what is left, and when it resets.
     budgets: Mutex<BTreeMap<u64, (u64, Timestamp)>>,
+    /// Roster pages as rendered for the world they were computed from, by repository id and
+    /// query: a large roster is asked for again after every invalidation, and it changes only
+    /// with the world.
+    rosters: Mutex<std::collections::HashMap<(crate::core::ids::RepoId, String), RosterPage>>,
+}
+
+/// A roster page as answered, for one world.
+#[derive(Debug)]
+struct RosterPage {
+    world: World,
+    body: Rendered,
+    link: Vec<(&'static str, String)>,
+}
+
+/// The most roster pages kept rendered; past it they are all rendered afresh.
+const MAX_ROSTER_PAGES: usize = 4096;
+
+/// A 200 answer's body as sent, and the digest its ETags are made from.
+#[derive(Debug, Clone)]
+struct Rendered {
+    text: bytes::Bytes,
+    digest: [u8; 32],
+}
+
+impl Rendered {
+    fn of(body: &Value) -> Self {
+        let text = body.to_string();
+        let digest = Sha256::digest(text.as_bytes()).into();
+        Rendered { text: text.into(), digest }
+    }
 }
 
 tokio::task_local! {
@@ -123,6 +153,7 @@ impl MockGithub {
             tokens: Mutex::new(std::collections::HashMap::new()),
             minted: std::sync::atomic::AtomicU64::new(0),
             budgets: Mutex::new(BTreeMap::new()),
+            rosters: Mutex::new(std::collections::HashMap::new()),
         });
         let router = axum::Router::new().fallback(handle).with_state(state.clone());
         let task = tokio::spawn(async move {
@@ -381,6 +412,15 @@ fn respond(
     extra: &[(&str, String)],
     body: Option<&Value>,
 ) -> Response<Body> {
+    respond_text(status, limit, extra, body.map(|v| bytes::Bytes::from(v.to_string())))
+}
+
+fn respond_text(
+    status: StatusCode,
+    limit: (u64, Timestamp),
+    extra: &[(&str, String)],
+    body: Option<bytes::Bytes>,
+) -> Response<Body> {
     let mut b = Response::builder()
         .status(status)
         .header("content-type", "application/json; charset=utf-8")
@@ -392,7 +432,7 @@ fn respond(
     for (k, v) in extra {
         b = b.header(*k, v.as_str());
     }
-    let body = body.map(|v| Body::from(v.to_string())).unwrap_or_else(Body::empty);
+    let body = body.map(Body::from).unwrap_or_else(Body::empty);
     b.body(body).unwrap_or_else(|_| Response::new(Body::empty()))
 }
 
@@ -403,11 +443,11 @@ fn not_found() -> Value {
 /// The ETag of `body` as fetched with `token` (the `Authorization` header's token, empty for an
 /// anonymous caller): tied to the token, as GitHub's are, so that a 304 is answered only to the
 /// token that fetched the tag.
-fn etag_of(body: &Value, token: &[u8]) -> String {
+fn etag_of(body: &Rendered, token: &[u8]) -> String {
     let mut hash = Sha256::new();
     hash.update((token.len() as u64).to_be_bytes());
     hash.update(token);
-    hash.update(body.to_string().as_bytes());
+    hash.update(body.digest);
     let hex: String = hash.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
     format!("\"{hex}\"")
 }
@@ -621,6 +661,15 @@ fn ok_or_not_modified(
     body: &Value,
     extra: &[(&str, String)],
 ) -> Response<Body> {
+    ok_or_not_modified_rendered(state, headers, &Rendered::of(body), extra)
+}
+
+fn ok_or_not_modified_rendered(
+    state: &MockState,
+    headers: &HeaderMap,
+    body: &Rendered,
+    extra: &[(&str, String)],
+) -> Response<Body> {
     // Only callers that are not refused get this far: their header is visible ASCII.
     let token = authorization(headers).ok().flatten().map_or("", |(_, token)| token);
     let etag = etag_of(body, token.as_bytes());
@@ -629,7 +678,7 @@ fn ok_or_not_modified(
     }
     let mut headers: Vec<(&str, String)> = vec![("etag", etag)];
     headers.extend(extra.iter().cloned());
-    respond(StatusCode::OK, state.spend(), &headers, Some(body))
+    respond_text(StatusCode::OK, state.spend(), &headers, Some(body.text.clone()))
 }
 
 /// The world's user or organization with this login (without regard to case).
@@ -741,6 +790,11 @@ fn roster(
     if !matches!(affiliation, "all" | "direct" | "outside") {
         return error(state, StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
     }
+    let key = (repo.id, query.to_owned());
+    if let Some(page) = state.rosters.lock().get(&key).filter(|p| p.world.is(world)) {
+        let (body, link) = (page.body.clone(), page.link.clone());
+        return ok_or_not_modified_rendered(state, headers, &body, &link);
+    }
     let org = world.orgs().iter().find(|o| repo.owner_is_org && o.id == repo.owner_id);
     // Only these can hold a role on it (`World::effective_role`'s sources): the organization's
     // members, owners and team members, or the owning user; and its direct collaborators.
@@ -775,7 +829,14 @@ fn roster(
         let account = shapes::Account { login: &u.login, id: u.id.0, organization: false };
         shapes::collaborator(&state.base, account, Some(g.role), g.name.as_str())
     });
-    ok_or_not_modified(state, headers, &Value::Array(items), &link)
+    let body = Rendered::of(&Value::Array(items));
+    let mut pages = state.rosters.lock();
+    if pages.len() >= MAX_ROSTER_PAGES {
+        pages.clear();
+    }
+    pages.insert(key, RosterPage { world: world.clone(), body: body.clone(), link: link.clone() });
+    drop(pages);
+    ok_or_not_modified_rendered(state, headers, &body, &link)
 }
 
 /// Where the mock serves the world's Google JWKS.

@@ -527,6 +527,11 @@ fn read_bounded(path: &Path, limit: u64) -> std::io::Result<String> {
 }
 
 impl World {
+    /// Whether `other` is this very world (a clone of it), not merely an equal one.
+    pub(crate) fn is(&self, other: &World) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// Loads a world file (at most [`MAX_WORLD_FILE`] bytes); relative paths inside it resolve against its folder.
     pub fn load(path: impl AsRef<Path>) -> Result<World, WorldError> {
         let path = path.as_ref();

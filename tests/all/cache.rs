@@ -315,3 +315,59 @@ async fn the_futures_of_the_request_path_are_small() {
         assert!(size <= 256, "{name}'s future is {size} bytes");
     }
 }
+
+/// The reason's `detail`, as `ghauthz check` prints it.
+fn detail(d: &ghauthz::Decision) -> serde_json::Value {
+    serde_json::to_value(d.reason()).unwrap()["detail"].clone()
+}
+
+/// An account learnt by id (`GET /user/{account_id}`) is kept until an invalidation names its
+/// user, then asked for again (a rename is seen); one naming another user leaves it.
+#[tokio::test]
+async fn an_invalidation_naming_a_user_forgets_the_account_learnt_by_id() {
+    let env = common::env(common::fixture("acme.toml")).await;
+    let dash = env.app("dash");
+    let (carol, erin) = (env.world.user("carol").unwrap().id, env.world.user("erin").unwrap().id);
+    let path = format!("/user/{}", carol.0);
+    let by_id = |login| CheckRequest::github_id(carol, Some(login), &dash, Capability::Edit);
+    assert!(env.authz.check(&by_id("carol")).await.unwrap().is_allowed());
+    assert_eq!(env.mock.requests(&path), 1);
+    // carol is renamed on GitHub.
+    env.mock.set_world(common::acme_with(|t| t.replace("carol", "carolyn")));
+    env.authz.invalidate_local(Invalidation::UserOnRepo(erin, RepoId(101)));
+    assert!(env.authz.check(&by_id("carol")).await.unwrap().is_allowed(), "another user's: the account is kept");
+    assert_eq!(env.mock.requests(&path), 1);
+    env.authz.invalidate_local(Invalidation::UserOnRepo(carol, RepoId(101)));
+    let d = env.authz.check(&by_id("carol")).await.unwrap();
+    assert_eq!((d.is_allowed(), detail(&d)), (false, serde_json::json!("login_mismatch")), "asked again: {d:?}");
+    assert_eq!(env.mock.requests(&path), 2);
+    assert!(env.authz.check(&by_id("carolyn")).await.unwrap().is_allowed());
+    assert_eq!(env.mock.requests(&path), 2, "kept again");
+}
+
+/// An account being asked for when an invalidation naming its user arrives is not kept: the
+/// answer may predate the change the invalidation announces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_asked_for_across_an_invalidation_is_not_kept() {
+    let env = common::env(common::fixture("acme.toml")).await;
+    let dash = env.app("dash");
+    let carol = env.world.user("carol").unwrap().id;
+    let path = format!("/user/{}", carol.0);
+    env.mock.set_response_delay(Duration::from_millis(300));
+    let asking = {
+        let (authz, dash) = (env.authz.clone(), dash.clone());
+        tokio::spawn(async move { authz.check(&CheckRequest::github_id(carol, None, &dash, Capability::Edit)).await })
+    };
+    for _ in 0..200 {
+        if env.mock.requests(&path) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(env.mock.requests(&path), 1, "the account is being asked for");
+    env.authz.invalidate_local(Invalidation::User(carol));
+    assert!(asking.await.unwrap().unwrap().is_allowed());
+    env.mock.set_response_delay(Duration::ZERO);
+    env.authz.check(&CheckRequest::github_id(carol, None, &dash, Capability::Edit)).await.unwrap();
+    assert_eq!(env.mock.requests(&path), 2, "asked again");
+}

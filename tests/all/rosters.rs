@@ -155,6 +155,56 @@ async fn a_full_first_page_is_fetched_anew_not_revalidated() {
     assert!(d.is_allowed(), "the new member is seen: {d:?}");
 }
 
+/// A roster of two pages, the last not full, is revalidated page by page after an invalidation:
+/// both pages 304, nothing charged.
+#[tokio::test]
+async fn a_roster_of_pages_is_revalidated_page_by_page_for_free() {
+    let env = env(big_world(150, 150), true).await;
+    let (u0, u149, a) = (env.user("u0"), env.user("u149"), env.app("a"));
+    assert!(env.authz.check(&CheckRequest::new(&u0, &a, Capability::Edit)).await.unwrap().is_allowed());
+    assert_eq!(env.mock.requests("/repos/big/r/collaborators"), 2, "two pages");
+    let spent = env.mock.rate_limit_remaining();
+    env.authz.invalidate_local(Invalidation::UserOnRepo(env.world.user("u0").unwrap().id, RepoId(300)));
+    let d = env.authz.check(&CheckRequest::new(&u0, &a, Capability::Edit)).await.unwrap();
+    assert_eq!((d.is_allowed(), d.source(), d.lookup()), (true, ghauthz::Source::Github, Some(Lookup::Roster)));
+    assert_eq!(env.mock.requests("/repos/big/r/collaborators"), 4, "each page asked again");
+    assert_eq!(env.mock.rate_limit_remaining(), spent, "two 304s: nothing charged");
+    assert!(env.authz.check(&CheckRequest::new(&u149, &a, Capability::Edit)).await.unwrap().is_allowed());
+}
+
+/// A change on a roster's last page is seen when it is revalidated: that page answers 200, and
+/// the roster is fetched again from its first page.
+#[tokio::test]
+async fn a_change_on_a_later_page_is_seen_by_revalidation() {
+    let env = env(big_world(150, 150), true).await;
+    let (u0, u149, a) = (env.user("u0"), env.user("u149"), env.app("a"));
+    assert!(env.authz.check(&CheckRequest::new(&u149, &a, Capability::Edit)).await.unwrap().is_allowed());
+    // u149 leaves the organization: only the second page changes.
+    env.mock.set_world(big_world(150, 149));
+    env.authz.invalidate_local(Invalidation::UserInOwner(env.world.user("u149").unwrap().id, ghauthz::OwnerId(5000)));
+    let d = env.authz.check(&CheckRequest::new(&u149, &a, Capability::Edit)).await.unwrap();
+    assert!(!d.is_allowed(), "the departure is seen: {d:?}");
+    // Two pages fetched, two revalidated (the first 304, the second 200), two fetched again.
+    assert_eq!(env.mock.requests("/repos/big/r/collaborators"), 6);
+    assert!(env.authz.check(&CheckRequest::new(&u0, &a, Capability::Edit)).await.unwrap().is_allowed());
+    assert_eq!(env.mock.requests("/repos/big/r/collaborators"), 6, "the new roster answers");
+}
+
+/// A roster whose last page is full is fetched whole, never revalidated: a user added after
+/// it would fill a next page and leave every page before as it was.
+#[tokio::test]
+async fn a_roster_whose_last_page_is_full_is_fetched_anew() {
+    let env = env(big_world(201, 200), true).await;
+    let (u0, u200, a) = (env.user("u0"), env.user("u200"), env.app("a"));
+    assert!(env.authz.check(&CheckRequest::new(&u0, &a, Capability::Edit)).await.unwrap().is_allowed());
+    assert!(!env.authz.check(&CheckRequest::new(&u200, &a, Capability::Edit)).await.unwrap().is_allowed());
+    // u200 joins, and sorts onto a third page.
+    env.mock.set_world(big_world(201, 201));
+    env.authz.invalidate_local(Invalidation::UserInOwner(env.world.user("u200").unwrap().id, ghauthz::OwnerId(5000)));
+    let d = env.authz.check(&CheckRequest::new(&u200, &a, Capability::Edit)).await.unwrap();
+    assert!(d.is_allowed(), "the new member is seen: {d:?}");
+}
+
 /// A roster refused to the credentials (GitHub's 403 to an App without the organization
 /// `members` permission) makes its repository ask per user, deciding as before; other
 /// repositories keep their rosters.
