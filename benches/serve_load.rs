@@ -200,8 +200,12 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 fn main() {
     // The server's worker threads (`GHAUTHZ_BENCH_SERVER_THREADS`, default 2).
     let server_threads = std::env::var("GHAUTHZ_BENCH_SERVER_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
-    let server_rt =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(server_threads).enable_all().build().unwrap();
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(server_threads)
+        .thread_name("server")
+        .enable_all()
+        .build()
+        .unwrap();
     let world = common::world(USERS, REPOS, VIEWERS);
     let mock = server_rt.block_on(MockGithub::start(world.clone())).unwrap();
     let store = Arc::new(MemoryStore::new());
@@ -323,8 +327,12 @@ fn main() {
     // The load generator's threads (`GHAUTHZ_BENCH_CLIENT_THREADS`, default 1): on a 2-core
     // machine they share the cores with the server's two.
     let client_threads = std::env::var("GHAUTHZ_BENCH_CLIENT_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
-    let client_rt =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(client_threads).enable_all().build().unwrap();
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(client_threads)
+        .thread_name("load")
+        .enable_all()
+        .build()
+        .unwrap();
     println!(
         "serve_load: {USERS} users x {REPOS} repositories, {VIEWERS} viewers per app, warm cache; {} s per load; server {server_threads} threads, load generator {client_threads}",
         seconds()
@@ -368,19 +376,22 @@ fn main() {
                 offered.map(|_| (0..conns).map(|_| Arc::new(tokio::sync::Semaphore::new(0))).collect());
             let pacer = offered.zip(paces.clone()).map(|(rate, paces)| {
                 let stop = stop.clone();
-                std::thread::spawn(move || {
-                    let start = Instant::now();
-                    let mut handed = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        let due = (start.elapsed().as_secs_f64() * f64::from(rate)) as u64;
-                        while handed < due {
-                            paces[handed as usize % paces.len()].add_permits(1);
-                            handed += 1;
+                std::thread::Builder::new()
+                    .name("pacer".into())
+                    .spawn(move || {
+                        let start = Instant::now();
+                        let mut handed = 0u64;
+                        while !stop.load(Ordering::Relaxed) {
+                            let due = (start.elapsed().as_secs_f64() * f64::from(rate)) as u64;
+                            while handed < due {
+                                paces[handed as usize % paces.len()].add_permits(1);
+                                handed += 1;
+                            }
+                            std::thread::sleep(Duration::from_micros(50));
                         }
-                        std::thread::sleep(Duration::from_micros(50));
-                    }
-                    paces.iter().for_each(|p| p.close());
-                })
+                        paces.iter().for_each(|p| p.close());
+                    })
+                    .unwrap()
             });
             // The streams: a viewer removed every 50 ms, a signed delivery every 20 ms.
             let revocations = {
