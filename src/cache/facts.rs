@@ -152,12 +152,16 @@ impl Facts {
                 listener_front.remove_generation(&k, v.core.generation);
             })
             .build();
-        let repos =
-            moka::future::Cache::builder().max_capacity((cfg.capacity / 4).max(1024)).time_to_live(keep).build();
-        let rosters =
-            moka::future::Cache::builder().max_capacity((cfg.capacity / 4).max(1024)).time_to_live(keep).build();
-        let accounts =
-            moka::future::Cache::builder().max_capacity((cfg.capacity / 4).max(1024)).time_to_live(keep).build();
+        /// A cache of facts shared by many permissions: a quarter of the capacity, at least 1,024.
+        fn shared_facts<K, V>(capacity: u64, keep: Duration) -> moka::future::Cache<K, V>
+        where
+            K: std::hash::Hash + Eq + Send + Sync + 'static,
+            V: Clone + Send + Sync + 'static,
+        {
+            moka::future::Cache::builder().max_capacity((capacity / 4).max(1024)).time_to_live(keep).build()
+        }
+        let (repos, rosters, accounts) =
+            (shared_facts(cfg.capacity, keep), shared_facts(cfg.capacity, keep), shared_facts(cfg.capacity, keep));
         let backoff = moka::sync::Cache::builder()
             .max_capacity(cfg.capacity.max(1024))
             .time_to_live(Duration::from_secs(3600))

@@ -981,9 +981,10 @@ impl GithubApi for OctocrabGithub {
                         // leaves every page as it was (one added anywhere lands on the last page
                         // or pushes an entry onto it). A full last page could gain a next page
                         // and stay the same itself.
-                        let etag = match entries.len() < 100 {
-                            true => tags.into_iter().collect::<Option<Vec<_>>>().map(|t| t.join(ROSTER_TAG_SEPARATOR)),
-                            false => None,
+                        let etag = if entries.len() < 100 {
+                            tags.into_iter().collect::<Option<Vec<_>>>().map(|t| t.join(ROSTER_TAG_SEPARATOR))
+                        } else {
+                            None
                         };
                         return Ok(Fetched::Fresh { value: Roster::Listed(listed), etag });
                     }

@@ -791,8 +791,9 @@ fn roster(
         return error(state, StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
     }
     let key = (repo.id, query.to_owned());
-    if let Some(page) = state.rosters.lock().get(&key).filter(|p| p.world.is(world)) {
-        let (body, link) = (page.body.clone(), page.link.clone());
+    // Copied out, so that the lock is not held while the answer is made.
+    let kept = state.rosters.lock().get(&key).filter(|p| p.world.is(world)).map(|p| (p.body.clone(), p.link.clone()));
+    if let Some((body, link)) = kept {
         return ok_or_not_modified_rendered(state, headers, &body, &link);
     }
     let org = world.orgs().iter().find(|o| repo.owner_is_org && o.id == repo.owner_id);
